@@ -1,0 +1,134 @@
+package wal
+
+import (
+	"errors"
+	"fmt"
+	"os"
+	"path/filepath"
+	"sort"
+	"strconv"
+	"strings"
+)
+
+// segmentExt is the extension of segment files. A segment is named after
+// the index of its first record, zero-padded so names sort like indices.
+const segmentExt = ".wal"
+
+// segment is one file of the log: records first, first+1, ….
+type segment struct {
+	first   uint64
+	path    string
+	f       *os.File
+	offsets []int64 // offsets[i] is the byte offset of record first+i
+	size    int64   // bytes of complete records
+}
+
+// last returns the index of the segment's last record (first-1 when empty).
+func (s *segment) last() uint64 { return s.first + uint64(len(s.offsets)) - 1 }
+
+func segmentName(first uint64) string { return fmt.Sprintf("%020d%s", first, segmentExt) }
+
+// listSegments returns the first indices of the segment files in dir, in
+// ascending order.
+func listSegments(dir string) ([]uint64, error) {
+	entries, err := os.ReadDir(dir)
+	if err != nil {
+		return nil, err
+	}
+	var firsts []uint64
+	for _, e := range entries {
+		name := e.Name()
+		if !e.Type().IsRegular() || !strings.HasSuffix(name, segmentExt) {
+			continue
+		}
+		first, err := strconv.ParseUint(strings.TrimSuffix(name, segmentExt), 10, 64)
+		if err != nil || first == 0 || segmentName(first) != name {
+			continue // not ours
+		}
+		firsts = append(firsts, first)
+	}
+	sort.Slice(firsts, func(i, j int) bool { return firsts[i] < firsts[j] })
+	return firsts, nil
+}
+
+// loadSegment opens a segment file and indexes its records. A sealed
+// segment (isLast false) must decode completely; the last one may end in a
+// torn or corrupt record, which is cut off and the truncation made durable:
+// such a record was never acknowledged, because Append returns only after
+// the fsync that covers it.
+func loadSegment(dir string, first uint64, isLast bool) (*segment, int64, error) {
+	path := filepath.Join(dir, segmentName(first))
+	// Every segment is opened for writing: TruncateBack can make a sealed
+	// segment the active one again.
+	f, err := os.OpenFile(path, os.O_RDWR, 0)
+	if err != nil {
+		return nil, 0, fmt.Errorf("wal: open segment: %w", err)
+	}
+	data, err := os.ReadFile(path)
+	if err != nil {
+		f.Close()
+		return nil, 0, fmt.Errorf("wal: read segment: %w", err)
+	}
+	s := &segment{first: first, path: path, f: f}
+	var off int64
+	for off < int64(len(data)) {
+		index, _, n, err := DecodeRecord(data[off:])
+		if err == nil && index != s.last()+1 {
+			err = fmt.Errorf("%w: record %d where %d was expected", ErrCorrupt, index, s.last()+1)
+		}
+		if err != nil {
+			if !isLast {
+				f.Close()
+				return nil, 0, fmt.Errorf("wal: segment %s at offset %d: %w", path, off, err)
+			}
+			break
+		}
+		s.offsets = append(s.offsets, off)
+		off += int64(n)
+	}
+	s.size = off
+	cut := int64(len(data)) - off
+	if cut > 0 {
+		if err := f.Truncate(off); err != nil {
+			f.Close()
+			return nil, 0, fmt.Errorf("wal: truncate torn tail: %w", err)
+		}
+		if err := f.Sync(); err != nil {
+			f.Close()
+			return nil, 0, fmt.Errorf("wal: truncate torn tail: %w", err)
+		}
+	}
+	if isLast {
+		if _, err := f.Seek(off, 0); err != nil {
+			f.Close()
+			return nil, 0, fmt.Errorf("wal: seek: %w", err)
+		}
+	}
+	return s, cut, nil
+}
+
+// createSegment creates an empty segment file and makes its name durable.
+func createSegment(dir string, first uint64) (*segment, error) {
+	path := filepath.Join(dir, segmentName(first))
+	f, err := os.OpenFile(path, os.O_RDWR|os.O_CREATE|os.O_TRUNC, 0o644)
+	if err != nil {
+		return nil, fmt.Errorf("wal: create segment: %w", err)
+	}
+	if err := SyncDir(dir); err != nil {
+		f.Close()
+		return nil, err
+	}
+	return &segment{first: first, path: path, f: f}, nil
+}
+
+// remove closes and deletes the segment's file.
+func (s *segment) remove() error {
+	cerr := s.f.Close()
+	if err := os.Remove(s.path); err != nil && !errors.Is(err, os.ErrNotExist) {
+		return fmt.Errorf("wal: remove segment: %w", err)
+	}
+	if cerr != nil && !errors.Is(cerr, os.ErrClosed) {
+		return fmt.Errorf("wal: close segment: %w", cerr)
+	}
+	return nil
+}
