@@ -1,0 +1,316 @@
+package consensus
+
+import (
+	"errors"
+	"fmt"
+	"io"
+	"io/fs"
+	"log/slog"
+	"os"
+	"path/filepath"
+
+	"github.com/distkit/distkit/consensus/raft"
+	"github.com/distkit/distkit/internal/wal"
+)
+
+// File names inside a DiskStorage directory.
+const (
+	walDirName    = "wal"
+	hardStateFile = "hardstate"
+	snapshotFile  = "snapshot"
+)
+
+// DiskOptions configure a DiskStorage.
+type DiskOptions struct {
+	// SegmentSize is the WAL segment size in bytes (0: the wal default).
+	SegmentSize int64
+	// RetainEntries is how many entries before a new snapshot are kept in
+	// the log, so that a follower slightly behind can catch up from the log
+	// instead of receiving the whole snapshot.
+	RetainEntries uint64
+	// Logger receives recovery notices. nil is silent.
+	Logger *slog.Logger
+}
+
+// DiskStorage is a durable raft.Storage: log entries in a write-ahead log
+// (internal/wal, one fsync per Save), the hard state and the latest snapshot
+// in files replaced atomically. Reads are served from memory: the log since
+// the latest compaction is mirrored in a raft.MemoryStorage, which the
+// snapshot threshold keeps bounded.
+//
+// Writes (Save, ApplySnapshot, CreateSnapshot) must come from one goroutine,
+// the one driving the core; reads are safe from any goroutine.
+//
+// The commit index is persisted lazily (with the next term or vote change):
+// it is volatile state in the Raft paper (Figure 2), a restarted node learns
+// it again from the leader, and so Save needs no fsync when only the commit
+// index moved.
+type DiskStorage struct {
+	dir    string
+	retain uint64
+	logger *slog.Logger
+
+	mem *raft.MemoryStorage // what is durable, for the core to read
+	log *wal.Log
+	hs  raft.HardState // the hard state Save was last given
+	// durableHS is the hard state in the hardstate file.
+	durableHS raft.HardState
+	records   [][]byte // reused by Save
+	buf       []byte   // reused by Save
+}
+
+var _ raft.Storage = (*DiskStorage)(nil)
+
+// OpenDiskStorage opens (or creates) the storage in dir and rebuilds the
+// state of the last run: the latest snapshot, the log after it and the hard
+// state. A torn tail of the log is cut off (those entries were never
+// acknowledged); any other damage is an error.
+func OpenDiskStorage(dir string, opts DiskOptions) (*DiskStorage, error) {
+	if dir == "" {
+		return nil, fmt.Errorf("%w: empty storage directory", ErrInvalidConfig)
+	}
+	if err := os.MkdirAll(dir, 0o755); err != nil {
+		return nil, fmt.Errorf("consensus: open storage: %w", err)
+	}
+	if err := wal.RemoveTempFiles(dir); err != nil {
+		return nil, fmt.Errorf("consensus: open storage: %w", err)
+	}
+	s := &DiskStorage{dir: dir, retain: opts.RetainEntries, logger: opts.Logger, mem: raft.NewMemoryStorage()}
+
+	var snap raft.Snapshot
+	if b, err := os.ReadFile(filepath.Join(dir, snapshotFile)); err == nil {
+		if snap, err = decodeSnapshot(b); err != nil {
+			return nil, fmt.Errorf("consensus: open storage: %w", err)
+		}
+	} else if !errors.Is(err, fs.ErrNotExist) {
+		return nil, fmt.Errorf("consensus: open storage: %w", err)
+	}
+	if b, err := os.ReadFile(filepath.Join(dir, hardStateFile)); err == nil {
+		if s.durableHS, err = decodeHardState(b); err != nil {
+			return nil, fmt.Errorf("consensus: open storage: %w", err)
+		}
+	} else if !errors.Is(err, fs.ErrNotExist) {
+		return nil, fmt.Errorf("consensus: open storage: %w", err)
+	}
+
+	log, err := wal.Open(filepath.Join(dir, walDirName), wal.Options{SegmentSize: opts.SegmentSize, Logger: opts.Logger})
+	if err != nil {
+		return nil, fmt.Errorf("consensus: open storage: %w", err)
+	}
+	s.log = log
+	if err := s.load(snap); err != nil {
+		log.Close()
+		return nil, fmt.Errorf("consensus: open storage: %w", err)
+	}
+	return s, nil
+}
+
+// load reconciles the WAL with the snapshot and fills mem.
+func (s *DiskStorage) load(snap raft.Snapshot) error {
+	si := snap.Meta.Index
+	first, last := s.log.FirstIndex(), s.log.LastIndex()
+	if first > si+1 {
+		return fmt.Errorf("%w: log starts at %d but the snapshot ends at %d", errFormat, first, si)
+	}
+	if si > 0 {
+		// The log must continue the snapshot. If it stops short of it, or
+		// disagrees with it at si, it is a stale log from before the
+		// snapshot was installed (a crash between writing the snapshot file
+		// and resetting the log): start the log afresh after the snapshot.
+		stale := last < si
+		if !stale && first <= si {
+			rec, err := s.log.Read(si)
+			if err != nil {
+				return err
+			}
+			e, err := decodeEntryRecord(si, rec)
+			if err != nil {
+				return err
+			}
+			stale = e.Term != snap.Meta.Term
+		}
+		if stale {
+			if s.logger != nil {
+				s.logger.Info("consensus: log does not continue the snapshot; resetting it", "snapshot", si, "logFirst", first, "logLast", last)
+			}
+			if err := s.log.Reset(si + 1); err != nil {
+				return err
+			}
+		}
+		if err := s.mem.ApplySnapshot(snap); err != nil {
+			return err
+		}
+	}
+	var batch []raft.Entry
+	err := s.log.Replay(si+1, func(index uint64, rec []byte) error {
+		e, err := decodeEntryRecord(index, rec)
+		if err != nil {
+			return err
+		}
+		batch = append(batch, e)
+		if len(batch) == 1024 {
+			err = s.mem.Append(batch)
+			batch = nil
+		}
+		return err
+	})
+	if err != nil {
+		return err
+	}
+	if err := s.mem.Append(batch); err != nil {
+		return err
+	}
+	// The saved commit index may be older than the snapshot (it is written
+	// lazily) and can never exceed the log.
+	hs := s.durableHS
+	lastIndex, _ := s.mem.LastIndex()
+	hs.Commit = min(max(hs.Commit, si), lastIndex)
+	s.hs = hs
+	return s.mem.SetHardState(hs)
+}
+
+// InitialState implements raft.Storage.
+func (s *DiskStorage) InitialState() (raft.HardState, raft.Membership, error) {
+	return s.mem.InitialState()
+}
+
+// Entries implements raft.Storage.
+func (s *DiskStorage) Entries(lo, hi, maxBytes uint64) ([]raft.Entry, error) {
+	return s.mem.Entries(lo, hi, maxBytes)
+}
+
+// Term implements raft.Storage.
+func (s *DiskStorage) Term(i uint64) (uint64, error) { return s.mem.Term(i) }
+
+// FirstIndex implements raft.Storage.
+func (s *DiskStorage) FirstIndex() (uint64, error) { return s.mem.FirstIndex() }
+
+// LastIndex implements raft.Storage.
+func (s *DiskStorage) LastIndex() (uint64, error) { return s.mem.LastIndex() }
+
+// Snapshot implements raft.Storage.
+func (s *DiskStorage) Snapshot() (raft.Snapshot, error) { return s.mem.Snapshot() }
+
+// Save makes one Ready's entries and hard state durable: a conflicting
+// suffix is truncated (durably), the entries are appended with one fsync,
+// and the hard state file is rewritten when the term or vote changed (a vote
+// must be durable before it is sent, §5.2). Call it before sending the
+// Ready's messages.
+func (s *DiskStorage) Save(hs raft.HardState, ents []raft.Entry) error {
+	if len(ents) > 0 {
+		if err := s.appendEntries(ents); err != nil {
+			return err
+		}
+	}
+	if hs.IsZero() || hs == s.hs {
+		return nil
+	}
+	if hs.Term != s.durableHS.Term || hs.Vote != s.durableHS.Vote {
+		if err := s.writeHardState(hs); err != nil {
+			return err
+		}
+	}
+	s.hs = hs
+	return s.mem.SetHardState(hs)
+}
+
+func (s *DiskStorage) appendEntries(ents []raft.Entry) error {
+	snap, _ := s.mem.Snapshot()
+	if last := ents[len(ents)-1].Index; last <= snap.Meta.Index {
+		return nil // all covered by the snapshot
+	}
+	if ents[0].Index <= snap.Meta.Index {
+		ents = ents[snap.Meta.Index+1-ents[0].Index:]
+	}
+	last := s.log.LastIndex()
+	switch {
+	case ents[0].Index > last+1:
+		return fmt.Errorf("consensus: save: entry %d leaves a gap after %d", ents[0].Index, last)
+	case ents[0].Index <= last:
+		// §5.3: a conflicting entry and all that follow it are deleted.
+		if err := s.log.TruncateBack(ents[0].Index - 1); err != nil {
+			return err
+		}
+	}
+	s.buf = s.buf[:0]
+	s.records = s.records[:0]
+	for i := range ents {
+		start := len(s.buf)
+		s.buf = appendEntryRecord(s.buf, &ents[i])
+		s.records = append(s.records, s.buf[start:len(s.buf):len(s.buf)])
+	}
+	// Appending may grow s.buf into a new array; the slices already taken
+	// keep pointing at the old one, whose contents are unchanged. So all
+	// records stay valid.
+	if _, err := s.log.Append(s.records...); err != nil {
+		return err
+	}
+	clear(s.records)
+	return s.mem.Append(ents)
+}
+
+func (s *DiskStorage) writeHardState(hs raft.HardState) error {
+	b := encodeHardState(hs)
+	err := wal.WriteFileAtomic(filepath.Join(s.dir, hardStateFile), func(w io.Writer) error {
+		_, err := w.Write(b)
+		return err
+	})
+	if err != nil {
+		return err
+	}
+	s.durableHS = hs
+	return nil
+}
+
+// ApplySnapshot installs a snapshot received from the leader
+// (Ready.Snapshot): the snapshot file first, then the log restarts after it.
+// A crash in between is repaired by OpenDiskStorage.
+func (s *DiskStorage) ApplySnapshot(snap raft.Snapshot) error {
+	cur, _ := s.mem.Snapshot()
+	if snap.Meta.Index <= cur.Meta.Index {
+		return raft.ErrSnapshotOutOfDate
+	}
+	if err := s.writeSnapshot(snap); err != nil {
+		return err
+	}
+	if err := s.log.Reset(snap.Meta.Index + 1); err != nil {
+		return err
+	}
+	return s.mem.ApplySnapshot(snap)
+}
+
+// CreateSnapshot records the state machine's snapshot data as of applied
+// index i with membership m, writes it durably, and compacts the log up to
+// RetainEntries before i.
+func (s *DiskStorage) CreateSnapshot(i uint64, m raft.Membership, data []byte) (raft.Snapshot, error) {
+	snap, err := s.mem.CreateSnapshot(i, m, data)
+	if err != nil {
+		return raft.Snapshot{}, err
+	}
+	if err := s.writeSnapshot(snap); err != nil {
+		return raft.Snapshot{}, err
+	}
+	if i > s.retain {
+		compact := i - s.retain
+		if first, _ := s.mem.FirstIndex(); compact >= first {
+			if err := s.mem.Compact(compact); err != nil {
+				return raft.Snapshot{}, err
+			}
+			if err := s.log.DeleteBefore(compact + 1); err != nil {
+				return raft.Snapshot{}, err
+			}
+		}
+	}
+	return snap, nil
+}
+
+func (s *DiskStorage) writeSnapshot(snap raft.Snapshot) error {
+	b := encodeSnapshot(snap)
+	return wal.WriteFileAtomic(filepath.Join(s.dir, snapshotFile), func(w io.Writer) error {
+		_, err := w.Write(b)
+		return err
+	})
+}
+
+// Close closes the log. The storage must not be used afterwards.
+func (s *DiskStorage) Close() error { return s.log.Close() }
