@@ -1,0 +1,348 @@
+package hashring
+
+import (
+	"fmt"
+	"math"
+	"sync"
+)
+
+// DefaultBalance is the default balance factor c of Bounded: no node holds
+// more than ⌈1.25 × its fair share⌉ of the assigned keys.
+const DefaultBalance = 1.25
+
+// BoundedConfig configures a Bounded balancer.
+type BoundedConfig struct {
+	// Ring configures the underlying ring.
+	Ring Config
+	// Balance is the factor c > 1 of Mirrokni, Thorup & Zadimoghaddam: a
+	// node may hold at most ⌈c × m × weight/Σweight⌉ of the m assigned keys
+	// (⌈c × m/n⌉ with equal weights). Smaller c balances more tightly and
+	// moves more keys on changes: the paper bounds the expected moves per
+	// change by O(1/(c-1)²). Must be finite, > 1 and ≤ 100.
+	Balance float64
+}
+
+// DefaultBoundedConfig returns DefaultConfig() for the ring and
+// DefaultBalance.
+func DefaultBoundedConfig() BoundedConfig {
+	return BoundedConfig{Ring: DefaultConfig(), Balance: DefaultBalance}
+}
+
+// Validate reports whether the configuration is usable.
+func (c BoundedConfig) Validate() error {
+	if err := c.Ring.Validate(); err != nil {
+		return err
+	}
+	if math.IsNaN(c.Balance) || c.Balance <= 1 || c.Balance > 100 {
+		return fmt.Errorf("%w: Balance is %v, want a number in (1, 100]", ErrInvalidConfig, c.Balance)
+	}
+	return nil
+}
+
+// Move reports that key was reassigned from one node to another.
+type Move struct {
+	Key, From, To string
+}
+
+// BoundedStats is a snapshot of a Bounded balancer's counters.
+type BoundedStats struct {
+	Keys    int // keys currently assigned (m)
+	Nodes   int // nodes on the ring
+	MaxLoad int // most keys on any node
+	Moves   int // keys moved by Release, Add, Remove and SetWeight so far
+}
+
+// Bounded assigns keys to nodes by consistent hashing with bounded loads
+// (Mirrokni, Thorup & Zadimoghaddam, "Consistent Hashing with Bounded
+// Loads", 2016).
+//
+// The bound counts assigned keys, not ring points or partitions. A key is
+// whatever the caller balances: a session, a cache entry, an in-flight
+// request id. With m keys assigned and balance factor c, node i's capacity
+// is ⌈c × m × wᵢ/W⌉ (W the total weight), which is ⌈c × m/n⌉ for equal
+// weights. The invariant, true after every call returns:
+//
+//	load(i) ≤ capacity(i) for every node i.
+//
+// Assign places a new key on the first node clockwise from the key's hash
+// whose load is below its capacity computed with m+1 keys (§2 of the paper:
+// walk the ring past full bins). The capacities add up to at least c·m > m,
+// so such a node always exists. Assignments are sticky: a key stays where it
+// is until it is released or must move, and a call only moves keys when the
+// invariant requires it:
+//
+//   - Release lowers m and so may lower capacities; each node then above its
+//     capacity hands its most recently assigned keys to the next node
+//     clockwise (from each key's hash) with room.
+//   - Add raises W; nodes above their new capacity shed keys the same way.
+//     Existing keys are not pulled to the new node otherwise: it fills with
+//     new assignments and shed keys.
+//   - Remove reassigns the removed node's keys as if newly assigned.
+//   - SetWeight changes capacities; overloaded nodes shed keys.
+//
+// Every move is returned to the caller (and counted in Stats) so it can
+// migrate the state behind the key. Unlike the ring, whose lookups are
+// lock-free, a Bounded balancer serializes all calls with a mutex: every
+// assignment changes the loads every other call depends on.
+type Bounded struct {
+	balance float64
+
+	// mu guards every field below, and all writes to ring (which is private
+	// to this balancer).
+	mu       sync.Mutex
+	ring     *Ring
+	bins     map[string]*bin
+	assigned map[string]slot
+	total    float64 // total weight W
+	moves    int
+}
+
+// bin is one node's assignments.
+type bin struct {
+	weight float64
+	keys   []string // in assignment order; shedding takes from the end
+}
+
+// slot locates an assigned key: its node and its index in that bin's keys.
+type slot struct {
+	node string
+	pos  int
+}
+
+// NewBounded returns a balancer configured by cfg over nodes (which may be
+// none).
+func NewBounded(cfg BoundedConfig, nodes ...Node) (*Bounded, error) {
+	if err := cfg.Validate(); err != nil {
+		return nil, err
+	}
+	r, err := NewRing(cfg.Ring, nodes...)
+	if err != nil {
+		return nil, err
+	}
+	b := &Bounded{balance: cfg.Balance, ring: r, bins: map[string]*bin{}, assigned: map[string]slot{}}
+	for _, n := range nodes {
+		b.bins[n.Name] = &bin{weight: n.Weight}
+		b.total += n.Weight
+	}
+	return b, nil
+}
+
+// capacity is ⌈c·m·w/W⌉. The small epsilon keeps a product that should be
+// an exact integer (like 1.1 × 10 / 11) from rounding up past it.
+func (b *Bounded) capacity(bn *bin, m int) int {
+	if m == 0 {
+		return 0
+	}
+	return int(math.Ceil(b.balance*float64(m)*bn.weight/b.total - 1e-9))
+}
+
+// place returns the first node clockwise from key's hash whose load is below
+// its capacity for m keys. The caller guarantees one exists.
+func (b *Bounded) place(key string, m int) string {
+	s := b.ring.snap.Load()
+	start := s.locate(hashKey(key))
+	for k := range s.points {
+		i := start + k
+		if i >= len(s.points) {
+			i -= len(s.points)
+		}
+		name := s.nodes[s.points[i].node].name
+		bn := b.bins[name]
+		if len(bn.keys) < b.capacity(bn, m) {
+			return name
+		}
+	}
+	// Unreachable while the capacities sum to more than m (c > 1); kept
+	// total so a broken invariant cannot panic: fall back to the ring owner.
+	return s.nodes[s.points[start].node].name
+}
+
+func (b *Bounded) put(key, node string) {
+	bn := b.bins[node]
+	b.assigned[key] = slot{node: node, pos: len(bn.keys)}
+	bn.keys = append(bn.keys, key)
+}
+
+func (b *Bounded) take(key string) {
+	sl := b.assigned[key]
+	bn := b.bins[sl.node]
+	last := len(bn.keys) - 1
+	if sl.pos != last {
+		moved := bn.keys[last]
+		bn.keys[sl.pos] = moved
+		b.assigned[moved] = slot{node: sl.node, pos: sl.pos}
+	}
+	bn.keys = bn.keys[:last]
+	delete(b.assigned, key)
+}
+
+// Assign returns the node for key, assigning it if it is new (an already
+// assigned key keeps its node). It returns ErrEmpty if there are no nodes.
+func (b *Bounded) Assign(key string) (string, error) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	if sl, ok := b.assigned[key]; ok {
+		return sl.node, nil
+	}
+	if len(b.bins) == 0 {
+		return "", ErrEmpty
+	}
+	node := b.place(key, len(b.assigned)+1)
+	b.put(key, node)
+	return node, nil
+}
+
+// Locate returns the node holding key if it is assigned, otherwise the node
+// Assign would choose now, without assigning it.
+func (b *Bounded) Locate(key string) (string, error) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	if sl, ok := b.assigned[key]; ok {
+		return sl.node, nil
+	}
+	if len(b.bins) == 0 {
+		return "", ErrEmpty
+	}
+	return b.place(key, len(b.assigned)+1), nil
+}
+
+// Release ends key's assignment and returns the keys moved to keep the
+// bound. It returns ErrNotAssigned for a key that is not assigned.
+func (b *Bounded) Release(key string) ([]Move, error) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	if _, ok := b.assigned[key]; !ok {
+		return nil, fmt.Errorf("%w: %q", ErrNotAssigned, key)
+	}
+	b.take(key)
+	return b.rebalance(nil), nil
+}
+
+// Add adds node and returns the keys moved to keep the bound. Errors as for
+// Ring.Add.
+func (b *Bounded) Add(node string, weight float64) ([]Move, error) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	if err := b.ring.Add(node, weight); err != nil {
+		return nil, err
+	}
+	b.bins[node] = &bin{weight: weight}
+	b.total += weight
+	return b.rebalance(nil), nil
+}
+
+// Remove removes node, reassigning its keys, and returns every move. It
+// returns ErrNodeNotFound for an absent node and refuses (with ErrEmpty) to
+// remove the last node while keys are assigned, since they would have
+// nowhere to go: release them first.
+func (b *Bounded) Remove(node string) ([]Move, error) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	bn, ok := b.bins[node]
+	if !ok {
+		return nil, fmt.Errorf("%w: %q", ErrNodeNotFound, node)
+	}
+	if len(b.bins) == 1 && len(b.assigned) > 0 {
+		return nil, fmt.Errorf("%w: removing the last node %q would orphan %d assigned keys", ErrEmpty, node, len(b.assigned))
+	}
+	if err := b.ring.Remove(node); err != nil {
+		return nil, err
+	}
+	delete(b.bins, node)
+	b.total -= bn.weight
+	if len(b.bins) == 0 {
+		b.total = 0 // no float residue on an empty balancer
+	}
+	m := len(b.assigned)
+	var moves []Move
+	for _, key := range bn.keys {
+		delete(b.assigned, key)
+	}
+	for _, key := range bn.keys {
+		// The orphans still count in m: they are being re-placed, not released.
+		to := b.place(key, m)
+		b.put(key, to)
+		moves = append(moves, Move{Key: key, From: node, To: to})
+	}
+	b.moves += len(moves)
+	return b.rebalance(moves), nil
+}
+
+// SetWeight changes node's weight and returns the keys moved to keep the
+// bound. Errors as for Ring.SetWeight.
+func (b *Bounded) SetWeight(node string, weight float64) ([]Move, error) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	if err := b.ring.SetWeight(node, weight); err != nil {
+		return nil, err
+	}
+	bn := b.bins[node]
+	b.total += weight - bn.weight
+	bn.weight = weight
+	return b.rebalance(nil), nil
+}
+
+// rebalance moves keys off every node above its capacity, appending the
+// moves to moves. A key goes to the first node clockwise from its hash with
+// load below capacity; the source is above capacity so it is skipped, and a
+// target never exceeds its capacity, so one pass over the nodes suffices.
+func (b *Bounded) rebalance(moves []Move) []Move {
+	m := len(b.assigned)
+	s := b.ring.snap.Load()
+	for _, n := range s.nodes {
+		bn := b.bins[n.name]
+		for c := b.capacity(bn, m); len(bn.keys) > c; {
+			key := bn.keys[len(bn.keys)-1]
+			b.take(key)
+			to := b.place(key, m)
+			b.put(key, to)
+			moves = append(moves, Move{Key: key, From: n.name, To: to})
+			b.moves++
+		}
+	}
+	return moves
+}
+
+// Load returns the number of keys assigned to node (0 for an absent node).
+func (b *Bounded) Load(node string) int {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	if bn, ok := b.bins[node]; ok {
+		return len(bn.keys)
+	}
+	return 0
+}
+
+// Capacity returns node's current capacity ⌈c × m × w/W⌉, or
+// ErrNodeNotFound.
+func (b *Bounded) Capacity(node string) (int, error) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	bn, ok := b.bins[node]
+	if !ok {
+		return 0, fmt.Errorf("%w: %q", ErrNodeNotFound, node)
+	}
+	return b.capacity(bn, len(b.assigned)), nil
+}
+
+// Loads returns the number of keys per node, including nodes with none.
+func (b *Bounded) Loads() map[string]int {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	out := make(map[string]int, len(b.bins))
+	for name, bn := range b.bins {
+		out[name] = len(bn.keys)
+	}
+	return out
+}
+
+// Stats returns the balancer's counters.
+func (b *Bounded) Stats() BoundedStats {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	st := BoundedStats{Keys: len(b.assigned), Nodes: len(b.bins), Moves: b.moves}
+	for _, bn := range b.bins {
+		st.MaxLoad = max(st.MaxLoad, len(bn.keys))
+	}
+	return st
+}

@@ -1,0 +1,261 @@
+package hashring
+
+import (
+	"cmp"
+	"encoding/binary"
+	"fmt"
+	"math"
+	"math/bits"
+	"slices"
+
+	"github.com/cespare/xxhash/v2"
+)
+
+// point is one virtual node: a position on the ring and the index of the
+// node (in snapshot.nodes) that owns it. Hash and owner sit side by side so a
+// lookup touches one cache line for both.
+type point struct {
+	hash uint64
+	node uint32
+}
+
+// member is a node of a snapshot.
+type member struct {
+	name   string
+	weight float64
+	points int
+}
+
+// snapshot is an immutable view of a ring. Readers load it through an atomic
+// pointer and never lock; writers build a new one and publish it. Nothing in
+// a snapshot is modified after publication.
+type snapshot struct {
+	// points is sorted by hash; hashes are distinct (collisions are resolved
+	// when building, see resolveCollisions).
+	points []point
+	// nodes is sorted by name; point.node indexes it.
+	nodes []member
+	// index has 2^k+1 entries: index[b] is the first point whose hash is at
+	// least b<<shift, so the points whose top k bits equal b are
+	// points[index[b]:index[b+1]]. With 2^k close to len(points), a lookup
+	// scans about one point instead of binary-searching all of them.
+	index []uint32
+	shift uint
+	// displaced records that some point sits at a re-probed position because
+	// of a collision; incremental updates then fall back to a full rebuild so
+	// that the ring stays a pure function of its membership.
+	displaced bool
+}
+
+// maxIndexBits bounds the lookup index at 2^22 entries (16 MiB).
+const maxIndexBits = 22
+
+// hashKey is the key hash used by every lookup in the package.
+func hashKey(key string) uint64 { return xxhash.Sum64String(key) }
+
+// pointHasher computes the position of replica r of a node, on the given
+// collision attempt. It is a variable only so tests can force collisions.
+type pointHasher func(name string, replica, attempt uint32) uint64
+
+// xxPointHash hashes name, a zero byte, then replica and attempt as fixed
+// width little-endian integers: the fixed-width suffix makes the encoding
+// unambiguous for every name.
+func xxPointHash(name string, replica, attempt uint32) uint64 {
+	var suffix [9]byte
+	binary.LittleEndian.PutUint32(suffix[1:5], replica)
+	binary.LittleEndian.PutUint32(suffix[5:9], attempt)
+	var d xxhash.Digest
+	d.Reset()
+	_, _ = d.WriteString(name)
+	_, _ = d.Write(suffix[:])
+	return d.Sum64()
+}
+
+// pointCount is the number of points for a weight: round(weight × vnodes),
+// and at least one so that a small weight still gets its share of keys
+// instead of vanishing from the ring.
+func pointCount(weight float64, vnodes int) (int, error) {
+	if math.IsNaN(weight) || math.IsInf(weight, 0) || weight <= 0 {
+		return 0, fmt.Errorf("%w: %v (want a finite number > 0)", ErrInvalidWeight, weight)
+	}
+	p := math.Round(weight * float64(vnodes))
+	if p > MaxPointsPerNode {
+		return 0, fmt.Errorf("%w: %v × %d virtual nodes exceeds %d points", ErrInvalidWeight, weight, vnodes, MaxPointsPerNode)
+	}
+	return max(int(p), 1), nil
+}
+
+// locate returns the index of the first point clockwise from h (the first
+// point whose hash is ≥ h, wrapping to 0). The snapshot must have points.
+func (s *snapshot) locate(h uint64) int {
+	b := h >> s.shift
+	i, end := s.index[b], s.index[b+1]
+	// Usually zero to two points share a bucket; fall back to binary search
+	// for the rare crowded one so a skewed ring cannot make lookups linear.
+	if end-i > 8 {
+		lo, hi := i, end
+		for lo < hi {
+			m := lo + (hi-lo)/2
+			if s.points[m].hash < h {
+				lo = m + 1
+			} else {
+				hi = m
+			}
+		}
+		i = lo
+	} else {
+		for i < end && s.points[i].hash < h {
+			i++
+		}
+	}
+	if int(i) == len(s.points) {
+		return 0
+	}
+	return int(i)
+}
+
+// owner returns the name of the node owning key hash h.
+func (s *snapshot) owner(h uint64) (string, error) {
+	if len(s.points) == 0 {
+		return "", ErrEmpty
+	}
+	return s.nodes[s.points[s.locate(h)].node].name, nil
+}
+
+// appendOwners appends the first n distinct nodes clockwise from h to dst.
+func (s *snapshot) appendOwners(dst []string, h uint64, n int) ([]string, error) {
+	if n < 0 {
+		return dst, fmt.Errorf("%w: n is %d, want ≥ 0", ErrInvalidCount, n)
+	}
+	if n == 0 {
+		return dst, nil
+	}
+	if len(s.points) == 0 {
+		return dst, ErrEmpty
+	}
+	n = min(n, len(s.nodes))
+	var small [8]uint32 // nodes found so far when n ≤ 8: no allocation
+	var seen []uint64   // bitset of found nodes when n > 8
+	if n > len(small) {
+		seen = make([]uint64, (len(s.nodes)+63)/64)
+	}
+	found := 0
+	for i := s.locate(h); found < n; i++ {
+		if i == len(s.points) {
+			i = 0
+		}
+		node := s.points[i].node
+		if seen != nil {
+			if seen[node/64]&(1<<(node%64)) != 0 {
+				continue
+			}
+			seen[node/64] |= 1 << (node % 64)
+		} else {
+			if slices.Contains(small[:found], node) {
+				continue
+			}
+			small[found] = node
+		}
+		dst = append(dst, s.nodes[node].name)
+		found++
+	}
+	return dst, nil
+}
+
+// nodeIndex returns the index of name in s.nodes.
+func (s *snapshot) nodeIndex(name string) (int, bool) {
+	return slices.BinarySearchFunc(s.nodes, name, func(m member, name string) int { return cmp.Compare(m.name, name) })
+}
+
+// buildIndex fills s.index and s.shift for s.points.
+func (s *snapshot) buildIndex() {
+	k := min(bits.Len(uint(len(s.points))), maxIndexBits)
+	s.shift = uint(64 - k) // k = 0 gives shift 64, and h>>64 is 0 in Go
+	buckets := 1 << k
+	s.index = make([]uint32, buckets+1)
+	i := 0
+	for b := 0; b <= buckets; b++ {
+		if b == buckets {
+			s.index[b] = uint32(len(s.points))
+			break
+		}
+		start := uint64(b) << s.shift
+		for i < len(s.points) && s.points[i].hash < start {
+			i++
+		}
+		s.index[b] = uint32(i)
+	}
+}
+
+// buildPoint is a point under construction: it remembers which replica and
+// attempt produced its hash so collisions can be re-probed.
+type buildPoint struct {
+	hash    uint64
+	node    uint32
+	replica uint32
+	attempt uint32
+}
+
+// maxProbeRounds bounds collision re-probing. With a 64-bit hash a second
+// round essentially never happens; the bound only stops a degenerate test
+// hash from looping forever.
+const maxProbeRounds = 64
+
+// buildFull places every point of nodes (sorted by name, each with its point
+// count set) from scratch. Colliding points are resolved deterministically:
+// among points with equal hashes the one with the smallest (node name,
+// replica) keeps the position and the others are re-hashed with the next
+// attempt number, until all positions are distinct. No point, and so no node,
+// is ever dropped, and the result depends only on the membership, not on the
+// order in which nodes were added.
+func buildFull(nodes []member, hash pointHasher) (*snapshot, error) {
+	total := 0
+	for _, m := range nodes {
+		total += m.points
+	}
+	if total > MaxPoints {
+		return nil, fmt.Errorf("%w: %d points, limit %d", ErrTooManyPoints, total, MaxPoints)
+	}
+	bp := make([]buildPoint, 0, total)
+	for ni, m := range nodes {
+		for r := 0; r < m.points; r++ {
+			bp = append(bp, buildPoint{hash: hash(m.name, uint32(r), 0), node: uint32(ni), replica: uint32(r)})
+		}
+	}
+	displaced := false
+	for round := 0; ; round++ {
+		slices.SortFunc(bp, func(a, b buildPoint) int {
+			if c := cmp.Compare(a.hash, b.hash); c != 0 {
+				return c
+			}
+			if c := cmp.Compare(a.node, b.node); c != 0 {
+				return c
+			}
+			return cmp.Compare(a.replica, b.replica)
+		})
+		moved := false
+		// In each run of equal hashes the first point keeps the position and
+		// the others re-probe. Walking backwards compares every point with a
+		// neighbour that has not been re-hashed in this round.
+		for i := len(bp) - 1; i >= 1; i-- {
+			if bp[i].hash == bp[i-1].hash {
+				bp[i].attempt++
+				bp[i].hash = hash(nodes[bp[i].node].name, bp[i].replica, bp[i].attempt)
+				moved = true
+			}
+		}
+		if !moved {
+			break
+		}
+		displaced = true
+		if round == maxProbeRounds {
+			return nil, fmt.Errorf("%w: cannot place %d points at distinct positions", ErrTooManyPoints, total)
+		}
+	}
+	s := &snapshot{nodes: nodes, points: make([]point, len(bp)), displaced: displaced}
+	for i, p := range bp {
+		s.points[i] = point{hash: p.hash, node: p.node}
+	}
+	s.buildIndex()
+	return s, nil
+}
