@@ -1,0 +1,135 @@
+package raft
+
+import (
+	"fmt"
+	"log/slog"
+	"slices"
+
+	"github.com/distkit/distkit/transport"
+)
+
+// Config configures a RawNode. Start from DefaultConfig, set ID, Peers and
+// Storage, and adjust what you need; NewRawNode calls Validate.
+type Config struct {
+	// ID is this node's identity; it must be one of the voters.
+	ID transport.NodeID
+	// Peers lists every voter of a new cluster, this node included. It is
+	// used only when Storage holds no membership yet (a fresh node);
+	// afterwards the membership comes from Storage.
+	Peers []transport.NodeID
+	// Storage is where the core reads the log, the hard state and the
+	// snapshot from. The caller writes it (see the package documentation).
+	Storage Storage
+	// Applied is the index of the last entry the state machine has applied
+	// (after a restart: the index its state reflects, at least the
+	// snapshot's). Committed entries after it are delivered again.
+	Applied uint64
+
+	// ElectionTicks is the number of Ticks a follower waits without hearing
+	// from a leader before it campaigns. The actual timeout is randomized in
+	// [ElectionTicks, 2*ElectionTicks) per election to avoid split votes
+	// (§5.2). It is also the check-quorum period of a leader.
+	ElectionTicks int
+	// HeartbeatTicks is the number of Ticks between a leader's heartbeats.
+	// It must be smaller than ElectionTicks (usually a tenth).
+	HeartbeatTicks int
+
+	// MaxMsgBytes bounds the entry bytes of one MsgApp and the data of one
+	// snapshot chunk. A single entry larger than this still travels alone.
+	MaxMsgBytes uint64
+	// MaxInflightMsgs bounds the MsgApps in flight to one follower while
+	// replicating optimistically (pipelining).
+	MaxInflightMsgs int
+	// MaxInflightBytes bounds the entry bytes in flight to one follower; 0
+	// means MaxInflightMsgs*MaxMsgBytes. Together with MaxInflightMsgs it
+	// keeps a slow follower from piling up the leader's memory.
+	MaxInflightBytes uint64
+	// MaxUncommittedBytes bounds the data of entries a leader has accepted
+	// but not yet committed; beyond it Propose fails with
+	// ErrProposalDropped until commits catch up. 0 means no limit.
+	MaxUncommittedBytes uint64
+	// MaxCommittedBytesPerReady bounds the entry bytes of one
+	// Ready.CommittedEntries (at least one entry is always delivered).
+	MaxCommittedBytesPerReady uint64
+
+	// SnapshotThreshold is the number of applied entries beyond the latest
+	// snapshot after which Ready.SnapshotDue asks the caller to snapshot its
+	// state machine and compact the log. 0 disables the signal.
+	SnapshotThreshold uint64
+
+	// PreVote makes a node ask whether it could win before it disrupts the
+	// cluster with a higher term (thesis §9.6). On in DefaultConfig.
+	PreVote bool
+	// CheckQuorum makes a leader step down when it has not heard from a
+	// quorum within an election timeout, and makes followers that hear from
+	// a leader ignore vote requests (thesis §6.2 and §9.6). On in
+	// DefaultConfig.
+	CheckQuorum bool
+
+	// Seed seeds the randomized election timeouts. Together with ID it
+	// makes a node's behaviour a pure function of its inputs: replaying the
+	// same inputs replays the same run.
+	Seed uint64
+	// Logger receives state changes (elections, leader changes, snapshot
+	// transfers). nil means silent.
+	Logger *slog.Logger
+}
+
+// DefaultConfig returns the recommended settings. ID, Peers and Storage are
+// still to be set.
+func DefaultConfig() Config {
+	return Config{
+		ElectionTicks:             10,
+		HeartbeatTicks:            1,
+		MaxMsgBytes:               1 << 20,
+		MaxInflightMsgs:           256,
+		MaxUncommittedBytes:       64 << 20,
+		MaxCommittedBytesPerReady: 4 << 20,
+		SnapshotThreshold:         10000,
+		PreVote:                   true,
+		CheckQuorum:               true,
+	}
+}
+
+// Validate reports the first problem with c, wrapping ErrInvalidConfig.
+func (c *Config) Validate() error {
+	bad := func(format string, args ...any) error {
+		return fmt.Errorf("%w: "+format, append([]any{ErrInvalidConfig}, args...)...)
+	}
+	switch {
+	case c.ID == "":
+		return bad("ID is empty")
+	case c.Storage == nil:
+		return bad("Storage is nil")
+	case c.HeartbeatTicks < 1:
+		return bad("HeartbeatTicks is %d; want at least 1", c.HeartbeatTicks)
+	case c.ElectionTicks <= c.HeartbeatTicks:
+		return bad("ElectionTicks (%d) must be greater than HeartbeatTicks (%d)", c.ElectionTicks, c.HeartbeatTicks)
+	case c.MaxMsgBytes < 1:
+		return bad("MaxMsgBytes is 0; want at least 1")
+	case c.MaxInflightMsgs < 1:
+		return bad("MaxInflightMsgs is %d; want at least 1", c.MaxInflightMsgs)
+	case c.MaxCommittedBytesPerReady < 1:
+		return bad("MaxCommittedBytesPerReady is 0; want at least 1")
+	}
+	for i, p := range c.Peers {
+		if p == "" {
+			return bad("Peers[%d] is empty", i)
+		}
+		if slices.Contains(c.Peers[:i], p) {
+			return bad("Peers lists %q twice", p)
+		}
+	}
+	return nil
+}
+
+// validateMembership checks the membership the node starts with.
+func validateMembership(id transport.NodeID, m Membership) error {
+	if len(m.Voters) == 0 {
+		return fmt.Errorf("%w: no voters: set Peers for a new cluster", ErrInvalidConfig)
+	}
+	if !slices.Contains(m.Voters, id) {
+		return fmt.Errorf("%w: ID %q is not a voter %v", ErrInvalidConfig, id, m.Voters)
+	}
+	return nil
+}

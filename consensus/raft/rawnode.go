@@ -1,0 +1,303 @@
+package raft
+
+import (
+	"errors"
+	"fmt"
+
+	"github.com/distkit/distkit/transport"
+)
+
+// SoftState is volatile state worth reporting: who leads and what this node
+// is. It is not persisted.
+type SoftState struct {
+	Role   Role
+	Leader transport.NodeID
+}
+
+// Ready is the core's output of one step: what to persist, send and apply.
+// Handle it following the duties in the package documentation, then call
+// Advance. A Ready's slices belong to the caller; their elements (entries,
+// messages) share data with the core and must be treated as read-only.
+type Ready struct {
+	// SoftState is non-nil when the role or the known leader changed.
+	SoftState *SoftState
+	// HardState must be persisted before Messages are sent. It is the zero
+	// value when it did not change since the previous Ready.
+	HardState HardState
+	// Entries must be appended to the log (overwriting any entries from
+	// Entries[0].Index on) before Messages are sent.
+	Entries []Entry
+	// Snapshot, when non-nil, was received from the leader: persist it
+	// (replacing the log) and restore the state machine from it before
+	// applying CommittedEntries, which then start after it.
+	Snapshot *Snapshot
+	// Messages are to be sent after HardState, Entries and Snapshot are
+	// durable. Delivery may fail; the protocol retries.
+	Messages []Message
+	// CommittedEntries are to be applied to the state machine, in order.
+	// They were persisted by this or an earlier Ready.
+	CommittedEntries []Entry
+	// MustSync says whether the writes above must be fsynced before
+	// sending: true when the term, the vote, the log or the snapshot
+	// changed (a commit index change alone need not be synced).
+	MustSync bool
+	// SnapshotDue says the state machine has applied SnapshotThreshold
+	// entries since the latest snapshot: after applying CommittedEntries,
+	// snapshot it and compact the log (see the package documentation).
+	SnapshotDue bool
+}
+
+// containsUpdates reports whether rd carries anything at all.
+func (rd *Ready) containsUpdates() bool {
+	return rd.SoftState != nil || !rd.HardState.IsZero() || len(rd.Entries) > 0 ||
+		rd.Snapshot != nil || len(rd.Messages) > 0 || len(rd.CommittedEntries) > 0 || rd.SnapshotDue
+}
+
+// RawNode is a deterministic Raft node: a state machine with no goroutines,
+// no I/O and no clock. Feed it Ticks, Steps and Proposes; collect its output
+// with Ready; acknowledge with Advance.
+//
+// A RawNode is not safe for concurrent use: drive it from one goroutine.
+type RawNode struct {
+	r *raft
+
+	prevSoft SoftState
+	prevHard HardState
+
+	// pending describes the outstanding Ready (between Ready and Advance).
+	pending      bool
+	pendingLast  Entry // last entry of Ready.Entries (Index 0 if none)
+	pendingSnap  *Snapshot
+	pendingApply uint64 // last index of Ready.CommittedEntries (0 if none)
+
+	// snapshotSignalled is the applied index at the last SnapshotDue.
+	snapshotSignalled uint64
+
+	// err is a sticky storage failure; the node is unusable after it.
+	err error
+}
+
+// NewRawNode validates cfg and returns a node that starts as a follower,
+// restoring its term, vote, log and membership from cfg.Storage.
+func NewRawNode(cfg Config) (rn *RawNode, err error) {
+	if err := cfg.Validate(); err != nil {
+		return nil, err
+	}
+	defer catchStorage(&err)
+	r, err := newRaft(cfg)
+	if err != nil {
+		return nil, err
+	}
+	rn = &RawNode{r: r}
+	rn.prevSoft = SoftState{Role: r.role, Leader: r.lead}
+	rn.prevHard = r.hardState()
+	rn.snapshotSignalled = r.log.firstIndex() - 1
+	return rn, nil
+}
+
+// catchStorage turns a storage failure raised deep inside the core into an
+// error. Other panics are bugs and propagate.
+func catchStorage(errp *error) {
+	if v := recover(); v != nil {
+		if err, ok := v.(error); ok && errors.Is(err, ErrStorage) {
+			*errp = err
+			return
+		}
+		panic(v)
+	}
+}
+
+func (rn *RawNode) guard(errp *error) {
+	catchStorage(errp)
+	if *errp != nil && errors.Is(*errp, ErrStorage) {
+		rn.err = *errp
+	}
+}
+
+// Tick advances the node's logical clock by one tick: followers count
+// towards an election, leaders towards a heartbeat and the check-quorum
+// deadline. The caller ticks at a fixed interval (e.g. every 10 ms).
+func (rn *RawNode) Tick() {
+	if rn.err != nil {
+		return
+	}
+	var err error
+	defer rn.guard(&err)
+	rn.r.tick()
+}
+
+// Step hands the node a message received from a peer. It returns an error
+// wrapping ErrInvalidMessage for a malformed message (which is dropped) and
+// ErrUnsupported for reserved message kinds.
+func (rn *RawNode) Step(m Message) (err error) {
+	if rn.err != nil {
+		return rn.err
+	}
+	if err := rn.r.validate(&m); err != nil {
+		return err
+	}
+	defer rn.guard(&err)
+	return rn.r.step(&m)
+}
+
+// Propose appends data as a command to the log. It returns the index and
+// term the entry got; the command is committed exactly when an entry with
+// that index and term shows up in CommittedEntries (a different term at that
+// index means it was lost to a leader change and may be retried).
+//
+// On a node that is not the leader it returns a *NotLeaderError (matching
+// ErrNotLeader) carrying the known leader; under flow control it returns
+// ErrProposalDropped. The core keeps data: do not modify it afterwards.
+func (rn *RawNode) Propose(data []byte) (index, term uint64, err error) {
+	if rn.err != nil {
+		return 0, 0, rn.err
+	}
+	defer rn.guard(&err)
+	return rn.r.propose(data)
+}
+
+// HasReady reports whether Ready would return something. It returns false
+// while a Ready is outstanding (not yet Advanced), and true after a storage
+// failure so that Ready reports it.
+func (rn *RawNode) HasReady() (has bool) {
+	if rn.err != nil {
+		return true
+	}
+	if rn.pending {
+		return false
+	}
+	var err error
+	defer rn.guard(&err)
+	r := rn.r
+	r.flush()
+	if len(r.msgs) > 0 || r.log.unstable.hasNew() || r.log.hasNextCommitted() {
+		return true
+	}
+	if (SoftState{Role: r.role, Leader: r.lead}) != rn.prevSoft || r.hardState() != rn.prevHard {
+		return true
+	}
+	return false
+}
+
+// Ready returns everything the node needs the caller to do, and must be
+// followed by Advance before the next Ready (ErrReadyPending otherwise).
+// An empty Ready means there is nothing to do. A storage failure is
+// returned as an error wrapping ErrStorage; the node is unusable after it.
+func (rn *RawNode) Ready() (rd Ready, err error) {
+	if rn.err != nil {
+		return Ready{}, rn.err
+	}
+	if rn.pending {
+		return Ready{}, ErrReadyPending
+	}
+	defer rn.guard(&err)
+	r := rn.r
+	r.flush()
+	u := &r.log.unstable
+
+	if soft := (SoftState{Role: r.role, Leader: r.lead}); soft != rn.prevSoft {
+		rd.SoftState = &soft
+		rn.prevSoft = soft
+	}
+	hs := r.hardState()
+	if hs != rn.prevHard {
+		rd.HardState = hs
+		rd.MustSync = hs.Term != rn.prevHard.Term || hs.Vote != rn.prevHard.Vote
+		rn.prevHard = hs
+	}
+	if u.snapshot != nil && !u.snapInProgress {
+		rd.Snapshot = u.snapshot
+		u.snapInProgress = true
+		rd.MustSync = true
+	}
+	if ents := u.newEntries(); len(ents) > 0 {
+		rd.Entries = ents
+		u.inProgress = ents[len(ents)-1].Index
+		rd.MustSync = true
+	}
+	committed, err := r.log.nextCommitted(r.cfg.MaxCommittedBytesPerReady)
+	if err != nil {
+		return Ready{}, fmt.Errorf("%w: reading committed entries: %w", ErrStorage, err)
+	}
+	rd.CommittedEntries = committed
+	rd.Messages = r.msgs
+	r.msgs = nil
+
+	applied := r.log.applied
+	if n := len(committed); n > 0 {
+		applied = committed[n-1].Index
+	}
+	if rd.Snapshot != nil {
+		rn.snapshotSignalled = max(rn.snapshotSignalled, rd.Snapshot.Meta.Index)
+	}
+	if th := r.cfg.SnapshotThreshold; th > 0 && applied >= rn.snapshotSignalled+th {
+		rd.SnapshotDue = true
+		rn.snapshotSignalled = applied
+	}
+
+	if !rd.containsUpdates() {
+		return Ready{}, nil
+	}
+	rn.pending = true
+	rn.pendingSnap = rd.Snapshot
+	rn.pendingLast = Entry{}
+	if n := len(rd.Entries); n > 0 {
+		rn.pendingLast = rd.Entries[n-1]
+	}
+	rn.pendingApply = 0
+	if n := len(committed); n > 0 {
+		rn.pendingApply = committed[n-1].Index
+	}
+	return rd, nil
+}
+
+// Advance tells the node that the caller has done everything the last Ready
+// asked: persisted, sent and applied. Calling it without an outstanding
+// Ready does nothing.
+func (rn *RawNode) Advance(rd Ready) {
+	if !rn.pending {
+		return
+	}
+	rn.pending = false
+	r := rn.r
+	l := r.log
+	if rn.pendingSnap != nil {
+		l.unstable.snapshotStable(rn.pendingSnap)
+		l.applied = max(l.applied, rn.pendingSnap.Meta.Index)
+	}
+	if e := rn.pendingLast; e.Index != 0 {
+		l.unstable.stableTo(e.Index, e.Term)
+	}
+	if rn.pendingApply > l.applied {
+		l.applied = rn.pendingApply
+		if r.role == Leader && r.uncommittedBytes > 0 {
+			// Committed entries of this term leave the flow-control window.
+			for i := range rd.CommittedEntries {
+				if e := &rd.CommittedEntries[i]; e.Term == r.term {
+					r.uncommittedBytes -= min(r.uncommittedBytes, uint64(len(e.Data)))
+				}
+			}
+		}
+	}
+}
+
+// ReportUnreachable tells the leader that the last message to id could not
+// be delivered (the transport gave up). The leader stops pipelining to id
+// and probes instead.
+func (rn *RawNode) ReportUnreachable(id transport.NodeID) {
+	if pr := rn.r.prs[id]; pr != nil && id != rn.r.id && pr.state == ProgressReplicate {
+		pr.becomeProbe()
+	}
+}
+
+// ReportSnapshot tells the leader how sending a snapshot chunk to id went.
+// A non-nil err (the transport failed to deliver it) restarts the transfer
+// from the newest snapshot at the next heartbeat; nil changes nothing, as
+// the follower's acknowledgement drives the transfer.
+func (rn *RawNode) ReportSnapshot(id transport.NodeID, err error) {
+	pr := rn.r.prs[id]
+	if err == nil || pr == nil || id == rn.r.id || pr.state != ProgressSnapshot {
+		return
+	}
+	pr.becomeProbe()
+}

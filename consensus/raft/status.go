@@ -1,0 +1,90 @@
+package raft
+
+import "github.com/distkit/distkit/transport"
+
+// Status is a snapshot of a node's state, for monitoring and tests.
+type Status struct {
+	ID        transport.NodeID
+	Role      Role
+	Term      uint64
+	Vote      transport.NodeID
+	Leader    transport.NodeID
+	Commit    uint64
+	Applied   uint64
+	LastIndex uint64
+	// FirstIndex is the first log index still held (entries before it are
+	// in the snapshot).
+	FirstIndex uint64
+	// Voters is the current membership.
+	Voters []transport.NodeID
+	// Progress is the leader's view of each voter, itself included; nil
+	// on followers and candidates.
+	Progress map[transport.NodeID]ProgressStatus
+	// UncommittedBytes is the data a leader has accepted and not yet seen
+	// committed (flow control).
+	UncommittedBytes uint64
+}
+
+// ProgressStatus is the leader's view of one follower's replication.
+type ProgressStatus struct {
+	// Match is the highest index known to be replicated on the follower.
+	Match uint64
+	// Next is the index of the next entry to send.
+	Next uint64
+	// State is how the leader replicates to the follower.
+	State ProgressState
+	// Inflight and InflightBytes count the MsgApps sent and not yet
+	// acknowledged, and their entry bytes.
+	Inflight      int
+	InflightBytes uint64
+	// RecentActive says the follower answered in the current
+	// check-quorum period.
+	RecentActive bool
+	// SnapshotIndex and SnapshotSent describe an ongoing snapshot
+	// transfer (State == ProgressSnapshot): the snapshot's index and the
+	// bytes acknowledged so far.
+	SnapshotIndex uint64
+	SnapshotSent  uint64
+}
+
+// Status returns the node's current state. It allocates; do not call it on
+// a hot path.
+func (rn *RawNode) Status() Status {
+	r := rn.r
+	s := Status{
+		ID:               r.id,
+		Role:             r.role,
+		Term:             r.term,
+		Vote:             r.vote,
+		Leader:           r.lead,
+		Commit:           r.log.committed,
+		Applied:          r.log.applied,
+		Voters:           append([]transport.NodeID(nil), r.voters...),
+		UncommittedBytes: r.uncommittedBytes,
+	}
+	func() {
+		// Storage failures surface through Ready; Status just omits.
+		defer func() { _ = recover() }()
+		s.LastIndex = r.log.lastIndex()
+		s.FirstIndex = r.log.firstIndex()
+	}()
+	if r.role == Leader {
+		s.Progress = make(map[transport.NodeID]ProgressStatus, len(r.prs))
+		for id, pr := range r.prs {
+			ps := ProgressStatus{
+				Match:         pr.match,
+				Next:          pr.next,
+				State:         pr.state,
+				Inflight:      pr.inflight.count,
+				InflightBytes: pr.inflight.bytes,
+				RecentActive:  pr.recentActive,
+			}
+			if pr.snap.snap != nil {
+				ps.SnapshotIndex = pr.snap.snap.Meta.Index
+				ps.SnapshotSent = pr.snap.acked
+			}
+			s.Progress[id] = ps
+		}
+	}
+	return s
+}
