@@ -1,0 +1,265 @@
+package hashring
+
+import (
+	"errors"
+	"fmt"
+	"math"
+	"math/rand/v2"
+	"os"
+	"testing"
+)
+
+func TestBoundedConfigValidate(t *testing.T) {
+	tests := []struct {
+		name   string
+		cfg    BoundedConfig
+		wantOK bool
+	}{
+		{"default", DefaultBoundedConfig(), true},
+		{"tight", BoundedConfig{Ring: DefaultConfig(), Balance: 1.01}, true},
+		{"one", BoundedConfig{Ring: DefaultConfig(), Balance: 1}, false},
+		{"below one", BoundedConfig{Ring: DefaultConfig(), Balance: 0.5}, false},
+		{"NaN", BoundedConfig{Ring: DefaultConfig(), Balance: math.NaN()}, false},
+		{"Inf", BoundedConfig{Ring: DefaultConfig(), Balance: math.Inf(1)}, false},
+		{"bad ring", BoundedConfig{Balance: 1.25}, false},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			err := tt.cfg.Validate()
+			if got := err == nil; got != tt.wantOK || (err != nil && !errors.Is(err, ErrInvalidConfig)) {
+				t.Fatalf("Validate(%+v) = %v; want ok=%v or ErrInvalidConfig", tt.cfg, err, tt.wantOK)
+			}
+		})
+	}
+}
+
+func TestBoundedBadInput(t *testing.T) {
+	b, err := NewBounded(DefaultBoundedConfig(), Node{Name: "a", Weight: 1})
+	if err != nil {
+		t.Fatal(err)
+	}
+	empty, err := NewBounded(DefaultBoundedConfig())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := b.Assign("k"); err != nil {
+		t.Fatal(err)
+	}
+	_, newErr := NewBounded(BoundedConfig{Ring: DefaultConfig(), Balance: 1})
+	_, newNodeErr := NewBounded(DefaultBoundedConfig(), Node{Name: "", Weight: 1})
+	_, assignEmpty := empty.Assign("k")
+	_, locateEmpty := empty.Locate("k")
+	_, releaseUnknown := b.Release("nope")
+	_, addDup := b.Add("a", 1)
+	_, addBad := b.Add("b", math.NaN())
+	_, removeMissing := b.Remove("zz")
+	_, removeLast := b.Remove("a")
+	_, weightMissing := b.SetWeight("zz", 1)
+	_, weightBad := b.SetWeight("a", -2)
+	_, capMissing := b.Capacity("zz")
+	tests := []struct {
+		name string
+		err  error
+		want error
+	}{
+		{"NewBounded bad balance", newErr, ErrInvalidConfig},
+		{"NewBounded bad node", newNodeErr, ErrInvalidNode},
+		{"Assign on empty", assignEmpty, ErrEmpty},
+		{"Locate on empty", locateEmpty, ErrEmpty},
+		{"Release unknown", releaseUnknown, ErrNotAssigned},
+		{"Add duplicate", addDup, ErrNodeExists},
+		{"Add bad weight", addBad, ErrInvalidWeight},
+		{"Remove missing", removeMissing, ErrNodeNotFound},
+		{"Remove last with keys", removeLast, ErrEmpty},
+		{"SetWeight missing", weightMissing, ErrNodeNotFound},
+		{"SetWeight bad", weightBad, ErrInvalidWeight},
+		{"Capacity missing", capMissing, ErrNodeNotFound},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			if !errors.Is(tt.err, tt.want) {
+				t.Fatalf("got error %v; want %v", tt.err, tt.want)
+			}
+		})
+	}
+	if got := b.Stats(); got.Keys != 1 || got.Nodes != 1 {
+		t.Fatalf("Stats() = %+v after failed calls; want 1 key on 1 node", got)
+	}
+}
+
+// boundedModel mirrors a Bounded from the moves it reports.
+type boundedModel struct {
+	owner map[string]string
+}
+
+func (m *boundedModel) apply(t *testing.T, moves []Move) {
+	t.Helper()
+	for _, mv := range moves {
+		if m.owner[mv.Key] != mv.From {
+			t.Fatalf("move %+v: model has %q on %q", mv, mv.Key, m.owner[mv.Key])
+		}
+		if mv.To == mv.From {
+			t.Fatalf("move %+v goes nowhere", mv)
+		}
+		m.owner[mv.Key] = mv.To
+	}
+}
+
+// checkBound verifies the invariant of Bounded: every load ≤ ⌈c·m·w/W⌉,
+// loads add up to m, and the reported moves kept the model in sync.
+func checkBound(t *testing.T, b *Bounded, model *boundedModel, weights map[string]float64, c float64) {
+	t.Helper()
+	loads := b.Loads()
+	m, total := 0, 0.0
+	for _, w := range weights {
+		total += w
+	}
+	for node, l := range loads {
+		m += l
+		bound := int(math.Ceil(c*float64(len(model.owner))*weights[node]/total - 1e-9))
+		if l > bound {
+			t.Fatalf("node %q holds %d keys; bound ⌈%v·%d·%v/%v⌉ = %d", node, l, c, len(model.owner), weights[node], total, bound)
+		}
+	}
+	if m != len(model.owner) {
+		t.Fatalf("loads add up to %d; want %d assigned keys", m, len(model.owner))
+	}
+	for key, node := range model.owner {
+		if got, _ := b.Locate(key); got != node {
+			t.Fatalf("Locate(%q) = %q; moves reported say %q", key, got, node)
+		}
+	}
+}
+
+// TestBoundedChurn applies random assigns, releases, node additions,
+// removals and reweights, and checks after every step that no node exceeds
+// its bound and that the reported moves account for every reassignment.
+// DISTKIT_SOAK=1 runs more seeds.
+func TestBoundedChurn(t *testing.T) {
+	seeds := 6
+	if os.Getenv("DISTKIT_SOAK") == "1" {
+		seeds = 200
+	}
+	for seed := range seeds {
+		t.Run(fmt.Sprintf("seed=%d", seed), func(t *testing.T) {
+			rng := rand.New(rand.NewPCG(uint64(seed), 99))
+			c := []float64{1.05, 1.25, 2}[seed%3]
+			weighted := seed%2 == 1
+			cfg := BoundedConfig{Ring: Config{VirtualNodes: 40}, Balance: c}
+			b, err := NewBounded(cfg, Node{Name: "n0", Weight: 1})
+			if err != nil {
+				t.Fatal(err)
+			}
+			weights := map[string]float64{"n0": 1}
+			model := &boundedModel{owner: map[string]string{}}
+			nextNode, nextKey := 1, 0
+			for step := range 1500 {
+				var moves []Move
+				switch op := rng.IntN(100); {
+				case op < 55:
+					key := fmt.Sprintf("k%d", nextKey)
+					nextKey++
+					node, err := b.Assign(key)
+					if err != nil {
+						t.Fatalf("step %d: Assign: %v", step, err)
+					}
+					model.owner[key] = node
+				case op < 85 && len(model.owner) > 0:
+					key := fmt.Sprintf("k%d", rng.IntN(nextKey))
+					if _, ok := model.owner[key]; !ok {
+						continue
+					}
+					if moves, err = b.Release(key); err != nil {
+						t.Fatalf("step %d: Release: %v", step, err)
+					}
+					delete(model.owner, key)
+				case op < 90 || len(weights) < 2:
+					name := fmt.Sprintf("n%d", nextNode)
+					nextNode++
+					w := 1.0
+					if weighted {
+						w = float64(1 + rng.IntN(3))
+					}
+					if moves, err = b.Add(name, w); err != nil {
+						t.Fatalf("step %d: Add: %v", step, err)
+					}
+					weights[name] = w
+				case op < 96:
+					victim := fmt.Sprintf("n%d", rng.IntN(nextNode))
+					if _, ok := weights[victim]; !ok {
+						continue
+					}
+					if moves, err = b.Remove(victim); err != nil {
+						t.Fatalf("step %d: Remove: %v", step, err)
+					}
+					delete(weights, victim)
+				default:
+					target := fmt.Sprintf("n%d", rng.IntN(nextNode))
+					if _, ok := weights[target]; !ok || !weighted {
+						continue
+					}
+					w := float64(1 + rng.IntN(4))
+					if moves, err = b.SetWeight(target, w); err != nil {
+						t.Fatalf("step %d: SetWeight: %v", step, err)
+					}
+					weights[target] = w
+				}
+				model.apply(t, moves)
+				if step%10 == 0 {
+					checkBound(t, b, model, weights, c)
+				}
+			}
+			checkBound(t, b, model, weights, c)
+			st := b.Stats()
+			t.Logf("c=%v: %d keys on %d nodes, max load %d, %d moves", c, st.Keys, st.Nodes, st.MaxLoad, st.Moves)
+		})
+	}
+}
+
+// TestBoundedEvensSkew assigns a skewed key set (most keys hash near one
+// node) and checks the bound holds where the plain ring would overload.
+func TestBoundedEvensSkew(t *testing.T) {
+	nodes := equalNodes("node-", 10)
+	b, err := NewBounded(BoundedConfig{Ring: Config{VirtualNodes: 1}, Balance: 1.25}, nodes...)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ring := mustRing(t, Config{VirtualNodes: 1}, nodes...)
+	plain := map[string]int{}
+	for i := range 2000 {
+		key := fmt.Sprintf("key-%d", i)
+		if _, err := b.Assign(key); err != nil {
+			t.Fatal(err)
+		}
+		owner, _ := ring.Locate(key)
+		plain[owner]++
+	}
+	plainMax := 0
+	for _, l := range plain {
+		plainMax = max(plainMax, l)
+	}
+	st := b.Stats()
+	if st.MaxLoad > 250 { // ⌈1.25 · 2000/10⌉
+		t.Errorf("bounded max load = %d; want ≤ 250", st.MaxLoad)
+	}
+	if plainMax <= 250 {
+		t.Errorf("plain ring with 1 vnode has max load %d; the test wants a skewed baseline above 250", plainMax)
+	}
+	t.Logf("1 vnode per node, 2000 keys: plain ring max %d, bounded max %d", plainMax, st.MaxLoad)
+}
+
+func TestBoundedAssignIsSticky(t *testing.T) {
+	b, err := NewBounded(DefaultBoundedConfig(), equalNodes("n", 4)...)
+	if err != nil {
+		t.Fatal(err)
+	}
+	first, _ := b.Assign("session-1")
+	again, _ := b.Assign("session-1")
+	if first != again || b.Stats().Keys != 1 {
+		t.Fatalf("Assign twice = %q then %q with %d keys; want the same node and one key", first, again, b.Stats().Keys)
+	}
+	capacity, err := b.Capacity(first)
+	if err != nil || capacity != 1 {
+		t.Fatalf("Capacity(%q) = %d, %v; want ⌈1.25·1/4⌉ = 1", first, capacity, err)
+	}
+}
