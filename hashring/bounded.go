@@ -58,7 +58,8 @@ type BoundedStats struct {
 //
 // The bound counts assigned keys, not ring points or partitions. A key is
 // whatever the caller balances: a session, a cache entry, an in-flight
-// request id. With m keys assigned and balance factor c, node i's capacity
+// request id (AssignWithKey counts request ids but places them by the
+// content key they ask for, keeping cache locality until a node is full). With m keys assigned and balance factor c, node i's capacity
 // is ⌈c × m × wᵢ/W⌉ (W the total weight), which is ⌈c × m/n⌉ for equal
 // weights. The invariant, true after every call returns:
 //
@@ -103,10 +104,12 @@ type bin struct {
 	keys   []string // in assignment order; shedding takes from the end
 }
 
-// slot locates an assigned key: its node and its index in that bin's keys.
+// slot locates an assigned key: its node, its index in that bin's keys, and
+// the hash that places it on the ring.
 type slot struct {
 	node string
 	pos  int
+	hash uint64
 }
 
 // NewBounded returns a balancer configured by cfg over nodes (which may be
@@ -136,11 +139,11 @@ func (b *Bounded) capacity(bn *bin, m int) int {
 	return int(math.Ceil(b.balance*float64(m)*bn.weight/b.total - 1e-9))
 }
 
-// place returns the first node clockwise from key's hash whose load is below
-// its capacity for m keys. The caller guarantees one exists.
-func (b *Bounded) place(key string, m int) string {
+// place returns the first node clockwise from hash h whose load is below its
+// capacity for m keys. The caller guarantees one exists.
+func (b *Bounded) place(h uint64, m int) string {
 	s := b.ring.snap.Load()
-	start := s.locate(hashKey(key))
+	start := s.locate(h)
 	for k := range s.points {
 		i := start + k
 		if i >= len(s.points) {
@@ -157,38 +160,56 @@ func (b *Bounded) place(key string, m int) string {
 	return s.nodes[s.points[start].node].name
 }
 
-func (b *Bounded) put(key, node string) {
+func (b *Bounded) put(key, node string, h uint64) {
 	bn := b.bins[node]
-	b.assigned[key] = slot{node: node, pos: len(bn.keys)}
+	b.assigned[key] = slot{node: node, pos: len(bn.keys), hash: h}
 	bn.keys = append(bn.keys, key)
 }
 
-func (b *Bounded) take(key string) {
+// take removes key from its bin and returns its placement hash.
+func (b *Bounded) take(key string) uint64 {
 	sl := b.assigned[key]
 	bn := b.bins[sl.node]
 	last := len(bn.keys) - 1
 	if sl.pos != last {
 		moved := bn.keys[last]
 		bn.keys[sl.pos] = moved
-		b.assigned[moved] = slot{node: sl.node, pos: sl.pos}
+		ms := b.assigned[moved]
+		ms.pos = sl.pos
+		b.assigned[moved] = ms
 	}
 	bn.keys = bn.keys[:last]
 	delete(b.assigned, key)
+	return sl.hash
 }
 
 // Assign returns the node for key, assigning it if it is new (an already
 // assigned key keeps its node). It returns ErrEmpty if there are no nodes.
 func (b *Bounded) Assign(key string) (string, error) {
+	return b.assign(key, hashKey(key))
+}
+
+// AssignWithKey assigns id, placing it as if it were key: the form for
+// counting requests or connections (id) to content (key). All ids of one key
+// start from the same ring position, so they share a node, and the cache it
+// holds, until that node reaches its capacity; then they spill to the next
+// nodes clockwise. id is what counts towards loads and what Release takes.
+// An already assigned id keeps its node.
+func (b *Bounded) AssignWithKey(id, key string) (string, error) {
+	return b.assign(id, hashKey(key))
+}
+
+func (b *Bounded) assign(id string, h uint64) (string, error) {
 	b.mu.Lock()
 	defer b.mu.Unlock()
-	if sl, ok := b.assigned[key]; ok {
+	if sl, ok := b.assigned[id]; ok {
 		return sl.node, nil
 	}
 	if len(b.bins) == 0 {
 		return "", ErrEmpty
 	}
-	node := b.place(key, len(b.assigned)+1)
-	b.put(key, node)
+	node := b.place(h, len(b.assigned)+1)
+	b.put(id, node, h)
 	return node, nil
 }
 
@@ -203,7 +224,7 @@ func (b *Bounded) Locate(key string) (string, error) {
 	if len(b.bins) == 0 {
 		return "", ErrEmpty
 	}
-	return b.place(key, len(b.assigned)+1), nil
+	return b.place(hashKey(key), len(b.assigned)+1), nil
 }
 
 // Release ends key's assignment and returns the keys moved to keep the
@@ -255,13 +276,15 @@ func (b *Bounded) Remove(node string) ([]Move, error) {
 	}
 	m := len(b.assigned)
 	var moves []Move
-	for _, key := range bn.keys {
+	hashes := make([]uint64, len(bn.keys))
+	for i, key := range bn.keys {
+		hashes[i] = b.assigned[key].hash
 		delete(b.assigned, key)
 	}
-	for _, key := range bn.keys {
+	for i, key := range bn.keys {
 		// The orphans still count in m: they are being re-placed, not released.
-		to := b.place(key, m)
-		b.put(key, to)
+		to := b.place(hashes[i], m)
+		b.put(key, to, hashes[i])
 		moves = append(moves, Move{Key: key, From: node, To: to})
 	}
 	b.moves += len(moves)
@@ -293,9 +316,9 @@ func (b *Bounded) rebalance(moves []Move) []Move {
 		bn := b.bins[n.name]
 		for c := b.capacity(bn, m); len(bn.keys) > c; {
 			key := bn.keys[len(bn.keys)-1]
-			b.take(key)
-			to := b.place(key, m)
-			b.put(key, to)
+			h := b.take(key)
+			to := b.place(h, m)
+			b.put(key, to, h)
 			moves = append(moves, Move{Key: key, From: n.name, To: to})
 			b.moves++
 		}

@@ -159,7 +159,13 @@ func TestBoundedChurn(t *testing.T) {
 				case op < 55:
 					key := fmt.Sprintf("k%d", nextKey)
 					nextKey++
-					node, err := b.Assign(key)
+					assign := b.Assign
+					if rng.IntN(2) == 0 {
+						// A skewed load: many ids placed by a few hot keys.
+						hot := fmt.Sprintf("hot-%d", rng.IntN(4))
+						assign = func(id string) (string, error) { return b.AssignWithKey(id, hot) }
+					}
+					node, err := assign(key)
 					if err != nil {
 						t.Fatalf("step %d: Assign: %v", step, err)
 					}
@@ -261,5 +267,41 @@ func TestBoundedAssignIsSticky(t *testing.T) {
 	capacity, err := b.Capacity(first)
 	if err != nil || capacity != 1 {
 		t.Fatalf("Capacity(%q) = %d, %v; want ⌈1.25·1/4⌉ = 1", first, capacity, err)
+	}
+}
+
+// TestAssignWithKeyKeepsLocality checks that ids sharing a key share a node
+// until it is full, then spill clockwise, never above the bound.
+func TestAssignWithKeyKeepsLocality(t *testing.T) {
+	nodes := equalNodes("node-", 4)
+	b, err := NewBounded(BoundedConfig{Ring: DefaultConfig(), Balance: 1.5}, nodes...)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ring := mustRing(t, DefaultConfig(), nodes...)
+	home, _ := ring.Locate("video-7")
+	for i := range 3 {
+		if _, err := b.Assign(fmt.Sprintf("other-%d", i)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	first, err := b.AssignWithKey("req-0", "video-7")
+	if err != nil || first != home {
+		t.Fatalf("AssignWithKey(req-0, video-7) = %q, %v; want its ring owner %q", first, err, home)
+	}
+	for i := 1; i < 40; i++ {
+		if _, err := b.AssignWithKey(fmt.Sprintf("req-%d", i), "video-7"); err != nil {
+			t.Fatal(err)
+		}
+	}
+	capacity, _ := b.Capacity(home)
+	if got := b.Load(home); got != capacity {
+		t.Errorf("home node %q holds %d requests; want it filled to its capacity %d", home, got, capacity)
+	}
+	if st := b.Stats(); st.MaxLoad > capacity {
+		t.Errorf("max load %d exceeds capacity %d", st.MaxLoad, capacity)
+	}
+	if _, err := b.Release("req-0"); err != nil {
+		t.Fatal(err)
 	}
 }
