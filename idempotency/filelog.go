@@ -1,0 +1,212 @@
+package idempotency
+
+import (
+	"encoding/binary"
+	"fmt"
+	"hash/crc32"
+	"time"
+)
+
+// The FileStore log format.
+//
+// The file starts with the 8-byte magic logMagic. Then come frames:
+//
+//	u32 little-endian  body length n (1 ≤ n ≤ maxFrameBody)
+//	u32 little-endian  CRC-32C (Castagnoli) of the body
+//	n bytes            body
+//
+// A body starts with a type byte:
+//
+//	framePut (a whole Record, stored unconditionally: written by Begin and by
+//	compaction) and frameComplete (a whole Record, applied only if the key's
+//	current record is in progress with the same Token):
+//	  uvarint key length, key
+//	  u8 status, u8 flags (1 = Failed, 2 = Omitted)
+//	  u64 token, i64 created (Unix ns), i64 expires (Unix ns)
+//	  uvarint fingerprint length, fingerprint
+//	  uvarint result length, result
+//	frameAbort (remove an in-progress record):
+//	  uvarint key length, key, u64 token
+//
+// Replaying the frames in order rebuilds the records. A crash can leave a
+// partial frame at the end; its length or checksum does not match, and the
+// store truncates the log there.
+const (
+	logMagic     = "DKIDEMP1"
+	frameHeader  = 8
+	maxFrameBody = 64 << 20
+
+	framePut      byte = 1
+	frameAbort    byte = 2
+	frameComplete byte = 3
+
+	flagFailed  byte = 1
+	flagOmitted byte = 2
+)
+
+var castagnoli = crc32.MakeTable(crc32.Castagnoli)
+
+// logEntry is one decoded frame.
+type logEntry struct {
+	kind byte   // framePut, frameComplete or frameAbort
+	rec  Record // for frameAbort only Key and Token are set
+}
+
+// appendRecordFrame appends a framePut or frameComplete frame carrying rec.
+func appendRecordFrame(dst []byte, kind byte, rec *Record) []byte {
+	start := len(dst)
+	dst = append(dst, make([]byte, frameHeader)...)
+	dst = append(dst, kind)
+	dst = binary.AppendUvarint(dst, uint64(len(rec.Key)))
+	dst = append(dst, rec.Key...)
+	var flags byte
+	if rec.Failed {
+		flags |= flagFailed
+	}
+	if rec.Omitted {
+		flags |= flagOmitted
+	}
+	dst = append(dst, byte(rec.Status), flags)
+	dst = binary.LittleEndian.AppendUint64(dst, rec.Token)
+	dst = binary.LittleEndian.AppendUint64(dst, uint64(rec.Created.UnixNano()))
+	dst = binary.LittleEndian.AppendUint64(dst, uint64(rec.Expires.UnixNano()))
+	dst = binary.AppendUvarint(dst, uint64(len(rec.Fingerprint)))
+	dst = append(dst, rec.Fingerprint...)
+	dst = binary.AppendUvarint(dst, uint64(len(rec.Result)))
+	dst = append(dst, rec.Result...)
+	return sealFrame(dst, start)
+}
+
+// appendAbortFrame appends the frame removing key's record held by token.
+func appendAbortFrame(dst []byte, key string, token uint64) []byte {
+	start := len(dst)
+	dst = append(dst, make([]byte, frameHeader)...)
+	dst = append(dst, frameAbort)
+	dst = binary.AppendUvarint(dst, uint64(len(key)))
+	dst = append(dst, key...)
+	dst = binary.LittleEndian.AppendUint64(dst, token)
+	return sealFrame(dst, start)
+}
+
+func sealFrame(dst []byte, start int) []byte {
+	body := dst[start+frameHeader:]
+	binary.LittleEndian.PutUint32(dst[start:], uint32(len(body)))
+	binary.LittleEndian.PutUint32(dst[start+4:], crc32.Checksum(body, castagnoli))
+	return dst
+}
+
+// decodeFrame decodes the frame at the start of buf. It returns the entry
+// and the frame's size. A frame that is incomplete, fails its checksum or
+// does not parse gives an error wrapping ErrCorrupt. The entry's strings and
+// Result are copies: buf may be reused.
+func decodeFrame(buf []byte) (logEntry, int, error) {
+	if len(buf) < frameHeader {
+		return logEntry{}, 0, fmt.Errorf("%w: %d bytes left, shorter than a frame header", ErrCorrupt, len(buf))
+	}
+	n := binary.LittleEndian.Uint32(buf)
+	sum := binary.LittleEndian.Uint32(buf[4:])
+	if n == 0 || n > maxFrameBody {
+		return logEntry{}, 0, fmt.Errorf("%w: frame length %d out of range", ErrCorrupt, n)
+	}
+	if uint64(len(buf)-frameHeader) < uint64(n) {
+		return logEntry{}, 0, fmt.Errorf("%w: frame of %d bytes cut short at %d", ErrCorrupt, n, len(buf)-frameHeader)
+	}
+	body := buf[frameHeader : frameHeader+int(n)]
+	if crc32.Checksum(body, castagnoli) != sum {
+		return logEntry{}, 0, fmt.Errorf("%w: checksum mismatch", ErrCorrupt)
+	}
+	e, err := parseBody(body)
+	if err != nil {
+		return logEntry{}, 0, err
+	}
+	return e, frameHeader + int(n), nil
+}
+
+// bodyReader consumes a frame body; the first failure sticks.
+type bodyReader struct {
+	b   []byte
+	err error
+}
+
+func (r *bodyReader) fail(what string) {
+	if r.err == nil {
+		r.err = fmt.Errorf("%w: bad %s", ErrCorrupt, what)
+	}
+	r.b = nil
+}
+
+func (r *bodyReader) byte(what string) byte {
+	if len(r.b) < 1 {
+		r.fail(what)
+		return 0
+	}
+	c := r.b[0]
+	r.b = r.b[1:]
+	return c
+}
+
+func (r *bodyReader) u64(what string) uint64 {
+	if len(r.b) < 8 {
+		r.fail(what)
+		return 0
+	}
+	v := binary.LittleEndian.Uint64(r.b)
+	r.b = r.b[8:]
+	return v
+}
+
+func (r *bodyReader) bytes(what string, max uint64) []byte {
+	n, k := binary.Uvarint(r.b)
+	if k <= 0 || n > max || n > uint64(len(r.b)-k) {
+		r.fail(what)
+		return nil
+	}
+	v := r.b[k : k+int(n)]
+	r.b = r.b[k+int(n):]
+	return v
+}
+
+func parseBody(body []byte) (logEntry, error) {
+	r := bodyReader{b: body}
+	var e logEntry
+	e.kind = r.byte("frame type")
+	switch e.kind {
+	case framePut, frameComplete:
+		e.rec.Key = string(r.bytes("key", MaxKeyLen))
+		e.rec.Status = Status(r.byte("status"))
+		flags := r.byte("flags")
+		e.rec.Token = r.u64("token")
+		e.rec.Created = time.Unix(0, int64(r.u64("created")))
+		e.rec.Expires = time.Unix(0, int64(r.u64("expires")))
+		e.rec.Fingerprint = string(r.bytes("fingerprint", maxFrameBody))
+		if res := r.bytes("result", maxFrameBody); len(res) > 0 {
+			e.rec.Result = append([]byte(nil), res...)
+		}
+		if r.err == nil {
+			if e.rec.Status != StatusInProgress && e.rec.Status != StatusCompleted ||
+				e.kind == frameComplete && e.rec.Status != StatusCompleted {
+				r.fail("status")
+			}
+			if flags&^(flagFailed|flagOmitted) != 0 {
+				r.fail("flags")
+			}
+		}
+		e.rec.Failed = flags&flagFailed != 0
+		e.rec.Omitted = flags&flagOmitted != 0
+	case frameAbort:
+		e.rec.Key = string(r.bytes("key", MaxKeyLen))
+		e.rec.Token = r.u64("token")
+	default:
+		r.fail("frame type")
+	}
+	if r.err == nil && len(r.b) != 0 {
+		r.fail("trailing bytes")
+	}
+	if r.err == nil && ValidateKey(e.rec.Key) != nil {
+		r.fail("key") // writers only log valid keys
+	}
+	if r.err != nil {
+		return logEntry{}, r.err
+	}
+	return e, nil
+}
