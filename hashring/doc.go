@@ -9,13 +9,13 @@
 // points on a circle of 2^64 positions. A key is hashed onto the same circle
 // and belongs to the first point clockwise from it:
 //
-//	                 a#0
-//	          c#1 ·   ●   · b#2        key k hashes here ─┐
-//	        ·                  ·                          │
-//	   b#0 ●                    ● c#0 ◄── owner of k ─────┘
-//	        ·                  ·        (first point clockwise)
-//	          a#1 ·   ●   · c#2
-//	                 b#1
+//	              a#0
+//	       c#1 ●   ●   ● b#2
+//	     ·                 · ◆ key k: its hash lands here
+//	b#0 ●     the ring      ● c#0 ◄── owner of k: the first point clockwise
+//	     ·   of 2^64        ·
+//	       a#1 ●   ●   ● c#2
+//	              b#1
 //
 // Adding a node only takes over the arcs in front of its own points, so only
 // about 1/(n+1) of the keys move, all of them to the new node; removing a
