@@ -1,0 +1,112 @@
+package consensus
+
+import (
+	"fmt"
+	"log/slog"
+	"slices"
+	"time"
+
+	"github.com/distkit/distkit/transport"
+)
+
+// Config configures a Node. Start from DefaultConfig and set ID and Peers
+// (and DataDir for a durable node).
+type Config struct {
+	// ID is this node's identity on the transport; it must be in Peers.
+	ID transport.NodeID
+	// Peers lists every voter of the cluster, this node included. A new
+	// cluster is bootstrapped from it; a node restarting from DataDir takes
+	// its membership from its snapshot when it has one.
+	Peers []transport.NodeID
+	// DataDir holds the node's durable state (write-ahead log, hard state,
+	// snapshot). Empty means in memory only: nothing survives Close, which
+	// suits tests and caches but not data of record.
+	DataDir string
+	// Service is the transport service name Raft messages use, so several
+	// Raft groups (or other protocols) can share one transport.
+	Service string
+
+	// TickInterval is the length of one logical clock tick.
+	TickInterval time.Duration
+	// ElectionTicks is the election timeout in ticks: a follower that hears
+	// nothing from a leader for a random duration in [ElectionTicks,
+	// 2*ElectionTicks) ticks starts an election (§5.2).
+	ElectionTicks int
+	// HeartbeatTicks is the interval between a leader's heartbeats in ticks.
+	HeartbeatTicks int
+	// MaxInflightMsgs bounds the append messages in flight to one follower
+	// (pipelining).
+	MaxInflightMsgs int
+	// MaxMsgBytes bounds the entry bytes of one append message and the size
+	// of one snapshot chunk.
+	MaxMsgBytes uint64
+	// MaxCommandBytes bounds one proposed command; larger ones fail with
+	// ErrTooLarge before they reach the log.
+	MaxCommandBytes int
+	// SnapshotThreshold is the number of applied entries after which the
+	// state machine is snapshotted and the log compacted. 0 disables
+	// snapshots (the log then grows without bound).
+	SnapshotThreshold uint64
+	// SnapshotRetainEntries is how many entries before a snapshot stay in
+	// the log so a follower slightly behind catches up from the log.
+	SnapshotRetainEntries uint64
+
+	// Seed seeds the randomized election timeouts; 0 picks one at random.
+	Seed uint64
+	// Logger receives elections, leader changes and errors. nil is silent.
+	Logger *slog.Logger
+}
+
+// DefaultConfig returns settings suited to a LAN: 10 ms ticks, elections
+// after 100-200 ms of silence, heartbeats every 10 ms.
+func DefaultConfig() Config {
+	return Config{
+		Service:               "raft",
+		TickInterval:          10 * time.Millisecond,
+		ElectionTicks:         10,
+		HeartbeatTicks:        1,
+		MaxInflightMsgs:       256,
+		MaxMsgBytes:           1 << 20,
+		MaxCommandBytes:       1 << 20,
+		SnapshotThreshold:     10000,
+		SnapshotRetainEntries: 1000,
+	}
+}
+
+// Validate reports the first problem with c, wrapping ErrInvalidConfig.
+func (c *Config) Validate() error {
+	bad := func(format string, args ...any) error {
+		return fmt.Errorf("%w: "+format, append([]any{ErrInvalidConfig}, args...)...)
+	}
+	switch {
+	case c.ID == "":
+		return bad("ID is empty")
+	case len(c.Peers) == 0:
+		return bad("Peers is empty; list every voter, this node included")
+	case !slices.Contains(c.Peers, c.ID):
+		return bad("ID %q is not in Peers %v", c.ID, c.Peers)
+	case c.Service == "":
+		return bad("Service is empty")
+	case c.TickInterval <= 0:
+		return bad("TickInterval is %v; want > 0", c.TickInterval)
+	case c.HeartbeatTicks < 1:
+		return bad("HeartbeatTicks is %d; want at least 1", c.HeartbeatTicks)
+	case c.ElectionTicks <= c.HeartbeatTicks:
+		return bad("ElectionTicks (%d) must exceed HeartbeatTicks (%d)", c.ElectionTicks, c.HeartbeatTicks)
+	case c.MaxInflightMsgs < 1:
+		return bad("MaxInflightMsgs is %d; want at least 1", c.MaxInflightMsgs)
+	case c.MaxMsgBytes < 1:
+		return bad("MaxMsgBytes is 0; want at least 1")
+	case c.MaxCommandBytes < 1:
+		return bad("MaxCommandBytes is %d; want at least 1", c.MaxCommandBytes)
+	}
+	for i, p := range c.Peers {
+		if p == "" {
+			return bad("Peers[%d] is empty", i)
+		}
+		if slices.Contains(c.Peers[:i], p) {
+			return bad("Peers lists %q twice", p)
+		}
+	}
+	return nil
+}

@@ -1,0 +1,482 @@
+package consensus
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"math/rand/v2"
+	"sync"
+	"time"
+
+	"github.com/distkit/distkit/consensus/raft"
+	"github.com/distkit/distkit/transport"
+)
+
+// maxQueuedMessages bounds the received messages waiting for the loop.
+// Beyond it messages are dropped (Raft retransmits), so a flood from peers
+// cannot grow the node's memory without bound.
+const maxQueuedMessages = 8192
+
+// Status is a snapshot of a Node's state.
+type Status struct {
+	// Status is the core's view: role, term, leader, commit and applied
+	// index, log bounds, membership and, on a leader, each follower's
+	// replication progress.
+	raft.Status
+	// PendingProposals counts the proposals this node accepted that are not
+	// applied yet.
+	PendingProposals int
+	// Err is the failure that stopped the node (a storage error), if any.
+	Err error
+}
+
+// Node runs one member of a Raft cluster: the deterministic core
+// (consensus/raft) driven by one goroutine over a transport, durable
+// storage and real timers, applying committed commands to a StateMachine.
+// See the package documentation.
+type Node struct {
+	cfg    Config
+	tr     transport.Transport
+	sm     StateMachine
+	store  nodeStorage
+	logger *slog.Logger
+
+	// propMu guards props and closed.
+	propMu  sync.Mutex
+	props   []*proposal
+	closed  bool
+	propSig chan struct{} // size 1: coalesced wake-up for queued proposals
+
+	// msgMu guards msgs.
+	msgMu  sync.Mutex
+	msgs   []raft.Message
+	msgSig chan struct{} // size 1: coalesced wake-up for received messages
+
+	statusc chan chan Status
+	stopc   chan struct{}
+	donec   chan struct{}
+	stop    sync.Once
+
+	// Owned by the run goroutine.
+	core    *raft.RawNode
+	waiters map[uint64]*proposal // by log index
+	applied uint64
+	leader  transport.NodeID
+	final   Status // the status at exit, served after Close
+	failure error  // the error that stopped the loop
+	spare   []raft.Message
+	spareP  []*proposal
+}
+
+// proposal is one Propose call waiting for its command to be applied.
+type proposal struct {
+	cmd   []byte
+	term  uint64
+	index uint64
+	done  chan result // size 1: the loop never blocks on a departed caller
+}
+
+type result struct {
+	val any
+	err error
+}
+
+// New starts a node. With cfg.DataDir set, it restarts from the state found
+// there (restoring the state machine from the latest snapshot) or
+// bootstraps a new member of the cluster cfg.Peers; without, it starts
+// empty in memory. The node registers cfg.Service on tr; the caller keeps
+// ownership of tr and closes it after the node.
+func New(cfg Config, tr transport.Transport, sm StateMachine) (*Node, error) {
+	if err := cfg.Validate(); err != nil {
+		return nil, err
+	}
+	if tr == nil || sm == nil {
+		return nil, fmt.Errorf("%w: nil transport or state machine", ErrInvalidConfig)
+	}
+	if tr.ID() != cfg.ID {
+		return nil, fmt.Errorf("%w: transport is %q but ID is %q", ErrInvalidConfig, tr.ID(), cfg.ID)
+	}
+	var store nodeStorage
+	if cfg.DataDir != "" {
+		ds, err := OpenDiskStorage(cfg.DataDir, DiskOptions{RetainEntries: cfg.SnapshotRetainEntries, Logger: cfg.Logger})
+		if err != nil {
+			return nil, err
+		}
+		store = ds
+	} else {
+		store = &memStorage{MemoryStorage: raft.NewMemoryStorage(), retain: cfg.SnapshotRetainEntries}
+	}
+	n, err := newNode(cfg, tr, sm, store)
+	if err != nil {
+		store.Close()
+		return nil, err
+	}
+	return n, nil
+}
+
+func newNode(cfg Config, tr transport.Transport, sm StateMachine, store nodeStorage) (*Node, error) {
+	snap, err := store.Snapshot()
+	if err != nil {
+		return nil, fmt.Errorf("consensus: read snapshot: %w", err)
+	}
+	if !snap.IsZero() {
+		if err := sm.Restore(bytes.NewReader(snap.Data)); err != nil {
+			return nil, fmt.Errorf("consensus: restore state machine from snapshot %d: %w", snap.Meta.Index, err)
+		}
+	}
+	seed := cfg.Seed
+	if seed == 0 {
+		seed = rand.Uint64()
+	}
+	rc := raft.DefaultConfig()
+	rc.ID = cfg.ID
+	rc.Peers = cfg.Peers
+	rc.Storage = store
+	rc.Applied = snap.Meta.Index
+	rc.ElectionTicks = cfg.ElectionTicks
+	rc.HeartbeatTicks = cfg.HeartbeatTicks
+	rc.MaxInflightMsgs = cfg.MaxInflightMsgs
+	rc.MaxMsgBytes = cfg.MaxMsgBytes
+	rc.SnapshotThreshold = cfg.SnapshotThreshold
+	rc.Seed = seed
+	rc.Logger = cfg.Logger
+	core, err := raft.NewRawNode(rc)
+	if err != nil {
+		return nil, fmt.Errorf("consensus: %w", err)
+	}
+	n := &Node{
+		cfg:     cfg,
+		tr:      tr,
+		sm:      sm,
+		store:   store,
+		logger:  cfg.Logger,
+		propSig: make(chan struct{}, 1),
+		msgSig:  make(chan struct{}, 1),
+		statusc: make(chan chan Status),
+		stopc:   make(chan struct{}),
+		donec:   make(chan struct{}),
+		core:    core,
+		waiters: make(map[uint64]*proposal),
+		applied: snap.Meta.Index,
+	}
+	tr.Handle(cfg.Service, n.receive)
+	go n.run()
+	return n, nil
+}
+
+// ID returns the node's ID.
+func (n *Node) ID() transport.NodeID { return n.cfg.ID }
+
+// Propose replicates cmd and returns the state machine's result of applying
+// it, once it is committed and applied on this node. Propose copies cmd.
+//
+// On a node that is not the leader it fails at once with an error matching
+// ErrNotLeader, a *raft.NotLeaderError naming the leader if known. Other
+// failures: ErrTooLarge, ErrClosed (nothing was proposed), ErrProposalLost
+// (proposed but overwritten by another leader: not applied, safe to retry),
+// ErrStopped (the node stopped first: outcome unknown), raft.ErrProposalDropped
+// (flow control: retry later), or ctx's error (outcome unknown).
+func (n *Node) Propose(ctx context.Context, cmd []byte) (any, error) {
+	if len(cmd) > n.cfg.MaxCommandBytes {
+		return nil, fmt.Errorf("%w: %d bytes, limit %d", ErrTooLarge, len(cmd), n.cfg.MaxCommandBytes)
+	}
+	if err := ctx.Err(); err != nil {
+		return nil, fmt.Errorf("consensus: propose: %w", err)
+	}
+	p := &proposal{cmd: bytes.Clone(cmd), done: make(chan result, 1)}
+	if p.cmd == nil {
+		p.cmd = []byte{}
+	}
+	n.propMu.Lock()
+	if n.closed {
+		n.propMu.Unlock()
+		return nil, ErrClosed
+	}
+	n.props = append(n.props, p)
+	n.propMu.Unlock()
+	select {
+	case n.propSig <- struct{}{}:
+	default:
+	}
+	select {
+	case r := <-p.done:
+		return r.val, r.err
+	case <-ctx.Done():
+		return nil, fmt.Errorf("consensus: propose: %w", ctx.Err())
+	}
+}
+
+// Status returns the node's current state. After Close it returns the
+// state at the moment the node stopped.
+func (n *Node) Status() Status {
+	reply := make(chan Status, 1)
+	select {
+	case n.statusc <- reply:
+		return <-reply
+	case <-n.donec:
+		return n.final
+	}
+}
+
+// Close stops the node: pending proposals fail with ErrStopped, the loop
+// exits, the storage is closed and the service is unregistered from the
+// transport. Close waits for all of it and is idempotent. It returns the
+// error that had stopped the node earlier, if any.
+func (n *Node) Close() error {
+	n.stop.Do(func() {
+		n.propMu.Lock()
+		n.closed = true
+		n.propMu.Unlock()
+		close(n.stopc)
+	})
+	<-n.donec
+	return n.final.Err
+}
+
+// receive is the transport handler: decode, queue, wake the loop.
+func (n *Node) receive(msg transport.Message) {
+	var m raft.Message
+	if err := m.Unmarshal(msg.Payload); err != nil {
+		n.debug("dropping malformed message", "from", msg.From, "err", err)
+		return
+	}
+	if m.From != msg.From || m.To != n.cfg.ID {
+		n.debug("dropping misaddressed message", "from", msg.From, "claims", m.From, "to", m.To)
+		return
+	}
+	n.msgMu.Lock()
+	if len(n.msgs) >= maxQueuedMessages {
+		n.msgMu.Unlock()
+		return
+	}
+	n.msgs = append(n.msgs, m)
+	n.msgMu.Unlock()
+	select {
+	case n.msgSig <- struct{}{}:
+	default:
+	}
+}
+
+func (n *Node) debug(msg string, args ...any) {
+	if n.logger != nil {
+		n.logger.Debug("consensus: "+msg, append([]any{"node", n.cfg.ID}, args...)...)
+	}
+}
+
+// run is the node's one goroutine: it owns the core, the waiters and the
+// state machine.
+func (n *Node) run() {
+	defer close(n.donec)
+	ticker := time.NewTicker(n.cfg.TickInterval)
+	defer ticker.Stop()
+	for {
+		select {
+		case <-ticker.C:
+			n.core.Tick()
+		case <-n.msgSig:
+		case <-n.propSig:
+		case reply := <-n.statusc:
+			reply <- n.status()
+			continue
+		case <-n.stopc:
+			n.shutdown(ErrStopped)
+			return
+		}
+		// Drain both queues whatever woke us: everything that arrived
+		// during the last fsync goes into one Ready (batching).
+		n.stepMessages()
+		n.proposeQueued()
+		if err := n.handleReadies(); err != nil {
+			n.failure = err
+			if n.logger != nil {
+				n.logger.Error("consensus: node stopped", "node", n.cfg.ID, "err", err)
+			}
+			n.shutdown(err)
+			return
+		}
+	}
+}
+
+func (n *Node) stepMessages() {
+	n.msgMu.Lock()
+	msgs := n.msgs
+	n.msgs = n.spare[:0]
+	n.msgMu.Unlock()
+	for i := range msgs {
+		if err := n.core.Step(msgs[i]); err != nil && !errors.Is(err, raft.ErrStorage) {
+			n.debug("step", "type", msgs[i].Type, "from", msgs[i].From, "err", err)
+		}
+		msgs[i] = raft.Message{}
+	}
+	n.spare = msgs[:0]
+}
+
+func (n *Node) proposeQueued() {
+	n.propMu.Lock()
+	props := n.props
+	n.props = n.spareP[:0]
+	n.propMu.Unlock()
+	for i, p := range props {
+		props[i] = nil
+		index, term, err := n.core.Propose(p.cmd)
+		if err != nil {
+			p.done <- result{err: err}
+			continue
+		}
+		// An older proposal waiting on this index was overwritten: the
+		// leader's log holds every committed entry (§5.4, Leader
+		// Completeness), and it just reused the index.
+		if old := n.waiters[index]; old != nil {
+			old.done <- result{err: ErrProposalLost}
+		}
+		p.index, p.term = index, term
+		n.waiters[index] = p
+	}
+	n.spareP = props[:0]
+}
+
+// handleReadies performs the duties of every pending Ready, in the order
+// the core's documentation requires: persist, then send, then apply.
+func (n *Node) handleReadies() error {
+	for n.core.HasReady() {
+		rd, err := n.core.Ready()
+		if err != nil {
+			return err
+		}
+		if rd.SoftState != nil && rd.SoftState.Leader != n.leader {
+			n.leader = rd.SoftState.Leader
+			if n.logger != nil {
+				n.logger.Info("consensus: leader changed", "node", n.cfg.ID, "leader", n.leader, "role", rd.SoftState.Role)
+			}
+		}
+		if rd.Snapshot != nil {
+			if err := n.installSnapshot(*rd.Snapshot); err != nil {
+				return err
+			}
+		}
+		if err := n.store.Save(rd.HardState, rd.Entries); err != nil {
+			return fmt.Errorf("consensus: persist: %w", err)
+		}
+		n.send(rd.Messages)
+		n.apply(rd.CommittedEntries)
+		if rd.SnapshotDue {
+			if err := n.snapshot(); err != nil {
+				return err
+			}
+		}
+		n.core.Advance(rd)
+	}
+	return nil
+}
+
+func (n *Node) installSnapshot(snap raft.Snapshot) error {
+	if err := n.store.ApplySnapshot(snap); err != nil && !errors.Is(err, raft.ErrSnapshotOutOfDate) {
+		return fmt.Errorf("consensus: install snapshot %d: %w", snap.Meta.Index, err)
+	}
+	if err := n.sm.Restore(bytes.NewReader(snap.Data)); err != nil {
+		return fmt.Errorf("consensus: restore snapshot %d: %w", snap.Meta.Index, err)
+	}
+	n.applied = snap.Meta.Index
+	// Proposals at indices the snapshot covers may or may not have been
+	// committed as proposed; the snapshot does not say.
+	for index, p := range n.waiters {
+		if index <= snap.Meta.Index {
+			p.done <- result{err: fmt.Errorf("%w: replaced by a snapshot", ErrStopped)}
+			delete(n.waiters, index)
+		}
+	}
+	if n.logger != nil {
+		n.logger.Info("consensus: installed snapshot", "node", n.cfg.ID, "index", snap.Meta.Index)
+	}
+	return nil
+}
+
+func (n *Node) send(msgs []raft.Message) {
+	for i := range msgs {
+		m := &msgs[i]
+		payload, err := m.Marshal()
+		if err != nil {
+			n.debug("marshal", "type", m.Type, "err", err)
+			continue
+		}
+		// Send only queues (it never blocks for long); a failure is a lost
+		// message, which Raft tolerates, but the leader learns of it so it
+		// can stop pipelining into the void.
+		err = n.tr.Send(context.Background(), m.To, n.cfg.Service, payload)
+		if err != nil {
+			switch m.Type {
+			case raft.MsgApp:
+				n.core.ReportUnreachable(m.To)
+			case raft.MsgSnap:
+				n.core.ReportSnapshot(m.To, err)
+			}
+		}
+	}
+}
+
+func (n *Node) apply(ents []raft.Entry) {
+	for i := range ents {
+		e := &ents[i]
+		var val any
+		if e.Type == raft.EntryNormal {
+			val = n.sm.Apply(Entry{Index: e.Index, Term: e.Term, Command: e.Data})
+		}
+		n.applied = e.Index
+		p := n.waiters[e.Index]
+		if p == nil {
+			continue
+		}
+		delete(n.waiters, e.Index)
+		if p.term == e.Term && e.Type == raft.EntryNormal {
+			p.done <- result{val: val}
+		} else {
+			p.done <- result{err: ErrProposalLost}
+		}
+	}
+}
+
+func (n *Node) snapshot() error {
+	var buf bytes.Buffer
+	if err := n.sm.Snapshot(&buf); err != nil {
+		return fmt.Errorf("consensus: snapshot state machine: %w", err)
+	}
+	st := n.core.Status()
+	if _, err := n.store.CreateSnapshot(n.applied, raft.Membership{Voters: st.Voters}, buf.Bytes()); err != nil &&
+		!errors.Is(err, raft.ErrSnapshotOutOfDate) {
+		return fmt.Errorf("consensus: save snapshot at %d: %w", n.applied, err)
+	}
+	n.debug("snapshot", "index", n.applied, "bytes", buf.Len())
+	return nil
+}
+
+func (n *Node) status() Status {
+	return Status{Status: n.core.Status(), PendingProposals: len(n.waiters), Err: n.failure}
+}
+
+// shutdown fails every waiting proposal, closes the storage and
+// unregisters from the transport. It runs on the loop goroutine as it exits.
+func (n *Node) shutdown(cause error) {
+	n.tr.Handle(n.cfg.Service, nil)
+	n.propMu.Lock()
+	n.closed = true
+	props := n.props
+	n.props = nil
+	n.propMu.Unlock()
+	for _, p := range props {
+		p.done <- result{err: ErrClosed} // never reached the core
+	}
+	stopErr := ErrStopped
+	if cause != ErrStopped {
+		stopErr = fmt.Errorf("%w: %w", ErrStopped, cause)
+	}
+	for index, p := range n.waiters {
+		p.done <- result{err: stopErr}
+		delete(n.waiters, index)
+	}
+	n.final = n.status()
+	if err := n.store.Close(); err != nil && n.final.Err == nil {
+		n.final.Err = err
+	}
+}

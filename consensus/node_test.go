@@ -1,0 +1,312 @@
+package consensus
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"testing"
+	"time"
+
+	"github.com/distkit/distkit/consensus/raft"
+	"github.com/distkit/distkit/transport"
+)
+
+var three = []transport.NodeID{"n1", "n2", "n3"}
+
+func newChanCluster(t *testing.T, durable bool, tweak func(*Config)) *cluster {
+	net := newChanNet()
+	c := &cluster{
+		t: t, ids: three,
+		nodes: map[transport.NodeID]*Node{}, sms: map[transport.NodeID]*kvSM{},
+		trs: map[transport.NodeID]transport.Transport{}, dirs: map[transport.NodeID]string{},
+		tr: net.join,
+	}
+	for _, id := range three {
+		if durable {
+			c.dirs[id] = t.TempDir()
+		}
+	}
+	c.cfg = func(id transport.NodeID) Config {
+		cfg := testConfig(id, three)
+		cfg.DataDir = c.dirs[id]
+		if tweak != nil {
+			tweak(&cfg)
+		}
+		return cfg
+	}
+	for _, id := range three {
+		c.start(id)
+	}
+	t.Cleanup(c.closeAll)
+	return c
+}
+
+// write proposes key=value through cl and returns the applied index.
+func write(ctx context.Context, t *testing.T, cl *Client, key, value string) uint64 {
+	t.Helper()
+	res, err := cl.Propose(ctx, []byte(key+"="+value))
+	if err != nil {
+		t.Fatalf("Propose(%s=%s) = %v", key, value, err)
+	}
+	return res.(uint64)
+}
+
+func TestNodeReplicates(t *testing.T) {
+	for _, durable := range []bool{false, true} {
+		t.Run(fmt.Sprintf("durable=%v", durable), func(t *testing.T) {
+			ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+			defer cancel()
+			c := newChanCluster(t, durable, nil)
+			cl := c.client()
+			var last uint64
+			for i := range 50 {
+				last = write(ctx, t, cl, fmt.Sprintf("k%d", i), fmt.Sprint(i))
+			}
+			for _, id := range c.ids {
+				if err := c.sms[id].waitApplied(ctx, last); err != nil {
+					t.Fatalf("%s: %v", id, err)
+				}
+				for i := range 50 {
+					if v, _ := c.sms[id].get(fmt.Sprintf("k%d", i)); v != fmt.Sprint(i) {
+						t.Fatalf("%s: k%d = %q; want %d", id, i, v, i)
+					}
+				}
+			}
+			st := c.nodes[cl.Leader()].Status()
+			if st.Role != raft.Leader || st.Applied < last || len(st.Progress) != 3 {
+				t.Fatalf("leader status = %+v; want role leader, applied >= %d, progress for 3", st, last)
+			}
+		})
+	}
+}
+
+func TestNodeProposeErrors(t *testing.T) {
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	c := newChanCluster(t, false, func(cfg *Config) { cfg.MaxCommandBytes = 16 })
+	leader := c.leader(ctx)
+	var follower transport.NodeID
+	for _, id := range c.ids {
+		if id != leader {
+			follower = id
+		}
+	}
+	_, err := c.nodes[follower].Propose(ctx, []byte("x=1"))
+	var nle *raft.NotLeaderError
+	if !errors.As(err, &nle) || !errors.Is(err, ErrNotLeader) || nle.Leader != leader {
+		t.Fatalf("Propose on follower err = %v; want a NotLeaderError naming %s", err, leader)
+	}
+	if _, err := c.nodes[leader].Propose(ctx, make([]byte, 17)); !errors.Is(err, ErrTooLarge) {
+		t.Fatalf("Propose(17 bytes) err = %v; want ErrTooLarge", err)
+	}
+	done, stop := context.WithCancel(ctx)
+	stop()
+	if _, err := c.nodes[leader].Propose(done, []byte("x=1")); !errors.Is(err, context.Canceled) {
+		t.Fatalf("Propose with a cancelled context err = %v; want context.Canceled", err)
+	}
+	n := c.nodes[leader]
+	c.stop(leader)
+	if _, err := n.Propose(ctx, []byte("x=1")); !errors.Is(err, ErrClosed) {
+		t.Fatalf("Propose after Close err = %v; want ErrClosed", err)
+	}
+	if err := n.Close(); err != nil {
+		t.Fatalf("second Close = %v; want nil", err)
+	}
+	if st := n.Status(); st.ID != leader {
+		t.Fatalf("Status after Close = %+v; want the final status of %s", st, leader)
+	}
+}
+
+// TestLeaderFailover kills the leader mid-stream: a new leader is elected
+// and no acknowledged write is lost.
+func TestLeaderFailover(t *testing.T) {
+	for _, durable := range []bool{false, true} {
+		t.Run(fmt.Sprintf("durable=%v", durable), func(t *testing.T) {
+			ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+			defer cancel()
+			c := newChanCluster(t, durable, nil)
+			cl := c.client()
+			acked := map[string]string{}
+			for i := range 30 {
+				k, v := fmt.Sprintf("a%d", i), fmt.Sprint(i)
+				write(ctx, t, cl, k, v)
+				acked[k] = v
+			}
+			old := cl.Leader()
+			c.stop(old)
+			// The client finds the new leader on its own.
+			survivors := map[transport.NodeID]Proposer{}
+			for id, n := range c.nodes {
+				survivors[id] = n
+			}
+			cl2, _ := NewClient(survivors, DefaultClientConfig())
+			var last uint64
+			for i := range 30 {
+				k, v := fmt.Sprintf("b%d", i), fmt.Sprint(i)
+				last = write(ctx, t, cl2, k, v)
+				acked[k] = v
+			}
+			if cl2.Leader() == old {
+				t.Fatalf("new leader is the old one, %s", old)
+			}
+			for id := range c.nodes {
+				if err := c.sms[id].waitApplied(ctx, last); err != nil {
+					t.Fatalf("%s: %v", id, err)
+				}
+				for k, v := range acked {
+					if got, _ := c.sms[id].get(k); got != v {
+						t.Fatalf("%s: acknowledged %s=%s reads %q", id, k, v, got)
+					}
+				}
+			}
+		})
+	}
+}
+
+// TestRestartCatchesUp restarts a node from its data directory after the
+// others moved on; it catches up from the log, or by snapshot when the log
+// it needs was compacted away.
+func TestRestartCatchesUp(t *testing.T) {
+	tests := []struct {
+		name        string
+		snapshot    uint64 // SnapshotThreshold
+		viaSnapshot bool
+	}{
+		{"from the log", 0, false},
+		{"by snapshot", 20, true},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+			defer cancel()
+			c := newChanCluster(t, true, func(cfg *Config) {
+				cfg.SnapshotThreshold = tt.snapshot
+				cfg.SnapshotRetainEntries = 5
+			})
+			cl := c.client()
+			for i := range 20 {
+				write(ctx, t, cl, fmt.Sprintf("a%d", i), "1")
+			}
+			var lagger transport.NodeID
+			for _, id := range c.ids {
+				if id != cl.Leader() {
+					lagger = id
+					break
+				}
+			}
+			lastBefore := c.nodes[lagger].Status().LastIndex
+			c.stop(lagger)
+			var last uint64
+			for i := range 60 {
+				last = write(ctx, t, cl, fmt.Sprintf("b%d", i), "2")
+			}
+			c.start(lagger) // same data directory
+			if err := c.sms[lagger].waitApplied(ctx, last); err != nil {
+				t.Fatalf("restarted %s: %v", lagger, err)
+			}
+			for i := range 60 {
+				if v, _ := c.sms[lagger].get(fmt.Sprintf("b%d", i)); v != "2" {
+					t.Fatalf("restarted %s: b%d = %q; want 2", lagger, i, v)
+				}
+			}
+			snap, _ := c.nodes[lagger].store.Snapshot()
+			if got := snap.Meta.Index > lastBefore; got != tt.viaSnapshot {
+				t.Fatalf("restarted %s holds snapshot %d, its log ended at %d before: caught up by snapshot = %v; want %v",
+					lagger, snap.Meta.Index, lastBefore, got, tt.viaSnapshot)
+			}
+			if v, _ := c.sms[lagger].get("a0"); v != "1" {
+				t.Fatalf("restarted %s: a0 = %q; want 1", lagger, v)
+			}
+		})
+	}
+}
+
+// TestWholeClusterRestart stops every node and restarts them all from their
+// data directories: every acknowledged write is still there.
+func TestWholeClusterRestart(t *testing.T) {
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	c := newChanCluster(t, true, func(cfg *Config) { cfg.SnapshotThreshold = 15 })
+	cl := c.client()
+	for i := range 40 {
+		write(ctx, t, cl, fmt.Sprintf("k%d", i), fmt.Sprint(i))
+	}
+	for _, id := range c.ids {
+		c.stop(id)
+	}
+	for _, id := range c.ids {
+		c.start(id)
+	}
+	last := write(ctx, t, c.client(), "after", "restart")
+	for _, id := range c.ids {
+		if err := c.sms[id].waitApplied(ctx, last); err != nil {
+			t.Fatalf("%s: %v", id, err)
+		}
+		for i := range 40 {
+			if v, _ := c.sms[id].get(fmt.Sprintf("k%d", i)); v != fmt.Sprint(i) {
+				t.Fatalf("%s after restart: k%d = %q; want %d", id, i, v, i)
+			}
+		}
+	}
+}
+
+func TestConfigValidate(t *testing.T) {
+	base := func() Config { return testConfig("a", []transport.NodeID{"a", "b"}) }
+	tests := []struct {
+		name   string
+		modify func(*Config)
+	}{
+		{"empty ID", func(c *Config) { c.ID = "" }},
+		{"no peers", func(c *Config) { c.Peers = nil }},
+		{"ID not a peer", func(c *Config) { c.ID = "z" }},
+		{"duplicate peer", func(c *Config) { c.Peers = []transport.NodeID{"a", "a"} }},
+		{"empty peer", func(c *Config) { c.Peers = []transport.NodeID{"a", ""} }},
+		{"no service", func(c *Config) { c.Service = "" }},
+		{"zero tick", func(c *Config) { c.TickInterval = 0 }},
+		{"zero heartbeat", func(c *Config) { c.HeartbeatTicks = 0 }},
+		{"election not above heartbeat", func(c *Config) { c.ElectionTicks = c.HeartbeatTicks }},
+		{"zero inflight", func(c *Config) { c.MaxInflightMsgs = 0 }},
+		{"zero message bytes", func(c *Config) { c.MaxMsgBytes = 0 }},
+		{"zero command bytes", func(c *Config) { c.MaxCommandBytes = 0 }},
+	}
+	good := base()
+	if err := good.Validate(); err != nil {
+		t.Fatalf("Validate(base) = %v; want nil", err)
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			cfg := base()
+			tt.modify(&cfg)
+			if err := cfg.Validate(); !errors.Is(err, ErrInvalidConfig) {
+				t.Fatalf("Validate() = %v; want ErrInvalidConfig", err)
+			}
+		})
+	}
+}
+
+func TestNewRejectsBadArguments(t *testing.T) {
+	net := newChanNet()
+	tr := net.join("a")
+	cfg := testConfig("a", []transport.NodeID{"a"})
+	tests := []struct {
+		name string
+		cfg  Config
+		tr   transport.Transport
+		sm   StateMachine
+	}{
+		{"nil transport", cfg, nil, newKV()},
+		{"nil state machine", cfg, tr, nil},
+		{"transport of another node", cfg, net.join("b"), newKV()},
+		{"invalid config", Config{}, tr, newKV()},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			if n, err := New(tt.cfg, tt.tr, tt.sm); !errors.Is(err, ErrInvalidConfig) {
+				if n != nil {
+					n.Close()
+				}
+				t.Fatalf("New = %v; want ErrInvalidConfig", err)
+			}
+		})
+	}
+}

@@ -1,0 +1,56 @@
+package consensus
+
+import (
+	"github.com/distkit/distkit/consensus/raft"
+)
+
+// nodeStorage is what the Node's loop needs of its storage beyond what the
+// core reads: the writes of a Ready. DiskStorage and memStorage implement
+// it.
+type nodeStorage interface {
+	raft.Storage
+	// Save persists a Ready's hard state and entries (one fsync at most).
+	Save(hs raft.HardState, ents []raft.Entry) error
+	// ApplySnapshot installs a snapshot received from the leader.
+	ApplySnapshot(snap raft.Snapshot) error
+	// CreateSnapshot records a local snapshot and compacts the log.
+	CreateSnapshot(i uint64, m raft.Membership, data []byte) (raft.Snapshot, error)
+	Close() error
+}
+
+var (
+	_ nodeStorage = (*DiskStorage)(nil)
+	_ nodeStorage = (*memStorage)(nil)
+)
+
+// memStorage is the volatile storage of a Node without a DataDir.
+type memStorage struct {
+	*raft.MemoryStorage
+	retain uint64 // entries kept behind a snapshot
+}
+
+func (m *memStorage) Save(hs raft.HardState, ents []raft.Entry) error {
+	if !hs.IsZero() {
+		if err := m.SetHardState(hs); err != nil {
+			return err
+		}
+	}
+	return m.Append(ents)
+}
+
+func (m *memStorage) CreateSnapshot(i uint64, ms raft.Membership, data []byte) (raft.Snapshot, error) {
+	snap, err := m.MemoryStorage.CreateSnapshot(i, ms, data)
+	if err != nil {
+		return snap, err
+	}
+	if i > m.retain {
+		if first, _ := m.FirstIndex(); i-m.retain >= first {
+			if err := m.Compact(i - m.retain); err != nil {
+				return raft.Snapshot{}, err
+			}
+		}
+	}
+	return snap, nil
+}
+
+func (m *memStorage) Close() error { return nil }
