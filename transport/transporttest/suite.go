@@ -26,7 +26,8 @@ type Options struct {
 	// another in the order Send accepted them (while the link stays up).
 	FIFO bool
 	// MaxPayload is the largest payload the factory's transports accept
-	// for the suite's short service names. The suite checks that
+	// when sent to service "large" (which matters for transports whose
+	// limit covers the service name too). The suite checks that
 	// MaxPayload+1 bytes fail with ErrMessageTooLarge and that a payload of
 	// MaxPayload/2 bytes arrives intact. Keep it small (say 64 KiB to
 	// 1 MiB) so the suite stays fast. 0 skips both checks.

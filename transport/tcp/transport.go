@@ -1,0 +1,430 @@
+package tcp
+
+import (
+	"bufio"
+	"context"
+	"crypto/tls"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/distkit/distkit/transport"
+)
+
+// Transport is a transport.Transport over TCP (optionally TLS). Create it
+// with Listen or New; it is safe for concurrent use.
+type Transport struct {
+	cfg       Config
+	log       *slog.Logger
+	ln        net.Listener
+	closed    atomic.Bool
+	done      chan struct{} // closed when Close starts
+	closeOnce sync.Once
+	// wg counts every goroutine the transport starts: the accept loop,
+	// inbound readers, peer writers and their connection watchers.
+	wg sync.WaitGroup
+
+	// peersMu serialises changes to peers and to closed-ness with respect
+	// to peers. Send reads peers without locking through the atomic
+	// pointer; writers replace the whole map (copy on write).
+	peersMu sync.Mutex
+	peers   atomic.Pointer[map[transport.NodeID]*peer]
+
+	// handlersMu guards handlers.
+	handlersMu sync.RWMutex
+	handlers   map[string]transport.Handler
+
+	// connsMu guards accepted (every accepted connection, so Close can
+	// close it) and inbound (the handshaken connection from each node, so
+	// a reconnecting node replaces its old one).
+	connsMu  sync.Mutex
+	accepted map[net.Conn]struct{}
+	inbound  map[transport.NodeID]net.Conn
+
+	received, bytesReceived, queueFull, dials, dialFailures,
+	refused, badFrames, panics, unhandled atomic.Uint64
+	// sent and bytesSent of removed peers; live peers keep their own.
+	removedSent, removedBytesSent atomic.Uint64
+}
+
+var (
+	_ transport.Transport    = (*Transport)(nil)
+	_ transport.DoneNotifier = (*Transport)(nil)
+)
+
+// Listen validates cfg, listens on cfg.ListenAddr and returns the running
+// transport.
+func Listen(cfg Config) (*Transport, error) {
+	if err := cfg.Validate(); err != nil {
+		return nil, err
+	}
+	ln, err := net.Listen("tcp", cfg.ListenAddr)
+	if err != nil {
+		return nil, fmt.Errorf("tcp: listen: %w", err)
+	}
+	t, err := New(cfg, ln)
+	if err != nil {
+		ln.Close()
+		return nil, err
+	}
+	return t, nil
+}
+
+// New returns a transport that accepts connections on ln, which it owns
+// from now on (Close closes it). cfg.ListenAddr is ignored. TLS, if
+// configured, is applied on top of ln: pass a plain TCP listener.
+func New(cfg Config, ln net.Listener) (*Transport, error) {
+	if err := cfg.Validate(); err != nil {
+		return nil, err
+	}
+	if ln == nil {
+		return nil, errors.New("tcp: New: nil listener")
+	}
+	log := cfg.Logger
+	if log == nil {
+		log = slog.New(slog.DiscardHandler)
+	}
+	t := &Transport{
+		cfg:      cfg,
+		log:      log.With("node", string(cfg.ID)),
+		ln:       ln,
+		done:     make(chan struct{}),
+		handlers: make(map[string]transport.Handler),
+		accepted: make(map[net.Conn]struct{}),
+		inbound:  make(map[transport.NodeID]net.Conn),
+	}
+	peers := make(map[transport.NodeID]*peer, len(cfg.Peers)+1)
+	peers[cfg.ID] = t.newPeer(cfg.ID, "") // sends to self are delivered locally
+	for id, addr := range cfg.Peers {
+		if id != cfg.ID {
+			peers[id] = t.newPeer(id, addr)
+		}
+	}
+	t.peers.Store(&peers)
+	t.wg.Add(1)
+	go t.acceptLoop()
+	return t, nil
+}
+
+// ID implements transport.Transport.
+func (t *Transport) ID() transport.NodeID { return t.cfg.ID }
+
+// Addr returns the address the transport listens on.
+func (t *Transport) Addr() net.Addr { return t.ln.Addr() }
+
+// Done implements transport.DoneNotifier.
+func (t *Transport) Done() <-chan struct{} { return t.done }
+
+// Send implements transport.Transport. It queues the message for the
+// peer's writer and never blocks: a full queue yields ErrQueueFull. A
+// service name is at most 255 bytes.
+func (t *Transport) Send(ctx context.Context, to transport.NodeID, service string, payload []byte) error {
+	if t.closed.Load() {
+		return transport.ErrClosed
+	}
+	if err := ctx.Err(); err != nil {
+		return err
+	}
+	if len(service) > maxServiceLen {
+		return fmt.Errorf("tcp: service name of %d bytes; the limit is %d", len(service), maxServiceLen)
+	}
+	if n := frameBodyLen(service, payload); n > t.cfg.MaxFrameSize {
+		return fmt.Errorf("%w: %d-byte frame to %s, limit %d", transport.ErrMessageTooLarge, n, to, t.cfg.MaxFrameSize)
+	}
+	p := (*t.peers.Load())[to]
+	if p == nil {
+		return fmt.Errorf("%w: %q", transport.ErrUnknownPeer, to)
+	}
+	select {
+	case p.queue <- outMsg{service: service, payload: payload}:
+		return nil
+	default:
+		t.queueFull.Add(1)
+		return p.errFull
+	}
+}
+
+// Handle implements transport.Transport.
+func (t *Transport) Handle(service string, h transport.Handler) {
+	t.handlersMu.Lock()
+	defer t.handlersMu.Unlock()
+	if h == nil {
+		delete(t.handlers, service)
+		return
+	}
+	t.handlers[service] = h
+}
+
+// AddPeer adds id to the address book or changes its address; a changed
+// address takes effect at once (the current connection is closed).
+func (t *Transport) AddPeer(id transport.NodeID, addr string) error {
+	if err := validatePeer(id, addr); err != nil {
+		return fmt.Errorf("tcp: AddPeer: %w", err)
+	}
+	if id == t.cfg.ID {
+		return fmt.Errorf("tcp: AddPeer(%q): that is this node", id)
+	}
+	t.peersMu.Lock()
+	defer t.peersMu.Unlock()
+	if t.closed.Load() {
+		return transport.ErrClosed
+	}
+	old := *t.peers.Load()
+	if p := old[id]; p != nil {
+		p.setAddr(addr)
+		return nil
+	}
+	peers := make(map[transport.NodeID]*peer, len(old)+1)
+	for k, v := range old {
+		peers[k] = v
+	}
+	peers[id] = t.newPeer(id, addr)
+	t.peers.Store(&peers)
+	return nil
+}
+
+// RemovePeer removes id from the address book, dropping the messages still
+// queued for it. Later sends to id fail with ErrUnknownPeer; inbound
+// connections from id are not affected.
+func (t *Transport) RemovePeer(id transport.NodeID) {
+	if id == t.cfg.ID {
+		return
+	}
+	t.peersMu.Lock()
+	defer t.peersMu.Unlock()
+	old := *t.peers.Load()
+	p := old[id]
+	if p == nil {
+		return
+	}
+	peers := make(map[transport.NodeID]*peer, len(old))
+	for k, v := range old {
+		if k != id {
+			peers[k] = v
+		}
+	}
+	t.peers.Store(&peers)
+	p.stop()
+	t.removedSent.Add(p.sent.Load())
+	t.removedBytesSent.Add(p.bytesSent.Load())
+}
+
+// Stats are a transport's counters since it started.
+type Stats struct {
+	Sent          uint64 // frames written to connections
+	BytesSent     uint64 // frame bytes written, headers included
+	Received      uint64 // frames read from connections
+	BytesReceived uint64 // frame bytes read, headers included
+	QueueFull     uint64 // sends refused with ErrQueueFull
+	Dials         uint64 // outbound connections established
+	DialFailures  uint64 // failed outbound connection attempts (dial, TLS or handshake)
+	Refused       uint64 // inbound connections closed during the handshake
+	BadFrames     uint64 // inbound connections closed for a malformed or oversized frame
+	Unhandled     uint64 // messages dropped for want of a handler
+	Panics        uint64 // handler panics recovered
+	Peers         int    // nodes in the address book, this one included
+}
+
+// Stats returns the transport's counters.
+func (t *Transport) Stats() Stats {
+	s := Stats{
+		Sent:          t.removedSent.Load(),
+		BytesSent:     t.removedBytesSent.Load(),
+		Received:      t.received.Load(),
+		BytesReceived: t.bytesReceived.Load(),
+		QueueFull:     t.queueFull.Load(),
+		Dials:         t.dials.Load(),
+		DialFailures:  t.dialFailures.Load(),
+		Refused:       t.refused.Load(),
+		BadFrames:     t.badFrames.Load(),
+		Unhandled:     t.unhandled.Load(),
+		Panics:        t.panics.Load(),
+	}
+	peers := *t.peers.Load()
+	s.Peers = len(peers)
+	for _, p := range peers {
+		s.Sent += p.sent.Load()
+		s.BytesSent += p.bytesSent.Load()
+	}
+	return s
+}
+
+// Close stops accepting, closes every connection, drops queued messages
+// and waits for the transport's goroutines to exit. It is idempotent.
+func (t *Transport) Close() error {
+	t.closeOnce.Do(func() {
+		t.peersMu.Lock()
+		t.closed.Store(true)
+		close(t.done)
+		for _, p := range *t.peers.Load() {
+			p.stop()
+		}
+		t.peersMu.Unlock()
+		t.ln.Close()
+		t.connsMu.Lock()
+		for c := range t.accepted {
+			c.Close()
+		}
+		t.connsMu.Unlock()
+		t.wg.Wait()
+	})
+	return nil
+}
+
+// deliver passes msg to its service's handler, containing a panic.
+func (t *Transport) deliver(msg transport.Message) {
+	t.handlersMu.RLock()
+	h := t.handlers[msg.Service]
+	t.handlersMu.RUnlock()
+	if h == nil {
+		t.unhandled.Add(1)
+		return
+	}
+	defer func() {
+		if r := recover(); r != nil {
+			t.panics.Add(1)
+			t.log.Error("handler panicked; message dropped", "from", string(msg.From), "service", msg.Service, "panic", r)
+		}
+	}()
+	h(msg)
+}
+
+// acceptLoop accepts inbound connections until the listener closes.
+func (t *Transport) acceptLoop() {
+	defer t.wg.Done()
+	var delay time.Duration
+	for {
+		conn, err := t.ln.Accept()
+		if err != nil {
+			if t.closed.Load() || errors.Is(err, net.ErrClosed) {
+				return
+			}
+			// Resource exhaustion (EMFILE and the like): back off briefly
+			// instead of spinning, like net/http does.
+			delay = min(max(2*delay, 5*time.Millisecond), time.Second)
+			t.log.Warn("accept failed; retrying", "err", err, "delay", delay)
+			select {
+			case <-time.After(delay):
+				continue
+			case <-t.done:
+				return
+			}
+		}
+		delay = 0
+		t.connsMu.Lock()
+		if t.closed.Load() {
+			t.connsMu.Unlock()
+			conn.Close()
+			return
+		}
+		t.accepted[conn] = struct{}{}
+		t.wg.Add(1)
+		t.connsMu.Unlock()
+		go t.serveConn(conn)
+	}
+}
+
+// serveConn runs the handshake on an accepted connection and then reads
+// its frames until it closes or misbehaves.
+func (t *Transport) serveConn(raw net.Conn) {
+	defer t.wg.Done()
+	defer func() {
+		t.connsMu.Lock()
+		delete(t.accepted, raw)
+		t.connsMu.Unlock()
+		raw.Close()
+	}()
+	remote := raw.RemoteAddr().String()
+	from, conn, err := t.acceptHandshake(raw)
+	if err != nil {
+		t.refused.Add(1)
+		if !t.closed.Load() {
+			t.log.Warn("inbound connection refused", "remote", remote, "reason", err)
+		}
+		return
+	}
+	t.connsMu.Lock()
+	if old := t.inbound[from]; old != nil {
+		// A node has one outbound connection to us; a new one means it
+		// reconnected (perhaps restarted) and the old one is stale.
+		old.Close()
+	}
+	t.inbound[from] = raw
+	t.connsMu.Unlock()
+	defer func() {
+		t.connsMu.Lock()
+		if t.inbound[from] == raw {
+			delete(t.inbound, from)
+		}
+		t.connsMu.Unlock()
+	}()
+	t.log.Debug("inbound connection open", "peer", string(from), "remote", remote)
+
+	fr := frameReader{r: bufio.NewReaderSize(conn, t.cfg.ReadBufferSize), max: t.cfg.MaxFrameSize}
+	for {
+		service, payload, err := fr.next()
+		if err != nil {
+			switch {
+			case errors.Is(err, errMalformedFrame) || errors.Is(err, errFrameTooLarge):
+				t.badFrames.Add(1)
+				t.log.Warn("closing inbound connection", "peer", string(from), "remote", remote, "reason", err)
+			case t.closed.Load():
+			default:
+				t.log.Debug("inbound connection closed", "peer", string(from), "remote", remote, "err", err)
+			}
+			return
+		}
+		t.received.Add(1)
+		t.bytesReceived.Add(uint64(frameHeaderLen + len(service) + len(payload)))
+		t.deliver(transport.Message{From: from, To: t.cfg.ID, Service: service, Payload: payload})
+	}
+}
+
+// acceptHandshake runs TLS (if configured) and the distkit handshake on an
+// inbound connection within HandshakeTimeout. It returns the peer's
+// verified ID and the connection to read frames from.
+func (t *Transport) acceptHandshake(raw net.Conn) (transport.NodeID, net.Conn, error) {
+	if err := raw.SetDeadline(time.Now().Add(t.cfg.HandshakeTimeout)); err != nil {
+		return "", nil, err
+	}
+	conn := raw
+	var tc *tls.Conn
+	if t.cfg.TLS != nil {
+		tc = tls.Server(raw, t.cfg.TLS)
+		if err := tc.Handshake(); err != nil {
+			return "", nil, fmt.Errorf("tls: %w", err)
+		}
+		conn = tc
+	}
+	h, err := readHello(conn)
+	if errors.Is(err, errBadVersion) {
+		_, _ = conn.Write(appendAck(nil, ack{version: ProtocolVersion, status: statusBadVersion, id: t.cfg.ID}))
+		return "", nil, err
+	}
+	if err != nil {
+		return "", nil, err
+	}
+	status := statusOK
+	var refusal error
+	if h.to != t.cfg.ID {
+		status, refusal = statusWrongNode, fmt.Errorf("tcp: %s dialled %q, but this is %q", h.from, h.to, t.cfg.ID)
+	} else if tc != nil {
+		if err := checkPeerIdentity(tc.ConnectionState(), h.from); err != nil {
+			status, refusal = statusIdentity, err
+		}
+	}
+	if _, err := conn.Write(appendAck(nil, ack{version: ProtocolVersion, status: status, id: t.cfg.ID})); err != nil {
+		return "", nil, err
+	}
+	if refusal != nil {
+		return "", nil, refusal
+	}
+	if err := raw.SetDeadline(time.Time{}); err != nil {
+		return "", nil, err
+	}
+	return h.from, conn, nil
+}
