@@ -3,13 +3,15 @@
 //
 //  1. Going from 10 to 11 servers, mod-N hashing moves about 91% of the keys;
 //     the ring moves about 9%, all of them to the new server.
+//
 //  2. Load per server with 1, 10, 100 and 160 virtual nodes, as bar charts:
 //     more points, flatter bars.
+//
 //  3. A skewed (Zipf) request stream: the plain ring overloads the servers of
 //     the hot keys; bounded loads cap every server at ⌈1.25 × mean⌉.
 //
-//	go run ./examples/hashring
-//	go run ./examples/hashring -keys 1000000 -seed 7
+//     go run ./examples/hashring
+//     go run ./examples/hashring -keys 1000000 -seed 7
 package main
 
 import (
