@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"os"
 	"testing"
 	"time"
 
@@ -12,6 +13,15 @@ import (
 )
 
 var three = []transport.NodeID{"n1", "n2", "n3"}
+
+// rounds is how many times the fault scenarios repeat: once by default,
+// many times under DISTKIT_SOAK=1.
+func rounds() int {
+	if os.Getenv("DISTKIT_SOAK") == "1" {
+		return 25
+	}
+	return 1
+}
 
 func newChanCluster(t *testing.T, durable bool, tweak func(*Config)) *cluster {
 	net := newChanNet()
@@ -120,46 +130,52 @@ func TestNodeProposeErrors(t *testing.T) {
 // TestLeaderFailover kills the leader mid-stream: a new leader is elected
 // and no acknowledged write is lost.
 func TestLeaderFailover(t *testing.T) {
-	for _, durable := range []bool{false, true} {
-		t.Run(fmt.Sprintf("durable=%v", durable), func(t *testing.T) {
-			ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
-			defer cancel()
-			c := newChanCluster(t, durable, nil)
-			cl := c.client()
-			acked := map[string]string{}
-			for i := range 30 {
-				k, v := fmt.Sprintf("a%d", i), fmt.Sprint(i)
-				write(ctx, t, cl, k, v)
-				acked[k] = v
+	for round := range rounds() {
+		for _, durable := range []bool{false, true} {
+			t.Run(fmt.Sprintf("round=%d/durable=%v", round, durable), func(t *testing.T) {
+				testLeaderFailover(t, durable)
+			})
+		}
+	}
+}
+
+func testLeaderFailover(t *testing.T, durable bool) {
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	c := newChanCluster(t, durable, nil)
+	cl := c.client()
+	acked := map[string]string{}
+	for i := range 30 {
+		k, v := fmt.Sprintf("a%d", i), fmt.Sprint(i)
+		write(ctx, t, cl, k, v)
+		acked[k] = v
+	}
+	old := cl.Leader()
+	c.stop(old)
+	// The client finds the new leader on its own.
+	survivors := map[transport.NodeID]Proposer{}
+	for id, n := range c.nodes {
+		survivors[id] = n
+	}
+	cl2, _ := NewClient(survivors, DefaultClientConfig())
+	var last uint64
+	for i := range 30 {
+		k, v := fmt.Sprintf("b%d", i), fmt.Sprint(i)
+		last = write(ctx, t, cl2, k, v)
+		acked[k] = v
+	}
+	if cl2.Leader() == old {
+		t.Fatalf("new leader is the old one, %s", old)
+	}
+	for id := range c.nodes {
+		if err := c.sms[id].waitApplied(ctx, last); err != nil {
+			t.Fatalf("%s: %v", id, err)
+		}
+		for k, v := range acked {
+			if got, _ := c.sms[id].get(k); got != v {
+				t.Fatalf("%s: acknowledged %s=%s reads %q", id, k, v, got)
 			}
-			old := cl.Leader()
-			c.stop(old)
-			// The client finds the new leader on its own.
-			survivors := map[transport.NodeID]Proposer{}
-			for id, n := range c.nodes {
-				survivors[id] = n
-			}
-			cl2, _ := NewClient(survivors, DefaultClientConfig())
-			var last uint64
-			for i := range 30 {
-				k, v := fmt.Sprintf("b%d", i), fmt.Sprint(i)
-				last = write(ctx, t, cl2, k, v)
-				acked[k] = v
-			}
-			if cl2.Leader() == old {
-				t.Fatalf("new leader is the old one, %s", old)
-			}
-			for id := range c.nodes {
-				if err := c.sms[id].waitApplied(ctx, last); err != nil {
-					t.Fatalf("%s: %v", id, err)
-				}
-				for k, v := range acked {
-					if got, _ := c.sms[id].get(k); got != v {
-						t.Fatalf("%s: acknowledged %s=%s reads %q", id, k, v, got)
-					}
-				}
-			}
-		})
+		}
 	}
 }
 
@@ -175,49 +191,55 @@ func TestRestartCatchesUp(t *testing.T) {
 		{"from the log", 0, false},
 		{"by snapshot", 20, true},
 	}
-	for _, tt := range tests {
-		t.Run(tt.name, func(t *testing.T) {
-			ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
-			defer cancel()
-			c := newChanCluster(t, true, func(cfg *Config) {
-				cfg.SnapshotThreshold = tt.snapshot
-				cfg.SnapshotRetainEntries = 5
+	for round := range rounds() {
+		for _, tt := range tests {
+			t.Run(fmt.Sprintf("round=%d/%s", round, tt.name), func(t *testing.T) {
+				testRestartCatchesUp(t, tt.snapshot, tt.viaSnapshot)
 			})
-			cl := c.client()
-			for i := range 20 {
-				write(ctx, t, cl, fmt.Sprintf("a%d", i), "1")
-			}
-			var lagger transport.NodeID
-			for _, id := range c.ids {
-				if id != cl.Leader() {
-					lagger = id
-					break
-				}
-			}
-			lastBefore := c.nodes[lagger].Status().LastIndex
-			c.stop(lagger)
-			var last uint64
-			for i := range 60 {
-				last = write(ctx, t, cl, fmt.Sprintf("b%d", i), "2")
-			}
-			c.start(lagger) // same data directory
-			if err := c.sms[lagger].waitApplied(ctx, last); err != nil {
-				t.Fatalf("restarted %s: %v", lagger, err)
-			}
-			for i := range 60 {
-				if v, _ := c.sms[lagger].get(fmt.Sprintf("b%d", i)); v != "2" {
-					t.Fatalf("restarted %s: b%d = %q; want 2", lagger, i, v)
-				}
-			}
-			snap, _ := c.nodes[lagger].store.Snapshot()
-			if got := snap.Meta.Index > lastBefore; got != tt.viaSnapshot {
-				t.Fatalf("restarted %s holds snapshot %d, its log ended at %d before: caught up by snapshot = %v; want %v",
-					lagger, snap.Meta.Index, lastBefore, got, tt.viaSnapshot)
-			}
-			if v, _ := c.sms[lagger].get("a0"); v != "1" {
-				t.Fatalf("restarted %s: a0 = %q; want 1", lagger, v)
-			}
-		})
+		}
+	}
+}
+
+func testRestartCatchesUp(t *testing.T, threshold uint64, viaSnapshot bool) {
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	c := newChanCluster(t, true, func(cfg *Config) {
+		cfg.SnapshotThreshold = threshold
+		cfg.SnapshotRetainEntries = 5
+	})
+	cl := c.client()
+	for i := range 20 {
+		write(ctx, t, cl, fmt.Sprintf("a%d", i), "1")
+	}
+	var lagger transport.NodeID
+	for _, id := range c.ids {
+		if id != cl.Leader() {
+			lagger = id
+			break
+		}
+	}
+	lastBefore := c.nodes[lagger].Status().LastIndex
+	c.stop(lagger)
+	var last uint64
+	for i := range 60 {
+		last = write(ctx, t, cl, fmt.Sprintf("b%d", i), "2")
+	}
+	c.start(lagger) // same data directory
+	if err := c.sms[lagger].waitApplied(ctx, last); err != nil {
+		t.Fatalf("restarted %s: %v", lagger, err)
+	}
+	for i := range 60 {
+		if v, _ := c.sms[lagger].get(fmt.Sprintf("b%d", i)); v != "2" {
+			t.Fatalf("restarted %s: b%d = %q; want 2", lagger, i, v)
+		}
+	}
+	snap, _ := c.nodes[lagger].store.Snapshot()
+	if got := snap.Meta.Index > lastBefore; got != viaSnapshot {
+		t.Fatalf("restarted %s holds snapshot %d, its log ended at %d before: caught up by snapshot = %v; want %v",
+			lagger, snap.Meta.Index, lastBefore, got, viaSnapshot)
+	}
+	if v, _ := c.sms[lagger].get("a0"); v != "1" {
+		t.Fatalf("restarted %s: a0 = %q; want 1", lagger, v)
 	}
 }
 
