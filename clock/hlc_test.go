@@ -1,0 +1,314 @@
+package clock
+
+import (
+	"errors"
+	"math/rand/v2"
+	"sync"
+	"testing"
+	"time"
+)
+
+var hlcEpoch = time.Date(2026, 11, 25, 0, 0, 0, 0, time.UTC)
+
+func newTestHLC(t testing.TB, src Source, maxOffset time.Duration) *HLC {
+	t.Helper()
+	h, err := NewHLC(HLCConfig{Source: src, MaxOffset: maxOffset})
+	if err != nil {
+		t.Fatalf("NewHLC: %v", err)
+	}
+	return h
+}
+
+func ts(t testing.TB, wall time.Time, logical uint16) Timestamp {
+	t.Helper()
+	x, err := NewTimestamp(wall, logical)
+	if err != nil {
+		t.Fatalf("NewTimestamp(%v, %d): %v", wall, logical, err)
+	}
+	return x
+}
+
+func TestHLCConfigValidate(t *testing.T) {
+	tests := []struct {
+		name string
+		cfg  HLCConfig
+		want error
+	}{
+		{"default", DefaultHLCConfig(), nil},
+		{"nil source", HLCConfig{MaxOffset: time.Second}, ErrInvalidConfig},
+		{"nil func", HLCConfig{Source: Func(nil), MaxOffset: time.Second}, ErrInvalidConfig},
+		{"nil manual", HLCConfig{Source: (*Manual)(nil), MaxOffset: time.Second}, ErrInvalidConfig},
+		{"zero offset", HLCConfig{Source: System{}}, ErrInvalidConfig},
+		{"negative offset", HLCConfig{Source: System{}, MaxOffset: -time.Second}, ErrInvalidConfig},
+	}
+	for _, tt := range tests {
+		if err := tt.cfg.Validate(); !errors.Is(err, tt.want) {
+			t.Errorf("%s: Validate() = %v; want %v", tt.name, err, tt.want)
+		}
+		if _, err := NewHLC(tt.cfg); !errors.Is(err, tt.want) {
+			t.Errorf("%s: NewHLC() error = %v; want %v", tt.name, err, tt.want)
+		}
+	}
+}
+
+// TestHLCRules walks the paper's update rules one event at a time.
+func TestHLCRules(t *testing.T) {
+	m := NewManual(hlcEpoch)
+	h := newTestHLC(t, m, time.Second)
+	wall := func(d time.Duration) time.Time { return hlcEpoch.Add(d) }
+	tests := []struct {
+		name string
+		step func() (Timestamp, error)
+		want Timestamp
+	}{
+		{"first event takes physical time", func() (Timestamp, error) { return h.Now(), nil }, ts(t, wall(0), 0)},
+		{"same physical time: logical counts", func() (Timestamp, error) { return h.Now(), nil }, ts(t, wall(0), 1)},
+		{"physical time moves: logical resets", func() (Timestamp, error) {
+			m.Advance(time.Millisecond)
+			return h.Now(), nil
+		}, ts(t, wall(time.Millisecond), 0)},
+		{"remote ahead within offset: adopt its wall, logical+1", func() (Timestamp, error) {
+			return h.Update(ts(t, wall(500*time.Millisecond), 7))
+		}, ts(t, wall(500*time.Millisecond), 8)},
+		{"remote behind: local logical+1", func() (Timestamp, error) {
+			return h.Update(ts(t, wall(0), 9))
+		}, ts(t, wall(500*time.Millisecond), 9)},
+		{"remote same wall, larger logical", func() (Timestamp, error) {
+			return h.Update(ts(t, wall(500*time.Millisecond), 20))
+		}, ts(t, wall(500*time.Millisecond), 21)},
+		{"physical catches up past l", func() (Timestamp, error) {
+			m.Advance(time.Second)
+			return h.Now(), nil
+		}, ts(t, wall(time.Second+time.Millisecond), 0)},
+		{"wall clock jumps back an hour: l holds, logical counts", func() (Timestamp, error) {
+			m.Advance(-time.Hour)
+			return h.Now(), nil
+		}, ts(t, wall(time.Second+time.Millisecond), 1)},
+	}
+	for _, tt := range tests {
+		got, err := tt.step()
+		if err != nil {
+			t.Fatalf("%s: unexpected error %v", tt.name, err)
+		}
+		if got != tt.want {
+			t.Errorf("%s: got %v; want %v", tt.name, got, tt.want)
+		}
+	}
+}
+
+func TestHLCUpdateRejectsBeyondMaxOffset(t *testing.T) {
+	m := NewManual(hlcEpoch)
+	h := newTestHLC(t, m, 250*time.Millisecond)
+	before := h.Now()
+	remote := ts(t, hlcEpoch.Add(time.Second), 0)
+	_, err := h.Update(remote)
+	if !errors.Is(err, ErrOffsetExceeded) {
+		t.Fatalf("Update(%v) error = %v; want ErrOffsetExceeded", remote, err)
+	}
+	var oe *OffsetError
+	if !errors.As(err, &oe) || oe.Remote != remote || oe.MaxOffset != 250*time.Millisecond {
+		t.Errorf("Update(%v) error = %#v; want an *OffsetError naming the remote and the limit", remote, err)
+	}
+	if got := h.Current(); got != before {
+		t.Errorf("Current() after rejected Update = %v; want unchanged %v", got, before)
+	}
+	// At exactly the limit the timestamp is accepted.
+	edge := ts(t, hlcEpoch.Add(250*time.Millisecond), 0)
+	if _, err := h.Update(edge); err != nil {
+		t.Errorf("Update(%v) at exactly MaxOffset ahead: %v; want success", edge, err)
+	}
+}
+
+// TestHLCMonotonicUnderBackwardsClock drives an HLC with a physical clock
+// that jumps randomly forward and backward, mixing in remote updates: every
+// timestamp must exceed the previous one and every received one.
+func TestHLCMonotonicUnderBackwardsClock(t *testing.T) {
+	for seed := range int64(seedCount(20, 500)) {
+		rng := rand.New(rand.NewPCG(uint64(seed), 1))
+		m := NewManual(hlcEpoch)
+		h := newTestHLC(t, m, time.Hour)
+		var prev Timestamp
+		for i := range 2000 {
+			m.Advance(time.Duration(rng.Int64N(int64(2*time.Millisecond))) - time.Millisecond)
+			if rng.IntN(50) == 0 {
+				m.Advance(-time.Duration(rng.Int64N(int64(time.Minute)))) // NTP step backwards
+			}
+			var got Timestamp
+			if rng.IntN(3) == 0 {
+				remote := ts(t, m.Now().Add(time.Duration(rng.Int64N(int64(time.Second)))-time.Second/2), uint16(rng.UintN(1<<16)))
+				var err error
+				if got, err = h.Update(remote); err != nil {
+					t.Fatalf("seed %d event %d: Update(%v): %v", seed, i, remote, err)
+				}
+				if !remote.Less(got) {
+					t.Fatalf("seed %d event %d: Update(%v) = %v; want greater than remote", seed, i, remote, got)
+				}
+			} else {
+				got = h.Now()
+			}
+			if !prev.Less(got) {
+				t.Fatalf("seed %d event %d: %v after %v; want strictly increasing (replay with seed %d)", seed, i, got, prev, seed)
+			}
+			prev = got
+		}
+	}
+}
+
+// TestHLCLogicalCarry checks that when 65,536 events share one wall tick the
+// counter carries into the wall part instead of wrapping.
+func TestHLCLogicalCarry(t *testing.T) {
+	m := NewManual(hlcEpoch)
+	h := newTestHLC(t, m, time.Second)
+	first := h.Now()
+	var last Timestamp
+	for range 1 << 16 {
+		last = h.Now()
+	}
+	if last.WallTime() != first.WallTime()+int64(WallResolution) || last.Logical() != 0 {
+		t.Errorf("after 65,537 events at one instant got %v; want wall %d, logical 0", last, first.WallTime()+int64(WallResolution))
+	}
+}
+
+// TestHLCBoundedSkew simulates nodes whose physical clocks differ by at most
+// eps and exchange messages with random delays. The paper's Theorem 2
+// bound must hold: l − pt ≤ eps at every node and every event, and with
+// MaxOffset = eps no honest message is ever rejected.
+func TestHLCBoundedSkew(t *testing.T) {
+	const eps = 5 * time.Millisecond
+	for seed := range int64(seedCount(30, 1000)) {
+		rng := rand.New(rand.NewPCG(uint64(seed), 2))
+		const n = 4
+		var now time.Duration // true time since hlcEpoch
+		skew := make([]time.Duration, n)
+		clocks := make([]*HLC, n)
+		for i := range n {
+			skew[i] = time.Duration(rng.Int64N(int64(eps)))
+			clocks[i] = newTestHLC(t, Func(func() time.Time { return hlcEpoch.Add(now + skew[i]) }), eps)
+		}
+		type msg struct {
+			to  int
+			at  time.Duration
+			val Timestamp
+		}
+		var inflight []msg
+		for ev := range 3000 {
+			now += time.Duration(rng.Int64N(int64(200 * time.Microsecond)))
+			p := rng.IntN(n)
+			var got Timestamp
+			switch k := rng.IntN(3); {
+			case k == 0 && len(inflight) > 0:
+				j := rng.IntN(len(inflight))
+				m := inflight[j]
+				if m.at > now {
+					got = clocks[p].Now()
+					break
+				}
+				inflight = append(inflight[:j], inflight[j+1:]...)
+				p = m.to
+				var err error
+				if got, err = clocks[p].Update(m.val); err != nil {
+					t.Fatalf("seed %d event %d: honest message rejected: %v (replay with seed %d)", seed, ev, err, seed)
+				}
+			case k == 1:
+				got = clocks[p].Now()
+				delay := time.Duration(rng.Int64N(int64(10 * time.Millisecond)))
+				inflight = append(inflight, msg{to: rng.IntN(n), at: now + delay, val: got})
+			default:
+				got = clocks[p].Now()
+			}
+			pt := hlcEpoch.Add(now + skew[p]).UnixNano()
+			if drift := time.Duration(got.WallTime() - pt); drift > eps {
+				t.Fatalf("seed %d event %d: node %d l - pt = %v; want ≤ %v (replay with seed %d)", seed, ev, p, drift, eps, seed)
+			}
+		}
+	}
+}
+
+func TestHLCConcurrentNowIsUnique(t *testing.T) {
+	h := newTestHLC(t, System{}, time.Second)
+	const goroutines, perG = 4, 2000
+	out := make([][]Timestamp, goroutines)
+	var wg sync.WaitGroup
+	for g := range goroutines {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for range perG {
+				out[g] = append(out[g], h.Now())
+			}
+		}()
+	}
+	wg.Wait()
+	seen := map[Timestamp]bool{}
+	for g, r := range out {
+		for i, x := range r {
+			if i > 0 && !r[i-1].Less(x) {
+				t.Fatalf("goroutine %d: %v after %v; want increasing", g, x, r[i-1])
+			}
+			if seen[x] {
+				t.Fatalf("timestamp %v issued twice", x)
+			}
+			seen[x] = true
+		}
+	}
+}
+
+func TestTimestampPacking(t *testing.T) {
+	wall := hlcEpoch.Add(123456789 * time.Nanosecond)
+	x := ts(t, wall, 42)
+	if got, want := x.WallTime(), wall.UnixNano()&^int64(WallResolution-1); got != want {
+		t.Errorf("WallTime() = %d; want %d (rounded down to WallResolution)", got, want)
+	}
+	if x.Logical() != 42 {
+		t.Errorf("Logical() = %d; want 42", x.Logical())
+	}
+	y, err := UnpackTimestamp(x.Pack())
+	if err != nil || y != x {
+		t.Errorf("UnpackTimestamp(Pack(%v)) = %v, %v; want %v", x, y, err, x)
+	}
+	if _, err := UnpackTimestamp(1 << 63); !errors.Is(err, ErrInvalidTimestamp) {
+		t.Errorf("UnpackTimestamp(1<<63) error = %v; want ErrInvalidTimestamp", err)
+	}
+	for _, bad := range []time.Time{time.Unix(-1, 0), time.Date(2300, 1, 1, 0, 0, 0, 0, time.UTC)} {
+		if _, err := NewTimestamp(bad, 0); !errors.Is(err, ErrInvalidTimestamp) {
+			t.Errorf("NewTimestamp(%v) error = %v; want ErrInvalidTimestamp", bad, err)
+		}
+	}
+	if got, want := ts(t, time.Unix(0, 1<<32), 3).String(), "4.294967296,3"; got != want {
+		t.Errorf("String() = %q; want %q", got, want)
+	}
+}
+
+func TestTimestampCompare(t *testing.T) {
+	a, b, c := ts(t, hlcEpoch, 5), ts(t, hlcEpoch, 6), ts(t, hlcEpoch.Add(time.Millisecond), 0)
+	tests := []struct {
+		x, y Timestamp
+		want int
+	}{
+		{a, a, 0}, {a, b, -1}, {b, a, 1}, {b, c, -1}, {c, a, 1}, {Timestamp{}, a, -1},
+	}
+	for _, tt := range tests {
+		if got := tt.x.Compare(tt.y); got != tt.want {
+			t.Errorf("%v.Compare(%v) = %d; want %d", tt.x, tt.y, got, tt.want)
+		}
+		if got, want := tt.x.Pack() < tt.y.Pack(), tt.want < 0; got != want {
+			t.Errorf("Pack(%v) < Pack(%v) = %v; want %v (packed order must match)", tt.x, tt.y, got, want)
+		}
+	}
+}
+
+func TestHLCClampsPhysicalClock(t *testing.T) {
+	m := NewManual(time.Unix(-100, 0))
+	h := newTestHLC(t, m, time.Second)
+	if got := h.Now(); got.WallTime() != 0 {
+		t.Errorf("Now() with a pre-epoch clock = %v; want wall 0", got)
+	}
+	m.Set(time.Date(2400, 1, 1, 0, 0, 0, 0, time.UTC))
+	got := h.Now()
+	if got.Pack() > maxPacked {
+		t.Errorf("Now() with a clock past 2262 = %#x; want ≤ %#x", got.Pack(), uint64(maxPacked))
+	}
+	if again := h.Now(); again.Less(got) {
+		t.Errorf("Now() after saturation went backwards: %v after %v", again, got)
+	}
+}
