@@ -1,0 +1,284 @@
+package detector
+
+import (
+	"fmt"
+	"slices"
+	"testing"
+	"time"
+
+	"github.com/distkit/distkit/sim"
+	"github.com/distkit/distkit/transport"
+)
+
+// simNode drives a Membership inside the simulator: one timer at the
+// core's NextTick, messages and ticks in, Ready out.
+type simNode struct {
+	cfg   Config
+	peers []transport.NodeID
+	rec   *recorder
+	core  *Membership
+}
+
+func (n *simNode) Start(env sim.Env) {
+	core, err := NewMembership(env.ID(), n.cfg, env.Rand().Uint64(), env.Now())
+	if err != nil {
+		panic(err) // a test bug: the config is the test's own
+	}
+	n.core = core
+	for _, p := range n.peers {
+		if p != env.ID() {
+			if err := core.AddMember(p, env.Now()); err != nil {
+				panic(err)
+			}
+		}
+	}
+	n.arm(env)
+}
+
+func (n *simNode) Receive(env sim.Env, msg transport.Message) {
+	if err := n.core.Receive(env.Now(), msg.From, msg.Payload); err != nil {
+		n.rec.errs = append(n.rec.errs, err)
+	}
+	n.flush(env)
+}
+
+func (n *simNode) Timer(env sim.Env, _ sim.TimerID, _ string) {
+	n.core.Tick(env.Now())
+	n.flush(env)
+	n.arm(env)
+}
+
+func (n *simNode) arm(env sim.Env) {
+	env.SetTimer(max(n.core.NextTick().Sub(env.Now()), 0), "tick")
+}
+
+func (n *simNode) flush(env sim.Env) {
+	rd := n.core.Ready()
+	for _, m := range rd.Messages {
+		env.Send(m.To, Service, m.Payload)
+	}
+	for _, e := range rd.Events {
+		n.rec.events = append(n.rec.events, observed{by: env.ID(), Event: e})
+	}
+}
+
+// observed is an event and the node that reported it.
+type observed struct {
+	by transport.NodeID
+	Event
+}
+
+type recorder struct {
+	events []observed
+	errs   []error
+}
+
+// cluster is a simulated cluster of n nodes named n1..nN.
+type cluster struct {
+	s   *sim.Sim
+	ids []transport.NodeID
+	rec *recorder
+}
+
+func newCluster(t testing.TB, seed int64, n int, cfg Config, faults sim.Faults) *cluster {
+	t.Helper()
+	s, err := sim.New(sim.Config{Seed: seed, Faults: faults})
+	if err != nil {
+		t.Fatal(err)
+	}
+	c := &cluster{s: s, rec: &recorder{}}
+	for i := range n {
+		c.ids = append(c.ids, transport.NodeID(fmt.Sprintf("n%d", i+1)))
+	}
+	for _, id := range c.ids {
+		if err := s.AddNode(id, func() sim.Node { return &simNode{cfg: cfg, peers: c.ids, rec: c.rec} }); err != nil {
+			t.Fatal(err)
+		}
+	}
+	return c
+}
+
+// core returns the running core of id, or nil while it is crashed.
+func (c *cluster) core(id transport.NodeID) *Membership {
+	if n, ok := c.s.Node(id).(*simNode); ok {
+		return n.core
+	}
+	return nil
+}
+
+// statusOf returns what observer thinks of member.
+func (c *cluster) statusOf(observer, member transport.NodeID) Status {
+	st, err := c.core(observer).Member(member, c.s.Now())
+	if err != nil {
+		return 0
+	}
+	return st.Status
+}
+
+// allAlive reports whether every running node sees every running node Alive.
+func (c *cluster) allAlive() bool {
+	for _, a := range c.ids {
+		if c.core(a) == nil {
+			continue
+		}
+		for _, b := range c.ids {
+			if a != b && c.core(b) != nil && c.statusOf(a, b) != Alive {
+				return false
+			}
+		}
+	}
+	return true
+}
+
+// lossyNet is the network of the scenario: 1 % loss, 1-10 ms latency.
+var lossyNet = sim.Faults{Drop: 0.01, MinDelay: time.Millisecond, MaxDelay: 10 * time.Millisecond}
+
+// scenarioConfig is the scenario: 1 s heartbeats with ±20 % jitter.
+func scenarioConfig() Config {
+	cfg := DefaultConfig()
+	cfg.Jitter = 0.2
+	return cfg
+}
+
+// longRun is the length of the long runs: 10,000 simulated seconds, or
+// 1,000 under the race detector (see raceEnabled). DISTKIT_SOAK=1 runs more
+// seeds.
+func longRun() time.Duration {
+	if raceEnabled {
+		return 1_000 * time.Second
+	}
+	return 10_000 * time.Second
+}
+
+// TestSimNoFalseFailures runs 8 nodes for 10,000 simulated seconds over a
+// lossy network with no crash: at threshold 8 with indirect probes, no node
+// may ever be declared Failed.
+func TestSimNoFalseFailures(t *testing.T) {
+	sim.Seeds(t, 1, func(t *testing.T, seed int64) {
+		c := newCluster(t, seed, 8, scenarioConfig(), lossyNet)
+		start := c.s.Now()
+		c.s.Run(longRun())
+		suspicions := 0
+		for _, e := range c.rec.events {
+			switch e.Kind {
+			case EventFailed:
+				t.Errorf("%s declared %v at %v with no crash", e.by, e.Event, e.At.Sub(start))
+			case EventSuspect:
+				suspicions++
+			}
+		}
+		if len(c.rec.errs) > 0 {
+			t.Errorf("receive errors: %v", c.rec.errs)
+		}
+		if !c.allAlive() {
+			t.Errorf("not every node sees every other Alive at the end")
+		}
+		t.Logf("seed %d: %d suspicions, all refuted; sim stats %+v", seed, suspicions, c.s.Stats())
+	})
+}
+
+// TestSimCrashDetected crashes one node after the detectors have warmed up:
+// every live node must declare it Failed within 10 simulated seconds. Then
+// the node restarts with a new incarnation and every node reports it
+// Recovered.
+func TestSimCrashDetected(t *testing.T) {
+	sim.Seeds(t, 3, func(t *testing.T, seed int64) {
+		c := newCluster(t, seed, 8, scenarioConfig(), lossyNet)
+		c.s.Run(300 * time.Second)
+		victim := c.ids[int(seed)%len(c.ids)]
+		oldInc := c.core(victim).Incarnation()
+		crashAt := c.s.Now()
+		c.s.Crash(victim)
+		c.rec.events = nil
+		c.s.Run(10 * time.Second)
+		failed := map[transport.NodeID]time.Duration{}
+		for _, e := range c.rec.events {
+			if e.Member == victim && e.Kind == EventFailed {
+				failed[e.by] = e.At.Sub(crashAt)
+			}
+			if e.Member != victim && e.Kind == EventFailed {
+				t.Errorf("%s falsely declared %v", e.by, e.Event)
+			}
+		}
+		for _, id := range c.ids {
+			if _, ok := failed[id]; id != victim && !ok {
+				t.Errorf("%s did not declare %s Failed within 10 s of its crash", id, victim)
+			}
+		}
+		t.Logf("detection latencies: %v", failed)
+
+		c.rec.events = nil
+		c.s.Restart(victim)
+		if !c.s.RunUntil(c.allAlive, 10*time.Second) {
+			t.Fatalf("10 s after %s restarted, not every node sees every other Alive", victim)
+		}
+		recovered := 0
+		for _, e := range c.rec.events {
+			if e.Member == victim && e.Kind == EventRecovered {
+				recovered++
+				if e.Incarnation <= oldInc {
+					t.Errorf("%s: recovered with incarnation %d; want > %d", e.by, e.Incarnation, oldInc)
+				}
+			}
+		}
+		if recovered != len(c.ids)-1 {
+			t.Errorf("%d nodes reported %s Recovered; want %d", recovered, victim, len(c.ids)-1)
+		}
+	})
+}
+
+// TestSimPartitionHeals cuts the cluster in two: each side declares the
+// other Failed and keeps its own side Alive; after the partition heals,
+// every node returns to Alive.
+func TestSimPartitionHeals(t *testing.T) {
+	sim.Seeds(t, 3, func(t *testing.T, seed int64) {
+		c := newCluster(t, seed, 8, scenarioConfig(), lossyNet)
+		c.s.Run(100 * time.Second)
+		left, right := c.ids[:4], c.ids[4:]
+		c.s.Partition(left, right)
+		c.s.Run(15 * time.Second)
+		side := func(id transport.NodeID) bool { return slices.Contains(left, id) }
+		for _, a := range c.ids {
+			for _, b := range c.ids {
+				if a == b {
+					continue
+				}
+				want := Failed
+				if side(a) == side(b) {
+					want = Alive
+				}
+				if got := c.statusOf(a, b); got != want {
+					t.Errorf("during the partition %s sees %s %v; want %v", a, b, got, want)
+				}
+			}
+		}
+		c.s.Heal()
+		if !c.s.RunUntil(c.allAlive, 10*time.Second) {
+			t.Fatalf("10 s after the partition healed, not every node sees every other Alive")
+		}
+	})
+}
+
+// TestSimRumourRefuted cuts one link in one direction: n1 stops hearing n2
+// directly. With indirect probes n1 must never declare n2 Failed, and n2
+// must have refuted the suspicion by raising its incarnation.
+func TestSimRumourRefuted(t *testing.T) {
+	sim.Seeds(t, 3, func(t *testing.T, seed int64) {
+		c := newCluster(t, seed, 5, scenarioConfig(), lossyNet)
+		c.s.Run(30 * time.Second)
+		before := c.core("n2").Incarnation()
+		c.s.Cut("n2", "n1")
+		c.s.Run(60 * time.Second)
+		for _, e := range c.rec.events {
+			if e.Kind == EventFailed {
+				t.Errorf("%s declared %v though only one link was cut", e.by, e.Event)
+			}
+		}
+		if got := c.core("n2").Incarnation(); got <= before {
+			t.Errorf("n2 incarnation = %d after being suspected; want > %d", got, before)
+		}
+		if got := c.statusOf("n1", "n2"); got == Failed {
+			t.Errorf("n1 sees n2 %v; want alive or suspect", got)
+		}
+	})
+}

@@ -1,0 +1,146 @@
+package detector
+
+import (
+	"fmt"
+	"math"
+	"os"
+	"slices"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/distkit/distkit/sim"
+	"github.com/distkit/distkit/transport"
+)
+
+// tableRow is one line of the detection table.
+type tableRow struct {
+	name       string
+	latencies  []time.Duration // crash to Failed, one per (crash, observer)
+	missed     int             // observers that never declared a crashed node Failed before it restarted
+	falseFail  int             // Failed verdicts about a running node
+	falseSusp  int             // Suspect verdicts about a running node
+	simSeconds int
+}
+
+func (r tableRow) percentile(p float64) time.Duration {
+	if len(r.latencies) == 0 {
+		return 0
+	}
+	s := slices.Clone(r.latencies)
+	slices.Sort(s)
+	i := int(math.Ceil(p*float64(len(s)))) - 1
+	return s[max(i, 0)]
+}
+
+// measure runs the scenario (8 nodes, 1 s ±20 % heartbeats, 1 %
+// loss) for d and crashes one node per 100 s cycle: down at +50 s, back at
+// +80 s. It reports detection latency and false verdicts.
+func measure(t testing.TB, seed int64, name string, cfg Config, d time.Duration) tableRow {
+	c := newCluster(t, seed, 8, cfg, lossyNet)
+	start := c.s.Now()
+	type outage struct {
+		victim     transport.NodeID
+		down, back time.Time
+	}
+	var outages []outage
+	cycles := int(d / (100 * time.Second))
+	for i := range cycles {
+		victim := c.ids[i%len(c.ids)]
+		base := time.Duration(i) * 100 * time.Second
+		down, back := base+50*time.Second, base+80*time.Second
+		outages = append(outages, outage{victim, start.Add(down), start.Add(back)})
+		c.s.At(down, func() { c.s.Crash(victim) })
+		c.s.At(back, func() { c.s.Restart(victim) })
+	}
+	c.s.Run(d)
+
+	row := tableRow{name: name, simSeconds: int(d / time.Second)}
+	// isDown reports the outage member was in at time at, if any. A verdict
+	// reached in the few seconds after a restart, before the node has been
+	// heard from, is about the outage too.
+	outageOf := func(member transport.NodeID, at time.Time) (outage, bool) {
+		for _, o := range outages {
+			if o.victim == member && !at.Before(o.down) && at.Before(o.back.Add(10*time.Second)) {
+				return o, true
+			}
+		}
+		return outage{}, false
+	}
+	detected := map[[2]string]bool{}
+	for _, e := range c.rec.events {
+		o, down := outageOf(e.Member, e.At)
+		switch {
+		case e.Kind == EventFailed && down && e.At.Before(o.back):
+			key := [2]string{string(e.by), o.down.String()}
+			if !detected[key] {
+				detected[key] = true
+				row.latencies = append(row.latencies, e.At.Sub(o.down))
+			}
+		case e.Kind == EventFailed && !down:
+			row.falseFail++
+		case e.Kind == EventSuspect && !down:
+			row.falseSusp++
+		}
+	}
+	row.missed = len(outages)*(len(c.ids)-1) - len(row.latencies)
+	return row
+}
+
+// tableConfigs are the rows of the table in doc.go.
+func tableConfigs() (names []string, cfgs []Config) {
+	for _, probes := range []int{3, 0} {
+		for _, th := range []float64{1, 3, 8, 12} {
+			cfg := scenarioConfig()
+			cfg.Phi.Threshold = th
+			cfg.IndirectProbes = probes
+			names = append(names, fmt.Sprintf("phi %g, k=%d", th, probes))
+			cfgs = append(cfgs, cfg)
+		}
+		cfg := scenarioConfig()
+		cfg.Detector = KindFixedTimeout
+		cfg.IndirectProbes = probes
+		names = append(names, fmt.Sprintf("fixed 3 s ×3, k=%d", probes))
+		cfgs = append(cfgs, cfg)
+	}
+	return names, cfgs
+}
+
+// TestDetectionTable measures detection latency and false verdicts for
+// every configuration of the table in doc.go. By default it runs 300
+// simulated seconds per row and checks the claims the documentation makes;
+// with DISTKIT_SOAK=1 or DISTKIT_DETECTOR_TABLE=1 it runs the full 10,000
+// seconds and prints the table (go test -run TestDetectionTable -v).
+func TestDetectionTable(t *testing.T) {
+	d := 300 * time.Second
+	full := os.Getenv(sim.EnvSoak) == "1" || os.Getenv("DISTKIT_DETECTOR_TABLE") == "1"
+	if full {
+		d = 10_000 * time.Second
+	}
+	names, cfgs := tableConfigs()
+	rows := make([]tableRow, len(cfgs))
+	for i := range cfgs {
+		rows[i] = measure(t, 1, names[i], cfgs[i], d)
+	}
+	var b strings.Builder
+	fmt.Fprintf(&b, "\n| detector | latency p50 | latency p99 | missed | false Failed | false Suspect |\n")
+	fmt.Fprintf(&b, "|---|---|---|---|---|---|\n")
+	for _, r := range rows {
+		fmt.Fprintf(&b, "| %s | %.1f s | %.1f s | %d | %d | %d |\n", r.name,
+			r.percentile(0.5).Seconds(), r.percentile(0.99).Seconds(), r.missed, r.falseFail, r.falseSusp)
+	}
+	t.Logf("%d simulated seconds per row, %d crashes:%s", rows[0].simSeconds, rows[0].simSeconds/100, b.String())
+
+	for _, r := range rows {
+		if r.missed != 0 {
+			t.Errorf("%s: %d (crash, observer) pairs never detected", r.name, r.missed)
+		}
+		if p99 := r.percentile(0.99); p99 > 10*time.Second {
+			t.Errorf("%s: p99 detection latency %v; want ≤ 10 s", r.name, p99)
+		}
+	}
+	// The default configuration (row "phi 8, k=3") never errs.
+	if rows[2].falseFail != 0 {
+		t.Errorf("%s: %d false Failed verdicts; want 0", rows[2].name, rows[2].falseFail)
+	}
+}
