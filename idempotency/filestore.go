@@ -221,7 +221,9 @@ func (s *FileStore) load(f *os.File) error {
 	if _, err := f.Seek(int64(off), io.SeekStart); err != nil {
 		return fmt.Errorf("idempotency: seek %s: %w", s.path, err)
 	}
-	s.compactFrames = s.frames
+	// Measure growth from the live set, so a log full of dead frames is
+	// compacted soon after opening.
+	s.compactFrames = len(s.index)
 	s.stats.LogBytes = int64(off)
 	return nil
 }
