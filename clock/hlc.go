@@ -162,7 +162,9 @@ func (e *OffsetError) Error() string {
 // Unwrap returns ErrOffsetExceeded.
 func (e *OffsetError) Unwrap() error { return ErrOffsetExceeded }
 
-// HLC is a hybrid logical clock. Create one with NewHLC.
+// HLC is a hybrid logical clock. Create one with NewHLC; the zero value is
+// also usable and behaves like NewHLC(DefaultHLCConfig()): the system clock
+// and a 500 ms maximum offset.
 //
 // An HLC is safe for concurrent use and lock-free: each call reads the
 // physical clock once and publishes the new state with a compare-and-swap.
@@ -194,7 +196,12 @@ func NewHLC(cfg HLCConfig) (*HLC, error) {
 // physical reads the physical clock as Unix nanoseconds, clamped to the
 // range a Timestamp can hold.
 func (h *HLC) physical() (time.Time, int64) {
-	now := h.source.Now()
+	var now time.Time
+	if h.source != nil {
+		now = h.source.Now()
+	} else {
+		now = time.Now() // the zero HLC reads the system clock
+	}
 	// Range-check the seconds first: UnixNano is undefined outside
 	// 1678–2262, and Unix is cheaper than comparing time.Times.
 	switch sec := now.Unix(); {
@@ -242,8 +249,8 @@ func (h *HLC) Now() Timestamp {
 // that hears from us.
 func (h *HLC) Update(remote Timestamp) (Timestamp, error) {
 	now, pt := h.physical()
-	if remote.WallTime()-pt > h.maxOffset {
-		return Timestamp{}, &OffsetError{Remote: remote, Physical: now, MaxOffset: time.Duration(h.maxOffset)}
+	if remote.WallTime()-pt > h.maxOffsetNanos() {
+		return Timestamp{}, &OffsetError{Remote: remote, Physical: now, MaxOffset: h.MaxOffset()}
 	}
 	floor := uint64(pt) &^ logicalMask
 	if remote.packed < maxPacked {
@@ -259,4 +266,11 @@ func (h *HLC) Update(remote Timestamp) (Timestamp, error) {
 func (h *HLC) Current() Timestamp { return Timestamp{packed: h.last.Load()} }
 
 // MaxOffset returns the configured maximum clock offset.
-func (h *HLC) MaxOffset() time.Duration { return time.Duration(h.maxOffset) }
+func (h *HLC) MaxOffset() time.Duration { return time.Duration(h.maxOffsetNanos()) }
+
+func (h *HLC) maxOffsetNanos() int64 {
+	if h.maxOffset == 0 { // the zero HLC
+		return int64(DefaultHLCConfig().MaxOffset)
+	}
+	return h.maxOffset
+}

@@ -312,3 +312,21 @@ func TestHLCClampsPhysicalClock(t *testing.T) {
 		t.Errorf("Now() after saturation went backwards: %v after %v", again, got)
 	}
 }
+
+func TestHLCZeroValue(t *testing.T) {
+	var h HLC
+	a := h.Now()
+	if d := time.Since(a.Time()); d < 0 || d > time.Hour {
+		t.Errorf("zero HLC Now() = %v; want about the system time", a)
+	}
+	if got, want := h.MaxOffset(), DefaultHLCConfig().MaxOffset; got != want {
+		t.Errorf("zero HLC MaxOffset() = %v; want %v", got, want)
+	}
+	far, err := NewTimestamp(time.Now().Add(time.Hour), 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := h.Update(far); !errors.Is(err, ErrOffsetExceeded) {
+		t.Errorf("zero HLC Update(an hour ahead) error = %v; want ErrOffsetExceeded", err)
+	}
+}

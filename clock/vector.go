@@ -55,6 +55,8 @@ type entry struct {
 // The zero value is an empty clock, ready to use. A Vector is not safe for
 // concurrent use; like a map, it belongs to one goroutine at a time. Copying
 // a Vector value aliases its storage: use Copy to get an independent clock.
+// Methods that only read treat a nil *Vector as an empty clock; methods that
+// modify the clock need a non-nil one.
 //
 // Entries are kept sorted by node ID, so Compare and Merge are linear merges
 // of two sorted lists and need no allocation when no node is new.
