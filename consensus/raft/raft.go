@@ -704,7 +704,9 @@ func (r *raft) validate(m *Message) error {
 		return fmt.Errorf("%w: %v from this node itself", ErrInvalidMessage, m.Type)
 	case m.To != r.id:
 		return fmt.Errorf("%w: %v addressed to %q, this node is %q", ErrInvalidMessage, m.Type, m.To, r.id)
-	case m.Term == 0:
+	case m.Term == 0 && !(m.Reject && (m.Type == MsgVoteResp || m.Type == MsgPreVoteResp)):
+		// Term 0 precedes every election; only a brand-new node refusing
+		// a vote can speak from it.
 		return fmt.Errorf("%w: %v with term 0", ErrInvalidMessage, m.Type)
 	case m.Type == MsgSnap && m.Snapshot == nil:
 		return fmt.Errorf("%w: MsgSnap without snapshot metadata", ErrInvalidMessage)

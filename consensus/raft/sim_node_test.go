@@ -1,0 +1,320 @@
+package raft
+
+import (
+	"errors"
+	"fmt"
+	"slices"
+	"strings"
+	"time"
+
+	"github.com/distkit/distkit/sim"
+	"github.com/distkit/distkit/transport"
+)
+
+// Simulation parameters. One tick is 10 ms of virtual time, so elections
+// time out after 100-200 ms.
+const (
+	simTick        = 10 * time.Millisecond
+	raftService    = "raft"
+	kvService      = "kv"
+	snapshotKeep   = 5
+	clientTimeout  = 150 * time.Millisecond
+	clientBackoff  = 20 * time.Millisecond
+	clientThinkMax = 30 * time.Millisecond
+)
+
+// simConfig is the raft configuration of the simulation: small limits, so
+// that byte limits, pipelining limits and chunked snapshots all happen.
+func simConfig(id transport.NodeID, peers []transport.NodeID, st Storage, seed uint64) Config {
+	cfg := DefaultConfig()
+	cfg.ID, cfg.Peers, cfg.Storage, cfg.Seed = id, peers, st, seed
+	cfg.HeartbeatTicks = 2
+	cfg.MaxMsgBytes = 96
+	cfg.MaxInflightMsgs = 4
+	cfg.SnapshotThreshold = 40
+	cfg.MaxCommittedBytesPerReady = 512
+	return cfg
+}
+
+// kvServer is one Raft node of the simulated cluster: the runtime duties of
+// the package documentation, a kvMachine, and the client protocol.
+type kvServer struct {
+	c     *simCluster
+	id    transport.NodeID
+	env   sim.Env
+	store *simStore
+	rn    *RawNode
+	sm    *kvMachine
+	// pending maps a log index to the client request proposed there.
+	pending map[uint64]pendingRequest
+	// lastApplied is the index of the last entry the machine reflects.
+	lastApplied uint64
+	// checkedCommit is how far the checker verified this node's log.
+	checkedCommit uint64
+	wasLeader     bool
+}
+
+type pendingRequest struct {
+	term   uint64
+	client transport.NodeID
+	seq    uint64
+}
+
+// kvReply is what a server answers a client.
+type kvReply struct {
+	seq       uint64
+	ok        bool
+	value     string
+	leader    transport.NodeID // hint when !ok
+	notLeader bool
+}
+
+func (r kvReply) encode() []byte {
+	flag := "-"
+	if r.ok {
+		flag = "ok"
+	} else if r.notLeader {
+		flag = "nl"
+	}
+	return fmt.Appendf(nil, "%d|%s|%s|%s", r.seq, flag, r.leader, r.value)
+}
+
+func (s *kvServer) Start(env sim.Env) {
+	s.env = env
+	s.pending = map[uint64]pendingRequest{}
+	st, err := openSimStore(env.Disk())
+	if err != nil {
+		s.c.fail("%s: open storage: %v", s.id, err)
+		return
+	}
+	s.store = st
+	s.sm = newKVMachine()
+	snap, _ := st.mem.Snapshot()
+	if !snap.IsZero() {
+		if err := s.sm.restore(snap.Data); err != nil {
+			s.c.fail("%s: restore snapshot: %v", s.id, err)
+			return
+		}
+		s.lastApplied = snap.Meta.Index
+	}
+	cfg := simConfig(s.id, s.c.ids, st.mem, env.Rand().Uint64())
+	cfg.Applied = s.lastApplied
+	rn, err := NewRawNode(cfg)
+	if err != nil {
+		s.c.fail("%s: NewRawNode: %v", s.id, err)
+		return
+	}
+	s.rn = rn
+	s.c.observeRestart(s)
+	env.SetTimer(simTick, "tick")
+}
+
+func (s *kvServer) Timer(env sim.Env, _ sim.TimerID, name string) {
+	if s.rn == nil {
+		return
+	}
+	s.rn.Tick()
+	env.SetTimer(simTick, "tick")
+	s.process()
+}
+
+func (s *kvServer) Receive(env sim.Env, msg transport.Message) {
+	if s.rn == nil {
+		return
+	}
+	switch msg.Service {
+	case raftService:
+		var m Message
+		if err := m.Unmarshal(msg.Payload); err != nil {
+			s.c.fail("%s: undecodable message from %s: %v", s.id, msg.From, err)
+			return
+		}
+		if err := s.rn.Step(m); err != nil {
+			s.c.fail("%s: Step(%v from %s): %v", s.id, m.Type, m.From, err)
+		}
+	case kvService:
+		s.handleClient(msg)
+	}
+	s.process()
+}
+
+func (s *kvServer) handleClient(msg transport.Message) {
+	cmd, err := decodeKVCommand(msg.Payload)
+	if err != nil {
+		s.c.fail("%s: %v", s.id, err)
+		return
+	}
+	idx, term, err := s.rn.Propose(cmd.encode())
+	var nl *NotLeaderError
+	switch {
+	case errors.As(err, &nl):
+		s.env.Send(msg.From, kvService, kvReply{seq: cmd.Seq, notLeader: true, leader: nl.Leader}.encode())
+	case err != nil:
+		s.env.Send(msg.From, kvService, kvReply{seq: cmd.Seq}.encode())
+	default:
+		s.pending[idx] = pendingRequest{term: term, client: msg.From, seq: cmd.Seq}
+	}
+}
+
+// process runs the caller's duties for every Ready, then lets the checker
+// look at the node.
+func (s *kvServer) process() {
+	for s.rn.HasReady() {
+		rd, err := s.rn.Ready()
+		if err != nil {
+			s.c.fail("%s: Ready: %v", s.id, err)
+			return
+		}
+		// 1-4: persist (and sync if needed).
+		if err := s.store.save(&rd); err != nil {
+			s.c.fail("%s: save: %v", s.id, err)
+			return
+		}
+		// 5: send.
+		for i := range rd.Messages {
+			m := &rd.Messages[i]
+			b, err := m.Marshal()
+			if err != nil {
+				s.c.fail("%s: Marshal: %v", s.id, err)
+				return
+			}
+			s.env.Send(m.To, raftService, b)
+		}
+		// 6: restore from a received snapshot.
+		if rd.Snapshot != nil {
+			if err := s.sm.restore(rd.Snapshot.Data); err != nil {
+				s.c.fail("%s: restore: %v", s.id, err)
+				return
+			}
+			s.lastApplied = rd.Snapshot.Meta.Index
+			s.c.observeSnapshot(s, rd.Snapshot)
+		}
+		// 7: apply.
+		for _, e := range rd.CommittedEntries {
+			s.apply(e)
+		}
+		// 8: snapshot and compact when due.
+		if rd.SnapshotDue {
+			st := s.rn.Status()
+			if err := s.store.compact(s.lastApplied, Membership{Voters: st.Voters}, s.sm.snapshot(), snapshotKeep); err != nil && !errors.Is(err, ErrSnapshotOutOfDate) {
+				s.c.fail("%s: compact: %v", s.id, err)
+				return
+			}
+		}
+		s.rn.Advance(rd)
+		s.c.observe(s)
+	}
+	s.c.observe(s)
+}
+
+func (s *kvServer) apply(e Entry) {
+	s.c.observeApply(s, e)
+	if e.Index != s.lastApplied+1 {
+		s.c.fail("%s: applied index %d after %d", s.id, e.Index, s.lastApplied)
+	}
+	s.lastApplied = e.Index
+	p, waiting := s.pending[e.Index]
+	delete(s.pending, e.Index)
+	if e.Type != EntryNormal {
+		return
+	}
+	cmd, err := decodeKVCommand(e.Data)
+	if err != nil {
+		s.c.fail("%s: %v", s.id, err)
+		return
+	}
+	result, _ := s.sm.apply(cmd)
+	// Answer only if the entry is the one proposed (same term): otherwise
+	// a new leader replaced it and the client will retry.
+	if waiting && p.term == e.Term && p.seq == cmd.Seq {
+		s.env.Send(p.client, kvService, kvReply{seq: cmd.Seq, ok: true, value: result}.encode())
+	}
+}
+
+// kvClient issues one request at a time to the cluster, retrying on
+// timeouts and redirects with the same sequence number until it succeeds.
+type kvClient struct {
+	c       *simCluster
+	index   int
+	id      transport.NodeID
+	seq     uint64
+	cur     *kvCommand
+	op      int // index of cur in c.history
+	target  int
+	timer   sim.TimerID
+	stopped bool
+	// done counts completed operations.
+	done int
+}
+
+func (k *kvClient) Start(env sim.Env) {
+	env.SetTimer(time.Duration(env.Rand().Int64N(int64(clientThinkMax))), "next")
+}
+
+func (k *kvClient) Timer(env sim.Env, id sim.TimerID, name string) {
+	switch name {
+	case "next":
+		if k.stopped {
+			return
+		}
+		k.issue(env)
+	case "timeout":
+		if k.cur != nil && id == k.timer {
+			k.target = (k.target + 1) % len(k.c.ids)
+			k.send(env)
+		}
+	case "retry":
+		if k.cur != nil && id == k.timer {
+			k.send(env)
+		}
+	}
+}
+
+func (k *kvClient) issue(env sim.Env) {
+	k.seq++
+	key := fmt.Sprintf("k%d", env.Rand().IntN(3))
+	cmd := kvCommand{Op: 'g', Client: k.index, Seq: k.seq, Key: key}
+	if env.Rand().IntN(2) == 0 {
+		cmd.Op = 'p'
+		cmd.Value = fmt.Sprintf("c%d-%d", k.index, k.seq)
+	}
+	k.cur = &cmd
+	k.op = k.c.call(k.index, cmd, env.Now())
+	k.send(env)
+}
+
+func (k *kvClient) send(env sim.Env) {
+	env.Send(k.c.ids[k.target], kvService, k.cur.encode())
+	k.timer = env.SetTimer(clientTimeout, "timeout")
+}
+
+func (k *kvClient) Receive(env sim.Env, msg transport.Message) {
+	var seq uint64
+	var flag, leader, value string
+	parts := strings.SplitN(string(msg.Payload), "|", 4)
+	if len(parts) != 4 {
+		k.c.fail("%s: bad reply %q", k.id, msg.Payload)
+		return
+	}
+	if _, err := fmt.Sscan(parts[0], &seq); err != nil || k.cur == nil || seq != k.cur.Seq {
+		return // a reply to an earlier attempt
+	}
+	flag, leader, value = parts[1], parts[2], parts[3]
+	switch flag {
+	case "ok":
+		k.c.ret(k.op, value, env.Now())
+		k.cur = nil
+		k.timer = 0
+		k.done++
+		env.SetTimer(time.Duration(env.Rand().Int64N(int64(clientThinkMax))), "next")
+	case "nl":
+		if i := slices.Index(k.c.ids, transport.NodeID(leader)); i >= 0 {
+			k.target = i
+		} else {
+			k.target = (k.target + 1) % len(k.c.ids)
+		}
+		k.timer = env.SetTimer(clientBackoff, "retry")
+	default:
+		k.timer = env.SetTimer(clientBackoff, "retry")
+	}
+}
