@@ -137,8 +137,8 @@ func (m *Membership) ID() transport.NodeID { return m.self }
 func (m *Membership) Incarnation() uint64 { return m.incarnation }
 
 // AddMember starts monitoring id at now. The member starts Alive, and its
-// detector starts as if a heartbeat had arrived at now, so a member that is
-// never heard from is suspected after the usual delay.
+// silence is timed from now, so a member that is never heard from is
+// suspected after the usual delay.
 func (m *Membership) AddMember(id transport.NodeID, now time.Time) error {
 	switch {
 	case id == "":
@@ -154,7 +154,7 @@ func (m *Membership) AddMember(id transport.NodeID, now time.Time) error {
 	if err != nil {
 		return err
 	}
-	det.heartbeat(now)
+	det.touch(now)
 	mb := &member{id: id, status: Alive, det: det}
 	m.members[id] = mb
 	i, _ := slices.BinarySearchFunc(m.order, id, func(a *member, id transport.NodeID) int {
@@ -338,12 +338,13 @@ func (m *Membership) Receive(now time.Time, from transport.NodeID, payload []byt
 		m.stats.Malformed++
 		return fmt.Errorf("from %q: %w", from, err)
 	}
-	// Any message is evidence of life from its sender.
-	m.evidence(from, msg.incarnation, msg.seq, now)
+	// Any message is evidence of life from its sender; only heartbeats are
+	// samples of the heartbeat interval.
+	m.evidence(from, msg.incarnation, msg.seq, now, msg.kind == kindHeartbeat)
 
 	switch msg.kind {
 	case kindPing:
-		m.refuteIfSuspected(msg.rumour, now)
+		m.refuteIfSuspected(msg.rumour)
 		m.send(from, message{kind: kindAck, probe: msg.probe})
 	case kindAck:
 		if r, ok := m.relays[msg.probe]; ok && r.target == from {
@@ -354,7 +355,7 @@ func (m *Membership) Receive(now time.Time, from transport.NodeID, payload []byt
 	case kindPingReq:
 		if msg.target == m.self {
 			// Asked to probe ourselves: answer for ourselves.
-			m.refuteIfSuspected(msg.rumour, now)
+			m.refuteIfSuspected(msg.rumour)
 			m.send(from, message{kind: kindAck, probe: msg.probe})
 			return nil
 		}
@@ -368,7 +369,7 @@ func (m *Membership) Receive(now time.Time, from transport.NodeID, payload []byt
 		m.send(msg.target, message{kind: kindPing, probe: m.nextProbe, rumour: msg.rumour})
 	case kindIndirectAck:
 		if msg.target != m.self {
-			m.evidence(msg.target, msg.targetInc, msg.targetSeq, now)
+			m.evidence(msg.target, msg.targetInc, msg.targetSeq, now, false)
 		}
 	}
 	return nil
@@ -378,22 +379,21 @@ func (m *Membership) Receive(now time.Time, from transport.NodeID, payload []byt
 // its current incarnation, and tells every member at once. A rumour about
 // an older incarnation has already been refuted and is ignored: old
 // rumours lose (SWIM §4.2).
-func (m *Membership) refuteIfSuspected(rumour uint64, now time.Time) {
+func (m *Membership) refuteIfSuspected(rumour uint64) {
 	if rumour < m.incarnation {
 		return
 	}
 	m.incarnation = rumour + 1
 	m.stats.Refutations++
 	for _, mb := range m.order {
-		m.send(mb.id, message{kind: kindHeartbeat})
-		m.stats.HeartbeatsSent++
+		m.send(mb.id, message{kind: kindAlive})
 	}
 }
 
 // evidence records that id was alive when it sent the message stamped
 // (inc, seq). Only a stamp newer than every one heard before counts: a
 // delayed or duplicated copy says nothing about now.
-func (m *Membership) evidence(id transport.NodeID, inc, seq uint64, now time.Time) {
+func (m *Membership) evidence(id transport.NodeID, inc, seq uint64, now time.Time, isHeartbeat bool) {
 	mb := m.members[id]
 	if mb == nil {
 		m.stats.UnknownSenderDrops++
@@ -404,7 +404,11 @@ func (m *Membership) evidence(id transport.NodeID, inc, seq uint64, now time.Tim
 		return
 	}
 	mb.heard, mb.inc, mb.seq = true, inc, seq
-	mb.det.heartbeat(now)
+	if isHeartbeat {
+		mb.det.heartbeat(now)
+	} else {
+		mb.det.touch(now)
+	}
 	switch mb.status {
 	case Suspect:
 		mb.status = Alive

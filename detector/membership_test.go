@@ -177,6 +177,7 @@ func TestMembershipSilentFails(t *testing.T) {
 func TestWireRoundTrip(t *testing.T) {
 	msgs := []message{
 		{kind: kindHeartbeat, incarnation: 7, seq: 9},
+		{kind: kindAlive, incarnation: 8, seq: 10},
 		{kind: kindPing, incarnation: 1, seq: 2, probe: 3, rumour: 4},
 		{kind: kindAck, incarnation: 1, seq: 2, probe: 3},
 		{kind: kindPingReq, incarnation: 1, seq: 2, probe: 3, rumour: 4, target: "node-5"},

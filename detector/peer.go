@@ -4,8 +4,12 @@ import "time"
 
 // peerDetector is what a Membership needs from the detector of one member.
 type peerDetector interface {
-	// heartbeat records fresh evidence of life at at.
+	// heartbeat records a heartbeat that arrived at at.
 	heartbeat(at time.Time)
+	// touch records another sign of life at at (an answer to a probe, an
+	// alive announcement): the silence restarts, but it is no sample of the
+	// heartbeat interval.
+	touch(at time.Time)
 	// probe is called once per heartbeat interval.
 	probe(now time.Time)
 	// suspect reports whether the member should be suspected at now.
@@ -53,3 +57,6 @@ func (p timeoutPeer) probe(now time.Time)      { p.d.Probe(now) }
 func (p timeoutPeer) suspect(time.Time) bool   { return p.d.Missed() >= p.confirmations }
 func (p timeoutPeer) recovered(time.Time) bool { return p.d.Status() != Failed }
 func (p timeoutPeer) level(time.Time) float64  { return float64(p.d.Missed()) }
+
+func (p phiPeer) touch(at time.Time)     { p.d.touch(at) }
+func (p timeoutPeer) touch(at time.Time) { p.d.Heartbeat(at) }

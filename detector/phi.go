@@ -101,9 +101,12 @@ type PhiAccrual struct {
 	mu    sync.Mutex // guards the fields below
 	heard bool       // a heartbeat has been recorded
 	last  time.Time  // latest heartbeat
-	win   window
-	mean  float64 // of win, ns; refreshed by Heartbeat
-	std   float64 // of win, ns, floored at minStdDev; refreshed by Heartbeat
+	// skip is set by touch: the next interval starts at a sign of life that
+	// was not a heartbeat, so it is not a sample of the heartbeat process.
+	skip bool
+	win  window
+	mean float64 // of win, ns; refreshed by Heartbeat
+	std  float64 // of win, ns, floored at minStdDev; refreshed by Heartbeat
 }
 
 // NewPhiAccrual returns a detector that has heard nothing yet; its φ is 0
@@ -151,11 +154,25 @@ func (d *PhiAccrual) Heartbeat(at time.Time) {
 		return
 	}
 	d.last = at
-	if gap > d.maxInterval {
+	if gap > d.maxInterval || d.skip {
+		d.skip = false
 		return
 	}
 	d.win.add(uint64(gap))
 	d.refresh()
+}
+
+// touch records a sign of life at at that is not a heartbeat (an answer to
+// a probe, a refutation): φ restarts from at, but neither this interval nor
+// the next one is sampled. Feeding such irregular arrivals into the window
+// would drag the mean down and make suspicions breed suspicions.
+func (d *PhiAccrual) touch(at time.Time) {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	if d.heard && !at.After(d.last) {
+		return
+	}
+	d.heard, d.last, d.skip = true, at, true
 }
 
 // Phi returns the suspicion level at now: 0 before the first heartbeat,

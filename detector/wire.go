@@ -31,6 +31,10 @@ const (
 	// kindIndirectAck relays the target's ack back to the requester, with
 	// the target's (incarnation, sequence) as evidence.
 	kindIndirectAck
+	// kindAlive announces a new incarnation: the refutation of a rumour
+	// (SWIM §4.2). It is evidence of life but, arriving off the heartbeat
+	// schedule, no sample of the heartbeat interval.
+	kindAlive
 )
 
 // maxTargetLen bounds a node ID inside a message.
@@ -134,7 +138,7 @@ func decode(b []byte) (message, error) {
 	}
 	var err error
 	switch m.kind {
-	case kindHeartbeat:
+	case kindHeartbeat, kindAlive:
 	case kindPing:
 		if err = need(16); err == nil {
 			m.probe, m.rumour = u64(), u64()

@@ -1,0 +1,244 @@
+package detector
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/distkit/distkit/transport"
+)
+
+// fastConfig is a Config sped up 50-fold for tests on real time.
+func fastConfig() Config {
+	cfg := DefaultConfig()
+	cfg.HeartbeatInterval = 20 * time.Millisecond
+	cfg.CheckInterval = 5 * time.Millisecond
+	cfg.ProbeTimeout = 40 * time.Millisecond
+	cfg.Phi.FirstHeartbeatEstimate = 20 * time.Millisecond
+	cfg.Phi.MinStdDev = 5 * time.Millisecond
+	cfg.Phi.MaxInterval = 500 * time.Millisecond
+	// Real schedulers on a loaded machine are much less regular than a
+	// network with 10 % jitter; a pause absorbs their hiccups.
+	cfg.Phi.AcceptablePause = 60 * time.Millisecond
+	return cfg
+}
+
+// waitEvent reads events from m until one about member of kind arrives,
+// failing the test after a generous real-time limit.
+func waitEvent(t *testing.T, m *Monitor, member transport.NodeID, kind EventKind) Event {
+	t.Helper()
+	limit := time.NewTimer(20 * time.Second)
+	defer limit.Stop()
+	for {
+		select {
+		case e, ok := <-m.Events():
+			if !ok {
+				t.Fatalf("events closed while waiting for %s %v", member, kind)
+			}
+			if e.Member == member && e.Kind == kind {
+				return e
+			}
+		case <-limit.C:
+			t.Fatalf("no %s event for %s", kind, member)
+		}
+	}
+}
+
+func TestMonitorConfigErrors(t *testing.T) {
+	bad := DefaultConfig()
+	bad.IndirectProbes = -1
+	tests := []struct {
+		name string
+		tr   transport.Transport
+		cfg  Config
+		opts MonitorOptions
+	}{
+		{"nil transport", nil, DefaultConfig(), MonitorOptions{}},
+		{"bad config", newTestNet().node("a"), bad, MonitorOptions{}},
+		{"negative buffer", newTestNet().node("a"), DefaultConfig(), MonitorOptions{EventBuffer: -1}},
+	}
+	for _, tt := range tests {
+		if _, err := NewMonitor(tt.tr, tt.cfg, tt.opts); !errors.Is(err, ErrInvalidConfig) {
+			t.Errorf("%s: NewMonitor error = %v; want ErrInvalidConfig", tt.name, err)
+		}
+	}
+}
+
+func TestMonitorMembersAndClose(t *testing.T) {
+	net := newTestNet()
+	m, err := NewMonitor(net.node("a"), fastConfig(), MonitorOptions{Seed: 1})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx := context.Background()
+	cancelled, cancel := context.WithCancel(ctx)
+	cancel()
+	tests := []struct {
+		name string
+		err  error
+		want error
+	}{
+		{"add", m.AddMember(ctx, "b"), nil},
+		{"add self", m.AddMember(ctx, "a"), ErrSelf},
+		{"add twice", m.AddMember(ctx, "b"), ErrDuplicateMember},
+		{"add cancelled", m.AddMember(cancelled, "c"), context.Canceled},
+		{"remove unknown", m.RemoveMember(ctx, "zz"), ErrUnknownMember},
+		{"remove", m.RemoveMember(ctx, "b"), nil},
+	}
+	for _, tt := range tests {
+		if !errors.Is(tt.err, tt.want) {
+			t.Errorf("%s: error = %v; want %v", tt.name, tt.err, tt.want)
+		}
+	}
+	if err := m.Close(); err != nil {
+		t.Fatal(err)
+	}
+	if err := m.Close(); err != nil {
+		t.Fatalf("second Close = %v; want nil", err)
+	}
+	if err := m.AddMember(ctx, "d"); !errors.Is(err, ErrClosed) {
+		t.Fatalf("AddMember after Close = %v; want ErrClosed", err)
+	}
+	if _, ok := <-m.Events(); ok {
+		t.Fatalf("Events not closed after Close")
+	}
+}
+
+// cluster of Monitors on a network.
+type monitorCluster struct {
+	t   *testing.T
+	net netFixture
+	ids []transport.NodeID
+	mon map[transport.NodeID]*Monitor
+}
+
+// netFixture is what the runtime tests need of an in-memory network.
+type netFixture interface {
+	node(id transport.NodeID) transport.Transport
+	stop(id transport.NodeID)
+	restart(id transport.NodeID) transport.Transport
+	partition(a, b []transport.NodeID)
+	heal()
+}
+
+func startMonitors(t *testing.T, net netFixture, n int) *monitorCluster {
+	c := &monitorCluster{t: t, net: net, mon: map[transport.NodeID]*Monitor{}}
+	for i := range n {
+		c.ids = append(c.ids, transport.NodeID(fmt.Sprintf("n%d", i+1)))
+	}
+	for _, id := range c.ids {
+		c.start(id, net.node(id))
+	}
+	t.Cleanup(func() {
+		for _, m := range c.mon {
+			m.Close()
+		}
+	})
+	return c
+}
+
+func (c *monitorCluster) start(id transport.NodeID, tr transport.Transport) {
+	m, err := NewMonitor(tr, fastConfig(), MonitorOptions{})
+	if err != nil {
+		c.t.Fatal(err)
+	}
+	for _, p := range c.ids {
+		if p != id {
+			if err := m.AddMember(context.Background(), p); err != nil {
+				c.t.Fatal(err)
+			}
+		}
+	}
+	c.mon[id] = m
+}
+
+// TestMonitorStopAndRestart stops a node: every other node reports it
+// Failed. Restarted with a fresh Monitor, it is reported Recovered.
+func TestMonitorStopAndRestart(t *testing.T) {
+	net := newTestNet()
+	c := startMonitors(t, net, 4)
+	victim := c.ids[3]
+	c.mon[victim].Close()
+	delete(c.mon, victim)
+	net.stop(victim)
+	for _, id := range c.ids[:3] {
+		waitEvent(t, c.mon[id], victim, EventFailed)
+	}
+	c.start(victim, net.restart(victim))
+	for _, id := range c.ids[:3] {
+		e := waitEvent(t, c.mon[id], victim, EventRecovered)
+		if st, _ := c.mon[id].Member(victim); st.Status != Alive {
+			t.Errorf("%s sees %s %v after the recovered event; want alive", id, victim, st.Status)
+		}
+		_ = e
+	}
+}
+
+// testNet is a minimal in-process network for the Monitor tests: Send
+// delivers synchronously to the peer's handler unless the peer is stopped
+// or partitioned away.
+type testNet struct {
+	mu       sync.Mutex // guards handlers, down and side
+	handlers map[transport.NodeID]transport.Handler
+	down     map[transport.NodeID]bool
+	side     map[transport.NodeID]int
+}
+
+func newTestNet() *testNet {
+	return &testNet{handlers: map[transport.NodeID]transport.Handler{}, down: map[transport.NodeID]bool{}, side: map[transport.NodeID]int{}}
+}
+
+type testTransport struct {
+	net *testNet
+	id  transport.NodeID
+}
+
+func (n *testNet) node(id transport.NodeID) transport.Transport { return &testTransport{n, id} }
+func (n *testNet) stop(id transport.NodeID) {
+	n.mu.Lock()
+	defer n.mu.Unlock()
+	n.down[id] = true
+}
+func (n *testNet) restart(id transport.NodeID) transport.Transport {
+	n.mu.Lock()
+	defer n.mu.Unlock()
+	n.down[id] = false
+	return &testTransport{n, id}
+}
+func (n *testNet) partition(a, b []transport.NodeID) {
+	n.mu.Lock()
+	defer n.mu.Unlock()
+	for _, id := range b {
+		n.side[id] = 1
+	}
+}
+func (n *testNet) heal() {
+	n.mu.Lock()
+	defer n.mu.Unlock()
+	clear(n.side)
+}
+
+func (t *testTransport) ID() transport.NodeID { return t.id }
+func (t *testTransport) Send(ctx context.Context, to transport.NodeID, service string, payload []byte) error {
+	t.net.mu.Lock()
+	h := t.net.handlers[to]
+	blocked := t.net.down[to] || t.net.down[t.id] || t.net.side[to] != t.net.side[t.id]
+	t.net.mu.Unlock()
+	if h != nil && !blocked {
+		h(transport.Message{From: t.id, To: to, Service: service, Payload: payload})
+	}
+	return nil
+}
+func (t *testTransport) Handle(service string, h transport.Handler) {
+	t.net.mu.Lock()
+	defer t.net.mu.Unlock()
+	if h == nil {
+		delete(t.net.handlers, t.id)
+		return
+	}
+	t.net.handlers[t.id] = h
+}
+func (t *testTransport) Close() error { return nil }
