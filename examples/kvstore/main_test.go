@@ -1,0 +1,91 @@
+package main
+
+import (
+	"bytes"
+	"context"
+	"io"
+	"net/http"
+	"net/http/httptest"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/distkit/distkit/transport"
+	"go.uber.org/goleak"
+)
+
+func TestMain(m *testing.M) { goleak.VerifyTestMain(m) }
+
+func TestDemo(t *testing.T) {
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	var out bytes.Buffer
+	if err := runDemo(ctx, &out); err != nil {
+		t.Fatalf("runDemo = %v\n%s", err, out.String())
+	}
+	for _, want := range []string{"new leader is", "all 6 acknowledged writes survived", "caught up"} {
+		if !strings.Contains(out.String(), want) {
+			t.Fatalf("demo output lacks %q:\n%s", want, out.String())
+		}
+	}
+}
+
+func TestHTTPAPI(t *testing.T) {
+	ids := []transport.NodeID{"n1", "n2", "n3"}
+	servers, _, err := startCluster(ids, t.TempDir())
+	defer func() {
+		for _, s := range servers {
+			s.Close()
+		}
+	}()
+	if err != nil {
+		t.Fatal(err)
+	}
+	// Every request goes to a different node: followers forward to the
+	// leader.
+	tests := []struct {
+		node       transport.NodeID
+		method     string
+		path, body string
+		wantCode   int
+		wantValue  string
+	}{
+		{"n1", "PUT", "/kv/hello", "world", 200, "world"},
+		{"n2", "GET", "/kv/hello", "", 200, "world"},
+		{"n3", "GET", "/kv/missing", "", 404, ""},
+		{"n3", "DELETE", "/kv/hello", "", 200, "world"},
+		{"n1", "GET", "/kv/hello", "", 404, ""},
+	}
+	for _, tt := range tests {
+		h := servers[tt.node].handler()
+		req := httptest.NewRequest(tt.method, tt.path, strings.NewReader(tt.body))
+		rec := httptest.NewRecorder()
+		h.ServeHTTP(rec, req)
+		body, _ := io.ReadAll(rec.Result().Body)
+		if rec.Code != tt.wantCode || !strings.Contains(string(body), `"value":"`+tt.wantValue+`"`) {
+			t.Fatalf("%s %s on %s = %d %s; want %d with value %q", tt.method, tt.path, tt.node, rec.Code, body, tt.wantCode, tt.wantValue)
+		}
+	}
+	rec := httptest.NewRecorder()
+	servers["n1"].handler().ServeHTTP(rec, httptest.NewRequest("GET", "/status", nil))
+	if rec.Code != http.StatusOK || !strings.Contains(rec.Body.String(), `"role"`) {
+		t.Fatalf("GET /status = %d %s", rec.Code, rec.Body.String())
+	}
+}
+
+func TestParsePeers(t *testing.T) {
+	tests := []struct {
+		in      string
+		wantErr bool
+	}{
+		{"n1=127.0.0.1:7001,n2=127.0.0.1:7002", false},
+		{"n1", true},
+		{"n1=a:1,n1=b:2", true},
+		{"=a:1", true},
+	}
+	for _, tt := range tests {
+		if _, _, err := parsePeers(tt.in); (err != nil) != tt.wantErr {
+			t.Fatalf("parsePeers(%q) err = %v; want error %v", tt.in, err, tt.wantErr)
+		}
+	}
+}

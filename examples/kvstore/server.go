@@ -1,0 +1,213 @@
+package main
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"net/http"
+	"time"
+
+	"github.com/distkit/distkit/consensus"
+	"github.com/distkit/distkit/consensus/raft"
+	"github.com/distkit/distkit/transport"
+	"github.com/distkit/distkit/transport/tcp"
+)
+
+// proposeService is the RPC service through which a node hands a command
+// to another node (the leader) on behalf of its HTTP clients.
+const proposeService = "kv.propose"
+
+// Reply status bytes of proposeService.
+const (
+	replyOK        = 0 // followed by the JSON result
+	replyNotLeader = 1 // followed by the leader's ID ("" if unknown)
+	replyLost      = 2
+	replyClosed    = 3
+	replyFailed    = 4 // followed by the error text
+)
+
+// server is one kvstore node: a Raft node over TCP, an RPC endpoint that
+// accepts commands from the other nodes, and a client that finds the leader.
+type server struct {
+	id     transport.NodeID
+	tr     *tcp.Transport
+	rpc    *transport.RPC
+	node   *consensus.Node
+	store  *kvStore
+	client *consensus.Client
+}
+
+// startServer starts a node on tr. peers lists every node, this one
+// included; dataDir holds its durable state.
+func startServer(tr *tcp.Transport, peers []transport.NodeID, dataDir string, logger *slog.Logger) (*server, error) {
+	s := &server{id: tr.ID(), tr: tr, store: newKVStore()}
+	cfg := consensus.DefaultConfig()
+	cfg.ID = tr.ID()
+	cfg.Peers = peers
+	cfg.DataDir = dataDir
+	cfg.Logger = logger
+	cfg.SnapshotThreshold = 1000
+	node, err := consensus.New(cfg, tr, s.store)
+	if err != nil {
+		return nil, err
+	}
+	s.node = node
+	rpc, err := transport.NewRPC(tr, transport.DefaultRPCConfig())
+	if err != nil {
+		node.Close()
+		return nil, err
+	}
+	s.rpc = rpc
+	rpc.Handle(proposeService, s.serveProposal)
+
+	members := map[transport.NodeID]consensus.Proposer{}
+	for _, p := range peers {
+		if p == s.id {
+			members[p] = node
+		} else {
+			members[p] = remoteProposer{rpc: rpc, to: p}
+		}
+	}
+	ccfg := consensus.DefaultClientConfig()
+	ccfg.AttemptTimeout = 300 * time.Millisecond
+	// PUT and DELETE are idempotent and GET has no effect, so retrying a
+	// command whose outcome is unknown is harmless here.
+	ccfg.RetryAmbiguous = true
+	if s.client, err = consensus.NewClient(members, ccfg); err != nil {
+		s.Close()
+		return nil, err
+	}
+	return s, nil
+}
+
+// Close stops the node, the RPC endpoint and the transport.
+func (s *server) Close() {
+	if s.rpc != nil {
+		s.rpc.Close()
+	}
+	s.node.Close()
+	s.tr.Close()
+}
+
+// do replicates one command through the leader and returns its result.
+func (s *server) do(ctx context.Context, op, key, value string) (result, error) {
+	v, err := s.client.Propose(ctx, encodeCommand(op, key, value))
+	if err != nil {
+		return result{}, err
+	}
+	return v.(result), nil
+}
+
+// serveProposal runs a command forwarded by another node on this one.
+func (s *server) serveProposal(ctx context.Context, from transport.NodeID, req []byte) ([]byte, error) {
+	v, err := s.node.Propose(ctx, req)
+	var nle *raft.NotLeaderError
+	switch {
+	case err == nil:
+		b, _ := json.Marshal(v)
+		return append([]byte{replyOK}, b...), nil
+	case errors.As(err, &nle):
+		return append([]byte{replyNotLeader}, nle.Leader...), nil
+	case errors.Is(err, consensus.ErrProposalLost):
+		return []byte{replyLost}, nil
+	case errors.Is(err, consensus.ErrClosed):
+		return []byte{replyClosed}, nil
+	}
+	return append([]byte{replyFailed}, err.Error()...), nil
+}
+
+// remoteProposer proposes on another node through the RPC endpoint,
+// translating replies back into consensus errors for the Client.
+type remoteProposer struct {
+	rpc *transport.RPC
+	to  transport.NodeID
+}
+
+func (p remoteProposer) Propose(ctx context.Context, cmd []byte) (any, error) {
+	resp, err := p.rpc.Call(ctx, p.to, proposeService, cmd)
+	if err != nil {
+		if ctx.Err() != nil {
+			return nil, err
+		}
+		// The request may or may not have reached the node.
+		return nil, fmt.Errorf("%w: %w", consensus.ErrStopped, err)
+	}
+	if len(resp) == 0 {
+		return nil, fmt.Errorf("kvstore: empty reply from %s", p.to)
+	}
+	switch resp[0] {
+	case replyOK:
+		var r result
+		if err := json.Unmarshal(resp[1:], &r); err != nil {
+			return nil, fmt.Errorf("kvstore: bad reply from %s: %w", p.to, err)
+		}
+		return r, nil
+	case replyNotLeader:
+		return nil, &raft.NotLeaderError{Leader: transport.NodeID(resp[1:])}
+	case replyLost:
+		return nil, consensus.ErrProposalLost
+	case replyClosed:
+		return nil, consensus.ErrClosed
+	}
+	return nil, fmt.Errorf("%w: %s: %s", consensus.ErrStopped, p.to, resp[1:])
+}
+
+// handler serves the HTTP API:
+//
+//	PUT    /kv/KEY   body is the value
+//	GET    /kv/KEY   read through the log (linearizable); ?stale=1 reads this node's copy
+//	DELETE /kv/KEY
+//	GET    /status   this node's Raft status
+func (s *server) handler() http.Handler {
+	mux := http.NewServeMux()
+	mux.HandleFunc("PUT /kv/{key}", func(w http.ResponseWriter, r *http.Request) {
+		value, err := io.ReadAll(io.LimitReader(r.Body, 1<<20))
+		if err != nil {
+			http.Error(w, err.Error(), http.StatusBadRequest)
+			return
+		}
+		s.reply(w, r, "put", string(value))
+	})
+	mux.HandleFunc("GET /kv/{key}", func(w http.ResponseWriter, r *http.Request) {
+		if r.URL.Query().Get("stale") == "1" {
+			v, ok := s.store.Get(r.PathValue("key"))
+			writeResult(w, result{Value: v, Found: ok})
+			return
+		}
+		s.reply(w, r, "get", "")
+	})
+	mux.HandleFunc("DELETE /kv/{key}", func(w http.ResponseWriter, r *http.Request) {
+		s.reply(w, r, "delete", "")
+	})
+	mux.HandleFunc("GET /status", func(w http.ResponseWriter, r *http.Request) {
+		st := s.node.Status()
+		w.Header().Set("Content-Type", "application/json")
+		json.NewEncoder(w).Encode(map[string]any{
+			"id": st.ID, "role": st.Role.String(), "term": st.Term, "leader": st.Leader,
+			"commit": st.Commit, "applied": st.Applied, "lastIndex": st.LastIndex,
+		})
+	})
+	return mux
+}
+
+func (s *server) reply(w http.ResponseWriter, r *http.Request, op, value string) {
+	ctx, cancel := context.WithTimeout(r.Context(), 5*time.Second)
+	defer cancel()
+	res, err := s.do(ctx, op, r.PathValue("key"), value)
+	if err != nil {
+		http.Error(w, err.Error(), http.StatusServiceUnavailable)
+		return
+	}
+	writeResult(w, res)
+}
+
+func writeResult(w http.ResponseWriter, res result) {
+	w.Header().Set("Content-Type", "application/json")
+	if !res.Found {
+		w.WriteHeader(http.StatusNotFound)
+	}
+	json.NewEncoder(w).Encode(res)
+}
