@@ -59,17 +59,19 @@
 // # Usage
 //
 //	var lc clock.Lamport
-//	ts := lc.Send()               // attach ts to the message
-//	t, err := lc.Receive(remote)  // on receipt: max(local, remote) + 1
+//	attach := lc.Send()                   // put attach in the message
+//	lt, err := lc.Receive(msg.Lamport)    // on receipt: max(local, msg) + 1
 //
 //	v := clock.NewVector()
-//	v.Tick("p1")                  // local event
-//	v.Receive("p1", remoteVector) // merge, then tick
-//	if v.Compare(other) == clock.Concurrent { /* conflict: keep both */ }
+//	v.Tick("p1")                          // local event
+//	v.Receive("p1", msgVector)            // on receipt: merge, then tick
+//	if v.Compare(other) == clock.Concurrent {
+//		// conflicting updates: keep both
+//	}
 //
 //	h, err := clock.NewHLC(clock.DefaultHLCConfig())
-//	ts := h.Now()                 // local or send event
-//	ts, err = h.Update(remote)    // receive; rejects clocks > MaxOffset ahead
+//	ht := h.Now()                         // local or send event
+//	ht, err = h.Update(msg.HLC)           // receive; rejects clocks > MaxOffset ahead
 //
 // # Caller duties
 //

@@ -170,8 +170,8 @@ func TestHLCLogicalCarry(t *testing.T) {
 }
 
 // TestHLCBoundedSkew simulates nodes whose physical clocks differ by at most
-// eps and exchange messages with random delays. The paper's Theorem 2
-// bound must hold: l − pt ≤ eps at every node and every event, and with
+// eps and exchange messages with random delays. The paper's bound
+// must hold: l − pt ≤ eps at every node and every event, and with
 // MaxOffset = eps no honest message is ever rejected.
 func TestHLCBoundedSkew(t *testing.T) {
 	const eps = 5 * time.Millisecond
