@@ -157,13 +157,22 @@ func (r *bodyReader) u64(what string) uint64 {
 
 func (r *bodyReader) bytes(what string, max uint64) []byte {
 	n, k := binary.Uvarint(r.b)
-	if k <= 0 || n > max || n > uint64(len(r.b)-k) {
+	// Writers emit minimal varints; anything else is not ours.
+	if k <= 0 || k != uvarintLen(n) || n > max || n > uint64(len(r.b)-k) {
 		r.fail(what)
 		return nil
 	}
 	v := r.b[k : k+int(n)]
 	r.b = r.b[k+int(n):]
 	return v
+}
+
+func uvarintLen(n uint64) int {
+	k := 1
+	for ; n >= 0x80; n >>= 7 {
+		k++
+	}
+	return k
 }
 
 func parseBody(body []byte) (logEntry, error) {
