@@ -330,3 +330,41 @@ func TestHLCZeroValue(t *testing.T) {
 		t.Errorf("zero HLC Update(an hour ahead) error = %v; want ErrOffsetExceeded", err)
 	}
 }
+
+// FuzzHLCUpdate feeds arbitrary packed timestamps, as they would arrive off
+// the wire, to UnpackTimestamp and Update: no panic, and either a clean
+// rejection that leaves the clock unchanged or a result above both the
+// remote timestamp and everything issued before.
+func FuzzHLCUpdate(f *testing.F) {
+	now := ts(f, hlcEpoch, 0).Pack()
+	for _, p := range []uint64{0, 1, now, now + 1<<20, now + 1<<40, maxPacked, maxPacked + 1, 1<<64 - 1} {
+		f.Add(p, uint8(3))
+	}
+	f.Fuzz(func(t *testing.T, packed uint64, nows uint8) {
+		remote, err := UnpackTimestamp(packed)
+		if err != nil {
+			if !errors.Is(err, ErrInvalidTimestamp) {
+				t.Fatalf("UnpackTimestamp(%#x) error %v; want ErrInvalidTimestamp", packed, err)
+			}
+			return
+		}
+		if remote.Pack() != packed {
+			t.Fatalf("UnpackTimestamp(%#x).Pack() = %#x", packed, remote.Pack())
+		}
+		h := newTestHLC(t, NewManual(hlcEpoch), time.Second)
+		for range nows % 8 {
+			h.Now()
+		}
+		before := h.Current()
+		got, err := h.Update(remote)
+		if err != nil {
+			if !errors.Is(err, ErrOffsetExceeded) || h.Current() != before {
+				t.Fatalf("Update(%v) error %v, clock %v -> %v; want ErrOffsetExceeded and no change", remote, err, before, h.Current())
+			}
+			return
+		}
+		if !remote.Less(got) || !before.Less(got) || h.Current() != got {
+			t.Fatalf("Update(%v) from %v = %v (Current %v); want above both", remote, before, got, h.Current())
+		}
+	})
+}
