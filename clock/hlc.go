@@ -9,14 +9,15 @@ import (
 )
 
 // A hybrid logical clock (HLC; Kulkarni, Demirbas et al., "Logical
-// Physical Clocks", OPODIS 2014) stamps events with the pair (l, c): l is the largest wall time the node has heard of and c a logical
-// counter that orders events sharing the same l. Like a Lamport clock it
-// satisfies the clock condition (e → f ⇒ hlc(e) < hlc(f)); unlike one, l
-// stays within the clock skew ε of physical time, so timestamps can be read
-// as dates and used for snapshot reads, TTLs and bounded-staleness checks.
-// CockroachDB's hlc package popularised the design, together with the rule
-// that a remote timestamp further ahead than a maximum offset is rejected
-// instead of dragging the local clock forward.
+// Physical Clocks", OPODIS 2014) stamps events with the pair (l, c): l is
+// the largest wall time the node has heard of and c a logical counter that
+// orders events sharing the same l. Like a Lamport clock it satisfies the
+// clock condition (e → f ⇒ hlc(e) < hlc(f)); unlike one, l stays within
+// the clock skew ε of physical time, so timestamps can be read as dates and
+// used for snapshot reads, TTLs and bounded-staleness checks. CockroachDB's
+// hlc package popularised the design, together with the rule that a remote
+// timestamp further ahead than a maximum offset is rejected instead of
+// dragging the local clock forward.
 //
 // This implementation keeps the whole state in 64 bits, as the paper
 // suggests (48 bits of l and 16 bits of c, the shape of an NTP timestamp):
