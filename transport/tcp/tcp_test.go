@@ -1,0 +1,500 @@
+package tcp_test
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/distkit/distkit/transport"
+	"github.com/distkit/distkit/transport/tcp"
+)
+
+const wait = 10 * time.Second // bound on every wait; never reached when correct
+
+// logSignal is a slog.Handler that reports every record whose message
+// contains one of its keys, so tests wait for an event instead of polling.
+type logSignal struct {
+	key string
+	ch  chan slog.Record // buffered: records beyond its room are dropped, tests need the first
+}
+
+func newLogSignal(key string) *logSignal { return &logSignal{key: key, ch: make(chan slog.Record, 64)} }
+
+func (l *logSignal) Enabled(context.Context, slog.Level) bool { return true }
+func (l *logSignal) Handle(_ context.Context, r slog.Record) error {
+	if strings.Contains(r.Message, l.key) {
+		select {
+		case l.ch <- r.Clone():
+		default:
+		}
+	}
+	return nil
+}
+func (l *logSignal) WithAttrs([]slog.Attr) slog.Handler { return l }
+func (l *logSignal) WithGroup(string) slog.Handler      { return l }
+
+// next waits for a matching record and returns its "reason" or "err" attribute.
+func (l *logSignal) next(t *testing.T) string {
+	t.Helper()
+	select {
+	case r := <-l.ch:
+		var reason string
+		r.Attrs(func(a slog.Attr) bool {
+			if a.Key == "reason" || a.Key == "err" {
+				reason = a.Value.String()
+			}
+			return true
+		})
+		return reason
+	case <-time.After(wait):
+		t.Fatalf("no log record containing %q", l.key)
+		return ""
+	}
+}
+
+// inbox collects messages for a handler.
+type inbox chan transport.Message
+
+func newInbox() inbox { return make(inbox, 1024) } // room for every test's messages
+
+func (in inbox) handle(m transport.Message) {
+	select {
+	case in <- m:
+	default:
+	}
+}
+
+func (in inbox) next(t *testing.T) transport.Message {
+	t.Helper()
+	select {
+	case m := <-in:
+		return m
+	case <-time.After(wait):
+		t.Fatal("no message arrived")
+		return transport.Message{}
+	}
+}
+
+func TestConfigValidate(t *testing.T) {
+	valid := tcp.DefaultConfig()
+	valid.ID = "n1"
+	tests := []struct {
+		name   string
+		mutate func(*tcp.Config)
+		ok     bool
+	}{
+		{"default with ID", func(*tcp.Config) {}, true},
+		{"with peers", func(c *tcp.Config) { c.Peers = map[transport.NodeID]string{"n2": "127.0.0.1:1"} }, true},
+		{"empty ID", func(c *tcp.Config) { c.ID = "" }, false},
+		{"ID too long", func(c *tcp.Config) { c.ID = transport.NodeID(strings.Repeat("x", 256)) }, false},
+		{"peer without address", func(c *tcp.Config) { c.Peers = map[transport.NodeID]string{"n2": ""} }, false},
+		{"peer without ID", func(c *tcp.Config) { c.Peers = map[transport.NodeID]string{"": "127.0.0.1:1"} }, false},
+		{"tiny frames", func(c *tcp.Config) { c.MaxFrameSize = 100 }, false},
+		{"huge frames", func(c *tcp.Config) { c.MaxFrameSize = 2 << 30 }, false},
+		{"zero queue", func(c *tcp.Config) { c.QueueSize = 0 }, false},
+		{"small write buffer", func(c *tcp.Config) { c.WriteBufferSize = 100 }, false},
+		{"small read buffer", func(c *tcp.Config) { c.ReadBufferSize = 100 }, false},
+		{"zero dial timeout", func(c *tcp.Config) { c.DialTimeout = 0 }, false},
+		{"zero handshake timeout", func(c *tcp.Config) { c.HandshakeTimeout = 0 }, false},
+		{"zero write timeout", func(c *tcp.Config) { c.WriteTimeout = 0 }, false},
+		{"zero backoff", func(c *tcp.Config) { c.MinBackoff = 0 }, false},
+		{"max below min backoff", func(c *tcp.Config) { c.MaxBackoff = c.MinBackoff / 2 }, false},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			cfg := valid
+			tt.mutate(&cfg)
+			if err := cfg.Validate(); (err == nil) != tt.ok {
+				t.Errorf("Validate() = %v; want ok=%v", err, tt.ok)
+			}
+		})
+	}
+}
+
+func TestConstructorsReturnErrors(t *testing.T) {
+	if _, err := tcp.Listen(tcp.DefaultConfig()); err == nil {
+		t.Error("Listen without an ID = nil error; want a validation error")
+	}
+	cfg := tcp.DefaultConfig()
+	cfg.ID = "n1"
+	cfg.ListenAddr = "256.0.0.1:0"
+	if _, err := tcp.Listen(cfg); err == nil {
+		t.Error("Listen on an invalid address = nil error; want an error")
+	}
+	if _, err := tcp.New(cfg, nil); err == nil {
+		t.Error("New with a nil listener = nil error; want an error")
+	}
+}
+
+func TestManyPeers(t *testing.T) {
+	const n = 8
+	ids := make([]transport.NodeID, n)
+	for i := range ids {
+		ids[i] = transport.NodeID(fmt.Sprintf("n%d", i))
+	}
+	ts := cluster(t, ids, nil)
+	inboxes := make([]inbox, n)
+	for i, tr := range ts {
+		inboxes[i] = newInbox()
+		tr.Handle("gossip", inboxes[i].handle)
+	}
+	ctx := context.Background()
+	for _, from := range ts {
+		for _, to := range ts {
+			if err := from.Send(ctx, to.ID(), "gossip", []byte(from.ID())); err != nil {
+				t.Fatalf("%s.Send(%s) = %v", from.ID(), to.ID(), err)
+			}
+		}
+	}
+	for i, tr := range ts {
+		seen := map[transport.NodeID]bool{}
+		for range n {
+			m := inboxes[i].next(t)
+			if string(m.Payload) != string(m.From) || m.To != tr.ID() {
+				t.Errorf("%s got %+v; want payload = From and To = %s", tr.ID(), m, tr.ID())
+			}
+			seen[m.From] = true
+		}
+		if len(seen) != n {
+			t.Errorf("%s heard from %d nodes (itself included); want %d", tr.ID(), len(seen), n)
+		}
+	}
+	if s := ts[0].Stats(); s.Peers != n || s.Dials != n-1 || s.Sent != n-1 {
+		t.Errorf("Stats() = %+v; want %d peers, %d dials, %d frames sent", s, n, n-1, n-1)
+	}
+}
+
+func TestPeerRestart(t *testing.T) {
+	ts := cluster(t, []transport.NodeID{"a", "b"}, nil)
+	a, b := ts[0], ts[1]
+	in := newInbox()
+	b.Handle("svc", in.handle)
+	ctx := context.Background()
+	if err := a.Send(ctx, "b", "svc", []byte("before")); err != nil {
+		t.Fatal(err)
+	}
+	in.next(t)
+	addr := b.Addr().String()
+	b.Close()
+
+	cfg := tcp.DefaultConfig()
+	cfg.ID = "b"
+	cfg.ListenAddr = addr
+	b2, err := tcp.Listen(cfg)
+	if err != nil {
+		t.Fatalf("restarting b on %s: %v", addr, err)
+	}
+	defer b2.Close()
+	in2 := newInbox()
+	b2.Handle("svc", in2.handle)
+	// Messages sent while a notices the old connection's end may be lost
+	// (delivery is best effort), so keep sending until one arrives.
+	for i := 0; ; i++ {
+		if err := a.Send(ctx, "b", "svc", []byte("after")); err != nil {
+			t.Fatal(err)
+		}
+		select {
+		case m := <-in2:
+			if string(m.Payload) != "after" || m.From != "a" {
+				t.Errorf("restarted b got %+v; want payload after from a", m)
+			}
+			if d := a.Stats().Dials; d != 2 {
+				t.Errorf("a.Stats().Dials = %d; want 2 (one per life of b)", d)
+			}
+			return
+		case <-time.After(100 * time.Millisecond):
+			if i > 100 {
+				t.Fatal("restarted peer never received a message")
+			}
+		}
+	}
+}
+
+// fakePeer listens on loopback and completes the server side of the
+// handshake as node id, then hands the connection to serve.
+func fakePeer(t *testing.T, id string, serve func(net.Conn)) string {
+	t.Helper()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		conn, err := ln.Accept()
+		if err != nil {
+			return
+		}
+		defer conn.Close()
+		hello := make([]byte, 4+1+1+1+len(id))
+		if _, err := io.ReadAtLeast(conn, hello, 6); err != nil {
+			return
+		}
+		ack := append([]byte{'D', 'K', 'T', tcp.ProtocolVersion, 0, byte(len(id))}, id...)
+		if _, err := conn.Write(ack); err != nil {
+			return
+		}
+		serve(conn)
+	}()
+	t.Cleanup(func() {
+		ln.Close()
+		<-done
+	})
+	return ln.Addr().String()
+}
+
+func TestSlowReaderGetsQueueFull(t *testing.T) {
+	stop := make(chan struct{})
+	addr := fakePeer(t, "slow", func(net.Conn) { <-stop }) // never reads
+	cfg := tcp.DefaultConfig()
+	cfg.ID = "a"
+	cfg.QueueSize = 8
+	cfg.Peers = map[transport.NodeID]string{"slow": addr}
+	a, err := tcp.Listen(cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer close(stop)
+	defer a.Close() // while its writer is blocked on the full socket
+	payload := make([]byte, 64<<10)
+	ctx := context.Background()
+	// Socket buffers absorb a few MiB; past that the queue fills, and
+	// Send must say so instead of blocking.
+	for i := range 100_000 {
+		err := a.Send(ctx, "slow", "svc", payload)
+		if errors.Is(err, transport.ErrQueueFull) {
+			if q := a.Stats().QueueFull; q != 1 {
+				t.Errorf("Stats().QueueFull = %d; want 1", q)
+			}
+			return
+		}
+		if err != nil {
+			t.Fatalf("Send #%d = %v; want nil or ErrQueueFull", i, err)
+		}
+	}
+	t.Fatal("100000 sends of 64 KiB to a peer that never reads all succeeded; want ErrQueueFull")
+}
+
+// rawConn dials tr without speaking the protocol.
+func rawConn(t *testing.T, tr *tcp.Transport) net.Conn {
+	t.Helper()
+	conn, err := net.Dial("tcp", tr.Addr().String())
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { conn.Close() })
+	if err := conn.SetDeadline(time.Now().Add(wait)); err != nil {
+		t.Fatal(err)
+	}
+	return conn
+}
+
+// expectClosed reads from conn until the transport closes it (with a FIN,
+// or a reset when our bytes were left unread).
+func expectClosed(t *testing.T, conn net.Conn) {
+	t.Helper()
+	_, err := io.Copy(io.Discard, conn)
+	var ne net.Error
+	if errors.As(err, &ne) && ne.Timeout() {
+		t.Fatalf("the transport did not close the connection: %v", err)
+	}
+}
+
+// loggedCluster starts nodes a and b where b logs to the returned signal.
+func loggedCluster(t *testing.T, key string, mutate func(*tcp.Config)) (a, b *tcp.Transport, sig *logSignal) {
+	sig = newLogSignal(key)
+	ts := cluster(t, []transport.NodeID{"a", "b"}, func(c *tcp.Config) {
+		if c.ID == "b" {
+			c.Logger = slog.New(sig)
+		}
+		if mutate != nil {
+			mutate(c)
+		}
+	})
+	return ts[0], ts[1], sig
+}
+
+// stillWorks checks that a can still reach b. A message sent while a
+// connection is being torn down may be lost (delivery is best effort), so
+// it sends until one arrives.
+func stillWorks(t *testing.T, a, b *tcp.Transport) {
+	t.Helper()
+	in := newInbox()
+	b.Handle("check", in.handle)
+	deadline := time.After(wait)
+	for {
+		if err := a.Send(context.Background(), b.ID(), "check", []byte("ok")); err != nil {
+			t.Fatal(err)
+		}
+		select {
+		case <-in:
+			return
+		case <-time.After(100 * time.Millisecond):
+		case <-deadline:
+			t.Fatalf("%s cannot reach %s any more", a.ID(), b.ID())
+		}
+	}
+}
+
+func TestBadInboundConnections(t *testing.T) {
+	// helloThen returns a valid hello from x to b followed by rest.
+	helloThen := func(rest ...byte) []byte {
+		return append([]byte{'D', 'K', 'T', tcp.ProtocolVersion, 1, 'x', 1, 'b'}, rest...)
+	}
+	tests := []struct {
+		name    string
+		send    []byte
+		log     string // log message expected at b
+		reason  string // substring of the logged reason
+		refused uint64
+		bad     uint64
+	}{
+		{"garbage", []byte("GET / HTTP/1.1\r\nHost: b\r\n\r\n"), "refused", "malformed handshake", 1, 0},
+		{"other version", []byte{'D', 'K', 'T', 99, 1, 'x', 1, 'b'}, "refused", "unsupported protocol version", 1, 0},
+		{"wrong node", append([]byte{'D', 'K', 'T', tcp.ProtocolVersion, 1, 'x', 1}, 'c'), "refused", "dialled \"c\"", 1, 0},
+		{"oversized frame", helloThen(0x7f, 0xff, 0xff, 0xff, 0), "closing inbound", "larger than MaxFrameSize", 0, 1},
+		{"empty frame", helloThen(0, 0, 0, 0), "closing inbound", "empty body", 0, 1},
+		{"bad service length", helloThen(0, 0, 0, 2, 9, 'a'), "closing inbound", "service name of 9 bytes", 0, 1},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			a, b, sig := loggedCluster(t, tt.log, nil)
+			conn := rawConn(t, b)
+			if _, err := conn.Write(tt.send); err != nil {
+				t.Fatal(err)
+			}
+			expectClosed(t, conn)
+			if reason := sig.next(t); !strings.Contains(reason, tt.reason) {
+				t.Errorf("logged reason %q; want it to mention %q", reason, tt.reason)
+			}
+			if s := b.Stats(); s.Refused != tt.refused || s.BadFrames != tt.bad {
+				t.Errorf("Stats() = %+v; want Refused %d, BadFrames %d", s, tt.refused, tt.bad)
+			}
+			stillWorks(t, a, b)
+		})
+	}
+}
+
+func TestSilentClientIsDropped(t *testing.T) {
+	a, b, sig := loggedCluster(t, "refused", func(c *tcp.Config) { c.HandshakeTimeout = 100 * time.Millisecond })
+	conn := rawConn(t, b)
+	expectClosed(t, conn) // without sending a byte
+	if reason := sig.next(t); !strings.Contains(reason, "timeout") {
+		t.Errorf("logged reason %q; want a timeout", reason)
+	}
+	stillWorks(t, a, b)
+}
+
+func TestOversizedSendRejected(t *testing.T) {
+	ts := cluster(t, []transport.NodeID{"a", "b"}, func(c *tcp.Config) { c.MaxFrameSize = 1024 })
+	ctx := context.Background()
+	tests := []struct {
+		payload int
+		want    error
+	}{
+		{1024 - 1 - len("svc"), nil},
+		{1024 - len("svc"), transport.ErrMessageTooLarge},
+		{1 << 20, transport.ErrMessageTooLarge},
+	}
+	for _, tt := range tests {
+		if err := ts[0].Send(ctx, "b", "svc", make([]byte, tt.payload)); !errors.Is(err, tt.want) {
+			t.Errorf("Send(%d bytes) with MaxFrameSize 1024 = %v; want %v", tt.payload, err, tt.want)
+		}
+	}
+	if err := ts[0].Send(ctx, "b", strings.Repeat("s", 256), nil); err == nil {
+		t.Error("Send with a 256-byte service name = nil; want an error")
+	}
+}
+
+func TestReceiverEnforcesItsFrameLimit(t *testing.T) {
+	sig := newLogSignal("closing inbound")
+	ts := cluster(t, []transport.NodeID{"a", "b"}, func(c *tcp.Config) {
+		if c.ID == "b" {
+			c.MaxFrameSize = 1024
+			c.Logger = slog.New(sig)
+		}
+	})
+	// a allows 16 MiB, b only 1 KiB: b closes the connection.
+	if err := ts[0].Send(context.Background(), "b", "svc", make([]byte, 4096)); err != nil {
+		t.Fatal(err)
+	}
+	if reason := sig.next(t); !strings.Contains(reason, "larger than MaxFrameSize") {
+		t.Errorf("logged reason %q; want an oversized frame", reason)
+	}
+	stillWorks(t, ts[0], ts[1])
+}
+
+func TestAddAndRemovePeer(t *testing.T) {
+	ts := cluster(t, []transport.NodeID{"a", "b", "c"}, nil)
+	a := ts[0]
+	ctx := context.Background()
+	a.RemovePeer("b")
+	if err := a.Send(ctx, "b", "svc", nil); !errors.Is(err, transport.ErrUnknownPeer) {
+		t.Errorf("Send after RemovePeer = %v; want ErrUnknownPeer", err)
+	}
+	// Point "b" at c's address: c refuses a dialler that expects b.
+	if err := a.AddPeer("b", ts[2].Addr().String()); err != nil {
+		t.Fatal(err)
+	}
+	// Now fix the address; the next connection goes to the real b.
+	if err := a.AddPeer("b", ts[1].Addr().String()); err != nil {
+		t.Fatal(err)
+	}
+	stillWorks(t, a, ts[1])
+	tests := []struct {
+		id   transport.NodeID
+		addr string
+	}{{"", "127.0.0.1:1"}, {"d", ""}, {"a", "127.0.0.1:1"}}
+	for _, tt := range tests {
+		if err := a.AddPeer(tt.id, tt.addr); err == nil {
+			t.Errorf("AddPeer(%q, %q) = nil; want an error", tt.id, tt.addr)
+		}
+	}
+	a.Close()
+	if err := a.AddPeer("d", "127.0.0.1:1"); !errors.Is(err, transport.ErrClosed) {
+		t.Errorf("AddPeer after Close = %v; want ErrClosed", err)
+	}
+}
+
+func TestWrongNodeAtAddressIsRefused(t *testing.T) {
+	sig := newLogSignal("refused")
+	ts := cluster(t, []transport.NodeID{"a", "c"}, func(c *tcp.Config) {
+		if c.ID == "c" {
+			c.Logger = slog.New(sig)
+		}
+	})
+	if err := ts[0].AddPeer("b", ts[1].Addr().String()); err != nil {
+		t.Fatal(err)
+	}
+	in := newInbox()
+	ts[1].Handle("svc", in.handle)
+	if err := ts[0].Send(context.Background(), "b", "svc", []byte("for b")); err != nil {
+		t.Fatal(err)
+	}
+	if reason := sig.next(t); !strings.Contains(reason, `dialled "b"`) {
+		t.Errorf("logged reason %q; want the wrong-node refusal", reason)
+	}
+	select {
+	case m := <-in:
+		t.Errorf("c received %+v meant for b", m)
+	default:
+	}
+}
+
+func TestSendToSelf(t *testing.T) {
+	ts := cluster(t, []transport.NodeID{"a"}, nil)
+	in := newInbox()
+	ts[0].Handle("svc", in.handle)
+	if err := ts[0].Send(context.Background(), "a", "svc", []byte("me")); err != nil {
+		t.Fatal(err)
+	}
+	if m := in.next(t); m.From != "a" || m.To != "a" || string(m.Payload) != "me" {
+		t.Errorf("self-delivery = %+v; want From a, To a, Payload me", m)
+	}
+}
