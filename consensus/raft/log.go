@@ -230,7 +230,8 @@ func (l *raftLog) slice(lo, hi, maxBytes uint64) ([]Entry, error) {
 		ents = stored
 	}
 	if hi > u.offset {
-		un := u.entries[max(lo, u.offset)-u.offset : hi-u.offset]
+		// Capped, so that nobody appending to it writes into ours.
+		un := u.entries[max(lo, u.offset)-u.offset : hi-u.offset : hi-u.offset]
 		if len(ents) == 0 {
 			ents = un
 		} else {
@@ -282,17 +283,11 @@ func (u *unstable) stableTo(i, t uint64) {
 	if k >= uint64(len(u.entries)) || u.entries[k].Term != t {
 		return
 	}
-	rest := u.entries[k+1:]
-	if len(rest) == 0 {
-		u.entries = u.entries[:0:0]
-	} else {
-		u.entries = rest
-	}
+	// Keep the spare capacity after the persisted entries: later appends
+	// fill it without allocating, and never touch the elements handed out.
+	u.entries = u.entries[k+1:]
 	u.offset = i + 1
 	u.inProgress = max(u.inProgress, i)
-	if len(u.entries) == 0 {
-		u.entries = nil
-	}
 }
 
 // snapshotStable records that the caller persisted the unstable snapshot.

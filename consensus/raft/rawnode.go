@@ -16,8 +16,9 @@ type SoftState struct {
 
 // Ready is the core's output of one step: what to persist, send and apply.
 // Handle it following the duties in the package documentation, then call
-// Advance. A Ready's slices belong to the caller; their elements (entries,
-// messages) share data with the core and must be treated as read-only.
+// Advance. The slices are valid until Advance (the core reuses the Messages
+// array afterwards; copy what you keep longer). Entries and messages share
+// data with the core and must be treated as read-only.
 type Ready struct {
 	// SoftState is non-nil when the role or the known leader changed.
 	SoftState *SoftState
@@ -69,6 +70,10 @@ type RawNode struct {
 	pendingLast  Entry // last entry of Ready.Entries (Index 0 if none)
 	pendingSnap  *Snapshot
 	pendingApply uint64 // last index of Ready.CommittedEntries (0 if none)
+
+	// sentMsgs is the Messages array of the outstanding Ready, reused for
+	// the next one after Advance.
+	sentMsgs []Message
 
 	// snapshotSignalled is the applied index at the last SnapshotDue.
 	snapshotSignalled uint64
@@ -196,8 +201,9 @@ func (rn *RawNode) Ready() (rd Ready, err error) {
 	u := &r.log.unstable
 
 	if soft := (SoftState{Role: r.role, Leader: r.lead}); soft != rn.prevSoft {
-		rd.SoftState = &soft
 		rn.prevSoft = soft
+		changed := soft // allocated only on a change
+		rd.SoftState = &changed
 	}
 	hs := r.hardState()
 	if hs != rn.prevHard {
@@ -222,6 +228,7 @@ func (rn *RawNode) Ready() (rd Ready, err error) {
 	rd.CommittedEntries = committed
 	rd.Messages = r.msgs
 	r.msgs = nil
+	rn.sentMsgs = rd.Messages
 
 	applied := r.log.applied
 	if n := len(committed); n > 0 {
@@ -261,6 +268,12 @@ func (rn *RawNode) Advance(rd Ready) {
 	rn.pending = false
 	r := rn.r
 	l := r.log
+	if r.msgs == nil && cap(rn.sentMsgs) > 0 {
+		// The caller is done with the Messages: reuse their array.
+		clear(rn.sentMsgs)
+		r.msgs = rn.sentMsgs[:0]
+	}
+	rn.sentMsgs = nil
 	if rn.pendingSnap != nil {
 		l.unstable.snapshotStable(rn.pendingSnap)
 		l.applied = max(l.applied, rn.pendingSnap.Meta.Index)
