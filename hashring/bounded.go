@@ -84,7 +84,8 @@ type BoundedStats struct {
 // Every move is returned to the caller (and counted in Stats) so it can
 // migrate the state behind the key. Unlike the ring, whose lookups are
 // lock-free, a Bounded balancer serializes all calls with a mutex: every
-// assignment changes the loads every other call depends on.
+// assignment changes the loads every other call depends on. Create it with
+// NewBounded; the methods of a zero Bounded return ErrInvalidConfig.
 type Bounded struct {
 	balance float64
 
@@ -130,6 +131,14 @@ func NewBounded(cfg BoundedConfig, nodes ...Node) (*Bounded, error) {
 	return b, nil
 }
 
+// ready reports whether b was built by NewBounded. Callers hold b.mu.
+func (b *Bounded) ready() error {
+	if b.ring == nil {
+		return fmt.Errorf("%w: zero Bounded, create it with NewBounded", ErrInvalidConfig)
+	}
+	return nil
+}
+
 // capacity is ⌈c·m·w/W⌉. The small epsilon keeps a product that should be
 // an exact integer (like 1.1 × 10 / 11) from rounding up past it.
 func (b *Bounded) capacity(bn *bin, m int) int {
@@ -142,7 +151,7 @@ func (b *Bounded) capacity(bn *bin, m int) int {
 // place returns the first node clockwise from hash h whose load is below its
 // capacity for m keys. The caller guarantees one exists.
 func (b *Bounded) place(h uint64, m int) string {
-	s := b.ring.snap.Load()
+	s := b.ring.load()
 	start := s.locate(h)
 	for k := range s.points {
 		i := start + k
@@ -202,6 +211,9 @@ func (b *Bounded) AssignWithKey(id, key string) (string, error) {
 func (b *Bounded) assign(id string, h uint64) (string, error) {
 	b.mu.Lock()
 	defer b.mu.Unlock()
+	if err := b.ready(); err != nil {
+		return "", err
+	}
 	if sl, ok := b.assigned[id]; ok {
 		return sl.node, nil
 	}
@@ -218,6 +230,9 @@ func (b *Bounded) assign(id string, h uint64) (string, error) {
 func (b *Bounded) Locate(key string) (string, error) {
 	b.mu.Lock()
 	defer b.mu.Unlock()
+	if err := b.ready(); err != nil {
+		return "", err
+	}
 	if sl, ok := b.assigned[key]; ok {
 		return sl.node, nil
 	}
@@ -232,6 +247,9 @@ func (b *Bounded) Locate(key string) (string, error) {
 func (b *Bounded) Release(key string) ([]Move, error) {
 	b.mu.Lock()
 	defer b.mu.Unlock()
+	if err := b.ready(); err != nil {
+		return nil, err
+	}
 	if _, ok := b.assigned[key]; !ok {
 		return nil, fmt.Errorf("%w: %q", ErrNotAssigned, key)
 	}
@@ -244,6 +262,9 @@ func (b *Bounded) Release(key string) ([]Move, error) {
 func (b *Bounded) Add(node string, weight float64) ([]Move, error) {
 	b.mu.Lock()
 	defer b.mu.Unlock()
+	if err := b.ready(); err != nil {
+		return nil, err
+	}
 	if err := b.ring.Add(node, weight); err != nil {
 		return nil, err
 	}
@@ -259,6 +280,9 @@ func (b *Bounded) Add(node string, weight float64) ([]Move, error) {
 func (b *Bounded) Remove(node string) ([]Move, error) {
 	b.mu.Lock()
 	defer b.mu.Unlock()
+	if err := b.ready(); err != nil {
+		return nil, err
+	}
 	bn, ok := b.bins[node]
 	if !ok {
 		return nil, fmt.Errorf("%w: %q", ErrNodeNotFound, node)
@@ -296,6 +320,9 @@ func (b *Bounded) Remove(node string) ([]Move, error) {
 func (b *Bounded) SetWeight(node string, weight float64) ([]Move, error) {
 	b.mu.Lock()
 	defer b.mu.Unlock()
+	if err := b.ready(); err != nil {
+		return nil, err
+	}
 	if err := b.ring.SetWeight(node, weight); err != nil {
 		return nil, err
 	}
@@ -311,7 +338,7 @@ func (b *Bounded) SetWeight(node string, weight float64) ([]Move, error) {
 // target never exceeds its capacity, so one pass over the nodes suffices.
 func (b *Bounded) rebalance(moves []Move) []Move {
 	m := len(b.assigned)
-	s := b.ring.snap.Load()
+	s := b.ring.load()
 	for _, n := range s.nodes {
 		bn := b.bins[n.name]
 		for c := b.capacity(bn, m); len(bn.keys) > c; {
@@ -341,6 +368,9 @@ func (b *Bounded) Load(node string) int {
 func (b *Bounded) Capacity(node string) (int, error) {
 	b.mu.Lock()
 	defer b.mu.Unlock()
+	if err := b.ready(); err != nil {
+		return 0, err
+	}
 	bn, ok := b.bins[node]
 	if !ok {
 		return 0, fmt.Errorf("%w: %q", ErrNodeNotFound, node)

@@ -22,8 +22,8 @@ import (
 // when a weight changes.
 //
 // Like Ring, lookups are lock-free reads of an immutable snapshot and
-// changes are serialized; a Rendezvous is safe for concurrent use. Create it
-// with NewRendezvous.
+// changes are serialized; a Rendezvous is safe for concurrent use. The zero
+// value is an empty set, ready to use.
 type Rendezvous struct {
 	// writeMu serializes Add, Remove and SetWeight; readers never take it.
 	writeMu sync.Mutex
@@ -47,7 +47,6 @@ type rvSnapshot struct {
 // NewRendezvous returns a rendezvous set holding nodes (which may be none).
 func NewRendezvous(nodes ...Node) (*Rendezvous, error) {
 	r := &Rendezvous{}
-	r.snap.Store(&rvSnapshot{equal: true})
 	for _, n := range nodes {
 		if err := r.Add(n.Name, n.Weight); err != nil {
 			return nil, err
@@ -133,29 +132,38 @@ func (s *rvSnapshot) appendOwners(dst []string, h uint64, n int) ([]string, erro
 	return dst, nil
 }
 
+var emptyRV = &rvSnapshot{equal: true}
+
+func (r *Rendezvous) load() *rvSnapshot {
+	if s := r.snap.Load(); s != nil {
+		return s
+	}
+	return emptyRV
+}
+
 // Locate returns the node with the highest score for key, or ErrEmpty.
 func (r *Rendezvous) Locate(key string) (string, error) {
-	return r.snap.Load().owner(hashKey(key))
+	return r.load().owner(hashKey(key))
 }
 
 // LocateBytes is Locate for a []byte key.
 func (r *Rendezvous) LocateBytes(key []byte) (string, error) {
-	return r.snap.Load().owner(xxhash.Sum64(key))
+	return r.load().owner(xxhash.Sum64(key))
 }
 
 // LocateN appends the n highest-scoring nodes for key to dst, best first,
 // with the same conventions as Ring.LocateN. It does not allocate for n ≤ 8
 // when dst has room.
 func (r *Rendezvous) LocateN(dst []string, key string, n int) ([]string, error) {
-	return r.snap.Load().appendOwners(dst, hashKey(key), n)
+	return r.load().appendOwners(dst, hashKey(key), n)
 }
 
 // Len returns the number of nodes.
-func (r *Rendezvous) Len() int { return len(r.snap.Load().nodes) }
+func (r *Rendezvous) Len() int { return len(r.load().nodes) }
 
 // Nodes returns the nodes sorted by name.
 func (r *Rendezvous) Nodes() []Node {
-	s := r.snap.Load()
+	s := r.load()
 	out := make([]Node, len(s.nodes))
 	for i, n := range s.nodes {
 		out[i] = Node{Name: n.name, Weight: n.weight}
@@ -219,7 +227,7 @@ func cmpRV(n rvNode, name string) int { return strings.Compare(n.name, name) }
 func (r *Rendezvous) update(change func([]rvNode) ([]rvNode, error)) error {
 	r.writeMu.Lock()
 	defer r.writeMu.Unlock()
-	nodes, err := change(slices.Clone(r.snap.Load().nodes))
+	nodes, err := change(slices.Clone(r.load().nodes))
 	if err != nil {
 		return err
 	}

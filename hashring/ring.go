@@ -25,7 +25,8 @@ type Node struct {
 // the next snapshot in O(V) (O(V log V) for AddNodes or after a hash
 // collision), and publish it atomically, so a reader sees either the ring
 // before or the ring after a change, never a mix. A Ring is safe for
-// concurrent use; the zero value is not usable, call NewRing.
+// concurrent use. The zero value is an empty ring with DefaultConfig;
+// NewRing sets another configuration.
 type Ring struct {
 	vnodes int
 	hash   pointHasher
@@ -47,7 +48,6 @@ func newRing(cfg Config, hash pointHasher, nodes []Node) (*Ring, error) {
 		return nil, err
 	}
 	r := &Ring{vnodes: cfg.VirtualNodes, hash: hash}
-	r.snap.Store(&snapshot{index: []uint32{0, 0}, shift: 64})
 	if len(nodes) > 0 {
 		if err := r.AddNodes(nodes...); err != nil {
 			return nil, err
@@ -56,16 +56,41 @@ func newRing(cfg Config, hash pointHasher, nodes []Node) (*Ring, error) {
 	return r, nil
 }
 
+// emptySnapshot is the ring with no nodes; the zero Ring reads it.
+var emptySnapshot = &snapshot{index: []uint32{0, 0}, shift: 64}
+
+// load returns the current snapshot.
+func (r *Ring) load() *snapshot {
+	if s := r.snap.Load(); s != nil {
+		return s
+	}
+	return emptySnapshot
+}
+
+func (r *Ring) virtualNodes() int {
+	if r.vnodes == 0 {
+		return DefaultVirtualNodes
+	}
+	return r.vnodes
+}
+
+func (r *Ring) pointHash() pointHasher {
+	if r.hash == nil {
+		return xxPointHash
+	}
+	return r.hash
+}
+
 // Locate returns the node owning key: the node of the first point clockwise
 // from the key's hash. It returns ErrEmpty if the ring has no nodes.
 func (r *Ring) Locate(key string) (string, error) {
-	return r.snap.Load().owner(hashKey(key))
+	return r.load().owner(hashKey(key))
 }
 
 // LocateBytes is Locate for a []byte key; it gives the same node as
 // Locate(string(key)).
 func (r *Ring) LocateBytes(key []byte) (string, error) {
-	return r.snap.Load().owner(xxhash.Sum64(key))
+	return r.load().owner(xxhash.Sum64(key))
 }
 
 // LocateN appends to dst the first n distinct nodes clockwise from key's
@@ -75,23 +100,23 @@ func (r *Ring) LocateBytes(key []byte) (string, error) {
 // empty ring (unless n is 0) and ErrInvalidCount for a negative n. Pass a
 // reused dst[:0] with capacity ≥ n to avoid allocating.
 func (r *Ring) LocateN(dst []string, key string, n int) ([]string, error) {
-	return r.snap.Load().appendOwners(dst, hashKey(key), n)
+	return r.load().appendOwners(dst, hashKey(key), n)
 }
 
 // LocateNBytes is LocateN for a []byte key.
 func (r *Ring) LocateNBytes(dst []string, key []byte, n int) ([]string, error) {
-	return r.snap.Load().appendOwners(dst, xxhash.Sum64(key), n)
+	return r.load().appendOwners(dst, xxhash.Sum64(key), n)
 }
 
 // Len returns the number of nodes.
-func (r *Ring) Len() int { return len(r.snap.Load().nodes) }
+func (r *Ring) Len() int { return len(r.load().nodes) }
 
 // Points returns the number of points (virtual nodes) on the ring.
-func (r *Ring) Points() int { return len(r.snap.Load().points) }
+func (r *Ring) Points() int { return len(r.load().points) }
 
 // Nodes returns the nodes sorted by name.
 func (r *Ring) Nodes() []Node {
-	s := r.snap.Load()
+	s := r.load()
 	out := make([]Node, len(s.nodes))
 	for i, m := range s.nodes {
 		out[i] = Node{Name: m.name, Weight: m.weight}
@@ -101,7 +126,7 @@ func (r *Ring) Nodes() []Node {
 
 // Has reports whether node is on the ring.
 func (r *Ring) Has(node string) bool {
-	_, ok := r.snap.Load().nodeIndex(node)
+	_, ok := r.load().nodeIndex(node)
 	return ok
 }
 
@@ -113,13 +138,13 @@ func (r *Ring) Add(node string, weight float64) error {
 	if node == "" {
 		return fmt.Errorf("%w: empty name", ErrInvalidNode)
 	}
-	pts, err := pointCount(weight, r.vnodes)
+	pts, err := pointCount(weight, r.virtualNodes())
 	if err != nil {
 		return fmt.Errorf("node %q: %w", node, err)
 	}
 	r.writeMu.Lock()
 	defer r.writeMu.Unlock()
-	old := r.snap.Load()
+	old := r.load()
 	at, found := old.nodeIndex(node)
 	if found {
 		return fmt.Errorf("%w: %q", ErrNodeExists, node)
@@ -132,7 +157,7 @@ func (r *Ring) Add(node string, weight float64) error {
 			oldToNew[i]++
 		}
 	}
-	s, err := derive(old, nodes, oldToNew, at, r.hash)
+	s, err := derive(old, nodes, oldToNew, at, r.pointHash())
 	if err != nil {
 		return err
 	}
@@ -149,7 +174,7 @@ func (r *Ring) AddNodes(nodes ...Node) error {
 		if n.Name == "" {
 			return fmt.Errorf("%w: empty name", ErrInvalidNode)
 		}
-		pts, err := pointCount(n.Weight, r.vnodes)
+		pts, err := pointCount(n.Weight, r.virtualNodes())
 		if err != nil {
 			return fmt.Errorf("node %q: %w", n.Name, err)
 		}
@@ -157,7 +182,7 @@ func (r *Ring) AddNodes(nodes ...Node) error {
 	}
 	r.writeMu.Lock()
 	defer r.writeMu.Unlock()
-	old := r.snap.Load()
+	old := r.load()
 	all := append(slices.Clone(old.nodes), fresh...)
 	slices.SortStableFunc(all, func(a, b member) int { return strings.Compare(a.name, b.name) })
 	for i := 1; i < len(all); i++ {
@@ -165,7 +190,7 @@ func (r *Ring) AddNodes(nodes ...Node) error {
 			return fmt.Errorf("%w: %q", ErrNodeExists, all[i].name)
 		}
 	}
-	s, err := buildFull(all, r.hash)
+	s, err := buildFull(all, r.pointHash())
 	if err != nil {
 		return err
 	}
@@ -178,7 +203,7 @@ func (r *Ring) AddNodes(nodes ...Node) error {
 func (r *Ring) Remove(node string) error {
 	r.writeMu.Lock()
 	defer r.writeMu.Unlock()
-	old := r.snap.Load()
+	old := r.load()
 	at, found := old.nodeIndex(node)
 	if !found {
 		return fmt.Errorf("%w: %q", ErrNodeNotFound, node)
@@ -195,7 +220,7 @@ func (r *Ring) Remove(node string) error {
 			oldToNew[i] = int32(i - 1)
 		}
 	}
-	s, err := derive(old, nodes, oldToNew, -1, r.hash)
+	s, err := derive(old, nodes, oldToNew, -1, r.pointHash())
 	if err != nil {
 		return err
 	}
@@ -209,13 +234,13 @@ func (r *Ring) Remove(node string) error {
 // from node). It returns ErrNodeNotFound if node is absent and
 // ErrInvalidWeight for a bad weight.
 func (r *Ring) SetWeight(node string, weight float64) error {
-	pts, err := pointCount(weight, r.vnodes)
+	pts, err := pointCount(weight, r.virtualNodes())
 	if err != nil {
 		return fmt.Errorf("node %q: %w", node, err)
 	}
 	r.writeMu.Lock()
 	defer r.writeMu.Unlock()
-	old := r.snap.Load()
+	old := r.load()
 	at, found := old.nodeIndex(node)
 	if !found {
 		return fmt.Errorf("%w: %q", ErrNodeNotFound, node)
@@ -227,7 +252,7 @@ func (r *Ring) SetWeight(node string, weight float64) error {
 		oldToNew[i] = int32(i)
 	}
 	oldToNew[at] = -1 // drop its old points, then place them afresh
-	s, err := derive(old, nodes, oldToNew, at, r.hash)
+	s, err := derive(old, nodes, oldToNew, at, r.pointHash())
 	if err != nil {
 		return err
 	}

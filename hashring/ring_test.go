@@ -520,3 +520,45 @@ func TestConcurrentReadersAndWriters(t *testing.T) {
 		}
 	}
 }
+
+// TestZeroValues checks that the zero Ring and Rendezvous are empty and
+// usable, and that a zero Bounded fails cleanly instead of panicking.
+func TestZeroValues(t *testing.T) {
+	var r Ring
+	if _, err := r.Locate("k"); !errors.Is(err, ErrEmpty) {
+		t.Fatalf("zero Ring Locate: %v; want ErrEmpty", err)
+	}
+	if err := r.Add("a", 1); err != nil {
+		t.Fatalf("zero Ring Add: %v", err)
+	}
+	if got, err := r.Locate("k"); err != nil || got != "a" || r.Points() != DefaultVirtualNodes {
+		t.Fatalf("zero Ring after Add: Locate = %q, %v, Points = %d; want a and %d points", got, err, r.Points(), DefaultVirtualNodes)
+	}
+	var rv Rendezvous
+	if _, err := rv.Locate("k"); !errors.Is(err, ErrEmpty) {
+		t.Fatalf("zero Rendezvous Locate: %v; want ErrEmpty", err)
+	}
+	if err := rv.Add("a", 1); err != nil {
+		t.Fatalf("zero Rendezvous Add: %v", err)
+	}
+	if got, err := rv.Locate("k"); err != nil || got != "a" {
+		t.Fatalf("zero Rendezvous Locate = %q, %v; want a", got, err)
+	}
+	var b Bounded
+	_, assignErr := b.Assign("k")
+	_, withKeyErr := b.AssignWithKey("id", "k")
+	_, locateErr := b.Locate("k")
+	_, releaseErr := b.Release("k")
+	_, addErr := b.Add("a", 1)
+	_, removeErr := b.Remove("a")
+	_, weightErr := b.SetWeight("a", 1)
+	_, capErr := b.Capacity("a")
+	for i, err := range []error{assignErr, withKeyErr, locateErr, releaseErr, addErr, removeErr, weightErr, capErr} {
+		if !errors.Is(err, ErrInvalidConfig) {
+			t.Errorf("zero Bounded call %d: %v; want ErrInvalidConfig", i, err)
+		}
+	}
+	if st := b.Stats(); st.Keys != 0 || b.Load("a") != 0 || len(b.Loads()) != 0 {
+		t.Errorf("zero Bounded reports %+v; want nothing", st)
+	}
+}
