@@ -191,7 +191,7 @@ type RPC struct {
 	// servingMu guards serving (the inbound requests whose handler runs)
 	// and stopping (set by Close; no handler starts afterwards).
 	servingMu sync.Mutex
-	serving   map[servingKey]context.CancelCauseFunc
+	serving   map[servingKey]*inflight
 	stopping  bool
 	handlerWG sync.WaitGroup // handler goroutines; Close waits for them
 
@@ -219,8 +219,13 @@ type servingKey struct {
 	id   uint64
 }
 
-// errCancelledByCaller is the cause of a handler context the caller cancelled.
-var errCancelledByCaller = errors.New("transport: call cancelled by caller")
+// inflight is an inbound request whose handler runs.
+type inflight struct {
+	cancel context.CancelFunc
+	// byCaller is set when the caller cancelled the call; the handler's
+	// answer is then not sent. Written under servingMu before cancel.
+	byCaller atomic.Bool
+}
 
 // NewRPC starts an RPC layer on t and registers it as the handler of
 // cfg.Service on t. Close the RPC before (or after) closing t; the RPC does
@@ -243,7 +248,7 @@ func NewRPC(t Transport, cfg RPCConfig) (*RPC, error) {
 		closed:   make(chan struct{}),
 		calls:    make(map[uint64]*pendingCall),
 		handlers: make(map[string]RequestHandler),
-		serving:  make(map[servingKey]context.CancelCauseFunc),
+		serving:  make(map[servingKey]*inflight),
 	}
 	if d, ok := t.(DoneNotifier); ok {
 		r.tdone = d.Done()
@@ -383,10 +388,11 @@ func (r *RPC) receive(msg Message) {
 		r.complete(msg.From, &env)
 	case kindCancel:
 		r.servingMu.Lock()
-		cancel := r.serving[servingKey{msg.From, env.id}]
+		req := r.serving[servingKey{msg.From, env.id}]
 		r.servingMu.Unlock()
-		if cancel != nil {
-			cancel(errCancelledByCaller)
+		if req != nil {
+			req.byCaller.Store(true)
+			req.cancel()
 		}
 	}
 }
@@ -441,38 +447,38 @@ func (r *RPC) serve(from NodeID, env *envelope) {
 		r.reply(from, env.id, CodeOverloaded, []byte(fmt.Sprintf("%d handlers running", r.cfg.MaxConcurrent)))
 		return
 	}
-	ctx, cancel := context.WithCancelCause(r.baseCtx)
-	r.serving[key] = cancel
+	var ctx context.Context
+	req := &inflight{}
+	if env.timeout > 0 {
+		ctx, req.cancel = context.WithTimeout(r.baseCtx, env.timeout)
+	} else {
+		ctx, req.cancel = context.WithCancel(r.baseCtx)
+	}
+	r.serving[key] = req
 	r.handlerWG.Add(1)
 	r.servingMu.Unlock()
 	r.nServed.Add(1)
 
-	go r.run(ctx, cancel, key, h, env.timeout, env.service, env.body)
+	go r.run(ctx, req, key, h, env.service, env.body)
 }
 
 // run executes one request handler and sends its answer.
-func (r *RPC) run(ctx context.Context, cancel context.CancelCauseFunc, key servingKey, h RequestHandler, timeout time.Duration, service string, req []byte) {
+func (r *RPC) run(ctx context.Context, req *inflight, key servingKey, h RequestHandler, service string, body []byte) {
 	defer r.handlerWG.Done()
-	hctx := ctx
-	if timeout > 0 {
-		var stop context.CancelFunc
-		hctx, stop = context.WithTimeout(ctx, timeout)
-		defer stop()
-	}
-	resp, err, panicked := runHandler(hctx, h, key.from, req)
+	resp, err, panicked := runHandler(ctx, h, key.from, body)
 
 	r.servingMu.Lock()
 	delete(r.serving, key)
 	r.servingMu.Unlock()
-	cancelled := context.Cause(ctx) == errCancelledByCaller
-	cancel(nil)
+	deadlineExceeded := errors.Is(ctx.Err(), context.DeadlineExceeded)
+	req.cancel()
 	switch {
-	case cancelled:
+	case req.byCaller.Load():
 		// The caller gave up; an answer would only be counted as late.
 	case panicked:
 		r.log.Error("rpc handler panicked", "from", string(key.from), "rpc_service", service, "panic", err)
 		r.reply(key.from, key.id, CodePanic, []byte(err.Error()))
-	case err != nil && errors.Is(hctx.Err(), context.DeadlineExceeded):
+	case err != nil && deadlineExceeded:
 		// The caller's own deadline fires about now as well; this code
 		// makes the call fail with context.DeadlineExceeded whichever
 		// comes first.

@@ -2,7 +2,6 @@ package transport
 
 import (
 	"context"
-	"errors"
 	"sync"
 	"testing"
 )
@@ -100,11 +99,11 @@ func TestDuplicateRequestRunsOnce(t *testing.T) {
 	}
 	defer r.Close()
 	started := make(chan struct{}, 2) // room for a (wrong) second run
-	ended := make(chan error, 2)
-	r.Handle("slow", func(ctx context.Context, _ NodeID, _ []byte) ([]byte, error) {
+	ended := make(chan NodeID, 2)
+	r.Handle("slow", func(ctx context.Context, from NodeID, _ []byte) ([]byte, error) {
 		started <- struct{}{}
 		<-ctx.Done()
-		ended <- context.Cause(ctx)
+		ended <- from
 		return nil, ctx.Err()
 	})
 	req := encode(envelope{kind: kindRequest, id: 5, service: "slow"})
@@ -118,8 +117,13 @@ func TestDuplicateRequestRunsOnce(t *testing.T) {
 		t.Errorf("Stats().Served = %d; want 2 (the duplicate from n2 ignored)", s.Served)
 	}
 	rec.deliver(Message{From: "n2", To: "n1", Service: "rpc", Payload: encode(envelope{kind: kindCancel, id: 5})})
-	if cause := <-ended; !errors.Is(cause, errCancelledByCaller) {
-		t.Errorf("handler context cause = %v; want errCancelledByCaller", cause)
+	if from := <-ended; from != "n2" {
+		t.Errorf("the cancel from n2 ended the handler of %s's call", from)
+	}
+	select {
+	case msg := <-rec.sent:
+		t.Errorf("RPC answered a cancelled call: %+v", msg)
+	default:
 	}
 	// n3's call is still running; closing the RPC ends it. Its answer is
 	// not sent: Send sees the RPC's cancelled context.
