@@ -17,7 +17,7 @@ type event struct {
 }
 
 // execution is a random run of n processes doing local, send and receive
-// events, with messages delivered in random order (or never). hb[a][b] is
+// events, with messages delivered in random order, duplicated or never. hb[a][b] is
 // the true happens-before relation, computed from the trace alone.
 type execution struct {
 	events []event
@@ -69,7 +69,9 @@ func randomExecution(t *testing.T, seed int64) *execution {
 		case k == 2 && len(mine) > 0:
 			i := mine[rng.IntN(len(mine))]
 			m := inflight[i]
-			inflight = append(inflight[:i], inflight[i+1:]...)
+			if rng.IntN(5) != 0 { // otherwise the network duplicates m: it stays in flight
+				inflight = append(inflight[:i], inflight[i+1:]...)
+			}
 			ev.kind, from = "recv", m.sendEvent
 			var err error
 			if ev.lamport, err = lamports[p].Receive(m.lamport); err != nil {
