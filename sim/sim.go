@@ -1,0 +1,571 @@
+package sim
+
+import (
+	"errors"
+	"fmt"
+	"math/rand/v2"
+	"time"
+
+	"github.com/distkit/distkit/internal/netfault"
+	"github.com/distkit/distkit/transport"
+)
+
+// TimerID names a timer set with Env.SetTimer. IDs are never reused within a
+// Sim, and the zero TimerID is never issued.
+type TimerID uint64
+
+// Env is what a node sees of the world while it handles an event. An Env is
+// valid for one incarnation of one node: after the node crashes, calls
+// through the old Env do nothing (Send drops, SetTimer returns 0).
+type Env interface {
+	// ID returns the node's ID.
+	ID() transport.NodeID
+	// Now returns the virtual time.
+	Now() time.Time
+	// Rand returns the node's random source, seeded from the sim seed and
+	// the node's ID and incarnation.
+	Rand() *rand.Rand
+	// Send sends a message through the faulty virtual network. It takes
+	// ownership of payload, which the receiver must treat as read-only.
+	Send(to transport.NodeID, service string, payload []byte)
+	// SetTimer arranges for Node.Timer(env, id, name) after d of virtual time.
+	SetTimer(d time.Duration, name string) TimerID
+	// CancelTimer stops a timer; cancelling a fired or unknown timer is a no-op.
+	CancelTimer(id TimerID)
+	// Disk returns the node's disk, which survives crash and restart.
+	Disk() *Disk
+	// Logf logs a line tagged with the virtual time and the node's ID.
+	Logf(format string, args ...any)
+}
+
+// Node is a protocol core driven by the simulator. Its methods are called
+// one at a time, never concurrently, and must not start goroutines, sleep,
+// read the wall clock or let map iteration order change what they do.
+type Node interface {
+	// Start is called when the node boots and after every restart.
+	Start(env Env)
+	// Receive handles a message delivered by the virtual network.
+	Receive(env Env, msg transport.Message)
+	// Timer handles a timer set with env.SetTimer.
+	Timer(env Env, id TimerID, name string)
+}
+
+// Config configures a Sim.
+type Config struct {
+	// Seed decides every random choice; the same seed and the same actions
+	// give the same run, event for event.
+	Seed int64
+	// Faults is the network's default behaviour on every link.
+	Faults Faults
+	// Trace records a human-readable line per event (see Sim.Trace) and
+	// passes it to Logf. It costs time and memory; the trace hash is kept
+	// whether or not Trace is set.
+	Trace bool
+	// TornWrites makes a crash keep a seeded prefix of a file's unsynced
+	// appended bytes instead of none, tearing the last write as a real disk
+	// can. Without it a crash keeps exactly the synced data.
+	TornWrites bool
+	// Start is the virtual time at which the simulation begins. The zero
+	// value means 2000-01-01 00:00:00 UTC.
+	Start time.Time
+	// Logf receives the lines nodes log with Env.Logf and, with Trace, the
+	// trace. Nil discards them. A test passes t.Logf.
+	Logf func(format string, args ...any)
+}
+
+// DefaultConfig returns a Config with seed 1 and a network whose latency is
+// uniform between 1ms and 10ms, with no loss.
+func DefaultConfig() Config {
+	return Config{Seed: 1, Faults: Faults{MinDelay: time.Millisecond, MaxDelay: 10 * time.Millisecond}}
+}
+
+// Validate reports whether the configuration can be used.
+func (c Config) Validate() error {
+	if err := c.Faults.Validate(); err != nil {
+		return fmt.Errorf("%w: Faults: %w", ErrInvalidConfig, err)
+	}
+	return nil
+}
+
+// Errors reported by the simulator. Compare with errors.Is.
+var (
+	// ErrInvalidConfig is returned by New for a Config that fails Validate.
+	ErrInvalidConfig = errors.New("sim: invalid config")
+	// ErrUnknownNode is recorded (see Sim.Err) when an action names a node
+	// that was never added.
+	ErrUnknownNode = errors.New("sim: unknown node")
+	// ErrDuplicateNode is returned by AddNode for an ID that is taken.
+	ErrDuplicateNode = errors.New("sim: duplicate node")
+)
+
+// defaultStart is the virtual time a Sim starts at unless told otherwise. A
+// fixed, round date keeps traces readable and runs comparable.
+var defaultStart = time.Date(2000, 1, 1, 0, 0, 0, 0, time.UTC)
+
+// Stats counts what happened in a simulation so far.
+type Stats struct {
+	Sent       uint64 // messages handed to Env.Send
+	Delivered  uint64 // deliveries to a live node (a duplicate counts twice)
+	Dropped    uint64 // messages lost to Drop, partitions, cuts, crashes or unknown peers
+	Duplicated uint64 // extra copies created by Duplicate
+	Timers     uint64 // timers fired
+	Events     uint64 // events processed, including test actions
+}
+
+// LinkStats counts the messages on one directed link.
+type LinkStats struct {
+	Sent, Delivered, Dropped, Duplicated uint64
+}
+
+// simNode is the simulator's record of one node.
+type simNode struct {
+	id          transport.NodeID
+	factory     func() Node
+	inst        Node // nil while crashed
+	env         *env // the current incarnation's Env
+	epoch       uint64
+	incarnation uint64
+	rng         *rand.Rand
+	disk        *Disk
+}
+
+func (n *simNode) up() bool { return n.inst != nil }
+
+// Sim is a deterministic discrete-event simulator: nodes, virtual time and a
+// faulty virtual network, all driven from the caller's goroutine. It is not
+// safe for concurrent use.
+type Sim struct {
+	cfg    Config
+	start  time.Time
+	now    time.Duration // offset from start
+	seq    uint64
+	events agenda
+	rng    *rand.Rand // the network's random choices
+	rules  netfault.Rules
+
+	nodes  map[transport.NodeID]*simNode
+	order  []*simNode // in AddNode order, for deterministic iteration
+	timers map[TimerID]struct{}
+	nextID TimerID
+
+	stats Stats
+	links map[netfault.Link]*LinkStats
+	hash  traceHash
+	trace []string
+	errs  []error
+}
+
+// New returns a simulator with no nodes at virtual time cfg.Start.
+func New(cfg Config) (*Sim, error) {
+	if err := cfg.Validate(); err != nil {
+		return nil, err
+	}
+	s := &Sim{
+		cfg:    cfg,
+		start:  cfg.Start,
+		rng:    rand.New(rand.NewPCG(uint64(cfg.Seed), 0x5eed)),
+		nodes:  make(map[transport.NodeID]*simNode),
+		timers: make(map[TimerID]struct{}),
+		links:  make(map[netfault.Link]*LinkStats),
+		hash:   newTraceHash(),
+	}
+	if s.start.IsZero() {
+		s.start = defaultStart
+	}
+	s.rules.Default = netfault.Faults(cfg.Faults)
+	return s, nil
+}
+
+// Seed returns the seed the simulation was created with.
+func (s *Sim) Seed() int64 { return s.cfg.Seed }
+
+// Now returns the virtual time.
+func (s *Sim) Now() time.Time { return s.start.Add(s.now) }
+
+// Elapsed returns the virtual time since the simulation started.
+func (s *Sim) Elapsed() time.Duration { return s.now }
+
+// Stats returns the counters so far.
+func (s *Sim) Stats() Stats { return s.stats }
+
+// LinkStats returns the counters of the directed link from -> to.
+func (s *Sim) LinkStats(from, to transport.NodeID) LinkStats {
+	if ls := s.links[netfault.Link{From: from, To: to}]; ls != nil {
+		return *ls
+	}
+	return LinkStats{}
+}
+
+// Err returns the misuses recorded so far (an action naming an unknown node,
+// invalid faults passed to SetFaults), joined, or nil. Methods whose shape
+// has no error result record them here instead of panicking.
+func (s *Sim) Err() error { return errors.Join(s.errs...) }
+
+func (s *Sim) fail(err error) {
+	s.errs = append(s.errs, err)
+	s.logf("sim: %v", err)
+}
+
+// AddNode adds a node and boots it at the current virtual time: factory is
+// called for the first instance, and again at every Restart, and the
+// instance's Start runs before AddNode returns.
+func (s *Sim) AddNode(id transport.NodeID, factory func() Node) error {
+	switch {
+	case id == "":
+		return fmt.Errorf("%w: empty node ID", ErrInvalidConfig)
+	case factory == nil:
+		return fmt.Errorf("%w: nil factory for node %q", ErrInvalidConfig, id)
+	case s.nodes[id] != nil:
+		return fmt.Errorf("%w: %q", ErrDuplicateNode, id)
+	}
+	n := &simNode{id: id, factory: factory}
+	n.disk = newDisk(rand.New(rand.NewPCG(netfault.NodeSeed(s.cfg.Seed, id, 1<<63))))
+	s.nodes[id] = n
+	s.order = append(s.order, n)
+	s.boot(n)
+	return nil
+}
+
+// Nodes returns the IDs of every node added, in the order they were added.
+func (s *Sim) Nodes() []transport.NodeID {
+	ids := make([]transport.NodeID, len(s.order))
+	for i, n := range s.order {
+		ids[i] = n.id
+	}
+	return ids
+}
+
+// Node returns the node's current instance, or nil while it is crashed (or
+// if there is no such node).
+func (s *Sim) Node(id transport.NodeID) Node {
+	if n := s.nodes[id]; n != nil {
+		return n.inst
+	}
+	return nil
+}
+
+// Disk returns the disk of node id (nil if there is no such node), so a test
+// can inspect or damage it, crashed or not.
+func (s *Sim) Disk(id transport.NodeID) *Disk {
+	if n := s.nodes[id]; n != nil {
+		return n.disk
+	}
+	return nil
+}
+
+func (s *Sim) lookup(id transport.NodeID, action string) *simNode {
+	n := s.nodes[id]
+	if n == nil {
+		s.fail(fmt.Errorf("%w: %s(%q)", ErrUnknownNode, action, id))
+	}
+	return n
+}
+
+// boot starts a new incarnation of n.
+func (s *Sim) boot(n *simNode) {
+	n.epoch++
+	n.incarnation++
+	n.rng = rand.New(rand.NewPCG(netfault.NodeSeed(s.cfg.Seed, n.id, n.incarnation)))
+	n.env = &env{s: s, n: n, epoch: n.epoch}
+	n.inst = n.factory()
+	s.record(evStart, n.id, "", "", nil, 0)
+	if n.inst == nil {
+		s.fail(fmt.Errorf("sim: factory of node %q returned nil", n.id))
+		return
+	}
+	n.inst.Start(n.env)
+}
+
+// Crash stops node id: its instance is discarded, its timers and every
+// message in flight to or from it are lost, and its disk loses what was not
+// synced. Crashing a crashed node does nothing.
+func (s *Sim) Crash(id transport.NodeID) {
+	n := s.lookup(id, "Crash")
+	if n == nil || !n.up() {
+		return
+	}
+	n.inst = nil
+	n.epoch++ // invalidates its timers, in-flight messages and Env
+	s.record(evCrash, id, "", "", nil, 0)
+	n.disk.crash(s.cfg.TornWrites)
+}
+
+// Restart boots a new instance of node id from its factory and calls Start.
+// Restarting a running node crashes it first.
+func (s *Sim) Restart(id transport.NodeID) {
+	n := s.lookup(id, "Restart")
+	if n == nil {
+		return
+	}
+	if n.up() {
+		s.Crash(id)
+	}
+	s.boot(n)
+}
+
+// Inject runs fn as node id at the current virtual time, as if the node had
+// received a request from a local client. It does nothing if the node is
+// crashed (check with Node(id) != nil).
+func (s *Sim) Inject(id transport.NodeID, fn func(env Env)) {
+	n := s.lookup(id, "Inject")
+	if n == nil {
+		return
+	}
+	s.record(evInject, id, "", "", nil, 0)
+	if !n.up() {
+		return
+	}
+	fn(n.env)
+}
+
+// At schedules fn, a test action such as a crash or a partition, to run d of
+// virtual time from now.
+func (s *Sim) At(d time.Duration, fn func()) {
+	s.schedule(event{at: s.now + max(d, 0), kind: evAction, fn: fn})
+}
+
+// SetFaults replaces the default faults of every link. Invalid faults are
+// recorded (see Err) and ignored.
+func (s *Sim) SetFaults(f Faults) {
+	if err := f.Validate(); err != nil {
+		s.fail(err)
+		return
+	}
+	s.rules.Default = netfault.Faults(f)
+}
+
+// SetLinkFaults makes messages from -> to suffer f instead of the default
+// faults (one direction only). Invalid faults are recorded and ignored.
+func (s *Sim) SetLinkFaults(from, to transport.NodeID, f Faults) {
+	if err := f.Validate(); err != nil {
+		s.fail(err)
+		return
+	}
+	s.rules.SetLinkFaults(netfault.Link{From: from, To: to}, netfault.Faults(f))
+}
+
+// ResetLinkFaults returns the link from -> to to the default faults.
+func (s *Sim) ResetLinkFaults(from, to transport.NodeID) {
+	s.rules.ResetLinkFaults(netfault.Link{From: from, To: to})
+}
+
+// Partition splits the nodes into groups; nodes in different groups cannot
+// talk, and messages already in flight between them are lost. Nodes named in
+// no group form one more group together. It replaces any earlier partition.
+func (s *Sim) Partition(groups ...[]transport.NodeID) {
+	s.rules.Partition(groups)
+	s.record(evPartition, "", "", fmt.Sprint(groups), nil, 0)
+}
+
+// Cut stops messages from -> to (one way only) until Heal.
+func (s *Sim) Cut(from, to transport.NodeID) {
+	s.rules.Cut(netfault.Link{From: from, To: to})
+	s.record(evCut, from, to, "", nil, 0)
+}
+
+// Isolate cuts node id off from every other node, both ways, until Heal.
+func (s *Sim) Isolate(id transport.NodeID) {
+	s.rules.Isolate(id)
+	s.record(evIsolate, id, "", "", nil, 0)
+}
+
+// Heal removes the partition, every cut and every isolation. Faults stay.
+func (s *Sim) Heal() {
+	s.rules.Heal()
+	s.record(evHeal, "", "", "", nil, 0)
+}
+
+func (s *Sim) schedule(ev event) {
+	s.seq++
+	ev.seq = s.seq
+	s.events.push(ev)
+}
+
+func (s *Sim) linkStats(from, to transport.NodeID) *LinkStats {
+	l := netfault.Link{From: from, To: to}
+	ls := s.links[l]
+	if ls == nil {
+		ls = &LinkStats{}
+		s.links[l] = ls
+	}
+	return ls
+}
+
+// send is Env.Send for a live node.
+func (s *Sim) send(from *simNode, to transport.NodeID, service string, payload []byte) {
+	s.stats.Sent++
+	ls := s.linkStats(from.id, to)
+	ls.Sent++
+	s.record(evSend, from.id, to, service, payload, 0)
+	target := s.nodes[to]
+	if target == nil || s.rules.Blocked(from.id, to) {
+		s.stats.Dropped++
+		ls.Dropped++
+		s.record(evDrop, from.id, to, service, payload, 0)
+		return
+	}
+	fate := netfault.Decide(s.rules.FaultsFor(from.id, to), s.rng)
+	if fate.Copies == 0 {
+		s.stats.Dropped++
+		ls.Dropped++
+		s.record(evDrop, from.id, to, service, payload, 0)
+		return
+	}
+	if fate.Copies > 1 {
+		s.stats.Duplicated++
+		ls.Duplicated++
+	}
+	msg := transport.Message{From: from.id, To: to, Service: service, Payload: payload}
+	for i := range fate.Copies {
+		s.schedule(event{
+			at: s.now + fate.Delays[i], kind: evDeliver, copy: i,
+			node: target, epoch: target.epoch, from: from, fromEpoch: from.epoch, msg: msg,
+		})
+	}
+}
+
+// Step processes the next event, advancing virtual time to it, and reports
+// whether there was one. Events made stale by a crash or a cancelled timer
+// are skipped without counting as a step.
+func (s *Sim) Step() bool {
+	for len(s.events) > 0 {
+		ev := s.events.pop()
+		s.now = ev.at
+		if s.process(&ev) {
+			return true
+		}
+	}
+	return false
+}
+
+// Run advances virtual time by d, processing every event due until then.
+func (s *Sim) Run(d time.Duration) {
+	end := s.now + max(d, 0)
+	for len(s.events) > 0 && s.events[0].at <= end {
+		ev := s.events.pop()
+		s.now = ev.at
+		s.process(&ev)
+	}
+	s.now = end
+}
+
+// RunUntil processes events until cond returns true, checking it before
+// each event, or until limit of virtual time has passed. It reports whether
+// cond became true; on false, virtual time has advanced by limit.
+func (s *Sim) RunUntil(cond func() bool, limit time.Duration) bool {
+	end := s.now + max(limit, 0)
+	for !cond() {
+		if len(s.events) == 0 || s.events[0].at > end {
+			s.now = end
+			return cond()
+		}
+		ev := s.events.pop()
+		s.now = ev.at
+		s.process(&ev)
+	}
+	return true
+}
+
+// process runs one event and reports whether it was live.
+func (s *Sim) process(ev *event) bool {
+	switch ev.kind {
+	case evAction:
+		s.stats.Events++
+		s.record(evRunAction, "", "", "", nil, 0)
+		ev.fn()
+		return true
+	case evTimer:
+		if _, ok := s.timers[ev.timer]; !ok {
+			return false // cancelled
+		}
+		delete(s.timers, ev.timer)
+		n := ev.node
+		if n.epoch != ev.epoch || !n.up() {
+			return false // the node crashed after setting it
+		}
+		s.stats.Events++
+		s.stats.Timers++
+		s.record(evFire, n.id, "", ev.name, nil, uint64(ev.timer))
+		n.inst.Timer(n.env, ev.timer, ev.name)
+		return true
+	case evDeliver:
+		s.stats.Events++
+		m := ev.msg
+		ls := s.linkStats(m.From, m.To)
+		n := ev.node
+		if n.epoch != ev.epoch || !n.up() || ev.from.epoch != ev.fromEpoch || s.rules.Blocked(m.From, m.To) {
+			// §fault model: a crash loses what is in flight to and from the
+			// node, and a partition loses what is in flight across it.
+			s.stats.Dropped++
+			ls.Dropped++
+			s.record(evDrop, m.From, m.To, m.Service, m.Payload, uint64(ev.copy))
+			return true
+		}
+		s.stats.Delivered++
+		ls.Delivered++
+		s.record(evDeliverMsg, m.From, m.To, m.Service, m.Payload, uint64(ev.copy))
+		n.inst.Receive(n.env, m)
+		return true
+	}
+	return false
+}
+
+// env is the Env of one incarnation of one node.
+type env struct {
+	s     *Sim
+	n     *simNode
+	epoch uint64
+}
+
+func (e *env) live() bool { return e.n.epoch == e.epoch && e.n.up() }
+
+func (e *env) ID() transport.NodeID { return e.n.id }
+func (e *env) Now() time.Time       { return e.s.Now() }
+func (e *env) Rand() *rand.Rand     { return e.n.rng }
+func (e *env) Disk() *Disk          { return e.n.disk }
+
+func (e *env) Send(to transport.NodeID, service string, payload []byte) {
+	if !e.live() {
+		return
+	}
+	e.s.send(e.n, to, service, payload)
+}
+
+func (e *env) SetTimer(d time.Duration, name string) TimerID {
+	if !e.live() {
+		return 0
+	}
+	s := e.s
+	s.nextID++
+	id := s.nextID
+	s.timers[id] = struct{}{}
+	s.schedule(event{at: s.now + max(d, 0), kind: evTimer, node: e.n, epoch: e.epoch, timer: id, name: name})
+	s.record(evSetTimer, e.n.id, "", name, nil, uint64(id))
+	return id
+}
+
+func (e *env) CancelTimer(id TimerID) {
+	if _, ok := e.s.timers[id]; ok {
+		delete(e.s.timers, id)
+		e.s.record(evCancelTimer, e.n.id, "", "", nil, uint64(id))
+	}
+}
+
+func (e *env) Logf(format string, args ...any) {
+	if e.s.cfg.Logf == nil && !e.s.cfg.Trace {
+		return
+	}
+	line := fmt.Sprintf("%v %s: %s", e.s.now, e.n.id, fmt.Sprintf(format, args...))
+	if e.s.cfg.Trace {
+		e.s.trace = append(e.s.trace, line)
+	}
+	if e.s.cfg.Logf != nil {
+		e.s.cfg.Logf("%s", line)
+	}
+}
+
+func (s *Sim) logf(format string, args ...any) {
+	if s.cfg.Logf != nil {
+		s.cfg.Logf(format, args...)
+	}
+}
