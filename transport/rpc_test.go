@@ -217,3 +217,41 @@ func BenchmarkRPCCall(b *testing.B) {
 		})
 	}
 }
+
+// TestTwoRPCsShareATransport checks that protocols with their own RPC
+// (each on its own RPCConfig.Service) coexist on one Transport.
+func TestTwoRPCsShareATransport(t *testing.T) {
+	net := loopback.New(1024, 64)
+	ta, err := net.Join("a")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ta.Close()
+	tb, err := net.Join("b")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer tb.Close()
+	rpcs := map[string][2]*transport.RPC{}
+	for _, proto := range []string{"raft", "txn"} {
+		cfg := transport.DefaultRPCConfig()
+		cfg.Service = proto + ".rpc"
+		a, err := transport.NewRPC(ta, cfg)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer a.Close()
+		b, err := transport.NewRPC(tb, cfg)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer b.Close()
+		b.Handle("whoami", func(context.Context, transport.NodeID, []byte) ([]byte, error) { return []byte(proto), nil })
+		rpcs[proto] = [2]*transport.RPC{a, b}
+	}
+	for proto, r := range rpcs {
+		if got, err := r[0].Call(context.Background(), "b", "whoami", nil); err != nil || string(got) != proto {
+			t.Errorf("%s RPC: Call(whoami) = %q, %v; want %q, nil", proto, got, err, proto)
+		}
+	}
+}

@@ -176,19 +176,34 @@ func (p *peer) dial() (net.Conn, error) {
 	if err != nil {
 		return nil, err
 	}
+	// Publish the connection before the handshake, so that stop and
+	// setAddr can interrupt a handshake with a silent server.
+	if !p.publish(raw, addr) {
+		raw.Close()
+		return nil, fmt.Errorf("tcp: connection to %s superseded", p.id)
+	}
 	conn, err := p.handshake(ctx, raw)
+	if err == nil && !p.publish(conn, addr) {
+		err = fmt.Errorf("tcp: connection to %s superseded", p.id)
+	}
 	if err != nil {
+		p.publish(nil, addr)
 		raw.Close()
 		return nil, err
 	}
+	return conn, nil
+}
+
+// publish makes conn the peer's current connection unless the peer has
+// stopped or changed its address since addr was read.
+func (p *peer) publish(conn net.Conn, addr string) bool {
 	p.mu.Lock()
 	defer p.mu.Unlock()
-	if p.ctx.Err() != nil || p.addr != addr {
-		conn.Close()
-		return nil, fmt.Errorf("tcp: connection to %s superseded", p.id)
+	if conn != nil && (p.ctx.Err() != nil || p.addr != addr) {
+		return false
 	}
 	p.conn = conn
-	return conn, nil
+	return true
 }
 
 func (p *peer) handshake(ctx context.Context, raw net.Conn) (net.Conn, error) {

@@ -498,3 +498,47 @@ func TestSendToSelf(t *testing.T) {
 		t.Errorf("self-delivery = %+v; want From a, To a, Payload me", m)
 	}
 }
+
+// TestCloseInterruptsHandshake checks that Close does not wait for a dial
+// stuck on a server that accepts but never answers the handshake.
+func TestCloseInterruptsHandshake(t *testing.T) {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ln.Close()
+	accepted := make(chan net.Conn, 1) // one connection expected
+	go func() {
+		if conn, err := ln.Accept(); err == nil {
+			accepted <- conn
+		}
+	}()
+	cfg := tcp.DefaultConfig()
+	cfg.ID = "a"
+	cfg.DialTimeout = time.Hour
+	cfg.Peers = map[transport.NodeID]string{"mute": ln.Addr().String()}
+	a, err := tcp.Listen(cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := a.Send(context.Background(), "mute", "svc", []byte("x")); err != nil {
+		t.Fatal(err)
+	}
+	var conn net.Conn
+	select {
+	case conn = <-accepted:
+		defer conn.Close()
+	case <-time.After(wait):
+		t.Fatal("a never dialled")
+	}
+	closed := make(chan struct{})
+	go func() {
+		a.Close()
+		close(closed)
+	}()
+	select {
+	case <-closed:
+	case <-time.After(wait):
+		t.Fatal("Close blocked on a handshake with a silent server")
+	}
+}
