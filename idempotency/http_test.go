@@ -18,7 +18,7 @@ import (
 // payments is a test handler that charges on every call it receives.
 type payments struct {
 	charges atomic.Int64
-	status  atomic.Int64 // status to answer with; 0 means 201
+	status  atomic.Int64  // status to answer with; 0 means 201
 	gate    chan struct{} // if not nil, each call waits for it
 	entered chan struct{} // if not nil, each call signals it first
 	bigBody int           // bytes of padding to add to the body

@@ -366,12 +366,13 @@ func (r *Runner[T]) execute(ctx context.Context, key, fingerprint string, fn fun
 
 	r.executed.Add(1)
 	res.ranFn = true
-	value, fnErr, panicked, panicVal := callFn(ctx, fn)
-	if panicked {
+	fnCtx := context.WithValue(ctx, claimKey{}, Claim{Key: key, Token: proposal.Token})
+	value, p, fnErr := callFn(fnCtx, fn)
+	if p != nil {
 		// The effect may or may not have happened: keep the key blocked
 		// until the record expires rather than risk running it twice.
 		r.log.Warn("idempotency: function panicked; key stays in progress until it expires", "key", key)
-		res.panicked, res.panicVal = true, panicVal
+		res.panicked, res.panicVal = true, p.value
 		return res
 	}
 	// The outcome must be recorded even if the caller has gone away.
@@ -420,15 +421,18 @@ func (r *Runner[T]) execute(ctx context.Context, key, fingerprint string, fn fun
 // callFn runs fn, turning a panic into a value so that it can be re-raised
 // in the caller's goroutine (singleflight's DoChan would otherwise crash the
 // process from its own goroutine).
-func callFn[T any](ctx context.Context, fn func(context.Context) (T, error)) (v T, err error, panicked bool, panicVal any) {
+func callFn[T any](ctx context.Context, fn func(context.Context) (T, error)) (v T, p *recovered, err error) {
 	defer func() {
-		if p := recover(); p != nil {
-			panicked, panicVal = true, p
+		if r := recover(); r != nil {
+			p = &recovered{value: r}
 		}
 	}()
 	v, err = fn(ctx)
-	return v, err, false, nil
+	return v, nil, err
 }
+
+// recovered holds the value of a recovered panic.
+type recovered struct{ value any }
 
 // Stats returns the Runner's counters.
 func (r *Runner[T]) Stats() Stats {
@@ -453,4 +457,20 @@ func (r *Runner[T]) Close() error {
 		r.drained.Wait()
 	}
 	return nil
+}
+
+// Claim identifies the in-progress record an execution of fn holds.
+type Claim struct {
+	Key   string
+	Token uint64
+}
+
+type claimKey struct{}
+
+// ClaimFromContext returns the claim of the execution whose fn received ctx,
+// so fn can complete the record in the same database transaction as its
+// effect (see the package documentation). ok is false outside fn.
+func ClaimFromContext(ctx context.Context) (c Claim, ok bool) {
+	c, ok = ctx.Value(claimKey{}).(Claim)
+	return c, ok
 }

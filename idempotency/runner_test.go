@@ -337,3 +337,20 @@ func TestConfigValidate(t *testing.T) {
 		t.Errorf("NewRunner(nil codec) = %v; want ErrInvalidConfig", err)
 	}
 }
+
+func TestClaimFromContext(t *testing.T) {
+	r, store, _ := newTestRunner[string](t, StringCodec{}, nil)
+	ctx := context.Background()
+	if _, ok := ClaimFromContext(ctx); ok {
+		t.Fatalf("ClaimFromContext outside fn reported a claim")
+	}
+	var claim Claim
+	r.Do(ctx, "k", "fp", func(ctx context.Context) (string, error) {
+		claim, _ = ClaimFromContext(ctx)
+		return "", nil
+	})
+	rec, _, _ := store.Get(ctx, "k")
+	if claim.Key != "k" || claim.Token != rec.Token || claim.Token == 0 {
+		t.Errorf("claim = %+v; want key k and the record's token %d", claim, rec.Token)
+	}
+}
