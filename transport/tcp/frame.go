@@ -65,11 +65,17 @@ const bodyChunk = 64 << 10
 // errFrameTooLarge or errMalformedFrame (wrapped) for a bad frame, or the
 // connection's error. The payload is freshly allocated and owned by the caller.
 func (fr *frameReader) next() (service string, payload []byte, err error) {
-	var hdr [frameHeaderLen]byte
-	if _, err := io.ReadFull(fr.r, hdr[:4]); err != nil {
+	// Peek and Discard read the small header parts straight out of the
+	// bufio buffer, with no copy and no allocation.
+	hdr, err := fr.r.Peek(4)
+	if err != nil {
+		if len(hdr) > 0 {
+			return "", nil, noEOF(err)
+		}
 		return "", nil, err // io.EOF here is a clean close
 	}
-	n := binary.BigEndian.Uint32(hdr[:4])
+	n := binary.BigEndian.Uint32(hdr)
+	_, _ = fr.r.Discard(4)
 	if n == 0 {
 		return "", nil, fmt.Errorf("%w: empty body", errMalformedFrame)
 	}
@@ -83,13 +89,14 @@ func (fr *frameReader) next() (service string, payload []byte, err error) {
 	if uint32(slen) > n-1 {
 		return "", nil, fmt.Errorf("%w: service name of %d bytes in a %d-byte body", errMalformedFrame, slen, n)
 	}
-	var name [maxServiceLen]byte
-	if _, err := io.ReadFull(fr.r, name[:slen]); err != nil {
+	name, err := fr.r.Peek(int(slen)) // slen <= 255 fits any bufio buffer
+	if err != nil {
 		return "", nil, noEOF(err)
 	}
-	if string(name[:slen]) != fr.service {
-		fr.service = string(name[:slen])
+	if string(name) != fr.service {
+		fr.service = string(name)
 	}
+	_, _ = fr.r.Discard(int(slen))
 	payload, err = readBody(fr.r, int(n-1-uint32(slen)))
 	if err != nil {
 		return "", nil, noEOF(err)

@@ -276,12 +276,14 @@ func (p *peer) writeLoop(conn net.Conn, held *heldMsg) error {
 				break drain
 			}
 		}
-		if err := bw.Flush(); err != nil {
-			return err
-		}
+		// Count before flushing, so a receiver never sees a frame that
+		// the sender's Stats do not count yet.
 		p.sent.Add(frames)
 		p.bytesSent.Add(bytes)
 		frames, bytes = 0, 0
+		if err := bw.Flush(); err != nil {
+			return err
+		}
 		select {
 		case held.m = <-p.queue:
 			held.ok = true

@@ -215,7 +215,7 @@ func (t *Transport) RemovePeer(id transport.NodeID) {
 
 // Stats are a transport's counters since it started.
 type Stats struct {
-	Sent          uint64 // frames written to connections
+	Sent          uint64 // frames written to connections (possibly lost if the connection then broke)
 	BytesSent     uint64 // frame bytes written, headers included
 	Received      uint64 // frames read from connections
 	BytesReceived uint64 // frame bytes read, headers included
