@@ -45,7 +45,7 @@ func runProposers(b *testing.B, propose proposeFunc, proposers int) {
 		return
 	}
 	slices.Sort(all)
-	pct := func(q float64) float64 { return float64(all[int(q*float64(len(all)-1))].Microseconds()) }
+	pct := func(q float64) float64 { return float64(all[int(q*float64(len(all)-1))].Nanoseconds()) / 1e3 }
 	b.ReportMetric(float64(len(all))/elapsed.Seconds(), "ops/s")
 	b.ReportMetric(pct(0.50), "p50-µs")
 	b.ReportMetric(pct(0.99), "p99-µs")
