@@ -16,6 +16,8 @@ type testCluster struct {
 	nodes   map[transport.NodeID]*RawNode
 	stores  map[transport.NodeID]*MemoryStorage
 	applied map[transport.NodeID][]Entry
+	// due counts the Readys with SnapshotDue per node.
+	due map[transport.NodeID]int
 	// drop filters messages (true = lost).
 	drop  func(m Message) bool
 	queue []Message
@@ -28,6 +30,7 @@ func newTestCluster(t testing.TB, n int, tweak func(*Config)) *testCluster {
 		nodes:   map[transport.NodeID]*RawNode{},
 		stores:  map[transport.NodeID]*MemoryStorage{},
 		applied: map[transport.NodeID][]Entry{},
+		due:     map[transport.NodeID]int{},
 	}
 	for i := range n {
 		c.ids = append(c.ids, transport.NodeID(fmt.Sprintf("n%d", i+1)))
@@ -83,6 +86,9 @@ func (c *testCluster) process() {
 				}
 			}
 			c.applied[id] = append(c.applied[id], rd.CommittedEntries...)
+			if rd.SnapshotDue {
+				c.due[id]++
+			}
 			rn.Advance(rd)
 		}
 		if len(c.queue) > 0 {

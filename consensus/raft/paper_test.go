@@ -29,6 +29,7 @@ func newLogCluster(t *testing.T, term uint64, logs [][]uint64, tweak func(*Confi
 		nodes:   map[transport.NodeID]*RawNode{},
 		stores:  map[transport.NodeID]*MemoryStorage{},
 		applied: map[transport.NodeID][]Entry{},
+		due:     map[transport.NodeID]int{},
 	}
 	for i := range logs {
 		c.ids = append(c.ids, transport.NodeID(fmt.Sprintf("s%d", i+1)))

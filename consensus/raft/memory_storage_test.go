@@ -1,0 +1,148 @@
+package raft
+
+import (
+	"errors"
+	"testing"
+
+	"github.com/distkit/distkit/transport"
+	"pgregory.net/rapid"
+)
+
+func TestMemoryStorageBasics(t *testing.T) {
+	s := NewMemoryStorage()
+	if err := s.Append(logOf(1, 1, 2, 3, 3)); err != nil {
+		t.Fatal(err)
+	}
+	tests := []struct {
+		name    string
+		got     func() (uint64, error)
+		want    uint64
+		wantErr error
+	}{
+		{"FirstIndex", s.FirstIndex, 1, nil},
+		{"LastIndex", s.LastIndex, 5, nil},
+		{"Term(0) placeholder", func() (uint64, error) { return s.Term(0) }, 0, nil},
+		{"Term(3)", func() (uint64, error) { return s.Term(3) }, 2, nil},
+		{"Term(6) beyond", func() (uint64, error) { return s.Term(6) }, 0, ErrUnavailable},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			got, err := tt.got()
+			if got != tt.want || !errors.Is(err, tt.wantErr) {
+				t.Errorf("%s = %d, %v; want %d, %v", tt.name, got, err, tt.want, tt.wantErr)
+			}
+		})
+	}
+	if _, err := s.CreateSnapshot(3, Membership{Voters: []transport.NodeID{"a"}}, []byte("state")); err != nil {
+		t.Fatal(err)
+	}
+	if err := s.Compact(3); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := s.Term(2); !errors.Is(err, ErrCompacted) {
+		t.Errorf("Term(2) after Compact(3) error = %v; want ErrCompacted", err)
+	}
+	if _, err := s.Entries(3, 5, 1<<20); !errors.Is(err, ErrCompacted) {
+		t.Errorf("Entries(3, 5) after Compact(3) error = %v; want ErrCompacted", err)
+	}
+	if term, err := s.Term(3); term != 2 || err != nil {
+		t.Errorf("Term(3) (the snapshot's entry) = %d, %v; want 2, nil", term, err)
+	}
+	if _, err := s.CreateSnapshot(2, Membership{}, nil); !errors.Is(err, ErrSnapshotOutOfDate) {
+		t.Errorf("CreateSnapshot(2) after 3: error = %v; want ErrSnapshotOutOfDate", err)
+	}
+	if err := s.ApplySnapshot(Snapshot{Meta: SnapshotMeta{Index: 3, Term: 2}}); !errors.Is(err, ErrSnapshotOutOfDate) {
+		t.Errorf("ApplySnapshot(3) over 3: error = %v; want ErrSnapshotOutOfDate", err)
+	}
+	if err := s.Append([]Entry{{Index: 9, Term: 3}}); !errors.Is(err, ErrUnavailable) {
+		t.Errorf("Append with a gap: error = %v; want ErrUnavailable", err)
+	}
+	if err := s.Append([]Entry{{Index: 6, Term: 3}, {Index: 8, Term: 3}}); err == nil {
+		t.Errorf("Append of non-consecutive entries: error = nil; want an error")
+	}
+}
+
+// TestMemoryStorageModel checks MemoryStorage against a dumb reference: a
+// map from index to term plus the compaction point.
+func TestMemoryStorageModel(t *testing.T) {
+	rapid.Check(t, func(t *rapid.T) {
+		s := NewMemoryStorage()
+		ref := map[uint64]uint64{0: 0}
+		var first, last uint64 = 1, 0 // ref holds first-1 .. last
+		for range rapid.IntRange(1, 30).Draw(t, "steps") {
+			switch rapid.IntRange(0, 2).Draw(t, "op") {
+			case 0: // append, possibly overwriting a suffix
+				start := rapid.Uint64Range(first, last+1).Draw(t, "start")
+				n := rapid.IntRange(1, 5).Draw(t, "n")
+				ents := make([]Entry, n)
+				for i := range ents {
+					ents[i] = Entry{Index: start + uint64(i), Term: rapid.Uint64Range(1, 5).Draw(t, "term")}
+				}
+				if err := s.Append(ents); err != nil {
+					t.Fatalf("Append(%d entries from %d): %v", n, start, err)
+				}
+				for i := start; i <= last; i++ {
+					delete(ref, i)
+				}
+				for _, e := range ents {
+					ref[e.Index] = e.Term
+				}
+				last = start + uint64(n) - 1
+			case 1: // compact
+				if last < first {
+					continue
+				}
+				i := rapid.Uint64Range(first, last).Draw(t, "compact")
+				if err := s.Compact(i); err != nil {
+					t.Fatalf("Compact(%d): %v", i, err)
+				}
+				for j := first - 1; j < i; j++ {
+					delete(ref, j)
+				}
+				first = i + 1
+			case 2: // read a range
+				if last < first {
+					continue
+				}
+				lo := rapid.Uint64Range(first, last).Draw(t, "lo")
+				hi := rapid.Uint64Range(lo, last+1).Draw(t, "hi")
+				ents, err := s.Entries(lo, hi, 1<<30)
+				if err != nil || uint64(len(ents)) != hi-lo {
+					t.Fatalf("Entries(%d, %d) = %d entries, %v; want %d", lo, hi, len(ents), err, hi-lo)
+				}
+				for _, e := range ents {
+					if e.Term != ref[e.Index] {
+						t.Fatalf("Entries: index %d has term %d; want %d", e.Index, e.Term, ref[e.Index])
+					}
+				}
+				snapshot := append([]Entry(nil), ents...)
+				defer func() {
+					for i := range ents {
+						if ents[i].Index != snapshot[i].Index || ents[i].Term != snapshot[i].Term {
+							t.Errorf("a slice returned by Entries changed later at index %d", snapshot[i].Index)
+						}
+					}
+				}()
+			}
+			if f, _ := s.FirstIndex(); f != first {
+				t.Fatalf("FirstIndex = %d; want %d", f, first)
+			}
+			if l, _ := s.LastIndex(); l != last {
+				t.Fatalf("LastIndex = %d; want %d", l, last)
+			}
+			for i := first - 1; i <= last; i++ {
+				if term, err := s.Term(i); err != nil || term != ref[i] {
+					t.Fatalf("Term(%d) = %d, %v; want %d", i, term, err, ref[i])
+				}
+			}
+			if first > 1 {
+				if _, err := s.Term(first - 2); !errors.Is(err, ErrCompacted) {
+					t.Fatalf("Term(%d) error = %v; want ErrCompacted", first-2, err)
+				}
+			}
+			if _, err := s.Term(last + 1); !errors.Is(err, ErrUnavailable) {
+				t.Fatalf("Term(%d) error = %v; want ErrUnavailable", last+1, err)
+			}
+		}
+	})
+}

@@ -1,0 +1,262 @@
+package raft
+
+import (
+	"errors"
+	"strings"
+	"testing"
+
+	"github.com/distkit/distkit/transport"
+)
+
+func TestConfigValidate(t *testing.T) {
+	valid := func() Config {
+		c := DefaultConfig()
+		c.ID, c.Peers, c.Storage = "a", []transport.NodeID{"a", "b", "c"}, NewMemoryStorage()
+		return c
+	}
+	tests := []struct {
+		name    string
+		mutate  func(*Config)
+		wantMsg string // substring of the error; "" means valid
+	}{
+		{"valid", func(*Config) {}, ""},
+		{"empty ID", func(c *Config) { c.ID = "" }, "ID is empty"},
+		{"nil storage", func(c *Config) { c.Storage = nil }, "Storage is nil"},
+		{"zero heartbeat", func(c *Config) { c.HeartbeatTicks = 0 }, "HeartbeatTicks"},
+		{"election not above heartbeat", func(c *Config) { c.ElectionTicks = 1 }, "ElectionTicks (1)"},
+		{"zero max message bytes", func(c *Config) { c.MaxMsgBytes = 0 }, "MaxMsgBytes"},
+		{"zero inflight", func(c *Config) { c.MaxInflightMsgs = 0 }, "MaxInflightMsgs"},
+		{"zero committed bytes", func(c *Config) { c.MaxCommittedBytesPerReady = 0 }, "MaxCommittedBytesPerReady"},
+		{"empty peer", func(c *Config) { c.Peers = []transport.NodeID{"a", ""} }, "Peers[1] is empty"},
+		{"duplicate peer", func(c *Config) { c.Peers = []transport.NodeID{"a", "b", "a"} }, `lists "a" twice`},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			c := valid()
+			tt.mutate(&c)
+			err := c.Validate()
+			if tt.wantMsg == "" && err != nil {
+				t.Fatalf("Validate() = %v; want nil", err)
+			}
+			if tt.wantMsg != "" && (!errors.Is(err, ErrInvalidConfig) || !strings.Contains(err.Error(), tt.wantMsg)) {
+				t.Errorf("Validate() = %v; want ErrInvalidConfig mentioning %q", err, tt.wantMsg)
+			}
+		})
+	}
+}
+
+func TestNewRawNodeMembershipErrors(t *testing.T) {
+	tests := []struct {
+		name  string
+		peers []transport.NodeID
+	}{
+		{"no peers", nil},
+		{"ID not a peer", []transport.NodeID{"b", "c"}},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			cfg := DefaultConfig()
+			cfg.ID, cfg.Peers, cfg.Storage = "a", tt.peers, NewMemoryStorage()
+			if _, err := NewRawNode(cfg); !errors.Is(err, ErrInvalidConfig) {
+				t.Errorf("NewRawNode() error = %v; want ErrInvalidConfig", err)
+			}
+		})
+	}
+}
+
+func TestStepRejectsBadMessages(t *testing.T) {
+	tests := []struct {
+		name string
+		m    Message
+		want error
+	}{
+		{"unknown type", Message{Type: 99, From: "b", To: "a", Term: 1}, ErrInvalidMessage},
+		{"zero type", Message{From: "b", To: "a", Term: 1}, ErrInvalidMessage},
+		{"reserved type", Message{Type: MsgReadIndex, From: "b", To: "a", Term: 1}, ErrUnsupported},
+		{"no sender", Message{Type: MsgHeartbeat, To: "a", Term: 1}, ErrInvalidMessage},
+		{"from itself", Message{Type: MsgHeartbeat, From: "a", To: "a", Term: 1}, ErrInvalidMessage},
+		{"wrong recipient", Message{Type: MsgHeartbeat, From: "b", To: "c", Term: 1}, ErrInvalidMessage},
+		{"term zero", Message{Type: MsgApp, From: "b", To: "a"}, ErrInvalidMessage},
+		{"snapshot without meta", Message{Type: MsgSnap, From: "b", To: "a", Term: 1}, ErrInvalidMessage},
+		{"snapshot resp without meta", Message{Type: MsgSnapResp, From: "b", To: "a", Term: 1}, ErrInvalidMessage},
+		{"snapshot from the future", Message{Type: MsgSnap, From: "b", To: "a", Term: 1, Snapshot: &SnapshotMeta{Index: 5, Term: 2}}, ErrInvalidMessage},
+		{"entries not after prev", Message{Type: MsgApp, From: "b", To: "a", Term: 1, Index: 3, Entries: []Entry{{Term: 1, Index: 5}}}, ErrInvalidMessage},
+		{"entry term above message term", Message{Type: MsgApp, From: "b", To: "a", Term: 1, Entries: []Entry{{Term: 2, Index: 1}}}, ErrInvalidMessage},
+		{"entry terms decreasing", Message{Type: MsgApp, From: "b", To: "a", Term: 3, Entries: []Entry{{Term: 2, Index: 1}, {Term: 1, Index: 2}}}, ErrInvalidMessage},
+		{"entries on a heartbeat", Message{Type: MsgHeartbeat, From: "b", To: "a", Term: 1, Entries: []Entry{{Term: 1, Index: 1}}}, ErrInvalidMessage},
+		{"valid heartbeat", Message{Type: MsgHeartbeat, From: "b", To: "a", Term: 1}, nil},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			cfg := DefaultConfig()
+			cfg.ID, cfg.Peers, cfg.Storage = "a", []transport.NodeID{"a", "b", "c"}, NewMemoryStorage()
+			rn, err := NewRawNode(cfg)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if err := rn.Step(tt.m); !errors.Is(err, tt.want) || (tt.want == nil && err != nil) {
+				t.Errorf("Step(%+v) = %v; want %v", tt.m, err, tt.want)
+			}
+		})
+	}
+}
+
+func TestProposeOnFollowerNamesLeader(t *testing.T) {
+	c := newTestCluster(t, 3, nil)
+	lead := c.elect()
+	for _, id := range c.ids {
+		if id == lead {
+			continue
+		}
+		_, _, err := c.nodes[id].Propose([]byte("x"))
+		var nl *NotLeaderError
+		if !errors.Is(err, ErrNotLeader) || !errors.As(err, &nl) || nl.Leader != lead {
+			t.Errorf("%s: Propose error = %v; want NotLeaderError naming %s", id, err, lead)
+		}
+	}
+}
+
+// Proposals accepted between two Readys travel in one MsgApp per follower.
+func TestProposalsAreBatched(t *testing.T) {
+	c := newTestCluster(t, 3, nil)
+	lead := c.elect()
+	rn := c.nodes[lead]
+	for range 50 {
+		if _, _, err := rn.Propose([]byte("x")); err != nil {
+			t.Fatal(err)
+		}
+	}
+	rd, err := rn.Ready()
+	if err != nil {
+		t.Fatal(err)
+	}
+	apps := 0
+	for _, m := range rd.Messages {
+		if m.Type == MsgApp {
+			apps++
+			if len(m.Entries) != 50 {
+				t.Errorf("MsgApp to %s carries %d entries; want 50", m.To, len(m.Entries))
+			}
+		}
+	}
+	if apps != 2 {
+		t.Errorf("Ready has %d MsgApps; want 2 (one per follower)", apps)
+	}
+	if len(rd.Entries) != 50 || !rd.MustSync {
+		t.Errorf("Ready has %d entries to persist, MustSync %v; want 50, true", len(rd.Entries), rd.MustSync)
+	}
+	if _, err := rn.Ready(); !errors.Is(err, ErrReadyPending) {
+		t.Errorf("second Ready before Advance: error = %v; want ErrReadyPending", err)
+	}
+	if rn.HasReady() {
+		t.Errorf("HasReady() = true before Advance; want false")
+	}
+}
+
+// Flow control: a follower that stops answering receives at most
+// MaxInflightMsgs MsgApps, and the leader refuses proposals beyond
+// MaxUncommittedBytes.
+func TestFlowControl(t *testing.T) {
+	c := newTestCluster(t, 3, func(cfg *Config) {
+		cfg.MaxInflightMsgs = 4
+		cfg.MaxUncommittedBytes = 1000
+	})
+	lead := c.elect()
+	rn := c.nodes[lead]
+	// Both followers go silent: nothing commits.
+	sent := map[transport.NodeID]int{}
+	c.drop = func(m Message) bool {
+		if m.From == lead && m.Type == MsgApp && len(m.Entries) > 0 {
+			sent[m.To]++
+		}
+		return m.From != lead
+	}
+	data := make([]byte, 100)
+	accepted := 0
+	var err error
+	for range 50 {
+		if _, _, err = rn.Propose(data); err != nil {
+			break
+		}
+		accepted++
+		c.process()
+	}
+	if !errors.Is(err, ErrProposalDropped) {
+		t.Fatalf("Propose error = %v after %d proposals; want ErrProposalDropped", err, accepted)
+	}
+	if accepted != 10 {
+		t.Errorf("leader accepted %d uncommitted 100-byte proposals; want 10 (limit 1000 bytes)", accepted)
+	}
+	for id, n := range sent {
+		if n > 4 {
+			t.Errorf("%d MsgApps in flight to silent %s; want at most MaxInflightMsgs = 4", n, id)
+		}
+	}
+	// Once the followers answer again, everything commits and the window
+	// reopens.
+	c.drop = nil
+	for range 5 {
+		c.tickAll()
+	}
+	if st := rn.Status(); st.Commit != st.LastIndex || st.UncommittedBytes != 0 {
+		t.Errorf("after recovery commit = %d, last = %d, uncommitted = %d; want all committed", st.Commit, st.LastIndex, st.UncommittedBytes)
+	}
+	if _, _, err := rn.Propose(data); err != nil {
+		t.Errorf("Propose after recovery: %v", err)
+	}
+}
+
+// A restarted node keeps its term and vote and gets the committed entries
+// after Config.Applied again.
+func TestRestartRedeliversCommitted(t *testing.T) {
+	c := newTestCluster(t, 3, nil)
+	lead := c.elect()
+	for _, d := range []string{"a", "b", "c"} {
+		if _, _, err := c.nodes[lead].Propose([]byte(d)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	c.process()
+	c.tickAll()
+	before := c.nodes[lead].Status()
+	c.applied[lead] = nil
+	c.restart(lead, nil)
+	after := c.nodes[lead].Status()
+	if after.Term != before.Term || after.Vote != before.Vote || after.Commit != before.Commit || after.Role != Follower {
+		t.Errorf("after restart %+v; want term %d, vote %s, commit %d, follower", after, before.Term, before.Vote, before.Commit)
+	}
+	c.process()
+	if got := c.appliedData(lead); strings.Join(got, ",") != "a,b,c" {
+		t.Errorf("restarted node re-applied %q; want [a b c]", got)
+	}
+}
+
+func TestSingleNodeCommitsAlone(t *testing.T) {
+	c := newTestCluster(t, 1, nil)
+	lead := c.elect()
+	idx, term, err := c.nodes[lead].Propose([]byte("solo"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	c.process()
+	e := c.applied[lead][len(c.applied[lead])-1]
+	if e.Index != idx || e.Term != term || string(e.Data) != "solo" {
+		t.Errorf("applied %+v; want index %d term %d data solo", e, idx, term)
+	}
+}
+
+// Ready.SnapshotDue fires once per SnapshotThreshold applied entries.
+func TestSnapshotDueSignal(t *testing.T) {
+	c := newTestCluster(t, 3, func(cfg *Config) { cfg.SnapshotThreshold = 10 })
+	lead := c.elect()
+	for range 25 {
+		if _, _, err := c.nodes[lead].Propose([]byte("x")); err != nil {
+			t.Fatal(err)
+		}
+		c.process()
+	}
+	// 26 entries applied (with the leader's no-op): signals at 10 and 20.
+	if got := c.due[lead]; got != 2 {
+		t.Errorf("leader got SnapshotDue %d times for 26 applied entries; want 2 (threshold 10)", got)
+	}
+}
