@@ -144,3 +144,33 @@ func BenchmarkRendezvous(b *testing.B) {
 		})
 	}
 }
+
+// BenchmarkBoundedAssign measures one Assign plus one Release on a
+// balancer over 100 nodes holding about 10k live keys.
+func BenchmarkBoundedAssign(b *testing.B) {
+	bal, err := hashring.NewBounded(hashring.DefaultBoundedConfig(), benchNodes(100)...)
+	if err != nil {
+		b.Fatal(err)
+	}
+	const live = 10_000
+	for i := range live {
+		if _, err := bal.Assign(benchKeys[i]); err != nil {
+			b.Fatal(err)
+		}
+	}
+	moves := 0
+	b.ReportAllocs()
+	for i := 0; b.Loop(); i++ {
+		// Replace the oldest live key with a new one: the load stays at 10k.
+		out, in := benchKeys[i%len(benchKeys)], benchKeys[(i+live)%len(benchKeys)]
+		mv, err := bal.Release(out)
+		if err != nil {
+			b.Fatal(err)
+		}
+		moves += len(mv)
+		if _, err := bal.Assign(in); err != nil {
+			b.Fatal(err)
+		}
+	}
+	b.ReportMetric(float64(moves)/float64(b.N), "moves/op")
+}

@@ -94,6 +94,7 @@ type Bounded struct {
 	mu       sync.Mutex
 	ring     *Ring
 	bins     map[string]*bin
+	order    []*bin // bins in the ring snapshot's node order (by name); see reorder
 	assigned map[string]slot
 	total    float64 // total weight W
 	moves    int
@@ -101,6 +102,7 @@ type Bounded struct {
 
 // bin is one node's assignments.
 type bin struct {
+	name   string
 	weight float64
 	keys   []string // in assignment order; shedding takes from the end
 }
@@ -125,10 +127,21 @@ func NewBounded(cfg BoundedConfig, nodes ...Node) (*Bounded, error) {
 	}
 	b := &Bounded{balance: cfg.Balance, ring: r, bins: map[string]*bin{}, assigned: map[string]slot{}}
 	for _, n := range nodes {
-		b.bins[n.Name] = &bin{weight: n.Weight}
+		b.bins[n.Name] = &bin{name: n.Name, weight: n.Weight}
 		b.total += n.Weight
 	}
+	b.reorder()
 	return b, nil
+}
+
+// reorder rebuilds b.order after a membership change, so that
+// b.order[i] is the bin of the ring snapshot's node i.
+func (b *Bounded) reorder() {
+	s := b.ring.load()
+	b.order = b.order[:0]
+	for _, n := range s.nodes {
+		b.order = append(b.order, b.bins[n.name])
+	}
 }
 
 // ready reports whether b was built by NewBounded. Callers hold b.mu.
@@ -158,10 +171,9 @@ func (b *Bounded) place(h uint64, m int) string {
 		if i >= len(s.points) {
 			i -= len(s.points)
 		}
-		name := s.nodes[s.points[i].node].name
-		bn := b.bins[name]
+		bn := b.order[s.points[i].node]
 		if len(bn.keys) < b.capacity(bn, m) {
-			return name
+			return bn.name
 		}
 	}
 	// Unreachable while the capacities sum to more than m (c > 1); kept
@@ -268,8 +280,9 @@ func (b *Bounded) Add(node string, weight float64) ([]Move, error) {
 	if err := b.ring.Add(node, weight); err != nil {
 		return nil, err
 	}
-	b.bins[node] = &bin{weight: weight}
+	b.bins[node] = &bin{name: node, weight: weight}
 	b.total += weight
+	b.reorder()
 	return b.rebalance(nil), nil
 }
 
@@ -294,6 +307,7 @@ func (b *Bounded) Remove(node string) ([]Move, error) {
 		return nil, err
 	}
 	delete(b.bins, node)
+	b.reorder()
 	b.total -= bn.weight
 	if len(b.bins) == 0 {
 		b.total = 0 // no float residue on an empty balancer
@@ -338,15 +352,13 @@ func (b *Bounded) SetWeight(node string, weight float64) ([]Move, error) {
 // target never exceeds its capacity, so one pass over the nodes suffices.
 func (b *Bounded) rebalance(moves []Move) []Move {
 	m := len(b.assigned)
-	s := b.ring.load()
-	for _, n := range s.nodes {
-		bn := b.bins[n.name]
+	for _, bn := range b.order {
 		for c := b.capacity(bn, m); len(bn.keys) > c; {
 			key := bn.keys[len(bn.keys)-1]
 			h := b.take(key)
 			to := b.place(h, m)
 			b.put(key, to, h)
-			moves = append(moves, Move{Key: key, From: n.name, To: to})
+			moves = append(moves, Move{Key: key, From: bn.name, To: to})
 			b.moves++
 		}
 	}
