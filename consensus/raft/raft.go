@@ -523,12 +523,19 @@ func (r *raft) stepLeader(m *Message) {
 
 // handleAppend is the follower's side of AppendEntries (§5.3).
 func (r *raft) handleAppend(m *Message) error {
-	if m.Index < r.log.committed {
-		// Everything up to our commit index is already agreed.
-		r.send(Message{Type: MsgAppResp, To: m.From, Index: r.log.committed})
-		return nil
+	prevIndex, prevTerm, ents := m.Index, m.LogTerm, m.Entries
+	if c := r.log.committed; prevIndex < c {
+		// A late or duplicated MsgApp. Entries up to our commit index
+		// agree with every later leader's log (Leader Completeness, §5.4),
+		// so skip them and keep the rest rather than drop the message.
+		if last := prevIndex + uint64(len(ents)); last <= c {
+			r.send(Message{Type: MsgAppResp, To: m.From, Index: c})
+			return nil
+		}
+		ents = ents[c-prevIndex:]
+		prevIndex, prevTerm = c, r.log.termOr0(c)
 	}
-	lastNew, ok, err := r.log.maybeAppend(m.Index, m.LogTerm, m.Commit, m.Entries)
+	lastNew, ok, err := r.log.maybeAppend(prevIndex, prevTerm, m.Commit, ents)
 	if err != nil {
 		return err
 	}
@@ -539,7 +546,7 @@ func (r *raft) handleAppend(m *Message) error {
 	// Consistency check failed. Point the leader at the last entry that
 	// could still match: every entry after the hint has a term above
 	// m.LogTerm, so the leader's entries there cannot be the same.
-	hint := r.log.findConflictByTerm(min(m.Index, r.log.lastIndex()), m.LogTerm)
+	hint := r.log.findConflictByTerm(min(prevIndex, r.log.lastIndex()), prevTerm)
 	r.send(Message{
 		Type:       MsgAppResp,
 		To:         m.From,

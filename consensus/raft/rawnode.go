@@ -101,19 +101,29 @@ func NewRawNode(cfg Config) (rn *RawNode, err error) {
 }
 
 // catchStorage turns a storage failure raised deep inside the core into an
-// error. Other panics are bugs and propagate.
+// error. Other panics are bugs and propagate. It must be deferred directly
+// (recover works only there).
 func catchStorage(errp *error) {
 	if v := recover(); v != nil {
-		if err, ok := v.(error); ok && errors.Is(err, ErrStorage) {
-			*errp = err
-			return
-		}
-		panic(v)
+		*errp = storageFailure(v)
 	}
 }
 
+// storageFailure returns the error of a recovered storage failure, and
+// re-panics anything else.
+func storageFailure(v any) error {
+	if err, ok := v.(error); ok && errors.Is(err, ErrStorage) {
+		return err
+	}
+	panic(v)
+}
+
+// guard is deferred by the methods that reach Storage: a storage failure
+// becomes their error and makes the node unusable (sticky).
 func (rn *RawNode) guard(errp *error) {
-	catchStorage(errp)
+	if v := recover(); v != nil {
+		*errp = storageFailure(v)
+	}
 	if *errp != nil && errors.Is(*errp, ErrStorage) {
 		rn.err = *errp
 	}
@@ -172,6 +182,9 @@ func (rn *RawNode) HasReady() (has bool) {
 		return false
 	}
 	var err error
+	// Deferred calls run last-in first-out: guard records a storage
+	// failure, then the failure is reported as something to do.
+	defer func() { has = has || rn.err != nil }()
 	defer rn.guard(&err)
 	r := rn.r
 	r.flush()

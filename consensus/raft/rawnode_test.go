@@ -260,3 +260,54 @@ func TestSnapshotDueSignal(t *testing.T) {
 		t.Errorf("leader got SnapshotDue %d times for 26 applied entries; want 2 (threshold 10)", got)
 	}
 }
+
+// failingStorage fails every read once armed.
+type failingStorage struct {
+	*MemoryStorage
+	armed bool
+}
+
+var errDisk = errors.New("disk on fire")
+
+func (f *failingStorage) Entries(lo, hi, maxBytes uint64) ([]Entry, error) {
+	if f.armed {
+		return nil, errDisk
+	}
+	return f.MemoryStorage.Entries(lo, hi, maxBytes)
+}
+
+func (f *failingStorage) Term(i uint64) (uint64, error) {
+	if f.armed {
+		return 0, errDisk
+	}
+	return f.MemoryStorage.Term(i)
+}
+
+// A storage failure surfaces as an error wrapping ErrStorage (and the
+// storage's own error), never as a panic, and the node stays stopped.
+func TestStorageFailureIsAnError(t *testing.T) {
+	st := &failingStorage{MemoryStorage: NewMemoryStorage()}
+	if err := st.Append(logOf(1, 1, 1)); err != nil {
+		t.Fatal(err)
+	}
+	_ = st.SetHardState(HardState{Term: 1, Commit: 3})
+	cfg := DefaultConfig()
+	cfg.ID, cfg.Peers, cfg.Storage = "a", []transport.NodeID{"a", "b", "c"}, st
+	rn, err := NewRawNode(cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	st.armed = true
+	if !rn.HasReady() {
+		t.Fatalf("HasReady() = false with committed entries to deliver")
+	}
+	if _, err := rn.Ready(); !errors.Is(err, ErrStorage) || !errors.Is(err, errDisk) {
+		t.Fatalf("Ready() error = %v; want ErrStorage wrapping the disk error", err)
+	}
+	if err := rn.Step(Message{Type: MsgHeartbeat, From: "b", To: "a", Term: 1}); !errors.Is(err, ErrStorage) {
+		t.Errorf("Step after a storage failure: error = %v; want ErrStorage", err)
+	}
+	if _, _, err := rn.Propose([]byte("x")); !errors.Is(err, ErrStorage) {
+		t.Errorf("Propose after a storage failure: error = %v; want ErrStorage", err)
+	}
+}

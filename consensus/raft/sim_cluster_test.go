@@ -28,9 +28,16 @@ type simCluster struct {
 	// committed is every entry known committed, by index: what any node
 	// applied or holds at or below its commit index.
 	committed map[uint64]Entry
-	// snapshots is every snapshot installed, by index (their term must
-	// agree with committed).
+	// history is the clients' operations, for porcupine.
 	history []porcupine.Operation
+	// coverage counts what the run exercised.
+	coverage simCoverage
+}
+
+// simCoverage counts interesting events, so that a test can check the
+// harness really exercises them.
+type simCoverage struct {
+	Terms, SnapshotChunks, SnapshotsInstalled, Compactions, Restarts, Ops int
 }
 
 func newSimCluster(t testing.TB, seed int64, nodes, clients int, faults sim.Faults) *simCluster {
@@ -138,6 +145,7 @@ func (c *simCluster) observeApply(s *kvServer, e Entry) {
 // observeSnapshot checks that an installed snapshot agrees with the
 // committed entries.
 func (c *simCluster) observeSnapshot(s *kvServer, snap *Snapshot) {
+	c.coverage.SnapshotsInstalled++
 	if e, ok := c.committed[snap.Meta.Index]; ok && e.Term != snap.Meta.Term {
 		c.fail("%s: snapshot at %d has term %d; committed entry has term %d", s.id, snap.Meta.Index, snap.Meta.Term, e.Term)
 	}
@@ -146,6 +154,7 @@ func (c *simCluster) observeSnapshot(s *kvServer, snap *Snapshot) {
 // observeRestart checks that a restarted node lost nothing it had
 // acknowledged: its durable commit index is covered by its log or snapshot.
 func (c *simCluster) observeRestart(s *kvServer) {
+	c.coverage.Restarts++
 	c.observe(s)
 }
 

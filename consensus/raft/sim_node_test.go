@@ -17,7 +17,7 @@ const (
 	simTick        = 10 * time.Millisecond
 	raftService    = "raft"
 	kvService      = "kv"
-	snapshotKeep   = 5
+	snapshotKeep   = 2
 	clientTimeout  = 150 * time.Millisecond
 	clientBackoff  = 20 * time.Millisecond
 	clientThinkMax = 30 * time.Millisecond
@@ -31,7 +31,7 @@ func simConfig(id transport.NodeID, peers []transport.NodeID, st Storage, seed u
 	cfg.HeartbeatTicks = 2
 	cfg.MaxMsgBytes = 96
 	cfg.MaxInflightMsgs = 4
-	cfg.SnapshotThreshold = 40
+	cfg.SnapshotThreshold = 20
 	cfg.MaxCommittedBytesPerReady = 512
 	return cfg
 }
@@ -179,6 +179,9 @@ func (s *kvServer) process() {
 				return
 			}
 			s.env.Send(m.To, raftService, b)
+			if m.Type == MsgSnap {
+				s.c.coverage.SnapshotChunks++
+			}
 		}
 		// 6: restore from a received snapshot.
 		if rd.Snapshot != nil {
@@ -196,6 +199,7 @@ func (s *kvServer) process() {
 		// 8: snapshot and compact when due.
 		if rd.SnapshotDue {
 			st := s.rn.Status()
+			s.c.coverage.Compactions++
 			if err := s.store.compact(s.lastApplied, Membership{Voters: st.Voters}, s.sm.snapshot(), snapshotKeep); err != nil && !errors.Is(err, ErrSnapshotOutOfDate) {
 				s.c.fail("%s: compact: %v", s.id, err)
 				return

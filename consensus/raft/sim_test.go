@@ -1,7 +1,6 @@
 package raft
 
 import (
-	"fmt"
 	"math/rand/v2"
 	"testing"
 	"time"
@@ -157,7 +156,23 @@ func TestSimDeterministic(t *testing.T) {
 	}
 }
 
-func TestSimOps(t *testing.T) {
-	c := runChaos(t, 1, 3)
-	t.Logf("%s", fmt.Sprintf("ops=%d stats=%+v", len(c.history), c.s.Stats()))
+// TestSimCoverage checks that the chaos runs exercise what they claim to:
+// re-elections, crash-restarts, compaction and chunked snapshot transfers.
+func TestSimCoverage(t *testing.T) {
+	var total simCoverage
+	for seed := int64(1); seed <= 20; seed++ {
+		c := runChaos(t, seed, 3)
+		cv := c.coverage
+		cv.Terms, cv.Ops = len(c.leaders), len(c.history)
+		total.Terms += cv.Terms
+		total.SnapshotChunks += cv.SnapshotChunks
+		total.SnapshotsInstalled += cv.SnapshotsInstalled
+		total.Compactions += cv.Compactions
+		total.Restarts += cv.Restarts
+		total.Ops += cv.Ops
+	}
+	t.Logf("20 seeds exercised %+v", total)
+	if total.Terms < 40 || total.Restarts < 20 || total.Compactions == 0 || total.SnapshotsInstalled == 0 || total.SnapshotChunks <= total.SnapshotsInstalled || total.Ops < 500 {
+		t.Errorf("20 chaos seeds exercised %+v; want re-elections, restarts, compactions and multi-chunk snapshot installs", total)
+	}
 }

@@ -64,7 +64,11 @@ func (rn *RawNode) Status() Status {
 	}
 	func() {
 		// Storage failures surface through Ready; Status just omits.
-		defer func() { _ = recover() }()
+		defer func() {
+			if v := recover(); v != nil {
+				_ = storageFailure(v)
+			}
+		}()
 		s.LastIndex = r.log.lastIndex()
 		s.FirstIndex = r.log.firstIndex()
 	}()
