@@ -66,7 +66,7 @@ func MeasureDistribution(l Locator, nodes []string, keys iter.Seq[string]) (Dist
 	for k := range keys {
 		owner, err := l.Locate(k)
 		if err != nil {
-			return Distribution{}, fmt.Errorf("hashring: locate %q: %w", k, err)
+			return Distribution{}, fmt.Errorf("%w (locating %q)", err, k)
 		}
 		d.Loads[owner]++
 		d.Keys++
@@ -108,11 +108,11 @@ func MeasureMovement(before, after Locator, keys iter.Seq[string]) (Movement, er
 	for k := range keys {
 		a, err := before.Locate(k)
 		if err != nil {
-			return Movement{}, fmt.Errorf("hashring: locate %q before: %w", k, err)
+			return Movement{}, fmt.Errorf("%w (locating %q before the change)", err, k)
 		}
 		b, err := after.Locate(k)
 		if err != nil {
-			return Movement{}, fmt.Errorf("hashring: locate %q after: %w", k, err)
+			return Movement{}, fmt.Errorf("%w (locating %q after the change)", err, k)
 		}
 		m.Keys++
 		if a != b {

@@ -171,9 +171,9 @@ func (r *Rendezvous) Nodes() []Node {
 	return out
 }
 
-func validWeight(weight float64) error {
+func validWeight(node string, weight float64) error {
 	if math.IsNaN(weight) || math.IsInf(weight, 0) || weight <= 0 {
-		return fmt.Errorf("%w: %v (want a finite number > 0)", ErrInvalidWeight, weight)
+		return fmt.Errorf("%w: node %q has weight %v, want a finite number > 0", ErrInvalidWeight, node, weight)
 	}
 	return nil
 }
@@ -183,8 +183,8 @@ func (r *Rendezvous) Add(node string, weight float64) error {
 	if node == "" {
 		return fmt.Errorf("%w: empty name", ErrInvalidNode)
 	}
-	if err := validWeight(weight); err != nil {
-		return fmt.Errorf("node %q: %w", node, err)
+	if err := validWeight(node, weight); err != nil {
+		return err
 	}
 	return r.update(func(nodes []rvNode) ([]rvNode, error) {
 		at, found := slices.BinarySearchFunc(nodes, node, cmpRV)
@@ -208,8 +208,8 @@ func (r *Rendezvous) Remove(node string) error {
 
 // SetWeight changes the weight of node. Errors as for Ring.SetWeight.
 func (r *Rendezvous) SetWeight(node string, weight float64) error {
-	if err := validWeight(weight); err != nil {
-		return fmt.Errorf("node %q: %w", node, err)
+	if err := validWeight(node, weight); err != nil {
+		return err
 	}
 	return r.update(func(nodes []rvNode) ([]rvNode, error) {
 		at, found := slices.BinarySearchFunc(nodes, node, cmpRV)

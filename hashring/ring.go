@@ -138,9 +138,9 @@ func (r *Ring) Add(node string, weight float64) error {
 	if node == "" {
 		return fmt.Errorf("%w: empty name", ErrInvalidNode)
 	}
-	pts, err := pointCount(weight, r.virtualNodes())
+	pts, err := pointCount(node, weight, r.virtualNodes())
 	if err != nil {
-		return fmt.Errorf("node %q: %w", node, err)
+		return err
 	}
 	r.writeMu.Lock()
 	defer r.writeMu.Unlock()
@@ -174,9 +174,9 @@ func (r *Ring) AddNodes(nodes ...Node) error {
 		if n.Name == "" {
 			return fmt.Errorf("%w: empty name", ErrInvalidNode)
 		}
-		pts, err := pointCount(n.Weight, r.virtualNodes())
+		pts, err := pointCount(n.Name, n.Weight, r.virtualNodes())
 		if err != nil {
-			return fmt.Errorf("node %q: %w", n.Name, err)
+			return err
 		}
 		fresh = append(fresh, member{name: n.Name, weight: n.Weight, points: pts})
 	}
@@ -234,9 +234,9 @@ func (r *Ring) Remove(node string) error {
 // from node). It returns ErrNodeNotFound if node is absent and
 // ErrInvalidWeight for a bad weight.
 func (r *Ring) SetWeight(node string, weight float64) error {
-	pts, err := pointCount(weight, r.virtualNodes())
+	pts, err := pointCount(node, weight, r.virtualNodes())
 	if err != nil {
-		return fmt.Errorf("node %q: %w", node, err)
+		return err
 	}
 	r.writeMu.Lock()
 	defer r.writeMu.Unlock()

@@ -74,13 +74,13 @@ func xxPointHash(name string, replica, attempt uint32) uint64 {
 // pointCount is the number of points for a weight: round(weight × vnodes),
 // and at least one so that a small weight still gets its share of keys
 // instead of vanishing from the ring.
-func pointCount(weight float64, vnodes int) (int, error) {
-	if math.IsNaN(weight) || math.IsInf(weight, 0) || weight <= 0 {
-		return 0, fmt.Errorf("%w: %v (want a finite number > 0)", ErrInvalidWeight, weight)
+func pointCount(node string, weight float64, vnodes int) (int, error) {
+	if err := validWeight(node, weight); err != nil {
+		return 0, err
 	}
 	p := math.Round(weight * float64(vnodes))
 	if p > MaxPointsPerNode {
-		return 0, fmt.Errorf("%w: %v × %d virtual nodes exceeds %d points", ErrInvalidWeight, weight, vnodes, MaxPointsPerNode)
+		return 0, fmt.Errorf("%w: node %q: weight %v × %d virtual nodes exceeds %d points", ErrInvalidWeight, node, weight, vnodes, MaxPointsPerNode)
 	}
 	return max(int(p), 1), nil
 }
