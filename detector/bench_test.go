@@ -1,9 +1,12 @@
 package detector
 
 import (
+	"encoding/binary"
 	"fmt"
 	"testing"
 	"time"
+
+	"github.com/distkit/distkit/transport"
 )
 
 // BenchmarkPhi measures Phi(now) on a full window.
@@ -58,4 +61,49 @@ func BenchmarkHeartbeat(b *testing.B) {
 			d.Heartbeat(at)
 		}
 	})
+}
+
+// BenchmarkMembershipReceive measures handling one heartbeat in a
+// Membership of n members, decoding included.
+func BenchmarkMembershipReceive(b *testing.B) {
+	for _, n := range []int{8, 64, 512} {
+		b.Run(fmt.Sprintf("members=%d", n), func(b *testing.B) {
+			m, _ := NewMembership("self", DefaultConfig(), 1, t0)
+			ids := make([]transport.NodeID, n)
+			for i := range ids {
+				ids[i] = transport.NodeID(fmt.Sprintf("n%d", i))
+				_ = m.AddMember(ids[i], t0)
+			}
+			p := (&message{kind: kindHeartbeat, incarnation: 1}).encode()
+			at := t0
+			b.ReportAllocs()
+			for i := 0; b.Loop(); i++ {
+				at = at.Add(time.Millisecond)
+				// The sequence number must grow for the heartbeat to count
+				// as fresh; patch it in place (bytes 10-17 of the header).
+				binary.BigEndian.PutUint64(p[10:], uint64(i+1))
+				_ = m.Receive(at, ids[i%n], p)
+			}
+		})
+	}
+}
+
+// BenchmarkMembershipTick measures one check of every member (no
+// heartbeat due), the work done every CheckInterval.
+func BenchmarkMembershipTick(b *testing.B) {
+	for _, n := range []int{8, 64, 512} {
+		b.Run(fmt.Sprintf("members=%d", n), func(b *testing.B) {
+			m, _ := NewMembership("self", DefaultConfig(), 1, t0)
+			for i := range n {
+				_ = m.AddMember(transport.NodeID(fmt.Sprintf("n%d", i)), t0)
+			}
+			now := t0.Add(100 * time.Millisecond)
+			b.ReportAllocs()
+			for b.Loop() {
+				m.nextCheck, m.nextHeartbeat = now, now.Add(time.Hour)
+				m.Tick(now)
+			}
+			b.ReportMetric(float64(b.Elapsed().Nanoseconds())/float64(b.N)/float64(n), "ns/member")
+		})
+	}
 }
