@@ -20,7 +20,9 @@ type Config struct {
 	ListenAddr string
 	// Peers is the static address book: the nodes this one can send to and
 	// their "host:port" addresses. AddPeer and RemovePeer change it later.
-	// Inbound connections are accepted from any node ID (subject to TLS).
+	// An entry for ID itself is ignored: messages to self are delivered
+	// locally. Inbound connections are accepted from any node ID (subject
+	// to TLS).
 	Peers map[transport.NodeID]string
 
 	// TLS, when not nil, secures every connection: it is the server
