@@ -37,11 +37,15 @@
 //     fsync (group commit: the whole Ready, whatever the number of
 //     proposals in it); a changed term or vote is written before any
 //     message that depends on it is sent (§5.2);
-//  3. sends the messages;
+//  3. sends the messages (a leader sends its appends and heartbeats before
+//     its own fsync, in parallel with it, as thesis §10.2.1 allows: the
+//     acknowledgements that commit an entry are only processed after the
+//     fsync has returned);
 //  4. applies the committed entries to the StateMachine and completes the
 //     matching proposals: a proposal is answered when the entry at its
 //     index is applied with its term, or fails with ErrProposalLost when a
-//     different entry took that index;
+//     different entry took that index. Committed entries persisted by an
+//     earlier Ready are applied before this Ready's fsync;
 //  5. snapshots the state machine and compacts the log when
 //     Config.SnapshotThreshold entries were applied since the last one;
 //  6. acknowledges the Ready (Advance).
