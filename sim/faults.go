@@ -32,10 +32,11 @@ type Faults struct {
 }
 
 // Validate reports whether f is meaningful: probabilities in [0, 1],
-// non-negative delays and MinDelay <= MaxDelay.
+// non-negative delays and MinDelay <= MaxDelay. Errors wrap
+// ErrInvalidFaults.
 func (f Faults) Validate() error {
 	if err := netfault.Faults(f).Validate(); err != nil {
-		return fmt.Errorf("sim: %w", err)
+		return fmt.Errorf("%w: %w", ErrInvalidFaults, err)
 	}
 	return nil
 }

@@ -91,6 +91,8 @@ func (c Config) Validate() error {
 var (
 	// ErrInvalidConfig is returned by New for a Config that fails Validate.
 	ErrInvalidConfig = errors.New("sim: invalid config")
+	// ErrInvalidFaults is wrapped by the errors of Faults.Validate.
+	ErrInvalidFaults = errors.New("sim: invalid faults")
 	// ErrUnknownNode is recorded (see Sim.Err) when an action names a node
 	// that was never added.
 	ErrUnknownNode = errors.New("sim: unknown node")

@@ -8,7 +8,6 @@
 package netfault
 
 import (
-	"errors"
 	"fmt"
 	"math/rand/v2"
 	"time"
@@ -30,11 +29,9 @@ type Faults struct {
 // neither ReorderDelay nor MaxDelay says how long "later" is.
 const DefaultReorderDelay = time.Millisecond
 
-// ErrInvalid is wrapped by every Validate error.
-var ErrInvalid = errors.New("invalid faults")
-
 // Validate reports whether f is meaningful: probabilities in [0, 1],
-// non-negative delays and MinDelay <= MaxDelay.
+// non-negative delays and MinDelay <= MaxDelay. The error describes the
+// problem without a package prefix; callers wrap it with their sentinel.
 func (f Faults) Validate() error {
 	probs := []struct {
 		name string
@@ -43,15 +40,15 @@ func (f Faults) Validate() error {
 	for _, p := range probs {
 		// Written as !(in range) so NaN is rejected too.
 		if !(p.p >= 0 && p.p <= 1) {
-			return fmt.Errorf("%w: %s probability %v is not in [0, 1]", ErrInvalid, p.name, p.p)
+			return fmt.Errorf("%s probability %v is not in [0, 1]", p.name, p.p)
 		}
 	}
 	if f.MinDelay < 0 || f.MaxDelay < 0 || f.ReorderDelay < 0 {
-		return fmt.Errorf("%w: negative delay (MinDelay %v, MaxDelay %v, ReorderDelay %v)",
-			ErrInvalid, f.MinDelay, f.MaxDelay, f.ReorderDelay)
+		return fmt.Errorf("negative delay (MinDelay %v, MaxDelay %v, ReorderDelay %v)",
+			f.MinDelay, f.MaxDelay, f.ReorderDelay)
 	}
 	if f.MinDelay > f.MaxDelay {
-		return fmt.Errorf("%w: MinDelay %v is greater than MaxDelay %v", ErrInvalid, f.MinDelay, f.MaxDelay)
+		return fmt.Errorf("MinDelay %v is greater than MaxDelay %v", f.MinDelay, f.MaxDelay)
 	}
 	return nil
 }
