@@ -117,6 +117,9 @@ func (m *Message) MarshalAppend(dst []byte) ([]byte, error) {
 // ErrInvalidMessage, never a panic, and never an allocation larger than a
 // small multiple of len(b).
 func (m *Message) Unmarshal(b []byte) error {
+	// Reusing a Message for a stream from one peer reuses its From and
+	// To strings instead of allocating them again.
+	prevFrom, prevTo := m.From, m.To
 	*m = Message{}
 	d := decoder{buf: b}
 	if v := d.byte(); v != wireVersion {
@@ -139,8 +142,8 @@ func (m *Message) Unmarshal(b []byte) error {
 	m.Type = typ
 	m.Reject = flags&flagReject != 0
 	m.Last = flags&flagLast != 0
-	m.From = transport.NodeID(d.bytes())
-	m.To = transport.NodeID(d.bytes())
+	m.From = d.nodeID(prevFrom)
+	m.To = d.nodeID(prevTo)
 	m.Term = d.uvarint()
 	m.LogTerm = d.uvarint()
 	m.Index = d.uvarint()
@@ -251,6 +254,15 @@ func (d *decoder) bytes() []byte {
 	b := d.buf[:n:n]
 	d.buf = d.buf[n:]
 	return b
+}
+
+// nodeID reads a node ID, returning prev without allocating when equal.
+func (d *decoder) nodeID(prev transport.NodeID) transport.NodeID {
+	b := d.bytes()
+	if string(b) == string(prev) {
+		return prev
+	}
+	return transport.NodeID(b)
 }
 
 func uvarintSize(v uint64) int {

@@ -709,6 +709,10 @@ func (r *raft) validate(m *Message) error {
 		return fmt.Errorf("%w: %v without sender", ErrInvalidMessage, m.Type)
 	case m.From == r.id:
 		return fmt.Errorf("%w: %v from this node itself", ErrInvalidMessage, m.Type)
+	case !slices.Contains(r.voters, m.From):
+		// Membership is static in this release: a stranger (another
+		// cluster, a misconfigured node) must not vote or lead here.
+		return fmt.Errorf("%w: %v from %q, which is not a member %v", ErrInvalidMessage, m.Type, m.From, r.voters)
 	case m.To != r.id:
 		return fmt.Errorf("%w: %v addressed to %q, this node is %q", ErrInvalidMessage, m.Type, m.To, r.id)
 	case m.Term == 0 && !(m.Reject && (m.Type == MsgVoteResp || m.Type == MsgPreVoteResp)):

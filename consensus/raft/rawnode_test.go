@@ -75,6 +75,7 @@ func TestStepRejectsBadMessages(t *testing.T) {
 		{"reserved type", Message{Type: MsgReadIndex, From: "b", To: "a", Term: 1}, ErrUnsupported},
 		{"no sender", Message{Type: MsgHeartbeat, To: "a", Term: 1}, ErrInvalidMessage},
 		{"from itself", Message{Type: MsgHeartbeat, From: "a", To: "a", Term: 1}, ErrInvalidMessage},
+		{"stranger", Message{Type: MsgVote, From: "x", To: "a", Term: 9}, ErrInvalidMessage},
 		{"wrong recipient", Message{Type: MsgHeartbeat, From: "b", To: "c", Term: 1}, ErrInvalidMessage},
 		{"term zero", Message{Type: MsgApp, From: "b", To: "a"}, ErrInvalidMessage},
 		{"snapshot without meta", Message{Type: MsgSnap, From: "b", To: "a", Term: 1}, ErrInvalidMessage},
