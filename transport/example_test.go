@@ -32,10 +32,9 @@ func ExampleRPC() {
 	defer t2.Close()
 	defer client.Close()
 	defer server.Close()
-	// Each side must know the other's address: requests go n1 -> n2 and
-	// responses n2 -> n1.
+	// n1 needs n2's address; n2 learns n1's from n1's handshake
+	// (tcp.Config.LearnPeers) and sends the responses there.
 	_ = t1.AddPeer("n2", t2.Addr().String())
-	_ = t2.AddPeer("n1", t1.Addr().String())
 
 	server.Handle("upper", func(ctx context.Context, from transport.NodeID, req []byte) ([]byte, error) {
 		if len(req) == 0 {

@@ -18,6 +18,16 @@ type Config struct {
 	// ListenAddr is the address Listen binds, such as ":7000" or
 	// "127.0.0.1:0" (any free port; see Transport.Addr). New ignores it.
 	ListenAddr string
+	// AdvertiseAddr is the address this node tells the peers it dials,
+	// so that they can reach it back (see LearnPeers). Empty means the
+	// listener's address; a missing or unspecified host (":7000",
+	// "0.0.0.0:7000") is replaced by the address the connection comes from.
+	AdvertiseAddr string
+	// LearnPeers adds a node that connects to us, and is not yet in the
+	// address book, under the address it advertises. It lets a node answer
+	// (for example RPC responses) a client it was not configured with. A
+	// peer removed with RemovePeer is learned again when it reconnects.
+	LearnPeers bool
 	// Peers is the static address book: the nodes this one can send to and
 	// their "host:port" addresses. AddPeer and RemovePeer change it later.
 	// An entry for ID itself is ignored: messages to self are delivered
@@ -73,6 +83,7 @@ type Config struct {
 func DefaultConfig() Config {
 	return Config{
 		ListenAddr:       "127.0.0.1:0",
+		LearnPeers:       true,
 		MaxFrameSize:     16 << 20,
 		QueueSize:        4096,
 		WriteBufferSize:  64 << 10,
@@ -100,6 +111,9 @@ func (c Config) Validate() error {
 		if err := validatePeer(id, addr); err != nil {
 			return fmt.Errorf("tcp: Config.Peers: %w", err)
 		}
+	}
+	if len(c.AdvertiseAddr) > 255 {
+		return fmt.Errorf("tcp: Config.AdvertiseAddr is %d bytes; the limit is 255", len(c.AdvertiseAddr))
 	}
 	type positive struct {
 		name  string

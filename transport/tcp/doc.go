@@ -18,11 +18,12 @@
 // backoff and jitter (Config.MinBackoff, MaxBackoff). Connections are
 // one-way: a node writes to its outbound connections and reads from the
 // inbound ones its peers opened, so two nodes that talk both ways share
-// two connections, and a node receives replies only from peers that have
-// it in their own address book. A connection opens with a handshake that
-// exchanges the protocol version (ProtocolVersion) and node IDs; the
-// acceptor refuses a dialler that expected another node. A node that
-// reconnects replaces its previous inbound connection.
+// two connections. A connection opens with a handshake that exchanges the
+// protocol version (ProtocolVersion), node IDs and the dialler's advertised
+// address; the acceptor refuses a dialler that expected another node, and
+// with Config.LearnPeers (the default) adds an unknown dialler to its
+// address book, so a server can answer clients it was not configured with.
+// A node that reconnects replaces its previous inbound connection.
 //
 // # Frames and backpressure
 //

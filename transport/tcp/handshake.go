@@ -17,11 +17,13 @@ const ProtocolVersion = 1
 // The handshake opens every connection, after TLS if configured. The
 // dialing node sends a hello, the accepting node answers with an ack:
 //
-//	hello: "DKT" version(1) len(1) from-ID len(1) to-ID
+//	hello: "DKT" version(1) len(1) from-ID len(1) to-ID len(1) address
 //	ack:   "DKT" version(1) status(1) len(1) ID
 //
 // "to" is the ID the dialer expects to reach, so a stale address book entry
-// is caught; the ack carries the acceptor's ID. The magic and version come
+// is caught; "address" (possibly empty) is where the dialer can be reached,
+// so the acceptor can answer a node it has never heard of (Config.LearnPeers).
+// The ack carries the acceptor's ID. The magic and version come
 // first in every version, so an acceptor can refuse a version it does not
 // speak before parsing the rest.
 var magic = [3]byte{'D', 'K', 'T'}
@@ -60,6 +62,7 @@ var (
 type hello struct {
 	version  uint8
 	from, to transport.NodeID
+	addr     string // the dialer's advertised address; may be empty
 }
 
 type ack struct {
@@ -73,7 +76,9 @@ func appendHello(dst []byte, h hello) []byte {
 	dst = append(dst, h.version, byte(len(h.from)))
 	dst = append(dst, h.from...)
 	dst = append(dst, byte(len(h.to)))
-	return append(dst, h.to...)
+	dst = append(dst, h.to...)
+	dst = append(dst, byte(len(h.addr)))
+	return append(dst, h.addr...)
 }
 
 func appendAck(dst []byte, a ack) []byte {
@@ -99,18 +104,24 @@ func readPrefix(r io.Reader) (uint8, error) {
 
 // readID reads a length-prefixed node ID of 1 to 255 bytes.
 func readID(r io.Reader) (transport.NodeID, error) {
+	s, err := readString(r)
+	if err == nil && s == "" {
+		err = fmt.Errorf("%w: empty node ID", errBadHandshake)
+	}
+	return transport.NodeID(s), err
+}
+
+// readString reads a string of 0 to 255 bytes prefixed by its length.
+func readString(r io.Reader) (string, error) {
 	var n [1]byte
 	if _, err := io.ReadFull(r, n[:]); err != nil {
 		return "", noEOF(err)
 	}
-	if n[0] == 0 {
-		return "", fmt.Errorf("%w: empty node ID", errBadHandshake)
-	}
-	var id [maxIDLen]byte
-	if _, err := io.ReadFull(r, id[:n[0]]); err != nil {
+	var s [255]byte
+	if _, err := io.ReadFull(r, s[:n[0]]); err != nil {
 		return "", noEOF(err)
 	}
-	return transport.NodeID(id[:n[0]]), nil
+	return string(s[:n[0]]), nil
 }
 
 // readHello decodes a hello. A hello of another version yields
@@ -126,6 +137,9 @@ func readHello(r io.Reader) (hello, error) {
 		return h, err
 	}
 	if h.to, err = readID(r); err != nil {
+		return h, err
+	}
+	if h.addr, err = readString(r); err != nil {
 		return h, err
 	}
 	return h, nil

@@ -6,6 +6,7 @@ import (
 	"crypto/x509/pkix"
 	"errors"
 	"io"
+	"net"
 	"net/url"
 	"testing"
 
@@ -13,7 +14,7 @@ import (
 )
 
 func TestHelloRoundTrip(t *testing.T) {
-	want := hello{version: ProtocolVersion, from: "n1", to: "node-with-a-longer-name"}
+	want := hello{version: ProtocolVersion, from: "n1", to: "node-with-a-longer-name", addr: "10.0.0.1:7000"}
 	got, err := readHello(bytes.NewReader(appendHello(nil, want)))
 	if err != nil || got != want {
 		t.Errorf("readHello(appendHello(%+v)) = %+v, %v", want, got, err)
@@ -44,7 +45,9 @@ func TestHandshakeErrors(t *testing.T) {
 		want error
 	}{
 		{"bad magic", []byte("GET / HTTP/1.1\r\n"), errBadHandshake},
-		{"other version", []byte{'D', 'K', 'T', 2, 1, 'a', 1, 'b'}, errBadVersion},
+		{"other version", []byte{'D', 'K', 'T', 2, 1, 'a', 1, 'b', 0}, errBadVersion},
+		{"missing address", []byte{'D', 'K', 'T', 1, 1, 'a', 1, 'b'}, io.ErrUnexpectedEOF},
+		{"truncated address", []byte{'D', 'K', 'T', 1, 1, 'a', 1, 'b', 9, ':'}, io.ErrUnexpectedEOF},
 		{"empty from", []byte{'D', 'K', 'T', 1, 0, 1, 'b'}, errBadHandshake},
 		{"empty to", []byte{'D', 'K', 'T', 1, 1, 'a', 0}, errBadHandshake},
 		{"truncated", []byte{'D', 'K', 'T', 1, 5, 'a'}, io.ErrUnexpectedEOF},
@@ -62,7 +65,7 @@ func TestHandshakeErrors(t *testing.T) {
 // FuzzReadHandshake checks that the hello and ack decoders never panic and
 // that what they accept re-encodes to the bytes it was read from.
 func FuzzReadHandshake(f *testing.F) {
-	f.Add(appendHello(nil, hello{version: ProtocolVersion, from: "n1", to: "n2"}))
+	f.Add(appendHello(nil, hello{version: ProtocolVersion, from: "n1", to: "n2", addr: "127.0.0.1:7000"}))
 	f.Add(appendAck(nil, ack{version: ProtocolVersion, status: statusOK, id: "n2"}))
 	f.Add(appendAck(nil, ack{version: ProtocolVersion, status: statusWrongNode, id: "n2"}))
 	f.Add([]byte{'D', 'K', 'T', 9})
@@ -97,6 +100,28 @@ func TestCertMatches(t *testing.T) {
 	for _, tt := range tests {
 		if got := certMatches(&tt.cert, tt.id); got != tt.want {
 			t.Errorf("%s: certMatches(%q) = %v; want %v", tt.name, tt.id, got, tt.want)
+		}
+	}
+}
+
+func TestReachable(t *testing.T) {
+	remote := &net.TCPAddr{IP: net.ParseIP("10.1.2.3"), Port: 55555}
+	tests := []struct {
+		advertised string
+		want       string
+		ok         bool
+	}{
+		{"10.0.0.9:7000", "10.0.0.9:7000", true},
+		{"node-a.cluster:7000", "node-a.cluster:7000", true},
+		{":7000", "10.1.2.3:7000", true},
+		{"0.0.0.0:7000", "10.1.2.3:7000", true},
+		{"[::]:7000", "10.1.2.3:7000", true},
+		{"no-port", "", false},
+	}
+	for _, tt := range tests {
+		got, err := reachable(tt.advertised, remote)
+		if got != tt.want || (err == nil) != tt.ok {
+			t.Errorf("reachable(%q) = %q, %v; want %q, ok=%v", tt.advertised, got, err, tt.want, tt.ok)
 		}
 	}
 }

@@ -220,7 +220,7 @@ func (p *peer) handshake(ctx context.Context, raw net.Conn) (net.Conn, error) {
 		}
 		conn = tc
 	}
-	if _, err := conn.Write(appendHello(nil, hello{version: ProtocolVersion, from: cfg.ID, to: p.id})); err != nil {
+	if _, err := conn.Write(appendHello(nil, hello{version: ProtocolVersion, from: cfg.ID, to: p.id, addr: p.t.advertise})); err != nil {
 		return nil, err
 	}
 	a, err := readAck(conn)

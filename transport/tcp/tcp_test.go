@@ -347,7 +347,7 @@ func stillWorks(t *testing.T, a, b *tcp.Transport) {
 func TestBadInboundConnections(t *testing.T) {
 	// helloThen returns a valid hello from x to b followed by rest.
 	helloThen := func(rest ...byte) []byte {
-		return append([]byte{'D', 'K', 'T', tcp.ProtocolVersion, 1, 'x', 1, 'b'}, rest...)
+		return append([]byte{'D', 'K', 'T', tcp.ProtocolVersion, 1, 'x', 1, 'b', 0}, rest...)
 	}
 	tests := []struct {
 		name    string
@@ -359,7 +359,7 @@ func TestBadInboundConnections(t *testing.T) {
 	}{
 		{"garbage", []byte("GET / HTTP/1.1\r\nHost: b\r\n\r\n"), "refused", "malformed handshake", 1, 0},
 		{"other version", []byte{'D', 'K', 'T', 99, 1, 'x', 1, 'b'}, "refused", "unsupported protocol version", 1, 0},
-		{"wrong node", append([]byte{'D', 'K', 'T', tcp.ProtocolVersion, 1, 'x', 1}, 'c'), "refused", "dialled \"c\"", 1, 0},
+		{"wrong node", []byte{'D', 'K', 'T', tcp.ProtocolVersion, 1, 'x', 1, 'c', 0}, "refused", "dialled \"c\"", 1, 0},
 		{"oversized frame", helloThen(0x7f, 0xff, 0xff, 0xff, 0), "closing inbound", "larger than MaxFrameSize", 0, 1},
 		{"empty frame", helloThen(0, 0, 0, 0), "closing inbound", "empty body", 0, 1},
 		{"bad service length", helloThen(0, 0, 0, 2, 9, 'a'), "closing inbound", "service name of 9 bytes", 0, 1},
@@ -585,6 +585,48 @@ func TestRandomStreamsArriveIntactAndInOrder(t *testing.T) {
 				if m.Service != w.service || !bytes.Equal(m.Payload, w.payload) {
 					t.Fatalf("message %d: got %s/%d bytes; want %s/%d bytes as sent", i, m.Service, len(m.Payload), w.service, len(w.payload))
 				}
+			}
+		})
+	}
+}
+
+func TestLearnPeers(t *testing.T) {
+	tests := []struct {
+		name  string
+		learn bool
+		want  error
+	}{
+		{"learned", true, nil},
+		{"not learned", false, transport.ErrUnknownPeer},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			// Only a knows b; b hears of a through a's handshake.
+			cfg := tcp.DefaultConfig()
+			cfg.ID = "b"
+			cfg.LearnPeers = tt.learn
+			b, err := tcp.Listen(cfg)
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer b.Close()
+			cfg = tcp.DefaultConfig()
+			cfg.ID = "a"
+			cfg.ListenAddr = "0.0.0.0:0" // advertised with b's view of a's host
+			cfg.Peers = map[transport.NodeID]string{"b": b.Addr().String()}
+			a, err := tcp.Listen(cfg)
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer a.Close()
+			stillWorks(t, a, b) // a's connection, and so its handshake, reached b
+			in := newInbox()
+			a.Handle("back", in.handle)
+			if err := b.Send(context.Background(), "a", "back", []byte("hi")); !errors.Is(err, tt.want) {
+				t.Fatalf("b.Send(a) = %v; want %v", err, tt.want)
+			}
+			if tt.want == nil {
+				in.next(t)
 			}
 		})
 	}

@@ -19,6 +19,7 @@ import (
 // with Listen or New; it is safe for concurrent use.
 type Transport struct {
 	cfg       Config
+	advertise string // the address sent in hellos
 	log       *slog.Logger
 	ln        net.Listener
 	closed    atomic.Bool
@@ -97,6 +98,13 @@ func New(cfg Config, ln net.Listener) (*Transport, error) {
 		accepted: make(map[net.Conn]struct{}),
 		inbound:  make(map[transport.NodeID]net.Conn),
 	}
+	t.advertise = cfg.AdvertiseAddr
+	if t.advertise == "" {
+		t.advertise = ln.Addr().String()
+	}
+	if len(t.advertise) > 255 {
+		return nil, fmt.Errorf("tcp: listener address %q is longer than 255 bytes; set Config.AdvertiseAddr", t.advertise)
+	}
 	peers := make(map[transport.NodeID]*peer, len(cfg.Peers)+1)
 	peers[cfg.ID] = t.newPeer(cfg.ID, "") // sends to self are delivered locally
 	for id, addr := range cfg.Peers {
@@ -168,6 +176,12 @@ func (t *Transport) AddPeer(id transport.NodeID, addr string) error {
 	if id == t.cfg.ID {
 		return fmt.Errorf("tcp: AddPeer(%q): that is this node", id)
 	}
+	return t.addPeer(id, addr, true)
+}
+
+// addPeer adds id at addr; an existing peer gets the new address only if
+// replace is set.
+func (t *Transport) addPeer(id transport.NodeID, addr string, replace bool) error {
 	t.peersMu.Lock()
 	defer t.peersMu.Unlock()
 	if t.closed.Load() {
@@ -175,7 +189,9 @@ func (t *Transport) AddPeer(id transport.NodeID, addr string) error {
 	}
 	old := *t.peers.Load()
 	if p := old[id]; p != nil {
-		p.setAddr(addr)
+		if replace {
+			p.setAddr(addr)
+		}
 		return nil
 	}
 	peers := make(map[transport.NodeID]*peer, len(old)+1)
@@ -339,13 +355,20 @@ func (t *Transport) serveConn(raw net.Conn) {
 		raw.Close()
 	}()
 	remote := raw.RemoteAddr().String()
-	from, conn, err := t.acceptHandshake(raw)
+	from, advertised, conn, err := t.acceptHandshake(raw)
 	if err != nil {
 		t.refused.Add(1)
 		if !t.closed.Load() {
 			t.log.Warn("inbound connection refused", "remote", remote, "reason", err)
 		}
 		return
+	}
+	if t.cfg.LearnPeers && advertised != "" && from != t.cfg.ID {
+		if addr, err := reachable(advertised, raw.RemoteAddr()); err == nil {
+			_ = t.addPeer(from, addr, false)
+		} else {
+			t.log.Debug("ignoring advertised address", "peer", string(from), "addr", advertised, "err", err)
+		}
 	}
 	t.connsMu.Lock()
 	if old := t.inbound[from]; old != nil {
@@ -387,26 +410,26 @@ func (t *Transport) serveConn(raw net.Conn) {
 // acceptHandshake runs TLS (if configured) and the distkit handshake on an
 // inbound connection within HandshakeTimeout. It returns the peer's
 // verified ID and the connection to read frames from.
-func (t *Transport) acceptHandshake(raw net.Conn) (transport.NodeID, net.Conn, error) {
+func (t *Transport) acceptHandshake(raw net.Conn) (from transport.NodeID, advertised string, _ net.Conn, _ error) {
 	if err := raw.SetDeadline(time.Now().Add(t.cfg.HandshakeTimeout)); err != nil {
-		return "", nil, err
+		return "", "", nil, err
 	}
 	conn := raw
 	var tc *tls.Conn
 	if t.cfg.TLS != nil {
 		tc = tls.Server(raw, t.cfg.TLS)
 		if err := tc.Handshake(); err != nil {
-			return "", nil, fmt.Errorf("tls: %w", err)
+			return "", "", nil, fmt.Errorf("tls: %w", err)
 		}
 		conn = tc
 	}
 	h, err := readHello(conn)
 	if errors.Is(err, errBadVersion) {
 		_, _ = conn.Write(appendAck(nil, ack{version: ProtocolVersion, status: statusBadVersion, id: t.cfg.ID}))
-		return "", nil, err
+		return "", "", nil, err
 	}
 	if err != nil {
-		return "", nil, err
+		return "", "", nil, err
 	}
 	status := statusOK
 	var refusal error
@@ -418,13 +441,30 @@ func (t *Transport) acceptHandshake(raw net.Conn) (transport.NodeID, net.Conn, e
 		}
 	}
 	if _, err := conn.Write(appendAck(nil, ack{version: ProtocolVersion, status: status, id: t.cfg.ID})); err != nil {
-		return "", nil, err
+		return "", "", nil, err
 	}
 	if refusal != nil {
-		return "", nil, refusal
+		return "", "", nil, refusal
 	}
 	if err := raw.SetDeadline(time.Time{}); err != nil {
-		return "", nil, err
+		return "", "", nil, err
 	}
-	return h.from, conn, nil
+	return h.from, h.addr, conn, nil
+}
+
+// reachable turns an advertised address into one to dial: a missing or
+// unspecified host is replaced by the host the connection came from.
+func reachable(advertised string, remote net.Addr) (string, error) {
+	host, port, err := net.SplitHostPort(advertised)
+	if err != nil {
+		return "", err
+	}
+	if ip := net.ParseIP(host); host == "" || (ip != nil && ip.IsUnspecified()) {
+		rhost, _, err := net.SplitHostPort(remote.String())
+		if err != nil {
+			return "", err
+		}
+		host = rhost
+	}
+	return net.JoinHostPort(host, port), nil
 }
