@@ -69,5 +69,6 @@
 // Crash-recovery nodes and an asynchronous network that loses, delays and
 // breaks connections. Peers are trusted once authenticated: with TLS their
 // identity is verified; without TLS any client may claim any node ID, so
-// run plaintext only on a trusted network.
+// run plaintext only on a trusted network. LearnPeers only adds IDs missing
+// from the address book: a dialler can never re-address a known peer.
 package tcp
