@@ -50,16 +50,41 @@ type Config struct {
 	ProbeTimeout time.Duration
 	// Detector selects the per-member detector. Default KindPhiAccrual.
 	Detector Kind
-	// Phi configures the φ accrual detectors (KindPhiAccrual).
+	// Phi configures the φ accrual detectors (KindPhiAccrual). Zero
+	// FirstHeartbeatEstimate and MaxInterval follow HeartbeatInterval: they
+	// mean HeartbeatInterval and 10·HeartbeatInterval.
 	Phi PhiConfig
-	// Timeout configures the fixed-timeout detectors (KindFixedTimeout).
+	// Timeout configures the fixed-timeout detectors (KindFixedTimeout). A
+	// zero Timeout.Timeout means 3·HeartbeatInterval.
 	Timeout TimeoutConfig
+}
+
+// resolved returns c with the zero fields that follow HeartbeatInterval
+// filled in.
+func (c Config) resolved() Config {
+	if c.Phi.FirstHeartbeatEstimate == 0 {
+		c.Phi.FirstHeartbeatEstimate = c.HeartbeatInterval
+	}
+	if c.Phi.MaxInterval == 0 {
+		c.Phi.MaxInterval = min(10*c.HeartbeatInterval, maxWindowSample)
+	}
+	if c.Timeout.Timeout == 0 {
+		c.Timeout.Timeout = 3 * c.HeartbeatInterval
+	}
+	return c
 }
 
 // DefaultConfig returns 1 s heartbeats with 10 % jitter, checks every
 // 100 ms, 3 indirect probes with a 1 s probe timeout, and φ accrual
-// detection with DefaultPhiConfig (threshold 8).
+// detection with DefaultPhiConfig (threshold 8) whose first estimate and
+// longest sampled interval follow HeartbeatInterval. Changing only
+// HeartbeatInterval rescales the detectors with it; ProbeTimeout and
+// CheckInterval stay as set.
 func DefaultConfig() Config {
+	phi := DefaultPhiConfig()
+	phi.FirstHeartbeatEstimate, phi.MaxInterval = 0, 0
+	timeout := DefaultTimeoutConfig()
+	timeout.Timeout = 0
 	return Config{
 		HeartbeatInterval: time.Second,
 		Jitter:            0.1,
@@ -67,8 +92,8 @@ func DefaultConfig() Config {
 		IndirectProbes:    3,
 		ProbeTimeout:      time.Second,
 		Detector:          KindPhiAccrual,
-		Phi:               DefaultPhiConfig(),
-		Timeout:           DefaultTimeoutConfig(),
+		Phi:               phi,
+		Timeout:           timeout,
 	}
 }
 
@@ -77,6 +102,10 @@ const maxIndirectProbes = 64
 
 // Validate reports the first invalid field, wrapping ErrInvalidConfig.
 func (c Config) Validate() error {
+	if c.HeartbeatInterval <= 0 {
+		return fmt.Errorf("%w: HeartbeatInterval %v must be positive", ErrInvalidConfig, c.HeartbeatInterval)
+	}
+	c = c.resolved()
 	switch {
 	case c.HeartbeatInterval <= 0:
 		return fmt.Errorf("%w: HeartbeatInterval %v must be positive", ErrInvalidConfig, c.HeartbeatInterval)

@@ -91,13 +91,14 @@
 // # Choosing the parameters
 //
 // HeartbeatInterval sets the time scale: detection takes a few intervals,
-// and the traffic is one small message per member per interval. Phi's
-// FirstHeartbeatEstimate should equal it, and MaxInterval should exceed
-// the longest expected interval several times over. Raise
+// and the traffic is one small message per member per interval. In
+// DefaultConfig, Phi.FirstHeartbeatEstimate, Phi.MaxInterval and
+// Timeout.Timeout are left zero and follow it (1, 10 and 3 intervals);
+// scale ProbeTimeout (about one interval, enough for two round trips) and
+// CheckInterval (a tenth) with it yourself. Raise
 // Phi.AcceptablePause to tolerate known pauses (GC, VM migration) and
 // Phi.MinStdDev on very regular networks, where σ would otherwise shrink to
-// nothing. Keep IndirectProbes at 3 or so (more buys little) and
-// ProbeTimeout at about one interval, enough for two round trips. Use
+// nothing. Keep IndirectProbes at 3 or so; more buys little. Use
 // KindFixedTimeout when you need a predictable, explainable bound rather
 // than the fastest detection.
 //

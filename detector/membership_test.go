@@ -213,3 +213,56 @@ func FuzzDecode(f *testing.F) {
 		_ = core.Receive(t0, "b", b)
 	})
 }
+
+// TestConfigFollowsHeartbeatInterval checks that changing only the
+// interval rescales the detectors, and that explicit values win.
+func TestConfigFollowsHeartbeatInterval(t *testing.T) {
+	cfg := DefaultConfig()
+	cfg.HeartbeatInterval = 30 * time.Second
+	if err := cfg.Validate(); err != nil {
+		t.Fatalf("DefaultConfig with a 30 s interval: Validate = %v; want nil", err)
+	}
+	r := cfg.resolved()
+	tests := []struct {
+		name      string
+		got, want time.Duration
+	}{
+		{"first estimate", r.Phi.FirstHeartbeatEstimate, 30 * time.Second},
+		{"max interval", r.Phi.MaxInterval, 300 * time.Second},
+		{"fixed timeout", r.Timeout.Timeout, 90 * time.Second},
+	}
+	for _, tt := range tests {
+		if tt.got != tt.want {
+			t.Errorf("%s = %v; want %v", tt.name, tt.got, tt.want)
+		}
+	}
+	cfg.Phi.MaxInterval = 20 * time.Second // shorter than an interval: nothing would be sampled
+	if err := cfg.Validate(); !errors.Is(err, ErrInvalidConfig) {
+		t.Errorf("MaxInterval below the interval: Validate = %v; want ErrInvalidConfig", err)
+	}
+}
+
+func TestConfigValidate(t *testing.T) {
+	tests := []struct {
+		name   string
+		mutate func(*Config)
+	}{
+		{"zero interval", func(c *Config) { c.HeartbeatInterval = 0 }},
+		{"jitter 1", func(c *Config) { c.Jitter = 1 }},
+		{"negative jitter", func(c *Config) { c.Jitter = -0.1 }},
+		{"zero check interval", func(c *Config) { c.CheckInterval = 0 }},
+		{"negative probes", func(c *Config) { c.IndirectProbes = -1 }},
+		{"too many probes", func(c *Config) { c.IndirectProbes = maxIndirectProbes + 1 }},
+		{"zero probe timeout", func(c *Config) { c.ProbeTimeout = 0 }},
+		{"unknown detector", func(c *Config) { c.Detector = 0 }},
+		{"bad phi", func(c *Config) { c.Phi.Threshold = -1 }},
+		{"bad timeout", func(c *Config) { c.Detector = KindFixedTimeout; c.Timeout.Confirmations = 0 }},
+	}
+	for _, tt := range tests {
+		cfg := DefaultConfig()
+		tt.mutate(&cfg)
+		if err := cfg.Validate(); !errors.Is(err, ErrInvalidConfig) {
+			t.Errorf("%s: Validate = %v; want ErrInvalidConfig", tt.name, err)
+		}
+	}
+}

@@ -17,9 +17,7 @@ func fastConfig() Config {
 	cfg.HeartbeatInterval = 20 * time.Millisecond
 	cfg.CheckInterval = 5 * time.Millisecond
 	cfg.ProbeTimeout = 40 * time.Millisecond
-	cfg.Phi.FirstHeartbeatEstimate = 20 * time.Millisecond
 	cfg.Phi.MinStdDev = 5 * time.Millisecond
-	cfg.Phi.MaxInterval = 500 * time.Millisecond
 	// Real schedulers on a loaded machine are much less regular than a
 	// network with 10 % jitter; a pause absorbs their hiccups.
 	cfg.Phi.AcceptablePause = 60 * time.Millisecond
@@ -318,5 +316,29 @@ func TestMonitorSlowReader(t *testing.T) {
 	}
 	if got := m.Stats().EventsDropped; got < 4 {
 		t.Fatalf("EventsDropped = %d with a buffer of 1 and 6 events unread; want ≥ 4", got)
+	}
+}
+
+// TestMonitorMembersWhileRunning adds a member that does not exist to a
+// running monitor, sees it declared Failed, and removes it.
+func TestMonitorMembersWhileRunning(t *testing.T) {
+	net := newTestNet()
+	c := startMonitors(t, net, 2)
+	m := c.mon["n1"]
+	if err := m.AddMember(context.Background(), "ghost"); err != nil {
+		t.Fatal(err)
+	}
+	e := waitEvent(t, m, "ghost", EventFailed)
+	if e.Phi < fastConfig().Phi.Threshold {
+		t.Errorf("ghost failed with phi %v; want ≥ the threshold", e.Phi)
+	}
+	if err := m.RemoveMember(context.Background(), "ghost"); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := m.Member("ghost"); !errors.Is(err, ErrUnknownMember) {
+		t.Fatalf("Member(ghost) after removal: %v; want ErrUnknownMember", err)
+	}
+	if st, _ := m.Member("n2"); st.Status == Failed {
+		t.Fatalf("n2 is %v; want not failed", st.Status)
 	}
 }

@@ -22,6 +22,7 @@ type peerDetector interface {
 }
 
 func newPeerDetector(cfg Config) (peerDetector, error) {
+	cfg = cfg.resolved()
 	if cfg.Detector == KindFixedTimeout {
 		d, err := NewFixedTimeout(cfg.Timeout)
 		if err != nil {
