@@ -289,6 +289,9 @@ func (r *RPC) Call(ctx context.Context, to NodeID, service string, req []byte) (
 	resp, err := r.call(ctx, to, service, req)
 	if err != nil {
 		r.nFailed.Add(1)
+		if _, remote := err.(*RemoteError); remote {
+			return nil, err // it names the node and service already
+		}
 		return nil, fmt.Errorf("transport: call %s on %s: %w", service, to, err)
 	}
 	return resp, nil
