@@ -1,6 +1,7 @@
 package idempotency
 
 import (
+	"bytes"
 	"encoding/json"
 	"fmt"
 )
@@ -39,10 +40,14 @@ func (JSONCodec[T]) Decode(data []byte) (T, error) {
 type BytesCodec struct{}
 
 // Encode returns a copy of v.
-func (BytesCodec) Encode(v []byte) ([]byte, error) { return append([]byte(nil), v...), nil }
+func (BytesCodec) Encode(v []byte) ([]byte, error) { return bytes.Clone(v), nil }
 
 // Decode returns a copy of data.
-func (BytesCodec) Decode(data []byte) ([]byte, error) { return append([]byte(nil), data...), nil }
+func (BytesCodec) Decode(data []byte) ([]byte, error) {
+	out := make([]byte, len(data))
+	copy(out, data)
+	return out, nil
+}
 
 // StringCodec stores string results as their bytes.
 type StringCodec struct{}

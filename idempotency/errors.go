@@ -51,7 +51,8 @@ var (
 	// crash and truncates the log there.
 	ErrCorrupt = errors.New("idempotency: corrupt record")
 
-	// ErrInvalidConfig reports a configuration that fails Validate.
+	// ErrInvalidConfig reports a configuration that fails Validate, or a
+	// value used without its constructor (a zero Runner, store or Middleware).
 	ErrInvalidConfig = errors.New("idempotency: invalid config")
 )
 
@@ -89,4 +90,9 @@ type PanicError struct {
 
 func (e *PanicError) Error() string {
 	return fmt.Sprintf("idempotency: shared call panicked: %v", e.Value)
+}
+
+// notConstructed is returned by methods called on a zero value.
+func notConstructed(what string) error {
+	return fmt.Errorf("%w: %s used without its constructor", ErrInvalidConfig, what)
 }

@@ -247,6 +247,9 @@ func (s *FileStore) replay(e logEntry) {
 
 // usableLocked returns the error every call gets on a closed or failed store.
 func (s *FileStore) usableLocked() error {
+	if s.index == nil {
+		return notConstructed("FileStore")
+	}
 	if s.closed {
 		return ErrClosed
 	}
@@ -507,6 +510,9 @@ func (s *FileStore) Stats() FileStats {
 // Close waits for a running flush, then closes the file. Records already
 // acknowledged are durable; later calls return ErrClosed.
 func (s *FileStore) Close() error {
+	if s == nil {
+		return notConstructed("FileStore")
+	}
 	s.mu.Lock()
 	for s.flushing {
 		idle := s.idle
@@ -515,8 +521,8 @@ func (s *FileStore) Close() error {
 		s.mu.Lock()
 	}
 	defer s.mu.Unlock()
-	if s.closed {
-		return ErrClosed
+	if err := s.usableLocked(); errors.Is(err, ErrClosed) || s.index == nil {
+		return err
 	}
 	s.closed = true
 	if s.cur != nil { // writers queued behind the last flush

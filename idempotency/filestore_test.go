@@ -344,3 +344,24 @@ func TestDoSurvivesRestart(t *testing.T) {
 		s.Close()
 	}
 }
+
+// TestFileStoreFailsAfterWriteError checks that a failed write or fsync
+// makes the store refuse everything after it: the file's state is unknown.
+func TestFileStoreFailsAfterWriteError(t *testing.T) {
+	ctx := context.Background()
+	s := mustFileStore(t, filepath.Join(t.TempDir(), "log"), DefaultFileConfig())
+	s.mu.Lock()
+	s.f.Close() // the next write fails, as on a dead disk
+	s.mu.Unlock()
+	p := inProgress("k", "fp", 1, time.Now(), time.Minute)
+	if _, _, err := s.Begin(ctx, p); !errors.Is(err, ErrStoreFailed) {
+		t.Fatalf("Begin on a failed disk = %v; want ErrStoreFailed", err)
+	}
+	if _, _, err := s.Get(ctx, "k"); !errors.Is(err, ErrStoreFailed) {
+		t.Errorf("Get after failure = %v; want ErrStoreFailed", err)
+	}
+	if err := s.Complete(ctx, completed(p, "r", time.Now(), time.Hour)); !errors.Is(err, ErrStoreFailed) {
+		t.Errorf("Complete after failure = %v; want ErrStoreFailed", err)
+	}
+	s.Close()
+}

@@ -99,8 +99,10 @@ type storedResponse struct {
 //   - the same key with a different request gets 422 Unprocessable Content;
 //   - a request whose key is still being processed gets 409 Conflict.
 //
-// Error responses are application/problem+json (RFC 9457). It is safe for
-// concurrent use.
+// Error responses are application/problem+json (RFC 9457). A 5xx response
+// releases the key unless HTTPConfig.CacheFailures. If the handler panics,
+// its key stays in progress (409) until Runner.InProgressTimeout, because
+// the effect may have happened. It is safe for concurrent use.
 type Middleware struct {
 	cfg    HTTPConfig
 	runner *Runner[storedResponse]
@@ -126,17 +128,32 @@ func NewMiddleware(store Store, cfg HTTPConfig) (*Middleware, error) {
 
 // Close waits for requests still running their handler and makes new ones
 // fail with 503. It does not close the Store.
-func (m *Middleware) Close() error { return m.runner.Close() }
+func (m *Middleware) Close() error {
+	if m == nil || m.runner == nil {
+		return notConstructed("Middleware")
+	}
+	return m.runner.Close()
+}
 
 // Stats returns the counters of the underlying Runner.
-func (m *Middleware) Stats() Stats { return m.runner.Stats() }
+func (m *Middleware) Stats() Stats {
+	if m == nil || m.runner == nil {
+		return Stats{}
+	}
+	return m.runner.Stats()
+}
 
 // errServerFailure carries a 5xx response that must not be stored.
 var errServerFailure = errors.New("idempotency: handler answered 5xx")
 
 // Wrap returns next guarded by the middleware.
+// A Middleware not made by NewMiddleware answers 500 to guarded requests.
 func (m *Middleware) Wrap(next http.Handler) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, req *http.Request) {
+		if m == nil || m.runner == nil {
+			writeProblem(w, http.StatusInternalServerError, "Misconfigured idempotency middleware", notConstructed("Middleware").Error())
+			return
+		}
 		if !slices.Contains(m.cfg.Methods, req.Method) {
 			next.ServeHTTP(w, req)
 			return
@@ -270,6 +287,9 @@ type capture struct {
 }
 
 func (c *capture) Header() http.Header { return c.w.Header() }
+
+// Unwrap gives http.ResponseController access to the underlying writer.
+func (c *capture) Unwrap() http.ResponseWriter { return c.w }
 
 func (c *capture) WriteHeader(status int) {
 	if c.status != 0 {

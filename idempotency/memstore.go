@@ -56,13 +56,18 @@ type MemoryStore struct {
 	seed     maphash.Seed
 	shards   []memShard
 	shardCap int
+	// published maps each key to an immutable *Record snapshot of its entry,
+	// replaced (never modified) by writers while they hold the key's shard
+	// lock. Readers load from it without locking, so replays of hot keys
+	// from many cores do not contend on a lock word.
+	published sync.Map
 
 	evictions atomic.Uint64
 	expired   atomic.Uint64
 }
 
 type memShard struct {
-	mu sync.RWMutex // guards entries and the order list (head, tail, entry links)
+	mu sync.Mutex // guards entries, the order list (head, tail, entry links) and publishing their keys
 	// entries maps keys to records; each entry is also on a list ordered by
 	// when it was created or completed, oldest at head.
 	entries    map[string]*memEntry
@@ -108,22 +113,20 @@ func (s *MemoryStore) shard(key string) *memShard {
 
 // Begin implements Store.
 func (s *MemoryStore) Begin(ctx context.Context, proposal Record) (Record, bool, error) {
+	if s == nil || len(s.shards) == 0 {
+		return Record{}, false, notConstructed("MemoryStore")
+	}
 	if err := checkProposal(proposal); err != nil {
 		return Record{}, false, err
 	}
 	if err := ctx.Err(); err != nil {
 		return Record{}, false, err
 	}
-	sh := s.shard(proposal.Key)
 	// Fast path: a live record exists and only needs reading.
-	sh.mu.RLock()
-	if e := sh.entries[proposal.Key]; e != nil && e.rec.live(proposal.Created) {
-		held := e.rec
-		sh.mu.RUnlock()
+	if held, ok := s.load(proposal.Key); ok && held.live(proposal.Created) {
 		return held, false, nil
 	}
-	sh.mu.RUnlock()
-
+	sh := s.shard(proposal.Key)
 	sh.mu.Lock()
 	defer sh.mu.Unlock()
 	if e := sh.entries[proposal.Key]; e != nil {
@@ -132,6 +135,7 @@ func (s *MemoryStore) Begin(ctx context.Context, proposal Record) (Record, bool,
 		}
 		e.rec = proposal // an expired record of any status is replaced in place
 		sh.moveToBack(e)
+		s.publish(e)
 		return proposal, true, nil
 	}
 	if len(sh.entries) >= s.shardCap && !s.evictOne(sh) {
@@ -140,6 +144,7 @@ func (s *MemoryStore) Begin(ctx context.Context, proposal Record) (Record, bool,
 	e := &memEntry{rec: proposal}
 	sh.entries[proposal.Key] = e
 	sh.pushBack(e)
+	s.publish(e)
 	return proposal, true, nil
 }
 
@@ -159,6 +164,7 @@ func (s *MemoryStore) evictOne(sh *memShard) bool {
 		}
 		sh.unlink(e)
 		delete(sh.entries, e.rec.Key)
+		s.published.Delete(e.rec.Key)
 		return true
 	}
 	return false
@@ -166,20 +172,34 @@ func (s *MemoryStore) evictOne(sh *memShard) bool {
 
 // Get implements Store.
 func (s *MemoryStore) Get(ctx context.Context, key string) (Record, bool, error) {
-	sh := s.shard(key)
-	sh.mu.RLock()
-	e := sh.entries[key]
-	if e == nil {
-		sh.mu.RUnlock()
-		return Record{}, false, nil
+	if s == nil || len(s.shards) == 0 {
+		return Record{}, false, notConstructed("MemoryStore")
 	}
-	rec := e.rec
-	sh.mu.RUnlock()
-	return rec, true, nil
+	rec, ok := s.load(key)
+	return rec, ok, nil
+}
+
+// load returns the published snapshot of key's record.
+func (s *MemoryStore) load(key string) (Record, bool) {
+	v, ok := s.published.Load(key)
+	if !ok {
+		return Record{}, false
+	}
+	return *v.(*Record), true
+}
+
+// publish makes e's current record visible to readers. The key's shard lock
+// must be held, which orders publications of one key.
+func (s *MemoryStore) publish(e *memEntry) {
+	snapshot := e.rec
+	s.published.Store(e.rec.Key, &snapshot)
 }
 
 // Complete implements Store.
 func (s *MemoryStore) Complete(ctx context.Context, rec Record) error {
+	if s == nil || len(s.shards) == 0 {
+		return notConstructed("MemoryStore")
+	}
 	if err := checkCompletion(rec); err != nil {
 		return err
 	}
@@ -192,11 +212,15 @@ func (s *MemoryStore) Complete(ctx context.Context, rec Record) error {
 	}
 	e.rec = rec
 	sh.moveToBack(e) // eviction order is completion order
+	s.publish(e)
 	return nil
 }
 
 // Abort implements Store.
 func (s *MemoryStore) Abort(ctx context.Context, key string, token uint64) error {
+	if s == nil || len(s.shards) == 0 {
+		return notConstructed("MemoryStore")
+	}
 	sh := s.shard(key)
 	sh.mu.Lock()
 	defer sh.mu.Unlock()
@@ -206,6 +230,7 @@ func (s *MemoryStore) Abort(ctx context.Context, key string, token uint64) error
 	}
 	sh.unlink(e)
 	delete(sh.entries, key)
+	s.published.Delete(key)
 	return nil
 }
 
@@ -214,9 +239,9 @@ func (s *MemoryStore) Len() int {
 	n := 0
 	for i := range s.shards {
 		sh := &s.shards[i]
-		sh.mu.RLock()
+		sh.mu.Lock()
 		n += len(sh.entries)
-		sh.mu.RUnlock()
+		sh.mu.Unlock()
 	}
 	return n
 }

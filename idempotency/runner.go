@@ -199,6 +199,9 @@ func (r *Runner[T]) Do(ctx context.Context, key, fingerprint string, fn func(con
 // duplicates get a *PanicError.
 func (r *Runner[T]) DoOutcome(ctx context.Context, key, fingerprint string, fn func(context.Context) (T, error)) (T, Outcome, error) {
 	var zero T
+	if r == nil || r.store == nil {
+		return zero, 0, notConstructed("Runner")
+	}
 	if fn == nil {
 		return zero, 0, errors.New("idempotency: Do called with a nil function")
 	}
@@ -450,6 +453,9 @@ func (r *Runner[T]) Stats() Stats {
 // still succeed) and waits for running executions of fn to finish. It does
 // not close the Store.
 func (r *Runner[T]) Close() error {
+	if r == nil || r.drained == nil {
+		return notConstructed("Runner")
+	}
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	r.closed = true

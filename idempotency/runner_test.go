@@ -354,3 +354,77 @@ func TestClaimFromContext(t *testing.T) {
 		t.Errorf("claim = %+v; want key k and the record's token %d", claim, rec.Token)
 	}
 }
+
+func TestDoWaitModeKeyReuseWhileRunning(t *testing.T) {
+	r, _, _ := newTestRunner[int](t, JSONCodec[int]{}, nil)
+	ctx := context.Background()
+	entered, release := make(chan struct{}), make(chan struct{})
+	done := make(chan error, 1) // one result, read after release
+	go func() {
+		_, err := r.Do(ctx, "k", "fp", func(context.Context) (int, error) {
+			close(entered)
+			<-release
+			return 1, nil
+		})
+		done <- err
+	}()
+	<-entered
+	if _, err := r.Do(ctx, "k", "other", func(context.Context) (int, error) { return 2, nil }); !errors.Is(err, ErrKeyReuse) {
+		t.Errorf("other payload while the first waits = %v; want ErrKeyReuse (not the first's result)", err)
+	}
+	close(release)
+	if err := <-done; err != nil {
+		t.Fatal(err)
+	}
+}
+
+func TestZeroValuesGiveErrors(t *testing.T) {
+	ctx := context.Background()
+	p := inProgress("k", "fp", 1, epoch, time.Minute)
+	var r Runner[int]
+	var ms MemoryStore
+	var fs FileStore
+	var mw Middleware
+	tests := []struct {
+		name string
+		err  error
+	}{
+		{"Runner.Do", func() error {
+			_, err := r.Do(ctx, "k", "fp", func(context.Context) (int, error) { return 1, nil })
+			return err
+		}()},
+		{"Runner.Close", r.Close()},
+		{"MemoryStore.Begin", func() error { _, _, err := ms.Begin(ctx, p); return err }()},
+		{"MemoryStore.Get", func() error { _, _, err := ms.Get(ctx, "k"); return err }()},
+		{"MemoryStore.Complete", ms.Complete(ctx, completed(p, "", epoch, time.Hour))},
+		{"MemoryStore.Abort", ms.Abort(ctx, "k", 1)},
+		{"FileStore.Begin", func() error { _, _, err := fs.Begin(ctx, p); return err }()},
+		{"FileStore.Get", func() error { _, _, err := fs.Get(ctx, "k"); return err }()},
+		{"FileStore.Abort", fs.Abort(ctx, "k", 1)},
+		{"FileStore.Close", fs.Close()},
+		{"Middleware.Close", mw.Close()},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			if !errors.Is(tt.err, ErrInvalidConfig) {
+				t.Errorf("%s on a zero value = %v; want ErrInvalidConfig", tt.name, tt.err)
+			}
+		})
+	}
+}
+
+func TestDoUnencodableResult(t *testing.T) {
+	r, _, _ := newTestRunner[func()](t, JSONCodec[func()]{}, nil)
+	ctx := context.Background()
+	var runs atomic.Int64
+	fn := func(context.Context) (func(), error) { runs.Add(1); return func() {}, nil }
+	if v, err := r.Do(ctx, "k", "fp", fn); v == nil || err == nil {
+		t.Fatalf("first Do = (nil func? %t), %v; want the value and an encode error", v == nil, err)
+	}
+	if _, err := r.Do(ctx, "k", "fp", fn); !errors.Is(err, ErrResultNotStored) {
+		t.Fatalf("retry = %v; want ErrResultNotStored", err)
+	}
+	if runs.Load() != 1 {
+		t.Errorf("fn ran %d times; want 1", runs.Load())
+	}
+}
