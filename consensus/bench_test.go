@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"github.com/distkit/distkit/transport"
+	"github.com/distkit/distkit/transport/memnet"
 	"github.com/distkit/distkit/transport/tcp"
 )
 
@@ -67,13 +68,25 @@ func benchCluster(b *testing.B, durable bool, transports func(ids []transport.No
 	return members[cl.Leader()].(*Node), cleanup
 }
 
-func chanTransports(ids []transport.NodeID) []transport.Transport {
-	net := newChanNet()
-	var out []transport.Transport
-	for _, id := range ids {
-		out = append(out, net.join(id))
+// memnetTransports joins the nodes to a fault-free memnet network, which
+// is closed with the last transport.
+func memnetTransports(b *testing.B) func(ids []transport.NodeID) []transport.Transport {
+	return func(ids []transport.NodeID) []transport.Transport {
+		net, err := memnet.New(memnet.DefaultConfig())
+		if err != nil {
+			b.Fatal(err)
+		}
+		b.Cleanup(func() { net.Close() })
+		var out []transport.Transport
+		for _, id := range ids {
+			tr, err := net.Join(id)
+			if err != nil {
+				b.Fatal(err)
+			}
+			out = append(out, tr)
+		}
+		return out
 	}
-	return out
 }
 
 func tcpTransports(b *testing.B) func(ids []transport.NodeID) []transport.Transport {
@@ -146,13 +159,12 @@ func runProposers(b *testing.B, leader *Node, proposers int) {
 }
 
 // BenchmarkRaftPropose measures a three-node cluster committing 128-byte
-// commands from 64 concurrent proposers: mem is in-memory networking and
-// storage; wal is loopback TCP and the durable write-ahead log (one fsync
+// commands from 64 concurrent proposers: mem is memnet and memory storage; wal is loopback TCP and the durable write-ahead log (one fsync
 // per Ready on every node). mem-serial is a single proposer, i.e. the
 // commit latency of an idle cluster.
 func BenchmarkRaftPropose(b *testing.B) {
 	b.Run("mem", func(b *testing.B) {
-		leader, cleanup := benchCluster(b, false, chanTransports)
+		leader, cleanup := benchCluster(b, false, memnetTransports(b))
 		defer cleanup()
 		runProposers(b, leader, 64)
 	})
@@ -162,7 +174,7 @@ func BenchmarkRaftPropose(b *testing.B) {
 		runProposers(b, leader, 64)
 	})
 	b.Run("mem-serial", func(b *testing.B) {
-		leader, cleanup := benchCluster(b, false, chanTransports)
+		leader, cleanup := benchCluster(b, false, memnetTransports(b))
 		defer cleanup()
 		runProposers(b, leader, 1)
 	})

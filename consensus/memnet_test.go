@@ -1,0 +1,141 @@
+package consensus
+
+import (
+	"context"
+	"fmt"
+	"testing"
+	"time"
+
+	"github.com/distkit/distkit/transport"
+	"github.com/distkit/distkit/transport/memnet"
+)
+
+// newMemnetCluster starts three nodes on a memnet network with the given
+// faults.
+func newMemnetCluster(t *testing.T, durable bool, faults memnet.Faults) (*cluster, *memnet.Network) {
+	net, err := memnet.New(memnet.DefaultConfig())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := net.SetFaults(faults); err != nil {
+		t.Fatal(err)
+	}
+	c := &cluster{
+		t: t, ids: three,
+		nodes: map[transport.NodeID]*Node{}, sms: map[transport.NodeID]*kvSM{},
+		trs: map[transport.NodeID]transport.Transport{}, dirs: map[transport.NodeID]string{},
+		tr: func(id transport.NodeID) transport.Transport {
+			tr, err := net.Join(id)
+			if err != nil {
+				t.Fatalf("Join(%s) = %v", id, err)
+			}
+			return tr
+		},
+	}
+	for _, id := range three {
+		if durable {
+			c.dirs[id] = t.TempDir()
+		}
+	}
+	c.cfg = func(id transport.NodeID) Config {
+		cfg := testConfig(id, three)
+		cfg.DataDir = c.dirs[id]
+		return cfg
+	}
+	for _, id := range three {
+		c.start(id)
+	}
+	t.Cleanup(func() {
+		c.closeAll()
+		net.Close()
+	})
+	return c, net
+}
+
+// TestMemnetFaultyNetwork replicates through message loss, duplication,
+// delay and reordering: every acknowledged write reaches every node.
+func TestMemnetFaultyNetwork(t *testing.T) {
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	c, _ := newMemnetCluster(t, true, memnet.Faults{Drop: 0.05, Duplicate: 0.05, MaxDelay: 2 * time.Millisecond, Reorder: 0.05})
+	cl := c.client()
+	var last uint64
+	for i := range 40 {
+		last = write(ctx, t, cl, fmt.Sprintf("k%d", i), fmt.Sprint(i))
+	}
+	for _, id := range c.ids {
+		if err := c.sms[id].waitApplied(ctx, last); err != nil {
+			t.Fatalf("%s: %v", id, err)
+		}
+		for i := range 40 {
+			if v, _ := c.sms[id].get(fmt.Sprintf("k%d", i)); v != fmt.Sprint(i) {
+				t.Fatalf("%s: k%d = %q; want %d", id, i, v, i)
+			}
+		}
+	}
+}
+
+// TestMemnetPartitionedLeader cuts the leader off from the majority: the
+// majority elects a new leader and goes on; the old leader commits nothing
+// (check-quorum makes it step down) and, once healed, catches up.
+func TestMemnetPartitionedLeader(t *testing.T) {
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	c, net := newMemnetCluster(t, false, memnet.Faults{})
+	cl := c.client()
+	acked := map[string]string{}
+	for i := range 10 {
+		k := fmt.Sprintf("a%d", i)
+		write(ctx, t, cl, k, "1")
+		acked[k] = "1"
+	}
+	old := cl.Leader()
+	var majority []transport.NodeID
+	for _, id := range c.ids {
+		if id != old {
+			majority = append(majority, id)
+		}
+	}
+	net.Partition([]transport.NodeID{old}, majority)
+
+	// The isolated leader cannot commit: its proposal fails or times out,
+	// and is never applied anywhere.
+	pctx, pcancel := context.WithTimeout(ctx, 300*time.Millisecond)
+	_, err := c.nodes[old].Propose(pctx, []byte("lost=1"))
+	pcancel()
+	if err == nil {
+		t.Fatalf("the isolated leader %s committed a proposal", old)
+	}
+
+	members := map[transport.NodeID]Proposer{}
+	for _, id := range majority {
+		members[id] = c.nodes[id]
+	}
+	mcl, _ := NewClient(members, DefaultClientConfig())
+	for i := range 10 {
+		k := fmt.Sprintf("b%d", i)
+		write(ctx, t, mcl, k, "2")
+		acked[k] = "2"
+	}
+	net.Heal()
+	last := write(ctx, t, mcl, "healed", "yes") // commits with the old leader back
+	acked["healed"] = "yes"
+	for _, id := range c.ids {
+		if err := c.sms[id].waitApplied(ctx, last); err != nil {
+			t.Fatalf("%s: %v", id, err)
+		}
+		for k, v := range acked {
+			if got, _ := c.sms[id].get(k); got != v {
+				t.Fatalf("%s: acknowledged %s=%s reads %q", id, k, v, got)
+			}
+		}
+		// The isolated leader's entry (if it appended one) is overwritten
+		// by the new leader's log: it can never commit.
+		if _, ok := c.sms[id].get("lost"); ok {
+			t.Fatalf("%s applied the isolated leader's proposal (which failed with %v)", id, err)
+		}
+	}
+	if st := c.nodes[old].Status(); st.Leader == old {
+		t.Fatalf("old leader %s still leads after the partition healed: %+v", old, st.Status)
+	}
+}
