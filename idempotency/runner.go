@@ -82,8 +82,8 @@ func (c Config) Validate() error {
 		return fmt.Errorf("%w: Config.InProgressTimeout = %v; want > 0", ErrInvalidConfig, c.InProgressTimeout)
 	case c.OnInProgress > RejectInProgress:
 		return fmt.Errorf("%w: Config.OnInProgress = %d; want WaitForResult or RejectInProgress", ErrInvalidConfig, c.OnInProgress)
-	case c.MaxResultBytes < 0:
-		return fmt.Errorf("%w: Config.MaxResultBytes = %d; want ≥ 0", ErrInvalidConfig, c.MaxResultBytes)
+	case c.MaxResultBytes < 1:
+		return fmt.Errorf("%w: Config.MaxResultBytes = %d; want ≥ 1", ErrInvalidConfig, c.MaxResultBytes)
 	}
 	return nil
 }
