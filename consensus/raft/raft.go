@@ -604,7 +604,9 @@ func (r *raft) handleAppendResponse(m *Message, pr *progress) {
 func (r *raft) handleHeartbeatResponse(m *Message, pr *progress) {
 	pr.probeSent = false
 	if pr.state != ProgressSnapshot && pr.match < r.log.lastIndex() {
-		r.sendAppend(m.From, pr, false)
+		// A probe goes out even without new entries: its purpose is to
+		// find where the logs agree (or that a snapshot is needed).
+		r.sendAppend(m.From, pr, pr.state == ProgressProbe)
 	}
 }
 

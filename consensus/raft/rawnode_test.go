@@ -312,3 +312,52 @@ func TestStorageFailureIsAnError(t *testing.T) {
 		t.Errorf("Propose after a storage failure: error = %v; want ErrStorage", err)
 	}
 }
+
+// ReportUnreachable stops the pipeline to a follower (back to probing);
+// ReportSnapshot with an error abandons the transfer, which restarts later.
+func TestReports(t *testing.T) {
+	c := newTestCluster(t, 3, snapshotTweak)
+	lead := c.elect()
+	rn := c.nodes[lead]
+	var f transport.NodeID
+	for _, id := range c.ids {
+		if id != lead {
+			f = id
+			break
+		}
+	}
+	if st := rn.Status().Progress[f]; st.State != ProgressReplicate {
+		t.Fatalf("progress = %+v; want replicate", st)
+	}
+	rn.ReportUnreachable(f)
+	if st := rn.Status().Progress[f]; st.State != ProgressProbe {
+		t.Errorf("after ReportUnreachable: state %v; want probe", st.State)
+	}
+	// Cut f off, compact, and let the leader start a snapshot transfer.
+	c.drop = func(m Message) bool { return m.To == f || m.From == f }
+	for range 5 {
+		if _, _, err := rn.Propose([]byte("x")); err != nil {
+			t.Fatal(err)
+		}
+		c.process()
+	}
+	c.compact(lead, []byte("state"))
+	c.drop = func(m Message) bool { return m.Type == MsgSnap }
+	for range 5 {
+		c.tickAll()
+	}
+	if st := rn.Status().Progress[f]; st.State != ProgressSnapshot {
+		t.Fatalf("progress = %+v; want a snapshot transfer", st)
+	}
+	rn.ReportSnapshot(f, errors.New("connection reset"))
+	if st := rn.Status().Progress[f]; st.State != ProgressProbe {
+		t.Errorf("after a failed ReportSnapshot: state %v; want probe", st.State)
+	}
+	c.drop = nil
+	for range 5 {
+		c.tickAll()
+	}
+	if got, _ := c.stores[f].Snapshot(); got.Meta.Index == 0 {
+		t.Errorf("follower has no snapshot after the transfer was restarted")
+	}
+}

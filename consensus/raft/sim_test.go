@@ -100,7 +100,14 @@ func runChaos(t *testing.T, seed int64, nodes int) *simCluster {
 	for _, k := range c.clients {
 		k.stopped = true
 	}
-	s.Run(time.Second)
+	// With no new proposals, a follower that restarts (or was behind)
+	// must still catch up: from the log, or by snapshot.
+	s.Run(100 * time.Millisecond)
+	victim := c.ids[rng.IntN(len(c.ids))]
+	s.Crash(victim)
+	s.Run(time.Duration(rng.IntN(300)) * time.Millisecond)
+	s.Restart(victim)
+	s.Run(2 * time.Second)
 	if err := s.Err(); err != nil {
 		t.Errorf("sim: %v", err)
 	}
