@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"github.com/distkit/distkit/transport"
+	"github.com/distkit/distkit/transport/memnet"
 )
 
 // fastConfig is a Config sped up 50-fold for tests on real time.
@@ -77,8 +78,8 @@ func TestMonitorConfigErrors(t *testing.T) {
 		opts MonitorOptions
 	}{
 		{"nil transport", nil, DefaultConfig(), MonitorOptions{}},
-		{"bad config", newTestNet().node("a"), bad, MonitorOptions{}},
-		{"negative buffer", newTestNet().node("a"), DefaultConfig(), MonitorOptions{EventBuffer: -1}},
+		{"bad config", newTestNet(t).node("a"), bad, MonitorOptions{}},
+		{"negative buffer", newTestNet(t).node("a"), DefaultConfig(), MonitorOptions{EventBuffer: -1}},
 	}
 	for _, tt := range tests {
 		if _, err := NewMonitor(tt.tr, tt.cfg, tt.opts); !errors.Is(err, ErrInvalidConfig) {
@@ -88,7 +89,7 @@ func TestMonitorConfigErrors(t *testing.T) {
 }
 
 func TestMonitorMembersAndClose(t *testing.T) {
-	net := newTestNet()
+	net := newTestNet(t)
 	m, err := NewMonitor(net.node("a"), fastConfig(), MonitorOptions{Seed: 1})
 	if err != nil {
 		t.Fatal(err)
@@ -178,9 +179,10 @@ func (c *monitorCluster) start(id transport.NodeID, tr transport.Transport) {
 // TestMonitorStopAndRestart stops a node: every other node reports it
 // Failed. Restarted with a fresh Monitor, it is reported Recovered.
 func TestMonitorStopAndRestart(t *testing.T) {
-	net := newTestNet()
+	net := newTestNet(t)
 	c := startMonitors(t, net, 4)
 	victim := c.ids[3]
+	oldInc := c.mon[victim].Incarnation()
 	c.mon[victim].Close()
 	delete(c.mon, victim)
 	net.stop(victim)
@@ -190,83 +192,63 @@ func TestMonitorStopAndRestart(t *testing.T) {
 	c.start(victim, net.restart(victim))
 	for _, id := range c.ids[:3] {
 		e := waitEvent(t, c.mon[id], victim, EventRecovered)
-		if st, _ := c.mon[id].Member(victim); st.Status != Alive {
-			t.Errorf("%s sees %s %v after the recovered event; want alive", id, victim, st.Status)
+		if e.Incarnation <= oldInc {
+			t.Errorf("%s: %s recovered with incarnation %d; want > %d", id, victim, e.Incarnation, oldInc)
 		}
-		_ = e
 	}
 }
 
-// testNet is a minimal in-process network for the Monitor tests: Send
-// delivers synchronously to the peer's handler unless the peer is stopped
-// or partitioned away.
-type testNet struct {
-	mu       sync.Mutex // guards handlers, down and side
-	handlers map[transport.NodeID]transport.Handler
-	down     map[transport.NodeID]bool
-	side     map[transport.NodeID]int
+// memnetFixture runs the runtime tests on transport/memnet.
+type memnetFixture struct {
+	t   *testing.T
+	net *memnet.Network
+	trs map[transport.NodeID]*memnet.Transport
 }
 
-func newTestNet() *testNet {
-	return &testNet{handlers: map[transport.NodeID]transport.Handler{}, down: map[transport.NodeID]bool{}, side: map[transport.NodeID]int{}}
+func newTestNet(t *testing.T) *memnetFixture {
+	t.Helper()
+	cfg := memnet.DefaultConfig()
+	cfg.Faults = memnet.Faults{MinDelay: 100 * time.Microsecond, MaxDelay: time.Millisecond}
+	net, err := memnet.New(cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	// Registered first, so it runs after the monitors' cleanup.
+	t.Cleanup(func() { net.Close() })
+	return &memnetFixture{t: t, net: net, trs: map[transport.NodeID]*memnet.Transport{}}
 }
 
-type testTransport struct {
-	net *testNet
-	id  transport.NodeID
+func (f *memnetFixture) node(id transport.NodeID) transport.Transport {
+	tr, err := f.net.Join(id)
+	if err != nil {
+		f.t.Fatal(err)
+	}
+	f.trs[id] = tr
+	return tr
 }
 
-func (n *testNet) node(id transport.NodeID) transport.Transport { return &testTransport{n, id} }
-func (n *testNet) stop(id transport.NodeID) {
-	n.mu.Lock()
-	defer n.mu.Unlock()
-	n.down[id] = true
-}
-func (n *testNet) restart(id transport.NodeID) transport.Transport {
-	n.mu.Lock()
-	defer n.mu.Unlock()
-	n.down[id] = false
-	return &testTransport{n, id}
-}
-func (n *testNet) partition(a, b []transport.NodeID) {
-	n.mu.Lock()
-	defer n.mu.Unlock()
-	for _, id := range b {
-		n.side[id] = 1
+func (f *memnetFixture) stop(id transport.NodeID) {
+	if err := f.net.Crash(id); err != nil {
+		f.t.Fatal(err)
 	}
 }
-func (n *testNet) heal() {
-	n.mu.Lock()
-	defer n.mu.Unlock()
-	clear(n.side)
+
+// restart brings the node back; the caller starts a new Monitor on the
+// returned transport, as a restarted process would.
+func (f *memnetFixture) restart(id transport.NodeID) transport.Transport {
+	if err := f.net.Restart(id); err != nil {
+		f.t.Fatal(err)
+	}
+	return f.trs[id]
 }
 
-func (t *testTransport) ID() transport.NodeID { return t.id }
-func (t *testTransport) Send(ctx context.Context, to transport.NodeID, service string, payload []byte) error {
-	t.net.mu.Lock()
-	h := t.net.handlers[to]
-	blocked := t.net.down[to] || t.net.down[t.id] || t.net.side[to] != t.net.side[t.id]
-	t.net.mu.Unlock()
-	if h != nil && !blocked {
-		h(transport.Message{From: t.id, To: to, Service: service, Payload: payload})
-	}
-	return nil
-}
-func (t *testTransport) Handle(service string, h transport.Handler) {
-	t.net.mu.Lock()
-	defer t.net.mu.Unlock()
-	if h == nil {
-		delete(t.net.handlers, t.id)
-		return
-	}
-	t.net.handlers[t.id] = h
-}
-func (t *testTransport) Close() error { return nil }
+func (f *memnetFixture) partition(a, b []transport.NodeID) { f.net.Partition(a, b) }
+func (f *memnetFixture) heal()                             { f.net.Heal() }
 
 // TestMonitorPartitionHeals cuts four monitors into two pairs: each side
 // declares the other Failed; after the heal every node recovers the others.
 func TestMonitorPartitionHeals(t *testing.T) {
-	net := newTestNet()
+	net := newTestNet(t)
 	c := startMonitors(t, net, 4)
 	left, right := c.ids[:2], c.ids[2:]
 	net.partition(left, right)
@@ -288,7 +270,7 @@ func TestMonitorPartitionHeals(t *testing.T) {
 // TestMonitorSlowReader never reads Events: detection goes on, and events
 // past the buffer are dropped and counted instead of blocking the monitor.
 func TestMonitorSlowReader(t *testing.T) {
-	net := newTestNet()
+	net := newTestNet(t)
 	m, err := NewMonitor(net.node("a"), fastConfig(), MonitorOptions{EventBuffer: 1})
 	if err != nil {
 		t.Fatal(err)
@@ -322,7 +304,7 @@ func TestMonitorSlowReader(t *testing.T) {
 // TestMonitorMembersWhileRunning adds a member that does not exist to a
 // running monitor, sees it declared Failed, and removes it.
 func TestMonitorMembersWhileRunning(t *testing.T) {
-	net := newTestNet()
+	net := newTestNet(t)
 	c := startMonitors(t, net, 2)
 	m := c.mon["n1"]
 	if err := m.AddMember(context.Background(), "ghost"); err != nil {
