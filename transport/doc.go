@@ -73,4 +73,9 @@
 // request still running is ignored; responses match their call and the
 // calling node only once), and restarts by starting call IDs at a random
 // point.
+//
+// # Tests
+//
+// The property tests run a few seeds by default; DISTKIT_SOAK=1 runs 100
+// (go test -run Lossy ./transport/).
 package transport

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"math/rand/v2"
+	"os"
 	"sync"
 	"testing"
 	"time"
@@ -41,7 +42,11 @@ func (l *lossy) Send(ctx context.Context, to transport.NodeID, service string, p
 // response its own request deserves or fails with a deadline, and that no
 // call stays pending.
 func TestCallOverLossyNetwork(t *testing.T) {
-	for seed := range uint64(3) {
+	seeds := uint64(3)
+	if os.Getenv("DISTKIT_SOAK") == "1" {
+		seeds = 100
+	}
+	for seed := range seeds {
 		t.Run(fmt.Sprintf("seed=%d", seed), func(t *testing.T) {
 			net := loopback.New(1024, 4096)
 			var rpcs [2]*transport.RPC

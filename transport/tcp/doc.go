@@ -71,4 +71,9 @@
 // identity is verified; without TLS any client may claim any node ID, so
 // run plaintext only on a trusted network. LearnPeers only adds IDs missing
 // from the address book: a dialler can never re-address a known peer.
+//
+// # Tests
+//
+// The tests run on real loopback sockets. The random-stream property test
+// runs a few seeds by default and 100 with DISTKIT_SOAK=1.
 package tcp

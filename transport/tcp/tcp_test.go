@@ -9,6 +9,7 @@ import (
 	"log/slog"
 	"math/rand/v2"
 	"net"
+	"os"
 	"strings"
 	"testing"
 	"time"
@@ -549,7 +550,11 @@ func TestCloseInterruptsHandshake(t *testing.T) {
 // messages (sizes from empty to several write buffers, several services)
 // and compares what arrives with what was sent: same bytes, same order.
 func TestRandomStreamsArriveIntactAndInOrder(t *testing.T) {
-	for seed := range uint64(3) {
+	seeds := uint64(3)
+	if os.Getenv("DISTKIT_SOAK") == "1" {
+		seeds = 100
+	}
+	for seed := range seeds {
 		t.Run(fmt.Sprintf("seed=%d", seed), func(t *testing.T) {
 			ts := cluster(t, []transport.NodeID{"a", "b"}, func(c *tcp.Config) { c.WriteBufferSize = 4096 })
 			rng := rand.New(rand.NewPCG(seed, 0))
