@@ -66,17 +66,17 @@ type Ready struct {
 
 // MembershipStats counts what a Membership has done.
 type MembershipStats struct {
-	HeartbeatsSent     uint64
-	PingsSent          uint64 // direct probes of suspects
-	PingReqsSent       uint64 // indirect probe requests
-	RelaysServed       uint64 // probes run on behalf of others
-	Refutations        uint64 // times this node raised its incarnation
-	Suspicions         uint64
-	Failures           uint64
-	Recoveries         uint64
-	Malformed          uint64 // messages dropped as undecodable
-	StaleOrDuplicate   uint64 // messages older than what was already heard
-	UnknownSenderDrops uint64 // heartbeats from nodes that are not members
+	HeartbeatsSent   uint64 // heartbeats to members, one per member per interval
+	PingsSent        uint64 // direct probes of suspects
+	PingReqsSent     uint64 // indirect probe requests to helpers
+	RelaysServed     uint64 // probes run on behalf of other nodes
+	Refutations      uint64 // times this node raised its incarnation to refute a rumour
+	Suspicions       uint64 // members moved to Suspect
+	Failures         uint64 // members declared Failed
+	Recoveries       uint64 // Failed members heard from again
+	Malformed        uint64 // messages dropped as undecodable
+	StaleOrDuplicate uint64 // messages no newer than what was already heard from their sender
+	UnknownSenders   uint64 // messages from nodes that are not members (answered, not judged)
 }
 
 // member is what a node knows about one other node.
@@ -396,7 +396,7 @@ func (m *Membership) refuteIfSuspected(rumour uint64) {
 func (m *Membership) evidence(id transport.NodeID, inc, seq uint64, now time.Time, isHeartbeat bool) {
 	mb := m.members[id]
 	if mb == nil {
-		m.stats.UnknownSenderDrops++
+		m.stats.UnknownSenders++
 		return
 	}
 	if mb.heard && (inc < mb.inc || inc == mb.inc && seq <= mb.seq) {
