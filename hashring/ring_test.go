@@ -562,3 +562,37 @@ func TestZeroValues(t *testing.T) {
 		t.Errorf("zero Bounded reports %+v; want nothing", st)
 	}
 }
+
+// TestCrowdedBucketsUseBinarySearch puts every point into the lowest bucket
+// of the index (a clustered hash) so lookups take the binary-search path,
+// and checks them against a linear scan.
+func TestCrowdedBucketsUseBinarySearch(t *testing.T) {
+	clustered := func(name string, replica, attempt uint32) uint64 {
+		return xxPointHash(name, replica, attempt) >> 24
+	}
+	r, err := newRing(Config{VirtualNodes: 50}, clustered, equalNodes("n", 20))
+	if err != nil {
+		t.Fatal(err)
+	}
+	s := r.load()
+	if got := s.index[1] - s.index[0]; got < 100 {
+		t.Fatalf("first bucket holds %d points; want a crowded bucket", got)
+	}
+	rng := rand.New(rand.NewPCG(3, 4))
+	for range 5000 {
+		h := rng.Uint64() >> 24 // inside the cluster
+		if rng.IntN(10) == 0 {
+			h = rng.Uint64() // anywhere, including past the last point
+		}
+		want := 0
+		for want < len(s.points) && s.points[want].hash < h {
+			want++
+		}
+		if want == len(s.points) {
+			want = 0
+		}
+		if got := s.locate(h); got != want {
+			t.Fatalf("locate(%#x) = %d; want %d", h, got, want)
+		}
+	}
+}
