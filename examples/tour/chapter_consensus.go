@@ -15,7 +15,7 @@ import (
 	"github.com/distkit/distkit/consensus"
 	"github.com/distkit/distkit/consensus/raft"
 	"github.com/distkit/distkit/transport"
-	"github.com/distkit/distkit/transport/tcp"
+	"github.com/distkit/distkit/transport/memnet"
 )
 
 func init() {
@@ -94,7 +94,7 @@ func (l *consensusLedger) read() (total, count int) {
 
 // consensusMember is one running node of the chapter's cluster.
 type consensusMember struct {
-	tr     *tcp.Transport
+	tr     *memnet.Transport
 	node   *consensus.Node
 	ledger *consensusLedger
 }
@@ -111,7 +111,13 @@ func runConsensus(ctx context.Context, t *tour) error {
 	}
 	defer os.RemoveAll(dir)
 	ids := []transport.NodeID{"n1", "n2", "n3"}
-	addrs := map[transport.NodeID]string{}
+	ncfg := memnet.DefaultConfig()
+	ncfg.Seed = t.seed
+	net, err := memnet.New(ncfg)
+	if err != nil {
+		return err
+	}
+	defer net.Close()
 	members := map[transport.NodeID]*consensusMember{}
 	defer func() {
 		for _, m := range members {
@@ -119,22 +125,10 @@ func runConsensus(ctx context.Context, t *tour) error {
 		}
 	}()
 	start := func(id transport.NodeID) error {
-		cfg := tcp.DefaultConfig()
-		cfg.ID = id
-		cfg.Peers = map[transport.NodeID]string{}
-		if addrs[id] != "" {
-			cfg.ListenAddr = addrs[id]
-		}
-		for p, a := range addrs {
-			if p != id {
-				cfg.Peers[p] = a
-			}
-		}
-		tr, err := tcp.Listen(cfg)
+		tr, err := net.Join(id)
 		if err != nil {
 			return err
 		}
-		addrs[id] = tr.Addr().String()
 		ncfg := consensus.DefaultConfig()
 		ncfg.ID, ncfg.Peers = id, ids
 		ncfg.DataDir = filepath.Join(dir, string(id))
@@ -148,19 +142,9 @@ func runConsensus(ctx context.Context, t *tour) error {
 		members[id] = &consensusMember{tr: tr, node: node, ledger: ledger}
 		return nil
 	}
-	// Listen on free ports first, then introduce the nodes to each other.
 	for _, id := range ids {
 		if err := start(id); err != nil {
 			return err
-		}
-	}
-	for _, id := range ids {
-		for _, p := range ids {
-			if p != id {
-				if err := members[id].tr.AddPeer(p, addrs[p]); err != nil {
-					return err
-				}
-			}
 		}
 	}
 	client := func() (*consensus.Client, error) {
@@ -170,7 +154,7 @@ func runConsensus(ctx context.Context, t *tour) error {
 		}
 		return consensus.NewClient(ps, consensus.DefaultClientConfig())
 	}
-	t.Detail("Three nodes replicate a ledger over TCP, each with a write-ahead log on disk.")
+	t.Detail("Three nodes replicate a ledger over the in-memory network, each with a write-ahead log on disk.")
 	t.Detail("A deposit is acknowledged only once a majority has it durably in its log;")
 	t.Detail("the first one also waits for the first election.")
 	cl, err := client()
