@@ -4,13 +4,13 @@ import (
 	"context"
 	"fmt"
 	"io"
-	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
 
 	"github.com/distkit/distkit/consensus"
 	"github.com/distkit/distkit/transport"
+	"github.com/distkit/distkit/transport/memnet"
 	"github.com/distkit/distkit/transport/tcp"
 )
 
@@ -32,7 +32,7 @@ func (c *counter) Restore(r io.Reader) error {
 
 // distkitCluster starts three distkit nodes and returns a propose function
 // bound to the leader. durable selects loopback TCP and the WAL; otherwise
-// an in-process transport and memory storage.
+// memnet (the in-memory network) and memory storage.
 func distkitCluster(b *testing.B, durable bool) (proposeFunc, func()) {
 	b.Helper()
 	var trs []transport.Transport
@@ -56,9 +56,17 @@ func distkitCluster(b *testing.B, durable bool) (proposeFunc, func()) {
 			}
 		}
 	} else {
-		net := &inprocNet{nodes: map[transport.NodeID]*inprocTransport{}}
+		net, err := memnet.New(memnet.DefaultConfig())
+		if err != nil {
+			b.Fatal(err)
+		}
+		b.Cleanup(func() { net.Close() })
 		for _, id := range ids {
-			trs = append(trs, net.join(id))
+			t, err := net.Join(id)
+			if err != nil {
+				b.Fatal(err)
+			}
+			trs = append(trs, t)
 		}
 	}
 	members := map[transport.NodeID]consensus.Proposer{}
@@ -102,55 +110,3 @@ func distkitCluster(b *testing.B, durable bool) (proposeFunc, func()) {
 		return err
 	}, cleanup
 }
-
-// inprocNet is a minimal in-process transport for the benchmark: Send hands
-// the payload to the receiver's handler directly (handlers only queue).
-type inprocNet struct {
-	mu    sync.Mutex // guards nodes
-	nodes map[transport.NodeID]*inprocTransport
-}
-
-func (n *inprocNet) join(id transport.NodeID) *inprocTransport {
-	t := &inprocTransport{net: n, id: id, handlers: map[string]transport.Handler{}}
-	n.mu.Lock()
-	n.nodes[id] = t
-	n.mu.Unlock()
-	return t
-}
-
-type inprocTransport struct {
-	net      *inprocNet
-	id       transport.NodeID
-	mu       sync.Mutex // guards handlers
-	handlers map[string]transport.Handler
-}
-
-func (t *inprocTransport) ID() transport.NodeID { return t.id }
-
-func (t *inprocTransport) Send(_ context.Context, to transport.NodeID, service string, payload []byte) error {
-	t.net.mu.Lock()
-	dst := t.net.nodes[to]
-	t.net.mu.Unlock()
-	if dst == nil {
-		return transport.ErrUnknownPeer
-	}
-	dst.mu.Lock()
-	h := dst.handlers[service]
-	dst.mu.Unlock()
-	if h != nil {
-		h(transport.Message{From: t.id, To: to, Service: service, Payload: payload})
-	}
-	return nil
-}
-
-func (t *inprocTransport) Handle(service string, h transport.Handler) {
-	t.mu.Lock()
-	defer t.mu.Unlock()
-	if h == nil {
-		delete(t.handlers, service)
-	} else {
-		t.handlers[service] = h
-	}
-}
-
-func (t *inprocTransport) Close() error { return nil }
