@@ -60,34 +60,48 @@ func BenchmarkDoReplay(b *testing.B) {
 }
 
 // BenchmarkDoNew measures a first call: claim the key, run fn, store the
-// result, on the memory store.
+// result, on the memory store. With WaitForResult fn runs in a singleflight
+// goroutine (so duplicates can wait with their own context); with
+// RejectInProgress it runs in the caller's goroutine.
 func BenchmarkDoNew(b *testing.B) {
-	for _, size := range []int{16, 1024} {
-		b.Run(fmt.Sprintf("result=%dB", size), func(b *testing.B) {
-			store, err := NewMemoryStore(DefaultMemoryConfig())
-			if err != nil {
-				b.Fatal(err)
-			}
-			r, err := NewRunner[[]byte](store, BytesCodec{}, DefaultConfig())
-			if err != nil {
-				b.Fatal(err)
-			}
-			defer r.Close()
-			ctx := context.Background()
-			result := make([]byte, size)
-			fn := func(context.Context) ([]byte, error) { return result, nil }
-			keys := make([]string, b.N)
-			for i := range keys {
-				keys[i] = fmt.Sprintf("new-%010d", i)
-			}
-			b.ReportAllocs()
-			b.ResetTimer()
-			for i := range b.N {
-				if _, err := r.Do(ctx, keys[i], "fp", fn); err != nil {
-					b.Fatal(err)
-				}
-			}
-		})
+	policies := []struct {
+		name   string
+		policy InProgressPolicy
+	}{{"wait", WaitForResult}, {"reject", RejectInProgress}}
+	for _, p := range policies {
+		for _, size := range []int{16, 1024} {
+			b.Run(fmt.Sprintf("policy=%s/result=%dB", p.name, size), func(b *testing.B) {
+				benchDoNew(b, p.policy, size)
+			})
+		}
+	}
+}
+
+func benchDoNew(b *testing.B, policy InProgressPolicy, size int) {
+	store, err := NewMemoryStore(DefaultMemoryConfig())
+	if err != nil {
+		b.Fatal(err)
+	}
+	cfg := DefaultConfig()
+	cfg.OnInProgress = policy
+	r, err := NewRunner[[]byte](store, BytesCodec{}, cfg)
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer r.Close()
+	ctx := context.Background()
+	result := make([]byte, size)
+	fn := func(context.Context) ([]byte, error) { return result, nil }
+	keys := make([]string, b.N)
+	for i := range keys {
+		keys[i] = fmt.Sprintf("new-%010d", i)
+	}
+	b.ReportAllocs()
+	b.ResetTimer()
+	for i := range b.N {
+		if _, err := r.Do(ctx, keys[i], "fp", fn); err != nil {
+			b.Fatal(err)
+		}
 	}
 }
 
