@@ -54,6 +54,10 @@ type Config struct {
 	// QueueSize bounds the messages queued towards one peer; Send fails
 	// with transport.ErrQueueFull when the queue is full.
 	QueueSize int
+	// QueueBytes bounds the payload bytes queued towards one peer, so that
+	// large messages cannot exhaust memory before QueueSize is reached.
+	// It must be at least MaxFrameSize.
+	QueueBytes int
 	// WriteBufferSize and ReadBufferSize size the per-connection buffers.
 	// Writes are coalesced in the write buffer and flushed when a peer's
 	// queue drains.
@@ -86,6 +90,7 @@ func DefaultConfig() Config {
 		LearnPeers:       true,
 		MaxFrameSize:     16 << 20,
 		QueueSize:        4096,
+		QueueBytes:       64 << 20,
 		WriteBufferSize:  64 << 10,
 		ReadBufferSize:   64 << 10,
 		DialTimeout:      5 * time.Second,
@@ -137,6 +142,8 @@ func (c Config) Validate() error {
 		return fmt.Errorf("tcp: Config.MaxFrameSize = %d; want %d to %d", c.MaxFrameSize, minFrameSize, maxFrameLimit)
 	case c.QueueSize <= 0:
 		return fmt.Errorf("tcp: Config.QueueSize = %d; want > 0", c.QueueSize)
+	case c.QueueBytes < c.MaxFrameSize:
+		return fmt.Errorf("tcp: Config.QueueBytes = %d is below MaxFrameSize = %d", c.QueueBytes, c.MaxFrameSize)
 	case c.WriteBufferSize < 4096:
 		return fmt.Errorf("tcp: Config.WriteBufferSize = %d; want >= 4096", c.WriteBufferSize)
 	case c.ReadBufferSize < 4096:

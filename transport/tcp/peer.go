@@ -44,6 +44,10 @@ type peer struct {
 	addr string
 	conn net.Conn
 
+	// queued counts the payload bytes in queue (Config.QueueBytes):
+	// Send adds before enqueueing, the writer subtracts after dequeueing.
+	queued atomic.Int64
+
 	sent, bytesSent atomic.Uint64
 }
 
@@ -55,7 +59,7 @@ func (t *Transport) newPeer(id transport.NodeID, addr string) *peer {
 		t:       t,
 		id:      id,
 		local:   id == t.cfg.ID,
-		errFull: fmt.Errorf("%w: %d messages queued for %s", transport.ErrQueueFull, t.cfg.QueueSize, id),
+		errFull: fmt.Errorf("%w: queue towards %s holds %d messages or %d bytes", transport.ErrQueueFull, id, t.cfg.QueueSize, t.cfg.QueueBytes),
 		queue:   make(chan outMsg, t.cfg.QueueSize),
 		ctx:     ctx,
 		cancel:  cancel,
@@ -99,6 +103,7 @@ func (p *peer) runLocal() {
 	for {
 		select {
 		case m := <-p.queue:
+			p.queued.Add(-int64(len(m.payload)))
 			p.t.deliver(transport.Message{From: p.id, To: p.id, Service: m.service, Payload: m.payload})
 		case <-p.ctx.Done():
 			return
@@ -119,6 +124,7 @@ func (p *peer) run() {
 			select {
 			case held.m = <-p.queue:
 				held.ok = true
+				p.queued.Add(-int64(len(held.m.payload)))
 			case <-p.ctx.Done():
 				return
 			}
@@ -267,15 +273,20 @@ func (p *peer) writeLoop(conn net.Conn, held *heldMsg) error {
 			write(&held.m)
 			*held = heldMsg{}
 		}
+		// Drain at most a queue's worth per batch, so that steady traffic
+		// still reaches the flush and the write deadline is renewed.
+		var drained int64
 	drain:
-		for {
+		for range cap(p.queue) {
 			select {
 			case m := <-p.queue:
+				drained += int64(len(m.payload))
 				write(&m)
 			default:
 				break drain
 			}
 		}
+		p.queued.Add(-drained)
 		// Count before flushing, so a receiver never sees a frame that
 		// the sender's Stats do not count yet.
 		p.sent.Add(frames)
@@ -287,6 +298,7 @@ func (p *peer) writeLoop(conn net.Conn, held *heldMsg) error {
 		select {
 		case held.m = <-p.queue:
 			held.ok = true
+			p.queued.Add(-int64(len(held.m.payload)))
 		case <-broken:
 			return io.EOF
 		case <-p.ctx.Done():

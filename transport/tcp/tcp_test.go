@@ -101,6 +101,7 @@ func TestConfigValidate(t *testing.T) {
 		{"tiny frames", func(c *tcp.Config) { c.MaxFrameSize = 100 }, false},
 		{"huge frames", func(c *tcp.Config) { c.MaxFrameSize = 2 << 30 }, false},
 		{"zero queue", func(c *tcp.Config) { c.QueueSize = 0 }, false},
+		{"byte queue below frame size", func(c *tcp.Config) { c.QueueBytes = c.MaxFrameSize - 1 }, false},
 		{"small write buffer", func(c *tcp.Config) { c.WriteBufferSize = 100 }, false},
 		{"small read buffer", func(c *tcp.Config) { c.ReadBufferSize = 100 }, false},
 		{"zero dial timeout", func(c *tcp.Config) { c.DialTimeout = 0 }, false},
@@ -253,35 +254,46 @@ func fakePeer(t *testing.T, id string, serve func(net.Conn)) string {
 }
 
 func TestSlowReaderGetsQueueFull(t *testing.T) {
-	stop := make(chan struct{})
-	addr := fakePeer(t, "slow", func(net.Conn) { <-stop }) // never reads
-	cfg := tcp.DefaultConfig()
-	cfg.ID = "a"
-	cfg.QueueSize = 8
-	cfg.Peers = map[transport.NodeID]string{"slow": addr}
-	a, err := tcp.Listen(cfg)
-	if err != nil {
-		t.Fatal(err)
+	tests := []struct {
+		name   string
+		mutate func(*tcp.Config)
+	}{
+		{"message bound", func(c *tcp.Config) { c.QueueSize = 8 }},
+		{"byte bound", func(c *tcp.Config) { c.QueueSize = 1 << 20; c.MaxFrameSize = 1 << 20; c.QueueBytes = 1 << 20 }},
 	}
-	defer close(stop)
-	defer a.Close() // while its writer is blocked on the full socket
-	payload := make([]byte, 64<<10)
-	ctx := context.Background()
-	// Socket buffers absorb a few MiB; past that the queue fills, and
-	// Send must say so instead of blocking.
-	for i := range 100_000 {
-		err := a.Send(ctx, "slow", "svc", payload)
-		if errors.Is(err, transport.ErrQueueFull) {
-			if q := a.Stats().QueueFull; q != 1 {
-				t.Errorf("Stats().QueueFull = %d; want 1", q)
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			stop := make(chan struct{})
+			addr := fakePeer(t, "slow", func(net.Conn) { <-stop }) // never reads
+			cfg := tcp.DefaultConfig()
+			cfg.ID = "a"
+			cfg.Peers = map[transport.NodeID]string{"slow": addr}
+			tt.mutate(&cfg)
+			a, err := tcp.Listen(cfg)
+			if err != nil {
+				t.Fatal(err)
 			}
-			return
-		}
-		if err != nil {
-			t.Fatalf("Send #%d = %v; want nil or ErrQueueFull", i, err)
-		}
+			defer close(stop)
+			defer a.Close() // while its writer is blocked on the full socket
+			payload := make([]byte, 64<<10)
+			ctx := context.Background()
+			// Socket buffers absorb a few MiB; past that the queue fills,
+			// and Send must say so instead of blocking.
+			for i := range 100_000 {
+				err := a.Send(ctx, "slow", "svc", payload)
+				if errors.Is(err, transport.ErrQueueFull) {
+					if q := a.Stats().QueueFull; q != 1 {
+						t.Errorf("Stats().QueueFull = %d; want 1", q)
+					}
+					return
+				}
+				if err != nil {
+					t.Fatalf("Send #%d = %v; want nil or ErrQueueFull", i, err)
+				}
+			}
+			t.Fatal("100000 sends of 64 KiB to a peer that never reads all succeeded; want ErrQueueFull")
+		})
 	}
-	t.Fatal("100000 sends of 64 KiB to a peer that never reads all succeeded; want ErrQueueFull")
 }
 
 // rawConn dials tr without speaking the protocol.

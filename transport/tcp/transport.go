@@ -147,10 +147,16 @@ func (t *Transport) Send(ctx context.Context, to transport.NodeID, service strin
 	if p == nil {
 		return fmt.Errorf("%w: %q", transport.ErrUnknownPeer, to)
 	}
+	if p.queued.Add(int64(len(payload))) > int64(t.cfg.QueueBytes) {
+		p.queued.Add(-int64(len(payload)))
+		t.queueFull.Add(1)
+		return p.errFull
+	}
 	select {
 	case p.queue <- outMsg{service: service, payload: payload}:
 		return nil
 	default:
+		p.queued.Add(-int64(len(payload)))
 		t.queueFull.Add(1)
 		return p.errFull
 	}
