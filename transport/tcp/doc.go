@@ -29,9 +29,10 @@
 //
 // A message travels as a length-prefixed frame (4-byte big-endian body
 // length, 1-byte service-name length, service name, payload). Send puts
-// the message in the peer's bounded queue (Config.QueueSize) and returns;
-// it never blocks, and a full queue, which is what a slow or unreachable
-// peer produces, yields transport.ErrQueueFull. The peer's writer drains
+// the message in the peer's bounded queue (Config.QueueSize messages and
+// Config.QueueBytes bytes) and returns; it never blocks, and a full queue,
+// which is what a slow or unreachable peer produces, yields
+// transport.ErrQueueFull. The peer's writer drains
 // the queue into a buffered writer and flushes once the queue is empty, so
 // many small messages share one system call under load.
 //
