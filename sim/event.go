@@ -20,11 +20,12 @@ type event struct {
 	at        time.Duration // virtual time, as an offset from Config.Start
 	seq       uint64        // scheduling order; breaks ties in at deterministically
 	kind      eventKind
-	node      *simNode // target of a delivery or timer
-	epoch     uint64   // node's incarnation when scheduled; stale events are skipped
-	from      *simNode // sender of a delivery
-	fromEpoch uint64   // sender's incarnation when it sent
-	copy      int      // 0 for the original delivery, 1 for a duplicate
+	node      *simNode   // target of a delivery or timer
+	epoch     uint64     // node's incarnation when scheduled; stale events are skipped
+	from      *simNode   // sender of a delivery
+	fromEpoch uint64     // sender's incarnation when it sent
+	copy      int        // 0 for the original delivery, 1 for a duplicate
+	link      *LinkStats // counters of the delivery's link
 	msg       transport.Message
 	timer     TimerID
 	name      string // timer name

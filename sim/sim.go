@@ -129,6 +129,7 @@ type simNode struct {
 	incarnation uint64
 	rng         *rand.Rand
 	disk        *Disk
+	out         map[transport.NodeID]*LinkStats // cache of s.links for messages from this node
 }
 
 func (n *simNode) up() bool { return n.inst != nil }
@@ -383,20 +384,29 @@ func (s *Sim) schedule(ev event) {
 	s.events.push(ev)
 }
 
-func (s *Sim) linkStats(from, to transport.NodeID) *LinkStats {
-	l := netfault.Link{From: from, To: to}
+// linkStats returns the counters of from -> to, creating them. Each node
+// caches its outgoing links, so the hot path hashes one string, not two.
+func (s *Sim) linkStats(from *simNode, to transport.NodeID) *LinkStats {
+	if ls := from.out[to]; ls != nil {
+		return ls
+	}
+	l := netfault.Link{From: from.id, To: to}
 	ls := s.links[l]
 	if ls == nil {
 		ls = &LinkStats{}
 		s.links[l] = ls
 	}
+	if from.out == nil {
+		from.out = make(map[transport.NodeID]*LinkStats)
+	}
+	from.out[to] = ls
 	return ls
 }
 
 // send is Env.Send for a live node.
 func (s *Sim) send(from *simNode, to transport.NodeID, service string, payload []byte) {
 	s.stats.Sent++
-	ls := s.linkStats(from.id, to)
+	ls := s.linkStats(from, to)
 	ls.Sent++
 	s.record(evSend, from.id, to, service, payload, 0)
 	target := s.nodes[to]
@@ -421,7 +431,7 @@ func (s *Sim) send(from *simNode, to transport.NodeID, service string, payload [
 	for i := range fate.Copies {
 		s.schedule(event{
 			at: s.now + fate.Delays[i], kind: evDeliver, copy: i,
-			node: target, epoch: target.epoch, from: from, fromEpoch: from.epoch, msg: msg,
+			node: target, epoch: target.epoch, from: from, fromEpoch: from.epoch, msg: msg, link: ls,
 		})
 	}
 }
@@ -492,9 +502,7 @@ func (s *Sim) process(ev *event) bool {
 		return true
 	case evDeliver:
 		s.stats.Events++
-		m := ev.msg
-		ls := s.linkStats(m.From, m.To)
-		n := ev.node
+		m, ls, n := ev.msg, ev.link, ev.node
 		if n.epoch != ev.epoch || !n.up() || ev.from.epoch != ev.fromEpoch || s.rules.Blocked(m.From, m.To) {
 			// §fault model: a crash loses what is in flight to and from the
 			// node, and a partition loses what is in flight across it.
