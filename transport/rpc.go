@@ -161,10 +161,10 @@ type RPCStats struct {
 // same ID. Deadlines travel with the request, and a caller that gives up
 // tells the callee, whose handler context is then cancelled.
 //
-// Calls are at most once per request message; a duplicating network may run
-// a handler twice for one call only if the duplicate arrives after the first
-// copy has been answered. Protocols keep their handlers idempotent or
-// deduplicate themselves (see package idempotency).
+// A duplicate of a request whose handler still runs is ignored, but a
+// duplicate that arrives after the first copy was answered runs the handler
+// again, and a caller that times out may retry a call that did run: keep
+// handlers idempotent or deduplicate (see package idempotency).
 //
 // RPC is safe for concurrent use.
 type RPC struct {
@@ -203,8 +203,10 @@ type RPC struct {
 type pendingCall struct {
 	to      NodeID
 	service string
-	// ch receives exactly one result, from whoever removes the call from
-	// RPC.calls first; size 1 so that sender never blocks.
+	// ch receives the result from complete, which removes the call from
+	// RPC.calls before sending; a caller that gives up but finds its call
+	// already removed takes the result from here. Size 1 so complete never
+	// blocks.
 	ch chan callResult
 }
 
@@ -222,8 +224,8 @@ type servingKey struct {
 // inflight is an inbound request whose handler runs.
 type inflight struct {
 	cancel context.CancelFunc
-	// byCaller is set when the caller cancelled the call; the handler's
-	// answer is then not sent. Written under servingMu before cancel.
+	// byCaller is set, before cancel is called, when the caller cancelled
+	// the call; the handler's answer is then not sent.
 	byCaller atomic.Bool
 }
 
