@@ -368,3 +368,15 @@ func FuzzHLCUpdate(f *testing.F) {
 		}
 	})
 }
+
+// TestSystemWallMatchesTimeNow checks the fast wall-clock read the HLC uses
+// for System against time.Now (loosely: this is not a timing assertion, only
+// a check that both read the same clock in the same unit).
+func TestSystemWallMatchesTimeNow(t *testing.T) {
+	a := time.Now().UnixNano()
+	w := systemWallNanos()
+	b := time.Now().UnixNano()
+	if w < a-int64(time.Minute) || w > b+int64(time.Minute) {
+		t.Errorf("systemWallNanos() = %d; want about time.Now() (%d … %d)", w, a, b)
+	}
+}
