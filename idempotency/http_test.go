@@ -279,3 +279,30 @@ func TestHTTPConfigValidate(t *testing.T) {
 		})
 	}
 }
+
+// TestMiddlewareReplayAfterRestart checks that a FileStore-backed middleware
+// replays a response recorded before a restart.
+func TestMiddlewareReplayAfterRestart(t *testing.T) {
+	path := t.TempDir() + "/idem.log"
+	h := &payments{}
+	var bodies []string
+	for range 2 {
+		store, err := OpenFileStore(path, DefaultFileConfig())
+		if err != nil {
+			t.Fatal(err)
+		}
+		m, err := NewMiddleware(store, DefaultHTTPConfig())
+		if err != nil {
+			t.Fatal(err)
+		}
+		srv := httptest.NewServer(m.Wrap(h))
+		got := send(t, srv, "POST", "/pay", []string{"restart-1"}, `{"amount":1}`)
+		bodies = append(bodies, got.body)
+		srv.Close()
+		m.Close()
+		store.Close()
+	}
+	if bodies[0] != bodies[1] || h.charges.Load() != 1 {
+		t.Errorf("after restart: bodies %q, %d charges; want the same body and 1 charge", bodies, h.charges.Load())
+	}
+}
