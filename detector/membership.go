@@ -85,11 +85,11 @@ type member struct {
 	status Status
 	det    peerDetector
 
-	heard       bool   // (inc, seq) below are set
-	inc, seq    uint64 // freshest stamp heard from the member, directly or relayed
-	probeID     uint64 // the probe round under way while Suspect
-	probeEnds   time.Time
-	suspectedAt time.Time
+	heard     bool      // (inc, seq) below are set
+	inc, seq  uint64    // freshest stamp heard from the member, directly or relayed
+	probeID   uint64    // the probe round under way while Suspect
+	probeEnds time.Time // Suspect: when the round ends unanswered
+	reprobeAt time.Time // Suspect: the second attempt; Failed: the next round
 }
 
 // relay is an indirect probe this node runs for a requester.
@@ -261,8 +261,20 @@ func (m *Membership) heartbeat(now time.Time) {
 	}
 }
 
-// check consults every detector, starts probe rounds for new suspects and
-// declares Failed the suspects whose round ended unanswered.
+// probeAttempts is how many times a suspect is probed (directly and through
+// helpers) within ProbeTimeout: the second attempt, halfway through, squares
+// the already small chance that every path loses a message.
+const probeAttempts = 2
+
+// failedReprobeIntervals is how often, in heartbeat intervals, a Failed
+// member is probed again through the others. A member that cannot reach
+// this node directly (a one-way cut) would otherwise stay Failed forever
+// though it is alive and reachable through the others.
+const failedReprobeIntervals = 5
+
+// check consults every detector, starts probe rounds for new suspects,
+// repeats them, and declares Failed the suspects whose round ended
+// unanswered.
 func (m *Membership) check(now time.Time) {
 	for _, mb := range m.order {
 		switch mb.status {
@@ -271,10 +283,22 @@ func (m *Membership) check(now time.Time) {
 				m.suspect(mb, now)
 			}
 		case Suspect:
-			if !now.Before(mb.probeEnds) {
+			switch {
+			case !now.Before(mb.probeEnds):
 				mb.status = Failed
+				mb.reprobeAt = now.Add(failedReprobeIntervals * m.cfg.HeartbeatInterval)
 				m.stats.Failures++
 				m.emit(mb, EventFailed, now)
+			case !now.Before(mb.reprobeAt):
+				mb.reprobeAt = mb.probeEnds // no more attempts in this round
+				m.probe(mb)
+			}
+		case Failed:
+			if !now.Before(mb.reprobeAt) {
+				mb.reprobeAt = now.Add(failedReprobeIntervals * m.cfg.HeartbeatInterval)
+				m.nextProbe++
+				mb.probeID = m.nextProbe
+				m.probe(mb)
 			}
 		}
 	}
@@ -285,18 +309,22 @@ func (m *Membership) check(now time.Time) {
 	}
 }
 
-// suspect moves mb to Suspect and starts a probe round: a direct ping that
-// carries the rumour, and k ping requests to randomly chosen Alive members
-// (SWIM §3.1). Any answer, or any newer message from mb, refutes it.
+// suspect moves mb to Suspect and starts a probe round. Any answer, or any
+// newer message from mb, refutes the suspicion.
 func (m *Membership) suspect(mb *member, now time.Time) {
 	mb.status = Suspect
-	mb.suspectedAt = now
 	m.nextProbe++
 	mb.probeID = m.nextProbe
 	mb.probeEnds = now.Add(m.cfg.ProbeTimeout)
+	mb.reprobeAt = now.Add(m.cfg.ProbeTimeout / probeAttempts)
 	m.stats.Suspicions++
 	m.emit(mb, EventSuspect, now)
+	m.probe(mb)
+}
 
+// probe sends one probe attempt: a direct ping that carries the rumour, and
+// k ping requests to randomly chosen Alive members (SWIM §3.1).
+func (m *Membership) probe(mb *member) {
 	m.send(mb.id, message{kind: kindPing, probe: mb.probeID, rumour: mb.inc})
 	m.stats.PingsSent++
 	for _, h := range m.helpers(mb.id) {

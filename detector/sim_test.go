@@ -2,6 +2,7 @@ package detector
 
 import (
 	"fmt"
+	"math/rand/v2"
 	"slices"
 	"testing"
 	"time"
@@ -278,6 +279,69 @@ func TestSimRumourRefuted(t *testing.T) {
 		}
 		if got := c.statusOf("n1", "n2"); got == Failed {
 			t.Errorf("n1 sees n2 %v; want alive or suspect", got)
+		}
+	})
+}
+
+// TestSimRandomFaults throws a seeded schedule of crashes, restarts,
+// partitions, one-way cuts and heals at 6 nodes on a network that also
+// duplicates and reorders, then heals everything and restarts the crashed:
+// within 15 s every node must see every other Alive again.
+func TestSimRandomFaults(t *testing.T) {
+	sim.Seeds(t, 5, func(t *testing.T, seed int64) {
+		faults := sim.Faults{Drop: 0.02, Duplicate: 0.05, Reorder: 0.05, ReorderDelay: 50 * time.Millisecond,
+			MinDelay: time.Millisecond, MaxDelay: 20 * time.Millisecond}
+		c := newCluster(t, seed, 6, scenarioConfig(), faults)
+		rng := rand.New(rand.NewPCG(uint64(seed), 7))
+		c.s.Run(30 * time.Second)
+		down := map[transport.NodeID]bool{}
+		for range 40 {
+			id := c.ids[rng.IntN(len(c.ids))]
+			switch rng.IntN(5) {
+			case 0:
+				c.s.Crash(id)
+				down[id] = true
+			case 1:
+				if down[id] {
+					c.s.Restart(id)
+					down[id] = false
+				}
+			case 2:
+				perm := rng.Perm(len(c.ids))
+				cut := 1 + rng.IntN(len(c.ids)-1)
+				var a, b []transport.NodeID
+				for i, p := range perm {
+					if i < cut {
+						a = append(a, c.ids[p])
+					} else {
+						b = append(b, c.ids[p])
+					}
+				}
+				c.s.Partition(a, b)
+			case 3:
+				c.s.Cut(id, c.ids[rng.IntN(len(c.ids))])
+			case 4:
+				c.s.Heal()
+			}
+			c.s.Run(time.Duration(1+rng.IntN(20)) * time.Second)
+		}
+		c.s.Heal()
+		for id, d := range down {
+			if d {
+				c.s.Restart(id)
+			}
+		}
+		if !c.s.RunUntil(c.allAlive, 15*time.Second) {
+			for _, a := range c.ids {
+				t.Logf("%s sees %+v", a, c.core(a).Members(c.s.Now()))
+			}
+			t.Fatalf("15 s after healing everything, not every node sees every other Alive")
+		}
+		if len(c.rec.errs) > 0 {
+			t.Fatalf("receive errors: %v", c.rec.errs)
+		}
+		if err := c.s.Err(); err != nil {
+			t.Fatal(err)
 		}
 	})
 }
