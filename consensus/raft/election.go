@@ -38,8 +38,10 @@ func (r *raft) tickLeader() {
 			}
 		}
 	}
-	for id, pr := range r.prs {
-		if pr.state == ProgressSnapshot {
+	// Voters, not the prs map: the order of the messages must not depend
+	// on map iteration, or a run could not be replayed.
+	for _, id := range r.voters {
+		if pr := r.prs[id]; pr.state == ProgressSnapshot {
 			r.tickSnapshot(id, pr)
 		}
 	}

@@ -47,7 +47,8 @@ func (r *raft) propose(data []byte) (index, term uint64, err error) {
 // for two heartbeat intervals while messages are in flight: one of them was
 // lost, and without new proposals nothing else would resend it.
 func (r *raft) detectStalls() {
-	for id, pr := range r.prs {
+	for _, id := range r.voters {
+		pr := r.prs[id]
 		if id == r.id || pr.state != ProgressReplicate {
 			continue
 		}
