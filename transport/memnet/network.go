@@ -123,7 +123,7 @@ func (n *Network) changeRules(what string, change func(r *netfault.Rules)) {
 	change(&n.rules)
 	n.quiet.Store(n.rules.Quiet())
 	n.mu.Unlock()
-	n.log.Info("memnet: "+what, "seed", n.cfg.Seed)
+	n.log.Debug("memnet: " + what)
 }
 
 // SetFaults replaces the default faults of every link. It applies to
@@ -199,7 +199,7 @@ func (n *Network) Crash(id transport.NodeID) error {
 	t.epoch.Add(1) // what is in flight from it carries the old epoch and is dropped
 	n.mu.Unlock()
 	t.inbox.discard(false, &n.idle)
-	n.log.Info("memnet: crash", "node", id)
+	n.log.Debug("memnet: crash", "node", id)
 	return nil
 }
 
@@ -215,7 +215,7 @@ func (n *Network) Restart(id transport.NodeID) error {
 	}
 	t.crashed.Store(false)
 	n.mu.Unlock()
-	n.log.Info("memnet: restart", "node", id)
+	n.log.Debug("memnet: restart", "node", id)
 	return nil
 }
 
