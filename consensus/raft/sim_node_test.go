@@ -106,7 +106,13 @@ func (s *kvServer) Start(env sim.Env) {
 	}
 	s.rn = rn
 	s.c.observeRestart(s)
-	env.SetTimer(simTick, "tick")
+	env.SetTimer(s.tickInterval(env), "tick")
+}
+
+// tickInterval is simTick with ±10% jitter: real timers drift, and nodes
+// that tick in lockstep would hide races between their timeouts.
+func (s *kvServer) tickInterval(env sim.Env) time.Duration {
+	return simTick - simTick/10 + time.Duration(env.Rand().Int64N(int64(simTick/5)))
 }
 
 func (s *kvServer) Timer(env sim.Env, _ sim.TimerID, name string) {
@@ -114,7 +120,7 @@ func (s *kvServer) Timer(env sim.Env, _ sim.TimerID, name string) {
 		return
 	}
 	s.rn.Tick()
-	env.SetTimer(simTick, "tick")
+	env.SetTimer(s.tickInterval(env), "tick")
 	s.process()
 }
 

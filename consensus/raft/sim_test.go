@@ -36,10 +36,17 @@ func runChaos(t *testing.T, seed int64, nodes int) *simCluster {
 	s := c.s
 	rng := rand.New(rand.NewPCG(uint64(seed), 0x5eed))
 	crashed := map[transport.NodeID]bool{}
+	var lossyLinks [][2]transport.NodeID
+	healLinks := func() {
+		for _, l := range lossyLinks {
+			s.ResetLinkFaults(l[0], l[1])
+		}
+		lossyLinks = nil
+	}
 	for s.Elapsed() < chaosDuration && !c.failed {
 		s.Run(time.Duration(100+rng.IntN(300)) * time.Millisecond)
 		id := c.ids[rng.IntN(len(c.ids))]
-		switch rng.IntN(8) {
+		switch rng.IntN(9) {
 		case 0: // split the cluster in two random groups
 			var a, b []transport.NodeID
 			for _, n := range c.ids {
@@ -64,7 +71,14 @@ func runChaos(t *testing.T, seed int64, nodes int) *simCluster {
 			}
 		case 4: // a one-way link failure
 			s.Cut(id, c.ids[rng.IntN(len(c.ids))])
+		case 5: // one very lossy, slow link
+			lossy := chaosFaults
+			lossy.Drop, lossy.MaxDelay = 0.5, 40*time.Millisecond
+			to := c.ids[rng.IntN(len(c.ids))]
+			s.SetLinkFaults(id, to, lossy)
+			lossyLinks = append(lossyLinks, [2]transport.NodeID{id, to})
 		default: // back to health for a while (the network stays lossy)
+			healLinks()
 			s.Heal()
 			for _, n := range c.ids {
 				if crashed[n] {
@@ -75,6 +89,7 @@ func runChaos(t *testing.T, seed int64, nodes int) *simCluster {
 		}
 	}
 	// The faults stop.
+	healLinks()
 	s.Heal()
 	s.SetFaults(sim.Faults{MinDelay: time.Millisecond, MaxDelay: 5 * time.Millisecond})
 	for _, n := range c.ids {
