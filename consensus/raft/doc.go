@@ -29,7 +29,7 @@
 //		case cmd := <-proposals:
 //			_, _, err := node.Propose(cmd) // ErrNotLeader carries the leader
 //		}
-//		if node.HasReady() {
+//		for node.HasReady() {
 //			rd, err := node.Ready()
 //			if err != nil { ... } // storage failure: stop the node
 //			// ... the caller's duties below ...
@@ -70,6 +70,14 @@
 // After a restart, create the RawNode with the same Storage (holding what
 // was made durable) and Config.Applied set to the index the state machine
 // reflects; committed entries after it are delivered again.
+//
+// # Scope
+//
+// Membership is static: the voters come from Config.Peers (or a snapshot)
+// and messages from other nodes are refused. Membership changes, leadership
+// transfer and ReadIndex reads are reserved (EntryConfChange,
+// MsgTimeoutNow, MsgReadIndex) for a later release; until then a
+// linearizable read goes through the log like a write.
 //
 // # Concurrency
 //
