@@ -191,7 +191,8 @@ func (r *Runner[T]) Do(ctx context.Context, key, fingerprint string, fn func(con
 //     Config.InProgressTimeout; the next call then runs fn.
 //
 // fn receives the context of the call that runs it. A waiting duplicate
-// returns ctx.Err() when its own ctx ends, without stopping fn. The record is
+// returns ctx.Err() when its own ctx ends, without stopping fn; if fn then
+// fails with a context error, duplicates still waiting run it again. The record is
 // stored even if ctx is cancelled once fn has returned. If storing the
 // result fails, DoOutcome returns fn's result together with the error.
 // If fn panics, its in-progress record is kept (the effect may have
@@ -241,22 +242,37 @@ func (r *Runner[T]) DoOutcome(ctx context.Context, key, fingerprint string, fn f
 	// Group by key and fingerprint: a duplicate with another fingerprint
 	// must not share this outcome; it meets the in-progress record in
 	// execute and gets ErrKeyReuse.
-	ran := false // written by our closure, read after its result arrives
-	ch := r.group.DoChan(key+"\x00"+fingerprint, func() (any, error) {
-		ran = true
-		if !r.enter() {
-			return &execResult[T]{err: ErrClosed}, nil
+	sfKey := key + "\x00" + fingerprint
+	for attempt := 0; ; attempt++ {
+		ran := false // written by our closure, read after its result arrives
+		ch := r.group.DoChan(sfKey, func() (any, error) {
+			ran = true
+			if !r.enter() {
+				return &execResult[T]{err: ErrClosed}, nil
+			}
+			defer r.exit()
+			return r.execute(ctx, key, fingerprint, fn), nil
+		})
+		select {
+		case sr := <-ch:
+			res := sr.Val.(*execResult[T])
+			// fn ran with the first caller's context. If that caller gave
+			// up and fn failed because of it, the key was released: a
+			// waiter that still wants the result runs the call again
+			// rather than inherit someone else's cancellation.
+			if !ran && res.ranFn && isContextErr(res.err) && ctx.Err() == nil && attempt < 3 {
+				continue
+			}
+			return r.finish(res, ran)
+		case <-ctx.Done():
+			// The goroutine running fn finishes on its own; Close waits for it.
+			return zero, 0, ctx.Err()
 		}
-		defer r.exit()
-		return r.execute(ctx, key, fingerprint, fn), nil
-	})
-	select {
-	case res := <-ch:
-		return r.finish(res.Val.(*execResult[T]), ran)
-	case <-ctx.Done():
-		// The goroutine running fn finishes on its own; Close waits for it.
-		return zero, 0, ctx.Err()
 	}
+}
+
+func isContextErr(err error) bool {
+	return errors.Is(err, context.Canceled) || errors.Is(err, context.DeadlineExceeded)
 }
 
 // enter registers an execution; it reports false once the Runner is closed.
@@ -390,7 +406,7 @@ func (r *Runner[T]) execute(ctx context.Context, key, fingerprint string, fn fun
 	if fnErr != nil {
 		r.failed.Add(1)
 		res.err = fnErr
-		if !r.cfg.CacheFailures || errors.Is(fnErr, context.Canceled) || errors.Is(fnErr, context.DeadlineExceeded) {
+		if !r.cfg.CacheFailures || isContextErr(fnErr) {
 			if err := r.store.Abort(sctx, key, proposal.Token); err != nil {
 				r.log.Warn("idempotency: could not release key after failure", "key", key, "err", err)
 			}
