@@ -62,6 +62,7 @@ type KeyError struct {
 	Reason string // what is wrong with it
 }
 
+// Error describes the key and the reason.
 func (e *KeyError) Error() string {
 	return fmt.Sprintf("idempotency: invalid key %q: %s", e.Key, e.Reason)
 }
@@ -77,6 +78,7 @@ type ReplayedError struct {
 	Message string
 }
 
+// Error returns the original failure, marked as replayed.
 func (e *ReplayedError) Error() string {
 	return "idempotency: replayed failure: " + e.Message
 }
@@ -88,6 +90,7 @@ type PanicError struct {
 	Value any
 }
 
+// Error describes the panic value.
 func (e *PanicError) Error() string {
 	return fmt.Sprintf("idempotency: shared call panicked: %v", e.Value)
 }

@@ -19,6 +19,7 @@ const (
 	StatusCompleted Status = 2
 )
 
+// String returns "in-progress" or "completed".
 func (s Status) String() string {
 	switch s {
 	case StatusInProgress:

@@ -101,6 +101,7 @@ const (
 	Shared
 )
 
+// String returns "executed", "replayed" or "shared".
 func (o Outcome) String() string {
 	switch o {
 	case Executed:
