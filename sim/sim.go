@@ -96,6 +96,9 @@ var (
 	// ErrUnknownNode is recorded (see Sim.Err) when an action names a node
 	// that was never added.
 	ErrUnknownNode = errors.New("sim: unknown node")
+	// ErrReentrant is recorded when Step, Run or RunUntil is called from
+	// inside an event; the call does nothing.
+	ErrReentrant = errors.New("sim: reentrant call")
 	// ErrDuplicateNode is returned by AddNode for an ID that is taken.
 	ErrDuplicateNode = errors.New("sim: duplicate node")
 )
@@ -151,6 +154,8 @@ type Sim struct {
 	timers map[TimerID]struct{}
 	nextID TimerID
 
+	running bool // inside Step, Run or RunUntil
+
 	stats Stats
 	links map[netfault.Link]*LinkStats
 	hash  traceHash
@@ -200,7 +205,7 @@ func (s *Sim) LinkStats(from, to transport.NodeID) LinkStats {
 }
 
 // Err returns the misuses recorded so far (an action naming an unknown node,
-// invalid faults passed to SetFaults), joined, or nil. Methods whose shape
+// invalid faults passed to SetFaults, a reentrant Run), joined, or nil. Methods whose shape
 // has no error result record them here instead of panicking.
 func (s *Sim) Err() error { return errors.Join(s.errs...) }
 
@@ -440,6 +445,10 @@ func (s *Sim) send(from *simNode, to transport.NodeID, service string, payload [
 // whether there was one. Events made stale by a crash or a cancelled timer
 // are skipped without counting as a step.
 func (s *Sim) Step() bool {
+	if !s.enter("Step") {
+		return false
+	}
+	defer s.leave()
 	for len(s.events) > 0 {
 		ev := s.events.pop()
 		s.now = ev.at
@@ -452,6 +461,10 @@ func (s *Sim) Step() bool {
 
 // Run advances virtual time by d, processing every event due until then.
 func (s *Sim) Run(d time.Duration) {
+	if !s.enter("Run") {
+		return
+	}
+	defer s.leave()
 	end := s.now + max(d, 0)
 	for len(s.events) > 0 && s.events[0].at <= end {
 		ev := s.events.pop()
@@ -465,6 +478,10 @@ func (s *Sim) Run(d time.Duration) {
 // each event, or until limit of virtual time has passed. It reports whether
 // cond became true; on false, virtual time has advanced by limit.
 func (s *Sim) RunUntil(cond func() bool, limit time.Duration) bool {
+	if !s.enter("RunUntil") {
+		return false
+	}
+	defer s.leave()
 	end := s.now + max(limit, 0)
 	for !cond() {
 		if len(s.events) == 0 || s.events[0].at > end {
@@ -477,6 +494,20 @@ func (s *Sim) RunUntil(cond func() bool, limit time.Duration) bool {
 	}
 	return true
 }
+
+// enter guards against driving the simulation from inside an event (a node
+// or an At action calling Run), which would run events out of order. It
+// records the misuse and reports false.
+func (s *Sim) enter(what string) bool {
+	if s.running {
+		s.fail(fmt.Errorf("%w: %s called from inside an event", ErrReentrant, what))
+		return false
+	}
+	s.running = true
+	return true
+}
+
+func (s *Sim) leave() { s.running = false }
 
 // process runs one event and reports whether it was live.
 func (s *Sim) process(ev *event) bool {

@@ -414,7 +414,12 @@ func TestMisuseIsRecorded(t *testing.T) {
 	s.Restart("ghost")
 	s.Inject("ghost", func(sim.Env) { t.Fatal("Inject ran for an unknown node") })
 	s.SetFaults(sim.Faults{Drop: 2})
+	s.At(0, func() { s.Run(time.Second) })
+	s.Run(time.Millisecond)
 	err = s.Err()
+	if !errors.Is(err, sim.ErrReentrant) {
+		t.Fatalf("Err() = %v; want ErrReentrant", err)
+	}
 	if !errors.Is(err, sim.ErrUnknownNode) {
 		t.Fatalf("Err() = %v; want ErrUnknownNode", err)
 	}

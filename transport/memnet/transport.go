@@ -159,8 +159,8 @@ func (t *Transport) Send(ctx context.Context, to transport.NodeID, service strin
 
 // Handle registers h for messages addressed to service, replacing any
 // earlier handler; a nil h removes it. Messages for a service with no
-// handler are dropped (and counted). Handle works before Join's caller
-// sends anything, after Close (to no effect) and across crashes.
+// handler are dropped (and counted). Handlers survive Crash and Restart;
+// after Close, Handle has no effect.
 func (t *Transport) Handle(service string, h transport.Handler) {
 	t.handlersMu.Lock()
 	defer t.handlersMu.Unlock()
