@@ -55,7 +55,8 @@
 //  1. Give every node a distinct ID and the same Peers list; give a durable
 //     node its own DataDir, and reuse it on restart.
 //  2. Make StateMachine.Apply deterministic; it runs on the Node's goroutine,
-//     so keep it quick.
+//     so keep it quick, and never call the Node (Propose, Status, Close)
+//     from a StateMachine method: the call would wait for itself.
 //  3. Treat ErrStopped and a context error from Propose as "unknown
 //     outcome": the command may still be applied. Retry only idempotent
 //     commands, or deduplicate them in the state machine.

@@ -43,10 +43,11 @@ type Node struct {
 	store  nodeStorage
 	logger *slog.Logger
 
-	// propMu guards props and closed.
-	propMu  sync.Mutex
-	props   []*proposal
-	closed  bool
+	// propMu guards props, closed and closedErr.
+	propMu    sync.Mutex
+	props     []*proposal
+	closed    bool
+	closedErr error // what Propose returns once closed
 	propSig chan struct{} // size 1: coalesced wake-up for queued proposals
 
 	// msgMu guards msgs.
@@ -193,8 +194,9 @@ func (n *Node) Propose(ctx context.Context, cmd []byte) (any, error) {
 	}
 	n.propMu.Lock()
 	if n.closed {
+		err := n.closedErr
 		n.propMu.Unlock()
-		return nil, ErrClosed
+		return nil, err
 	}
 	n.props = append(n.props, p)
 	n.propMu.Unlock()
@@ -211,7 +213,8 @@ func (n *Node) Propose(ctx context.Context, cmd []byte) (any, error) {
 }
 
 // Status returns the node's current state. After Close it returns the
-// state at the moment the node stopped.
+// state at the moment the node stopped. Like Propose, it must not be called
+// from the StateMachine's methods, which run on the node's own goroutine.
 func (n *Node) Status() Status {
 	reply := make(chan Status, 1)
 	select {
@@ -229,7 +232,9 @@ func (n *Node) Status() Status {
 func (n *Node) Close() error {
 	n.stop.Do(func() {
 		n.propMu.Lock()
-		n.closed = true
+		if !n.closed {
+			n.closed, n.closedErr = true, ErrClosed
+		}
 		n.propMu.Unlock()
 		close(n.stopc)
 	})
@@ -513,12 +518,15 @@ func (n *Node) status() Status {
 func (n *Node) shutdown(cause error) {
 	n.tr.Handle(n.cfg.Service, nil)
 	n.propMu.Lock()
-	n.closed = true
-	props := n.props
+	if !n.closed {
+		// The node failed on its own: later proposals say why.
+		n.closed, n.closedErr = true, fmt.Errorf("%w: %w", ErrClosed, cause)
+	}
+	props, closedErr := n.props, n.closedErr
 	n.props = nil
 	n.propMu.Unlock()
 	for _, p := range props {
-		p.done <- result{err: ErrClosed} // never reached the core
+		p.done <- result{err: closedErr} // never reached the core
 	}
 	stopErr := ErrStopped
 	if cause != ErrStopped {
