@@ -47,8 +47,8 @@ type Node struct {
 	propMu    sync.Mutex
 	props     []*proposal
 	closed    bool
-	closedErr error // what Propose returns once closed
-	propSig chan struct{} // size 1: coalesced wake-up for queued proposals
+	closedErr error         // what Propose returns once closed
+	propSig   chan struct{} // size 1: coalesced wake-up for queued proposals
 
 	// msgMu guards msgs.
 	msgMu  sync.Mutex
