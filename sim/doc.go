@@ -75,5 +75,8 @@
 // # Concurrency
 //
 // A Sim, its Disks and the Envs it hands out belong to one goroutine. Nodes
-// are never called concurrently.
+// are never called concurrently. Step, Run and RunUntil must not be called
+// from inside an event (a node handler or an At action); such a call does
+// nothing and is reported by Err as ErrReentrant. Methods that have no
+// error result (Crash, Inject, SetFaults…) record misuse the same way.
 package sim

@@ -150,8 +150,8 @@ type Sim struct {
 	rules  netfault.Rules
 
 	nodes  map[transport.NodeID]*simNode
-	order  []*simNode // in AddNode order, for deterministic iteration
-	timers map[TimerID]struct{}
+	order  []*simNode           // in AddNode order, for deterministic iteration
+	timers map[TimerID]*simNode // pending timers and their owners
 	nextID TimerID
 
 	running bool // inside Step, Run or RunUntil
@@ -173,7 +173,7 @@ func New(cfg Config) (*Sim, error) {
 		start:  cfg.Start,
 		rng:    rand.New(rand.NewPCG(uint64(cfg.Seed), 0x5eed)),
 		nodes:  make(map[transport.NodeID]*simNode),
-		timers: make(map[TimerID]struct{}),
+		timers: make(map[TimerID]*simNode),
 		links:  make(map[netfault.Link]*LinkStats),
 		hash:   newTraceHash(),
 	}
@@ -579,14 +579,15 @@ func (e *env) SetTimer(d time.Duration, name string) TimerID {
 	s := e.s
 	s.nextID++
 	id := s.nextID
-	s.timers[id] = struct{}{}
+	s.timers[id] = e.n
 	s.schedule(event{at: s.now + max(d, 0), kind: evTimer, node: e.n, epoch: e.epoch, timer: id, name: name})
 	s.record(evSetTimer, e.n.id, "", name, nil, uint64(id))
 	return id
 }
 
 func (e *env) CancelTimer(id TimerID) {
-	if _, ok := e.s.timers[id]; ok {
+	// Only the owner may cancel: a timer ID from another node is ignored.
+	if owner, ok := e.s.timers[id]; ok && owner == e.n {
 		delete(e.s.timers, id)
 		e.s.record(evCancelTimer, e.n.id, "", "", nil, uint64(id))
 	}
