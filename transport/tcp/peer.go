@@ -38,11 +38,13 @@ type peer struct {
 	ctx    context.Context
 	cancel context.CancelFunc
 
-	// mu guards addr and conn (the current connection, closed by stop and
-	// setAddr to unblock the writer).
-	mu   sync.Mutex
-	addr string
-	conn net.Conn
+	// mu guards addr, conn (the current connection, closed by stop and
+	// setAddr to unblock the writer) and connected (conn has completed
+	// its handshake).
+	mu        sync.Mutex
+	addr      string
+	conn      net.Conn
+	connected bool
 
 	// queued counts the payload bytes in queue (Config.QueueBytes):
 	// Send adds before enqueueing, the writer subtracts after dequeueing.
@@ -152,7 +154,7 @@ func (p *peer) run() {
 		log.Debug("connected", "addr", conn.RemoteAddr().String())
 		err = p.writeLoop(conn, &held)
 		p.mu.Lock()
-		p.conn = nil
+		p.conn, p.connected = nil, false
 		p.mu.Unlock()
 		conn.Close()
 		if p.ctx.Err() != nil {
@@ -192,6 +194,11 @@ func (p *peer) dial() (net.Conn, error) {
 	if err == nil && !p.publish(conn, addr) {
 		err = fmt.Errorf("tcp: connection to %s superseded", p.id)
 	}
+	if err == nil {
+		p.mu.Lock()
+		p.connected = true
+		p.mu.Unlock()
+	}
 	if err != nil {
 		p.publish(nil, addr)
 		raw.Close()
@@ -209,6 +216,7 @@ func (p *peer) publish(conn net.Conn, addr string) bool {
 		return false
 	}
 	p.conn = conn
+	p.connected = false
 	return true
 }
 

@@ -172,6 +172,19 @@ func TestManyPeers(t *testing.T) {
 	if s := ts[0].Stats(); s.Peers != n || s.Dials != n-1 || s.Sent != n-1 {
 		t.Errorf("Stats() = %+v; want %d peers, %d dials, %d frames sent", s, n, n-1, n-1)
 	}
+	status := ts[0].Status()
+	if len(status) != n {
+		t.Fatalf("Status() has %d peers; want %d", len(status), n)
+	}
+	for i, st := range status {
+		want := tcp.PeerStatus{ID: ids[i], Addr: ts[i].Addr().String(), Connected: true, Sent: 1}
+		if i == 0 {
+			want = tcp.PeerStatus{ID: ids[0]} // itself: delivered locally
+		}
+		if st != want {
+			t.Errorf("Status()[%d] = %+v; want %+v", i, st, want)
+		}
+	}
 }
 
 func TestPeerRestart(t *testing.T) {
@@ -236,9 +249,19 @@ func fakePeer(t *testing.T, id string, serve func(net.Conn)) string {
 			return
 		}
 		defer conn.Close()
-		hello := make([]byte, 4+1+1+1+len(id))
-		if _, err := io.ReadAtLeast(conn, hello, 6); err != nil {
+		// The hello: magic and version, then from, to and address, each
+		// prefixed by its length.
+		if _, err := io.ReadFull(conn, make([]byte, 4)); err != nil {
 			return
+		}
+		for range 3 {
+			n := make([]byte, 1)
+			if _, err := io.ReadFull(conn, n); err != nil {
+				return
+			}
+			if _, err := io.ReadFull(conn, make([]byte, n[0])); err != nil {
+				return
+			}
 		}
 		ack := append([]byte{'D', 'K', 'T', tcp.ProtocolVersion, 0, byte(len(id))}, id...)
 		if _, err := conn.Write(ack); err != nil {
@@ -263,8 +286,16 @@ func TestSlowReaderGetsQueueFull(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
+			const size = 64 << 10
 			stop := make(chan struct{})
-			addr := fakePeer(t, "slow", func(net.Conn) { <-stop }) // never reads
+			gotFirst := make(chan struct{})
+			addr := fakePeer(t, "slow", func(conn net.Conn) {
+				// Read the first frame, then never read again.
+				if _, err := io.ReadFull(conn, make([]byte, 5+len("svc")+size)); err == nil {
+					close(gotFirst)
+				}
+				<-stop
+			})
 			cfg := tcp.DefaultConfig()
 			cfg.ID = "a"
 			cfg.Peers = map[transport.NodeID]string{"slow": addr}
@@ -275,23 +306,44 @@ func TestSlowReaderGetsQueueFull(t *testing.T) {
 			}
 			defer close(stop)
 			defer a.Close() // while its writer is blocked on the full socket
-			payload := make([]byte, 64<<10)
+			payload := make([]byte, size)
 			ctx := context.Background()
-			// Socket buffers absorb a few MiB; past that the queue fills,
-			// and Send must say so instead of blocking.
-			for i := range 100_000 {
+			if err := a.Send(ctx, "slow", "svc", payload); err != nil {
+				t.Fatal(err)
+			}
+			select {
+			case <-gotFirst: // connected, and the writer is idle
+			case <-time.After(wait):
+				t.Fatal("the first frame never arrived")
+			}
+			// The writer pushes frames into the socket until the kernel's
+			// buffers (a few MiB) are full and then blocks; the queue
+			// fills behind it, and Send must report ErrQueueFull instead
+			// of blocking or queueing without bound. Pausing after each
+			// refusal gives the writer time to run.
+			const limit = 64 << 20 // far beyond socket buffers plus the queue
+			accepted, refused := 1, 0
+			for accepted*size < limit && refused < 200 {
 				err := a.Send(ctx, "slow", "svc", payload)
-				if errors.Is(err, transport.ErrQueueFull) {
-					if q := a.Stats().QueueFull; q != 1 {
-						t.Errorf("Stats().QueueFull = %d; want 1", q)
-					}
-					return
-				}
-				if err != nil {
-					t.Fatalf("Send #%d = %v; want nil or ErrQueueFull", i, err)
+				switch {
+				case err == nil:
+					accepted++
+				case errors.Is(err, transport.ErrQueueFull):
+					refused++
+					time.Sleep(time.Millisecond)
+				default:
+					t.Fatalf("Send = %v; want nil or ErrQueueFull", err)
 				}
 			}
-			t.Fatal("100000 sends of 64 KiB to a peer that never reads all succeeded; want ErrQueueFull")
+			if accepted*size >= limit {
+				t.Fatalf("Send accepted %d MiB for a peer that reads nothing; want ErrQueueFull long before", accepted*size>>20)
+			}
+			if q := a.Stats().QueueFull; q != uint64(refused) {
+				t.Errorf("Stats().QueueFull = %d; want %d", q, refused)
+			}
+			if st := a.Status()[1]; st.ID != "slow" || !st.Connected || st.Sent < 2 || st.Queued == 0 {
+				t.Errorf("Status() of the slow peer = %+v; want connected, frames written, a non-empty queue", st)
+			}
 		})
 	}
 }

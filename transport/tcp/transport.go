@@ -8,6 +8,8 @@ import (
 	"fmt"
 	"log/slog"
 	"net"
+	"slices"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -273,6 +275,34 @@ func (t *Transport) Stats() Stats {
 		s.BytesSent += p.bytesSent.Load()
 	}
 	return s
+}
+
+// PeerStatus describes the outbound side of one link.
+type PeerStatus struct {
+	ID          transport.NodeID
+	Addr        string // empty for this node itself
+	Connected   bool   // an outbound connection is established
+	Queued      int    // messages waiting in the queue
+	QueuedBytes int64  // payload bytes waiting in the queue
+	Sent        uint64 // frames written to this peer's connections
+}
+
+// Status returns the state of every peer in the address book, this node
+// included, sorted by ID.
+func (t *Transport) Status() []PeerStatus {
+	peers := *t.peers.Load()
+	out := make([]PeerStatus, 0, len(peers))
+	for id, p := range peers {
+		p.mu.Lock()
+		st := PeerStatus{ID: id, Addr: p.addr, Connected: p.conn != nil && p.connected}
+		p.mu.Unlock()
+		st.Queued = len(p.queue)
+		st.QueuedBytes = p.queued.Load()
+		st.Sent = p.sent.Load()
+		out = append(out, st)
+	}
+	slices.SortFunc(out, func(a, b PeerStatus) int { return strings.Compare(string(a.ID), string(b.ID)) })
+	return out
 }
 
 // Close stops accepting, closes every connection, drops queued messages
