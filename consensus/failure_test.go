@@ -8,6 +8,7 @@ import (
 
 	"github.com/distkit/distkit/consensus/raft"
 	"github.com/distkit/distkit/transport"
+	"github.com/distkit/distkit/transport/memnet"
 )
 
 // failingStorage is memory storage whose Save fails once armed.
@@ -32,8 +33,9 @@ func (f *failingStorage) Save(hs raft.HardState, ents []raft.Entry) error {
 func TestStorageFailureStopsNode(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
-	net := newChanNet()
-	tr := net.join("solo")
+	net, _ := memnet.New(memnet.DefaultConfig())
+	defer net.Close()
+	tr, _ := net.Join("solo")
 	store := &failingStorage{memStorage: memStorage{MemoryStorage: raft.NewMemoryStorage()}, armed: make(chan struct{})}
 	n, err := newNode(testConfig("solo", []transport.NodeID{"solo"}), tr, newKV(), store)
 	if err != nil {

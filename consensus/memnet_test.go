@@ -11,8 +11,8 @@ import (
 )
 
 // newMemnetCluster starts three nodes on a memnet network with the given
-// faults.
-func newMemnetCluster(t *testing.T, durable bool, faults memnet.Faults) (*cluster, *memnet.Network) {
+// faults; tweak (if not nil) adjusts each node's Config.
+func newMemnetCluster(t *testing.T, durable bool, faults memnet.Faults, tweak func(*Config)) (*cluster, *memnet.Network) {
 	net, err := memnet.New(memnet.DefaultConfig())
 	if err != nil {
 		t.Fatal(err)
@@ -40,6 +40,9 @@ func newMemnetCluster(t *testing.T, durable bool, faults memnet.Faults) (*cluste
 	c.cfg = func(id transport.NodeID) Config {
 		cfg := testConfig(id, three)
 		cfg.DataDir = c.dirs[id]
+		if tweak != nil {
+			tweak(&cfg)
+		}
 		return cfg
 	}
 	for _, id := range three {
@@ -57,7 +60,7 @@ func newMemnetCluster(t *testing.T, durable bool, faults memnet.Faults) (*cluste
 func TestMemnetFaultyNetwork(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
-	c, _ := newMemnetCluster(t, true, memnet.Faults{Drop: 0.05, Duplicate: 0.05, MaxDelay: 2 * time.Millisecond, Reorder: 0.05})
+	c, _ := newMemnetCluster(t, true, memnet.Faults{Drop: 0.05, Duplicate: 0.05, MaxDelay: 2 * time.Millisecond, Reorder: 0.05}, nil)
 	cl := c.client()
 	var last uint64
 	for i := range 40 {
@@ -81,7 +84,7 @@ func TestMemnetFaultyNetwork(t *testing.T) {
 func TestMemnetPartitionedLeader(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
-	c, net := newMemnetCluster(t, false, memnet.Faults{})
+	c, net := newMemnetCluster(t, false, memnet.Faults{}, nil)
 	cl := c.client()
 	acked := map[string]string{}
 	for i := range 10 {

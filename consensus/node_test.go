@@ -10,6 +10,7 @@ import (
 
 	"github.com/distkit/distkit/consensus/raft"
 	"github.com/distkit/distkit/transport"
+	"github.com/distkit/distkit/transport/memnet"
 )
 
 var three = []transport.NodeID{"n1", "n2", "n3"}
@@ -23,31 +24,9 @@ func rounds() int {
 	return 1
 }
 
-func newChanCluster(t *testing.T, durable bool, tweak func(*Config)) *cluster {
-	net := newChanNet()
-	c := &cluster{
-		t: t, ids: three,
-		nodes: map[transport.NodeID]*Node{}, sms: map[transport.NodeID]*kvSM{},
-		trs: map[transport.NodeID]transport.Transport{}, dirs: map[transport.NodeID]string{},
-		tr: net.join,
-	}
-	for _, id := range three {
-		if durable {
-			c.dirs[id] = t.TempDir()
-		}
-	}
-	c.cfg = func(id transport.NodeID) Config {
-		cfg := testConfig(id, three)
-		cfg.DataDir = c.dirs[id]
-		if tweak != nil {
-			tweak(&cfg)
-		}
-		return cfg
-	}
-	for _, id := range three {
-		c.start(id)
-	}
-	t.Cleanup(c.closeAll)
+// newCluster starts three nodes on a fault-free memnet network.
+func newCluster(t *testing.T, durable bool, tweak func(*Config)) *cluster {
+	c, _ := newMemnetCluster(t, durable, memnet.Faults{}, tweak)
 	return c
 }
 
@@ -66,7 +45,7 @@ func TestNodeReplicates(t *testing.T) {
 		t.Run(fmt.Sprintf("durable=%v", durable), func(t *testing.T) {
 			ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
 			defer cancel()
-			c := newChanCluster(t, durable, nil)
+			c := newCluster(t, durable, nil)
 			cl := c.client()
 			var last uint64
 			for i := range 50 {
@@ -93,7 +72,7 @@ func TestNodeReplicates(t *testing.T) {
 func TestNodeProposeErrors(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
-	c := newChanCluster(t, false, func(cfg *Config) { cfg.MaxCommandBytes = 16 })
+	c := newCluster(t, false, func(cfg *Config) { cfg.MaxCommandBytes = 16 })
 	leader := c.leader(ctx)
 	var follower transport.NodeID
 	for _, id := range c.ids {
@@ -142,7 +121,7 @@ func TestLeaderFailover(t *testing.T) {
 func testLeaderFailover(t *testing.T, durable bool) {
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
-	c := newChanCluster(t, durable, nil)
+	c := newCluster(t, durable, nil)
 	cl := c.client()
 	acked := map[string]string{}
 	for i := range 30 {
@@ -203,7 +182,7 @@ func TestRestartCatchesUp(t *testing.T) {
 func testRestartCatchesUp(t *testing.T, threshold uint64, viaSnapshot bool) {
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
-	c := newChanCluster(t, true, func(cfg *Config) {
+	c := newCluster(t, true, func(cfg *Config) {
 		cfg.SnapshotThreshold = threshold
 		cfg.SnapshotRetainEntries = 5
 	})
@@ -248,7 +227,7 @@ func testRestartCatchesUp(t *testing.T, threshold uint64, viaSnapshot bool) {
 func TestWholeClusterRestart(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
-	c := newChanCluster(t, true, func(cfg *Config) { cfg.SnapshotThreshold = 15 })
+	c := newCluster(t, true, func(cfg *Config) { cfg.SnapshotThreshold = 15 })
 	cl := c.client()
 	for i := range 40 {
 		write(ctx, t, cl, fmt.Sprintf("k%d", i), fmt.Sprint(i))
@@ -307,8 +286,10 @@ func TestConfigValidate(t *testing.T) {
 }
 
 func TestNewRejectsBadArguments(t *testing.T) {
-	net := newChanNet()
-	tr := net.join("a")
+	net, _ := memnet.New(memnet.DefaultConfig())
+	defer net.Close()
+	tr, _ := net.Join("a")
+	other, _ := net.Join("b")
 	cfg := testConfig("a", []transport.NodeID{"a"})
 	tests := []struct {
 		name string
@@ -318,7 +299,7 @@ func TestNewRejectsBadArguments(t *testing.T) {
 	}{
 		{"nil transport", cfg, nil, newKV()},
 		{"nil state machine", cfg, tr, nil},
-		{"transport of another node", cfg, net.join("b"), newKV()},
+		{"transport of another node", cfg, other, newKV()},
 		{"invalid config", Config{}, tr, newKV()},
 	}
 	for _, tt := range tests {
