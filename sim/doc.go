@@ -62,7 +62,11 @@
 // the unsynced bytes). Restart builds a new instance from the factory.
 //
 // With zero faults a message is delivered at the instant it is sent, after
-// the events already due at that instant, so per-link order is FIFO.
+// the events already due at that instant, so per-link order is FIFO (so it
+// is with any fixed delay, MinDelay = MaxDelay). Virtual time then stands
+// still while messages bounce, so two nodes that answer every message with
+// a message would keep Run busy forever: give such protocols some latency,
+// as DefaultConfig does.
 //
 // # Many seeds
 //

@@ -26,6 +26,7 @@ type Transport struct {
 	out    map[transport.NodeID]route // outgoing routes by receiver; guarded by net.mu
 
 	crashed atomic.Bool   // written under net.mu; read on the delivery path
+	closing atomic.Bool   // set by Close; the rest of a batch being delivered is dropped
 	epoch   atomic.Uint64 // bumped by Crash, invalidating what is in flight
 
 	// handlersMu serialises Handle; readers load handlers without locking.
@@ -186,6 +187,7 @@ func (t *Transport) Close() error {
 	t.closeOnce.Do(func() {
 		t.net.mu.Lock()
 		t.closed = true
+		t.closing.Store(true)
 		t.net.mu.Unlock()
 		t.inbox.discard(true, &t.net.idle)
 		close(t.stop)
@@ -231,13 +233,13 @@ func (t *Transport) deliverLoop() {
 }
 
 // deliver hands one message to its handler unless the network lost it in
-// the meantime: a crash of either end since Send, or a partition or cut
-// that now separates them.
+// the meantime: a crash of either end since Send, the receiver closing, or
+// a partition or cut that now separates them.
 func (t *Transport) deliver(it *item) {
 	defer t.net.idle.done(1)
 	m := &it.msg
-	if it.dstEpoch != t.epoch.Load() || t.crashed.Load() || it.srcEpoch != it.src.epoch.Load() ||
-		t.net.blocked(m.From, m.To) {
+	if it.dstEpoch != t.epoch.Load() || t.crashed.Load() || t.closing.Load() ||
+		it.srcEpoch != it.src.epoch.Load() || t.net.blocked(m.From, m.To) {
 		it.link.dropped.Add(1)
 		return
 	}
