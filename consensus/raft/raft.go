@@ -243,11 +243,12 @@ func (r *raft) step(m *Message) error {
 		}
 	case m.Term < r.term:
 		switch {
-		case (r.cfg.CheckQuorum || r.cfg.PreVote) && (m.Type == MsgApp || m.Type == MsgHeartbeat):
+		case m.Type == MsgApp || m.Type == MsgHeartbeat:
 			// A leader cut off by a partition keeps its old term while
-			// we moved on; tell it, so it steps down. (With pre-vote and
-			// check-quorum it would otherwise never learn: our side does
-			// not disrupt it with vote requests.)
+			// we moved on; tell it, so it steps down. With pre-vote and
+			// check-quorum it would otherwise never learn (our side does
+			// not disrupt it with vote requests), and in a cluster whose
+			// nodes disagree on those settings neither side would move.
 			r.send(Message{Type: MsgAppResp, To: m.From})
 		case m.Type == MsgPreVote:
 			// Reject with our term so the pre-candidate catches up.

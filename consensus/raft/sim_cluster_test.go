@@ -30,6 +30,8 @@ type simCluster struct {
 	committed map[uint64]Entry
 	// history is the clients' operations, for porcupine.
 	history []porcupine.Operation
+	// tweak, if set, adjusts every node's Config.
+	tweak func(*Config)
 	// coverage counts what the run exercised.
 	coverage simCoverage
 }
@@ -40,7 +42,7 @@ type simCoverage struct {
 	Terms, SnapshotChunks, SnapshotsInstalled, Compactions, Restarts, Ops int
 }
 
-func newSimCluster(t testing.TB, seed int64, nodes, clients int, faults sim.Faults) *simCluster {
+func newSimCluster(t testing.TB, seed int64, nodes, clients int, faults sim.Faults, tweak func(*Config)) *simCluster {
 	cfg := sim.DefaultConfig()
 	cfg.Seed = seed
 	cfg.Faults = faults
@@ -49,7 +51,7 @@ func newSimCluster(t testing.TB, seed int64, nodes, clients int, faults sim.Faul
 	if err != nil {
 		t.Fatalf("sim.New: %v", err)
 	}
-	c := &simCluster{t: t, s: s, leaders: map[uint64]transport.NodeID{}, committed: map[uint64]Entry{}}
+	c := &simCluster{t: t, s: s, tweak: tweak, leaders: map[uint64]transport.NodeID{}, committed: map[uint64]Entry{}}
 	for i := range nodes {
 		c.ids = append(c.ids, transport.NodeID(fmt.Sprintf("n%d", i+1)))
 	}

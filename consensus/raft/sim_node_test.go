@@ -98,6 +98,9 @@ func (s *kvServer) Start(env sim.Env) {
 		s.lastApplied = snap.Meta.Index
 	}
 	cfg := simConfig(s.id, s.c.ids, st.mem, env.Rand().Uint64())
+	if s.c.tweak != nil {
+		s.c.tweak(&cfg)
+	}
 	cfg.Applied = s.lastApplied
 	rn, err := NewRawNode(cfg)
 	if err != nil {

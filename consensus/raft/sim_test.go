@@ -32,7 +32,11 @@ const (
 // the safety properties after every event; at the end the faults stop,
 // liveness is checked, and the client history must be linearizable.
 func runChaos(t *testing.T, seed int64, nodes int) *simCluster {
-	c := newSimCluster(t, seed, nodes, 3, chaosFaults)
+	return runChaosWith(t, seed, nodes, nil)
+}
+
+func runChaosWith(t *testing.T, seed int64, nodes int, tweak func(*Config)) *simCluster {
+	c := newSimCluster(t, seed, nodes, 3, chaosFaults, tweak)
 	s := c.s
 	rng := rand.New(rand.NewPCG(uint64(seed), 0x5eed))
 	crashed := map[transport.NodeID]bool{}
@@ -165,6 +169,24 @@ func TestSimChaos3(t *testing.T) {
 
 func TestSimChaos5(t *testing.T) {
 	sim.Seeds(t, seedsFor(80), func(t *testing.T, seed int64) { runChaos(t, seed, 5) })
+}
+
+// TestSimChaosClassic runs the chaos without pre-vote and check-quorum
+// (plain Raft as in the paper): disruptions are allowed, safety is not.
+func TestSimChaosClassic(t *testing.T) {
+	classic := func(cfg *Config) { cfg.PreVote, cfg.CheckQuorum = false, false }
+	sim.Seeds(t, seedsFor(40), func(t *testing.T, seed int64) { runChaosWith(t, seed, 3, classic) })
+}
+
+// TestSimChaosMixed runs a cluster whose nodes disagree on pre-vote and
+// check-quorum, as during a rolling configuration change.
+func TestSimChaosMixed(t *testing.T) {
+	mixed := func(cfg *Config) {
+		if cfg.ID == "n1" {
+			cfg.PreVote, cfg.CheckQuorum = false, false
+		}
+	}
+	sim.Seeds(t, seedsFor(40), func(t *testing.T, seed int64) { runChaosWith(t, seed, 3, mixed) })
 }
 
 // TestSimDeterministic checks that a seed replays exactly: the same seed
