@@ -59,3 +59,29 @@ func Example() {
 	// 00:00:00.310 a got pong from b
 	// pongs=3 sent=8 delivered=6 dropped=2
 }
+
+type idle struct{}
+
+func (idle) Start(sim.Env)                      {}
+func (idle) Receive(sim.Env, transport.Message) {}
+func (idle) Timer(sim.Env, sim.TimerID, string) {}
+
+// ExampleDisk shows what a crash leaves on a node's disk: only what was
+// synced.
+func ExampleDisk() {
+	s, _ := sim.New(sim.Config{Seed: 1})
+	_ = s.AddNode("a", func() sim.Node { return idle{} })
+	s.Inject("a", func(env sim.Env) {
+		d := env.Disk()
+		_ = d.Append("wal", []byte("entry-1;"))
+		_ = d.Sync("wal")
+		_ = d.Append("wal", []byte("entry-2;")) // not synced
+		_ = d.WriteFile("tmp", []byte("scratch"))
+	})
+	s.Crash("a")
+	s.Restart("a")
+	wal, _ := s.Disk("a").ReadFile("wal")
+	fmt.Printf("wal=%q files=%v\n", wal, s.Disk("a").List())
+	// Output:
+	// wal="entry-1;" files=[wal]
+}
