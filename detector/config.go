@@ -46,7 +46,8 @@ type Config struct {
 	IndirectProbes int
 	// ProbeTimeout is how long a suspect has to answer the direct and
 	// indirect probes (or send anything newer) before it is declared
-	// Failed. Default 1 s.
+	// Failed. The probes go out when the suspicion starts and again halfway
+	// through. Default 1 s.
 	ProbeTimeout time.Duration
 	// Detector selects the per-member detector. Default KindPhiAccrual.
 	Detector Kind

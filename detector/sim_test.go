@@ -345,3 +345,33 @@ func TestSimRandomFaults(t *testing.T) {
 		}
 	})
 }
+
+// TestSimOneWayCutRecovers isolates n2 until everyone declares it Failed,
+// then heals all but the direction n2 -> n1. n1 never hears n2 directly
+// again, but its periodic probes through the others must find n2 and take
+// it back.
+func TestSimOneWayCutRecovers(t *testing.T) {
+	sim.Seeds(t, 3, func(t *testing.T, seed int64) {
+		c := newCluster(t, seed, 4, scenarioConfig(), lossyNet)
+		c.s.Run(30 * time.Second)
+		c.s.Isolate("n2")
+		c.s.Run(10 * time.Second)
+		if got := c.statusOf("n1", "n2"); got != Failed {
+			t.Fatalf("n1 sees the isolated n2 %v; want failed", got)
+		}
+		c.s.Heal()
+		c.s.Cut("n2", "n1")
+		c.rec.events = nil
+		back := func() bool {
+			for _, e := range c.rec.events {
+				if e.by == "n1" && e.Member == "n2" && e.Kind == EventRecovered {
+					return true
+				}
+			}
+			return false
+		}
+		if !c.s.RunUntil(back, 15*time.Second) {
+			t.Fatalf("n1 did not take n2 back through the others within 15 s")
+		}
+	})
+}

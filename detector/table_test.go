@@ -36,8 +36,19 @@ func (r tableRow) percentile(p float64) time.Duration {
 // measure runs the scenario (8 nodes, 1 s ±20 % heartbeats, 1 %
 // loss) for d and crashes one node per 100 s cycle: down at +50 s, back at
 // +80 s. It reports detection latency and false verdicts.
-func measure(t testing.TB, seed int64, name string, cfg Config, d time.Duration) tableRow {
+func measure(t testing.TB, seed int64, name string, cfg Config, d time.Duration, net netScenario) tableRow {
 	c := newCluster(t, seed, 8, cfg, lossyNet)
+	switch net {
+	case flakyLink:
+		// One flaky path: n1 and n2 lose 30 % of what they send each other.
+		bad := lossyNet
+		bad.Drop = 0.3
+		c.s.SetLinkFaults("n1", "n2", bad)
+		c.s.SetLinkFaults("n2", "n1", bad)
+	case oneWayCut:
+		// n1 never hears from n2 directly; everything else works.
+		c.s.Cut("n2", "n1")
+	}
 	start := c.s.Now()
 	type outage struct {
 		victim     transport.NodeID
@@ -87,8 +98,17 @@ func measure(t testing.TB, seed int64, name string, cfg Config, d time.Duration)
 	return row
 }
 
+// netScenario is the network a row of the table runs on.
+type netScenario int
+
+const (
+	plainNet  netScenario = iota // 1 % loss everywhere
+	flakyLink                    // and 30 % between n1 and n2
+	oneWayCut                    // and nothing from n2 to n1
+)
+
 // tableConfigs are the rows of the table in doc.go.
-func tableConfigs() (names []string, cfgs []Config) {
+func tableConfigs() (names []string, cfgs []Config, nets []netScenario) {
 	for _, probes := range []int{3, 0} {
 		for _, th := range []float64{1, 3, 8, 12} {
 			cfg := scenarioConfig()
@@ -96,14 +116,29 @@ func tableConfigs() (names []string, cfgs []Config) {
 			cfg.IndirectProbes = probes
 			names = append(names, fmt.Sprintf("phi %g, k=%d", th, probes))
 			cfgs = append(cfgs, cfg)
+			nets = append(nets, plainNet)
 		}
 		cfg := scenarioConfig()
 		cfg.Detector = KindFixedTimeout
 		cfg.IndirectProbes = probes
 		names = append(names, fmt.Sprintf("fixed 3 s ×3, k=%d", probes))
 		cfgs = append(cfgs, cfg)
+		nets = append(nets, plainNet)
 	}
-	return names, cfgs
+	for _, net := range []netScenario{flakyLink, oneWayCut} {
+		for _, probes := range []int{3, 0} {
+			cfg := scenarioConfig()
+			cfg.IndirectProbes = probes
+			what := "30 % loss n1↔n2"
+			if net == oneWayCut {
+				what = "n2→n1 cut"
+			}
+			names = append(names, fmt.Sprintf("phi 8, k=%d, %s", probes, what))
+			cfgs = append(cfgs, cfg)
+			nets = append(nets, net)
+		}
+	}
+	return names, cfgs, nets
 }
 
 // TestDetectionTable measures detection latency and false verdicts for
@@ -117,10 +152,10 @@ func TestDetectionTable(t *testing.T) {
 	if full {
 		d = 10_000 * time.Second
 	}
-	names, cfgs := tableConfigs()
+	names, cfgs, nets := tableConfigs()
 	rows := make([]tableRow, len(cfgs))
 	for i := range cfgs {
-		rows[i] = measure(t, 1, names[i], cfgs[i], d)
+		rows[i] = measure(t, 1, names[i], cfgs[i], d, nets[i])
 	}
 	var b strings.Builder
 	fmt.Fprintf(&b, "\n| detector | latency p50 | latency p99 | missed | false Failed | false Suspect |\n")
@@ -131,7 +166,13 @@ func TestDetectionTable(t *testing.T) {
 	}
 	t.Logf("%d simulated seconds per row, %d crashes:%s", rows[0].simSeconds, rows[0].simSeconds/100, b.String())
 
-	for _, r := range rows {
+	if rows[13].falseFail == 0 {
+		t.Errorf("%s: no false Failed verdict; a one-way cut without indirect probes should produce one", rows[13].name)
+	}
+	// Without indirect probes, n1 already holds the cut-off n2 Failed when
+	// n2 crashes, so that row "misses" n2's crashes; every other row
+	// detects every crash.
+	for _, r := range slices.Delete(slices.Clone(rows), 13, 14) {
 		if r.missed != 0 {
 			t.Errorf("%s: %d (crash, observer) pairs never detected", r.name, r.missed)
 		}
@@ -139,8 +180,11 @@ func TestDetectionTable(t *testing.T) {
 			t.Errorf("%s: p99 detection latency %v; want ≤ 10 s", r.name, p99)
 		}
 	}
-	// The default configuration (row "phi 8, k=3") never errs.
-	if rows[2].falseFail != 0 {
-		t.Errorf("%s: %d false Failed verdicts; want 0", rows[2].name, rows[2].falseFail)
+	// The default configuration never errs, even over a flaky link or a
+	// one-way cut.
+	for _, i := range []int{2, 10, 12} {
+		if rows[i].falseFail != 0 {
+			t.Errorf("%s: %d false Failed verdicts; want 0", rows[i].name, rows[i].falseFail)
+		}
 	}
 }
