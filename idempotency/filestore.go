@@ -9,6 +9,7 @@ import (
 	"os"
 	"path/filepath"
 	"sync"
+	"sync/atomic"
 
 	"github.com/distkit/distkit/clock"
 )
@@ -70,7 +71,8 @@ func (c FileConfig) Validate() error {
 // live set with Config.Retention and Config.MaxResultBytes.
 //
 // It is safe for concurrent use. It starts no goroutines: the writer that
-// finds no fsync running performs it for everyone queued.
+// finds no fsync running performs it for everyone queued. Get, the replay
+// path, takes no lock and is not delayed by fsyncs or compaction.
 //
 // After a write or fsync error the store fails permanently (ErrStoreFailed):
 // after a failed fsync the kernel may have dropped the dirty pages, so
@@ -100,6 +102,13 @@ type FileStore struct {
 	idle     chan struct{}
 	failed   error // set on the first write or sync error
 	closed   bool
+
+	// published mirrors index with immutable *Record snapshots, replaced
+	// under mu, so Get (the replay path) reads without taking mu, even
+	// while a flush or a compaction holds it. unusable is set with closed
+	// or failed, so Get notices them without the lock.
+	published sync.Map
+	unusable  atomic.Bool
 
 	frames        int // frames in the log file
 	compactFrames int // frames right after the last compaction (or open)
@@ -221,6 +230,9 @@ func (s *FileStore) load(f *os.File) error {
 	if _, err := f.Seek(int64(off), io.SeekStart); err != nil {
 		return fmt.Errorf("idempotency: seek %s: %w", s.path, err)
 	}
+	for k, r := range s.index {
+		s.published.Store(k, &r)
+	}
 	// Measure growth from the live set, so a log full of dead frames is
 	// compacted soon after opening.
 	s.compactFrames = len(s.index)
@@ -274,7 +286,7 @@ func (s *FileStore) Begin(ctx context.Context, proposal Record) (Record, bool, e
 		s.mu.Unlock()
 		return cur, false, nil
 	}
-	s.index[proposal.Key] = proposal
+	s.setLocked(proposal)
 	s.pending = appendRecordFrame(s.pending, framePut, &proposal)
 	if err := s.commitLocked(); err != nil {
 		return Record{}, false, err
@@ -284,13 +296,28 @@ func (s *FileStore) Begin(ctx context.Context, proposal Record) (Record, bool, e
 
 // Get implements Store.
 func (s *FileStore) Get(ctx context.Context, key string) (Record, bool, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	if err := s.usableLocked(); err != nil {
-		return Record{}, false, err
+	if s.index == nil || s.unusable.Load() {
+		s.mu.Lock()
+		defer s.mu.Unlock()
+		return Record{}, false, s.usableLocked()
 	}
-	rec, ok := s.index[key]
-	return rec, ok, nil
+	v, ok := s.published.Load(key)
+	if !ok {
+		return Record{}, false, nil
+	}
+	return *v.(*Record), true, nil
+}
+
+// setLocked makes rec the current record of its key. s.mu must be held.
+func (s *FileStore) setLocked(rec Record) {
+	s.index[rec.Key] = rec
+	s.published.Store(rec.Key, &rec)
+}
+
+// deleteLocked forgets key. s.mu must be held.
+func (s *FileStore) deleteLocked(key string) {
+	delete(s.index, key)
+	s.published.Delete(key)
 }
 
 // Complete implements Store. The completed record becomes visible once it is
@@ -390,6 +417,7 @@ func (s *FileStore) flushLocked() {
 	s.spare = data[:0]
 	if err != nil {
 		s.failed = fmt.Errorf("%w: %w", ErrStoreFailed, err)
+		s.unusable.Store(true)
 		s.log.Error("idempotency: file store write failed; store is now unusable", "path", s.path, "err", err)
 		b.err = s.failed
 	} else {
@@ -419,10 +447,10 @@ func (s *FileStore) applyLocked(op pendingOp) {
 		return
 	}
 	if op.kind == frameAbort {
-		delete(s.index, op.rec.Key)
+		s.deleteLocked(op.rec.Key)
 		return
 	}
-	s.index[op.rec.Key] = op.rec
+	s.setLocked(op.rec)
 }
 
 // compactLocked rewrites the log with one framePut per live record. Frames
@@ -435,7 +463,7 @@ func (s *FileStore) compactLocked() {
 			// An expired in-progress record may still have an unsynced
 			// Complete queued; dropping it here and there (applyLocked finds
 			// no owner; replay finds no record) keeps the two views equal.
-			delete(s.index, k)
+			s.deleteLocked(k)
 		}
 	}
 	tmp := s.path + ".compact"
@@ -478,6 +506,7 @@ func (s *FileStore) compactLocked() {
 	// unlinked file, so any error leaves the store unusable.
 	if err := syncDir(s.path); err != nil {
 		s.failed = fmt.Errorf("%w: %w", ErrStoreFailed, err)
+		s.unusable.Store(true)
 		return
 	}
 	nf, err := os.OpenFile(s.path, os.O_RDWR, 0o644)
@@ -488,6 +517,7 @@ func (s *FileStore) compactLocked() {
 	}
 	if err != nil {
 		s.failed = fmt.Errorf("%w: reopen after compaction: %w", ErrStoreFailed, err)
+		s.unusable.Store(true)
 		return
 	}
 	s.f.Close()
@@ -525,6 +555,7 @@ func (s *FileStore) Close() error {
 		return err
 	}
 	s.closed = true
+	s.unusable.Store(true)
 	if s.cur != nil { // writers queued behind the last flush
 		s.cur.err = ErrClosed
 		close(s.cur.done)
