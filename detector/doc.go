@@ -54,8 +54,9 @@
 //     act on the Events.
 //  4. After a crash, start a new Membership. Its incarnation starts at the
 //     boot time in Unix nanoseconds, so it outranks its previous life
-//     without stable storage, provided the wall clock did not move back by
-//     more than the downtime.
+//     without stable storage. If the wall clock moved back by more than the
+//     downtime, its first messages look stale to the others; their next
+//     probe carries the old incarnation and the new node refutes past it.
 //
 // # What a failure detector can and cannot promise
 //

@@ -2,6 +2,7 @@ package detector
 
 import (
 	"fmt"
+	"math"
 	"math/rand/v2"
 	"slices"
 	"time"
@@ -407,8 +408,12 @@ func (m *Membership) Receive(now time.Time, from transport.NodeID, payload []byt
 // its current incarnation, and tells every member at once. A rumour about
 // an older incarnation has already been refuted and is ignored: old
 // rumours lose (SWIM §4.2).
+//
+// A rumour above the current incarnation is legitimate: it names a previous
+// life that booted with a later clock reading. The refutation then jumps
+// past it. Only the largest value is refused, since nothing can outrank it.
 func (m *Membership) refuteIfSuspected(rumour uint64) {
-	if rumour < m.incarnation {
+	if rumour < m.incarnation || rumour == math.MaxUint64 {
 		return
 	}
 	m.incarnation = rumour + 1

@@ -2,6 +2,7 @@ package detector
 
 import (
 	"errors"
+	"math"
 	"testing"
 	"time"
 
@@ -146,6 +147,39 @@ func TestMembershipRefutation(t *testing.T) {
 	}
 	if got := p.b.Incarnation(); got != incBefore+1 {
 		t.Fatalf("b's incarnation after an old rumour = %d; want %d (unchanged)", got, incBefore+1)
+	}
+	// A rumour nothing can outrank must not wrap the incarnation to zero.
+	bogus := message{kind: kindPing, incarnation: 1, seq: 2, probe: 100, rumour: math.MaxUint64}
+	if err := p.b.Receive(p.now, "a", bogus.encode()); err != nil {
+		t.Fatal(err)
+	}
+	if got := p.b.Incarnation(); got != incBefore+1 {
+		t.Fatalf("b's incarnation after a rumour of MaxUint64 = %d; want %d (unchanged)", got, incBefore+1)
+	}
+}
+
+// TestMembershipClockWentBack restarts b with a clock an hour behind its
+// previous life: a, which knows the old incarnation, ignores b's new
+// messages as stale until its probe makes b refute past the old life.
+func TestMembershipClockWentBack(t *testing.T) {
+	p := &pair{t: t, now: t0, a: newCore(t, "a", t0, "b"), b: newCore(t, "b", t0, "a")}
+	for range 100 {
+		p.step(100*time.Millisecond, false)
+	}
+	old := p.b.Incarnation()
+	p.b = newCore(t, "b", p.now.Add(-time.Hour), "a") // restarted, clock behind
+	var kinds []EventKind
+	for range 300 {
+		for _, e := range p.step(100*time.Millisecond, false) {
+			kinds = append(kinds, e.Kind)
+		}
+	}
+	if got := p.b.Incarnation(); got <= old {
+		t.Fatalf("restarted b's incarnation = %d; want > %d, its previous life's", got, old)
+	}
+	st, _ := p.a.Member("b", p.now)
+	if st.Status != Alive || st.Incarnation != p.b.Incarnation() {
+		t.Fatalf("a sees b %v at incarnation %d; want alive at %d (events %v)", st.Status, st.Incarnation, p.b.Incarnation(), kinds)
 	}
 }
 
