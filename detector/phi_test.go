@@ -3,6 +3,7 @@ package detector
 import (
 	"errors"
 	"math"
+	"sync"
 	"testing"
 	"time"
 
@@ -239,5 +240,39 @@ func TestPhiTableAccuracy(t *testing.T) {
 			t.Fatalf("table φ(%v) = %v < φ at the previous point %v", y, got, prev)
 		}
 		prev = got
+	}
+}
+
+// TestDetectorsConcurrent records heartbeats and reads φ and statuses from
+// several goroutines at once; run with -race it proves the locking, and
+// the results must still be sane.
+func TestDetectorsConcurrent(t *testing.T) {
+	phi, _ := NewPhiAccrual(DefaultPhiConfig())
+	fixed, _ := NewFixedTimeout(DefaultTimeoutConfig())
+	var wg sync.WaitGroup
+	for g := range 4 {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for i := range 2000 {
+				at := t0.Add(time.Duration(i)*time.Second + time.Duration(g)*time.Millisecond)
+				phi.Heartbeat(at)
+				fixed.Heartbeat(at)
+				if p := phi.Phi(at.Add(time.Second)); math.IsNaN(p) || p < 0 {
+					t.Errorf("Phi = %v; want a non-negative number", p)
+					return
+				}
+				fixed.Probe(at.Add(time.Second))
+				_ = phi.Stats()
+			}
+		}()
+	}
+	wg.Wait()
+	if got := fixed.Status(); got != Alive {
+		t.Fatalf("fixed-timeout status after steady heartbeats = %v; want alive", got)
+	}
+	// Late reports are ignored, so the latest heartbeat is the latest ever.
+	if got, want := phi.Stats().LastHeartbeat, t0.Add(1999*time.Second+3*time.Millisecond); !got.Equal(want) {
+		t.Fatalf("LastHeartbeat = %v; want %v", got, want)
 	}
 }
