@@ -1,9 +1,8 @@
 package memnet
 
 import (
-	"time"
-
 	"sync"
+	"time"
 
 	"github.com/distkit/distkit/transport"
 )

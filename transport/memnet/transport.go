@@ -36,11 +36,14 @@ type Transport struct {
 	inbox inbox
 
 	closeOnce sync.Once
-	stop      chan struct{} // closed by Close to stop the delivery goroutine
+	stop      chan struct{} // closed by Close to stop the delivery goroutine; returned by Done
 	done      chan struct{} // closed when the delivery goroutine has exited
 }
 
-var _ transport.Transport = (*Transport)(nil)
+var (
+	_ transport.Transport    = (*Transport)(nil)
+	_ transport.DoneNotifier = (*Transport)(nil)
+)
 
 // route is a sender's cached way to one receiver.
 type route struct {
@@ -195,6 +198,13 @@ func (t *Transport) Close() error {
 	<-t.done
 	return nil
 }
+
+// Done returns a channel that is closed once Close begins. It implements
+// transport.DoneNotifier, so an RPC on this transport fails its pending
+// calls with ErrClosed at once instead of waiting for their deadlines. A
+// Crash does not close it: a crashed node's transport is still open and
+// its calls time out, as they would against a real crashed process.
+func (t *Transport) Done() <-chan struct{} { return t.stop }
 
 // deliverLoop is the node's delivery goroutine. It runs until Close.
 func (t *Transport) deliverLoop() {
