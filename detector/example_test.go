@@ -1,10 +1,13 @@
 package detector_test
 
 import (
+	"context"
 	"fmt"
 	"time"
 
 	"github.com/distkit/distkit/detector"
+	"github.com/distkit/distkit/transport"
+	"github.com/distkit/distkit/transport/memnet"
 )
 
 // A peer heartbeats every second; φ stays low while it is on time and
@@ -79,4 +82,58 @@ func ExampleMembership() {
 	// Output:
 	// 2.5s b suspect
 	// 3.5s b failed
+}
+
+// A Monitor watches its peers over a transport, here the in-memory network
+// with every interval shortened fifty-fold so the example runs quickly.
+func ExampleMonitor() {
+	net, err := memnet.New(memnet.DefaultConfig())
+	if err != nil {
+		panic(err)
+	}
+	defer net.Close()
+	cfg := detector.DefaultConfig()
+	cfg.HeartbeatInterval = 20 * time.Millisecond
+	cfg.CheckInterval = 5 * time.Millisecond
+	cfg.ProbeTimeout = 40 * time.Millisecond
+	cfg.Phi.MinStdDev = 5 * time.Millisecond
+	cfg.Phi.AcceptablePause = 60 * time.Millisecond // absorbs scheduler hiccups
+
+	ctx := context.Background()
+	var mons []*detector.Monitor
+	for _, id := range []transport.NodeID{"a", "b"} {
+		tr, err := net.Join(id)
+		if err != nil {
+			panic(err)
+		}
+		m, err := detector.NewMonitor(tr, cfg, detector.MonitorOptions{})
+		if err != nil {
+			panic(err)
+		}
+		defer m.Close()
+		mons = append(mons, m)
+	}
+	a, b := mons[0], mons[1]
+	if err := a.AddMember(ctx, "b"); err != nil {
+		panic(err)
+	}
+	if err := b.AddMember(ctx, "a"); err != nil {
+		panic(err)
+	}
+
+	await := func(kind detector.EventKind) {
+		for e := range a.Events() {
+			if e.Member == "b" && e.Kind == kind {
+				fmt.Println("a says b is", kind)
+				return
+			}
+		}
+	}
+	_ = net.Crash("b")
+	await(detector.EventFailed)
+	_ = net.Restart("b")
+	await(detector.EventRecovered)
+	// Output:
+	// a says b is failed
+	// a says b is recovered
 }
