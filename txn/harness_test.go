@@ -1,0 +1,382 @@
+package txn_test
+
+import (
+	"context"
+	"fmt"
+	"math/rand/v2"
+	"os"
+	"time"
+
+	"github.com/google/uuid"
+
+	"github.com/distkit/distkit/sim"
+	"github.com/distkit/distkit/transport"
+	"github.com/distkit/distkit/txn"
+)
+
+// The simulation harness: cores wrapped as sim.Nodes, logs on sim.Disk,
+// and a crash plan that kills a node after a chosen number of effects
+// (log writes and messages), so a test can crash it at every step.
+
+const logFile = "txn.log"
+
+func testConfig() txn.Config {
+	cfg := txn.DefaultConfig()
+	cfg.VoteTimeout = 2 * time.Second
+	cfg.RetryInterval = 100 * time.Millisecond
+	cfg.FinishedTTL = 30 * time.Second
+	cfg.CheckpointEvery = 8
+	return cfg
+}
+
+// diskLog is a txn.Log on a sim.Disk: frames appended to one file, synced;
+// a checkpoint rewrites the file.
+type diskLog struct{ d *sim.Disk }
+
+func (l diskLog) load() ([]txn.Record, error) {
+	b, err := l.d.ReadFile(logFile)
+	if err != nil {
+		return nil, nil // no file yet
+	}
+	recs, rest, err := txn.DecodeFramed(b)
+	if err != nil {
+		return nil, err
+	}
+	if len(rest) > 0 { // a torn tail: cut it off
+		if err := l.d.Truncate(logFile, int64(len(b)-len(rest))); err != nil {
+			return nil, err
+		}
+		if err := l.d.Sync(logFile); err != nil {
+			return nil, err
+		}
+	}
+	return recs, nil
+}
+
+func (l diskLog) append(recs []txn.Record) error {
+	b, err := txn.AppendFramed(nil, recs...)
+	if err != nil {
+		return err
+	}
+	if err := l.d.Append(logFile, b); err != nil {
+		return err
+	}
+	return l.d.Sync(logFile)
+}
+
+func (l diskLog) replace(recs []txn.Record) error {
+	b, err := txn.AppendFramed(nil, recs...)
+	if err != nil {
+		return err
+	}
+	if err := l.d.WriteFile(logFile, b); err != nil {
+		return err
+	}
+	return l.d.Sync(logFile)
+}
+
+// crashPlan kills node after it has performed `after` effects.
+type crashPlan struct {
+	node  transport.NodeID
+	after int
+	down  time.Duration // how long it stays crashed
+	// delay is how long after its last effect the node really crashes:
+	// 0 loses the messages it had in flight; a delay longer than the
+	// network's lets them arrive (it does nothing in the meantime).
+	delay   time.Duration
+	fired   bool
+	effects map[transport.NodeID]int // effects per node, for enumerating crash points
+}
+
+// world is the state shared by all nodes of one simulation and the test.
+type world struct {
+	s       *sim.Sim
+	cfg     txn.Config
+	plan    *crashPlan
+	results map[uuid.UUID]txn.Result
+	// applied records, per participant, the transactions whose commit
+	// was applied (after its DONE record was durable).
+	applied map[transport.NodeID]map[uuid.UUID]bool
+	// votes records the YES/NO votes sent, per transaction and participant.
+	votes  map[uuid.UUID]map[transport.NodeID]txn.Outcome
+	errs   []error
+	stores map[transport.NodeID]*txn.Store
+}
+
+func newWorld(seed int64, f sim.Faults) (*world, error) {
+	s, err := sim.New(sim.Config{Seed: seed, Faults: f, Trace: os.Getenv("TXN_TRACE") == "1"})
+	if err != nil {
+		return nil, err
+	}
+	return &world{s: s, cfg: testConfig(), plan: &crashPlan{effects: map[transport.NodeID]int{}},
+		results: map[uuid.UUID]txn.Result{}, applied: map[transport.NodeID]map[uuid.UUID]bool{},
+		votes: map[uuid.UUID]map[transport.NodeID]txn.Outcome{}, stores: map[transport.NodeID]*txn.Store{}}, nil
+}
+
+func (w *world) fail(err error) { w.errs = append(w.errs, err) }
+
+// effect is called before each log write or message; false means the node
+// has reached its crash point and must stop doing anything.
+func (w *world) effect(id transport.NodeID, dead *bool) bool {
+	if *dead {
+		return false
+	}
+	p := w.plan
+	if !p.fired && p.node == id && w.plan.effects[id] == p.after {
+		p.fired = true
+		*dead = true
+		w.s.At(p.delay, func() { w.s.Crash(id) })
+		w.s.At(p.delay+p.down, func() { w.s.Restart(id) })
+		return false
+	}
+	w.plan.effects[id]++
+	return true
+}
+
+const tickName = "tick"
+
+type coordNode struct {
+	w    *world
+	core *txn.RawCoordinator
+	log  diskLog
+	dead bool
+}
+
+func (w *world) addCoordinator(id transport.NodeID) {
+	_ = w.s.AddNode(id, func() sim.Node { return &coordNode{w: w} })
+}
+
+func (n *coordNode) Start(env sim.Env) {
+	var err error
+	if n.core, err = txn.NewRawCoordinator(env.ID(), n.w.cfg); err != nil {
+		n.w.fail(err)
+		return
+	}
+	n.log = diskLog{env.Disk()}
+	recs, err := n.log.load()
+	if err == nil {
+		err = n.core.Recover(env.Now(), recs)
+	}
+	if err != nil {
+		n.w.fail(fmt.Errorf("%s recover: %w", env.ID(), err))
+	}
+	env.SetTimer(n.w.cfg.RetryInterval/2, tickName)
+	n.drain(env)
+}
+
+func (n *coordNode) begin(env sim.Env, id uuid.UUID, work []txn.Work) {
+	if err := n.core.Begin(env.Now(), id, work, 0); err != nil {
+		n.w.fail(err)
+	}
+	n.drain(env)
+}
+
+func (n *coordNode) Receive(env sim.Env, msg transport.Message) {
+	m, err := txn.UnmarshalMessage(msg.Payload)
+	if err != nil {
+		n.w.fail(err)
+		return
+	}
+	n.core.Step(env.Now(), msg.From, m)
+	n.drain(env)
+}
+
+func (n *coordNode) Timer(env sim.Env, _ sim.TimerID, _ string) {
+	n.core.Tick(env.Now())
+	n.drain(env)
+	env.SetTimer(n.w.cfg.RetryInterval/2, tickName)
+}
+
+func (n *coordNode) drain(env sim.Env) {
+	for n.core.HasReady() {
+		rd := n.core.Ready()
+		if len(rd.Log) > 0 {
+			if !n.w.effect(env.ID(), &n.dead) {
+				return
+			}
+			if err := n.log.append(rd.Log); err != nil {
+				n.w.fail(err)
+				return
+			}
+		}
+		if rd.Checkpoint != nil {
+			if !n.w.effect(env.ID(), &n.dead) {
+				return
+			}
+			if err := n.log.replace(rd.Checkpoint); err != nil {
+				n.w.fail(err)
+				return
+			}
+		}
+		for _, e := range rd.Messages {
+			if !n.w.effect(env.ID(), &n.dead) {
+				return
+			}
+			b, err := e.Msg.MarshalBinary()
+			if err != nil {
+				n.w.fail(err)
+				return
+			}
+			env.Send(e.To, e.Service, b)
+		}
+		for _, r := range rd.Results {
+			if old, ok := n.w.results[r.Txn]; ok && old.Outcome != r.Outcome {
+				n.w.fail(fmt.Errorf("%s: two results for %s: %v then %v", env.ID(), r.Txn, old.Outcome, r.Outcome))
+			}
+			n.w.results[r.Txn] = r
+		}
+	}
+}
+
+type partNode struct {
+	w     *world
+	core  *txn.RawParticipant
+	store *txn.Store
+	log   diskLog
+	dead  bool
+}
+
+func (w *world) addParticipant(id transport.NodeID) {
+	_ = w.s.AddNode(id, func() sim.Node { return &partNode{w: w} })
+}
+
+func (n *partNode) Start(env sim.Env) {
+	var err error
+	if n.core, err = txn.NewRawParticipant(env.ID(), n.w.cfg); err != nil {
+		n.w.fail(err)
+		return
+	}
+	n.store = txn.NewStore()
+	n.w.stores[env.ID()] = n.store
+	n.log = diskLog{env.Disk()}
+	recs, err := n.log.load()
+	var rec txn.Recovery
+	if err == nil {
+		rec, err = n.core.Recover(env.Now(), recs)
+	}
+	if err == nil {
+		err = n.store.Recover(rec)
+	}
+	if err != nil {
+		n.w.fail(fmt.Errorf("%s recover: %w", env.ID(), err))
+	}
+	env.SetTimer(n.w.cfg.RetryInterval/2+time.Duration(env.Rand().IntN(10))*time.Millisecond, tickName)
+	n.drain(env)
+}
+
+func (n *partNode) Receive(env sim.Env, msg transport.Message) {
+	m, err := txn.UnmarshalMessage(msg.Payload)
+	if err != nil {
+		n.w.fail(err)
+		return
+	}
+	n.core.Step(env.Now(), msg.From, m)
+	n.drain(env)
+}
+
+func (n *partNode) Timer(env sim.Env, _ sim.TimerID, _ string) {
+	n.core.Tick(env.Now())
+	n.drain(env)
+	env.SetTimer(n.w.cfg.RetryInterval/2, tickName)
+}
+
+func (n *partNode) drain(env sim.Env) {
+	id := env.ID()
+	for n.core.HasReady() {
+		rd := n.core.Ready()
+		if len(rd.Log) > 0 {
+			if !n.w.effect(id, &n.dead) {
+				return
+			}
+			if err := n.log.append(rd.Log); err != nil {
+				n.w.fail(err)
+				return
+			}
+		}
+		for _, a := range rd.Actions {
+			switch a.Kind {
+			case txn.ActPrepare:
+				intent, err := n.store.Prepare(context.Background(), a.Txn, a.Data)
+				n.core.Prepared(env.Now(), a.Txn, intent, err)
+			case txn.ActCommit:
+				if err := n.store.Commit(a.Txn, a.Data); err != nil {
+					n.w.fail(err)
+				}
+				if n.w.applied[id] == nil {
+					n.w.applied[id] = map[uuid.UUID]bool{}
+				}
+				n.w.applied[id][a.Txn] = true
+			case txn.ActAbort:
+				if err := n.store.Abort(a.Txn, a.Data); err != nil {
+					n.w.fail(err)
+				}
+			}
+		}
+		if rd.Checkpoint != nil {
+			if !n.w.effect(id, &n.dead) {
+				return
+			}
+			snap, err := n.store.Snapshot()
+			if err == nil {
+				err = n.log.replace(append([]txn.Record{{Type: txn.RecSnapshot, Data: snap}}, rd.Checkpoint...))
+			}
+			if err != nil {
+				n.w.fail(err)
+				return
+			}
+		}
+		for _, e := range rd.Messages {
+			if !n.w.effect(id, &n.dead) {
+				return
+			}
+			if e.Msg.Type == txn.MsgVote {
+				if n.w.votes[e.Msg.Txn] == nil {
+					n.w.votes[e.Msg.Txn] = map[transport.NodeID]txn.Outcome{}
+				}
+				// A NO after a YES can only answer a duplicate PREPARE of
+				// a finished transaction; keep the first vote.
+				if _, ok := n.w.votes[e.Msg.Txn][id]; !ok {
+					n.w.votes[e.Msg.Txn][id] = e.Msg.Outcome
+				}
+			}
+			b, err := e.Msg.MarshalBinary()
+			if err != nil {
+				n.w.fail(err)
+				return
+			}
+			env.Send(e.To, e.Service, b)
+		}
+	}
+}
+
+// begin starts a transaction on coordinator c at the current time.
+func (w *world) begin(c transport.NodeID, id uuid.UUID, work []txn.Work) {
+	w.s.Inject(c, func(env sim.Env) {
+		if n, ok := w.s.Node(c).(*coordNode); ok && n.core != nil {
+			n.begin(env, id, work)
+		}
+	})
+}
+
+// inDoubt counts the prepared-but-undecided transactions over the
+// participants that are up.
+func (w *world) inDoubt(parts []transport.NodeID) int {
+	total := 0
+	for _, p := range parts {
+		if n, ok := w.s.Node(p).(*partNode); ok && n.core != nil {
+			total += n.core.Status().InDoubt + n.core.Status().Preparing
+		}
+	}
+	return total
+}
+
+// seededID returns a transaction ID drawn from rng (deterministic in the sim).
+func seededID(rng *rand.Rand) uuid.UUID {
+	var id uuid.UUID
+	for i := range id {
+		id[i] = byte(rng.UintN(256))
+	}
+	id[6] = id[6]&0x0f | 0x40 // version 4
+	id[8] = id[8]&0x3f | 0x80 // RFC 4122 variant
+	return id
+}

@@ -1,0 +1,225 @@
+package txn
+
+import (
+	"fmt"
+
+	"github.com/google/uuid"
+
+	"github.com/distkit/distkit/transport"
+)
+
+// Services on which the runtime drivers receive messages. A node may host a
+// Coordinator and a Participant on one Transport.
+const (
+	ServiceCoordinator = "txn/coordinator"
+	ServiceParticipant = "txn/participant"
+)
+
+// Outcome is the fate of a transaction as one node knows it.
+type Outcome uint8
+
+// Outcomes.
+const (
+	// Unknown: not decided yet, or not known to the node asked.
+	Unknown Outcome = iota
+	// Committed: every participant voted YES and the coordinator logged COMMIT.
+	Committed
+	// Aborted: a participant voted NO, a vote did not arrive in time, or
+	// the coordinator has no record of the transaction (presumed abort).
+	Aborted
+)
+
+// String returns "unknown", "committed" or "aborted".
+func (o Outcome) String() string {
+	switch o {
+	case Unknown:
+		return "unknown"
+	case Committed:
+		return "committed"
+	case Aborted:
+		return "aborted"
+	}
+	return fmt.Sprintf("outcome(%d)", uint8(o))
+}
+
+// MsgType says what a Message is.
+type MsgType uint8
+
+// Message types. The arrows give sender → receiver.
+const (
+	// MsgPrepare (coordinator → participant) asks for a vote on Ops; it
+	// names the Coordinator and all Participants, so that an in-doubt
+	// participant knows whom to ask.
+	MsgPrepare MsgType = 1 + iota
+	// MsgVote (participant → coordinator): Outcome Committed is YES,
+	// Aborted is NO with a Reason.
+	MsgVote
+	// MsgDecision (coordinator → participant, or a peer answering a
+	// MsgQuery): Outcome is Committed or Aborted, or Unknown from a peer
+	// that is in doubt itself.
+	MsgDecision
+	// MsgAck (participant → coordinator): the decision is applied and durable.
+	MsgAck
+	// MsgQuery (in-doubt participant → coordinator or peer): what was decided?
+	MsgQuery
+	maxMsgType = MsgQuery
+)
+
+// String names the type.
+func (t MsgType) String() string {
+	switch t {
+	case MsgPrepare:
+		return "PREPARE"
+	case MsgVote:
+		return "VOTE"
+	case MsgDecision:
+		return "DECISION"
+	case MsgAck:
+		return "ACK"
+	case MsgQuery:
+		return "QUERY"
+	}
+	return fmt.Sprintf("msg(%d)", uint8(t))
+}
+
+// Message is one protocol message. Fields a type does not use are empty.
+type Message struct {
+	Type         MsgType
+	Txn          uuid.UUID
+	Outcome      Outcome
+	Coordinator  transport.NodeID   // MsgPrepare
+	Participants []transport.NodeID // MsgPrepare
+	Ops          []byte             // MsgPrepare: the operations for the receiver
+	Reason       string             // MsgVote NO: why
+}
+
+// String is a one-line rendering for logs and the examples.
+func (m Message) String() string {
+	id := m.Txn.String()[:8]
+	switch m.Type {
+	case MsgPrepare:
+		return fmt.Sprintf("PREPARE %s (%d bytes of ops)", id, len(m.Ops))
+	case MsgVote:
+		if m.Outcome == Committed {
+			return fmt.Sprintf("VOTE %s YES", id)
+		}
+		return fmt.Sprintf("VOTE %s NO (%s)", id, m.Reason)
+	case MsgDecision:
+		switch m.Outcome {
+		case Committed:
+			return fmt.Sprintf("COMMIT %s", id)
+		case Aborted:
+			return fmt.Sprintf("ABORT %s", id)
+		}
+		return fmt.Sprintf("DECISION %s unknown", id)
+	}
+	return fmt.Sprintf("%s %s", m.Type, id)
+}
+
+// MarshalBinary encodes m in the compact wire format.
+func (m Message) MarshalBinary() ([]byte, error) {
+	if m.Type == 0 || m.Type > maxMsgType {
+		return nil, fmt.Errorf("%w: message type %d", ErrInvalid, m.Type)
+	}
+	if err := checkFields(m.Outcome, m.Coordinator, m.Participants, m.Reason); err != nil {
+		return nil, err
+	}
+	f := frame{kind: uint8(m.Type), txn: m.Txn, outcome: m.Outcome, coordinator: m.Coordinator,
+		participants: m.Participants, data: m.Ops, reason: m.Reason}
+	return appendFrame(make([]byte, 0, frameSize(&f)), &f), nil
+}
+
+// UnmarshalMessage decodes a message. Errors wrap ErrMalformed. The result
+// aliases b.
+func UnmarshalMessage(b []byte) (Message, error) {
+	f, err := decodeFrame(b, uint8(maxMsgType))
+	if err != nil {
+		return Message{}, err
+	}
+	return Message{Type: MsgType(f.kind), Txn: f.txn, Outcome: f.outcome, Coordinator: f.coordinator,
+		Participants: f.participants, Ops: f.data, Reason: f.reason}, nil
+}
+
+func checkFields(o Outcome, coord transport.NodeID, parts []transport.NodeID, reason string) error {
+	switch {
+	case o > Aborted:
+		return fmt.Errorf("%w: outcome %d", ErrInvalid, o)
+	case len(coord) > maxNodeID:
+		return fmt.Errorf("%w: coordinator ID of %d bytes; at most %d", ErrInvalid, len(coord), maxNodeID)
+	case len(parts) > MaxParticipants:
+		return fmt.Errorf("%w: %d participants; at most %d", ErrInvalid, len(parts), MaxParticipants)
+	case len(reason) > maxReason:
+		return fmt.Errorf("%w: reason of %d bytes; at most %d", ErrInvalid, len(reason), maxReason)
+	}
+	for _, p := range parts {
+		if p == "" || len(p) > maxNodeID {
+			return fmt.Errorf("%w: participant ID %q", ErrInvalid, p)
+		}
+	}
+	return nil
+}
+
+// Envelope is a message the core wants sent: to node To, service Service.
+type Envelope struct {
+	To      transport.NodeID
+	Service string
+	Msg     Message
+}
+
+// RecordType says what a log Record is.
+type RecordType uint8
+
+// Log record types.
+const (
+	// RecCommit (coordinator): the decision to commit Txn, with its
+	// Participants. Presumed abort: there is no abort record.
+	RecCommit RecordType = 1 + iota
+	// RecPrepared (participant): this node voted YES on Txn; Data is the
+	// intent the resource manager needs to commit or abort it after a crash.
+	RecPrepared
+	// RecDone (participant): Txn finished with Outcome. Also written, with
+	// no RecPrepared before it, when a participant that never voted tells
+	// a peer the transaction is aborted: it must then never vote YES.
+	RecDone
+	// RecSnapshot (participant, first record of a checkpoint): Data is the
+	// resource manager's committed state.
+	RecSnapshot
+	maxRecordType = RecSnapshot
+)
+
+// Record is one entry of a coordinator's or participant's durable log.
+type Record struct {
+	Type         RecordType
+	Txn          uuid.UUID
+	Outcome      Outcome            // RecDone
+	Coordinator  transport.NodeID   // RecPrepared
+	Participants []transport.NodeID // RecCommit: all; RecPrepared: all (for cooperative termination)
+	Data         []byte             // RecPrepared: intent; RecSnapshot: state
+}
+
+// MarshalBinary encodes r.
+func (r Record) MarshalBinary() ([]byte, error) {
+	if r.Type == 0 || r.Type > maxRecordType {
+		return nil, fmt.Errorf("%w: record type %d", ErrInvalid, r.Type)
+	}
+	if err := checkFields(r.Outcome, r.Coordinator, r.Participants, ""); err != nil {
+		return nil, err
+	}
+	f := frame{kind: uint8(r.Type), txn: r.Txn, outcome: r.Outcome, coordinator: r.Coordinator,
+		participants: r.Participants, data: r.Data}
+	return appendFrame(make([]byte, 0, frameSize(&f)), &f), nil
+}
+
+// UnmarshalRecord decodes a record. Errors wrap ErrMalformed. The result
+// aliases b.
+func UnmarshalRecord(b []byte) (Record, error) {
+	f, err := decodeFrame(b, uint8(maxRecordType))
+	if err != nil {
+		return Record{}, err
+	}
+	if f.reason != "" {
+		return Record{}, fmt.Errorf("%w: record with a reason", ErrMalformed)
+	}
+	return Record{Type: RecordType(f.kind), Txn: f.txn, Outcome: f.outcome, Coordinator: f.coordinator,
+		Participants: f.participants, Data: f.data}, nil
+}

@@ -1,0 +1,78 @@
+package txn_test
+
+import (
+	"os"
+	"testing"
+	"time"
+
+	"github.com/google/uuid"
+
+	"github.com/distkit/distkit/sim"
+	"github.com/distkit/distkit/transport"
+	"github.com/distkit/distkit/txn"
+)
+
+// TestCooperativeTermination crashes the coordinator for good at chosen
+// steps and checks how the in-doubt participants end up, with no help from
+// it: they ask each other (cooperative termination). The coordinator's
+// effects are 3 PREPAREs, the COMMIT record, then 3 COMMITs.
+func TestCooperativeTermination(t *testing.T) {
+	tests := []struct {
+		name        string
+		after       int         // coordinator effects before it dies
+		wantOutcome txn.Outcome // Unknown: blocked, all in doubt
+	}{
+		{name: "PREPARE reached p1,p2 only: p3 aborts, tells them", after: 2, wantOutcome: txn.Aborted},
+		{name: "all voted YES, no decision logged: blocked", after: 3, wantOutcome: txn.Unknown},
+		{name: "decision logged, no COMMIT sent: blocked", after: 4, wantOutcome: txn.Unknown},
+		{name: "COMMIT reached p1 only: p1 tells the others", after: 5, wantOutcome: txn.Committed},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			w, err := newWorld(1, sim.Faults{MinDelay: time.Millisecond, MaxDelay: time.Millisecond})
+			if err != nil {
+				t.Fatal(err)
+			}
+			w.plan.node, w.plan.after, w.plan.down, w.plan.delay = coordID, tt.after, time.Hour, 10*time.Millisecond
+			w.addCoordinator(coordID)
+			for _, p := range partIDs {
+				w.addParticipant(p)
+			}
+			id := uuid.New()
+			var work []txn.Work
+			for _, p := range partIDs {
+				ops, _ := txn.EncodeOps(txn.Op{Kind: txn.OpAdd, Key: "x", Amount: 1})
+				work = append(work, txn.Work{Participant: p, Ops: ops})
+			}
+			w.begin(coordID, id, work)
+			w.s.Run(10 * time.Second)
+			if os.Getenv("TXN_TRACE") == "1" {
+				for _, l := range w.s.Trace() {
+					t.Log(l)
+				}
+			}
+			checkWorld(t, w)
+			for _, p := range partIDs {
+				n := w.s.Node(p).(*partNode)
+				if got := n.core.Outcome(id); got != tt.wantOutcome {
+					t.Errorf("%s: outcome = %v; want %v", p, got, tt.wantOutcome)
+				}
+			}
+			wantInDoubt := 0
+			if tt.wantOutcome == txn.Unknown {
+				wantInDoubt = len(partIDs)
+			}
+			if got := w.inDoubt(partIDs); got != wantInDoubt {
+				t.Errorf("in doubt = %d; want %d", got, wantInDoubt)
+			}
+			// When the coordinator returns, everyone learns the outcome.
+			w.s.Restart(coordID)
+			w.s.Run(2 * time.Second)
+			if got := w.inDoubt(partIDs); got != 0 {
+				t.Errorf("after the coordinator's return: in doubt = %d; want 0", got)
+			}
+		})
+	}
+}
+
+var _ = transport.NodeID("")
