@@ -1,0 +1,2 @@
+// Package lock provides lease-based distributed locks with fencing tokens.
+package lock

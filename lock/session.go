@@ -1,0 +1,477 @@
+package lock
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"math/rand/v2"
+	"sync"
+	"time"
+
+	"github.com/distkit/distkit/clock"
+)
+
+// SessionConfig configures a Session.
+type SessionConfig struct {
+	// TTL is the lease's length: the service ends the session (and frees
+	// its locks) when it has not heard a keepalive for that long.
+	TTL time.Duration
+	// KeepAliveInterval is the time between keepalives. 0 means TTL/3, so
+	// two keepalives in a row can be lost before the lease is in danger.
+	KeepAliveInterval time.Duration
+	// SafetyMargin is taken off the client's bound on its lease to cover
+	// the difference between the client's and the service's clock rates
+	// (see Session.Expiry). 0 means TTL/10.
+	SafetyMargin time.Duration
+	// Owner labels the session at the service (an elector uses its node
+	// ID); at most MaxOwnerLen bytes.
+	Owner string
+	// Clock is the client's clock for send times and the lease bound. nil
+	// means clock.System, whose monotonic readings make the bound immune
+	// to wall-clock jumps.
+	Clock clock.Source
+	// Logger receives lease loss and background failures. nil is silent.
+	Logger *slog.Logger
+}
+
+// DefaultSessionConfig returns a 10 s TTL with keepalives every 3.3 s and
+// a 1 s safety margin.
+func DefaultSessionConfig() SessionConfig { return SessionConfig{TTL: 10 * time.Second} }
+
+// withDefaults fills the zero fields.
+func (c SessionConfig) withDefaults() SessionConfig {
+	if c.KeepAliveInterval == 0 {
+		c.KeepAliveInterval = c.TTL / 3
+	}
+	if c.SafetyMargin == 0 {
+		c.SafetyMargin = c.TTL / 10
+	}
+	if c.Clock == nil {
+		c.Clock = clock.System{}
+	}
+	return c
+}
+
+// Validate reports the first problem with c.
+func (c SessionConfig) Validate() error {
+	d := c.withDefaults()
+	switch {
+	case c.TTL <= 0:
+		return fmt.Errorf("%w: TTL is %v; want > 0", ErrInvalidConfig, c.TTL)
+	case c.KeepAliveInterval < 0 || c.SafetyMargin < 0:
+		return fmt.Errorf("%w: negative KeepAliveInterval (%v) or SafetyMargin (%v)", ErrInvalidConfig,
+			c.KeepAliveInterval, c.SafetyMargin)
+	case d.SafetyMargin >= c.TTL:
+		return fmt.Errorf("%w: SafetyMargin (%v) must be below TTL (%v)", ErrInvalidConfig, d.SafetyMargin, c.TTL)
+	case d.KeepAliveInterval >= c.TTL-d.SafetyMargin:
+		return fmt.Errorf("%w: KeepAliveInterval (%v) must be below TTL - SafetyMargin (%v)", ErrInvalidConfig,
+			d.KeepAliveInterval, c.TTL-d.SafetyMargin)
+	case len(c.Owner) > MaxOwnerLen:
+		return fmt.Errorf("%w: Owner of %d bytes; limit %d", ErrInvalidConfig, len(c.Owner), MaxOwnerLen)
+	}
+	return nil
+}
+
+// Session is a client's lease at a lock service, and the locks it holds
+// under that lease. A keepalive goroutine renews the lease; the locks are
+// valid exactly as long as the lease.
+//
+// The client trusts its lease until a conservative bound (Expiry): the send
+// time of the last acknowledged keepalive, plus the TTL, minus the safety
+// margin. The service cannot expire the lease before that instant, so while
+// Expiry has not passed no other session holds this session's locks. When
+// the bound passes without a renewal, or the service reports the session
+// gone, the lease is lost: Done is closed, Context is cancelled, and every
+// grant is void. A lost session stays lost; open a new one.
+//
+// A bound is only as good as the process's ability to act on it: a pause
+// between checking it and touching a resource (GC, swapping, a slow
+// disk) can outlast it. Pass the grant's fencing token to the resource and
+// let it reject stale tokens (Fence).
+//
+// A Session is safe for concurrent use.
+type Session struct {
+	svc    Service
+	cfg    SessionConfig
+	id     SessionID
+	ctx    context.Context // cancelled when the lease is lost or the session closed
+	cancel context.CancelCauseFunc
+
+	mu       sync.Mutex // guards the fields below
+	bound    leaseBound
+	held     map[string]Token    // locks this session holds
+	busy     map[string]struct{} // names being acquired, or being withdrawn after a failed acquire
+	withdraw map[string]struct{} // names whose withdrawal (OpCancel) must be retried
+	release  map[string]Token    // grants whose release must be retried
+	closed   bool
+
+	stop chan struct{}
+	wg   sync.WaitGroup // the keepalive and watchdog goroutines
+}
+
+// NewSession opens a session at svc and starts keeping it alive. ctx
+// bounds the Open request only.
+func NewSession(ctx context.Context, svc Service, cfg SessionConfig) (*Session, error) {
+	if err := cfg.Validate(); err != nil {
+		return nil, err
+	}
+	if svc == nil {
+		return nil, fmt.Errorf("%w: nil Service", ErrInvalidArgument)
+	}
+	cfg = cfg.withDefaults()
+	s := &Session{
+		svc:      svc,
+		cfg:      cfg,
+		id:       SessionID(rand.Uint64() | 1), // random, never 0; an Open retried after a lost reply is idempotent
+		bound:    leaseBound{ttl: cfg.TTL, margin: cfg.SafetyMargin},
+		held:     make(map[string]Token),
+		busy:     make(map[string]struct{}),
+		withdraw: make(map[string]struct{}),
+		release:  make(map[string]Token),
+		stop:     make(chan struct{}),
+	}
+	sent := cfg.Clock.Now()
+	if _, err := svc.Do(ctx, Request{Op: OpOpen, Session: s.id, Owner: cfg.Owner, TTL: cfg.TTL}); err != nil {
+		return nil, fmt.Errorf("lock: open session: %w", err)
+	}
+	s.bound.acked(sent)
+	s.ctx, s.cancel = context.WithCancelCause(context.Background())
+	s.wg.Add(2)
+	go s.keepAlive()
+	go s.watchdog()
+	return s, nil
+}
+
+// ID returns the session's ID at the service.
+func (s *Session) ID() SessionID { return s.id }
+
+// Done is closed when the lease is lost or the session closed.
+func (s *Session) Done() <-chan struct{} { return s.ctx.Done() }
+
+// Context is cancelled when Done is closed; context.Cause tells why
+// (ErrLeaseLost or ErrSessionClosed). Derive the contexts of work done
+// under the session's locks from it.
+func (s *Session) Context() context.Context { return s.ctx }
+
+// Err returns nil while the lease is trusted, then ErrLeaseLost or
+// ErrSessionClosed (possibly wrapped).
+func (s *Session) Err() error { return context.Cause(s.ctx) }
+
+// Expiry returns the client's bound on its lease: until then the session
+// certainly holds its locks at the service.
+func (s *Session) Expiry() time.Time {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.bound.until
+}
+
+// Valid reports whether the lease is trusted now (Expiry has not passed
+// and the session is neither lost nor closed).
+func (s *Session) Valid() bool {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.ctx.Err() == nil && s.bound.valid(s.cfg.Clock.Now())
+}
+
+// Holds returns the token of this session's grant of name, if it holds it.
+func (s *Session) Holds(name string) (Token, bool) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	t, ok := s.held[name]
+	return t, ok && s.ctx.Err() == nil
+}
+
+// Lock acquires lock name, waiting behind earlier waiters (FIFO), and
+// returns the grant with its fencing token. If ctx ends or the lease is
+// lost first, the session leaves the queue (and releases the lock if it was
+// granted meanwhile) and Lock returns the cause. Locks are not reentrant:
+// a name this session holds or is acquiring fails with ErrAlreadyHeld.
+func (s *Session) Lock(ctx context.Context, name string) (Grant, error) {
+	return s.acquire(ctx, name, OpAcquire)
+}
+
+// TryLock acquires lock name if it is free now, and fails with ErrLocked
+// otherwise.
+func (s *Session) TryLock(ctx context.Context, name string) (Grant, error) {
+	return s.acquire(ctx, name, OpTryAcquire)
+}
+
+func (s *Session) acquire(ctx context.Context, name string, op Op) (Grant, error) {
+	if err := checkName(name); err != nil {
+		return Grant{}, err
+	}
+	if err := s.reserve(name); err != nil {
+		return Grant{}, err
+	}
+	// The attempt ends with the caller's ctx or with the lease.
+	actx, cancel := context.WithCancel(ctx)
+	stopAfter := context.AfterFunc(s.ctx, cancel)
+	resp, err := s.svc.Do(actx, Request{Op: op, Session: s.id, Name: name})
+	stopAfter()
+	cancel()
+	if err == nil && resp.Granted {
+		s.mu.Lock()
+		if s.ctx.Err() == nil && s.bound.valid(s.cfg.Clock.Now()) {
+			s.held[name] = resp.Grant.Token
+			delete(s.busy, name)
+			s.mu.Unlock()
+			return resp.Grant, nil
+		}
+		s.mu.Unlock()
+		err = s.lostErr()
+	}
+	if errors.Is(err, ErrLocked) || errors.Is(err, ErrInvalidArgument) {
+		s.unreserve(name)
+		return Grant{}, err
+	}
+	if errors.Is(err, ErrNoSession) {
+		s.lose(err)
+	}
+	if cause := s.ctx.Err(); cause != nil {
+		s.unreserve(name) // the session is gone: so are its queue places
+		return Grant{}, s.lostErr()
+	}
+	// Outcome unknown: we may be queued, or even hold the lock. Withdraw
+	// before giving the name back, so a later Lock cannot be undone by it.
+	s.withdrawName(name)
+	return Grant{}, fmt.Errorf("lock: acquire %q: %w", name, err)
+}
+
+func (s *Session) lostErr() error {
+	if cause := context.Cause(s.ctx); cause != nil {
+		return cause
+	}
+	return ErrLeaseLost
+}
+
+func (s *Session) reserve(name string) error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.closed {
+		return ErrSessionClosed
+	}
+	if s.ctx.Err() != nil {
+		return s.lostErr()
+	}
+	if _, ok := s.held[name]; ok {
+		return fmt.Errorf("%w: %q", ErrAlreadyHeld, name)
+	}
+	if _, ok := s.busy[name]; ok {
+		return fmt.Errorf("%w: %q", ErrAlreadyHeld, name)
+	}
+	s.busy[name] = struct{}{}
+	return nil
+}
+
+func (s *Session) unreserve(name string) {
+	s.mu.Lock()
+	delete(s.busy, name)
+	s.mu.Unlock()
+}
+
+// withdrawName sends OpCancel for name, and leaves it to the keepalive
+// goroutine to retry if that fails; the name stays reserved until the
+// service has confirmed.
+func (s *Session) withdrawName(name string) {
+	ctx, cancel := s.requestContext()
+	defer cancel()
+	if _, err := s.svc.Do(ctx, Request{Op: OpCancel, Session: s.id, Name: name}); err == nil {
+		s.unreserve(name)
+		return
+	}
+	s.mu.Lock()
+	s.withdraw[name] = struct{}{}
+	s.mu.Unlock()
+}
+
+// requestContext bounds a background request by the lease: after the bound
+// the session is lost anyway.
+func (s *Session) requestContext() (context.Context, context.CancelFunc) {
+	s.mu.Lock()
+	deadline := s.bound.until
+	s.mu.Unlock()
+	return context.WithDeadline(s.ctx, deadline)
+}
+
+// Unlock releases g, which must be a grant of this session. It fails with
+// ErrNotHolder if the lock is not held under g (released already, or the
+// lease was lost and the lock passed on). If the service cannot be
+// reached, the release is retried in the background and Unlock returns the
+// error; either way the session no longer counts g as held.
+func (s *Session) Unlock(ctx context.Context, g Grant) error {
+	s.mu.Lock()
+	if s.closed {
+		s.mu.Unlock()
+		return ErrSessionClosed
+	}
+	if tok, ok := s.held[g.Name]; !ok || tok != g.Token || g.Session != s.id {
+		s.mu.Unlock()
+		return fmt.Errorf("%w: %q with token %d", ErrNotHolder, g.Name, g.Token)
+	}
+	delete(s.held, g.Name)
+	lost := s.ctx.Err() != nil
+	s.mu.Unlock()
+	if lost {
+		return fmt.Errorf("%w: %q: %w", ErrNotHolder, g.Name, s.lostErr())
+	}
+	_, err := s.svc.Do(ctx, Request{Op: OpRelease, Session: s.id, Name: g.Name, Token: g.Token})
+	switch {
+	case err == nil:
+		return nil
+	case errors.Is(err, ErrNotHolder):
+		return err
+	case errors.Is(err, ErrNoSession):
+		s.lose(err)
+		return fmt.Errorf("%w: %w", ErrNotHolder, err)
+	}
+	s.mu.Lock()
+	s.release[g.Name] = g.Token
+	s.mu.Unlock()
+	return fmt.Errorf("lock: unlock %q (will retry): %w", g.Name, err)
+}
+
+// keepAlive renews the lease every KeepAliveInterval, and retries pending
+// releases and withdrawals.
+func (s *Session) keepAlive() {
+	defer s.wg.Done()
+	ticker := time.NewTicker(s.cfg.KeepAliveInterval)
+	defer ticker.Stop()
+	for {
+		select {
+		case <-ticker.C:
+		case <-s.stop:
+			return
+		case <-s.ctx.Done():
+			return
+		}
+		sent := s.cfg.Clock.Now()
+		ctx, cancel := s.requestContext()
+		_, err := s.svc.Do(ctx, Request{Op: OpKeepAlive, Session: s.id})
+		cancel()
+		switch {
+		case err == nil:
+			s.mu.Lock()
+			s.bound.acked(sent)
+			s.mu.Unlock()
+		case errors.Is(err, ErrNoSession):
+			s.lose(err)
+			return
+		default:
+			s.log("lock: keepalive failed", "session", s.id, "err", err)
+		}
+		s.retryCleanup()
+	}
+}
+
+func (s *Session) retryCleanup() {
+	s.mu.Lock()
+	var names []string
+	for name := range s.withdraw {
+		names = append(names, name)
+	}
+	releases := make(map[string]Token, len(s.release))
+	for name, tok := range s.release {
+		releases[name] = tok
+	}
+	s.mu.Unlock()
+	for _, name := range names {
+		ctx, cancel := s.requestContext()
+		_, err := s.svc.Do(ctx, Request{Op: OpCancel, Session: s.id, Name: name})
+		cancel()
+		if err == nil {
+			s.mu.Lock()
+			delete(s.withdraw, name)
+			delete(s.busy, name)
+			s.mu.Unlock()
+		}
+	}
+	for name, tok := range releases {
+		ctx, cancel := s.requestContext()
+		_, err := s.svc.Do(ctx, Request{Op: OpRelease, Session: s.id, Name: name, Token: tok})
+		cancel()
+		if err == nil || errors.Is(err, ErrNotHolder) {
+			s.mu.Lock()
+			delete(s.release, name)
+			s.mu.Unlock()
+		}
+	}
+}
+
+// watchdog declares the lease lost the moment the bound passes.
+func (s *Session) watchdog() {
+	defer s.wg.Done()
+	timer := time.NewTimer(time.Hour)
+	defer timer.Stop()
+	for {
+		s.mu.Lock()
+		now, until := s.cfg.Clock.Now(), s.bound.until
+		s.mu.Unlock()
+		if !now.Before(until) {
+			s.lose(fmt.Errorf("%w: no keepalive acknowledged in time (bound %v passed)", ErrLeaseLost,
+				until.Format(time.RFC3339Nano)))
+			return
+		}
+		timer.Reset(until.Sub(now))
+		select {
+		case <-timer.C:
+		case <-s.stop:
+			return
+		case <-s.ctx.Done():
+			return
+		}
+	}
+}
+
+// lose marks the lease lost with cause (which should wrap ErrLeaseLost or
+// ErrNoSession): Done closes and every grant is void.
+func (s *Session) lose(cause error) {
+	if !errors.Is(cause, ErrLeaseLost) {
+		cause = fmt.Errorf("%w: %w", ErrLeaseLost, cause)
+	}
+	s.mu.Lock()
+	first := s.ctx.Err() == nil
+	s.cancel(cause)
+	clear(s.held)
+	s.mu.Unlock()
+	if first {
+		s.log("lock: lease lost", "session", s.id, "err", cause)
+	}
+}
+
+func (s *Session) log(msg string, args ...any) {
+	if s.cfg.Logger != nil {
+		s.cfg.Logger.Warn(msg, args...)
+	}
+}
+
+// Close ends the session: the background goroutines stop (Close waits for
+// them), the service is told to end the session, which releases its locks
+// at once instead of after the TTL, and Done closes. Close is idempotent;
+// it returns the error of the End request, if any (the locks are then
+// freed when the lease expires).
+func (s *Session) Close() error {
+	s.mu.Lock()
+	if s.closed {
+		s.mu.Unlock()
+		return nil
+	}
+	s.closed = true
+	close(s.stop)
+	s.mu.Unlock()
+	s.wg.Wait()
+	var err error
+	if s.ctx.Err() == nil {
+		ctx, cancel := s.requestContext()
+		_, err = s.svc.Do(ctx, Request{Op: OpEnd, Session: s.id})
+		cancel()
+	}
+	s.cancel(ErrSessionClosed)
+	s.mu.Lock()
+	clear(s.held)
+	s.mu.Unlock()
+	if err != nil {
+		return fmt.Errorf("lock: end session: %w", err)
+	}
+	return nil
+}
