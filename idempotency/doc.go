@@ -86,9 +86,9 @@
 //
 // # Stores
 //
-// MemoryStore is sharded, bounded (MaxEntries, evicting expired records,
-// then the oldest completed ones, never in-progress ones) and lost on
-// restart. FileStore is an append-only log with CRC-32C per record and
+// MemoryStore is sharded, bounded (exactly MaxEntries records across all
+// shards; at the bound it drops the oldest record that has expired or
+// completed, never a live in-progress one) and lost on restart. FileStore is an append-only log with CRC-32C per record and
 // fsync before acknowledgement; concurrent writers share fsyncs (group
 // commit); a torn tail left by a crash is detected and truncated on open;
 // the log is compacted when it doubles. Any database with an atomic

@@ -6,6 +6,7 @@ import (
 	"hash/maphash"
 	"sync"
 	"sync/atomic"
+	"time"
 
 	"github.com/distkit/distkit/clock"
 )
@@ -15,10 +16,10 @@ type MemoryConfig struct {
 	// Shards is the number of independently locked partitions (default 32).
 	// More shards mean less lock contention between keys.
 	Shards int
-	// MaxEntries bounds the number of records (default 1,000,000). The bound
-	// is enforced per shard (MaxEntries/Shards records each, at least 1), so
-	// "oldest" in eviction is the oldest within the key's shard; Shards is
-	// lowered to MaxEntries when it is larger.
+	// MaxEntries bounds the number of records in the whole store (default
+	// 1,000,000); the bound is exact, whatever the number of shards. When it
+	// is reached, Begin makes room by dropping the store's oldest record
+	// that may go (see MemoryStore).
 	MaxEntries int
 	// Clock decides which records have expired when room is needed
 	// (default clock.System{}).
@@ -44,18 +45,34 @@ func (c MemoryConfig) Validate() error {
 }
 
 // MemoryStore is a Store in process memory: sharded, with records expiring at
-// their Expires time and a bound on the number of records. When a shard is
-// full, Begin first drops an expired record, then the oldest completed one
-// (by completion time); live in-progress records are never evicted, so an
-// operation that is running cannot be started twice. Its records do not
-// survive a restart: use FileStore, or your database, for that.
+// their Expires time and an exact bound on the number of records. When the
+// store is full, a Begin for a new key drops the oldest record that may go,
+// across all shards: records are ordered by when they were created or
+// completed, and the first one that has expired or is completed is dropped.
+// Live in-progress records are never evicted, so an operation that is
+// running cannot be started twice; a store full of them refuses new keys
+// with ErrStoreFull. Its records do not survive a restart: use FileStore, or
+// your database, for that.
+//
+// Eviction visits every shard (one short lock each), so a Begin at the bound
+// costs O(Shards) lock acquisitions; below the bound Begin locks only its
+// key's shard, and replays (Get, Begin of a live key) take no lock at all.
 //
 // It is safe for concurrent use and starts no goroutines.
 type MemoryStore struct {
-	cfg      MemoryConfig
-	seed     maphash.Seed
-	shards   []memShard
-	shardCap int
+	cfg    MemoryConfig
+	seed   maphash.Seed
+	shards []memShard
+	// count is the number of records in all shards. Begin reserves a slot
+	// (compare-and-swap below MaxEntries) while it holds the key's shard
+	// lock and inserts before releasing it, so count never exceeds
+	// MaxEntries and always equals the records held outside shard locks.
+	count atomic.Int64
+	// stamp orders records across shards by when they were created or
+	// completed: each shard's list is in stamp order, so the oldest
+	// evictable record of the store is the one with the smallest stamp
+	// among the shards' first evictable records.
+	stamp atomic.Uint64
 	// published maps each key to an immutable *Record snapshot of its entry,
 	// replaced (never modified) by writers while they hold the key's shard
 	// lock. Readers load from it without locking, so replays of hot keys
@@ -77,6 +94,7 @@ type memShard struct {
 
 type memEntry struct {
 	rec        Record
+	stamp      uint64 // from MemoryStore.stamp when the entry last moved to its list's back
 	prev, next *memEntry
 }
 
@@ -92,14 +110,10 @@ func NewMemoryStore(cfg MemoryConfig) (*MemoryStore, error) {
 	if err := cfg.Validate(); err != nil {
 		return nil, err
 	}
-	if cfg.Shards > cfg.MaxEntries {
-		cfg.Shards = cfg.MaxEntries
-	}
 	s := &MemoryStore{
-		cfg:      cfg,
-		seed:     maphash.MakeSeed(),
-		shards:   make([]memShard, cfg.Shards),
-		shardCap: cfg.MaxEntries / cfg.Shards,
+		cfg:    cfg,
+		seed:   maphash.MakeSeed(),
+		shards: make([]memShard, cfg.Shards),
 	}
 	for i := range s.shards {
 		s.shards[i].entries = make(map[string]*memEntry)
@@ -127,47 +141,111 @@ func (s *MemoryStore) Begin(ctx context.Context, proposal Record) (Record, bool,
 		return held, false, nil
 	}
 	sh := s.shard(proposal.Key)
+	for {
+		held, created, done := s.beginInShard(sh, proposal)
+		if done {
+			return held, created, nil
+		}
+		// The store is full. Make room outside the shard lock (eviction
+		// locks every shard in turn) and try again: another Begin may take
+		// the freed slot first, but each round frees one.
+		if !s.evictOldest() {
+			return Record{}, false, fmt.Errorf("%w (%d records, none expired or completed; key %q)", ErrStoreFull, s.count.Load(), proposal.Key)
+		}
+	}
+}
+
+// beginInShard does Begin's work under the shard lock. done is false when
+// the key is new and the store has no free slot.
+func (s *MemoryStore) beginInShard(sh *memShard, proposal Record) (held Record, created, done bool) {
 	sh.mu.Lock()
 	defer sh.mu.Unlock()
 	if e := sh.entries[proposal.Key]; e != nil {
 		if e.rec.live(proposal.Created) { // someone else won between the locks
-			return e.rec, false, nil
+			return e.rec, false, true
 		}
 		e.rec = proposal // an expired record of any status is replaced in place
-		sh.moveToBack(e)
+		s.moveToBack(sh, e)
 		s.publish(e)
-		return proposal, true, nil
+		return proposal, true, true
 	}
-	if len(sh.entries) >= s.shardCap && !s.evictOne(sh) {
-		return Record{}, false, fmt.Errorf("%w (%d records in the shard of key %q)", ErrStoreFull, len(sh.entries), proposal.Key)
+	if !s.reserve() {
+		return Record{}, false, false
 	}
 	e := &memEntry{rec: proposal}
 	sh.entries[proposal.Key] = e
-	sh.pushBack(e)
+	s.pushBack(sh, e)
 	s.publish(e)
-	return proposal, true, nil
+	return proposal, true, true
 }
 
-// evictOne drops the oldest record that may go: an expired one if the
-// oldest such comes first, otherwise the oldest completed one. Live
-// in-progress records are skipped. sh.mu must be held for writing.
-func (s *MemoryStore) evictOne(sh *memShard) bool {
-	now := s.cfg.Clock.Now()
-	for e := sh.head; e != nil; e = e.next {
-		switch {
-		case !e.rec.live(now):
-			s.expired.Add(1)
-		case e.rec.Status == StatusCompleted:
-			s.evictions.Add(1)
-		default:
-			continue // in progress: its operation may be running
+// reserve takes one of the MaxEntries slots, or reports that none is free.
+func (s *MemoryStore) reserve() bool {
+	for {
+		n := s.count.Load()
+		if n >= int64(s.cfg.MaxEntries) {
+			return false
 		}
-		sh.unlink(e)
-		delete(sh.entries, e.rec.Key)
-		s.published.Delete(e.rec.Key)
+		if s.count.CompareAndSwap(n, n+1) {
+			return true
+		}
+	}
+}
+
+// evictOldest drops the store's oldest record that may go: the one with the
+// smallest stamp among each shard's first expired-or-completed record. It
+// reports false if no shard has such a record. It must be called without
+// holding a shard lock. If the chosen record changes before its shard is
+// locked again, that shard's new first candidate goes instead (or nothing,
+// and the caller's retry finds the store no longer full or looks again).
+func (s *MemoryStore) evictOldest() bool {
+	now := s.cfg.Clock.Now()
+	var oldest *memShard
+	var oldestStamp uint64
+	for i := range s.shards {
+		sh := &s.shards[i]
+		sh.mu.Lock()
+		if e := sh.firstEvictable(now); e != nil && (oldest == nil || e.stamp < oldestStamp) {
+			oldest, oldestStamp = sh, e.stamp
+		}
+		sh.mu.Unlock()
+	}
+	if oldest == nil {
+		return false
+	}
+	oldest.mu.Lock()
+	defer oldest.mu.Unlock()
+	e := oldest.firstEvictable(now)
+	if e == nil {
 		return true
 	}
-	return false
+	if e.rec.live(now) {
+		s.evictions.Add(1)
+	} else {
+		s.expired.Add(1)
+	}
+	s.remove(oldest, e)
+	return true
+}
+
+// firstEvictable returns the oldest record of the shard that may be dropped
+// at time now: expired (of any status) or completed. Live in-progress
+// records are skipped: their operation may be running. sh.mu must be held.
+func (sh *memShard) firstEvictable(now time.Time) *memEntry {
+	for e := sh.head; e != nil; e = e.next {
+		if !e.rec.live(now) || e.rec.Status == StatusCompleted {
+			return e
+		}
+	}
+	return nil
+}
+
+// remove deletes e from its shard and frees its slot. sh.mu must be held.
+func (s *MemoryStore) remove(sh *memShard, e *memEntry) {
+	sh.unlink(e)
+	delete(sh.entries, e.rec.Key)
+	s.published.Delete(e.rec.Key)
+	s.count.Add(-1)
 }
 
 // Get implements Store.
@@ -211,7 +289,7 @@ func (s *MemoryStore) Complete(ctx context.Context, rec Record) error {
 		return fmt.Errorf("%w: complete %q", ErrNotOwner, rec.Key)
 	}
 	e.rec = rec
-	sh.moveToBack(e) // eviction order is completion order
+	s.moveToBack(sh, e) // eviction order is completion order
 	s.publish(e)
 	return nil
 }
@@ -228,30 +306,31 @@ func (s *MemoryStore) Abort(ctx context.Context, key string, token uint64) error
 	if e == nil || e.rec.Status != StatusInProgress || e.rec.Token != token {
 		return fmt.Errorf("%w: abort %q", ErrNotOwner, key)
 	}
-	sh.unlink(e)
-	delete(sh.entries, key)
-	s.published.Delete(key)
+	s.remove(sh, e)
 	return nil
 }
 
-// Len returns the number of records held, live or expired.
+// Len returns the number of records held, live or expired. It never exceeds
+// MaxEntries.
 func (s *MemoryStore) Len() int {
-	n := 0
-	for i := range s.shards {
-		sh := &s.shards[i]
-		sh.mu.Lock()
-		n += len(sh.entries)
-		sh.mu.Unlock()
+	if s == nil {
+		return 0
 	}
-	return n
+	return int(s.count.Load())
 }
 
 // Stats returns the store's counters.
 func (s *MemoryStore) Stats() MemoryStats {
+	if s == nil {
+		return MemoryStats{}
+	}
 	return MemoryStats{Entries: s.Len(), Evictions: s.evictions.Load(), Expired: s.expired.Load()}
 }
 
-func (sh *memShard) pushBack(e *memEntry) {
+// pushBack stamps e and appends it to sh's list. sh.mu must be held, which
+// keeps each list in stamp order.
+func (s *MemoryStore) pushBack(sh *memShard, e *memEntry) {
+	e.stamp = s.stamp.Add(1)
 	e.prev, e.next = sh.tail, nil
 	if sh.tail != nil {
 		sh.tail.next = e
@@ -275,12 +354,10 @@ func (sh *memShard) unlink(e *memEntry) {
 	e.prev, e.next = nil, nil
 }
 
-func (sh *memShard) moveToBack(e *memEntry) {
-	if sh.tail == e {
-		return
-	}
+// moveToBack restamps e as the newest record of sh. sh.mu must be held.
+func (s *MemoryStore) moveToBack(sh *memShard, e *memEntry) {
 	sh.unlink(e)
-	sh.pushBack(e)
+	s.pushBack(sh, e)
 }
 
 // checkProposal rejects a Begin proposal that would corrupt a store.

@@ -7,6 +7,7 @@ import (
 	"math/rand/v2"
 	"path/filepath"
 	"reflect"
+	"sync"
 	"testing"
 	"time"
 
@@ -30,7 +31,10 @@ func storeFactories() []storeFactory {
 		}},
 		{"file", func(t *testing.T, clk clock.Source) (Store, func() Store) {
 			path := filepath.Join(t.TempDir(), "idem.log")
-			cfg := FileConfig{Clock: clk, CompactMinFrames: 16}
+			// Reopening is a clean restart, so fsync cannot change what
+			// these tests see; TestFileStoreGroupCommit and the others
+			// with their own configs run with it.
+			cfg := FileConfig{Clock: clk, CompactMinFrames: 16, skipFsync: true}
 			s := mustFileStore(t, path, cfg)
 			cur := s
 			t.Cleanup(func() { cur.Close() })
@@ -322,8 +326,117 @@ func TestMemoryStoreBoundWithManyShards(t *testing.T) {
 			t.Fatalf("after %d inserts Len() = %d; want ≤ 100", i+1, n)
 		}
 	}
-	if _, ok, _ := s.Get(ctx, "k999"); !ok {
-		t.Errorf("newest record evicted")
+	// The bound is global and exact: the store holds the 100 most recently
+	// completed records, whichever shards they hash to.
+	if n := s.Len(); n != 100 {
+		t.Errorf("Len() = %d; want 100", n)
+	}
+	for i := range 1000 {
+		key := fmt.Sprint("k", i)
+		_, ok, _ := s.Get(ctx, key)
+		if want := i >= 900; ok != want {
+			t.Errorf("Get(%q) found = %v; want %v (only the 100 newest kept)", key, ok, want)
+		}
+	}
+	if st := s.Stats(); st.Evictions != 900 {
+		t.Errorf("Stats().Evictions = %d; want 900", st.Evictions)
+	}
+}
+
+// TestMemoryStoreEvictsOldestAcrossShards: the record evicted is the oldest
+// completed one in the whole store, not in the new key's shard, and live
+// in-progress records in any shard are kept.
+func TestMemoryStoreEvictsOldestAcrossShards(t *testing.T) {
+	ctx := context.Background()
+	clk := clock.NewManual(epoch)
+	s := mustMemoryStore(t, MemoryConfig{Shards: 16, MaxEntries: 20, Clock: clk})
+	var running []string
+	for i := range 20 {
+		key := fmt.Sprint("k", i)
+		p := inProgress(key, "fp", 1, clk.Now(), time.Hour)
+		if _, _, err := s.Begin(ctx, p); err != nil {
+			t.Fatalf("Begin(%q) = %v", key, err)
+		}
+		if i%2 == 1 {
+			running = append(running, key) // odd keys stay in progress
+			continue
+		}
+		if err := s.Complete(ctx, completed(p, "r", clk.Now(), time.Hour)); err != nil {
+			t.Fatalf("Complete(%q) = %v", key, err)
+		}
+	}
+	// Ten new keys evict the ten completed ones, oldest first.
+	for i := range 10 {
+		key := fmt.Sprint("new", i)
+		if _, _, err := s.Begin(ctx, inProgress(key, "fp", 1, clk.Now(), time.Hour)); err != nil {
+			t.Fatalf("Begin(%q) = %v", key, err)
+		}
+		gone := fmt.Sprint("k", 2*i)
+		if _, ok, _ := s.Get(ctx, gone); ok {
+			t.Errorf("after Begin(%q), Get(%q) found; want it evicted as the oldest completed record", key, gone)
+		}
+		if next := fmt.Sprint("k", 2*i+2); i < 9 {
+			if _, ok, _ := s.Get(ctx, next); !ok {
+				t.Errorf("after Begin(%q), Get(%q) not found; want it kept (newer)", key, next)
+			}
+		}
+	}
+	for _, key := range running {
+		if _, ok, _ := s.Get(ctx, key); !ok {
+			t.Errorf("in-progress %q evicted; want it kept", key)
+		}
+	}
+	if _, _, err := s.Begin(ctx, inProgress("one-too-many", "fp", 1, clk.Now(), time.Hour)); !errors.Is(err, ErrStoreFull) {
+		t.Errorf("Begin on a store full of in-progress records = %v; want ErrStoreFull", err)
+	}
+	if n := s.Len(); n != 20 {
+		t.Errorf("Len() = %d; want 20", n)
+	}
+}
+
+// TestMemoryStoreBoundConcurrent: concurrent Begins, Completes and Aborts
+// of many keys never take the store past MaxEntries.
+func TestMemoryStoreBoundConcurrent(t *testing.T) {
+	ctx := context.Background()
+	clk := clock.NewManual(epoch)
+	const limit = 64
+	s := mustMemoryStore(t, MemoryConfig{Shards: 8, MaxEntries: limit, Clock: clk})
+	var wg sync.WaitGroup
+	errs := make(chan error, 8) // one per worker at most
+	for w := range 8 {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for i := range 500 {
+				p := inProgress(fmt.Sprint(w, "-", i), "fp", uint64(i+1), clk.Now(), time.Hour)
+				if _, _, err := s.Begin(ctx, p); err != nil {
+					errs <- fmt.Errorf("Begin(%q) = %v", p.Key, err)
+					return
+				}
+				var err error
+				if i%3 == 0 {
+					err = s.Abort(ctx, p.Key, p.Token)
+				} else {
+					err = s.Complete(ctx, completed(p, "r", clk.Now(), time.Hour))
+				}
+				if err != nil {
+					errs <- fmt.Errorf("finishing %q: %v", p.Key, err)
+					return
+				}
+				if n := s.Len(); n > limit {
+					errs <- fmt.Errorf("Len() = %d; want ≤ %d", n, limit)
+					return
+				}
+			}
+		}()
+	}
+	wg.Wait()
+	close(errs)
+	for err := range errs {
+		t.Error(err)
+	}
+	if n := s.Len(); n != limit {
+		t.Errorf("Len() after the run = %d; want %d (full)", n, limit)
 	}
 }
 
