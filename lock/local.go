@@ -42,6 +42,8 @@ type Local struct {
 	closed  bool
 	armed   time.Time // the deadline the expiry goroutine sleeps until
 
+	onQueued func(Request) // test hook: called (under mu) when an acquire starts waiting
+
 	wake chan struct{} // size 1: coalesced "an earlier deadline exists"
 	stop chan struct{}
 	done chan struct{}
@@ -99,6 +101,9 @@ func (l *Local) Do(ctx context.Context, req Request) (Response, error) {
 		ch = make(chan Grant, 1)
 		l.waiters[key] = ch
 	}
+	if l.onQueued != nil {
+		l.onQueued(req)
+	}
 	l.mu.Unlock()
 	select {
 	case g := <-ch:
@@ -129,6 +134,20 @@ func (l *Local) Holder(name string) (Grant, bool) {
 	l.table.Tick(l.clock.Now())
 	l.deliver()
 	return l.table.Holder(name)
+}
+
+// Waiters returns the sessions queued for lock name, first in line first.
+func (l *Local) Waiters(name string) []SessionID {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.table.Waiters(name)
+}
+
+// Expires returns when session id's lease ends by the service's clock.
+func (l *Local) Expires(id SessionID) (time.Time, bool) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.table.Expires(id)
 }
 
 // deliver wakes the waiters of new grants and, if a deadline now comes

@@ -1,0 +1,323 @@
+package lock_test
+
+import (
+	"context"
+	"errors"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/distkit/distkit/lock"
+)
+
+func newLocal(t testing.TB) *lock.Local {
+	t.Helper()
+	l, err := lock.NewLocal(lock.DefaultLocalConfig())
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { l.Close() })
+	return l
+}
+
+func newSession(t testing.TB, svc lock.Service, ttl time.Duration) *lock.Session {
+	t.Helper()
+	cfg := lock.DefaultSessionConfig()
+	cfg.TTL = ttl
+	s, err := lock.NewSession(context.Background(), svc, cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { s.Close() })
+	return s
+}
+
+// queuedSignal returns a channel that receives the name of every acquire
+// that starts waiting at l.
+func queuedSignal(l *lock.Local) <-chan lock.SessionID {
+	ch := make(chan lock.SessionID, 16) // more than any test queues
+	l.SetOnQueued(func(r lock.Request) { ch <- r.Session })
+	return ch
+}
+
+func TestSessionLockUnlock(t *testing.T) {
+	ctx := context.Background()
+	l := newLocal(t)
+	s := newSession(t, l, 10*time.Second)
+	g, err := s.Lock(ctx, "x")
+	if err != nil {
+		t.Fatalf("Lock = %v", err)
+	}
+	if tok, ok := s.Holds("x"); !ok || tok != g.Token {
+		t.Errorf("Holds(x) = %d, %v; want %d, true", tok, ok, g.Token)
+	}
+	if _, err := s.Lock(ctx, "x"); !errors.Is(err, lock.ErrAlreadyHeld) {
+		t.Errorf("second Lock = %v; want ErrAlreadyHeld", err)
+	}
+	if err := s.Unlock(ctx, g); err != nil {
+		t.Fatalf("Unlock = %v", err)
+	}
+	if err := s.Unlock(ctx, g); !errors.Is(err, lock.ErrNotHolder) {
+		t.Errorf("second Unlock = %v; want ErrNotHolder", err)
+	}
+	g2, err := s.Lock(ctx, "x")
+	if err != nil || g2.Token <= g.Token {
+		t.Errorf("Lock again = %+v, %v; want a token above %d", g2, err, g.Token)
+	}
+}
+
+func TestTryLockOfHeldLockFails(t *testing.T) {
+	ctx := context.Background()
+	l := newLocal(t)
+	a, b := newSession(t, l, 10*time.Second), newSession(t, l, 10*time.Second)
+	if _, err := a.Lock(ctx, "x"); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := b.TryLock(ctx, "x"); !errors.Is(err, lock.ErrLocked) {
+		t.Errorf("TryLock = %v; want ErrLocked", err)
+	}
+	if _, err := b.TryLock(ctx, "x"); !errors.Is(err, lock.ErrLocked) {
+		t.Errorf("TryLock again = %v; want ErrLocked (the name is not left reserved)", err)
+	}
+}
+
+func TestLockWaitersAreServedInOrder(t *testing.T) {
+	ctx := context.Background()
+	l := newLocal(t)
+	queued := queuedSignal(l)
+	holder := newSession(t, l, 10*time.Second)
+	g, err := holder.Lock(ctx, "x")
+	if err != nil {
+		t.Fatal(err)
+	}
+	const n = 4
+	order := make(chan int, n)
+	var wg sync.WaitGroup
+	var sessions []*lock.Session
+	for i := range n {
+		s := newSession(t, l, 10*time.Second)
+		sessions = append(sessions, s)
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			g, err := s.Lock(ctx, "x")
+			if err != nil {
+				t.Errorf("waiter %d: Lock = %v", i, err)
+				return
+			}
+			order <- i
+			s.Unlock(ctx, g)
+		}()
+		<-queued // the next waiter joins only once this one is in line
+	}
+	holder.Unlock(ctx, g)
+	wg.Wait()
+	close(order)
+	want := 0
+	for got := range order {
+		if got != want {
+			t.Errorf("grant %d went to waiter %d; want FIFO order", want, got)
+		}
+		want++
+	}
+}
+
+func TestCancelledLockLeavesTheQueue(t *testing.T) {
+	l := newLocal(t)
+	queued := queuedSignal(l)
+	a, b := newSession(t, l, 10*time.Second), newSession(t, l, 10*time.Second)
+	g, err := a.Lock(context.Background(), "x")
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	errc := make(chan error, 1)
+	go func() {
+		_, err := b.Lock(ctx, "x")
+		errc <- err
+	}()
+	<-queued
+	cancel()
+	if err := <-errc; !errors.Is(err, context.Canceled) {
+		t.Errorf("cancelled Lock = %v; want context.Canceled", err)
+	}
+	if w := l.Waiters("x"); len(w) != 0 {
+		t.Errorf("Waiters after cancel = %v; want none", w)
+	}
+	a.Unlock(context.Background(), g)
+	if h, ok := l.Holder("x"); ok {
+		t.Errorf("Holder after unlock = %+v; want free (the cancelled waiter must not get it)", h)
+	}
+}
+
+func TestCloseReleasesLocks(t *testing.T) {
+	ctx := context.Background()
+	l := newLocal(t)
+	a, b := newSession(t, l, 10*time.Second), newSession(t, l, 10*time.Second)
+	if _, err := a.Lock(ctx, "x"); err != nil {
+		t.Fatal(err)
+	}
+	if err := a.Close(); err != nil {
+		t.Fatalf("Close = %v", err)
+	}
+	if _, err := a.Lock(ctx, "y"); !errors.Is(err, lock.ErrSessionClosed) {
+		t.Errorf("Lock after Close = %v; want ErrSessionClosed", err)
+	}
+	if !errors.Is(a.Err(), lock.ErrSessionClosed) {
+		t.Errorf("Err after Close = %v; want ErrSessionClosed", a.Err())
+	}
+	if _, err := b.TryLock(ctx, "x"); err != nil {
+		t.Errorf("TryLock after the holder closed = %v; want the lock", err)
+	}
+}
+
+// flaky is a Service whose link to the real one can be cut: requests then
+// get no answer until their context ends, like requests lost in a
+// partition.
+type flaky struct {
+	svc lock.Service
+
+	mu         sync.Mutex // guards down and keepalives
+	down       bool
+	keepalives chan struct{}
+}
+
+func (f *flaky) cut() {
+	f.mu.Lock()
+	f.down = true
+	f.mu.Unlock()
+}
+
+func (f *flaky) Do(ctx context.Context, req lock.Request) (lock.Response, error) {
+	f.mu.Lock()
+	down, ka := f.down, f.keepalives
+	f.mu.Unlock()
+	if down {
+		<-ctx.Done()
+		return lock.Response{}, ctx.Err()
+	}
+	resp, err := f.svc.Do(ctx, req)
+	if req.Op == lock.OpKeepAlive && err == nil && ka != nil {
+		select {
+		case ka <- struct{}{}:
+		default:
+		}
+	}
+	return resp, err
+}
+
+func TestKeepAliveRenewsTheLease(t *testing.T) {
+	l := newLocal(t)
+	f := &flaky{svc: l, keepalives: make(chan struct{}, 1)}
+	s := newSession(t, f, 60*time.Millisecond)
+	if _, err := s.Lock(context.Background(), "x"); err != nil {
+		t.Fatal(err)
+	}
+	first := s.Expiry()
+	for range 4 { // four renewals: longer than the TTL in total
+		<-f.keepalives
+	}
+	if err := s.Err(); err != nil {
+		t.Fatalf("session lost despite keepalives: %v", err)
+	}
+	if s.Expiry().Sub(first) <= 0 {
+		t.Errorf("Expiry did not move: %v then %v", first, s.Expiry())
+	}
+	if _, ok := s.Holds("x"); !ok {
+		t.Errorf("Holds(x) = false after renewals")
+	}
+}
+
+func TestLeaseLostBeforeTheServiceExpiresIt(t *testing.T) {
+	l := newLocal(t)
+	f := &flaky{svc: l}
+	s := newSession(t, f, 60*time.Millisecond)
+	if _, err := s.Lock(context.Background(), "x"); err != nil {
+		t.Fatal(err)
+	}
+	bound := s.Expiry()
+	serviceExpiry, ok := l.Expires(s.ID())
+	if !ok {
+		t.Fatal("service does not know the session")
+	}
+	f.cut()
+	<-s.Done()
+	if !errors.Is(s.Err(), lock.ErrLeaseLost) {
+		t.Errorf("Err = %v; want ErrLeaseLost", s.Err())
+	}
+	// The client's bound must lie before any expiry the service enforces.
+	if final := s.Expiry(); !final.Before(serviceExpiry) && !bound.Before(serviceExpiry) {
+		t.Errorf("client bound %v is not before the service's expiry %v", final, serviceExpiry)
+	}
+	if _, ok := s.Holds("x"); ok {
+		t.Errorf("Holds(x) = true after the lease was lost")
+	}
+	if _, err := s.Lock(context.Background(), "y"); !errors.Is(err, lock.ErrLeaseLost) {
+		t.Errorf("Lock after loss = %v; want ErrLeaseLost", err)
+	}
+}
+
+func TestSessionConfigValidate(t *testing.T) {
+	tests := []struct {
+		name string
+		cfg  lock.SessionConfig
+	}{
+		{"zero TTL", lock.SessionConfig{}},
+		{"margin above TTL", lock.SessionConfig{TTL: time.Second, SafetyMargin: 2 * time.Second}},
+		{"interval above TTL minus margin", lock.SessionConfig{TTL: time.Second, KeepAliveInterval: 950 * time.Millisecond}},
+		{"negative interval", lock.SessionConfig{TTL: time.Second, KeepAliveInterval: -1}},
+		{"owner too long", lock.SessionConfig{TTL: time.Second, Owner: string(make([]byte, lock.MaxOwnerLen+1))}},
+	}
+	l := newLocal(t)
+	for _, tt := range tests {
+		if _, err := lock.NewSession(context.Background(), l, tt.cfg); !errors.Is(err, lock.ErrInvalidConfig) {
+			t.Errorf("%s: NewSession err = %v; want ErrInvalidConfig", tt.name, err)
+		}
+	}
+	if _, err := lock.NewSession(context.Background(), nil, lock.DefaultSessionConfig()); !errors.Is(err, lock.ErrInvalidArgument) {
+		t.Errorf("NewSession(nil service) err = %v; want ErrInvalidArgument", err)
+	}
+}
+
+func TestFence(t *testing.T) {
+	tests := []struct {
+		tokens []lock.Token
+		want   []bool // accepted
+	}{
+		{[]lock.Token{1, 2, 3}, []bool{true, true, true}},
+		{[]lock.Token{5, 5, 5}, []bool{true, true, true}},
+		{[]lock.Token{3, 2, 4, 3}, []bool{true, false, true, false}},
+	}
+	for _, tt := range tests {
+		var f lock.Fence
+		for i, tok := range tt.tokens {
+			if got := f.Check(tok) == nil; got != tt.want[i] {
+				t.Errorf("tokens %v: Check(%d) accepted = %v; want %v", tt.tokens, tok, got, tt.want[i])
+			}
+		}
+	}
+}
+
+func BenchmarkLockLocal(b *testing.B) {
+	for _, sessions := range []int{1, 100} {
+		b.Run(map[int]string{1: "sessions=1", 100: "sessions=100"}[sessions], func(b *testing.B) {
+			l := newLocal(b)
+			var s *lock.Session
+			for range sessions {
+				s = newSession(b, l, 10*time.Second)
+			}
+			ctx := context.Background()
+			b.ReportAllocs()
+			b.ResetTimer()
+			for b.Loop() {
+				g, err := s.Lock(ctx, "x")
+				if err != nil {
+					b.Fatal(err)
+				}
+				if err := s.Unlock(ctx, g); err != nil {
+					b.Fatal(err)
+				}
+			}
+		})
+	}
+}
