@@ -93,7 +93,9 @@ func distkitCluster(b *testing.B, durable bool) (proposeFunc, func()) {
 		nodes = append(nodes, n)
 		members[id] = n
 	}
-	cl, err := consensus.NewClient(members, consensus.DefaultClientConfig())
+	ccfg := consensus.DefaultClientConfig()
+	ccfg.RetryAmbiguous = true // commands are only counted
+	cl, err := consensus.NewClient(members, ccfg)
 	if err != nil {
 		cleanup()
 		b.Fatal(err)
@@ -104,9 +106,19 @@ func distkitCluster(b *testing.B, durable bool) (proposeFunc, func()) {
 		cleanup()
 		b.Fatal(err)
 	}
-	leader := members[cl.Leader()]
+	var leader atomic.Pointer[consensus.Node]
+	leader.Store(members[cl.Leader()].(*consensus.Node))
 	return func(ctx context.Context, cmd []byte) error {
-		_, err := leader.Propose(ctx, cmd)
-		return err
+		if _, err := leader.Load().Propose(ctx, cmd); err == nil {
+			return nil
+		}
+		// Leadership moved: let the client find the new leader.
+		cctx, cancel := context.WithTimeout(ctx, 10*time.Second)
+		defer cancel()
+		if _, err := cl.Propose(cctx, cmd); err != nil {
+			return err
+		}
+		leader.Store(members[cl.Leader()].(*consensus.Node))
+		return nil
 	}, cleanup
 }

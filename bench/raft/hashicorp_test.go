@@ -122,27 +122,42 @@ func hashicorpCluster(b *testing.B, durable bool) (proposeFunc, func()) {
 		}
 		rafts = append(rafts, r)
 	}
-	var leader *hraft.Raft
-	deadline := time.Now().Add(10 * time.Second)
-	for leader == nil {
-		for _, r := range rafts {
-			if r.State() == hraft.Leader {
-				leader = r
+	findLeader := func() (*hraft.Raft, error) {
+		deadline := time.Now().Add(10 * time.Second)
+		for {
+			for _, r := range rafts {
+				if r.State() == hraft.Leader {
+					return r, nil
+				}
 			}
-		}
-		if leader == nil {
 			if time.Now().After(deadline) {
-				cleanup()
-				b.Fatal(errors.New("hashicorp/raft elected no leader"))
+				return nil, errors.New("hashicorp/raft elected no leader")
 			}
-			time.Sleep(10 * time.Millisecond) // hashicorp/raft offers no leader notification before the first election
+			time.Sleep(10 * time.Millisecond) // hashicorp/raft offers no leader notification to wait on here
 		}
 	}
-	if err := leader.Barrier(10 * time.Second).Error(); err != nil {
+	first, err := findLeader()
+	if err != nil {
 		cleanup()
 		b.Fatal(err)
 	}
+	if err := first.Barrier(10 * time.Second).Error(); err != nil {
+		cleanup()
+		b.Fatal(err)
+	}
+	var leader atomic.Pointer[hraft.Raft]
+	leader.Store(first)
 	return func(ctx context.Context, cmd []byte) error {
-		return leader.Apply(cmd, 10*time.Second).Error()
+		err := leader.Load().Apply(cmd, 10*time.Second).Error()
+		if err == nil || (!errors.Is(err, hraft.ErrNotLeader) && !errors.Is(err, hraft.ErrLeadershipLost)) {
+			return err
+		}
+		// Leadership moved: find the new leader and retry once.
+		r, ferr := findLeader()
+		if ferr != nil {
+			return ferr
+		}
+		leader.Store(r)
+		return r.Apply(cmd, 10*time.Second).Error()
 	}, cleanup
 }
