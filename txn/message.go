@@ -223,3 +223,19 @@ func UnmarshalRecord(b []byte) (Record, error) {
 	return Record{Type: RecordType(f.kind), Txn: f.txn, Outcome: f.outcome, Coordinator: f.coordinator,
 		Participants: f.participants, Data: f.data}, nil
 }
+
+// String is a one-line rendering of the record.
+func (r Record) String() string {
+	id := r.Txn.String()[:8]
+	switch r.Type {
+	case RecCommit:
+		return fmt.Sprintf("COMMIT %s %v", id, r.Participants)
+	case RecPrepared:
+		return fmt.Sprintf("PREPARED %s (%d bytes of intent)", id, len(r.Data))
+	case RecDone:
+		return fmt.Sprintf("DONE %s %v", id, r.Outcome)
+	case RecSnapshot:
+		return fmt.Sprintf("SNAPSHOT (%d bytes)", len(r.Data))
+	}
+	return fmt.Sprintf("record(%d) %s", r.Type, id)
+}

@@ -1,0 +1,306 @@
+package txn
+
+import (
+	"context"
+	"fmt"
+	"log/slog"
+	"sync"
+	"time"
+
+	"github.com/google/uuid"
+
+	"github.com/distkit/distkit/transport"
+)
+
+// Coordinator runs transactions: it drives a RawCoordinator over a
+// Transport (service ServiceCoordinator) with a durable Log and real
+// timers. It is safe for concurrent use; Run may be called from many
+// goroutines at once.
+type Coordinator struct {
+	t      transport.Transport
+	log    Log
+	cfg    Config
+	logger *slog.Logger
+	loop   *loop
+	ctx    context.Context // cancelled by Close; bounds sends
+	cancel context.CancelFunc
+
+	// mu guards core, waiters, err, closed and the counters.
+	mu        sync.Mutex
+	core      *RawCoordinator
+	waiters   map[uuid.UUID]chan Result // each of size 1, so delivery never blocks
+	err       error                     // sticky storage failure
+	closed    bool
+	committed uint64
+	aborted   uint64
+	idle      []chan struct{} // Quiesce callers, closed when nothing is in flight
+}
+
+// NewCoordinator recovers a coordinator from log and starts it. Committed
+// transactions found in the log are driven to completion (their COMMIT is
+// sent until every participant acknowledges); undecided ones are aborted
+// by presumption. The caller keeps ownership of t and log: Close does not
+// close them.
+func NewCoordinator(t transport.Transport, log Log, cfg Config) (*Coordinator, error) {
+	if t == nil || log == nil {
+		return nil, fmt.Errorf("%w: nil transport or log", ErrInvalid)
+	}
+	core, err := NewRawCoordinator(t.ID(), cfg)
+	if err != nil {
+		return nil, err
+	}
+	recs, err := log.Load()
+	if err != nil {
+		return nil, fmt.Errorf("txn: coordinator recovery: %w", err)
+	}
+	if err := core.Recover(time.Now(), recs); err != nil {
+		return nil, fmt.Errorf("txn: coordinator recovery: %w", err)
+	}
+	c := &Coordinator{t: t, log: log, cfg: cfg, logger: orDiscard(cfg.Logger).With("coordinator", string(t.ID())),
+		loop: newLoop(), core: core, waiters: make(map[uuid.UUID]chan Result)}
+	c.ctx, c.cancel = context.WithCancel(context.Background())
+	if st := core.Status(); st.Committed > 0 {
+		c.logger.Debug("txn: recovered", "committed-unacknowledged", st.Committed)
+	}
+	t.Handle(ServiceCoordinator, c.receive)
+	c.loop.start(cfg.TickInterval, c.tick, c.process)
+	c.loop.wake()
+	return c, nil
+}
+
+// Run runs a transaction over work (one entry per participant) with a new
+// ID and returns once it is decided. It returns a nil error if the
+// transaction committed, an *AbortError (errors.Is ErrAborted) saying why
+// it aborted, or another error if it could not be run (ErrClosed,
+// ErrInvalid, a storage failure). The vote timeout is ctx's deadline, or
+// Config.VoteTimeout without one; if ctx ends before the decision the
+// transaction is aborted with ErrCancelled.
+//
+// A committed result means the decision is durable: every participant will
+// apply it, even across crashes, though some may not have yet.
+func (c *Coordinator) Run(ctx context.Context, work ...Work) (Result, error) {
+	return c.RunID(ctx, uuid.New(), work...)
+}
+
+// RunID is Run with a caller-chosen transaction ID, which must be unique
+// (uuid.New is what Run uses).
+func (c *Coordinator) RunID(ctx context.Context, id uuid.UUID, work ...Work) (Result, error) {
+	var timeout time.Duration
+	if d, ok := ctx.Deadline(); ok {
+		if timeout = time.Until(d); timeout <= 0 {
+			return Result{}, ctx.Err()
+		}
+	}
+	ch := make(chan Result, 1)
+	c.mu.Lock()
+	if err := c.usableLocked(); err != nil {
+		c.mu.Unlock()
+		return Result{}, err
+	}
+	if err := c.core.Begin(time.Now(), id, work, timeout); err != nil {
+		c.mu.Unlock()
+		return Result{}, err
+	}
+	c.waiters[id] = ch
+	c.mu.Unlock()
+	c.loop.wake()
+
+	select {
+	case r := <-ch:
+		return result(r)
+	case <-ctx.Done():
+	}
+	c.mu.Lock()
+	if c.err == nil && !c.closed {
+		c.core.Abort(time.Now(), id)
+	}
+	c.mu.Unlock()
+	c.loop.wake()
+	// The decision is either the abort just requested or one already
+	// made and on its way through the log: it comes without waiting for
+	// the network.
+	return result(<-ch)
+}
+
+func result(r Result) (Result, error) {
+	if r.Outcome == Committed {
+		return r, nil
+	}
+	if r.Err == nil { // closed or failed before the decision
+		return r, ErrClosed
+	}
+	return r, r.Err
+}
+
+func (c *Coordinator) usableLocked() error {
+	if c.closed {
+		return ErrClosed
+	}
+	return c.err
+}
+
+func (c *Coordinator) receive(msg transport.Message) {
+	m, err := UnmarshalMessage(msg.Payload)
+	if err != nil {
+		c.logger.Debug("txn: dropped malformed message", "from", msg.From, "err", err)
+		return
+	}
+	c.mu.Lock()
+	if c.usableLocked() == nil {
+		c.core.Step(time.Now(), msg.From, m)
+	}
+	c.mu.Unlock()
+	c.loop.wake()
+}
+
+func (c *Coordinator) tick() {
+	c.mu.Lock()
+	if c.usableLocked() == nil {
+		c.core.Tick(time.Now())
+	}
+	c.mu.Unlock()
+}
+
+// process drains the core: log, checkpoint, send, then results.
+func (c *Coordinator) process() {
+	for {
+		c.mu.Lock()
+		if c.usableLocked() != nil || !c.core.HasReady() {
+			if c.usableLocked() == nil {
+				c.wakeIdleLocked()
+			}
+			c.mu.Unlock()
+			return
+		}
+		rd := c.core.Ready()
+		c.mu.Unlock()
+
+		logRecords(c.logger, rd.Log)
+		err := c.log.Append(rd.Log)
+		if err == nil && rd.Checkpoint != nil {
+			c.logger.Debug("txn: checkpoint", "records", len(rd.Checkpoint))
+			err = c.log.Replace(rd.Checkpoint)
+		}
+		if err != nil {
+			c.fail(err)
+			return
+		}
+		send(c.ctx, c.t, c.logger, rd.Messages)
+		c.mu.Lock()
+		for _, r := range rd.Results {
+			c.logger.Debug("txn: decided", "txn", r.Txn, "outcome", r.Outcome)
+			if r.Outcome == Committed {
+				c.committed++
+			} else {
+				c.aborted++
+			}
+			if ch, ok := c.waiters[r.Txn]; ok {
+				ch <- r
+				delete(c.waiters, r.Txn)
+			}
+		}
+		c.mu.Unlock()
+	}
+}
+
+// Quiesce waits until no transaction is in flight: every one begun has
+// been decided and its decision acknowledged by every participant (so all
+// of them have applied it). Use it before a planned shutdown, or in tests.
+func (c *Coordinator) Quiesce(ctx context.Context) error {
+	ch := make(chan struct{})
+	c.mu.Lock()
+	if err := c.usableLocked(); err != nil {
+		c.mu.Unlock()
+		return err
+	}
+	c.idle = append(c.idle, ch)
+	c.mu.Unlock()
+	c.loop.wake()
+	select {
+	case <-ch:
+		c.mu.Lock()
+		defer c.mu.Unlock()
+		return c.usableLocked()
+	case <-ctx.Done():
+		c.mu.Lock()
+		defer c.mu.Unlock()
+		for i, w := range c.idle {
+			if w == ch {
+				c.idle = append(c.idle[:i], c.idle[i+1:]...)
+				break
+			}
+		}
+		return ctx.Err()
+	}
+}
+
+// wakeIdleLocked releases Quiesce callers if nothing is in flight.
+func (c *Coordinator) wakeIdleLocked() {
+	if len(c.idle) == 0 || c.core.Status() != (CoordinatorStatus{}) {
+		return
+	}
+	for _, ch := range c.idle {
+		close(ch)
+	}
+	c.idle = nil
+}
+
+// fail makes a storage error sticky: the coordinator stops deciding,
+// because it can no longer make decisions durable. Waiting callers get the
+// error; what was decided stays decided in the log.
+func (c *Coordinator) fail(err error) {
+	c.logger.Error("txn: log failed; coordinator stopped", "err", err)
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.err == nil {
+		c.err = fmt.Errorf("txn: coordinator log: %w", err)
+	}
+	c.releaseWaitersLocked()
+}
+
+func (c *Coordinator) releaseWaitersLocked() {
+	for id, ch := range c.waiters {
+		ch <- Result{Txn: id, Outcome: Unknown}
+		delete(c.waiters, id)
+	}
+	for _, ch := range c.idle {
+		close(ch)
+	}
+	c.idle = nil
+}
+
+// CoordinatorStats are a coordinator's counters and current state.
+type CoordinatorStats struct {
+	CoordinatorStatus
+	Committed uint64 // transactions decided COMMIT since start
+	Aborted   uint64 // transactions decided ABORT since start
+	Err       error  // the storage failure that stopped it, if any
+}
+
+// Stats returns the coordinator's counters.
+func (c *Coordinator) Stats() CoordinatorStats {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return CoordinatorStats{CoordinatorStatus: c.core.Status(), Committed: c.committed, Aborted: c.aborted, Err: c.err}
+}
+
+// Close stops the coordinator and waits for its goroutine. Callers still
+// waiting in Run get ErrClosed; transactions committed but not yet
+// acknowledged are finished by the next coordinator opened on the same
+// log. Close is idempotent.
+func (c *Coordinator) Close() error {
+	c.mu.Lock()
+	if c.closed {
+		c.mu.Unlock()
+		return nil
+	}
+	c.closed = true
+	c.mu.Unlock()
+	c.t.Handle(ServiceCoordinator, nil)
+	c.cancel()
+	c.loop.stop()
+	c.mu.Lock()
+	c.releaseWaitersLocked()
+	c.mu.Unlock()
+	return nil
+}
