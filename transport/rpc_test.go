@@ -95,18 +95,26 @@ func blockUntilDone(r *transport.RPC, service string) <-chan struct{} {
 	return started
 }
 
+// callBlocked starts a call from a to a handler on b that blocks until the
+// call is cancelled, and returns once the handler runs. Cancel the call with
+// cancel; done then yields its error.
+func callBlocked(a, b *transport.RPC) (cancel context.CancelFunc, done <-chan error) {
+	started := blockUntilDone(b, "block")
+	ctx, cancel := context.WithCancel(context.Background())
+	errc := make(chan error, 1) // reported once
+	go func() {
+		_, err := a.Call(ctx, "b", "block", nil)
+		errc <- err
+	}()
+	<-started
+	return cancel, errc
+}
+
 func TestCallFailsFastWhenTooManyPending(t *testing.T) {
 	cfg := transport.DefaultRPCConfig()
 	cfg.MaxPending = 1
 	a, b := pair(t, 1024, cfg)
-	started := blockUntilDone(b, "block")
-	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan error, 1) // reported once
-	go func() {
-		_, err := a.Call(ctx, "b", "block", nil)
-		done <- err
-	}()
-	<-started
+	cancel, done := callBlocked(a, b)
 	if _, err := a.Call(context.Background(), "b", "block", nil); !errors.Is(err, transport.ErrQueueFull) {
 		t.Errorf("second Call with MaxPending 1 = %v; want ErrQueueFull", err)
 	}
@@ -123,14 +131,7 @@ func TestCallOverloaded(t *testing.T) {
 	cfg := transport.DefaultRPCConfig()
 	cfg.MaxConcurrent = 1
 	a, b := pair(t, 1024, cfg)
-	started := blockUntilDone(b, "block")
-	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan error, 1) // reported once
-	go func() {
-		_, err := a.Call(ctx, "b", "block", nil)
-		done <- err
-	}()
-	<-started
+	cancel, done := callBlocked(a, b)
 	_, err := a.Call(context.Background(), "b", "block", nil)
 	var re *transport.RemoteError
 	if !errors.As(err, &re) || re.Code != transport.CodeOverloaded || !errors.Is(err, transport.ErrOverloaded) {

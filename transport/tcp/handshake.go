@@ -209,18 +209,20 @@ func clientTLS(base *tls.Config, peer transport.NodeID) *tls.Config {
 	if c.InsecureSkipVerify {
 		return c
 	}
+	// Every path ends with the node-ID check, then the caller's own check.
 	userVerify := base.VerifyConnection
+	checkIdentity := func(cs tls.ConnectionState) error {
+		if err := checkPeerIdentity(cs, peer); err != nil {
+			return err
+		}
+		if userVerify != nil {
+			return userVerify(cs)
+		}
+		return nil
+	}
 	if c.ServerName != "" {
 		// crypto/tls verifies the chain and host name; add the node ID.
-		c.VerifyConnection = func(cs tls.ConnectionState) error {
-			if err := checkPeerIdentity(cs, peer); err != nil {
-				return err
-			}
-			if userVerify != nil {
-				return userVerify(cs)
-			}
-			return nil
-		}
+		c.VerifyConnection = checkIdentity
 		return c
 	}
 	roots := base.RootCAs
@@ -239,13 +241,7 @@ func clientTLS(base *tls.Config, peer transport.NodeID) *tls.Config {
 		if _, err := cs.PeerCertificates[0].Verify(opts); err != nil {
 			return fmt.Errorf("tcp: peer %s: %w", peer, err)
 		}
-		if err := checkPeerIdentity(cs, peer); err != nil {
-			return err
-		}
-		if userVerify != nil {
-			return userVerify(cs)
-		}
-		return nil
+		return checkIdentity(cs)
 	}
 	return c
 }

@@ -684,17 +684,7 @@ func (s *suite) testCallDeadline(t *testing.T) {
 func (s *suite) testCallRPCClose(t *testing.T) {
 	ts := s.cluster(t, 2)
 	rs := s.rpcs(t, ts)
-	started, _ := blockingHandler(rs[1], "block")
-	done := make(chan error, 1) // reported once
-	go func() {
-		_, err := rs[0].Call(context.Background(), ts[1].ID(), "block", nil)
-		done <- err
-	}()
-	s.await(t, started, "handler start")
-	_ = rs[0].Close()
-	if err := <-done; !errors.Is(err, transport.ErrClosed) {
-		t.Errorf("pending Call when its RPC closed = %v; want ErrClosed", err)
-	}
+	s.checkCloseFailsPendingCall(t, ts, rs, "its RPC", func() { _ = rs[0].Close() })
 	if _, err := rs[0].Call(context.Background(), ts[1].ID(), "block", nil); !errors.Is(err, transport.ErrClosed) {
 		t.Errorf("Call after RPC Close = %v; want ErrClosed", err)
 	}
@@ -706,6 +696,15 @@ func (s *suite) testCallTransportClose(t *testing.T) {
 		t.Skip("the transport does not implement transport.DoneNotifier")
 	}
 	rs := s.rpcs(t, ts)
+	s.checkCloseFailsPendingCall(t, ts, rs, "its transport", func() { _ = ts[0].Close() })
+}
+
+// checkCloseFailsPendingCall starts a call from node 0 to a handler on
+// node 1 that blocks until its context ends, runs closeFn once the handler
+// runs, and checks that the pending call fails at once with ErrClosed
+// (long before the call's own timeout).
+func (s *suite) checkCloseFailsPendingCall(t *testing.T, ts []transport.Transport, rs []*transport.RPC, what string, closeFn func()) {
+	t.Helper()
 	started, _ := blockingHandler(rs[1], "block")
 	done := make(chan error, 1) // reported once
 	go func() {
@@ -713,8 +712,8 @@ func (s *suite) testCallTransportClose(t *testing.T) {
 		done <- err
 	}()
 	s.await(t, started, "handler start")
-	_ = ts[0].Close()
+	closeFn()
 	if err := <-done; !errors.Is(err, transport.ErrClosed) {
-		t.Errorf("pending Call when its transport closed = %v; want ErrClosed", err)
+		t.Errorf("pending Call when %s closed = %v; want ErrClosed", what, err)
 	}
 }
