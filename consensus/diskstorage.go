@@ -191,12 +191,19 @@ func (s *DiskStorage) LastIndex() (uint64, error) { return s.mem.LastIndex() }
 // Snapshot implements raft.Storage.
 func (s *DiskStorage) Snapshot() (raft.Snapshot, error) { return s.mem.Snapshot() }
 
-// Save makes one Ready's entries and hard state durable: a conflicting
-// suffix is truncated (durably), the entries are appended with one fsync,
-// and the hard state file is rewritten when the term or vote changed (a vote
-// must be durable before it is sent, §5.2). Call it before sending the
+// Save makes one Ready's hard state and entries durable: the hard state file
+// is rewritten when the term or vote changed (a vote must be durable before
+// it is sent, §5.2), a conflicting suffix of the log is truncated (durably)
+// and the entries are appended with one fsync. Call it before sending the
 // Ready's messages.
 func (s *DiskStorage) Save(hs raft.HardState, ents []raft.Entry) error {
+	// A new term or vote goes to disk before the entries, so that a crash
+	// in between never leaves entries of a term newer than the saved one.
+	if !hs.IsZero() && (hs.Term != s.durableHS.Term || hs.Vote != s.durableHS.Vote) {
+		if err := s.writeHardState(hs); err != nil {
+			return err
+		}
+	}
 	if len(ents) > 0 {
 		if err := s.appendEntries(ents); err != nil {
 			return err
@@ -204,11 +211,6 @@ func (s *DiskStorage) Save(hs raft.HardState, ents []raft.Entry) error {
 	}
 	if hs.IsZero() || hs == s.hs {
 		return nil
-	}
-	if hs.Term != s.durableHS.Term || hs.Vote != s.durableHS.Vote {
-		if err := s.writeHardState(hs); err != nil {
-			return err
-		}
 	}
 	s.hs = hs
 	return s.mem.SetHardState(hs)
