@@ -31,20 +31,7 @@ type written struct {
 // record that lies before the cut, intact, and nothing that was not written
 // in full.
 func TestFileStoreCrash(t *testing.T) {
-	trials := 40
-	if soak() {
-		trials = 1000
-	}
-	for seed := range trials {
-		t.Run(fmt.Sprint(seed), func(t *testing.T) {
-			defer func() {
-				if t.Failed() {
-					t.Logf("replay with seed %d", seed)
-				}
-			}()
-			crashTrial(t, uint64(seed))
-		})
-	}
+	forSeeds(t, 40, 1000, crashTrial)
 }
 
 func crashTrial(t *testing.T, seed uint64) {

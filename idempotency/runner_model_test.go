@@ -17,22 +17,9 @@ import (
 // a live completed key replays its value, a reused key with another
 // fingerprint is refused, anything else runs fn; failures leave no record.
 func TestRunnerMatchesReference(t *testing.T) {
-	seeds := 12
-	if soak() {
-		seeds = 1000
-	}
 	for _, f := range storeFactories() {
 		t.Run(f.name, func(t *testing.T) {
-			for seed := range seeds {
-				t.Run(fmt.Sprint(seed), func(t *testing.T) {
-					defer func() {
-						if t.Failed() {
-							t.Logf("replay with seed %d", seed)
-						}
-					}()
-					checkRunnerModel(t, f, uint64(seed))
-				})
-			}
+			forSeeds(t, 12, 1000, func(t *testing.T, seed uint64) { checkRunnerModel(t, f, seed) })
 		})
 	}
 }

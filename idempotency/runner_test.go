@@ -177,29 +177,42 @@ func TestDoInProgressTimeoutAfterCrash(t *testing.T) {
 	}
 }
 
+// doResult is what a Do call returned.
+type doResult struct {
+	v   int
+	err error
+}
+
+// startHeldDo starts r.Do(key, fp) with an fn that returns v once release is
+// called, and returns when fn is running. done yields the call's outcome.
+func startHeldDo(r *Runner[int], key, fp string, v int) (release func(), done <-chan doResult) {
+	entered, held := make(chan struct{}), make(chan struct{})
+	out := make(chan doResult, 1) // one result, read after release
+	go func() {
+		got, err := r.Do(context.Background(), key, fp, func(context.Context) (int, error) {
+			close(entered)
+			<-held
+			return v, nil
+		})
+		out <- doResult{got, err}
+	}()
+	<-entered
+	return func() { close(held) }, out
+}
+
 func TestDoRejectInProgress(t *testing.T) {
 	r, _, _ := newTestRunner[int](t, JSONCodec[int]{}, func(c *Config) { c.OnInProgress = RejectInProgress })
 	ctx := context.Background()
-	entered, release := make(chan struct{}), make(chan struct{})
-	done := make(chan error, 1) // one result, read after release
-	go func() {
-		_, err := r.Do(ctx, "k", "fp", func(context.Context) (int, error) {
-			close(entered)
-			<-release
-			return 1, nil
-		})
-		done <- err
-	}()
-	<-entered
+	release, done := startHeldDo(r, "k", "fp", 1)
 	if _, err := r.Do(ctx, "k", "fp", func(context.Context) (int, error) { return 2, nil }); !errors.Is(err, ErrInProgress) {
 		t.Errorf("duplicate while running = %v; want ErrInProgress", err)
 	}
 	if _, err := r.Do(ctx, "k", "other", func(context.Context) (int, error) { return 2, nil }); !errors.Is(err, ErrKeyReuse) {
 		t.Errorf("other payload while running = %v; want ErrKeyReuse", err)
 	}
-	close(release)
-	if err := <-done; err != nil {
-		t.Fatalf("first Do = %v", err)
+	release()
+	if res := <-done; res.err != nil {
+		t.Fatalf("first Do = %v", res.err)
 	}
 	if v, err := r.Do(ctx, "k", "fp", func(context.Context) (int, error) { return 2, nil }); v != 1 || err != nil {
 		t.Errorf("retry after completion = %d, %v; want 1, nil", v, err)
@@ -208,25 +221,15 @@ func TestDoRejectInProgress(t *testing.T) {
 
 func TestDoWaiterGivesUp(t *testing.T) {
 	r, _, _ := newTestRunner[int](t, JSONCodec[int]{}, nil)
-	entered, release := make(chan struct{}), make(chan struct{})
-	done := make(chan int, 1) // one result, read after release
-	go func() {
-		v, _ := r.Do(context.Background(), "k", "fp", func(context.Context) (int, error) {
-			close(entered)
-			<-release
-			return 1, nil
-		})
-		done <- v
-	}()
-	<-entered
+	release, done := startHeldDo(r, "k", "fp", 1)
 	ctx, cancel := context.WithCancel(context.Background())
 	cancel()
 	if _, err := r.Do(ctx, "k", "fp", func(context.Context) (int, error) { return 2, nil }); !errors.Is(err, context.Canceled) {
 		t.Errorf("cancelled waiter = %v; want context.Canceled", err)
 	}
-	close(release)
-	if v := <-done; v != 1 {
-		t.Errorf("first Do = %d; want 1", v)
+	release()
+	if res := <-done; res.v != 1 || res.err != nil {
+		t.Errorf("first Do = %d, %v; want 1, nil", res.v, res.err)
 	}
 }
 
@@ -358,23 +361,13 @@ func TestClaimFromContext(t *testing.T) {
 func TestDoWaitModeKeyReuseWhileRunning(t *testing.T) {
 	r, _, _ := newTestRunner[int](t, JSONCodec[int]{}, nil)
 	ctx := context.Background()
-	entered, release := make(chan struct{}), make(chan struct{})
-	done := make(chan error, 1) // one result, read after release
-	go func() {
-		_, err := r.Do(ctx, "k", "fp", func(context.Context) (int, error) {
-			close(entered)
-			<-release
-			return 1, nil
-		})
-		done <- err
-	}()
-	<-entered
+	release, done := startHeldDo(r, "k", "fp", 1)
 	if _, err := r.Do(ctx, "k", "other", func(context.Context) (int, error) { return 2, nil }); !errors.Is(err, ErrKeyReuse) {
 		t.Errorf("other payload while the first waits = %v; want ErrKeyReuse (not the first's result)", err)
 	}
-	close(release)
-	if err := <-done; err != nil {
-		t.Fatal(err)
+	release()
+	if res := <-done; res.err != nil {
+		t.Fatal(res.err)
 	}
 }
 

@@ -170,22 +170,9 @@ func (m refStore) owned(key string, token uint64) bool {
 // every answer. The file store is also closed and reopened at random points,
 // and compacts often (CompactMinFrames 16).
 func TestStoresMatchReference(t *testing.T) {
-	seeds := 20
-	if soak() {
-		seeds = 500
-	}
 	for _, f := range storeFactories() {
 		t.Run(f.name, func(t *testing.T) {
-			for seed := range seeds {
-				t.Run(fmt.Sprint(seed), func(t *testing.T) {
-					defer func() {
-						if t.Failed() {
-							t.Logf("replay with seed %d", seed)
-						}
-					}()
-					checkAgainstReference(t, f, uint64(seed))
-				})
-			}
+			forSeeds(t, 20, 500, func(t *testing.T, seed uint64) { checkAgainstReference(t, f, seed) })
 		})
 	}
 }
