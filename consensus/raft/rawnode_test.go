@@ -75,6 +75,8 @@ func TestStepRejectsBadMessages(t *testing.T) {
 		{"reserved type", Message{Type: MsgReadIndex, From: "b", To: "a", Term: 1}, ErrUnsupported},
 		{"no sender", Message{Type: MsgHeartbeat, To: "a", Term: 1}, ErrInvalidMessage},
 		{"from itself", Message{Type: MsgHeartbeat, From: "a", To: "a", Term: 1}, ErrInvalidMessage},
+		{"implausible term", Message{Type: MsgHeartbeat, From: "b", To: "a", Term: 1 << 63}, ErrInvalidMessage},
+		{"implausible snapshot index", Message{Type: MsgSnap, From: "b", To: "a", Term: 2, Snapshot: &SnapshotMeta{Index: 1<<64 - 1, Term: 1}}, ErrInvalidMessage},
 		{"stranger", Message{Type: MsgVote, From: "x", To: "a", Term: 9}, ErrInvalidMessage},
 		{"wrong recipient", Message{Type: MsgHeartbeat, From: "b", To: "c", Term: 1}, ErrInvalidMessage},
 		{"term zero", Message{Type: MsgApp, From: "b", To: "a"}, ErrInvalidMessage},

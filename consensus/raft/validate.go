@@ -5,8 +5,19 @@ import (
 	"slices"
 )
 
+// maxPlausible bounds terms and indexes in messages. Real values never get
+// near it (a billion entries a second for a century is about 2^62), and
+// arithmetic on index+1 or term+1 must not overflow.
+const maxPlausible = 1 << 62
+
 // validate rejects messages the core cannot interpret safely.
 func (r *raft) validate(m *Message) error {
+	if m.Term > maxPlausible || m.LogTerm > maxPlausible || m.Index > maxPlausible ||
+		m.Commit > maxPlausible || m.RejectHint > maxPlausible ||
+		(m.Snapshot != nil && (m.Snapshot.Index > maxPlausible || m.Snapshot.Term > maxPlausible)) ||
+		m.Index+uint64(len(m.Entries)) > maxPlausible {
+		return fmt.Errorf("%w: %v with an implausible term or index", ErrInvalidMessage, m.Type)
+	}
 	switch {
 	case m.Type == 0 || m.Type > maxMessageType:
 		return fmt.Errorf("%w: type %d", ErrInvalidMessage, m.Type)
