@@ -188,7 +188,8 @@ func (n *Node) Propose(ctx context.Context, cmd []byte) (any, error) {
 	if err := ctx.Err(); err != nil {
 		return nil, fmt.Errorf("consensus: propose: %w", err)
 	}
-	p := &proposal{cmd: bytes.Clone(cmd), done: make(chan result, 1)}
+	p := proposalPool.Get().(*proposal)
+	p.cmd = bytes.Clone(cmd)
 	if p.cmd == nil {
 		p.cmd = []byte{}
 	}
@@ -206,11 +207,20 @@ func (n *Node) Propose(ctx context.Context, cmd []byte) (any, error) {
 	}
 	select {
 	case r := <-p.done:
+		// The loop sends exactly one result and forgets the proposal
+		// before sending it, so p can be reused. (A proposal abandoned
+		// below is not: its result may still arrive.)
+		*p = proposal{done: p.done}
+		proposalPool.Put(p)
 		return r.val, r.err
 	case <-ctx.Done():
 		return nil, fmt.Errorf("consensus: propose: %w", ctx.Err())
 	}
 }
+
+// proposalPool recycles proposals and their result channels: two
+// allocations per Propose on the hot path.
+var proposalPool = sync.Pool{New: func() any { return &proposal{done: make(chan result, 1)} }}
 
 // Status returns the node's current state. After Close it returns the
 // state at the moment the node stopped. Like Propose, it must not be called
