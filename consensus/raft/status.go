@@ -4,13 +4,20 @@ import "github.com/distkit/distkit/transport"
 
 // Status is a snapshot of a node's state, for monitoring and tests.
 type Status struct {
-	ID        transport.NodeID
-	Role      Role
-	Term      uint64
-	Vote      transport.NodeID
-	Leader    transport.NodeID
-	Commit    uint64
-	Applied   uint64
+	// ID is this node.
+	ID transport.NodeID
+	// Role is this node's current role.
+	Role Role
+	// Term is the current term and Vote the node voted for in it ("" if none).
+	Term uint64
+	Vote transport.NodeID
+	// Leader is the leader this node knows of ("" during an election).
+	Leader transport.NodeID
+	// Commit is the highest index known committed; Applied the highest
+	// index delivered in CommittedEntries and acknowledged by Advance.
+	Commit  uint64
+	Applied uint64
+	// LastIndex is the index of the last entry in the log.
 	LastIndex uint64
 	// FirstIndex is the first log index still held (entries before it are
 	// in the snapshot).
