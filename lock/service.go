@@ -171,17 +171,19 @@ func AppendRequest(b []byte, req Request) []byte {
 // input fails with an error wrapping ErrCorrupt.
 func DecodeRequest(b []byte) (Request, error) {
 	d := decoder{b: b}
-	req := decodeRequest(&d)
+	req := decodeRequestOps(&d, OpHolder)
 	if err := d.done(); err != nil {
 		return Request{}, err
 	}
 	return req, nil
 }
 
-func decodeRequest(d *decoder) Request {
+// decodeRequestOps decodes a request whose operation is at most maxOp
+// (clients may not send the internal opTick).
+func decodeRequestOps(d *decoder, maxOp Op) Request {
 	var req Request
 	op := d.uvarint("op")
-	if op == 0 || op > uint64(OpHolder) {
+	if op == 0 || op > uint64(maxOp) {
 		d.fail("op")
 	}
 	req.Op = Op(op)

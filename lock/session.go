@@ -335,11 +335,11 @@ func (s *Session) Unlock(ctx context.Context, g Grant) error {
 // releases and withdrawals.
 func (s *Session) keepAlive() {
 	defer s.wg.Done()
-	ticker := time.NewTicker(s.cfg.KeepAliveInterval)
-	defer ticker.Stop()
+	timer := time.NewTimer(s.nextKeepAlive())
+	defer timer.Stop()
 	for {
 		select {
-		case <-ticker.C:
+		case <-timer.C:
 		case <-s.stop:
 			return
 		case <-s.ctx.Done():
@@ -361,7 +361,18 @@ func (s *Session) keepAlive() {
 			s.log("lock: keepalive failed", "session", s.id, "err", err)
 		}
 		s.retryCleanup()
+		timer.Reset(s.nextKeepAlive())
 	}
+}
+
+// nextKeepAlive is the wait before the next keepalive: the interval, or
+// half the time left on the bound if that is shorter (after a slow Open or
+// failed keepalives), so the lease is renewed before it is lost.
+func (s *Session) nextKeepAlive() time.Duration {
+	s.mu.Lock()
+	left := s.bound.until.Sub(s.cfg.Clock.Now())
+	s.mu.Unlock()
+	return max(min(s.cfg.KeepAliveInterval, left/2), time.Millisecond)
 }
 
 func (s *Session) retryCleanup() {

@@ -90,8 +90,8 @@ type Table struct {
 	sessions  map[SessionID]*session
 	expiry    expiryHeap // sessions by lease expiry
 	locks     map[string]*lockState
-	delayed   []string // locks in lock-delay, in no particular order
-	granted   []Grant  // grants to waiters not yet drained by Granted
+	delayed   []string   // locks in lock-delay, in no particular order
+	granted   []Grant    // grants to waiters not yet drained by Granted
 	spare     *lockState // one forgotten record, reused to spare an allocation per acquire
 }
 

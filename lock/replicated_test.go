@@ -1,0 +1,294 @@
+package lock_test
+
+import (
+	"context"
+	"errors"
+	"testing"
+	"time"
+
+	"github.com/distkit/distkit/consensus/raft"
+	"github.com/distkit/distkit/lock"
+	"github.com/distkit/distkit/transport"
+	"github.com/distkit/distkit/transport/memnet"
+	"github.com/distkit/distkit/transport/tcp"
+)
+
+var servers = []transport.NodeID{"s1", "s2", "s3"}
+
+// replicated is a three-member lock service plus client endpoints, on
+// memnet or loopback TCP.
+type replicated struct {
+	t       testing.TB
+	join    func(id transport.NodeID) transport.Transport
+	dirs    map[transport.NodeID]string
+	trs     map[transport.NodeID]transport.Transport
+	rpcs    map[transport.NodeID]*transport.RPC
+	members map[transport.NodeID]*lock.Server
+}
+
+func newMemnetService(t testing.TB, durable bool) (*replicated, *memnet.Network) {
+	net, err := memnet.New(memnet.DefaultConfig())
+	if err != nil {
+		t.Fatal(err)
+	}
+	r := newReplicated(t, durable, func(id transport.NodeID) transport.Transport {
+		tr, err := net.Join(id)
+		if err != nil {
+			t.Fatalf("Join(%s) = %v", id, err)
+		}
+		return tr
+	})
+	t.Cleanup(func() { net.Close() })
+	return r, net
+}
+
+func newTCPService(t testing.TB) *replicated {
+	addrs := map[transport.NodeID]string{}
+	var all []*tcp.Transport
+	join := func(id transport.NodeID) transport.Transport {
+		cfg := tcp.DefaultConfig()
+		cfg.ID = id
+		cfg.ListenAddr = "127.0.0.1:0"
+		cfg.MinBackoff = 5 * time.Millisecond
+		cfg.MaxBackoff = 50 * time.Millisecond
+		tr, err := tcp.Listen(cfg)
+		if err != nil {
+			t.Fatalf("tcp.Listen(%s) = %v", id, err)
+		}
+		addrs[id] = tr.Addr().String()
+		for _, other := range all {
+			if err := other.AddPeer(id, addrs[id]); err != nil {
+				t.Fatal(err)
+			}
+			if err := tr.AddPeer(other.ID(), addrs[other.ID()]); err != nil {
+				t.Fatal(err)
+			}
+		}
+		all = append(all, tr)
+		return tr
+	}
+	return newReplicated(t, false, join)
+}
+
+func newReplicated(t testing.TB, durable bool, join func(transport.NodeID) transport.Transport) *replicated {
+	r := &replicated{
+		t: t, join: join, dirs: map[transport.NodeID]string{},
+		trs: map[transport.NodeID]transport.Transport{}, rpcs: map[transport.NodeID]*transport.RPC{},
+		members: map[transport.NodeID]*lock.Server{},
+	}
+	for _, id := range servers {
+		r.trs[id] = join(id)
+		if durable {
+			r.dirs[id] = t.TempDir()
+		}
+	}
+	for _, id := range servers {
+		r.start(id)
+	}
+	t.Cleanup(r.closeAll)
+	r.leader() // so that the first session does not start during an election
+	return r
+}
+
+func (r *replicated) start(id transport.NodeID) {
+	if r.trs[id] == nil {
+		r.trs[id] = r.join(id)
+	}
+	rpc, err := transport.NewRPC(r.trs[id], transport.DefaultRPCConfig())
+	if err != nil {
+		r.t.Fatal(err)
+	}
+	cfg := lock.DefaultServerConfig()
+	cfg.Consensus.ID = id
+	cfg.Consensus.Peers = servers
+	cfg.Consensus.DataDir = r.dirs[id]
+	cfg.Consensus.Seed = uint64(len(id)) + uint64(id[len(id)-1])
+	cfg.TickInterval = 20 * time.Millisecond
+	cfg.WaitPoll = 200 * time.Millisecond
+	srv, err := lock.NewServer(cfg, r.trs[id], rpc)
+	if err != nil {
+		r.t.Fatalf("NewServer(%s) = %v", id, err)
+	}
+	r.rpcs[id], r.members[id] = rpc, srv
+}
+
+// kill stops member id as if its process died: server, RPC and transport.
+func (r *replicated) kill(id transport.NodeID) {
+	if srv := r.members[id]; srv != nil {
+		srv.Close()
+		r.rpcs[id].Close()
+		r.trs[id].Close()
+		delete(r.members, id)
+		delete(r.rpcs, id)
+		delete(r.trs, id)
+	}
+}
+
+func (r *replicated) closeAll() {
+	for _, id := range servers {
+		r.kill(id)
+	}
+}
+
+// leader waits until some live member leads and returns it.
+func (r *replicated) leader() transport.NodeID {
+	r.t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	for {
+		for _, id := range servers {
+			if srv := r.members[id]; srv != nil && srv.Node().Status().Role == raft.Leader {
+				return id
+			}
+		}
+		select {
+		case <-ctx.Done():
+			r.t.Fatal("no leader elected")
+		case <-time.After(10 * time.Millisecond):
+		}
+	}
+}
+
+// client joins a client endpoint and returns a Remote on it.
+func (r *replicated) client(id transport.NodeID) *lock.Remote {
+	tr := r.join(id)
+	rpc, err := transport.NewRPC(tr, transport.DefaultRPCConfig())
+	if err != nil {
+		r.t.Fatal(err)
+	}
+	r.t.Cleanup(func() {
+		rpc.Close()
+		tr.Close()
+	})
+	cfg := lock.DefaultRemoteConfig()
+	cfg.Servers = servers
+	cfg.WaitPoll = 200 * time.Millisecond
+	rem, err := lock.NewRemote(rpc, cfg)
+	if err != nil {
+		r.t.Fatal(err)
+	}
+	return rem
+}
+
+func TestReplicatedLockSurvivesLeaderCrash(t *testing.T) {
+	r, _ := newMemnetService(t, false)
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+	defer cancel()
+	a := newSession(t, r.client("ca"), 2*time.Second)
+	b := newSession(t, r.client("cb"), 2*time.Second)
+	ga, err := a.Lock(ctx, "x")
+	if err != nil {
+		t.Fatalf("a.Lock = %v", err)
+	}
+	type result struct {
+		g   lock.Grant
+		err error
+	}
+	bc := make(chan result, 1)
+	go func() {
+		g, err := b.Lock(ctx, "x")
+		bc <- result{g, err}
+	}()
+	r.kill(r.leader())
+	r.leader() // a new one
+	// a's lease survives the failover: the new leader extended it.
+	if _, err := a.Lock(ctx, "y"); err != nil {
+		t.Fatalf("a.Lock(y) after failover = %v", err)
+	}
+	if !a.Valid() {
+		t.Fatalf("a lost its lease across the failover: %v", a.Err())
+	}
+	if err := a.Unlock(ctx, ga); err != nil {
+		t.Fatalf("a.Unlock = %v", err)
+	}
+	res := <-bc
+	if res.err != nil || res.g.Token <= ga.Token {
+		t.Fatalf("b.Lock = %+v, %v; want a grant with a token above %d", res.g, res.err, ga.Token)
+	}
+	// A linearizable read through the log sees b.
+	resp, err := r.client("reader").Do(ctx, lock.Request{Op: lock.OpHolder, Name: "x"})
+	if err != nil || !resp.Granted || resp.Grant.Session != b.ID() || resp.Grant.Token != res.g.Token {
+		t.Errorf("Holder(x) = %+v, %v; want b's grant %+v", resp, err, res.g)
+	}
+}
+
+func TestReplicatedLeaseExpiresWhenTheClientIsCutOff(t *testing.T) {
+	r, net := newMemnetService(t, false)
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+	defer cancel()
+	a := newSession(t, r.client("ca"), 500*time.Millisecond)
+	b := newSession(t, r.client("cb"), 2*time.Second)
+	ga, err := a.Lock(ctx, "x")
+	if err != nil {
+		t.Fatalf("a.Lock = %v", err)
+	}
+	net.Isolate("ca")
+	gb, err := b.Lock(ctx, "x")
+	if err != nil {
+		t.Fatalf("b.Lock = %v", err)
+	}
+	// Safety: by the time the service granted b the lock, a's own bound
+	// had passed (it lies before the service's expiry of a's lease).
+	if a.Valid() {
+		t.Errorf("a still trusts its lease while b holds the lock")
+	}
+	<-a.Done()
+	if !errors.Is(a.Err(), lock.ErrLeaseLost) {
+		t.Errorf("a.Err = %v; want ErrLeaseLost", a.Err())
+	}
+	if gb.Token <= ga.Token {
+		t.Errorf("b's token %d is not above a's %d", gb.Token, ga.Token)
+	}
+	net.Heal()
+}
+
+func TestReplicatedTokensSurviveRestart(t *testing.T) {
+	r, _ := newMemnetService(t, true)
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+	defer cancel()
+	a := newSession(t, r.client("ca"), 2*time.Second)
+	var last lock.Token
+	for range 3 {
+		g, err := a.Lock(ctx, "x")
+		if err != nil {
+			t.Fatalf("Lock = %v", err)
+		}
+		last = g.Token
+		a.Unlock(ctx, g)
+	}
+	a.Close()
+	r.closeAll()
+	for _, id := range servers {
+		r.start(id)
+	}
+	b := newSession(t, r.client("cb"), 2*time.Second)
+	g, err := b.Lock(ctx, "x")
+	if err != nil {
+		t.Fatalf("Lock after restart = %v", err)
+	}
+	if g.Token <= last {
+		t.Errorf("token after restart = %d; want above %d", g.Token, last)
+	}
+}
+
+func TestReplicatedOverTCP(t *testing.T) {
+	r := newTCPService(t)
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+	defer cancel()
+	a := newSession(t, r.client("ca"), 2*time.Second)
+	b := newSession(t, r.client("cb"), 2*time.Second)
+	ga, err := a.Lock(ctx, "x")
+	if err != nil {
+		t.Fatalf("a.Lock = %v", err)
+	}
+	if _, err := b.TryLock(ctx, "x"); !errors.Is(err, lock.ErrLocked) {
+		t.Errorf("b.TryLock = %v; want ErrLocked", err)
+	}
+	if err := a.Unlock(ctx, ga); err != nil {
+		t.Fatalf("a.Unlock = %v", err)
+	}
+	gb, err := b.TryLock(ctx, "x")
+	if err != nil || gb.Token <= ga.Token {
+		t.Errorf("b.TryLock after unlock = %+v, %v; want a token above %d", gb, err, ga.Token)
+	}
+}

@@ -1,0 +1,213 @@
+package lock
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"sync"
+	"time"
+
+	"github.com/distkit/distkit/clock"
+	"github.com/distkit/distkit/consensus"
+	"github.com/distkit/distkit/consensus/raft"
+	"github.com/distkit/distkit/transport"
+)
+
+// ServerConfig configures a Server: one member of a replicated lock
+// service.
+type ServerConfig struct {
+	// Consensus configures the Raft node (ID, Peers, DataDir…). Its
+	// Service must differ from Service below.
+	Consensus consensus.Config
+	// Table configures the lock table; every member must use the same.
+	Table TableConfig
+	// Service is the RPC service name clients call.
+	Service string
+	// TickInterval is how often the leader proposes its time, so leases
+	// expire without waiting for client traffic. Expiry is late by up to
+	// this much (plus commit latency), never early.
+	TickInterval time.Duration
+	// WaitPoll is the longest an acquire waits inside one RPC before the
+	// server answers "still queued" and the client asks again; it bounds
+	// how long a waiter can stay attached to a deposed leader.
+	WaitPoll time.Duration
+	// Clock stamps the commands this member proposes as leader. nil means
+	// clock.System.
+	Clock clock.Source
+	// Logger receives server events. nil is silent.
+	Logger *slog.Logger
+}
+
+// DefaultServerConfig returns consensus.DefaultConfig with service "lock",
+// ticks every 50 ms and acquires re-polled every second. Set
+// Consensus.ID, Consensus.Peers and (for durability) Consensus.DataDir.
+func DefaultServerConfig() ServerConfig {
+	return ServerConfig{
+		Consensus:    consensus.DefaultConfig(),
+		Table:        DefaultTableConfig(),
+		Service:      "lock",
+		TickInterval: 50 * time.Millisecond,
+		WaitPoll:     time.Second,
+	}
+}
+
+// Validate reports the first problem with c (the consensus part is
+// checked by consensus.New).
+func (c ServerConfig) Validate() error {
+	switch {
+	case c.Service == "":
+		return fmt.Errorf("%w: Service is empty", ErrInvalidConfig)
+	case c.Service == c.Consensus.Service:
+		return fmt.Errorf("%w: Service %q is also the consensus service", ErrInvalidConfig, c.Service)
+	case c.TickInterval <= 0:
+		return fmt.Errorf("%w: TickInterval is %v; want > 0", ErrInvalidConfig, c.TickInterval)
+	case c.WaitPoll <= 0:
+		return fmt.Errorf("%w: WaitPoll is %v; want > 0", ErrInvalidConfig, c.WaitPoll)
+	}
+	return c.Table.Validate()
+}
+
+// Server is one member of a replicated lock service: a consensus.Node whose
+// state machine is the lock table, an RPC handler that serves Remote
+// clients, and, while this member leads, a ticker that proposes the time.
+// Requests are served by the leader; other members answer with the leader
+// they know, and the client goes there. Every request, reads included,
+// goes through the log, so answers are linearizable.
+type Server struct {
+	cfg  ServerConfig
+	sm   *StateMachine
+	node *consensus.Node
+	rpc  *transport.RPC
+
+	stop chan struct{}
+	wg   sync.WaitGroup // the ticker goroutine
+	once sync.Once
+}
+
+// NewServer starts a member on tr, serving clients through rpc (which the
+// caller created on tr and keeps ownership of: close the Server first,
+// then the RPC, then the transport).
+func NewServer(cfg ServerConfig, tr transport.Transport, rpc *transport.RPC) (*Server, error) {
+	if err := cfg.Validate(); err != nil {
+		return nil, err
+	}
+	if tr == nil || rpc == nil {
+		return nil, fmt.Errorf("%w: nil transport or RPC", ErrInvalidConfig)
+	}
+	if cfg.Clock == nil {
+		cfg.Clock = clock.System{}
+	}
+	sm, err := NewStateMachine(cfg.Table)
+	if err != nil {
+		return nil, err
+	}
+	node, err := consensus.New(cfg.Consensus, tr, sm)
+	if err != nil {
+		return nil, fmt.Errorf("lock: %w", err)
+	}
+	s := &Server{cfg: cfg, sm: sm, node: node, rpc: rpc, stop: make(chan struct{})}
+	rpc.Handle(cfg.Service, s.serve)
+	s.wg.Add(1)
+	go s.tickLoop()
+	return s, nil
+}
+
+// Node returns the member's consensus node (for Status).
+func (s *Server) Node() *consensus.Node { return s.node }
+
+// StateMachine returns the member's replica of the lock table.
+func (s *Server) StateMachine() *StateMachine { return s.sm }
+
+// Close stops serving, stops the ticker and closes the consensus node. It
+// waits for all of them and is idempotent.
+func (s *Server) Close() error {
+	var err error
+	s.once.Do(func() {
+		s.rpc.Handle(s.cfg.Service, nil)
+		close(s.stop)
+		s.wg.Wait()
+		err = s.node.Close()
+	})
+	return err
+}
+
+// tickLoop proposes the leader's time every TickInterval while this member
+// leads and sessions exist.
+func (s *Server) tickLoop() {
+	defer s.wg.Done()
+	ticker := time.NewTicker(s.cfg.TickInterval)
+	defer ticker.Stop()
+	for {
+		select {
+		case <-ticker.C:
+		case <-s.stop:
+			return
+		}
+		if s.node.Status().Role != raft.Leader || s.sm.Sessions() == 0 {
+			continue
+		}
+		ctx, cancel := context.WithTimeout(context.Background(), 4*s.cfg.TickInterval)
+		if _, err := s.propose(ctx, Request{Op: opTick}); err != nil && s.cfg.Logger != nil {
+			s.cfg.Logger.Debug("lock: tick failed", "err", err)
+		}
+		cancel()
+	}
+}
+
+// propose stamps req with this member's time and replicates it.
+func (s *Server) propose(ctx context.Context, req Request) (Response, error) {
+	v, err := s.node.Propose(ctx, encodeCommand(s.cfg.Clock.Now(), req))
+	if err != nil {
+		return Response{}, err
+	}
+	r, ok := v.(applied)
+	if !ok {
+		return Response{}, fmt.Errorf("lock: unexpected apply result %T", v)
+	}
+	return r.resp, r.err
+}
+
+// serve is the RPC handler of cfg.Service.
+func (s *Server) serve(ctx context.Context, from transport.NodeID, body []byte) ([]byte, error) {
+	req, err := DecodeRequest(body)
+	if err != nil {
+		return appendResponse(nil, Response{}, fmt.Errorf("%w: %w", ErrInvalidArgument, err)), nil
+	}
+	var watch chan Grant
+	if req.Op == OpAcquire {
+		// Registered before proposing, so a grant applied between the
+		// proposal's answer and the wait is not missed.
+		watch = s.sm.watch(req.Session, req.Name)
+		defer s.sm.unwatch(req.Session, req.Name, watch)
+	}
+	resp, err := s.propose(ctx, req)
+	var nle *raft.NotLeaderError
+	switch {
+	case errors.As(err, &nle):
+		return notLeaderResponse(string(nle.Leader)), nil
+	case err == nil && req.Op == OpAcquire && !resp.Granted:
+		return appendResponse(nil, s.wait(ctx, watch), nil), nil
+	}
+	return appendResponse(nil, resp, err), nil
+}
+
+// wait waits for a queued session's grant, at most WaitPoll and at most
+// three quarters of the caller's remaining time (so the answer can still
+// reach it), and returns the grant or "still queued".
+func (s *Server) wait(ctx context.Context, watch chan Grant) Response {
+	d := s.cfg.WaitPoll
+	if deadline, ok := ctx.Deadline(); ok {
+		d = min(d, time.Until(deadline)*3/4)
+	}
+	timer := time.NewTimer(d)
+	defer timer.Stop()
+	select {
+	case g := <-watch:
+		return Response{Granted: true, Grant: g}
+	case <-timer.C:
+	case <-ctx.Done():
+	case <-s.stop:
+	}
+	return Response{}
+}
