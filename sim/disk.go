@@ -16,7 +16,8 @@ import (
 // Remove is durable at once, like a rename on a journaling file system.
 //
 // Like the Sim, a Disk is not safe for concurrent use. Errors wrap
-// fs.ErrNotExist or fs.ErrInvalid.
+// fs.ErrNotExist or fs.ErrInvalid; the methods of a nil Disk (what Sim.Disk
+// returns for an unknown node) return errors wrapping ErrUnknownNode.
 type Disk struct {
 	files map[string]*diskFile
 	rng   *rand.Rand // picks where a torn write ends
@@ -56,6 +57,9 @@ func (f *diskFile) overwrite() {
 func newDisk(rng *rand.Rand) *Disk { return &Disk{files: make(map[string]*diskFile), rng: rng} }
 
 func (d *Disk) file(op, name string, create bool) (*diskFile, error) {
+	if d == nil || d.files == nil {
+		return nil, fmt.Errorf("sim: disk %s %q: no such disk (Sim.Disk returns nil for an unknown node): %w", op, name, ErrUnknownNode)
+	}
 	if name == "" {
 		return nil, fmt.Errorf("sim: disk %s: empty file name: %w", op, fs.ErrInvalid)
 	}
@@ -152,8 +156,11 @@ func (d *Disk) Remove(file string) error {
 	return nil
 }
 
-// List returns the names of the files, sorted.
+// List returns the names of the files, sorted (none for a nil Disk).
 func (d *Disk) List() []string {
+	if d == nil {
+		return nil
+	}
 	names := make([]string, 0, len(d.files))
 	for name := range d.files {
 		names = append(names, name)

@@ -101,6 +101,9 @@ var (
 	ErrReentrant = errors.New("sim: reentrant call")
 	// ErrDuplicateNode is returned by AddNode for an ID that is taken.
 	ErrDuplicateNode = errors.New("sim: duplicate node")
+	// ErrInvalidArgument is recorded when At, Inject or RunUntil is given
+	// a nil function; the call does nothing.
+	ErrInvalidArgument = errors.New("sim: invalid argument")
 )
 
 // defaultStart is the virtual time a Sim starts at unless told otherwise. A
@@ -205,8 +208,9 @@ func (s *Sim) LinkStats(from, to transport.NodeID) LinkStats {
 }
 
 // Err returns the misuses recorded so far (an action naming an unknown node,
-// invalid faults passed to SetFaults, a reentrant Run), joined, or nil. Methods whose shape
-// has no error result record them here instead of panicking.
+// invalid faults passed to SetFaults, a reentrant Run, a nil function),
+// joined, or nil. Methods whose shape has no error result record them here
+// instead of panicking.
 func (s *Sim) Err() error { return errors.Join(s.errs...) }
 
 func (s *Sim) fail(err error) {
@@ -219,6 +223,8 @@ func (s *Sim) fail(err error) {
 // instance's Start runs before AddNode returns.
 func (s *Sim) AddNode(id transport.NodeID, factory func() Node) error {
 	switch {
+	case s.nodes == nil:
+		return fmt.Errorf("%w: Sim used without New", ErrInvalidConfig)
 	case id == "":
 		return fmt.Errorf("%w: empty node ID", ErrInvalidConfig)
 	case factory == nil:
@@ -315,6 +321,10 @@ func (s *Sim) Restart(id transport.NodeID) {
 // received a request from a local client. It does nothing if the node is
 // crashed (check with Node(id) != nil).
 func (s *Sim) Inject(id transport.NodeID, fn func(env Env)) {
+	if fn == nil {
+		s.fail(fmt.Errorf("%w: Inject(%q, nil)", ErrInvalidArgument, id))
+		return
+	}
 	n := s.lookup(id, "Inject")
 	if n == nil {
 		return
@@ -327,8 +337,12 @@ func (s *Sim) Inject(id transport.NodeID, fn func(env Env)) {
 }
 
 // At schedules fn, a test action such as a crash or a partition, to run d of
-// virtual time from now.
+// virtual time from now. A negative d means now.
 func (s *Sim) At(d time.Duration, fn func()) {
+	if fn == nil {
+		s.fail(fmt.Errorf("%w: At(%v, nil)", ErrInvalidArgument, d))
+		return
+	}
 	s.schedule(event{at: s.now + max(d, 0), kind: evAction, fn: fn})
 }
 
@@ -476,8 +490,13 @@ func (s *Sim) Run(d time.Duration) {
 
 // RunUntil processes events until cond returns true, checking it before
 // each event, or until limit of virtual time has passed. It reports whether
-// cond became true; on false, virtual time has advanced by limit.
+// cond became true; on false, virtual time has advanced by limit. A nil
+// cond is recorded (see Err) and RunUntil returns false at once.
 func (s *Sim) RunUntil(cond func() bool, limit time.Duration) bool {
+	if cond == nil {
+		s.fail(fmt.Errorf("%w: RunUntil(nil, %v)", ErrInvalidArgument, limit))
+		return false
+	}
 	if !s.enter("RunUntil") {
 		return false
 	}

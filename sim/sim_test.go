@@ -443,6 +443,48 @@ func TestMisuseIsRecorded(t *testing.T) {
 	}
 }
 
+// TestBadArguments: nil functions, a Sim or Disk not made by New, and the
+// Disk of an unknown node give errors, never a panic. Each case runs on a
+// fresh Sim with node "a", so a recorded error comes from that case alone.
+func TestBadArguments(t *testing.T) {
+	var noDisk *sim.Disk
+	tests := []struct {
+		name string
+		call func(s *sim.Sim) error
+		want error
+	}{
+		{"At nil", func(s *sim.Sim) error { s.At(time.Second, nil); return s.Err() }, sim.ErrInvalidArgument},
+		{"Inject nil", func(s *sim.Sim) error { s.Inject("a", nil); return s.Err() }, sim.ErrInvalidArgument},
+		{"RunUntil nil", func(s *sim.Sim) error { s.RunUntil(nil, time.Second); return s.Err() }, sim.ErrInvalidArgument},
+		{"zero Sim AddNode", func(*sim.Sim) error {
+			var zero sim.Sim
+			return zero.AddNode("a", func() sim.Node { return &recorder{} })
+		}, sim.ErrInvalidConfig},
+		{"Disk of unknown node", func(s *sim.Sim) error { return s.Disk("ghost").Append("f", nil) }, sim.ErrUnknownNode},
+		{"nil Disk WriteFile", func(*sim.Sim) error { return noDisk.WriteFile("f", nil) }, sim.ErrUnknownNode},
+		{"nil Disk ReadFile", func(*sim.Sim) error { _, err := noDisk.ReadFile("f"); return err }, sim.ErrUnknownNode},
+		{"nil Disk Sync", func(*sim.Sim) error { return noDisk.Sync("f") }, sim.ErrUnknownNode},
+		{"zero Disk Append", func(*sim.Sim) error { return new(sim.Disk).Append("f", []byte("x")) }, sim.ErrUnknownNode},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			s, err := sim.New(sim.DefaultConfig())
+			if err != nil {
+				t.Fatal(err)
+			}
+			if err := s.AddNode("a", func() sim.Node { return &recorder{} }); err != nil {
+				t.Fatal(err)
+			}
+			if err := tt.call(s); !errors.Is(err, tt.want) {
+				t.Errorf("%s = %v; want %v", tt.name, err, tt.want)
+			}
+		})
+	}
+	if got := noDisk.List(); got != nil {
+		t.Errorf("nil Disk List() = %v; want nil", got)
+	}
+}
+
 func TestConfigValidate(t *testing.T) {
 	tests := []struct {
 		name   string
