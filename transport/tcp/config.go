@@ -110,15 +110,15 @@ const minFrameSize = 512
 // Validate reports the first invalid field.
 func (c Config) Validate() error {
 	if err := validateID(c.ID); err != nil {
-		return fmt.Errorf("tcp: Config.ID: %w", err)
+		return fmt.Errorf("%w: Config.ID: %w", ErrInvalidConfig, err)
 	}
 	for id, addr := range c.Peers {
 		if err := validatePeer(id, addr); err != nil {
-			return fmt.Errorf("tcp: Config.Peers: %w", err)
+			return fmt.Errorf("%w: Config.Peers: %w", ErrInvalidConfig, err)
 		}
 	}
 	if len(c.AdvertiseAddr) > 255 {
-		return fmt.Errorf("tcp: Config.AdvertiseAddr is %d bytes; the limit is 255", len(c.AdvertiseAddr))
+		return fmt.Errorf("%w: Config.AdvertiseAddr is %d bytes; the limit is 255", ErrInvalidConfig, len(c.AdvertiseAddr))
 	}
 	type positive struct {
 		name  string
@@ -132,25 +132,31 @@ func (c Config) Validate() error {
 		{"MaxBackoff", c.MaxBackoff},
 	} {
 		if f.value <= 0 {
-			return fmt.Errorf("tcp: Config.%s = %v; want > 0", f.name, f.value)
+			return fmt.Errorf("%w: Config.%s = %v; want > 0", ErrInvalidConfig, f.name, f.value)
 		}
 	}
 	switch {
 	case c.MaxBackoff < c.MinBackoff:
-		return fmt.Errorf("tcp: Config.MaxBackoff = %v is below MinBackoff = %v", c.MaxBackoff, c.MinBackoff)
+		return fmt.Errorf("%w: Config.MaxBackoff = %v is below MinBackoff = %v", ErrInvalidConfig, c.MaxBackoff, c.MinBackoff)
 	case c.MaxFrameSize < minFrameSize || c.MaxFrameSize > maxFrameLimit:
-		return fmt.Errorf("tcp: Config.MaxFrameSize = %d; want %d to %d", c.MaxFrameSize, minFrameSize, maxFrameLimit)
+		return fmt.Errorf("%w: Config.MaxFrameSize = %d; want %d to %d", ErrInvalidConfig, c.MaxFrameSize, minFrameSize, maxFrameLimit)
 	case c.QueueSize <= 0:
-		return fmt.Errorf("tcp: Config.QueueSize = %d; want > 0", c.QueueSize)
+		return fmt.Errorf("%w: Config.QueueSize = %d; want > 0", ErrInvalidConfig, c.QueueSize)
 	case c.QueueBytes < c.MaxFrameSize:
-		return fmt.Errorf("tcp: Config.QueueBytes = %d is below MaxFrameSize = %d", c.QueueBytes, c.MaxFrameSize)
+		return fmt.Errorf("%w: Config.QueueBytes = %d is below MaxFrameSize = %d", ErrInvalidConfig, c.QueueBytes, c.MaxFrameSize)
 	case c.WriteBufferSize < 4096:
-		return fmt.Errorf("tcp: Config.WriteBufferSize = %d; want >= 4096", c.WriteBufferSize)
+		return fmt.Errorf("%w: Config.WriteBufferSize = %d; want >= 4096", ErrInvalidConfig, c.WriteBufferSize)
 	case c.ReadBufferSize < 4096:
-		return fmt.Errorf("tcp: Config.ReadBufferSize = %d; want >= 4096", c.ReadBufferSize)
+		return fmt.Errorf("%w: Config.ReadBufferSize = %d; want >= 4096", ErrInvalidConfig, c.ReadBufferSize)
 	}
 	return nil
 }
+
+// ErrInvalidConfig is wrapped by the errors of Config.Validate (and so of
+// Listen and New), of AddPeer for a bad ID or address, and of the methods
+// of a Transport that was not made by Listen or New. Compare with
+// errors.Is.
+var ErrInvalidConfig = errors.New("tcp: invalid config")
 
 func validateID(id transport.NodeID) error {
 	if id == "" {

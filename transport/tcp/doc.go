@@ -53,6 +53,14 @@
 // claimed ID does not match its certificate is refused, in both
 // directions.
 //
+// # Errors
+//
+// Send returns the transport sentinels wrapped with context (ErrClosed,
+// ErrUnknownPeer, ErrMessageTooLarge, ErrQueueFull) or ctx's error. A bad
+// Config, a bad AddPeer argument and the methods of a Transport not made by
+// Listen or New give errors wrapping ErrInvalidConfig. Compare with
+// errors.Is.
+//
 // # Guarantees
 //
 // Messages from one node to another arrive in the order Send accepted them

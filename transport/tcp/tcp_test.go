@@ -114,16 +114,17 @@ func TestConfigValidate(t *testing.T) {
 		t.Run(tt.name, func(t *testing.T) {
 			cfg := valid
 			tt.mutate(&cfg)
-			if err := cfg.Validate(); (err == nil) != tt.ok {
-				t.Errorf("Validate() = %v; want ok=%v", err, tt.ok)
+			err := cfg.Validate()
+			if (err == nil) != tt.ok || (err != nil && !errors.Is(err, tcp.ErrInvalidConfig)) {
+				t.Errorf("Validate() = %v; want ok=%v (ErrInvalidConfig otherwise)", err, tt.ok)
 			}
 		})
 	}
 }
 
 func TestConstructorsReturnErrors(t *testing.T) {
-	if _, err := tcp.Listen(tcp.DefaultConfig()); err == nil {
-		t.Error("Listen without an ID = nil error; want a validation error")
+	if _, err := tcp.Listen(tcp.DefaultConfig()); !errors.Is(err, tcp.ErrInvalidConfig) {
+		t.Errorf("Listen without an ID = %v; want ErrInvalidConfig", err)
 	}
 	cfg := tcp.DefaultConfig()
 	cfg.ID = "n1"
@@ -131,8 +132,63 @@ func TestConstructorsReturnErrors(t *testing.T) {
 	if _, err := tcp.Listen(cfg); err == nil {
 		t.Error("Listen on an invalid address = nil error; want an error")
 	}
-	if _, err := tcp.New(cfg, nil); err == nil {
-		t.Error("New with a nil listener = nil error; want an error")
+	if _, err := tcp.New(cfg, nil); !errors.Is(err, tcp.ErrInvalidConfig) {
+		t.Errorf("New with a nil listener = %v; want ErrInvalidConfig", err)
+	}
+}
+
+// TestZeroTransport: a Transport not made by Listen or New gives errors,
+// never a panic.
+func TestZeroTransport(t *testing.T) {
+	var z tcp.Transport
+	tests := []struct {
+		name string
+		err  error
+	}{
+		{"Send", z.Send(context.Background(), "n2", "s", nil)},
+		{"AddPeer", z.AddPeer("n2", "127.0.0.1:1")},
+		{"Close", z.Close()},
+	}
+	for _, tt := range tests {
+		if !errors.Is(tt.err, tcp.ErrInvalidConfig) {
+			t.Errorf("zero Transport %s = %v; want ErrInvalidConfig", tt.name, tt.err)
+		}
+	}
+	z.Handle("s", func(transport.Message) {})
+	z.RemovePeer("n2")
+	if got := z.Status(); got != nil {
+		t.Errorf("zero Transport Status() = %v; want nil", got)
+	}
+	if got := z.Stats(); got != (tcp.Stats{}) {
+		t.Errorf("zero Transport Stats() = %+v; want zero", got)
+	}
+	if got := z.Addr(); got != nil {
+		t.Errorf("zero Transport Addr() = %v; want nil", got)
+	}
+}
+
+func TestAddPeerRejectsBadInput(t *testing.T) {
+	cfg := tcp.DefaultConfig()
+	cfg.ID = "n1"
+	tr, err := tcp.Listen(cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer tr.Close()
+	tests := []struct {
+		name string
+		id   transport.NodeID
+		addr string
+	}{
+		{"empty ID", "", "127.0.0.1:1"},
+		{"empty address", "n2", ""},
+		{"itself", "n1", "127.0.0.1:1"},
+		{"ID too long", transport.NodeID(strings.Repeat("x", 256)), "127.0.0.1:1"},
+	}
+	for _, tt := range tests {
+		if err := tr.AddPeer(tt.id, tt.addr); !errors.Is(err, tcp.ErrInvalidConfig) {
+			t.Errorf("%s: AddPeer(%.20q, %q) = %v; want ErrInvalidConfig", tt.name, tt.id, tt.addr, err)
+		}
 	}
 }
 

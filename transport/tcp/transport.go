@@ -59,6 +59,17 @@ var (
 	_ transport.DoneNotifier = (*Transport)(nil)
 )
 
+var (
+	// errClosed is what Send returns after Close; built once so the hot
+	// path does not allocate.
+	errClosed = fmt.Errorf("tcp: send: %w", transport.ErrClosed)
+	// errNotStarted is what the methods of a zero Transport return.
+	errNotStarted = fmt.Errorf("%w: Transport used without Listen or New", ErrInvalidConfig)
+)
+
+// started reports whether t was made by New (a zero Transport was not).
+func (t *Transport) started() bool { return t.done != nil }
+
 // Listen validates cfg, listens on cfg.ListenAddr and returns the running
 // transport.
 func Listen(cfg Config) (*Transport, error) {
@@ -85,7 +96,7 @@ func New(cfg Config, ln net.Listener) (*Transport, error) {
 		return nil, err
 	}
 	if ln == nil {
-		return nil, errors.New("tcp: New: nil listener")
+		return nil, fmt.Errorf("%w: New: nil listener", ErrInvalidConfig)
 	}
 	log := cfg.Logger
 	if log == nil {
@@ -123,8 +134,14 @@ func New(cfg Config, ln net.Listener) (*Transport, error) {
 // ID implements transport.Transport.
 func (t *Transport) ID() transport.NodeID { return t.cfg.ID }
 
-// Addr returns the address the transport listens on.
-func (t *Transport) Addr() net.Addr { return t.ln.Addr() }
+// Addr returns the address the transport listens on (nil for a zero
+// Transport).
+func (t *Transport) Addr() net.Addr {
+	if !t.started() {
+		return nil
+	}
+	return t.ln.Addr()
+}
 
 // Done implements transport.DoneNotifier.
 func (t *Transport) Done() <-chan struct{} { return t.done }
@@ -134,7 +151,10 @@ func (t *Transport) Done() <-chan struct{} { return t.done }
 // service name is at most 255 bytes.
 func (t *Transport) Send(ctx context.Context, to transport.NodeID, service string, payload []byte) error {
 	if t.closed.Load() {
-		return transport.ErrClosed
+		return errClosed
+	}
+	if !t.started() {
+		return errNotStarted
 	}
 	if err := ctx.Err(); err != nil {
 		return err
@@ -166,6 +186,9 @@ func (t *Transport) Send(ctx context.Context, to transport.NodeID, service strin
 
 // Handle implements transport.Transport.
 func (t *Transport) Handle(service string, h transport.Handler) {
+	if !t.started() {
+		return
+	}
 	t.handlersMu.Lock()
 	defer t.handlersMu.Unlock()
 	if h == nil {
@@ -178,11 +201,14 @@ func (t *Transport) Handle(service string, h transport.Handler) {
 // AddPeer adds id to the address book or changes its address; a changed
 // address takes effect at once (the current connection is closed).
 func (t *Transport) AddPeer(id transport.NodeID, addr string) error {
+	if !t.started() {
+		return errNotStarted
+	}
 	if err := validatePeer(id, addr); err != nil {
-		return fmt.Errorf("tcp: AddPeer: %w", err)
+		return fmt.Errorf("%w: AddPeer: %w", ErrInvalidConfig, err)
 	}
 	if id == t.cfg.ID {
-		return fmt.Errorf("tcp: AddPeer(%q): that is this node", id)
+		return fmt.Errorf("%w: AddPeer(%q): that is this node", ErrInvalidConfig, id)
 	}
 	return t.addPeer(id, addr, true)
 }
@@ -193,7 +219,7 @@ func (t *Transport) addPeer(id transport.NodeID, addr string, replace bool) erro
 	t.peersMu.Lock()
 	defer t.peersMu.Unlock()
 	if t.closed.Load() {
-		return transport.ErrClosed
+		return fmt.Errorf("tcp: add peer %q: %w", id, transport.ErrClosed)
 	}
 	old := *t.peers.Load()
 	if p := old[id]; p != nil {
@@ -215,7 +241,7 @@ func (t *Transport) addPeer(id transport.NodeID, addr string, replace bool) erro
 // queued for it. Later sends to id fail with ErrUnknownPeer; inbound
 // connections from id are not affected.
 func (t *Transport) RemovePeer(id transport.NodeID) {
-	if id == t.cfg.ID {
+	if id == t.cfg.ID || !t.started() {
 		return
 	}
 	t.peersMu.Lock()
@@ -255,6 +281,9 @@ type Stats struct {
 
 // Stats returns the transport's counters.
 func (t *Transport) Stats() Stats {
+	if !t.started() {
+		return Stats{}
+	}
 	s := Stats{
 		Sent:          t.removedSent.Load(),
 		BytesSent:     t.removedBytesSent.Load(),
@@ -290,6 +319,9 @@ type PeerStatus struct {
 // Status returns the state of every peer in the address book, this node
 // included, sorted by ID.
 func (t *Transport) Status() []PeerStatus {
+	if !t.started() {
+		return nil
+	}
 	peers := *t.peers.Load()
 	out := make([]PeerStatus, 0, len(peers))
 	for id, p := range peers {
@@ -308,6 +340,9 @@ func (t *Transport) Status() []PeerStatus {
 // Close stops accepting, closes every connection, drops queued messages
 // and waits for the transport's goroutines to exit. It is idempotent.
 func (t *Transport) Close() error {
+	if !t.started() {
+		return errNotStarted
+	}
 	t.closeOnce.Do(func() {
 		t.peersMu.Lock()
 		t.closed.Store(true)
