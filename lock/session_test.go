@@ -93,10 +93,8 @@ func TestLockWaitersAreServedInOrder(t *testing.T) {
 	const n = 4
 	order := make(chan int, n)
 	var wg sync.WaitGroup
-	var sessions []*lock.Session
 	for i := range n {
 		s := newSession(t, l, 10*time.Second)
-		sessions = append(sessions, s)
 		wg.Add(1)
 		go func() {
 			defer wg.Done()

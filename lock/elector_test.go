@@ -1,0 +1,130 @@
+package lock_test
+
+import (
+	"context"
+	"errors"
+	"testing"
+	"time"
+
+	"github.com/distkit/distkit/election"
+	"github.com/distkit/distkit/lock"
+	"github.com/distkit/distkit/transport"
+)
+
+func newElector(t *testing.T, svc lock.Service, id transport.NodeID) *lock.Elector {
+	t.Helper()
+	cfg := lock.DefaultElectorConfig()
+	cfg.ID = id
+	cfg.Session.TTL = 300 * time.Millisecond
+	e, err := lock.NewElector(svc, cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { e.Close() })
+	return e
+}
+
+// waitFor reads views from ch until one satisfies ok.
+func waitFor(t *testing.T, ch <-chan election.Leader, what string, ok func(election.Leader) bool) election.Leader {
+	t.Helper()
+	for l := range ch {
+		if ok(l) {
+			return l
+		}
+	}
+	t.Fatalf("observer closed before %s", what)
+	return election.Leader{}
+}
+
+func TestElectorHandsOverOnResign(t *testing.T) {
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	l := newLocal(t)
+	n1, n2 := newElector(t, l, "n1"), newElector(t, l, "n2")
+	won, err := n1.Campaign(ctx)
+	if err != nil || won.ID != "n1" || won.Epoch == 0 {
+		t.Fatalf("n1.Campaign = %+v, %v; want n1 with an epoch", won, err)
+	}
+	if again, err := n1.Campaign(ctx); err != nil || again != won {
+		t.Errorf("n1.Campaign while leading = %+v, %v; want %+v", again, err, won)
+	}
+	seen := waitFor(t, n2.Observe(ctx), "n2 sees n1", func(v election.Leader) bool { return v.ID == "n1" })
+	if seen != won {
+		t.Errorf("n2 observes %+v; want %+v", seen, won)
+	}
+	type result struct {
+		l   election.Leader
+		err error
+	}
+	c2 := make(chan result, 1)
+	go func() {
+		l, err := n2.Campaign(ctx)
+		c2 <- result{l, err}
+	}()
+	if err := n1.Resign(ctx); err != nil {
+		t.Fatalf("n1.Resign = %v", err)
+	}
+	r := <-c2
+	if r.err != nil || r.l.ID != "n2" || r.l.Epoch <= won.Epoch {
+		t.Fatalf("n2.Campaign = %+v, %v; want n2 with an epoch above %d", r.l, r.err, won.Epoch)
+	}
+	waitFor(t, n1.Observe(ctx), "n1 sees n2", func(v election.Leader) bool { return v == r.l })
+}
+
+func TestElectorLeaseLossEndsLeadership(t *testing.T) {
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	l := newLocal(t)
+	f := &flaky{svc: l}
+	n1 := newElector(t, f, "n1")
+	won, err := n1.Campaign(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	views := n1.Observe(ctx)
+	waitFor(t, views, "n1 leads", func(v election.Leader) bool { return v == won })
+	f.cut()
+	waitFor(t, views, "n1 loses", func(v election.Leader) bool { return !v.Known() })
+	n2 := newElector(t, l, "n2")
+	next, err := n2.Campaign(ctx)
+	if err != nil || next.Epoch <= won.Epoch {
+		t.Errorf("n2.Campaign = %+v, %v; want an epoch above %d", next, err, won.Epoch)
+	}
+}
+
+func TestElectorClose(t *testing.T) {
+	l := newLocal(t)
+	e := newElector(t, l, "n1")
+	if _, err := e.Campaign(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	if err := e.Close(); err != nil {
+		t.Errorf("Close = %v", err)
+	}
+	if err := e.Close(); err != nil {
+		t.Errorf("second Close = %v", err)
+	}
+	if _, err := e.Campaign(context.Background()); !errors.Is(err, election.ErrClosed) {
+		t.Errorf("Campaign after Close = %v; want election.ErrClosed", err)
+	}
+	if h, ok := l.Holder("leader"); ok {
+		t.Errorf("election lock still held by %+v after Close", h)
+	}
+}
+
+func TestElectorConfigValidate(t *testing.T) {
+	tests := []struct {
+		name string
+		cfg  lock.ElectorConfig
+	}{
+		{"no ID", lock.ElectorConfig{Name: "x", Session: lock.DefaultSessionConfig()}},
+		{"no name", lock.ElectorConfig{ID: "n1", Session: lock.DefaultSessionConfig()}},
+		{"bad session", lock.ElectorConfig{ID: "n1", Name: "x"}},
+		{"negative poll", lock.ElectorConfig{ID: "n1", Name: "x", Session: lock.DefaultSessionConfig(), PollInterval: -1}},
+	}
+	for _, tt := range tests {
+		if _, err := lock.NewElector(newLocal(t), tt.cfg); !errors.Is(err, lock.ErrInvalidConfig) {
+			t.Errorf("%s: NewElector err = %v; want ErrInvalidConfig", tt.name, err)
+		}
+	}
+}
