@@ -65,7 +65,13 @@ var (
 	ErrNoHandler = errors.New("transport: no handler for service")
 	// ErrOverloaded is wrapped by a RemoteError when the callee refused the request for lack of capacity.
 	ErrOverloaded = errors.New("transport: remote overloaded")
+	// ErrInvalidConfig is wrapped by the errors of RPCConfig.Validate and
+	// NewRPC, and returned by the methods of an RPC not made by NewRPC.
+	ErrInvalidConfig = errors.New("transport: invalid config")
 )
+
+// errNotStarted is what the methods of a zero RPC return.
+var errNotStarted = fmt.Errorf("%w: RPC used without NewRPC", ErrInvalidConfig)
 
 // RemoteError is the error a call returns when the remote node answered with
 // an error instead of a response. Errors cross the network as text, so a
@@ -133,13 +139,13 @@ func DefaultRPCConfig() RPCConfig {
 func (c RPCConfig) Validate() error {
 	switch {
 	case c.Service == "":
-		return errors.New("transport: RPCConfig.Service must not be empty")
+		return fmt.Errorf("%w: RPCConfig.Service must not be empty", ErrInvalidConfig)
 	case c.Timeout < 0:
-		return fmt.Errorf("transport: RPCConfig.Timeout = %v; want >= 0", c.Timeout)
+		return fmt.Errorf("%w: RPCConfig.Timeout = %v; want >= 0", ErrInvalidConfig, c.Timeout)
 	case c.MaxPending <= 0:
-		return fmt.Errorf("transport: RPCConfig.MaxPending = %d; want > 0", c.MaxPending)
+		return fmt.Errorf("%w: RPCConfig.MaxPending = %d; want > 0", ErrInvalidConfig, c.MaxPending)
 	case c.MaxConcurrent <= 0:
-		return fmt.Errorf("transport: RPCConfig.MaxConcurrent = %d; want > 0", c.MaxConcurrent)
+		return fmt.Errorf("%w: RPCConfig.MaxConcurrent = %d; want > 0", ErrInvalidConfig, c.MaxConcurrent)
 	}
 	return nil
 }
@@ -234,7 +240,7 @@ type inflight struct {
 // not close t.
 func NewRPC(t Transport, cfg RPCConfig) (*RPC, error) {
 	if t == nil {
-		return nil, errors.New("transport: NewRPC: nil Transport")
+		return nil, fmt.Errorf("%w: NewRPC: nil Transport", ErrInvalidConfig)
 	}
 	if err := cfg.Validate(); err != nil {
 		return nil, err
@@ -268,6 +274,9 @@ func NewRPC(t Transport, cfg RPCConfig) (*RPC, error) {
 // handler; a nil h removes it. Requests for a service without a handler are
 // answered with CodeNoHandler.
 func (r *RPC) Handle(service string, h RequestHandler) {
+	if r.closed == nil {
+		return // a zero RPC; Call and Close report it
+	}
 	r.handlersMu.Lock()
 	defer r.handlersMu.Unlock()
 	if h == nil {
@@ -287,6 +296,9 @@ func (r *RPC) Handle(service string, h RequestHandler) {
 // or the transport's error from sending the request. A call that gives up
 // frees its slot at once and asks the callee to cancel the handler.
 func (r *RPC) Call(ctx context.Context, to NodeID, service string, req []byte) ([]byte, error) {
+	if r.closed == nil {
+		return nil, errNotStarted
+	}
 	r.nCalls.Add(1)
 	resp, err := r.call(ctx, to, service, req)
 	if err != nil {
@@ -543,6 +555,9 @@ func (r *RPC) Stats() RPCStats {
 // waiting with ErrClosed, cancels the contexts of running handlers and waits
 // for them to return. It does not close the transport. Close is idempotent.
 func (r *RPC) Close() error {
+	if r.closed == nil {
+		return errNotStarted
+	}
 	r.closeOnce.Do(func() {
 		r.t.Handle(r.cfg.Service, nil)
 		r.servingMu.Lock()

@@ -61,25 +61,48 @@ func TestRPCConfigValidate(t *testing.T) {
 		t.Run(tt.name, func(t *testing.T) {
 			cfg := valid
 			tt.mutate(&cfg)
-			if err := cfg.Validate(); (err == nil) != tt.ok {
-				t.Errorf("Validate() = %v; want ok=%v", err, tt.ok)
+			err := cfg.Validate()
+			if (err == nil) != tt.ok || (err != nil && !errors.Is(err, transport.ErrInvalidConfig)) {
+				t.Errorf("Validate() = %v; want ok=%v (ErrInvalidConfig otherwise)", err, tt.ok)
 			}
 		})
 	}
 }
 
 func TestNewRPCRejectsBadInput(t *testing.T) {
-	if _, err := transport.NewRPC(nil, transport.DefaultRPCConfig()); err == nil {
-		t.Error("NewRPC(nil, …) = nil error; want an error")
-	}
 	net := loopback.New(1024, 16)
 	n, err := net.Join("a")
 	if err != nil {
 		t.Fatal(err)
 	}
 	defer n.Close()
-	if _, err := transport.NewRPC(n, transport.RPCConfig{}); err == nil {
-		t.Error("NewRPC with a zero RPCConfig = nil error; want a validation error")
+	tests := []struct {
+		name string
+		t    transport.Transport
+		cfg  transport.RPCConfig
+	}{
+		{"nil transport", nil, transport.DefaultRPCConfig()},
+		{"zero config", n, transport.RPCConfig{}},
+	}
+	for _, tt := range tests {
+		if _, err := transport.NewRPC(tt.t, tt.cfg); !errors.Is(err, transport.ErrInvalidConfig) {
+			t.Errorf("%s: NewRPC = %v; want ErrInvalidConfig", tt.name, err)
+		}
+	}
+}
+
+// TestZeroRPC: an RPC not made by NewRPC gives errors, never a panic.
+func TestZeroRPC(t *testing.T) {
+	var r transport.RPC
+	r.Handle("s", func(context.Context, transport.NodeID, []byte) ([]byte, error) { return nil, nil })
+	if _, err := r.Call(context.Background(), "b", "s", nil); !errors.Is(err, transport.ErrInvalidConfig) {
+		t.Errorf("zero RPC Call = %v; want ErrInvalidConfig", err)
+	}
+	if err := r.Close(); !errors.Is(err, transport.ErrInvalidConfig) {
+		t.Errorf("zero RPC Close = %v; want ErrInvalidConfig", err)
+	}
+	if got := r.Stats(); got != (transport.RPCStats{}) {
+		t.Errorf("zero RPC Stats() = %+v; want zero", got)
 	}
 }
 
