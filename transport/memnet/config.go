@@ -90,3 +90,10 @@ var (
 	// ErrDuplicateNode is returned by Join for an ID whose transport is open.
 	ErrDuplicateNode = errors.New("memnet: duplicate node")
 )
+
+// Errors for the zero values of Network and Transport, which are not usable:
+// make them with New and Network.Join.
+var (
+	errNetworkNotNew   = fmt.Errorf("%w: Network used without New", ErrInvalidConfig)
+	errTransportNotNew = fmt.Errorf("%w: Transport used without Network.Join", ErrInvalidConfig)
+)

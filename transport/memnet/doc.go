@@ -63,7 +63,9 @@
 //
 // # Concurrency and lifetime
 //
-// Network and Transport are safe for concurrent use. Transport.Close stops
+// Make a Network with New and its Transports with Join; their zero values
+// are not usable (their methods return errors wrapping ErrInvalidConfig, or
+// do nothing). Network and Transport are safe for concurrent use. Transport.Close stops
 // that node's delivery goroutine and waits for it; Network.Close closes
 // every Transport. A handler must not Close its own Transport.
 package memnet

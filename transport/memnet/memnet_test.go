@@ -425,12 +425,22 @@ func TestErrors(t *testing.T) {
 		{"bad faults", c.net.SetFaults(memnet.Faults{Drop: 2}), memnet.ErrInvalidFaults},
 		{"bad link faults", c.net.SetLinkFaults("a", "b", memnet.Faults{MinDelay: 2, MaxDelay: 1}), memnet.ErrInvalidFaults},
 		{"join empty", joinErr(c.net, ""), memnet.ErrInvalidConfig},
+		{"zero Network Join", joinErr(new(memnet.Network), "a"), memnet.ErrInvalidConfig},
+		{"zero Transport Send", new(memnet.Transport).Send(bg, "b", "test", nil), memnet.ErrInvalidConfig},
+		{"zero Transport Close", new(memnet.Transport).Close(), memnet.ErrInvalidConfig},
+		{"zero Network Crash", new(memnet.Network).Crash("a"), transport.ErrUnknownPeer},
 	}
 	for _, tt := range tests {
 		if !errors.Is(tt.err, tt.want) {
 			t.Errorf("%s: error = %v; want %v", tt.name, tt.err, tt.want)
 		}
 	}
+	// The calls with no error result do nothing on zero values (no panic).
+	var zero memnet.Network
+	zero.Partition([]transport.NodeID{"a"})
+	zero.Cut("a", "b")
+	zero.Heal()
+	new(memnet.Transport).Handle("test", func(transport.Message) {})
 	if err := c.net.Close(); err != nil {
 		t.Fatal(err)
 	}

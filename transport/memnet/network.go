@@ -70,6 +70,9 @@ func New(cfg Config) (*Network, error) {
 // an earlier Transport for id was closed, Join issues a fresh one; if it is
 // still open, Join fails with ErrDuplicateNode.
 func (n *Network) Join(id transport.NodeID) (*Transport, error) {
+	if n.nodes == nil {
+		return nil, errNetworkNotNew
+	}
 	if id == "" {
 		return nil, fmt.Errorf("%w: empty node ID", ErrInvalidConfig)
 	}
@@ -119,6 +122,9 @@ func (n *Network) Nodes() []transport.NodeID {
 
 // changeRules applies a change to the rules under mu.
 func (n *Network) changeRules(what string, change func(r *netfault.Rules)) {
+	if n.nodes == nil {
+		return // a zero Network has no nodes for rules to apply to
+	}
 	n.mu.Lock()
 	change(&n.rules)
 	n.quiet.Store(n.rules.Quiet())

@@ -88,6 +88,9 @@ func (t *Transport) Send(ctx context.Context, to transport.NodeID, service strin
 		return err
 	}
 	n := t.net
+	if n == nil {
+		return errTransportNotNew
+	}
 	if len(payload) > n.cfg.MaxPayload {
 		return fmt.Errorf("memnet: send %d bytes to %q: limit %d: %w", len(payload), to, n.cfg.MaxPayload, transport.ErrMessageTooLarge)
 	}
@@ -166,6 +169,9 @@ func (t *Transport) Send(ctx context.Context, to transport.NodeID, service strin
 // handler are dropped (and counted). Handlers survive Crash and Restart;
 // after Close, Handle has no effect.
 func (t *Transport) Handle(service string, h transport.Handler) {
+	if t.net == nil {
+		return // a zero Transport; Send and Close report it
+	}
 	t.handlersMu.Lock()
 	defer t.handlersMu.Unlock()
 	old := *t.handlers.Load()
@@ -187,6 +193,9 @@ func (t *Transport) Handle(service string, h transport.Handler) {
 // Network may then issue a new Transport for the same ID with Join. Close is
 // idempotent and safe to call concurrently.
 func (t *Transport) Close() error {
+	if t.net == nil {
+		return errTransportNotNew
+	}
 	t.closeOnce.Do(func() {
 		t.net.mu.Lock()
 		t.closed = true
