@@ -19,7 +19,9 @@ type Config struct {
 	RetryInterval time.Duration
 	// FinishedTTL is how long a participant remembers the outcome of a
 	// finished transaction, to answer duplicates and peers' queries. It
-	// should exceed the longest time a message can stay in the network.
+	// must exceed VoteTimeout (an abort promised to a peer must outlive
+	// any PREPARE that could still lead to a commit) and should exceed
+	// the longest time a message can stay in the network.
 	FinishedTTL time.Duration
 	// CheckpointEvery is how many log records are appended before the
 	// log is replaced by a checkpoint of the live state, so that it does
@@ -52,8 +54,8 @@ func (c Config) Validate() error {
 		return fmt.Errorf("%w: Config.VoteTimeout = %v; want > 0", ErrInvalid, c.VoteTimeout)
 	case c.RetryInterval <= 0:
 		return fmt.Errorf("%w: Config.RetryInterval = %v; want > 0", ErrInvalid, c.RetryInterval)
-	case c.FinishedTTL < c.RetryInterval:
-		return fmt.Errorf("%w: Config.FinishedTTL = %v; want >= RetryInterval (%v)", ErrInvalid, c.FinishedTTL, c.RetryInterval)
+	case c.FinishedTTL <= c.VoteTimeout:
+		return fmt.Errorf("%w: Config.FinishedTTL = %v; want > VoteTimeout (%v)", ErrInvalid, c.FinishedTTL, c.VoteTimeout)
 	case c.CheckpointEvery < 1:
 		return fmt.Errorf("%w: Config.CheckpointEvery = %d; want >= 1", ErrInvalid, c.CheckpointEvery)
 	case c.TickInterval <= 0:

@@ -21,6 +21,7 @@ type Coordinator struct {
 	log    Log
 	cfg    Config
 	logger *slog.Logger
+	debug  bool // logger has debug enabled (checked once: it is hot)
 	loop   *loop
 	ctx    context.Context // cancelled by Close; bounds sends
 	cancel context.CancelFunc
@@ -59,6 +60,7 @@ func NewCoordinator(t transport.Transport, log Log, cfg Config) (*Coordinator, e
 	c := &Coordinator{t: t, log: log, cfg: cfg, logger: orDiscard(cfg.Logger).With("coordinator", string(t.ID())),
 		loop: newLoop(), core: core, waiters: make(map[uuid.UUID]chan Result)}
 	c.ctx, c.cancel = context.WithCancel(context.Background())
+	c.debug = c.logger.Enabled(c.ctx, slog.LevelDebug)
 	if st := core.Status(); st.Committed > 0 {
 		c.logger.Debug("txn: recovered", "committed-unacknowledged", st.Committed)
 	}
@@ -72,9 +74,10 @@ func NewCoordinator(t transport.Transport, log Log, cfg Config) (*Coordinator, e
 // ID and returns once it is decided. It returns a nil error if the
 // transaction committed, an *AbortError (errors.Is ErrAborted) saying why
 // it aborted, or another error if it could not be run (ErrClosed,
-// ErrInvalid, a storage failure). The vote timeout is ctx's deadline, or
-// Config.VoteTimeout without one; if ctx ends before the decision the
-// transaction is aborted with ErrCancelled.
+// ErrInvalid, a storage failure). Votes are awaited until ctx's deadline
+// or Config.VoteTimeout, whichever comes first (then ErrTimeout); if ctx
+// is cancelled before the decision the transaction is aborted with
+// ErrCancelled.
 //
 // A committed result means the decision is durable: every participant will
 // apply it, even across crashes, though some may not have yet.
@@ -188,7 +191,9 @@ func (c *Coordinator) process() {
 		send(c.ctx, c.t, c.logger, rd.Messages)
 		c.mu.Lock()
 		for _, r := range rd.Results {
-			c.logger.Debug("txn: decided", "txn", r.Txn, "outcome", r.Outcome)
+			if c.debug {
+				c.logger.Debug("txn: decided", "txn", r.Txn, "outcome", r.Outcome)
+			}
 			if r.Outcome == Committed {
 				c.committed++
 			} else {

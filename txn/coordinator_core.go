@@ -108,9 +108,11 @@ func (c *RawCoordinator) add(t *coordTxn) {
 	t.retryAt = c.now.Add(c.cfg.RetryInterval)
 }
 
-// Begin starts transaction id over work (one entry per participant). A
-// timeout of 0 means Config.VoteTimeout. The result arrives in a later
-// Ready's Results.
+// Begin starts transaction id over work (one entry per participant).
+// timeout bounds the wait for votes; 0, or anything above
+// Config.VoteTimeout, means Config.VoteTimeout (a participant's promise to
+// abort lasts FinishedTTL, which must outlive any vote). The result
+// arrives in a later Ready's Results.
 func (c *RawCoordinator) Begin(now time.Time, id uuid.UUID, work []Work, timeout time.Duration) error {
 	c.now = maxTime(c.now, now)
 	switch {
@@ -134,7 +136,7 @@ func (c *RawCoordinator) Begin(now time.Time, id uuid.UUID, work []Work, timeout
 		}
 		parts[i] = w.Participant
 	}
-	if timeout == 0 {
+	if timeout == 0 || timeout > c.cfg.VoteTimeout {
 		timeout = c.cfg.VoteTimeout
 	}
 	t := &coordTxn{id: id, work: slices.Clone(work), voted: make([]bool, len(work)), acked: make([]bool, len(work)),
@@ -288,11 +290,15 @@ func (c *RawCoordinator) Step(now time.Time, from transport.NodeID, m Message) {
 			c.forgetIfDone(t)
 		}
 	case MsgQuery:
-		if t.phase != phaseVoting && !t.acked[i] {
+		switch {
+		case t.phase == phaseVoting:
+			// No answer yet, but say that we are alive, so that the
+			// participant does not turn to its peers.
+			c.rd.Messages = append(c.rd.Messages, Envelope{To: from, Service: ServiceParticipant,
+				Msg: Message{Type: MsgDecision, Txn: t.id, Outcome: Unknown}})
+		case !t.acked[i]:
 			c.decisionTo(t, from)
 		}
-		// While voting the question has no answer yet; the participant
-		// asks again.
 	}
 }
 

@@ -61,22 +61,28 @@ func (l *loop) stop() {
 }
 
 // send marshals and sends the messages of a Ready. Errors are only logged:
-// every message is retried by the protocol until it is answered.
+// every message is retried by the protocol until it is answered. One
+// deadline bounds the whole batch.
 func send(ctx context.Context, t transport.Transport, log *slog.Logger, msgs []Envelope) {
+	if len(msgs) == 0 {
+		return
+	}
+	debug := log.Enabled(ctx, slog.LevelDebug)
+	ctx, cancel := context.WithTimeout(ctx, sendTimeout)
+	defer cancel()
 	for _, e := range msgs {
 		b, err := e.Msg.MarshalBinary()
 		if err != nil {
 			log.Error("txn: marshal", "msg", e.Msg.String(), "err", err)
 			continue
 		}
-		sctx, cancel := context.WithTimeout(ctx, sendTimeout)
-		err = t.Send(sctx, e.To, e.Service, b)
-		cancel()
-		if err != nil {
+		err = t.Send(ctx, e.To, e.Service, b)
+		switch {
+		case err != nil && debug:
 			log.Debug("txn: send failed", "to", e.To, "msg", e.Msg.String(), "err", err)
-			continue
+		case debug:
+			log.Debug("txn: send", "to", e.To, "msg", e.Msg.String())
 		}
-		log.Debug("txn: send", "to", e.To, "msg", e.Msg.String())
 	}
 }
 

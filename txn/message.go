@@ -2,6 +2,8 @@ package txn
 
 import (
 	"fmt"
+	"math"
+	"time"
 
 	"github.com/google/uuid"
 
@@ -91,6 +93,13 @@ type Message struct {
 	Participants []transport.NodeID // MsgPrepare
 	Ops          []byte             // MsgPrepare: the operations for the receiver
 	Reason       string             // MsgVote NO: why
+	// KnownFor, on a MsgDecision Aborted from a peer that has no record
+	// of the transaction, is how far back that peer's memory reaches (the
+	// shorter of its uptime and Config.FinishedTTL). Such an answer is
+	// only accepted by an asker that became prepared more recently (see
+	// RawParticipant). Zero means the answer is certain. Millisecond
+	// precision on the wire.
+	KnownFor time.Duration
 }
 
 // String is a one-line rendering for logs and the examples.
@@ -124,8 +133,11 @@ func (m Message) MarshalBinary() ([]byte, error) {
 	if err := checkFields(m.Outcome, m.Coordinator, m.Participants, m.Reason); err != nil {
 		return nil, err
 	}
+	if m.KnownFor < 0 {
+		return nil, fmt.Errorf("%w: KnownFor %v", ErrInvalid, m.KnownFor)
+	}
 	f := frame{kind: uint8(m.Type), txn: m.Txn, outcome: m.Outcome, coordinator: m.Coordinator,
-		participants: m.Participants, data: m.Ops, reason: m.Reason}
+		participants: m.Participants, data: m.Ops, reason: m.Reason, millis: uint64(m.KnownFor / time.Millisecond)}
 	return appendFrame(make([]byte, 0, frameSize(&f)), &f), nil
 }
 
@@ -136,8 +148,11 @@ func UnmarshalMessage(b []byte) (Message, error) {
 	if err != nil {
 		return Message{}, err
 	}
+	if f.millis > uint64(maxMillis) {
+		return Message{}, fmt.Errorf("%w: duration of %d ms", ErrMalformed, f.millis)
+	}
 	return Message{Type: MsgType(f.kind), Txn: f.txn, Outcome: f.outcome, Coordinator: f.coordinator,
-		Participants: f.participants, Ops: f.data, Reason: f.reason}, nil
+		Participants: f.participants, Ops: f.data, Reason: f.reason, KnownFor: time.Duration(f.millis) * time.Millisecond}, nil
 }
 
 func checkFields(o Outcome, coord transport.NodeID, parts []transport.NodeID, reason string) error {
@@ -158,6 +173,10 @@ func checkFields(o Outcome, coord transport.NodeID, parts []transport.NodeID, re
 	}
 	return nil
 }
+
+// maxMillis is the largest duration the wire carries, so that decoding
+// cannot overflow time.Duration.
+const maxMillis = math.MaxInt64 / int64(time.Millisecond)
 
 // Envelope is a message the core wants sent: to node To, service Service.
 type Envelope struct {
@@ -217,8 +236,8 @@ func UnmarshalRecord(b []byte) (Record, error) {
 	if err != nil {
 		return Record{}, err
 	}
-	if f.reason != "" {
-		return Record{}, fmt.Errorf("%w: record with a reason", ErrMalformed)
+	if f.reason != "" || f.millis != 0 {
+		return Record{}, fmt.Errorf("%w: record with a reason or duration", ErrMalformed)
 	}
 	return Record{Type: RecordType(f.kind), Txn: f.txn, Outcome: f.outcome, Coordinator: f.coordinator,
 		Participants: f.participants, Data: f.data}, nil

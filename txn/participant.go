@@ -19,6 +19,7 @@ type Participant struct {
 	rm     ResourceManager
 	cfg    Config
 	logger *slog.Logger
+	debug  bool // logger has debug enabled (checked once: it is hot)
 	loop   *loop
 	ctx    context.Context // cancelled by Close; passed to Prepare and sends
 	cancel context.CancelFunc
@@ -57,6 +58,7 @@ func NewParticipant(t transport.Transport, log Log, rm ResourceManager, cfg Conf
 	p := &Participant{t: t, log: log, rm: rm, cfg: cfg, logger: orDiscard(cfg.Logger).With("participant", string(t.ID())),
 		loop: newLoop(), core: core}
 	p.ctx, p.cancel = context.WithCancel(context.Background())
+	p.debug = p.logger.Enabled(p.ctx, slog.LevelDebug)
 	if len(rec.InDoubt) > 0 {
 		p.logger.Debug("txn: recovered", "in-doubt", len(rec.InDoubt), "committed-replayed", len(rec.Committed))
 	}
@@ -138,17 +140,23 @@ func (p *Participant) act(a Action) error {
 	switch a.Kind {
 	case ActPrepare:
 		intent, err := p.rm.Prepare(p.ctx, a.Txn, a.Data)
-		p.logger.Debug("txn: prepared", "txn", a.Txn, "yes", err == nil, "err", err)
+		if p.debug {
+			p.logger.Debug("txn: voted", "txn", a.Txn, "yes", err == nil, "err", err)
+		}
 		p.mu.Lock()
 		p.core.Prepared(time.Now(), a.Txn, intent, err)
 		p.mu.Unlock()
 	case ActCommit:
-		p.logger.Debug("txn: commit", "txn", a.Txn)
+		if p.debug {
+			p.logger.Debug("txn: commit applied", "txn", a.Txn)
+		}
 		if err := p.rm.Commit(a.Txn, a.Data); err != nil {
 			return fmt.Errorf("resource manager commit %s: %w", a.Txn, err)
 		}
 	case ActAbort:
-		p.logger.Debug("txn: abort", "txn", a.Txn)
+		if p.debug {
+			p.logger.Debug("txn: abort applied", "txn", a.Txn)
+		}
 		if err := p.rm.Abort(a.Txn, a.Data); err != nil {
 			return fmt.Errorf("resource manager abort %s: %w", a.Txn, err)
 		}

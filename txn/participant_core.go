@@ -26,9 +26,18 @@ type partTxn struct {
 	participants []transport.NodeID
 	intent       []byte
 	outcome      Outcome   // partFinished
-	durable      bool      // partFinished: a DONE record is in the log
+	// promised (partFinished, Aborted): we told a peer that we abort, and
+	// logged it, so we must never vote YES: kept across checkpoints.
+	promised     bool
+	preparedAt   time.Time // partPrepared: when we voted YES; zero if recovered
+	// knownFrom (partFinished, Aborted) is set when the abort is a
+	// tombstone written because we had no record of the transaction: the
+	// point back to which our memory reached then. Zero: the outcome is
+	// certain.
+	knownFrom time.Time
 	abortAsked   bool      // partPreparing: abort as soon as the preparation ends
 	queryAt      time.Time // partPrepared: when to ask again
+	heardAt      time.Time // partPrepared: when the coordinator last showed it is alive
 	expires      time.Time // partFinished: when to forget it
 }
 
@@ -56,8 +65,19 @@ type RawParticipant struct {
 	cfg Config
 	now time.Time
 
-	txns  map[uuid.UUID]*partTxn
-	order []uuid.UUID // IDs in txns, oldest first, for deterministic ticks
+	txns map[uuid.UUID]*partTxn
+	// order lists the transactions added, oldest first, so that Tick and
+	// checkpoints visit them deterministically (never in map order). Tick
+	// compacts it, keeping only those not finished.
+	order []uuid.UUID
+	// expiry lists finished transactions in the order they finished,
+	// which is the order they expire in: Tick pops from the front, so
+	// remembering many finished transactions costs nothing per tick.
+	expiry []uuid.UUID
+
+	// upSince is when this incarnation started (Recover, or the first
+	// input): everything it finished since is in memory for FinishedTTL.
+	upSince time.Time
 
 	sinceCheckpoint int
 	rd              Ready
@@ -74,6 +94,13 @@ func NewRawParticipant(id transport.NodeID, cfg Config) (*RawParticipant, error)
 	return &RawParticipant{id: id, cfg: cfg, txns: make(map[uuid.UUID]*partTxn)}, nil
 }
 
+func (p *RawParticipant) advance(now time.Time) {
+	p.now = maxTime(p.now, now)
+	if p.upSince.IsZero() {
+		p.upSince = p.now
+	}
+}
+
 func (p *RawParticipant) add(t *partTxn) {
 	p.txns[t.id] = t
 	p.order = append(p.order, t.id)
@@ -84,7 +111,7 @@ func (p *RawParticipant) add(t *partTxn) {
 // to. Prepared transactions are in doubt again: they ask the coordinator
 // and their peers at the first Tick.
 func (p *RawParticipant) Recover(now time.Time, log []Record) (Recovery, error) {
-	p.now = now
+	p.now, p.upSince = now, now
 	var rec Recovery
 	for _, r := range log {
 		t := p.txns[r.Txn]
@@ -92,6 +119,7 @@ func (p *RawParticipant) Recover(now time.Time, log []Record) (Recovery, error) 
 		case RecSnapshot:
 			clear(p.txns)
 			p.order = p.order[:0]
+			p.expiry = p.expiry[:0]
 			rec = Recovery{Snapshot: r.Data}
 		case RecPrepared:
 			if t == nil {
@@ -104,27 +132,34 @@ func (p *RawParticipant) Recover(now time.Time, log []Record) (Recovery, error) 
 			}
 			switch {
 			case t == nil:
-				p.add(&partTxn{id: r.Txn, phase: partFinished, outcome: r.Outcome, durable: true})
+				// A tombstone from an earlier incarnation: whether it
+				// was certain is not recorded, so it is vouched for only
+				// back to this restart.
+				p.add(&partTxn{id: r.Txn, phase: partFinished, outcome: r.Outcome, promised: r.Outcome == Aborted, knownFrom: now})
 			case t.phase == partPrepared:
 				if r.Outcome == Committed {
 					rec.Committed = append(rec.Committed, Intent{Txn: t.id, Data: t.intent})
 				}
-				t.phase, t.outcome, t.durable, t.intent = partFinished, r.Outcome, true, nil
+				t.phase, t.outcome, t.intent = partFinished, r.Outcome, nil
 			}
 		default:
 			return Recovery{}, fmt.Errorf("%w: participant log holds a %d record", ErrMalformed, r.Type)
 		}
 	}
+	live := p.order[:0]
 	for _, id := range p.order {
 		t := p.txns[id]
 		switch t.phase {
 		case partPrepared:
 			rec.InDoubt = append(rec.InDoubt, Intent{Txn: id, Data: t.intent})
-			t.queryAt = now // ask at the first tick
+			t.queryAt, t.heardAt = now, now // ask at the first tick
+			live = append(live, id)
 		case partFinished:
 			t.expires = now.Add(p.cfg.FinishedTTL)
+			p.expiry = append(p.expiry, id)
 		}
 	}
+	p.order = live
 	p.sinceCheckpoint = len(log)
 	return rec, nil
 }
@@ -140,14 +175,22 @@ func (p *RawParticipant) log(r Record) {
 
 // Step handles a message addressed to the participant service.
 func (p *RawParticipant) Step(now time.Time, from transport.NodeID, m Message) {
-	p.now = maxTime(p.now, now)
+	p.advance(now)
 	t := p.txns[m.Txn]
 	switch m.Type {
 	case MsgPrepare:
 		p.onPrepare(t, m)
 	case MsgDecision:
 		if m.Outcome == Unknown {
-			return // a peer in doubt too
+			// The coordinator is alive and still collecting votes (or a
+			// peer is in doubt too, which says nothing).
+			if t != nil && from == t.coordinator {
+				t.heardAt = p.now
+			}
+			return
+		}
+		if m.KnownFor > 0 && (t == nil || !t.acceptable(p.now, m.KnownFor)) {
+			return // an abort from a peer whose memory may not reach back far enough
 		}
 		p.onDecision(t, from, m.Txn, m.Outcome)
 	case MsgQuery:
@@ -182,7 +225,7 @@ func (p *RawParticipant) vote(t *partTxn, o Outcome, reason string) {
 // and a nil error is a YES vote, an error a NO vote (its text is the
 // reason the coordinator reports).
 func (p *RawParticipant) Prepared(now time.Time, id uuid.UUID, intent []byte, err error) {
-	p.now = maxTime(p.now, now)
+	p.advance(now)
 	t := p.txns[id]
 	if t == nil || t.phase != partPreparing {
 		return
@@ -202,7 +245,7 @@ func (p *RawParticipant) Prepared(now time.Time, id uuid.UUID, intent []byte, er
 	// The PREPARED record (with the intent) is in this Ready's Log, so the
 	// YES vote in the same Ready leaves only once it is durable.
 	t.phase, t.intent = partPrepared, intent
-	t.queryAt = p.now.Add(p.cfg.RetryInterval)
+	t.queryAt, t.heardAt, t.preparedAt = p.now.Add(p.cfg.RetryInterval), p.now, p.now
 	p.log(Record{Type: RecPrepared, Txn: id, Coordinator: t.coordinator, Participants: t.participants, Data: intent})
 	p.vote(t, Committed, "")
 }
@@ -210,6 +253,7 @@ func (p *RawParticipant) Prepared(now time.Time, id uuid.UUID, intent []byte, er
 func (p *RawParticipant) finish(t *partTxn, o Outcome) {
 	t.phase, t.outcome, t.intent = partFinished, o, nil
 	t.expires = p.now.Add(p.cfg.FinishedTTL)
+	p.expiry = append(p.expiry, t.id)
 }
 
 func (p *RawParticipant) onDecision(t *partTxn, from transport.NodeID, id uuid.UUID, o Outcome) {
@@ -240,7 +284,6 @@ func (p *RawParticipant) onDecision(t *partTxn, from transport.NodeID, id uuid.U
 		p.rd.Actions = append(p.rd.Actions, Action{Kind: kind, Txn: id, Data: t.intent})
 		coord := t.coordinator
 		p.finish(t, o)
-		t.durable = true
 		p.send(coord, ServiceCoordinator, ack)
 	case from == t.coordinator || t.coordinator == "":
 		p.send(from, ServiceCoordinator, ack) // our ACK was lost
@@ -249,62 +292,101 @@ func (p *RawParticipant) onDecision(t *partTxn, from transport.NodeID, id uuid.U
 
 // onQuery answers a peer that is in doubt (cooperative termination).
 func (p *RawParticipant) onQuery(t *partTxn, from transport.NodeID, id uuid.UUID) {
-	answer := func(o Outcome) {
-		p.send(from, ServiceParticipant, Message{Type: MsgDecision, Txn: id, Outcome: o})
-	}
 	switch {
 	case t == nil:
-		// We have not voted: abort, durably, so that we can never vote
-		// YES later, then say so.
+		// No record: either we never received the PREPARE, or we finished
+		// the transaction and forgot it (FinishedTTL passed, or a restart
+		// lost our memory). Abort durably, so that we never vote YES
+		// later, and say so, with how far back our memory reaches.
 		t = &partTxn{id: id}
 		p.add(t)
 		p.finish(t, Aborted)
-		t.durable = true
+		t.promised = true
+		t.knownFrom = maxTime(p.upSince, p.now.Add(-p.cfg.FinishedTTL))
 		p.log(Record{Type: RecDone, Txn: id, Outcome: Aborted})
-		answer(Aborted)
-	case t.phase == partPreparing:
-		t.abortAsked, t.durable = true, true
-		p.log(Record{Type: RecDone, Txn: id, Outcome: Aborted})
-		answer(Aborted)
+		p.answer(t, from)
 	case t.phase == partFinished:
-		if t.outcome == Aborted && !t.durable {
-			t.durable = true
+		if t.outcome == Aborted && !t.promised {
+			t.promised = true
 			p.log(Record{Type: RecDone, Txn: id, Outcome: Aborted})
 		}
-		answer(t.outcome)
+		p.answer(t, from)
 	}
-	// Prepared: in doubt ourselves; nothing useful to say.
+	// Preparing: our vote is on its way to the coordinator, which will
+	// decide; aborting now would only kill a transaction that is merely
+	// slow. Prepared: in doubt ourselves. Either way, nothing to say.
 }
+
+// answer tells a peer the outcome of a finished transaction. An abort
+// that only reflects our lack of a record carries KnownFor, the span our
+// memory covers: the asker accepts it only if it became prepared within
+// that span. That rules out a commit we forgot: a commit is decided after
+// every YES vote, so we would have finished it after the asker prepared,
+// inside the span, and would remember it.
+func (p *RawParticipant) answer(t *partTxn, to transport.NodeID) {
+	m := Message{Type: MsgDecision, Txn: t.id, Outcome: t.outcome}
+	if !t.knownFrom.IsZero() {
+		m.KnownFor = max(p.now.Sub(t.knownFrom), time.Millisecond)
+	}
+	p.send(to, ServiceParticipant, m)
+}
+
+// acceptable reports whether an abort answer with KnownFor k (see answer)
+// covers our preparation. The reply's time in flight only makes the check
+// stricter; the k/8 margin absorbs differences in clock rates.
+func (t *partTxn) acceptable(now time.Time, k time.Duration) bool {
+	return t.phase == partPrepared && !t.preparedAt.IsZero() && now.Sub(t.preparedAt) < k-k/8
+}
+
+// peerQueryRounds is how many retry intervals an in-doubt participant
+// waits for a sign of life from its coordinator before it asks its peers.
+const peerQueryRounds = 3
 
 // Tick advances the clock: in-doubt transactions ask their coordinator
 // and every peer again, and finished ones older than FinishedTTL are
 // forgotten.
 func (p *RawParticipant) Tick(now time.Time) {
-	p.now = maxTime(p.now, now)
+	p.advance(now)
 	live := p.order[:0]
 	for _, id := range p.order {
 		t, ok := p.txns[id]
-		if !ok {
-			continue
-		}
-		switch {
-		case t.phase == partPrepared && !p.now.Before(t.queryAt):
-			t.queryAt = p.now.Add(p.cfg.RetryInterval)
-			q := Message{Type: MsgQuery, Txn: id}
-			p.send(t.coordinator, ServiceCoordinator, q)
-			for _, peer := range t.participants {
-				if peer != p.id {
-					p.send(peer, ServiceParticipant, q)
-				}
-			}
-		case t.phase == partFinished && !p.now.Before(t.expires):
-			delete(p.txns, id)
-			continue
+		if !ok || t.phase == partFinished {
+			continue // on the expiry list now
 		}
 		live = append(live, id)
+		if t.phase != partPrepared || p.now.Before(t.queryAt) {
+			continue
+		}
+		t.queryAt = p.now.Add(p.cfg.RetryInterval)
+		q := Message{Type: MsgQuery, Txn: id}
+		p.send(t.coordinator, ServiceCoordinator, q)
+		// Cooperative termination, only once the coordinator has been
+		// silent for peerQueryRounds rounds: while it answers "still
+		// voting" there is no need to bother the peers (and a peer that
+		// has not received its PREPARE yet would abort the transaction).
+		if p.now.Sub(t.heardAt) < peerQueryRounds*p.cfg.RetryInterval {
+			continue
+		}
+		for _, peer := range t.participants {
+			if peer != p.id {
+				p.send(peer, ServiceParticipant, q)
+			}
+		}
 	}
 	clear(p.order[len(live):])
 	p.order = live
+	n := 0
+	for ; n < len(p.expiry); n++ {
+		id := p.expiry[n]
+		t, ok := p.txns[id]
+		if ok && t.phase == partFinished && p.now.Before(t.expires) {
+			break
+		}
+		if ok && t.phase == partFinished {
+			delete(p.txns, id)
+		}
+	}
+	p.expiry = p.expiry[n:]
 }
 
 // Ready returns the work accumulated since the last call and resets it.
@@ -315,11 +397,12 @@ func (p *RawParticipant) Ready() Ready {
 	if p.sinceCheckpoint >= p.cfg.CheckpointEvery {
 		ck := []Record{}
 		for _, id := range p.order {
-			t := p.txns[id]
-			switch {
-			case t.phase == partPrepared:
+			if t, ok := p.txns[id]; ok && t.phase == partPrepared {
 				ck = append(ck, Record{Type: RecPrepared, Txn: id, Coordinator: t.coordinator, Participants: t.participants, Data: t.intent})
-			case t.phase == partFinished && t.durable:
+			}
+		}
+		for _, id := range p.expiry {
+			if t, ok := p.txns[id]; ok && t.phase == partFinished && t.promised {
 				ck = append(ck, Record{Type: RecDone, Txn: id, Outcome: t.outcome})
 			}
 		}

@@ -44,6 +44,9 @@ func TestCooperativeTermination(t *testing.T) {
 				ops, _ := txn.EncodeOps(txn.Op{Kind: txn.OpAdd, Key: "x", Amount: 1})
 				work = append(work, txn.Work{Participant: p, Ops: ops})
 			}
+			// Let the nodes run a while first: a peer vouches for having
+			// no record of a transaction only as far back as its uptime.
+			w.s.Run(time.Second)
 			w.begin(coordID, id, work)
 			w.s.Run(10 * time.Second)
 			if os.Getenv("TXN_TRACE") == "1" {

@@ -14,7 +14,7 @@ import (
 //
 //	version (1 byte, = 1) | kind (1 byte) | txn (16 bytes) | outcome (1 byte)
 //	| coordinator (len, bytes) | count, then each participant (len, bytes)
-//	| data (len, bytes) | reason (len, bytes)
+//	| data (len, bytes) | reason (len, bytes) | duration (milliseconds)
 //
 // One layout for every kind keeps the decoder small enough to reason about
 // and to fuzz; the empty fields of a kind cost one byte each.
@@ -38,6 +38,7 @@ type frame struct {
 	participants []transport.NodeID
 	data         []byte
 	reason       string
+	millis       uint64
 }
 
 func appendBytes(dst, b []byte) []byte {
@@ -56,11 +57,12 @@ func appendFrame(dst []byte, f *frame) []byte {
 	}
 	dst = appendBytes(dst, f.data)
 	dst = appendBytes(dst, []byte(f.reason))
+	dst = binary.AppendUvarint(dst, f.millis)
 	return dst
 }
 
 func frameSize(f *frame) int {
-	n := 2 + 16 + 1 + binary.MaxVarintLen64*4 + len(f.coordinator) + len(f.data) + len(f.reason)
+	n := 2 + 16 + 1 + binary.MaxVarintLen64*5 + len(f.coordinator) + len(f.data) + len(f.reason)
 	for _, p := range f.participants {
 		n += binary.MaxVarintLen64 + len(p)
 	}
@@ -159,6 +161,7 @@ func decodeFrame(b []byte, maxKind uint8) (frame, error) {
 	}
 	f.data = r.bytes("data", len(b))
 	f.reason = string(r.bytes("reason", maxReason))
+	f.millis = r.uvarint()
 	if r.err == nil && len(r.b) != 0 {
 		r.fail("%d trailing bytes", len(r.b))
 	}
