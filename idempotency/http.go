@@ -146,12 +146,17 @@ func (m *Middleware) Stats() Stats {
 // errServerFailure carries a 5xx response that must not be stored.
 var errServerFailure = errors.New("idempotency: handler answered 5xx")
 
-// Wrap returns next guarded by the middleware.
-// A Middleware not made by NewMiddleware answers 500 to guarded requests.
+// Wrap returns next guarded by the middleware. A Middleware not made by
+// NewMiddleware, or a nil next, answers every request with 500 and a
+// problem detail naming the mistake.
 func (m *Middleware) Wrap(next http.Handler) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, req *http.Request) {
 		if m == nil || m.runner == nil {
 			writeProblem(w, http.StatusInternalServerError, "Misconfigured idempotency middleware", notConstructed("Middleware").Error())
+			return
+		}
+		if next == nil {
+			writeProblem(w, http.StatusInternalServerError, "Misconfigured idempotency middleware", "idempotency: Middleware.Wrap called with a nil handler")
 			return
 		}
 		if !slices.Contains(m.cfg.Methods, req.Method) {

@@ -258,6 +258,39 @@ func TestMiddlewareScopeAndOptionalKey(t *testing.T) {
 	}
 }
 
+// TestMiddlewareMisconfigured: a zero Middleware and a nil wrapped handler
+// answer 500 with a problem document instead of panicking.
+func TestMiddlewareMisconfigured(t *testing.T) {
+	store, err := NewMemoryStore(DefaultMemoryConfig())
+	if err != nil {
+		t.Fatal(err)
+	}
+	m, err := NewMiddleware(store, DefaultHTTPConfig())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer m.Close()
+	var zero Middleware
+	tests := []struct {
+		name string
+		h    http.Handler
+	}{
+		{"zero Middleware", zero.Wrap(&payments{})},
+		{"nil handler", m.Wrap(nil)},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			req := httptest.NewRequest(http.MethodPost, "/payments", strings.NewReader("{}"))
+			req.Header.Set(KeyHeader, "k1")
+			rec := httptest.NewRecorder()
+			tt.h.ServeHTTP(rec, req)
+			if rec.Code != http.StatusInternalServerError || !strings.Contains(rec.Body.String(), "idempotency:") {
+				t.Errorf("%s: status %d, body %q; want 500 with a problem naming the mistake", tt.name, rec.Code, rec.Body.String())
+			}
+		})
+	}
+}
+
 func TestHTTPConfigValidate(t *testing.T) {
 	tests := []struct {
 		name  string
