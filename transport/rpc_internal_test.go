@@ -99,7 +99,7 @@ func TestDuplicateRequestRunsOnce(t *testing.T) {
 	}
 	defer r.Close()
 	started := make(chan struct{}, 2) // room for a (wrong) second run
-	ended := make(chan NodeID, 2)
+	ended := make(chan NodeID, 2)     // as many as started
 	r.Handle("slow", func(ctx context.Context, from NodeID, _ []byte) ([]byte, error) {
 		started <- struct{}{}
 		<-ctx.Done()

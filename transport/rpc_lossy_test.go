@@ -70,8 +70,8 @@ func TestCallOverLossyNetwork(t *testing.T) {
 			})
 			const callers, calls = 8, 20
 			var wg sync.WaitGroup
-			errs := make(chan error, callers) // one slot per caller
-			ok := make(chan int, callers*calls)
+			errs := make(chan error, callers)   // one slot per caller
+			ok := make(chan int, callers*calls) // one slot per call: callers never block
 			for g := range callers {
 				wg.Add(1)
 				go func() {

@@ -27,7 +27,7 @@ func Example() {
 		panic(err)
 	}
 
-	got := make(chan transport.Message, 1)
+	got := make(chan transport.Message, 1) // one message; the handler never blocks
 	b.Handle("greet", func(msg transport.Message) { got <- msg })
 	if err := a.Send(context.Background(), "b", "greet", []byte("hello")); err != nil {
 		panic(err)
