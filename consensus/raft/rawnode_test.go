@@ -363,3 +363,45 @@ func TestReports(t *testing.T) {
 		t.Errorf("follower has no snapshot after the transfer was restarted")
 	}
 }
+
+// MustSync is set exactly when the term, the vote, the log or the snapshot
+// changed: a new commit index alone need not be synced.
+func TestMustSync(t *testing.T) {
+	c := newTestCluster(t, 3, nil)
+	lead := c.elect()
+	var f transport.NodeID
+	for _, id := range c.ids {
+		if id != lead {
+			f = id
+			break
+		}
+	}
+	fn := c.nodes[f]
+	st := fn.Status()
+	tests := []struct {
+		name string
+		m    Message
+		want bool
+	}{
+		{"new entry", Message{Type: MsgApp, From: lead, To: f, Term: st.Term, Index: st.LastIndex, LogTerm: st.Term, Commit: st.Commit,
+			Entries: []Entry{{Term: st.Term, Index: st.LastIndex + 1, Data: []byte("x")}}}, true},
+		{"commit only", Message{Type: MsgHeartbeat, From: lead, To: f, Term: st.Term, Commit: st.LastIndex + 1}, false},
+		{"new term", Message{Type: MsgHeartbeat, From: lead, To: f, Term: st.Term + 1, Commit: st.LastIndex + 1}, true},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			if err := fn.Step(tt.m); err != nil {
+				t.Fatal(err)
+			}
+			rd, err := fn.Ready()
+			if err != nil {
+				t.Fatal(err)
+			}
+			if rd.MustSync != tt.want {
+				t.Errorf("MustSync = %v (HardState %+v, %d entries); want %v", rd.MustSync, rd.HardState, len(rd.Entries), tt.want)
+			}
+			_ = c.stores[f].Append(rd.Entries)
+			fn.Advance(rd)
+		})
+	}
+}
