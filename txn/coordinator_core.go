@@ -30,6 +30,7 @@ const (
 type coordTxn struct {
 	id       uuid.UUID
 	work     []Work
+	parts    []transport.NodeID // the participants, in work order
 	phase    coordPhase
 	voted    []bool // per work index: a YES vote arrived
 	acked    []bool // per work index: the decision was acknowledged (or need not be)
@@ -94,7 +95,7 @@ func (c *RawCoordinator) Recover(now time.Time, log []Record) error {
 		for i, p := range r.Participants {
 			work[i] = Work{Participant: p}
 		}
-		t := &coordTxn{id: r.Txn, work: work, phase: phaseCommitted, acked: make([]bool, len(work)), pending: len(work)}
+		t := &coordTxn{id: r.Txn, work: work, parts: r.Participants, phase: phaseCommitted, acked: make([]bool, len(work)), pending: len(work)}
 		c.add(t)
 		c.sendDecision(t)
 	}
@@ -139,7 +140,7 @@ func (c *RawCoordinator) Begin(now time.Time, id uuid.UUID, work []Work, timeout
 	if timeout == 0 || timeout > c.cfg.VoteTimeout {
 		timeout = c.cfg.VoteTimeout
 	}
-	t := &coordTxn{id: id, work: slices.Clone(work), voted: make([]bool, len(work)), acked: make([]bool, len(work)),
+	t := &coordTxn{id: id, work: slices.Clone(work), parts: parts, voted: make([]bool, len(work)), acked: make([]bool, len(work)),
 		pending: len(work), deadline: c.now.Add(timeout)}
 	c.add(t)
 	for i := range t.work {
@@ -149,10 +150,7 @@ func (c *RawCoordinator) Begin(now time.Time, id uuid.UUID, work []Work, timeout
 }
 
 func (c *RawCoordinator) sendPrepare(t *coordTxn, i int) {
-	parts := make([]transport.NodeID, len(t.work))
-	for j, w := range t.work {
-		parts[j] = w.Participant
-	}
+	parts := t.parts
 	c.rd.Messages = append(c.rd.Messages, Envelope{To: t.work[i].Participant, Service: ServiceParticipant,
 		Msg: Message{Type: MsgPrepare, Txn: t.id, Coordinator: c.id, Participants: parts, Ops: t.work[i].Ops}})
 }
@@ -223,12 +221,10 @@ func (c *RawCoordinator) abort(t *coordTxn, why *AbortError) {
 func (c *RawCoordinator) commit(t *coordTxn) {
 	t.phase = phaseCommitted
 	t.pending = len(t.work)
-	parts := make([]transport.NodeID, len(t.work))
-	for i, w := range t.work {
-		parts[i] = w.Participant
+	for i := range t.work {
 		t.work[i].Ops = nil // not needed any more
 	}
-	c.rd.Log = append(c.rd.Log, Record{Type: RecCommit, Txn: t.id, Participants: parts})
+	c.rd.Log = append(c.rd.Log, Record{Type: RecCommit, Txn: t.id, Participants: t.parts})
 	c.sinceCheckpoint++
 	t.retryAt = c.now.Add(c.cfg.RetryInterval)
 	c.rd.Results = append(c.rd.Results, Result{Txn: t.id, Outcome: Committed})
@@ -348,11 +344,7 @@ func (c *RawCoordinator) Ready() Ready {
 			if !ok || t.phase != phaseCommitted {
 				continue
 			}
-			parts := make([]transport.NodeID, len(t.work))
-			for i, w := range t.work {
-				parts[i] = w.Participant
-			}
-			ck = append(ck, Record{Type: RecCommit, Txn: id, Participants: parts})
+			ck = append(ck, Record{Type: RecCommit, Txn: id, Participants: t.parts})
 		}
 		c.rd.Checkpoint = ck
 		c.sinceCheckpoint = 0

@@ -9,10 +9,6 @@ import (
 	"github.com/distkit/distkit/transport"
 )
 
-// sendTimeout bounds one Send: a peer whose queue stays full loses the
-// message, which the retries of the protocol make good.
-const sendTimeout = time.Second
-
 // loop is the goroutine shared by the runtime drivers: it waits for work
 // (a notification or a tick), then lets process drain the core. One
 // goroutine per driver does all I/O, so the records of everything that
@@ -61,15 +57,14 @@ func (l *loop) stop() {
 }
 
 // send marshals and sends the messages of a Ready. Errors are only logged:
-// every message is retried by the protocol until it is answered. One
-// deadline bounds the whole batch.
+// every message is retried by the protocol until it is answered. No
+// deadline is needed: Transport.Send never blocks for long (a full queue
+// is an error, and the message is retried like a lost one).
 func send(ctx context.Context, t transport.Transport, log *slog.Logger, msgs []Envelope) {
 	if len(msgs) == 0 {
 		return
 	}
 	debug := log.Enabled(ctx, slog.LevelDebug)
-	ctx, cancel := context.WithTimeout(ctx, sendTimeout)
-	defer cancel()
 	for _, e := range msgs {
 		b, err := e.Msg.MarshalBinary()
 		if err != nil {

@@ -25,20 +25,20 @@ type partTxn struct {
 	coordinator  transport.NodeID
 	participants []transport.NodeID
 	intent       []byte
-	outcome      Outcome   // partFinished
+	outcome      Outcome // partFinished
 	// promised (partFinished, Aborted): we told a peer that we abort, and
 	// logged it, so we must never vote YES: kept across checkpoints.
-	promised     bool
-	preparedAt   time.Time // partPrepared: when we voted YES; zero if recovered
+	promised   bool
+	preparedAt time.Time // partPrepared: when we voted YES; zero if recovered
 	// knownFrom (partFinished, Aborted) is set when the abort is a
 	// tombstone written because we had no record of the transaction: the
 	// point back to which our memory reached then. Zero: the outcome is
 	// certain.
-	knownFrom time.Time
-	abortAsked   bool      // partPreparing: abort as soon as the preparation ends
-	queryAt      time.Time // partPrepared: when to ask again
-	heardAt      time.Time // partPrepared: when the coordinator last showed it is alive
-	expires      time.Time // partFinished: when to forget it
+	knownFrom  time.Time
+	abortAsked bool      // partPreparing: abort as soon as the preparation ends
+	queryAt    time.Time // partPrepared: when to ask again
+	heardAt    time.Time // partPrepared: when the coordinator last showed it is alive
+	expires    time.Time // partFinished: when to forget it
 }
 
 // Intent is what a participant logged for a prepared transaction.

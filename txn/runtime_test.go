@@ -321,7 +321,10 @@ func TestRuntimeBadInput(t *testing.T) {
 		err  error
 	}{
 		{"nil transport", func() error { _, err := txn.NewCoordinator(nil, txn.NewMemoryLog(), txn.DefaultConfig()); return err }()},
-		{"nil log", func() error { _, err := txn.NewParticipant(c.trs["bank1"], nil, txn.NewStore(), txn.DefaultConfig()); return err }()},
+		{"nil log", func() error {
+			_, err := txn.NewParticipant(c.trs["bank1"], nil, txn.NewStore(), txn.DefaultConfig())
+			return err
+		}()},
 		{"bad config", func() error { _, err := txn.NewCoordinator(c.trs["c"], txn.NewMemoryLog(), bad); return err }()},
 		{"no work", func() error { _, err := c.coord.Run(context.Background()); return err }()},
 		{"empty participant", func() error { _, err := c.coord.Run(context.Background(), txn.Work{}); return err }()},
