@@ -1,10 +1,3 @@
-// Package netfault holds the fault model shared by the simulator (package
-// sim) and the in-memory network (package transport/memnet): the Faults
-// vocabulary, the partition/cut/isolation rules of a network, and the seeded
-// decision of what happens to one message. Keeping it in one place means a
-// scenario written for one of them means the same thing in the other.
-//
-// Nothing here is safe for concurrent use; callers hold their own lock.
 package netfault
 
 import (
