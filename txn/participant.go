@@ -141,7 +141,7 @@ func (p *Participant) act(a Action) error {
 	case ActPrepare:
 		intent, err := p.rm.Prepare(p.ctx, a.Txn, a.Data)
 		if p.debug {
-			p.logger.Debug("txn: voted", "txn", a.Txn, "yes", err == nil, "err", err)
+			p.logger.Debug("txn: prepared", "txn", a.Txn, "yes", err == nil, "err", err)
 		}
 		p.mu.Lock()
 		p.core.Prepared(time.Now(), a.Txn, intent, err)
