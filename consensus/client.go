@@ -15,7 +15,7 @@ import (
 // Proposer is what a Client sends commands to: a *Node, or a stub that
 // forwards to a node over the network. Propose follows Node.Propose's
 // error contract (ErrNotLeader carrying a *raft.NotLeaderError, ErrClosed,
-// ErrProposalLost, ErrStopped).
+// ErrProposalLost, ErrOutcomeUnknown, ErrStopped).
 type Proposer interface {
 	Propose(ctx context.Context, cmd []byte) (any, error)
 }
@@ -131,7 +131,7 @@ func (c *Client) Propose(ctx context.Context, cmd []byte) (any, error) {
 		case errors.Is(err, ErrNotLeader), errors.Is(err, ErrProposalLost), errors.Is(err, ErrClosed),
 			errors.Is(err, raft.ErrProposalDropped):
 			// Certainly not applied: safe to retry anywhere.
-		case errors.Is(err, ErrStopped) || attemptTimedOut:
+		case errors.Is(err, ErrStopped), errors.Is(err, ErrOutcomeUnknown), attemptTimedOut:
 			if !c.cfg.RetryAmbiguous {
 				return nil, err
 			}

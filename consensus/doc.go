@@ -43,9 +43,12 @@
 //     fsync has returned);
 //  4. applies the committed entries to the StateMachine and completes the
 //     matching proposals: a proposal is answered when the entry at its
-//     index is applied with its term, or fails with ErrProposalLost when a
-//     different entry took that index. Committed entries persisted by an
-//     earlier Ready are applied before this Ready's fsync;
+//     index is applied with its term; it fails with ErrProposalLost when a
+//     different entry is applied at that index, and with ErrOutcomeUnknown
+//     as soon as a new leader overwrites or truncates its entry here (so
+//     it never waits for an index that may not come back). Committed
+//     entries persisted by an earlier Ready are applied before this Ready's
+//     fsync;
 //  5. snapshots the state machine and compacts the log when
 //     Config.SnapshotThreshold entries were applied since the last one;
 //  6. acknowledges the Ready (Advance).
@@ -57,8 +60,8 @@
 //  2. Make StateMachine.Apply deterministic; it runs on the Node's goroutine,
 //     so keep it quick, and never call the Node (Propose, Status, Close)
 //     from a StateMachine method: the call would wait for itself.
-//  3. Treat ErrStopped and a context error from Propose as "unknown
-//     outcome": the command may still be applied. Retry only idempotent
+//  3. Treat ErrStopped, ErrOutcomeUnknown and a context error from Propose
+//     as "unknown outcome": the command may still be applied. Retry only idempotent
 //     commands, or deduplicate them in the state machine.
 //  4. Close the Node before its transport.
 //

@@ -20,9 +20,16 @@ var (
 	// ErrStopped is returned for proposals still pending when the node
 	// stopped: whether they were committed is unknown.
 	ErrStopped = errors.New("consensus: node stopped before the proposal completed")
-	// ErrProposalLost is returned when a proposal's log entry was replaced
-	// by another leader's entry: it was not applied.
+	// ErrProposalLost is returned when another entry was committed at the
+	// index of a proposal's entry: the proposal was certainly not applied,
+	// and retrying it is safe.
 	ErrProposalLost = errors.New("consensus: proposal lost to a leader change")
+	// ErrOutcomeUnknown is returned when a proposal's entry left this
+	// node's log before it was known to be committed: a new leader
+	// overwrote it, or a snapshot replaced the log. Almost always it was
+	// not applied, but in rare histories (Raft §5.4.2, Figure 8) another
+	// node may still commit it, so treat it like a timeout.
+	ErrOutcomeUnknown = errors.New("consensus: proposal outcome unknown")
 	// ErrTooLarge is returned by Propose for a command larger than
 	// Config.MaxCommandBytes.
 	ErrTooLarge = errors.New("consensus: command too large")

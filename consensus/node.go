@@ -67,10 +67,13 @@ type Node struct {
 	leader  transport.NodeID
 	role    raft.Role
 	term    uint64 // the term of the last HardState seen
-	final   Status // the status at exit, served after Close
-	failure error  // the error that stopped the loop
-	spare   []raft.Message
-	spareP  []*proposal
+	// lastIndex is the last index of the log as of the last Ready, to
+	// notice when a Ready overwrites entries.
+	lastIndex uint64
+	final     Status // the status at exit, served after Close
+	failure   error  // the error that stopped the loop
+	spare     []raft.Message
+	spareP    []*proposal
 }
 
 // proposal is one Propose call waiting for its command to be applied.
@@ -164,6 +167,9 @@ func newNode(cfg Config, tr transport.Transport, sm StateMachine, store nodeStor
 		waiters: make(map[uint64]*proposal),
 		applied: snap.Meta.Index,
 	}
+	if n.lastIndex, err = store.LastIndex(); err != nil {
+		return nil, fmt.Errorf("consensus: read last index: %w", err)
+	}
 	tr.Handle(cfg.Service, n.receive)
 	go n.run()
 	return n, nil
@@ -178,8 +184,10 @@ func (n *Node) ID() transport.NodeID { return n.cfg.ID }
 // On a node that is not the leader it fails at once with an error matching
 // ErrNotLeader, a *raft.NotLeaderError naming the leader if known. Other
 // failures: ErrTooLarge, ErrClosed (nothing was proposed), ErrProposalLost
-// (proposed but overwritten by another leader: not applied, safe to retry),
-// ErrStopped (the node stopped first: outcome unknown), raft.ErrProposalDropped
+// (another entry committed in its place: not applied, safe to retry),
+// ErrOutcomeUnknown (a new leader overwrote it here before it was known to
+// commit), ErrStopped (the node stopped first: outcome unknown),
+// raft.ErrProposalDropped
 // (flow control: retry later), or ctx's error (outcome unknown).
 func (n *Node) Propose(ctx context.Context, cmd []byte) (any, error) {
 	if len(cmd) > n.cfg.MaxCommandBytes {
@@ -342,11 +350,10 @@ func (n *Node) proposeQueued() {
 			p.done <- result{err: err}
 			continue
 		}
-		// An older proposal waiting on this index was overwritten: the
-		// leader's log holds every committed entry (§5.4, Leader
-		// Completeness), and it just reused the index.
+		// An older proposal waiting on this index was overwritten (the
+		// truncation check in handleReadies normally catches it first).
 		if old := n.waiters[index]; old != nil {
-			old.done <- result{err: ErrProposalLost}
+			old.done <- result{err: ErrOutcomeUnknown}
 		}
 		p.index, p.term = index, term
 		n.waiters[index] = p
@@ -400,6 +407,12 @@ func (n *Node) handleReadies() error {
 			early = committedBefore(early, rd.Entries[0].Index)
 		}
 		n.apply(early)
+		if len(rd.Entries) > 0 {
+			if rd.Entries[0].Index <= n.lastIndex {
+				n.dropOverwritten(rd.Entries)
+			}
+			n.lastIndex = rd.Entries[len(rd.Entries)-1].Index
+		}
 		if err := n.store.Save(rd.HardState, rd.Entries); err != nil {
 			return fmt.Errorf("consensus: persist: %w", err)
 		}
@@ -423,13 +436,12 @@ func (n *Node) installSnapshot(snap raft.Snapshot) error {
 		return fmt.Errorf("consensus: restore snapshot %d: %w", snap.Meta.Index, err)
 	}
 	n.applied = snap.Meta.Index
-	// Proposals at indices the snapshot covers may or may not have been
-	// committed as proposed; the snapshot does not say.
+	n.lastIndex = snap.Meta.Index
+	// The snapshot replaced the whole log: whether the proposals waiting
+	// here were committed as proposed, the snapshot does not say.
 	for index, p := range n.waiters {
-		if index <= snap.Meta.Index {
-			p.done <- result{err: fmt.Errorf("%w: replaced by a snapshot", ErrStopped)}
-			delete(n.waiters, index)
-		}
+		p.done <- result{err: fmt.Errorf("%w: log replaced by a snapshot", ErrOutcomeUnknown)}
+		delete(n.waiters, index)
 	}
 	if n.logger != nil {
 		n.logger.Info("consensus: installed snapshot", "node", n.cfg.ID, "index", snap.Meta.Index)
@@ -472,6 +484,21 @@ func (n *Node) send(msgs []raft.Message) {
 				n.core.ReportSnapshot(m.To, err)
 			}
 		}
+	}
+}
+
+// dropOverwritten answers the proposals whose entries ents overwrite or
+// truncate away (§5.3: a follower's conflicting suffix is replaced by the
+// leader's entries), so that they do not wait for an index that may never
+// be reached again.
+func (n *Node) dropOverwritten(ents []raft.Entry) {
+	first, last := ents[0].Index, ents[len(ents)-1].Index
+	for index, p := range n.waiters {
+		if index < first || (index <= last && ents[index-first].Term == p.term) {
+			continue
+		}
+		p.done <- result{err: ErrOutcomeUnknown}
+		delete(n.waiters, index)
 	}
 }
 
