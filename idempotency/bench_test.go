@@ -157,3 +157,45 @@ func BenchmarkFileStoreDo(b *testing.B) {
 		})
 	}
 }
+
+// BenchmarkMemoryStoreBegin measures Begin and Complete of fresh keys on a
+// MemoryStore below its bound and at it, where every new key first evicts
+// the store's oldest completed record (one short lock per shard).
+func BenchmarkMemoryStoreBegin(b *testing.B) {
+	for _, full := range []bool{false, true} {
+		b.Run(fmt.Sprintf("full=%t", full), func(b *testing.B) {
+			cfg := DefaultMemoryConfig()
+			cfg.MaxEntries = 1 << 30
+			if full {
+				cfg.MaxEntries = 4096
+			}
+			s, err := NewMemoryStore(cfg)
+			if err != nil {
+				b.Fatal(err)
+			}
+			ctx := context.Background()
+			now := time.Now()
+			begin := func(i int) {
+				p := Record{Key: fmt.Sprintf("k-%010d", i), Status: StatusInProgress, Token: 1, Created: now, Expires: now.Add(time.Hour)}
+				if _, _, err := s.Begin(ctx, p); err != nil {
+					b.Fatal(err)
+				}
+				p.Status = StatusCompleted
+				if err := s.Complete(ctx, p); err != nil {
+					b.Fatal(err)
+				}
+			}
+			for i := range 4096 { // fill to the bound (or part of the way)
+				begin(-1 - i)
+			}
+			b.ReportAllocs()
+			b.ResetTimer()
+			for i := range b.N {
+				begin(i)
+			}
+			if full && s.Len() != 4096 {
+				b.Fatalf("Len() = %d; want 4096", s.Len())
+			}
+		})
+	}
+}
