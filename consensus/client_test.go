@@ -54,6 +54,7 @@ func TestClientPropose(t *testing.T) {
 		{"lost proposal is retried", &fakeProposer{replies: []error{ErrProposalLost}}, &fakeProposer{}, &fakeProposer{}, false, nil, "b"},
 		{"closed node is skipped", &fakeProposer{replies: []error{ErrClosed}}, &fakeProposer{}, &fakeProposer{}, false, nil, "b"},
 		{"stopped is ambiguous: returned", &fakeProposer{replies: []error{ErrStopped}}, &fakeProposer{}, &fakeProposer{}, false, ErrStopped, "a"},
+		{"unknown outcome is ambiguous: returned", &fakeProposer{replies: []error{ErrOutcomeUnknown}}, &fakeProposer{}, &fakeProposer{}, false, ErrOutcomeUnknown, "a"},
 		{"stopped is retried when allowed", &fakeProposer{replies: []error{ErrStopped}}, &fakeProposer{}, &fakeProposer{}, true, nil, "b"},
 		{"too large is final", &fakeProposer{replies: []error{ErrTooLarge}}, &fakeProposer{}, &fakeProposer{}, true, ErrTooLarge, "a"},
 		{"no leader anywhere: deadline", &fakeProposer{fallback: notLeader("")}, &fakeProposer{fallback: notLeader("")},
