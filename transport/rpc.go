@@ -372,7 +372,7 @@ func (r *RPC) call(ctx context.Context, to NodeID, service string, req []byte) (
 		res := <-p.ch
 		return res.body, res.err
 	}
-	if err != ErrClosed {
+	if !errors.Is(err, ErrClosed) {
 		// Best effort: tell the callee to stop working on it.
 		cancel := appendEnvelope(make([]byte, 0, 16), &envelope{kind: kindCancel, id: id})
 		_ = r.t.Send(r.baseCtx, to, r.cfg.Service, cancel)
