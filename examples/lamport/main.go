@@ -135,7 +135,7 @@ func run(w io.Writer) error {
 				note = fmt.Sprintf("equal Lamport timestamps %d, yet concurrent", a.lamport)
 			default:
 				misleading++
-				note = fmt.Sprintf("Lamport %d < %d, yet concurrent", min(a.lamport, b.lamport), max(a.lamport, b.lamport))
+				note = fmt.Sprintf("Lamport %d vs %d looks ordered, yet concurrent", a.lamport, b.lamport)
 			}
 			fmt.Fprintf(w, "  %s ∥ %s  %s %s  %s\n", a.name, b.name, tuple(a.vector), tuple(b.vector), note)
 		}

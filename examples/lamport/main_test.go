@@ -51,6 +51,7 @@ func TestOutput(t *testing.T) {
 		"P1.3 → P1.4 P3.4",
 		"P1.1 ∥ P2.1  [1 0 0] [0 1 0]  equal Lamport timestamps 1, yet concurrent",
 		"P2.3 ∥ P1.4  [2 3 0] [4 0 0]  equal Lamport timestamps 4, yet concurrent",
+		"P2.3 ∥ P1.3  [2 3 0] [3 0 0]  Lamport 4 vs 3 looks ordered, yet concurrent",
 		"24 concurrent pairs: 6 with equal Lamport timestamps, 18 whose Lamport timestamps differ as if ordered.",
 		"skips the increment on send",
 	} {
