@@ -1,0 +1,137 @@
+// Package electionsim runs the election package's Bully and Ring cores as
+// nodes of the deterministic simulator (package sim), for tests, examples
+// and experiments: elections under message loss, partitions and crashes,
+// replayable by seed.
+//
+//	s, _ := sim.New(sim.Config{Seed: 1, Faults: sim.Faults{MinDelay: time.Millisecond, MaxDelay: 5 * time.Millisecond}})
+//	for _, m := range members {
+//		cfg := election.DefaultConfig()
+//		cfg.ID, cfg.Members = m.ID, members
+//		s.AddNode(m.ID, func() sim.Node { return electionsim.NewBully(cfg) })
+//	}
+//	s.Run(5 * time.Second)
+//	leader := s.Node("n1").(*electionsim.Node).Leader()
+//
+// A Node belongs to the simulator's goroutine, like everything in sim.
+package electionsim
+
+import (
+	"time"
+
+	"github.com/distkit/distkit/election"
+	"github.com/distkit/distkit/sim"
+	"github.com/distkit/distkit/transport"
+)
+
+// Node drives one election core in the simulator. A new Node (from the
+// factory given to sim.AddNode) builds a fresh core at every boot, so a
+// restarted node remembers nothing, as after a real crash.
+type Node struct {
+	cfg     election.Config
+	newCore func(cfg election.Config, seed uint64, now time.Time) (election.Core, error)
+	core    election.Core
+	timer   sim.TimerID
+	timerAt time.Time
+	err     error
+
+	// OnLeader, if set, is called with every change of this node's view.
+	OnLeader func(id transport.NodeID, l election.Leader)
+	last     election.Leader
+}
+
+// NewBully returns a sim.Node running election.BullyCore with cfg.
+func NewBully(cfg election.Config) *Node {
+	return &Node{cfg: cfg, newCore: func(cfg election.Config, seed uint64, now time.Time) (election.Core, error) {
+		return election.NewBullyCore(cfg, seed, now)
+	}}
+}
+
+// NewRing returns a sim.Node running election.RingCore with cfg.
+func NewRing(cfg election.Config) *Node {
+	return &Node{cfg: cfg, newCore: func(cfg election.Config, seed uint64, now time.Time) (election.Core, error) {
+		return election.NewRingCore(cfg, seed, now)
+	}}
+}
+
+// Core returns the running core (nil before Start or if it failed to
+// build): a *election.BullyCore or *election.RingCore.
+func (n *Node) Core() election.Core { return n.core }
+
+// Err returns the error that kept the core from being built, if any.
+func (n *Node) Err() error { return n.err }
+
+// Leader returns the node's view of the leader.
+func (n *Node) Leader() election.Leader { return n.last }
+
+// Stats returns the core's counters.
+func (n *Node) Stats() election.Stats {
+	if s, ok := n.core.(interface{ Stats() election.Stats }); ok {
+		return s.Stats()
+	}
+	return election.Stats{}
+}
+
+// SetCandidate makes the node stand for election or withdraw. Call it from
+// inside the simulation (sim.Inject) so the messages it causes are sent.
+func (n *Node) SetCandidate(env sim.Env, on bool) {
+	if n.core == nil {
+		return
+	}
+	n.core.SetCandidate(env.Now(), on)
+	n.flush(env)
+}
+
+// Start implements sim.Node.
+func (n *Node) Start(env sim.Env) {
+	n.core, n.err = n.newCore(n.cfg, env.Rand().Uint64(), env.Now())
+	if n.err != nil {
+		env.Logf("electionsim: %v", n.err)
+		return
+	}
+	n.flush(env)
+}
+
+// Receive implements sim.Node.
+func (n *Node) Receive(env sim.Env, msg transport.Message) {
+	if n.core == nil || msg.Service != n.cfg.Service {
+		return
+	}
+	if err := n.core.Receive(env.Now(), msg.From, msg.Payload); err != nil {
+		env.Logf("electionsim: %v", err)
+	}
+	n.flush(env)
+}
+
+// Timer implements sim.Node.
+func (n *Node) Timer(env sim.Env, id sim.TimerID, _ string) {
+	if n.core == nil || id != n.timer {
+		return
+	}
+	n.timer = 0
+	n.core.Tick(env.Now())
+	n.flush(env)
+}
+
+// flush sends what the core produced, reports a view change, and keeps one
+// timer armed at the core's NextTick.
+func (n *Node) flush(env sim.Env) {
+	rd := n.core.Ready()
+	for _, m := range rd.Messages {
+		env.Send(m.To, n.cfg.Service, m.Payload)
+	}
+	if rd.Leader != n.last {
+		n.last = rd.Leader
+		if n.OnLeader != nil {
+			n.OnLeader(env.ID(), rd.Leader)
+		}
+	}
+	next := n.core.NextTick()
+	if n.timer != 0 && n.timerAt.Equal(next) {
+		return
+	}
+	if n.timer != 0 {
+		env.CancelTimer(n.timer)
+	}
+	n.timerAt = next
+	n.timer = env.SetTimer(max(next.Sub(env.Now()), 0), "tick")
+}
