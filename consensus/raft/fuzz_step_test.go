@@ -31,7 +31,7 @@ func FuzzStep(f *testing.F) {
 		}
 		peers := []transport.NodeID{"b", "c"}
 		// Long inputs add little and make minimization slow.
-		input = input[:min(len(input), 1024)]
+		input = input[:min(len(input), 256)]
 		for len(input) > 0 {
 			// Each record: a control byte, a length, then a message.
 			ctl := input[0]
