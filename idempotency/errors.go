@@ -33,9 +33,9 @@ var (
 	// caller took the key over, or it was removed.
 	ErrNotOwner = errors.New("idempotency: in-progress record is no longer held by this caller")
 
-	// ErrStoreFull is returned by MemoryStore.Begin when the shard for a key
-	// holds MaxEntries/Shards records and none can be evicted because all of
-	// them are in progress.
+	// ErrStoreFull is returned by MemoryStore.Begin for a new key when the
+	// store holds MaxEntries records and none can be evicted because all of
+	// them are live and in progress.
 	ErrStoreFull = errors.New("idempotency: store is full of in-progress records")
 
 	// ErrClosed is returned by calls on a closed Runner, Middleware or FileStore.

@@ -150,7 +150,7 @@ func (s *MemoryStore) Begin(ctx context.Context, proposal Record) (Record, bool,
 		// locks every shard in turn) and try again: another Begin may take
 		// the freed slot first, but each round frees one.
 		if !s.evictOldest() {
-			return Record{}, false, fmt.Errorf("%w (%d records, none expired or completed; key %q)", ErrStoreFull, s.count.Load(), proposal.Key)
+			return Record{}, false, fmt.Errorf("%w (%d records, all live and in progress; key %q)", ErrStoreFull, s.count.Load(), proposal.Key)
 		}
 	}
 }
