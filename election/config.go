@@ -6,6 +6,7 @@ import (
 	"log/slog"
 	"time"
 
+	"github.com/distkit/distkit/clock"
 	"github.com/distkit/distkit/detector"
 	"github.com/distkit/distkit/transport"
 )
@@ -57,6 +58,9 @@ type Config struct {
 	// indirect probes) that tells the elector which members are down.
 	Detector detector.Config
 
+	// Clock is the time source of the runtime Node (cores take time as an
+	// argument). nil means the system clock.
+	Clock clock.Source
 	// Logger receives elections and leader changes. nil is silent.
 	Logger *slog.Logger
 }

@@ -3,7 +3,7 @@ package election_test
 import (
 	"fmt"
 	"math/rand/v2"
-		"testing"
+	"testing"
 	"time"
 
 	"github.com/distkit/distkit/election"
@@ -281,4 +281,3 @@ func TestDeterministic(t *testing.T) {
 		}
 	}
 }
-

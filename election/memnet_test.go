@@ -1,0 +1,329 @@
+package election_test
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"testing"
+	"time"
+
+	"github.com/distkit/distkit/consensus"
+	"github.com/distkit/distkit/election"
+	"github.com/distkit/distkit/transport"
+	"github.com/distkit/distkit/transport/memnet"
+)
+
+// runtimes are the Bully and Ring runtime constructors.
+var runtimes = []struct {
+	name string
+	new  func(transport.Transport, election.Config) (*election.Node, error)
+}{
+	{"bully", election.NewBully},
+	{"ring", election.NewRing},
+}
+
+// memCluster is five runtime electors on a memnet network.
+type memCluster struct {
+	t     *testing.T
+	net   *memnet.Network
+	ids   []transport.NodeID
+	trs   map[transport.NodeID]*memnet.Transport
+	nodes map[transport.NodeID]*election.Node
+	newFn func(transport.Transport, election.Config) (*election.Node, error)
+}
+
+func newMemCluster(t *testing.T, n int, newFn func(transport.Transport, election.Config) (*election.Node, error)) *memCluster {
+	t.Helper()
+	net, err := memnet.New(memnet.DefaultConfig())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := net.SetFaults(memnet.Faults{MinDelay: 100 * time.Microsecond, MaxDelay: time.Millisecond}); err != nil {
+		t.Fatal(err)
+	}
+	c := &memCluster{t: t, net: net, trs: map[transport.NodeID]*memnet.Transport{}, nodes: map[transport.NodeID]*election.Node{}, newFn: newFn}
+	for i := 1; i <= n; i++ {
+		id := transport.NodeID(fmt.Sprintf("n%d", i))
+		c.ids = append(c.ids, id)
+		tr, err := net.Join(id)
+		if err != nil {
+			t.Fatal(err)
+		}
+		c.trs[id] = tr
+	}
+	for _, id := range c.ids {
+		c.start(id)
+	}
+	t.Cleanup(func() {
+		for _, nd := range c.nodes {
+			nd.Close()
+		}
+		net.Close()
+	})
+	return c
+}
+
+func (c *memCluster) start(id transport.NodeID) {
+	cfg := election.DefaultConfig()
+	cfg.ID, cfg.Members = id, election.MembersByOrder(c.ids...)
+	cfg.Detector.HeartbeatInterval = 20 * time.Millisecond
+	cfg.Detector.ProbeTimeout = 20 * time.Millisecond
+	cfg.Detector.CheckInterval = 5 * time.Millisecond
+	cfg.ElectionTimeout, cfg.CoordinatorTimeout, cfg.BootDelay = 20*time.Millisecond, 60*time.Millisecond, 50*time.Millisecond
+	cfg.RingTimeout = 200 * time.Millisecond
+	nd, err := c.newFn(c.trs[id], cfg)
+	if err != nil {
+		c.t.Fatal(err)
+	}
+	c.nodes[id] = nd
+}
+
+// kill crashes id: the network loses everything to and from it, then its
+// elector stops (its parting resignation is lost with the rest).
+func (c *memCluster) kill(id transport.NodeID) {
+	if err := c.net.Crash(id); err != nil {
+		c.t.Fatal(err)
+	}
+	c.nodes[id].Close()
+	delete(c.nodes, id)
+}
+
+func (c *memCluster) revive(id transport.NodeID) {
+	if err := c.net.Restart(id); err != nil {
+		c.t.Fatal(err)
+	}
+	c.start(id)
+}
+
+// await waits (on each node's Observe channel, no polling) until every
+// running node names want with an epoch above after, and returns it.
+func (c *memCluster) await(want transport.NodeID, after uint64) election.Leader {
+	c.t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+	defer cancel()
+	var got election.Leader
+	for _, id := range c.ids {
+		nd := c.nodes[id]
+		if nd == nil {
+			continue
+		}
+		ok := false
+		for l := range nd.Observe(ctx) {
+			if l.ID == want && l.Epoch > after {
+				got, ok = l, true
+				break
+			}
+		}
+		if !ok {
+			c.t.Fatalf("%s never named %s above epoch %d; last view %+v", id, want, after, nd.Leader())
+		}
+	}
+	return got
+}
+
+func TestRuntimeFailover(t *testing.T) {
+	for _, rt := range runtimes {
+		t.Run(rt.name, func(t *testing.T) {
+			c := newMemCluster(t, 5, rt.new)
+			ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+			defer cancel()
+			won, err := c.nodes["n5"].Campaign(ctx)
+			if err != nil || won.ID != "n5" {
+				t.Fatalf("n5.Campaign() = %+v, %v; want n5 leading", won, err)
+			}
+			first := c.await("n5", 0)
+
+			c.kill("n5")
+			second := c.await("n4", first.Epoch)
+
+			c.revive("n5")
+			third := c.await("n5", second.Epoch)
+			if !(first.Epoch < second.Epoch && second.Epoch < third.Epoch) {
+				t.Errorf("epochs %d, %d, %d; want increasing", first.Epoch, second.Epoch, third.Epoch)
+			}
+
+			// n5 resigns: n4 takes over; n5 campaigns again and takes back.
+			if err := c.nodes["n5"].Resign(ctx); err != nil {
+				t.Fatal(err)
+			}
+			fourth := c.await("n4", third.Epoch)
+			won, err = c.nodes["n5"].Campaign(ctx)
+			if err != nil || won.ID != "n5" || won.Epoch <= fourth.Epoch {
+				t.Fatalf("n5.Campaign() after resigning = %+v, %v; want n5 above epoch %d", won, err, fourth.Epoch)
+			}
+		})
+	}
+}
+
+func TestRuntimeCampaignEndsWithContextAndClose(t *testing.T) {
+	for _, rt := range runtimes {
+		t.Run(rt.name, func(t *testing.T) {
+			c := newMemCluster(t, 3, rt.new)
+			c.await("n3", 0)
+			// n1 can never lead while n3 lives: Campaign waits for ctx.
+			ctx, cancel := context.WithTimeout(context.Background(), 50*time.Millisecond)
+			defer cancel()
+			if _, err := c.nodes["n1"].Campaign(ctx); !errors.Is(err, context.DeadlineExceeded) {
+				t.Errorf("n1.Campaign() error = %v; want context.DeadlineExceeded", err)
+			}
+			nd := c.nodes["n1"]
+			done := make(chan error, 1)
+			go func() {
+				_, err := nd.Campaign(context.Background())
+				done <- err
+			}()
+			nd.Close()
+			if err := <-done; !errors.Is(err, election.ErrClosed) {
+				t.Errorf("Campaign() during Close = %v; want ErrClosed", err)
+			}
+			if err := nd.Resign(context.Background()); !errors.Is(err, election.ErrClosed) {
+				t.Errorf("Resign() after Close = %v; want ErrClosed", err)
+			}
+			if err := nd.Close(); err != nil {
+				t.Errorf("second Close() = %v; want nil", err)
+			}
+			if _, ok := <-nd.Observe(context.Background()); ok {
+				t.Errorf("Observe() after Close returned an open channel")
+			}
+			delete(c.nodes, "n1")
+		})
+	}
+}
+
+func TestNewRejectsBadInput(t *testing.T) {
+	net, err := memnet.New(memnet.DefaultConfig())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer net.Close()
+	tr, _ := net.Join("a")
+	good := election.DefaultConfig()
+	good.ID, good.Members = "a", election.MembersByOrder("a", "b")
+	tests := []struct {
+		name string
+		tr   transport.Transport
+		mod  func(*election.Config)
+	}{
+		{"nil transport", nil, func(*election.Config) {}},
+		{"transport of another node", tr, func(c *election.Config) { c.ID = "b" }},
+		{"empty ID", tr, func(c *election.Config) { c.ID = "" }},
+		{"ID not a member", tr, func(c *election.Config) { c.Members = election.MembersByOrder("b", "c") }},
+		{"no members", tr, func(c *election.Config) { c.Members = nil }},
+		{"duplicate priority", tr, func(c *election.Config) { c.Members = []election.Member{{"a", 1}, {"b", 1}} }},
+		{"duplicate ID", tr, func(c *election.Config) { c.Members = []election.Member{{"a", 1}, {"a", 2}} }},
+		{"empty member ID", tr, func(c *election.Config) { c.Members = []election.Member{{"a", 1}, {"", 2}} }},
+		{"zero election timeout", tr, func(c *election.Config) { c.ElectionTimeout = 0 }},
+		{"zero coordinator timeout", tr, func(c *election.Config) { c.CoordinatorTimeout = 0 }},
+		{"zero ring timeout", tr, func(c *election.Config) { c.RingTimeout = 0 }},
+		{"negative boot delay", tr, func(c *election.Config) { c.BootDelay = -1 }},
+		{"empty service", tr, func(c *election.Config) { c.Service = "" }},
+		{"bad detector", tr, func(c *election.Config) { c.Detector.HeartbeatInterval = 0 }},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			cfg := good
+			tt.mod(&cfg)
+			for _, rt := range runtimes {
+				if nd, err := rt.new(tt.tr, cfg); !errors.Is(err, election.ErrInvalidConfig) {
+					if nd != nil {
+						nd.Close()
+					}
+					t.Errorf("%s: error = %v; want ErrInvalidConfig", rt.name, err)
+				}
+			}
+		})
+	}
+	if _, err := election.NewRaft(nil, election.DefaultRaftConfig()); !errors.Is(err, election.ErrInvalidConfig) {
+		t.Errorf("NewRaft(nil) error = %v; want ErrInvalidConfig", err)
+	}
+}
+
+// nopSM is a state machine with no state: the Raft elector needs Raft, not
+// a replicated service.
+type nopSM struct{}
+
+func (nopSM) Apply(consensus.Entry) any { return nil }
+func (nopSM) Snapshot(io.Writer) error  { return nil }
+func (nopSM) Restore(io.Reader) error   { return nil }
+
+// TestRaftElectorFailover: the Raft leader is reported with its term;
+// when it stops, a new leader with a higher term is reported everywhere.
+func TestRaftElectorFailover(t *testing.T) {
+	net, err := memnet.New(memnet.DefaultConfig())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer net.Close()
+	ids := []transport.NodeID{"r1", "r2", "r3"}
+	nodes := map[transport.NodeID]*consensus.Node{}
+	electors := map[transport.NodeID]*election.RaftElector{}
+	for _, id := range ids {
+		tr, err := net.Join(id)
+		if err != nil {
+			t.Fatal(err)
+		}
+		cfg := consensus.DefaultConfig()
+		cfg.ID, cfg.Peers = id, ids
+		nd, err := consensus.New(cfg, tr, nopSM{})
+		if err != nil {
+			t.Fatal(err)
+		}
+		nodes[id] = nd
+		el, err := election.NewRaft(nd, election.DefaultRaftConfig())
+		if err != nil {
+			t.Fatal(err)
+		}
+		electors[id] = el
+	}
+	defer func() {
+		for _, id := range ids {
+			electors[id].Close()
+			nodes[id].Close()
+		}
+	}()
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+	defer cancel()
+	first := awaitAny(t, ctx, electors, ids, 0)
+	if err := electors[first.ID].Resign(ctx); !errors.Is(err, election.ErrCannotResign) {
+		t.Errorf("leader Resign() = %v; want ErrCannotResign", err)
+	}
+	// Stop the leader: the others elect a new one in a higher term.
+	if err := net.Crash(first.ID); err != nil {
+		t.Fatal(err)
+	}
+	var rest []transport.NodeID
+	for _, id := range ids {
+		if id != first.ID {
+			rest = append(rest, id)
+		}
+	}
+	second := awaitAny(t, ctx, electors, rest, first.Epoch)
+	if second.ID == first.ID {
+		t.Fatalf("leader still %s after it crashed", first.ID)
+	}
+	won, err := electors[second.ID].Campaign(ctx)
+	if err != nil || won != second {
+		t.Errorf("Campaign() on the leader = %+v, %v; want %+v", won, err, second)
+	}
+}
+
+// awaitAny waits until every elector in ids reports the same known leader
+// with a term above after.
+func awaitAny(t *testing.T, ctx context.Context, els map[transport.NodeID]*election.RaftElector, ids []transport.NodeID, after uint64) election.Leader {
+	t.Helper()
+	var want election.Leader
+	for _, id := range ids {
+		ok := false
+		for l := range els[id].Observe(ctx) {
+			if l.Known() && l.Epoch > after && l.ID != "" && (want == (election.Leader{}) || l == want) {
+				want, ok = l, true
+				break
+			}
+		}
+		if !ok {
+			t.Fatalf("%s: no agreed leader above term %d; last %+v", id, after, els[id].Leader())
+		}
+	}
+	return want
+}

@@ -1,0 +1,247 @@
+package election
+
+import (
+	"context"
+	"fmt"
+	"log/slog"
+	"math/rand/v2"
+	"sync"
+	"time"
+
+	"github.com/distkit/distkit/clock"
+	"github.com/distkit/distkit/transport"
+)
+
+// maxQueued bounds the received messages waiting for the loop. Beyond it
+// messages are dropped, as a lossy network would; the protocols recover.
+const maxQueued = 4096
+
+// Node runs a Bully or Ring core over a transport.Transport with real
+// timers, and implements Elector. One goroutine owns the core; Close stops
+// it and waits.
+type Node struct {
+	cfg    Config
+	tr     transport.Transport
+	clk    clock.Source
+	logger *slog.Logger
+	views  Notifier
+
+	// mu guards queue.
+	mu    sync.Mutex
+	queue []transport.Message
+	sig   chan struct{} // size 1: coalesced wake-up for queued messages
+
+	cmds   chan candidacy  // unbuffered: the loop takes one at a time
+	statsc chan chan Stats // unbuffered: requests for the core's Stats
+	stopc  chan struct{}
+	donec  chan struct{}
+	stop   sync.Once
+
+	// Owned by the loop goroutine.
+	core  interface{ Stats() Stats }
+	drive Core
+}
+
+var _ Elector = (*Node)(nil)
+
+type candidacy struct {
+	on   bool
+	done chan struct{} // closed once applied
+}
+
+// NewBully starts a Bully elector for cfg.ID over tr. The node stands for
+// election from the start (see Campaign and Resign). The caller keeps
+// ownership of tr and closes it after the Node.
+func NewBully(tr transport.Transport, cfg Config) (*Node, error) {
+	return newNode(tr, cfg, func(seed uint64, now time.Time) (Core, error) { return NewBullyCore(cfg, seed, now) })
+}
+
+// NewRing starts a Ring elector for cfg.ID over tr. The node stands for
+// election from the start. The caller keeps ownership of tr and closes it
+// after the Node.
+func NewRing(tr transport.Transport, cfg Config) (*Node, error) {
+	return newNode(tr, cfg, func(seed uint64, now time.Time) (Core, error) { return NewRingCore(cfg, seed, now) })
+}
+
+func newNode(tr transport.Transport, cfg Config, build func(seed uint64, now time.Time) (Core, error)) (*Node, error) {
+	if tr == nil {
+		return nil, fmt.Errorf("%w: nil transport", ErrInvalidConfig)
+	}
+	if tr.ID() != cfg.ID {
+		return nil, fmt.Errorf("%w: transport is %q but ID is %q", ErrInvalidConfig, tr.ID(), cfg.ID)
+	}
+	clk := cfg.Clock
+	if clk == nil {
+		clk = clock.System{}
+	}
+	core, err := build(rand.Uint64(), clk.Now())
+	if err != nil {
+		return nil, err
+	}
+	n := &Node{
+		cfg:    cfg,
+		tr:     tr,
+		clk:    clk,
+		logger: cfg.Logger,
+		sig:    make(chan struct{}, 1),
+		cmds:   make(chan candidacy),
+		statsc: make(chan chan Stats),
+		stopc:  make(chan struct{}),
+		donec:  make(chan struct{}),
+		drive:  core,
+		core:   core.(interface{ Stats() Stats }),
+	}
+	tr.Handle(cfg.Service, n.receive)
+	go n.run()
+	return n, nil
+}
+
+// receive is the transport handler: queue and wake the loop.
+func (n *Node) receive(msg transport.Message) {
+	n.mu.Lock()
+	if len(n.queue) < maxQueued {
+		n.queue = append(n.queue, msg)
+	}
+	n.mu.Unlock()
+	select {
+	case n.sig <- struct{}{}:
+	default:
+	}
+}
+
+func (n *Node) run() {
+	defer close(n.donec)
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	timer := time.NewTimer(time.Hour)
+	defer timer.Stop()
+	var spare []transport.Message
+	for {
+		n.flush(ctx)
+		timer.Reset(max(n.drive.NextTick().Sub(n.clk.Now()), time.Millisecond))
+		select {
+		case <-n.stopc:
+			// Resign on the way out, so the others need not wait for the
+			// detector to notice.
+			n.drive.SetCandidate(n.clk.Now(), false)
+			n.flush(ctx)
+			return
+		case <-timer.C:
+			n.drive.Tick(n.clk.Now())
+		case <-n.sig:
+			n.mu.Lock()
+			msgs := n.queue
+			n.queue = spare[:0]
+			n.mu.Unlock()
+			now := n.clk.Now()
+			for _, m := range msgs {
+				if err := n.drive.Receive(now, m.From, m.Payload); err != nil && n.logger != nil {
+					n.logger.Debug("election: dropped message", "node", n.cfg.ID, "from", m.From, "err", err)
+				}
+			}
+			clear(msgs)
+			spare = msgs
+		case c := <-n.cmds:
+			n.drive.SetCandidate(n.clk.Now(), c.on)
+			close(c.done)
+		case reply := <-n.statsc:
+			reply <- n.core.Stats()
+		}
+	}
+}
+
+// flush sends the core's messages and publishes a changed view.
+func (n *Node) flush(ctx context.Context) {
+	rd := n.drive.Ready()
+	for _, m := range rd.Messages {
+		// Best effort, like the network: a full queue or an unknown peer
+		// loses the message and the protocol recovers.
+		if err := n.tr.Send(ctx, m.To, n.cfg.Service, m.Payload); err != nil && n.logger != nil {
+			n.logger.Debug("election: send failed", "node", n.cfg.ID, "to", m.To, "err", err)
+		}
+	}
+	if rd.Leader != n.views.Current() {
+		n.views.Publish(rd.Leader)
+		if n.logger != nil {
+			n.logger.Info("election: leader", "node", n.cfg.ID, "leader", rd.Leader.ID, "epoch", rd.Leader.Epoch)
+		}
+	}
+}
+
+// setCandidate hands a candidacy change to the loop.
+func (n *Node) setCandidate(ctx context.Context, on bool) error {
+	c := candidacy{on: on, done: make(chan struct{})}
+	select {
+	case n.cmds <- c:
+	case <-ctx.Done():
+		return ctx.Err()
+	case <-n.donec:
+		return ErrClosed
+	}
+	select {
+	case <-c.done:
+		return nil
+	case <-n.donec:
+		return ErrClosed
+	}
+}
+
+// Campaign stands for election and blocks until this node leads, returning
+// its leadership, or until ctx ends or the Node is closed. With Bully and
+// Ring only the highest-priority live candidate leads, so a lower node
+// waits until the nodes above it fail or resign.
+func (n *Node) Campaign(ctx context.Context) (Leader, error) {
+	if err := n.setCandidate(ctx, true); err != nil {
+		return Leader{}, err
+	}
+	obsCtx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	for l := range n.views.Observe(obsCtx) {
+		if l.ID == n.cfg.ID {
+			return l, nil
+		}
+	}
+	select {
+	case <-n.donec:
+		return Leader{}, ErrClosed
+	default:
+		return Leader{}, ctx.Err()
+	}
+}
+
+// Resign withdraws this node from election: if it leads, it announces that
+// its epoch has no leader any more, and the others elect a new one. It
+// stands again at the next Campaign.
+func (n *Node) Resign(ctx context.Context) error { return n.setCandidate(ctx, false) }
+
+// Leader returns this node's current view of the leader.
+func (n *Node) Leader() Leader { return n.views.Current() }
+
+// Observe returns a channel that receives the current view and every
+// change; it never blocks the Node (see Notifier).
+func (n *Node) Observe(ctx context.Context) <-chan Leader { return n.views.Observe(ctx) }
+
+// Stats returns the core's counters; after Close, zero Stats.
+func (n *Node) Stats() Stats {
+	reply := make(chan Stats, 1)
+	select {
+	case n.statsc <- reply:
+		return <-reply
+	case <-n.donec:
+		return Stats{}
+	}
+}
+
+// Close resigns (if this node leads, the others are told at once), stops
+// the loop and waits for it, unregisters from the transport, and closes
+// every Observe channel. It is idempotent.
+func (n *Node) Close() error {
+	n.stop.Do(func() {
+		close(n.stopc)
+		<-n.donec
+		n.tr.Handle(n.cfg.Service, nil)
+		n.views.Close()
+	})
+	<-n.donec
+	return nil
+}
