@@ -226,18 +226,24 @@ func (b *base) tickDetector(now time.Time) {
 	}
 }
 
-// drainDetector wraps the detector's messages into heartbeats and reacts to
-// its events.
-func (b *base) drainDetector() {
+// drainDetector wraps the detector's messages into heartbeats, flags the
+// leader when it is declared Failed, and returns the members declared
+// Failed.
+func (b *base) drainDetector() (failed []transport.NodeID) {
 	rd := b.det.Ready()
 	for _, e := range rd.Messages {
 		b.send(e.To, message{kind: kindHeartbeat, inner: e.Payload})
 	}
 	for _, ev := range rd.Events {
-		if ev.Kind == detector.EventFailed && ev.Member == b.view.ID {
+		if ev.Kind != detector.EventFailed {
+			continue
+		}
+		failed = append(failed, ev.Member)
+		if ev.Member == b.view.ID {
 			b.suspect = true
 		}
 	}
+	return failed
 }
 
 // wantsElection reports whether this node should start an election: it

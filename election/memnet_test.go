@@ -306,6 +306,30 @@ func TestRaftElectorFailover(t *testing.T) {
 	if err != nil || won != second {
 		t.Errorf("Campaign() on the leader = %+v, %v; want %+v", won, err, second)
 	}
+
+	// Bring the old leader back, then cut the current leader off: the
+	// majority side elects a new leader in a higher term, and the
+	// isolated node never reports a leader at that term or above.
+	if err := net.Restart(first.ID); err != nil {
+		t.Fatal(err)
+	}
+	third := awaitAny(t, ctx, electors, ids, 0)
+	var others []transport.NodeID
+	for _, id := range ids {
+		if id != third.ID {
+			others = append(others, id)
+		}
+	}
+	net.Partition([]transport.NodeID{third.ID}, others)
+	fourth := awaitAny(t, ctx, electors, others, third.Epoch) // the majority side elects
+	if fourth.ID == third.ID {
+		t.Fatalf("isolated %s still elected", third.ID)
+	}
+	if l := electors[third.ID].Leader(); l.Epoch >= fourth.Epoch && l.Known() {
+		t.Errorf("minority node reports %+v at or above the majority's term %d", l, fourth.Epoch)
+	}
+	net.Heal()
+	awaitAny(t, ctx, electors, ids, third.Epoch)
 }
 
 // awaitAny waits until every elector in ids reports the same known leader

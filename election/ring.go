@@ -24,6 +24,12 @@ type RingCore struct {
 	// forwarded is the highest epoch whose ELECTED this node has passed
 	// on, so the result circulates exactly once.
 	forwarded uint64
+	// lastTo and last are the latest ring message sent and its
+	// destination: if the detector declares that node Failed before the
+	// round is decided, the message is sent again to the next successor
+	// instead of waiting RingTimeout for a token that died with it.
+	lastTo transport.NodeID
+	last   message
 }
 
 var _ Core = (*RingCore)(nil)
@@ -41,7 +47,7 @@ func NewRingCore(cfg Config, seed uint64, now time.Time) (*RingCore, error) {
 // Tick implements Core.
 func (c *RingCore) Tick(now time.Time) {
 	c.tickDetector(now)
-	c.drainDetector()
+	c.reroute(now, c.drainDetector())
 	if c.round != 0 && !now.Before(c.deadline) {
 		if c.view.Epoch >= c.round || c.settled() {
 			// Decided (the result reached us by gossip), or the view
@@ -63,7 +69,7 @@ func (c *RingCore) Receive(now time.Time, from transport.NodeID, payload []byte)
 	if err != nil {
 		return err
 	}
-	c.drainDetector()
+	c.reroute(now, c.drainDetector())
 	switch msg.kind {
 	case kindRingElection:
 		c.onToken(now, msg.round, msg.candidate)
@@ -147,9 +153,26 @@ func (c *RingCore) win(now time.Time, round uint64) {
 func (c *RingCore) forward(now time.Time, msg message) bool {
 	if next := c.successor(now); next != "" {
 		c.send(next, msg)
+		c.lastTo, c.last = next, msg
 		return true
 	}
 	return false
+}
+
+// reroute resends the latest ring message when its destination has just
+// been declared Failed and the election it belongs to is still open.
+func (c *RingCore) reroute(now time.Time, failed []transport.NodeID) {
+	for _, id := range failed {
+		if id != c.lastTo {
+			continue
+		}
+		c.lastTo = ""
+		open := (c.last.kind == kindRingElection && c.round == c.last.round && c.view.Epoch < c.round) ||
+			(c.last.kind == kindRingElected && c.view.ID != c.self.ID && c.view.Epoch == c.forwarded)
+		if open {
+			c.forward(now, c.last)
+		}
+	}
 }
 
 func (c *RingCore) successor(now time.Time) transport.NodeID {

@@ -145,3 +145,25 @@ func (r *reader) str() string {
 	r.b = r.b[n:]
 	return s
 }
+
+// DescribeMessage returns a one-line description of an election message
+// payload, such as "COORDINATOR n5@3" or "RING-ELECTION round 4 best n3",
+// for traces and debugging; "HEARTBEAT" for the detector's messages and
+// "malformed" for anything that does not decode.
+func DescribeMessage(payload []byte) string {
+	m, err := decode(payload)
+	switch {
+	case err != nil:
+		return "malformed"
+	case m.kind == kindHeartbeat:
+		return "HEARTBEAT"
+	case m.kind == kindRingElection:
+		return fmt.Sprintf("%s round %d best %s", m.kind, m.round, m.candidate)
+	case m.kind == kindCoordinator || m.kind == kindRingElected:
+		if m.view.ID == "" {
+			return fmt.Sprintf("%s none@%d", m.kind, m.view.Epoch)
+		}
+		return fmt.Sprintf("%s %s@%d", m.kind, m.view.ID, m.view.Epoch)
+	}
+	return m.kind.String()
+}

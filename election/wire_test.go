@@ -88,3 +88,26 @@ func FuzzDecode(f *testing.F) {
 		}
 	})
 }
+
+func TestDescribeMessage(t *testing.T) {
+	tests := []struct {
+		msg  message
+		want string
+	}{
+		{message{kind: kindHeartbeat, inner: []byte{1}}, "HEARTBEAT"},
+		{message{kind: kindElection}, "ELECTION"},
+		{message{kind: kindOK}, "OK"},
+		{message{kind: kindCoordinator, view: Leader{ID: "n5", Epoch: 3}}, "COORDINATOR n5@3"},
+		{message{kind: kindCoordinator, view: Leader{Epoch: 3}}, "COORDINATOR none@3"},
+		{message{kind: kindRingElection, round: 4, candidate: "n3"}, "RING-ELECTION round 4 best n3"},
+		{message{kind: kindRingElected, view: Leader{ID: "n3", Epoch: 4}}, "RING-ELECTED n3@4"},
+	}
+	for _, tt := range tests {
+		if got := DescribeMessage(tt.msg.encode()); got != tt.want {
+			t.Errorf("DescribeMessage(%v) = %q; want %q", tt.msg.kind, got, tt.want)
+		}
+	}
+	if got := DescribeMessage([]byte{0xff}); got != "malformed" {
+		t.Errorf("DescribeMessage(garbage) = %q; want \"malformed\"", got)
+	}
+}

@@ -36,7 +36,10 @@ type Node struct {
 
 	// OnLeader, if set, is called with every change of this node's view.
 	OnLeader func(id transport.NodeID, l election.Leader)
-	last     election.Leader
+	// OnSend, if set, is called for every message the node sends
+	// (election.DescribeMessage tells what it is).
+	OnSend func(from, to transport.NodeID, payload []byte)
+	last   election.Leader
 }
 
 // NewBully returns a sim.Node running election.BullyCore with cfg.
@@ -117,6 +120,9 @@ func (n *Node) Timer(env sim.Env, id sim.TimerID, _ string) {
 func (n *Node) flush(env sim.Env) {
 	rd := n.core.Ready()
 	for _, m := range rd.Messages {
+		if n.OnSend != nil {
+			n.OnSend(env.ID(), m.To, m.Payload)
+		}
 		env.Send(m.To, n.cfg.Service, m.Payload)
 	}
 	if rd.Leader != n.last {
