@@ -54,6 +54,12 @@
 //  5. Send Messages. Only now: they promise what 1-4 made durable. Loss is
 //     fine; the protocol retries. Encode them before Advance: the core
 //     reuses the Messages array afterwards.
+//     One exception makes a leader faster (thesis §10.2.1): unless this
+//     Ready changes the term or the vote (HardState.Term or Vote differ
+//     from what is durable), its MsgApp, MsgSnap and MsgHeartbeat messages
+//     may be sent before step 4, so that the followers' fsyncs overlap the
+//     leader's own. The core counts the leader's own copy of an entry
+//     towards a quorum only after Advance says it is durable.
 //  6. If Snapshot is non-nil, restore the state machine from it.
 //  7. Apply CommittedEntries in order, skipping EntryNoop entries. They are
 //     persisted (by this or an earlier Ready), so a crash right after

@@ -260,7 +260,17 @@ func (l *raftLog) restore(s *Snapshot) {
 	l.unstable.inProgress = s.Meta.Index
 }
 
-// hasUnstable reports whether some unstable state awaits a Ready.
+// stableIndex is the last index the caller has persisted and acknowledged
+// (everything before the unstable tail). While a received snapshot is not
+// yet persisted, nothing of the new log is durable.
+func (l *raftLog) stableIndex() uint64 {
+	if l.unstable.snapshot != nil {
+		return 0
+	}
+	return l.unstable.offset - 1
+}
+
+// hasNew reports whether some unstable state awaits a Ready.
 func (u *unstable) hasNew() bool {
 	return (u.snapshot != nil && !u.snapInProgress) ||
 		u.inProgress+1 < u.offset+uint64(len(u.entries))

@@ -203,7 +203,8 @@ func (r *raft) becomeLeader() {
 		// Figure 2: nextIndex starts just after the leader's last entry.
 		pr := &progress{next: last + 1, inflight: newInflights(r.cfg.MaxInflightMsgs, maxInflightBytes)}
 		if v == r.id {
-			pr.match = last
+			// Only what is durable counts (selfDurable).
+			pr.match = r.log.stableIndex()
 			pr.recentActive = true
 			pr.state = ProgressReplicate
 		}

@@ -294,6 +294,7 @@ func (rn *RawNode) Advance(rd Ready) {
 	if e := rn.pendingLast; e.Index != 0 {
 		l.unstable.stableTo(e.Index, e.Term)
 	}
+	r.selfDurable()
 	if rn.pendingApply > l.applied {
 		l.applied = rn.pendingApply
 		if r.role == Leader && r.uncommittedBytes > 0 {

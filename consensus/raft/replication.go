@@ -20,12 +20,24 @@ func (r *raft) appendEntry(typ EntryType, data []byte) uint64 {
 	} else {
 		r.log.append([]Entry{{Term: r.term, Index: i, Type: typ, Data: data}})
 	}
-	r.prs[r.id].maybeUpdate(i)
+	// The leader's own copy counts towards a quorum only once the caller
+	// reports it durable (Advance): see selfDurable.
 	r.bcastPending = true
-	// A single-node cluster commits on its own; otherwise commits follow
-	// acknowledgements.
-	r.maybeCommit()
 	return i
+}
+
+// selfDurable records, on a leader, that its log is durable up to the end
+// of what the caller persisted and acknowledged with Advance, and commits
+// what that allows. Counting the leader's copy only now (not when it is
+// appended) is what lets a caller send MsgApps while its own fsync runs
+// (thesis §10.2.1).
+func (r *raft) selfDurable() {
+	if r.role != Leader {
+		return
+	}
+	if r.prs[r.id].maybeUpdate(r.log.stableIndex()) && r.maybeCommit() {
+		r.bcastPending = true
+	}
 }
 
 // propose appends a command to the leader's log.

@@ -30,6 +30,9 @@ type simCluster struct {
 	committed map[uint64]Entry
 	// history is the clients' operations, for porcupine.
 	history []porcupine.Operation
+	// asyncPersist makes nodes take time to fsync, stepping meanwhile and
+	// sending a leader's appends before their own entries are durable.
+	asyncPersist bool
 	// tweak, if set, adjusts every node's Config.
 	tweak func(*Config)
 	// coverage counts what the run exercised.
@@ -42,7 +45,7 @@ type simCoverage struct {
 	Terms, SnapshotChunks, SnapshotsInstalled, Compactions, Restarts, Ops int
 }
 
-func newSimCluster(t testing.TB, seed int64, nodes, clients int, faults sim.Faults, tweak func(*Config)) *simCluster {
+func newSimCluster(t testing.TB, seed int64, nodes, clients int, faults sim.Faults, tweak func(*Config), asyncPersist bool) *simCluster {
 	cfg := sim.DefaultConfig()
 	cfg.Seed = seed
 	cfg.Faults = faults
@@ -51,7 +54,7 @@ func newSimCluster(t testing.TB, seed int64, nodes, clients int, faults sim.Faul
 	if err != nil {
 		t.Fatalf("sim.New: %v", err)
 	}
-	c := &simCluster{t: t, s: s, tweak: tweak, leaders: map[uint64]transport.NodeID{}, committed: map[uint64]Entry{}}
+	c := &simCluster{t: t, s: s, tweak: tweak, asyncPersist: asyncPersist, leaders: map[uint64]transport.NodeID{}, committed: map[uint64]Entry{}}
 	for i := range nodes {
 		c.ids = append(c.ids, transport.NodeID(fmt.Sprintf("n%d", i+1)))
 	}

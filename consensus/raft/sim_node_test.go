@@ -52,6 +52,10 @@ type kvServer struct {
 	// checkedCommit is how far the checker verified this node's log.
 	checkedCommit uint64
 	wasLeader     bool
+	// inflight is the Ready whose fsync is in progress (asyncPersist).
+	inflight *Ready
+	// durableHS is the HardState as of the last completed sync.
+	durableHS HardState
 }
 
 type pendingRequest struct {
@@ -88,6 +92,7 @@ func (s *kvServer) Start(env sim.Env) {
 		return
 	}
 	s.store = st
+	s.durableHS = st.mem.HardState()
 	s.sm = newKVMachine()
 	snap, _ := st.mem.Snapshot()
 	if !snap.IsZero() {
@@ -120,6 +125,10 @@ func (s *kvServer) tickInterval(env sim.Env) time.Duration {
 
 func (s *kvServer) Timer(env sim.Env, _ sim.TimerID, name string) {
 	if s.rn == nil {
+		return
+	}
+	if name == "fsync" {
+		s.fsyncDone()
 		return
 	}
 	s.rn.Tick()
@@ -168,55 +177,109 @@ func (s *kvServer) handleClient(msg transport.Message) {
 // process runs the caller's duties for every Ready, then lets the checker
 // look at the node.
 func (s *kvServer) process() {
-	for s.rn.HasReady() {
+	for s.inflight == nil && s.rn.HasReady() {
 		rd, err := s.rn.Ready()
 		if err != nil {
 			s.c.fail("%s: Ready: %v", s.id, err)
 			return
 		}
-		// 1-4: persist (and sync if needed).
-		if err := s.store.save(&rd); err != nil {
-			s.c.fail("%s: save: %v", s.id, err)
+		// 1-3: write.
+		if err := s.store.write(&rd); err != nil {
+			s.c.fail("%s: write: %v", s.id, err)
 			return
 		}
-		// 5: send.
-		for i := range rd.Messages {
-			m := &rd.Messages[i]
-			b, err := m.Marshal()
-			if err != nil {
-				s.c.fail("%s: Marshal: %v", s.id, err)
-				return
+		if s.c.asyncPersist && rd.MustSync {
+			// The fsync takes a while: the node keeps stepping meanwhile,
+			// and (thesis §10.2.1) a leader's appends go out at once
+			// unless this Ready changes the term or the vote.
+			early := rd.HardState.IsZero() || (rd.HardState.Term == s.durableHS.Term && rd.HardState.Vote == s.durableHS.Vote)
+			var later []Message
+			for _, m := range rd.Messages {
+				if early && (m.Type == MsgApp || m.Type == MsgSnap || m.Type == MsgHeartbeat) {
+					s.sendRaft(m)
+				} else {
+					later = append(later, m)
+				}
 			}
-			s.env.Send(m.To, raftService, b)
-			if m.Type == MsgSnap {
-				s.c.coverage.SnapshotChunks++
-			}
+			rd.Messages = later
+			s.inflight = &rd
+			s.env.SetTimer(time.Duration(1+s.env.Rand().IntN(15))*time.Millisecond, "fsync")
+			s.c.observe(s)
+			return
 		}
-		// 6: restore from a received snapshot.
-		if rd.Snapshot != nil {
-			if err := s.sm.restore(rd.Snapshot.Data); err != nil {
-				s.c.fail("%s: restore: %v", s.id, err)
-				return
-			}
-			s.lastApplied = rd.Snapshot.Meta.Index
-			s.c.observeSnapshot(s, rd.Snapshot)
-		}
-		// 7: apply.
-		for _, e := range rd.CommittedEntries {
-			s.apply(e)
-		}
-		// 8: snapshot and compact when due.
-		if rd.SnapshotDue {
-			st := s.rn.Status()
-			s.c.coverage.Compactions++
-			if err := s.store.compact(s.lastApplied, Membership{Voters: st.Voters}, s.sm.snapshot(), snapshotKeep); err != nil && !errors.Is(err, ErrSnapshotOutOfDate) {
-				s.c.fail("%s: compact: %v", s.id, err)
+		// 4: sync if needed.
+		if rd.MustSync {
+			if err := s.store.sync(); err != nil {
+				s.c.fail("%s: sync: %v", s.id, err)
 				return
 			}
 		}
-		s.rn.Advance(rd)
-		s.c.observe(s)
+		s.finish(&rd)
 	}
+	s.c.observe(s)
+}
+
+// fsyncDone completes an asynchronous Ready: sync, then the rest of the
+// duties.
+func (s *kvServer) fsyncDone() {
+	rd := s.inflight
+	if rd == nil {
+		return
+	}
+	if err := s.store.sync(); err != nil {
+		s.c.fail("%s: sync: %v", s.id, err)
+		return
+	}
+	s.inflight = nil
+	s.finish(rd)
+	s.process()
+}
+
+func (s *kvServer) sendRaft(m Message) {
+	b, err := m.Marshal()
+	if err != nil {
+		s.c.fail("%s: Marshal: %v", s.id, err)
+		return
+	}
+	s.env.Send(m.To, raftService, b)
+	if m.Type == MsgSnap {
+		s.c.coverage.SnapshotChunks++
+	}
+}
+
+// finish performs duties 5-9 of a persisted Ready.
+func (s *kvServer) finish(rd *Ready) {
+	if !rd.HardState.IsZero() {
+		s.durableHS = rd.HardState
+	}
+	// 5: send.
+	for _, m := range rd.Messages {
+		s.sendRaft(m)
+	}
+	// 6: restore from a received snapshot.
+	if rd.Snapshot != nil {
+		if err := s.sm.restore(rd.Snapshot.Data); err != nil {
+			s.c.fail("%s: restore: %v", s.id, err)
+			return
+		}
+		s.lastApplied = rd.Snapshot.Meta.Index
+		s.c.observeSnapshot(s, rd.Snapshot)
+	}
+	// 7: apply.
+	for _, e := range rd.CommittedEntries {
+		s.apply(e)
+	}
+	// 8: snapshot and compact when due.
+	if rd.SnapshotDue {
+		st := s.rn.Status()
+		s.c.coverage.Compactions++
+		if err := s.store.compact(s.lastApplied, Membership{Voters: st.Voters}, s.sm.snapshot(), snapshotKeep); err != nil && !errors.Is(err, ErrSnapshotOutOfDate) {
+			s.c.fail("%s: compact: %v", s.id, err)
+			return
+		}
+	}
+	// 9.
+	s.rn.Advance(*rd)
 	s.c.observe(s)
 }
 

@@ -120,8 +120,18 @@ func openSimStore(d *sim.Disk) (*simStore, error) {
 	return s, nil
 }
 
-// save performs duties 1-4 of a Ready.
-func (s *simStore) save(rd *Ready) error {
+// sync makes every write durable (duty 4).
+func (s *simStore) sync() error {
+	for _, f := range []string{snapFile, logFile, hsFile} {
+		if err := s.disk.Sync(f); err != nil && !errors.Is(err, fs.ErrNotExist) {
+			return err
+		}
+	}
+	return nil
+}
+
+// write performs duties 1-3 of a Ready without syncing.
+func (s *simStore) write(rd *Ready) error {
 	d := s.disk
 	if rd.Snapshot != nil {
 		if err := s.writeSnapshot(*rd.Snapshot); err != nil {
@@ -156,13 +166,6 @@ func (s *simStore) save(rd *Ready) error {
 			return err
 		}
 		_ = s.mem.SetHardState(hs)
-	}
-	if rd.MustSync {
-		for _, f := range []string{snapFile, logFile, hsFile} {
-			if err := d.Sync(f); err != nil && !errors.Is(err, fs.ErrNotExist) {
-				return err
-			}
-		}
 	}
 	return nil
 }
