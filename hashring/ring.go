@@ -57,7 +57,7 @@ func newRing(cfg Config, hash pointHasher, nodes []Node) (*Ring, error) {
 }
 
 // emptySnapshot is the ring with no nodes; the zero Ring reads it.
-var emptySnapshot = &snapshot{index: []uint32{0, 0}, shift: 64}
+var emptySnapshot = &snapshot{index: []uint32{0}, shift: 64}
 
 // load returns the current snapshot.
 func (r *Ring) load() *snapshot {

@@ -35,10 +35,16 @@ type snapshot struct {
 	points []point
 	// nodes is sorted by name; point.node indexes it.
 	nodes []member
-	// index has 2^k+1 entries: index[b] is the first point whose hash is at
-	// least b<<shift, so the points whose top k bits equal b are
-	// points[index[b]:index[b+1]]. With 2^k close to len(points), a lookup
-	// scans about one point instead of binary-searching all of them.
+	// index has 2^k entries, one per bucket of the hash space (the keys
+	// whose top k bits are b), with 2^k between 2 and 4 times len(points):
+	// most buckets then hold no point, and the index costs at most as much
+	// memory as the points (8-16 bytes per point against 16).
+	// An entry is either the index of the bucket's first point, or, when no
+	// point falls inside the bucket, ownerFlag|node: every key of the bucket
+	// then belongs to that node and a lookup reads nothing but this entry.
+	// Otherwise it scans from the first point, usually over one or two.
+	// This replaces a binary search over all points (log₂ 16000 ≈ 14 cache
+	// misses) with one or two memory reads.
 	index []uint32
 	shift uint
 	// displaced records that some point sits at a re-probed position because
@@ -47,7 +53,8 @@ type snapshot struct {
 	displaced bool
 }
 
-// maxIndexBits bounds the lookup index at 2^22 entries (16 MiB).
+// maxIndexBits bounds the lookup index at 2^22 entries (16 MiB); larger
+// rings get more points per bucket and scan or binary-search a little more.
 const maxIndexBits = 22
 
 // hashKey is the key hash used by every lookup in the package.
@@ -85,33 +92,50 @@ func pointCount(node string, weight float64, vnodes int) (int, error) {
 	return max(int(p), 1), nil
 }
 
+// ownerFlag marks an index entry holding a node rather than a point index.
+// Node and point counts are below MaxPoints < 2^31, so the bit is free.
+const ownerFlag = 1 << 31
+
 // locate returns the index of the first point clockwise from h (the first
 // point whose hash is ≥ h, wrapping to 0). The snapshot must have points.
 func (s *snapshot) locate(h uint64) int {
-	b := h >> s.shift
-	i, end := s.index[b], s.index[b+1]
-	// Usually zero to two points share a bucket; fall back to binary search
-	// for the rare crowded one so a skewed ring cannot make lookups linear.
-	if end-i > 8 {
-		lo, hi := i, end
-		for lo < hi {
-			m := lo + (hi-lo)/2
-			if s.points[m].hash < h {
-				lo = m + 1
-			} else {
-				hi = m
-			}
-		}
-		i = lo
-	} else {
-		for i < end && s.points[i].hash < h {
-			i++
+	for b := h >> s.shift; b < uint64(len(s.index)); b++ {
+		// A bucket without points holds no answer: the first point ≥ h is
+		// the first point of the next bucket that has any (usually b+1).
+		if e := s.index[b]; e&ownerFlag == 0 {
+			return s.scan(int(e), h)
 		}
 	}
-	if int(i) == len(s.points) {
+	return 0
+}
+
+// scan returns the first point ≥ h from i, the first point of h's bucket;
+// every point it passes lies in that bucket. Usually zero to two points
+// share a bucket; past eight it switches to binary search, so a skewed ring
+// cannot make lookups linear.
+func (s *snapshot) scan(i int, h uint64) int {
+	for range 8 {
+		if i == len(s.points) {
+			return 0
+		}
+		if s.points[i].hash >= h {
+			return i
+		}
+		i++
+	}
+	lo, hi := i, len(s.points)
+	for lo < hi {
+		m := int(uint(lo+hi) >> 1)
+		if s.points[m].hash < h {
+			lo = m + 1
+		} else {
+			hi = m
+		}
+	}
+	if lo == len(s.points) {
 		return 0
 	}
-	return int(i)
+	return lo
 }
 
 // owner returns the name of the node owning key hash h.
@@ -119,7 +143,11 @@ func (s *snapshot) owner(h uint64) (string, error) {
 	if len(s.points) == 0 {
 		return "", ErrEmpty
 	}
-	return s.nodes[s.points[s.locate(h)].node].name, nil
+	e := s.index[h>>s.shift]
+	if e&ownerFlag != 0 {
+		return s.nodes[e&^ownerFlag].name, nil
+	}
+	return s.nodes[s.points[s.scan(int(e), h)].node].name, nil
 }
 
 // appendOwners appends the first n distinct nodes clockwise from h to dst.
@@ -169,21 +197,31 @@ func (s *snapshot) nodeIndex(name string) (int, bool) {
 
 // buildIndex fills s.index and s.shift for s.points.
 func (s *snapshot) buildIndex() {
-	k := min(bits.Len(uint(len(s.points))), maxIndexBits)
-	s.shift = uint(64 - k) // k = 0 gives shift 64, and h>>64 is 0 in Go
+	// One bit more than len(points) needs: 2^k in (2, 4] × len(points). More
+	// empty buckets mean more lookups answered by the index alone.
+	k := min(bits.Len(uint(len(s.points)))+1, maxIndexBits)
+	s.shift = uint(64 - k)
 	buckets := 1 << k
-	s.index = make([]uint32, buckets+1)
+	s.index = make([]uint32, buckets)
 	i := 0
-	for b := 0; b <= buckets; b++ {
-		if b == buckets {
-			s.index[b] = uint32(len(s.points))
-			break
-		}
-		start := uint64(b) << s.shift
-		for i < len(s.points) && s.points[i].hash < start {
+	for b := range buckets {
+		for i < len(s.points) && s.points[i].hash < uint64(b)<<s.shift {
 			i++
 		}
-		s.index[b] = uint32(i)
+		// Bucket b holds a point if the first point at or after its start
+		// exists and lies before the next bucket (the last bucket runs to
+		// the end of the hash space).
+		if i < len(s.points) && (b == buckets-1 || s.points[i].hash < uint64(b+1)<<s.shift) {
+			s.index[b] = uint32(i)
+			continue
+		}
+		next := 0 // no point after the bucket: wrap to the first point
+		if i < len(s.points) {
+			next = i
+		}
+		if len(s.points) > 0 {
+			s.index[b] = ownerFlag | s.points[next].node
+		}
 	}
 }
 
