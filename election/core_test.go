@@ -1,0 +1,333 @@
+package election
+
+import (
+	"errors"
+	"testing"
+	"time"
+
+	"github.com/distkit/distkit/transport"
+	"pgregory.net/rapid"
+)
+
+var t0 = time.Date(2000, 1, 1, 0, 0, 0, 0, time.UTC)
+
+// testConfig is node id of {n1, n2, n3} (priorities 1, 2, 3) with a long
+// heartbeat, so the detector declares no one Failed during a scripted test.
+func testConfig(id transport.NodeID) Config {
+	cfg := DefaultConfig()
+	cfg.ID, cfg.Members = id, MembersByOrder("n1", "n2", "n3")
+	cfg.Detector.HeartbeatInterval = time.Hour
+	cfg.Detector.ProbeTimeout = time.Hour
+	cfg.Detector.CheckInterval = time.Hour
+	return cfg
+}
+
+// sent returns the election messages in rd (heartbeats left out) as
+// "to KIND" descriptions.
+func sent(rd Ready) []string {
+	var out []string
+	for _, e := range rd.Messages {
+		if d := DescribeMessage(e.Payload); d != "HEARTBEAT" {
+			out = append(out, string(e.To)+" "+d)
+		}
+	}
+	return out
+}
+
+func equal(a, b []string) bool {
+	if len(a) != len(b) {
+		return false
+	}
+	for i := range a {
+		if a[i] != b[i] {
+			return false
+		}
+	}
+	return true
+}
+
+func wire(kind msgKind, view Leader) []byte { return (&message{kind: kind, view: view}).encode() }
+
+func mustReceive(t *testing.T, c Core, now time.Time, from transport.NodeID, payload []byte) {
+	t.Helper()
+	if err := c.Receive(now, from, payload); err != nil {
+		t.Fatalf("Receive from %s: %v", from, err)
+	}
+}
+
+// TestBullyRestartsWhenCoordinatorNeverComes: a candidate that got an OK
+// and then waits CoordinatorTimeout without a COORDINATOR starts over
+// (the higher node may have crashed after answering).
+func TestBullyRestartsWhenCoordinatorNeverComes(t *testing.T) {
+	cfg := testConfig("n2")
+	c, err := NewBullyCore(cfg, 1, t0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	now := t0.Add(cfg.BootDelay)
+	c.Tick(now)
+	if got, want := sent(c.Ready()), []string{"n3 ELECTION"}; !equal(got, want) {
+		t.Fatalf("after boot sent %q; want %q", got, want)
+	}
+	mustReceive(t, c, now.Add(time.Millisecond), "n3", wire(kindOK, Leader{}))
+	now = now.Add(time.Millisecond + cfg.CoordinatorTimeout - 1)
+	c.Tick(now)
+	if got := sent(c.Ready()); len(got) != 0 {
+		t.Fatalf("before CoordinatorTimeout sent %q; want nothing", got)
+	}
+	if next := c.NextTick(); next.After(now.Add(1)) {
+		t.Fatalf("NextTick() = %v; want by the coordinator deadline %v", next, now.Add(1))
+	}
+	c.Tick(now.Add(1))
+	if got, want := sent(c.Ready()), []string{"n3 ELECTION"}; !equal(got, want) {
+		t.Fatalf("after CoordinatorTimeout sent %q; want %q (a new election)", got, want)
+	}
+	if st := c.Stats(); st.Restarts != 1 || st.Elections != 2 {
+		t.Errorf("Stats() = %+v; want 1 restart of 2 elections", st)
+	}
+	// No OK this time: n2 wins after ElectionTimeout and tells everyone.
+	c.Tick(now.Add(1 + cfg.ElectionTimeout))
+	if got, want := sent(c.Ready()), []string{"n1 COORDINATOR n2@1", "n3 COORDINATOR n2@1"}; !equal(got, want) {
+		t.Fatalf("after ElectionTimeout sent %q; want %q", got, want)
+	}
+}
+
+func TestBullyViews(t *testing.T) {
+	tests := []struct {
+		name     string
+		self     transport.NodeID
+		from     []transport.NodeID
+		msgs     [][]byte
+		wantView Leader
+		wantSent []string
+	}{
+		{
+			name:     "late coordinator from an older epoch is ignored",
+			self:     "n1",
+			from:     []transport.NodeID{"n3", "n2"},
+			msgs:     [][]byte{wire(kindCoordinator, Leader{ID: "n3", Epoch: 5}), wire(kindCoordinator, Leader{ID: "n2", Epoch: 4})},
+			wantView: Leader{ID: "n3", Epoch: 5},
+		},
+		{
+			name:     "duplicate coordinator changes nothing",
+			self:     "n1",
+			from:     []transport.NodeID{"n3", "n3"},
+			msgs:     [][]byte{wire(kindCoordinator, Leader{ID: "n3", Epoch: 5}), wire(kindCoordinator, Leader{ID: "n3", Epoch: 5})},
+			wantView: Leader{ID: "n3", Epoch: 5},
+		},
+		{
+			name:     "same epoch, higher priority wins",
+			self:     "n1",
+			from:     []transport.NodeID{"n2", "n3"},
+			msgs:     [][]byte{wire(kindCoordinator, Leader{ID: "n2", Epoch: 5}), wire(kindCoordinator, Leader{ID: "n3", Epoch: 5})},
+			wantView: Leader{ID: "n3", Epoch: 5},
+		},
+		{
+			name:     "resignation outranks its own epoch's leader",
+			self:     "n1",
+			from:     []transport.NodeID{"n2", "n2"},
+			msgs:     [][]byte{wire(kindCoordinator, Leader{ID: "n2", Epoch: 5}), wire(kindCoordinator, Leader{Epoch: 5})},
+			wantView: Leader{Epoch: 5},
+			// n1 now has no leader: it asks the nodes above it.
+			wantSent: []string{"n2 ELECTION", "n3 ELECTION"},
+		},
+		{
+			name:     "heartbeat gossip carries the view",
+			self:     "n1",
+			from:     []transport.NodeID{"n2"},
+			msgs:     [][]byte{(&message{kind: kindHeartbeat, view: Leader{ID: "n3", Epoch: 9}, inner: nil}).encode()},
+			wantView: Leader{ID: "n3", Epoch: 9},
+		},
+		{
+			name:     "a higher node bullies a lower coordinator",
+			self:     "n3",
+			from:     []transport.NodeID{"n2"},
+			msgs:     [][]byte{wire(kindCoordinator, Leader{ID: "n2", Epoch: 4})},
+			wantView: Leader{ID: "n3", Epoch: 5},
+			wantSent: []string{"n1 COORDINATOR n3@5", "n2 COORDINATOR n3@5"},
+		},
+		{
+			name:     "election from below is answered",
+			self:     "n2",
+			from:     []transport.NodeID{"n3", "n1"},
+			msgs:     [][]byte{wire(kindCoordinator, Leader{ID: "n3", Epoch: 2}), wire(kindElection, Leader{})},
+			wantView: Leader{ID: "n3", Epoch: 2},
+			wantSent: []string{"n1 OK"},
+		},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			cfg := testConfig(tt.self)
+			c, err := NewBullyCore(cfg, 1, t0)
+			if err != nil {
+				t.Fatal(err)
+			}
+			now := t0.Add(cfg.BootDelay)
+			c.Tick(now)
+			for i, m := range tt.msgs {
+				c.Ready() // only the reaction to the last message counts
+				mustReceive(t, c, now, tt.from[i], m)
+			}
+			if got := sent(c.Ready()); !equal(got, tt.wantSent) {
+				t.Errorf("sent %q; want %q", got, tt.wantSent)
+			}
+			if got := c.Leader(); got != tt.wantView {
+				t.Errorf("Leader() = %+v; want %+v", got, tt.wantView)
+			}
+		})
+	}
+}
+
+func TestResignAnnouncesNoLeader(t *testing.T) {
+	cfg := testConfig("n3")
+	c, err := NewBullyCore(cfg, 1, t0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	now := t0.Add(cfg.BootDelay)
+	c.Tick(now)
+	c.Ready()
+	if got := c.Leader(); got != (Leader{ID: "n3", Epoch: 1}) {
+		t.Fatalf("Leader() = %+v; want n3@1", got)
+	}
+	c.SetCandidate(now, false)
+	if got, want := sent(c.Ready()), []string{"n1 COORDINATOR none@1", "n2 COORDINATOR none@1"}; !equal(got, want) {
+		t.Fatalf("Resign sent %q; want %q", got, want)
+	}
+	// A non-candidate answers no ELECTION.
+	mustReceive(t, c, now, "n1", wire(kindElection, Leader{Epoch: 1}))
+	if got := sent(c.Ready()); len(got) != 0 {
+		t.Errorf("non-candidate answered ELECTION with %q", got)
+	}
+}
+
+func TestReceiveRejects(t *testing.T) {
+	tests := []struct {
+		name    string
+		from    transport.NodeID
+		payload []byte
+		want    error
+	}{
+		{"non-member sender", "x", wire(kindOK, Leader{}), ErrUnknownMember},
+		{"self as sender", "n1", wire(kindOK, Leader{}), ErrUnknownMember},
+		{"garbage", "n2", []byte{0xff, 1}, ErrMalformed},
+		{"view names a non-member", "n2", wire(kindCoordinator, Leader{ID: "x", Epoch: 9}), ErrMalformed},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			for _, build := range []func(Config, uint64, time.Time) (Core, error){
+				func(c Config, s uint64, n time.Time) (Core, error) { return NewBullyCore(c, s, n) },
+				func(c Config, s uint64, n time.Time) (Core, error) { return NewRingCore(c, s, n) },
+			} {
+				c, err := build(testConfig("n1"), 1, t0)
+				if err != nil {
+					t.Fatal(err)
+				}
+				if err := c.Receive(t0, tt.from, tt.payload); !errors.Is(err, tt.want) {
+					t.Errorf("Receive() error = %v; want %v", err, tt.want)
+				}
+				if got := c.Ready().Leader; got != (Leader{}) {
+					t.Errorf("view changed to %+v by a rejected message", got)
+				}
+			}
+		})
+	}
+}
+
+func token(round uint64, cand transport.NodeID) []byte {
+	return (&message{kind: kindRingElection, round: round, candidate: cand}).encode()
+}
+
+func TestRingTokenRules(t *testing.T) {
+	tests := []struct {
+		name     string
+		self     transport.NodeID
+		from     []transport.NodeID
+		msgs     [][]byte
+		wantSent []string
+		wantView Leader
+	}{
+		{"forwards a higher candidate", "n1", []transport.NodeID{"n3"}, [][]byte{token(1, "n3")},
+			[]string{"n2 RING-ELECTION round 1 best n3"}, Leader{}},
+		{"puts itself on a lower candidate", "n2", []transport.NodeID{"n1"}, [][]byte{token(1, "n1")},
+			[]string{"n3 RING-ELECTION round 1 best n2"}, Leader{}},
+		{"swallows what brings nothing new", "n2", []transport.NodeID{"n1", "n1"}, [][]byte{token(1, "n1"), token(1, "n1")},
+			nil, Leader{}},
+		{"wins when its own candidacy returns", "n3", []transport.NodeID{"n1", "n2"}, [][]byte{token(1, "n1"), token(1, "n3")},
+			[]string{"n1 RING-ELECTED n3@1"}, Leader{ID: "n3", Epoch: 1}},
+		{"drops a decided round", "n1", []transport.NodeID{"n3", "n3"},
+			[][]byte{wire(kindRingElected, Leader{ID: "n3", Epoch: 2}), token(2, "n3")}, nil, Leader{ID: "n3", Epoch: 2}},
+		{"passes ELECTED on once", "n1", []transport.NodeID{"n3", "n3"},
+			[][]byte{wire(kindRingElected, Leader{ID: "n3", Epoch: 2}), wire(kindRingElected, Leader{ID: "n3", Epoch: 2})}, nil, Leader{ID: "n3", Epoch: 2}},
+		{"ELECTED goes round", "n1", []transport.NodeID{"n3"},
+			[][]byte{wire(kindRingElected, Leader{ID: "n3", Epoch: 2})}, []string{"n2 RING-ELECTED n3@2"}, Leader{ID: "n3", Epoch: 2}},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			cfg := testConfig(tt.self)
+			cfg.BootDelay = time.Hour // no campaign of its own
+			c, err := NewRingCore(cfg, 1, t0)
+			if err != nil {
+				t.Fatal(err)
+			}
+			for i, m := range tt.msgs {
+				c.Ready()
+				mustReceive(t, c, t0, tt.from[i], m)
+			}
+			if got := sent(c.Ready()); !equal(got, tt.wantSent) {
+				t.Errorf("sent %q; want %q", got, tt.wantSent)
+			}
+			if got := c.Leader(); got != tt.wantView {
+				t.Errorf("Leader() = %+v; want %+v", got, tt.wantView)
+			}
+		})
+	}
+}
+
+// TestViewOrderIsTotal checks better against its definition: a strict
+// total order on views, so pairwise merging converges to the maximum
+// whatever the order messages arrive in.
+func TestViewOrderIsTotal(t *testing.T) {
+	c, err := NewBullyCore(testConfig("n1"), 1, t0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ids := []transport.NodeID{"", "n1", "n2", "n3"}
+	// rank is the reference: epoch, then "no leader", then priority.
+	rank := func(l Leader) uint64 {
+		r := uint64(0)
+		switch l.ID {
+		case "":
+			r = 4
+		case "n1":
+			r = 1
+		case "n2":
+			r = 2
+		case "n3":
+			r = 3
+		}
+		return l.Epoch*8 + r
+	}
+	view := rapid.Custom(func(t *rapid.T) Leader {
+		return Leader{ID: rapid.SampledFrom(ids).Draw(t, "id"), Epoch: rapid.Uint64Range(0, 5).Draw(t, "epoch")}
+	})
+	rapid.Check(t, func(t *rapid.T) {
+		vs := rapid.SliceOfN(view, 1, 8).Draw(t, "views")
+		merged := vs[0]
+		best := vs[0]
+		for _, v := range vs[1:] {
+			if c.better(v, merged) {
+				merged = v
+			}
+			if rank(v) > rank(best) {
+				best = v
+			}
+			if c.better(v, vs[0]) != (rank(v) > rank(vs[0])) {
+				t.Fatalf("better(%+v, %+v) = %v; reference says %v", v, vs[0], c.better(v, vs[0]), rank(v) > rank(vs[0]))
+			}
+		}
+		if merged != best {
+			t.Fatalf("merge of %+v = %+v; want %+v", vs, merged, best)
+		}
+	})
+}
