@@ -26,13 +26,17 @@
 // With one point per node the arcs are wildly uneven (the largest is about
 // ln n times the mean). Giving each node v points averages v arcs, so the
 // standard deviation of the load falls as 1/√v: about 10% of the mean at
-// 100 points, 8% at 160 (DefaultVirtualNodes), 3% at 1000. A node of weight w
+// 100 points, 8% at 160 (DefaultVirtualNodes), 3% at 1000. These are
+// expectations: a particular set of node names lands within a point or so
+// of them (node-0 … node-99 give 8.5%). A node of weight w
 // gets round(w·v) points, and always at least one, so a small weight still
-// gets its share. More points cost memory (16 bytes each plus the index) and
-// make changes slower, but not lookups: an index of about one bucket per
-// point maps the top bits of a key's hash straight to the first candidate
-// point, so Locate scans one or two points instead of binary-searching the
-// whole ring, and costs about the same with 10 or 1000 nodes.
+// gets its share. More points cost memory (16 bytes each, plus 8 to 16 bytes
+// of index) and make changes slower, but not lookups: an index of two to
+// four buckets per point maps the top bits of a key's hash either straight
+// to the owner (for the majority of buckets, which hold no point) or to the
+// one or two points to compare, so Locate reads one or two words instead of
+// binary-searching the whole ring, and costs about the same with 10 or 1000
+// nodes.
 //
 // Two vnodes landing on the same position is handled: the point of the
 // smaller node name keeps it and the other is re-hashed, so no node ever
@@ -68,7 +72,7 @@
 //	                   | Ring             | Bounded            | Jump              | Rendezvous
 //	-------------------+------------------+--------------------+-------------------+------------------
 //	lookup             | O(1) avg, ~25 ns | O(1) avg + mutex   | O(ln n), ~50 ns   | O(n), ~0.4 µs at n=100
-//	memory             | 16 B × points    | ring + O(keys)     | none              | O(n)
+//	memory             | 24-32 B × points | ring + O(keys)     | none              | O(n)
 //	movement on change | ~1/n, optimal in | only what the      | optimal: exactly  | optimal
 //	                   | expectation      | bound requires     | 1/(n+1)           |
 //	balance (std-dev)  | ≈ 1/√vnodes      | max ≤ ⌈c·mean⌉     | ≈ 0 (near perfect)| ≈ key sampling noise
