@@ -1,10 +1,6 @@
 package sim
 
-import (
-	"time"
-
-	"github.com/distkit/distkit/transport"
-)
+import "github.com/distkit/distkit/transport"
 
 // eventKind says what an event does when its time comes.
 type eventKind uint8
@@ -15,10 +11,10 @@ const (
 	evAction                       // run fn (a test action scheduled with At)
 )
 
-// event is one entry of the simulator's agenda.
+// event is one entry of the simulator's agenda, a netfault.Queue ordered by
+// virtual time (an offset from Config.Start) and, among events due at the
+// same time, by the order they were scheduled.
 type event struct {
-	at        time.Duration // virtual time, as an offset from Config.Start
-	seq       uint64        // scheduling order; breaks ties in at deterministically
 	kind      eventKind
 	node      *simNode   // target of a delivery or timer
 	epoch     uint64     // node's incarnation when scheduled; stale events are skipped
@@ -30,53 +26,4 @@ type event struct {
 	timer     TimerID
 	name      string // timer name
 	fn        func()
-}
-
-// agenda is a binary min-heap of events ordered by (at, seq). It is written
-// out rather than using container/heap so events stay unboxed values.
-type agenda []event
-
-func (a agenda) less(i, j int) bool {
-	if a[i].at != a[j].at {
-		return a[i].at < a[j].at
-	}
-	return a[i].seq < a[j].seq
-}
-
-func (a *agenda) push(ev event) {
-	*a = append(*a, ev)
-	h := *a
-	for i := len(h) - 1; i > 0; {
-		p := (i - 1) / 2
-		if !h.less(i, p) {
-			break
-		}
-		h[i], h[p] = h[p], h[i]
-		i = p
-	}
-}
-
-func (a *agenda) pop() event {
-	h := *a
-	top := h[0]
-	last := len(h) - 1
-	h[0] = h[last]
-	h[last] = event{} // drop references so payloads and closures can be collected
-	h = h[:last]
-	for i := 0; ; {
-		l, r, m := 2*i+1, 2*i+2, i
-		if l < len(h) && h.less(l, m) {
-			m = l
-		}
-		if r < len(h) && h.less(r, m) {
-			m = r
-		}
-		if m == i {
-			break
-		}
-		h[i], h[m] = h[m], h[i]
-		i = m
-	}
-	*a = h
-	return top
 }

@@ -147,8 +147,7 @@ type Sim struct {
 	cfg    Config
 	start  time.Time
 	now    time.Duration // offset from start
-	seq    uint64
-	events agenda
+	events netfault.Queue[event]
 	rng    *rand.Rand // the network's random choices
 	rules  netfault.Rules
 
@@ -343,7 +342,7 @@ func (s *Sim) At(d time.Duration, fn func()) {
 		s.fail(fmt.Errorf("%w: At(%v, nil)", ErrInvalidArgument, d))
 		return
 	}
-	s.schedule(event{at: s.now + max(d, 0), kind: evAction, fn: fn})
+	s.schedule(s.now+max(d, 0), event{kind: evAction, fn: fn})
 }
 
 // SetFaults replaces the default faults of every link. Invalid faults are
@@ -397,11 +396,8 @@ func (s *Sim) Heal() {
 	s.record(evHeal, "", "", "", nil, 0)
 }
 
-func (s *Sim) schedule(ev event) {
-	s.seq++
-	ev.seq = s.seq
-	s.events.push(ev)
-}
+// schedule adds ev to the agenda, due at virtual time at.
+func (s *Sim) schedule(at time.Duration, ev event) { s.events.Push(at, ev) }
 
 // linkStats returns the counters of from -> to, creating them. Each node
 // caches its outgoing links, so the hot path hashes one string, not two.
@@ -448,8 +444,8 @@ func (s *Sim) send(from *simNode, to transport.NodeID, service string, payload [
 	}
 	msg := transport.Message{From: from.id, To: to, Service: service, Payload: payload}
 	for i := range fate.Copies {
-		s.schedule(event{
-			at: s.now + fate.Delays[i], kind: evDeliver, copy: i,
+		s.schedule(s.now+fate.Delays[i], event{
+			kind: evDeliver, copy: i,
 			node: target, epoch: target.epoch, from: from, fromEpoch: from.epoch, msg: msg, link: ls,
 		})
 	}
@@ -463,9 +459,9 @@ func (s *Sim) Step() bool {
 		return false
 	}
 	defer s.leave()
-	for len(s.events) > 0 {
-		ev := s.events.pop()
-		s.now = ev.at
+	for s.events.Len() > 0 {
+		var ev event
+		s.now, ev = s.events.Pop()
 		if s.process(&ev) {
 			return true
 		}
@@ -480,9 +476,9 @@ func (s *Sim) Run(d time.Duration) {
 	}
 	defer s.leave()
 	end := s.now + max(d, 0)
-	for len(s.events) > 0 && s.events[0].at <= end {
-		ev := s.events.pop()
-		s.now = ev.at
+	for at, ok := s.events.Next(); ok && at <= end; at, ok = s.events.Next() {
+		var ev event
+		s.now, ev = s.events.Pop()
 		s.process(&ev)
 	}
 	s.now = end
@@ -503,12 +499,12 @@ func (s *Sim) RunUntil(cond func() bool, limit time.Duration) bool {
 	defer s.leave()
 	end := s.now + max(limit, 0)
 	for !cond() {
-		if len(s.events) == 0 || s.events[0].at > end {
+		if at, ok := s.events.Next(); !ok || at > end {
 			s.now = end
 			return cond()
 		}
-		ev := s.events.pop()
-		s.now = ev.at
+		var ev event
+		s.now, ev = s.events.Pop()
 		s.process(&ev)
 	}
 	return true
@@ -599,7 +595,7 @@ func (e *env) SetTimer(d time.Duration, name string) TimerID {
 	s.nextID++
 	id := s.nextID
 	s.timers[id] = e.n
-	s.schedule(event{at: s.now + max(d, 0), kind: evTimer, node: e.n, epoch: e.epoch, timer: id, name: name})
+	s.schedule(s.now+max(d, 0), event{kind: evTimer, node: e.n, epoch: e.epoch, timer: id, name: name})
 	s.record(evSetTimer, e.n.id, "", name, nil, uint64(id))
 	return id
 }

@@ -1,8 +1,10 @@
 // Package netfault holds the fault model shared by the simulator (package
 // sim) and the in-memory network (package transport/memnet): the Faults
-// vocabulary, the partition/cut/isolation rules of a network, and the seeded
-// decision of what happens to one message. Keeping it in one place means a
-// scenario written for one of them means the same thing in the other.
+// vocabulary, the partition/cut/isolation rules of a network, the seeded
+// decision of what happens to one message, and Queue, the delay line that
+// holds messages (and the simulator's timers) until they are due. Keeping
+// it in one place means a scenario written for one of them means the same
+// thing in the other.
 //
 //	rules.Default = netfault.Faults{Drop: 0.1, MinDelay: time.Millisecond, MaxDelay: 5 * time.Millisecond}
 //	rules.Partition([][]transport.NodeID{{"a"}, {"b", "c"}})
