@@ -325,8 +325,12 @@ func (s *Session) Unlock(ctx context.Context, g Grant) error {
 		s.lose(err)
 		return fmt.Errorf("%w: %w", ErrNotHolder, err)
 	}
+	// The release may or may not have happened. Keep the name reserved
+	// until a retry settles it: a Lock overtaking the release would get
+	// this very grant back from the service, then lose it to the release.
 	s.mu.Lock()
 	s.release[g.Name] = g.Token
+	s.busy[g.Name] = struct{}{}
 	s.mu.Unlock()
 	return fmt.Errorf("lock: unlock %q (will retry): %w", g.Name, err)
 }
@@ -404,6 +408,7 @@ func (s *Session) retryCleanup() {
 		if err == nil || errors.Is(err, ErrNotHolder) {
 			s.mu.Lock()
 			delete(s.release, name)
+			delete(s.busy, name)
 			s.mu.Unlock()
 		}
 	}
