@@ -102,7 +102,7 @@ type simResource struct {
 	rejected []Token
 }
 
-func (r *simResource) Start(sim.Env) {}
+func (r *simResource) Start(sim.Env)                      {}
 func (r *simResource) Timer(sim.Env, sim.TimerID, string) {}
 func (r *simResource) Receive(env sim.Env, msg transport.Message) {
 	tok, n := binary.Uvarint(msg.Payload)
@@ -144,7 +144,7 @@ type simClient struct {
 	since     time.Time // global time the current belief started
 	beliefs   []belief
 	lost      int
-	pausedTil time.Time      // global time the client's process resumes
+	pausedTil time.Time       // global time the client's process resumes
 	frozen    []func(sim.Env) // events that arrived during a pause
 	watchdog  sim.TimerID
 	retry     sim.TimerID
