@@ -76,14 +76,8 @@ func DeriveKey(client, operation string, params any) (string, error) {
 	if err != nil {
 		return "", err
 	}
-	h := sha256.New()
-	for _, field := range [][]byte{[]byte(client), []byte(operation), canon} {
-		var n [8]byte
-		binary.BigEndian.PutUint64(n[:], uint64(len(field)))
-		h.Write(n[:])
-		h.Write(field)
-	}
-	return hex.EncodeToString(h.Sum(nil)), nil
+	// The same length-prefixed SHA-256 as a request fingerprint.
+	return Fingerprint([]byte(client), []byte(operation), canon), nil
 }
 
 // CanonicalJSON encodes v as JSON with object keys sorted and no
