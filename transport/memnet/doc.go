@@ -67,5 +67,7 @@
 // are not usable (their methods return errors wrapping ErrInvalidConfig, or
 // do nothing). Network and Transport are safe for concurrent use. Transport.Close stops
 // that node's delivery goroutine and waits for it; Network.Close closes
-// every Transport. A handler must not Close its own Transport.
+// every Transport. A handler must not Close its own Transport. Transport
+// implements transport.DoneNotifier, so a transport.RPC on it fails its
+// pending calls with ErrClosed as soon as Close begins.
 package memnet
