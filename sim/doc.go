@@ -68,6 +68,15 @@
 // a message would keep Run busy forever: give such protocols some latency,
 // as DefaultConfig does.
 //
+// # Fault model
+//
+// The virtual network loses, duplicates, delays and reorders messages and
+// can be partitioned and cut; nodes crash (losing their instance, timers,
+// in-flight messages and unsynced disk writes, optionally tearing the last
+// append) and restart. Messages are never corrupted or forged, and every
+// node reads the same virtual clock: a protocol that must tolerate clock
+// skew models it itself (for example by offsetting env.Now per node).
+//
 // # Many seeds
 //
 // Seeds(t, n, fn) runs fn for seeds 1..n and, on the first failure, logs

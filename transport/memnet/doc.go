@@ -42,6 +42,14 @@
 // goroutine sees the same drops and delays on every run. Delays are real
 // time, so for a fully repeatable run, event for event, use package sim.
 //
+// # Fault model
+//
+// memnet injects omission and timing faults (loss, duplication, delay,
+// reordering, partitions, one-way cuts, isolation) and crash-restart of
+// nodes. It never corrupts or forges a message; a decoder's defence against
+// that is its fuzz test. Delays are real time, so a run repeats each
+// message's fate but not its timing; package sim repeats both.
+//
 // # Delivery and ordering
 //
 // Each node has a bounded inbox (Config.QueueSize messages, delayed ones
