@@ -166,7 +166,7 @@ func TestFileStoreGroupCommit(t *testing.T) {
 	defer s.Close()
 	const writers, each = 32, 20
 	var wg sync.WaitGroup
-	var mu sync.Mutex
+	var mu sync.Mutex // guards acked
 	acked := map[string]Record{}
 	for w := range writers {
 		wg.Add(1)

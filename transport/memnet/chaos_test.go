@@ -107,7 +107,7 @@ func TestChaosWhileSending(t *testing.T) {
 
 // lockedWriter serialises writes from concurrent loggers.
 type lockedWriter struct {
-	mu *sync.Mutex
+	mu *sync.Mutex // guards w; shared with the test that reads it
 	w  *strings.Builder
 }
 

@@ -307,7 +307,7 @@ func (s *suite) testConcurrentSenders(t *testing.T) {
 	}
 	ctx := s.ctx(t)
 	// accepted[to] counts the messages Send accepted for node to.
-	var acceptedMu sync.Mutex
+	var acceptedMu sync.Mutex // guards accepted
 	accepted := make([]int, nodes)
 	var wg sync.WaitGroup
 	errs := make(chan error, nodes*senders) // one slot per sender goroutine
