@@ -20,7 +20,9 @@ type RemoteConfig struct {
 	Service string
 	// AttemptTimeout bounds one request to one server (an acquire gets
 	// WaitPoll on top), so a dead or partitioned server costs at most that
-	// much before the next is tried.
+	// much before the next is tried. Keep it well below the sessions'
+	// keepalive interval: a keepalive stuck on a dead leader for longer
+	// costs the lease.
 	AttemptTimeout time.Duration
 	// WaitPoll is how long an acquire may wait inside one request; match
 	// the servers' WaitPoll.
