@@ -105,13 +105,14 @@
 // minority of its members and partitions (consensus package's model). The
 // Local service does not survive its process. Nodes are not Byzantine.
 //
-// # Known limit
+// # Orphaned grants
 //
 // A request duplicated or delayed by the network past the client's own
-// retries can re-acquire a lock after the client released it; the client
-// then holds a grant it does not know about until its session ends.
-// Safety is unaffected (the client never trusts a grant it was not
-// answered), but the lock stays taken for up to that session's life.
+// retries can re-acquire a lock after the client released it, leaving the
+// session a grant its client never learned of. Safety is unaffected (a
+// client trusts only grants it was answered), and liveness is restored by
+// the keepalives: their answers list the session's grants, and the client
+// releases, token-checked, any it does not know.
 //
 // # Tests
 //

@@ -82,6 +82,10 @@ type Response struct {
 	Granted bool
 	// Grant is the grant (holder and token) when Granted.
 	Grant Grant
+	// Held lists, for OpKeepAlive, the session's grants at the service, so
+	// a client can release grants it does not know it has (an acquire
+	// request duplicated or delayed by the network past its release).
+	Held []Grant
 }
 
 // Service is a lock service as a client sees it: a Local table in this
@@ -106,7 +110,7 @@ func apply(t *Table, now time.Time, req Request) (Response, error) {
 		return Response{}, err
 	case OpKeepAlive:
 		_, err := t.KeepAlive(now, req.Session)
-		return Response{}, err
+		return Response{Held: t.HeldBy(req.Session)}, err
 	case OpEnd:
 		t.End(now, req.Session)
 		return Response{}, nil
@@ -206,15 +210,20 @@ func appendResponse(b []byte, resp Response, err error) []byte {
 		return e.b
 	}
 	e.b = append(e.b, codeOK)
-	if !resp.Granted {
+	if resp.Granted {
+		e.b = append(e.b, 1)
+		e.str(resp.Grant.Name)
+		e.uvarint(uint64(resp.Grant.Session))
+		e.str(resp.Grant.Owner)
+		e.uvarint(uint64(resp.Grant.Token))
+	} else {
 		e.b = append(e.b, 0)
-		return e.b
 	}
-	e.b = append(e.b, 1)
-	e.str(resp.Grant.Name)
-	e.uvarint(uint64(resp.Grant.Session))
-	e.str(resp.Grant.Owner)
-	e.uvarint(uint64(resp.Grant.Token))
+	e.uvarint(uint64(len(resp.Held)))
+	for _, g := range resp.Held {
+		e.str(g.Name)
+		e.uvarint(uint64(g.Token))
+	}
 	return e.b
 }
 
@@ -254,6 +263,14 @@ func decodeResponse(b []byte) (Response, error) {
 			resp.Grant.Session = SessionID(d.uvarint("session"))
 			resp.Grant.Owner = d.str("owner", MaxOwnerLen)
 			resp.Grant.Token = Token(d.uvarint("token"))
+		}
+		for range d.count("held count", 2) {
+			g := Grant{Name: d.str("held name", MaxNameLen)}
+			g.Token = Token(d.uvarint("held token"))
+			if d.err != nil {
+				break
+			}
+			resp.Held = append(resp.Held, g)
 		}
 		if err := d.done(); err != nil {
 			return Response{}, err

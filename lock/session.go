@@ -104,6 +104,7 @@ type Session struct {
 	busy     map[string]struct{} // names being acquired, or being withdrawn after a failed acquire
 	withdraw map[string]struct{} // names whose withdrawal (OpCancel) must be retried
 	release  map[string]Token    // grants whose release must be retried
+	seen     map[string]Token    // the last grant of each name this client learned of
 	closed   bool
 
 	stop chan struct{}
@@ -129,6 +130,7 @@ func NewSession(ctx context.Context, svc Service, cfg SessionConfig) (*Session, 
 		busy:     make(map[string]struct{}),
 		withdraw: make(map[string]struct{}),
 		release:  make(map[string]Token),
+		seen:     make(map[string]Token),
 		stop:     make(chan struct{}),
 	}
 	sent := cfg.Clock.Now()
@@ -214,6 +216,7 @@ func (s *Session) acquire(ctx context.Context, name string, op Op) (Grant, error
 		s.mu.Lock()
 		if s.ctx.Err() == nil && s.bound.valid(s.cfg.Clock.Now()) {
 			s.held[name] = resp.Grant.Token
+			s.seen[name] = resp.Grant.Token
 			delete(s.busy, name)
 			s.mu.Unlock()
 			return resp.Grant, nil
@@ -351,12 +354,13 @@ func (s *Session) keepAlive() {
 		}
 		sent := s.cfg.Clock.Now()
 		ctx, cancel := s.requestContext()
-		_, err := s.svc.Do(ctx, Request{Op: OpKeepAlive, Session: s.id})
+		resp, err := s.svc.Do(ctx, Request{Op: OpKeepAlive, Session: s.id})
 		cancel()
 		switch {
 		case err == nil:
 			s.mu.Lock()
 			s.bound.acked(sent)
+			s.orphans(resp.Held)
 			s.mu.Unlock()
 		case errors.Is(err, ErrNoSession):
 			s.lose(err)
@@ -377,6 +381,22 @@ func (s *Session) nextKeepAlive() time.Duration {
 	left := s.bound.until.Sub(s.cfg.Clock.Now())
 	s.mu.Unlock()
 	return max(min(s.cfg.KeepAliveInterval, left/2), time.Millisecond)
+}
+
+// orphans queues for release the grants the service says this session
+// holds but the client never learned of: an acquire the network delayed or
+// duplicated past the client's own release. Names being acquired (busy)
+// are left alone, and the release is token-checked, so a grant the client
+// is about to learn of, or a newer one, is never touched. Callers hold mu.
+func (s *Session) orphans(held []Grant) {
+	for _, g := range held {
+		_, busy := s.busy[g.Name]
+		if tok, ok := s.seen[g.Name]; (ok && tok == g.Token) || busy {
+			continue // known to the client: held, or being released by Unlock
+		}
+		s.release[g.Name] = g.Token
+		s.busy[g.Name] = struct{}{}
+	}
 }
 
 func (s *Session) retryCleanup() {

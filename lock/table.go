@@ -361,6 +361,19 @@ func (t *Table) Holder(name string) (Grant, bool) {
 	return Grant{Name: name, Session: l.holder, Owner: t.sessions[l.holder].owner, Token: l.token}, true
 }
 
+// HeldBy returns session id's grants, sorted by lock name.
+func (t *Table) HeldBy(id SessionID) []Grant {
+	s := t.sessions[id]
+	if s == nil || len(s.held) == 0 {
+		return nil
+	}
+	grants := make([]Grant, 0, len(s.held))
+	for _, name := range sortedKeys(s.held) {
+		grants = append(grants, Grant{Name: name, Session: id, Owner: s.owner, Token: t.locks[name].token})
+	}
+	return grants
+}
+
 // Waiters returns the sessions queued for lock name, first in line first.
 func (t *Table) Waiters(name string) []SessionID {
 	if l := t.locks[name]; l != nil {
