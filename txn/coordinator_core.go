@@ -172,9 +172,9 @@ func (c *RawCoordinator) sendDecision(t *coordTxn) {
 	}
 }
 
-// Abort aborts transaction id if it has not been decided yet (the caller
-// gave up on it); cause is ErrCancelled unless given. It reports whether
-// the transaction was still undecided.
+// Abort aborts transaction id with cause ErrCancelled if it has not been
+// decided yet (the caller gave up on it). It reports whether the
+// transaction was still undecided; a decided one keeps its outcome.
 func (c *RawCoordinator) Abort(now time.Time, id uuid.UUID) bool {
 	c.now = maxTime(c.now, now)
 	t, ok := c.txns[id]
