@@ -206,11 +206,14 @@ func (s *Session) acquire(ctx context.Context, name string, op Op) (Grant, error
 	if err := s.reserve(name); err != nil {
 		return Grant{}, err
 	}
-	// The attempt ends with the caller's ctx or with the lease.
-	actx, cancel := context.WithCancel(ctx)
-	stopAfter := context.AfterFunc(s.ctx, cancel)
+	// The attempt ends with the lease or with the caller's ctx (watched
+	// only if it can end at all: Background costs nothing).
+	actx, cancel := context.WithCancel(s.ctx)
+	if ctx.Done() != nil {
+		stopAfter := context.AfterFunc(ctx, cancel)
+		defer stopAfter()
+	}
 	resp, err := s.svc.Do(actx, Request{Op: op, Session: s.id, Name: name})
-	stopAfter()
 	cancel()
 	if err == nil && resp.Granted {
 		s.mu.Lock()
@@ -234,6 +237,9 @@ func (s *Session) acquire(ctx context.Context, name string, op Op) (Grant, error
 	if cause := s.ctx.Err(); cause != nil {
 		s.unreserve(name) // the session is gone: so are its queue places
 		return Grant{}, s.lostErr()
+	}
+	if cerr := ctx.Err(); cerr != nil && !errors.Is(err, cerr) {
+		err = fmt.Errorf("%w (%v)", cerr, err) // report the caller's deadline, not our derived cancel
 	}
 	// Outcome unknown: we may be queued, or even hold the lock. Withdraw
 	// before giving the name back, so a later Lock cannot be undone by it.

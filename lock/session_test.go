@@ -341,3 +341,16 @@ func TestKeepAliveReleasesOrphanedGrants(t *testing.T) {
 		t.Errorf("Lock after the orphan was released = %v", err)
 	}
 }
+
+func TestLockDeadlineIsReported(t *testing.T) {
+	l := newLocal(t)
+	a, b := newSession(t, l, 10*time.Second), newSession(t, l, 10*time.Second)
+	if _, err := a.Lock(context.Background(), "x"); err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Millisecond)
+	defer cancel()
+	if _, err := b.Lock(ctx, "x"); !errors.Is(err, context.DeadlineExceeded) {
+		t.Errorf("Lock past its deadline = %v; want context.DeadlineExceeded", err)
+	}
+}
