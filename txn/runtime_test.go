@@ -152,7 +152,8 @@ func TestRuntimeTimeoutAndCancel(t *testing.T) {
 	}
 
 	ctx2, cancel2 := context.WithCancel(context.Background())
-	go func() { time.Sleep(20 * time.Millisecond); cancel2() }()
+	stop := time.AfterFunc(20*time.Millisecond, cancel2) // cancel while the ghost's vote is awaited
+	defer stop.Stop()
 	if _, err := c.coord.Run(ctx2, work...); !errors.Is(err, txn.ErrCancelled) {
 		t.Fatalf("Run(cancelled) = %v; want ErrCancelled", err)
 	}
