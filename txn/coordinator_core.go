@@ -88,6 +88,9 @@ func (c *RawCoordinator) Recover(now time.Time, log []Record) error {
 		if r.Type != RecCommit {
 			return fmt.Errorf("%w: coordinator log holds a %d record", ErrMalformed, r.Type)
 		}
+		if len(r.Participants) == 0 {
+			return fmt.Errorf("%w: COMMIT record of %s names no participant", ErrMalformed, r.Txn)
+		}
 		if _, ok := c.txns[r.Txn]; ok {
 			continue
 		}

@@ -1,6 +1,7 @@
 package txn_test
 
 import (
+	"errors"
 	"testing"
 	"time"
 
@@ -55,5 +56,36 @@ func TestForgottenCommitIsNotReportedAsAbort(t *testing.T) {
 	}
 	if got := p1.Status().InDoubt; got != 1 {
 		t.Fatalf("p1 in doubt = %d; want 1", got)
+	}
+}
+
+func TestRecoverRejectsForeignRecords(t *testing.T) {
+	c, err := txn.NewRawCoordinator("c", testConfig())
+	if err != nil {
+		t.Fatal(err)
+	}
+	p, err := txn.NewRawParticipant("p", testConfig())
+	if err != nil {
+		t.Fatal(err)
+	}
+	tests := []struct {
+		name string
+		err  error
+	}{
+		{"coordinator given a PREPARED", c.Recover(time.Unix(0, 0), []txn.Record{{Type: txn.RecPrepared, Txn: uuid.New()}})},
+		{"coordinator given an empty COMMIT", c.Recover(time.Unix(0, 0), []txn.Record{{Type: txn.RecCommit, Txn: uuid.New()}})},
+		{"participant given a COMMIT", func() error {
+			_, err := p.Recover(time.Unix(0, 0), []txn.Record{{Type: txn.RecCommit, Txn: uuid.New()}})
+			return err
+		}()},
+		{"participant given a DONE without outcome", func() error {
+			_, err := p.Recover(time.Unix(0, 0), []txn.Record{{Type: txn.RecDone, Txn: uuid.New()}})
+			return err
+		}()},
+	}
+	for _, tt := range tests {
+		if !errors.Is(tt.err, txn.ErrMalformed) {
+			t.Errorf("%s: err = %v; want ErrMalformed", tt.name, tt.err)
+		}
 	}
 }
