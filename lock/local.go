@@ -143,6 +143,13 @@ func (l *Local) Waiters(name string) []SessionID {
 	return l.table.Waiters(name)
 }
 
+// Stats returns the table's counts.
+func (l *Local) Stats() Stats {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.table.Stats()
+}
+
 // Expires returns when session id's lease ends by the service's clock.
 func (l *Local) Expires(id SessionID) (time.Time, bool) {
 	l.mu.Lock()

@@ -133,6 +133,13 @@ func (sm *StateMachine) Sessions() int {
 	return sm.table.Sessions()
 }
 
+// Stats returns this replica's table counts.
+func (sm *StateMachine) Stats() Stats {
+	sm.mu.Lock()
+	defer sm.mu.Unlock()
+	return sm.table.Stats()
+}
+
 // LastToken returns the highest fencing token this replica has applied.
 func (sm *StateMachine) LastToken() Token {
 	sm.mu.Lock()

@@ -136,6 +136,10 @@ func (t *Table) LastToken() Token { return t.lastToken }
 // advance moves the table's time to now (never backwards) and expires every
 // lease and lock-delay that ended by then.
 func (t *Table) advance(now time.Time) {
+	if t.sessions == nil { // a zero Table: usable, though NewTable validates the config
+		t.sessions = make(map[SessionID]*session)
+		t.locks = make(map[string]*lockState)
+	}
 	if n := now.UnixNano(); n > t.now {
 		t.now = n
 	}
@@ -393,6 +397,27 @@ func (t *Table) Expires(id SessionID) (time.Time, bool) {
 
 // Sessions returns the number of open sessions.
 func (t *Table) Sessions() int { return len(t.sessions) }
+
+// Stats are a table's counts.
+type Stats struct {
+	Sessions  int   // open sessions
+	Held      int   // locks held
+	Waiting   int   // sessions queued, summed over locks
+	Delayed   int   // locks in their lock-delay
+	LastToken Token // highest fencing token issued
+}
+
+// Stats returns the table's counts. It walks every lock: O(locks).
+func (t *Table) Stats() Stats {
+	st := Stats{Sessions: len(t.sessions), Delayed: len(t.delayed), LastToken: t.lastToken}
+	for _, l := range t.locks {
+		if l.holder != 0 {
+			st.Held++
+		}
+		st.Waiting += len(l.waiters)
+	}
+	return st
+}
 
 // expire ends a session whose lease ran out: its locks go to their next
 // waiters, after the lock-delay if one is configured.

@@ -325,3 +325,27 @@ func FuzzDecodeRequest(f *testing.F) {
 		}
 	})
 }
+
+func TestTableStats(t *testing.T) {
+	tbl := newTestTable(t, 30*time.Millisecond, 3)
+	tbl.Acquire(at(1), 1, "x", true)
+	tbl.Acquire(at(2), 2, "x", true)
+	tbl.Acquire(at(3), 3, "y", true)
+	tbl.KeepAlive(at(90), 2)
+	tbl.Tick(at(100)) // sessions 1 and 3 expire: x and y enter their lock-delay, x with a waiter
+	got := tbl.Stats()
+	want := lock.Stats{Sessions: 1, Held: 0, Waiting: 1, Delayed: 2, LastToken: 2}
+	if got != want {
+		t.Errorf("Stats() = %+v; want %+v", got, want)
+	}
+}
+
+func TestZeroTableRejectsOpensClearly(t *testing.T) {
+	var tbl lock.Table
+	if _, err := tbl.Open(at(0), 1, "", ttl); !errors.Is(err, lock.ErrInvalidArgument) {
+		t.Errorf("zero Table Open = %v; want ErrInvalidArgument (no TTL allowed by a zero config)", err)
+	}
+	if _, _, err := tbl.Acquire(at(0), 1, "x", true); !errors.Is(err, lock.ErrNoSession) {
+		t.Errorf("zero Table Acquire = %v; want ErrNoSession", err)
+	}
+}
