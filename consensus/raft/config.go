@@ -22,7 +22,10 @@ type Config struct {
 	Storage Storage
 	// Applied is the index of the last entry the state machine has applied
 	// (after a restart: the index its state reflects, at least the
-	// snapshot's). Committed entries after it are delivered again.
+	// snapshot's). Committed entries after it are delivered again; those up
+	// to it never are. It must not exceed the last index in Storage. A
+	// saved commit index below it is raised to it: the state machine only
+	// ever applies committed entries.
 	Applied uint64
 
 	// ElectionTicks is the number of Ticks a follower waits without hearing

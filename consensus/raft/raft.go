@@ -110,9 +110,15 @@ func newRaft(cfg Config) (*raft, error) {
 	}
 	log.commitTo(hs.Commit)
 	if log.applied > log.committed {
-		// The state machine cannot be ahead of what is known committed;
-		// deliver from the commit point rather than skip entries.
-		log.applied = log.committed
+		// The state machine applied only committed entries, so they are
+		// committed even if the saved commit index lags behind (a commit
+		// index change alone is not synced, see Ready.MustSync). They were
+		// durable before they were applied. Delivering them again would
+		// apply them twice.
+		if log.applied > last {
+			return nil, fmt.Errorf("%w: Applied (%d) is beyond the last log index %d", ErrInvalidConfig, log.applied, last)
+		}
+		log.commitTo(log.applied)
 	}
 	h := fnv.New64a()
 	h.Write([]byte(cfg.ID))

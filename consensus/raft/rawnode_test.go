@@ -405,3 +405,53 @@ func TestMustSync(t *testing.T) {
 		})
 	}
 }
+
+// A state machine that is durable on its own may be ahead of the saved
+// commit index (a commit-only HardState change is not synced). Entries up
+// to Config.Applied must not be delivered a second time.
+func TestRestartAppliedAheadOfSavedCommit(t *testing.T) {
+	// Log [1 1 1] in term 1, saved commit index 1.
+	restart := func(applied uint64) (*RawNode, error) {
+		s := NewMemoryStorage()
+		_ = s.Append(logOf(1, 1, 1))
+		_ = s.SetHardState(HardState{Term: 1, Commit: 1})
+		cfg := DefaultConfig()
+		cfg.ID, cfg.Peers, cfg.Storage, cfg.Applied = "a", []transport.NodeID{"a", "b", "c"}, s, applied
+		return NewRawNode(cfg)
+	}
+	tests := []struct {
+		name       string
+		applied    uint64
+		wantCommit uint64
+		wantFirst  uint64 // index of the first CommittedEntries (0 = none)
+	}{
+		{"behind the saved commit", 0, 1, 1},
+		{"at the saved commit", 1, 1, 0},
+		{"ahead of the saved commit", 3, 3, 0},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			rn, err := restart(tt.applied)
+			if err != nil {
+				t.Fatalf("NewRawNode(Applied: %d): %v", tt.applied, err)
+			}
+			if got := rn.Status().Commit; got != tt.wantCommit {
+				t.Errorf("commit = %d; want %d", got, tt.wantCommit)
+			}
+			rd, err := rn.Ready()
+			if err != nil {
+				t.Fatal(err)
+			}
+			first := uint64(0)
+			for _, e := range rd.CommittedEntries[:min(1, len(rd.CommittedEntries))] {
+				first = e.Index
+			}
+			if first != tt.wantFirst {
+				t.Errorf("first committed entry delivered = %d; want %d", first, tt.wantFirst)
+			}
+		})
+	}
+	if _, err := restart(4); !errors.Is(err, ErrInvalidConfig) {
+		t.Errorf("NewRawNode(Applied: 4) with last index 3: error = %v; want ErrInvalidConfig", err)
+	}
+}
