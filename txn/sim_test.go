@@ -38,25 +38,31 @@ func TestCrashPoints(t *testing.T) {
 	}
 	downs := []time.Duration{300 * time.Millisecond, 5 * time.Second}
 	delays := []time.Duration{0, 10 * time.Millisecond}
-	for _, sc := range scenarios {
-		for _, down := range downs {
-			for _, delay := range delays {
-				for _, victim := range append([]transport.NodeID{coordID}, partIDs...) {
-					name := fmt.Sprintf("%s/down=%v/delay=%v/%s", sc.name, down, delay, victim)
-					t.Run(name, func(t *testing.T) {
-						points := 0
-						for k := 0; ; k++ {
-							fired := runCrashPoint(t, sc, victim, k, down, delay)
-							if !fired {
-								break
+	nets := map[string]sim.Faults{
+		"clean": {MinDelay: time.Millisecond, MaxDelay: 3 * time.Millisecond},
+		"lossy": {Drop: 0.15, Duplicate: 0.15, MinDelay: time.Millisecond, MaxDelay: 5 * time.Millisecond, Reorder: 0.1},
+	}
+	for _, netName := range []string{"clean", "lossy"} {
+		for _, sc := range scenarios {
+			for _, down := range downs {
+				for _, delay := range delays {
+					for _, victim := range append([]transport.NodeID{coordID}, partIDs...) {
+						name := fmt.Sprintf("%s/%s/down=%v/delay=%v/%s", netName, sc.name, down, delay, victim)
+						t.Run(name, func(t *testing.T) {
+							points := 0
+							for k := 0; ; k++ {
+								fired := runCrashPoint(t, nets[netName], sc, victim, k, down, delay)
+								if !fired {
+									break
+								}
+								points++
 							}
-							points++
-						}
-						if points == 0 {
-							t.Fatalf("%s never reached a crash point", victim)
-						}
-						t.Logf("%s crashed at each of its %d steps", victim, points)
-					})
+							if points == 0 {
+								t.Fatalf("%s never reached a crash point", victim)
+							}
+							t.Logf("%s crashed at each of its %d steps", victim, points)
+						})
+					}
 				}
 			}
 		}
@@ -65,9 +71,9 @@ func TestCrashPoints(t *testing.T) {
 
 // runCrashPoint runs one scenario with victim crashing after k effects and
 // reports whether the crash happened (false once k exceeds its effects).
-func runCrashPoint(t *testing.T, sc crashScenario, victim transport.NodeID, k int, down, delay time.Duration) bool {
+func runCrashPoint(t *testing.T, faults sim.Faults, sc crashScenario, victim transport.NodeID, k int, down, delay time.Duration) bool {
 	t.Helper()
-	w, err := newWorld(int64(k)+1, sim.Faults{MinDelay: time.Millisecond, MaxDelay: 3 * time.Millisecond})
+	w, err := newWorld(int64(k)+1, faults)
 	if err != nil {
 		t.Fatal(err)
 	}
