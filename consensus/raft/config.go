@@ -102,7 +102,7 @@ func (c *Config) Validate() error {
 	switch {
 	case c.ID == "":
 		return bad("ID is empty")
-	case c.Storage == nil:
+	case c.Storage == nil || c.Storage == Storage((*MemoryStorage)(nil)):
 		return bad("Storage is nil")
 	case c.HeartbeatTicks < 1:
 		return bad("HeartbeatTicks is %d; want at least 1", c.HeartbeatTicks)

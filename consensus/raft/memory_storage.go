@@ -6,7 +6,8 @@ import (
 )
 
 // MemoryStorage is a Storage kept in memory: the reference implementation,
-// and the storage of tests and of nodes that need no durability.
+// and the storage of tests and of nodes that need no durability. The zero
+// value is an empty storage, like NewMemoryStorage's.
 //
 // It is safe for concurrent use. Slices it returns are never modified
 // afterwards: writes replace the backing array instead of overwriting it.
@@ -28,16 +29,24 @@ func NewMemoryStorage() *MemoryStorage {
 	return &MemoryStorage{ents: make([]Entry, 1)}
 }
 
+// lock takes mu and gives a zero MemoryStorage its placeholder entry.
+func (s *MemoryStorage) lock() {
+	s.mu.Lock()
+	if s.ents == nil {
+		s.ents = make([]Entry, 1)
+	}
+}
+
 // InitialState implements Storage.
 func (s *MemoryStorage) InitialState() (HardState, Membership, error) {
-	s.mu.Lock()
+	s.lock()
 	defer s.mu.Unlock()
 	return s.hardState, s.snapshot.Meta.Membership.Clone(), nil
 }
 
 // SetHardState saves hs.
 func (s *MemoryStorage) SetHardState(hs HardState) error {
-	s.mu.Lock()
+	s.lock()
 	defer s.mu.Unlock()
 	s.hardState = hs
 	return nil
@@ -45,7 +54,7 @@ func (s *MemoryStorage) SetHardState(hs HardState) error {
 
 // HardState returns the saved HardState.
 func (s *MemoryStorage) HardState() HardState {
-	s.mu.Lock()
+	s.lock()
 	defer s.mu.Unlock()
 	return s.hardState
 }
@@ -55,7 +64,7 @@ func (s *MemoryStorage) lastIndex() uint64  { return s.ents[0].Index + uint64(le
 
 // Entries implements Storage.
 func (s *MemoryStorage) Entries(lo, hi, maxBytes uint64) ([]Entry, error) {
-	s.mu.Lock()
+	s.lock()
 	defer s.mu.Unlock()
 	if lo > hi {
 		return nil, fmt.Errorf("raft: Entries(%d, %d): lo > hi", lo, hi)
@@ -73,7 +82,7 @@ func (s *MemoryStorage) Entries(lo, hi, maxBytes uint64) ([]Entry, error) {
 
 // Term implements Storage.
 func (s *MemoryStorage) Term(i uint64) (uint64, error) {
-	s.mu.Lock()
+	s.lock()
 	defer s.mu.Unlock()
 	off := s.ents[0].Index
 	if i < off {
@@ -87,21 +96,21 @@ func (s *MemoryStorage) Term(i uint64) (uint64, error) {
 
 // FirstIndex implements Storage.
 func (s *MemoryStorage) FirstIndex() (uint64, error) {
-	s.mu.Lock()
+	s.lock()
 	defer s.mu.Unlock()
 	return s.firstIndex(), nil
 }
 
 // LastIndex implements Storage.
 func (s *MemoryStorage) LastIndex() (uint64, error) {
-	s.mu.Lock()
+	s.lock()
 	defer s.mu.Unlock()
 	return s.lastIndex(), nil
 }
 
 // Snapshot implements Storage.
 func (s *MemoryStorage) Snapshot() (Snapshot, error) {
-	s.mu.Lock()
+	s.lock()
 	defer s.mu.Unlock()
 	return s.snapshot, nil
 }
@@ -110,7 +119,7 @@ func (s *MemoryStorage) Snapshot() (Snapshot, error) {
 // received from the leader, Ready.Snapshot). It returns ErrSnapshotOutOfDate
 // if snap is older than the snapshot already held.
 func (s *MemoryStorage) ApplySnapshot(snap Snapshot) error {
-	s.mu.Lock()
+	s.lock()
 	defer s.mu.Unlock()
 	if snap.Meta.Index <= s.snapshot.Meta.Index {
 		return ErrSnapshotOutOfDate
@@ -126,7 +135,7 @@ func (s *MemoryStorage) ApplySnapshot(snap Snapshot) error {
 // the state machine's encoded state data. It does not compact the log: call
 // Compact for that, usually keeping some entries for slow followers.
 func (s *MemoryStorage) CreateSnapshot(i uint64, m Membership, data []byte) (Snapshot, error) {
-	s.mu.Lock()
+	s.lock()
 	defer s.mu.Unlock()
 	if i <= s.snapshot.Meta.Index {
 		return Snapshot{}, ErrSnapshotOutOfDate
@@ -147,7 +156,7 @@ func (s *MemoryStorage) CreateSnapshot(i uint64, m Membership, data []byte) (Sna
 // FirstIndex becomes compactIndex+1. The caller must not compact past the
 // applied index or past the latest snapshot.
 func (s *MemoryStorage) Compact(compactIndex uint64) error {
-	s.mu.Lock()
+	s.lock()
 	defer s.mu.Unlock()
 	off := s.ents[0].Index
 	if compactIndex <= off {
@@ -176,7 +185,7 @@ func (s *MemoryStorage) Append(entries []Entry) error {
 			return fmt.Errorf("raft: Append: entries not consecutive at %d", entries[i].Index)
 		}
 	}
-	s.mu.Lock()
+	s.lock()
 	defer s.mu.Unlock()
 	first := s.firstIndex()
 	last := entries[len(entries)-1].Index

@@ -146,3 +146,54 @@ func TestMemoryStorageModel(t *testing.T) {
 		}
 	})
 }
+
+// The zero MemoryStorage behaves like NewMemoryStorage's, method by method,
+// instead of panicking on its missing placeholder entry.
+func TestMemoryStorageZeroValue(t *testing.T) {
+	tests := []struct {
+		name string
+		call func(s *MemoryStorage) (uint64, error)
+	}{
+		{"FirstIndex", (*MemoryStorage).FirstIndex},
+		{"LastIndex", (*MemoryStorage).LastIndex},
+		{"Term(0)", func(s *MemoryStorage) (uint64, error) { return s.Term(0) }},
+		{"Term(1)", func(s *MemoryStorage) (uint64, error) { return s.Term(1) }},
+		{"Entries(1, 1)", func(s *MemoryStorage) (uint64, error) { e, err := s.Entries(1, 1, 100); return uint64(len(e)), err }},
+		{"Entries(1, 2)", func(s *MemoryStorage) (uint64, error) { e, err := s.Entries(1, 2, 100); return uint64(len(e)), err }},
+		{"Append then LastIndex", func(s *MemoryStorage) (uint64, error) {
+			if err := s.Append(logOf(1, 1)); err != nil {
+				return 0, err
+			}
+			return s.LastIndex()
+		}},
+		{"Compact(1)", func(s *MemoryStorage) (uint64, error) { return 0, s.Compact(1) }},
+		{"CreateSnapshot(1)", func(s *MemoryStorage) (uint64, error) {
+			snap, err := s.CreateSnapshot(1, Membership{}, nil)
+			return snap.Meta.Index, err
+		}},
+		{"ApplySnapshot(5)", func(s *MemoryStorage) (uint64, error) {
+			if err := s.ApplySnapshot(Snapshot{Meta: SnapshotMeta{Index: 5, Term: 2}}); err != nil {
+				return 0, err
+			}
+			return s.FirstIndex()
+		}},
+	}
+	// kind reduces an error to the sentinel it wraps.
+	kind := func(err error) error {
+		for _, s := range []error{ErrCompacted, ErrUnavailable, ErrSnapshotOutOfDate} {
+			if errors.Is(err, s) {
+				return s
+			}
+		}
+		return err
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			got, gotErr := tt.call(&MemoryStorage{})
+			want, wantErr := tt.call(NewMemoryStorage())
+			if got != want || kind(gotErr) != kind(wantErr) {
+				t.Errorf("zero value: %d, %v; want %d, %v (as NewMemoryStorage)", got, gotErr, want, wantErr)
+			}
+		})
+	}
+}

@@ -22,6 +22,8 @@ func TestConfigValidate(t *testing.T) {
 		{"valid", func(*Config) {}, ""},
 		{"empty ID", func(c *Config) { c.ID = "" }, "ID is empty"},
 		{"nil storage", func(c *Config) { c.Storage = nil }, "Storage is nil"},
+		{"nil *MemoryStorage", func(c *Config) { c.Storage = (*MemoryStorage)(nil) }, "Storage is nil"},
+		{"zero MemoryStorage", func(c *Config) { c.Storage = &MemoryStorage{} }, ""},
 		{"zero heartbeat", func(c *Config) { c.HeartbeatTicks = 0 }, "HeartbeatTicks"},
 		{"election not above heartbeat", func(c *Config) { c.ElectionTicks = 1 }, "ElectionTicks (1)"},
 		{"zero max message bytes", func(c *Config) { c.MaxMsgBytes = 0 }, "MaxMsgBytes"},
