@@ -111,7 +111,10 @@
 // epoch. Raft elects at most one leader, and only on a side with a
 // majority; the minority side has none (its nodes keep reporting the old
 // leader and term until they hear a newer one, so fence with the term).
-// TestPartitionElectsOnePerSide checks the first behaviour.
+// TestPartitionElectsOnePerSide checks the first behaviour (each side
+// elects its highest node, and the whole group converges after the heal),
+// TestRaftElectorFailover the second (the majority side elects a new
+// leader in a higher term; the isolated old leader reports none above it).
 //
 // # Cost, measured
 //

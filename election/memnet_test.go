@@ -133,6 +133,9 @@ func TestRuntimeFailover(t *testing.T) {
 				t.Fatalf("n5.Campaign() = %+v, %v; want n5 leading", won, err)
 			}
 			first := c.await("n5", 0)
+			if st := c.nodes["n5"].Stats(); st.Won == 0 || st.ElectionMessages == 0 || st.Heartbeats == 0 {
+				t.Errorf("n5.Stats() = %+v; want a won election, election messages and heartbeats", st)
+			}
 
 			c.kill("n5")
 			second := c.await("n4", first.Epoch)
