@@ -8,7 +8,9 @@ import (
 
 // ResourceManager is the user's resource that takes part in transactions
 // on a Participant: an account store, a key-value table, a queue. The
-// Participant calls it from one goroutine at a time.
+// Participant calls it from its one goroutine, so calls never overlap, and
+// a slow Prepare delays every other transaction on that participant: take
+// locks without waiting (vote NO on a conflict, as Store does).
 //
 // Durability: a participant's log is the resource manager's durable
 // state. Each YES vote logs the intent Prepare returned; each commit logs
