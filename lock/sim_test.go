@@ -2,6 +2,7 @@ package lock
 
 import (
 	"encoding/binary"
+	"errors"
 	"fmt"
 	"math/rand/v2"
 	"slices"
@@ -127,6 +128,8 @@ type belief struct {
 // simClient follows the Session's rules. Its clock runs at rate 1+drift
 // relative to the simulation's.
 type simClient struct {
+	servers  []transport.NodeID // the service's members; nil means svcID alone
+	target   int                // index in servers of the member believed to lead
 	drift    float64
 	auto     bool          // lock, work, unlock in a loop
 	maxPause time.Duration // longest random pause; 0 for none
@@ -192,7 +195,11 @@ func (c *simClient) openSession(env sim.Env) {
 func (c *simClient) send(env sim.Env, req Request) {
 	c.nextReq++
 	c.sent[c.nextReq] = sentReq{req, c.local(env.Now())}
-	env.Send(svcID, "lock", AppendRequest(binary.AppendUvarint(nil, c.nextReq), req))
+	to := svcID
+	if len(c.servers) > 0 {
+		to = c.servers[c.target]
+	}
+	env.Send(to, "lock", AppendRequest(binary.AppendUvarint(nil, c.nextReq), req))
 }
 
 // paused defers fn if the process is paused.
@@ -227,6 +234,9 @@ func (c *simClient) Timer(env sim.Env, id sim.TimerID, name string) {
 	switch name {
 	case "retry": // retransmit what is unanswered; all requests are idempotent
 		c.retry = env.SetTimer(50*time.Millisecond, "retry")
+		if len(c.sent) > 0 && len(c.servers) > 0 {
+			c.target = (c.target + 1) % len(c.servers) // the leader may be gone: try the next
+		}
 		for _, id := range sortedIDs(c.sent) {
 			r := c.sent[id]
 			if c.local(env.Now()).Sub(r.sent) >= 50*time.Millisecond {
@@ -356,6 +366,16 @@ func (c *simClient) Receive(env sim.Env, msg transport.Message) {
 	if r.req.Session != c.session {
 		return
 	}
+	var nl *errNotLeader
+	if errors.As(err, &nl) {
+		if i := slices.Index(c.servers, transport.NodeID(nl.hint)); i >= 0 {
+			c.target = i
+		} else if len(c.servers) > 0 {
+			c.target = (c.target + 1) % len(c.servers)
+		}
+		c.send(env, r.req) // a new request ID, a new send time
+		return
+	}
 	switch r.req.Op {
 	case OpOpen, OpKeepAlive:
 		if err != nil {
@@ -439,7 +459,7 @@ func TestSimMutualExclusion(t *testing.T) {
 	for _, sc := range scenarios {
 		t.Run(sc.name, func(t *testing.T) {
 			grants, rejected := 0, 0
-			sim.Seeds(t, 8, func(t *testing.T, seed int64) {
+			sim.Seeds(t, 16, func(t *testing.T, seed int64) {
 				s, err := sim.New(sim.Config{Seed: seed, Faults: sc.faults})
 				if err != nil {
 					t.Fatal(err)
