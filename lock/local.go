@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"log/slog"
+	"slices"
 	"sync"
 	"time"
 
@@ -91,6 +92,9 @@ func (l *Local) Do(ctx context.Context, req Request) (Response, error) {
 	}
 	resp, err := apply(l.table, l.clock.Now(), req)
 	l.deliver()
+	if req.Op == OpEnd || req.Op == OpCancel {
+		l.sweep()
+	}
 	if err != nil || req.Op != OpAcquire || resp.Granted {
 		l.mu.Unlock()
 		return resp, err
@@ -107,6 +111,9 @@ func (l *Local) Do(ctx context.Context, req Request) (Response, error) {
 	l.mu.Unlock()
 	select {
 	case g := <-ch:
+		if g.Session == 0 { // see sweep
+			return Response{}, fmt.Errorf("%w: session %d ended while waiting for %q", ErrNoSession, req.Session, req.Name)
+		}
 		return Response{Granted: true, Grant: g}, nil
 	case <-ctx.Done():
 	case <-l.stop:
@@ -118,7 +125,9 @@ func (l *Local) Do(ctx context.Context, req Request) (Response, error) {
 	l.mu.Unlock()
 	select {
 	case g := <-ch: // granted while we were leaving: report it
-		return Response{Granted: true, Grant: g}, nil
+		if g.Session != 0 {
+			return Response{Granted: true, Grant: g}, nil
+		}
 	default:
 	}
 	if ctx.Err() != nil {
@@ -177,6 +186,18 @@ func (l *Local) deliver() {
 	}
 }
 
+// sweep wakes, with a zero Grant, the waiters that no longer wait at the
+// table: their session expired or ended, or they were cancelled. Callers
+// hold mu. O(waiters): it runs on expiries, ends and cancels only.
+func (l *Local) sweep() {
+	for key, ch := range l.waiters {
+		if !slices.Contains(l.table.Waiters(key.name), key.session) {
+			delete(l.waiters, key)
+			ch <- Grant{}
+		}
+	}
+}
+
 // expireLoop ticks the table at each lease or lock-delay deadline.
 func (l *Local) expireLoop() {
 	defer close(l.done)
@@ -186,8 +207,12 @@ func (l *Local) expireLoop() {
 		l.mu.Lock()
 		before := l.table.Sessions()
 		l.table.Tick(l.clock.Now())
-		if expired := before - l.table.Sessions(); expired > 0 && l.logger != nil {
-			l.logger.Debug("lock: leases expired", "sessions", expired)
+		if expired := before - l.table.Sessions(); expired > 0 {
+			if l.logger != nil {
+				l.logger.Debug("lock: leases expired", "sessions", expired)
+			}
+			l.deliver() // grants first: a granted waiter is no longer queued
+			l.sweep()
 		}
 		l.armed = time.Time{}
 		l.deliver() // re-arms from the table's next deadline

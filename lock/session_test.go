@@ -354,3 +354,27 @@ func TestLockDeadlineIsReported(t *testing.T) {
 		t.Errorf("Lock past its deadline = %v; want context.DeadlineExceeded", err)
 	}
 }
+
+// TestLocalWakesWaitersOfExpiredSessions: a waiter whose session expires
+// at the service gets ErrNoSession instead of waiting forever.
+func TestLocalWakesWaitersOfExpiredSessions(t *testing.T) {
+	ctx := context.Background()
+	l := newLocal(t)
+	queued := queuedSignal(l)
+	holder := newSession(t, l, 10*time.Second)
+	if _, err := holder.Lock(ctx, "x"); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := l.Do(ctx, lock.Request{Op: lock.OpOpen, Session: 42, TTL: 50 * time.Millisecond}); err != nil {
+		t.Fatal(err)
+	}
+	errc := make(chan error, 1)
+	go func() {
+		_, err := l.Do(ctx, lock.Request{Op: lock.OpAcquire, Session: 42, Name: "x"})
+		errc <- err
+	}()
+	<-queued
+	if err := <-errc; !errors.Is(err, lock.ErrNoSession) {
+		t.Errorf("waiting Do after the session expired = %v; want ErrNoSession", err)
+	}
+}
