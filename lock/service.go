@@ -67,12 +67,12 @@ func (o Op) String() string {
 // ErrNotHolder without touching the lock, and End and Cancel of what is gone
 // do nothing.
 type Request struct {
-	Op      Op
-	Session SessionID
-	Name    string
-	Owner   string
-	TTL     time.Duration
-	Token   Token
+	Op      Op            // the operation
+	Session SessionID     // the session it acts for (all but OpHolder)
+	Name    string        // the lock (acquire, release, cancel, holder)
+	Owner   string        // the session's label (OpOpen)
+	TTL     time.Duration // the lease's length (OpOpen)
+	Token   Token         // the grant being released (OpRelease)
 }
 
 // Response is a lock service's answer to a successful Request.
