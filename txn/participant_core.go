@@ -192,6 +192,9 @@ func (p *RawParticipant) Step(now time.Time, from transport.NodeID, m Message) {
 		if m.KnownFor > 0 && (t == nil || !t.acceptable(p.now, m.KnownFor)) {
 			return // an abort from a peer whose memory may not reach back far enough
 		}
+		if t != nil && t.phase == partPrepared && from != t.coordinator && !slices.Contains(t.participants, from) {
+			return // only the coordinator and the peers can know the outcome
+		}
 		p.onDecision(t, from, m.Txn, m.Outcome)
 	case MsgQuery:
 		p.onQuery(t, from, m.Txn)
