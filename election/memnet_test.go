@@ -336,21 +336,39 @@ func TestRaftElectorFailover(t *testing.T) {
 }
 
 // awaitAny waits until every elector in ids reports the same known leader
-// with a term above after.
+// with a term above after, reading each elector's Observe channel (no
+// polling): the highest view seen becomes the target, and every elector
+// must reach it.
 func awaitAny(t *testing.T, ctx context.Context, els map[transport.NodeID]*election.RaftElector, ids []transport.NodeID, after uint64) election.Leader {
 	t.Helper()
-	var want election.Leader
+	ctx, cancel := context.WithTimeout(ctx, 10*time.Second)
+	defer cancel()
+	chans := map[transport.NodeID]<-chan election.Leader{}
+	last := map[transport.NodeID]election.Leader{}
 	for _, id := range ids {
-		ok := false
-		for l := range els[id].Observe(ctx) {
-			if l.Known() && l.Epoch > after && l.ID != "" && (want == (election.Leader{}) || l == want) {
-				want, ok = l, true
+		chans[id] = els[id].Observe(ctx)
+	}
+	var want election.Leader
+	for {
+		raised := false
+		for _, id := range ids {
+			for last[id] != want || !want.Known() {
+				l, ok := <-chans[id]
+				if !ok {
+					t.Fatalf("%s: no agreed leader above term %d; views %v, target %+v", id, after, last, want)
+				}
+				last[id] = l
+				if l.Known() && l.Epoch > after && l.Epoch > want.Epoch {
+					want, raised = l, true
+					break
+				}
+			}
+			if raised {
 				break
 			}
 		}
-		if !ok {
-			t.Fatalf("%s: no agreed leader above term %d; last %+v", id, after, els[id].Leader())
+		if !raised {
+			return want
 		}
 	}
-	return want
 }
