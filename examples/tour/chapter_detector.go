@@ -7,6 +7,7 @@ import (
 	"time"
 
 	"github.com/distkit/distkit/detector"
+	"github.com/distkit/distkit/detector/detectorsim"
 	"github.com/distkit/distkit/sim"
 	"github.com/distkit/distkit/transport"
 )
@@ -52,7 +53,12 @@ func runDetector(ctx context.Context, t *tour) error {
 	ids := []transport.NodeID{"n1", "n2", "n3", "n4", "n5"}
 	var events []detectorSeen
 	for _, id := range ids {
-		if err := s.AddNode(id, func() sim.Node { return &detectorNode{cfg: cfg, peers: ids, events: &events} }); err != nil {
+		err := s.AddNode(id, func() sim.Node {
+			n := detectorsim.New(cfg, ids)
+			n.OnEvent = func(by transport.NodeID, e detector.Event) { events = append(events, detectorSeen{by, e}) }
+			return n
+		})
+		if err != nil {
 			return err
 		}
 	}
@@ -132,55 +138,4 @@ func runDetector(ctx context.Context, t *tour) error {
 type detectorSeen struct {
 	by transport.NodeID
 	detector.Event
-}
-
-// detectorNode runs a detector.Membership as a sim.Node.
-type detectorNode struct {
-	cfg    detector.Config
-	peers  []transport.NodeID
-	core   *detector.Membership
-	events *[]detectorSeen
-}
-
-func (n *detectorNode) Start(env sim.Env) {
-	core, err := detector.NewMembership(env.ID(), n.cfg, env.Rand().Uint64(), env.Now())
-	if err != nil {
-		env.Logf("detector: %v", err)
-		return
-	}
-	n.core = core
-	for _, p := range n.peers {
-		if p != env.ID() {
-			if err := core.AddMember(p, env.Now()); err != nil {
-				env.Logf("detector: %v", err)
-			}
-		}
-	}
-	env.SetTimer(core.NextTick().Sub(env.Now()), "tick")
-}
-
-func (n *detectorNode) Receive(env sim.Env, msg transport.Message) {
-	if n.core == nil || msg.Service != detector.Service {
-		return
-	}
-	if err := n.core.Receive(env.Now(), msg.From, msg.Payload); err != nil {
-		env.Logf("detector: %v", err)
-	}
-	n.flush(env)
-}
-
-func (n *detectorNode) Timer(env sim.Env, _ sim.TimerID, _ string) {
-	n.core.Tick(env.Now())
-	n.flush(env)
-	env.SetTimer(max(n.core.NextTick().Sub(env.Now()), 0), "tick")
-}
-
-func (n *detectorNode) flush(env sim.Env) {
-	rd := n.core.Ready()
-	for _, m := range rd.Messages {
-		env.Send(m.To, detector.Service, m.Payload)
-	}
-	for _, e := range rd.Events {
-		*n.events = append(*n.events, detectorSeen{by: env.ID(), Event: e})
-	}
 }
