@@ -190,8 +190,9 @@
 //
 // # Tests
 //
-// The default test run simulates 10,000 seconds for the no-false-failure
-// property (1,000 under the race detector) and a few seeds of each scenario.
+// The default test run simulates the 10,000 seconds for the
+// no-false-failure property (also under the race detector, which is what
+// CI runs) and a few seeds of each scenario.
 // DISTKIT_SOAK=1 runs 50 times as many seeds and the full detection table;
 // DISTKIT_SEED=N replays one seed.
 package detector

@@ -141,16 +141,6 @@ func scenarioConfig() Config {
 	return cfg
 }
 
-// longRun is the length of the long runs: 10,000 simulated seconds, or
-// 1,000 under the race detector (see raceEnabled). DISTKIT_SOAK=1 runs more
-// seeds.
-func longRun() time.Duration {
-	if raceEnabled {
-		return 1_000 * time.Second
-	}
-	return 10_000 * time.Second
-}
-
 // TestSimNoFalseFailures runs 8 nodes for 10,000 simulated seconds over a
 // lossy network with no crash: at threshold 8 with indirect probes, no node
 // may ever be declared Failed.
@@ -158,7 +148,7 @@ func TestSimNoFalseFailures(t *testing.T) {
 	sim.Seeds(t, 1, func(t *testing.T, seed int64) {
 		c := newCluster(t, seed, 8, scenarioConfig(), lossyNet)
 		start := c.s.Now()
-		c.s.Run(longRun())
+		c.s.Run(10_000 * time.Second)
 		suspicions := 0
 		for _, e := range c.rec.events {
 			switch e.Kind {
