@@ -108,8 +108,6 @@ func (c Config) Validate() error {
 	}
 	c = c.resolved()
 	switch {
-	case c.HeartbeatInterval <= 0:
-		return fmt.Errorf("%w: HeartbeatInterval %v must be positive", ErrInvalidConfig, c.HeartbeatInterval)
 	case !(c.Jitter >= 0 && c.Jitter < 1):
 		return fmt.Errorf("%w: Jitter %v must be in [0, 1)", ErrInvalidConfig, c.Jitter)
 	case c.CheckInterval <= 0:
@@ -122,7 +120,7 @@ func (c Config) Validate() error {
 	switch c.Detector {
 	case KindPhiAccrual:
 		if err := c.Phi.Validate(); err != nil {
-			return fmt.Errorf("detector: Config.Phi: %w", err)
+			return fmt.Errorf("%w (Config.Phi)", err)
 		}
 		longest := time.Duration(float64(c.HeartbeatInterval) * (1 + c.Jitter))
 		if c.Phi.MaxInterval <= longest {
@@ -131,7 +129,7 @@ func (c Config) Validate() error {
 		}
 	case KindFixedTimeout:
 		if err := c.Timeout.Validate(); err != nil {
-			return fmt.Errorf("detector: Config.Timeout: %w", err)
+			return fmt.Errorf("%w (Config.Timeout)", err)
 		}
 	default:
 		return fmt.Errorf("%w: Detector %v is not a known Kind", ErrInvalidConfig, c.Detector)

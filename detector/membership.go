@@ -365,7 +365,7 @@ func (m *Membership) Receive(now time.Time, from transport.NodeID, payload []byt
 	msg, err := decode(payload)
 	if err != nil {
 		m.stats.Malformed++
-		return fmt.Errorf("from %q: %w", from, err)
+		return fmt.Errorf("%w (from %q)", err, from)
 	}
 	// Any message is evidence of life from its sender; only heartbeats are
 	// samples of the heartbeat interval.

@@ -184,7 +184,8 @@ func (m *Monitor) Stats() MonitorStats {
 }
 
 // Close stops monitoring: it removes the handler, stops both goroutines,
-// waits for them and closes the Events channel. Undelivered events are
+// waits for them and for any message being handled, and closes the Events
+// channel; nothing is sent after it returns. Undelivered events are
 // discarded. Close is idempotent and always returns nil.
 func (m *Monitor) Close() error {
 	m.mu.Lock()
@@ -208,6 +209,11 @@ func (m *Monitor) handle(msg transport.Message) {
 		m.mu.Unlock()
 		return
 	}
+	// Close waits for this call as for its own goroutines, so that nothing
+	// is sent on the caller's transport after Close returns. The Add happens
+	// under mu before Close can set closed, hence before its Wait.
+	m.wg.Add(1)
+	defer m.wg.Done()
 	if err := m.core.Receive(m.clock.Now(), msg.From, msg.Payload); err != nil {
 		m.log.Debug("detector: dropped a message", "from", msg.From, "err", err)
 	}
