@@ -53,3 +53,26 @@ func ExampleTable() {
 	// alice holds x with token 1 - bob granted: false
 	// bob now holds x with token 2
 }
+
+// An Elector is a leader election on a lock: the epoch is the fencing token.
+func ExampleElector() {
+	ctx := context.Background()
+	svc, _ := lock.NewLocal(lock.DefaultLocalConfig())
+	defer svc.Close()
+	cfg := lock.DefaultElectorConfig()
+	cfg.ID = "n1"
+	n1, _ := lock.NewElector(svc, cfg)
+	defer n1.Close()
+	cfg.ID = "n2"
+	n2, _ := lock.NewElector(svc, cfg)
+	defer n2.Close()
+
+	l, _ := n1.Campaign(ctx)
+	fmt.Println("leader", l.ID, "epoch", l.Epoch)
+	n1.Resign(ctx)
+	l, _ = n2.Campaign(ctx)
+	fmt.Println("leader", l.ID, "epoch", l.Epoch)
+	// Output:
+	// leader n1 epoch 1
+	// leader n2 epoch 2
+}

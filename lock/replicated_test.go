@@ -7,6 +7,7 @@ import (
 	"time"
 
 	"github.com/distkit/distkit/consensus/raft"
+	"github.com/distkit/distkit/election"
 	"github.com/distkit/distkit/lock"
 	"github.com/distkit/distkit/transport"
 	"github.com/distkit/distkit/transport/memnet"
@@ -290,5 +291,45 @@ func TestReplicatedOverTCP(t *testing.T) {
 	gb, err := b.TryLock(ctx, "x")
 	if err != nil || gb.Token <= ga.Token {
 		t.Errorf("b.TryLock after unlock = %+v, %v; want a token above %d", gb, err, ga.Token)
+	}
+}
+
+func TestReplicatedElectorKeepsLeadershipAcrossFailover(t *testing.T) {
+	r, _ := newMemnetService(t, false)
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+	defer cancel()
+	elect := func(id transport.NodeID) *lock.Elector {
+		cfg := lock.DefaultElectorConfig()
+		cfg.ID = id
+		cfg.Session.TTL = 2 * time.Second
+		e, err := lock.NewElector(r.client(id), cfg)
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { e.Close() })
+		return e
+	}
+	n1, n2 := elect("n1"), elect("n2")
+	won, err := n1.Campaign(ctx)
+	if err != nil {
+		t.Fatalf("n1.Campaign = %v", err)
+	}
+	r.kill(r.leader())
+	r.leader()
+	if got := n1.Leader(); got != won {
+		t.Errorf("n1.Leader after the lock cluster's failover = %+v; want %+v (the lease was extended)", got, won)
+	}
+	// A newcomer reads the election lock through the new leader's log.
+	n3 := elect("n3")
+	seen := waitFor(t, n3.Observe(ctx), "n3 sees a leader", func(v election.Leader) bool { return v.Known() })
+	if seen != won {
+		t.Errorf("n3 observes %+v after the failover; want %+v", seen, won)
+	}
+	if err := n1.Resign(ctx); err != nil {
+		t.Fatalf("n1.Resign = %v", err)
+	}
+	next, err := n2.Campaign(ctx)
+	if err != nil || next.ID != "n2" || next.Epoch <= won.Epoch {
+		t.Errorf("n2.Campaign = %+v, %v; want n2 with an epoch above %d", next, err, won.Epoch)
 	}
 }
