@@ -105,6 +105,7 @@ type Session struct {
 	withdraw map[string]struct{} // names whose withdrawal (OpCancel) must be retried
 	release  map[string]Token    // grants whose release must be retried
 	seen     map[string]Token    // the last grant of each name this client learned of
+	stats    SessionStats
 	closed   bool
 
 	stop chan struct{}
@@ -174,6 +175,24 @@ func (s *Session) Valid() bool {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	return s.ctx.Err() == nil && s.bound.valid(s.cfg.Clock.Now())
+}
+
+// SessionStats are a Session's counters and state.
+type SessionStats struct {
+	Held              int       // locks held
+	KeepAlives        uint64    // keepalives acknowledged
+	KeepAliveFailures uint64    // keepalives that failed (the lease may still be trusted)
+	Expiry            time.Time // the client's bound on its lease (see Session.Expiry)
+	Err               error     // nil while trusted; then why not (see Session.Err)
+}
+
+// Stats returns the session's counters and state.
+func (s *Session) Stats() SessionStats {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	st := s.stats
+	st.Held, st.Expiry, st.Err = len(s.held), s.bound.until, context.Cause(s.ctx)
+	return st
 }
 
 // Holds returns the token of this session's grant of name, if it holds it.
@@ -367,11 +386,15 @@ func (s *Session) keepAlive() {
 			s.mu.Lock()
 			s.bound.acked(sent)
 			s.orphans(resp.Held)
+			s.stats.KeepAlives++
 			s.mu.Unlock()
 		case errors.Is(err, ErrNoSession):
 			s.lose(err)
 			return
 		default:
+			s.mu.Lock()
+			s.stats.KeepAliveFailures++
+			s.mu.Unlock()
 			s.log("lock: keepalive failed", "session", s.id, "err", err)
 		}
 		s.retryCleanup()

@@ -224,6 +224,9 @@ func TestKeepAliveRenewsTheLease(t *testing.T) {
 	if _, ok := s.Holds("x"); !ok {
 		t.Errorf("Holds(x) = false after renewals")
 	}
+	if st := s.Stats(); st.Held != 1 || st.KeepAlives < 4 || st.Err != nil {
+		t.Errorf("Stats() = %+v; want 1 held, at least 4 keepalives, no error", st)
+	}
 }
 
 func TestLeaseLostBeforeTheServiceExpiresIt(t *testing.T) {
