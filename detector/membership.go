@@ -23,6 +23,8 @@ import (
 // package and under the Monitor runtime.
 //
 // A Membership is not safe for concurrent use; its driver serializes calls.
+// Build one with NewMembership: a zero Membership monitors nobody, ignores
+// Tick and refuses AddMember and Receive with errZeroMembership.
 type Membership struct {
 	self transport.NodeID
 	cfg  Config
@@ -101,6 +103,9 @@ type relay struct {
 	expires   time.Time
 }
 
+// errZeroMembership is returned by the methods of a zero Membership.
+var errZeroMembership = fmt.Errorf("%w: zero Membership; use NewMembership", ErrInvalidConfig)
+
 // maxRelays bounds the indirect probes served at once, so a flood of
 // requests cannot grow memory without limit.
 const maxRelays = 4096
@@ -142,6 +147,8 @@ func (m *Membership) Incarnation() uint64 { return m.incarnation }
 // suspected after the usual delay.
 func (m *Membership) AddMember(id transport.NodeID, now time.Time) error {
 	switch {
+	case m.rng == nil:
+		return errZeroMembership
 	case id == "":
 		return fmt.Errorf("%w: empty member ID", ErrInvalidConfig)
 	case len(id) > maxTargetLen:
@@ -234,6 +241,9 @@ func (m *Membership) Ready() Ready {
 // Tick advances the core to now: it sends the heartbeats that are due and
 // runs the checks that are due.
 func (m *Membership) Tick(now time.Time) {
+	if m.rng == nil {
+		return // a zero Membership
+	}
 	if !now.Before(m.nextHeartbeat) {
 		m.heartbeat(now)
 		m.nextHeartbeat = now.Add(m.jittered())
@@ -359,6 +369,9 @@ func (m *Membership) helpers(target transport.NodeID) []transport.NodeID {
 // A malformed payload is counted, reported as an error wrapping
 // ErrMalformed and otherwise ignored; the core's state is unchanged.
 func (m *Membership) Receive(now time.Time, from transport.NodeID, payload []byte) error {
+	if m.rng == nil {
+		return errZeroMembership
+	}
 	if from == m.self || from == "" {
 		return nil
 	}

@@ -49,7 +49,8 @@ type MonitorStats struct {
 // delivers events; Close stops both and waits for them. The transport is
 // the caller's: the Monitor registers a handler for Service on it and
 // removes it on Close, but does not close it. All methods are safe for
-// concurrent use.
+// concurrent use. Build one with NewMonitor; a zero Monitor behaves as a
+// closed one.
 type Monitor struct {
 	tr     transport.Transport
 	clock  clock.Source
@@ -60,7 +61,7 @@ type Monitor struct {
 
 	mu     sync.Mutex // guards core and closed
 	core   *Membership
-	closed bool
+	closed bool // also true in effect while core is nil (a zero Monitor): see dead
 
 	qmu     sync.Mutex // guards queue, head, dropped and sendErr
 	queue   []Event    // events not yet delivered, oldest first, at most bufCap
@@ -119,7 +120,22 @@ func NewMonitor(tr transport.Transport, cfg Config, opts MonitorOptions) (*Monit
 // Events returns the channel status changes arrive on, in order. It is
 // closed after Close. A reader that falls more than EventBuffer events
 // behind loses the oldest ones (see MonitorStats.EventsDropped).
-func (m *Monitor) Events() <-chan Event { return m.events }
+func (m *Monitor) Events() <-chan Event {
+	if m.events == nil {
+		return closedEvents // a zero Monitor
+	}
+	return m.events
+}
+
+// closedEvents is the Events channel of a zero Monitor.
+var closedEvents = func() chan Event {
+	c := make(chan Event)
+	close(c)
+	return c
+}()
+
+// dead reports whether m is closed or was never built. m.mu is held.
+func (m *Monitor) dead() bool { return m.closed || m.core == nil }
 
 // AddMember starts monitoring id. It fails with ErrClosed after Close,
 // ErrSelf, ErrDuplicateMember or ErrInvalidConfig (an empty ID), and with
@@ -130,7 +146,7 @@ func (m *Monitor) AddMember(ctx context.Context, id transport.NodeID) error {
 	}
 	m.mu.Lock()
 	defer m.mu.Unlock()
-	if m.closed {
+	if m.dead() {
 		return ErrClosed
 	}
 	return m.core.AddMember(id, m.clock.Now())
@@ -144,7 +160,7 @@ func (m *Monitor) RemoveMember(ctx context.Context, id transport.NodeID) error {
 	}
 	m.mu.Lock()
 	defer m.mu.Unlock()
-	if m.closed {
+	if m.dead() {
 		return ErrClosed
 	}
 	return m.core.RemoveMember(id)
@@ -154,6 +170,9 @@ func (m *Monitor) RemoveMember(ctx context.Context, id transport.NodeID) error {
 func (m *Monitor) Members() []MemberState {
 	m.mu.Lock()
 	defer m.mu.Unlock()
+	if m.core == nil {
+		return nil
+	}
 	return m.core.Members(m.clock.Now())
 }
 
@@ -162,6 +181,9 @@ func (m *Monitor) Members() []MemberState {
 func (m *Monitor) Member(id transport.NodeID) (MemberState, error) {
 	m.mu.Lock()
 	defer m.mu.Unlock()
+	if m.core == nil {
+		return MemberState{}, fmt.Errorf("%w: %q", ErrUnknownMember, id)
+	}
 	return m.core.Member(id, m.clock.Now())
 }
 
@@ -169,13 +191,19 @@ func (m *Monitor) Member(id transport.NodeID) (MemberState, error) {
 func (m *Monitor) Incarnation() uint64 {
 	m.mu.Lock()
 	defer m.mu.Unlock()
+	if m.core == nil {
+		return 0
+	}
 	return m.core.Incarnation()
 }
 
 // Stats returns the counters so far.
 func (m *Monitor) Stats() MonitorStats {
 	m.mu.Lock()
-	s := MonitorStats{Membership: m.core.Stats()}
+	var s MonitorStats
+	if m.core != nil {
+		s.Membership = m.core.Stats()
+	}
 	m.mu.Unlock()
 	m.qmu.Lock()
 	s.EventsDropped, s.SendErrors = m.dropped, m.sendErr
@@ -189,7 +217,7 @@ func (m *Monitor) Stats() MonitorStats {
 // discarded. Close is idempotent and always returns nil.
 func (m *Monitor) Close() error {
 	m.mu.Lock()
-	if m.closed {
+	if m.dead() {
 		m.mu.Unlock()
 		return nil
 	}

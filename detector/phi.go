@@ -90,17 +90,20 @@ func (c PhiConfig) Validate() error {
 // interpolates in a shared table of the normal tail (see phiOf for the
 // approximation and its error).
 // Time is passed in, never read, so the detector is deterministic.
-// A PhiAccrual is safe for concurrent use.
+// A PhiAccrual is safe for concurrent use. The zero value is a detector with
+// the settings of DefaultPhiConfig.
 type PhiAccrual struct {
+	// mu guards every field. The settings are written once, by
+	// NewPhiAccrual or, for the zero value, by the first call (init).
+	mu          sync.Mutex
 	threshold   float64
 	pause       float64 // AcceptablePause, ns
 	minStdDev   float64 // ns
 	maxInterval time.Duration
-	tab         *phiTable
+	tab         *phiTable // nil until set up
 
-	mu    sync.Mutex // guards the fields below
-	heard bool       // a heartbeat has been recorded
-	last  time.Time  // latest heartbeat
+	heard bool      // a heartbeat has been recorded
+	last  time.Time // latest heartbeat
 	// skip is set by touch: the next interval starts at a sign of life that
 	// was not a heartbeat, so it is not a sample of the heartbeat process.
 	skip bool
@@ -116,19 +119,31 @@ func NewPhiAccrual(cfg PhiConfig) (*PhiAccrual, error) {
 	if err := cfg.Validate(); err != nil {
 		return nil, err
 	}
-	d := &PhiAccrual{
-		threshold:   cfg.Threshold,
-		pause:       float64(cfg.AcceptablePause),
-		minStdDev:   float64(cfg.MinStdDev),
-		maxInterval: cfg.MaxInterval,
-		win:         newWindow(cfg.WindowSize),
-		tab:         sharedPhiTable(),
-	}
+	d := new(PhiAccrual)
+	d.setup(cfg)
+	return d, nil
+}
+
+// setup configures d from a valid cfg.
+func (d *PhiAccrual) setup(cfg PhiConfig) {
+	d.threshold = cfg.Threshold
+	d.pause = float64(cfg.AcceptablePause)
+	d.minStdDev = float64(cfg.MinStdDev)
+	d.maxInterval = cfg.MaxInterval
+	d.win = newWindow(cfg.WindowSize)
+	d.tab = sharedPhiTable()
 	est := uint64(cfg.FirstHeartbeatEstimate)
 	d.win.add(est - est/4)
 	d.win.add(est + est/4)
 	d.refresh()
-	return d, nil
+}
+
+// init gives a zero PhiAccrual the settings of DefaultPhiConfig. d.mu is
+// held.
+func (d *PhiAccrual) init() {
+	if d.tab == nil {
+		d.setup(DefaultPhiConfig())
+	}
 }
 
 // refresh recomputes the cached mean and standard deviation. d.mu is held.
@@ -145,6 +160,7 @@ func (d *PhiAccrual) refresh() {
 func (d *PhiAccrual) Heartbeat(at time.Time) {
 	d.mu.Lock()
 	defer d.mu.Unlock()
+	d.init()
 	if !d.heard {
 		d.heard, d.last = true, at
 		return
@@ -169,6 +185,7 @@ func (d *PhiAccrual) Heartbeat(at time.Time) {
 func (d *PhiAccrual) touch(at time.Time) {
 	d.mu.Lock()
 	defer d.mu.Unlock()
+	d.init()
 	if d.heard && !at.After(d.last) {
 		return
 	}
@@ -181,21 +198,37 @@ func (d *PhiAccrual) touch(at time.Time) {
 // non-decreasing in now.
 func (d *PhiAccrual) Phi(now time.Time) float64 {
 	d.mu.Lock()
+	phi, _ := d.phiLocked(now)
+	d.mu.Unlock()
+	return phi
+}
+
+// phiLocked returns Phi(now) and the threshold. d.mu is held.
+func (d *PhiAccrual) phiLocked(now time.Time) (phi, threshold float64) {
+	d.init()
 	if !d.heard {
-		d.mu.Unlock()
-		return 0
+		return 0, d.threshold
 	}
 	elapsed := float64(now.Sub(d.last))
 	y := (elapsed - d.mean - d.pause) / d.std
-	d.mu.Unlock()
-	return d.tab.at(y)
+	return d.tab.at(y), d.threshold
 }
 
 // Suspect reports whether Phi(now) has reached the threshold.
-func (d *PhiAccrual) Suspect(now time.Time) bool { return d.Phi(now) >= d.threshold }
+func (d *PhiAccrual) Suspect(now time.Time) bool {
+	d.mu.Lock()
+	phi, threshold := d.phiLocked(now)
+	d.mu.Unlock()
+	return phi >= threshold
+}
 
 // Threshold returns the configured threshold.
-func (d *PhiAccrual) Threshold() float64 { return d.threshold }
+func (d *PhiAccrual) Threshold() float64 {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	d.init()
+	return d.threshold
+}
 
 // PhiStats is a snapshot of a PhiAccrual's estimate.
 type PhiStats struct {
@@ -210,6 +243,7 @@ type PhiStats struct {
 func (d *PhiAccrual) Stats() PhiStats {
 	d.mu.Lock()
 	defer d.mu.Unlock()
+	d.init()
 	return PhiStats{
 		Heard:         d.heard,
 		LastHeartbeat: d.last,

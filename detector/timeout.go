@@ -51,16 +51,18 @@ func (c TimeoutConfig) Validate() error {
 // heartbeats with no missed probe in between.
 //
 // Time is passed in, never read. A FixedTimeout is safe for concurrent use;
-// Heartbeat is O(1) and allocation-free.
+// Heartbeat is O(1) and allocation-free. The zero value is a detector with
+// the settings of DefaultTimeoutConfig.
 type FixedTimeout struct {
-	cfg TimeoutConfig
-
-	mu     sync.Mutex // guards the fields below
+	// mu guards every field. cfg and the initial status are written once,
+	// by NewFixedTimeout or, for the zero value, by the first call (init).
+	mu     sync.Mutex
+	cfg    TimeoutConfig
 	heard  bool
 	last   time.Time // latest heartbeat
-	status Status
-	missed int // consecutive missed probes
-	streak int // consecutive heartbeats since the peer was Failed
+	status Status    // 0 until set up
+	missed int       // consecutive missed probes
+	streak int       // consecutive heartbeats since the peer was Failed
 }
 
 // NewFixedTimeout returns a detector whose peer is Alive and whose timeout
@@ -73,11 +75,20 @@ func NewFixedTimeout(cfg TimeoutConfig) (*FixedTimeout, error) {
 	return &FixedTimeout{cfg: cfg, status: Alive}, nil
 }
 
+// init gives a zero FixedTimeout the settings of DefaultTimeoutConfig.
+// d.mu is held.
+func (d *FixedTimeout) init() {
+	if d.status == 0 {
+		d.cfg, d.status = DefaultTimeoutConfig(), Alive
+	}
+}
+
 // Heartbeat records a heartbeat that arrived at at. Timestamps that are not
 // after the latest one are ignored.
 func (d *FixedTimeout) Heartbeat(at time.Time) {
 	d.mu.Lock()
 	defer d.mu.Unlock()
+	d.init()
 	if d.heard && !at.After(d.last) {
 		return
 	}
@@ -100,6 +111,7 @@ func (d *FixedTimeout) Heartbeat(at time.Time) {
 func (d *FixedTimeout) Probe(now time.Time) Status {
 	d.mu.Lock()
 	defer d.mu.Unlock()
+	d.init()
 	if !d.heard {
 		// The timeout runs from the first look at the peer.
 		d.heard, d.last = true, now
@@ -122,6 +134,7 @@ func (d *FixedTimeout) Probe(now time.Time) Status {
 func (d *FixedTimeout) Status() Status {
 	d.mu.Lock()
 	defer d.mu.Unlock()
+	d.init()
 	return d.status
 }
 
@@ -129,5 +142,6 @@ func (d *FixedTimeout) Status() Status {
 func (d *FixedTimeout) Missed() int {
 	d.mu.Lock()
 	defer d.mu.Unlock()
+	d.init()
 	return d.missed
 }
