@@ -33,13 +33,13 @@ type memCluster struct {
 	newFn func(transport.Transport, election.Config) (*election.Node, error)
 }
 
-func newMemCluster(t *testing.T, n int, newFn func(transport.Transport, election.Config) (*election.Node, error)) *memCluster {
+func newMemCluster(t *testing.T, n int, newFn func(transport.Transport, election.Config) (*election.Node, error), faults memnet.Faults) *memCluster {
 	t.Helper()
 	net, err := memnet.New(memnet.DefaultConfig())
 	if err != nil {
 		t.Fatal(err)
 	}
-	if err := net.SetFaults(memnet.Faults{MinDelay: 100 * time.Microsecond, MaxDelay: time.Millisecond}); err != nil {
+	if err := net.SetFaults(faults); err != nil {
 		t.Fatal(err)
 	}
 	c := &memCluster{t: t, net: net, trs: map[transport.NodeID]*memnet.Transport{}, nodes: map[transport.NodeID]*election.Node{}, newFn: newFn}
@@ -122,47 +122,59 @@ func (c *memCluster) await(want transport.NodeID, after uint64) election.Leader 
 	return got
 }
 
+var (
+	lan   = memnet.Faults{MinDelay: 100 * time.Microsecond, MaxDelay: time.Millisecond}
+	lossy = memnet.Faults{Drop: 0.05, Duplicate: 0.02, MinDelay: 100 * time.Microsecond, MaxDelay: 2 * time.Millisecond}
+)
+
 func TestRuntimeFailover(t *testing.T) {
 	for _, rt := range runtimes {
-		t.Run(rt.name, func(t *testing.T) {
-			c := newMemCluster(t, 5, rt.new)
-			ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
-			defer cancel()
-			won, err := c.nodes["n5"].Campaign(ctx)
-			if err != nil || won.ID != "n5" {
-				t.Fatalf("n5.Campaign() = %+v, %v; want n5 leading", won, err)
-			}
-			first := c.await("n5", 0)
-			if st := c.nodes["n5"].Stats(); st.Won == 0 || st.ElectionMessages == 0 || st.Heartbeats == 0 {
-				t.Errorf("n5.Stats() = %+v; want a won election, election messages and heartbeats", st)
-			}
+		for _, net := range []struct {
+			name   string
+			faults memnet.Faults
+		}{{"lan", lan}, {"lossy", lossy}} {
+			t.Run(rt.name+"/"+net.name, func(t *testing.T) { runtimeFailover(t, rt.new, net.faults) })
+		}
+	}
+}
 
-			c.kill("n5")
-			second := c.await("n4", first.Epoch)
+func runtimeFailover(t *testing.T, newFn func(transport.Transport, election.Config) (*election.Node, error), faults memnet.Faults) {
+	c := newMemCluster(t, 5, newFn, faults)
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+	defer cancel()
+	won, err := c.nodes["n5"].Campaign(ctx)
+	if err != nil || won.ID != "n5" {
+		t.Fatalf("n5.Campaign() = %+v, %v; want n5 leading", won, err)
+	}
+	first := c.await("n5", 0)
+	if st := c.nodes["n5"].Stats(); st.Won == 0 || st.ElectionMessages == 0 || st.Heartbeats == 0 {
+		t.Errorf("n5.Stats() = %+v; want a won election, election messages and heartbeats", st)
+	}
 
-			c.revive("n5")
-			third := c.await("n5", second.Epoch)
-			if !(first.Epoch < second.Epoch && second.Epoch < third.Epoch) {
-				t.Errorf("epochs %d, %d, %d; want increasing", first.Epoch, second.Epoch, third.Epoch)
-			}
+	c.kill("n5")
+	second := c.await("n4", first.Epoch)
 
-			// n5 resigns: n4 takes over; n5 campaigns again and takes back.
-			if err := c.nodes["n5"].Resign(ctx); err != nil {
-				t.Fatal(err)
-			}
-			fourth := c.await("n4", third.Epoch)
-			won, err = c.nodes["n5"].Campaign(ctx)
-			if err != nil || won.ID != "n5" || won.Epoch <= fourth.Epoch {
-				t.Fatalf("n5.Campaign() after resigning = %+v, %v; want n5 above epoch %d", won, err, fourth.Epoch)
-			}
-		})
+	c.revive("n5")
+	third := c.await("n5", second.Epoch)
+	if !(first.Epoch < second.Epoch && second.Epoch < third.Epoch) {
+		t.Errorf("epochs %d, %d, %d; want increasing", first.Epoch, second.Epoch, third.Epoch)
+	}
+
+	// n5 resigns: n4 takes over; n5 campaigns again and takes back.
+	if err := c.nodes["n5"].Resign(ctx); err != nil {
+		t.Fatal(err)
+	}
+	fourth := c.await("n4", third.Epoch)
+	won, err = c.nodes["n5"].Campaign(ctx)
+	if err != nil || won.ID != "n5" || won.Epoch <= fourth.Epoch {
+		t.Fatalf("n5.Campaign() after resigning = %+v, %v; want n5 above epoch %d", won, err, fourth.Epoch)
 	}
 }
 
 func TestRuntimeCampaignEndsWithContextAndClose(t *testing.T) {
 	for _, rt := range runtimes {
 		t.Run(rt.name, func(t *testing.T) {
-			c := newMemCluster(t, 3, rt.new)
+			c := newMemCluster(t, 3, rt.new, lan)
 			c.await("n3", 0)
 			// n1 can never lead while n3 lives: Campaign waits for ctx.
 			ctx, cancel := context.WithTimeout(context.Background(), 50*time.Millisecond)

@@ -17,9 +17,9 @@ import (
 // down. Close the consensus node to give leadership up.
 var ErrCannotResign = errors.New("election: raft leader cannot resign (no leadership transfer in consensus)")
 
-// RaftStatuser is what RaftElector needs of a Raft node: its Status.
+// RaftNode is what RaftElector needs of a Raft node: its Status.
 // *consensus.Node implements it.
-type RaftStatuser interface {
+type RaftNode interface {
 	Status() consensus.Status
 }
 
@@ -49,7 +49,7 @@ func (c RaftConfig) Validate() error {
 // leader per term, and a leader only in a majority. It owns one goroutine
 // that polls the node's Status.
 type RaftElector struct {
-	node  RaftStatuser
+	node  RaftNode
 	self  transport.NodeID
 	views Notifier
 
@@ -62,7 +62,7 @@ var _ Elector = (*RaftElector)(nil)
 
 // NewRaft returns an elector over node, which must already be running; the
 // caller keeps ownership of node and closes it after the elector.
-func NewRaft(node RaftStatuser, cfg RaftConfig) (*RaftElector, error) {
+func NewRaft(node RaftNode, cfg RaftConfig) (*RaftElector, error) {
 	if node == nil {
 		return nil, fmt.Errorf("%w: nil raft node", ErrInvalidConfig)
 	}
