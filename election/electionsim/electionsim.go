@@ -86,11 +86,14 @@ func (n *Node) SetCandidate(env sim.Env, on bool) {
 
 // Start implements sim.Node.
 func (n *Node) Start(env sim.Env) {
-	n.core, n.err = n.newCore(n.cfg, env.Rand().Uint64(), env.Now())
-	if n.err != nil {
-		env.Logf("electionsim: %v", n.err)
+	core, err := n.newCore(n.cfg, env.Rand().Uint64(), env.Now())
+	if err != nil {
+		// core is a typed nil here; keep the interface nil.
+		n.core, n.err = nil, err
+		env.Logf("electionsim: %v", err)
 		return
 	}
+	n.core, n.err = core, nil
 	n.flush(env)
 }
 
