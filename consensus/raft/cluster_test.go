@@ -25,18 +25,30 @@ type testCluster struct {
 
 func newTestCluster(t testing.TB, n int, tweak func(*Config)) *testCluster {
 	t.Helper()
+	ids := make([]transport.NodeID, n)
+	for i := range ids {
+		ids[i] = transport.NodeID(fmt.Sprintf("n%d", i+1))
+	}
+	return buildCluster(t, ids, nil, tweak)
+}
+
+// buildCluster creates a RawNode per ID, over a MemoryStorage that prepare
+// (if non-nil) fills first, with Seed i for the i-th node.
+func buildCluster(t testing.TB, ids []transport.NodeID, prepare func(i int, s *MemoryStorage), tweak func(*Config)) *testCluster {
+	t.Helper()
 	c := &testCluster{
 		t:       t,
+		ids:     ids,
 		nodes:   map[transport.NodeID]*RawNode{},
 		stores:  map[transport.NodeID]*MemoryStorage{},
 		applied: map[transport.NodeID][]Entry{},
 		due:     map[transport.NodeID]int{},
 	}
-	for i := range n {
-		c.ids = append(c.ids, transport.NodeID(fmt.Sprintf("n%d", i+1)))
-	}
 	for i, id := range c.ids {
 		s := NewMemoryStorage()
+		if prepare != nil {
+			prepare(i, s)
+		}
 		cfg := DefaultConfig()
 		cfg.ID, cfg.Peers, cfg.Storage, cfg.Seed = id, c.ids, s, uint64(i)
 		if tweak != nil {

@@ -24,45 +24,20 @@ func logOf(terms ...uint64) []Entry {
 // term) at the given current term.
 func newLogCluster(t *testing.T, term uint64, logs [][]uint64, tweak func(*Config)) *testCluster {
 	t.Helper()
-	c := &testCluster{
-		t:       t,
-		nodes:   map[transport.NodeID]*RawNode{},
-		stores:  map[transport.NodeID]*MemoryStorage{},
-		applied: map[transport.NodeID][]Entry{},
-		due:     map[transport.NodeID]int{},
+	ids := make([]transport.NodeID, len(logs))
+	for i := range ids {
+		ids[i] = transport.NodeID(fmt.Sprintf("s%d", i+1))
 	}
-	for i := range logs {
-		c.ids = append(c.ids, transport.NodeID(fmt.Sprintf("s%d", i+1)))
-	}
-	for i, id := range c.ids {
-		s := NewMemoryStorage()
+	return buildCluster(t, ids, func(i int, s *MemoryStorage) {
 		if err := s.Append(logOf(logs[i]...)); err != nil {
 			t.Fatal(err)
 		}
 		_ = s.SetHardState(HardState{Term: term})
-		cfg := DefaultConfig()
-		cfg.ID, cfg.Peers, cfg.Storage, cfg.Seed = id, c.ids, s, uint64(i)
-		if tweak != nil {
-			tweak(&cfg)
-		}
-		rn, err := NewRawNode(cfg)
-		if err != nil {
-			t.Fatalf("NewRawNode(%s): %v", id, err)
-		}
-		c.nodes[id], c.stores[id] = rn, s
-	}
-	return c
+	}, tweak)
 }
 
 // logTerms returns the terms of a node's log (storage plus unstable).
-func (c *testCluster) logTerms(id transport.NodeID) []uint64 {
-	l := c.nodes[id].r.log
-	var terms []uint64
-	for i := l.firstIndex(); i <= l.lastIndex(); i++ {
-		terms = append(terms, l.termOr0(i))
-	}
-	return terms
-}
+func (c *testCluster) logTerms(id transport.NodeID) []uint64 { return termsOf(c.nodes[id]) }
 
 // §5.4.1: "the voter denies its vote if its own log is more up-to-date than
 // that of the candidate": compare the last terms, then the lengths.

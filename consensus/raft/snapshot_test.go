@@ -41,6 +41,25 @@ func (c *testCluster) compact(id transport.NodeID, state []byte) uint64 {
 	return st.Applied
 }
 
+// leaveBehind elects a leader, cuts one follower off (c.drop) and has the
+// leader commit n commands without it. It returns both.
+func (c *testCluster) leaveBehind(n int) (lead, lagging transport.NodeID) {
+	c.t.Helper()
+	lead = c.elect()
+	lagging = c.ids[0]
+	if lagging == lead {
+		lagging = c.ids[1]
+	}
+	c.drop = func(m Message) bool { return m.To == lagging || m.From == lagging }
+	for i := range n {
+		if _, _, err := c.nodes[lead].Propose(fmt.Appendf(nil, "cmd%d", i)); err != nil {
+			c.t.Fatal(err)
+		}
+		c.process()
+	}
+	return lead, lagging
+}
+
 func snapshotTweak(cfg *Config) {
 	cfg.MaxMsgBytes = 100
 	cfg.SnapshotThreshold = 0
@@ -50,18 +69,7 @@ func snapshotTweak(cfg *Config) {
 // chunks of at most MaxMsgBytes, installs it, and then follows the log.
 func TestSnapshotInChunks(t *testing.T) {
 	c := newTestCluster(t, 3, snapshotTweak)
-	lead := c.elect()
-	lagging := c.ids[0]
-	if lagging == lead {
-		lagging = c.ids[1]
-	}
-	c.drop = func(m Message) bool { return m.To == lagging || m.From == lagging }
-	for i := range 20 {
-		if _, _, err := c.nodes[lead].Propose(fmt.Appendf(nil, "cmd%d", i)); err != nil {
-			t.Fatal(err)
-		}
-		c.process()
-	}
+	lead, lagging := c.leaveBehind(20)
 	state := bytes.Repeat([]byte("state!"), 100) // 600 bytes: 6 chunks
 	snapIndex := c.compact(lead, state)
 
@@ -118,18 +126,7 @@ func TestSnapshotStuckFollowerRecovers(t *testing.T) {
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			c := newTestCluster(t, 3, snapshotTweak)
-			lead := c.elect()
-			lagging := c.ids[0]
-			if lagging == lead {
-				lagging = c.ids[1]
-			}
-			c.drop = func(m Message) bool { return m.To == lagging || m.From == lagging }
-			for i := range 10 {
-				if _, _, err := c.nodes[lead].Propose(fmt.Appendf(nil, "cmd%d", i)); err != nil {
-					t.Fatal(err)
-				}
-				c.process()
-			}
+			lead, lagging := c.leaveBehind(10)
 			state := bytes.Repeat([]byte("s"), 1000) // 10 chunks
 			snapIndex := c.compact(lead, state)
 			received, lost := 0, 0
