@@ -141,20 +141,21 @@ func (m *Monitor) dead() bool { return m.closed || m.core == nil }
 // ErrSelf, ErrDuplicateMember or ErrInvalidConfig (an empty ID), and with
 // ctx's error if ctx is already done.
 func (m *Monitor) AddMember(ctx context.Context, id transport.NodeID) error {
-	if err := ctx.Err(); err != nil {
-		return err
-	}
-	m.mu.Lock()
-	defer m.mu.Unlock()
-	if m.dead() {
-		return ErrClosed
-	}
-	return m.core.AddMember(id, m.clock.Now())
+	return m.change(ctx, func(core *Membership) error { return core.AddMember(id, m.clock.Now()) })
 }
 
 // RemoveMember stops monitoring id. It fails with ErrClosed after Close,
 // ErrUnknownMember, or ctx's error if ctx is already done.
 func (m *Monitor) RemoveMember(ctx context.Context, id transport.NodeID) error {
+	return m.change(ctx, func(core *Membership) error { return core.RemoveMember(id) })
+}
+
+// change applies a membership change to the core, unless ctx is done or
+// the Monitor is closed.
+func (m *Monitor) change(ctx context.Context, apply func(core *Membership) error) error {
+	if ctx == nil {
+		return errNilContext
+	}
 	if err := ctx.Err(); err != nil {
 		return err
 	}
@@ -163,8 +164,11 @@ func (m *Monitor) RemoveMember(ctx context.Context, id transport.NodeID) error {
 	if m.dead() {
 		return ErrClosed
 	}
-	return m.core.RemoveMember(id)
+	return apply(m.core)
 }
+
+// errNilContext is returned for a nil context.
+var errNilContext = errors.New("detector: nil context")
 
 // Members returns every member's current state, sorted by ID.
 func (m *Monitor) Members() []MemberState {

@@ -83,6 +83,10 @@ func TestZeroMembershipAndMonitor(t *testing.T) {
 	if rd := core.Ready(); len(rd.Messages)+len(rd.Events) != 0 {
 		t.Errorf("zero Membership Ready() = %+v; want nothing", rd)
 	}
+	var nilCtx context.Context
+	if err := mon.AddMember(nilCtx, "n2"); err == nil {
+		t.Errorf("Monitor.AddMember(nil context) succeeded; want an error")
+	}
 	if got := mon.Members(); got != nil {
 		t.Errorf("zero Monitor Members() = %v; want nil", got)
 	}
