@@ -18,11 +18,11 @@ import (
 // service.
 type ServerConfig struct {
 	// Consensus configures the Raft node (ID, Peers, DataDir…). Its
-	// Service must differ from Service below.
+	// transport Service must differ from the RPC's (RPCConfig.Service).
 	Consensus consensus.Config
 	// Table configures the lock table; every member must use the same.
 	Table TableConfig
-	// Service is the RPC service name clients call.
+	// Service is the name, within the RPC, of the service clients call.
 	Service string
 	// TickInterval is how often the leader proposes its time, so leases
 	// expire without waiting for client traffic. Expiry is late by up to
@@ -58,8 +58,6 @@ func (c ServerConfig) Validate() error {
 	switch {
 	case c.Service == "":
 		return fmt.Errorf("%w: Service is empty", ErrInvalidConfig)
-	case c.Service == c.Consensus.Service:
-		return fmt.Errorf("%w: Service %q is also the consensus service", ErrInvalidConfig, c.Service)
 	case c.TickInterval <= 0:
 		return fmt.Errorf("%w: TickInterval is %v; want > 0", ErrInvalidConfig, c.TickInterval)
 	case c.WaitPoll <= 0:
