@@ -333,3 +333,41 @@ func TestReplicatedElectorKeepsLeadershipAcrossFailover(t *testing.T) {
 		t.Errorf("n2.Campaign = %+v, %v; want n2 with an epoch above %d", next, err, won.Epoch)
 	}
 }
+
+func TestReplicatedConfigValidate(t *testing.T) {
+	server := func(edit func(*lock.ServerConfig)) lock.ServerConfig {
+		c := lock.DefaultServerConfig()
+		edit(&c)
+		return c
+	}
+	remote := func(edit func(*lock.RemoteConfig)) lock.RemoteConfig {
+		c := lock.DefaultRemoteConfig()
+		c.Servers = servers
+		edit(&c)
+		return c
+	}
+	tests := []struct {
+		name string
+		err  error
+	}{
+		{"server: empty service", server(func(c *lock.ServerConfig) { c.Service = "" }).Validate()},
+		{"server: zero tick", server(func(c *lock.ServerConfig) { c.TickInterval = 0 }).Validate()},
+		{"server: zero wait poll", server(func(c *lock.ServerConfig) { c.WaitPoll = 0 }).Validate()},
+		{"server: bad table", server(func(c *lock.ServerConfig) { c.Table.MinTTL = 0 }).Validate()},
+		{"remote: no servers", remote(func(c *lock.RemoteConfig) { c.Servers = nil }).Validate()},
+		{"remote: repeated server", remote(func(c *lock.RemoteConfig) { c.Servers = []transport.NodeID{"a", "a"} }).Validate()},
+		{"remote: zero timeout", remote(func(c *lock.RemoteConfig) { c.AttemptTimeout = 0 }).Validate()},
+		{"remote: empty service", remote(func(c *lock.RemoteConfig) { c.Service = "" }).Validate()},
+	}
+	for _, tt := range tests {
+		if !errors.Is(tt.err, lock.ErrInvalidConfig) {
+			t.Errorf("%s: Validate = %v; want ErrInvalidConfig", tt.name, tt.err)
+		}
+	}
+	if _, err := lock.NewServer(lock.DefaultServerConfig(), nil, nil); !errors.Is(err, lock.ErrInvalidConfig) {
+		t.Errorf("NewServer(nil transport) = %v; want ErrInvalidConfig", err)
+	}
+	if _, err := lock.NewRemote(nil, remote(func(*lock.RemoteConfig) {})); !errors.Is(err, lock.ErrInvalidConfig) {
+		t.Errorf("NewRemote(nil RPC) = %v; want ErrInvalidConfig", err)
+	}
+}
