@@ -26,6 +26,14 @@ type Coordinator struct {
 	ctx    context.Context // cancelled by Close; bounds sends
 	cancel context.CancelFunc
 
+	// lazy holds the Ready.Lazy records (BEGIN) not written yet, and
+	// lazyDue says a tick has passed since they were buffered. Only the
+	// loop goroutine touches them: they are written in front of the next
+	// durable batch, or at the next tick, so that PREPAREs never wait for
+	// an fsync and an idle coordinator still writes them soon.
+	lazy    []Record
+	lazyDue bool
+
 	// mu guards core, waiters, err, closed and the counters.
 	mu        sync.Mutex
 	core      *RawCoordinator
@@ -39,8 +47,9 @@ type Coordinator struct {
 
 // NewCoordinator recovers a coordinator from log and starts it. Committed
 // transactions found in the log are driven to completion (their COMMIT is
-// sent until every participant acknowledges); undecided ones are aborted
-// by presumption. The caller keeps ownership of t and log: Close does not
+// sent until every participant acknowledges); begun but undecided ones are
+// aborted (their ABORT is sent likewise), and any whose BEGIN record was
+// lost in a crash are aborted by presumption. The caller keeps ownership of t and log: Close does not
 // close them.
 func NewCoordinator(t transport.Transport, log Log, cfg Config) (*Coordinator, error) {
 	if t == nil || log == nil {
@@ -162,6 +171,7 @@ func (c *Coordinator) tick() {
 		c.core.Tick(time.Now())
 	}
 	c.mu.Unlock()
+	c.lazyDue = len(c.lazy) > 0
 }
 
 // process drains the core: log, checkpoint, send, then results.
@@ -169,17 +179,27 @@ func (c *Coordinator) process() {
 	for {
 		c.mu.Lock()
 		if c.usableLocked() != nil || !c.core.HasReady() {
-			if c.usableLocked() == nil {
+			usable := c.usableLocked() == nil
+			if usable {
 				c.wakeIdleLocked()
 			}
 			c.mu.Unlock()
+			if usable && c.lazyDue {
+				c.lazyDue = false
+				if err := c.writeLog(nil); err != nil {
+					c.fail(err)
+				}
+			}
 			return
 		}
 		rd := c.core.Ready()
 		c.mu.Unlock()
 
-		logRecords(c.logger, rd.Log)
-		err := c.log.Append(rd.Log)
+		c.lazy = append(c.lazy, rd.Lazy...)
+		var err error
+		if len(rd.Log) > 0 || rd.Checkpoint != nil {
+			err = c.writeLog(rd.Log)
+		}
 		if err == nil && rd.Checkpoint != nil {
 			c.logger.Debug("txn: checkpoint", "records", len(rd.Checkpoint))
 			err = c.log.Replace(rd.Checkpoint)
@@ -206,6 +226,16 @@ func (c *Coordinator) process() {
 		}
 		c.mu.Unlock()
 	}
+}
+
+// writeLog appends the buffered lazy records followed by recs, durably.
+func (c *Coordinator) writeLog(recs []Record) error {
+	if len(c.lazy) > 0 {
+		recs = append(c.lazy, recs...)
+		c.lazy = nil
+	}
+	logRecords(c.logger, recs)
+	return c.log.Append(recs)
 }
 
 // Quiesce waits until no transaction is in flight: every one begun has

@@ -80,27 +80,39 @@ func NewRawCoordinator(id transport.NodeID, cfg Config) (*RawCoordinator, error)
 
 // Recover rebuilds the state from the durable log after a restart, before
 // any other call. Every committed transaction found is re-sent its COMMIT
-// until all participants acknowledge; anything undecided is aborted by
-// presumption (its participants learn it when they ask).
+// until all participants acknowledge. Every transaction begun but not
+// committed (a RecBegin without a RecCommit) was undecided or aborted when
+// the coordinator stopped: it is aborted now, and its ABORT is sent until
+// all participants acknowledge, so that those holding locks for it release
+// them at once. Undecided transactions whose RecBegin was lost in the crash
+// are aborted by presumption: their participants learn it when they ask.
 func (c *RawCoordinator) Recover(now time.Time, log []Record) error {
 	c.now = now
 	for _, r := range log {
-		if r.Type != RecCommit {
+		if r.Type != RecCommit && r.Type != RecBegin {
 			return fmt.Errorf("%w: coordinator log holds a %d record", ErrMalformed, r.Type)
 		}
 		if len(r.Participants) == 0 {
-			return fmt.Errorf("%w: COMMIT record of %s names no participant", ErrMalformed, r.Txn)
+			return fmt.Errorf("%w: %s names no participant", ErrMalformed, r)
 		}
-		if _, ok := c.txns[r.Txn]; ok {
+		if t, ok := c.txns[r.Txn]; ok {
+			if r.Type == RecCommit {
+				t.phase = phaseCommitted // a commit decides, whatever came before
+			}
 			continue
 		}
 		work := make([]Work, len(r.Participants))
 		for i, p := range r.Participants {
 			work[i] = Work{Participant: p}
 		}
-		t := &coordTxn{id: r.Txn, work: work, parts: r.Participants, phase: phaseCommitted, acked: make([]bool, len(work)), pending: len(work)}
-		c.add(t)
-		c.sendDecision(t)
+		phase := phaseCommitted
+		if r.Type == RecBegin {
+			phase = phaseAborted
+		}
+		c.add(&coordTxn{id: r.Txn, work: work, parts: r.Participants, phase: phase, acked: make([]bool, len(work)), pending: len(work)})
+	}
+	for _, id := range c.order {
+		c.sendDecision(c.txns[id])
 	}
 	c.sinceCheckpoint = len(log)
 	return nil
@@ -146,6 +158,11 @@ func (c *RawCoordinator) Begin(now time.Time, id uuid.UUID, work []Work, timeout
 	t := &coordTxn{id: id, work: slices.Clone(work), parts: parts, voted: make([]bool, len(work)), acked: make([]bool, len(work)),
 		pending: len(work), deadline: c.now.Add(timeout)}
 	c.add(t)
+	// The BEGIN record is lazy: PREPARE does not wait for it. If a crash
+	// loses it, presumed abort still holds; if it survives, recovery
+	// aborts the transaction actively (see Recover).
+	c.rd.Lazy = append(c.rd.Lazy, Record{Type: RecBegin, Txn: id, Participants: parts})
+	c.sinceCheckpoint++
 	for i := range t.work {
 		c.sendPrepare(t, i)
 	}
@@ -335,19 +352,24 @@ func (c *RawCoordinator) Tick(now time.Time) {
 }
 
 // Ready returns the work accumulated since the last call and resets it.
-// When enough COMMIT records have been logged since the last checkpoint,
-// it carries a Checkpoint: the COMMIT records of the transactions still
-// waiting for acknowledgements, which is all a recovering coordinator
-// needs (presumed abort covers the rest).
+// When enough records have been logged since the last checkpoint, it
+// carries a Checkpoint: a COMMIT record for each committed transaction
+// still waiting for acknowledgements and a BEGIN record for each other
+// one still tracked, which is all a recovering coordinator needs
+// (presumed abort covers the rest).
 func (c *RawCoordinator) Ready() Ready {
 	if c.sinceCheckpoint >= c.cfg.CheckpointEvery {
 		ck := []Record{}
 		for _, id := range c.order {
 			t, ok := c.txns[id]
-			if !ok || t.phase != phaseCommitted {
+			if !ok || t.id != id {
 				continue
 			}
-			ck = append(ck, Record{Type: RecCommit, Txn: id, Participants: t.parts})
+			typ := RecBegin
+			if t.phase == phaseCommitted {
+				typ = RecCommit
+			}
+			ck = append(ck, Record{Type: typ, Txn: id, Participants: t.parts})
 		}
 		c.rd.Checkpoint = ck
 		c.sinceCheckpoint = 0

@@ -39,6 +39,7 @@
 //
 //	coordinator                          participant
 //	-----------                          -----------
+//	log BEGIN (lazy: nothing waits)
 //	PREPARE(ops, participants) ───────▶  ResourceManager.Prepare (locks)
 //	                                     YES: log PREPARED(intent), fsync
 //	                           ◀───────  VOTE YES / NO(reason)
@@ -50,16 +51,16 @@
 //
 // Coordinator states, per transaction:
 //
-//	  Begin
+//	 Begin: log BEGIN (lazy)
 //	    │
-//	    ▼       NO vote, timeout, cancel
-//	VOTING ─────────────────────────────▶ ABORTED ──┐ (not logged)
-//	    │ all YES                            │     │ resend ABORT
-//	    ▼ log COMMIT (durable first)         │ ◀───┘ until ACKed
-//	COMMITTED ──┐ resend COMMIT              │
-//	    │ ◀─────┘ until ACKed                │
-//	    ▼ all ACKs                           ▼ all ACKs
-//	forgotten                           forgotten
+//	    ▼      NO vote, timeout, cancel, or a
+//	VOTING ──── restart finding no COMMIT ───▶ ABORTED ──┐ (not logged)
+//	    │ all YES                                 │     │ resend ABORT
+//	    ▼ log COMMIT (durable first)              │ ◀───┘ until ACKed
+//	COMMITTED ──┐ resend COMMIT                   │
+//	    │ ◀─────┘ until ACKed                     │
+//	    ▼ all ACKs                                ▼ all ACKs
+//	forgotten                                forgotten
 //
 // Participant states, per transaction:
 //
@@ -74,32 +75,54 @@
 //	 └──┘ and, once it is        apply, ACK
 //	      silent, the peers
 //
+// A transaction can also begin FINISHED (aborted) on a participant: an
+// ABORT or a peer's QUERY that arrives before the PREPARE leaves a record
+// that makes the late PREPARE get a NO vote. The QUERY's is logged (DONE),
+// because the peer that asked relies on it.
+//
 // The rules that make it survive crashes:
 //
 //  1. The coordinator makes its COMMIT record durable before sending any
 //     COMMIT (Ready: log first, then messages). After a crash it re-sends
 //     the decision of every committed transaction still in its log.
 //  2. Presumed abort: an abort is never logged. A coordinator with no
-//     record of a transaction answers ABORT to every question about it,
-//     so a crash before the decision aborts it, and an undecided
-//     transaction is aborted on recovery simply by being forgotten.
-//  3. A participant logs PREPARED, with the intent its resource manager
+//     COMMIT record of a transaction answers ABORT to every question
+//     about it, so a crash before the decision aborts it.
+//  3. On restart the coordinator also aborts actively what it had begun
+//     and not decided. Begin writes a BEGIN record lazily (Ready.Lazy:
+//     the PREPAREs do not wait for it; the driver writes it in front of
+//     the next durable batch, usually sharing a COMMIT's fsync, or at the
+//     next tick when there is none). A BEGIN without a COMMIT found on recovery makes the
+//     coordinator send ABORT to every participant until each has
+//     acknowledged, so prepared ones release their locks at once and one
+//     that has not seen the PREPARE yet will vote NO when it does. A
+//     BEGIN lost in the crash changes nothing but speed: rule 2 still
+//     aborts the transaction, and its prepared participants learn it on
+//     their next QUERY, within RetryInterval.
+//  4. A participant logs PREPARED, with the intent its resource manager
 //     returned (what it needs to commit or abort later), before voting
 //     YES. After a crash it is in doubt again: its locks are re-taken
 //     (ResourceManager.Recover) and it asks until it learns the outcome.
-//  4. A participant logs DONE before applying a decision and before
+//  5. A participant logs DONE before applying a decision and before
 //     acknowledging it; the coordinator forgets a transaction only when
 //     every participant has acknowledged, and then never needs it again.
-//  5. Before voting, a participant may abort on its own: its resource
+//  6. Before voting, a participant may abort on its own: its resource
 //     manager refuses (a NO vote with the reason), or an ABORT overtook
-//     the PREPARE.
-//  6. Everything is idempotent per transaction ID: duplicated PREPAREs,
+//     the PREPARE (it remembers the abort and votes NO to the late
+//     PREPARE). "No PREPARE in time" needs no timer here: the work travels
+//     inside the PREPARE, so a participant holds nothing (no locks, no
+//     intents) for a transaction before its PREPARE arrives. The only way
+//     it hears of one earlier is a peer's QUERY, and then it does better
+//     than wait: it aborts at once, durably, and votes NO to any PREPARE
+//     that comes later (see cooperative termination below).
+//  7. Everything is idempotent per transaction ID: duplicated PREPAREs,
 //     votes, decisions and ACKs change nothing, and every unanswered
 //     message is re-sent every RetryInterval.
 //
 // Checkpoints keep the logs bounded. Every CheckpointEvery records the
-// coordinator's log is replaced by the COMMIT records still awaiting
-// acknowledgements, and a participant's by a snapshot of its resource
+// coordinator's log is replaced by a COMMIT record for each committed
+// transaction still awaiting acknowledgements and a BEGIN record for each
+// other one it still tracks, and a participant's by a snapshot of its resource
 // manager plus its in-doubt transactions and the aborts it has promised
 // to peers.
 //
@@ -170,9 +193,10 @@
 // # Testing
 //
 // The simulation tests (package sim) crash the coordinator or a
-// participant after each of its steps (every log write and every message)
-// and check that everyone settles on the same outcome, and run random
-// bank transfers under faults and crashes over many seeds. DISTKIT_SOAK=1
+// participant after each of its steps (every log write, the lazy BEGIN
+// write and its sync included, and every message) and check that everyone
+// settles on the same outcome, and run random bank transfers under faults
+// and crashes over many seeds. DISTKIT_SOAK=1
 // runs fifty times as many seeds with longer runs; DISTKIT_SEED=N replays
 // one seed.
 package txn

@@ -64,6 +64,16 @@ func (l diskLog) append(recs []txn.Record) error {
 	return l.d.Sync(logFile)
 }
 
+// appendLazy appends without syncing: a crash before the next sync may
+// lose (or tear) what it wrote.
+func (l diskLog) appendLazy(recs []txn.Record) error {
+	b, err := txn.AppendFramed(nil, recs...)
+	if err != nil {
+		return err
+	}
+	return l.d.Append(logFile, b)
+}
+
 func (l diskLog) replace(recs []txn.Record) error {
 	b, err := txn.AppendFramed(nil, recs...)
 	if err != nil {
@@ -101,6 +111,9 @@ type world struct {
 	votes  map[uuid.UUID]map[transport.NodeID]txn.Outcome
 	errs   []error
 	stores map[transport.NodeID]*txn.Store
+	// abortedOnRecovery counts the transactions a restarting coordinator
+	// found begun but not committed in its log (and so aborts actively).
+	abortedOnRecovery int
 }
 
 func newWorld(seed int64, f sim.Faults) (*world, error) {
@@ -140,6 +153,9 @@ type coordNode struct {
 	core *txn.RawCoordinator
 	log  diskLog
 	dead bool
+	// unsynced: lazy records were appended since the last sync; the next
+	// tick syncs them, like the runtime driver.
+	unsynced bool
 }
 
 func (w *world) addCoordinator(id transport.NodeID) {
@@ -155,6 +171,7 @@ func (n *coordNode) Start(env sim.Env) {
 	n.log = diskLog{env.Disk()}
 	recs, err := n.log.load()
 	if err == nil {
+		n.w.abortedOnRecovery += begunNotCommitted(recs)
 		err = n.core.Recover(env.Now(), recs)
 	}
 	if err != nil {
@@ -162,6 +179,29 @@ func (n *coordNode) Start(env sim.Env) {
 	}
 	env.SetTimer(n.w.cfg.RetryInterval/2, tickName)
 	n.drain(env)
+}
+
+// begunNotCommitted counts the transactions with a BEGIN record and no
+// COMMIT record in a coordinator's log.
+func begunNotCommitted(recs []txn.Record) int {
+	begun := map[uuid.UUID]bool{}
+	for _, r := range recs {
+		switch r.Type {
+		case txn.RecBegin:
+			if _, ok := begun[r.Txn]; !ok {
+				begun[r.Txn] = true
+			}
+		case txn.RecCommit:
+			begun[r.Txn] = false
+		}
+	}
+	n := 0
+	for _, b := range begun {
+		if b {
+			n++
+		}
+	}
+	return n
 }
 
 func (n *coordNode) begin(env sim.Env, id uuid.UUID, work []txn.Work) {
@@ -184,12 +224,32 @@ func (n *coordNode) Receive(env sim.Env, msg transport.Message) {
 func (n *coordNode) Timer(env sim.Env, _ sim.TimerID, _ string) {
 	n.core.Tick(env.Now())
 	n.drain(env)
+	if n.unsynced && !n.dead {
+		if !n.w.effect(env.ID(), &n.dead) {
+			return
+		}
+		if err := n.log.d.Sync(logFile); err != nil {
+			n.w.fail(err)
+			return
+		}
+		n.unsynced = false
+	}
 	env.SetTimer(n.w.cfg.RetryInterval/2, tickName)
 }
 
 func (n *coordNode) drain(env sim.Env) {
 	for n.core.HasReady() {
 		rd := n.core.Ready()
+		if len(rd.Lazy) > 0 {
+			if !n.w.effect(env.ID(), &n.dead) {
+				return
+			}
+			if err := n.log.appendLazy(rd.Lazy); err != nil {
+				n.w.fail(err)
+				return
+			}
+			n.unsynced = true
+		}
 		if len(rd.Log) > 0 {
 			if !n.w.effect(env.ID(), &n.dead) {
 				return
@@ -198,6 +258,7 @@ func (n *coordNode) drain(env sim.Env) {
 				n.w.fail(err)
 				return
 			}
+			n.unsynced = false
 		}
 		if rd.Checkpoint != nil {
 			if !n.w.effect(env.ID(), &n.dead) {
@@ -207,6 +268,7 @@ func (n *coordNode) drain(env sim.Env) {
 				n.w.fail(err)
 				return
 			}
+			n.unsynced = false
 		}
 		for _, e := range rd.Messages {
 			if !n.w.effect(env.ID(), &n.dead) {

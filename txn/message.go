@@ -203,7 +203,13 @@ const (
 	// RecSnapshot (participant, first record of a checkpoint): Data is the
 	// resource manager's committed state.
 	RecSnapshot
-	maxRecordType = RecSnapshot
+	// RecBegin (coordinator): Txn was begun over Participants. It is
+	// written lazily (Ready.Lazy): nothing waits for it, and a crash may
+	// lose it, in which case presumed abort covers the transaction. If it
+	// survives without a RecCommit, the recovering coordinator sends ABORT
+	// to the participants at once instead of waiting to be asked.
+	RecBegin
+	maxRecordType = RecBegin
 )
 
 // Record is one entry of a coordinator's or participant's durable log.
@@ -212,7 +218,7 @@ type Record struct {
 	Txn          uuid.UUID
 	Outcome      Outcome            // RecDone
 	Coordinator  transport.NodeID   // RecPrepared
-	Participants []transport.NodeID // RecCommit: all; RecPrepared: all (for cooperative termination)
+	Participants []transport.NodeID // RecBegin, RecCommit: all; RecPrepared: all (for cooperative termination)
 	Data         []byte             // RecPrepared: intent; RecSnapshot: state
 }
 
@@ -255,6 +261,8 @@ func (r Record) String() string {
 		return fmt.Sprintf("DONE %s %v", id, r.Outcome)
 	case RecSnapshot:
 		return fmt.Sprintf("SNAPSHOT (%d bytes)", len(r.Data))
+	case RecBegin:
+		return fmt.Sprintf("BEGIN %s %v", id, r.Participants)
 	}
 	return fmt.Sprintf("record(%d) %s", r.Type, id)
 }

@@ -74,6 +74,11 @@ func TestRecoverRejectsForeignRecords(t *testing.T) {
 	}{
 		{"coordinator given a PREPARED", c.Recover(time.Unix(0, 0), []txn.Record{{Type: txn.RecPrepared, Txn: uuid.New()}})},
 		{"coordinator given an empty COMMIT", c.Recover(time.Unix(0, 0), []txn.Record{{Type: txn.RecCommit, Txn: uuid.New()}})},
+		{"coordinator given an empty BEGIN", c.Recover(time.Unix(0, 0), []txn.Record{{Type: txn.RecBegin, Txn: uuid.New()}})},
+		{"participant given a BEGIN", func() error {
+			_, err := p.Recover(time.Unix(0, 0), []txn.Record{{Type: txn.RecBegin, Txn: uuid.New(), Participants: []transport.NodeID{"p"}}})
+			return err
+		}()},
 		{"participant given a COMMIT", func() error {
 			_, err := p.Recover(time.Unix(0, 0), []txn.Record{{Type: txn.RecCommit, Txn: uuid.New()}})
 			return err

@@ -6,7 +6,10 @@ import (
 
 // Ready is what a core asks its driver to do, in this order:
 //
-//  1. Append Log durably (one batch, one fsync).
+//  1. Append Log durably (one batch, one fsync). Coordinator only: Lazy
+//     records go into the log too, before Log's if both are written
+//     together, but nothing waits for them: they may be buffered until
+//     the next durable write or tick, and a crash may lose them.
 //  2. Participant only: run Actions against the resource manager, in order.
 //  3. If Checkpoint is not nil, replace the whole log durably with it (a
 //     participant's driver puts a RecSnapshot of the resource manager's
@@ -15,10 +18,14 @@ import (
 //     is durable, a YES vote once PREPARED is, an ACK once DONE is.
 //  5. Coordinator only: hand Results to the callers.
 //
-// Nothing may be done with a Ready's messages before its log is durable.
+// Nothing may be done with a Ready's messages before its Log (not Lazy) is
+// durable. Lazy records must reach the log no later than the Log records
+// of a later Ready, and before a later Checkpoint replaces it, so that a
+// transaction's RecBegin never lands after its RecCommit.
 // The slices belong to the driver once returned.
 type Ready struct {
 	Log        []Record
+	Lazy       []Record
 	Actions    []Action
 	Checkpoint []Record
 	Messages   []Envelope
@@ -27,7 +34,7 @@ type Ready struct {
 
 // Empty reports whether there is nothing to do.
 func (r *Ready) Empty() bool {
-	return len(r.Log) == 0 && len(r.Actions) == 0 && r.Checkpoint == nil && len(r.Messages) == 0 && len(r.Results) == 0
+	return len(r.Log) == 0 && len(r.Lazy) == 0 && len(r.Actions) == 0 && r.Checkpoint == nil && len(r.Messages) == 0 && len(r.Results) == 0
 }
 
 // ActionKind says which resource-manager call an Action asks for.

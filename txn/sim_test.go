@@ -24,6 +24,10 @@ type crashScenario struct {
 	name       string
 	amounts    [3]int64 // added to key "x" on each participant (x starts at 0)
 	wantCommit bool
+	// slowP3 delays the coordinator's messages to p3 past a tick, so the
+	// coordinator syncs its lazy BEGIN record while it waits for votes:
+	// a crash then is recovered by actively aborting the transaction.
+	slowP3 bool
 }
 
 // TestCrashPoints crashes the coordinator or one participant after each of
@@ -35,6 +39,7 @@ func TestCrashPoints(t *testing.T) {
 	scenarios := []crashScenario{
 		{name: "all-yes", amounts: [3]int64{1, 2, 3}, wantCommit: true},
 		{name: "p3-votes-no", amounts: [3]int64{1, 2, -5}, wantCommit: false},
+		{name: "p3-slow", amounts: [3]int64{1, 2, 3}, wantCommit: true, slowP3: true},
 	}
 	downs := []time.Duration{300 * time.Millisecond, 5 * time.Second}
 	delays := []time.Duration{0, 10 * time.Millisecond}
@@ -49,18 +54,22 @@ func TestCrashPoints(t *testing.T) {
 					for _, victim := range append([]transport.NodeID{coordID}, partIDs...) {
 						name := fmt.Sprintf("%s/%s/down=%v/delay=%v/%s", netName, sc.name, down, delay, victim)
 						t.Run(name, func(t *testing.T) {
-							points := 0
+							points, abortedOnRecovery := 0, 0
 							for k := 0; ; k++ {
-								fired := runCrashPoint(t, nets[netName], sc, victim, k, down, delay)
+								fired, aborted := runCrashPoint(t, nets[netName], sc, victim, k, down, delay)
 								if !fired {
 									break
 								}
 								points++
+								abortedOnRecovery += aborted
 							}
 							if points == 0 {
 								t.Fatalf("%s never reached a crash point", victim)
 							}
-							t.Logf("%s crashed at each of its %d steps", victim, points)
+							if sc.slowP3 && victim == coordID && abortedOnRecovery == 0 {
+								t.Fatalf("no crash point left a BEGIN record without a decision; want the recovering coordinator to abort at least once")
+							}
+							t.Logf("%s crashed at each of its %d steps; %d recoveries aborted a begun transaction", victim, points, abortedOnRecovery)
 						})
 					}
 				}
@@ -70,8 +79,9 @@ func TestCrashPoints(t *testing.T) {
 }
 
 // runCrashPoint runs one scenario with victim crashing after k effects and
-// reports whether the crash happened (false once k exceeds its effects).
-func runCrashPoint(t *testing.T, faults sim.Faults, sc crashScenario, victim transport.NodeID, k int, down, delay time.Duration) bool {
+// reports whether the crash happened (false once k exceeds its effects)
+// and how many transactions a recovering coordinator aborted actively.
+func runCrashPoint(t *testing.T, faults sim.Faults, sc crashScenario, victim transport.NodeID, k int, down, delay time.Duration) (fired bool, abortedOnRecovery int) {
 	t.Helper()
 	w, err := newWorld(int64(k)+1, faults)
 	if err != nil {
@@ -81,6 +91,9 @@ func runCrashPoint(t *testing.T, faults sim.Faults, sc crashScenario, victim tra
 	w.addCoordinator(coordID)
 	for _, p := range partIDs {
 		w.addParticipant(p)
+	}
+	if sc.slowP3 {
+		w.s.SetLinkFaults(coordID, partIDs[2], sim.Faults{MinDelay: 120 * time.Millisecond, MaxDelay: 130 * time.Millisecond})
 	}
 	id := uuid.MustParse("6ba7b810-9dad-41d1-80b4-00c04fd430c8")
 	work := make([]txn.Work, len(partIDs))
@@ -132,7 +145,7 @@ func runCrashPoint(t *testing.T, faults sim.Faults, sc crashScenario, victim tra
 	if r, ok := w.results[id]; ok && (r.Outcome == txn.Committed) != (applied > 0) {
 		t.Fatalf("%s: coordinator reported %v but applied at %d participants", where, r.Outcome, applied)
 	}
-	return w.plan.fired
+	return w.plan.fired, w.abortedOnRecovery
 }
 
 func checkWorld(t *testing.T, w *world) {
