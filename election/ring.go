@@ -49,9 +49,10 @@ func (c *RingCore) Tick(now time.Time) {
 	c.tickDetector(now)
 	c.reroute(now, c.drainDetector())
 	if c.round != 0 && !now.Before(c.deadline) {
-		if c.view.Epoch >= c.round || c.settled() {
+		if c.view.Epoch >= c.round || c.settled() || !c.candidate {
 			// Decided (the result reached us by gossip), or the view
-			// already names a live leader we defer to: nothing to redo.
+			// already names a live leader we defer to, or we do not
+			// stand (the candidates will start the next round).
 			c.round = 0
 		} else {
 			// The token or the result was lost (a dropped message, a
@@ -129,7 +130,8 @@ func (c *RingCore) reconcile(now time.Time) {
 	}
 }
 
-// start begins round, sending our own candidacy to the successor.
+// start begins round, sending our own candidacy to the successor. Only
+// candidates start rounds (wantsElection and the timeout check it).
 func (c *RingCore) start(now time.Time, round uint64) {
 	c.stats.Elections++
 	c.join(now, round)

@@ -30,7 +30,8 @@ type cluster struct {
 	s       *sim.Sim
 	ids     []transport.NodeID
 	down    map[transport.NodeID]bool
-	changes int // view changes reported by all nodes
+	resting map[transport.NodeID]bool // resigned (not candidates)
+	changes int                       // view changes reported by all nodes
 }
 
 func newCluster(t testing.TB, seed int64, n int, newNode func(election.Config) *electionsim.Node, faults sim.Faults, tweak ...func(*election.Config)) *cluster {
@@ -39,7 +40,7 @@ func newCluster(t testing.TB, seed int64, n int, newNode func(election.Config) *
 	if err != nil {
 		t.Fatal(err)
 	}
-	c := &cluster{t: t, s: s, down: map[transport.NodeID]bool{}}
+	c := &cluster{t: t, s: s, down: map[transport.NodeID]bool{}, resting: map[transport.NodeID]bool{}}
 	for i := 1; i <= n; i++ {
 		c.ids = append(c.ids, transport.NodeID(fmt.Sprintf("n%d", i)))
 	}
@@ -73,8 +74,31 @@ func (c *cluster) node(id transport.NodeID) *electionsim.Node {
 	return n
 }
 
-func (c *cluster) crash(id transport.NodeID)   { c.s.Crash(id); c.down[id] = true }
-func (c *cluster) restart(id transport.NodeID) { c.s.Restart(id); c.down[id] = false }
+func (c *cluster) crash(id transport.NodeID) { c.s.Crash(id); c.down[id] = true }
+
+// restart boots id afresh; a new core stands for election.
+func (c *cluster) restart(id transport.NodeID) {
+	c.s.Restart(id)
+	c.down[id], c.resting[id] = false, false
+}
+
+// stand makes a running node stand for election (Campaign) or withdraw
+// (Resign).
+func (c *cluster) stand(id transport.NodeID, on bool) {
+	c.s.Inject(id, func(env sim.Env) { c.node(id).SetCandidate(env, on) })
+	c.resting[id] = !on
+}
+
+// candidates returns the running nodes that stand for election.
+func (c *cluster) candidates() []transport.NodeID {
+	var out []transport.NodeID
+	for _, id := range c.live() {
+		if !c.resting[id] {
+			out = append(out, id)
+		}
+	}
+	return out
+}
 
 // live returns the running nodes, lowest priority first.
 func (c *cluster) live() []transport.NodeID {
@@ -88,10 +112,16 @@ func (c *cluster) live() []transport.NodeID {
 }
 
 // agreed reports whether every node in group names the same leader, and
-// that leader is the group's highest-priority node.
+// that leader is the group's highest-priority candidate.
 func (c *cluster) agreed(group []transport.NodeID) (election.Leader, bool) {
 	if len(group) == 0 {
 		return election.Leader{}, true
+	}
+	var top transport.NodeID
+	for _, id := range group {
+		if !c.resting[id] {
+			top = id // group is in priority order
+		}
 	}
 	want := c.node(group[0]).Leader()
 	for _, id := range group {
@@ -99,7 +129,7 @@ func (c *cluster) agreed(group []transport.NodeID) (election.Leader, bool) {
 			return want, false
 		}
 	}
-	return want, want.ID == group[len(group)-1]
+	return want, top != "" && want.ID == top
 }
 
 func (c *cluster) views() string {
@@ -129,10 +159,11 @@ func (c *cluster) electionMessages() uint64 {
 const convergeBound = 5 * time.Second
 
 // TestConvergesAfterFaults: whatever happens during a chaotic phase (loss,
-// duplication, reordering, partitions, crashes and restarts), once faults
-// stop every live node names the highest-priority live node within
-// convergeBound, with the same epoch, and epochs never went back at any
-// node (checked on every view change).
+// duplication, reordering, partitions, crashes and restarts, nodes
+// resigning and campaigning again), once faults stop every live node names
+// the highest-priority live candidate within convergeBound, with the same
+// epoch, and epochs never went back at any node (checked on every view
+// change).
 func TestConvergesAfterFaults(t *testing.T) {
 	seeds := 20
 	if testing.Short() {
@@ -147,6 +178,9 @@ func TestConvergesAfterFaults(t *testing.T) {
 					Drop: 0.1, Duplicate: 0.05, MinDelay: time.Millisecond, MaxDelay: 30 * time.Millisecond, Reorder: 0.1,
 				})
 				for step := 0; step < 10; step++ {
+					if testing.Verbose() {
+						t.Logf("%v step %d:%s resting=%v", c.s.Now().Format("05.000"), step, c.views(), c.resting)
+					}
 					c.s.Run(time.Duration(200+rng.IntN(800)) * time.Millisecond)
 					id := c.ids[rng.IntN(n)]
 					switch rng.IntN(4) {
@@ -173,8 +207,13 @@ func TestConvergesAfterFaults(t *testing.T) {
 					case 3:
 						if c.down[id] {
 							c.restart(id)
+						} else {
+							c.stand(id, c.resting[id]) // Resign or Campaign
 						}
 					}
+				}
+				if len(c.candidates()) == 0 {
+					c.stand(c.live()[0], true)
 				}
 				// Faults stop.
 				c.s.Heal()
@@ -186,7 +225,7 @@ func TestConvergesAfterFaults(t *testing.T) {
 				c.s.Run(convergeBound)
 				before, ok := c.agreed(live)
 				if !ok {
-					t.Fatalf("no agreement on %s within %v after faults stopped:%s", live[len(live)-1], convergeBound, c.views())
+					t.Fatalf("no agreement on %s within %v after faults stopped:%s", c.candidates()[len(c.candidates())-1], convergeBound, c.views())
 				}
 				c.s.Run(2 * time.Second)
 				if after, ok := c.agreed(live); !ok || after != before {
