@@ -70,8 +70,8 @@ func NewCoordinator(t transport.Transport, log Log, cfg Config) (*Coordinator, e
 		loop: newLoop(), core: core, waiters: make(map[uuid.UUID]chan Result)}
 	c.ctx, c.cancel = context.WithCancel(context.Background())
 	c.debug = c.logger.Enabled(c.ctx, slog.LevelDebug)
-	if st := core.Status(); st.Committed > 0 {
-		c.logger.Debug("txn: recovered", "committed-unacknowledged", st.Committed)
+	if st := core.Status(); st.Committed > 0 || st.Aborted > 0 {
+		c.logger.Debug("txn: recovered", "committed-unacknowledged", st.Committed, "aborted-unacknowledged", st.Aborted)
 	}
 	t.Handle(ServiceCoordinator, c.receive)
 	c.loop.start(cfg.TickInterval, c.tick, c.process)

@@ -86,34 +86,44 @@ func NewRawCoordinator(id transport.NodeID, cfg Config) (*RawCoordinator, error)
 // all participants acknowledge, so that those holding locks for it release
 // them at once. Undecided transactions whose RecBegin was lost in the crash
 // are aborted by presumption: their participants learn it when they ask.
+// Transactions with a RecEnd were acknowledged by everyone and are skipped.
 func (c *RawCoordinator) Recover(now time.Time, log []Record) error {
 	c.now = now
 	for _, r := range log {
-		if r.Type != RecCommit && r.Type != RecBegin {
+		switch {
+		case r.Type != RecCommit && r.Type != RecBegin && r.Type != RecEnd:
 			return fmt.Errorf("%w: coordinator log holds a %d record", ErrMalformed, r.Type)
-		}
-		if len(r.Participants) == 0 {
+		case r.Type != RecEnd && len(r.Participants) == 0:
 			return fmt.Errorf("%w: %s names no participant", ErrMalformed, r)
 		}
-		if t, ok := c.txns[r.Txn]; ok {
-			if r.Type == RecCommit {
-				t.phase = phaseCommitted // a commit decides, whatever came before
+		t, ok := c.txns[r.Txn]
+		switch {
+		case r.Type == RecEnd:
+			delete(c.txns, r.Txn) // c.order is filtered below
+		case ok && r.Type == RecCommit:
+			t.phase = phaseCommitted // a commit decides, whatever came before
+		case !ok:
+			work := make([]Work, len(r.Participants))
+			for i, p := range r.Participants {
+				work[i] = Work{Participant: p}
 			}
-			continue
+			phase := phaseCommitted
+			if r.Type == RecBegin {
+				phase = phaseAborted
+			}
+			c.add(&coordTxn{id: r.Txn, work: work, parts: r.Participants, phase: phase, acked: make([]bool, len(work)), pending: len(work)})
 		}
-		work := make([]Work, len(r.Participants))
-		for i, p := range r.Participants {
-			work[i] = Work{Participant: p}
-		}
-		phase := phaseCommitted
-		if r.Type == RecBegin {
-			phase = phaseAborted
-		}
-		c.add(&coordTxn{id: r.Txn, work: work, parts: r.Participants, phase: phase, acked: make([]bool, len(work)), pending: len(work)})
 	}
+	live, seen := c.order[:0], make(map[uuid.UUID]bool, len(c.txns))
 	for _, id := range c.order {
-		c.sendDecision(c.txns[id])
+		// An ID ended and then logged again is in order twice: keep one.
+		if t, ok := c.txns[id]; ok && !seen[id] {
+			seen[id] = true
+			live = append(live, id)
+			c.sendDecision(t)
+		}
 	}
+	c.order = live
 	c.sinceCheckpoint = len(log)
 	return nil
 }
@@ -255,6 +265,11 @@ func (c *RawCoordinator) forgetIfDone(t *coordTxn) {
 	if t.phase != phaseVoting && t.pending == 0 {
 		delete(c.txns, t.id)
 		// c.order is compacted lazily in Tick.
+		// The END record spares a recovering coordinator from sending
+		// the decision again; it is lazy because losing it costs only
+		// that.
+		c.rd.Lazy = append(c.rd.Lazy, Record{Type: RecEnd, Txn: t.id})
+		c.sinceCheckpoint++
 	}
 }
 

@@ -21,6 +21,7 @@ func TestCoordinatorRecovery(t *testing.T) {
 	parts := []transport.NodeID{"p1", "p2"}
 	begin := txn.Record{Type: txn.RecBegin, Txn: id, Participants: parts}
 	commit := txn.Record{Type: txn.RecCommit, Txn: id, Participants: parts}
+	end := txn.Record{Type: txn.RecEnd, Txn: id}
 	tests := []struct {
 		name string
 		log  []txn.Record
@@ -32,6 +33,9 @@ func TestCoordinatorRecovery(t *testing.T) {
 		{"begun and committed", []txn.Record{begin, commit}, txn.Committed},
 		{"committed, BEGIN lost", []txn.Record{commit}, txn.Committed},
 		{"committed, then a stale BEGIN", []txn.Record{commit, begin}, txn.Committed},
+		{"committed and acknowledged", []txn.Record{begin, commit, end}, txn.Unknown},
+		{"aborted and acknowledged", []txn.Record{begin, end}, txn.Unknown},
+		{"ended, then begun again", []txn.Record{begin, end, begin}, txn.Aborted},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -62,6 +66,14 @@ func TestCoordinatorRecovery(t *testing.T) {
 			c.Step(t0, "p2", txn.Message{Type: txn.MsgAck, Txn: id})
 			if st := c.Status(); st != (txn.CoordinatorStatus{}) {
 				t.Fatalf("Status after every ACK = %+v; want nothing tracked", st)
+			}
+			rd := c.Ready()
+			wantEnd := []txn.Record{}
+			if tt.want != txn.Unknown {
+				wantEnd = []txn.Record{end}
+			}
+			if !slices.EqualFunc(append([]txn.Record{}, rd.Lazy...), wantEnd, func(a, b txn.Record) bool { return a.Type == b.Type && a.Txn == b.Txn }) {
+				t.Fatalf("lazy records after every ACK = %v; want %v", rd.Lazy, wantEnd)
 			}
 		})
 	}

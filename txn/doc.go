@@ -44,22 +44,22 @@
 //	                                     YES: log PREPARED(intent), fsync
 //	                           ◀───────  VOTE YES / NO(reason)
 //	all YES: log COMMIT, fsync
-//	any NO or timeout: abort (no log)
+//	any NO or timeout: abort (no record)
 //	COMMIT / ABORT ───────────────────▶  log DONE, fsync; Commit / Abort
 //	                           ◀───────  ACK
-//	all ACKed: forget
+//	all ACKed: log END (lazy), forget
 //
 // Coordinator states, per transaction:
 //
 //	 Begin: log BEGIN (lazy)
 //	    │
 //	    ▼      NO vote, timeout, cancel, or a
-//	VOTING ──── restart finding no COMMIT ───▶ ABORTED ──┐ (not logged)
+//	VOTING ──── restart finding no COMMIT ───▶ ABORTED ──┐ (no record)
 //	    │ all YES                                 │     │ resend ABORT
 //	    ▼ log COMMIT (durable first)              │ ◀───┘ until ACKed
 //	COMMITTED ──┐ resend COMMIT                   │
 //	    │ ◀─────┘ until ACKed                     │
-//	    ▼ all ACKs                                ▼ all ACKs
+//	    ▼ all ACKs: log END (lazy)                ▼ all ACKs: log END (lazy)
 //	forgotten                                forgotten
 //
 // Participant states, per transaction:
@@ -85,7 +85,7 @@
 //  1. The coordinator makes its COMMIT record durable before sending any
 //     COMMIT (Ready: log first, then messages). After a crash it re-sends
 //     the decision of every committed transaction still in its log.
-//  2. Presumed abort: an abort is never logged. A coordinator with no
+//  2. Presumed abort: no abort record is ever needed. A coordinator with no
 //     COMMIT record of a transaction answers ABORT to every question
 //     about it, so a crash before the decision aborts it.
 //  3. On restart the coordinator also aborts actively what it had begun
@@ -98,7 +98,10 @@
 //     that has not seen the PREPARE yet will vote NO when it does. A
 //     BEGIN lost in the crash changes nothing but speed: rule 2 still
 //     aborts the transaction, and its prepared participants learn it on
-//     their next QUERY, within RetryInterval.
+//     their next QUERY, within RetryInterval. Likewise an END record,
+//     written lazily once every participant has acknowledged, spares
+//     recovery from sending that decision again; if it is lost, the
+//     decision is sent once more and acknowledged again.
 //  4. A participant logs PREPARED, with the intent its resource manager
 //     returned (what it needs to commit or abort later), before voting
 //     YES. After a crash it is in doubt again: its locks are re-taken
@@ -120,11 +123,11 @@
 //     message is re-sent every RetryInterval.
 //
 // Checkpoints keep the logs bounded. Every CheckpointEvery records the
-// coordinator's log is replaced by a COMMIT record for each committed
-// transaction still awaiting acknowledgements and a BEGIN record for each
-// other one it still tracks, and a participant's by a snapshot of its resource
-// manager plus its in-doubt transactions and the aborts it has promised
-// to peers.
+// coordinator's log (BEGIN, COMMIT and END records) is replaced by a
+// COMMIT record for each committed transaction still awaiting
+// acknowledgements and a BEGIN record for each other one it still tracks,
+// and a participant's by a snapshot of its resource manager plus its
+// in-doubt transactions and the aborts it has promised to peers.
 //
 // # The blocking problem
 //

@@ -209,7 +209,12 @@ const (
 	// survives without a RecCommit, the recovering coordinator sends ABORT
 	// to the participants at once instead of waiting to be asked.
 	RecBegin
-	maxRecordType = RecBegin
+	// RecEnd (coordinator): every participant acknowledged the decision on
+	// Txn, so recovery need not send it again. Written lazily like
+	// RecBegin: if a crash loses it, recovery re-sends the decision once
+	// more, which the participants acknowledge again (idempotent).
+	RecEnd
+	maxRecordType = RecEnd
 )
 
 // Record is one entry of a coordinator's or participant's durable log.
@@ -263,6 +268,8 @@ func (r Record) String() string {
 		return fmt.Sprintf("SNAPSHOT (%d bytes)", len(r.Data))
 	case RecBegin:
 		return fmt.Sprintf("BEGIN %s %v", id, r.Participants)
+	case RecEnd:
+		return fmt.Sprintf("END %s", id)
 	}
 	return fmt.Sprintf("record(%d) %s", r.Type, id)
 }

@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"slices"
 	"time"
+	"unicode/utf8"
 
 	"github.com/google/uuid"
 
@@ -34,7 +35,11 @@ type partTxn struct {
 	// tombstone written because we had no record of the transaction: the
 	// point back to which our memory reached then. Zero: the outcome is
 	// certain.
-	knownFrom  time.Time
+	knownFrom time.Time
+	// reason (partFinished, Aborted) is why we voted NO, repeated to a
+	// re-sent PREPARE (our NO may have been lost) so that the caller
+	// learns the real cause.
+	reason     string
 	abortAsked bool      // partPreparing: abort as soon as the preparation ends
 	queryAt    time.Time // partPrepared: when to ask again
 	heardAt    time.Time // partPrepared: when the coordinator last showed it is alive
@@ -215,7 +220,11 @@ func (p *RawParticipant) onPrepare(t *partTxn, m Message) {
 	case t.phase == partPrepared:
 		p.vote(t, Committed, "") // our vote was lost
 	case t.phase == partFinished && t.outcome == Aborted:
-		p.send(m.Coordinator, ServiceCoordinator, Message{Type: MsgVote, Txn: t.id, Outcome: Aborted, Reason: "already aborted"})
+		reason := t.reason
+		if reason == "" {
+			reason = "already aborted"
+		}
+		p.send(m.Coordinator, ServiceCoordinator, Message{Type: MsgVote, Txn: t.id, Outcome: Aborted, Reason: reason})
 	}
 	// Preparing: the vote follows. Finished and committed: a stale duplicate.
 }
@@ -237,11 +246,12 @@ func (p *RawParticipant) Prepared(now time.Time, id uuid.UUID, intent []byte, er
 		// Unilateral abort: allowed because we have not voted YES.
 		reason := "aborted before voting"
 		if err != nil {
-			reason = err.Error()
+			reason = truncateReason(err.Error())
 		} else {
 			p.rd.Actions = append(p.rd.Actions, Action{Kind: ActAbort, Txn: id, Data: intent})
 		}
 		p.finish(t, Aborted)
+		t.reason = reason
 		p.vote(t, Aborted, reason)
 		return
 	}
@@ -251,6 +261,21 @@ func (p *RawParticipant) Prepared(now time.Time, id uuid.UUID, intent []byte, er
 	t.queryAt, t.heardAt, t.preparedAt = p.now.Add(p.cfg.RetryInterval), p.now, p.now
 	p.log(Record{Type: RecPrepared, Txn: id, Coordinator: t.coordinator, Participants: t.participants, Data: intent})
 	p.vote(t, Committed, "")
+}
+
+// truncateReason cuts a NO vote's reason to what the wire carries (on a
+// UTF-8 boundary), so that a resource manager's long error message cannot
+// make the vote unsendable.
+func truncateReason(s string) string {
+	if len(s) <= maxReason {
+		return s
+	}
+	const ellipsis = "…"
+	cut := maxReason - len(ellipsis)
+	for cut > 0 && !utf8.RuneStart(s[cut]) {
+		cut--
+	}
+	return s[:cut] + ellipsis
 }
 
 func (p *RawParticipant) finish(t *partTxn, o Outcome) {

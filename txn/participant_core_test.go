@@ -2,8 +2,10 @@ package txn_test
 
 import (
 	"errors"
+	"strings"
 	"testing"
 	"time"
+	"unicode/utf8"
 
 	"github.com/google/uuid"
 
@@ -75,6 +77,11 @@ func TestRecoverRejectsForeignRecords(t *testing.T) {
 		{"coordinator given a PREPARED", c.Recover(time.Unix(0, 0), []txn.Record{{Type: txn.RecPrepared, Txn: uuid.New()}})},
 		{"coordinator given an empty COMMIT", c.Recover(time.Unix(0, 0), []txn.Record{{Type: txn.RecCommit, Txn: uuid.New()}})},
 		{"coordinator given an empty BEGIN", c.Recover(time.Unix(0, 0), []txn.Record{{Type: txn.RecBegin, Txn: uuid.New()}})},
+		{"coordinator given a DONE", c.Recover(time.Unix(0, 0), []txn.Record{{Type: txn.RecDone, Txn: uuid.New(), Outcome: txn.Aborted}})},
+		{"participant given an END", func() error {
+			_, err := p.Recover(time.Unix(0, 0), []txn.Record{{Type: txn.RecEnd, Txn: uuid.New()}})
+			return err
+		}()},
 		{"participant given a BEGIN", func() error {
 			_, err := p.Recover(time.Unix(0, 0), []txn.Record{{Type: txn.RecBegin, Txn: uuid.New(), Participants: []transport.NodeID{"p"}}})
 			return err
@@ -92,5 +99,32 @@ func TestRecoverRejectsForeignRecords(t *testing.T) {
 		if !errors.Is(tt.err, txn.ErrMalformed) {
 			t.Errorf("%s: err = %v; want ErrMalformed", tt.name, tt.err)
 		}
+	}
+}
+
+// TestLongNoReasonIsSendable: a resource manager whose error message is
+// longer than the wire allows still gets its NO vote to the coordinator
+// (the reason is cut), instead of an unsendable vote and a timeout.
+func TestLongNoReasonIsSendable(t *testing.T) {
+	p, err := txn.NewRawParticipant("p1", testConfig())
+	if err != nil {
+		t.Fatal(err)
+	}
+	t0 := time.Unix(1000, 0)
+	id := uuid.New()
+	p.Step(t0, "c", txn.Message{Type: txn.MsgPrepare, Txn: id, Coordinator: "c", Participants: []transport.NodeID{"p1"}})
+	p.Ready()
+	p.Prepared(t0, id, nil, errors.New(strings.Repeat("é", 10000)))
+	rd := p.Ready()
+	if len(rd.Messages) != 1 || rd.Messages[0].Msg.Type != txn.MsgVote || rd.Messages[0].Msg.Outcome != txn.Aborted {
+		t.Fatalf("messages = %v; want one NO vote", rd.Messages)
+	}
+	b, err := rd.Messages[0].Msg.MarshalBinary()
+	if err != nil {
+		t.Fatalf("MarshalBinary(NO vote) = %v; want nil", err)
+	}
+	m, err := txn.UnmarshalMessage(b)
+	if err != nil || !utf8.ValidString(m.Reason) || !strings.HasPrefix(m.Reason, "éé") {
+		t.Fatalf("decoded reason %.20q…, err %v; want a valid UTF-8 prefix of the error", m.Reason, err)
 	}
 }

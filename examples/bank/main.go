@@ -109,7 +109,13 @@ func (h *stateLog) Handle(_ context.Context, r slog.Record) error {
 	}
 	switch r.Message {
 	case "txn: log":
-		h.out.printf("  %-11s writes %s to its log\n", node, strings.SplitN(detail, " ", 2)[0])
+		switch kind := strings.SplitN(detail, " ", 2)[0]; kind {
+		case "BEGIN", "END":
+			// Lazy records: written with the next batch, nothing waits.
+			h.out.printf("  %-11s writes %s to its log (lazily: nothing waited for it)\n", node, kind)
+		default:
+			h.out.printf("  %-11s writes %s to its log\n", node, kind)
+		}
 	case "txn: prepared":
 		h.out.printf("  %-11s %s\n", node, detail)
 	case "txn: commit applied":

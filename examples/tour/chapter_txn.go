@@ -139,7 +139,7 @@ func runTxn(ctx context.Context, t *tour) error {
 					committed++
 				case errors.As(err, &abort):
 					aborted++
-					why := fmt.Sprint(abort.Cause)
+					why := fmt.Sprintf("%v (%s)", abort.Cause, abort.Reason)
 					switch {
 					case strings.Contains(abort.Reason, "locked"):
 						why = "a key was locked by a concurrent transfer"
