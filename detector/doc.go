@@ -13,7 +13,8 @@
 //     heartbeats, keeps a detector per member, probes suspects directly and
 //     through k other members, refutes rumours about itself with a higher
 //     incarnation, and reports Events. No goroutines, no I/O, no clock, no
-//     unseeded randomness: it runs unchanged in the sim package.
+//     unseeded randomness: it runs unchanged in the sim package (package
+//     detectorsim makes it a sim.Node).
 //   - Monitor runs a Membership over a transport.Transport with real timers
 //     and delivers Events on a channel.
 //
