@@ -59,6 +59,8 @@ func (rd *Ready) containsUpdates() bool {
 // with Ready; acknowledge with Advance.
 //
 // A RawNode is not safe for concurrent use: drive it from one goroutine.
+// Build it with NewRawNode; a zero RawNode reports ErrInvalidConfig from
+// Step, Propose and Ready and ignores the other calls.
 type RawNode struct {
 	r *raft
 
@@ -118,6 +120,18 @@ func storageFailure(v any) error {
 	panic(v)
 }
 
+// errZeroRawNode is what the methods of a zero RawNode report.
+var errZeroRawNode = fmt.Errorf("%w: zero RawNode; use NewRawNode", ErrInvalidConfig)
+
+// broken returns the error that makes the node unusable: a sticky storage
+// failure, or errZeroRawNode for a RawNode not built by NewRawNode.
+func (rn *RawNode) broken() error {
+	if rn.r == nil {
+		return errZeroRawNode
+	}
+	return rn.err
+}
+
 // guard is deferred by the methods that reach Storage: a storage failure
 // becomes their error and makes the node unusable (sticky).
 func (rn *RawNode) guard(errp *error) {
@@ -133,7 +147,7 @@ func (rn *RawNode) guard(errp *error) {
 // towards an election, leaders towards a heartbeat and the check-quorum
 // deadline. The caller ticks at a fixed interval (e.g. every 10 ms).
 func (rn *RawNode) Tick() {
-	if rn.err != nil {
+	if rn.broken() != nil {
 		return
 	}
 	var err error
@@ -145,8 +159,8 @@ func (rn *RawNode) Tick() {
 // wrapping ErrInvalidMessage for a malformed message (which is dropped) and
 // ErrUnsupported for reserved message kinds.
 func (rn *RawNode) Step(m Message) (err error) {
-	if rn.err != nil {
-		return rn.err
+	if err := rn.broken(); err != nil {
+		return err
 	}
 	if err := rn.r.validate(&m); err != nil {
 		return err
@@ -164,8 +178,8 @@ func (rn *RawNode) Step(m Message) (err error) {
 // ErrNotLeader) carrying the known leader; under flow control it returns
 // ErrProposalDropped. The core keeps data: do not modify it afterwards.
 func (rn *RawNode) Propose(data []byte) (index, term uint64, err error) {
-	if rn.err != nil {
-		return 0, 0, rn.err
+	if err := rn.broken(); err != nil {
+		return 0, 0, err
 	}
 	defer rn.guard(&err)
 	return rn.r.propose(data)
@@ -175,7 +189,7 @@ func (rn *RawNode) Propose(data []byte) (index, term uint64, err error) {
 // while a Ready is outstanding (not yet Advanced), and true after a storage
 // failure so that Ready reports it.
 func (rn *RawNode) HasReady() (has bool) {
-	if rn.err != nil {
+	if rn.broken() != nil {
 		return true
 	}
 	if rn.pending {
@@ -202,8 +216,8 @@ func (rn *RawNode) HasReady() (has bool) {
 // An empty Ready means there is nothing to do. A storage failure is
 // returned as an error wrapping ErrStorage; the node is unusable after it.
 func (rn *RawNode) Ready() (rd Ready, err error) {
-	if rn.err != nil {
-		return Ready{}, rn.err
+	if err := rn.broken(); err != nil {
+		return Ready{}, err
 	}
 	if rn.pending {
 		return Ready{}, ErrReadyPending
@@ -312,6 +326,9 @@ func (rn *RawNode) Advance(rd Ready) {
 // be delivered (the transport gave up). The leader stops pipelining to id
 // and probes instead.
 func (rn *RawNode) ReportUnreachable(id transport.NodeID) {
+	if rn.r == nil {
+		return
+	}
 	if pr := rn.r.prs[id]; pr != nil && id != rn.r.id && pr.state == ProgressReplicate {
 		pr.becomeProbe()
 	}
@@ -322,6 +339,9 @@ func (rn *RawNode) ReportUnreachable(id transport.NodeID) {
 // from the newest snapshot at the next heartbeat; nil changes nothing, as
 // the follower's acknowledgement drives the transfer.
 func (rn *RawNode) ReportSnapshot(id transport.NodeID, err error) {
+	if rn.r == nil {
+		return
+	}
 	pr := rn.r.prs[id]
 	if err == nil || pr == nil || id == rn.r.id || pr.state != ProgressSnapshot {
 		return

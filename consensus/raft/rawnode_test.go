@@ -457,3 +457,34 @@ func TestRestartAppliedAheadOfSavedCommit(t *testing.T) {
 		t.Errorf("NewRawNode(Applied: 4) with last index 3: error = %v; want ErrInvalidConfig", err)
 	}
 }
+
+// A zero RawNode (not built by NewRawNode) reports errors and ignores the
+// rest; it never panics.
+func TestZeroRawNode(t *testing.T) {
+	var rn RawNode
+	rn.Tick()
+	rn.Advance(Ready{})
+	rn.ReportUnreachable("b")
+	rn.ReportSnapshot("b", errors.New("lost"))
+	_, _, errPropose := rn.Propose([]byte("x"))
+	_, errReady := rn.Ready()
+	tests := []struct {
+		name string
+		err  error
+	}{
+		{"Step", rn.Step(Message{Type: MsgHeartbeat, From: "b", To: "a", Term: 1})},
+		{"Propose", errPropose},
+		{"Ready", errReady},
+	}
+	for _, tt := range tests {
+		if !errors.Is(tt.err, ErrInvalidConfig) {
+			t.Errorf("%s on a zero RawNode: %v; want ErrInvalidConfig", tt.name, tt.err)
+		}
+	}
+	if !rn.HasReady() {
+		t.Errorf("HasReady() = false on a zero RawNode; want true, so that Ready reports the error")
+	}
+	if st := rn.Status(); st.ID != "" || st.Role != Follower {
+		t.Errorf("Status() = %+v; want the zero Status", st)
+	}
+}

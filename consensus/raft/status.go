@@ -58,6 +58,9 @@ type ProgressStatus struct {
 // a hot path.
 func (rn *RawNode) Status() Status {
 	r := rn.r
+	if r == nil {
+		return Status{} // a zero RawNode
+	}
 	s := Status{
 		ID:               r.id,
 		Role:             r.role,
