@@ -77,6 +77,7 @@ type base struct {
 	// view naming a Failed leader is adopted); cleared when an election
 	// ends or the leader proves alive.
 	suspect   bool
+	heard     time.Time // when the leader was last heard from (or adopted)
 	bootUntil time.Time // no campaigning before: learn the epoch first
 
 	out   []Envelope
@@ -157,6 +158,7 @@ func (b *base) failed(id transport.NodeID, now time.Time) bool {
 // better views or win a higher epoch.
 func (b *base) adopt(l Leader, now time.Time) {
 	b.view = l
+	b.heard = now
 	b.suspect = l.ID != "" && b.failed(l.ID, now)
 	if b.log != nil {
 		b.log.Debug("election: leader", "node", b.self.ID, "leader", l.ID, "epoch", l.Epoch)
@@ -210,10 +212,13 @@ func (b *base) accept(now time.Time, from transport.NodeID, payload []byte) (mes
 		b.adopt(msg.view, now)
 		changed = true
 	}
-	if msg.view == b.view && from == b.view.ID {
-		// The leader itself says it leads: it is alive, whatever the
-		// detector concluded a moment ago.
-		b.suspect = false
+	if from == b.view.ID {
+		b.heard = now
+		if msg.view == b.view {
+			// The leader itself says it leads: it is alive, whatever
+			// the detector concluded a moment ago.
+			b.suspect = false
+		}
 	}
 	return msg, changed, nil
 }
@@ -224,6 +229,20 @@ func (b *base) tickDetector(now time.Time) {
 	if !b.bootUntil.IsZero() && !now.Before(b.bootUntil) {
 		b.bootUntil = time.Time{} // booted: NextTick no longer needs it
 	}
+	// The Failed event is an edge, and a message from the leader clears
+	// the suspicion it raised. If the detector still holds the leader
+	// Failed and the leader has been silent for a detection period since,
+	// suspect it again: it may have crashed after its last word.
+	l := b.view.ID
+	if !b.suspect && l != "" && l != b.self.ID && now.Sub(b.heard) >= b.quietLimit() && b.failed(l, now) {
+		b.suspect = true
+	}
+}
+
+// quietLimit is how long a leader the detector holds Failed may stay
+// silent before it is suspected again: about one detection delay.
+func (b *base) quietLimit() time.Duration {
+	return 3*b.cfg.Detector.HeartbeatInterval + b.cfg.Detector.ProbeTimeout
 }
 
 // drainDetector wraps the detector's messages into heartbeats, flags the

@@ -159,7 +159,7 @@ func (c *cluster) electionMessages() uint64 {
 const convergeBound = 5 * time.Second
 
 // TestConvergesAfterFaults: whatever happens during a chaotic phase (loss,
-// duplication, reordering, partitions, crashes and restarts, nodes
+// duplication, reordering, partitions, one-way cuts, crashes and restarts, nodes
 // resigning and campaigning again), once faults stop every live node names
 // the highest-priority live candidate within convergeBound, with the same
 // epoch, and epochs never went back at any node (checked on every view
@@ -183,7 +183,7 @@ func TestConvergesAfterFaults(t *testing.T) {
 					}
 					c.s.Run(time.Duration(200+rng.IntN(800)) * time.Millisecond)
 					id := c.ids[rng.IntN(n)]
-					switch rng.IntN(4) {
+					switch rng.IntN(5) {
 					case 0:
 						if c.down[id] {
 							c.restart(id)
@@ -204,6 +204,12 @@ func TestConvergesAfterFaults(t *testing.T) {
 						c.s.Partition(a, b)
 					case 2:
 						c.s.Heal()
+					case 4:
+						// A one-way cut: id hears other, other does not hear id.
+						other := c.ids[rng.IntN(n)]
+						if other != id {
+							c.s.Cut(id, other)
+						}
 					case 3:
 						if c.down[id] {
 							c.restart(id)
