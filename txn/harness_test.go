@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"math/rand/v2"
 	"os"
+	"testing"
 	"time"
 
 	"github.com/google/uuid"
@@ -146,6 +147,40 @@ func (w *world) effect(id transport.NodeID, dead *bool) bool {
 	return true
 }
 
+// step performs one effect of node id (a log write or sync), unless the
+// node has reached its crash point; false means stop draining.
+func (w *world) step(id transport.NodeID, dead *bool, do func() error) bool {
+	if !w.effect(id, dead) {
+		return false
+	}
+	if err := do(); err != nil {
+		w.fail(err)
+		return false
+	}
+	return true
+}
+
+// sendAll sends msgs from env's node, each one an effect; false means the
+// node reached its crash point. observe, if not nil, sees each message
+// just before it leaves.
+func (w *world) sendAll(env sim.Env, dead *bool, msgs []txn.Envelope, observe func(txn.Envelope)) bool {
+	for _, e := range msgs {
+		if !w.effect(env.ID(), dead) {
+			return false
+		}
+		b, err := e.Msg.MarshalBinary()
+		if err != nil {
+			w.fail(err)
+			return false
+		}
+		if observe != nil {
+			observe(e)
+		}
+		env.Send(e.To, e.Service, b)
+	}
+	return true
+}
+
 const tickName = "tick"
 
 type coordNode struct {
@@ -225,11 +260,7 @@ func (n *coordNode) Timer(env sim.Env, _ sim.TimerID, _ string) {
 	n.core.Tick(env.Now())
 	n.drain(env)
 	if n.unsynced && !n.dead {
-		if !n.w.effect(env.ID(), &n.dead) {
-			return
-		}
-		if err := n.log.d.Sync(logFile); err != nil {
-			n.w.fail(err)
+		if !n.w.step(env.ID(), &n.dead, func() error { return n.log.d.Sync(logFile) }) {
 			return
 		}
 		n.unsynced = false
@@ -238,48 +269,29 @@ func (n *coordNode) Timer(env sim.Env, _ sim.TimerID, _ string) {
 }
 
 func (n *coordNode) drain(env sim.Env) {
+	id := env.ID()
 	for n.core.HasReady() {
 		rd := n.core.Ready()
 		if len(rd.Lazy) > 0 {
-			if !n.w.effect(env.ID(), &n.dead) {
-				return
-			}
-			if err := n.log.appendLazy(rd.Lazy); err != nil {
-				n.w.fail(err)
+			if !n.w.step(id, &n.dead, func() error { return n.log.appendLazy(rd.Lazy) }) {
 				return
 			}
 			n.unsynced = true
 		}
 		if len(rd.Log) > 0 {
-			if !n.w.effect(env.ID(), &n.dead) {
-				return
-			}
-			if err := n.log.append(rd.Log); err != nil {
-				n.w.fail(err)
+			if !n.w.step(id, &n.dead, func() error { return n.log.append(rd.Log) }) {
 				return
 			}
 			n.unsynced = false
 		}
 		if rd.Checkpoint != nil {
-			if !n.w.effect(env.ID(), &n.dead) {
-				return
-			}
-			if err := n.log.replace(rd.Checkpoint); err != nil {
-				n.w.fail(err)
+			if !n.w.step(id, &n.dead, func() error { return n.log.replace(rd.Checkpoint) }) {
 				return
 			}
 			n.unsynced = false
 		}
-		for _, e := range rd.Messages {
-			if !n.w.effect(env.ID(), &n.dead) {
-				return
-			}
-			b, err := e.Msg.MarshalBinary()
-			if err != nil {
-				n.w.fail(err)
-				return
-			}
-			env.Send(e.To, e.Service, b)
+		if !n.w.sendAll(env, &n.dead, rd.Messages, nil) {
+			return
 		}
 		for _, r := range rd.Results {
 			if old, ok := n.w.results[r.Txn]; ok && old.Outcome != r.Outcome {
@@ -292,6 +304,7 @@ func (n *coordNode) drain(env sim.Env) {
 
 type partNode struct {
 	w     *world
+	id    transport.NodeID
 	core  *txn.RawParticipant
 	store *txn.Store
 	log   diskLog
@@ -299,7 +312,7 @@ type partNode struct {
 }
 
 func (w *world) addParticipant(id transport.NodeID) {
-	_ = w.s.AddNode(id, func() sim.Node { return &partNode{w: w} })
+	_ = w.s.AddNode(id, func() sim.Node { return &partNode{w: w, id: id} })
 }
 
 func (n *partNode) Start(env sim.Env) {
@@ -346,14 +359,8 @@ func (n *partNode) drain(env sim.Env) {
 	id := env.ID()
 	for n.core.HasReady() {
 		rd := n.core.Ready()
-		if len(rd.Log) > 0 {
-			if !n.w.effect(id, &n.dead) {
-				return
-			}
-			if err := n.log.append(rd.Log); err != nil {
-				n.w.fail(err)
-				return
-			}
+		if len(rd.Log) > 0 && !n.w.step(id, &n.dead, func() error { return n.log.append(rd.Log) }) {
+			return
 		}
 		for _, a := range rd.Actions {
 			switch a.Kind {
@@ -375,40 +382,67 @@ func (n *partNode) drain(env sim.Env) {
 			}
 		}
 		if rd.Checkpoint != nil {
-			if !n.w.effect(id, &n.dead) {
-				return
+			checkpoint := func() error {
+				snap, err := n.store.Snapshot()
+				if err != nil {
+					return err
+				}
+				return n.log.replace(append([]txn.Record{{Type: txn.RecSnapshot, Data: snap}}, rd.Checkpoint...))
 			}
-			snap, err := n.store.Snapshot()
-			if err == nil {
-				err = n.log.replace(append([]txn.Record{{Type: txn.RecSnapshot, Data: snap}}, rd.Checkpoint...))
-			}
-			if err != nil {
-				n.w.fail(err)
+			if !n.w.step(id, &n.dead, checkpoint) {
 				return
 			}
 		}
-		for _, e := range rd.Messages {
-			if !n.w.effect(id, &n.dead) {
-				return
-			}
-			if e.Msg.Type == txn.MsgVote {
-				if n.w.votes[e.Msg.Txn] == nil {
-					n.w.votes[e.Msg.Txn] = map[transport.NodeID]txn.Outcome{}
-				}
-				// A NO after a YES can only answer a duplicate PREPARE of
-				// a finished transaction; keep the first vote.
-				if _, ok := n.w.votes[e.Msg.Txn][id]; !ok {
-					n.w.votes[e.Msg.Txn][id] = e.Msg.Outcome
-				}
-			}
-			b, err := e.Msg.MarshalBinary()
-			if err != nil {
-				n.w.fail(err)
-				return
-			}
-			env.Send(e.To, e.Service, b)
+		if !n.w.sendAll(env, &n.dead, rd.Messages, n.recordVote) {
+			return
 		}
 	}
+}
+
+// recordVote notes the first vote each participant sends per transaction.
+func (n *partNode) recordVote(e txn.Envelope) {
+	if e.Msg.Type != txn.MsgVote {
+		return
+	}
+	id := e.Msg.Txn
+	if n.w.votes[id] == nil {
+		n.w.votes[id] = map[transport.NodeID]txn.Outcome{}
+	}
+	// A NO after a YES can only answer a duplicate PREPARE of a finished
+	// transaction; keep the first vote.
+	if _, ok := n.w.votes[id][n.id]; !ok {
+		n.w.votes[id][n.id] = e.Msg.Outcome
+	}
+}
+
+// newSimCluster returns a world with coordinator coordID and participants
+// partIDs.
+func newSimCluster(t *testing.T, seed int64, f sim.Faults) *world {
+	t.Helper()
+	w, err := newWorld(seed, f)
+	if err != nil {
+		t.Fatal(err)
+	}
+	w.addCoordinator(coordID)
+	for _, p := range partIDs {
+		w.addParticipant(p)
+	}
+	return w
+}
+
+// addToX returns a transaction's work: amounts[i] added to key "x" on
+// partIDs[i].
+func addToX(t *testing.T, amounts ...int64) []txn.Work {
+	t.Helper()
+	work := make([]txn.Work, len(amounts))
+	for i, a := range amounts {
+		ops, err := txn.EncodeOps(txn.Op{Kind: txn.OpAdd, Key: "x", Amount: a})
+		if err != nil {
+			t.Fatal(err)
+		}
+		work[i] = txn.Work{Participant: partIDs[i], Ops: ops}
+	}
+	return work
 }
 
 // begin starts a transaction on coordinator c at the current time.

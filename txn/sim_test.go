@@ -83,27 +83,13 @@ func TestCrashPoints(t *testing.T) {
 // and how many transactions a recovering coordinator aborted actively.
 func runCrashPoint(t *testing.T, faults sim.Faults, sc crashScenario, victim transport.NodeID, k int, down, delay time.Duration) (fired bool, abortedOnRecovery int) {
 	t.Helper()
-	w, err := newWorld(int64(k)+1, faults)
-	if err != nil {
-		t.Fatal(err)
-	}
+	w := newSimCluster(t, int64(k)+1, faults)
 	w.plan.node, w.plan.after, w.plan.down, w.plan.delay = victim, k, down, delay
-	w.addCoordinator(coordID)
-	for _, p := range partIDs {
-		w.addParticipant(p)
-	}
 	if sc.slowP3 {
 		w.s.SetLinkFaults(coordID, partIDs[2], sim.Faults{MinDelay: 120 * time.Millisecond, MaxDelay: 130 * time.Millisecond})
 	}
 	id := uuid.MustParse("6ba7b810-9dad-41d1-80b4-00c04fd430c8")
-	work := make([]txn.Work, len(partIDs))
-	for i, p := range partIDs {
-		ops, err := txn.EncodeOps(txn.Op{Kind: txn.OpAdd, Key: "x", Amount: sc.amounts[i]})
-		if err != nil {
-			t.Fatal(err)
-		}
-		work[i] = txn.Work{Participant: p, Ops: ops}
-	}
+	work := addToX(t, sc.amounts[:]...)
 	w.begin(coordID, id, work)
 	settled := func() bool {
 		if w.s.Node(victim) == nil || w.inDoubt(partIDs) > 0 {
@@ -158,24 +144,12 @@ func checkWorld(t *testing.T, w *world) {
 	}
 }
 
-// TestCrashPointsCommitWithoutFaults checks that, with no crash, the
-// commit scenario commits (so the crash-point test above is not vacuous).
+// TestNoCrashCommits checks that, with no crash, the commit scenario
+// commits (so the crash-point test above is not vacuous).
 func TestNoCrashCommits(t *testing.T) {
-	w, err := newWorld(1, sim.Faults{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	w.addCoordinator(coordID)
-	for _, p := range partIDs {
-		w.addParticipant(p)
-	}
+	w := newSimCluster(t, 1, sim.Faults{})
 	id := uuid.New()
-	var work []txn.Work
-	for _, p := range partIDs {
-		ops, _ := txn.EncodeOps(txn.Op{Kind: txn.OpAdd, Key: "x", Amount: 7})
-		work = append(work, txn.Work{Participant: p, Ops: ops})
-	}
-	w.begin(coordID, id, work)
+	w.begin(coordID, id, addToX(t, 7, 7, 7))
 	w.s.Run(time.Second)
 	checkWorld(t, w)
 	if got := w.results[id].Outcome; got != txn.Committed {

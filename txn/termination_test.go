@@ -29,21 +29,10 @@ func TestCooperativeTermination(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			w, err := newWorld(1, sim.Faults{MinDelay: time.Millisecond, MaxDelay: time.Millisecond})
-			if err != nil {
-				t.Fatal(err)
-			}
+			w := newSimCluster(t, 1, sim.Faults{MinDelay: time.Millisecond, MaxDelay: time.Millisecond})
 			w.plan.node, w.plan.after, w.plan.down, w.plan.delay = coordID, tt.after, time.Hour, 10*time.Millisecond
-			w.addCoordinator(coordID)
-			for _, p := range partIDs {
-				w.addParticipant(p)
-			}
 			id := uuid.New()
-			var work []txn.Work
-			for _, p := range partIDs {
-				ops, _ := txn.EncodeOps(txn.Op{Kind: txn.OpAdd, Key: "x", Amount: 1})
-				work = append(work, txn.Work{Participant: p, Ops: ops})
-			}
+			work := addToX(t, 1, 1, 1)
 			// Let the nodes run a while first: a peer vouches for having
 			// no record of a transaction only as far back as its uptime.
 			w.s.Run(time.Second)
