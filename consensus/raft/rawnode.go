@@ -287,11 +287,16 @@ func (rn *RawNode) Ready() (rd Ready, err error) {
 
 // Advance tells the node that the caller has done everything the last Ready
 // asked: persisted, sent and applied. Calling it without an outstanding
-// Ready does nothing.
+// Ready does nothing. A storage failure while the node catches up with
+// what became durable is reported by the next Ready.
 func (rn *RawNode) Advance(rd Ready) {
 	if !rn.pending {
 		return
 	}
+	// A leader reads its log here to commit what is now durable; a
+	// storage failure becomes the sticky error the next Ready reports.
+	var err error
+	defer rn.guard(&err)
 	rn.pending = false
 	r := rn.r
 	l := r.log

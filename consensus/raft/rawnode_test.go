@@ -488,3 +488,35 @@ func TestZeroRawNode(t *testing.T) {
 		t.Errorf("Status() = %+v; want the zero Status", st)
 	}
 }
+
+// Advance reads the log too (a leader counts its own durable entries
+// towards a commit): a storage failure there must become the node's sticky
+// error, reported by the next Ready, not a panic in the caller.
+func TestStorageFailureInAdvance(t *testing.T) {
+	st := &failingStorage{MemoryStorage: NewMemoryStorage()}
+	cfg := DefaultConfig()
+	cfg.ID, cfg.Peers, cfg.Storage = "a", []transport.NodeID{"a"}, st
+	rn, err := NewRawNode(cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for range 2 * cfg.ElectionTicks {
+		rn.Tick()
+	}
+	if got := rn.Status().Role; got != Leader {
+		t.Fatalf("single node is %v after two election timeouts; want leader", got)
+	}
+	rd, err := rn.Ready()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := st.Append(rd.Entries); err != nil {
+		t.Fatal(err)
+	}
+	_ = st.SetHardState(rd.HardState)
+	st.armed = true
+	rn.Advance(rd)
+	if _, err := rn.Ready(); !errors.Is(err, ErrStorage) || !errors.Is(err, errDisk) {
+		t.Errorf("Ready() after a failing Advance: error = %v; want ErrStorage wrapping the disk error", err)
+	}
+}
