@@ -84,7 +84,10 @@
 // detector. Each core embeds a detector.Membership (heartbeats, φ accrual,
 // indirect probes), whose messages travel on the elector's own service,
 // wrapped in the elector's codec; its Failed verdict on the leader starts
-// an election, and the Ring skips members it holds Failed.
+// an election, and the Ring skips members it holds Failed. A message from
+// the leader itself outweighs the verdict (the leader is evidently
+// alive), and a leader the detector still holds Failed that then stays
+// silent for about one detection period is suspected again.
 //
 // Views and epochs: every message, heartbeats included, carries the
 // sender's view (leader, epoch), and views merge by a total order: higher
