@@ -321,8 +321,10 @@ func (c *Coordinator) Stats() CoordinatorStats {
 
 // Close stops the coordinator and waits for its goroutine. Callers still
 // waiting in Run get ErrClosed; transactions committed but not yet
-// acknowledged are finished by the next coordinator opened on the same
-// log. Close is idempotent.
+// acknowledged are finished, and those still undecided are aborted, by the
+// next coordinator opened on the same log (Close writes the BEGIN records
+// still buffered, and reports an error if that fails). Close is
+// idempotent.
 func (c *Coordinator) Close() error {
 	c.mu.Lock()
 	if c.closed {
@@ -336,6 +338,21 @@ func (c *Coordinator) Close() error {
 	c.loop.stop()
 	c.mu.Lock()
 	c.releaseWaitersLocked()
+	// The loop has stopped, so its lazy buffer is ours. Write it, with the
+	// lazy records the core still holds (their messages are dropped, and
+	// unwritten COMMITs with them: no one was told of those decisions), so
+	// that the next coordinator on this log aborts at once what this one
+	// left undecided.
+	var err error
+	if c.err == nil {
+		c.lazy = append(c.lazy, c.core.Ready().Lazy...)
+		if len(c.lazy) > 0 {
+			err = c.writeLog(nil)
+		}
+	}
 	c.mu.Unlock()
+	if err != nil {
+		return fmt.Errorf("txn: coordinator close: %w", err)
+	}
 	return nil
 }

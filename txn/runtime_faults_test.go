@@ -9,6 +9,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/google/uuid"
+
 	"github.com/distkit/distkit/transport"
 	"github.com/distkit/distkit/transport/memnet"
 	"github.com/distkit/distkit/txn"
@@ -168,5 +170,109 @@ func TestRuntimeParticipantRecoversInDoubt(t *testing.T) {
 	wantBalance(t, store, "k", 42)
 	if got := store.Locked(); got != 0 {
 		t.Errorf("locks after the commit = %d; want 0", got)
+	}
+}
+
+// signalStore is a Store that reports its Prepare and Abort calls.
+type signalStore struct {
+	*txn.Store
+	prepared chan struct{} // size 1: the test waits for the first only
+	aborted  chan struct{} // size 1: likewise
+}
+
+func (s *signalStore) Prepare(ctx context.Context, id uuid.UUID, ops []byte) ([]byte, error) {
+	intent, err := s.Store.Prepare(ctx, id, ops)
+	select {
+	case s.prepared <- struct{}{}:
+	default:
+	}
+	return intent, err
+}
+
+func (s *signalStore) Abort(id uuid.UUID, intent []byte) error {
+	err := s.Store.Abort(id, intent)
+	select {
+	case s.aborted <- struct{}{}:
+	default:
+	}
+	return err
+}
+
+// TestRuntimeRestartAbortsUndecided: a coordinator closed while it waits
+// for a vote leaves a BEGIN record; the next coordinator on the same log
+// sends ABORT at once, so the participant that voted YES releases its
+// locks without asking (its own queries are an hour apart here).
+func TestRuntimeRestartAbortsUndecided(t *testing.T) {
+	net, err := memnet.New(memnet.DefaultConfig())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer net.Close()
+	trs := map[transport.NodeID]*memnet.Transport{}
+	for _, id := range []transport.NodeID{"c", "bank1", "ghost"} {
+		if trs[id], err = net.Join(id); err != nil {
+			t.Fatal(err)
+		}
+	}
+	pcfg := runtimeConfig()
+	pcfg.RetryInterval = time.Hour
+	pcfg.VoteTimeout = time.Hour
+	pcfg.FinishedTTL = 2 * time.Hour
+	st := &signalStore{Store: txn.NewStore(), prepared: make(chan struct{}, 1), aborted: make(chan struct{}, 1)}
+	p, err := txn.NewParticipant(trs["bank1"], txn.NewMemoryLog(), st, pcfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer p.Close()
+	st.Set("a", 100) // after NewParticipant, whose recovery resets the store
+	clog := txn.NewMemoryLog()
+	ccfg := runtimeConfig()
+	ccfg.VoteTimeout = time.Hour // "ghost" never votes: only the restart ends it
+	ccfg.FinishedTTL = 2 * time.Hour
+	c1, err := txn.NewCoordinator(trs["c"], clog, ccfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	debit, err := txn.EncodeOps(txn.Op{Kind: txn.OpAdd, Key: "a", Amount: -10})
+	if err != nil {
+		t.Fatal(err)
+	}
+	done := make(chan error, 1)
+	go func() {
+		_, err := c1.Run(context.Background(), txn.Work{Participant: "bank1", Ops: debit}, txn.Work{Participant: "ghost", Ops: debit})
+		done <- err
+	}()
+	waitFor(t, st.prepared, "bank1 to prepare")
+	if err := c1.Close(); err != nil {
+		t.Fatalf("Close() = %v", err)
+	}
+	if err := <-done; !errors.Is(err, txn.ErrClosed) {
+		t.Fatalf("Run after Close = %v; want ErrClosed", err)
+	}
+	recs, err := clog.Load()
+	if err != nil || len(recs) != 1 || recs[0].Type != txn.RecBegin {
+		t.Fatalf("coordinator log after Close = %v, %v; want one BEGIN record", recs, err)
+	}
+
+	c2, err := txn.NewCoordinator(trs["c"], clog, ccfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c2.Close()
+	waitFor(t, st.aborted, "bank1 to receive the recovered coordinator's ABORT")
+	if got := st.Locked(); got != 0 {
+		t.Errorf("bank1 holds %d locks after the ABORT; want 0", got)
+	}
+	wantBalance(t, st.Store, "a", 100)
+}
+
+// waitFor waits for a signal on ch; the timeout only turns a hang into a
+// failure.
+func waitFor(t *testing.T, ch <-chan struct{}, what string) {
+	t.Helper()
+	select {
+	case <-ch:
+	case <-time.After(10 * time.Second):
+		t.Fatalf("timed out waiting for %s", what)
 	}
 }
