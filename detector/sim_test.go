@@ -1,4 +1,4 @@
-package detector
+package detector_test
 
 import (
 	"fmt"
@@ -7,66 +7,16 @@ import (
 	"testing"
 	"time"
 
+	"github.com/distkit/distkit/detector"
+	"github.com/distkit/distkit/detector/detectorsim"
 	"github.com/distkit/distkit/sim"
 	"github.com/distkit/distkit/transport"
 )
 
-// simNode drives a Membership inside the simulator: one timer at the
-// core's NextTick, messages and ticks in, Ready out.
-type simNode struct {
-	cfg   Config
-	peers []transport.NodeID
-	rec   *recorder
-	core  *Membership
-}
-
-func (n *simNode) Start(env sim.Env) {
-	core, err := NewMembership(env.ID(), n.cfg, env.Rand().Uint64(), env.Now())
-	if err != nil {
-		panic(err) // a test bug: the config is the test's own
-	}
-	n.core = core
-	for _, p := range n.peers {
-		if p != env.ID() {
-			if err := core.AddMember(p, env.Now()); err != nil {
-				panic(err)
-			}
-		}
-	}
-	n.arm(env)
-}
-
-func (n *simNode) Receive(env sim.Env, msg transport.Message) {
-	if err := n.core.Receive(env.Now(), msg.From, msg.Payload); err != nil {
-		n.rec.errs = append(n.rec.errs, err)
-	}
-	n.flush(env)
-}
-
-func (n *simNode) Timer(env sim.Env, _ sim.TimerID, _ string) {
-	n.core.Tick(env.Now())
-	n.flush(env)
-	n.arm(env)
-}
-
-func (n *simNode) arm(env sim.Env) {
-	env.SetTimer(max(n.core.NextTick().Sub(env.Now()), 0), "tick")
-}
-
-func (n *simNode) flush(env sim.Env) {
-	rd := n.core.Ready()
-	for _, m := range rd.Messages {
-		env.Send(m.To, Service, m.Payload)
-	}
-	for _, e := range rd.Events {
-		n.rec.events = append(n.rec.events, observed{by: env.ID(), Event: e})
-	}
-}
-
 // observed is an event and the node that reported it.
 type observed struct {
 	by transport.NodeID
-	Event
+	detector.Event
 }
 
 type recorder struct {
@@ -81,7 +31,7 @@ type cluster struct {
 	rec *recorder
 }
 
-func newCluster(t testing.TB, seed int64, n int, cfg Config, faults sim.Faults) *cluster {
+func newCluster(t testing.TB, seed int64, n int, cfg detector.Config, faults sim.Faults) *cluster {
 	t.Helper()
 	s, err := sim.New(sim.Config{Seed: seed, Faults: faults})
 	if err != nil {
@@ -92,7 +42,13 @@ func newCluster(t testing.TB, seed int64, n int, cfg Config, faults sim.Faults) 
 		c.ids = append(c.ids, transport.NodeID(fmt.Sprintf("n%d", i+1)))
 	}
 	for _, id := range c.ids {
-		if err := s.AddNode(id, func() sim.Node { return &simNode{cfg: cfg, peers: c.ids, rec: c.rec} }); err != nil {
+		err := s.AddNode(id, func() sim.Node {
+			n := detectorsim.New(cfg, c.ids)
+			n.OnEvent = func(by transport.NodeID, e detector.Event) { c.rec.events = append(c.rec.events, observed{by, e}) }
+			n.OnReceiveError = func(err error) { c.rec.errs = append(c.rec.errs, err) }
+			return n
+		})
+		if err != nil {
 			t.Fatal(err)
 		}
 	}
@@ -100,15 +56,15 @@ func newCluster(t testing.TB, seed int64, n int, cfg Config, faults sim.Faults) 
 }
 
 // core returns the running core of id, or nil while it is crashed.
-func (c *cluster) core(id transport.NodeID) *Membership {
-	if n, ok := c.s.Node(id).(*simNode); ok {
-		return n.core
+func (c *cluster) core(id transport.NodeID) *detector.Membership {
+	if n, ok := c.s.Node(id).(*detectorsim.Node); ok {
+		return n.Core()
 	}
 	return nil
 }
 
 // statusOf returns what observer thinks of member.
-func (c *cluster) statusOf(observer, member transport.NodeID) Status {
+func (c *cluster) statusOf(observer, member transport.NodeID) detector.Status {
 	st, err := c.core(observer).Member(member, c.s.Now())
 	if err != nil {
 		return 0
@@ -123,7 +79,7 @@ func (c *cluster) allAlive() bool {
 			continue
 		}
 		for _, b := range c.ids {
-			if a != b && c.core(b) != nil && c.statusOf(a, b) != Alive {
+			if a != b && c.core(b) != nil && c.statusOf(a, b) != detector.Alive {
 				return false
 			}
 		}
@@ -135,8 +91,8 @@ func (c *cluster) allAlive() bool {
 var lossyNet = sim.Faults{Drop: 0.01, MinDelay: time.Millisecond, MaxDelay: 10 * time.Millisecond}
 
 // scenarioConfig is the scenario: 1 s heartbeats with ±20 % jitter.
-func scenarioConfig() Config {
-	cfg := DefaultConfig()
+func scenarioConfig() detector.Config {
+	cfg := detector.DefaultConfig()
 	cfg.Jitter = 0.2
 	return cfg
 }
@@ -152,9 +108,9 @@ func TestSimNoFalseFailures(t *testing.T) {
 		suspicions := 0
 		for _, e := range c.rec.events {
 			switch e.Kind {
-			case EventFailed:
+			case detector.EventFailed:
 				t.Errorf("%s declared %v at %v with no crash", e.by, e.Event, e.At.Sub(start))
-			case EventSuspect:
+			case detector.EventSuspect:
 				suspicions++
 			}
 		}
@@ -186,10 +142,10 @@ func TestSimCrashDetected(t *testing.T) {
 		c.s.Run(10 * time.Second)
 		failed := map[transport.NodeID]time.Duration{}
 		for _, e := range c.rec.events {
-			if e.Member == victim && e.Kind == EventFailed {
+			if e.Member == victim && e.Kind == detector.EventFailed {
 				failed[e.by] = e.At.Sub(crashAt)
 			}
-			if e.Member != victim && e.Kind == EventFailed {
+			if e.Member != victim && e.Kind == detector.EventFailed {
 				t.Errorf("%s falsely declared %v", e.by, e.Event)
 			}
 		}
@@ -207,7 +163,7 @@ func TestSimCrashDetected(t *testing.T) {
 		}
 		recovered := 0
 		for _, e := range c.rec.events {
-			if e.Member == victim && e.Kind == EventRecovered {
+			if e.Member == victim && e.Kind == detector.EventRecovered {
 				recovered++
 				if e.Incarnation <= oldInc {
 					t.Errorf("%s: recovered with incarnation %d; want > %d", e.by, e.Incarnation, oldInc)
@@ -239,7 +195,7 @@ func TestSimPartitionHeals(t *testing.T) {
 				// Across the cut: Failed. On the same side: anything but
 				// Failed (a lost heartbeat may make it Suspect for a moment).
 				got := c.statusOf(a, b)
-				if (side(a) != side(b)) != (got == Failed) {
+				if (side(a) != side(b)) != (got == detector.Failed) {
 					t.Errorf("during the partition %s sees %s %v; want failed iff they are on different sides", a, b, got)
 				}
 			}
@@ -262,14 +218,14 @@ func TestSimRumourRefuted(t *testing.T) {
 		c.s.Cut("n2", "n1")
 		c.s.Run(60 * time.Second)
 		for _, e := range c.rec.events {
-			if e.Kind == EventFailed {
+			if e.Kind == detector.EventFailed {
 				t.Errorf("%s declared %v though only one link was cut", e.by, e.Event)
 			}
 		}
 		if got := c.core("n2").Incarnation(); got <= before {
 			t.Errorf("n2 incarnation = %d after being suspected; want > %d", got, before)
 		}
-		if got := c.statusOf("n1", "n2"); got == Failed {
+		if got := c.statusOf("n1", "n2"); got == detector.Failed {
 			t.Errorf("n1 sees n2 %v; want alive or suspect", got)
 		}
 	})
@@ -348,7 +304,7 @@ func TestSimOneWayCutRecovers(t *testing.T) {
 		c.s.Run(30 * time.Second)
 		c.s.Isolate("n2")
 		c.s.Run(10 * time.Second)
-		if got := c.statusOf("n1", "n2"); got != Failed {
+		if got := c.statusOf("n1", "n2"); got != detector.Failed {
 			t.Fatalf("n1 sees the isolated n2 %v; want failed", got)
 		}
 		c.s.Heal()
@@ -356,7 +312,7 @@ func TestSimOneWayCutRecovers(t *testing.T) {
 		c.rec.events = nil
 		back := func() bool {
 			for _, e := range c.rec.events {
-				if e.by == "n1" && e.Member == "n2" && e.Kind == EventRecovered {
+				if e.by == "n1" && e.Member == "n2" && e.Kind == detector.EventRecovered {
 					return true
 				}
 			}

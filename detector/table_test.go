@@ -1,4 +1,4 @@
-package detector
+package detector_test
 
 import (
 	"fmt"
@@ -9,6 +9,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/distkit/distkit/detector"
 	"github.com/distkit/distkit/sim"
 	"github.com/distkit/distkit/transport"
 )
@@ -16,10 +17,10 @@ import (
 // tableRow is one line of the detection table.
 type tableRow struct {
 	name       string
-	latencies  []time.Duration // crash to Failed, one per (crash, observer)
-	missed     int             // observers that never declared a crashed node Failed before it restarted
-	falseFail  int             // Failed verdicts about a running node
-	falseSusp  int             // Suspect verdicts about a running node
+	latencies  []time.Duration // crash to detector.Failed, one per (crash, observer)
+	missed     int             // observers that never declared a crashed node detector.Failed before it restarted
+	falseFail  int             // detector.Failed verdicts about a running node
+	falseSusp  int             // detector.Suspect verdicts about a running node
 	simSeconds int
 }
 
@@ -36,7 +37,7 @@ func (r tableRow) percentile(p float64) time.Duration {
 // measure runs the scenario (8 nodes, 1 s ±20 % heartbeats, 1 %
 // loss) for d and crashes one node per 100 s cycle: down at +50 s, back at
 // +80 s. It reports detection latency and false verdicts.
-func measure(t testing.TB, seed int64, name string, cfg Config, d time.Duration, net netScenario) tableRow {
+func measure(t testing.TB, seed int64, name string, cfg detector.Config, d time.Duration, net netScenario) tableRow {
 	c := newCluster(t, seed, 8, cfg, lossyNet)
 	switch net {
 	case flakyLink:
@@ -82,15 +83,15 @@ func measure(t testing.TB, seed int64, name string, cfg Config, d time.Duration,
 	for _, e := range c.rec.events {
 		o, down := outageOf(e.Member, e.At)
 		switch {
-		case e.Kind == EventFailed && down && e.At.Before(o.back):
+		case e.Kind == detector.EventFailed && down && e.At.Before(o.back):
 			key := [2]string{string(e.by), o.down.String()}
 			if !detected[key] {
 				detected[key] = true
 				row.latencies = append(row.latencies, e.At.Sub(o.down))
 			}
-		case e.Kind == EventFailed && !down:
+		case e.Kind == detector.EventFailed && !down:
 			row.falseFail++
-		case e.Kind == EventSuspect && !down:
+		case e.Kind == detector.EventSuspect && !down:
 			row.falseSusp++
 		}
 	}
@@ -108,7 +109,7 @@ const (
 )
 
 // tableConfigs are the rows of the table in doc.go.
-func tableConfigs() (names []string, cfgs []Config, nets []netScenario) {
+func tableConfigs() (names []string, cfgs []detector.Config, nets []netScenario) {
 	for _, probes := range []int{3, 0} {
 		for _, th := range []float64{1, 3, 8, 12} {
 			cfg := scenarioConfig()
@@ -119,7 +120,7 @@ func tableConfigs() (names []string, cfgs []Config, nets []netScenario) {
 			nets = append(nets, plainNet)
 		}
 		cfg := scenarioConfig()
-		cfg.Detector = KindFixedTimeout
+		cfg.Detector = detector.KindFixedTimeout
 		cfg.IndirectProbes = probes
 		names = append(names, fmt.Sprintf("fixed 3 s ×3, k=%d", probes))
 		cfgs = append(cfgs, cfg)
