@@ -227,8 +227,10 @@ func (m *Monitor) Close() error {
 	}
 	m.closed = true
 	m.mu.Unlock()
-	m.tr.Handle(Service, nil)
+	// Cancel first: a handler call in the middle of a Send returns at once,
+	// whatever the transport does in Handle.
 	m.cancel()
+	m.tr.Handle(Service, nil)
 	m.wg.Wait()
 	close(m.events)
 	return nil
