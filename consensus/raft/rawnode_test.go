@@ -520,3 +520,45 @@ func TestStorageFailureInAdvance(t *testing.T) {
 		t.Errorf("Ready() after a failing Advance: error = %v; want ErrStorage wrapping the disk error", err)
 	}
 }
+
+// MaxInflightBytes bounds the entry bytes in flight to a follower that
+// stopped answering, whatever MaxInflightMsgs allows: the leader stops
+// once the bytes in flight reach the limit (the last message may cross it
+// by at most its own size).
+func TestFlowControlInflightBytes(t *testing.T) {
+	const limit = 1000
+	c := newTestCluster(t, 3, func(cfg *Config) {
+		cfg.MaxInflightMsgs = 100
+		cfg.MaxInflightBytes = limit
+		cfg.MaxUncommittedBytes = 0
+	})
+	lead := c.elect()
+	rn := c.nodes[lead]
+	inflight := map[transport.NodeID]uint64{}
+	largest := uint64(0)
+	c.drop = func(m Message) bool {
+		if m.From == lead && m.Type == MsgApp && len(m.Entries) > 0 {
+			n := entsSize(m.Entries)
+			inflight[m.To] += n
+			largest = max(largest, n)
+		}
+		return m.From != lead
+	}
+	for range 50 {
+		if _, _, err := rn.Propose(make([]byte, 100)); err != nil {
+			t.Fatal(err)
+		}
+		c.process()
+	}
+	for _, id := range c.ids {
+		if id == lead {
+			continue
+		}
+		if got := inflight[id]; got < limit || got >= limit+largest {
+			t.Errorf("%d entry bytes sent to silent %s; want the limit %d reached and crossed by less than one message (%d bytes)", got, id, limit, largest)
+		}
+		if st := rn.Status().Progress[id]; st.InflightBytes != inflight[id] {
+			t.Errorf("Status().Progress[%s].InflightBytes = %d; want %d", id, st.InflightBytes, inflight[id])
+		}
+	}
+}
