@@ -72,6 +72,9 @@ type RawNode struct {
 	pendingLast  Entry // last entry of Ready.Entries (Index 0 if none)
 	pendingSnap  *Snapshot
 	pendingApply uint64 // last index of Ready.CommittedEntries (0 if none)
+	// pendingCommitted is Ready.CommittedEntries, kept so that Advance
+	// does not depend on the value the caller passes back.
+	pendingCommitted []Entry
 
 	// sentMsgs is the Messages array of the outstanding Ready, reused for
 	// the next one after Advance.
@@ -282,13 +285,16 @@ func (rn *RawNode) Ready() (rd Ready, err error) {
 	if n := len(committed); n > 0 {
 		rn.pendingApply = committed[n-1].Index
 	}
+	rn.pendingCommitted = committed
 	return rd, nil
 }
 
 // Advance tells the node that the caller has done everything the last Ready
 // asked: persisted, sent and applied. Calling it without an outstanding
-// Ready does nothing. A storage failure while the node catches up with
-// what became durable is reported by the next Ready.
+// Ready does nothing. The node acts on what it handed out in that Ready;
+// rd is not inspected, so a copy or the zero Ready will do. A storage
+// failure while the node catches up with what became durable is reported
+// by the next Ready.
 func (rn *RawNode) Advance(rd Ready) {
 	if !rn.pending {
 		return
@@ -318,13 +324,14 @@ func (rn *RawNode) Advance(rd Ready) {
 		l.applied = rn.pendingApply
 		if r.role == Leader && r.uncommittedBytes > 0 {
 			// Committed entries of this term leave the flow-control window.
-			for i := range rd.CommittedEntries {
-				if e := &rd.CommittedEntries[i]; e.Term == r.term {
+			for i := range rn.pendingCommitted {
+				if e := &rn.pendingCommitted[i]; e.Term == r.term {
 					r.uncommittedBytes -= min(r.uncommittedBytes, uint64(len(e.Data)))
 				}
 			}
 		}
 	}
+	rn.pendingSnap, rn.pendingCommitted = nil, nil // not retained until the next Ready
 }
 
 // ReportUnreachable tells the leader that the last message to id could not
