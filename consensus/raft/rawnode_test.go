@@ -411,6 +411,14 @@ func TestMustSync(t *testing.T) {
 // A state machine that is durable on its own may be ahead of the saved
 // commit index (a commit-only HardState change is not synced). Entries up
 // to Config.Applied must not be delivered a second time.
+// firstIndexOf returns the index of ents[0], or 0 if ents is empty.
+func firstIndexOf(ents []Entry) uint64 {
+	if len(ents) == 0 {
+		return 0
+	}
+	return ents[0].Index
+}
+
 func TestRestartAppliedAheadOfSavedCommit(t *testing.T) {
 	// Log [1 1 1] in term 1, saved commit index 1.
 	restart := func(applied uint64) (*RawNode, error) {
@@ -444,11 +452,7 @@ func TestRestartAppliedAheadOfSavedCommit(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
-			first := uint64(0)
-			for _, e := range rd.CommittedEntries[:min(1, len(rd.CommittedEntries))] {
-				first = e.Index
-			}
-			if first != tt.wantFirst {
+			if first := firstIndexOf(rd.CommittedEntries); first != tt.wantFirst {
 				t.Errorf("first committed entry delivered = %d; want %d", first, tt.wantFirst)
 			}
 		})
