@@ -183,7 +183,7 @@ func runProposers(b *testing.B, target *benchTarget, proposers int) {
 	b.ReportMetric(pct(0.50), "p50-µs")
 	b.ReportMetric(pct(0.99), "p99-µs")
 	if testing.Verbose() {
-		b.Logf("n=%d p50=%v p90=%v p95=%v p99=%v p999=%v max=%v", len(all), pct(0.5), pct(0.9), pct(0.95), pct(0.99), pct(0.999), all[len(all)-1])
+		b.Logf("n=%d p50=%.1f p75=%.1f p90=%.1f p95=%.1f p98=%.1f p99=%.1f p999=%.1f max=%v", len(all), pct(0.5), pct(0.75), pct(0.9), pct(0.95), pct(0.98), pct(0.99), pct(0.999), all[len(all)-1])
 	}
 }
 
