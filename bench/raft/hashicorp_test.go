@@ -96,8 +96,21 @@ func hashicorpCluster(b *testing.B, durable bool) (proposeFunc, func()) {
 	}
 	var rafts []*hraft.Raft
 	cleanup := func() {
+		// Disconnect the in-memory transports first and shut all nodes
+		// down at once: shutting them down one by one can hang
+		// hashicorp/raft on a replication pipeline to a peer that is
+		// already gone.
+		for _, m := range ms {
+			if tr, ok := m.trans.(*hraft.InmemTransport); ok {
+				tr.DisconnectAll()
+			}
+		}
+		var fs []hraft.Future
 		for _, r := range rafts {
-			r.Shutdown().Error()
+			fs = append(fs, r.Shutdown())
+		}
+		for _, f := range fs {
+			f.Error()
 		}
 		for _, m := range ms {
 			m.close()
