@@ -44,9 +44,11 @@
 //  4. applies the committed entries to the StateMachine and completes the
 //     matching proposals: a proposal is answered when the entry at its
 //     index is applied with its term; it fails with ErrProposalLost when a
-//     different entry is applied at that index, and with ErrOutcomeUnknown
-//     as soon as a new leader overwrites or truncates its entry here (so
-//     it never waits for an index that may not come back). Committed
+//     different entry is applied at that index. If a new leader overwrites
+//     or truncates its entry here, the proposal keeps waiting for its index
+//     (which settles it either way) for two election timeouts at most,
+//     then fails with ErrOutcomeUnknown rather than wait for an index that
+//     may not come back soon. Committed
 //     entries persisted by an earlier Ready are applied before this Ready's
 //     fsync;
 //  5. snapshots the state machine and compacts the log when

@@ -25,10 +25,11 @@ var (
 	// and retrying it is safe.
 	ErrProposalLost = errors.New("consensus: proposal lost to a leader change")
 	// ErrOutcomeUnknown is returned when a proposal's entry left this
-	// node's log before it was known to be committed: a new leader
-	// overwrote it, or a snapshot replaced the log. Almost always it was
-	// not applied, but in rare histories (Raft §5.4.2, Figure 8) another
-	// node may still commit it, so treat it like a timeout.
+	// node's log before it was known to be committed (a new leader
+	// overwrote it, or a snapshot replaced the log) and its index was not
+	// applied soon after. Almost always it was not applied, but in rare
+	// histories (Raft §5.4.2, Figure 8) another node may still commit it,
+	// so treat it like a timeout.
 	ErrOutcomeUnknown = errors.New("consensus: proposal outcome unknown")
 	// ErrTooLarge is returned by Propose for a command larger than
 	// Config.MaxCommandBytes.

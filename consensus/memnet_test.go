@@ -104,8 +104,10 @@ func TestMemnetPartitionedLeader(t *testing.T) {
 
 	// The isolated leader cannot commit. Its proposal waits until the new
 	// leader's log overwrites its entry after the partition heals, then
-	// fails with ErrOutcomeUnknown (or at once with ErrNotLeader if
-	// check-quorum already made it step down); it must not hang.
+	// fails with ErrProposalLost once another entry is applied at its
+	// index (or ErrOutcomeUnknown if none is soon, or at once with
+	// ErrNotLeader if check-quorum already made it step down); it must not
+	// hang.
 	isolated := make(chan error, 1)
 	go func() {
 		_, err := c.nodes[old].Propose(ctx, []byte("lost=1"))
@@ -127,8 +129,8 @@ func TestMemnetPartitionedLeader(t *testing.T) {
 	acked["healed"] = "yes"
 	select {
 	case err := <-isolated:
-		if !errors.Is(err, ErrOutcomeUnknown) && !errors.Is(err, ErrNotLeader) {
-			t.Fatalf("the isolated leader's proposal returned %v; want ErrOutcomeUnknown or ErrNotLeader", err)
+		if !errors.Is(err, ErrProposalLost) && !errors.Is(err, ErrOutcomeUnknown) && !errors.Is(err, ErrNotLeader) {
+			t.Fatalf("the isolated leader's proposal returned %v; want ErrProposalLost, ErrOutcomeUnknown or ErrNotLeader", err)
 		}
 	case <-ctx.Done():
 		t.Fatalf("the isolated leader's proposal never returned")
@@ -150,5 +152,63 @@ func TestMemnetPartitionedLeader(t *testing.T) {
 	}
 	if st := c.nodes[old].Status(); st.Leader == old {
 		t.Fatalf("old leader %s still leads after the partition healed: %+v", old, st.Status)
+	}
+}
+
+// TestOrphanedProposalsExpire: an isolated leader accepts proposals at
+// indices the new leader's log never reaches. After the partition heals
+// they leave its log; the ones whose index gets another entry fail with
+// ErrProposalLost, the others with ErrOutcomeUnknown after two election
+// timeouts, and none of them hangs or succeeds.
+func TestOrphanedProposalsExpire(t *testing.T) {
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	c, net := newMemnetCluster(t, false, memnet.Faults{}, nil)
+	cl := c.client()
+	write(ctx, t, cl, "a", "1")
+	old := cl.Leader()
+	var majority []transport.NodeID
+	for _, id := range c.ids {
+		if id != old {
+			majority = append(majority, id)
+		}
+	}
+	net.Partition([]transport.NodeID{old}, majority)
+	const n = 4
+	results := make(chan error, n)
+	for i := range n {
+		go func() {
+			_, err := c.nodes[old].Propose(ctx, []byte(fmt.Sprintf("orphan%d=1", i)))
+			results <- err
+		}()
+	}
+	members := map[transport.NodeID]Proposer{}
+	for _, id := range majority {
+		members[id] = c.nodes[id]
+	}
+	mcl, _ := NewClient(members, DefaultClientConfig())
+	write(ctx, t, mcl, "b", "2") // the new leader's log grows by two: its no-op and this
+	net.Heal()
+	counts := map[error]int{}
+	for range n {
+		select {
+		case err := <-results:
+			switch {
+			case errors.Is(err, ErrProposalLost):
+				counts[ErrProposalLost]++
+			case errors.Is(err, ErrOutcomeUnknown):
+				counts[ErrOutcomeUnknown]++
+			case errors.Is(err, ErrNotLeader):
+				counts[ErrNotLeader]++
+			default:
+				t.Fatalf("an orphaned proposal returned %v", err)
+			}
+		case <-ctx.Done():
+			t.Fatalf("orphaned proposals hang; answered so far: %v", counts)
+		}
+	}
+	t.Logf("outcomes: lost %d, unknown %d, not leader %d", counts[ErrProposalLost], counts[ErrOutcomeUnknown], counts[ErrNotLeader])
+	if counts[ErrNotLeader] == 0 && counts[ErrOutcomeUnknown] == 0 {
+		t.Fatalf("results %v: want some ErrOutcomeUnknown for indices the new leader never reached", counts)
 	}
 }

@@ -72,6 +72,8 @@ type Node struct {
 	// notice when a Ready overwrites entries.
 	lastIndex uint64
 	answered  int    // proposals answered since the loop last yielded
+	ticks     uint64 // ticks since start
+	orphans   int    // waiters whose entry left the log (orphanedAt != 0)
 	final     Status // the status at exit, served after Close
 	failure   error  // the error that stopped the loop
 	spare     []raft.Message
@@ -84,6 +86,9 @@ type proposal struct {
 	term  uint64
 	index uint64
 	done  chan result // size 1: the loop never blocks on a departed caller
+	// orphanedAt is 1 + the tick at which a new leader removed the entry
+	// from this node's log (0 while it is in the log). See dropOverwritten.
+	orphanedAt uint64
 }
 
 type result struct {
@@ -187,8 +192,8 @@ func (n *Node) ID() transport.NodeID { return n.cfg.ID }
 // ErrNotLeader, a *raft.NotLeaderError naming the leader if known. Other
 // failures: ErrTooLarge, ErrClosed (nothing was proposed), ErrProposalLost
 // (another entry committed in its place: not applied, safe to retry),
-// ErrOutcomeUnknown (a new leader overwrote it here before it was known to
-// commit), ErrStopped (the node stopped first: outcome unknown),
+// ErrOutcomeUnknown (a new leader overwrote it here and its index was not
+// applied within two election timeouts), ErrStopped (the node stopped first: outcome unknown),
 // raft.ErrProposalDropped
 // (flow control: retry later), or ctx's error (outcome unknown).
 func (n *Node) Propose(ctx context.Context, cmd []byte) (any, error) {
@@ -301,7 +306,11 @@ func (n *Node) run() {
 	for {
 		select {
 		case <-ticker.C:
+			n.ticks++
 			n.core.Tick()
+			if n.orphans > 0 {
+				n.expireOrphans()
+			}
 		case <-n.msgSig:
 		case <-n.propSig:
 		case reply := <-n.statusc:
@@ -365,7 +374,7 @@ func (n *Node) proposeQueued() {
 		// An older proposal waiting on this index was overwritten (the
 		// truncation check in handleReadies normally catches it first).
 		if old := n.waiters[index]; old != nil {
-			old.done <- result{err: ErrOutcomeUnknown}
+			n.resolve(index, old, result{err: ErrOutcomeUnknown})
 		}
 		p.index, p.term = index, term
 		n.waiters[index] = p
@@ -452,8 +461,7 @@ func (n *Node) installSnapshot(snap raft.Snapshot) error {
 	// The snapshot replaced the whole log: whether the proposals waiting
 	// here were committed as proposed, the snapshot does not say.
 	for index, p := range n.waiters {
-		p.done <- result{err: fmt.Errorf("%w: log replaced by a snapshot", ErrOutcomeUnknown)}
-		delete(n.waiters, index)
+		n.resolve(index, p, result{err: fmt.Errorf("%w: log replaced by a snapshot", ErrOutcomeUnknown)})
 	}
 	if n.logger != nil {
 		n.logger.Info("consensus: installed snapshot", "node", n.cfg.ID, "index", snap.Meta.Index)
@@ -499,19 +507,42 @@ func (n *Node) send(msgs []raft.Message) {
 	}
 }
 
-// dropOverwritten answers the proposals whose entries ents overwrite or
+// dropOverwritten notes the proposals whose entries ents overwrite or
 // truncate away (§5.3: a follower's conflicting suffix is replaced by the
-// leader's entries), so that they do not wait for an index that may never
-// be reached again.
+// leader's entries). Such a proposal is not necessarily lost: another node
+// may still hold its entry and commit it (Figure 8). So it keeps waiting
+// for its index to be applied, which settles it either way, but only for a
+// bounded time (expireOrphans): its index may not be reached again soon.
 func (n *Node) dropOverwritten(ents []raft.Entry) {
 	first, last := ents[0].Index, ents[len(ents)-1].Index
 	for index, p := range n.waiters {
-		if index < first || (index <= last && ents[index-first].Term == p.term) {
+		if p.orphanedAt != 0 || index < first || (index <= last && ents[index-first].Term == p.term) {
 			continue
 		}
-		p.done <- result{err: ErrOutcomeUnknown}
-		delete(n.waiters, index)
+		p.orphanedAt = n.ticks + 1
+		n.orphans++
 	}
+}
+
+// expireOrphans fails, with ErrOutcomeUnknown, the orphaned proposals whose
+// index was not applied within two election timeouts.
+func (n *Node) expireOrphans() {
+	limit := uint64(2 * n.cfg.ElectionTicks)
+	for index, p := range n.waiters {
+		if p.orphanedAt != 0 && n.ticks+1-p.orphanedAt >= limit {
+			n.resolve(index, p, result{err: ErrOutcomeUnknown})
+		}
+	}
+}
+
+// resolve answers the proposal waiting at index and forgets it.
+func (n *Node) resolve(index uint64, p *proposal, r result) {
+	delete(n.waiters, index)
+	if p.orphanedAt != 0 {
+		n.orphans--
+	}
+	n.answered++
+	p.done <- r
 }
 
 // committedBefore returns the prefix of ents with indices below index.
@@ -535,12 +566,10 @@ func (n *Node) apply(ents []raft.Entry) {
 		if p == nil {
 			continue
 		}
-		delete(n.waiters, e.Index)
-		n.answered++
 		if p.term == e.Term && e.Type == raft.EntryNormal {
-			p.done <- result{val: val}
+			n.resolve(e.Index, p, result{val: val})
 		} else {
-			p.done <- result{err: ErrProposalLost}
+			n.resolve(e.Index, p, result{err: ErrProposalLost})
 		}
 	}
 }
@@ -583,8 +612,7 @@ func (n *Node) shutdown(cause error) {
 		stopErr = fmt.Errorf("%w: %w", ErrStopped, cause)
 	}
 	for index, p := range n.waiters {
-		p.done <- result{err: stopErr}
-		delete(n.waiters, index)
+		n.resolve(index, p, result{err: stopErr})
 	}
 	n.final = n.status()
 	if err := n.store.Close(); err != nil && n.final.Err == nil {
