@@ -27,10 +27,11 @@ type BullyCore struct {
 
 var _ Core = (*BullyCore)(nil)
 
-// NewBullyCore returns the Bully core for cfg.ID, booting at now. seed
+// NewBullyCore returns the Bully core for cfg.ID, booting at now from st,
+// the last State its driver made durable (zero for a first boot). seed
 // drives the failure detector's jitter.
-func NewBullyCore(cfg Config, seed uint64, now time.Time) (*BullyCore, error) {
-	b, err := newBase(cfg, seed, now)
+func NewBullyCore(cfg Config, st State, seed uint64, now time.Time) (*BullyCore, error) {
+	b, err := newBase(cfg, st, seed, now)
 	if err != nil {
 		return nil, err
 	}
@@ -158,7 +159,7 @@ func (c *BullyCore) SetCandidate(now time.Time, on bool) {
 }
 
 // Ready implements Core.
-func (c *BullyCore) Ready() Ready { return c.ready() }
+func (c *BullyCore) Ready() Ready { return c.ready(0) }
 
 // NextTick implements Core.
 func (c *BullyCore) NextTick() time.Time {

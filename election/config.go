@@ -58,6 +58,14 @@ type Config struct {
 	// indirect probes) that tells the elector which members are down.
 	Detector detector.Config
 
+	// Store keeps the runtime Node's epoch across restarts (cores take
+	// their State as an argument and report it in Ready instead). nil
+	// means an in-memory store private to the Node: epochs then restart
+	// from zero with the process, and a restarted node learns the current
+	// epoch from the others' heartbeats. Use NewFileEpochStore for epochs
+	// that never go backwards at a node, even across crashes.
+	Store EpochStore
+
 	// Clock is the time source of the runtime Node (cores take time as an
 	// argument). nil means the system clock.
 	Clock clock.Source

@@ -18,7 +18,9 @@ import (
 //
 //  1. call Tick(now) no later than NextTick() (earlier is harmless);
 //  2. pass every message received on Config.Service to Receive;
-//  3. after each call, take Ready and send its Messages, best effort.
+//  3. after each call, take Ready, make Ready.State durable if it is not
+//     zero, and only then send its Messages, best effort;
+//  4. after a crash, build a new core from the last durable State.
 type Core interface {
 	// Tick advances timers: heartbeats, failure checks, election timeouts.
 	Tick(now time.Time)
@@ -42,8 +44,21 @@ type Envelope struct {
 	Payload []byte
 }
 
+// State is what a core must keep across a restart: the highest epoch it
+// has seen or campaigned for. A core restored from it never reports,
+// campaigns with or announces a lower epoch, so epochs never go backwards
+// at a node even across crashes, and a restarted leader cannot reuse an
+// epoch it may already have fenced actions with.
+type State struct {
+	Epoch uint64
+}
+
 // Ready is a core's output since the previous call to Ready.
 type Ready struct {
+	// State, when not zero, must be made durable (EpochStore.Save) before
+	// any of Messages is sent or Leader is acted on: the messages may
+	// announce its epoch. Zero means unchanged since the last Ready.
+	State State
 	// Messages to send, best effort.
 	Messages []Envelope
 	// Leader is the node's current view of the leader.
@@ -71,7 +86,11 @@ type base struct {
 	det   *detector.Membership
 	log   *slog.Logger
 
-	view      Leader
+	view Leader
+	// unknown marks a view restored from State after a restart: epoch
+	// view.Epoch, leader not known yet. Unlike a resignation (also an
+	// empty ID) it ranks below every leader of its epoch (see better).
+	unknown   bool
 	candidate bool
 	// suspect is set when the detector reports the leader Failed (or a
 	// view naming a Failed leader is adopted); cleared when an election
@@ -80,11 +99,15 @@ type base struct {
 	heard     time.Time // when the leader was last heard from (or adopted)
 	bootUntil time.Time // no campaigning before: learn the epoch first
 
+	// saved is the highest epoch handed to the driver to persist (or
+	// restored); Ready reports a State when a higher one appears.
+	saved uint64
+
 	out   []Envelope
 	stats Stats
 }
 
-func newBase(cfg Config, seed uint64, now time.Time) (base, error) {
+func newBase(cfg Config, st State, seed uint64, now time.Time) (base, error) {
 	if err := cfg.Validate(); err != nil {
 		return base{}, err
 	}
@@ -100,6 +123,11 @@ func newBase(cfg Config, seed uint64, now time.Time) (base, error) {
 		log:       cfg.Logger,
 		candidate: true,
 		bootUntil: now.Add(cfg.BootDelay),
+		// A restarted node knows the epoch it had reached, not who leads
+		// it: it reports (and gossips) that epoch, never a lower one.
+		view:    Leader{Epoch: st.Epoch},
+		unknown: st.Epoch > 0,
+		saved:   st.Epoch,
 	}
 	slices.SortFunc(b.order, func(x, y Member) int { return cmp.Compare(x.Priority, y.Priority) })
 	for _, m := range cfg.Members {
@@ -126,23 +154,42 @@ func (b *base) higher(a, than transport.NodeID) bool {
 	return b.prio[a] > b.prio[than]
 }
 
-// better reports whether view a supersedes view b. Views are ordered by
-// epoch, then, within one epoch, "no leader" (a resignation) above any
-// leader, then by the leader's priority. The order is total, so merging
-// views pairwise converges to the same view everywhere, and a COORDINATOR
-// or ELECTED message from an older election (lower epoch) never wins.
-func (b *base) better(a, than Leader) bool {
-	switch {
-	case a.Epoch != than.Epoch:
-		return a.Epoch > than.Epoch
-	case a.ID == than.ID:
-		return false
-	case a.ID == "":
-		return true
-	case than.ID == "":
-		return false
+// better reports whether view a (unknown: au) supersedes view than
+// (unknown: tu). Views are ordered by epoch, then, within one epoch, "no
+// leader" (a resignation) above any leader, any leader above "not known"
+// (a restarted node's restored epoch), then by the leader's priority. The
+// order is total, so merging views pairwise converges to the same view
+// everywhere, and a COORDINATOR or ELECTED message from an older election
+// (lower epoch) never wins.
+func (b *base) better(a Leader, au bool, than Leader, tu bool) bool {
+	return b.rank(a, au).more(b.rank(than, tu))
+}
+
+// viewRank is a view's place in the order better defines.
+type viewRank struct {
+	epoch uint64
+	class int    // 0 not known, 1 a leader, 2 resigned
+	prio  uint64 // the leader's, for class 1
+}
+
+func (r viewRank) more(o viewRank) bool {
+	if r.epoch != o.epoch {
+		return r.epoch > o.epoch
 	}
-	return b.prio[a.ID] > b.prio[than.ID]
+	if r.class != o.class {
+		return r.class > o.class
+	}
+	return r.prio > o.prio
+}
+
+func (b *base) rank(l Leader, unknown bool) viewRank {
+	switch {
+	case l.ID != "":
+		return viewRank{epoch: l.Epoch, class: 1, prio: b.prio[l.ID]}
+	case unknown:
+		return viewRank{epoch: l.Epoch}
+	}
+	return viewRank{epoch: l.Epoch, class: 2}
 }
 
 // failed reports whether the detector holds id Failed.
@@ -154,10 +201,12 @@ func (b *base) failed(id transport.NodeID, now time.Time) bool {
 	return err == nil && st.Status == detector.Failed
 }
 
-// adopt makes l the view. The epoch never decreases: callers only adopt
-// better views or win a higher epoch.
-func (b *base) adopt(l Leader, now time.Time) {
-	b.view = l
+// adopt makes l the view (a known leader or a resignation). The epoch
+// never decreases: callers only adopt better views or win a higher epoch.
+func (b *base) adopt(l Leader, now time.Time) { b.adoptView(l, false, now) }
+
+func (b *base) adoptView(l Leader, unknown bool, now time.Time) {
+	b.view, b.unknown = l, unknown && l.ID == ""
 	b.heard = now
 	b.suspect = l.ID != "" && b.failed(l.ID, now)
 	if b.log != nil {
@@ -167,7 +216,7 @@ func (b *base) adopt(l Leader, now time.Time) {
 
 // send queues msg to one node, stamped with this node's view.
 func (b *base) send(to transport.NodeID, msg message) {
-	msg.view = b.view
+	msg.view, msg.unknown = b.view, b.unknown
 	if msg.kind == kindHeartbeat {
 		b.stats.Heartbeats++
 	} else {
@@ -208,13 +257,13 @@ func (b *base) accept(now time.Time, from transport.NodeID, payload []byte) (mes
 		_ = b.det.Receive(now, from, msg.inner)
 	}
 	changed := false
-	if b.better(msg.view, b.view) {
-		b.adopt(msg.view, now)
+	if b.better(msg.view, msg.unknown, b.view, b.unknown) {
+		b.adoptView(msg.view, msg.unknown, now)
 		changed = true
 	}
 	if from == b.view.ID {
 		b.heard = now
-		if msg.view == b.view {
+		if msg.view == b.view && !msg.unknown {
 			// The leader itself says it leads: it is alive, whatever
 			// the detector concluded a moment ago.
 			b.suspect = false
@@ -294,9 +343,18 @@ func (b *base) setCandidate(now time.Time, on bool) bool {
 	return true
 }
 
-func (b *base) ready() Ready {
+// ready hands out the messages, and the State to persist before sending
+// them when the highest epoch seen or campaigned for has grown: the view's
+// epoch, or round, the epoch the Ring is electing (0 for Bully). Every
+// epoch a queued message carries is at most that, so persisting it first
+// means no epoch is announced that a restart could forget.
+func (b *base) ready(round uint64) Ready {
 	r := Ready{Messages: b.out, Leader: b.view}
 	b.out = nil
+	if hi := max(b.view.Epoch, round); hi > b.saved {
+		b.saved = hi
+		r.State = State{Epoch: hi}
+	}
 	return r
 }
 

@@ -2,6 +2,7 @@ package election
 
 import (
 	"errors"
+	"math/rand/v2"
 	"testing"
 	"time"
 
@@ -60,7 +61,7 @@ func mustReceive(t *testing.T, c Core, now time.Time, from transport.NodeID, pay
 // (the higher node may have crashed after answering).
 func TestBullyRestartsWhenCoordinatorNeverComes(t *testing.T) {
 	cfg := testConfig("n2")
-	c, err := NewBullyCore(cfg, 1, t0)
+	c, err := NewBullyCore(cfg, State{}, 1, t0)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -158,7 +159,7 @@ func TestBullyViews(t *testing.T) {
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			cfg := testConfig(tt.self)
-			c, err := NewBullyCore(cfg, 1, t0)
+			c, err := NewBullyCore(cfg, State{}, 1, t0)
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -180,7 +181,7 @@ func TestBullyViews(t *testing.T) {
 
 func TestResignAnnouncesNoLeader(t *testing.T) {
 	cfg := testConfig("n3")
-	c, err := NewBullyCore(cfg, 1, t0)
+	c, err := NewBullyCore(cfg, State{}, 1, t0)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -216,8 +217,8 @@ func TestReceiveRejects(t *testing.T) {
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			for _, build := range []func(Config, uint64, time.Time) (Core, error){
-				func(c Config, s uint64, n time.Time) (Core, error) { return NewBullyCore(c, s, n) },
-				func(c Config, s uint64, n time.Time) (Core, error) { return NewRingCore(c, s, n) },
+				func(c Config, s uint64, n time.Time) (Core, error) { return NewBullyCore(c, State{}, s, n) },
+				func(c Config, s uint64, n time.Time) (Core, error) { return NewRingCore(c, State{}, s, n) },
 			} {
 				c, err := build(testConfig("n1"), 1, t0)
 				if err != nil {
@@ -266,7 +267,7 @@ func TestRingTokenRules(t *testing.T) {
 		t.Run(tt.name, func(t *testing.T) {
 			cfg := testConfig(tt.self)
 			cfg.BootDelay = time.Hour // no campaign of its own
-			c, err := NewRingCore(cfg, 1, t0)
+			c, err := NewRingCore(cfg, State{}, 1, t0)
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -288,46 +289,140 @@ func TestRingTokenRules(t *testing.T) {
 // total order on views, so pairwise merging converges to the maximum
 // whatever the order messages arrive in.
 func TestViewOrderIsTotal(t *testing.T) {
-	c, err := NewBullyCore(testConfig("n1"), 1, t0)
+	c, err := NewBullyCore(testConfig("n1"), State{}, 1, t0)
 	if err != nil {
 		t.Fatal(err)
 	}
-	ids := []transport.NodeID{"", "n1", "n2", "n3"}
-	// rank is the reference: epoch, then "no leader", then priority.
-	rank := func(l Leader) uint64 {
-		r := uint64(0)
-		switch l.ID {
-		case "":
-			r = 4
-		case "n1":
-			r = 1
-		case "n2":
-			r = 2
-		case "n3":
-			r = 3
-		}
-		return l.Epoch*8 + r
+	type view struct {
+		l       Leader
+		unknown bool
 	}
-	view := rapid.Custom(func(t *rapid.T) Leader {
-		return Leader{ID: rapid.SampledFrom(ids).Draw(t, "id"), Epoch: rapid.Uint64Range(0, 5).Draw(t, "epoch")}
+	// ids are the leaders a view can name; "?" is "not known yet".
+	ids := []transport.NodeID{"?", "", "n1", "n2", "n3"}
+	// rank is the reference: epoch, then "no leader" (resigned), then the
+	// leaders by priority, then "not known".
+	rank := func(v view) uint64 {
+		r := map[transport.NodeID]uint64{"n1": 1, "n2": 2, "n3": 3, "": 4}[v.l.ID]
+		if v.unknown {
+			r = 0
+		}
+		return v.l.Epoch*8 + r
+	}
+	gen := rapid.Custom(func(t *rapid.T) view {
+		id := rapid.SampledFrom(ids).Draw(t, "id")
+		epoch := rapid.Uint64Range(0, 5).Draw(t, "epoch")
+		if id == "?" {
+			return view{l: Leader{Epoch: epoch}, unknown: true}
+		}
+		return view{l: Leader{ID: id, Epoch: epoch}}
 	})
+	better := func(a, b view) bool { return c.better(a.l, a.unknown, b.l, b.unknown) }
 	rapid.Check(t, func(t *rapid.T) {
-		vs := rapid.SliceOfN(view, 1, 8).Draw(t, "views")
+		vs := rapid.SliceOfN(gen, 1, 8).Draw(t, "views")
 		merged := vs[0]
 		best := vs[0]
 		for _, v := range vs[1:] {
-			if c.better(v, merged) {
+			if better(v, merged) {
 				merged = v
 			}
 			if rank(v) > rank(best) {
 				best = v
 			}
-			if c.better(v, vs[0]) != (rank(v) > rank(vs[0])) {
-				t.Fatalf("better(%+v, %+v) = %v; reference says %v", v, vs[0], c.better(v, vs[0]), rank(v) > rank(vs[0]))
+			if better(v, vs[0]) != (rank(v) > rank(vs[0])) {
+				t.Fatalf("better(%+v, %+v) = %v; reference says %v", v, vs[0], better(v, vs[0]), rank(v) > rank(vs[0]))
 			}
 		}
 		if merged != best {
 			t.Fatalf("merge of %+v = %+v; want %+v", vs, merged, best)
 		}
 	})
+}
+
+// TestPersistBeforeSend drives three cores through random deliveries,
+// losses, ticks, candidacy changes and crashes (a crash rebuilds the core
+// from the last State its driver saved), and checks the durability
+// contract against a dumb reference, the saved epoch: no message carries
+// an epoch (view or ring round) above what is saved once its Ready has
+// been persisted, no reported view is above it either, and a node's
+// reported epoch never goes back, across crashes too.
+func TestPersistBeforeSend(t *testing.T) {
+	kinds := []struct {
+		name  string
+		build func(Config, State, uint64, time.Time) (Core, error)
+	}{
+		{"bully", func(c Config, st State, s uint64, n time.Time) (Core, error) { return NewBullyCore(c, st, s, n) }},
+		{"ring", func(c Config, st State, s uint64, n time.Time) (Core, error) { return NewRingCore(c, st, s, n) }},
+	}
+	ids := []transport.NodeID{"n1", "n2", "n3"}
+	for _, k := range kinds {
+		for seed := uint64(1); seed <= 20; seed++ {
+			rng := rand.New(rand.NewPCG(seed, 3))
+			now := t0
+			cores := map[transport.NodeID]Core{}
+			saved := map[transport.NodeID]uint64{}    // the reference disk
+			reported := map[transport.NodeID]uint64{} // highest epoch reported
+			type inflight struct {
+				from, to transport.NodeID
+				payload  []byte
+			}
+			var net []inflight
+			boot := func(id transport.NodeID) {
+				cfg := DefaultConfig()
+				cfg.ID, cfg.Members = id, MembersByOrder(ids...)
+				c, err := k.build(cfg, State{Epoch: saved[id]}, rng.Uint64(), now)
+				if err != nil {
+					t.Fatal(err)
+				}
+				cores[id] = c
+			}
+			drain := func(id transport.NodeID) {
+				rd := cores[id].Ready()
+				if rd.State.Epoch != 0 {
+					if rd.State.Epoch < saved[id] {
+						t.Fatalf("%s seed %d: %s asked to save epoch %d below the saved %d", k.name, seed, id, rd.State.Epoch, saved[id])
+					}
+					saved[id] = rd.State.Epoch
+				}
+				for _, m := range rd.Messages {
+					msg, err := decode(m.Payload)
+					if err != nil {
+						t.Fatalf("%s seed %d: %s sent an undecodable message: %v", k.name, seed, id, err)
+					}
+					if e := max(msg.view.Epoch, msg.round); e > saved[id] {
+						t.Fatalf("%s seed %d: %s sends %s with epoch %d; saved only %d", k.name, seed, id, msg.kind, e, saved[id])
+					}
+					net = append(net, inflight{id, m.To, m.Payload})
+				}
+				if e := rd.Leader.Epoch; e > saved[id] || e < reported[id] {
+					t.Fatalf("%s seed %d: %s reports epoch %d; saved %d, reported before %d", k.name, seed, id, e, saved[id], reported[id])
+				}
+				reported[id] = rd.Leader.Epoch
+			}
+			for _, id := range ids {
+				boot(id)
+				drain(id)
+			}
+			for step := 0; step < 400; step++ {
+				now = now.Add(time.Duration(rng.IntN(30)) * time.Millisecond)
+				id := ids[rng.IntN(len(ids))]
+				switch r := rng.IntN(20); {
+				case r < 12 && len(net) > 0:
+					i := rng.IntN(len(net))
+					m := net[i]
+					net = append(net[:i], net[i+1:]...)
+					if rng.IntN(10) > 0 { // else lost
+						_ = cores[m.to].Receive(now, m.from, m.payload)
+						id = m.to
+					}
+				case r < 17:
+					cores[id].Tick(now)
+				case r < 19:
+					cores[id].SetCandidate(now, rng.IntN(3) > 0)
+				default:
+					boot(id) // a crash: only the saved epoch survives
+				}
+				drain(id)
+			}
+		}
+	}
 }

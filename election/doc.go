@@ -16,6 +16,8 @@
 //	cfg := election.DefaultConfig()
 //	cfg.ID = "n2"
 //	cfg.Members = []election.Member{{ID: "n1", Priority: 10}, {ID: "n2", Priority: 20}, {ID: "n3", Priority: 30}}
+//	cfg.Store, err = election.NewFileEpochStore("/var/lib/app/election.epoch") // nil: epochs restart from zero
+//	if err != nil { … }
 //	el, err := election.NewBully(tr, cfg) // or NewRing
 //	if err != nil { … }
 //	defer el.Close()
@@ -95,10 +97,25 @@
 // leader; then the higher-priority leader. So a late or duplicate
 // COORDINATOR or ELECTED from an older election is ignored, a node that
 // missed the result learns it from the next heartbeat, and the views of
-// all nodes converge. A node that restarts remembers nothing: it listens
-// for BootDelay, learns the current epoch from the heartbeats, and only
-// then campaigns, with a higher epoch. At one node the epoch never
-// decreases; across a restart it restarts from what the others report.
+// all nodes converge.
+//
+// Durable epochs: each core reports in Ready.State the highest epoch it
+// has seen or campaigned for (a Ring round counts), and its driver makes
+// that durable before sending the Ready's messages, as Raft persists its
+// HardState: no node announces or campaigns with an epoch a crash could
+// make it forget. A restarted node is built from that State: it reports
+// the epoch with no leader known yet (a view that ranks below every leader
+// of its epoch, so it disturbs no one) and, after BootDelay, campaigns
+// above it. So epochs never go backwards at a node, across restarts too,
+// and a restarted leader never reuses an epoch it may have fenced with.
+// The runtime Node keeps the epoch in Config.Store: NewFileEpochStore
+// writes a checksummed record atomically (temporary file, fsync, rename,
+// fsync of the directory) and a damaged file is an error wrapping
+// ErrCorruptEpoch, never a silent 0. With a nil Store the epoch lives in
+// memory and restarts from zero with the process; the node then relearns
+// the current epoch from the others' heartbeats, which holds only while
+// one of them remembers it. A Node whose Store fails to save stops (its
+// Campaign and Resign return ErrStore), as a crashed node would.
 //
 // Candidacy: every node stands for election from the start. Resign
 // withdraws (a leader announces "no leader" for its epoch, and the others
@@ -159,9 +176,11 @@
 //
 //  1. call Tick(now) no later than NextTick();
 //  2. pass every message received on Config.Service to Receive;
-//  3. after each call, take Ready, send its Messages best effort (loss is
-//     tolerated), and act on Ready.Leader;
-//  4. after a crash, build a new core.
+//  3. after each call, take Ready; if Ready.State is not zero, make it
+//     durable (EpochStore.Save, or EncodeEpoch on your own medium) first;
+//  4. then send its Messages best effort (loss is tolerated), and act on
+//     Ready.Leader;
+//  5. after a crash, build a new core from the last durable State.
 //
 // # Concurrency
 //
@@ -174,7 +193,8 @@
 //
 // # Fault model
 //
-// Crash-stop and crash-recover nodes (no stable storage needed), and a
+// Crash-stop and crash-recover nodes (stable storage holds one epoch per
+// node; without it, see "Durable epochs" above), and a
 // network that loses, duplicates, delays and reorders messages and
 // partitions and heals. After faults stop, all live nodes agree on the
 // highest-priority live candidate within a bound (a few seconds with

@@ -5,6 +5,8 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"os"
+	"path/filepath"
 	"testing"
 	"time"
 
@@ -31,6 +33,7 @@ type memCluster struct {
 	trs   map[transport.NodeID]*memnet.Transport
 	nodes map[transport.NodeID]*election.Node
 	newFn func(transport.Transport, election.Config) (*election.Node, error)
+	dir   string // each node's epoch file is here, so a revived node resumes
 }
 
 func newMemCluster(t *testing.T, n int, newFn func(transport.Transport, election.Config) (*election.Node, error), faults memnet.Faults) *memCluster {
@@ -42,7 +45,7 @@ func newMemCluster(t *testing.T, n int, newFn func(transport.Transport, election
 	if err := net.SetFaults(faults); err != nil {
 		t.Fatal(err)
 	}
-	c := &memCluster{t: t, net: net, trs: map[transport.NodeID]*memnet.Transport{}, nodes: map[transport.NodeID]*election.Node{}, newFn: newFn}
+	c := &memCluster{t: t, net: net, trs: map[transport.NodeID]*memnet.Transport{}, nodes: map[transport.NodeID]*election.Node{}, newFn: newFn, dir: t.TempDir()}
 	for i := 1; i <= n; i++ {
 		id := transport.NodeID(fmt.Sprintf("n%d", i))
 		c.ids = append(c.ids, id)
@@ -72,6 +75,11 @@ func (c *memCluster) start(id transport.NodeID) {
 	cfg.Detector.CheckInterval = 5 * time.Millisecond
 	cfg.ElectionTimeout, cfg.CoordinatorTimeout, cfg.BootDelay = 20*time.Millisecond, 60*time.Millisecond, 50*time.Millisecond
 	cfg.RingTimeout = 200 * time.Millisecond
+	store, err := election.NewFileEpochStore(filepath.Join(c.dir, string(id)+".epoch"))
+	if err != nil {
+		c.t.Fatal(err)
+	}
+	cfg.Store = store
 	nd, err := c.newFn(c.trs[id], cfg)
 	if err != nil {
 		c.t.Fatal(err)
@@ -155,6 +163,11 @@ func runtimeFailover(t *testing.T, newFn func(transport.Transport, election.Conf
 	second := c.await("n4", first.Epoch)
 
 	c.revive("n5")
+	// It boots from its epoch file: the epoch it led, no leader known yet,
+	// never the 0 a node without a durable epoch would report.
+	if got := c.nodes["n5"].Leader(); got.Known() || got.Epoch < first.Epoch {
+		t.Errorf("revived n5.Leader() = %+v; want no leader at epoch >= %d", got, first.Epoch)
+	}
 	third := c.await("n5", second.Epoch)
 	if !(first.Epoch < second.Epoch && second.Epoch < third.Epoch) {
 		t.Errorf("epochs %d, %d, %d; want increasing", first.Epoch, second.Epoch, third.Epoch)
@@ -381,6 +394,83 @@ func awaitAny(t *testing.T, ctx context.Context, els map[transport.NodeID]*elect
 		}
 		if !raised {
 			return want
+		}
+	}
+}
+
+// brokenStore loads 0 and fails every Save, like a full or failed disk.
+type brokenStore struct{}
+
+var errDiskFull = errors.New("disk full")
+
+func (brokenStore) Load() (uint64, error) { return 0, nil }
+func (brokenStore) Save(uint64) error     { return errDiskFull }
+
+// TestRuntimeStopsWhenEpochCannotBeSaved: a node that cannot make its
+// epoch durable sends nothing and stops; Campaign and Resign say why.
+func TestRuntimeStopsWhenEpochCannotBeSaved(t *testing.T) {
+	for _, rt := range runtimes {
+		t.Run(rt.name, func(t *testing.T) {
+			net, err := memnet.New(memnet.DefaultConfig())
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer net.Close()
+			tr, err := net.Join("a")
+			if err != nil {
+				t.Fatal(err)
+			}
+			cfg := election.DefaultConfig()
+			cfg.ID, cfg.Members, cfg.Store, cfg.BootDelay = "a", election.MembersByOrder("a"), brokenStore{}, 0
+			nd, err := rt.new(tr, cfg)
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer nd.Close()
+			ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+			defer cancel()
+			// Alone, it would win epoch 1 at once; saving it fails.
+			if l, err := nd.Campaign(ctx); !errors.Is(err, election.ErrStore) || !errors.Is(err, errDiskFull) {
+				t.Fatalf("Campaign() = %+v, %v; want ErrStore wrapping the disk error", l, err)
+			}
+			if got := nd.Leader(); got.Known() {
+				t.Errorf("Leader() = %+v; want none: the epoch was never durable", got)
+			}
+			if err := nd.Resign(ctx); !errors.Is(err, election.ErrStore) {
+				t.Errorf("Resign() = %v; want ErrStore", err)
+			}
+		})
+	}
+}
+
+// TestNewRejectsCorruptEpochFile: a damaged epoch file stops the start
+// with ErrCorruptEpoch instead of starting silently from epoch 0.
+func TestNewRejectsCorruptEpochFile(t *testing.T) {
+	net, err := memnet.New(memnet.DefaultConfig())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer net.Close()
+	tr, err := net.Join("a")
+	if err != nil {
+		t.Fatal(err)
+	}
+	path := filepath.Join(t.TempDir(), "epoch")
+	if err := os.WriteFile(path, []byte("not an epoch record"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	store, err := election.NewFileEpochStore(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	cfg := election.DefaultConfig()
+	cfg.ID, cfg.Members, cfg.Store = "a", election.MembersByOrder("a", "b"), store
+	for _, rt := range runtimes {
+		if nd, err := rt.new(tr, cfg); !errors.Is(err, election.ErrCorruptEpoch) {
+			if nd != nil {
+				nd.Close()
+			}
+			t.Errorf("%s: error = %v; want ErrCorruptEpoch", rt.name, err)
 		}
 	}
 }

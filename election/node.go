@@ -23,6 +23,7 @@ type Node struct {
 	cfg    Config
 	tr     transport.Transport
 	clk    clock.Source
+	store  EpochStore
 	logger *slog.Logger
 	views  Notifier
 
@@ -36,6 +37,9 @@ type Node struct {
 	stopc  chan struct{}
 	donec  chan struct{}
 	stop   sync.Once
+	// failure is why the loop stopped on its own (a failed Save); written
+	// before donec is closed, read after.
+	failure error
 
 	// Owned by the loop goroutine.
 	core  interface{ Stats() Stats }
@@ -49,21 +53,26 @@ type candidacy struct {
 	done chan struct{} // closed once applied
 }
 
-// NewBully starts a Bully elector for cfg.ID over tr. The node stands for
-// election from the start (see Campaign and Resign). The caller keeps
-// ownership of tr and closes it after the Node.
-func NewBully(tr transport.Transport, cfg Config) (*Node, error) {
-	return newNode(tr, cfg, func(seed uint64, now time.Time) (Core, error) { return NewBullyCore(cfg, seed, now) })
-}
-
-// NewRing starts a Ring elector for cfg.ID over tr. The node stands for
-// election from the start. The caller keeps ownership of tr and closes it
+// NewBully starts a Bully elector for cfg.ID over tr, resuming from the
+// epoch in cfg.Store. The node stands for election from the start (see
+// Campaign and Resign). The caller keeps ownership of tr and closes it
 // after the Node.
-func NewRing(tr transport.Transport, cfg Config) (*Node, error) {
-	return newNode(tr, cfg, func(seed uint64, now time.Time) (Core, error) { return NewRingCore(cfg, seed, now) })
+func NewBully(tr transport.Transport, cfg Config) (*Node, error) {
+	return newNode(tr, cfg, func(st State, seed uint64, now time.Time) (Core, error) {
+		return NewBullyCore(cfg, st, seed, now)
+	})
 }
 
-func newNode(tr transport.Transport, cfg Config, build func(seed uint64, now time.Time) (Core, error)) (*Node, error) {
+// NewRing starts a Ring elector for cfg.ID over tr, resuming from the
+// epoch in cfg.Store. The node stands for election from the start. The
+// caller keeps ownership of tr and closes it after the Node.
+func NewRing(tr transport.Transport, cfg Config) (*Node, error) {
+	return newNode(tr, cfg, func(st State, seed uint64, now time.Time) (Core, error) {
+		return NewRingCore(cfg, st, seed, now)
+	})
+}
+
+func newNode(tr transport.Transport, cfg Config, build func(st State, seed uint64, now time.Time) (Core, error)) (*Node, error) {
 	if tr == nil {
 		return nil, fmt.Errorf("%w: nil transport", ErrInvalidConfig)
 	}
@@ -74,7 +83,18 @@ func newNode(tr transport.Transport, cfg Config, build func(seed uint64, now tim
 	if clk == nil {
 		clk = clock.System{}
 	}
-	core, err := build(rand.Uint64(), clk.Now())
+	store := cfg.Store
+	if store == nil {
+		store = new(MemoryEpochStore)
+	}
+	if err := cfg.Validate(); err != nil {
+		return nil, err // before touching the store
+	}
+	epoch, err := store.Load()
+	if err != nil {
+		return nil, fmt.Errorf("election: loading the epoch: %w", err)
+	}
+	core, err := build(State{Epoch: epoch}, rand.Uint64(), clk.Now())
 	if err != nil {
 		return nil, err
 	}
@@ -82,6 +102,7 @@ func newNode(tr transport.Transport, cfg Config, build func(seed uint64, now tim
 		cfg:    cfg,
 		tr:     tr,
 		clk:    clk,
+		store:  store,
 		logger: cfg.Logger,
 		sig:    make(chan struct{}, 1),
 		cmds:   make(chan candidacy),
@@ -91,6 +112,10 @@ func newNode(tr transport.Transport, cfg Config, build func(seed uint64, now tim
 		drive:  core,
 		core:   core.(interface{ Stats() Stats }),
 	}
+	// The boot view (the durable epoch, no leader known yet) is visible
+	// before NewBully/NewRing returns: Leader never reports an epoch below
+	// the one this node reached before a restart.
+	n.views.Publish(Leader{Epoch: epoch})
 	tr.Handle(cfg.Service, n.receive)
 	go n.run()
 	return n, nil
@@ -117,14 +142,23 @@ func (n *Node) run() {
 	defer timer.Stop()
 	var spare []transport.Message
 	for {
-		n.flush(ctx)
+		if err := n.flush(ctx); err != nil {
+			// Sending an epoch that is not durable could let a restart
+			// reuse it: stop, as a crashed node would.
+			n.failure = err
+			if n.logger != nil {
+				n.logger.Error("election: stopped", "node", n.cfg.ID, "err", err)
+			}
+			n.views.Close() // ends Campaign and the observers
+			return
+		}
 		timer.Reset(max(n.drive.NextTick().Sub(n.clk.Now()), time.Millisecond))
 		select {
 		case <-n.stopc:
 			// Resign on the way out, so the others need not wait for the
 			// detector to notice.
 			n.drive.SetCandidate(n.clk.Now(), false)
-			n.flush(ctx)
+			_ = n.flush(ctx) // a failed Save sends nothing; Close reports no error for it
 			return
 		case <-timer.C:
 			n.drive.Tick(n.clk.Now())
@@ -150,9 +184,16 @@ func (n *Node) run() {
 	}
 }
 
-// flush sends the core's messages and publishes a changed view.
-func (n *Node) flush(ctx context.Context) {
+// flush makes the core's State durable, then sends its messages and
+// publishes a changed view. It sends and publishes nothing when the Save
+// fails, and returns the error.
+func (n *Node) flush(ctx context.Context) error {
 	rd := n.drive.Ready()
+	if rd.State.Epoch != 0 {
+		if err := n.store.Save(rd.State.Epoch); err != nil {
+			return fmt.Errorf("%w: saving epoch %d: %w", ErrStore, rd.State.Epoch, err)
+		}
+	}
 	for _, m := range rd.Messages {
 		// Best effort, like the network: a full queue or an unknown peer
 		// loses the message and the protocol recovers.
@@ -166,6 +207,17 @@ func (n *Node) flush(ctx context.Context) {
 			n.logger.Info("election: leader", "node", n.cfg.ID, "leader", rd.Leader.ID, "epoch", rd.Leader.Epoch)
 		}
 	}
+	return nil
+}
+
+// closedErr is what operations return once the loop has stopped: the
+// store failure that stopped it, or ErrClosed.
+func (n *Node) closedErr() error {
+	<-n.donec
+	if n.failure != nil {
+		return n.failure
+	}
+	return ErrClosed
 }
 
 // setCandidate hands a candidacy change to the loop.
@@ -176,13 +228,13 @@ func (n *Node) setCandidate(ctx context.Context, on bool) error {
 	case <-ctx.Done():
 		return ctx.Err()
 	case <-n.donec:
-		return ErrClosed
+		return n.closedErr()
 	}
 	select {
 	case <-c.done:
 		return nil
 	case <-n.donec:
-		return ErrClosed
+		return n.closedErr()
 	}
 }
 
@@ -201,12 +253,12 @@ func (n *Node) Campaign(ctx context.Context) (Leader, error) {
 			return l, nil
 		}
 	}
-	select {
-	case <-n.donec:
-		return Leader{}, ErrClosed
-	default:
+	// The channel closed: ctx ended, the Node was closed, or the loop
+	// stopped on a store failure (it closes the views before donec).
+	if ctx.Err() != nil {
 		return Leader{}, ctx.Err()
 	}
+	return Leader{}, n.closedErr()
 }
 
 // Resign withdraws this node from election: if it leads, it announces that
@@ -234,7 +286,8 @@ func (n *Node) Stats() Stats {
 
 // Close resigns (if this node leads, the others are told at once), stops
 // the loop and waits for it, unregisters from the transport, and closes
-// every Observe channel. It is idempotent.
+// every Observe channel. It is idempotent. It returns nil, also after the
+// Node stopped on a store failure (Campaign and Resign report that).
 func (n *Node) Close() error {
 	n.stop.Do(func() {
 		close(n.stopc)

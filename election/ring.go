@@ -34,10 +34,11 @@ type RingCore struct {
 
 var _ Core = (*RingCore)(nil)
 
-// NewRingCore returns the Ring core for cfg.ID, booting at now. seed
+// NewRingCore returns the Ring core for cfg.ID, booting at now from st,
+// the last State its driver made durable (zero for a first boot). seed
 // drives the failure detector's jitter.
-func NewRingCore(cfg Config, seed uint64, now time.Time) (*RingCore, error) {
-	b, err := newBase(cfg, seed, now)
+func NewRingCore(cfg Config, st State, seed uint64, now time.Time) (*RingCore, error) {
+	b, err := newBase(cfg, st, seed, now)
 	if err != nil {
 		return nil, err
 	}
@@ -198,7 +199,10 @@ func (c *RingCore) SetCandidate(now time.Time, on bool) {
 }
 
 // Ready implements Core.
-func (c *RingCore) Ready() Ready { return c.ready() }
+//
+// A round is an epoch being elected, so the round this node takes part in
+// counts toward Ready.State: it is durable before the token leaves.
+func (c *RingCore) Ready() Ready { return c.ready(c.round) }
 
 // NextTick implements Core.
 func (c *RingCore) NextTick() time.Time {

@@ -1,6 +1,7 @@
 package election_test
 
 import (
+	"errors"
 	"fmt"
 	"math/rand/v2"
 	"testing"
@@ -51,9 +52,9 @@ func newCluster(t testing.TB, seed int64, n int, newNode func(election.Config) *
 		for _, f := range tweak {
 			f(&cfg)
 		}
+		var last election.Leader // across restarts: the epoch is durable
 		if err := s.AddNode(id, func() sim.Node {
 			nd := newNode(cfg)
-			var last election.Leader // per life: a restart starts again from nothing
 			nd.OnLeader = func(id transport.NodeID, l election.Leader) {
 				c.changes++
 				if l.Epoch < last.Epoch {
@@ -162,8 +163,8 @@ const convergeBound = 5 * time.Second
 // duplication, reordering, partitions, one-way cuts, crashes and restarts, nodes
 // resigning and campaigning again), once faults stop every live node names
 // the highest-priority live candidate within convergeBound, with the same
-// epoch, and epochs never went back at any node (checked on every view
-// change).
+// epoch, and epochs never went back at any node, across its restarts too
+// (checked at every boot and view change).
 func TestConvergesAfterFaults(t *testing.T) {
 	seeds := 20
 	if testing.Short() {
@@ -324,5 +325,73 @@ func TestDeterministic(t *testing.T) {
 		if a, b := run(), run(); a != b {
 			t.Errorf("%s: trace hashes %x and %x differ for one seed", alg.name, a, b)
 		}
+	}
+}
+
+// TestRestartKeepsEpoch: a leader that crashes and restarts where no one
+// can tell it the current epoch (alone behind a partition) resumes from
+// the epoch on its disk. It boots reporting that epoch (no leader known
+// yet) and wins a higher one, never re-using the epoch it may already have
+// fenced actions with. Without a durable epoch it would boot at 0 and win
+// epoch 1 again.
+func TestRestartKeepsEpoch(t *testing.T) {
+	for _, alg := range algorithms {
+		t.Run(alg.name, func(t *testing.T) {
+			sim.Seeds(t, 3, func(t *testing.T, seed int64) {
+				c := newCluster(t, seed, 3, alg.node, quietNet)
+				all := c.live()
+				// Two failovers and a return, so the epoch is past 1.
+				for _, act := range []func(){func() {}, func() { c.crash("n3") }, func() { c.restart("n3") }} {
+					act()
+					live := c.live()
+					if !c.s.RunUntil(func() bool { _, ok := c.agreed(live); return ok }, convergeBound) {
+						t.Fatalf("no agreement:%s", c.views())
+					}
+				}
+				before, _ := c.agreed(all)
+				if before.ID != "n3" || before.Epoch < 3 {
+					t.Fatalf("leader %+v; want n3 at epoch >= 3", before)
+				}
+				c.crash("n3")
+				c.s.Partition([]transport.NodeID{"n1", "n2"}, []transport.NodeID{"n3"})
+				c.restart("n3")
+				if got, want := c.node("n3").Leader(), (election.Leader{Epoch: before.Epoch}); got != want {
+					t.Fatalf("view at boot %+v; want %+v (the durable epoch, no leader known)", got, want)
+				}
+				if !c.s.RunUntil(func() bool { return c.node("n3").Leader().ID == "n3" }, convergeBound) {
+					t.Fatalf("isolated n3 did not lead itself:%s", c.views())
+				}
+				if got := c.node("n3").Leader(); got.Epoch <= before.Epoch {
+					t.Fatalf("n3 leads again at epoch %d; want above its pre-crash epoch %d", got.Epoch, before.Epoch)
+				}
+			})
+		})
+	}
+}
+
+// TestCorruptEpochFileStopsNode: a damaged epoch file is an error at boot,
+// not a silent epoch 0.
+func TestCorruptEpochFileStopsNode(t *testing.T) {
+	c := newCluster(t, 1, 3, electionsim.NewBully, quietNet)
+	c.s.Run(time.Second)
+	c.crash("n2")
+	file := electionsim.EpochFile(election.Service)
+	b, err := c.s.Disk("n2").ReadFile(file)
+	if err != nil {
+		t.Fatalf("ReadFile(%q): %v", file, err)
+	}
+	b[5] ^= 1 // one flipped bit in the epoch
+	if err := c.s.Disk("n2").WriteFile(file, b); err != nil {
+		t.Fatal(err)
+	}
+	if err := c.s.Disk("n2").Sync(file); err != nil {
+		t.Fatal(err)
+	}
+	c.restart("n2")
+	if err := c.node("n2").Err(); !errors.Is(err, election.ErrCorruptEpoch) {
+		t.Fatalf("Err() after booting from a corrupt file = %v; want ErrCorruptEpoch", err)
+	}
+	if got := c.node("n2").Leader(); got.Known() || got.Epoch != 0 {
+		t.Errorf("Leader() = %+v; want none: the node must not run", got)
 	}
 }

@@ -26,6 +26,11 @@ const (
 	// epoch view.Epoch.
 	kindRingElected
 	kindLimit
+
+	// flagUnknown, or'ed into the kind byte, marks a view whose empty ID
+	// means "leader not known yet" (a restarted node's restored epoch)
+	// rather than a resignation.
+	flagUnknown = 0x80
 )
 
 var kindNames = [...]string{
@@ -50,12 +55,13 @@ func (k msgKind) String() string {
 // heartbeats and a node that missed a COORDINATOR or ELECTED message, or
 // just restarted, still learns the current leader and epoch.
 //
-// Layout: kind (1 byte), view.Epoch (uvarint), view.ID (uvarint length +
+// Layout: kind (1 byte, with flagUnknown when unknown), view.Epoch (uvarint), view.ID (uvarint length +
 // bytes), then for kindRingElection round (uvarint) and candidate (uvarint
 // length + bytes), for kindHeartbeat the detector's payload to the end.
 type message struct {
 	kind      msgKind
 	view      Leader
+	unknown   bool // view.ID is empty because the sender does not know it yet
 	round     uint64
 	candidate transport.NodeID
 	inner     []byte
@@ -64,7 +70,11 @@ type message struct {
 func (m *message) encode() []byte {
 	n := 1 + 2*binary.MaxVarintLen64 + len(m.view.ID) + len(m.candidate) + len(m.inner) + binary.MaxVarintLen64
 	b := make([]byte, 0, n)
-	b = append(b, byte(m.kind))
+	k := byte(m.kind)
+	if m.unknown {
+		k |= flagUnknown
+	}
+	b = append(b, k)
 	b = binary.AppendUvarint(b, m.view.Epoch)
 	b = appendString(b, string(m.view.ID))
 	switch m.kind {
@@ -89,7 +99,7 @@ func decode(b []byte) (message, error) {
 	if len(b) == 0 {
 		return m, fmt.Errorf("%w: empty", ErrMalformed)
 	}
-	m.kind = msgKind(b[0])
+	m.kind, m.unknown = msgKind(b[0]&^flagUnknown), b[0]&flagUnknown != 0
 	if m.kind == 0 || m.kind >= kindLimit {
 		return m, fmt.Errorf("%w: unknown kind %d", ErrMalformed, b[0])
 	}
@@ -109,6 +119,9 @@ func decode(b []byte) (message, error) {
 	}
 	if len(r.b) != 0 {
 		return message{}, fmt.Errorf("%w: %s has %d trailing bytes", ErrMalformed, m.kind, len(r.b))
+	}
+	if m.unknown && m.view.ID != "" {
+		return message{}, fmt.Errorf("%w: %s names leader %q in a view marked unknown", ErrMalformed, m.kind, m.view.ID)
 	}
 	return m, nil
 }

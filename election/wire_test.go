@@ -18,6 +18,7 @@ func TestWireRoundTrip(t *testing.T) {
 		{"coordinator", message{kind: kindCoordinator, view: Leader{ID: "n5", Epoch: 2}}},
 		{"ring election", message{kind: kindRingElection, view: Leader{ID: "a", Epoch: 3}, round: 4, candidate: "zz"}},
 		{"ring elected", message{kind: kindRingElected, view: Leader{ID: "zz", Epoch: 4}}},
+		{"restored view", message{kind: kindHeartbeat, view: Leader{Epoch: 9}, unknown: true, inner: []byte{4}}},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -48,6 +49,7 @@ func TestWireRejects(t *testing.T) {
 		{"id too long", long},
 		{"trailing bytes", []byte{byte(kindOK), 1, 0, 9}},
 		{"ring without candidate", []byte{byte(kindRingElection), 1, 0, 2}},
+		{"unknown view naming a leader", []byte{byte(kindOK) | flagUnknown, 1, 1, 'a'}},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -59,7 +61,7 @@ func TestWireRejects(t *testing.T) {
 }
 
 func equalMsg(a, b message) bool {
-	return a.kind == b.kind && a.view == b.view && a.round == b.round && a.candidate == b.candidate && bytes.Equal(a.inner, b.inner)
+	return a.kind == b.kind && a.view == b.view && a.unknown == b.unknown && a.round == b.round && a.candidate == b.candidate && bytes.Equal(a.inner, b.inner)
 }
 
 // FuzzDecode: decode never panics, and whatever it accepts re-encodes to

@@ -12,10 +12,18 @@
 //	s.Run(5 * time.Second)
 //	leader := s.Node("n1").(*electionsim.Node).Leader()
 //
+// Each Node keeps its core's State (the highest epoch) in a file on its
+// sim.Disk, synced before the messages announcing it are sent, so a crashed
+// and restarted node resumes from its epoch, as election.Node does with a
+// FileEpochStore.
+//
 // A Node belongs to the simulator's goroutine, like everything in sim.
 package electionsim
 
 import (
+	"errors"
+	"fmt"
+	"io/fs"
 	"time"
 
 	"github.com/distkit/distkit/election"
@@ -24,43 +32,54 @@ import (
 )
 
 // Node drives one election core in the simulator. A new Node (from the
-// factory given to sim.AddNode) builds a fresh core at every boot, so a
-// restarted node remembers nothing, as after a real crash.
+// factory given to sim.AddNode) builds a fresh core at every boot from the
+// epoch on its disk: a restarted node remembers that and nothing else, as
+// after a real crash.
 type Node struct {
 	cfg     election.Config
-	newCore func(cfg election.Config, seed uint64, now time.Time) (election.Core, error)
+	newCore func(cfg election.Config, st election.State, seed uint64, now time.Time) (election.Core, error)
 	core    election.Core
 	timer   sim.TimerID
 	timerAt time.Time
 	err     error
 
-	// OnLeader, if set, is called with every change of this node's view.
+	// OnLeader, if set, is called with the view at every boot (after a
+	// restart: the restored epoch, leader not known yet) and with every
+	// change of it.
 	OnLeader func(id transport.NodeID, l election.Leader)
 	// OnSend, if set, is called for every message the node sends
 	// (election.DescribeMessage tells what it is).
 	OnSend func(from, to transport.NodeID, payload []byte)
 	last   election.Leader
+	booted bool // the boot view has been reported
 }
 
 // NewBully returns a sim.Node running election.BullyCore with cfg.
+// cfg.Store is not used: the epoch lives on the node's sim.Disk.
 func NewBully(cfg election.Config) *Node {
-	return &Node{cfg: cfg, newCore: func(cfg election.Config, seed uint64, now time.Time) (election.Core, error) {
-		return election.NewBullyCore(cfg, seed, now)
+	return &Node{cfg: cfg, newCore: func(cfg election.Config, st election.State, seed uint64, now time.Time) (election.Core, error) {
+		return election.NewBullyCore(cfg, st, seed, now)
 	}}
 }
 
 // NewRing returns a sim.Node running election.RingCore with cfg.
+// cfg.Store is not used: the epoch lives on the node's sim.Disk.
 func NewRing(cfg election.Config) *Node {
-	return &Node{cfg: cfg, newCore: func(cfg election.Config, seed uint64, now time.Time) (election.Core, error) {
-		return election.NewRingCore(cfg, seed, now)
+	return &Node{cfg: cfg, newCore: func(cfg election.Config, st election.State, seed uint64, now time.Time) (election.Core, error) {
+		return election.NewRingCore(cfg, st, seed, now)
 	}}
 }
+
+// EpochFile returns the name of the file on the node's sim.Disk that holds
+// the epoch of an elector on service (election.EncodeEpoch's record).
+func EpochFile(service string) string { return service + ".epoch" }
 
 // Core returns the running core (nil before Start or if it failed to
 // build): a *election.BullyCore or *election.RingCore.
 func (n *Node) Core() election.Core { return n.core }
 
-// Err returns the error that kept the core from being built, if any.
+// Err returns the error that kept the core from being built (a bad
+// config, a corrupt epoch file) or stopped it (a failed disk write), if any.
 func (n *Node) Err() error { return n.err }
 
 // Leader returns the node's view of the leader.
@@ -84,17 +103,47 @@ func (n *Node) SetCandidate(env sim.Env, on bool) {
 	n.flush(env)
 }
 
-// Start implements sim.Node.
+// Start implements sim.Node. It reports the boot view through OnLeader
+// (the restored epoch, no leader known yet) so observers see every view
+// the node holds, across restarts too.
 func (n *Node) Start(env sim.Env) {
-	core, err := n.newCore(n.cfg, env.Rand().Uint64(), env.Now())
+	st, err := n.loadState(env)
+	var core election.Core
+	if err == nil {
+		core, err = n.newCore(n.cfg, st, env.Rand().Uint64(), env.Now())
+	}
 	if err != nil {
 		// core is a typed nil here; keep the interface nil.
 		n.core, n.err = nil, err
 		env.Logf("electionsim: %v", err)
 		return
 	}
-	n.core, n.err = core, nil
+	n.core, n.err, n.booted = core, nil, false
 	n.flush(env)
+}
+
+func (n *Node) loadState(env sim.Env) (election.State, error) {
+	b, err := env.Disk().ReadFile(EpochFile(n.cfg.Service))
+	if errors.Is(err, fs.ErrNotExist) {
+		return election.State{}, nil // first boot
+	}
+	if err != nil {
+		return election.State{}, fmt.Errorf("electionsim: reading the epoch: %w", err)
+	}
+	e, err := election.DecodeEpoch(b)
+	if err != nil {
+		return election.State{}, fmt.Errorf("electionsim: %w", err)
+	}
+	return election.State{Epoch: e}, nil
+}
+
+// saveState writes and syncs the epoch file, as FileEpochStore does.
+func (n *Node) saveState(env sim.Env, st election.State) error {
+	name := EpochFile(n.cfg.Service)
+	if err := env.Disk().WriteFile(name, election.EncodeEpoch(st.Epoch)); err != nil {
+		return err
+	}
+	return env.Disk().Sync(name)
 }
 
 // Receive implements sim.Node.
@@ -118,18 +167,30 @@ func (n *Node) Timer(env sim.Env, id sim.TimerID, _ string) {
 	n.flush(env)
 }
 
-// flush sends what the core produced, reports a view change, and keeps one
-// timer armed at the core's NextTick.
+// flush makes the core's State durable, sends what the core produced,
+// reports a view change, and keeps one timer armed at the core's NextTick.
+// A failed disk write stops the node (Err tells why) before it sends.
 func (n *Node) flush(env sim.Env) {
 	rd := n.core.Ready()
+	if rd.State != (election.State{}) {
+		if err := n.saveState(env, rd.State); err != nil {
+			n.core, n.err = nil, fmt.Errorf("electionsim: saving epoch %d: %w", rd.State.Epoch, err)
+			env.Logf("%v", n.err)
+			if n.timer != 0 {
+				env.CancelTimer(n.timer)
+				n.timer = 0
+			}
+			return
+		}
+	}
 	for _, m := range rd.Messages {
 		if n.OnSend != nil {
 			n.OnSend(env.ID(), m.To, m.Payload)
 		}
 		env.Send(m.To, n.cfg.Service, m.Payload)
 	}
-	if rd.Leader != n.last {
-		n.last = rd.Leader
+	if rd.Leader != n.last || !n.booted {
+		n.last, n.booted = rd.Leader, true
 		if n.OnLeader != nil {
 			n.OnLeader(env.ID(), rd.Leader)
 		}

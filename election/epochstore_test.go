@@ -1,0 +1,120 @@
+package election_test
+
+import (
+	"errors"
+	"os"
+	"path/filepath"
+	"testing"
+
+	"github.com/distkit/distkit/election"
+)
+
+func TestFileEpochStore(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "epoch")
+	s, err := election.NewFileEpochStore(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got, err := s.Load(); got != 0 || err != nil {
+		t.Fatalf("Load() of a missing file = %d, %v; want 0, nil (a first boot)", got, err)
+	}
+	for _, e := range []uint64{1, 7, 1 << 63} {
+		if err := s.Save(e); err != nil {
+			t.Fatalf("Save(%d): %v", e, err)
+		}
+		// A new store on the same file sees it, as a restarted process would.
+		again, err := election.NewFileEpochStore(path)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if got, err := again.Load(); got != e || err != nil {
+			t.Fatalf("Load() after Save(%d) = %d, %v", e, got, err)
+		}
+	}
+	if _, err := os.Stat(path + ".tmp"); !errors.Is(err, os.ErrNotExist) {
+		t.Errorf("temporary file left behind: Stat error %v", err)
+	}
+}
+
+func TestFileEpochStoreRejectsDamage(t *testing.T) {
+	good := election.EncodeEpoch(42)
+	flipped := append([]byte(nil), good...)
+	flipped[7] ^= 0x10
+	tests := []struct {
+		name string
+		data []byte
+	}{
+		{"empty", nil},
+		{"torn", good[:10]},
+		{"bit flip", flipped},
+		{"bad magic", append([]byte("XXXX"), good[4:]...)},
+		{"trailing bytes", append(append([]byte(nil), good...), 0)},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			path := filepath.Join(t.TempDir(), "epoch")
+			if err := os.WriteFile(path, tt.data, 0o644); err != nil {
+				t.Fatal(err)
+			}
+			s, err := election.NewFileEpochStore(path)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if got, err := s.Load(); !errors.Is(err, election.ErrCorruptEpoch) {
+				t.Errorf("Load() = %d, %v; want ErrCorruptEpoch", got, err)
+			}
+		})
+	}
+}
+
+func TestNewFileEpochStoreRejectsBadPath(t *testing.T) {
+	file := filepath.Join(t.TempDir(), "file")
+	if err := os.WriteFile(file, nil, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	tests := []struct{ name, path string }{
+		{"empty", ""},
+		{"missing directory", filepath.Join(t.TempDir(), "no", "such", "epoch")},
+		{"directory is a file", filepath.Join(file, "epoch")},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			if _, err := election.NewFileEpochStore(tt.path); !errors.Is(err, election.ErrInvalidConfig) {
+				t.Errorf("NewFileEpochStore(%q) error = %v; want ErrInvalidConfig", tt.path, err)
+			}
+		})
+	}
+}
+
+func TestMemoryEpochStore(t *testing.T) {
+	var s election.MemoryEpochStore
+	if got, err := s.Load(); got != 0 || err != nil {
+		t.Fatalf("zero store Load() = %d, %v; want 0, nil", got, err)
+	}
+	if err := s.Save(5); err != nil {
+		t.Fatal(err)
+	}
+	if got, err := s.Load(); got != 5 || err != nil {
+		t.Fatalf("Load() after Save(5) = %d, %v", got, err)
+	}
+}
+
+// FuzzDecodeEpoch: DecodeEpoch never panics; whatever it accepts
+// re-encodes to the same bytes, and anything else is ErrCorruptEpoch.
+func FuzzDecodeEpoch(f *testing.F) {
+	f.Add(election.EncodeEpoch(0))
+	f.Add(election.EncodeEpoch(1 << 40))
+	f.Add([]byte("EPC1"))
+	f.Fuzz(func(t *testing.T, b []byte) {
+		e, err := election.DecodeEpoch(b)
+		if err != nil {
+			if !errors.Is(err, election.ErrCorruptEpoch) {
+				t.Fatalf("DecodeEpoch(%x) error %v; want ErrCorruptEpoch", b, err)
+			}
+			return
+		}
+		if got := election.EncodeEpoch(e); string(got) != string(b) {
+			t.Fatalf("EncodeEpoch(DecodeEpoch(%x)) = %x", b, got)
+		}
+	})
+}
