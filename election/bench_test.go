@@ -4,31 +4,28 @@ import (
 	"fmt"
 	"testing"
 	"time"
-
-	"github.com/distkit/distkit/election"
-	"github.com/distkit/distkit/election/electionsim"
 )
 
-// benchElection runs one full election per op: a fresh group in the
-// simulator (1-5 ms latency, no loss) boots, every node campaigns at its
-// first tick (no BootDelay), and the op ends when every node names the
-// highest. The op includes building the group's cores (and their failure
-// detectors), which a cold start pays too.
-func benchElection(b *testing.B, node func(election.Config) *electionsim.Node) {
+// benchElection runs one full election per op, the "all start at once"
+// scenario of TestMessageComplexity (the same measure function, so
+// messages/op is what the table in doc.go reports): a fresh group in the
+// simulator (1-5 ms latency, no loss) boots, every node campaigns at once,
+// and the election ends when every node names the highest. messages/op
+// counts election messages (not heartbeats), including any still sent
+// after agreement; sim-µs/op is the simulated time to agreement; ns/op
+// times only the election (building the group, the boot and the drain
+// after agreement are not timed).
+func benchElection(b *testing.B, name string) {
+	sc := scenarioNamed(b, name)
 	for _, n := range []int{3, 5, 9} {
 		b.Run(fmt.Sprintf("n=%d", n), func(b *testing.B) {
 			b.ReportAllocs()
 			var msgs uint64
 			var simTime time.Duration
 			for i := 0; b.Loop(); i++ {
-				c := newCluster(b, int64(i), n, node, quietNet, func(cfg *election.Config) { cfg.BootDelay = 0 })
-				start := c.s.Now()
-				live := c.live()
-				if !c.s.RunUntil(func() bool { _, ok := c.agreed(live); return ok }, convergeBound) {
-					b.Fatalf("no leader:%s", c.views())
-				}
-				simTime += c.s.Now().Sub(start)
-				msgs += c.electionMessages()
+				m, d := measure(b, int64(i+1), n, sc)
+				msgs += m
+				simTime += d
 			}
 			b.ReportMetric(float64(msgs)/float64(b.N), "messages/op")
 			b.ReportMetric(float64(simTime.Microseconds())/float64(b.N), "sim-µs/op")
@@ -36,6 +33,16 @@ func benchElection(b *testing.B, node func(election.Config) *electionsim.Node) {
 	}
 }
 
-func BenchmarkBullyElection(b *testing.B) { benchElection(b, electionsim.NewBully) }
+func scenarioNamed(b *testing.B, name string) scenario {
+	for _, sc := range scenarios {
+		if sc.name == name {
+			return sc
+		}
+	}
+	b.Fatalf("no scenario %q", name)
+	return scenario{}
+}
 
-func BenchmarkRingElection(b *testing.B) { benchElection(b, electionsim.NewRing) }
+func BenchmarkBullyElection(b *testing.B) { benchElection(b, "bully, all start at once") }
+
+func BenchmarkRingElection(b *testing.B) { benchElection(b, "ring, all start at once") }

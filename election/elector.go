@@ -62,6 +62,8 @@ type Elector interface {
 var (
 	// ErrClosed is returned by operations on a closed elector.
 	ErrClosed = errors.New("election: closed")
+	// ErrNilContext is returned by Campaign and Resign for a nil context.
+	ErrNilContext = errors.New("election: nil context")
 )
 
 // Notifier fans a changing Leader view out to observers without ever
@@ -103,11 +105,12 @@ func (n *Notifier) Current() Leader {
 // Observe returns a channel that receives the current view and then every
 // change, coalescing views a slow reader missed; it is closed when ctx ends
 // or Close is called. It starts no goroutine: the channel is closed by
-// whichever comes first, the context's AfterFunc or Close.
+// whichever comes first, the context's AfterFunc or Close. A nil ctx gets
+// a closed channel (there is no error to return).
 func (n *Notifier) Observe(ctx context.Context) <-chan Leader {
 	o := &observer{ch: make(chan Leader, 1)}
 	n.mu.Lock()
-	if n.closed {
+	if n.closed || ctx == nil {
 		n.mu.Unlock()
 		close(o.ch)
 		return o.ch

@@ -196,6 +196,18 @@ func TestRuntimeCampaignEndsWithContextAndClose(t *testing.T) {
 				t.Errorf("n1.Campaign() error = %v; want context.DeadlineExceeded", err)
 			}
 			nd := c.nodes["n1"]
+			//lint:ignore SA1012 a nil context is the bad input under test
+			if _, err := nd.Campaign(nil); !errors.Is(err, election.ErrNilContext) {
+				t.Errorf("Campaign(nil) error = %v; want ErrNilContext", err)
+			}
+			//lint:ignore SA1012 a nil context is the bad input under test
+			if err := nd.Resign(nil); !errors.Is(err, election.ErrNilContext) {
+				t.Errorf("Resign(nil) error = %v; want ErrNilContext", err)
+			}
+			//lint:ignore SA1012 a nil context is the bad input under test
+			if _, ok := <-nd.Observe(nil); ok {
+				t.Errorf("Observe(nil) returned an open channel; want a closed one")
+			}
 			done := make(chan error, 1)
 			go func() {
 				_, err := nd.Campaign(context.Background())
@@ -316,6 +328,14 @@ func TestRaftElectorFailover(t *testing.T) {
 	if err := electors[first.ID].Resign(ctx); !errors.Is(err, election.ErrCannotResign) {
 		t.Errorf("leader Resign() = %v; want ErrCannotResign", err)
 	}
+	//lint:ignore SA1012 a nil context is the bad input under test
+	if _, err := electors[first.ID].Campaign(nil); !errors.Is(err, election.ErrNilContext) {
+		t.Errorf("RaftElector.Campaign(nil) error = %v; want ErrNilContext", err)
+	}
+	//lint:ignore SA1012 a nil context is the bad input under test
+	if err := electors[first.ID].Resign(nil); !errors.Is(err, election.ErrNilContext) {
+		t.Errorf("RaftElector.Resign(nil) error = %v; want ErrNilContext", err)
+	}
 	// Stop the leader: the others elect a new one in a higher term.
 	if err := net.Crash(first.ID); err != nil {
 		t.Fatal(err)
@@ -398,6 +418,22 @@ func awaitAny(t *testing.T, ctx context.Context, els map[transport.NodeID]*elect
 	}
 }
 
+// lone returns the transport of id on a network of its own, closed when
+// the test ends.
+func lone(t *testing.T, id transport.NodeID) transport.Transport {
+	t.Helper()
+	net, err := memnet.New(memnet.DefaultConfig())
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { net.Close() })
+	tr, err := net.Join(id)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return tr
+}
+
 // brokenStore loads 0 and fails every Save, like a full or failed disk.
 type brokenStore struct{}
 
@@ -411,15 +447,7 @@ func (brokenStore) Save(uint64) error     { return errDiskFull }
 func TestRuntimeStopsWhenEpochCannotBeSaved(t *testing.T) {
 	for _, rt := range runtimes {
 		t.Run(rt.name, func(t *testing.T) {
-			net, err := memnet.New(memnet.DefaultConfig())
-			if err != nil {
-				t.Fatal(err)
-			}
-			defer net.Close()
-			tr, err := net.Join("a")
-			if err != nil {
-				t.Fatal(err)
-			}
+			tr := lone(t, "a")
 			cfg := election.DefaultConfig()
 			cfg.ID, cfg.Members, cfg.Store, cfg.BootDelay = "a", election.MembersByOrder("a"), brokenStore{}, 0
 			nd, err := rt.new(tr, cfg)
@@ -446,15 +474,7 @@ func TestRuntimeStopsWhenEpochCannotBeSaved(t *testing.T) {
 // TestNewRejectsCorruptEpochFile: a damaged epoch file stops the start
 // with ErrCorruptEpoch instead of starting silently from epoch 0.
 func TestNewRejectsCorruptEpochFile(t *testing.T) {
-	net, err := memnet.New(memnet.DefaultConfig())
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer net.Close()
-	tr, err := net.Join("a")
-	if err != nil {
-		t.Fatal(err)
-	}
+	tr := lone(t, "a")
 	path := filepath.Join(t.TempDir(), "epoch")
 	if err := os.WriteFile(path, []byte("not an epoch record"), 0o644); err != nil {
 		t.Fatal(err)

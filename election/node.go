@@ -222,6 +222,9 @@ func (n *Node) closedErr() error {
 
 // setCandidate hands a candidacy change to the loop.
 func (n *Node) setCandidate(ctx context.Context, on bool) error {
+	if ctx == nil {
+		return ErrNilContext
+	}
 	c := candidacy{on: on, done: make(chan struct{})}
 	select {
 	case n.cmds <- c:

@@ -108,6 +108,9 @@ func (e *RaftElector) poll() {
 // wins a majority; there is no priority), or ctx ends, or the elector is
 // closed.
 func (e *RaftElector) Campaign(ctx context.Context) (Leader, error) {
+	if ctx == nil {
+		return Leader{}, ErrNilContext
+	}
 	obsCtx, cancel := context.WithCancel(ctx)
 	defer cancel()
 	for l := range e.views.Observe(obsCtx) {
@@ -127,6 +130,9 @@ func (e *RaftElector) Campaign(ctx context.Context) (Leader, error) {
 // observer of Raft cannot change that, so on a follower Resign does
 // nothing, and while this node leads it fails with ErrCannotResign.
 func (e *RaftElector) Resign(ctx context.Context) error {
+	if ctx == nil {
+		return ErrNilContext
+	}
 	if err := ctx.Err(); err != nil {
 		return err
 	}

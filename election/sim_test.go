@@ -32,7 +32,6 @@ type cluster struct {
 	ids     []transport.NodeID
 	down    map[transport.NodeID]bool
 	resting map[transport.NodeID]bool // resigned (not candidates)
-	changes int                       // view changes reported by all nodes
 }
 
 func newCluster(t testing.TB, seed int64, n int, newNode func(election.Config) *electionsim.Node, faults sim.Faults, tweak ...func(*election.Config)) *cluster {
@@ -56,7 +55,6 @@ func newCluster(t testing.TB, seed int64, n int, newNode func(election.Config) *
 		if err := s.AddNode(id, func() sim.Node {
 			nd := newNode(cfg)
 			nd.OnLeader = func(id transport.NodeID, l election.Leader) {
-				c.changes++
 				if l.Epoch < last.Epoch {
 					t.Errorf("%v: %s's epoch went back from %d (%s) to %d (%s)", s.Now(), id, last.Epoch, last.ID, l.Epoch, l.ID)
 				}
