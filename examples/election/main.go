@@ -264,6 +264,9 @@ func run(out io.Writer, seed int64) error {
 
 		g.tracer = false
 		g.s.Restart(old)
+		// It boots from the epoch (term) on its disk, not from 0, with no
+		// leader known yet: epochs never go back at a node.
+		boot := g.view(old)
 		back, _, err := g.await("", 0)
 		if err == nil && alg.name != "raft" && back.ID != old {
 			back, _, err = g.await("", back.Epoch)
@@ -272,7 +275,7 @@ func run(out io.Writer, seed int64) error {
 			return fmt.Errorf("%s: after the restart: %w", alg.name, err)
 		}
 		r.returned = back
-		fmt.Fprintf(out, "restart %s: %s leads (epoch %d)\n\n", old, back.ID, back.Epoch)
+		fmt.Fprintf(out, "restart %s (boots at epoch %d from its disk): %s leads (epoch %d)\n\n", old, boot.Epoch, back.ID, back.Epoch)
 		rows = append(rows, r)
 	}
 
@@ -288,7 +291,7 @@ func run(out io.Writer, seed int64) error {
 		return err
 	}
 	fmt.Fprintln(out, "\nBully's and Ring's first election includes their 250 ms BootDelay (a node")
-	fmt.Fprintln(out, "listens before it campaigns, to learn the current epoch). Failover time is")
+	fmt.Fprintln(out, "listens before it campaigns, to learn the current leader). Failover time is")
 	fmt.Fprintln(out, "mostly detection: Bully and Ring wait for the failure detector (100 ms")
 	fmt.Fprintln(out, "heartbeats, φ accrual), Raft for its election timeout (100-200 ms).")
 	fmt.Fprintln(out, "Bully and Ring give the lead back to the restarted, higher-priority node;")

@@ -16,7 +16,7 @@ func TestRun(t *testing.T) {
 		if err := run(&out, seed); err != nil {
 			t.Fatalf("seed %d: run() = %v\n%s", seed, err, out.String())
 		}
-		for _, want := range []string{"bully      ", "ring       ", "raft       ", "COORDINATOR n4@", "RING-ELECTED n4@", "restart n5: n5 leads"} {
+		for _, want := range []string{"bully      ", "ring       ", "raft       ", "COORDINATOR n4@", "RING-ELECTED n4@", "restart n5 (boots at epoch 1 from its disk): n5 leads"} {
 			if !strings.Contains(out.String(), want) {
 				t.Errorf("seed %d: output lacks %q:\n%s", seed, want, out.String())
 			}

@@ -20,7 +20,8 @@ func runElection(ctx context.Context, t *tour) error {
 	t.Detail("Five nodes with priorities n1 < n2 < … < n5 run in the simulator. Each notices")
 	t.Detail("crashes with the detector package (heartbeats, φ accrual) and every message")
 	t.Detail("carries the sender's view (leader, epoch), so views converge and an old")
-	t.Detail("election's late messages lose to newer epochs.")
+	t.Detail("election's late messages lose to newer epochs. Each node writes the highest")
+	t.Detail("epoch it has seen to disk before announcing it, so a restart never goes back.")
 	for _, alg := range []struct {
 		name string
 		node func(election.Config) *electionsim.Node
@@ -85,11 +86,12 @@ func runElection(ctx context.Context, t *tour) error {
 		}
 		t.Say("%s: %s crashed; %s leads at epoch %d, %v later, %d messages", alg.name, first.ID, next.ID, next.Epoch, took.Round(time.Millisecond), msgs)
 		s.Restart(first.ID)
+		boot := view(first.ID) // its epoch survived on its disk
 		back, _, err := agree("", next.Epoch)
 		if err != nil {
 			return err
 		}
-		t.Say("%s: %s restarted and took over again at epoch %d", alg.name, back.ID, back.Epoch)
+		t.Say("%s: %s restarted at epoch %d (kept on disk, never back to 0) and took over again at epoch %d", alg.name, first.ID, boot.Epoch, back.Epoch)
 	}
 
 	t.Detail("No elector stops a deposed leader from acting before it hears the news. The")
