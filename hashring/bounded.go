@@ -65,8 +65,8 @@ type BoundedStats struct {
 //
 //	load(i) ≤ capacity(i) for every node i.
 //
-// Assign places a new key on the first node clockwise from the key's hash
-// whose load is below its capacity computed with m+1 keys (§2 of the paper:
+// Assign places a new key on the first node, from the key's owner on the
+// ring onwards clockwise, whose load is below its capacity computed with m+1 keys (§2 of the paper:
 // walk the ring past full bins). The capacities add up to at least c·m > m,
 // so such a node always exists. Assignments are sticky: a key stays where it
 // is until it is released or must move, and a call only moves keys when the
@@ -74,7 +74,7 @@ type BoundedStats struct {
 //
 //   - Release lowers m and so may lower capacities; each node then above its
 //     capacity hands its most recently assigned keys to the next node
-//     clockwise (from each key's hash) with room.
+//     with room, clockwise from each key's owner.
 //   - Add raises W; nodes above their new capacity shed keys the same way.
 //     Existing keys are not pulled to the new node otherwise: it fills with
 //     new assignments and shed keys.
@@ -161,8 +161,8 @@ func (b *Bounded) capacity(bn *bin, m int) int {
 	return int(math.Ceil(b.balance*float64(m)*bn.weight/b.total - 1e-9))
 }
 
-// place returns the first node clockwise from hash h whose load is below its
-// capacity for m keys. The caller guarantees one exists.
+// place returns the first node, from h's owner on clockwise, whose load is
+// below its capacity for m keys. The caller guarantees one exists.
 func (b *Bounded) place(h uint64, m int) string {
 	s := b.ring.load()
 	start := s.locate(h)
@@ -347,8 +347,8 @@ func (b *Bounded) SetWeight(node string, weight float64) ([]Move, error) {
 }
 
 // rebalance moves keys off every node above its capacity, appending the
-// moves to moves. A key goes to the first node clockwise from its hash with
-// load below capacity; the source is above capacity so it is skipped, and a
+// moves to moves. A key goes to the first node, from its owner on
+// clockwise, with load below capacity; the source is above capacity so it is skipped, and a
 // target never exceeds its capacity, so one pass over the nodes suffices.
 func (b *Bounded) rebalance(moves []Move) []Move {
 	m := len(b.assigned)

@@ -5,7 +5,8 @@ import "fmt"
 const (
 	// DefaultVirtualNodes is the number of ring points a node of weight 1
 	// gets by default. With it the load of equal nodes has a standard
-	// deviation of about 1/√160 ≈ 8% of the mean (see the package doc).
+	// deviation of about 1/√(2·160) ≈ 5.6% of the mean (see the package
+	// doc).
 	DefaultVirtualNodes = 160
 
 	// MaxVirtualNodes bounds Config.VirtualNodes.
@@ -25,7 +26,7 @@ type Config struct {
 	// VirtualNodes is the number of points a node of weight 1 gets on the
 	// ring; a node of weight w gets round(w × VirtualNodes) points, and at
 	// least one. More points even out the load (the standard deviation falls
-	// as 1/√VirtualNodes) at the cost of memory and slower membership
+	// as 1/√(2·VirtualNodes)) at the cost of memory and slower membership
 	// changes; lookups stay constant-time thanks to the index. Must be in
 	// [1, MaxVirtualNodes].
 	VirtualNodes int

@@ -23,7 +23,7 @@ func ExampleRing() {
 	}
 	fmt.Println("user:42 lives on", owner)
 	// Output:
-	// user:42 lives on cache-b
+	// user:42 lives on cache-a
 }
 
 func ExampleRing_LocateN() {
@@ -71,7 +71,7 @@ func ExampleBounded() {
 	fmt.Println("moves after a release:", len(moves))
 	// Output:
 	// capacity per node: 13
-	// most sessions on one node: 12
+	// most sessions on one node: 13
 	// moves after a release: 0
 }
 

@@ -81,8 +81,9 @@ func (r *Ring) pointHash() pointHasher {
 	return r.hash
 }
 
-// Locate returns the node owning key: the node of the first point clockwise
-// from the key's hash. It returns ErrEmpty if the ring has no nodes.
+// Locate returns the node owning key: the node of the point nearest to the
+// key's hash (see the package doc). It returns ErrEmpty if the ring has no
+// nodes.
 func (r *Ring) Locate(key string) (string, error) {
 	return r.load().owner(hashKey(key))
 }
@@ -94,7 +95,7 @@ func (r *Ring) LocateBytes(key []byte) (string, error) {
 }
 
 // LocateN appends to dst the first n distinct nodes clockwise from key's
-// hash, the owner first, and returns the extended slice: the usual replica
+// owner, the owner first, and returns the extended slice: the usual replica
 // placement. If the ring has fewer than n nodes it appends all of them, so
 // len(result)-len(dst) < n exactly when Len() < n. It returns ErrEmpty on an
 // empty ring (unless n is 0) and ErrInvalidCount for a negative n. Pass a
@@ -199,7 +200,7 @@ func (r *Ring) AddNodes(nodes ...Node) error {
 }
 
 // Remove takes node off the ring. Only the keys it owned move; each goes to
-// the next node clockwise. It returns ErrNodeNotFound if node is absent.
+// the node of its next-nearest point. It returns ErrNodeNotFound if node is absent.
 func (r *Ring) Remove(node string) error {
 	r.writeMu.Lock()
 	defer r.writeMu.Unlock()
@@ -300,7 +301,8 @@ func derive(old *snapshot, nodes []member, oldToNew []int32, fresh int, hash poi
 	}
 	out := make([]point, 0, total)
 	j := 0
-	for _, p := range old.points {
+	for i := range old.pos {
+		p := old.placed(i)
 		to := oldToNew[p.node]
 		if to < 0 {
 			continue
@@ -315,7 +317,5 @@ func derive(old *snapshot, nodes []member, oldToNew []int32, fresh int, hash poi
 		out = append(out, point{hash: p.hash, node: uint32(to)})
 	}
 	out = append(out, add[j:]...)
-	s := &snapshot{points: out, nodes: nodes}
-	s.buildIndex()
-	return s, nil
+	return newSnapshot(nodes, out, false), nil
 }

@@ -29,10 +29,31 @@ type member struct {
 // snapshot is an immutable view of a ring. Readers load it through an atomic
 // pointer and never lock; writers build a new one and publish it. Nothing in
 // a snapshot is modified after publication.
+//
+// A key belongs to the point nearest to its hash (on a tie, the point
+// counter-clockwise of it): each point owns the arc from the midpoint
+// with its predecessor to the midpoint with its successor. Compared with
+// the classic rule (the first point clockwise owns the whole gap before
+// it), a node's share is the sum of 2v half-gaps instead of v gaps, which
+// halves the variance: the load's standard deviation is about 1/√(2v) of
+// the mean instead of 1/√v (5.6% instead of 7.9% at v = 160), with the
+// same placement, the same lookup cost, and the same minimal movement
+// (a new point only takes keys nearer to it than to any old point; a
+// removed point's keys go to their next-nearest points).
 type snapshot struct {
-	// points is sorted by hash; hashes are distinct (collisions are resolved
-	// when building, see resolveCollisions).
+	// points is the lookup array: points[i].hash is where the arc of a
+	// point ends (the midpoint between it and the next point clockwise),
+	// so the owner of h is the first entry ≥ h, wrapping to entry 0: the
+	// usual successor search, over arc ends instead of positions. Sorted
+	// and distinct, because the positions are (collisions are re-probed
+	// when building, see buildFull) and each arc end lies in
+	// [position, next position).
 	points []point
+	// pos holds the points' positions, sorted: what incremental changes
+	// merge into. The point at pos[i] is points[(i+rot)%len(points)]:
+	// rot is 1 when the last arc crosses zero, so its end sorts first.
+	pos []uint64
+	rot int
 	// nodes is sorted by name; point.node indexes it.
 	nodes []member
 	// index has 2^k entries, one per bucket of the hash space (the keys
@@ -96,8 +117,8 @@ func pointCount(node string, weight float64, vnodes int) (int, error) {
 // Node and point counts are below MaxPoints < 2^31, so the bit is free.
 const ownerFlag = 1 << 31
 
-// locate returns the index of the first point clockwise from h (the first
-// point whose hash is ≥ h, wrapping to 0). The snapshot must have points.
+// locate returns the index in s.points of the owner of h: the first arc
+// end ≥ h, wrapping to 0. The snapshot must have points.
 func (s *snapshot) locate(h uint64) int {
 	for b := h >> s.shift; b < uint64(len(s.index)); b++ {
 		// A bucket without points holds no answer: the first point ≥ h is
@@ -150,7 +171,8 @@ func (s *snapshot) owner(h uint64) (string, error) {
 	return s.nodes[s.points[s.scan(int(e), h)].node].name, nil
 }
 
-// appendOwners appends the first n distinct nodes clockwise from h to dst.
+// appendOwners appends to dst the first n distinct nodes from h's owner
+// on, clockwise.
 func (s *snapshot) appendOwners(dst []string, h uint64, n int) ([]string, error) {
 	if n < 0 {
 		return dst, fmt.Errorf("%w: n is %d, want ≥ 0", ErrInvalidCount, n)
@@ -290,10 +312,40 @@ func buildFull(nodes []member, hash pointHasher) (*snapshot, error) {
 			return nil, fmt.Errorf("%w: cannot place %d points at distinct positions", ErrTooManyPoints, total)
 		}
 	}
-	s := &snapshot{nodes: nodes, points: make([]point, len(bp)), displaced: displaced}
+	placed := make([]point, len(bp))
 	for i, p := range bp {
-		s.points[i] = point{hash: p.hash, node: p.node}
+		placed[i] = point{hash: p.hash, node: p.node}
+	}
+	return newSnapshot(nodes, placed, displaced), nil
+}
+
+// newSnapshot builds the snapshot of nodes whose points sit at the sorted,
+// distinct positions of placed: it turns positions into arc ends, in place
+// (placed becomes the lookup array), and indexes them.
+func newSnapshot(nodes []member, placed []point, displaced bool) *snapshot {
+	n := len(placed)
+	s := &snapshot{nodes: nodes, points: placed, pos: make([]uint64, n), displaced: displaced}
+	for i := range placed {
+		s.pos[i] = placed[i].hash
+	}
+	for i := range placed {
+		// The gap to the next point clockwise, across zero for the last
+		// one (modular arithmetic); 0 for a lone point, which owns all.
+		gap := s.pos[(i+1)%n] - s.pos[i]
+		placed[i].hash = s.pos[i] + gap/2
+	}
+	if n > 1 && placed[n-1].hash < s.pos[n-1] {
+		// The last arc ends past zero: its end is the smallest.
+		last := placed[n-1]
+		copy(placed[1:], placed[:n-1])
+		placed[0] = last
+		s.rot = 1
 	}
 	s.buildIndex()
-	return s, nil
+	return s
+}
+
+// placed returns the i-th point by position: its position and node.
+func (s *snapshot) placed(i int) point {
+	return point{hash: s.pos[i], node: s.points[(i+s.rot)%len(s.points)].node}
 }

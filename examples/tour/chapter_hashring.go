@@ -19,7 +19,7 @@ func runHashring(ctx context.Context, t *tour) error {
 		nodes[i] = hashring.Node{Name: fmt.Sprintf("cache-%d", i+1), Weight: 1}
 	}
 	t.Detail("Five caches go on a ring, each as %d virtual nodes; a key belongs to the", hashring.DefaultVirtualNodes)
-	t.Detail("first virtual node clockwise from the key's hash.")
+	t.Detail("virtual node nearest to the key's hash.")
 	ring, err := hashring.NewRing(hashring.DefaultConfig(), nodes...)
 	if err != nil {
 		return err
@@ -36,7 +36,7 @@ func runHashring(ctx context.Context, t *tour) error {
 	if err != nil {
 		return err
 	}
-	t.Detail("Now cache-6 joins. Only keys in front of its points should move, all to it.")
+	t.Detail("Now cache-6 joins. Only keys nearer to its points than to any other should move, all to it.")
 	if err := ring.Add("cache-6", 1); err != nil {
 		return err
 	}
