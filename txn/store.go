@@ -144,7 +144,8 @@ func decodeKVs(b []byte) ([]kv, error) {
 // transactions that lock keys in different orders). Its durability is the
 // Participant's log (see ResourceManager).
 //
-// A Store is safe for concurrent use.
+// A Store is safe for concurrent use. The zero Store is empty and ready
+// to use, like one from NewStore.
 type Store struct {
 	// mu guards every field below.
 	mu       sync.Mutex
@@ -157,7 +158,16 @@ var _ ResourceManager = (*Store)(nil)
 
 // NewStore returns an empty store.
 func NewStore() *Store {
-	return &Store{values: make(map[string]int64), locks: make(map[string]uuid.UUID), prepared: make(map[uuid.UUID][]kv)}
+	s := &Store{}
+	s.initLocked()
+	return s
+}
+
+// initLocked makes the maps of a zero Store.
+func (s *Store) initLocked() {
+	if s.values == nil {
+		s.values, s.locks, s.prepared = make(map[string]int64), make(map[string]uuid.UUID), make(map[uuid.UUID][]kv)
+	}
 }
 
 // Prepare implements ResourceManager: it votes NO with ErrLocked or
@@ -169,6 +179,7 @@ func (s *Store) Prepare(_ context.Context, txn uuid.UUID, ops []byte) ([]byte, e
 	}
 	s.mu.Lock()
 	defer s.mu.Unlock()
+	s.initLocked()
 	if intent, ok := s.prepared[txn]; ok {
 		return encodeKVs(intent), nil // a repeated PREPARE
 	}
@@ -211,6 +222,7 @@ func (s *Store) Commit(txn uuid.UUID, intent []byte) error {
 	}
 	s.mu.Lock()
 	defer s.mu.Unlock()
+	s.initLocked()
 	for _, e := range kvs {
 		s.values[e.key] = e.value
 	}
@@ -262,6 +274,7 @@ func (s *Store) Recover(r Recovery) error {
 	}
 	s.mu.Lock()
 	defer s.mu.Unlock()
+	s.initLocked()
 	clear(s.values)
 	clear(s.locks)
 	clear(s.prepared)
@@ -298,12 +311,16 @@ func (s *Store) Get(key string) (int64, bool) {
 	return v, ok
 }
 
-// Set sets the committed value of key outside any transaction, to load
-// initial data. It is not logged: call it before the Participant starts
-// and again after every restart, or move the data in with a transaction.
+// Set sets the committed value of key outside any transaction, for tests
+// and demos. It is not logged: NewParticipant's recovery replaces the
+// store's state (so call Set after it), and a restart loses the value
+// unless a checkpoint has captured it since. Calling Set again after a
+// restart would overwrite what transactions committed meanwhile. To load
+// initial data durably, run a transaction of OpPut operations instead.
 func (s *Store) Set(key string, value int64) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
+	s.initLocked()
 	s.values[key] = value
 }
 

@@ -166,3 +166,31 @@ func TestConfigValidate(t *testing.T) {
 		}
 	}
 }
+
+// TestZeroStore: a zero Store works like NewStore's, without panicking.
+func TestZeroStore(t *testing.T) {
+	var s txn.Store
+	if got, ok := s.Get("a"); ok || got != 0 {
+		t.Fatalf("Get on a zero Store = %d, %v; want 0, false", got, ok)
+	}
+	s.Set("a", 5)
+	ops, err := txn.EncodeOps(txn.Op{Kind: txn.OpAdd, Key: "a", Amount: -2})
+	if err != nil {
+		t.Fatal(err)
+	}
+	id := uuid.New()
+	intent, err := s.Prepare(context.Background(), id, ops)
+	if err != nil {
+		t.Fatalf("Prepare = %v; want a YES vote", err)
+	}
+	if err := s.Commit(id, intent); err != nil {
+		t.Fatalf("Commit = %v", err)
+	}
+	if got, _ := s.Get("a"); got != 3 {
+		t.Fatalf("a = %d after the commit; want 3", got)
+	}
+	var r txn.Store
+	if err := r.Recover(txn.Recovery{}); err != nil || r.Locked() != 0 {
+		t.Fatalf("Recover on a zero Store = %v, %d locks; want nil, 0", err, r.Locked())
+	}
+}
