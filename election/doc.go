@@ -38,15 +38,21 @@
 // even elect one leader per side of a partition, on purpose (see below).
 // What an elector can give is an epoch that only grows: every leadership
 // has a larger epoch than every earlier one. Make that harmless by
-// fencing: the leader sends its epoch with every action, and whatever it
-// acts on keeps the highest epoch it has seen and refuses anything lower:
+// fencing: the leader sends its epoch (and ID) with every action, and
+// whatever it acts on keeps the highest epoch it has seen, with the leader
+// that used it, and refuses anything lower:
 //
 //	// on the storage or service the leader writes to
-//	if req.Epoch < s.highestEpoch { return ErrStaleLeader }
-//	s.highestEpoch = req.Epoch
+//	if req.Epoch < s.holder.Epoch || (req.Epoch == s.holder.Epoch && req.Leader != s.holder.ID) {
+//		return ErrStaleLeader
+//	}
+//	s.holder = election.Leader{ID: req.Leader, Epoch: req.Epoch}
 //
 // The old leader's late writes then fail instead of overwriting the new
-// leader's. The same holds for lock fencing tokens (package lock).
+// leader's. The ID matters for Bully and Ring: the two sides of a
+// partition can each elect a leader with the same epoch, and the check
+// lets only the first to reach the resource act in that epoch. (Raft
+// needs no ID check, one leader per term; nor do lock fencing tokens.)
 //
 // # Bully
 //

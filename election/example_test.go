@@ -39,24 +39,29 @@ func Example() {
 }
 
 // A leader fences its actions with its epoch; a resource that keeps the
-// highest epoch seen refuses a deposed leader's late request.
+// highest epoch seen, and which leader used it, refuses a deposed leader's
+// late request, and a second leader of the same epoch (Bully and Ring can
+// elect one per side of a partition, sometimes with equal epochs).
 func ExampleLeader_fencing() {
-	var highest uint64
+	var holder election.Leader // the highest epoch seen, and its leader
 	write := func(l election.Leader, what string) {
-		if l.Epoch < highest {
-			fmt.Printf("refused %q from %s: epoch %d < %d\n", what, l.ID, l.Epoch, highest)
-			return
+		switch {
+		case l.Epoch < holder.Epoch:
+			fmt.Printf("refused %q from %s: epoch %d < %d\n", what, l.ID, l.Epoch, holder.Epoch)
+		case l.Epoch == holder.Epoch && l.ID != holder.ID:
+			fmt.Printf("refused %q from %s: epoch %d belongs to %s\n", what, l.ID, l.Epoch, holder.ID)
+		default:
+			holder = l
+			fmt.Printf("applied %q from %s (epoch %d)\n", what, l.ID, l.Epoch)
 		}
-		highest = l.Epoch
-		fmt.Printf("applied %q from %s (epoch %d)\n", what, l.ID, l.Epoch)
 	}
-	old := election.Leader{ID: "n5", Epoch: 3}
-	next := election.Leader{ID: "n4", Epoch: 4}
-	write(old, "x=1")
-	write(next, "x=2")
-	write(old, "x=3") // n5 was partitioned away and does not know yet
+	write(election.Leader{ID: "n5", Epoch: 3}, "x=1")
+	write(election.Leader{ID: "n4", Epoch: 4}, "x=2")
+	write(election.Leader{ID: "n5", Epoch: 3}, "x=3") // n5 was partitioned away and does not know yet
+	write(election.Leader{ID: "n2", Epoch: 4}, "x=4") // the other side of a partition elected n2 at epoch 4 too
 	// Output:
 	// applied "x=1" from n5 (epoch 3)
 	// applied "x=2" from n4 (epoch 4)
 	// refused "x=3" from n5: epoch 3 < 4
+	// refused "x=4" from n2: epoch 4 belongs to n4
 }
