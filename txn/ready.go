@@ -24,12 +24,12 @@ import (
 // transaction's RecBegin never lands after its RecCommit.
 // The slices belong to the driver once returned.
 type Ready struct {
-	Log        []Record
-	Lazy       []Record
-	Actions    []Action
-	Checkpoint []Record
-	Messages   []Envelope
-	Results    []Result
+	Log        []Record   // to append durably before anything else
+	Lazy       []Record   // coordinator: to append without waiting (may be lost)
+	Actions    []Action   // participant: resource-manager calls, in order
+	Checkpoint []Record   // if not nil: the whole log's replacement
+	Messages   []Envelope // to send once Log is durable
+	Results    []Result   // coordinator: decisions for the callers
 }
 
 // Empty reports whether there is nothing to do.

@@ -31,8 +31,8 @@ type crashScenario struct {
 }
 
 // TestCrashPoints crashes the coordinator or one participant after each of
-// its effects (every log write and every message, so before and after
-// each), restarts it from its disk, and checks that the system settles on
+// its effects (every log write or sync and every message, so before and
+// after each, the last one included), restarts it from its disk, and checks that the system settles on
 // one outcome that every participant applies, with no one left in doubt,
 // and commit only if every participant voted YES.
 func TestCrashPoints(t *testing.T) {
@@ -102,8 +102,28 @@ func runCrashPoint(t *testing.T, faults sim.Faults, sc crashScenario, victim tra
 	if !w.s.RunUntil(settled, time.Minute) {
 		t.Fatalf("crash %s after %d effects: not settled after a minute; in doubt: %d", victim, k, w.inDoubt(partIDs))
 	}
+	checkOutcome(t, w, sc, id, fmt.Sprintf("crash %s after %d effects", victim, k))
+	if !w.plan.fired {
+		// k is past the victim's last effect: crash it after that one
+		// too, once everything has settled, and check that its recovery
+		// keeps the outcome.
+		w.s.Crash(victim)
+		w.s.Run(down)
+		w.s.Restart(victim)
+		if !w.s.RunUntil(settled, time.Minute) {
+			t.Fatalf("crash %s after its last effect: not settled after a minute; in doubt: %d", victim, w.inDoubt(partIDs))
+		}
+		checkOutcome(t, w, sc, id, fmt.Sprintf("crash %s after its last effect (%d)", victim, k))
+	}
+	return w.plan.fired, w.abortedOnRecovery
+}
+
+// checkOutcome checks a settled crash-point run: one outcome applied by
+// every participant or by none, commit only if all voted YES (and only if
+// the scenario allows it), and the coordinator's report matching.
+func checkOutcome(t *testing.T, w *world, sc crashScenario, id uuid.UUID, where string) {
+	t.Helper()
 	checkWorld(t, w)
-	where := fmt.Sprintf("crash %s after %d effects", victim, k)
 	applied := 0
 	for i, p := range partIDs {
 		if w.applied[p][id] {
@@ -131,7 +151,6 @@ func runCrashPoint(t *testing.T, faults sim.Faults, sc crashScenario, victim tra
 	if r, ok := w.results[id]; ok && (r.Outcome == txn.Committed) != (applied > 0) {
 		t.Fatalf("%s: coordinator reported %v but applied at %d participants", where, r.Outcome, applied)
 	}
-	return w.plan.fired, w.abortedOnRecovery
 }
 
 func checkWorld(t *testing.T, w *world) {
