@@ -110,9 +110,11 @@
 //     acknowledging it; the coordinator forgets a transaction only when
 //     every participant has acknowledged, and then never needs it again.
 //  6. Before voting, a participant may abort on its own: its resource
-//     manager refuses (a NO vote with the reason), or an ABORT overtook
-//     the PREPARE (it remembers the abort and votes NO to the late
-//     PREPARE). "No PREPARE in time" needs no timer here: the work travels
+//     manager refuses (a NO vote with the reason), its preparation takes
+//     longer than VoteTimeout (Prepare's context expires: the coordinator
+//     has stopped waiting for the vote by then), or an ABORT overtook the
+//     PREPARE (it remembers the abort and votes NO to the late PREPARE).
+//     "No PREPARE in time" needs no timer here: the work travels
 //     inside the PREPARE, so a participant holds nothing (no locks, no
 //     intents) for a transaction before its PREPARE arrives. The only way
 //     it hears of one earlier is a peer's QUERY, and then it does better

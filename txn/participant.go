@@ -139,7 +139,13 @@ func (p *Participant) process() {
 func (p *Participant) act(a Action) error {
 	switch a.Kind {
 	case ActPrepare:
-		intent, err := p.rm.Prepare(p.ctx, a.Txn, a.Data)
+		// A participant may abort on its own before voting: a preparation
+		// that takes longer than VoteTimeout is abandoned (its error is a
+		// NO vote), since the coordinator has given up on the vote by then
+		// and a late YES would only hold locks until the ABORT arrives.
+		ctx, cancel := context.WithTimeout(p.ctx, p.cfg.VoteTimeout)
+		intent, err := p.rm.Prepare(ctx, a.Txn, a.Data)
+		cancel()
 		if p.debug {
 			p.logger.Debug("txn: prepared", "txn", a.Txn, "yes", err == nil, "err", err)
 		}

@@ -23,7 +23,10 @@ type ResourceManager interface {
 	// also after a crash. A nil error is a YES vote; an error is a NO vote
 	// whose text is reported to the caller of Coordinator.Run. Prepare must
 	// not change committed state. ops and the returned intent are owned by
-	// the caller afterwards.
+	// the caller afterwards. ctx ends when the Participant closes or after
+	// Config.VoteTimeout, when the coordinator no longer waits for the
+	// vote: a Prepare that waits for anything should then return an error
+	// (a NO vote).
 	Prepare(ctx context.Context, txn uuid.UUID, ops []byte) (intent []byte, err error)
 	// Commit applies a prepared intent and releases its locks. It must not
 	// fail for an intent Prepare returned; an error stops the Participant.

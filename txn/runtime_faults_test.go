@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"math/rand/v2"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -274,5 +275,57 @@ func waitFor(t *testing.T, ch <-chan struct{}, what string) {
 	case <-ch:
 	case <-time.After(10 * time.Second):
 		t.Fatalf("timed out waiting for %s", what)
+	}
+}
+
+// slowStore is a Store whose Prepare waits for its context to end (a
+// resource it needs never becomes available).
+type slowStore struct{ *txn.Store }
+
+func (s slowStore) Prepare(ctx context.Context, _ uuid.UUID, _ []byte) ([]byte, error) {
+	<-ctx.Done()
+	return nil, fmt.Errorf("resource not available: %w", ctx.Err())
+}
+
+// TestRuntimePrepareTimesOut: a participant whose resource manager cannot
+// prepare within its VoteTimeout aborts on its own and votes NO, before
+// the coordinator (here far more patient) would time the vote out.
+func TestRuntimePrepareTimesOut(t *testing.T) {
+	net, err := memnet.New(memnet.DefaultConfig())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer net.Close()
+	trc, err := net.Join("c")
+	if err != nil {
+		t.Fatal(err)
+	}
+	trp, err := net.Join("bank1")
+	if err != nil {
+		t.Fatal(err)
+	}
+	pcfg := runtimeConfig()
+	pcfg.VoteTimeout = 50 * time.Millisecond
+	p, err := txn.NewParticipant(trp, txn.NewMemoryLog(), slowStore{txn.NewStore()}, pcfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer p.Close()
+	ccfg := runtimeConfig()
+	ccfg.VoteTimeout = time.Hour
+	ccfg.FinishedTTL = 2 * time.Hour
+	c, err := txn.NewCoordinator(trc, txn.NewMemoryLog(), ccfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	ops, err := txn.EncodeOps(txn.Op{Kind: txn.OpAdd, Key: "a", Amount: 1})
+	if err != nil {
+		t.Fatal(err)
+	}
+	_, err = c.Run(context.Background(), txn.Work{Participant: "bank1", Ops: ops})
+	var ae *txn.AbortError
+	if !errors.As(err, &ae) || !errors.Is(err, txn.ErrVotedNo) || !strings.Contains(ae.Reason, "deadline exceeded") {
+		t.Fatalf("Run() = %v; want a NO vote from bank1's expired preparation", err)
 	}
 }
