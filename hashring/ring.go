@@ -284,15 +284,7 @@ func derive(old *snapshot, nodes []member, oldToNew []int32, fresh int, hash poi
 		for i := range add {
 			add[i] = point{hash: hash(m.name, uint32(i), 0), node: uint32(fresh)}
 		}
-		slices.SortFunc(add, func(a, b point) int {
-			switch {
-			case a.hash < b.hash:
-				return -1
-			case a.hash > b.hash:
-				return 1
-			}
-			return 0
-		})
+		slices.SortFunc(add, byPosition)
 		for i := 1; i < len(add); i++ {
 			if add[i].hash == add[i-1].hash {
 				return buildFull(nodes, hash)

@@ -168,15 +168,7 @@ func newRefRing(vnodes int, nodes map[string]float64) *refRing {
 // ways round (on a tie, the one counter-clockwise of h).
 func (ref *refRing) clockwise(h uint64) []point {
 	pts := slices.Clone(ref.points)
-	slices.SortFunc(pts, func(a, b point) int {
-		switch {
-		case a.hash < b.hash:
-			return -1
-		case a.hash > b.hash:
-			return 1
-		}
-		return 0
-	})
+	slices.SortFunc(pts, byPosition)
 	owner := 0
 	bestDist, bestBehind := uint64(math.MaxUint64), false
 	for i, p := range pts {

@@ -19,6 +19,9 @@ type point struct {
 	node uint32
 }
 
+// byPosition orders points by their hash, for slices.SortFunc.
+func byPosition(a, b point) int { return cmp.Compare(a.hash, b.hash) }
+
 // member is a node of a snapshot.
 type member struct {
 	name   string
