@@ -49,9 +49,10 @@ type Config struct {
 	// cover two trips around the ring.
 	RingTimeout time.Duration
 	// BootDelay is how long a node that has just started listens before it
-	// first campaigns, so it learns the group's current epoch from the
-	// heartbeats instead of announcing a stale one. About two heartbeat
-	// intervals.
+	// first campaigns, so it learns the current leader and epoch from the
+	// heartbeats instead of disturbing the group with an election it would
+	// lose (and, without a durable Store, with an epoch the others have
+	// passed). About two heartbeat intervals.
 	BootDelay time.Duration
 
 	// Detector configures the failure detector (heartbeats, φ accrual,

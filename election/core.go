@@ -97,7 +97,7 @@ type base struct {
 	// ends or the leader proves alive.
 	suspect   bool
 	heard     time.Time // when the leader was last heard from (or adopted)
-	bootUntil time.Time // no campaigning before: learn the epoch first
+	bootUntil time.Time // no campaigning before: learn the current leader first
 
 	// saved is the highest epoch handed to the driver to persist (or
 	// restored); Ready reports a State when a higher one appears.
