@@ -153,7 +153,7 @@
 // 100 ms heartbeats. BenchmarkBullyElection and BenchmarkRingElection run
 // the "all start at once" rows through the same measurement (their
 // messages/op for n=5 are the 24 and 14 below; ns/op is the CPU time of
-// simulating one election).
+// simulating the whole op: building the group, its boot and the election).
 //
 //	                                      n=3           n=5           n=7           n=9
 //	bully, best start (highest node)      2 (4ms)       4 (5ms)       6 (6ms)       8 (6ms)
