@@ -17,7 +17,7 @@ const (
 
 	// MaxPoints bounds the points of a whole ring, so that point indexes fit
 	// in 32 bits with room to spare and memory stays predictable
-	// (16 bytes per point plus the lookup index).
+	// (32 bytes per point plus the lookup index).
 	MaxPoints = 1 << 26
 )
 

@@ -22,8 +22,10 @@
 // Adding a node only takes the keys nearer to its new points than to any
 // old one, so only about 1/(n+1) of the keys move, all of them to the new
 // node; removing a node hands only its own keys to their next-nearest
-// points. Replicas (LocateN) are the owner and then the next distinct
-// nodes clockwise.
+// points. Replicas (LocateN) are the distinct nodes nearest to the key,
+// nearest first: exactly the owners the key gets if the owner fails, then
+// the next one, so a replica set already holds the key's data wherever it
+// moves.
 //
 // The classic ring (Chord, most libraries) gives a key to the first point
 // clockwise instead, so each point owns the whole gap before it. Nearest
@@ -43,9 +45,9 @@
 // point of them (with 160 points, node-0 … node-99 give 6.2% by arc
 // length, 6.3% over a million keys; the clockwise rule gave 8.5% and
 // 8.8%). A node of weight w gets round(w·v) points, and always at least
-// one, so a small weight still gets its share. More points cost memory (24
-// bytes each, plus 8 to 16 bytes of index) and make changes slower, but
-// not lookups: an index of two to
+// one, so a small weight still gets its share. More points cost memory
+// (32 bytes each, for its position and its arc's end, plus 8 to 16 bytes
+// of index) and make changes slower, but not lookups: an index of two to
 // four buckets per point maps the top bits of a key's hash either straight
 // to the owner (for the majority of buckets, which hold no point) or to the
 // one or two points to compare, so Locate reads one or two words instead of
@@ -64,7 +66,7 @@
 //		hashring.Node{Name: "cache-b", Weight: 2})
 //	if err != nil { … }
 //	owner, err := ring.Locate("user:42")              // one owner
-//	replicas, err := ring.LocateN(buf[:0], "user:42", 3) // owner + next 2 clockwise
+//	replicas, err := ring.LocateN(buf[:0], "user:42", 3) // owner + the next 2 owners
 //	err = ring.Add("cache-c", 1)                       // moves ~1/3 of keys to cache-c
 //
 // For sticky assignments with a hard cap per node (sessions, connections,
@@ -86,13 +88,13 @@
 //	                   | Ring             | Bounded            | Jump              | Rendezvous
 //	-------------------+------------------+--------------------+-------------------+------------------
 //	lookup             | O(1) avg, ~25 ns | O(1) avg + mutex   | O(ln n), ~50 ns   | O(n), ~0.4 µs at n=100
-//	memory             | 24-32 B × points | ring + O(keys)     | none              | O(n)
+//	memory             | 40-48 B × points | ring + O(keys)     | none              | O(n)
 //	movement on change | ~1/n, optimal in | only what the      | optimal: exactly  | optimal
 //	                   | expectation      | bound requires     | 1/(n+1)           |
 //	balance (std-dev)  | ≈ 1/√(2·vnodes)  | max ≤ ⌈c·mean⌉     | ≈ 0 (near perfect)| ≈ key sampling noise
 //	weights            | yes (points)     | yes (capacities)   | no                | yes (log method)
 //	remove any node    | yes              | yes                | no: last only     | yes
-//	replicas (LocateN) | yes, ring order  | no                 | no                | yes, by score
+//	replicas (LocateN) | yes, nearest 1st | no                 | no                | yes, by score
 //
 // Pick Jump for numbered shards that only grow or shrink at the end, the
 // ring for named servers that come and go, rendezvous when n is small and

@@ -94,12 +94,14 @@ func (r *Ring) LocateBytes(key []byte) (string, error) {
 	return r.load().owner(xxhash.Sum64(key))
 }
 
-// LocateN appends to dst the first n distinct nodes clockwise from key's
-// owner, the owner first, and returns the extended slice: the usual replica
-// placement. If the ring has fewer than n nodes it appends all of them, so
-// len(result)-len(dst) < n exactly when Len() < n. It returns ErrEmpty on an
-// empty ring (unless n is 0) and ErrInvalidCount for a negative n. Pass a
-// reused dst[:0] with capacity ≥ n to avoid allocating.
+// LocateN appends to dst the n distinct nodes nearest to key's hash,
+// nearest first, and returns the extended slice: the owner, then the node
+// that would own key if the owner were removed, and so on — the usual
+// replica placement, in failover order. If the ring has fewer than n
+// nodes it appends all of them, so len(result)-len(dst) < n exactly when
+// Len() < n. It returns ErrEmpty on an empty ring (unless n is 0) and
+// ErrInvalidCount for a negative n. Pass a reused dst[:0] with capacity
+// ≥ n to avoid allocating.
 func (r *Ring) LocateN(dst []string, key string, n int) ([]string, error) {
 	return r.load().appendOwners(dst, hashKey(key), n)
 }
@@ -293,8 +295,7 @@ func derive(old *snapshot, nodes []member, oldToNew []int32, fresh int, hash poi
 	}
 	out := make([]point, 0, total)
 	j := 0
-	for i := range old.pos {
-		p := old.placed(i)
+	for _, p := range old.pos {
 		to := oldToNew[p.node]
 		if to < 0 {
 			continue

@@ -1,6 +1,7 @@
 package hashring
 
 import (
+	"cmp"
 	"errors"
 	"fmt"
 	"math"
@@ -163,27 +164,33 @@ func newRefRing(vnodes int, nodes map[string]float64) *refRing {
 	return ref
 }
 
-// clockwise returns the points in clockwise order starting at the owner
-// of h: the point nearest to h, by plain comparison of the distances both
-// ways round (on a tie, the one counter-clockwise of h).
-func (ref *refRing) clockwise(h uint64) []point {
+// nearest returns the points in order of their distance from h, by plain
+// comparison of the distances both ways round (of two points at the same
+// distance, the one counter-clockwise of h first): the owner, then the
+// point that would own h without it, and so on.
+func (ref *refRing) nearest(h uint64) []point {
 	pts := slices.Clone(ref.points)
-	slices.SortFunc(pts, byPosition)
-	owner := 0
-	bestDist, bestBehind := uint64(math.MaxUint64), false
-	for i, p := range pts {
+	dist := func(p point) (uint64, int) {
 		back, ahead := h-p.hash, p.hash-h // distances mod 2^64
-		dist, behind := min(back, ahead), back <= ahead
-		if dist < bestDist || (dist == bestDist && behind && !bestBehind) {
-			owner, bestDist, bestBehind = i, dist, behind
+		if back <= ahead {
+			return back, 0
 		}
+		return ahead, 1
 	}
-	return append(pts[owner:], pts[:owner]...)
+	slices.SortFunc(pts, func(a, b point) int {
+		da, sa := dist(a)
+		db, sb := dist(b)
+		if c := cmp.Compare(da, db); c != 0 {
+			return c
+		}
+		return cmp.Compare(sa, sb)
+	})
+	return pts
 }
 
 func (ref *refRing) locateN(h uint64, n int) []string {
 	var out []string
-	for _, p := range ref.clockwise(h) {
+	for _, p := range ref.nearest(h) {
 		if len(out) == n {
 			break
 		}
@@ -267,7 +274,7 @@ func TestRingMatchesReference(t *testing.T) {
 		s := r.load()
 		probes := []uint64{0, math.MaxUint64}
 		for i := range min(len(s.points), 20) {
-			probes = append(probes, s.pos[i]-1, s.pos[i], s.pos[i]+1, s.points[i].hash, s.points[i].hash+1)
+			probes = append(probes, s.pos[i].hash-1, s.pos[i].hash, s.pos[i].hash+1, s.points[i].hash, s.points[i].hash+1)
 		}
 		for _, h := range probes {
 			got, err := s.owner(h)
@@ -625,6 +632,31 @@ func TestCrowdedBucketsUseBinarySearch(t *testing.T) {
 		}
 		if got := s.locate(h); got != want {
 			t.Fatalf("locate(%#x) = %d; want %d", h, got, want)
+		}
+	}
+}
+
+// TestLocateNIsTheFailoverOrder: the replicas LocateN lists are the owners
+// a key gets as nodes fail: remove the owner and the second becomes the
+// owner, remove it too and the third does. So a replica set already holds
+// a key's data wherever the key moves when its owners fail.
+func TestLocateNIsTheFailoverOrder(t *testing.T) {
+	nodes := equalNodes("n", 12)
+	base := mustRing(t, DefaultConfig(), nodes...)
+	for i := range 300 {
+		key := fmt.Sprintf("key-%d", i)
+		want, err := base.LocateN(nil, key, 3)
+		if err != nil {
+			t.Fatal(err)
+		}
+		r := mustRing(t, DefaultConfig(), nodes...)
+		for k := range 3 {
+			if got, err := r.Locate(key); err != nil || got != want[k] {
+				t.Fatalf("%s: owner after removing %v = %q, %v; want %q (replicas %v)", key, want[:k], got, err, want[k], want)
+			}
+			if err := r.Remove(want[k]); err != nil {
+				t.Fatal(err)
+			}
 		}
 	}
 }

@@ -52,17 +52,18 @@ type snapshot struct {
 	// when building, see buildFull) and each arc end lies in
 	// [position, next position).
 	points []point
-	// pos holds the points' positions, sorted: what incremental changes
-	// merge into. The point at pos[i] is points[(i+rot)%len(points)]:
-	// rot is 1 when the last arc crosses zero, so its end sorts first.
-	pos []uint64
+	// pos holds the points at their positions, sorted: what LocateN
+	// walks and incremental changes merge into. The arc of pos[i] ends at
+	// points[(i+rot)%len(points)]: rot is 1 when the last arc crosses
+	// zero, so its end sorts first.
+	pos []point
 	rot int
 	// nodes is sorted by name; point.node indexes it.
 	nodes []member
 	// index has 2^k entries, one per bucket of the hash space (the keys
 	// whose top k bits are b), with 2^k between 2 and 4 times len(points):
 	// most buckets then hold no point, and the index costs at most as much
-	// memory as the points (8-16 bytes per point against 16).
+	// memory as the lookup array (8-16 bytes per point against 16).
 	// An entry is either the index of the bucket's first point, or, when no
 	// point falls inside the bucket, ownerFlag|node: every key of the bucket
 	// then belongs to that node and a lookup reads nothing but this entry.
@@ -174,8 +175,11 @@ func (s *snapshot) owner(h uint64) (string, error) {
 	return s.nodes[s.points[s.scan(int(e), h)].node].name, nil
 }
 
-// appendOwners appends to dst the first n distinct nodes from h's owner
-// on, clockwise.
+// appendOwners appends to dst the first n distinct nodes in order of the
+// distance of their nearest point from h (on a tie, counter-clockwise
+// first): the owner, then the node that would own h without it, and so
+// on. It walks outwards from the owner's position in both directions at
+// once, always taking the nearer of the two next points.
 func (s *snapshot) appendOwners(dst []string, h uint64, n int) ([]string, error) {
 	if n < 0 {
 		return dst, fmt.Errorf("%w: n is %d, want ≥ 0", ErrInvalidCount, n)
@@ -192,12 +196,29 @@ func (s *snapshot) appendOwners(dst []string, h uint64, n int) ([]string, error)
 	if n > len(small) {
 		seen = make([]uint64, (len(s.nodes)+63)/64)
 	}
+	total := len(s.pos)
+	i := s.locate(h) - s.rot // the owner's position index
+	if i < 0 {
+		i = total - 1
+	}
+	lo, hi := i, i // the positions taken so far
 	found := 0
-	for i := s.locate(h); found < n; i++ {
-		if i == len(s.points) {
-			i = 0
+	for step := 0; found < n && step < total; step++ {
+		node := s.pos[i].node
+		// Next: the nearer of the points just outside [lo, hi]. The
+		// distances are modular, so they stay right across zero.
+		l, r := lo-1, hi+1
+		if l < 0 {
+			l = total - 1
 		}
-		node := s.points[i].node
+		if r == total {
+			r = 0
+		}
+		if h-s.pos[l].hash <= s.pos[r].hash-h {
+			lo, i = l, l
+		} else {
+			hi, i = r, r
+		}
 		if seen != nil {
 			if seen[node/64]&(1<<(node%64)) != 0 {
 				continue
@@ -327,17 +348,14 @@ func buildFull(nodes []member, hash pointHasher) (*snapshot, error) {
 // (placed becomes the lookup array), and indexes them.
 func newSnapshot(nodes []member, placed []point, displaced bool) *snapshot {
 	n := len(placed)
-	s := &snapshot{nodes: nodes, points: placed, pos: make([]uint64, n), displaced: displaced}
-	for i := range placed {
-		s.pos[i] = placed[i].hash
-	}
+	s := &snapshot{nodes: nodes, points: placed, pos: slices.Clone(placed), displaced: displaced}
 	for i := range placed {
 		// The gap to the next point clockwise, across zero for the last
 		// one (modular arithmetic); 0 for a lone point, which owns all.
-		gap := s.pos[(i+1)%n] - s.pos[i]
-		placed[i].hash = s.pos[i] + gap/2
+		gap := s.pos[(i+1)%n].hash - s.pos[i].hash
+		placed[i].hash = s.pos[i].hash + gap/2
 	}
-	if n > 1 && placed[n-1].hash < s.pos[n-1] {
+	if n > 1 && placed[n-1].hash < s.pos[n-1].hash {
 		// The last arc ends past zero: its end is the smallest.
 		last := placed[n-1]
 		copy(placed[1:], placed[:n-1])
@@ -346,9 +364,4 @@ func newSnapshot(nodes []member, placed []point, displaced bool) *snapshot {
 	}
 	s.buildIndex()
 	return s
-}
-
-// placed returns the i-th point by position: its position and node.
-func (s *snapshot) placed(i int) point {
-	return point{hash: s.pos[i], node: s.points[(i+s.rot)%len(s.points)].node}
 }
