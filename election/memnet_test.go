@@ -274,10 +274,30 @@ func TestNewRejectsBadInput(t *testing.T) {
 			}
 		})
 	}
-	if _, err := election.NewRaft(nil, election.DefaultRaftConfig()); !errors.Is(err, election.ErrInvalidConfig) {
-		t.Errorf("NewRaft(nil) error = %v; want ErrInvalidConfig", err)
+	raftTests := []struct {
+		name string
+		node election.RaftNode
+		cfg  election.RaftConfig
+	}{
+		{"nil node", nil, election.DefaultRaftConfig()},
+		{"typed nil node", (*consensus.Node)(nil), election.DefaultRaftConfig()},
+		{"node without an ID", noID{}, election.DefaultRaftConfig()},
+		{"zero poll interval", noID{}, election.RaftConfig{}},
+	}
+	for _, tt := range raftTests {
+		if el, err := election.NewRaft(tt.node, tt.cfg); !errors.Is(err, election.ErrInvalidConfig) {
+			if el != nil {
+				el.Close()
+			}
+			t.Errorf("NewRaft(%s) error = %v; want ErrInvalidConfig", tt.name, err)
+		}
 	}
 }
+
+// noID is a Raft node whose Status names no node.
+type noID struct{}
+
+func (noID) Status() consensus.Status { return consensus.Status{} }
 
 // nopSM is a state machine with no state: the Raft elector needs Raft, not
 // a replicated service.

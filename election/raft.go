@@ -63,15 +63,19 @@ var _ Elector = (*RaftElector)(nil)
 // NewRaft returns an elector over node, which must already be running; the
 // caller keeps ownership of node and closes it after the elector.
 func NewRaft(node RaftNode, cfg RaftConfig) (*RaftElector, error) {
-	if node == nil {
+	if cn, ok := node.(*consensus.Node); node == nil || (ok && cn == nil) {
 		return nil, fmt.Errorf("%w: nil raft node", ErrInvalidConfig)
 	}
 	if err := cfg.Validate(); err != nil {
 		return nil, err
 	}
+	self := node.Status().ID
+	if self == "" {
+		return nil, fmt.Errorf("%w: raft node reports no ID", ErrInvalidConfig)
+	}
 	e := &RaftElector{
 		node:  node,
-		self:  node.Status().ID,
+		self:  self,
 		stopc: make(chan struct{}),
 		donec: make(chan struct{}),
 	}
