@@ -122,6 +122,11 @@
 // the current epoch from the others' heartbeats, which holds only while
 // one of them remembers it. A Node whose Store fails to save stops (its
 // Campaign and Resign return ErrStore), as a crashed node would.
+// TestPersistBeforeSend checks the contract on the cores (no message or
+// view above the saved epoch, across crashes); the simulation tests check
+// at every boot and view change that no node's epoch goes back across its
+// restarts, and TestRestartKeepsEpoch that a leader restarted alone wins
+// an epoch above the one it held.
 //
 // Candidacy: every node stands for election from the start. Resign
 // withdraws (a leader announces "no leader" for its epoch, and the others
