@@ -85,3 +85,29 @@ func RemoveTempFiles(dir string) error {
 	}
 	return nil
 }
+
+// RemoveTempFilesOf deletes the temporary files an interrupted
+// WriteFileAtomic(path, …) left next to path, and nothing else: unlike
+// RemoveTempFiles it is safe in a directory that holds other programs'
+// files. Call it when opening path, before anyone writes to it.
+func RemoveTempFilesOf(path string) error {
+	dir, base := filepath.Split(path)
+	if dir == "" {
+		dir = "."
+	}
+	entries, err := os.ReadDir(dir)
+	if err != nil {
+		return fmt.Errorf("wal: remove temp files of %s: %w", path, err)
+	}
+	prefix := "." + base + "."
+	for _, e := range entries {
+		name := e.Name()
+		if e.Type().IsRegular() && len(name) > len(prefix)+len(tempSuffix) &&
+			strings.HasPrefix(name, prefix) && strings.HasSuffix(name, tempSuffix) {
+			if err := os.Remove(filepath.Join(dir, name)); err != nil && !os.IsNotExist(err) {
+				return fmt.Errorf("wal: remove temp files of %s: %w", path, err)
+			}
+		}
+	}
+	return nil
+}

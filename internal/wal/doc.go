@@ -14,7 +14,11 @@
 //	last, err := log.Append(rec1, rec2, rec3)
 //
 // Snapshot files and other small files that are replaced as a whole are
-// written with WriteFileAtomic.
+// written with WriteFileAtomic. Files that need checksummed pieces but no
+// record index (checkpoints, compacted logs, simple append-only logs) are
+// sequences of frames: AppendFrame (or SealFrame, to encode in place)
+// writes one, DecodeFrame reads one and tells a torn tail (ErrTruncated)
+// from damage (ErrCorrupt). txn and idempotency use both.
 //
 // # Format
 //
@@ -23,6 +27,10 @@
 // a 16-byte header (CRC32C, payload length, index) followed by the payload;
 // see DecodeRecord. A new segment is started once the active one exceeds
 // Options.SegmentSize.
+//
+// A frame is a record without the index: an 8-byte header (CRC32C of the
+// length and payload, payload length) followed by the payload; see
+// DecodeFrame.
 //
 // # Guarantees
 //

@@ -1,6 +1,7 @@
 package wal_test
 
 import (
+	"errors"
 	"fmt"
 	"os"
 
@@ -27,4 +28,25 @@ func Example() {
 	// last index: 2
 	// 1: set x=1
 	// 2: set y=2
+}
+
+// Frames carry checksummed payloads without an index, for files such as
+// checkpoints; a torn tail is told apart from corruption.
+func ExampleDecodeFrame() {
+	var file []byte
+	file = wal.AppendFrame(file, []byte("first"))
+	file = wal.AppendFrame(file, []byte("second"))
+	file = file[:len(file)-2] // a crash tore the last write
+	for len(file) > 0 {
+		payload, n, err := wal.DecodeFrame(file)
+		if errors.Is(err, wal.ErrTruncated) {
+			fmt.Println("torn tail of", len(file), "bytes")
+			break
+		}
+		fmt.Printf("%s\n", payload)
+		file = file[n:]
+	}
+	// Output:
+	// first
+	// torn tail of 12 bytes
 }

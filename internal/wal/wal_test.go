@@ -369,3 +369,25 @@ func TestWriteFileAtomic(t *testing.T) {
 		t.Fatalf("directory after RemoveTempFiles holds %v; want only snap", entries)
 	}
 }
+
+func TestRemoveTempFilesOf(t *testing.T) {
+	dir := t.TempDir()
+	files := []string{"log", ".log.123.tmp", ".log.9.tmp", ".other.1.tmp", ".log.tmp", "log.1.tmp"}
+	for _, name := range files {
+		if err := os.WriteFile(filepath.Join(dir, name), []byte("x"), 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := wal.RemoveTempFilesOf(filepath.Join(dir, "log")); err != nil {
+		t.Fatal(err)
+	}
+	var got []string
+	entries, _ := os.ReadDir(dir)
+	for _, e := range entries {
+		got = append(got, e.Name())
+	}
+	want := []string{".log.tmp", ".other.1.tmp", "log", "log.1.tmp"} // only log's own temp files go
+	if fmt.Sprint(got) != fmt.Sprint(want) {
+		t.Fatalf("directory after RemoveTempFilesOf holds %v; want %v", got, want)
+	}
+}
