@@ -4,7 +4,6 @@ import (
 	"encoding/binary"
 	"errors"
 	"fmt"
-	"hash/crc32"
 	"io"
 	"os"
 	"path/filepath"
@@ -120,11 +119,17 @@ func (l *FileLog) readCheckpoint() ([]Record, uint64, error) {
 	if err != nil {
 		return nil, 0, fmt.Errorf("txn: read checkpoint: %w", err)
 	}
-	if len(b) < 8 {
-		return nil, 0, fmt.Errorf("%w: checkpoint of %d bytes", ErrMalformed, len(b))
+	// The first frame holds the index the checkpoint covers, so it is
+	// checksummed like the records.
+	hdr, n, err := wal.DecodeFrame(b)
+	if err == nil && len(hdr) != 8 {
+		err = fmt.Errorf("header of %d bytes, want 8", len(hdr))
 	}
-	base := binary.BigEndian.Uint64(b)
-	recs, rest, err := DecodeFramed(b[8:])
+	if err != nil {
+		return nil, 0, fmt.Errorf("%w: checkpoint header: %w", ErrMalformed, err)
+	}
+	base := binary.BigEndian.Uint64(hdr)
+	recs, rest, err := DecodeFramed(b[n:])
 	if err == nil && len(rest) != 0 {
 		err = fmt.Errorf("%w: checkpoint has %d bytes of garbage", ErrMalformed, len(rest))
 	}
@@ -184,12 +189,8 @@ func (l *FileLog) Replace(recs []Record) error {
 	defer l.mu.Unlock()
 	last := l.w.LastIndex()
 	err := wal.WriteFileAtomic(filepath.Join(l.dir, checkpointFile), func(w io.Writer) error {
-		var hdr [8]byte
-		binary.BigEndian.PutUint64(hdr[:], last)
-		if _, err := w.Write(hdr[:]); err != nil {
-			return err
-		}
-		b, err := AppendFramed(nil, recs...)
+		b := wal.AppendFrame(nil, binary.BigEndian.AppendUint64(nil, last))
+		b, err := AppendFramed(b, recs...)
 		if err != nil {
 			return err
 		}
@@ -209,20 +210,21 @@ func (l *FileLog) Replace(recs []Record) error {
 // Close implements Log.
 func (l *FileLog) Close() error { return l.w.Close() }
 
-var castagnoli = crc32.MakeTable(crc32.Castagnoli)
-
-// AppendFramed appends records to dst as frames (uvarint length, CRC32C of
-// the record, the record), the format of checkpoint files and of simple
-// append-only logs.
+// AppendFramed appends records to dst as checksummed frames (see
+// wal.AppendFrame: CRC32C, length, the encoded record), the format of
+// checkpoint files and of simple append-only logs. A record whose encoding
+// exceeds wal.MaxFrameSize is refused with ErrInvalid: DecodeFramed could
+// not read it back.
 func AppendFramed(dst []byte, recs ...Record) ([]byte, error) {
 	for _, r := range recs {
 		b, err := r.MarshalBinary()
 		if err != nil {
 			return nil, err
 		}
-		dst = binary.AppendUvarint(dst, uint64(len(b)))
-		dst = binary.BigEndian.AppendUint32(dst, crc32.Checksum(b, castagnoli))
-		dst = append(dst, b...)
+		if len(b) > wal.MaxFrameSize {
+			return nil, fmt.Errorf("%w: record of %d bytes exceeds %d", ErrInvalid, len(b), wal.MaxFrameSize)
+		}
+		dst = wal.AppendFrame(dst, b)
 	}
 	return dst, nil
 }
@@ -233,13 +235,11 @@ func AppendFramed(dst []byte, recs ...Record) ([]byte, error) {
 // checksum but does not decode is an error. The records alias b.
 func DecodeFramed(b []byte) (recs []Record, rest []byte, err error) {
 	for len(b) > 0 {
-		n, k := binary.Uvarint(b)
-		if k <= 0 || n > uint64(len(b)) || uint64(len(b)-k) < 4+n {
-			return recs, b, nil
-		}
-		sum := binary.BigEndian.Uint32(b[k:])
-		body := b[k+4 : k+4+int(n)]
-		if crc32.Checksum(body, castagnoli) != sum {
+		body, n, err := wal.DecodeFrame(b)
+		if err != nil {
+			// Torn (wal.ErrTruncated) or damaged (wal.ErrCorrupt): either
+			// way nothing from here on can be trusted; the caller decides
+			// whether a rest is a torn tail to cut or an error.
 			return recs, b, nil
 		}
 		r, err := UnmarshalRecord(body)
@@ -247,7 +247,7 @@ func DecodeFramed(b []byte) (recs []Record, rest []byte, err error) {
 			return recs, b, err
 		}
 		recs = append(recs, r)
-		b = b[k+4+int(n):]
+		b = b[n:]
 	}
 	return recs, nil, nil
 }
