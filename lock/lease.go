@@ -18,12 +18,19 @@ type leaseBound struct {
 }
 
 // acked records the acknowledgement of a renewal (or of the Open) sent at
-// sent, and returns the new bound.
-func (b *leaseBound) acked(sent time.Time) time.Time {
+// sent. It reports false, and leaves the bound alone, if the renewal was
+// sent after the bound had passed: the lease may have lapsed before the
+// service saw it, and a lapsed lease is lost for good (the service may have
+// expired it, freed its locks, and met a late duplicate of the Open since),
+// so no answer can make it trusted again.
+func (b *leaseBound) acked(sent time.Time) bool {
+	if !b.until.IsZero() && !sent.Before(b.until) {
+		return false
+	}
 	if u := sent.Add(b.ttl - b.margin); u.After(b.until) {
 		b.until = u
 	}
-	return b.until
+	return true
 }
 
 // valid reports whether the lease can still be trusted at now.

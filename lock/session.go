@@ -314,12 +314,13 @@ func (s *Session) withdrawName(name string) {
 }
 
 // requestContext bounds a background request by the lease: after the bound
-// the session is lost anyway.
+// the session is lost anyway. The time left is measured on the session's
+// clock (which may not be the wall clock context deadlines use).
 func (s *Session) requestContext() (context.Context, context.CancelFunc) {
 	s.mu.Lock()
-	deadline := s.bound.until
+	left := s.bound.until.Sub(s.cfg.Clock.Now())
 	s.mu.Unlock()
-	return context.WithDeadline(s.ctx, deadline)
+	return context.WithTimeout(s.ctx, left)
 }
 
 // Unlock releases g, which must be a grant of this session. It fails with
@@ -384,10 +385,18 @@ func (s *Session) keepAlive() {
 		switch {
 		case err == nil:
 			s.mu.Lock()
-			s.bound.acked(sent)
-			s.orphans(resp.Held)
-			s.stats.KeepAlives++
+			renewed := s.bound.acked(sent)
+			if renewed {
+				s.orphans(resp.Held)
+				s.stats.KeepAlives++
+			}
+			until := s.bound.until
 			s.mu.Unlock()
+			if !renewed {
+				s.lose(fmt.Errorf("%w: keepalive sent at %v, after the bound %v had passed", ErrLeaseLost,
+					sent.Format(time.RFC3339Nano), until.Format(time.RFC3339Nano)))
+				return
+			}
 		case errors.Is(err, ErrNoSession):
 			s.lose(err)
 			return

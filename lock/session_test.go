@@ -7,6 +7,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/distkit/distkit/clock"
 	"github.com/distkit/distkit/lock"
 )
 
@@ -381,5 +382,55 @@ func TestLocalWakesWaitersOfExpiredSessions(t *testing.T) {
 	<-queued
 	if err := <-errc; !errors.Is(err, lock.ErrNoSession) {
 		t.Errorf("waiting Do after the session expired = %v; want ErrNoSession", err)
+	}
+}
+
+// lateAnswers is a Service that acknowledges everything, even keepalives
+// sent after the client's bound passed (a service whose expiry is late, or
+// that met a late duplicate of the Open). It signals each keepalive on
+// keepalives until quit is closed.
+type lateAnswers struct {
+	keepalives chan struct{}
+	quit       chan struct{}
+}
+
+func (a *lateAnswers) Do(_ context.Context, req lock.Request) (lock.Response, error) {
+	if req.Op == lock.OpKeepAlive {
+		select {
+		case a.keepalives <- struct{}{}:
+		case <-a.quit:
+		}
+	}
+	return lock.Response{}, nil
+}
+
+func TestKeepAliveSentAfterTheBoundDoesNotRevive(t *testing.T) {
+	clk := clock.NewManual(time.Now())
+	svc := &lateAnswers{keepalives: make(chan struct{}), quit: make(chan struct{})}
+	cfg := lock.DefaultSessionConfig() // a 10 s TTL: the watchdog's real timer stays out of the way
+	cfg.KeepAliveInterval = 10 * time.Millisecond
+	cfg.Clock = clk
+	s, err := lock.NewSession(context.Background(), svc, cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		close(svc.quit)
+		s.Close()
+	})
+	bound := s.Expiry()
+	<-svc.keepalives // sent before the bound: renews it
+	clk.Advance(2 * cfg.TTL)
+	<-svc.keepalives // sent after the bound passed: must not renew it
+	select {
+	case <-s.Done():
+	case <-svc.keepalives:
+		t.Fatalf("a keepalive sent after the bound renewed the lease: Expiry = %v (bound was %v)", s.Expiry(), bound)
+	}
+	if !errors.Is(s.Err(), lock.ErrLeaseLost) {
+		t.Errorf("Err = %v; want ErrLeaseLost", s.Err())
+	}
+	if !s.Expiry().Before(clk.Now()) {
+		t.Errorf("Expiry = %v; want before now %v: a lapsed lease stays lapsed", s.Expiry(), clk.Now())
 	}
 }
