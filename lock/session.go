@@ -195,12 +195,14 @@ func (s *Session) Stats() SessionStats {
 	return st
 }
 
-// Holds returns the token of this session's grant of name, if it holds it.
+// Holds returns the token of this session's grant of name, if it holds it
+// and the lease is trusted now (see Valid): the watchdog may not have
+// noticed yet that the bound passed, Holds does not rely on it.
 func (s *Session) Holds(name string) (Token, bool) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	t, ok := s.held[name]
-	return t, ok && s.ctx.Err() == nil
+	return t, ok && s.ctx.Err() == nil && s.bound.valid(s.cfg.Clock.Now())
 }
 
 // Lock acquires lock name, waiting behind earlier waiters (FIFO), and

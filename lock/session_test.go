@@ -434,3 +434,28 @@ func TestKeepAliveSentAfterTheBoundDoesNotRevive(t *testing.T) {
 		t.Errorf("Expiry = %v; want before now %v: a lapsed lease stays lapsed", s.Expiry(), clk.Now())
 	}
 }
+
+func TestHoldsIsFalseOnceTheBoundPassed(t *testing.T) {
+	clk := clock.NewManual(time.Now())
+	cfg := lock.DefaultSessionConfig() // a 10 s TTL: the watchdog's real timer stays out of the way
+	cfg.Clock = clk
+	s, err := lock.NewSession(context.Background(), newLocal(t), cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { s.Close() })
+	g, err := s.Lock(context.Background(), "x")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if tok, ok := s.Holds("x"); !ok || tok != g.Token {
+		t.Fatalf("Holds(x) = %d, %v; want %d, true", tok, ok, g.Token)
+	}
+	clk.Set(s.Expiry()) // the bound passes; the watchdog has not run yet
+	if tok, ok := s.Holds("x"); ok {
+		t.Errorf("Holds(x) = %d, true at the bound; want false: the lease can no longer be trusted", tok)
+	}
+	if s.Valid() {
+		t.Errorf("Valid() = true at the bound; want false")
+	}
+}
