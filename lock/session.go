@@ -108,6 +108,12 @@ type Session struct {
 	stats    SessionStats
 	closed   bool
 
+	// bg bounds the requests of the keepalive goroutine and of
+	// withdrawals; Close cancels it, so Close need not wait out a request
+	// to an unreachable service.
+	bg       context.Context
+	bgCancel context.CancelFunc
+
 	stop chan struct{}
 	wg   sync.WaitGroup // the keepalive and watchdog goroutines
 }
@@ -140,6 +146,7 @@ func NewSession(ctx context.Context, svc Service, cfg SessionConfig) (*Session, 
 	}
 	s.bound.acked(sent)
 	s.ctx, s.cancel = context.WithCancelCause(context.Background())
+	s.bg, s.bgCancel = context.WithCancel(s.ctx)
 	s.wg.Add(2)
 	go s.keepAlive()
 	go s.watchdog()
@@ -304,7 +311,7 @@ func (s *Session) unreserve(name string) {
 // goroutine to retry if that fails; the name stays reserved until the
 // service has confirmed.
 func (s *Session) withdrawName(name string) {
-	ctx, cancel := s.requestContext()
+	ctx, cancel := s.requestContext(s.bg)
 	defer cancel()
 	if _, err := s.svc.Do(ctx, Request{Op: OpCancel, Session: s.id, Name: name}); err == nil {
 		s.unreserve(name)
@@ -315,14 +322,15 @@ func (s *Session) withdrawName(name string) {
 	s.mu.Unlock()
 }
 
-// requestContext bounds a background request by the lease: after the bound
-// the session is lost anyway. The time left is measured on the session's
-// clock (which may not be the wall clock context deadlines use).
-func (s *Session) requestContext() (context.Context, context.CancelFunc) {
+// requestContext bounds a background request, made under parent, by the
+// lease: after the bound the session is lost anyway. The time left is
+// measured on the session's clock (which may not be the wall clock context
+// deadlines use).
+func (s *Session) requestContext(parent context.Context) (context.Context, context.CancelFunc) {
 	s.mu.Lock()
 	left := s.bound.until.Sub(s.cfg.Clock.Now())
 	s.mu.Unlock()
-	return context.WithTimeout(s.ctx, left)
+	return context.WithTimeout(parent, left)
 }
 
 // Unlock releases g, which must be a grant of this session. It fails with
@@ -381,7 +389,7 @@ func (s *Session) keepAlive() {
 			return
 		}
 		sent := s.cfg.Clock.Now()
-		ctx, cancel := s.requestContext()
+		ctx, cancel := s.requestContext(s.bg)
 		resp, err := s.svc.Do(ctx, Request{Op: OpKeepAlive, Session: s.id})
 		cancel()
 		switch {
@@ -451,7 +459,7 @@ func (s *Session) retryCleanup() {
 	}
 	s.mu.Unlock()
 	for _, name := range names {
-		ctx, cancel := s.requestContext()
+		ctx, cancel := s.requestContext(s.bg)
 		_, err := s.svc.Do(ctx, Request{Op: OpCancel, Session: s.id, Name: name})
 		cancel()
 		if err == nil {
@@ -462,7 +470,7 @@ func (s *Session) retryCleanup() {
 		}
 	}
 	for name, tok := range releases {
-		ctx, cancel := s.requestContext()
+		ctx, cancel := s.requestContext(s.bg)
 		_, err := s.svc.Do(ctx, Request{Op: OpRelease, Session: s.id, Name: name, Token: tok})
 		cancel()
 		if err == nil || errors.Is(err, ErrNotHolder) {
@@ -535,10 +543,11 @@ func (s *Session) Close() error {
 	s.closed = true
 	close(s.stop)
 	s.mu.Unlock()
+	s.bgCancel() // a request stuck on an unreachable service must not hold Close up
 	s.wg.Wait()
 	var err error
 	if s.ctx.Err() == nil {
-		ctx, cancel := s.requestContext()
+		ctx, cancel := s.requestContext(s.ctx)
 		_, err = s.svc.Do(ctx, Request{Op: OpEnd, Session: s.id})
 		cancel()
 	}

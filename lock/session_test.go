@@ -459,3 +459,44 @@ func TestHoldsIsFalseOnceTheBoundPassed(t *testing.T) {
 		t.Errorf("Valid() = true at the bound; want false")
 	}
 }
+
+// stuckKeepAlives is a Service whose keepalives get no answer: each blocks
+// until its context ends and reports why on ended.
+type stuckKeepAlives struct {
+	svc     lock.Service
+	started chan struct{}
+	ended   chan error
+}
+
+func (s *stuckKeepAlives) Do(ctx context.Context, req lock.Request) (lock.Response, error) {
+	if req.Op != lock.OpKeepAlive {
+		return s.svc.Do(ctx, req)
+	}
+	select {
+	case s.started <- struct{}{}:
+	default:
+	}
+	<-ctx.Done()
+	select {
+	case s.ended <- ctx.Err():
+	default:
+	}
+	return lock.Response{}, ctx.Err()
+}
+
+func TestCloseCancelsAKeepAliveInFlight(t *testing.T) {
+	svc := &stuckKeepAlives{svc: newLocal(t), started: make(chan struct{}, 1), ended: make(chan error, 1)}
+	cfg := lock.DefaultSessionConfig()
+	cfg.KeepAliveInterval = time.Millisecond
+	s, err := lock.NewSession(context.Background(), svc, cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	<-svc.started
+	s.Close()
+	// Close must not wait out the request (up to the lease bound, 9 s here)
+	// before the session's goroutines stop.
+	if err := <-svc.ended; !errors.Is(err, context.Canceled) {
+		t.Errorf("the keepalive in flight ended with %v; want context.Canceled by Close", err)
+	}
+}
