@@ -103,6 +103,9 @@ func (c *Client) Leader() transport.NodeID {
 // retrying (see ClientConfig.RetryAmbiguous), or when ctx ends; the error
 // then wraps ctx's error and the last failure.
 func (c *Client) Propose(ctx context.Context, cmd []byte) (any, error) {
+	if ctx == nil {
+		return nil, ErrNilContext
+	}
 	target := c.Leader()
 	pause := c.cfg.RetryInterval
 	tried := 0 // nodes tried since the last pause

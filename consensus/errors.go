@@ -34,4 +34,6 @@ var (
 	// ErrTooLarge is returned by Propose for a command larger than
 	// Config.MaxCommandBytes.
 	ErrTooLarge = errors.New("consensus: command too large")
+	// ErrNilContext is returned by Propose when given a nil context.
+	ErrNilContext = errors.New("consensus: nil context")
 )

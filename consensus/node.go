@@ -182,8 +182,20 @@ func newNode(cfg Config, tr transport.Transport, sm StateMachine, store nodeStor
 	return n, nil
 }
 
-// ID returns the node's ID.
-func (n *Node) ID() transport.NodeID { return n.cfg.ID }
+// errNotStarted is what every method of a Node not built by New (the zero
+// value or a nil pointer) reports, instead of panicking or hanging.
+var errNotStarted = fmt.Errorf("%w: Node not created by New", ErrClosed)
+
+// started reports whether n was built by New.
+func (n *Node) started() bool { return n != nil && n.donec != nil }
+
+// ID returns the node's ID ("" for a Node not created by New).
+func (n *Node) ID() transport.NodeID {
+	if n == nil {
+		return ""
+	}
+	return n.cfg.ID
+}
 
 // Propose replicates cmd and returns the state machine's result of applying
 // it, once it is committed and applied on this node. Propose copies cmd.
@@ -197,6 +209,12 @@ func (n *Node) ID() transport.NodeID { return n.cfg.ID }
 // raft.ErrProposalDropped
 // (flow control: retry later), or ctx's error (outcome unknown).
 func (n *Node) Propose(ctx context.Context, cmd []byte) (any, error) {
+	if !n.started() {
+		return nil, errNotStarted
+	}
+	if ctx == nil {
+		return nil, ErrNilContext
+	}
 	if len(cmd) > n.cfg.MaxCommandBytes {
 		return nil, fmt.Errorf("%w: %d bytes, limit %d", ErrTooLarge, len(cmd), n.cfg.MaxCommandBytes)
 	}
@@ -241,6 +259,9 @@ var proposalPool = sync.Pool{New: func() any { return &proposal{done: make(chan 
 // state at the moment the node stopped. Like Propose, it must not be called
 // from the StateMachine's methods, which run on the node's own goroutine.
 func (n *Node) Status() Status {
+	if !n.started() {
+		return Status{Err: errNotStarted}
+	}
 	reply := make(chan Status, 1)
 	select {
 	case n.statusc <- reply:
@@ -255,6 +276,9 @@ func (n *Node) Status() Status {
 // transport. Close waits for all of it and is idempotent. It returns the
 // error that had stopped the node earlier, if any.
 func (n *Node) Close() error {
+	if !n.started() {
+		return errNotStarted
+	}
 	n.stop.Do(func() {
 		n.propMu.Lock()
 		if !n.closed {
