@@ -200,7 +200,16 @@ func (s *DiskStorage) Save(hs raft.HardState, ents []raft.Entry) error {
 	// A new term or vote goes to disk before the entries, so that a crash
 	// in between never leaves entries of a term newer than the saved one.
 	if !hs.IsZero() && (hs.Term != s.durableHS.Term || hs.Vote != s.durableHS.Vote) {
-		if err := s.writeHardState(hs); err != nil {
+		durable := hs
+		if len(ents) > 0 {
+			// The commit index written now may only cover entries already
+			// durable: those below ents[0]. If the crash comes before the
+			// append, the log still holds whatever ents would have
+			// overwritten (a deposed leader's suffix), and a commit index
+			// covering it would make the restarted node apply it.
+			durable.Commit = min(durable.Commit, ents[0].Index-1)
+		}
+		if err := s.writeHardState(durable); err != nil {
 			return err
 		}
 	}

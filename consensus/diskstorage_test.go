@@ -214,3 +214,67 @@ func FuzzDecodeEntryRecord(f *testing.F) {
 		}
 	})
 }
+
+// TestDiskStorageCrashBeforeEntries simulates a crash inside Save after the
+// hard state file was replaced but before the entries reached the WAL: the
+// first append of a new leader carries its term, a commit index covering
+// its entries, and entries that overwrite a stale suffix. After the crash
+// the log still holds the stale suffix, so the durable commit index must
+// not cover it: a restarted node would apply entries that were never
+// committed (§5.4: only committed entries may be applied).
+func TestDiskStorageCrashBeforeEntries(t *testing.T) {
+	dir := t.TempDir()
+	s := openDisk(t, dir)
+	if err := s.Save(raft.HardState{Term: 1, Vote: "a", Commit: 3}, ents(1, 1, 8)); err != nil {
+		t.Fatal(err)
+	}
+	walDir := filepath.Join(dir, walDirName)
+	before := readDir(t, walDir)
+	if err := s.Save(raft.HardState{Term: 2, Commit: 8}, ents(2, 6, 8)); err != nil {
+		t.Fatal(err)
+	}
+	s.Close()
+	writeDir(t, walDir, before) // the crash: the WAL as it was before Save
+
+	s = openDisk(t, dir)
+	defer s.Close()
+	checkLog(t, s, ents(1, 1, 8))
+	hs, _, _ := s.InitialState()
+	if hs.Term != 2 || hs.Commit > 5 {
+		t.Fatalf("hard state after the crash = %+v; want term 2 and commit <= 5 (entries 6-8 of term 1 were never committed)", hs)
+	}
+}
+
+// readDir returns the contents of every file in dir.
+func readDir(t *testing.T, dir string) map[string][]byte {
+	t.Helper()
+	des, err := os.ReadDir(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	files := make(map[string][]byte)
+	for _, de := range des {
+		b, err := os.ReadFile(filepath.Join(dir, de.Name()))
+		if err != nil {
+			t.Fatal(err)
+		}
+		files[de.Name()] = b
+	}
+	return files
+}
+
+// writeDir makes dir hold exactly files.
+func writeDir(t *testing.T, dir string, files map[string][]byte) {
+	t.Helper()
+	if err := os.RemoveAll(dir); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.MkdirAll(dir, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	for name, b := range files {
+		if err := os.WriteFile(filepath.Join(dir, name), b, 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+}
