@@ -16,8 +16,9 @@ type LocalConfig struct {
 	// Table configures the lock table (TTL bounds, lock-delay).
 	Table TableConfig
 	// Clock is the service's clock, which alone decides lease expiry. nil
-	// means clock.System. Expiry timers are real timers armed for the
-	// clock's distance to the next deadline.
+	// means clock.System, of which only the monotonic elapsed time counts
+	// (a wall-clock step moves no lease). Expiry timers are real timers
+	// armed for the clock's distance to the next deadline.
 	Clock clock.Source
 	// Logger receives expiries at debug level. nil is silent.
 	Logger *slog.Logger
@@ -34,7 +35,7 @@ func (c LocalConfig) Validate() error { return c.Table.Validate() }
 // and tests; for a lock service that survives machine failures use Server.
 // It is safe for concurrent use.
 type Local struct {
-	clock  clock.Source
+	clock  steadyClock
 	logger *slog.Logger
 
 	mu      sync.Mutex // guards table, waiters, closed and armed
@@ -67,7 +68,6 @@ func NewLocal(cfg LocalConfig) (*Local, error) {
 		return nil, err
 	}
 	l := &Local{
-		clock:   cfg.Clock,
 		logger:  cfg.Logger,
 		table:   t,
 		waiters: make(map[waitKey]chan Grant),
@@ -75,9 +75,10 @@ func NewLocal(cfg LocalConfig) (*Local, error) {
 		stop:    make(chan struct{}),
 		done:    make(chan struct{}),
 	}
-	if l.clock == nil {
-		l.clock = clock.System{}
+	if cfg.Clock == nil {
+		cfg.Clock = clock.System{}
 	}
+	l.clock = newSteadyClock(cfg.Clock)
 	go l.expireLoop()
 	return l, nil
 }

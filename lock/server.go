@@ -33,7 +33,9 @@ type ServerConfig struct {
 	// how long a waiter can stay attached to a deposed leader.
 	WaitPoll time.Duration
 	// Clock stamps the commands this member proposes as leader. nil means
-	// clock.System.
+	// clock.System, of which only the monotonic elapsed time counts (a
+	// wall-clock step moves no lease; a new term rebases the table on the
+	// new leader's stamps anyway).
 	Clock clock.Source
 	// Logger receives server events. nil is silent.
 	Logger *slog.Logger
@@ -73,10 +75,11 @@ func (c ServerConfig) Validate() error {
 // they know, and the client goes there. Every request, reads included,
 // goes through the log, so answers are linearizable.
 type Server struct {
-	cfg  ServerConfig
-	sm   *StateMachine
-	node *consensus.Node
-	rpc  *transport.RPC
+	cfg   ServerConfig
+	clock steadyClock // stamps proposals
+	sm    *StateMachine
+	node  *consensus.Node
+	rpc   *transport.RPC
 
 	stop chan struct{}
 	wg   sync.WaitGroup // the ticker goroutine
@@ -104,7 +107,7 @@ func NewServer(cfg ServerConfig, tr transport.Transport, rpc *transport.RPC) (*S
 	if err != nil {
 		return nil, fmt.Errorf("lock: %w", err)
 	}
-	s := &Server{cfg: cfg, sm: sm, node: node, rpc: rpc, stop: make(chan struct{})}
+	s := &Server{cfg: cfg, clock: newSteadyClock(cfg.Clock), sm: sm, node: node, rpc: rpc, stop: make(chan struct{})}
 	rpc.Handle(cfg.Service, s.serve)
 	s.wg.Add(1)
 	go s.tickLoop()
@@ -155,7 +158,7 @@ func (s *Server) tickLoop() {
 
 // propose stamps req with this member's time and replicates it.
 func (s *Server) propose(ctx context.Context, req Request) (Response, error) {
-	v, err := s.node.Propose(ctx, encodeCommand(s.cfg.Clock.Now(), req))
+	v, err := s.node.Propose(ctx, encodeCommand(s.clock.Now(), req))
 	if err != nil {
 		return Response{}, err
 	}
