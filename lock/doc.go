@@ -59,7 +59,10 @@
 // (Session.Done closes, Session.Context is cancelled), before the service
 // can have expired it. The margin covers the difference between the two
 // clocks' rates; their offsets never matter, since each side only measures
-// durations on its own clock.
+// durations on its own clock. A keepalive sent after the bound had passed
+// renews nothing, whatever the answer: the lease may have lapsed in
+// between, and a lapsed lease stays lost. The services measure leases the
+// same way, by elapsed time, so a step of a wall clock moves no lease.
 //
 // # Replicated service: time and leader changes
 //
@@ -103,7 +106,10 @@
 // that clocks' rates differ by less than SafetyMargin/TTL; progress needs
 // the service reachable. The replicated service tolerates the crash of a
 // minority of its members and partitions (consensus package's model). The
-// Local service does not survive its process. Nodes are not Byzantine.
+// Local service does not survive its process, and a new Local issues
+// tokens from 1 again: resources fenced by the old one's tokens would
+// reject it, so give each Local's resources a fresh Fence. Nodes are not
+// Byzantine.
 //
 // # Orphaned grants
 //
