@@ -3,6 +3,7 @@ package main
 import (
 	"bytes"
 	"context"
+	"fmt"
 	"io"
 	"net/http"
 	"net/http/httptest"
@@ -10,6 +11,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/distkit/distkit/consensus"
+	"github.com/distkit/distkit/consensus/raft"
 	"github.com/distkit/distkit/transport"
 	"go.uber.org/goleak"
 )
@@ -43,18 +46,24 @@ func TestHTTPAPI(t *testing.T) {
 	}
 	// Every request goes to a different node: followers forward to the
 	// leader.
+	big := strings.Repeat("v", maxValueBytes)
 	tests := []struct {
 		node       transport.NodeID
 		method     string
 		path, body string
 		wantCode   int
-		wantValue  string
+		wantBody   string
 	}{
-		{"n1", "PUT", "/kv/hello", "world", 200, "world"},
-		{"n2", "GET", "/kv/hello", "", 200, "world"},
-		{"n3", "GET", "/kv/missing", "", 404, ""},
-		{"n3", "DELETE", "/kv/hello", "", 200, "world"},
-		{"n1", "GET", "/kv/hello", "", 404, ""},
+		{"n1", "PUT", "/kv/hello", "world", 200, `"value":"world"`},
+		{"n2", "GET", "/kv/hello", "", 200, `"value":"world"`},
+		{"n3", "GET", "/kv/missing", "", 404, `"value":""`},
+		{"n3", "DELETE", "/kv/hello", "", 200, `"value":"world"`},
+		{"n1", "GET", "/kv/hello", "", 404, `"value":""`},
+		// Too large for the request limit: rejected, never truncated.
+		{"n2", "PUT", "/kv/big", big + "v", 413, "larger than"},
+		// Within the request limit, but the command is too large for the log.
+		{"n2", "PUT", "/kv/big", big, 413, "too large"},
+		{"n3", "GET", "/kv/big", "", 404, `"value":""`},
 	}
 	for _, tt := range tests {
 		h := servers[tt.node].handler()
@@ -62,8 +71,8 @@ func TestHTTPAPI(t *testing.T) {
 		rec := httptest.NewRecorder()
 		h.ServeHTTP(rec, req)
 		body, _ := io.ReadAll(rec.Result().Body)
-		if rec.Code != tt.wantCode || !strings.Contains(string(body), `"value":"`+tt.wantValue+`"`) {
-			t.Fatalf("%s %s on %s = %d %s; want %d with value %q", tt.method, tt.path, tt.node, rec.Code, body, tt.wantCode, tt.wantValue)
+		if rec.Code != tt.wantCode || !strings.Contains(string(body), tt.wantBody) {
+			t.Fatalf("%s %s on %s = %d %.200s; want %d with %q", tt.method, tt.path, tt.node, rec.Code, body, tt.wantCode, tt.wantBody)
 		}
 	}
 	rec := httptest.NewRecorder()
@@ -86,6 +95,23 @@ func TestParsePeers(t *testing.T) {
 	for _, tt := range tests {
 		if _, _, err := parsePeers(tt.in); (err != nil) != tt.wantErr {
 			t.Fatalf("parsePeers(%q) err = %v; want error %v", tt.in, err, tt.wantErr)
+		}
+	}
+}
+
+func TestHTTPStatus(t *testing.T) {
+	tests := []struct {
+		err  error
+		want int
+	}{
+		{fmt.Errorf("wrapped: %w", consensus.ErrTooLarge), http.StatusRequestEntityTooLarge},
+		{fmt.Errorf("consensus: client: %w", context.DeadlineExceeded), http.StatusGatewayTimeout},
+		{consensus.ErrOutcomeUnknown, http.StatusServiceUnavailable},
+		{&raft.NotLeaderError{}, http.StatusServiceUnavailable},
+	}
+	for _, tt := range tests {
+		if got := httpStatus(tt.err); got != tt.want {
+			t.Errorf("httpStatus(%v) = %d; want %d", tt.err, got, tt.want)
 		}
 	}
 }

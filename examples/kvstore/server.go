@@ -20,6 +20,9 @@ import (
 // to another node (the leader) on behalf of its HTTP clients.
 const proposeService = "kv.propose"
 
+// maxValueBytes bounds the value of one PUT.
+const maxValueBytes = 1 << 20
+
 // Reply status bytes of proposeService.
 const (
 	replyOK        = 0 // followed by the JSON result
@@ -164,8 +167,14 @@ func (p remoteProposer) Propose(ctx context.Context, cmd []byte) (any, error) {
 func (s *server) handler() http.Handler {
 	mux := http.NewServeMux()
 	mux.HandleFunc("PUT /kv/{key}", func(w http.ResponseWriter, r *http.Request) {
-		value, err := io.ReadAll(io.LimitReader(r.Body, 1<<20))
-		if err != nil {
+		value, err := io.ReadAll(http.MaxBytesReader(w, r.Body, maxValueBytes))
+		var tooBig *http.MaxBytesError
+		switch {
+		case errors.As(err, &tooBig):
+			// Rejected whole: storing a truncated value would lose data.
+			http.Error(w, fmt.Sprintf("kvstore: value larger than %d bytes", maxValueBytes), http.StatusRequestEntityTooLarge)
+			return
+		case err != nil:
 			http.Error(w, err.Error(), http.StatusBadRequest)
 			return
 		}
@@ -198,10 +207,22 @@ func (s *server) reply(w http.ResponseWriter, r *http.Request, op, value string)
 	defer cancel()
 	res, err := s.do(ctx, op, r.PathValue("key"), value)
 	if err != nil {
-		http.Error(w, err.Error(), http.StatusServiceUnavailable)
+		http.Error(w, err.Error(), httpStatus(err))
 		return
 	}
 	writeResult(w, res)
+}
+
+// httpStatus maps a failed command to an HTTP status: the client's fault
+// (413), no answer in time (504), or no leader reachable (503).
+func httpStatus(err error) int {
+	switch {
+	case errors.Is(err, consensus.ErrTooLarge):
+		return http.StatusRequestEntityTooLarge
+	case errors.Is(err, context.DeadlineExceeded):
+		return http.StatusGatewayTimeout
+	}
+	return http.StatusServiceUnavailable
 }
 
 func writeResult(w http.ResponseWriter, res result) {
