@@ -44,16 +44,31 @@ func main() {
 
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
-	var err error
-	if *id == "" {
+	demo, err := demoMode(*id, *peers, *data, *httpAddr)
+	switch {
+	case err != nil:
+	case demo:
 		err = runDemo(ctx, os.Stdout)
-	} else {
+	default:
 		err = runNode(ctx, *id, *peers, *data, *httpAddr, *verbose)
 	}
 	if err != nil {
 		fmt.Fprintln(os.Stderr, "kvstore:", err)
 		os.Exit(1)
 	}
+}
+
+// demoMode reports whether the flags ask for the in-process demo (no
+// node flags at all) or one node (-id and the rest); node flags without -id
+// are an error rather than silently running the demo.
+func demoMode(id, peers, data, httpAddr string) (bool, error) {
+	if id != "" {
+		return false, nil
+	}
+	if peers != "" || data != "" || httpAddr != "" {
+		return false, errors.New("-peers, -data and -http need -id (omit them all for the in-process demo)")
+	}
+	return true, nil
 }
 
 // parsePeers parses "n1=host:port,n2=host:port".

@@ -115,3 +115,22 @@ func TestHTTPStatus(t *testing.T) {
 		}
 	}
 }
+
+func TestDemoMode(t *testing.T) {
+	tests := []struct {
+		id, peers, data, http string
+		wantDemo, wantErr     bool
+	}{
+		{"", "", "", "", true, false},
+		{"n1", "n1=127.0.0.1:7001", "", "127.0.0.1:8001", false, false},
+		{"", "n1=127.0.0.1:7001", "", "", false, true},
+		{"", "", "/tmp/x", "", false, true},
+		{"", "", "", "127.0.0.1:8001", false, true},
+	}
+	for _, tt := range tests {
+		demo, err := demoMode(tt.id, tt.peers, tt.data, tt.http)
+		if demo != tt.wantDemo || (err != nil) != tt.wantErr {
+			t.Errorf("demoMode(%q, %q, %q, %q) = %v, %v; want demo %v, error %v", tt.id, tt.peers, tt.data, tt.http, demo, err, tt.wantDemo, tt.wantErr)
+		}
+	}
+}
