@@ -350,6 +350,12 @@ func (s *Session) Unlock(ctx context.Context, g Grant) error {
 	}
 	delete(s.held, g.Name)
 	lost := s.ctx.Err() != nil
+	if !lost {
+		// Reserved until the release is settled: a Lock overtaking it on
+		// the way to the service would get this very grant back, then
+		// lose it to the release while trusting it.
+		s.busy[g.Name] = struct{}{}
+	}
 	s.mu.Unlock()
 	if lost {
 		return fmt.Errorf("%w: %q: %w", ErrNotHolder, g.Name, s.lostErr())
@@ -357,19 +363,20 @@ func (s *Session) Unlock(ctx context.Context, g Grant) error {
 	_, err := s.svc.Do(ctx, Request{Op: OpRelease, Session: s.id, Name: g.Name, Token: g.Token})
 	switch {
 	case err == nil:
+		s.unreserve(g.Name)
 		return nil
 	case errors.Is(err, ErrNotHolder):
+		s.unreserve(g.Name)
 		return err
 	case errors.Is(err, ErrNoSession):
 		s.lose(err)
+		s.unreserve(g.Name)
 		return fmt.Errorf("%w: %w", ErrNotHolder, err)
 	}
-	// The release may or may not have happened. Keep the name reserved
-	// until a retry settles it: a Lock overtaking the release would get
-	// this very grant back from the service, then lose it to the release.
+	// The release may or may not have happened: the keepalive goroutine
+	// retries it, and the name stays reserved until then.
 	s.mu.Lock()
 	s.release[g.Name] = g.Token
-	s.busy[g.Name] = struct{}{}
 	s.mu.Unlock()
 	return fmt.Errorf("lock: unlock %q (will retry): %w", g.Name, err)
 }

@@ -500,3 +500,48 @@ func TestCloseCancelsAKeepAliveInFlight(t *testing.T) {
 		t.Errorf("the keepalive in flight ended with %v; want context.Canceled by Close", err)
 	}
 }
+
+// heldRelease is a Service that holds every OpRelease until let is closed,
+// signalling on releasing when one arrives.
+type heldRelease struct {
+	svc       lock.Service
+	releasing chan struct{}
+	let       chan struct{}
+}
+
+func (h *heldRelease) Do(ctx context.Context, req lock.Request) (lock.Response, error) {
+	if req.Op == lock.OpRelease {
+		h.releasing <- struct{}{}
+		<-h.let
+	}
+	return h.svc.Do(ctx, req)
+}
+
+// TestLockDuringUnlockDoesNotGetTheReleasedGrant plays a Lock that
+// overtakes the same session's Unlock of the same name on its way to the
+// service: the service would answer the acquire with the grant about to be
+// released, and the session would go on trusting a lock it no longer has.
+func TestLockDuringUnlockDoesNotGetTheReleasedGrant(t *testing.T) {
+	ctx := context.Background()
+	l := newLocal(t)
+	svc := &heldRelease{svc: l, releasing: make(chan struct{}), let: make(chan struct{})}
+	s := newSession(t, svc, 10*time.Second)
+	g, err := s.Lock(ctx, "x")
+	if err != nil {
+		t.Fatal(err)
+	}
+	unlocked := make(chan error, 1)
+	go func() { unlocked <- s.Unlock(ctx, g) }()
+	<-svc.releasing
+	_, tryErr := s.TryLock(ctx, "x") // overtakes the release
+	close(svc.let)
+	if err := <-unlocked; err != nil {
+		t.Fatalf("Unlock = %v", err)
+	}
+	tok, believes := s.Holds("x")
+	holder, held := l.Holder("x")
+	if believes && (!held || holder.Session != s.ID() || holder.Token != tok) {
+		t.Errorf("TryLock during Unlock = %v; the session holds x with token %d, but the service says %+v, %v",
+			tryErr, tok, holder, held)
+	}
+}
