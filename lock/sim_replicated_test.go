@@ -225,19 +225,8 @@ func TestSimReplicatedMutualExclusion(t *testing.T) {
 				}
 			})
 		}
-		s.Run(9 * time.Second)
-		if err := s.Err(); err != nil {
-			t.Fatal(err)
-		}
-		var all []belief
-		for _, c := range clients {
-			c.endBelief(s.Now())
-			all = append(all, c.beliefs...)
-		}
-		checkBeliefs(t, all)
-		checkResource(t, res)
-		grants += len(all)
-		rejected += len(res.rejected)
+		g, r := runAndCheck(t, s, 9*time.Second, clients, res)
+		grants, rejected = grants+g, rejected+r
 	})
 	if grants < 20 {
 		t.Errorf("only %d grants over all seeds: the scenario exercises too little", grants)

@@ -436,6 +436,25 @@ func checkBeliefs(t *testing.T, all []belief) {
 	}
 }
 
+// runAndCheck runs s for d, then checks the clients' beliefs and the
+// resource, and returns how many grants were believed and how many stale
+// writes the resource rejected.
+func runAndCheck(t *testing.T, s *sim.Sim, d time.Duration, clients []*simClient, res *simResource) (grants, rejected int) {
+	t.Helper()
+	s.Run(d)
+	if err := s.Err(); err != nil {
+		t.Fatal(err)
+	}
+	var all []belief
+	for _, c := range clients {
+		c.endBelief(s.Now())
+		all = append(all, c.beliefs...)
+	}
+	checkBeliefs(t, all)
+	checkResource(t, res)
+	return len(all), len(res.rejected)
+}
+
 func checkResource(t *testing.T, r *simResource) {
 	t.Helper()
 	if !slices.IsSorted(r.accepted) {
@@ -486,19 +505,8 @@ func TestSimMutualExclusion(t *testing.T) {
 						s.At(time.Duration(k+1)*time.Second+2*simTTL, s.Heal)
 					}
 				}
-				s.Run(10 * time.Second)
-				if err := s.Err(); err != nil {
-					t.Fatal(err)
-				}
-				var all []belief
-				for _, c := range clients {
-					c.endBelief(s.Now())
-					all = append(all, c.beliefs...)
-				}
-				checkBeliefs(t, all)
-				checkResource(t, res)
-				grants += len(all)
-				rejected += len(res.rejected)
+				g, r := runAndCheck(t, s, 10*time.Second, clients, res)
+				grants, rejected = grants+g, rejected+r
 			})
 			if grants < 20 {
 				t.Errorf("only %d grants over all seeds: the scenario exercises too little", grants)
