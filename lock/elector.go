@@ -148,7 +148,9 @@ func (e *Elector) Campaign(ctx context.Context) (election.Leader, error) {
 	e.cancelRun = nil
 	if e.closed {
 		e.mu.Unlock()
-		s.Unlock(context.Background(), g)
+		// Bounded by the session (Close ends it), so an unreachable
+		// service cannot hold this Campaign forever.
+		s.Unlock(s.Context(), g)
 		return election.Leader{}, election.ErrClosed
 	}
 	e.grant, e.leading = g, true
