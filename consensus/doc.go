@@ -89,7 +89,13 @@
 // DataDir holds wal/ (the log, in checksummed segment files of package
 // internal/wal), hardstate (term and vote) and snapshot (the latest
 // snapshot), the last two replaced atomically. The commit index is saved
-// lazily: it is volatile state in the Raft paper (Figure 2).
+// lazily: it is volatile state in the Raft paper (Figure 2). A changed term
+// or vote is written before the entries of the same Ready, with a commit
+// index that covers only entries already durable, so a crash between the
+// two never makes a restarted node apply an entry it was about to
+// overwrite. A crash between a received snapshot's file and the log reset
+// is repaired on open: a log that does not continue the snapshot is
+// discarded.
 //
 // # Tests
 //

@@ -160,6 +160,17 @@ func (c *cluster) closeAll() {
 	}
 }
 
+// others returns the cluster's nodes other than id, in ID order.
+func (c *cluster) others(id transport.NodeID) []transport.NodeID {
+	var out []transport.NodeID
+	for _, o := range c.ids {
+		if o != id {
+			out = append(out, o)
+		}
+	}
+	return out
+}
+
 // leader returns the node that leads according to a majority's status, by
 // proposing through a client (which finds the leader) and asking it.
 func (c *cluster) leader(ctx context.Context) transport.NodeID {

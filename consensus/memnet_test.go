@@ -94,12 +94,7 @@ func TestMemnetPartitionedLeader(t *testing.T) {
 		acked[k] = "1"
 	}
 	old := cl.Leader()
-	var majority []transport.NodeID
-	for _, id := range c.ids {
-		if id != old {
-			majority = append(majority, id)
-		}
-	}
+	majority := c.others(old)
 	net.Partition([]transport.NodeID{old}, majority)
 
 	// The isolated leader cannot commit. Its proposal waits until the new
@@ -167,12 +162,7 @@ func TestOrphanedProposalsExpire(t *testing.T) {
 	cl := c.client()
 	write(ctx, t, cl, "a", "1")
 	old := cl.Leader()
-	var majority []transport.NodeID
-	for _, id := range c.ids {
-		if id != old {
-			majority = append(majority, id)
-		}
-	}
+	majority := c.others(old)
 	net.Partition([]transport.NodeID{old}, majority)
 	const n = 4
 	results := make(chan error, n)

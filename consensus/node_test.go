@@ -74,12 +74,7 @@ func TestNodeProposeErrors(t *testing.T) {
 	defer cancel()
 	c := newCluster(t, false, func(cfg *Config) { cfg.MaxCommandBytes = 16 })
 	leader := c.leader(ctx)
-	var follower transport.NodeID
-	for _, id := range c.ids {
-		if id != leader {
-			follower = id
-		}
-	}
+	follower := c.others(leader)[0]
 	_, err := c.nodes[follower].Propose(ctx, []byte("x=1"))
 	var nle *raft.NotLeaderError
 	if !errors.As(err, &nle) || !errors.Is(err, ErrNotLeader) || nle.Leader != leader {
@@ -190,13 +185,7 @@ func testRestartCatchesUp(t *testing.T, threshold uint64, viaSnapshot bool) {
 	for i := range 20 {
 		write(ctx, t, cl, fmt.Sprintf("a%d", i), "1")
 	}
-	var lagger transport.NodeID
-	for _, id := range c.ids {
-		if id != cl.Leader() {
-			lagger = id
-			break
-		}
-	}
+	lagger := c.others(cl.Leader())[0]
 	lastBefore := c.nodes[lagger].Status().LastIndex
 	c.stop(lagger)
 	var last uint64

@@ -9,7 +9,6 @@ import (
 	"testing"
 	"time"
 
-	"github.com/distkit/distkit/transport"
 	"github.com/distkit/distkit/transport/memnet"
 )
 
@@ -25,13 +24,7 @@ func TestRestartAfterTornWrite(t *testing.T) {
 	for i := range 10 {
 		write(ctx, t, cl, fmt.Sprintf("a%d", i), "1")
 	}
-	var victim transport.NodeID
-	for _, id := range c.ids {
-		if id != cl.Leader() {
-			victim = id
-			break
-		}
-	}
+	victim := c.others(cl.Leader())[0]
 	c.stop(victim)
 	segs, err := filepath.Glob(filepath.Join(c.dirs[victim], walDirName, "*.wal"))
 	if err != nil || len(segs) == 0 {
