@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"log/slog"
 	"math/rand/v2"
+	"reflect"
 	"runtime"
 	"sync"
 	"time"
@@ -105,7 +106,7 @@ func New(cfg Config, tr transport.Transport, sm StateMachine) (*Node, error) {
 	if err := cfg.Validate(); err != nil {
 		return nil, err
 	}
-	if tr == nil || sm == nil {
+	if isNil(tr) || isNil(sm) {
 		return nil, fmt.Errorf("%w: nil transport or state machine", ErrInvalidConfig)
 	}
 	if tr.ID() != cfg.ID {
@@ -127,6 +128,20 @@ func New(cfg Config, tr transport.Transport, sm StateMachine) (*Node, error) {
 		return nil, err
 	}
 	return n, nil
+}
+
+// isNil reports whether v is nil or an interface holding a nil pointer,
+// map, func or channel: a typed nil would panic on first use, on the
+// node's goroutine where the caller cannot recover from it.
+func isNil(v any) bool {
+	if v == nil {
+		return true
+	}
+	switch rv := reflect.ValueOf(v); rv.Kind() {
+	case reflect.Pointer, reflect.Map, reflect.Func, reflect.Chan, reflect.Slice, reflect.Interface:
+		return rv.IsNil()
+	}
+	return false
 }
 
 func newNode(cfg Config, tr transport.Transport, sm StateMachine, store nodeStorage) (*Node, error) {

@@ -287,7 +287,9 @@ func TestNewRejectsBadArguments(t *testing.T) {
 		sm   StateMachine
 	}{
 		{"nil transport", cfg, nil, newKV()},
+		{"typed nil transport", cfg, (*memnet.Transport)(nil), newKV()},
 		{"nil state machine", cfg, tr, nil},
+		{"typed nil state machine", cfg, tr, (*kvSM)(nil)},
 		{"transport of another node", cfg, other, newKV()},
 		{"invalid config", Config{}, tr, newKV()},
 	}
