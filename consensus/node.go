@@ -83,6 +83,9 @@ type Node struct {
 
 // proposal is one Propose call waiting for its command to be applied.
 type proposal struct {
+	// ctx is the caller's: a proposal whose caller gave up before the loop
+	// took it from the queue is not proposed (see proposeQueued).
+	ctx   context.Context
 	cmd   []byte
 	term  uint64
 	index uint64
@@ -222,7 +225,9 @@ func (n *Node) ID() transport.NodeID {
 // ErrOutcomeUnknown (a new leader overwrote it here and its index was not
 // applied within two election timeouts), ErrStopped (the node stopped first: outcome unknown),
 // raft.ErrProposalDropped
-// (flow control: retry later), or ctx's error (outcome unknown).
+// (flow control: retry later), or ctx's error (outcome unknown; but a
+// command whose ctx ended before the node's loop took it from its queue is
+// never proposed).
 func (n *Node) Propose(ctx context.Context, cmd []byte) (any, error) {
 	if !n.started() {
 		return nil, errNotStarted
@@ -237,6 +242,7 @@ func (n *Node) Propose(ctx context.Context, cmd []byte) (any, error) {
 		return nil, fmt.Errorf("consensus: propose: %w", err)
 	}
 	p := proposalPool.Get().(*proposal)
+	p.ctx = ctx
 	p.cmd = bytes.Clone(cmd)
 	if p.cmd == nil {
 		p.cmd = []byte{}
@@ -405,6 +411,13 @@ func (n *Node) proposeQueued() {
 	n.propMu.Unlock()
 	for i, p := range props {
 		props[i] = nil
+		if err := p.ctx.Err(); err != nil {
+			// The caller has gone with a context error (outcome unknown to
+			// it); not proposing keeps a backlog of timed-out callers from
+			// filling the log with work nobody waits for.
+			p.done <- result{err: fmt.Errorf("consensus: propose: %w", err)}
+			continue
+		}
 		index, term, err := n.core.Propose(p.cmd)
 		if err != nil {
 			p.done <- result{err: err}

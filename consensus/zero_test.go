@@ -3,6 +3,7 @@ package consensus
 import (
 	"context"
 	"errors"
+	"sync/atomic"
 	"testing"
 	"time"
 )
@@ -48,5 +49,50 @@ func TestProposeNilContext(t *testing.T) {
 	//lint:ignore SA1012 the nil context is the input under test
 	if _, err := cl.Propose(nil, []byte("x=1")); !errors.Is(err, ErrNilContext) {
 		t.Errorf("Client.Propose(nil ctx) = %v; want ErrNilContext", err)
+	}
+}
+
+// goneCtx is a context whose caller gives up right after Propose has
+// queued the command: its first Err is nil, every later one Canceled, and
+// Done is closed from the start.
+type goneCtx struct {
+	context.Context
+	calls atomic.Int32
+	done  chan struct{}
+}
+
+func (c *goneCtx) Done() <-chan struct{} { return c.done }
+
+func (c *goneCtx) Err() error {
+	if c.calls.Add(1) == 1 {
+		return nil
+	}
+	return context.Canceled
+}
+
+// TestAbandonedProposalNotProposed: a command whose caller has given up
+// before the node's loop takes it from the queue never reaches the log, so
+// a caller that times out under load does not leave work behind.
+func TestAbandonedProposalNotProposed(t *testing.T) {
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	c := newCluster(t, false, nil)
+	leader := c.leader(ctx)
+	gone := &goneCtx{Context: ctx, done: make(chan struct{})}
+	close(gone.done)
+	if _, err := c.nodes[leader].Propose(gone, []byte("gone=1")); !errors.Is(err, context.Canceled) {
+		t.Fatalf("Propose(abandoned) = %v; want context.Canceled", err)
+	}
+	// Proposals are taken in order: once this one is applied, the
+	// abandoned one was either proposed before it or dropped.
+	res, err := c.nodes[leader].Propose(ctx, []byte("after=1"))
+	if err != nil {
+		t.Fatalf("Propose(after=1) = %v", err)
+	}
+	if err := c.sms[leader].waitApplied(ctx, res.(uint64)); err != nil {
+		t.Fatal(err)
+	}
+	if v, ok := c.sms[leader].get("gone"); ok {
+		t.Fatalf("abandoned command applied: gone = %q; want absent", v)
 	}
 }
