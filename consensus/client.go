@@ -101,7 +101,9 @@ func (c *Client) Leader() transport.NodeID {
 // Propose proposes cmd to the leader and returns the result of applying it.
 // It returns when the command is applied, when a failure is not worth
 // retrying (see ClientConfig.RetryAmbiguous), or when ctx ends; the error
-// then wraps ctx's error and the last failure.
+// then wraps ctx's error (outcome unknown) and names the last failure.
+// After trying as many nodes as there are members without success (an
+// election is under way), it pauses before the next round.
 func (c *Client) Propose(ctx context.Context, cmd []byte) (any, error) {
 	if ctx == nil {
 		return nil, ErrNilContext
@@ -129,19 +131,21 @@ func (c *Client) Propose(ctx context.Context, cmd []byte) (any, error) {
 		var nle *raft.NotLeaderError
 		switch {
 		case errors.As(err, &nle) && nle.Leader != "" && nle.Leader != target && c.members[nle.Leader] != nil:
-			target = nle.Leader // follow the hint at once
-			continue
+			// Follow the hint at once. It still counts as a try below:
+			// stale hints during an election can point in a circle.
+			target = nle.Leader
 		case errors.Is(err, ErrNotLeader), errors.Is(err, ErrProposalLost), errors.Is(err, ErrClosed),
 			errors.Is(err, raft.ErrProposalDropped):
 			// Certainly not applied: safe to retry anywhere.
+			target = c.next(target)
 		case errors.Is(err, ErrStopped), errors.Is(err, ErrOutcomeUnknown), attemptTimedOut:
 			if !c.cfg.RetryAmbiguous {
 				return nil, err
 			}
+			target = c.next(target)
 		default:
 			return nil, err
 		}
-		target = c.next(target)
 		if tried++; tried >= len(c.ids) {
 			tried = 0
 			t := time.NewTimer(pause)

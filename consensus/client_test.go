@@ -115,3 +115,23 @@ func TestNewClientRejectsBadArguments(t *testing.T) {
 		})
 	}
 }
+
+// TestClientStaleHintsPause: two nodes that name each other as the leader
+// (stale views during an election) do not make the client spin: following
+// hints counts as trying nodes, so after a round it pauses like any other
+// round without a leader.
+func TestClientStaleHintsPause(t *testing.T) {
+	cfg := DefaultClientConfig()
+	cfg.RetryInterval = time.Hour // the pause outlasts ctx: the test counts calls before it
+	a := &fakeProposer{fallback: &raft.NotLeaderError{Leader: "b"}}
+	b := &fakeProposer{fallback: &raft.NotLeaderError{Leader: "a"}}
+	cl, _ := NewClient(map[transport.NodeID]Proposer{"a": a, "b": b}, cfg)
+	ctx, cancel := context.WithTimeout(context.Background(), 100*time.Millisecond)
+	defer cancel()
+	if _, err := cl.Propose(ctx, []byte("x")); !errors.Is(err, context.DeadlineExceeded) {
+		t.Fatalf("Propose = %v; want context.DeadlineExceeded", err)
+	}
+	if calls := a.calls + b.calls; calls > 4 {
+		t.Fatalf("Propose made %d calls before its deadline; want at most 4 (one round, then a pause)", calls)
+	}
+}
