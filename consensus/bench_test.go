@@ -188,9 +188,10 @@ func runProposers(b *testing.B, target *benchTarget, proposers int) {
 }
 
 // BenchmarkRaftPropose measures a three-node cluster committing 128-byte
-// commands from 64 concurrent proposers: mem is memnet and memory storage; wal is loopback TCP and the durable write-ahead log (one fsync
-// per Ready on every node). mem-serial is a single proposer, i.e. the
-// commit latency of an idle cluster.
+// commands from 64 concurrent proposers: mem is memnet and memory storage;
+// wal is loopback TCP and the durable write-ahead log (one fsync per Ready
+// on every node). mem-serial is a single proposer, i.e. the commit latency
+// of an idle cluster.
 func BenchmarkRaftPropose(b *testing.B) {
 	b.Run("mem", func(b *testing.B) {
 		target, cleanup := benchCluster(b, false, memnetTransports(b))

@@ -59,13 +59,16 @@
 //
 //  1. Give every node a distinct ID and the same Peers list; give a durable
 //     node its own DataDir, and reuse it on restart.
-//  2. Make StateMachine.Apply deterministic; it runs on the Node's goroutine,
+//  2. Hand New an empty state machine, also on restart: the Node rebuilds
+//     it from the latest snapshot and the log, and would apply entries a
+//     second time to a state machine that kept its own state.
+//  3. Make StateMachine.Apply deterministic; it runs on the Node's goroutine,
 //     so keep it quick, and never call the Node (Propose, Status, Close)
 //     from a StateMachine method: the call would wait for itself.
-//  3. Treat ErrStopped, ErrOutcomeUnknown and a context error from Propose
-//     as "unknown outcome": the command may still be applied. Retry only idempotent
-//     commands, or deduplicate them in the state machine.
-//  4. Close the Node before its transport.
+//  4. Treat ErrStopped, ErrOutcomeUnknown and a context error from Propose
+//     as "unknown outcome": the command may still be applied. Retry only
+//     idempotent commands, or deduplicate them in the state machine.
+//  5. Close the Node before its transport.
 //
 // # Concurrency
 //
