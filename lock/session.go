@@ -231,6 +231,9 @@ func (s *Session) acquire(ctx context.Context, name string, op Op) (Grant, error
 	if err := checkName(name); err != nil {
 		return Grant{}, err
 	}
+	if err := ctx.Err(); err != nil {
+		return Grant{}, fmt.Errorf("lock: acquire %q: %w", name, err) // ask nothing of the service
+	}
 	if err := s.reserve(name); err != nil {
 		return Grant{}, err
 	}

@@ -545,3 +545,24 @@ func TestLockDuringUnlockDoesNotGetTheReleasedGrant(t *testing.T) {
 			tryErr, tok, holder, held)
 	}
 }
+
+func TestLockWithAnEndedContextDoesNotAcquire(t *testing.T) {
+	l := newLocal(t)
+	s := newSession(t, l, 10*time.Second)
+	ctx, cancel := context.WithCancel(context.Background())
+	cancel()
+	for _, op := range []struct {
+		name string
+		lock func(context.Context, string) (lock.Grant, error)
+	}{{"Lock", s.Lock}, {"TryLock", s.TryLock}} {
+		if g, err := op.lock(ctx, "x"); !errors.Is(err, context.Canceled) {
+			t.Errorf("%s(cancelled ctx) = %+v, %v; want context.Canceled", op.name, g, err)
+		}
+		if g, held := l.Holder("x"); held {
+			t.Errorf("after %s(cancelled ctx): Holder(x) = %+v; want free", op.name, g)
+		}
+	}
+	if _, err := s.Lock(context.Background(), "x"); err != nil {
+		t.Errorf("Lock after the cancelled attempts = %v; want the lock", err)
+	}
+}
