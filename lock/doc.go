@@ -118,7 +118,10 @@
 // session a grant its client never learned of. Safety is unaffected (a
 // client trusts only grants it was answered), and liveness is restored by
 // the keepalives: their answers list the session's grants, and the client
-// releases, token-checked, any it does not know.
+// releases, token-checked, any it does not know. Likewise a late duplicate
+// of an Open can re-open, empty, a session the service already expired;
+// its client's bound passed before that expiry, so the client never trusts
+// the session again, and the service expires it after one more TTL.
 //
 // # Tests
 //
