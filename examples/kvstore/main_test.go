@@ -64,6 +64,10 @@ func TestHTTPAPI(t *testing.T) {
 		// Within the request limit, but the command is too large for the log.
 		{"n2", "PUT", "/kv/big", big, 413, "too large"},
 		{"n3", "GET", "/kv/big", "", 404, `"value":""`},
+		// JSON would replace invalid UTF-8: rejected rather than altered.
+		{"n1", "PUT", "/kv/bin", "\xff\xfe", 400, "UTF-8"},
+		{"n1", "PUT", "/kv/%FF", "x", 400, "UTF-8"},
+		{"n2", "GET", "/kv/bin", "", 404, `"value":""`},
 	}
 	for _, tt := range tests {
 		h := servers[tt.node].handler()

@@ -9,6 +9,7 @@ import (
 	"log/slog"
 	"net/http"
 	"time"
+	"unicode/utf8"
 
 	"github.com/distkit/distkit/consensus"
 	"github.com/distkit/distkit/consensus/raft"
@@ -164,6 +165,10 @@ func (p remoteProposer) Propose(ctx context.Context, cmd []byte) (any, error) {
 //	GET    /kv/KEY   read through the log (linearizable); ?stale=1 reads this node's copy
 //	DELETE /kv/KEY
 //	GET    /status   this node's Raft status
+//
+// Keys and values are UTF-8 text (400 otherwise), values at most 1 MiB
+// (413). A missing key is 404; no leader reachable 503; no answer within
+// the request's 5 s budget 504.
 func (s *server) handler() http.Handler {
 	mux := http.NewServeMux()
 	mux.HandleFunc("PUT /kv/{key}", func(w http.ResponseWriter, r *http.Request) {
@@ -203,6 +208,11 @@ func (s *server) handler() http.Handler {
 }
 
 func (s *server) reply(w http.ResponseWriter, r *http.Request, op, value string) {
+	if !utf8.ValidString(r.PathValue("key")) || !utf8.ValidString(value) {
+		// Commands are JSON, which would silently replace invalid bytes.
+		http.Error(w, "kvstore: keys and values must be UTF-8 text", http.StatusBadRequest)
+		return
+	}
 	ctx, cancel := context.WithTimeout(r.Context(), 5*time.Second)
 	defer cancel()
 	res, err := s.do(ctx, op, r.PathValue("key"), value)
