@@ -218,8 +218,18 @@ func (e *Elector) Resign(ctx context.Context) error {
 	return nil
 }
 
-// Leader returns the current leader as this node knows it.
-func (e *Elector) Leader() election.Leader { return e.notifier.Current() }
+// Leader returns the current leader as this node knows it. While this
+// node leads it checks the lease bound itself: the watchdog that ends the
+// leadership may not have run yet.
+func (e *Elector) Leader() election.Leader {
+	e.mu.Lock()
+	leading, s := e.leading, e.session
+	e.mu.Unlock()
+	if leading && !s.Valid() {
+		return election.Leader{}
+	}
+	return e.notifier.Current()
+}
 
 // Observe returns a channel with the current view and then every change
 // (see election.Elector).

@@ -6,6 +6,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/distkit/distkit/clock"
 	"github.com/distkit/distkit/election"
 	"github.com/distkit/distkit/lock"
 	"github.com/distkit/distkit/transport"
@@ -126,5 +127,30 @@ func TestElectorConfigValidate(t *testing.T) {
 		if _, err := lock.NewElector(newLocal(t), tt.cfg); !errors.Is(err, lock.ErrInvalidConfig) {
 			t.Errorf("%s: NewElector err = %v; want ErrInvalidConfig", tt.name, err)
 		}
+	}
+}
+
+func TestElectorLeaderIsEmptyOnceTheBoundPassed(t *testing.T) {
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	clk := clock.NewManual(time.Now())
+	cfg := lock.DefaultElectorConfig() // a 10 s TTL: the watchdog's real timer stays out of the way
+	cfg.ID = "n1"
+	cfg.Session.Clock = clk
+	e, err := lock.NewElector(newLocal(t), cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { e.Close() })
+	won, err := e.Campaign(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := e.Leader(); got != won {
+		t.Fatalf("Leader() = %+v; want %+v", got, won)
+	}
+	clk.Advance(cfg.Session.TTL) // the lease bound passes; the watchdog has not run yet
+	if got := e.Leader(); got == won {
+		t.Errorf("Leader() = %+v after the lease bound passed; want no leader known", got)
 	}
 }
