@@ -145,6 +145,12 @@ func NewSession(ctx context.Context, svc Service, cfg SessionConfig) (*Session, 
 		return nil, fmt.Errorf("lock: open session: %w", err)
 	}
 	s.bound.acked(sent)
+	if now := cfg.Clock.Now(); !s.bound.valid(now) {
+		// Too slow to be of use: the lease may lapse before any keepalive.
+		// The service expires the session, which holds nothing, after a TTL.
+		return nil, fmt.Errorf("lock: open session: %w: answered %v after it was sent, beyond the bound (TTL %v - margin %v)",
+			ErrLeaseLost, now.Sub(sent), cfg.TTL, cfg.SafetyMargin)
+	}
 	s.ctx, s.cancel = context.WithCancelCause(context.Background())
 	s.bg, s.bgCancel = context.WithCancel(s.ctx)
 	s.wg.Add(2)

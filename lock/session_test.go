@@ -566,3 +566,32 @@ func TestLockWithAnEndedContextDoesNotAcquire(t *testing.T) {
 		t.Errorf("Lock after the cancelled attempts = %v; want the lock", err)
 	}
 }
+
+// slowOpen is a Service whose Open answers only after the client's clock
+// moved on by delay.
+type slowOpen struct {
+	svc   lock.Service
+	clk   *clock.Manual
+	delay time.Duration
+}
+
+func (s *slowOpen) Do(ctx context.Context, req lock.Request) (lock.Response, error) {
+	resp, err := s.svc.Do(ctx, req)
+	if req.Op == lock.OpOpen {
+		s.clk.Advance(s.delay)
+	}
+	return resp, err
+}
+
+func TestNewSessionAnsweredAfterTheBoundFails(t *testing.T) {
+	clk := clock.NewManual(time.Now())
+	cfg := lock.DefaultSessionConfig()
+	cfg.Clock = clk
+	s, err := lock.NewSession(context.Background(), &slowOpen{svc: newLocal(t), clk: clk, delay: cfg.TTL}, cfg)
+	if err == nil {
+		s.Close()
+	}
+	if !errors.Is(err, lock.ErrLeaseLost) {
+		t.Errorf("NewSession answered after its bound = %v; want ErrLeaseLost", err)
+	}
+}
