@@ -119,7 +119,8 @@ type Session struct {
 }
 
 // NewSession opens a session at svc and starts keeping it alive. ctx
-// bounds the Open request only.
+// bounds the Open request only. An Open answered so late that the lease
+// bound has already passed fails with ErrLeaseLost.
 func NewSession(ctx context.Context, svc Service, cfg SessionConfig) (*Session, error) {
 	if err := cfg.Validate(); err != nil {
 		return nil, err
