@@ -502,7 +502,11 @@ func (n *Node) handleReadies() error {
 }
 
 func (n *Node) installSnapshot(snap raft.Snapshot) error {
-	if err := n.store.ApplySnapshot(snap); err != nil && !errors.Is(err, raft.ErrSnapshotOutOfDate) {
+	// The core hands over only snapshots past its commit index, so the
+	// storage's own snapshot (never past the applied index) is older. If it
+	// were not (ErrSnapshotOutOfDate), restoring the state machine would
+	// take it back in time: stop instead.
+	if err := n.store.ApplySnapshot(snap); err != nil {
 		return fmt.Errorf("consensus: install snapshot %d: %w", snap.Meta.Index, err)
 	}
 	if err := n.sm.Restore(bytes.NewReader(snap.Data)); err != nil {
