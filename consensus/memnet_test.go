@@ -88,11 +88,7 @@ func TestMemnetPartitionedLeader(t *testing.T) {
 	c, net := newMemnetCluster(t, false, memnet.Faults{}, nil)
 	cl := c.client()
 	acked := map[string]string{}
-	for i := range 10 {
-		k := fmt.Sprintf("a%d", i)
-		write(ctx, t, cl, k, "1")
-		acked[k] = "1"
-	}
+	writeKeys(ctx, t, cl, acked, "a", "1", 10)
 	old := cl.Leader()
 	majority := c.others(old)
 	net.Partition([]transport.NodeID{old}, majority)
@@ -114,11 +110,7 @@ func TestMemnetPartitionedLeader(t *testing.T) {
 		members[id] = c.nodes[id]
 	}
 	mcl, _ := NewClient(members, DefaultClientConfig())
-	for i := range 10 {
-		k := fmt.Sprintf("b%d", i)
-		write(ctx, t, mcl, k, "2")
-		acked[k] = "2"
-	}
+	writeKeys(ctx, t, mcl, acked, "b", "2", 10)
 	net.Heal()
 	last := write(ctx, t, mcl, "healed", "yes") // commits with the old leader back
 	acked["healed"] = "yes"

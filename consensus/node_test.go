@@ -40,6 +40,19 @@ func write(ctx context.Context, t *testing.T, cl *Client, key, value string) uin
 	return res.(uint64)
 }
 
+// writeKeys writes PREFIXi=value for i in [0, n) through cl, records each
+// acknowledged write in acked, and returns the last applied index.
+func writeKeys(ctx context.Context, t *testing.T, cl *Client, acked map[string]string, prefix, value string, n int) uint64 {
+	t.Helper()
+	var last uint64
+	for i := range n {
+		k := fmt.Sprintf("%s%d", prefix, i)
+		last = write(ctx, t, cl, k, value)
+		acked[k] = value
+	}
+	return last
+}
+
 func TestNodeReplicates(t *testing.T) {
 	for _, durable := range []bool{false, true} {
 		t.Run(fmt.Sprintf("durable=%v", durable), func(t *testing.T) {

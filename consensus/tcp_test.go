@@ -2,7 +2,6 @@ package consensus
 
 import (
 	"context"
-	"fmt"
 	"testing"
 	"time"
 
@@ -81,23 +80,14 @@ func TestTCPFailoverAndRestart(t *testing.T) {
 	c := newTCPCluster(t)
 	cl := c.client()
 	acked := map[string]string{}
-	for i := range 20 {
-		k := fmt.Sprintf("a%d", i)
-		write(ctx, t, cl, k, "1")
-		acked[k] = "1"
-	}
+	writeKeys(ctx, t, cl, acked, "a", "1", 20)
 	old := cl.Leader()
 	c.stop(old)
 	c.trs[old].Close()
 	delete(c.trs, old)
 
 	cl = c.client()
-	var last uint64
-	for i := range 20 {
-		k := fmt.Sprintf("b%d", i)
-		last = write(ctx, t, cl, k, "2")
-		acked[k] = "2"
-	}
+	last := writeKeys(ctx, t, cl, acked, "b", "2", 20)
 	if cl.Leader() == old {
 		t.Fatalf("new leader is the killed one, %s", old)
 	}
