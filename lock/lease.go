@@ -17,14 +17,14 @@ type leaseBound struct {
 	until       time.Time // zero until the first acknowledgement
 }
 
-// acked records the acknowledgement of a renewal (or of the Open) sent at
-// sent. It reports false, and leaves the bound alone, if the renewal was
-// sent after the bound had passed: the lease may have lapsed before the
-// service saw it, and a lapsed lease is lost for good (the service may have
-// expired it, freed its locks, and met a late duplicate of the Open since),
-// so no answer can make it trusted again.
-func (b *leaseBound) acked(sent time.Time) bool {
-	if !b.until.IsZero() && !sent.Before(b.until) {
+// acked records the acknowledgement, received at now, of a renewal (or of
+// the Open) sent at sent. It reports false, and leaves the bound alone, if
+// the bound had passed by now: for a while the client could not be sure of
+// its lease, so the lease is lost for good. The service may have expired
+// it, freed its locks and met a late duplicate of the Open since, which a
+// successful answer cannot rule out.
+func (b *leaseBound) acked(sent, now time.Time) bool {
+	if !b.until.IsZero() && !now.Before(b.until) {
 		return false
 	}
 	if u := sent.Add(b.ttl - b.margin); u.After(b.until) {

@@ -145,8 +145,7 @@ func NewSession(ctx context.Context, svc Service, cfg SessionConfig) (*Session, 
 	if _, err := svc.Do(ctx, Request{Op: OpOpen, Session: s.id, Owner: cfg.Owner, TTL: cfg.TTL}); err != nil {
 		return nil, fmt.Errorf("lock: open session: %w", err)
 	}
-	s.bound.acked(sent)
-	if now := cfg.Clock.Now(); !s.bound.valid(now) {
+	if now := cfg.Clock.Now(); !s.bound.acked(sent, now) || !s.bound.valid(now) {
 		// Too slow to be of use: the lease may lapse before any keepalive.
 		// The service expires the session, which holds nothing, after a TTL.
 		return nil, fmt.Errorf("lock: open session: %w: answered %v after it was sent, beyond the bound (TTL %v - margin %v)",
@@ -412,7 +411,7 @@ func (s *Session) keepAlive() {
 		switch {
 		case err == nil:
 			s.mu.Lock()
-			renewed := s.bound.acked(sent)
+			renewed := s.bound.acked(sent, s.cfg.Clock.Now())
 			if renewed {
 				s.orphans(resp.Held)
 				s.stats.KeepAlives++
@@ -420,7 +419,7 @@ func (s *Session) keepAlive() {
 			until := s.bound.until
 			s.mu.Unlock()
 			if !renewed {
-				s.lose(fmt.Errorf("%w: keepalive sent at %v, after the bound %v had passed", ErrLeaseLost,
+				s.lose(fmt.Errorf("%w: keepalive sent at %v answered after the bound %v had passed", ErrLeaseLost,
 					sent.Format(time.RFC3339Nano), until.Format(time.RFC3339Nano)))
 				return
 			}

@@ -595,3 +595,60 @@ func TestNewSessionAnsweredAfterTheBoundFails(t *testing.T) {
 		t.Errorf("NewSession answered after its bound = %v; want ErrLeaseLost", err)
 	}
 }
+
+// steppedKeepAlives is a Service that acknowledges everything; each
+// keepalive signals on calls and waits on proceed before answering, so a
+// test can move the client's clock while it is in flight. quit releases it.
+type steppedKeepAlives struct {
+	calls, proceed, quit chan struct{}
+}
+
+func (a *steppedKeepAlives) Do(_ context.Context, req lock.Request) (lock.Response, error) {
+	if req.Op == lock.OpKeepAlive {
+		select {
+		case a.calls <- struct{}{}:
+			select {
+			case <-a.proceed:
+			case <-a.quit:
+			}
+		case <-a.quit:
+		}
+	}
+	return lock.Response{}, nil
+}
+
+// TestKeepAliveAnsweredAfterTheBoundDoesNotRevive: a keepalive sent before
+// the bound but answered after it passed cannot keep the lease: for a while
+// the client could not be sure of it, so it is lost (the service might
+// have expired the session and met a late duplicate of its Open since).
+func TestKeepAliveAnsweredAfterTheBoundDoesNotRevive(t *testing.T) {
+	t0 := time.Now()
+	clk := clock.NewManual(t0)
+	svc := &steppedKeepAlives{calls: make(chan struct{}), proceed: make(chan struct{}), quit: make(chan struct{})}
+	cfg := lock.DefaultSessionConfig() // a 10 s TTL: the watchdog's real timer stays out of the way
+	cfg.KeepAliveInterval = 10 * time.Millisecond
+	cfg.Clock = clk
+	s, err := lock.NewSession(context.Background(), svc, cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		close(svc.quit)
+		s.Close()
+	})
+	bound := s.Expiry()
+	<-svc.calls
+	clk.Set(bound.Add(-100 * time.Millisecond)) // the next keepalive leaves just before the bound
+	svc.proceed <- struct{}{}
+	<-svc.calls
+	clk.Advance(200 * time.Millisecond) // and is answered just after it
+	svc.proceed <- struct{}{}
+	select {
+	case <-s.Done():
+	case <-svc.calls:
+		t.Fatalf("a keepalive answered after the bound renewed the lease: Expiry = %v (bound was %v)", s.Expiry(), bound)
+	}
+	if !errors.Is(s.Err(), lock.ErrLeaseLost) {
+		t.Errorf("Err = %v; want ErrLeaseLost", s.Err())
+	}
+}

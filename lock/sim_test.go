@@ -391,11 +391,11 @@ func (c *simClient) Receive(env sim.Env, msg transport.Message) {
 				c.send(env, Request{Op: OpAcquire, Session: c.session, Name: simLock})
 			}
 		}
-		c.bound.acked(r.sent)
-		c.armWatchdog(env)
-		if !c.valid(env) { // acknowledged too late to help
+		if !c.bound.acked(r.sent, c.local(env.Now())) || !c.valid(env) { // acknowledged too late to help
 			c.loseLease(env)
+			return
 		}
+		c.armWatchdog(env)
 	case OpRelease:
 		if c.auto {
 			env.SetTimer(time.Duration(env.Rand().Int64N(int64(simTTL/2))), "relock")
