@@ -59,8 +59,8 @@
 // (Session.Done closes, Session.Context is cancelled), before the service
 // can have expired it. The margin covers the difference between the two
 // clocks' rates; their offsets never matter, since each side only measures
-// durations on its own clock. A keepalive sent after the bound had passed
-// renews nothing, whatever the answer: the lease may have lapsed in
+// durations on its own clock. A keepalive answered after the bound had
+// passed renews nothing, whatever the answer: the lease may have lapsed in
 // between, and a lapsed lease stays lost. The services measure leases the
 // same way, by elapsed time, so a step of a wall clock moves no lease.
 //
