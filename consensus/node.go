@@ -420,7 +420,8 @@ func (n *Node) proposeQueued() {
 		}
 		index, term, err := n.core.Propose(p.cmd)
 		if err != nil {
-			p.done <- result{err: err}
+			// ErrNotLeader (a *raft.NotLeaderError) or ErrProposalDropped.
+			p.done <- result{err: fmt.Errorf("consensus: propose: %w", err)}
 			continue
 		}
 		// An older proposal waiting on this index was overwritten (the

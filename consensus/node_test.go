@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"os"
+	"strings"
 	"testing"
 	"time"
 
@@ -92,6 +93,9 @@ func TestNodeProposeErrors(t *testing.T) {
 	var nle *raft.NotLeaderError
 	if !errors.As(err, &nle) || !errors.Is(err, ErrNotLeader) || nle.Leader != leader {
 		t.Fatalf("Propose on follower err = %v; want a NotLeaderError naming %s", err, leader)
+	}
+	if !strings.HasPrefix(err.Error(), "consensus: ") {
+		t.Fatalf("Propose on follower err = %q; want the package prefix", err)
 	}
 	if _, err := c.nodes[leader].Propose(ctx, make([]byte, 17)); !errors.Is(err, ErrTooLarge) {
 		t.Fatalf("Propose(17 bytes) err = %v; want ErrTooLarge", err)
