@@ -91,8 +91,15 @@ func NewClient(members map[transport.NodeID]Proposer, cfg ClientConfig) (*Client
 	return c, nil
 }
 
-// Leader returns the node the client currently believes leads.
+// errNoClient is what a Client not created by NewClient reports.
+var errNoClient = fmt.Errorf("%w: Client not created by NewClient", ErrInvalidConfig)
+
+// Leader returns the node the client currently believes leads ("" for a
+// Client not created by NewClient).
 func (c *Client) Leader() transport.NodeID {
+	if c == nil {
+		return ""
+	}
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	return c.leader
@@ -105,6 +112,9 @@ func (c *Client) Leader() transport.NodeID {
 // After trying as many nodes as there are members without success (an
 // election is under way), it pauses before the next round.
 func (c *Client) Propose(ctx context.Context, cmd []byte) (any, error) {
+	if c == nil || len(c.ids) == 0 {
+		return nil, errNoClient
+	}
 	if ctx == nil {
 		return nil, ErrNilContext
 	}

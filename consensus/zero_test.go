@@ -96,3 +96,16 @@ func TestAbandonedProposalNotProposed(t *testing.T) {
 		t.Fatalf("abandoned command applied: gone = %q; want absent", v)
 	}
 }
+
+// TestZeroClient: a Client not built by NewClient reports ErrInvalidConfig
+// instead of panicking.
+func TestZeroClient(t *testing.T) {
+	for _, c := range []*Client{{}, nil} {
+		if _, err := c.Propose(context.Background(), []byte("x")); !errors.Is(err, ErrInvalidConfig) {
+			t.Errorf("Propose on %#v = %v; want ErrInvalidConfig", c, err)
+		}
+		if id := c.Leader(); id != "" {
+			t.Errorf("Leader on %#v = %q; want empty", c, id)
+		}
+	}
+}
