@@ -169,27 +169,60 @@ func (s *DiskStorage) load(snap raft.Snapshot) error {
 	return s.mem.SetHardState(hs)
 }
 
+// errNotOpened is what every method of a DiskStorage not opened by
+// OpenDiskStorage (the zero value or a nil pointer) reports.
+var errNotOpened = fmt.Errorf("%w: DiskStorage not opened by OpenDiskStorage", ErrInvalidConfig)
+
+// opened reports whether s was built by OpenDiskStorage.
+func (s *DiskStorage) opened() bool { return s != nil && s.log != nil }
+
 // InitialState implements raft.Storage.
 func (s *DiskStorage) InitialState() (raft.HardState, raft.Membership, error) {
+	if !s.opened() {
+		return raft.HardState{}, raft.Membership{}, errNotOpened
+	}
 	return s.mem.InitialState()
 }
 
 // Entries implements raft.Storage.
 func (s *DiskStorage) Entries(lo, hi, maxBytes uint64) ([]raft.Entry, error) {
+	if !s.opened() {
+		return nil, errNotOpened
+	}
 	return s.mem.Entries(lo, hi, maxBytes)
 }
 
 // Term implements raft.Storage.
-func (s *DiskStorage) Term(i uint64) (uint64, error) { return s.mem.Term(i) }
+func (s *DiskStorage) Term(i uint64) (uint64, error) {
+	if !s.opened() {
+		return 0, errNotOpened
+	}
+	return s.mem.Term(i)
+}
 
 // FirstIndex implements raft.Storage.
-func (s *DiskStorage) FirstIndex() (uint64, error) { return s.mem.FirstIndex() }
+func (s *DiskStorage) FirstIndex() (uint64, error) {
+	if !s.opened() {
+		return 0, errNotOpened
+	}
+	return s.mem.FirstIndex()
+}
 
 // LastIndex implements raft.Storage.
-func (s *DiskStorage) LastIndex() (uint64, error) { return s.mem.LastIndex() }
+func (s *DiskStorage) LastIndex() (uint64, error) {
+	if !s.opened() {
+		return 0, errNotOpened
+	}
+	return s.mem.LastIndex()
+}
 
 // Snapshot implements raft.Storage.
-func (s *DiskStorage) Snapshot() (raft.Snapshot, error) { return s.mem.Snapshot() }
+func (s *DiskStorage) Snapshot() (raft.Snapshot, error) {
+	if !s.opened() {
+		return raft.Snapshot{}, errNotOpened
+	}
+	return s.mem.Snapshot()
+}
 
 // Save makes one Ready's hard state and entries durable: the hard state file
 // is rewritten when the term or vote changed (a vote must be durable before
@@ -197,6 +230,9 @@ func (s *DiskStorage) Snapshot() (raft.Snapshot, error) { return s.mem.Snapshot(
 // and the entries are appended with one fsync. Call it before sending the
 // Ready's messages.
 func (s *DiskStorage) Save(hs raft.HardState, ents []raft.Entry) error {
+	if !s.opened() {
+		return errNotOpened
+	}
 	// A new term or vote goes to disk before the entries, so that a crash
 	// in between never leaves entries of a term newer than the saved one.
 	if !hs.IsZero() && (hs.Term != s.durableHS.Term || hs.Vote != s.durableHS.Vote) {
@@ -277,6 +313,9 @@ func (s *DiskStorage) writeHardState(hs raft.HardState) error {
 // (Ready.Snapshot): the snapshot file first, then the log restarts after it.
 // A crash in between is repaired by OpenDiskStorage.
 func (s *DiskStorage) ApplySnapshot(snap raft.Snapshot) error {
+	if !s.opened() {
+		return errNotOpened
+	}
 	cur, _ := s.mem.Snapshot()
 	if snap.Meta.Index <= cur.Meta.Index {
 		return raft.ErrSnapshotOutOfDate
@@ -294,6 +333,9 @@ func (s *DiskStorage) ApplySnapshot(snap raft.Snapshot) error {
 // index i with membership m, writes it durably, and compacts the log up to
 // RetainEntries before i.
 func (s *DiskStorage) CreateSnapshot(i uint64, m raft.Membership, data []byte) (raft.Snapshot, error) {
+	if !s.opened() {
+		return raft.Snapshot{}, errNotOpened
+	}
 	snap, err := s.mem.CreateSnapshot(i, m, data)
 	if err != nil {
 		return raft.Snapshot{}, err
@@ -324,4 +366,9 @@ func (s *DiskStorage) writeSnapshot(snap raft.Snapshot) error {
 }
 
 // Close closes the log. The storage must not be used afterwards.
-func (s *DiskStorage) Close() error { return s.log.Close() }
+func (s *DiskStorage) Close() error {
+	if !s.opened() {
+		return errNotOpened
+	}
+	return s.log.Close()
+}

@@ -6,6 +6,8 @@ import (
 	"sync/atomic"
 	"testing"
 	"time"
+
+	"github.com/distkit/distkit/consensus/raft"
 )
 
 // TestZeroNode: a Node not built by New (the zero value, or a nil pointer)
@@ -106,6 +108,33 @@ func TestZeroClient(t *testing.T) {
 		}
 		if id := c.Leader(); id != "" {
 			t.Errorf("Leader on %#v = %q; want empty", c, id)
+		}
+	}
+}
+
+// TestZeroDiskStorage: a DiskStorage not opened by OpenDiskStorage reports
+// ErrInvalidConfig from every method instead of panicking.
+func TestZeroDiskStorage(t *testing.T) {
+	for _, s := range []*DiskStorage{{}, nil} {
+		_, _, initErr := s.InitialState()
+		_, entErr := s.Entries(1, 2, 10)
+		_, termErr := s.Term(1)
+		_, firstErr := s.FirstIndex()
+		_, lastErr := s.LastIndex()
+		_, snapErr := s.Snapshot()
+		_, createErr := s.CreateSnapshot(1, raft.Membership{}, nil)
+		errs := map[string]error{
+			"InitialState": initErr, "Entries": entErr, "Term": termErr,
+			"FirstIndex": firstErr, "LastIndex": lastErr, "Snapshot": snapErr,
+			"Save":           s.Save(raft.HardState{Term: 1}, nil),
+			"ApplySnapshot":  s.ApplySnapshot(raft.Snapshot{Meta: raft.SnapshotMeta{Index: 1, Term: 1}}),
+			"CreateSnapshot": createErr,
+			"Close":          s.Close(),
+		}
+		for name, err := range errs {
+			if !errors.Is(err, ErrInvalidConfig) {
+				t.Errorf("%s on %#v = %v; want ErrInvalidConfig", name, s, err)
+			}
 		}
 	}
 }
