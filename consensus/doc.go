@@ -75,7 +75,9 @@
 // Node and Client are safe for concurrent use; Propose blocks until the
 // command is applied, fails, or its context ends. The StateMachine's methods
 // are called from one goroutine, never concurrently. Close waits for the
-// Node's goroutine to exit.
+// Node's goroutine to exit. A Node, Client or DiskStorage that its
+// constructor did not create (a zero value or nil pointer) returns an error
+// from every method (ErrClosed, ErrInvalidConfig), never panics or blocks.
 //
 // # Fault model
 //
