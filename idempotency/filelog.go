@@ -3,17 +3,16 @@ package idempotency
 import (
 	"encoding/binary"
 	"fmt"
-	"hash/crc32"
 	"time"
+
+	"github.com/distkit/distkit/internal/wal"
 )
 
 // The FileStore log format.
 //
-// The file starts with the 8-byte magic logMagic. Then come frames:
-//
-//	u32 little-endian  body length n (1 ≤ n ≤ maxFrameBody)
-//	u32 little-endian  CRC-32C (Castagnoli) of the body
-//	n bytes            body
+// The file starts with the 8-byte magic logMagic. Then come frames in the
+// format of internal/wal (wal.AppendFrame: CRC32C of the length and body,
+// u32 body length, body; at most wal.MaxFrameSize bytes of body).
 //
 // A body starts with a type byte:
 //
@@ -29,12 +28,12 @@ import (
 //	  uvarint key length, key, u64 token
 //
 // Replaying the frames in order rebuilds the records. A crash can leave a
-// partial frame at the end; its length or checksum does not match, and the
-// store truncates the log there.
+// partial frame at the end; wal.DecodeFrame finds it cut short or its
+// checksum wrong, and the store truncates the log there.
 const (
-	logMagic     = "DKIDEMP1"
-	frameHeader  = 8
-	maxFrameBody = 64 << 20
+	// logMagic names the format version: DKIDEMP1 had its own frame
+	// header, so an old log is refused rather than read as a torn tail.
+	logMagic = "DKIDEMP2"
 
 	framePut      byte = 1
 	frameAbort    byte = 2
@@ -43,8 +42,6 @@ const (
 	flagFailed  byte = 1
 	flagOmitted byte = 2
 )
-
-var castagnoli = crc32.MakeTable(crc32.Castagnoli)
 
 // logEntry is one decoded frame.
 type logEntry struct {
@@ -55,7 +52,7 @@ type logEntry struct {
 // appendRecordFrame appends a framePut or frameComplete frame carrying rec.
 func appendRecordFrame(dst []byte, kind byte, rec *Record) []byte {
 	start := len(dst)
-	dst = append(dst, make([]byte, frameHeader)...)
+	dst = append(dst, make([]byte, wal.FrameHeaderSize)...)
 	dst = append(dst, kind)
 	dst = binary.AppendUvarint(dst, uint64(len(rec.Key)))
 	dst = append(dst, rec.Key...)
@@ -74,25 +71,18 @@ func appendRecordFrame(dst []byte, kind byte, rec *Record) []byte {
 	dst = append(dst, rec.Fingerprint...)
 	dst = binary.AppendUvarint(dst, uint64(len(rec.Result)))
 	dst = append(dst, rec.Result...)
-	return sealFrame(dst, start)
+	return wal.SealFrame(dst, start)
 }
 
 // appendAbortFrame appends the frame removing key's record held by token.
 func appendAbortFrame(dst []byte, key string, token uint64) []byte {
 	start := len(dst)
-	dst = append(dst, make([]byte, frameHeader)...)
+	dst = append(dst, make([]byte, wal.FrameHeaderSize)...)
 	dst = append(dst, frameAbort)
 	dst = binary.AppendUvarint(dst, uint64(len(key)))
 	dst = append(dst, key...)
 	dst = binary.LittleEndian.AppendUint64(dst, token)
-	return sealFrame(dst, start)
-}
-
-func sealFrame(dst []byte, start int) []byte {
-	body := dst[start+frameHeader:]
-	binary.LittleEndian.PutUint32(dst[start:], uint32(len(body)))
-	binary.LittleEndian.PutUint32(dst[start+4:], crc32.Checksum(body, castagnoli))
-	return dst
+	return wal.SealFrame(dst, start)
 }
 
 // decodeFrame decodes the frame at the start of buf. It returns the entry
@@ -100,26 +90,16 @@ func sealFrame(dst []byte, start int) []byte {
 // does not parse gives an error wrapping ErrCorrupt. The entry's strings and
 // Result are copies: buf may be reused.
 func decodeFrame(buf []byte) (logEntry, int, error) {
-	if len(buf) < frameHeader {
-		return logEntry{}, 0, fmt.Errorf("%w: %d bytes left, shorter than a frame header", ErrCorrupt, len(buf))
-	}
-	n := binary.LittleEndian.Uint32(buf)
-	sum := binary.LittleEndian.Uint32(buf[4:])
-	if n == 0 || n > maxFrameBody {
-		return logEntry{}, 0, fmt.Errorf("%w: frame length %d out of range", ErrCorrupt, n)
-	}
-	if uint64(len(buf)-frameHeader) < uint64(n) {
-		return logEntry{}, 0, fmt.Errorf("%w: frame of %d bytes cut short at %d", ErrCorrupt, n, len(buf)-frameHeader)
-	}
-	body := buf[frameHeader : frameHeader+int(n)]
-	if crc32.Checksum(body, castagnoli) != sum {
-		return logEntry{}, 0, fmt.Errorf("%w: checksum mismatch", ErrCorrupt)
+	body, n, err := wal.DecodeFrame(buf)
+	if err != nil {
+		// Wraps wal.ErrTruncated (a torn tail) or wal.ErrCorrupt too.
+		return logEntry{}, 0, fmt.Errorf("%w: %w", ErrCorrupt, err)
 	}
 	e, err := parseBody(body)
 	if err != nil {
 		return logEntry{}, 0, err
 	}
-	return e, frameHeader + int(n), nil
+	return e, n, nil
 }
 
 // bodyReader consumes a frame body; the first failure sticks.
@@ -187,8 +167,8 @@ func parseBody(body []byte) (logEntry, error) {
 		e.rec.Token = r.u64("token")
 		e.rec.Created = time.Unix(0, int64(r.u64("created")))
 		e.rec.Expires = time.Unix(0, int64(r.u64("expires")))
-		e.rec.Fingerprint = string(r.bytes("fingerprint", maxFrameBody))
-		if res := r.bytes("result", maxFrameBody); len(res) > 0 {
+		e.rec.Fingerprint = string(r.bytes("fingerprint", wal.MaxFrameSize))
+		if res := r.bytes("result", wal.MaxFrameSize); len(res) > 0 {
 			e.rec.Result = append([]byte(nil), res...)
 		}
 		if r.err == nil {

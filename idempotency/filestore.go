@@ -12,6 +12,7 @@ import (
 	"sync/atomic"
 
 	"github.com/distkit/distkit/clock"
+	"github.com/distkit/distkit/internal/wal"
 )
 
 // FileConfig configures a FileStore.
@@ -164,7 +165,7 @@ func OpenFileStore(path string, cfg FileConfig) (*FileStore, error) {
 	}
 	// A crash during compaction can leave the temporary file; the log itself
 	// is intact (the rename is atomic), so the leftover is garbage.
-	if err := os.Remove(path + ".compact"); err != nil && !errors.Is(err, os.ErrNotExist) {
+	if err := wal.RemoveTempFilesOf(path); err != nil && !errors.Is(err, os.ErrNotExist) {
 		return nil, fmt.Errorf("idempotency: remove stale compaction file: %w", err)
 	}
 	f, err := os.OpenFile(path, os.O_RDWR|os.O_CREATE, 0o644)
@@ -472,37 +473,23 @@ func (s *FileStore) compactLocked() {
 			s.deleteLocked(k)
 		}
 	}
-	tmp := s.path + ".compact"
-	buf := append(make([]byte, 0, 64<<10), logMagic...)
-	err := func() error {
-		f, err := os.OpenFile(tmp, os.O_RDWR|os.O_CREATE|os.O_TRUNC, 0o644)
-		if err != nil {
-			return err
-		}
-		defer f.Close()
+	// wal.WriteFileAtomic: temporary file, fsync, rename over the log,
+	// fsync of the directory.
+	err := wal.WriteFileAtomic(s.path, func(w io.Writer) error {
+		buf := append(make([]byte, 0, 64<<10), logMagic...)
 		for _, r := range s.index {
 			buf = appendRecordFrame(buf, framePut, &r)
-			if len(buf) >= 1<<20 {
-				if _, err := f.Write(buf); err != nil {
+			if len(buf) >= 64<<10 {
+				if _, err := w.Write(buf); err != nil {
 					return err
 				}
 				buf = buf[:0]
 			}
 		}
-		if _, err := f.Write(buf); err != nil {
-			return err
-		}
-		return s.fsync(f)
-	}()
-	if err == nil {
-		err = os.Rename(tmp, s.path)
-		if err != nil {
-			os.Remove(tmp)
-		}
-	} else {
-		os.Remove(tmp)
-	}
-	if err != nil {
+		_, err := w.Write(buf)
+		return err
+	})
+	if err != nil && !s.replacedLocked() {
 		s.log.Warn("idempotency: compaction failed; keeping the old log", "path", s.path, "err", err)
 		// Do not retry on every flush: wait until the log doubles again.
 		s.compactFrames = s.frames
@@ -510,7 +497,7 @@ func (s *FileStore) compactLocked() {
 	}
 	// The rename is done: from here on the old descriptor points at an
 	// unlinked file, so any error leaves the store unusable.
-	if err := s.syncDir(); err != nil {
+	if err != nil {
 		s.failed = fmt.Errorf("%w: %w", ErrStoreFailed, err)
 		s.unusable.Store(true)
 		return
@@ -581,20 +568,26 @@ func (s *FileStore) fsync(f *os.File) error {
 	return f.Sync()
 }
 
+// replacedLocked reports whether the file at s.path is no longer the one
+// s.f has open: a failed compaction got as far as its rename. If that
+// cannot be told, it says yes, so the caller takes the safe path (fail).
+func (s *FileStore) replacedLocked() bool {
+	onDisk, err := os.Stat(s.path)
+	if err != nil {
+		return true
+	}
+	open, err := s.f.Stat()
+	return err != nil || !os.SameFile(onDisk, open)
+}
+
 // syncDir fsyncs the directory holding the log, making a create or rename
 // in it durable.
 func (s *FileStore) syncDir() error {
 	if s.cfg.skipFsync {
 		return nil
 	}
-	path := s.path
-	d, err := os.Open(filepath.Dir(path))
-	if err != nil {
-		return fmt.Errorf("idempotency: open directory of %s: %w", path, err)
-	}
-	defer d.Close()
-	if err := d.Sync(); err != nil {
-		return fmt.Errorf("idempotency: sync directory of %s: %w", path, err)
+	if err := wal.SyncDir(filepath.Dir(s.path)); err != nil {
+		return fmt.Errorf("idempotency: directory of %s: %w", s.path, err)
 	}
 	return nil
 }

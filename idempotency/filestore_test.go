@@ -241,8 +241,8 @@ func TestFileStoreCompactionBoundsTheLog(t *testing.T) {
 			t.Fatalf("live record k%d lost across compaction and reopen", i)
 		}
 	}
-	if _, err := os.Stat(path + ".compact"); !errors.Is(err, os.ErrNotExist) {
-		t.Errorf("compaction left its temporary file behind: %v", err)
+	if entries, err := os.ReadDir(filepath.Dir(path)); err != nil || len(entries) != 1 {
+		t.Errorf("directory after compactions holds %v (%v); want only the log (no temporary file left behind)", entries, err)
 	}
 }
 
@@ -255,6 +255,7 @@ func TestFileStoreOpenErrors(t *testing.T) {
 	}{
 		{"not a log", []byte("hello, world, this is text"), ErrCorrupt},
 		{"short garbage", []byte("xy"), ErrCorrupt},
+		{"older format", []byte("DKIDEMP1\x05\x00\x00\x00"), ErrCorrupt},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -353,4 +354,28 @@ func TestFileStoreFailsAfterWriteError(t *testing.T) {
 		t.Errorf("Complete after failure = %v; want ErrStoreFailed", err)
 	}
 	s.Close()
+}
+
+// TestFileStoreRemovesStaleCompactionFile: a crash during compaction leaves
+// the temporary file; opening the store deletes it and nothing else.
+func TestFileStoreRemovesStaleCompactionFile(t *testing.T) {
+	dir := t.TempDir()
+	path := filepath.Join(dir, "log")
+	s := mustFileStore(t, path, DefaultFileConfig())
+	s.Close()
+	for _, name := range []string{".log.12345.tmp", "other"} {
+		if err := os.WriteFile(filepath.Join(dir, name), []byte("junk"), 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+	s = mustFileStore(t, path, DefaultFileConfig())
+	defer s.Close()
+	var got []string
+	entries, _ := os.ReadDir(dir)
+	for _, e := range entries {
+		got = append(got, e.Name())
+	}
+	if want := []string{"log", "other"}; fmt.Sprint(got) != fmt.Sprint(want) {
+		t.Fatalf("directory after OpenFileStore holds %v; want %v", got, want)
+	}
 }

@@ -4,6 +4,8 @@ import (
 	"bytes"
 	"testing"
 	"time"
+
+	"github.com/distkit/distkit/internal/wal"
 )
 
 // FuzzDecodeFrame feeds arbitrary bytes to the log decoder. It must never
@@ -19,13 +21,14 @@ func FuzzDecodeFrame(f *testing.F) {
 	f.Add(appendRecordFrame(nil, framePut, &rec))
 	f.Add(appendAbortFrame(nil, "order-1", 42))
 	f.Add([]byte{})
-	f.Add([]byte{1, 0, 0, 0, 0, 0, 0, 0, 1})
+	f.Add(wal.AppendFrame(nil, []byte{frameAbort, 1, 'k'}))
+	f.Add([]byte{0, 0, 0, 0, 1, 0, 0, 0, 1})
 	f.Fuzz(func(t *testing.T, data []byte) {
 		checkFrameRoundTrip(t, data)
 		// Also treat the input as a body with a valid checksum, so the
 		// fuzzer reaches the parser without having to forge CRCs.
-		if len(data) > 0 && len(data) <= maxFrameBody {
-			checkFrameRoundTrip(t, sealFrame(append(make([]byte, frameHeader), data...), 0))
+		if len(data) > 0 && len(data) <= wal.MaxFrameSize {
+			checkFrameRoundTrip(t, wal.AppendFrame(nil, data))
 		}
 	})
 }
@@ -56,7 +59,7 @@ func TestDecodeFrameRejects(t *testing.T) {
 	flip := func(i int) []byte { b := bytes.Clone(good); b[i] ^= 1; return b }
 	// reseal recomputes the checksum so the body checks are reached.
 	reseal := func(body []byte) []byte {
-		return sealFrame(append(make([]byte, frameHeader), body...), 0)
+		return wal.AppendFrame(nil, body)
 	}
 	tests := []struct {
 		name string
@@ -67,7 +70,8 @@ func TestDecodeFrameRejects(t *testing.T) {
 		{"cut body", good[:len(good)-1]},
 		{"bad checksum", flip(len(good) - 1)},
 		{"zero length", make([]byte, 16)},
-		{"huge length", []byte{0xff, 0xff, 0xff, 0xff, 0, 0, 0, 0}},
+		{"huge length", []byte{0, 0, 0, 0, 0xff, 0xff, 0xff, 0xff}},
+		{"empty body", wal.AppendFrame(nil, nil)},
 		{"unknown type", reseal([]byte{9, 1, 'k', 0, 0, 0, 0, 0, 0, 0, 0})},
 		{"bad key", reseal(append([]byte{frameAbort, 2, 'a', ' '}, make([]byte, 8)...))},
 		{"empty key", reseal(append([]byte{frameAbort, 0}, make([]byte, 8)...))},
