@@ -74,6 +74,12 @@ func appendRecordFrame(dst []byte, kind byte, rec *Record) []byte {
 	return wal.SealFrame(dst, start)
 }
 
+// recordFrameBound is an upper bound on the body size of rec's frame.
+func recordFrameBound(rec *Record) int {
+	const fixed = 1 + 2 + 3*8 + 3*binary.MaxVarintLen64 // type, status, flags, u64s, lengths
+	return fixed + len(rec.Key) + len(rec.Fingerprint) + len(rec.Result)
+}
+
 // appendAbortFrame appends the frame removing key's record held by token.
 func appendAbortFrame(dst []byte, key string, token uint64) []byte {
 	start := len(dst)

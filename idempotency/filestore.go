@@ -75,7 +75,11 @@ func (c FileConfig) Validate() error {
 // to a temporary file that is fsynced and renamed over the log) when it
 // has doubled since the last compaction; expired records are dropped then.
 // Memory holds every record not yet dropped, results included, so bound the
-// live set with Config.Retention and Config.MaxResultBytes.
+// live set with Config.Retention and Config.MaxResultBytes. A completed
+// record too large for one log frame (wal.MaxFrameSize, 64 MiB) is stored
+// with its result omitted (Record.Omitted), as a result that could not be
+// encoded: a frame that large would read back as a torn tail and take the
+// records after it with it.
 //
 // It is safe for concurrent use. It starts no goroutines: the writer that
 // finds no fsync running performs it for everyone queued. Get, the replay
@@ -341,6 +345,9 @@ func (s *FileStore) Complete(ctx context.Context, rec Record) error {
 	if cur, ok := s.index[rec.Key]; !ok || cur.Status != StatusInProgress || cur.Token != rec.Token {
 		s.mu.Unlock()
 		return fmt.Errorf("%w: complete %q", ErrNotOwner, rec.Key)
+	}
+	if recordFrameBound(&rec) > wal.MaxFrameSize {
+		rec.Result, rec.Omitted = nil, true
 	}
 	var opErr error
 	s.pending = appendRecordFrame(s.pending, frameComplete, &rec)

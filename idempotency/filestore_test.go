@@ -14,6 +14,7 @@ import (
 	"time"
 
 	"github.com/distkit/distkit/clock"
+	"github.com/distkit/distkit/internal/wal"
 )
 
 // written is what the crash test remembers of each record it wrote.
@@ -377,5 +378,36 @@ func TestFileStoreRemovesStaleCompactionFile(t *testing.T) {
 	}
 	if want := []string{"log", "other"}; fmt.Sprint(got) != fmt.Sprint(want) {
 		t.Fatalf("directory after OpenFileStore holds %v; want %v", got, want)
+	}
+}
+
+// TestFileStoreOversizeResultIsOmitted: a result too large for one log frame
+// is stored as omitted, and the records logged after it survive a reopen.
+func TestFileStoreOversizeResultIsOmitted(t *testing.T) {
+	ctx := context.Background()
+	clk := clock.NewManual(epoch)
+	path := filepath.Join(t.TempDir(), "log")
+	cfg := FileConfig{Clock: clk, CompactMinFrames: 4096}
+	s := mustFileStore(t, path, cfg)
+	big := inProgress("big", "fp", 1, clk.Now(), time.Minute)
+	s.Begin(ctx, big)
+	rec := completed(big, "", clk.Now(), time.Hour)
+	rec.Result = make([]byte, wal.MaxFrameSize)
+	if err := s.Complete(ctx, rec); err != nil {
+		t.Fatal(err)
+	}
+	after := inProgress("after", "fp", 2, clk.Now(), time.Minute)
+	if _, ok, err := s.Begin(ctx, after); !ok || err != nil {
+		t.Fatalf("Begin(after) = %v, %v; want true, nil", ok, err)
+	}
+	s.Close()
+	s = mustFileStore(t, path, cfg)
+	defer s.Close()
+	got, ok, _ := s.Get(ctx, "big")
+	if !ok || !got.Omitted || got.Result != nil || got.Status != StatusCompleted {
+		t.Fatalf("Get(big) = %+v, %v; want a completed record with its result omitted", got, ok)
+	}
+	if _, ok, _ := s.Get(ctx, "after"); !ok {
+		t.Fatal("record logged after the oversize one lost on reopen")
 	}
 }
