@@ -5,10 +5,13 @@ import (
 	"errors"
 	"fmt"
 	"hash/crc32"
+	"io"
 	"io/fs"
 	"os"
 	"path/filepath"
 	"sync"
+
+	"github.com/distkit/distkit/internal/wal"
 )
 
 // EpochStore keeps a node's State (its highest epoch) across restarts. The
@@ -115,50 +118,20 @@ func (s *FileEpochStore) Load() (uint64, error) {
 	return e, nil
 }
 
-// Save implements EpochStore.
+// Save implements EpochStore. The file is replaced atomically (temporary
+// file, fsync, rename, fsync of the directory), so a crash leaves either the
+// old epoch or the new one, never a torn record.
 func (s *FileEpochStore) Save(epoch uint64) error {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	tmp := s.path + ".tmp"
-	if err := writeSynced(tmp, EncodeEpoch(epoch)); err != nil {
-		return fmt.Errorf("election: save epoch: %w", err)
-	}
-	if err := os.Rename(tmp, s.path); err != nil {
-		return fmt.Errorf("election: save epoch: %w", err)
-	}
-	// The rename is durable only once the directory entry is.
-	if err := syncDir(filepath.Dir(s.path)); err != nil {
+	err := wal.WriteFileAtomic(s.path, func(w io.Writer) error {
+		_, err := w.Write(EncodeEpoch(epoch))
+		return err
+	})
+	if err != nil {
 		return fmt.Errorf("election: save epoch: %w", err)
 	}
 	return nil
-}
-
-func writeSynced(path string, data []byte) error {
-	f, err := os.OpenFile(path, os.O_WRONLY|os.O_CREATE|os.O_TRUNC, 0o644)
-	if err != nil {
-		return err
-	}
-	if _, err := f.Write(data); err != nil {
-		f.Close()
-		return err
-	}
-	if err := f.Sync(); err != nil {
-		f.Close()
-		return err
-	}
-	return f.Close()
-}
-
-func syncDir(dir string) error {
-	d, err := os.Open(dir)
-	if err != nil {
-		return err
-	}
-	err = d.Sync()
-	if cerr := d.Close(); err == nil {
-		err = cerr
-	}
-	return err
 }
 
 // MemoryEpochStore is an EpochStore in memory: it survives a Node being
