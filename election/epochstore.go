@@ -82,7 +82,7 @@ func DecodeEpoch(b []byte) (uint64, error) {
 // one, never a torn record.
 type FileEpochStore struct {
 	path string
-	mu   sync.Mutex // serializes Save, which reuses path+".tmp"
+	mu   sync.Mutex // serializes Save, so the last Save to return is the one on disk
 }
 
 var _ EpochStore = (*FileEpochStore)(nil)

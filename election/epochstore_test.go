@@ -31,8 +31,16 @@ func TestFileEpochStore(t *testing.T) {
 			t.Fatalf("Load() after Save(%d) = %d, %v", e, got, err)
 		}
 	}
-	if _, err := os.Stat(path + ".tmp"); !errors.Is(err, os.ErrNotExist) {
-		t.Errorf("temporary file left behind: Stat error %v", err)
+	entries, err := os.ReadDir(filepath.Dir(path))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(entries) != 1 || entries[0].Name() != filepath.Base(path) {
+		var names []string
+		for _, e := range entries {
+			names = append(names, e.Name())
+		}
+		t.Errorf("directory holds %q after the saves; want only %q (a temporary file was left behind)", names, filepath.Base(path))
 	}
 }
 
