@@ -4,12 +4,11 @@ import (
 	"context"
 	"fmt"
 	"io"
-	"slices"
-	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
 
+	"github.com/distkit/distkit/internal/benchload"
 	"github.com/distkit/distkit/transport"
 	"github.com/distkit/distkit/transport/memnet"
 	"github.com/distkit/distkit/transport/tcp"
@@ -149,42 +148,9 @@ func tcpTransports(b *testing.B) func(ids []transport.NodeID) []transport.Transp
 // number of goroutines and reports throughput and latency percentiles.
 func runProposers(b *testing.B, target *benchTarget, proposers int) {
 	cmd := make([]byte, 128)
-	ctx := context.Background()
-	lat := make([][]time.Duration, proposers)
-	var next atomic.Int64
-	var wg sync.WaitGroup
-	b.ReportAllocs()
-	b.ResetTimer()
-	start := time.Now()
-	for p := range proposers {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			for next.Add(1) <= int64(b.N) {
-				t0 := time.Now()
-				if err := target.propose(ctx, cmd); err != nil {
-					b.Error(err)
-					return
-				}
-				lat[p] = append(lat[p], time.Since(t0))
-			}
-		}()
-	}
-	wg.Wait()
-	elapsed := time.Since(start)
-	b.StopTimer()
-	all := slices.Concat(lat...)
-	slices.Sort(all)
-	if len(all) == 0 {
-		return
-	}
-	pct := func(q float64) float64 { return float64(all[int(q*float64(len(all)-1))].Nanoseconds()) / 1e3 }
-	b.ReportMetric(float64(len(all))/elapsed.Seconds(), "ops/s")
-	b.ReportMetric(pct(0.50), "p50-µs")
-	b.ReportMetric(pct(0.99), "p99-µs")
-	if testing.Verbose() {
-		b.Logf("n=%d p50=%.1f p75=%.1f p90=%.1f p95=%.1f p98=%.1f p99=%.1f p999=%.1f max=%v", len(all), pct(0.5), pct(0.75), pct(0.9), pct(0.95), pct(0.98), pct(0.99), pct(0.999), all[len(all)-1])
-	}
+	benchload.Run(b, proposers, "ops/s", func(ctx context.Context, _ int) error {
+		return target.propose(ctx, cmd)
+	})
 }
 
 // BenchmarkRaftPropose measures a three-node cluster committing 128-byte

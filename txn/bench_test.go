@@ -3,12 +3,9 @@ package txn_test
 import (
 	"context"
 	"fmt"
-	"slices"
-	"sync"
-	"sync/atomic"
 	"testing"
-	"time"
 
+	"github.com/distkit/distkit/internal/benchload"
 	"github.com/distkit/distkit/transport"
 	"github.com/distkit/distkit/transport/memnet"
 	"github.com/distkit/distkit/txn"
@@ -52,9 +49,9 @@ func benchCluster(b *testing.B, newLog func(name string) txn.Log) (*txn.Coordina
 }
 
 // runConcurrent runs b.N transactions from `workers` goroutines, each on
-// its own key (no lock conflicts), and reports txn/s and the p99 latency.
+// its own key (no lock conflicts), and reports txn/s and the p50 and p99
+// latencies.
 func runConcurrent(b *testing.B, c *txn.Coordinator, parts []transport.NodeID, workers int) {
-	b.ReportAllocs()
 	works := make([][]txn.Work, workers)
 	for w := range works {
 		ops, err := txn.EncodeOps(txn.Op{Kind: txn.OpAdd, Key: fmt.Sprintf("k%d", w), Amount: 1})
@@ -65,38 +62,12 @@ func runConcurrent(b *testing.B, c *txn.Coordinator, parts []transport.NodeID, w
 			works[w] = append(works[w], txn.Work{Participant: p, Ops: ops})
 		}
 	}
-	var next atomic.Int64
-	lat := make([][]time.Duration, workers)
-	var wg sync.WaitGroup
-	var failed atomic.Value
-	b.ResetTimer()
-	start := time.Now()
-	for w := range workers {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			for next.Add(1) <= int64(b.N) {
-				t0 := time.Now()
-				if _, err := c.Run(context.Background(), works[w]...); err != nil {
-					failed.Store(err)
-					return
-				}
-				lat[w] = append(lat[w], time.Since(t0))
-			}
-		}()
-	}
-	wg.Wait()
-	elapsed := time.Since(start)
-	b.StopTimer()
-	if err, ok := failed.Load().(error); ok {
-		b.Fatalf("Run() = %v", err)
-	}
-	all := slices.Concat(lat...)
-	slices.Sort(all)
-	b.ReportMetric(float64(b.N)/elapsed.Seconds(), "txn/s")
-	if len(all) > 0 {
-		b.ReportMetric(float64(all[len(all)*99/100].Microseconds()), "p99-µs")
-	}
+	benchload.Run(b, workers, "txn/s", func(ctx context.Context, w int) error {
+		if _, err := c.Run(ctx, works[w]...); err != nil {
+			return fmt.Errorf("Run() = %w", err)
+		}
+		return nil
+	})
 }
 
 // BenchmarkTwoPhaseCommit: three participants on memnet, in-memory logs,
