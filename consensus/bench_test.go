@@ -119,26 +119,13 @@ func memnetTransports(b *testing.B) func(ids []transport.NodeID) []transport.Tra
 
 func tcpTransports(b *testing.B) func(ids []transport.NodeID) []transport.Transport {
 	return func(ids []transport.NodeID) []transport.Transport {
-		var trs []*tcp.Transport
-		var out []transport.Transport
-		for _, id := range ids {
-			cfg := tcp.DefaultConfig()
-			cfg.ID = id
-			t, err := tcp.Listen(cfg)
-			if err != nil {
-				b.Fatal(err)
-			}
-			trs = append(trs, t)
-			out = append(out, t)
+		ts, err := tcp.ListenMesh(tcp.MeshConfigs(tcp.DefaultConfig(), nil, ids...)...)
+		if err != nil {
+			b.Fatal(err)
 		}
-		for _, t := range trs {
-			for _, p := range trs {
-				if p != t {
-					if err := t.AddPeer(p.ID(), p.Addr().String()); err != nil {
-						b.Fatal(err)
-					}
-				}
-			}
+		out := make([]transport.Transport, len(ts))
+		for i, t := range ts {
+			out[i] = t
 		}
 		return out
 	}

@@ -37,23 +37,12 @@ func distkitCluster(b *testing.B, durable bool) (proposeFunc, func()) {
 	b.Helper()
 	var trs []transport.Transport
 	if durable {
-		var tcps []*tcp.Transport
-		for _, id := range ids {
-			cfg := tcp.DefaultConfig()
-			cfg.ID = id
-			t, err := tcp.Listen(cfg)
-			if err != nil {
-				b.Fatal(err)
-			}
-			tcps = append(tcps, t)
-			trs = append(trs, t)
+		tcps, err := tcp.ListenMesh(tcp.MeshConfigs(tcp.DefaultConfig(), nil, ids...)...)
+		if err != nil {
+			b.Fatal(err)
 		}
 		for _, t := range tcps {
-			for _, p := range tcps {
-				if p != t {
-					t.AddPeer(p.ID(), p.Addr().String())
-				}
-			}
+			trs = append(trs, t)
 		}
 	} else {
 		net, err := memnet.New(memnet.DefaultConfig())

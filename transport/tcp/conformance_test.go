@@ -16,28 +16,12 @@ func TestMain(m *testing.M) { goleak.VerifyTestMain(m) }
 // other's address, and closes them when t ends.
 func cluster(t testing.TB, ids []transport.NodeID, mutate func(*tcp.Config)) []*tcp.Transport {
 	t.Helper()
-	ts := make([]*tcp.Transport, len(ids))
-	for i, id := range ids {
-		cfg := tcp.DefaultConfig()
-		cfg.ID = id
-		if mutate != nil {
-			mutate(&cfg)
-		}
-		tr, err := tcp.Listen(cfg)
-		if err != nil {
-			t.Fatalf("Listen(%s) = %v", id, err)
-		}
-		t.Cleanup(func() { tr.Close() })
-		ts[i] = tr
+	ts, err := tcp.ListenMesh(tcp.MeshConfigs(tcp.DefaultConfig(), mutate, ids...)...)
+	if err != nil {
+		t.Fatalf("ListenMesh(%v) = %v", ids, err)
 	}
-	for _, a := range ts {
-		for _, b := range ts {
-			if a != b {
-				if err := a.AddPeer(b.ID(), b.Addr().String()); err != nil {
-					t.Fatalf("AddPeer = %v", err)
-				}
-			}
-		}
+	for _, tr := range ts {
+		t.Cleanup(func() { tr.Close() })
 	}
 	return ts
 }
