@@ -2,6 +2,8 @@ package main
 
 import (
 	"bytes"
+	"errors"
+	"flag"
 	"strings"
 	"testing"
 
@@ -38,6 +40,64 @@ func TestScenarioNumbers(t *testing.T) {
 	}
 }
 
+// TestTextbookColumn checks the textbook's table against the rules it
+// states: the cells that differ are exactly the two slips the example
+// names and the cells they carry into (P3's receive of m2, P1's send of m3).
+func TestTextbookColumn(t *testing.T) {
+	events, err := replay()
+	if err != nil {
+		t.Fatalf("replay: %v", err)
+	}
+	var differ []string
+	for _, e := range events {
+		if _, ok := textbook[e.name]; !ok {
+			t.Fatalf("textbook has no cell for %s", e.name)
+		}
+		if textbook[e.name] != e.lamport {
+			differ = append(differ, e.name)
+		}
+	}
+	if got, want := strings.Join(differ, " "), "P2.3 P1.3 P3.3 P1.4"; got != want {
+		t.Errorf("cells that differ = %q; want %q", got, want)
+	}
+	// The textbook's sends tick: each send is one above the event before it.
+	for _, pair := range [][2]string{{"P1.1", "P1.2"}, {"P1.3", "P1.4"}} {
+		if textbook[pair[1]] != textbook[pair[0]]+1 {
+			t.Errorf("textbook %s = %d; want %s+1 = %d (its sends tick)", pair[1], textbook[pair[1]], pair[0], textbook[pair[0]]+1)
+		}
+	}
+}
+
+func TestFlags(t *testing.T) {
+	tests := []struct {
+		name    string
+		args    []string
+		wantErr error // nil: accepted; flag.ErrHelp: help; errAny: any other error
+	}{
+		{"none", nil, nil},
+		{"help", []string{"-h"}, flag.ErrHelp},
+		{"unknown flag", []string{"-bogus"}, errAny},
+		{"argument", []string{"extra"}, errAny},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			var stderr bytes.Buffer
+			err := parseFlags(tt.args, &stderr)
+			switch {
+			case tt.wantErr == nil && err != nil, tt.wantErr != nil && err == nil:
+				t.Fatalf("parseFlags(%q) = %v; want %v", tt.args, err, tt.wantErr)
+			case tt.wantErr == flag.ErrHelp && !errors.Is(err, flag.ErrHelp):
+				t.Fatalf("parseFlags(%q) = %v; want flag.ErrHelp", tt.args, err)
+			case tt.wantErr != nil && !strings.Contains(stderr.String(), "usage:"):
+				t.Errorf("parseFlags(%q) printed %q; want the usage", tt.args, stderr.String())
+			}
+		})
+	}
+}
+
+// errAny stands for "some error other than flag.ErrHelp" in TestFlags.
+var errAny = errors.New("any error")
+
 func TestOutput(t *testing.T) {
 	var out bytes.Buffer
 	if err := run(&out); err != nil {
@@ -53,7 +113,11 @@ func TestOutput(t *testing.T) {
 		"P2.3 ∥ P1.4  [2 3 0] [4 0 0]  equal Lamport timestamps 4, yet concurrent",
 		"P2.3 ∥ P1.3  [2 3 0] [3 0 0]  Lamport 4 vs 3 looks ordered, yet concurrent",
 		"24 concurrent pairs: 6 with equal Lamport timestamps, 18 whose Lamport timestamps differ as if ordered.",
-		"skips the increment on send",
+		"P2.3     send m2 to P3                 3     4 *",
+		"P3.3     receive m2 (L=4)              4     5 *",
+		"P1.3     local event                   4     3 *",
+		"P1.4     send m3 to P3                 5     4 *",
+		"4 cells differ. The textbook's sends do tick (P1: 1→2, 4→5)",
 	} {
 		if !strings.Contains(out.String(), want) {
 			t.Errorf("output lacks %q:\n%s", want, out.String())
