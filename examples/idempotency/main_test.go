@@ -6,10 +6,34 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/distkit/distkit/examples/internal/cli"
 	"go.uber.org/goleak"
 )
 
 func TestMain(m *testing.M) { goleak.VerifyTestMain(m) }
+
+func TestFlags(t *testing.T) {
+	tests := []struct {
+		args     []string
+		wantCode int // -1: accepted
+	}{
+		{nil, -1},
+		{[]string{"-h"}, 0},
+		{[]string{"-bogus"}, 2},
+		{[]string{"extra"}, 2},
+	}
+	for _, tt := range tests {
+		var stderr bytes.Buffer
+		err := parseFlags(tt.args, &stderr)
+		got := -1
+		if err != nil {
+			got = cli.ExitCode(err)
+		}
+		if got != tt.wantCode {
+			t.Errorf("parseFlags(%q): exit code %d (%v); want %d", tt.args, got, err, tt.wantCode)
+		}
+	}
+}
 
 // TestRun runs the example end to end: every fault scenario must end with
 // each card charged exactly once.
@@ -25,6 +49,11 @@ func TestRun(t *testing.T) {
 		"request duplicated (injected)",
 		"replayed from the idempotency store",
 		"422",
+		`Idempotency-Key = DeriveKey("alice", "charge", {"card":"4242-4242","amount":1000,"order":"order-17"})`,
+		// The textbook's rule: a failure is not cached, so the retry runs.
+		"attempt 1: 503 card network unavailable -> retry\n  attempt 2: 201 {\"id\":\"ch_4\",\"card\":\"4242-4242\",\"amount\":400}, processed",
+		// CacheFailures: the 503 is replayed to the retry.
+		"attempt 2: 503 card network unavailable, replayed from the idempotency store -> give up",
 		"every card charged exactly once per payment",
 	} {
 		if !strings.Contains(out.String(), want) {

@@ -18,7 +18,6 @@
 package main
 
 import (
-	"errors"
 	"flag"
 	"fmt"
 	"io"
@@ -26,14 +25,12 @@ import (
 	"strings"
 
 	"github.com/distkit/distkit/clock"
+	"github.com/distkit/distkit/examples/internal/cli"
 )
 
 func main() {
 	if err := parseFlags(os.Args[1:], os.Stderr); err != nil {
-		if errors.Is(err, flag.ErrHelp) {
-			os.Exit(0)
-		}
-		os.Exit(2)
+		os.Exit(cli.ExitCode(err))
 	}
 	if err := run(os.Stdout); err != nil {
 		fmt.Fprintln(os.Stderr, "lamport:", err)
@@ -52,16 +49,7 @@ func parseFlags(args []string, stderr io.Writer) error {
 		fmt.Fprintln(stderr, "Replays the textbook's three-process scenario (§4.2.2.2) with Lamport and vector clocks.")
 		fs.PrintDefaults()
 	}
-	if err := fs.Parse(args); err != nil {
-		return err
-	}
-	if fs.NArg() > 0 {
-		err := fmt.Errorf("unexpected argument %q", fs.Arg(0))
-		fmt.Fprintln(stderr, "lamport:", err)
-		fs.Usage()
-		return err
-	}
-	return nil
+	return cli.Parse(fs, args)
 }
 
 // textbook is the Lamport column of the textbook's table for the same
