@@ -127,8 +127,8 @@ func NewBounded(cfg BoundedConfig, nodes ...Node) (*Bounded, error) {
 	}
 	b := &Bounded{balance: cfg.Balance, ring: r, bins: map[string]*bin{}, assigned: map[string]slot{}}
 	for _, n := range nodes {
-		b.bins[n.Name] = &bin{name: n.Name, weight: n.Weight}
-		b.total += n.Weight
+		b.bins[n.Name] = &bin{name: n.Name, weight: n.weight()}
+		b.total += n.weight()
 	}
 	b.reorder()
 	return b, nil
@@ -143,6 +143,9 @@ func (b *Bounded) reorder() {
 		b.order = append(b.order, b.bins[n.name])
 	}
 }
+
+// errNilBounded is what the methods of a nil *Bounded report.
+var errNilBounded = fmt.Errorf("%w: nil *Bounded, create it with NewBounded", ErrInvalidConfig)
 
 // ready reports whether b was built by NewBounded. Callers hold b.mu.
 func (b *Bounded) ready() error {
@@ -221,6 +224,9 @@ func (b *Bounded) AssignWithKey(id, key string) (string, error) {
 }
 
 func (b *Bounded) assign(id string, h uint64) (string, error) {
+	if b == nil {
+		return "", errNilBounded
+	}
 	b.mu.Lock()
 	defer b.mu.Unlock()
 	if err := b.ready(); err != nil {
@@ -240,6 +246,9 @@ func (b *Bounded) assign(id string, h uint64) (string, error) {
 // Locate returns the node holding key if it is assigned, otherwise the node
 // Assign would choose now, without assigning it.
 func (b *Bounded) Locate(key string) (string, error) {
+	if b == nil {
+		return "", errNilBounded
+	}
 	b.mu.Lock()
 	defer b.mu.Unlock()
 	if err := b.ready(); err != nil {
@@ -257,6 +266,9 @@ func (b *Bounded) Locate(key string) (string, error) {
 // Release ends key's assignment and returns the keys moved to keep the
 // bound. It returns ErrNotAssigned for a key that is not assigned.
 func (b *Bounded) Release(key string) ([]Move, error) {
+	if b == nil {
+		return nil, errNilBounded
+	}
 	b.mu.Lock()
 	defer b.mu.Unlock()
 	if err := b.ready(); err != nil {
@@ -272,6 +284,9 @@ func (b *Bounded) Release(key string) ([]Move, error) {
 // Add adds node and returns the keys moved to keep the bound. Errors as for
 // Ring.Add.
 func (b *Bounded) Add(node string, weight float64) ([]Move, error) {
+	if b == nil {
+		return nil, errNilBounded
+	}
 	b.mu.Lock()
 	defer b.mu.Unlock()
 	if err := b.ready(); err != nil {
@@ -291,6 +306,9 @@ func (b *Bounded) Add(node string, weight float64) ([]Move, error) {
 // remove the last node while keys are assigned, since they would have
 // nowhere to go: release them first.
 func (b *Bounded) Remove(node string) ([]Move, error) {
+	if b == nil {
+		return nil, errNilBounded
+	}
 	b.mu.Lock()
 	defer b.mu.Unlock()
 	if err := b.ready(); err != nil {
@@ -332,6 +350,9 @@ func (b *Bounded) Remove(node string) ([]Move, error) {
 // SetWeight changes node's weight and returns the keys moved to keep the
 // bound. Errors as for Ring.SetWeight.
 func (b *Bounded) SetWeight(node string, weight float64) ([]Move, error) {
+	if b == nil {
+		return nil, errNilBounded
+	}
 	b.mu.Lock()
 	defer b.mu.Unlock()
 	if err := b.ready(); err != nil {
@@ -367,6 +388,9 @@ func (b *Bounded) rebalance(moves []Move) []Move {
 
 // Load returns the number of keys assigned to node (0 for an absent node).
 func (b *Bounded) Load(node string) int {
+	if b == nil {
+		return 0
+	}
 	b.mu.Lock()
 	defer b.mu.Unlock()
 	if bn, ok := b.bins[node]; ok {
@@ -378,6 +402,9 @@ func (b *Bounded) Load(node string) int {
 // Capacity returns node's current capacity ⌈c × m × w/W⌉, or
 // ErrNodeNotFound.
 func (b *Bounded) Capacity(node string) (int, error) {
+	if b == nil {
+		return 0, errNilBounded
+	}
 	b.mu.Lock()
 	defer b.mu.Unlock()
 	if err := b.ready(); err != nil {
@@ -392,6 +419,9 @@ func (b *Bounded) Capacity(node string) (int, error) {
 
 // Loads returns the number of keys per node, including nodes with none.
 func (b *Bounded) Loads() map[string]int {
+	if b == nil {
+		return nil
+	}
 	b.mu.Lock()
 	defer b.mu.Unlock()
 	out := make(map[string]int, len(b.bins))
@@ -403,6 +433,9 @@ func (b *Bounded) Loads() map[string]int {
 
 // Stats returns the balancer's counters.
 func (b *Bounded) Stats() BoundedStats {
+	if b == nil {
+		return BoundedStats{}
+	}
 	b.mu.Lock()
 	defer b.mu.Unlock()
 	st := BoundedStats{Keys: len(b.assigned), Nodes: len(b.bins), Moves: b.moves}

@@ -44,7 +44,8 @@
 // expectations: a particular set of node names lands within about half a
 // point of them (with 160 points, node-0 … node-99 give 6.2% by arc
 // length, 6.3% over a million keys; the clockwise rule gave 8.5% and
-// 8.8%). A node of weight w gets round(w·v) points, and always at least
+// 8.8%). A node of weight w (a zero Weight in a Node means 1; NodesOf lists
+// equal nodes by name) gets round(w·v) points, and always at least
 // one, so a small weight still gets its share. More points cost memory
 // (32 bytes each, for its position and its arc's end, plus 8 to 16 bytes
 // of index) and make changes slower, but not lookups: an index of two to

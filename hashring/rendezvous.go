@@ -48,7 +48,7 @@ type rvSnapshot struct {
 func NewRendezvous(nodes ...Node) (*Rendezvous, error) {
 	r := &Rendezvous{}
 	for _, n := range nodes {
-		if err := r.Add(n.Name, n.Weight); err != nil {
+		if err := r.Add(n.Name, n.weight()); err != nil {
 			return nil, err
 		}
 	}
@@ -135,6 +135,9 @@ func (s *rvSnapshot) appendOwners(dst []string, h uint64, n int) ([]string, erro
 var emptyRV = &rvSnapshot{equal: true}
 
 func (r *Rendezvous) load() *rvSnapshot {
+	if r == nil {
+		return emptyRV
+	}
 	if s := r.snap.Load(); s != nil {
 		return s
 	}
@@ -225,6 +228,9 @@ func cmpRV(n rvNode, name string) int { return strings.Compare(n.name, name) }
 
 // update applies change to a copy of the node list and publishes the result.
 func (r *Rendezvous) update(change func([]rvNode) ([]rvNode, error)) error {
+	if r == nil {
+		return fmt.Errorf("%w: nil *Rendezvous, create it with NewRendezvous or use a zero Rendezvous", ErrInvalidConfig)
+	}
 	r.writeMu.Lock()
 	defer r.writeMu.Unlock()
 	nodes, err := change(slices.Clone(r.load().nodes))

@@ -15,7 +15,7 @@ func TestRendezvousBadInput(t *testing.T) {
 		t.Fatal(err)
 	}
 	empty, _ := NewRendezvous()
-	_, newErr := NewRendezvous(Node{Name: "a", Weight: 0})
+	_, newErr := NewRendezvous(Node{Name: "a", Weight: -1}) // 0 means 1; negative is refused
 	_, locEmpty := empty.Locate("k")
 	_, locBytesEmpty := empty.LocateBytes([]byte("k"))
 	_, locNEmpty := empty.LocateN(nil, "k", 1)

@@ -11,11 +11,39 @@ import (
 )
 
 // Node names a node and its weight: a node of weight 2 gets twice the points,
-// and so about twice the keys, of a node of weight 1.
+// and so about twice the keys, of a node of weight 1. A zero Weight means 1,
+// so Node{Name: "a"} is a node of weight 1 (NodesOf builds such a list from
+// names). A negative, infinite or NaN weight is refused with
+// ErrInvalidWeight. Add and SetWeight take the weight as an argument and
+// refuse 0: to take a node's keys away, Remove it.
 type Node struct {
 	Name   string
 	Weight float64
 }
+
+// weight is n's weight with the zero value read as 1.
+func (n Node) weight() float64 {
+	if n.Weight == 0 {
+		return 1
+	}
+	return n.Weight
+}
+
+// NodesOf returns one node of weight 1 per name, in order: the usual way to
+// build a ring of equal nodes.
+//
+//	ring, err := hashring.NewRing(hashring.DefaultConfig(), hashring.NodesOf("a", "b", "c")...)
+func NodesOf(names ...string) []Node {
+	out := make([]Node, len(names))
+	for i, name := range names {
+		out[i] = Node{Name: name, Weight: 1}
+	}
+	return out
+}
+
+// errNilRing is what the changing methods of a nil *Ring report; its
+// lookups see an empty ring.
+var errNilRing = fmt.Errorf("%w: nil *Ring, create it with NewRing or use a zero Ring", ErrInvalidConfig)
 
 // Ring is a consistent-hash ring with virtual nodes and weights.
 //
@@ -59,8 +87,11 @@ func newRing(cfg Config, hash pointHasher, nodes []Node) (*Ring, error) {
 // emptySnapshot is the ring with no nodes; the zero Ring reads it.
 var emptySnapshot = &snapshot{index: []uint32{0}, shift: 64}
 
-// load returns the current snapshot.
+// load returns the current snapshot (the empty one for a nil or zero Ring).
 func (r *Ring) load() *snapshot {
+	if r == nil {
+		return emptySnapshot
+	}
 	if s := r.snap.Load(); s != nil {
 		return s
 	}
@@ -138,6 +169,9 @@ func (r *Ring) Has(node string) bool {
 // ErrNodeExists if the node is present, ErrInvalidNode for an empty name and
 // ErrInvalidWeight for a weight that is not finite and positive.
 func (r *Ring) Add(node string, weight float64) error {
+	if r == nil {
+		return errNilRing
+	}
 	if node == "" {
 		return fmt.Errorf("%w: empty name", ErrInvalidNode)
 	}
@@ -172,16 +206,19 @@ func (r *Ring) Add(node string, weight float64) error {
 // error, none. It costs one O(V log V) rebuild instead of one O(V) merge
 // per node, so it is the way to build a large ring.
 func (r *Ring) AddNodes(nodes ...Node) error {
+	if r == nil {
+		return errNilRing
+	}
 	fresh := make([]member, 0, len(nodes))
 	for _, n := range nodes {
 		if n.Name == "" {
 			return fmt.Errorf("%w: empty name", ErrInvalidNode)
 		}
-		pts, err := pointCount(n.Name, n.Weight, r.virtualNodes())
+		pts, err := pointCount(n.Name, n.weight(), r.virtualNodes())
 		if err != nil {
 			return err
 		}
-		fresh = append(fresh, member{name: n.Name, weight: n.Weight, points: pts})
+		fresh = append(fresh, member{name: n.Name, weight: n.weight(), points: pts})
 	}
 	r.writeMu.Lock()
 	defer r.writeMu.Unlock()
@@ -204,6 +241,9 @@ func (r *Ring) AddNodes(nodes ...Node) error {
 // Remove takes node off the ring. Only the keys it owned move; each goes to
 // the node of its next-nearest point. It returns ErrNodeNotFound if node is absent.
 func (r *Ring) Remove(node string) error {
+	if r == nil {
+		return errNilRing
+	}
 	r.writeMu.Lock()
 	defer r.writeMu.Unlock()
 	old := r.load()
@@ -237,6 +277,9 @@ func (r *Ring) Remove(node string) error {
 // from node). It returns ErrNodeNotFound if node is absent and
 // ErrInvalidWeight for a bad weight.
 func (r *Ring) SetWeight(node string, weight float64) error {
+	if r == nil {
+		return errNilRing
+	}
 	pts, err := pointCount(node, weight, r.virtualNodes())
 	if err != nil {
 		return err
