@@ -94,6 +94,17 @@
 // values. System, Manual and Func sources are safe for concurrent use (Func
 // if its function is).
 //
+// # Zero values and nil pointers
+//
+// The zero Lamport, HLC, Vector and Manual are ready to use. Through a nil
+// pointer, methods that only read see a clock at zero (Current, Compare,
+// Get, MaxOffset, Now of a Manual), methods that return an error report
+// ErrInvalidConfig (Lamport.Receive, HLC.Update), and methods that record
+// an event and return only a timestamp (Tick, Send, TickAt, Receive of a
+// Vector, HLC.Now, Manual.Advance and Set, Vector.Reset) need a non-nil
+// clock: like writing to a nil map, they panic, because a timestamp made up
+// by a nil clock would silently break the clock condition.
+//
 // # Fault model
 //
 // Clocks tolerate lost, duplicated and reordered messages: merging is

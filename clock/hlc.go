@@ -256,6 +256,9 @@ func (h *HLC) Now() Timestamp {
 // and adopting its time would break the bound l − pt ≤ ε for every node
 // that hears from us.
 func (h *HLC) Update(remote Timestamp) (Timestamp, error) {
+	if h == nil {
+		return Timestamp{}, fmt.Errorf("%w: nil *HLC (its zero value is ready to use)", ErrInvalidConfig)
+	}
 	pt := h.physical()
 	if remote.WallTime()-pt > h.maxOffsetNanos() {
 		return Timestamp{}, &OffsetError{Remote: remote, Physical: time.Unix(0, pt), MaxOffset: h.MaxOffset()}
@@ -271,10 +274,22 @@ func (h *HLC) Update(remote Timestamp) (Timestamp, error) {
 
 // Current returns the latest timestamp issued or received, without
 // recording an event. It is the zero Timestamp before the first event.
-func (h *HLC) Current() Timestamp { return Timestamp{packed: h.last.Load()} }
+// A nil *HLC reads as a clock that has issued nothing.
+func (h *HLC) Current() Timestamp {
+	if h == nil {
+		return Timestamp{}
+	}
+	return Timestamp{packed: h.last.Load()}
+}
 
 // MaxOffset returns the configured maximum clock offset.
-func (h *HLC) MaxOffset() time.Duration { return time.Duration(h.maxOffsetNanos()) }
+// A nil *HLC reports the default.
+func (h *HLC) MaxOffset() time.Duration {
+	if h == nil {
+		return DefaultHLCConfig().MaxOffset
+	}
+	return time.Duration(h.maxOffsetNanos())
+}
 
 func (h *HLC) maxOffsetNanos() int64 {
 	if h.maxOffset == 0 { // the zero HLC

@@ -43,6 +43,9 @@ func (c *Lamport) Send() uint64 { return c.now.Add(1) }
 // returns ErrTimestampTooLarge, leaving the clock unchanged, if ts exceeds
 // MaxCounter: a faulty or malicious peer must not be able to wrap the clock.
 func (c *Lamport) Receive(ts uint64) (uint64, error) {
+	if c == nil {
+		return 0, errNilLamport
+	}
 	if ts > MaxCounter {
 		return 0, fmt.Errorf("%w: received %d, limit %d", ErrTimestampTooLarge, ts, uint64(MaxCounter))
 	}
@@ -57,7 +60,16 @@ func (c *Lamport) Receive(ts uint64) (uint64, error) {
 
 // Current returns the timestamp of the latest event without recording a new
 // one.
-func (c *Lamport) Current() uint64 { return c.now.Load() }
+// A nil *Lamport reads as a clock at zero.
+func (c *Lamport) Current() uint64 {
+	if c == nil {
+		return 0
+	}
+	return c.now.Load()
+}
+
+// errNilLamport is what Receive reports on a nil *Lamport.
+var errNilLamport = fmt.Errorf("%w: nil *Lamport (its zero value is ready to use)", ErrInvalidConfig)
 
 // Stamp is a Lamport timestamp paired with the node that issued it. Ordering
 // stamps by time and breaking ties by node gives Lamport's total order "⇒"

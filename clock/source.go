@@ -31,8 +31,12 @@ type Manual struct {
 // NewManual returns a Manual clock reading start.
 func NewManual(start time.Time) *Manual { return &Manual{now: start} }
 
-// Now returns the clock's current reading.
+// Now returns the clock's current reading (the zero time for a nil
+// *Manual).
 func (m *Manual) Now() time.Time {
+	if m == nil {
+		return time.Time{}
+	}
 	m.mu.Lock()
 	defer m.mu.Unlock()
 	return m.now

@@ -1,6 +1,9 @@
 package detector
 
-import "errors"
+import (
+	"errors"
+	"fmt"
+)
 
 // Sentinel errors. Compare with errors.Is; the messages returned by the
 // package wrap them with the offending value.
@@ -19,3 +22,8 @@ var (
 	// ErrClosed is returned by a Monitor after Close.
 	ErrClosed = errors.New("detector: monitor closed")
 )
+
+// errNilDetector is what the methods of a nil *FixedTimeout, *PhiAccrual,
+// *Membership or *Monitor report (their zero values are usable, or report
+// their own errors).
+var errNilDetector = fmt.Errorf("%w: nil pointer receiver", ErrInvalidConfig)

@@ -137,15 +137,28 @@ func NewMembership(self transport.NodeID, cfg Config, seed uint64, now time.Time
 }
 
 // ID returns the node this core runs for.
-func (m *Membership) ID() transport.NodeID { return m.self }
+func (m *Membership) ID() transport.NodeID {
+	if m == nil {
+		return ""
+	}
+	return m.self
+}
 
 // Incarnation returns this node's current incarnation.
-func (m *Membership) Incarnation() uint64 { return m.incarnation }
+func (m *Membership) Incarnation() uint64 {
+	if m == nil {
+		return 0
+	}
+	return m.incarnation
+}
 
 // AddMember starts monitoring id at now. The member starts Alive, and its
 // silence is timed from now, so a member that is never heard from is
 // suspected after the usual delay.
 func (m *Membership) AddMember(id transport.NodeID, now time.Time) error {
+	if m == nil {
+		return errNilDetector
+	}
 	switch {
 	case m.rng == nil:
 		return errZeroMembership
@@ -174,6 +187,9 @@ func (m *Membership) AddMember(id transport.NodeID, now time.Time) error {
 
 // RemoveMember stops monitoring id; no event is emitted for it.
 func (m *Membership) RemoveMember(id transport.NodeID) error {
+	if m == nil {
+		return errNilDetector
+	}
 	if m.members[id] == nil {
 		return fmt.Errorf("%w: %q", ErrUnknownMember, id)
 	}
@@ -202,6 +218,9 @@ type MemberState struct {
 
 // Members returns every member's state at now, sorted by ID.
 func (m *Membership) Members(now time.Time) []MemberState {
+	if m == nil {
+		return nil
+	}
 	out := make([]MemberState, len(m.order))
 	for i, mb := range m.order {
 		out[i] = MemberState{ID: mb.id, Status: mb.status, Phi: mb.det.level(now), Incarnation: mb.inc}
@@ -211,6 +230,9 @@ func (m *Membership) Members(now time.Time) []MemberState {
 
 // Member returns one member's state at now.
 func (m *Membership) Member(id transport.NodeID, now time.Time) (MemberState, error) {
+	if m == nil {
+		return MemberState{}, errNilDetector
+	}
 	mb := m.members[id]
 	if mb == nil {
 		return MemberState{}, fmt.Errorf("%w: %q", ErrUnknownMember, id)
@@ -219,11 +241,19 @@ func (m *Membership) Member(id transport.NodeID, now time.Time) (MemberState, er
 }
 
 // Stats returns the counters so far.
-func (m *Membership) Stats() MembershipStats { return m.stats }
+func (m *Membership) Stats() MembershipStats {
+	if m == nil {
+		return MembershipStats{}
+	}
+	return m.stats
+}
 
 // NextTick returns the time by which Tick must be called next. Calling it
 // earlier or more often is harmless.
 func (m *Membership) NextTick() time.Time {
+	if m == nil {
+		return time.Time{}
+	}
 	if m.nextCheck.Before(m.nextHeartbeat) {
 		return m.nextCheck
 	}
@@ -233,6 +263,9 @@ func (m *Membership) NextTick() time.Time {
 // Ready returns the messages and events produced since the last call and
 // hands their ownership to the caller.
 func (m *Membership) Ready() Ready {
+	if m == nil {
+		return Ready{}
+	}
 	r := Ready{Messages: m.out, Events: m.evs}
 	m.out, m.evs = nil, nil
 	return r
@@ -241,6 +274,9 @@ func (m *Membership) Ready() Ready {
 // Tick advances the core to now: it sends the heartbeats that are due and
 // runs the checks that are due.
 func (m *Membership) Tick(now time.Time) {
+	if m == nil {
+		return
+	}
 	if m.rng == nil {
 		return // a zero Membership
 	}
@@ -369,6 +405,9 @@ func (m *Membership) helpers(target transport.NodeID) []transport.NodeID {
 // A malformed payload is counted, reported as an error wrapping
 // ErrMalformed and otherwise ignored; the core's state is unchanged.
 func (m *Membership) Receive(now time.Time, from transport.NodeID, payload []byte) error {
+	if m == nil {
+		return errNilDetector
+	}
 	if m.rng == nil {
 		return errZeroMembership
 	}

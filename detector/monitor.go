@@ -121,6 +121,9 @@ func NewMonitor(tr transport.Transport, cfg Config, opts MonitorOptions) (*Monit
 // closed after Close. A reader that falls more than EventBuffer events
 // behind loses the oldest ones (see MonitorStats.EventsDropped).
 func (m *Monitor) Events() <-chan Event {
+	if m == nil {
+		return nil
+	}
 	if m.events == nil {
 		return closedEvents // a zero Monitor
 	}
@@ -141,12 +144,18 @@ func (m *Monitor) dead() bool { return m.closed || m.core == nil }
 // ErrSelf, ErrDuplicateMember or ErrInvalidConfig (an empty ID), and with
 // ctx's error if ctx is already done.
 func (m *Monitor) AddMember(ctx context.Context, id transport.NodeID) error {
+	if m == nil {
+		return errNilDetector
+	}
 	return m.change(ctx, func(core *Membership) error { return core.AddMember(id, m.clock.Now()) })
 }
 
 // RemoveMember stops monitoring id. It fails with ErrClosed after Close,
 // ErrUnknownMember, or ctx's error if ctx is already done.
 func (m *Monitor) RemoveMember(ctx context.Context, id transport.NodeID) error {
+	if m == nil {
+		return errNilDetector
+	}
 	return m.change(ctx, func(core *Membership) error { return core.RemoveMember(id) })
 }
 
@@ -172,6 +181,9 @@ var errNilContext = errors.New("detector: nil context")
 
 // Members returns every member's current state, sorted by ID.
 func (m *Monitor) Members() []MemberState {
+	if m == nil {
+		return nil
+	}
 	m.mu.Lock()
 	defer m.mu.Unlock()
 	if m.core == nil {
@@ -183,6 +195,9 @@ func (m *Monitor) Members() []MemberState {
 // Member returns one member's current state, or an error wrapping
 // ErrUnknownMember.
 func (m *Monitor) Member(id transport.NodeID) (MemberState, error) {
+	if m == nil {
+		return MemberState{}, errNilDetector
+	}
 	m.mu.Lock()
 	defer m.mu.Unlock()
 	if m.core == nil {
@@ -193,6 +208,9 @@ func (m *Monitor) Member(id transport.NodeID) (MemberState, error) {
 
 // Incarnation returns this node's current incarnation.
 func (m *Monitor) Incarnation() uint64 {
+	if m == nil {
+		return 0
+	}
 	m.mu.Lock()
 	defer m.mu.Unlock()
 	if m.core == nil {
@@ -203,6 +221,9 @@ func (m *Monitor) Incarnation() uint64 {
 
 // Stats returns the counters so far.
 func (m *Monitor) Stats() MonitorStats {
+	if m == nil {
+		return MonitorStats{}
+	}
 	m.mu.Lock()
 	var s MonitorStats
 	if m.core != nil {
@@ -220,6 +241,9 @@ func (m *Monitor) Stats() MonitorStats {
 // channel; nothing is sent after it returns. Undelivered events are
 // discarded. Close is idempotent and always returns nil.
 func (m *Monitor) Close() error {
+	if m == nil {
+		return errNilDetector
+	}
 	m.mu.Lock()
 	if m.dead() {
 		m.mu.Unlock()

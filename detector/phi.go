@@ -158,6 +158,9 @@ func (d *PhiAccrual) refresh() {
 // timestamp that is not after the latest one (a reordered or duplicated
 // report) is ignored, so concurrent callers cannot corrupt the estimate.
 func (d *PhiAccrual) Heartbeat(at time.Time) {
+	if d == nil {
+		return
+	}
 	d.mu.Lock()
 	defer d.mu.Unlock()
 	d.init()
@@ -197,6 +200,9 @@ func (d *PhiAccrual) touch(at time.Time) {
 // It grows without bound as now moves away from the last heartbeat and is
 // non-decreasing in now.
 func (d *PhiAccrual) Phi(now time.Time) float64 {
+	if d == nil {
+		return 0
+	}
 	d.mu.Lock()
 	phi, _ := d.phiLocked(now)
 	d.mu.Unlock()
@@ -216,6 +222,9 @@ func (d *PhiAccrual) phiLocked(now time.Time) (phi, threshold float64) {
 
 // Suspect reports whether Phi(now) has reached the threshold.
 func (d *PhiAccrual) Suspect(now time.Time) bool {
+	if d == nil {
+		return false
+	}
 	d.mu.Lock()
 	phi, threshold := d.phiLocked(now)
 	d.mu.Unlock()
@@ -224,6 +233,9 @@ func (d *PhiAccrual) Suspect(now time.Time) bool {
 
 // Threshold returns the configured threshold.
 func (d *PhiAccrual) Threshold() float64 {
+	if d == nil {
+		return 0
+	}
 	d.mu.Lock()
 	defer d.mu.Unlock()
 	d.init()
@@ -241,6 +253,9 @@ type PhiStats struct {
 
 // Stats returns the current estimate.
 func (d *PhiAccrual) Stats() PhiStats {
+	if d == nil {
+		return PhiStats{}
+	}
 	d.mu.Lock()
 	defer d.mu.Unlock()
 	d.init()

@@ -86,6 +86,9 @@ func (d *FixedTimeout) init() {
 // Heartbeat records a heartbeat that arrived at at. Timestamps that are not
 // after the latest one are ignored.
 func (d *FixedTimeout) Heartbeat(at time.Time) {
+	if d == nil {
+		return
+	}
 	d.mu.Lock()
 	defer d.mu.Unlock()
 	d.init()
@@ -109,6 +112,9 @@ func (d *FixedTimeout) Heartbeat(at time.Time) {
 // from for longer than Timeout misses the probe: it becomes Suspect, and
 // Failed after Confirmations consecutive misses.
 func (d *FixedTimeout) Probe(now time.Time) Status {
+	if d == nil {
+		return 0
+	}
 	d.mu.Lock()
 	defer d.mu.Unlock()
 	d.init()
@@ -132,6 +138,9 @@ func (d *FixedTimeout) Probe(now time.Time) Status {
 
 // Status returns the status decided by the latest Probe or Heartbeat.
 func (d *FixedTimeout) Status() Status {
+	if d == nil {
+		return 0
+	}
 	d.mu.Lock()
 	defer d.mu.Unlock()
 	d.init()
@@ -140,6 +149,9 @@ func (d *FixedTimeout) Status() Status {
 
 // Missed returns the number of consecutive missed probes.
 func (d *FixedTimeout) Missed() int {
+	if d == nil {
+		return 0
+	}
 	d.mu.Lock()
 	defer d.mu.Unlock()
 	d.init()

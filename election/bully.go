@@ -3,6 +3,8 @@ package election
 import (
 	"time"
 
+	"github.com/distkit/distkit/detector"
+
 	"github.com/distkit/distkit/transport"
 )
 
@@ -40,6 +42,9 @@ func NewBullyCore(cfg Config, st State, seed uint64, now time.Time) (*BullyCore,
 
 // Tick implements Core.
 func (c *BullyCore) Tick(now time.Time) {
+	if c == nil || c.det == nil {
+		return
+	}
 	c.tickDetector(now)
 	c.drainDetector()
 	if c.state != bullyIdle && !now.Before(c.deadline) {
@@ -61,6 +66,9 @@ func (c *BullyCore) Tick(now time.Time) {
 
 // Receive implements Core.
 func (c *BullyCore) Receive(now time.Time, from transport.NodeID, payload []byte) error {
+	if c == nil || c.det == nil {
+		return errCoreNotNew
+	}
 	msg, changed, err := c.accept(now, from, payload)
 	if err != nil {
 		return err
@@ -151,6 +159,9 @@ func (c *BullyCore) win(now time.Time) {
 
 // SetCandidate implements Core.
 func (c *BullyCore) SetCandidate(now time.Time, on bool) {
+	if c == nil || c.det == nil {
+		return
+	}
 	c.setCandidate(now, on)
 	if !on {
 		c.state = bullyIdle
@@ -159,10 +170,18 @@ func (c *BullyCore) SetCandidate(now time.Time, on bool) {
 }
 
 // Ready implements Core.
-func (c *BullyCore) Ready() Ready { return c.ready(0) }
+func (c *BullyCore) Ready() Ready {
+	if c == nil || c.det == nil {
+		return Ready{}
+	}
+	return c.ready(0)
+}
 
 // NextTick implements Core.
 func (c *BullyCore) NextTick() time.Time {
+	if c == nil || c.det == nil {
+		return time.Time{}
+	}
 	t := c.det.NextTick()
 	if c.state != bullyIdle {
 		t = earliest(t, c.deadline)
@@ -171,4 +190,29 @@ func (c *BullyCore) NextTick() time.Time {
 		t = earliest(t, c.bootUntil)
 	}
 	return t
+}
+
+// Leader returns the core's current view (none for a core not made by
+// NewBullyCore).
+func (c *BullyCore) Leader() Leader {
+	if c == nil || c.det == nil {
+		return Leader{}
+	}
+	return c.base.Leader()
+}
+
+// Stats returns the core's message and election counts.
+func (c *BullyCore) Stats() Stats {
+	if c == nil || c.det == nil {
+		return Stats{}
+	}
+	return c.base.Stats()
+}
+
+// Members returns the failure detector's view of every member at now.
+func (c *BullyCore) Members(now time.Time) []detector.MemberState {
+	if c == nil || c.det == nil {
+		return nil
+	}
+	return c.base.Members(now)
 }

@@ -361,6 +361,10 @@ func (b *base) ready(round uint64) Ready {
 // Leader returns the core's current view of the leader.
 func (b *base) Leader() Leader { return b.view }
 
+// errCoreNotNew is what the methods of a BullyCore or RingCore not made by
+// its constructor report; their reads see no leader and no members.
+var errCoreNotNew = fmt.Errorf("%w: core not created by NewBullyCore or NewRingCore", ErrInvalidConfig)
+
 // Stats returns the counters so far.
 func (b *base) Stats() Stats { return b.stats }
 

@@ -3,6 +3,7 @@ package election
 import (
 	"context"
 	"errors"
+	"fmt"
 	"sync"
 
 	"github.com/distkit/distkit/transport"
@@ -84,6 +85,9 @@ type observer struct {
 // Publish records l as the current view and offers it to every observer,
 // replacing any view an observer has not read yet. It never blocks.
 func (n *Notifier) Publish(l Leader) {
+	if n == nil {
+		return
+	}
 	n.mu.Lock()
 	defer n.mu.Unlock()
 	if n.closed {
@@ -97,6 +101,9 @@ func (n *Notifier) Publish(l Leader) {
 
 // Current returns the last published view.
 func (n *Notifier) Current() Leader {
+	if n == nil {
+		return Leader{}
+	}
 	n.mu.Lock()
 	defer n.mu.Unlock()
 	return n.current
@@ -108,6 +115,9 @@ func (n *Notifier) Current() Leader {
 // whichever comes first, the context's AfterFunc or Close. A nil ctx gets
 // a closed channel (there is no error to return).
 func (n *Notifier) Observe(ctx context.Context) <-chan Leader {
+	if n == nil {
+		return closedLeaders()
+	}
 	o := &observer{ch: make(chan Leader, 1)}
 	n.mu.Lock()
 	if n.closed || ctx == nil {
@@ -139,6 +149,9 @@ func (n *Notifier) remove(o *observer) {
 // Close closes every observer's channel; later Publish calls are ignored and
 // later Observe calls return a closed channel.
 func (n *Notifier) Close() {
+	if n == nil {
+		return
+	}
 	n.mu.Lock()
 	defer n.mu.Unlock()
 	if n.closed {
@@ -165,4 +178,18 @@ func offer(ch chan Leader, l Leader) {
 	default:
 	}
 	ch <- l
+}
+
+// Errors of the electors not made by their constructors.
+var (
+	errNodeNotNew        = fmt.Errorf("%w: Node not created by NewBully or NewRing", ErrInvalidConfig)
+	errRaftElectorNotNew = fmt.Errorf("%w: RaftElector not created by NewRaft", ErrInvalidConfig)
+)
+
+// closedLeaders returns a closed channel: what Observe gives on an elector
+// that does not exist, so a range over it ends at once.
+func closedLeaders() <-chan Leader {
+	c := make(chan Leader)
+	close(c)
+	return c
 }

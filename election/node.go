@@ -246,6 +246,9 @@ func (n *Node) setCandidate(ctx context.Context, on bool) error {
 // Ring only the highest-priority live candidate leads, so a lower node
 // waits until the nodes above it fail or resign.
 func (n *Node) Campaign(ctx context.Context) (Leader, error) {
+	if n == nil || n.stopc == nil {
+		return Leader{}, errNodeNotNew
+	}
 	if err := n.setCandidate(ctx, true); err != nil {
 		return Leader{}, err
 	}
@@ -267,17 +270,35 @@ func (n *Node) Campaign(ctx context.Context) (Leader, error) {
 // Resign withdraws this node from election: if it leads, it announces that
 // its epoch has no leader any more, and the others elect a new one. It
 // stands again at the next Campaign.
-func (n *Node) Resign(ctx context.Context) error { return n.setCandidate(ctx, false) }
+func (n *Node) Resign(ctx context.Context) error {
+	if n == nil || n.stopc == nil {
+		return errNodeNotNew
+	}
+	return n.setCandidate(ctx, false)
+}
 
 // Leader returns this node's current view of the leader.
-func (n *Node) Leader() Leader { return n.views.Current() }
+func (n *Node) Leader() Leader {
+	if n == nil || n.stopc == nil {
+		return Leader{}
+	}
+	return n.views.Current()
+}
 
 // Observe returns a channel that receives the current view and every
 // change; it never blocks the Node (see Notifier).
-func (n *Node) Observe(ctx context.Context) <-chan Leader { return n.views.Observe(ctx) }
+func (n *Node) Observe(ctx context.Context) <-chan Leader {
+	if n == nil || n.stopc == nil {
+		return closedLeaders()
+	}
+	return n.views.Observe(ctx)
+}
 
 // Stats returns the core's counters; after Close, zero Stats.
 func (n *Node) Stats() Stats {
+	if n == nil || n.stopc == nil {
+		return Stats{}
+	}
 	reply := make(chan Stats, 1)
 	select {
 	case n.statsc <- reply:
@@ -292,6 +313,9 @@ func (n *Node) Stats() Stats {
 // every Observe channel. It is idempotent. It returns nil, also after the
 // Node stopped on a store failure (Campaign and Resign report that).
 func (n *Node) Close() error {
+	if n == nil || n.stopc == nil {
+		return errNodeNotNew
+	}
 	n.stop.Do(func() {
 		close(n.stopc)
 		<-n.donec

@@ -112,6 +112,9 @@ func (e *RaftElector) poll() {
 // wins a majority; there is no priority), or ctx ends, or the elector is
 // closed.
 func (e *RaftElector) Campaign(ctx context.Context) (Leader, error) {
+	if e == nil || e.stopc == nil {
+		return Leader{}, errRaftElectorNotNew
+	}
 	if ctx == nil {
 		return Leader{}, ErrNilContext
 	}
@@ -134,6 +137,9 @@ func (e *RaftElector) Campaign(ctx context.Context) (Leader, error) {
 // observer of Raft cannot change that, so on a follower Resign does
 // nothing, and while this node leads it fails with ErrCannotResign.
 func (e *RaftElector) Resign(ctx context.Context) error {
+	if e == nil || e.stopc == nil {
+		return errRaftElectorNotNew
+	}
 	if ctx == nil {
 		return ErrNilContext
 	}
@@ -152,14 +158,27 @@ func (e *RaftElector) Resign(ctx context.Context) error {
 }
 
 // Leader returns the latest (leader, term) seen.
-func (e *RaftElector) Leader() Leader { return e.views.Current() }
+func (e *RaftElector) Leader() Leader {
+	if e == nil || e.stopc == nil {
+		return Leader{}
+	}
+	return e.views.Current()
+}
 
 // Observe returns a channel with the current view and every change.
-func (e *RaftElector) Observe(ctx context.Context) <-chan Leader { return e.views.Observe(ctx) }
+func (e *RaftElector) Observe(ctx context.Context) <-chan Leader {
+	if e == nil || e.stopc == nil {
+		return closedLeaders()
+	}
+	return e.views.Observe(ctx)
+}
 
 // Close stops polling, waits for the goroutine and closes every Observe
 // channel. It does not close the Raft node.
 func (e *RaftElector) Close() error {
+	if e == nil || e.stopc == nil {
+		return errRaftElectorNotNew
+	}
 	e.stop.Do(func() {
 		close(e.stopc)
 		<-e.donec

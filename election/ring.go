@@ -3,6 +3,8 @@ package election
 import (
 	"time"
 
+	"github.com/distkit/distkit/detector"
+
 	"github.com/distkit/distkit/transport"
 )
 
@@ -47,6 +49,9 @@ func NewRingCore(cfg Config, st State, seed uint64, now time.Time) (*RingCore, e
 
 // Tick implements Core.
 func (c *RingCore) Tick(now time.Time) {
+	if c == nil || c.det == nil {
+		return
+	}
 	c.tickDetector(now)
 	c.reroute(now, c.drainDetector())
 	if c.round != 0 && !now.Before(c.deadline) {
@@ -67,6 +72,9 @@ func (c *RingCore) Tick(now time.Time) {
 
 // Receive implements Core.
 func (c *RingCore) Receive(now time.Time, from transport.NodeID, payload []byte) error {
+	if c == nil || c.det == nil {
+		return errCoreNotNew
+	}
 	msg, _, err := c.accept(now, from, payload)
 	if err != nil {
 		return err
@@ -194,6 +202,9 @@ func (c *RingCore) successor(now time.Time) transport.NodeID {
 
 // SetCandidate implements Core.
 func (c *RingCore) SetCandidate(now time.Time, on bool) {
+	if c == nil || c.det == nil {
+		return
+	}
 	c.setCandidate(now, on)
 	c.reconcile(now)
 }
@@ -202,10 +213,18 @@ func (c *RingCore) SetCandidate(now time.Time, on bool) {
 //
 // A round is an epoch being elected, so the round this node takes part in
 // counts toward Ready.State: it is durable before the token leaves.
-func (c *RingCore) Ready() Ready { return c.ready(c.round) }
+func (c *RingCore) Ready() Ready {
+	if c == nil || c.det == nil {
+		return Ready{}
+	}
+	return c.ready(c.round)
+}
 
 // NextTick implements Core.
 func (c *RingCore) NextTick() time.Time {
+	if c == nil || c.det == nil {
+		return time.Time{}
+	}
 	t := c.det.NextTick()
 	if c.round != 0 {
 		t = earliest(t, c.deadline)
@@ -214,4 +233,29 @@ func (c *RingCore) NextTick() time.Time {
 		t = earliest(t, c.bootUntil)
 	}
 	return t
+}
+
+// Leader returns the core's current view (none for a core not made by
+// NewRingCore).
+func (c *RingCore) Leader() Leader {
+	if c == nil || c.det == nil {
+		return Leader{}
+	}
+	return c.base.Leader()
+}
+
+// Stats returns the core's message and election counts.
+func (c *RingCore) Stats() Stats {
+	if c == nil || c.det == nil {
+		return Stats{}
+	}
+	return c.base.Stats()
+}
+
+// Members returns the failure detector's view of every member at now.
+func (c *RingCore) Members(now time.Time) []detector.MemberState {
+	if c == nil || c.det == nil {
+		return nil
+	}
+	return c.base.Members(now)
 }

@@ -107,6 +107,9 @@ func NewElector(svc Service, cfg ElectorConfig) (*Elector, error) {
 // Epoch is the election lock's fencing token. If this node already leads
 // it returns the current leadership.
 func (e *Elector) Campaign(ctx context.Context) (election.Leader, error) {
+	if e == nil || e.stop == nil {
+		return election.Leader{}, errElectorNotNew
+	}
 	select {
 	case e.campaign <- struct{}{}:
 		defer func() { <-e.campaign }()
@@ -200,6 +203,9 @@ func (e *Elector) watchLease(s *Session, g Grant) {
 // election lock, so the next candidate in line takes over at once) and
 // cancels a Campaign in progress.
 func (e *Elector) Resign(ctx context.Context) error {
+	if e == nil || e.stop == nil {
+		return errElectorNotNew
+	}
 	e.mu.Lock()
 	if e.cancelRun != nil {
 		e.cancelRun()
@@ -222,6 +228,9 @@ func (e *Elector) Resign(ctx context.Context) error {
 // node leads it checks the lease bound itself: the watchdog that ends the
 // leadership may not have run yet.
 func (e *Elector) Leader() election.Leader {
+	if e == nil || e.stop == nil {
+		return election.Leader{}
+	}
 	e.mu.Lock()
 	leading, s := e.leading, e.session
 	e.mu.Unlock()
@@ -233,7 +242,19 @@ func (e *Elector) Leader() election.Leader {
 
 // Observe returns a channel with the current view and then every change
 // (see election.Elector).
-func (e *Elector) Observe(ctx context.Context) <-chan election.Leader { return e.notifier.Observe(ctx) }
+// On an Elector not made by NewElector the channel is closed at once.
+func (e *Elector) Observe(ctx context.Context) <-chan election.Leader {
+	if e == nil || e.stop == nil {
+		c := make(chan election.Leader)
+		close(c)
+		return c
+	}
+	return e.notifier.Observe(ctx)
+}
+
+// errElectorNotNew is what the methods of an Elector not made by NewElector
+// report.
+var errElectorNotNew = fmt.Errorf("%w: Elector not created by NewElector", ErrInvalidConfig)
 
 // poll reads the election lock's holder every PollInterval and publishes
 // it. It never names this node unless this node knows it leads: a lease
@@ -269,6 +290,9 @@ func (e *Elector) poll() {
 // Close resigns if leading, ends the session and stops the goroutines,
 // waiting for them. Observers' channels are closed. Close is idempotent.
 func (e *Elector) Close() error {
+	if e == nil || e.stop == nil {
+		return errElectorNotNew
+	}
 	e.mu.Lock()
 	if e.closed {
 		e.mu.Unlock()

@@ -24,6 +24,9 @@ type Fence struct {
 // Check accepts token if it is at least the highest accepted so far, and
 // remembers it; otherwise it fails with an error wrapping ErrStaleToken.
 func (f *Fence) Check(token Token) error {
+	if f == nil {
+		return fmt.Errorf("%w: nil *Fence (its zero value is ready to use)", ErrInvalidArgument)
+	}
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	if token < f.highest {
@@ -35,6 +38,9 @@ func (f *Fence) Check(token Token) error {
 
 // Highest returns the highest token accepted so far.
 func (f *Fence) Highest() Token {
+	if f == nil {
+		return 0
+	}
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	return f.highest

@@ -58,6 +58,9 @@ type waitKey struct {
 
 var _ Service = (*Local)(nil)
 
+// errLocalNotNew is what the methods of a Local not made by NewLocal report.
+var errLocalNotNew = fmt.Errorf("%w: Local not created by NewLocal", ErrInvalidConfig)
+
 // NewLocal starts a Local service. Close stops it.
 func NewLocal(cfg LocalConfig) (*Local, error) {
 	if err := cfg.Validate(); err != nil {
@@ -86,6 +89,9 @@ func NewLocal(cfg LocalConfig) (*Local, error) {
 // Do performs req (see Service). An OpAcquire that has to wait blocks until
 // the grant, ctx's end or Close.
 func (l *Local) Do(ctx context.Context, req Request) (Response, error) {
+	if l == nil || l.stop == nil {
+		return Response{}, errLocalNotNew
+	}
 	l.mu.Lock()
 	if l.closed {
 		l.mu.Unlock()
@@ -139,6 +145,9 @@ func (l *Local) Do(ctx context.Context, req Request) (Response, error) {
 
 // Holder returns the current holder of lock name.
 func (l *Local) Holder(name string) (Grant, bool) {
+	if l == nil || l.stop == nil {
+		return Grant{}, false
+	}
 	l.mu.Lock()
 	defer l.mu.Unlock()
 	l.table.Tick(l.clock.Now())
@@ -148,6 +157,9 @@ func (l *Local) Holder(name string) (Grant, bool) {
 
 // Waiters returns the sessions queued for lock name, first in line first.
 func (l *Local) Waiters(name string) []SessionID {
+	if l == nil || l.stop == nil {
+		return nil
+	}
 	l.mu.Lock()
 	defer l.mu.Unlock()
 	return l.table.Waiters(name)
@@ -155,6 +167,9 @@ func (l *Local) Waiters(name string) []SessionID {
 
 // Stats returns the table's counts.
 func (l *Local) Stats() Stats {
+	if l == nil || l.stop == nil {
+		return Stats{}
+	}
 	l.mu.Lock()
 	defer l.mu.Unlock()
 	return l.table.Stats()
@@ -162,6 +177,9 @@ func (l *Local) Stats() Stats {
 
 // Expires returns when session id's lease ends by the service's clock.
 func (l *Local) Expires(id SessionID) (time.Time, bool) {
+	if l == nil || l.stop == nil {
+		return time.Time{}, false
+	}
 	l.mu.Lock()
 	defer l.mu.Unlock()
 	return l.table.Expires(id)
@@ -240,6 +258,9 @@ func (l *Local) expireLoop() {
 // Close stops the service: waiting acquisitions fail with ErrClosed and
 // later calls too. It waits for the expiry goroutine and is idempotent.
 func (l *Local) Close() error {
+	if l == nil || l.stop == nil {
+		return errLocalNotNew
+	}
 	l.mu.Lock()
 	if !l.closed {
 		l.closed = true

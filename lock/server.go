@@ -115,14 +115,32 @@ func NewServer(cfg ServerConfig, tr transport.Transport, rpc *transport.RPC) (*S
 }
 
 // Node returns the member's consensus node (for Status).
-func (s *Server) Node() *consensus.Node { return s.node }
+// A nil *Server has none.
+func (s *Server) Node() *consensus.Node {
+	if s == nil {
+		return nil
+	}
+	return s.node
+}
 
 // StateMachine returns the member's replica of the lock table.
-func (s *Server) StateMachine() *StateMachine { return s.sm }
+// A nil *Server has none.
+func (s *Server) StateMachine() *StateMachine {
+	if s == nil {
+		return nil
+	}
+	return s.sm
+}
+
+// errServerNotNew is what Close reports on a Server not made by NewServer.
+var errServerNotNew = fmt.Errorf("%w: Server not created by NewServer", ErrInvalidConfig)
 
 // Close stops serving, stops the ticker and closes the consensus node. It
 // waits for all of them and is idempotent.
 func (s *Server) Close() error {
+	if s == nil || s.node == nil {
+		return errServerNotNew
+	}
 	var err error
 	s.once.Do(func() {
 		s.rpc.Handle(s.cfg.Service, nil)

@@ -160,23 +160,55 @@ func NewSession(ctx context.Context, svc Service, cfg SessionConfig) (*Session, 
 }
 
 // ID returns the session's ID at the service.
-func (s *Session) ID() SessionID { return s.id }
+func (s *Session) ID() SessionID {
+	if s == nil || s.stop == nil {
+		return 0
+	}
+	return s.id
+}
 
 // Done is closed when the lease is lost or the session closed.
-func (s *Session) Done() <-chan struct{} { return s.ctx.Done() }
+// For a Session not made by NewSession it is closed at once.
+func (s *Session) Done() <-chan struct{} { return s.Context().Done() }
 
 // Context is cancelled when Done is closed; context.Cause tells why
 // (ErrLeaseLost or ErrSessionClosed). Derive the contexts of work done
 // under the session's locks from it.
-func (s *Session) Context() context.Context { return s.ctx }
+// For a Session not made by NewSession it is already cancelled.
+func (s *Session) Context() context.Context {
+	if s == nil || s.stop == nil {
+		return deadContext
+	}
+	return s.ctx
+}
+
+// errSessionNotNew is what the methods of a Session not made by NewSession
+// report.
+var errSessionNotNew = fmt.Errorf("%w: Session not created by NewSession", ErrInvalidConfig)
+
+// deadContext is the Context of a Session not made by NewSession: it was
+// never valid, so it is cancelled with errSessionNotNew as its cause.
+var deadContext = func() context.Context {
+	ctx, cancel := context.WithCancelCause(context.Background())
+	cancel(errSessionNotNew)
+	return ctx
+}()
 
 // Err returns nil while the lease is trusted, then ErrLeaseLost or
 // ErrSessionClosed (possibly wrapped).
-func (s *Session) Err() error { return context.Cause(s.ctx) }
+func (s *Session) Err() error {
+	if s == nil || s.stop == nil {
+		return errSessionNotNew
+	}
+	return context.Cause(s.ctx)
+}
 
 // Expiry returns the client's bound on its lease: until then the session
 // certainly holds its locks at the service.
 func (s *Session) Expiry() time.Time {
+	if s == nil || s.stop == nil {
+		return time.Time{}
+	}
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	return s.bound.until
@@ -185,6 +217,9 @@ func (s *Session) Expiry() time.Time {
 // Valid reports whether the lease is trusted now (Expiry has not passed
 // and the session is neither lost nor closed).
 func (s *Session) Valid() bool {
+	if s == nil || s.stop == nil {
+		return false
+	}
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	return s.ctx.Err() == nil && s.bound.valid(s.cfg.Clock.Now())
@@ -201,6 +236,9 @@ type SessionStats struct {
 
 // Stats returns the session's counters and state.
 func (s *Session) Stats() SessionStats {
+	if s == nil || s.stop == nil {
+		return SessionStats{}
+	}
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	st := s.stats
@@ -212,6 +250,9 @@ func (s *Session) Stats() SessionStats {
 // and the lease is trusted now (see Valid): the watchdog may not have
 // noticed yet that the bound passed, Holds does not rely on it.
 func (s *Session) Holds(name string) (Token, bool) {
+	if s == nil || s.stop == nil {
+		return 0, false
+	}
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	t, ok := s.held[name]
@@ -224,12 +265,18 @@ func (s *Session) Holds(name string) (Token, bool) {
 // granted meanwhile) and Lock returns the cause. Locks are not reentrant:
 // a name this session holds or is acquiring fails with ErrAlreadyHeld.
 func (s *Session) Lock(ctx context.Context, name string) (Grant, error) {
+	if s == nil || s.stop == nil {
+		return Grant{}, errSessionNotNew
+	}
 	return s.acquire(ctx, name, OpAcquire)
 }
 
 // TryLock acquires lock name if it is free now, and fails with ErrLocked
 // otherwise.
 func (s *Session) TryLock(ctx context.Context, name string) (Grant, error) {
+	if s == nil || s.stop == nil {
+		return Grant{}, errSessionNotNew
+	}
 	return s.acquire(ctx, name, OpTryAcquire)
 }
 
@@ -348,6 +395,9 @@ func (s *Session) requestContext(parent context.Context) (context.Context, conte
 // reached, the release is retried in the background and Unlock returns the
 // error; either way the session no longer counts g as held.
 func (s *Session) Unlock(ctx context.Context, g Grant) error {
+	if s == nil || s.stop == nil {
+		return errSessionNotNew
+	}
 	s.mu.Lock()
 	if s.closed {
 		s.mu.Unlock()
@@ -551,6 +601,9 @@ func (s *Session) log(msg string, args ...any) {
 // it returns the error of the End request, if any (the locks are then
 // freed when the lease expires).
 func (s *Session) Close() error {
+	if s == nil || s.stop == nil {
+		return errSessionNotNew
+	}
 	s.mu.Lock()
 	if s.closed {
 		s.mu.Unlock()

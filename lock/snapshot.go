@@ -12,6 +12,9 @@ const snapshotVersion = 1
 // locks, queues and lock-delays) deterministically: equal tables give equal
 // bytes. Grants not yet drained by Granted are not part of it.
 func (t *Table) Snapshot() []byte {
+	if t == nil {
+		return nil
+	}
 	e := encoder{b: make([]byte, 0, 64)}
 	e.uvarint(snapshotVersion)
 	e.varint(t.now)
@@ -55,6 +58,9 @@ func (t *Table) Snapshot() []byte {
 // session queued twice) and fails with an error wrapping ErrCorrupt
 // otherwise, leaving the table unchanged.
 func (t *Table) Restore(b []byte) error {
+	if t == nil {
+		return errNilTable
+	}
 	d := decoder{b: b}
 	if v := d.uvarint("version"); d.err == nil && v != snapshotVersion {
 		return fmt.Errorf("%w: snapshot version %d; want %d", ErrCorrupt, v, snapshotVersion)

@@ -34,6 +34,10 @@ type StateMachine struct {
 
 var _ consensus.StateMachine = (*StateMachine)(nil)
 
+// errStateMachineNotNew is what the methods of a StateMachine not made by
+// NewStateMachine report.
+var errStateMachineNotNew = fmt.Errorf("%w: StateMachine not created by NewStateMachine", ErrInvalidConfig)
+
 // applied is what Apply returns to the proposer.
 type applied struct {
 	resp Response
@@ -121,6 +125,9 @@ func (sm *StateMachine) unwatch(session SessionID, name string, ch chan Grant) {
 // stale; for a linearizable read send an OpHolder request, which goes
 // through the log.
 func (sm *StateMachine) Holder(name string) (Grant, bool) {
+	if sm == nil || sm.table == nil {
+		return Grant{}, false
+	}
 	sm.mu.Lock()
 	defer sm.mu.Unlock()
 	return sm.table.Holder(name)
@@ -128,6 +135,9 @@ func (sm *StateMachine) Holder(name string) (Grant, bool) {
 
 // Sessions returns the number of open sessions in this replica's view.
 func (sm *StateMachine) Sessions() int {
+	if sm == nil || sm.table == nil {
+		return 0
+	}
 	sm.mu.Lock()
 	defer sm.mu.Unlock()
 	return sm.table.Sessions()
@@ -135,6 +145,9 @@ func (sm *StateMachine) Sessions() int {
 
 // Stats returns this replica's table counts.
 func (sm *StateMachine) Stats() Stats {
+	if sm == nil || sm.table == nil {
+		return Stats{}
+	}
 	sm.mu.Lock()
 	defer sm.mu.Unlock()
 	return sm.table.Stats()
@@ -142,6 +155,9 @@ func (sm *StateMachine) Stats() Stats {
 
 // LastToken returns the highest fencing token this replica has applied.
 func (sm *StateMachine) LastToken() Token {
+	if sm == nil || sm.table == nil {
+		return 0
+	}
 	sm.mu.Lock()
 	defer sm.mu.Unlock()
 	return sm.table.LastToken()
@@ -149,6 +165,9 @@ func (sm *StateMachine) LastToken() Token {
 
 // Snapshot writes the term and the table.
 func (sm *StateMachine) Snapshot(w io.Writer) error {
+	if sm == nil || sm.table == nil {
+		return errStateMachineNotNew
+	}
 	sm.mu.Lock()
 	b := binary.AppendUvarint(nil, sm.term)
 	b = append(b, sm.table.Snapshot()...)
@@ -159,6 +178,9 @@ func (sm *StateMachine) Snapshot(w io.Writer) error {
 
 // Restore replaces the state with a snapshot written by Snapshot.
 func (sm *StateMachine) Restore(r io.Reader) error {
+	if sm == nil || sm.table == nil {
+		return errStateMachineNotNew
+	}
 	b, err := io.ReadAll(r)
 	if err != nil {
 		return fmt.Errorf("lock: restore: %w", err)

@@ -125,13 +125,28 @@ func NewTable(cfg TableConfig) (*Table, error) {
 }
 
 // Config returns the table's configuration.
-func (t *Table) Config() TableConfig { return t.cfg }
+func (t *Table) Config() TableConfig {
+	if t == nil {
+		return TableConfig{}
+	}
+	return t.cfg
+}
 
 // Now returns the latest time the table has seen.
-func (t *Table) Now() time.Time { return time.Unix(0, t.now) }
+func (t *Table) Now() time.Time {
+	if t == nil {
+		return time.Time{}
+	}
+	return time.Unix(0, t.now)
+}
 
 // LastToken returns the highest fencing token issued so far.
-func (t *Table) LastToken() Token { return t.lastToken }
+func (t *Table) LastToken() Token {
+	if t == nil {
+		return 0
+	}
+	return t.lastToken
+}
 
 // advance moves the table's time to now (never backwards) and expires every
 // lease and lock-delay that ended by then.
@@ -163,6 +178,9 @@ func checkName(name string) error {
 // retried Open is harmless. It returns the lease's expiry by the table's
 // clock.
 func (t *Table) Open(now time.Time, id SessionID, owner string, ttl time.Duration) (time.Time, error) {
+	if t == nil {
+		return time.Time{}, errNilTable
+	}
 	switch {
 	case id == 0:
 		return time.Time{}, fmt.Errorf("%w: session ID 0", ErrInvalidArgument)
@@ -187,6 +205,9 @@ func (t *Table) Open(now time.Time, id SessionID, owner string, ttl time.Duratio
 // KeepAlive renews session id's lease: it now expires one TTL after now.
 // It fails with ErrNoSession if the lease already expired.
 func (t *Table) KeepAlive(now time.Time, id SessionID) (time.Time, error) {
+	if t == nil {
+		return time.Time{}, errNilTable
+	}
 	t.advance(now)
 	s := t.sessions[id]
 	if s == nil {
@@ -205,6 +226,9 @@ func (t *Table) renew(s *session) time.Time {
 // the holder let go knowingly) and it leaves every queue. Ending an unknown
 // session is not an error, so a retried End is harmless.
 func (t *Table) End(now time.Time, id SessionID) {
+	if t == nil {
+		return
+	}
 	t.advance(now)
 	if s := t.sessions[id]; s != nil {
 		t.remove(s, false)
@@ -219,6 +243,9 @@ func (t *Table) End(now time.Time, id SessionID) {
 // granted == false; the grant, when it comes, is reported by Granted.
 // Without wait it fails with ErrLocked.
 func (t *Table) Acquire(now time.Time, id SessionID, name string, wait bool) (g Grant, granted bool, err error) {
+	if t == nil {
+		return Grant{}, false, errNilTable
+	}
 	if err := checkName(name); err != nil {
 		return Grant{}, false, err
 	}
@@ -272,6 +299,9 @@ func (t *Table) grant(name string, l *lockState, s *session) Grant {
 // lock that is free) fails with ErrNotHolder and changes nothing: a stale
 // or duplicated release can never free someone else's grant.
 func (t *Table) Release(now time.Time, id SessionID, name string, token Token) error {
+	if t == nil {
+		return errNilTable
+	}
 	t.advance(now)
 	l := t.locks[name]
 	if l == nil || l.holder != id || l.token != token || id == 0 {
@@ -288,6 +318,9 @@ func (t *Table) Release(now time.Time, id SessionID, name string, token Token) e
 // it when it gave up waiting and so does not know whether the grant came.
 // Cancelling what the session neither holds nor waits for does nothing.
 func (t *Table) Cancel(now time.Time, id SessionID, name string) {
+	if t == nil {
+		return
+	}
 	t.advance(now)
 	s := t.sessions[id]
 	l := t.locks[name]
@@ -308,7 +341,11 @@ func (t *Table) Cancel(now time.Time, id SessionID, name string) {
 
 // Tick advances the table's time to now, expiring leases and lock-delays
 // that ended. Grants it causes are reported by Granted.
-func (t *Table) Tick(now time.Time) { t.advance(now) }
+func (t *Table) Tick(now time.Time) {
+	if t != nil {
+		t.advance(now)
+	}
+}
 
 // Rebase is for a new leader of a replicated table, whose clock is not the
 // old leader's: it sets the table's time to now (even if earlier) and gives
@@ -318,6 +355,9 @@ func (t *Table) Tick(now time.Time) { t.advance(now) }
 // before the expiry the old leader would have enforced, which lies before
 // now plus a TTL.
 func (t *Table) Rebase(now time.Time) {
+	if t == nil {
+		return
+	}
 	t.now = now.UnixNano()
 	for _, s := range t.expiry {
 		s.expires = t.now + s.ttl
@@ -332,6 +372,9 @@ func (t *Table) Rebase(now time.Time) {
 // ends, so a driver knows when to call Tick; ok is false when nothing is
 // pending.
 func (t *Table) NextDeadline() (deadline time.Time, ok bool) {
+	if t == nil {
+		return time.Time{}, false
+	}
 	var next int64
 	if len(t.expiry) > 0 {
 		next, ok = t.expiry[0].expires, true
@@ -351,6 +394,9 @@ func (t *Table) NextDeadline() (deadline time.Time, ok bool) {
 // (by Release, Cancel, End or expiry), in the order they were made, and
 // forgets them. A driver uses it to wake the waiters.
 func (t *Table) Granted() []Grant {
+	if t == nil {
+		return nil
+	}
 	g := t.granted
 	t.granted = nil
 	return g
@@ -358,6 +404,9 @@ func (t *Table) Granted() []Grant {
 
 // Holder returns the current grant of lock name, if it is held.
 func (t *Table) Holder(name string) (Grant, bool) {
+	if t == nil {
+		return Grant{}, false
+	}
 	l := t.locks[name]
 	if l == nil || l.holder == 0 {
 		return Grant{}, false
@@ -367,6 +416,9 @@ func (t *Table) Holder(name string) (Grant, bool) {
 
 // HeldBy returns session id's grants, sorted by lock name.
 func (t *Table) HeldBy(id SessionID) []Grant {
+	if t == nil {
+		return nil
+	}
 	s := t.sessions[id]
 	if s == nil || len(s.held) == 0 {
 		return nil
@@ -380,6 +432,9 @@ func (t *Table) HeldBy(id SessionID) []Grant {
 
 // Waiters returns the sessions queued for lock name, first in line first.
 func (t *Table) Waiters(name string) []SessionID {
+	if t == nil {
+		return nil
+	}
 	if l := t.locks[name]; l != nil {
 		return slices.Clone(l.waiters)
 	}
@@ -388,6 +443,9 @@ func (t *Table) Waiters(name string) []SessionID {
 
 // Expires returns when session id's lease ends by the table's clock.
 func (t *Table) Expires(id SessionID) (time.Time, bool) {
+	if t == nil {
+		return time.Time{}, false
+	}
 	s := t.sessions[id]
 	if s == nil {
 		return time.Time{}, false
@@ -396,7 +454,12 @@ func (t *Table) Expires(id SessionID) (time.Time, bool) {
 }
 
 // Sessions returns the number of open sessions.
-func (t *Table) Sessions() int { return len(t.sessions) }
+func (t *Table) Sessions() int {
+	if t == nil {
+		return 0
+	}
+	return len(t.sessions)
+}
 
 // Stats are a table's counts.
 type Stats struct {
@@ -409,6 +472,9 @@ type Stats struct {
 
 // Stats returns the table's counts. It walks every lock: O(locks).
 func (t *Table) Stats() Stats {
+	if t == nil {
+		return Stats{}
+	}
 	st := Stats{Sessions: len(t.sessions), Delayed: len(t.delayed), LastToken: t.lastToken}
 	for _, l := range t.locks {
 		if l.holder != 0 {
@@ -526,3 +592,7 @@ func (h *expiryHeap) Pop() any {
 	*h = old[:len(old)-1]
 	return s
 }
+
+// errNilTable is what the methods of a nil *Table report (its reads see an
+// empty table).
+var errNilTable = fmt.Errorf("%w: nil *Table, create it with NewTable", ErrInvalidConfig)

@@ -274,7 +274,7 @@ func NewRPC(t Transport, cfg RPCConfig) (*RPC, error) {
 // handler; a nil h removes it. Requests for a service without a handler are
 // answered with CodeNoHandler.
 func (r *RPC) Handle(service string, h RequestHandler) {
-	if r.closed == nil {
+	if r == nil || r.closed == nil {
 		return // a zero RPC; Call and Close report it
 	}
 	r.handlersMu.Lock()
@@ -296,7 +296,7 @@ func (r *RPC) Handle(service string, h RequestHandler) {
 // or the transport's error from sending the request. A call that gives up
 // frees its slot at once and asks the callee to cancel the handler.
 func (r *RPC) Call(ctx context.Context, to NodeID, service string, req []byte) ([]byte, error) {
-	if r.closed == nil {
+	if r == nil || r.closed == nil {
 		return nil, errNotStarted
 	}
 	r.nCalls.Add(1)
@@ -537,6 +537,9 @@ func (r *RPC) reply(to NodeID, id uint64, code ErrorCode, msg []byte) {
 
 // Stats returns the RPC's counters.
 func (r *RPC) Stats() RPCStats {
+	if r == nil {
+		return RPCStats{}
+	}
 	r.callsMu.Lock()
 	pending := len(r.calls)
 	r.callsMu.Unlock()
@@ -555,7 +558,7 @@ func (r *RPC) Stats() RPCStats {
 // waiting with ErrClosed, cancels the contexts of running handlers and waits
 // for them to return. It does not close the transport. Close is idempotent.
 func (r *RPC) Close() error {
-	if r.closed == nil {
+	if r == nil || r.closed == nil {
 		return errNotStarted
 	}
 	r.closeOnce.Do(func() {

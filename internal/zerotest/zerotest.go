@@ -11,8 +11,9 @@
 //
 //	zerotest.Sweep(t, (*hashring.Ring)(nil), new(hashring.Ring))
 //
-// Methods that a zero value documents as blocking (none should) can be
-// skipped by name with Skip.
+// Methods documented to need a non-nil receiver (like writing to a nil
+// map) are named in a NonNil set: SweepNonNil still calls them on zero
+// values, but not through nil pointers.
 package zerotest
 
 import (
@@ -26,20 +27,22 @@ import (
 // hangLimit is how long one call may take before the sweep reports it as
 // hung. It is a safety net, not a timing assertion: a zero value's method
 // either returns at once or blocks forever.
-const hangLimit = 10 * time.Second
+var hangLimit = 10 * time.Second
 
-// Skip names methods ("Type.Method") the sweep must not call.
-type Skip map[string]bool
+// NonNil names methods ("(*pkg.Type).Method") documented to need a non-nil
+// receiver.
+type NonNil map[string]bool
 
 // Sweep calls every exported method of every value in values (see the
 // package doc) and reports panics and hangs as test failures.
 func Sweep(t testing.TB, values ...any) {
 	t.Helper()
-	SweepSkipping(t, nil, values...)
+	SweepNonNil(t, nil, values...)
 }
 
-// SweepSkipping is Sweep without the methods named in skip.
-func SweepSkipping(t testing.TB, skip Skip, values ...any) {
+// SweepNonNil is Sweep that calls the methods named in nonNil only on
+// zero values, not through nil pointers.
+func SweepNonNil(t testing.TB, nonNil NonNil, values ...any) {
 	t.Helper()
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
@@ -54,7 +57,8 @@ func SweepSkipping(t testing.TB, skip Skip, values ...any) {
 		for i := 0; i < rt.NumMethod(); i++ {
 			m := rt.Method(i)
 			name := fmt.Sprintf("%s.%s", typeName(rt), m.Name)
-			if skip[name] || !m.IsExported() {
+			isNil := rv.Kind() == reflect.Pointer && rv.IsNil()
+			if (isNil && nonNil[name]) || !m.IsExported() {
 				continue
 			}
 			args := zeroArgs(ctx, m.Type)

@@ -37,6 +37,9 @@ func (it *idleTracker) done(n int64) {
 // may or may not be waited for. Tests use it to observe the network at rest
 // (for example the counters) without sleeping.
 func (n *Network) Flush(ctx context.Context) error {
+	if n == nil {
+		return errNetworkNotNew
+	}
 	it := &n.idle
 	for {
 		it.mu.Lock()

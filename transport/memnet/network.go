@@ -70,6 +70,9 @@ func New(cfg Config) (*Network, error) {
 // an earlier Transport for id was closed, Join issues a fresh one; if it is
 // still open, Join fails with ErrDuplicateNode.
 func (n *Network) Join(id transport.NodeID) (*Transport, error) {
+	if n == nil {
+		return nil, errNetworkNotNew
+	}
 	if n.nodes == nil {
 		return nil, errNetworkNotNew
 	}
@@ -93,6 +96,9 @@ func (n *Network) Join(id transport.NodeID) (*Transport, error) {
 // Close closes every node's Transport and waits for their goroutines. Join
 // fails afterwards. Close is idempotent.
 func (n *Network) Close() error {
+	if n == nil {
+		return errNetworkNotNew
+	}
 	n.mu.Lock()
 	n.closed = true
 	ts := make([]*Transport, 0, len(n.nodes))
@@ -108,6 +114,9 @@ func (n *Network) Close() error {
 
 // Nodes returns the IDs of the nodes with an open Transport, sorted.
 func (n *Network) Nodes() []transport.NodeID {
+	if n == nil {
+		return nil
+	}
 	n.mu.Lock()
 	defer n.mu.Unlock()
 	ids := make([]transport.NodeID, 0, len(n.nodes))
@@ -122,6 +131,9 @@ func (n *Network) Nodes() []transport.NodeID {
 
 // changeRules applies a change to the rules under mu.
 func (n *Network) changeRules(what string, change func(r *netfault.Rules)) {
+	if n == nil {
+		return
+	}
 	if n.nodes == nil {
 		return // a zero Network has no nodes for rules to apply to
 	}
@@ -191,6 +203,9 @@ func (n *Network) Heal() {
 // decides what process state the crash destroyed. Crashing a crashed node
 // does nothing.
 func (n *Network) Crash(id transport.NodeID) error {
+	if n == nil {
+		return errNetworkNotNew
+	}
 	n.mu.Lock()
 	t := n.nodes[id]
 	if t == nil || t.closed {
@@ -213,6 +228,9 @@ func (n *Network) Crash(id transport.NodeID) error {
 // handlers. Messages lost in the crash stay lost. Restarting a running node
 // does nothing.
 func (n *Network) Restart(id transport.NodeID) error {
+	if n == nil {
+		return errNetworkNotNew
+	}
 	n.mu.Lock()
 	t := n.nodes[id]
 	if t == nil || t.closed {
@@ -227,6 +245,9 @@ func (n *Network) Restart(id transport.NodeID) error {
 
 // Crashed reports whether node id is crashed.
 func (n *Network) Crashed(id transport.NodeID) bool {
+	if n == nil {
+		return false
+	}
 	n.mu.Lock()
 	defer n.mu.Unlock()
 	t := n.nodes[id]

@@ -36,6 +36,9 @@ type Stats struct {
 // Stats returns a snapshot of the counters. Counters of messages still in
 // flight move on afterwards.
 func (n *Network) Stats() Stats {
+	if n == nil {
+		return Stats{}
+	}
 	n.mu.Lock()
 	defer n.mu.Unlock()
 	st := Stats{Links: make(map[Link]LinkStats, len(n.links)), HandlerPanics: n.panics.Load()}
@@ -52,6 +55,9 @@ func (n *Network) Stats() Stats {
 
 // LinkStats returns the counters of the directed link from -> to.
 func (n *Network) LinkStats(from, to transport.NodeID) LinkStats {
+	if n == nil {
+		return LinkStats{}
+	}
 	n.mu.Lock()
 	defer n.mu.Unlock()
 	if l := n.links[netfault.Link{From: from, To: to}]; l != nil {

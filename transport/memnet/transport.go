@@ -73,7 +73,12 @@ func newTransport(n *Network, id transport.NodeID) *Transport {
 }
 
 // ID returns the node's ID.
-func (t *Transport) ID() transport.NodeID { return t.id }
+func (t *Transport) ID() transport.NodeID {
+	if t == nil {
+		return ""
+	}
+	return t.id
+}
 
 // Send queues a message for the given service on node to and returns
 // without waiting for delivery. The network's faults decide its fate: a
@@ -84,13 +89,16 @@ func (t *Transport) ID() transport.NodeID { return t.id }
 // Config.MaxPayload, ErrQueueFull when to's queue is full, and ctx's error
 // if ctx is already done. It takes ownership of payload; duplicates share it.
 func (t *Transport) Send(ctx context.Context, to transport.NodeID, service string, payload []byte) error {
+	if t == nil || t.net == nil {
+		return errTransportNotNew
+	}
+	if ctx == nil {
+		return fmt.Errorf("%w: nil context", ErrInvalidConfig)
+	}
 	if err := ctx.Err(); err != nil {
 		return err
 	}
 	n := t.net
-	if n == nil {
-		return errTransportNotNew
-	}
 	if len(payload) > n.cfg.MaxPayload {
 		return fmt.Errorf("memnet: send %d bytes to %q: limit %d: %w", len(payload), to, n.cfg.MaxPayload, transport.ErrMessageTooLarge)
 	}
@@ -169,7 +177,7 @@ func (t *Transport) Send(ctx context.Context, to transport.NodeID, service strin
 // handler are dropped (and counted). Handlers survive Crash and Restart;
 // after Close, Handle has no effect.
 func (t *Transport) Handle(service string, h transport.Handler) {
-	if t.net == nil {
+	if t == nil || t.net == nil {
 		return // a zero Transport; Send and Close report it
 	}
 	t.handlersMu.Lock()
@@ -193,7 +201,7 @@ func (t *Transport) Handle(service string, h transport.Handler) {
 // Network may then issue a new Transport for the same ID with Join. Close is
 // idempotent and safe to call concurrently.
 func (t *Transport) Close() error {
-	if t.net == nil {
+	if t == nil || t.net == nil {
 		return errTransportNotNew
 	}
 	t.closeOnce.Do(func() {
@@ -213,7 +221,12 @@ func (t *Transport) Close() error {
 // calls with ErrClosed at once instead of waiting for their deadlines. A
 // Crash does not close it: a crashed node's transport is still open and
 // its calls time out, as they would against a real crashed process.
-func (t *Transport) Done() <-chan struct{} { return t.stop }
+func (t *Transport) Done() <-chan struct{} {
+	if t == nil {
+		return nil
+	}
+	return t.stop
+}
 
 // deliverLoop is the node's delivery goroutine. It runs until Close.
 func (t *Transport) deliverLoop() {

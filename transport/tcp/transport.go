@@ -67,8 +67,9 @@ var (
 	errNotStarted = fmt.Errorf("%w: Transport used without Listen or New", ErrInvalidConfig)
 )
 
-// started reports whether t was made by New (a zero Transport was not).
-func (t *Transport) started() bool { return t.done != nil }
+// started reports whether t was made by New (a zero Transport or a nil
+// pointer was not).
+func (t *Transport) started() bool { return t != nil && t.done != nil }
 
 // Listen validates cfg, listens on cfg.ListenAddr and returns the running
 // transport.
@@ -132,7 +133,12 @@ func New(cfg Config, ln net.Listener) (*Transport, error) {
 }
 
 // ID implements transport.Transport.
-func (t *Transport) ID() transport.NodeID { return t.cfg.ID }
+func (t *Transport) ID() transport.NodeID {
+	if t == nil {
+		return ""
+	}
+	return t.cfg.ID
+}
 
 // Addr returns the address the transport listens on (nil for a zero
 // Transport).
@@ -144,17 +150,22 @@ func (t *Transport) Addr() net.Addr {
 }
 
 // Done implements transport.DoneNotifier.
-func (t *Transport) Done() <-chan struct{} { return t.done }
+func (t *Transport) Done() <-chan struct{} {
+	if t == nil {
+		return nil
+	}
+	return t.done
+}
 
 // Send implements transport.Transport. It queues the message for the
 // peer's writer and never blocks: a full queue yields ErrQueueFull. A
 // service name is at most 255 bytes.
 func (t *Transport) Send(ctx context.Context, to transport.NodeID, service string, payload []byte) error {
-	if t.closed.Load() {
-		return errClosed
-	}
 	if !t.started() {
 		return errNotStarted
+	}
+	if t.closed.Load() {
+		return errClosed
 	}
 	if err := ctx.Err(); err != nil {
 		return err
@@ -241,7 +252,7 @@ func (t *Transport) addPeer(id transport.NodeID, addr string, replace bool) erro
 // queued for it. Later sends to id fail with ErrUnknownPeer; inbound
 // connections from id are not affected.
 func (t *Transport) RemovePeer(id transport.NodeID) {
-	if id == t.cfg.ID || !t.started() {
+	if !t.started() || id == t.cfg.ID {
 		return
 	}
 	t.peersMu.Lock()
