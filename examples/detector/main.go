@@ -36,6 +36,11 @@ import (
 func main() {
 	seed := flag.Int64("seed", 1, "seed for the simulated network and the nodes")
 	flag.Parse()
+	if flag.NArg() > 0 {
+		fmt.Fprintf(os.Stderr, "detector: unexpected argument %q\n", flag.Arg(0))
+		flag.Usage()
+		os.Exit(2)
+	}
 	if err := run(os.Stdout, *seed); err != nil {
 		fmt.Fprintln(os.Stderr, "detector:", err)
 		os.Exit(1)
