@@ -91,8 +91,9 @@ func runIdempotency(ctx context.Context, t *tour) error {
 			same++
 		}
 	}
-	st := runner.Stats()
-	t.Detail("%d waited for the running call, the rest arrived after it and were replayed", st.Shared)
+	// How many waited and how many came after the charge finished depends
+	// on the scheduler, so the tour does not print the split.
+	t.Detail("each duplicate either waited for the running call or came after it and got the stored receipt")
 	t.Say("200 concurrent duplicates: %d charge; %d of 200 callers got its receipt %s",
 		charges.Load()-before, same, answers[0])
 

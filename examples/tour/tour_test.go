@@ -23,7 +23,7 @@ func TestTourRuns(t *testing.T) {
 			t.Errorf("output lacks chapter %q:\n%s", c.title, out.String())
 		}
 	}
-	if !strings.Contains(out.String(), "tour finished") {
+	if !strings.Contains(out.String(), "tour finished\n") {
 		t.Errorf("output lacks the closing line:\n%s", out.String())
 	}
 }
@@ -34,5 +34,33 @@ func TestUnknownChapter(t *testing.T) {
 	var out bytes.Buffer
 	if err := run(context.Background(), &out, 1, true, "no-such-chapter"); err == nil {
 		t.Fatalf("run with -only no-such-chapter succeeded; want an error")
+	}
+}
+
+// TestSameSeedSameText runs every chapter not marked real-time twice with
+// one seed and requires the same text, as the README promises.
+func TestSameSeedSameText(t *testing.T) {
+	var names []string
+	for _, c := range chapters {
+		if _, ok := realTime[c.name]; !ok {
+			names = append(names, c.name)
+		}
+	}
+	only := strings.Join(names, ",")
+	var a, b bytes.Buffer
+	if err := run(context.Background(), &a, 3, false, only); err != nil {
+		t.Fatalf("run: %v\n%s", err, a.String())
+	}
+	if err := run(context.Background(), &b, 3, false, only); err != nil {
+		t.Fatalf("run: %v\n%s", err, b.String())
+	}
+	if a.String() != b.String() {
+		al, bl := strings.Split(a.String(), "\n"), strings.Split(b.String(), "\n")
+		for i := 0; i < min(len(al), len(bl)); i++ {
+			if al[i] != bl[i] {
+				t.Fatalf("two runs with seed 3 differ at line %d:\n%s\n%s", i+1, al[i], bl[i])
+			}
+		}
+		t.Fatalf("two runs with seed 3 differ in length: %d and %d lines", len(al), len(bl))
 	}
 }
