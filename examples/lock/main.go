@@ -17,6 +17,7 @@ package main
 import (
 	"context"
 	"errors"
+	"flag"
 	"fmt"
 	"io"
 	"os"
@@ -24,12 +25,29 @@ import (
 	"time"
 
 	"github.com/distkit/distkit/consensus/raft"
+	"github.com/distkit/distkit/examples/internal/cli"
 	"github.com/distkit/distkit/lock"
 	"github.com/distkit/distkit/transport"
 	"github.com/distkit/distkit/transport/memnet"
 )
 
+// parseFlags accepts only -h: the demo is fixed. It reports flag.ErrHelp
+// for -h and an error for anything else, after printing the usage.
+func parseFlags(args []string, stderr io.Writer) error {
+	fs := flag.NewFlagSet("lock", flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	fs.Usage = func() {
+		fmt.Fprintln(stderr, "usage: go run ./examples/lock")
+		fmt.Fprintln(stderr, "Sells an inventory through a three-node replicated lock service, kills its leader and shows a paused worker's stale write rejected by its fencing token.")
+		fs.PrintDefaults()
+	}
+	return cli.Parse(fs, args)
+}
+
 func main() {
+	if err := parseFlags(os.Args[1:], os.Stderr); err != nil {
+		os.Exit(cli.ExitCode(err))
+	}
 	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 	defer cancel()
 	res, err := run(ctx, os.Stdout, defaultSettings())
