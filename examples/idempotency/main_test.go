@@ -6,34 +6,13 @@ import (
 	"strings"
 	"testing"
 
-	"github.com/distkit/distkit/examples/internal/cli"
+	"github.com/distkit/distkit/examples/internal/clitest"
 	"go.uber.org/goleak"
 )
 
 func TestMain(m *testing.M) { goleak.VerifyTestMain(m) }
 
-func TestFlags(t *testing.T) {
-	tests := []struct {
-		args     []string
-		wantCode int // -1: accepted
-	}{
-		{nil, -1},
-		{[]string{"-h"}, 0},
-		{[]string{"-bogus"}, 2},
-		{[]string{"extra"}, 2},
-	}
-	for _, tt := range tests {
-		var stderr bytes.Buffer
-		err := parseFlags(tt.args, &stderr)
-		got := -1
-		if err != nil {
-			got = cli.ExitCode(err)
-		}
-		if got != tt.wantCode {
-			t.Errorf("parseFlags(%q): exit code %d (%v); want %d", tt.args, got, err, tt.wantCode)
-		}
-	}
-}
+func TestFlags(t *testing.T) { clitest.Check(t, parseFlags) }
 
 // TestRun runs the example end to end: every fault scenario must end with
 // each card charged exactly once.

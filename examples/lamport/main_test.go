@@ -5,7 +5,7 @@ import (
 	"strings"
 	"testing"
 
-	"github.com/distkit/distkit/examples/internal/cli"
+	"github.com/distkit/distkit/examples/internal/clitest"
 	"go.uber.org/goleak"
 )
 
@@ -67,28 +67,7 @@ func TestTextbookColumn(t *testing.T) {
 	}
 }
 
-func TestFlags(t *testing.T) {
-	tests := []struct {
-		args     []string
-		wantCode int // -1: accepted
-	}{
-		{nil, -1},
-		{[]string{"-h"}, 0},
-		{[]string{"-bogus"}, 2},
-		{[]string{"extra"}, 2},
-	}
-	for _, tt := range tests {
-		var stderr bytes.Buffer
-		err := parseFlags(tt.args, &stderr)
-		got := -1
-		if err != nil {
-			got = cli.ExitCode(err)
-		}
-		if got != tt.wantCode {
-			t.Errorf("parseFlags(%q): exit code %d (%v); want %d", tt.args, got, err, tt.wantCode)
-		}
-	}
-}
+func TestFlags(t *testing.T) { clitest.Check(t, parseFlags) }
 
 func TestOutput(t *testing.T) {
 	var out bytes.Buffer
