@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"hash/fnv"
 	"log/slog"
+	"maps"
 	"math/rand/v2"
 	"slices"
 
@@ -51,13 +52,37 @@ type raft struct {
 	vote transport.NodeID
 	log  *raftLog
 
-	role   Role
-	lead   transport.NodeID
-	voters []transport.NodeID
-	// prs is the leader's view of every voter (itself included); it is
+	role Role
+	lead transport.NodeID
+	// conf is the configuration in force (the last of confs); members is
+	// conf.Nodes() and voterSet its incoming and outgoing voters (a node
+	// may appear twice there), both in a deterministic order.
+	conf     Membership
+	confs    []confAt
+	members  []transport.NodeID
+	voterSet []transport.NodeID
+	// prs is the leader's view of every member (itself included); it is
 	// rebuilt at each election win and nil otherwise.
 	prs   map[transport.NodeID]*progress
 	votes map[transport.NodeID]bool
+
+	// leadTransferee is the voter a leader is handing leadership to
+	// (thesis §3.10), "" when none; transferElapsed counts the ticks since
+	// the transfer started. timeoutNowSent says this leader sent a
+	// MsgTimeoutNow in its term, after which its lease is void.
+	leadTransferee  transport.NodeID
+	transferElapsed int
+	timeoutNowSent  bool
+	// reads holds the ReadIndex requests (thesis §6.4).
+	reads readOnly
+	// readStates are the answered reads for the next Ready.
+	readStates []ReadState
+	// ticks counts every Tick (a leader's clock for leases).
+	ticks uint64
+	// voteGuard counts down the ticks after a start during which a node
+	// with lease reads refuses votes, as if it had just heard from a
+	// leader: it may have, before it restarted (thesis §6.4.1).
+	voteGuard int
 
 	electionElapsed           int
 	heartbeatElapsed          int
@@ -91,11 +116,15 @@ func newRaft(cfg Config) (*raft, error) {
 	if err != nil {
 		return nil, fmt.Errorf("%w: InitialState: %w", ErrStorage, err)
 	}
-	if len(membership.Voters) == 0 {
-		membership = Membership{Voters: slices.Clone(cfg.Peers)}
+	if err := membership.Validate(); err != nil {
+		return nil, fmt.Errorf("%w: InitialState: %w", ErrStorage, err)
 	}
-	if err := validateMembership(cfg.ID, membership); err != nil {
-		return nil, err
+	fresh := len(membership.Voters) == 0
+	if fresh {
+		membership = Membership{Voters: slices.Clone(cfg.Peers)}
+		if err := validateMembership(cfg, membership); err != nil {
+			return nil, err
+		}
 	}
 	log, err := newRaftLog(cfg.Storage, cfg.Applied)
 	if err != nil {
@@ -132,17 +161,26 @@ func newRaft(cfg Config) (*raft, error) {
 		term:   hs.Term,
 		vote:   hs.Vote,
 		log:    log,
-		voters: slices.Clone(membership.Voters),
 		rng:    rand.New(rand.NewPCG(cfg.Seed, h.Sum64())),
 		logger: logger.With("raft", string(cfg.ID)),
+	}
+	var baseIndex uint64
+	if !fresh {
+		baseIndex = log.firstIndex() - 1
+	}
+	if err := r.initConf(membership, baseIndex); err != nil {
+		return nil, err
+	}
+	if cfg.LeaseReads {
+		r.voteGuard = cfg.ElectionTicks
 	}
 	r.becomeFollower(r.term, "")
 	return r, nil
 }
 
-func (r *raft) quorum() int { return len(r.voters)/2 + 1 }
-
-func (r *raft) promotable() bool { return slices.Contains(r.voters, r.id) }
+// promotable reports whether this node may campaign: it votes in the
+// configuration in force (learners and non-members never campaign).
+func (r *raft) promotable() bool { return r.conf.IsVoter(r.id) }
 
 func (r *raft) hardState() HardState {
 	return HardState{Term: r.term, Vote: r.vote, Commit: r.log.committed}
@@ -171,6 +209,8 @@ func (r *raft) reset(term uint64) {
 	r.prs = nil
 	r.bcastPending = false
 	r.uncommittedBytes = 0
+	r.leadTransferee, r.transferElapsed, r.timeoutNowSent = "", 0, false
+	r.reads.reset()
 }
 
 func (r *raft) becomeFollower(term uint64, lead transport.NodeID) {
@@ -196,26 +236,25 @@ func (r *raft) becomeCandidate() {
 }
 
 func (r *raft) becomeLeader() {
+	votes := maps.Clone(r.votes)
 	r.reset(r.term)
 	r.role = Leader
 	r.lead = r.id
 	last := r.log.lastIndex()
-	maxInflightBytes := r.cfg.MaxInflightBytes
-	if maxInflightBytes == 0 {
-		maxInflightBytes = uint64(r.cfg.MaxInflightMsgs) * r.cfg.MaxMsgBytes
-	}
-	r.prs = make(map[transport.NodeID]*progress, len(r.voters))
-	for _, v := range r.voters {
-		// Figure 2: nextIndex starts just after the leader's last entry.
-		pr := &progress{next: last + 1, inflight: newInflights(r.cfg.MaxInflightMsgs, maxInflightBytes)}
-		if v == r.id {
-			// Only what is durable counts (selfDurable).
-			pr.match = r.log.stableIndex()
-			pr.recentActive = true
-			pr.state = ProgressReplicate
-		}
+	r.prs = make(map[transport.NodeID]*progress, len(r.members)+1)
+	for _, v := range r.members {
+		pr := r.newProgress(last)
+		// The voters that just granted their vote were heard from in
+		// this check-quorum window (a late response proves as much).
+		pr.recentActive = votes[v]
 		r.prs[v] = pr
 	}
+	self := r.newProgress(last)
+	// Only what is durable counts (selfDurable).
+	self.match = r.log.stableIndex()
+	self.recentActive = true
+	self.state = ProgressReplicate
+	r.prs[r.id] = self
 	// §5.4.2 and §8: a leader commits entries of earlier terms only by
 	// committing one of its own term, so it starts with an empty one.
 	r.appendEntry(EntryNoop, nil)
@@ -231,7 +270,9 @@ func (r *raft) step(m *Message) error {
 			// within the minimum election timeout neither grants a vote
 			// nor adopts the term. A node rejoining after a partition
 			// therefore cannot depose a healthy leader.
-			if r.cfg.CheckQuorum && r.lead != "" && r.electionElapsed < r.cfg.ElectionTicks {
+			// A campaign started by a leadership transfer (MsgTimeoutNow
+			// from the leader itself, thesis §3.10) is the exception.
+			if r.inLease() && !m.Transfer {
 				return nil
 			}
 		}
@@ -268,6 +309,9 @@ func (r *raft) step(m *Message) error {
 	case MsgVote, MsgPreVote:
 		r.handleVote(m)
 		return nil
+	case MsgReadIndex:
+		r.handleReadIndex(m)
+		return nil
 	}
 	switch r.role {
 	case Leader:
@@ -294,6 +338,10 @@ func (r *raft) stepFollower(m *Message) error {
 		r.electionElapsed = 0
 		r.lead = m.From
 		r.handleSnapshot(m)
+	case MsgTimeoutNow:
+		r.handleTimeoutNow(m)
+	case MsgReadIndexResp:
+		r.handleReadIndexResp(m)
 	}
 	// Responses meant for an earlier role are dropped.
 	return nil
@@ -322,15 +370,17 @@ func (r *raft) stepLeader(m *Message) {
 	if pr == nil || m.From == r.id {
 		return
 	}
+	// Check-quorum counts any message of this term heard from a member,
+	// however late: it proves the member is alive and follows this term.
+	// Counting only timely responses makes a leader whose responses are
+	// slower than an election timeout step down again and again.
+	pr.recentActive = true
 	switch m.Type {
 	case MsgAppResp:
-		pr.recentActive = true
 		r.handleAppendResponse(m, pr)
 	case MsgHeartbeatResp:
-		pr.recentActive = true
 		r.handleHeartbeatResponse(m, pr)
 	case MsgSnapResp:
-		pr.recentActive = true
 		r.handleSnapshotResponse(m, pr)
 	}
 }

@@ -22,10 +22,16 @@ type Status struct {
 	// FirstIndex is the first log index still held (entries before it are
 	// in the snapshot).
 	FirstIndex uint64
-	// Voters is the current membership.
-	Voters []transport.NodeID
-	// Progress is the leader's view of each voter, itself included; nil
-	// on followers and candidates.
+	// Voters is the current membership's voters (the incoming ones in a
+	// joint configuration); Membership is the whole configuration in force
+	// (the latest one appended to the log, committed or not).
+	Voters     []transport.NodeID
+	Membership Membership
+	// LeadTransferee is the voter a leader is handing leadership to, ""
+	// when none.
+	LeadTransferee transport.NodeID
+	// Progress is the leader's view of each member (voters and learners),
+	// itself included; nil on followers and candidates.
 	Progress map[transport.NodeID]ProgressStatus
 	// UncommittedBytes is the data a leader has accepted and not yet seen
 	// committed (flow control).
@@ -69,7 +75,9 @@ func (rn *RawNode) Status() Status {
 		Leader:           r.lead,
 		Commit:           r.log.committed,
 		Applied:          r.log.applied,
-		Voters:           append([]transport.NodeID(nil), r.voters...),
+		Voters:           append([]transport.NodeID(nil), r.conf.Voters...),
+		Membership:       r.conf.Clone(),
+		LeadTransferee:   r.leadTransferee,
 		UncommittedBytes: r.uncommittedBytes,
 	}
 	func() {
