@@ -140,11 +140,13 @@ func (r *raft) flushReads() {
 	}
 }
 
-// startReadRound starts a heartbeat round if a read waits for one or lease
-// reads are on, and returns the Context the heartbeats carry (nil if none).
+// startReadRound starts a heartbeat round if a read with a read index
+// waits for confirmation (a new round also confirms the reads of older
+// ones, whose heartbeats may have been lost) or lease reads are on, and
+// returns the Context the heartbeats carry (nil if none).
 func (r *raft) startReadRound() []byte {
 	ro := &r.reads
-	waiting := len(ro.pending) > 0 && ro.pending[len(ro.pending)-1].round == 0 && ro.pending[len(ro.pending)-1].index != 0
+	waiting := len(ro.pending) > 0 && ro.pending[len(ro.pending)-1].index != 0
 	if !waiting && !r.cfg.LeaseReads {
 		return nil
 	}
