@@ -140,7 +140,7 @@ func (r *raft) setConf() {
 			// A new member: probe from the end of the log, and let it
 			// count as active until the next check-quorum round.
 			r.prs[id] = r.newProgress(last)
-			r.prs[id].recentActive = true
+			r.prs[id].heard = r.ticks + 1
 		}
 	}
 	for id := range r.prs {

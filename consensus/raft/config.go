@@ -93,6 +93,19 @@ type Config struct {
 	// ElectionTicks.
 	LeaseDriftTicks int
 
+	// CheckQuorumTicks is the check-quorum window: a leader steps down when
+	// it has heard nothing (any message of its term counts, however late)
+	// from a quorum for that many ticks. 0 or less than ElectionTicks means
+	// ElectionTicks. Leave it at 0 when responses take well under an
+	// election timeout; when they may take longer (a slow or congested
+	// network, responses queued behind large appends), set it above the
+	// worst expected response latency plus an election timeout, or set
+	// ElectionTicks that high, else leaders step down again and again
+	// although every node is up (see the package documentation). Only
+	// liveness depends on it: lease reads rely on acknowledged heartbeat
+	// rounds, not on this window.
+	CheckQuorumTicks int
+
 	// Seed seeds the randomized election timeouts. Together with ID it
 	// makes a node's behaviour a pure function of its inputs: replaying the
 	// same inputs replays the same run.

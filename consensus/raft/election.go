@@ -50,9 +50,6 @@ func (r *raft) tickLeader() {
 				r.becomeFollower(r.term, "")
 				return
 			}
-			for id, pr := range r.prs {
-				pr.recentActive = id == r.id
-			}
 		}
 	}
 	// Members, not the prs map: the order of the messages must not depend
@@ -72,8 +69,9 @@ func (r *raft) tickLeader() {
 // quorumActive reports whether a quorum of the configuration (both halves
 // of a joint one) was heard from in the current check-quorum window.
 func (r *raft) quorumActive() bool {
+	r.prs[r.id].heard = r.ticks + 1
 	active := func(p *progress) uint64 {
-		if p.recentActive {
+		if r.heardRecently(p) {
 			return 1
 		}
 		return 0
@@ -81,6 +79,18 @@ func (r *raft) quorumActive() bool {
 	in := r.quorumOf(r.conf.Voters, active)
 	out := r.quorumOf(r.conf.OutgoingVoters, active)
 	return in == 1 && (!r.conf.Joint() || out == 1)
+}
+
+// checkQuorumTicks is the check-quorum window: a leader steps down when it
+// has not heard from a quorum for that many ticks.
+func (r *raft) checkQuorumTicks() int {
+	return max(r.cfg.CheckQuorumTicks, r.cfg.ElectionTicks)
+}
+
+// heardRecently reports whether the leader heard from the member within
+// the check-quorum window.
+func (r *raft) heardRecently(p *progress) bool {
+	return p.heard > 0 && r.ticks+1-p.heard <= uint64(r.checkQuorumTicks())
 }
 
 // inLease reports whether this node refuses to grant votes or adopt a
@@ -132,6 +142,9 @@ func (r *raft) poll(from transport.NodeID, granted bool) bool {
 	if _, seen := r.votes[from]; !seen {
 		r.votes[from] = granted
 	}
+	if r.role == Candidate {
+		r.recordTermVote(from, granted)
+	}
 	// Thesis §4.3: in a joint configuration an election needs majorities
 	// of both the incoming and the outgoing voters.
 	won, lost := r.conf.jointVoteResult(r.votes)
@@ -148,6 +161,17 @@ func (r *raft) poll(from transport.NodeID, granted bool) bool {
 		return true
 	}
 	return false
+}
+
+// recordTermVote remembers an answer to this node's candidacy in the
+// current term.
+func (r *raft) recordTermVote(from transport.NodeID, granted bool) {
+	if r.termVotes == nil {
+		r.termVotes = make(map[transport.NodeID]bool, len(r.voterSet))
+	}
+	if _, seen := r.termVotes[from]; !seen {
+		r.termVotes[from] = granted
+	}
 }
 
 // handleVote answers RequestVote and pre-vote requests (§5.2, §5.4.1).

@@ -4,7 +4,6 @@ import (
 	"fmt"
 	"hash/fnv"
 	"log/slog"
-	"maps"
 	"math/rand/v2"
 	"slices"
 
@@ -65,6 +64,11 @@ type raft struct {
 	// rebuilt at each election win and nil otherwise.
 	prs   map[transport.NodeID]*progress
 	votes map[transport.NodeID]bool
+	// termVotes are the answers to this node's own candidacy in the
+	// current term, kept until the term changes: a vote granted for the
+	// term stays valid when it arrives after the candidate timed out and
+	// went back to a pre-vote (responses slower than an election timeout).
+	termVotes map[transport.NodeID]bool
 
 	// leadTransferee is the voter a leader is handing leadership to
 	// (thesis §3.10), "" when none; transferElapsed counts the ticks since
@@ -200,6 +204,7 @@ func (r *raft) reset(term uint64) {
 	if r.term != term {
 		r.term = term
 		r.vote = ""
+		clear(r.termVotes)
 	}
 	r.lead = ""
 	r.electionElapsed = 0
@@ -236,7 +241,6 @@ func (r *raft) becomeCandidate() {
 }
 
 func (r *raft) becomeLeader() {
-	votes := maps.Clone(r.votes)
 	r.reset(r.term)
 	r.role = Leader
 	r.lead = r.id
@@ -244,15 +248,15 @@ func (r *raft) becomeLeader() {
 	r.prs = make(map[transport.NodeID]*progress, len(r.members)+1)
 	for _, v := range r.members {
 		pr := r.newProgress(last)
-		// The voters that just granted their vote were heard from in
-		// this check-quorum window (a late response proves as much).
-		pr.recentActive = votes[v]
+		// A new leader gets a full check-quorum window before it is
+		// judged: everyone counts as heard from at the election.
+		pr.heard = r.ticks + 1
 		r.prs[v] = pr
 	}
 	self := r.newProgress(last)
 	// Only what is durable counts (selfDurable).
 	self.match = r.log.stableIndex()
-	self.recentActive = true
+	self.heard = r.ticks + 1
 	self.state = ProgressReplicate
 	r.prs[r.id] = self
 	// §5.4.2 and §8: a leader commits entries of earlier terms only by
@@ -358,8 +362,18 @@ func (r *raft) stepCandidate(m *Message) error {
 			r.poll(m.From, !m.Reject)
 		}
 	case MsgVoteResp:
-		if r.role == Candidate {
+		switch {
+		case r.role == Candidate:
 			r.poll(m.From, !m.Reject)
+		case r.vote == r.id && !m.Reject:
+			// A late vote for the candidacy this pre-candidate gave up in
+			// this very term: one vote per term makes it as good as a
+			// timely one.
+			r.recordTermVote(m.From, true)
+			if won, _ := r.conf.jointVoteResult(r.termVotes); won {
+				r.logger.Info("won the election with late votes", "term", r.term)
+				r.becomeLeader()
+			}
 		}
 	}
 	return nil
@@ -374,7 +388,7 @@ func (r *raft) stepLeader(m *Message) {
 	// however late: it proves the member is alive and follows this term.
 	// Counting only timely responses makes a leader whose responses are
 	// slower than an election timeout step down again and again.
-	pr.recentActive = true
+	pr.heard = r.ticks + 1
 	switch m.Type {
 	case MsgAppResp:
 		r.handleAppendResponse(m, pr)

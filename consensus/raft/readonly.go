@@ -103,9 +103,12 @@ func (r *raft) handleReadIndex(m *Message) {
 	if r.role != Leader {
 		return // the sender's idea of the leader is stale; it will retry
 	}
-	if r.prs[m.From] == nil {
+	pr := r.prs[m.From]
+	if pr == nil {
 		return // only members read through this leader
 	}
+	pr.heard = r.ticks + 1 // any message counts for check-quorum
+
 	_ = r.readIndex(m.Context, m.From)
 }
 

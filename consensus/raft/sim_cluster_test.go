@@ -37,6 +37,9 @@ type simCluster struct {
 	tweak func(*Config)
 	// coverage counts what the run exercised.
 	coverage simCoverage
+	// sendDelay, if set, holds each raft message back for the duration it
+	// returns (on top of the network's own delay): slow responses.
+	sendDelay func(env sim.Env, m Message) time.Duration
 }
 
 // simCoverage counts interesting events, so that a test can check the

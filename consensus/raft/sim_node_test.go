@@ -56,6 +56,15 @@ type kvServer struct {
 	inflight *Ready
 	// durableHS is the HardState as of the last completed sync.
 	durableHS HardState
+	// delayed holds encoded messages held back by simCluster.sendDelay,
+	// sent when their timer fires.
+	delayed map[sim.TimerID]delayedSend
+}
+
+// delayedSend is a raft message waiting for its "delayed" timer.
+type delayedSend struct {
+	to      transport.NodeID
+	payload []byte
 }
 
 type pendingRequest struct {
@@ -123,12 +132,19 @@ func (s *kvServer) tickInterval(env sim.Env) time.Duration {
 	return simTick - simTick/10 + time.Duration(env.Rand().Int64N(int64(simTick/5)))
 }
 
-func (s *kvServer) Timer(env sim.Env, _ sim.TimerID, name string) {
+func (s *kvServer) Timer(env sim.Env, id sim.TimerID, name string) {
 	if s.rn == nil {
 		return
 	}
 	if name == "fsync" {
 		s.fsyncDone()
+		return
+	}
+	if name == "delayed" {
+		if d, ok := s.delayed[id]; ok {
+			delete(s.delayed, id)
+			env.Send(d.to, raftService, d.payload)
+		}
 		return
 	}
 	s.rn.Tick()
@@ -240,6 +256,15 @@ func (s *kvServer) sendRaft(m Message) {
 	if err != nil {
 		s.c.fail("%s: Marshal: %v", s.id, err)
 		return
+	}
+	if s.c.sendDelay != nil {
+		if d := s.c.sendDelay(s.env, m); d > 0 {
+			if s.delayed == nil {
+				s.delayed = map[sim.TimerID]delayedSend{}
+			}
+			s.delayed[s.env.SetTimer(d, "delayed")] = delayedSend{to: m.To, payload: b}
+			return
+		}
 	}
 	s.env.Send(m.To, raftService, b)
 	if m.Type == MsgSnap {

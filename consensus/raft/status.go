@@ -99,7 +99,7 @@ func (rn *RawNode) Status() Status {
 				State:         pr.state,
 				Inflight:      pr.inflight.count,
 				InflightBytes: pr.inflight.bytes,
-				RecentActive:  pr.recentActive,
+				RecentActive:  r.heardRecently(pr),
 			}
 			if pr.snap.snap != nil {
 				ps.SnapshotIndex = pr.snap.snap.Meta.Index
