@@ -93,12 +93,14 @@ func TestConfChangeAddLearnerThenPromote(t *testing.T) {
 }
 
 // Learners never count for commit: with both other voters cut off, the
-// leader and a learner are not a quorum.
+// leader and two learners are not a quorum (though they are a majority of
+// the five members).
 func TestLearnerAckDoesNotCommit(t *testing.T) {
 	c := newTestCluster(t, 3, nil)
 	c.electNode("n1")
 	c.addJoiner("l", nil)
-	c.changeConf("n1", ConfChange{Changes: []ConfChangeOp{op(ConfAddLearner, "l")}})
+	c.addJoiner("m", nil)
+	c.changeConf("n1", ConfChange{Changes: []ConfChangeOp{op(ConfAddLearner, "l"), op(ConfAddLearner, "m")}})
 	c.settle()
 	c.drop = func(m Message) bool { return m.To == "n2" || m.To == "n3" }
 	idx, _, err := c.nodes["n1"].Propose([]byte("x"))

@@ -111,7 +111,15 @@ func (s *kvServer) Start(env sim.Env) {
 		}
 		s.lastApplied = snap.Meta.Index
 	}
-	cfg := simConfig(s.id, s.c.ids, st.mem, env.Rand().Uint64())
+	peers, join := s.c.ids, false
+	if s.c.initial != nil {
+		peers = s.c.initial
+		if !slices.Contains(peers, s.id) {
+			peers, join = nil, true
+		}
+	}
+	cfg := simConfig(s.id, peers, st.mem, env.Rand().Uint64())
+	cfg.Join = join
 	if s.c.tweak != nil {
 		s.c.tweak(&cfg)
 	}
@@ -281,6 +289,9 @@ func (s *kvServer) finish(rd *Ready) {
 	for _, m := range rd.Messages {
 		s.sendRaft(m)
 	}
+	if s.c.onReadStates != nil && len(rd.ReadStates) > 0 {
+		s.c.onReadStates(s, rd.ReadStates)
+	}
 	// 6: restore from a received snapshot.
 	if rd.Snapshot != nil {
 		if err := s.sm.restore(rd.Snapshot.Data); err != nil {
@@ -296,9 +307,15 @@ func (s *kvServer) finish(rd *Ready) {
 	}
 	// 8: snapshot and compact when due.
 	if rd.SnapshotDue {
-		st := s.rn.Status()
+		// The membership as of the snapshot's index, not the latest
+		// (possibly uncommitted) one.
+		m, err := s.rn.MembershipAt(s.lastApplied)
+		if err != nil {
+			s.c.fail("%s: MembershipAt(%d): %v", s.id, s.lastApplied, err)
+			return
+		}
 		s.c.coverage.Compactions++
-		if err := s.store.compact(s.lastApplied, Membership{Voters: st.Voters}, s.sm.snapshot(), snapshotKeep); err != nil && !errors.Is(err, ErrSnapshotOutOfDate) {
+		if err := s.store.compact(s.lastApplied, m, s.sm.snapshot(), snapshotKeep); err != nil && !errors.Is(err, ErrSnapshotOutOfDate) {
 			s.c.fail("%s: compact: %v", s.id, err)
 			return
 		}
