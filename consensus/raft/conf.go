@@ -190,6 +190,9 @@ func (r *raft) proposeConfChange(cc ConfChange) (index, term uint64, err error) 
 // appendConf appends the entry changing the configuration to next.
 func (r *raft) appendConf(cc ConfChange, next Membership) uint64 {
 	data, _ := ConfChangeEntry{Change: cc, Membership: next}.AppendBinary(nil)
+	// Counted like a proposal, as Advance discounts every committed entry
+	// of the term.
+	r.uncommittedBytes += uint64(len(data))
 	index := r.appendEntry(EntryConfChange, data)
 	r.confs = append(r.confs, confAt{index: index, m: next})
 	r.setConf()

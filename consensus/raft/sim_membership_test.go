@@ -210,6 +210,14 @@ func (k *churn) membershipOp() {
 	if len(m.Voters) == 0 {
 		return
 	}
+	explicit := k.rng.IntN(2) == 0 // a joint configuration then lasts until LeaveJoint
+	if m.Joint() {
+		k.op = "leave joint"
+		if !m.AutoLeave && k.rng.IntN(3) == 0 {
+			k.propose(ConfChange{LeaveJoint: true})
+		}
+		return
+	}
 	switch k.rng.IntN(7) {
 	case 0: // add a learner
 		k.op = "add learner"
@@ -231,21 +239,23 @@ func (k *churn) membershipOp() {
 	case 3: // replace a voter: joint consensus
 		k.op = "replace voter"
 		if id, ok := k.takeFresh(); ok {
-			k.propose(ConfChange{Changes: []ConfChangeOp{{ConfAddVoter, id}, {ConfRemove, k.randomVoter()}}})
+			k.maybeSplitForJoint(id)
+			k.propose(ConfChange{Changes: []ConfChangeOp{{ConfAddVoter, id}, {ConfRemove, k.randomVoter()}}, ExplicitLeave: explicit})
 		}
 	case 4: // grow 3 -> 5 in one joint change
 		k.op = "grow to 5"
 		if len(m.Voters) == 3 && len(k.fresh) >= 2 {
 			a, _ := k.takeFresh()
 			b, _ := k.takeFresh()
-			k.propose(ConfChange{Changes: []ConfChangeOp{{ConfAddVoter, a}, {ConfAddVoter, b}}})
+			k.maybeSplitForJoint(a, b)
+			k.propose(ConfChange{Changes: []ConfChangeOp{{ConfAddVoter, a}, {ConfAddVoter, b}}, ExplicitLeave: explicit})
 		}
 	case 5: // shrink 5 -> 3 in one joint change
 		k.op = "shrink to 3"
 		if len(m.Voters) == 5 {
 			v := slices.Clone(m.Voters)
 			k.rng.Shuffle(len(v), func(i, j int) { v[i], v[j] = v[j], v[i] })
-			k.propose(ConfChange{Changes: []ConfChangeOp{{ConfRemove, v[0]}, {ConfRemove, v[1]}}})
+			k.propose(ConfChange{Changes: []ConfChangeOp{{ConfRemove, v[0]}, {ConfRemove, v[1]}}, ExplicitLeave: explicit})
 		}
 	case 6: // remove a learner
 		k.op = "remove learner"
@@ -255,12 +265,57 @@ func (k *churn) membershipOp() {
 	}
 }
 
+// maybeSplitForJoint sometimes partitions the leader and the voters about
+// to be added from everyone else just before a joint change is proposed:
+// the new voters alone then make a majority of the incoming configuration,
+// and the outgoing voters, which never see the change, a majority of the
+// old one. Nothing may commit, and the old side may elect a leader only
+// because nothing did.
+func (k *churn) maybeSplitForJoint(added ...transport.NodeID) {
+	l := k.leader()
+	if l == nil || k.rng.IntN(3) != 0 {
+		return
+	}
+	k.op += " (split)"
+	a := append([]transport.NodeID{l.id}, added...)
+	var b []transport.NodeID
+	for _, n := range k.c.ids {
+		if !slices.Contains(a, n) {
+			b = append(b, n)
+		}
+	}
+	k.c.s.Partition(a, b)
+}
+
 // faultOp injects one fault (or heals).
 func (k *churn) faultOp() {
 	s := k.c.s
 	ids := k.c.ids
 	id := ids[k.rng.IntN(len(ids))]
-	switch k.rng.IntN(6) {
+	switch k.rng.IntN(7) {
+	case 6:
+		// Along a joint change: the leader and the incoming-only voters
+		// on one side, the outgoing voters on the other. Only majorities
+		// of both may decide anything now.
+		k.op = "partition along the joint change"
+		l := k.leader()
+		if l == nil || !l.rn.r.conf.Joint() {
+			return
+		}
+		m := l.rn.r.conf
+		a := []transport.NodeID{l.id}
+		for _, v := range m.Voters {
+			if v != l.id && !slices.Contains(m.OutgoingVoters, v) {
+				a = append(a, v)
+			}
+		}
+		var b []transport.NodeID
+		for _, n := range ids {
+			if !slices.Contains(a, n) {
+				b = append(b, n)
+			}
+		}
+		s.Partition(a, b)
 	case 0:
 		k.op = "partition"
 		var a, b []transport.NodeID
@@ -309,6 +364,9 @@ func (k *churn) run(steps int) {
 	c, s := k.c, k.c.s
 	for k.step = 0; k.step < steps && !c.failed; k.step++ {
 		s.Run(time.Duration(50+k.rng.IntN(250)) * time.Millisecond)
+		if c.failed {
+			break // reported with the step and the operation before it
+		}
 		switch r := k.rng.IntN(10); {
 		case r < 4:
 			k.membershipOp()
@@ -328,9 +386,21 @@ func (k *churn) run(steps int) {
 			k.faultOp()
 		}
 	}
-	k.op = "faults stopped"
+	if !c.failed {
+		k.op = "faults stopped"
+	}
 	k.heal()
 	s.SetFaults(sim.Faults{MinDelay: time.Millisecond, MaxDelay: 5 * time.Millisecond})
+	// Leave a joint configuration entered with ExplicitLeave.
+	for try := 0; try < 100 && !c.failed; try++ {
+		if l := k.leader(); l != nil && !l.rn.r.conf.Joint() {
+			break
+		}
+		if m := k.members(); m.Joint() && !m.AutoLeave {
+			k.propose(ConfChange{LeaveJoint: true})
+		}
+		s.Run(100 * time.Millisecond)
+	}
 	// Liveness: a leader of the final configuration commits again.
 	before := make([]int, len(c.clients))
 	for i, cl := range c.clients {
@@ -362,7 +432,7 @@ func (k *churn) run(steps int) {
 		c.checkLinearizable(k.seed)
 	}
 	if c.failed {
-		k.t.Errorf("seed %d: failed at churn step %d (last operation: %s)", k.seed, k.step, k.op)
+		k.t.Errorf("seed %d: failed at churn step %d, after operation %q (replay: DISTKIT_SEED=%d)", k.seed, k.step, k.op, k.seed)
 	}
 }
 
