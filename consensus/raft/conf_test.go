@@ -345,3 +345,24 @@ func TestJoinConfig(t *testing.T) {
 		t.Errorf("a joining node's membership = %+v; want empty", st.Membership)
 	}
 }
+
+// Status reports the index of the configuration in force, so that a
+// runtime can tell when a change is committed.
+func TestStatusMembershipIndex(t *testing.T) {
+	c := newTestCluster(t, 3, nil)
+	c.electNode("n1")
+	c.drop = func(m Message) bool { return true }
+	idx, _, err := c.nodes["n1"].ProposeConfChange(ConfChange{Changes: []ConfChangeOp{op(ConfAddLearner, "l")}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	c.process()
+	if st := c.nodes["n1"].Status(); st.MembershipIndex != idx || st.Commit >= idx {
+		t.Fatalf("Status: MembershipIndex %d, Commit %d; want %d, uncommitted", st.MembershipIndex, st.Commit, idx)
+	}
+	c.drop = nil
+	c.settle()
+	if st := c.nodes["n1"].Status(); st.Commit < st.MembershipIndex {
+		t.Errorf("Status: Commit %d < MembershipIndex %d after settling", st.Commit, st.MembershipIndex)
+	}
+}

@@ -27,6 +27,10 @@ type Status struct {
 	// (the latest one appended to the log, committed or not).
 	Voters     []transport.NodeID
 	Membership Membership
+	// MembershipIndex is the index of the entry that set Membership (the
+	// snapshot's index, or 0 for the bootstrap configuration): Membership
+	// is committed once Commit >= MembershipIndex.
+	MembershipIndex uint64
 	// LeadTransferee is the voter a leader is handing leadership to, ""
 	// when none.
 	LeadTransferee transport.NodeID
@@ -77,6 +81,7 @@ func (rn *RawNode) Status() Status {
 		Applied:          r.log.applied,
 		Voters:           append([]transport.NodeID(nil), r.conf.Voters...),
 		Membership:       r.conf.Clone(),
+		MembershipIndex:  r.confIndex(),
 		LeadTransferee:   r.leadTransferee,
 		UncommittedBytes: r.uncommittedBytes,
 	}
