@@ -251,7 +251,9 @@ func (rn *RawNode) TransferLeadership(to transport.NodeID) error {
 // the leader. Requests are lost if leadership changes meanwhile: the caller
 // retries those that stay unanswered (after a timeout), with a new ctx.
 //
-// On a node that knows no leader it returns a *NotLeaderError.
+// On a node that knows no leader it returns a *NotLeaderError; a leader
+// holding too many unconfirmed requests (it cannot reach a quorum) returns
+// ErrProposalDropped.
 func (rn *RawNode) ReadIndex(ctx []byte) error {
 	if err := rn.broken(); err != nil {
 		return err

@@ -198,3 +198,17 @@ func TestLeaseRead(t *testing.T) {
 		t.Errorf("LeaseReads without CheckQuorum: %v; want ErrInvalidConfig", err)
 	}
 }
+
+// A leader that cannot confirm its reads does not hold them without bound.
+func TestReadIndexPendingBound(t *testing.T) {
+	c := newTestCluster(t, 3, func(cfg *Config) { cfg.CheckQuorum = false })
+	c.electNode("n1")
+	c.drop = func(m Message) bool { return true }
+	var err error
+	for i := 0; i <= maxPendingReads && err == nil; i++ {
+		err = c.nodes["n1"].ReadIndex(nil)
+	}
+	if !errors.Is(err, ErrProposalDropped) {
+		t.Errorf("ReadIndex beyond %d pending = %v; want ErrProposalDropped", maxPendingReads, err)
+	}
+}

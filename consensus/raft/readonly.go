@@ -2,6 +2,7 @@ package raft
 
 import (
 	"encoding/binary"
+	"fmt"
 	"slices"
 
 	"github.com/distkit/distkit/transport"
@@ -31,6 +32,9 @@ import (
 // ElectionTicks - LeaseDriftTicks of the leader's ticks have passed since it
 // sent that heartbeat, no other leader can exist. That reasoning assumes
 // clocks whose rates differ by less than the drift bound.
+
+// maxPendingReads bounds the ReadIndex requests a leader holds.
+const maxPendingReads = 1 << 16
 
 // ReadState answers a ReadIndex request: once the state machine has applied
 // Index, it reflects every write acknowledged before the request was made.
@@ -84,6 +88,11 @@ func (r *raft) readIndex(ctx []byte, from transport.NodeID) error {
 		// Follower read: the leader confirms and answers with the index.
 		r.send(Message{Type: MsgReadIndex, To: r.lead, Context: ctx})
 		return nil
+	}
+	if len(r.reads.pending) >= maxPendingReads {
+		// A leader that cannot reach a quorum (and does not step down:
+		// check-quorum off) must not pile up requests without bound.
+		return fmt.Errorf("%w: %d reads waiting for confirmation", ErrProposalDropped, len(r.reads.pending))
 	}
 	ctx = slices.Clone(ctx)
 	if r.leaseHolds() {
@@ -163,7 +172,9 @@ func (r *raft) startReadRound() []byte {
 		ro.acks = make(map[transport.NodeID]uint64, len(r.voterSet))
 	}
 	ro.acks[r.id] = ro.round
-	ro.started = append(ro.started, roundStart{round: ro.round, tick: r.ticks})
+	if r.cfg.LeaseReads {
+		ro.started = append(ro.started, roundStart{round: ro.round, tick: r.ticks})
+	}
 	return binary.AppendUvarint(nil, ro.round)
 }
 
