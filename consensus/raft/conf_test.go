@@ -366,3 +366,29 @@ func TestStatusMembershipIndex(t *testing.T) {
 		t.Errorf("Status: Commit %d < MembershipIndex %d after settling", st.Commit, st.MembershipIndex)
 	}
 }
+
+// A removed node stops naming the leader it no longer hears from, so that
+// it does not redirect clients to a stale leader forever.
+func TestRemovedNodeForgetsLeader(t *testing.T) {
+	c := newTestCluster(t, 3, nil)
+	c.electNode("n1")
+	c.addJoiner("l", nil)
+	c.changeConf("n1", ConfChange{Changes: []ConfChangeOp{op(ConfAddLearner, "l")}})
+	c.settle()
+	c.changeConf("n1", ConfChange{Changes: []ConfChangeOp{op(ConfRemove, "l")}})
+	c.settle()
+	// The leader sends a removed node nothing more, not even its removal
+	// (thesis §4.2.2): it still believes it is a learner.
+	if st := c.nodes["l"].Status(); st.Leader != "n1" {
+		t.Fatalf("removed learner: leader %q; want n1", st.Leader)
+	}
+	for range 2 * DefaultConfig().ElectionTicks {
+		c.tickAll()
+	}
+	if st := c.nodes["l"].Status(); st.Leader != "" || st.Role != Follower {
+		t.Errorf("removed node after two election timeouts: leader %q role %v; want no leader, follower", st.Leader, st.Role)
+	}
+	if l := c.leader(); l != "n1" {
+		t.Errorf("leader = %q; want n1 undisturbed", l)
+	}
+}

@@ -20,9 +20,18 @@ func (r *raft) tick() {
 	if r.voteGuard > 0 {
 		r.voteGuard--
 	}
-	if r.promotable() && r.electionElapsed >= r.randomizedElectionTimeout {
+	if r.electionElapsed < r.randomizedElectionTimeout {
+		return
+	}
+	switch {
+	case r.promotable():
 		r.electionElapsed = 0
 		r.campaign(r.cfg.PreVote, false)
+	case r.lead != "":
+		// A learner or a removed node never campaigns, but it stops
+		// naming a leader it no longer hears from: a removed node would
+		// otherwise redirect clients to a stale leader forever.
+		r.lead = ""
 	}
 }
 

@@ -484,6 +484,24 @@ func TestSimMembershipChurn(t *testing.T) {
 	}
 }
 
+// TestSimMembershipChurnLease runs the churn with lease reads (thesis
+// §6.4.1): answered without a round while the lease holds, every read must
+// still cover what was committed before it started. The ticks of the
+// simulation drift by up to 10% each way, so two ticks of drift per
+// election timeout are allowed, plus one for rounding.
+func TestSimMembershipChurnLease(t *testing.T) {
+	lease := func(cfg *Config) { cfg.LeaseReads, cfg.LeaseDriftTicks = true, 3 }
+	var answered int
+	sim.Seeds(t, seedsFor(30), func(t *testing.T, seed int64) {
+		k := newChurn(t, seed, chaosFaults, lease)
+		k.run(churnSteps)
+		answered += k.stats.ReadsAnswered
+	})
+	if !testing.Short() && answered < 30 {
+		t.Errorf("%d lease reads answered; want many", answered)
+	}
+}
+
 // scenarioStep is one membership change a scenario wants: cc is proposed
 // (when ready says so) until the leader's committed configuration
 // satisfies done (an accepted change may still be lost to a leader change).
