@@ -24,8 +24,9 @@ type Config struct {
 	// Join says this fresh node joins a running cluster instead of
 	// bootstrapping a new one: it has been added (as a learner or a voter)
 	// through the leader, and learns the membership from the leader's log
-	// or snapshot. Peers must then be empty. Until it learns that it is a
-	// voter it never campaigns.
+	// or snapshot. Peers must then be empty, and stay so (with Join still
+	// set) whenever the node restarts. Until it learns that it is a voter
+	// it never campaigns.
 	Join bool
 	// Storage is where the core reads the log, the hard state and the
 	// snapshot from. The caller writes it (see the package documentation).
