@@ -131,6 +131,7 @@ func (r *raft) setConf() {
 	r.conf = r.confs[len(r.confs)-1].m
 	r.members = r.conf.Nodes()
 	r.voterSet = append(append(r.voterSet[:0], r.conf.Voters...), r.conf.OutgoingVoters...)
+	r.isVoter = r.conf.IsVoter(r.id)
 	if r.role != Leader {
 		return
 	}
@@ -211,7 +212,7 @@ func (r *raft) finishConfChange() {
 	switch {
 	case r.conf.Joint() && r.conf.AutoLeave && r.leadTransferee == "":
 		r.appendConf(ConfChange{LeaveJoint: true}, Membership{Voters: slices.Clone(r.conf.Voters), Learners: slices.Clone(r.conf.Learners)})
-	case !r.conf.IsVoter(r.id):
+	case !r.isVoter:
 		// Let the others learn the commit index, hand over to the most
 		// up-to-date voter so that nobody waits for an election timeout,
 		// and step down.
@@ -237,11 +238,28 @@ func (r *raft) newProgress(last uint64) *progress {
 // quorumMatch returns the highest index a quorum of the configuration holds
 // (majorities of both halves of a joint configuration).
 func (r *raft) quorumMatch() uint64 {
-	in := r.quorumOf(r.conf.Voters, func(p *progress) uint64 { return p.match })
+	in := r.matchQuorum(r.conf.Voters)
 	if !r.conf.Joint() {
 		return in
 	}
-	return min(in, r.quorumOf(r.conf.OutgoingVoters, func(p *progress) uint64 { return p.match }))
+	return min(in, r.matchQuorum(r.conf.OutgoingVoters))
+}
+
+// matchQuorum returns the highest index a majority of ids holds (the hot
+// path of every commit, hence not quorumOf's closure).
+func (r *raft) matchQuorum(ids []transport.NodeID) uint64 {
+	if len(ids) == 0 {
+		return math.MaxUint64
+	}
+	r.matchBuf = r.matchBuf[:0]
+	for _, id := range ids {
+		var v uint64
+		if pr := r.prs[id]; pr != nil {
+			v = pr.match
+		}
+		r.matchBuf = append(r.matchBuf, v)
+	}
+	return quorumValue(r.matchBuf)
 }
 
 // quorumOf returns the largest v such that a majority of ids have val >= v.

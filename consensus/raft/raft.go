@@ -60,6 +60,8 @@ type raft struct {
 	confs    []confAt
 	members  []transport.NodeID
 	voterSet []transport.NodeID
+	// isVoter caches conf.IsVoter(id), asked on every step.
+	isVoter bool
 	// prs is the leader's view of every member (itself included); it is
 	// rebuilt at each election win and nil otherwise.
 	prs   map[transport.NodeID]*progress
@@ -184,7 +186,7 @@ func newRaft(cfg Config) (*raft, error) {
 
 // promotable reports whether this node may campaign: it votes in the
 // configuration in force (learners and non-members never campaign).
-func (r *raft) promotable() bool { return r.conf.IsVoter(r.id) }
+func (r *raft) promotable() bool { return r.isVoter }
 
 func (r *raft) hardState() HardState {
 	return HardState{Term: r.term, Vote: r.vote, Commit: r.log.committed}
