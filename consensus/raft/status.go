@@ -54,8 +54,8 @@ type ProgressStatus struct {
 	// acknowledged, and their entry bytes.
 	Inflight      int
 	InflightBytes uint64
-	// RecentActive says the follower answered in the current
-	// check-quorum period.
+	// RecentActive says the leader heard from the member (any message of
+	// its term) within the check-quorum window (Config.CheckQuorumTicks).
 	RecentActive bool
 	// SnapshotIndex and SnapshotSent describe an ongoing snapshot
 	// transfer (State == ProgressSnapshot): the snapshot's index and the
