@@ -115,7 +115,12 @@ func TestSimSlowResponses(t *testing.T) {
 			}
 			return m
 		}
-		c.s.Run(3 * time.Second) // the first election may take a few tries
+		// The first election may take a few tries (most votes arrive after
+		// the candidate timed out); steady progress is required from the
+		// first commit on.
+		if !c.s.RunUntil(func() bool { return maxCommit() > 0 }, 10*time.Second) {
+			c.fail("seed %d: nothing committed within 10s", seed)
+		}
 		prev := maxCommit()
 		for window := range 10 {
 			c.s.Run(time.Second)
