@@ -63,13 +63,15 @@ func (c FileConfig) Validate() error {
 // number of concurrent writers instead of being one record per fsync.
 //
 // Recovery. OpenFileStore replays the log. A crash can leave the last write
-// torn (a partial or garbled frame); the first frame that is incomplete or
-// fails its CRC-32C ends the log, and the file is truncated there. Nothing
-// after such a frame was acknowledged, because a frame is acknowledged only
-// after it and everything before it was synced. Damage in the middle of the
-// file (media corruption rather than a crash) is handled the same way and
-// loses the records after it; the fault model is crash-stop with torn
-// writes, not a disk that silently flips bits.
+// batch torn (partial or garbled frames); the first frame that is
+// incomplete or fails its CRC-32C ends the log, and the file is truncated
+// there (logged at WARN). Nothing after such a frame was acknowledged,
+// because a frame is acknowledged only after it and everything before it
+// was synced. Damage followed by a valid frame of a later batch (media
+// corruption rather than a crash: that frame proves the damaged one had
+// been synced) is refused with ErrCorrupt naming the file and offset, as is
+// a frame that passes its checksum but does not parse: truncating would
+// silently drop acknowledged records.
 //
 // Space. The log is compacted (rewritten with one frame per live record,
 // to a temporary file that is fsynced and renamed over the log) when it
@@ -221,7 +223,16 @@ func (s *FileStore) load(f *os.File) error {
 	for off < len(data) {
 		e, n, err := decodeFrame(data[off:])
 		if err != nil {
-			s.log.Warn("idempotency: truncating torn or corrupt log tail",
+			if errors.Is(err, errUnparsable) {
+				// The checksum passed: not a torn write but a frame this
+				// version cannot read.
+				return fmt.Errorf("%s at offset %d: %w", s.path, off, err)
+			}
+			if at, ok := wal.FindBatchStartFrame(data[off+1:]); ok {
+				return fmt.Errorf("%w: %s at offset %d: %w, and a valid frame written after it was made durable follows at offset %d",
+					ErrCorrupt, s.path, off, err, off+1+at)
+			}
+			s.log.Warn("idempotency: truncating torn log tail",
 				"path", s.path, "offset", off, "bytes", len(data)-off, "err", err)
 			s.stats.TruncatedBytes = int64(len(data) - off)
 			break
@@ -298,7 +309,7 @@ func (s *FileStore) Begin(ctx context.Context, proposal Record) (Record, bool, e
 		return cur, false, nil
 	}
 	s.setLocked(proposal)
-	s.pending = appendRecordFrame(s.pending, framePut, &proposal)
+	s.pending = appendRecordFrameCont(s.pending, framePut, &proposal, len(s.pending) > 0)
 	if err := s.commitLocked(); err != nil {
 		return Record{}, false, err
 	}
@@ -350,7 +361,7 @@ func (s *FileStore) Complete(ctx context.Context, rec Record) error {
 		rec.Result, rec.Omitted = nil, true
 	}
 	var opErr error
-	s.pending = appendRecordFrame(s.pending, frameComplete, &rec)
+	s.pending = appendRecordFrameCont(s.pending, frameComplete, &rec, len(s.pending) > 0)
 	s.ops = append(s.ops, pendingOp{kind: frameComplete, rec: rec, errp: &opErr})
 	if err := s.commitLocked(); err != nil {
 		return err
@@ -370,7 +381,7 @@ func (s *FileStore) Abort(ctx context.Context, key string, token uint64) error {
 		return fmt.Errorf("%w: abort %q", ErrNotOwner, key)
 	}
 	var opErr error
-	s.pending = appendAbortFrame(s.pending, key, token)
+	s.pending = appendAbortFrameCont(s.pending, key, token, len(s.pending) > 0)
 	s.ops = append(s.ops, pendingOp{kind: frameAbort, rec: Record{Key: key, Token: token}, errp: &opErr})
 	if err := s.commitLocked(); err != nil {
 		return err
@@ -485,6 +496,8 @@ func (s *FileStore) compactLocked() {
 	err := wal.WriteFileAtomic(s.path, func(w io.Writer) error {
 		buf := append(make([]byte, 0, 64<<10), logMagic...)
 		for _, r := range s.index {
+			// Each frame starts its own batch: the file is fsynced
+			// whole, so damage anywhere in it is corruption.
 			buf = appendRecordFrame(buf, framePut, &r)
 			if len(buf) >= 64<<10 {
 				if _, err := w.Write(buf); err != nil {

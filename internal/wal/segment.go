@@ -52,10 +52,19 @@ func listSegments(dir string) ([]uint64, error) {
 }
 
 // loadSegment opens a segment file and indexes its records. A sealed
-// segment (isLast false) must decode completely; the last one may end in a
-// torn or corrupt record, which is cut off and the truncation made durable:
-// such a record was never acknowledged, because Append returns only after
-// the fsync that covers it.
+// segment (isLast false) must decode completely: its records were all
+// fsynced before the next segment was started. The last one may end in a
+// torn write, which is cut off and the truncation made durable: such
+// records were never acknowledged, because Append returns only after the
+// fsync that covers them.
+//
+// A damaged record of the last segment is a torn tail only if no valid
+// record that starts a later write batch follows it: batches are written
+// one after the other, each after the previous one's fsync, so such a
+// record proves the damaged one had been fsynced (acknowledged) and has
+// since gone bad. That is corruption, refused with a *CorruptError; a
+// valid record of the damaged record's own batch may follow it (a crash
+// persists the sectors of an interrupted write in any order).
 func loadSegment(dir string, first uint64, isLast bool) (*segment, int64, error) {
 	path := filepath.Join(dir, segmentName(first))
 	// Every segment is opened for writing: TruncateBack can make a sealed
@@ -79,7 +88,12 @@ func loadSegment(dir string, first uint64, isLast bool) (*segment, int64, error)
 		if err != nil {
 			if !isLast {
 				f.Close()
-				return nil, 0, fmt.Errorf("wal: segment %s at offset %d: %w", path, off, err)
+				return nil, 0, &CorruptError{File: path, Offset: off, Err: fmt.Errorf("in a sealed segment: %w", err)}
+			}
+			if at, ok := findBatchStart(data[off+1:], s.last()); ok {
+				f.Close()
+				return nil, 0, &CorruptError{File: path, Offset: off, Err: fmt.Errorf(
+					"%w, and a valid record written after it was made durable follows at offset %d", err, off+1+int64(at))}
 			}
 			break
 		}

@@ -60,9 +60,13 @@ type Log struct {
 }
 
 // Open opens the log in dir, creating the directory and an empty log (next
-// index 1) if needed. It validates every record, cuts off a torn or corrupt
-// tail of the last segment, and fails with ErrCorrupt if an earlier segment
-// is damaged or the segments are not contiguous.
+// index 1) if needed. It validates every record and cuts off a torn tail of
+// the last segment (a damaged last write batch with nothing valid written
+// after it), logging a warning. Any other damage (in a sealed segment, or a
+// bad record followed by a valid record of a later batch, or segments that
+// are not contiguous) fails Open with a *CorruptError (matching ErrCorrupt)
+// naming the file and offset: cutting it off would lose acknowledged
+// records.
 func Open(dir string, opts Options) (*Log, error) {
 	if err := opts.Validate(); err != nil {
 		return nil, err
@@ -93,7 +97,7 @@ func Open(dir string, opts Options) (*Log, error) {
 		if n := len(l.segs); n > 0 && l.segs[n-1].last()+1 != first {
 			s.f.Close()
 			closeAll()
-			return nil, fmt.Errorf("%w: segment %d follows one ending at %d", ErrCorrupt, first, l.segs[n-1].last())
+			return nil, &CorruptError{File: s.path, Offset: 0, Err: fmt.Errorf("%w: segment %d follows one ending at %d", ErrCorrupt, first, l.segs[n-1].last())}
 		}
 		if cut > 0 && l.logger != nil {
 			l.logger.Warn("wal: cut off torn or corrupt tail", "segment", s.path, "bytes", cut, "last", s.last())
@@ -161,7 +165,9 @@ func (l *Log) Append(records ...[]byte) (uint64, error) {
 		return l.next - 1, nil
 	}
 	for _, r := range records {
-		l.pending = AppendRecord(l.pending, l.next, r)
+		// The first record of pending starts the batch the next flush
+		// writes; the others continue it (see loadSegment).
+		l.pending = appendRecord(l.pending, l.next, r, len(l.pending) > 0)
 		l.sizes = append(l.sizes, RecordSize(len(r)))
 		l.next++
 	}
