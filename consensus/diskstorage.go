@@ -63,8 +63,15 @@ var _ raft.Storage = (*DiskStorage)(nil)
 
 // OpenDiskStorage opens (or creates) the storage in dir and rebuilds the
 // state of the last run: the latest snapshot, the log after it and the hard
-// state. A torn tail of the log is cut off (those entries were never
-// acknowledged); any other damage is an error.
+// state. A torn tail of the log (its last write batch, damaged by a crash,
+// with nothing written after it) is cut off: those entries were never
+// acknowledged. Any other damage fails with an error wrapping ErrCorrupt:
+// a log record that went bad after it was made durable (the wal's
+// *CorruptError names the file and offset), an unreadable hard state or
+// snapshot file, or a hard state file missing from a directory that holds
+// entries (ErrMissingHardState). A new directory gets its (empty) hard
+// state file before anything else, so no crash during a first start can
+// leave entries without one.
 func OpenDiskStorage(dir string, opts DiskOptions) (*DiskStorage, error) {
 	if dir == "" {
 		return nil, fmt.Errorf("%w: empty storage directory", ErrInvalidConfig)
@@ -80,27 +87,51 @@ func OpenDiskStorage(dir string, opts DiskOptions) (*DiskStorage, error) {
 	var snap raft.Snapshot
 	if b, err := os.ReadFile(filepath.Join(dir, snapshotFile)); err == nil {
 		if snap, err = decodeSnapshot(b); err != nil {
-			return nil, fmt.Errorf("consensus: open storage: %w", err)
+			return nil, fmt.Errorf("consensus: open storage %s: %w", dir, err)
 		}
 	} else if !errors.Is(err, fs.ErrNotExist) {
 		return nil, fmt.Errorf("consensus: open storage: %w", err)
 	}
+	haveHS := false
 	if b, err := os.ReadFile(filepath.Join(dir, hardStateFile)); err == nil {
 		if s.durableHS, err = decodeHardState(b); err != nil {
-			return nil, fmt.Errorf("consensus: open storage: %w", err)
+			return nil, fmt.Errorf("consensus: open storage %s: %w", dir, err)
 		}
+		haveHS = true
 	} else if !errors.Is(err, fs.ErrNotExist) {
 		return nil, fmt.Errorf("consensus: open storage: %w", err)
 	}
 
 	log, err := wal.Open(filepath.Join(dir, walDirName), wal.Options{SegmentSize: opts.SegmentSize, Logger: opts.Logger})
 	if err != nil {
+		if errors.Is(err, wal.ErrCorrupt) {
+			return nil, fmt.Errorf("consensus: open storage %s: %w: %w", dir, ErrCorrupt, err)
+		}
 		return nil, fmt.Errorf("consensus: open storage: %w", err)
 	}
 	s.log = log
+	if !haveHS {
+		// The hard state file is written before anything else of a new
+		// data directory (below), so entries without it mean it was lost.
+		if log.LastIndex() >= log.FirstIndex() || !snap.IsZero() {
+			log.Close()
+			return nil, fmt.Errorf("consensus: open storage %s: %w (log [%d, %d], snapshot at %d)",
+				dir, ErrMissingHardState, log.FirstIndex(), log.LastIndex(), snap.Meta.Index)
+		}
+		// A new data directory (or one whose first start crashed before
+		// writing anything that matters): make the empty hard state
+		// durable before any entry can be appended.
+		if err := s.writeHardState(raft.HardState{}); err != nil {
+			log.Close()
+			return nil, fmt.Errorf("consensus: open storage: %w", err)
+		}
+	}
 	if err := s.load(snap); err != nil {
 		log.Close()
-		return nil, fmt.Errorf("consensus: open storage: %w", err)
+		if errors.Is(err, wal.ErrCorrupt) && !errors.Is(err, ErrCorrupt) {
+			err = fmt.Errorf("%w: %w", ErrCorrupt, err)
+		}
+		return nil, fmt.Errorf("consensus: open storage %s: %w", dir, err)
 	}
 	return s, nil
 }
