@@ -6,10 +6,10 @@ import (
 	"io"
 	"io/fs"
 	"log/slog"
-	"os"
 	"path/filepath"
 
 	"github.com/distkit/distkit/consensus/raft"
+	"github.com/distkit/distkit/internal/vfs"
 	"github.com/distkit/distkit/internal/wal"
 )
 
@@ -18,6 +18,7 @@ const (
 	walDirName    = "wal"
 	hardStateFile = "hardstate"
 	snapshotFile  = "snapshot"
+	lockFileName  = "LOCK"
 )
 
 // DiskOptions configure a DiskStorage.
@@ -30,6 +31,9 @@ type DiskOptions struct {
 	RetainEntries uint64
 	// Logger receives recovery notices. nil is silent.
 	Logger *slog.Logger
+	// FS is the file system the storage lives on. Nil is the operating
+	// system's (vfs.OS); tests pass a vfs.CrashFS to simulate power loss.
+	FS vfs.FS
 }
 
 // DiskStorage is a durable raft.Storage: log entries in a write-ahead log
@@ -46,6 +50,8 @@ type DiskOptions struct {
 // it again from the leader, and so Save needs no fsync when only the commit
 // index moved.
 type DiskStorage struct {
+	fs     vfs.FS
+	lock   io.Closer // the exclusive lock on dir, released by Close
 	dir    string
 	retain uint64
 	logger *slog.Logger
@@ -76,16 +82,35 @@ func OpenDiskStorage(dir string, opts DiskOptions) (*DiskStorage, error) {
 	if dir == "" {
 		return nil, fmt.Errorf("%w: empty storage directory", ErrInvalidConfig)
 	}
-	if err := os.MkdirAll(dir, 0o755); err != nil {
+	fsys := vfs.Or(opts.FS)
+	if err := vfs.MkdirAllDurable(fsys, dir); err != nil {
 		return nil, fmt.Errorf("consensus: open storage: %w", err)
 	}
-	if err := wal.RemoveTempFiles(dir); err != nil {
+	lock, err := fsys.Lock(filepath.Join(dir, lockFileName))
+	if err != nil {
+		if errors.Is(err, vfs.ErrLocked) {
+			return nil, fmt.Errorf("%w: %s: %w", ErrLocked, dir, err)
+		}
+		return nil, fmt.Errorf("consensus: open storage: lock: %w", err)
+	}
+	s, err := openLocked(fsys, dir, opts)
+	if err != nil {
+		lock.Close()
+		return nil, err
+	}
+	s.lock = lock
+	return s, nil
+}
+
+// openLocked is OpenDiskStorage once the directory is locked.
+func openLocked(fsys vfs.FS, dir string, opts DiskOptions) (*DiskStorage, error) {
+	if err := wal.RemoveTempFilesFS(fsys, dir); err != nil {
 		return nil, fmt.Errorf("consensus: open storage: %w", err)
 	}
-	s := &DiskStorage{dir: dir, retain: opts.RetainEntries, logger: opts.Logger, mem: raft.NewMemoryStorage()}
+	s := &DiskStorage{fs: fsys, dir: dir, retain: opts.RetainEntries, logger: opts.Logger, mem: raft.NewMemoryStorage()}
 
 	var snap raft.Snapshot
-	if b, err := os.ReadFile(filepath.Join(dir, snapshotFile)); err == nil {
+	if b, err := vfs.ReadFile(fsys, filepath.Join(dir, snapshotFile)); err == nil {
 		if snap, err = decodeSnapshot(b); err != nil {
 			return nil, fmt.Errorf("consensus: open storage %s: %w", dir, err)
 		}
@@ -93,7 +118,7 @@ func OpenDiskStorage(dir string, opts DiskOptions) (*DiskStorage, error) {
 		return nil, fmt.Errorf("consensus: open storage: %w", err)
 	}
 	haveHS := false
-	if b, err := os.ReadFile(filepath.Join(dir, hardStateFile)); err == nil {
+	if b, err := vfs.ReadFile(fsys, filepath.Join(dir, hardStateFile)); err == nil {
 		if s.durableHS, err = decodeHardState(b); err != nil {
 			return nil, fmt.Errorf("consensus: open storage %s: %w", dir, err)
 		}
@@ -102,7 +127,7 @@ func OpenDiskStorage(dir string, opts DiskOptions) (*DiskStorage, error) {
 		return nil, fmt.Errorf("consensus: open storage: %w", err)
 	}
 
-	log, err := wal.Open(filepath.Join(dir, walDirName), wal.Options{SegmentSize: opts.SegmentSize, Logger: opts.Logger})
+	log, err := wal.Open(filepath.Join(dir, walDirName), wal.Options{SegmentSize: opts.SegmentSize, Logger: opts.Logger, FS: fsys})
 	if err != nil {
 		if errors.Is(err, wal.ErrCorrupt) {
 			return nil, fmt.Errorf("consensus: open storage %s: %w: %w", dir, ErrCorrupt, err)
@@ -329,7 +354,7 @@ func (s *DiskStorage) appendEntries(ents []raft.Entry) error {
 
 func (s *DiskStorage) writeHardState(hs raft.HardState) error {
 	b := encodeHardState(hs)
-	err := wal.WriteFileAtomic(filepath.Join(s.dir, hardStateFile), func(w io.Writer) error {
+	err := wal.WriteFileAtomicFS(s.fs, filepath.Join(s.dir, hardStateFile), func(w io.Writer) error {
 		_, err := w.Write(b)
 		return err
 	})
@@ -390,16 +415,24 @@ func (s *DiskStorage) CreateSnapshot(i uint64, m raft.Membership, data []byte) (
 
 func (s *DiskStorage) writeSnapshot(snap raft.Snapshot) error {
 	b := encodeSnapshot(snap)
-	return wal.WriteFileAtomic(filepath.Join(s.dir, snapshotFile), func(w io.Writer) error {
+	return wal.WriteFileAtomicFS(s.fs, filepath.Join(s.dir, snapshotFile), func(w io.Writer) error {
 		_, err := w.Write(b)
 		return err
 	})
 }
 
-// Close closes the log. The storage must not be used afterwards.
+// Close closes the log and releases the directory's lock. The storage must
+// not be used afterwards.
 func (s *DiskStorage) Close() error {
 	if !s.opened() {
 		return errNotOpened
 	}
-	return s.log.Close()
+	err := s.log.Close()
+	if s.lock != nil {
+		if lerr := s.lock.Close(); err == nil && lerr != nil {
+			err = fmt.Errorf("consensus: unlock storage: %w", lerr)
+		}
+		s.lock = nil
+	}
+	return err
 }

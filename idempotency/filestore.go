@@ -12,6 +12,7 @@ import (
 	"sync/atomic"
 
 	"github.com/distkit/distkit/clock"
+	"github.com/distkit/distkit/internal/vfs"
 	"github.com/distkit/distkit/internal/wal"
 )
 
@@ -28,6 +29,9 @@ type FileConfig struct {
 	// Logger receives warnings (a truncated torn tail, a failed compaction).
 	// Nil means silent.
 	Logger *slog.Logger
+	// FS is the file system the log lives on. Nil is the operating
+	// system's (vfs.OS); tests pass a vfs.CrashFS to simulate power loss.
+	FS vfs.FS
 
 	// skipFsync, for this package's crash tests only, leaves out the fsync
 	// system calls and nothing else. Those tests simulate a process crash,
@@ -92,11 +96,13 @@ func (c FileConfig) Validate() error {
 // nothing more can be promised. Close it and open the file again.
 type FileStore struct {
 	cfg  FileConfig
+	fs   vfs.FS
 	path string
 	log  *slog.Logger
+	lock io.Closer // the exclusive lock on path+".lock", released by Close
 
 	mu sync.Mutex // guards every field below
-	f  *os.File   // the log, positioned at its end; written only by the flushing writer
+	f  vfs.File   // the log, positioned at its end; written only by the flushing writer
 	// index is the current record of every key. Begin's in-progress record
 	// enters it at once (so Begin is atomic); Complete and Abort change it
 	// after their frame is synced.
@@ -150,8 +156,18 @@ type pendingOp struct {
 	errp *error // where to report ErrNotOwner; read by the caller after the batch is done
 }
 
+// ErrLocked is returned by OpenFileStore when another FileStore, in this
+// process or another, has the log open. The error names the holder's pid
+// when it is known.
+var ErrLocked = errors.New("idempotency: file store is in use")
+
+// lockSuffix names the lock file next to the log: path + lockSuffix.
+const lockSuffix = ".lock"
+
 // OpenFileStore opens (creating it if needed) the log at path, replays it and
-// truncates a torn tail.
+// truncates a torn tail. It holds an exclusive lock on path+".lock" until
+// Close: a second opener, in this process or another, gets ErrLocked.
+// Damage a crash cannot explain fails with ErrCorrupt (see FileStore).
 func OpenFileStore(path string, cfg FileConfig) (*FileStore, error) {
 	if err := cfg.Validate(); err != nil {
 		return nil, err
@@ -161,6 +177,7 @@ func OpenFileStore(path string, cfg FileConfig) (*FileStore, error) {
 	}
 	s := &FileStore{
 		cfg:   cfg,
+		fs:    vfs.Or(cfg.FS),
 		path:  path,
 		log:   cfg.Logger,
 		index: make(map[string]Record),
@@ -169,26 +186,37 @@ func OpenFileStore(path string, cfg FileConfig) (*FileStore, error) {
 	if s.log == nil {
 		s.log = slog.New(slog.DiscardHandler)
 	}
+	lock, err := s.fs.Lock(path + lockSuffix)
+	if err != nil {
+		if errors.Is(err, vfs.ErrLocked) {
+			return nil, fmt.Errorf("%w: %s: %w", ErrLocked, path, err)
+		}
+		return nil, fmt.Errorf("idempotency: open file store: lock: %w", err)
+	}
 	// A crash during compaction can leave the temporary file; the log itself
 	// is intact (the rename is atomic), so the leftover is garbage.
-	if err := wal.RemoveTempFilesOf(path); err != nil && !errors.Is(err, os.ErrNotExist) {
+	if err := wal.RemoveTempFilesOfFS(s.fs, path); err != nil && !errors.Is(err, os.ErrNotExist) {
+		lock.Close()
 		return nil, fmt.Errorf("idempotency: remove stale compaction file: %w", err)
 	}
-	f, err := os.OpenFile(path, os.O_RDWR|os.O_CREATE, 0o644)
+	f, err := s.fs.OpenFile(path, os.O_RDWR|os.O_CREATE, 0o644)
 	if err != nil {
+		lock.Close()
 		return nil, fmt.Errorf("idempotency: open file store: %w", err)
 	}
 	if err := s.load(f); err != nil {
 		f.Close()
+		lock.Close()
 		return nil, err
 	}
 	s.f = f
+	s.lock = lock
 	return s, nil
 }
 
 // load replays the log in f and leaves f positioned at the end of its valid
 // part.
-func (s *FileStore) load(f *os.File) error {
+func (s *FileStore) load(f vfs.File) error {
 	data, err := io.ReadAll(f)
 	if err != nil {
 		return fmt.Errorf("idempotency: read %s: %w", s.path, err)
@@ -203,7 +231,10 @@ func (s *FileStore) load(f *os.File) error {
 		if err := f.Truncate(0); err != nil {
 			return fmt.Errorf("idempotency: init %s: %w", s.path, err)
 		}
-		if _, err := f.WriteAt([]byte(logMagic), 0); err != nil {
+		if _, err := f.Seek(0, io.SeekStart); err != nil {
+			return fmt.Errorf("idempotency: init %s: %w", s.path, err)
+		}
+		if _, err := f.Write([]byte(logMagic)); err != nil {
 			return fmt.Errorf("idempotency: init %s: %w", s.path, err)
 		}
 		if err := s.fsync(f); err != nil {
@@ -212,9 +243,8 @@ func (s *FileStore) load(f *os.File) error {
 		if err := s.syncDir(); err != nil {
 			return err
 		}
-		_, err := f.Seek(int64(len(logMagic)), io.SeekStart)
 		s.stats.LogBytes = int64(len(logMagic))
-		return err
+		return nil
 	}
 	if string(data[:len(logMagic)]) != logMagic {
 		return fmt.Errorf("%w: %s is not an idempotency log (bad magic)", ErrCorrupt, s.path)
@@ -493,7 +523,7 @@ func (s *FileStore) compactLocked() {
 	}
 	// wal.WriteFileAtomic: temporary file, fsync, rename over the log,
 	// fsync of the directory.
-	err := wal.WriteFileAtomic(s.path, func(w io.Writer) error {
+	err := wal.WriteFileAtomicFS(s.fs, s.path, func(w io.Writer) error {
 		buf := append(make([]byte, 0, 64<<10), logMagic...)
 		for _, r := range s.index {
 			// Each frame starts its own batch: the file is fsynced
@@ -509,7 +539,7 @@ func (s *FileStore) compactLocked() {
 		_, err := w.Write(buf)
 		return err
 	})
-	if err != nil && !s.replacedLocked() {
+	if err != nil && !errors.Is(err, wal.ErrDirNotSynced) {
 		s.log.Warn("idempotency: compaction failed; keeping the old log", "path", s.path, "err", err)
 		// Do not retry on every flush: wait until the log doubles again.
 		s.compactFrames = s.frames
@@ -522,7 +552,7 @@ func (s *FileStore) compactLocked() {
 		s.unusable.Store(true)
 		return
 	}
-	nf, err := os.OpenFile(s.path, os.O_RDWR, 0o644)
+	nf, err := s.fs.OpenFile(s.path, os.O_RDWR, 0o644)
 	if err == nil {
 		var size int64
 		size, err = nf.Seek(0, io.SeekEnd)
@@ -574,30 +604,22 @@ func (s *FileStore) Close() error {
 		close(s.cur.done)
 		s.cur = nil
 	}
-	if err := s.f.Close(); err != nil {
+	err := s.f.Close()
+	if lerr := s.lock.Close(); err == nil {
+		err = lerr
+	}
+	if err != nil {
 		return fmt.Errorf("idempotency: close %s: %w", s.path, err)
 	}
 	return nil
 }
 
 // fsync makes f's written data durable.
-func (s *FileStore) fsync(f *os.File) error {
+func (s *FileStore) fsync(f vfs.File) error {
 	if s.cfg.skipFsync {
 		return nil
 	}
 	return f.Sync()
-}
-
-// replacedLocked reports whether the file at s.path is no longer the one
-// s.f has open: a failed compaction got as far as its rename. If that
-// cannot be told, it says yes, so the caller takes the safe path (fail).
-func (s *FileStore) replacedLocked() bool {
-	onDisk, err := os.Stat(s.path)
-	if err != nil {
-		return true
-	}
-	open, err := s.f.Stat()
-	return err != nil || !os.SameFile(onDisk, open)
 }
 
 // syncDir fsyncs the directory holding the log, making a create or rename
@@ -606,7 +628,7 @@ func (s *FileStore) syncDir() error {
 	if s.cfg.skipFsync {
 		return nil
 	}
-	if err := wal.SyncDir(filepath.Dir(s.path)); err != nil {
+	if err := wal.SyncDirFS(s.fs, filepath.Dir(s.path)); err != nil {
 		return fmt.Errorf("idempotency: directory of %s: %w", s.path, err)
 	}
 	return nil

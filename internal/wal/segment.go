@@ -3,11 +3,14 @@ package wal
 import (
 	"errors"
 	"fmt"
+	"io"
 	"os"
 	"path/filepath"
 	"sort"
 	"strconv"
 	"strings"
+
+	"github.com/distkit/distkit/internal/vfs"
 )
 
 // segmentExt is the extension of segment files. A segment is named after
@@ -18,7 +21,7 @@ const segmentExt = ".wal"
 type segment struct {
 	first   uint64
 	path    string
-	f       *os.File
+	f       vfs.File
 	offsets []int64 // offsets[i] is the byte offset of record first+i
 	size    int64   // bytes of complete records
 }
@@ -30,8 +33,8 @@ func segmentName(first uint64) string { return fmt.Sprintf("%020d%s", first, seg
 
 // listSegments returns the first indices of the segment files in dir, in
 // ascending order.
-func listSegments(dir string) ([]uint64, error) {
-	entries, err := os.ReadDir(dir)
+func listSegments(fsys vfs.FS, dir string) ([]uint64, error) {
+	entries, err := fsys.ReadDir(dir)
 	if err != nil {
 		return nil, err
 	}
@@ -65,15 +68,15 @@ func listSegments(dir string) ([]uint64, error) {
 // since gone bad. That is corruption, refused with a *CorruptError; a
 // valid record of the damaged record's own batch may follow it (a crash
 // persists the sectors of an interrupted write in any order).
-func loadSegment(dir string, first uint64, isLast bool) (*segment, int64, error) {
+func loadSegment(fsys vfs.FS, dir string, first uint64, isLast bool) (*segment, int64, error) {
 	path := filepath.Join(dir, segmentName(first))
 	// Every segment is opened for writing: TruncateBack can make a sealed
 	// segment the active one again.
-	f, err := os.OpenFile(path, os.O_RDWR, 0)
+	f, err := fsys.OpenFile(path, os.O_RDWR, 0)
 	if err != nil {
 		return nil, 0, fmt.Errorf("wal: open segment: %w", err)
 	}
-	data, err := os.ReadFile(path)
+	data, err := io.ReadAll(f)
 	if err != nil {
 		f.Close()
 		return nil, 0, fmt.Errorf("wal: read segment: %w", err)
@@ -122,13 +125,13 @@ func loadSegment(dir string, first uint64, isLast bool) (*segment, int64, error)
 }
 
 // createSegment creates an empty segment file and makes its name durable.
-func createSegment(dir string, first uint64) (*segment, error) {
+func createSegment(fsys vfs.FS, dir string, first uint64) (*segment, error) {
 	path := filepath.Join(dir, segmentName(first))
-	f, err := os.OpenFile(path, os.O_RDWR|os.O_CREATE|os.O_TRUNC, 0o644)
+	f, err := fsys.OpenFile(path, os.O_RDWR|os.O_CREATE|os.O_TRUNC, 0o644)
 	if err != nil {
 		return nil, fmt.Errorf("wal: create segment: %w", err)
 	}
-	if err := SyncDir(dir); err != nil {
+	if err := SyncDirFS(fsys, dir); err != nil {
 		f.Close()
 		return nil, err
 	}
@@ -136,9 +139,9 @@ func createSegment(dir string, first uint64) (*segment, error) {
 }
 
 // remove closes and deletes the segment's file.
-func (s *segment) remove() error {
+func (s *segment) remove(fsys vfs.FS) error {
 	cerr := s.f.Close()
-	if err := os.Remove(s.path); err != nil && !errors.Is(err, os.ErrNotExist) {
+	if err := fsys.Remove(s.path); err != nil && !errors.Is(err, os.ErrNotExist) {
 		return fmt.Errorf("wal: remove segment: %w", err)
 	}
 	if cerr != nil && !errors.Is(cerr, os.ErrClosed) {

@@ -4,8 +4,9 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
-	"os"
 	"sync"
+
+	"github.com/distkit/distkit/internal/vfs"
 )
 
 // Options configure a Log. The zero value is usable: DefaultOptions fills in
@@ -15,9 +16,12 @@ type Options struct {
 	// segment file. Segments are the unit DeleteBefore removes, so smaller
 	// segments free space sooner after a snapshot. Default 64 MiB.
 	SegmentSize int64
-	// Logger receives notices about recovery (a torn tail cut off). Nil is
-	// silent.
+	// Logger receives notices about recovery (a torn tail cut off, at
+	// WARN). Nil is silent.
 	Logger *slog.Logger
+	// FS is the file system the log lives on. Nil is the operating
+	// system's (vfs.OS); tests pass a vfs.CrashFS to simulate power loss.
+	FS vfs.FS
 }
 
 // DefaultOptions returns the default options.
@@ -35,6 +39,7 @@ func (o Options) Validate() error {
 // segment files in one directory. See the package documentation for the
 // guarantees and the caller's duties.
 type Log struct {
+	fs      vfs.FS
 	dir     string
 	segSize int64
 	logger  *slog.Logger
@@ -74,14 +79,15 @@ func Open(dir string, opts Options) (*Log, error) {
 	if opts.SegmentSize == 0 {
 		opts.SegmentSize = DefaultOptions().SegmentSize
 	}
-	if err := os.MkdirAll(dir, 0o755); err != nil {
+	fsys := vfs.Or(opts.FS)
+	if err := vfs.MkdirAllDurable(fsys, dir); err != nil {
 		return nil, fmt.Errorf("wal: open: %w", err)
 	}
-	firsts, err := listSegments(dir)
+	firsts, err := listSegments(fsys, dir)
 	if err != nil {
 		return nil, fmt.Errorf("wal: open: %w", err)
 	}
-	l := &Log{dir: dir, segSize: opts.SegmentSize, logger: opts.Logger}
+	l := &Log{fs: fsys, dir: dir, segSize: opts.SegmentSize, logger: opts.Logger}
 	l.cond = sync.NewCond(&l.mu)
 	closeAll := func() {
 		for _, s := range l.segs {
@@ -89,7 +95,7 @@ func Open(dir string, opts Options) (*Log, error) {
 		}
 	}
 	for i, first := range firsts {
-		s, cut, err := loadSegment(dir, first, i == len(firsts)-1)
+		s, cut, err := loadSegment(fsys, dir, first, i == len(firsts)-1)
 		if err != nil {
 			closeAll()
 			return nil, err
@@ -105,7 +111,7 @@ func Open(dir string, opts Options) (*Log, error) {
 		l.segs = append(l.segs, s)
 	}
 	if len(l.segs) == 0 {
-		s, err := createSegment(dir, 1)
+		s, err := createSegment(fsys, dir, 1)
 		if err != nil {
 			return nil, err
 		}
@@ -212,7 +218,7 @@ func (l *Log) flushLocked() {
 	if needRoll {
 		// Records reach a sealed segment only after an fsync (the flush
 		// that wrote them), so a new segment never follows a torn one.
-		seg, err = createSegment(l.dir, first)
+		seg, err = createSegment(l.fs, l.dir, first)
 		base = 0
 	}
 	if err == nil {
@@ -400,14 +406,14 @@ func (l *Log) TruncateBack(index uint64) error {
 	// carries the log's first index.
 	removed := false
 	for len(l.segs) > 1 && l.active().first > index {
-		if err := l.active().remove(); err != nil {
+		if err := l.active().remove(l.fs); err != nil {
 			return l.failLocked(err)
 		}
 		l.segs = l.segs[:len(l.segs)-1]
 		removed = true
 	}
 	if removed {
-		if err := SyncDir(l.dir); err != nil {
+		if err := SyncDirFS(l.fs, l.dir); err != nil {
 			return l.failLocked(err)
 		}
 	}
@@ -446,7 +452,7 @@ func (l *Log) DeleteBefore(index uint64) error {
 	// Oldest first, so a crash midway leaves a contiguous suffix.
 	n := 0
 	for n+1 < len(l.segs) && l.segs[n+1].first <= index {
-		if err := l.segs[n].remove(); err != nil {
+		if err := l.segs[n].remove(l.fs); err != nil {
 			return l.failLocked(err)
 		}
 		n++
@@ -455,7 +461,7 @@ func (l *Log) DeleteBefore(index uint64) error {
 		return nil
 	}
 	l.segs = append([]*segment(nil), l.segs[n:]...)
-	if err := SyncDir(l.dir); err != nil {
+	if err := SyncDirFS(l.fs, l.dir); err != nil {
 		return l.failLocked(err)
 	}
 	return nil
@@ -477,15 +483,15 @@ func (l *Log) Reset(next uint64) error {
 	}
 	defer l.endExclusive()
 	for len(l.segs) > 0 {
-		if err := l.active().remove(); err != nil {
+		if err := l.active().remove(l.fs); err != nil {
 			return l.failLocked(err)
 		}
 		l.segs = l.segs[:len(l.segs)-1]
 	}
-	if err := SyncDir(l.dir); err != nil {
+	if err := SyncDirFS(l.fs, l.dir); err != nil {
 		return l.failLocked(err)
 	}
-	s, err := createSegment(l.dir, next)
+	s, err := createSegment(l.fs, l.dir, next)
 	if err != nil {
 		return l.failLocked(err)
 	}
