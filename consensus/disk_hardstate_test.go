@@ -132,3 +132,41 @@ func TestDiskStorageRefusesCorruptLog(t *testing.T) {
 		t.Fatalf("OpenDiskStorage with a flipped byte mid-log = %v; want ErrCorrupt naming %s", err, seg)
 	}
 }
+
+// TestDiskStorageRefusesLostCommittedEntries: a log cut short before the
+// commit index saved in the hard state has lost committed entries, which
+// no crash explains (the saved commit index only covers entries that were
+// durable when it was written): refuse, do not clamp the commit index.
+func TestDiskStorageRefusesLostCommittedEntries(t *testing.T) {
+	dir := t.TempDir()
+	s := openDisk(t, dir)
+	if err := s.Save(raft.HardState{Term: 1, Vote: "a"}, ents(1, 1, 10)); err != nil {
+		t.Fatal(err)
+	}
+	// A new term persists the commit index, here 9, with the hard state.
+	if err := s.Save(raft.HardState{Term: 2, Commit: 9}, nil); err != nil {
+		t.Fatal(err)
+	}
+	s.Close()
+	// Cut the log after entry 6, as a disk that lost data would.
+	seg := filepath.Join(dir, walDirName, "00000000000000000001.wal")
+	b, err := os.ReadFile(seg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	off := 0
+	for range 6 {
+		_, _, n, err := wal.DecodeRecord(b[off:])
+		if err != nil {
+			t.Fatal(err)
+		}
+		off += n
+	}
+	if err := os.WriteFile(seg, b[:off], 0o644); err != nil {
+		t.Fatal(err)
+	}
+	_, err = OpenDiskStorage(dir, DiskOptions{SegmentSize: 512})
+	if err == nil || !errors.Is(err, ErrCorrupt) {
+		t.Fatalf("OpenDiskStorage with committed entries missing = %v; want ErrCorrupt", err)
+	}
+}

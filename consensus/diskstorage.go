@@ -217,9 +217,14 @@ func (s *DiskStorage) load(snap raft.Snapshot) error {
 		return err
 	}
 	// The saved commit index may be older than the snapshot (it is written
-	// lazily) and can never exceed the log.
+	// lazily). It only ever covers entries that were durable when it was
+	// written, so a log that ends before it has lost committed entries: a
+	// torn tail cannot explain that, the disk lost acknowledged data.
 	hs := s.durableHS
 	lastIndex, _ := s.mem.LastIndex()
+	if hs.Commit > max(lastIndex, si) {
+		return fmt.Errorf("%w: the hard state's commit index %d is past the log's last entry %d: committed entries are missing", ErrCorrupt, hs.Commit, lastIndex)
+	}
 	hs.Commit = min(max(hs.Commit, si), lastIndex)
 	s.hs = hs
 	return s.mem.SetHardState(hs)

@@ -438,6 +438,14 @@ func (s *FileStore) commitLocked() error {
 		if !s.flushing {
 			// b is still s.cur: a batch leaves s.cur only when a leader
 			// takes it, and then it is done before flushing turns false.
+			if s.failed != nil {
+				// A write or fsync failed while this batch queued: the
+				// kernel may have dropped the failed batch's pages, so
+				// nothing written after it may be acknowledged (the
+				// fsyncgate lesson). Fail the batch unwritten.
+				s.failBatchLocked(b)
+				continue
+			}
 			s.flushLocked()
 			continue
 		}
@@ -450,6 +458,14 @@ func (s *FileStore) commitLocked() error {
 		}
 		s.mu.Lock()
 	}
+}
+
+// failBatchLocked fails the queued batch b (s.cur) with the store's error
+// without writing it. s.mu must be held.
+func (s *FileStore) failBatchLocked(b *batch) {
+	b.err = s.failed
+	s.cur, s.pending, s.ops, s.pendingFrames = nil, s.pending[:0], nil, 0
+	close(b.done)
 }
 
 // flushLocked writes and syncs the current batch, applies its changes and,

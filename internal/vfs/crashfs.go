@@ -63,6 +63,7 @@ type CrashFS struct {
 	writeFail int            // tear the writeFail-th write from now (0: none)
 	readFlips map[string]int // path -> reads left that flip a bit
 	syncs     int            // Sync and SyncDir calls that succeeded
+	syncHook  func(name string)
 }
 
 // inode is a file or a directory.
@@ -188,6 +189,26 @@ func (c *CrashFS) tear(ino *inode) []byte {
 		}
 	}
 	return out
+}
+
+// SetSyncHook makes every later Sync and SyncDir call h (with the file or
+// directory name) before it does anything, without holding the CrashFS's
+// lock: a test can hold an fsync back to let concurrent writers queue
+// behind it (group commit) at a point it chooses. nil removes the hook.
+func (c *CrashFS) SetSyncHook(h func(name string)) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	c.syncHook = h
+}
+
+// runSyncHook calls the sync hook, if any, without the lock held.
+func (c *CrashFS) runSyncHook(name string) {
+	c.mu.Lock()
+	h := c.syncHook
+	c.mu.Unlock()
+	if h != nil {
+		h(name)
+	}
 }
 
 // InjectSyncError makes the n-th Sync or SyncDir from now (1: the next)
@@ -413,6 +434,7 @@ func (c *CrashFS) MkdirAll(name string, perm fs.FileMode) error {
 
 // SyncDir implements FS.
 func (c *CrashFS) SyncDir(name string) error {
+	c.runSyncHook(name)
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	d, err := c.lookup(name)
@@ -631,6 +653,7 @@ func (f *crashFile) Truncate(size int64) error {
 }
 
 func (f *crashFile) Sync() error {
+	f.c.runSyncHook(f.name)
 	f.c.mu.Lock()
 	defer f.c.mu.Unlock()
 	if err := f.check("sync"); err != nil {
