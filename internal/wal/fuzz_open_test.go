@@ -83,11 +83,11 @@ func buildDamagedLog(t testing.TB) *damagedLog {
 // records a crash could not have taken.
 func FuzzOpenDamaged(f *testing.F) {
 	d := buildDamagedLog(f)
-	f.Add([]byte{0, 0, 40, 1})                 // flip in the first segment
-	f.Add([]byte{1, 0xff, 0xf0, 0})            // cut near the end
-	f.Add([]byte{0, 0xff, 0xf0, 0x80})         // flip near the end
+	f.Add([]byte{0, 0, 40, 1})                  // flip in the first segment
+	f.Add([]byte{1, 0xff, 0xf0, 0})             // cut near the end
+	f.Add([]byte{0, 0xff, 0xf0, 0x80})          // flip near the end
 	f.Add([]byte{0, 0x10, 0, 4, 1, 0x20, 0, 0}) // flip then cut
-	f.Add([]byte{2, 0, 0, 0})                  // garbage after the end
+	f.Add([]byte{2, 0, 0, 0})                   // garbage after the end
 	f.Fuzz(func(t *testing.T, ops []byte) {
 		data := make([][]byte, len(d.data))
 		for i := range d.data {
