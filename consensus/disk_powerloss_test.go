@@ -96,6 +96,21 @@ func diskPowerLossTrial(t *testing.T, seed uint64) bool {
 					return false
 				}
 			}
+		case op < 9 && rng.IntN(3) == 0: // install a leader's snapshot past the log
+			idx := last + 1 + uint64(rng.IntN(5))
+			snap := raft.Snapshot{Meta: raft.SnapshotMeta{Index: idx, Term: hs.Term, Membership: raft.Membership{Voters: peers}},
+				Data: []byte(fmt.Sprint("leader-state@", idx))}
+			if err := s.ApplySnapshot(snap); err != nil {
+				t.Errorf("seed %d: ApplySnapshot(%d) = %v", seed, idx, err)
+				return false
+			}
+			clear(log)
+			last, snapIndex = idx, idx
+			hs.Commit = idx
+			if err := s.Save(hs, nil); err != nil {
+				t.Errorf("seed %d: Save(commit %d) = %v", seed, hs.Commit, err)
+				return false
+			}
 		default: // snapshot the applied state up to the commit index
 			if hs.Commit <= snapIndex {
 				continue
