@@ -188,3 +188,28 @@ func TestCrashFSIsDeterministic(t *testing.T) {
 		}
 	}
 }
+
+// TestCrashFSLock: Lock is exclusive until closed, and a crash releases
+// every lock.
+func TestCrashFSLock(t *testing.T) {
+	fsys := vfs.NewCrashFS(1)
+	l, err := fsys.Lock("/LOCK")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := fsys.Lock("/LOCK"); !errors.Is(err, vfs.ErrLocked) {
+		t.Fatalf("second Lock = %v; want ErrLocked", err)
+	}
+	l.Close()
+	l, err = fsys.Lock("/LOCK")
+	if err != nil {
+		t.Fatalf("Lock after Close = %v", err)
+	}
+	after := fsys.Crash()
+	if l2, err := after.Lock("/LOCK"); err != nil {
+		t.Fatalf("Lock after a crash = %v", err)
+	} else {
+		l2.Close()
+	}
+	l.Close()
+}

@@ -9,6 +9,7 @@ import (
 	"sort"
 	"testing"
 
+	"github.com/distkit/distkit/internal/vfs"
 	"github.com/distkit/distkit/internal/wal"
 )
 
@@ -339,6 +340,42 @@ func TestCrashTornTail(t *testing.T) {
 		l = mustOpen(t, dir, 1<<20)
 		if got, err := l.Read(k + 1); err != nil || string(got) != "after" {
 			t.Fatalf("trial %d: reopened Read(%d) = (%q, %v); want after", trial, k+1, got, err)
+		}
+		l.Close()
+	}
+}
+
+// TestOpenWithFlippedReads: a read that returns a flipped bit must not make
+// Open cut acknowledged records off as a torn tail: it reads a segment
+// again before truncating it and refuses if the two reads differ. Replay
+// catches a flipped read by its checksum.
+func TestOpenWithFlippedReads(t *testing.T) {
+	for seed := uint64(1); seed <= 40; seed++ {
+		fsys := vfs.NewCrashFS(seed)
+		l, err := wal.Open("/w", wal.Options{FS: fsys})
+		if err != nil {
+			t.Fatal(err)
+		}
+		for i := uint64(1); i <= 20; i++ {
+			if _, err := l.Append(payload(i)); err != nil {
+				t.Fatal(err)
+			}
+		}
+		l.Close()
+		fsys.FlipBitsOnRead(segPath("/w", 1), 1)
+		l, err = wal.Open("/w", wal.Options{FS: fsys})
+		if err != nil {
+			if !errors.Is(err, wal.ErrCorrupt) {
+				t.Fatalf("seed %d: Open with a flipped read = %v; want success or ErrCorrupt", seed, err)
+			}
+			continue
+		}
+		if got := l.LastIndex(); got != 20 {
+			t.Fatalf("seed %d: Open with a flipped read kept %d of 20 records", seed, got)
+		}
+		fsys.FlipBitsOnRead(segPath("/w", 1), 1)
+		if err := l.Replay(1, func(uint64, []byte) error { return nil }); !errors.Is(err, wal.ErrCorrupt) {
+			t.Fatalf("seed %d: Replay with a flipped read = %v; want ErrCorrupt", seed, err)
 		}
 		l.Close()
 	}

@@ -1,6 +1,7 @@
 package wal
 
 import (
+	"bytes"
 	"errors"
 	"fmt"
 	"io"
@@ -106,6 +107,15 @@ func loadSegment(fsys vfs.FS, dir string, first uint64, isLast bool) (*segment, 
 	s.size = off
 	cut := int64(len(data)) - off
 	if cut > 0 {
+		// Before cutting acknowledged-looking data off for good, make sure
+		// the damage is on the disk and not a read that went wrong: read
+		// the file again and compare.
+		again := make([]byte, len(data))
+		if n, err := f.ReadAt(again, 0); n != len(data) || !bytes.Equal(again, data) {
+			f.Close()
+			return nil, 0, &CorruptError{File: path, Offset: off, Err: fmt.Errorf(
+				"%w: two reads of the segment differ (read error %v): the storage is unreliable", ErrCorrupt, err)}
+		}
 		if err := f.Truncate(off); err != nil {
 			f.Close()
 			return nil, 0, fmt.Errorf("wal: truncate torn tail: %w", err)
