@@ -474,14 +474,15 @@ func (c *CrashFS) Lock(name string) (io.Closer, error) {
 	if err != nil {
 		return nil, err
 	}
-	c.mu.Lock()
-	defer c.mu.Unlock()
 	p := clean(name)
-	if c.locks[p] {
+	c.mu.Lock()
+	held := c.locks[p]
+	c.locks[p] = true
+	c.mu.Unlock()
+	if held {
 		f.Close()
 		return nil, &LockedError{Path: name, PID: os.Getpid()}
 	}
-	c.locks[p] = true
 	return &crashLock{c: c, path: p, f: f}, nil
 }
 
