@@ -42,7 +42,8 @@ var ErrCrashed = errors.New("vfs: file system crashed")
 //   - Faults on demand: a failing Sync or SyncDir (InjectSyncError), a
 //     torn write (InjectWriteError: a sector-aligned prefix is written and
 //     an error returned), reads that return a flipped bit
-//     (FlipBitsOnRead), and bits flipped on the medium (Corrupt).
+//     (FlipBitsOnRead, FlipBitOnReadAt), and bits flipped on the medium
+//     (Corrupt).
 //
 // Everything random is drawn from one generator seeded by NewCrashFS's
 // seed, under one lock, so a test that performs the same operations in
@@ -62,6 +63,7 @@ type CrashFS struct {
 	syncFail  int            // fail the syncFail-th Sync/SyncDir from now (0: none)
 	writeFail int            // tear the writeFail-th write from now (0: none)
 	readFlips map[string]int // path -> reads left that flip a bit
+	flipAt    map[string]int64 // path -> offset whose next read is flipped
 	syncs     int            // Sync and SyncDir calls that succeeded
 	syncHook  func(name string)
 }
@@ -91,6 +93,7 @@ func NewCrashFS(seed uint64) *CrashFS {
 		root:      newDir(),
 		locks:     map[string]bool{},
 		readFlips: map[string]int{},
+		flipAt:    map[string]int64{},
 	}
 }
 
@@ -235,6 +238,15 @@ func (c *CrashFS) FlipBitsOnRead(name string, n int) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	c.readFlips[clean(name)] = n
+}
+
+// FlipBitOnReadAt makes the next read of the file name that returns the
+// byte at offset off return it with its lowest bit flipped. The file is
+// not changed.
+func (c *CrashFS) FlipBitOnReadAt(name string, off int64) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	c.flipAt[clean(name)] = off
 }
 
 // Corrupt XORs mask into the byte at offset off of the file name, both as
@@ -554,6 +566,10 @@ func (f *crashFile) readAtLocked(p []byte, off int64) (int, error) {
 		return 0, io.EOF
 	}
 	n := copy(p, f.ino.data[off:])
+	if at, ok := f.c.flipAt[f.name]; ok && off <= at && at < off+int64(n) {
+		delete(f.c.flipAt, f.name)
+		p[at-off] ^= 1
+	}
 	if left := f.c.readFlips[f.name]; left > 0 && n > 0 {
 		f.c.readFlips[f.name] = left - 1
 		p[f.c.rng.IntN(n)] ^= 1 << f.c.rng.IntN(8)

@@ -45,7 +45,8 @@
 //     component must stop acknowledging writes, since the kernel may have
 //     dropped the data: the "fsyncgate" lesson), InjectWriteError (a write
 //     torn at a sector boundary that returns an error), FlipBitsOnRead
-//     (reads that return a flipped bit, to check that checksums catch it)
+//     and FlipBitOnReadAt (reads that return a flipped bit, to check that
+//     checksums catch it and that no read error truncates a log)
 //     and Corrupt (bits flipped on the medium).
 //
 // Not modelled: reordering of fsyncs themselves (an fsync that returned
