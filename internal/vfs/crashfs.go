@@ -60,11 +60,11 @@ type CrashFS struct {
 	dead bool
 
 	locks     map[string]bool
-	syncFail  int            // fail the syncFail-th Sync/SyncDir from now (0: none)
-	writeFail int            // tear the writeFail-th write from now (0: none)
-	readFlips map[string]int // path -> reads left that flip a bit
+	syncFail  int              // fail the syncFail-th Sync/SyncDir from now (0: none)
+	writeFail int              // tear the writeFail-th write from now (0: none)
+	readFlips map[string]int   // path -> reads left that flip a bit
 	flipAt    map[string]int64 // path -> offset whose next read is flipped
-	syncs     int            // Sync and SyncDir calls that succeeded
+	syncs     int              // Sync and SyncDir calls that succeeded
 	syncHook  func(name string)
 }
 
