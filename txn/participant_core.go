@@ -30,7 +30,7 @@ type partTxn struct {
 	// query that goes unanswered moves on to the next replica.
 	replicas []transport.NodeID
 	intent   []byte
-	outcome      Outcome // partFinished
+	outcome  Outcome // partFinished
 	// promised (partFinished, Aborted): we told a peer that we abort, and
 	// logged it, so we must never vote YES: kept across checkpoints.
 	promised   bool

@@ -32,7 +32,7 @@ const (
 	// MaxReplicas is the largest coordinator replica group.
 	MaxReplicas = 15
 	maxNodeID   = 255
-	maxReason       = 4096
+	maxReason   = 4096
 )
 
 // frame is the decoded form of a message or a log record.
