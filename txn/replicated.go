@@ -426,12 +426,12 @@ func (c *ReplicatedCoordinator) process() {
 			c.idle = nil
 		}
 		c.mu.Unlock()
-		if len(out) > 0 {
-			if c.hook != nil {
-				for _, e := range out {
-					c.step(stepName(e.Msg))
-				}
+		if c.hook != nil {
+			for _, e := range out {
+				c.step(stepName(e.Msg))
+				send(c.ctx, c.t, c.logger, []Envelope{e})
 			}
+		} else if len(out) > 0 {
 			send(c.ctx, c.t, c.logger, out)
 		}
 		if !progressed {
