@@ -4,7 +4,5 @@ package txn
 // "takeover", "propose BEGIN", "applied COMMIT", "send-commit", ...). f
 // runs on c's goroutines, some with c's lock held: it must not call c.
 func SetStepHook(c *ReplicatedCoordinator, f func(step string)) {
-	c.mu.Lock()
-	c.hook = f
-	c.mu.Unlock()
+	c.hook.Store(&f)
 }

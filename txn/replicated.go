@@ -7,6 +7,7 @@ import (
 	"log/slog"
 	"slices"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/google/uuid"
@@ -91,7 +92,9 @@ type ReplicatedCoordinator struct {
 	committed  uint64
 	aborted    uint64
 	idle       []chan struct{}
-	hook       func(step string) // tests: called at each step of the leader
+
+	// hook (tests) is called at each step of the leader's work.
+	hook atomic.Pointer[func(step string)]
 }
 
 // repBatch is one Ready on its way through the replicated log.
@@ -267,8 +270,8 @@ func (c *ReplicatedCoordinator) onTableEvent(ev tableEvent) {
 }
 
 func (c *ReplicatedCoordinator) step(name string) {
-	if c.hook != nil {
-		c.hook(name)
+	if h := c.hook.Load(); h != nil {
+		(*h)(name)
 	}
 }
 
@@ -426,7 +429,7 @@ func (c *ReplicatedCoordinator) process() {
 			c.idle = nil
 		}
 		c.mu.Unlock()
-		if c.hook != nil {
+		if c.hook.Load() != nil {
 			for _, e := range out {
 				c.step(stepName(e.Msg))
 				send(c.ctx, c.t, c.logger, []Envelope{e})
@@ -455,7 +458,7 @@ func stepName(m Message) string {
 // propose writes one batch to the replicated log.
 func (c *ReplicatedCoordinator) propose(b *repBatch, recs []Record) {
 	defer c.work.Done()
-	if c.hook != nil {
+	if c.hook.Load() != nil {
 		c.step("propose " + recordKinds(recs))
 	}
 	cmd, err := encodeBatch(b.term, recs)
@@ -469,7 +472,7 @@ func (c *ReplicatedCoordinator) propose(b *repBatch, recs []Record) {
 			err = e
 		}
 	}
-	if err == nil && c.hook != nil {
+	if err == nil && c.hook.Load() != nil {
 		c.step("applied " + recordKinds(recs))
 	}
 	c.mu.Lock()

@@ -222,16 +222,40 @@ func (s *txnTable) batchLocked(term uint64, recs []Record, ev *tableEvent) any {
 	if s.term != term {
 		return errNoTakeover
 	}
+	// Check the whole batch first, as if applied in order (overlay holds
+	// what the batch itself changes), so that a refusal applies nothing.
+	overlay := map[uuid.UUID]tableTxn{}
+	view := func(id uuid.UUID) (tableTxn, bool) {
+		if t, ok := overlay[id]; ok {
+			return t, t.term != 0 || t.outcome != Unknown
+		}
+		if t, ok := s.txns[id]; ok {
+			return *t, true
+		}
+		return tableTxn{}, false
+	}
 	for _, r := range recs {
-		t := s.txns[r.Txn]
+		t, ok := view(r.Txn)
 		switch r.Type {
 		case RecBegin:
-			if t != nil || len(r.Participants) == 0 {
+			if ok || len(r.Participants) == 0 {
 				return fmt.Errorf("%w: %s", errRefused, r)
 			}
+			overlay[r.Txn] = tableTxn{term: term}
 		case RecCommit:
-			if t == nil || t.term != term || t.outcome == Aborted {
+			if !ok || t.term != term || t.outcome == Aborted {
 				return fmt.Errorf("%w: %s", errRefused, r)
+			}
+			t.outcome = Committed
+			overlay[r.Txn] = t
+		case RecAbort:
+			if t.outcome == Unknown {
+				t.outcome = Aborted
+			}
+			overlay[r.Txn] = t
+		case RecEnd:
+			if ok && t.term != 0 {
+				overlay[r.Txn] = tableTxn{}
 			}
 		}
 	}
