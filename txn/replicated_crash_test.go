@@ -210,3 +210,80 @@ func threeWayWork(t *testing.T, amount int64) []txn.Work {
 	}
 	return []txn.Work{{Participant: "p1", Ops: enc(-amount)}, {Participant: "p2", Ops: enc(amount / 2)}, {Participant: "p3", Ops: enc(amount - amount/2)}}
 }
+
+// TestBlockingSingleVersusReplicated shows the blocking problem and its
+// cure with the same crash: the coordinator dies right after its COMMIT
+// decision is durable, before any participant hears of it. With the
+// single-node coordinator every participant stays in doubt (holding its
+// locks) until that coordinator restarts; with the replicated one they
+// learn the outcome within inDoubtBound of the crash.
+func TestBlockingSingleVersusReplicated(t *testing.T) {
+	parts := []transport.NodeID{"p1", "p2", "p3"}
+	wait := 20 * inDoubtBound
+
+	t.Run("single", func(t *testing.T) {
+		bubble(t, func(t *testing.T) {
+			c := newCluster(t, parts...)
+			c.coord.Close()
+			mem := txn.NewMemoryLog()
+			coord, err := txn.NewCoordinator(c.trs["c"], &crashAfterCommitLog{Log: mem, crash: func() { c.net.Crash("c") }}, rcTxnConfig())
+			if err != nil {
+				t.Fatal(err)
+			}
+			c.coord = coord
+			if _, err := coord.Run(context.Background(), threeWayWork(t, 10)...); err != nil {
+				t.Fatalf("Run() = %v; want committed", err)
+			}
+			time.Sleep(wait)
+			n := 0
+			for _, p := range c.parts {
+				n += p.Stats().InDoubt
+			}
+			if n != len(parts) {
+				t.Fatalf("%d participants in doubt %v after the crash; want all %d (blocked)", n, wait, len(parts))
+			}
+			coord.Close()
+			if err := c.net.Restart("c"); err != nil {
+				t.Fatal(err)
+			}
+			if c.coord, err = txn.NewCoordinator(c.trs["c"], mem, rcTxnConfig()); err != nil {
+				t.Fatal(err)
+			}
+			quiesce(t, c.coord)
+			wantBalance(t, c.stores["p1"], "a", 90)
+		})
+	})
+
+	t.Run("replicated", func(t *testing.T) {
+		bubble(t, func(t *testing.T) {
+			c := newRCluster(t, 3, memnet.Faults{}, parts...)
+			setAccounts(t, c, 100)
+			leader := c.leader()
+			var mu sync.Mutex
+			var crashedAt time.Time
+			txn.SetStepHook(c.coords[leader], func(step string) {
+				mu.Lock()
+				defer mu.Unlock()
+				if step == "applied COMMIT" && crashedAt.IsZero() {
+					crashedAt = time.Now()
+					c.net.Crash(leader)
+				}
+			})
+			if _, err := c.coords[leader].Run(context.Background(), threeWayWork(t, 10)...); err != nil {
+				t.Fatalf("Run() = %v; want committed", err)
+			}
+			for c.inDoubt() > 0 {
+				time.Sleep(rcTick)
+			}
+			mu.Lock()
+			took := time.Since(crashedAt)
+			mu.Unlock()
+			if took > inDoubtBound {
+				t.Fatalf("participants in doubt for %v after the leader crashed; want at most %v", took, inDoubtBound)
+			}
+			quiesceRC(t, c)
+			wantBalance(t, c.stores["p1"], "a", 90)
+			wantBalance(t, c.stores["p2"], "a", 105)
+		})
+	})
+}
