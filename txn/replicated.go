@@ -53,7 +53,7 @@ func (e *NotLeaderError) Is(target error) bool { return target == ErrNotLeader }
 // leader. While they are, new records accumulate in the core and go out
 // together in the next write (group commit); a few in flight keep the
 // pipeline busy while one is being replicated.
-const maxInflightBatches = 4
+const maxInflightBatches = 2
 
 // ReplicatedCoordinator is a Coordinator whose log is a consensus group of
 // replicas (3 or 5): one ReplicatedCoordinator per replica, each on its
