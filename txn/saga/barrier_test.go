@@ -85,7 +85,7 @@ type branchNode struct {
 	s *service
 }
 
-func (n *branchNode) Start(sim.Env) {}
+func (n *branchNode) Start(sim.Env)                      {}
 func (n *branchNode) Timer(sim.Env, sim.TimerID, string) {}
 func (n *branchNode) Receive(env sim.Env, m transport.Message) {
 	op, id := string(m.Payload[:1]), string(m.Payload[2:])
