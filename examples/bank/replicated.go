@@ -26,17 +26,20 @@ import (
 type crashOnFirstCommit struct {
 	transport.Transport
 	net   *memnet.Network
-	mu    *sync.Mutex // guards *armed and *crashed, shared by the replicas
-	armed *bool
-	hit   chan transport.NodeID // receives the crashed replica
+	mu    *sync.Mutex // guards *armed, shared by the replicas
+	armed *uuid.UUID  // the transaction whose first COMMIT kills its sender
+
+	hit chan transport.NodeID // receives the crashed replica
 }
 
 func (t *crashOnFirstCommit) Send(ctx context.Context, to transport.NodeID, service string, payload []byte) error {
 	if service == txn.ServiceParticipant {
 		if m, err := txn.UnmarshalMessage(payload); err == nil && m.Type == txn.MsgDecision && m.Outcome == txn.Committed {
 			t.mu.Lock()
-			fire := *t.armed
-			*t.armed = false
+			fire := *t.armed == m.Txn
+			if fire {
+				*t.armed = uuid.UUID{}
+			}
 			t.mu.Unlock()
 			if fire {
 				t.net.Crash(t.ID())
@@ -98,7 +101,7 @@ func replicatedScene(out *printer, seed int64) error {
 		}
 	}()
 	var mu sync.Mutex
-	armed := false
+	var armed uuid.UUID
 	hit := make(chan transport.NodeID, 1)
 	for i, id := range replicas {
 		tr, err := net.Join(id)
@@ -143,12 +146,27 @@ func replicatedScene(out *printer, seed int64) error {
 	if _, err := run(id, add("bank1", "A", 100), add("bank2", "B", 0)); err != nil {
 		return err
 	}
+	// Wait until both banks have acknowledged it (on whichever replica leads).
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	for {
+		l, err := leader()
+		if err == nil {
+			err = l.Quiesce(ctx)
+		}
+		if err == nil {
+			break
+		}
+		if !errors.Is(err, txn.ErrNotLeader) {
+			return err
+		}
+	}
 	say(id, "opening balances committed: BEGIN and COMMIT went through the replicated log")
 	out.printf("  balances: A@bank1 = 100, B@bank2 = 0\n")
 
 	id = newID()
 	mu.Lock()
-	armed = true
+	armed = id
 	mu.Unlock()
 	say(id, "the leader begins the transfer of 100 from A@bank1 to B@bank2")
 	r, err := run(id, add("bank1", "A", -100), add("bank2", "B", 100))

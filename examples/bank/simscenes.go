@@ -38,7 +38,7 @@ func coreConfig() txn.Config {
 type story struct {
 	out     *printer
 	s       *sim.Sim
-	queried map[string]bool // QUERY lines printed once per sender, receiver and transaction
+	queried map[string]bool           // QUERY lines printed once per sender, receiver and transaction
 	cut     map[transport.NodeID]bool // nodes isolated by a partition
 }
 
