@@ -168,7 +168,7 @@ func (c *ReplicatedCoordinator) Run(ctx context.Context, work ...Work) (Result, 
 // RunID is Run with a caller-chosen transaction ID, which must be unique.
 func (c *ReplicatedCoordinator) RunID(ctx context.Context, id uuid.UUID, work ...Work) (Result, error) {
 	if c == nil || c.loop == nil {
-		return Result{}, fmt.Errorf("%w: ReplicatedCoordinator not created by NewReplicatedCoordinator", ErrInvalid)
+		return Result{}, errNotConstructed
 	}
 	var timeout time.Duration
 	if d, ok := ctx.Deadline(); ok {
@@ -515,6 +515,9 @@ func recordKinds(recs []Record) string {
 // (every one begun has been decided and acknowledged by every
 // participant). On a replica that does not lead it returns ErrNotLeader.
 func (c *ReplicatedCoordinator) Quiesce(ctx context.Context) error {
+	if c == nil || c.loop == nil {
+		return errNotConstructed
+	}
 	ch := make(chan struct{})
 	c.mu.Lock()
 	switch {
@@ -554,6 +557,9 @@ type ReplicaStats struct {
 
 // Stats returns the replica's counters.
 func (c *ReplicatedCoordinator) Stats() ReplicaStats {
+	if c == nil || c.loop == nil {
+		return ReplicaStats{}
+	}
 	c.mu.Lock()
 	s := ReplicaStats{Leading: c.core != nil, Term: c.term, Leader: c.leaderHint, Committed: c.committed, Aborted: c.aborted}
 	if c.core != nil {
@@ -570,8 +576,16 @@ func (c *ReplicatedCoordinator) Stats() ReplicaStats {
 	return s
 }
 
-// Node returns the replica's consensus node (for its Status).
-func (c *ReplicatedCoordinator) Node() *consensus.Node { return c.node }
+// Node returns the replica's consensus node (for its Status), nil for a
+// ReplicatedCoordinator not created by NewReplicatedCoordinator.
+func (c *ReplicatedCoordinator) Node() *consensus.Node {
+	if c == nil {
+		return nil
+	}
+	return c.node
+}
+
+var errNotConstructed = fmt.Errorf("%w: ReplicatedCoordinator not created by NewReplicatedCoordinator", ErrInvalid)
 
 // Close stops the replica: its coordinator service, its goroutines and
 // its consensus node. Callers still waiting in Run get ErrClosed. What it

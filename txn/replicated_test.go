@@ -9,6 +9,8 @@ import (
 	"testing/synctest"
 	"time"
 
+	"github.com/google/uuid"
+
 	"github.com/distkit/distkit/consensus"
 	"github.com/distkit/distkit/transport"
 	"github.com/distkit/distkit/transport/memnet"
@@ -193,5 +195,79 @@ func setAccounts(t *testing.T, c *rcluster, balance int64) {
 	}
 	if _, err := c.run(context.Background(), work...); err != nil {
 		t.Fatalf("initial balances: %v", err)
+	}
+}
+
+func TestReplicatedZeroValue(t *testing.T) {
+	var nilC *txn.ReplicatedCoordinator
+	for _, c := range []*txn.ReplicatedCoordinator{nilC, {}} {
+		if _, err := c.Run(context.Background()); !errors.Is(err, txn.ErrInvalid) {
+			t.Errorf("Run() = %v; want ErrInvalid", err)
+		}
+		if err := c.Quiesce(context.Background()); !errors.Is(err, txn.ErrInvalid) {
+			t.Errorf("Quiesce() = %v; want ErrInvalid", err)
+		}
+		if s := c.Stats(); s.Leading {
+			t.Errorf("Stats() = %+v; want zero", s)
+		}
+		if err := c.Close(); err != nil {
+			t.Errorf("Close() = %v", err)
+		}
+	}
+	if _, err := txn.NewReplicatedCoordinator(nil, consensus.DefaultConfig(), txn.DefaultConfig()); !errors.Is(err, txn.ErrInvalid) {
+		t.Errorf("NewReplicatedCoordinator(nil) = %v; want ErrInvalid", err)
+	}
+}
+
+// TestParticipantFollowsLeaderHint: an in-doubt participant of a
+// replicated coordinator asks the replica it believes leads; one that
+// does not answer within a round is skipped for the next; one that
+// answers without leading names the leader, which is asked next.
+func TestParticipantFollowsLeaderHint(t *testing.T) {
+	cfg := txn.DefaultConfig()
+	p, err := txn.NewRawParticipant("p1", cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	now := time.Unix(1000, 0)
+	id := uuid.New()
+	replicas := []transport.NodeID{"r1", "r2", "r3"}
+	p.Step(now, "r1", txn.Message{Type: txn.MsgPrepare, Txn: id, Coordinator: "r1", Participants: []transport.NodeID{"p1"}, Replicas: replicas})
+	p.Ready()
+	p.Prepared(now, id, []byte("intent"), nil)
+	if rd := p.Ready(); len(rd.Log) != 1 || len(rd.Log[0].Replicas) != 3 {
+		t.Fatalf("PREPARED record = %+v; want the replicas in it", rd.Log)
+	}
+	queried := func() []transport.NodeID {
+		var to []transport.NodeID
+		for _, e := range p.Ready().Messages {
+			if e.Msg.Type == txn.MsgQuery && e.Service == txn.ServiceCoordinator {
+				to = append(to, e.To)
+			}
+		}
+		return to
+	}
+	step := cfg.RetryInterval
+	now = now.Add(step)
+	p.Tick(now)
+	if got := queried(); len(got) != 1 || got[0] != "r1" {
+		t.Fatalf("first query to %v; want r1", got)
+	}
+	now = now.Add(step) // r1 silent for a round: ask r2
+	p.Tick(now)
+	if got := queried(); len(got) != 1 || got[0] != "r2" {
+		t.Fatalf("second query to %v; want r2 (r1 was silent)", got)
+	}
+	p.Step(now, "r2", txn.Message{Type: txn.MsgDecision, Txn: id, Outcome: txn.Unknown, Coordinator: "r3"})
+	now = now.Add(time.Millisecond)
+	p.Tick(now)
+	if got := queried(); len(got) != 1 || got[0] != "r3" {
+		t.Fatalf("query after r2's hint to %v; want r3", got)
+	}
+	// Meanwhile r1 was elected and pushes the decision: the ACK goes to it.
+	p.Step(now, "r1", txn.Message{Type: txn.MsgDecision, Txn: id, Outcome: txn.Committed})
+	rd := p.Ready()
+	if p.Outcome(id) != txn.Committed || len(rd.Messages) != 1 || rd.Messages[0].To != "r1" || rd.Messages[0].Msg.Type != txn.MsgAck {
+		t.Fatalf("after r1's COMMIT: outcome %v, messages %+v; want committed and an ACK to r1", p.Outcome(id), rd.Messages)
 	}
 }
