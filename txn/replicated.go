@@ -260,10 +260,12 @@ func (c *ReplicatedCoordinator) onTableEvent(ev tableEvent) {
 		return
 	}
 	for id, w := range c.waiters {
-		if w.term < ev.Takeover {
+		if w.term <= ev.Takeover {
 			// Not committed before the takeover (that would have been
 			// delivered above, earlier), so aborted by it, or never
-			// begun in the log at all: aborted by presumption.
+			// begun in the log at all: aborted by presumption. (A waiter
+			// of the takeover's own term is one of this replica's, left
+			// from before it stepped down and took over again.)
 			c.deliverLocked(Result{Txn: id, Outcome: Aborted, Err: &AbortError{Txn: id, Cause: ErrLeaderChanged}})
 		}
 	}

@@ -171,15 +171,17 @@ func (s *txnTable) Apply(e consensus.Entry) any {
 	return res
 }
 
-// takeoverLocked aborts every transaction still undecided from an earlier
-// term (its leader is gone; only it could have committed it) and returns
-// what the new leader must finish.
+// takeoverLocked aborts every transaction still undecided (begun by an
+// earlier leader, which is gone and was the only one that could commit it,
+// or by this term's leader before it stepped down and took over again:
+// COMMITs of its old core may still be on their way, and are refused
+// now) and returns what the new leader must finish.
 func (s *txnTable) takeoverLocked(term uint64, ev *tableEvent) []Record {
-	if term > s.term {
+	if term >= s.term {
 		s.term = term
 		ev.Takeover = term
 		for _, id := range s.order {
-			if t, ok := s.txns[id]; ok && t.outcome == Unknown && t.term < term {
+			if t, ok := s.txns[id]; ok && t.outcome == Unknown && t.term <= term {
 				t.outcome = Aborted
 			}
 		}
@@ -187,7 +189,7 @@ func (s *txnTable) takeoverLocked(term uint64, ev *tableEvent) []Record {
 	live := []Record{}
 	for _, id := range s.liveLocked() {
 		t := s.txns[id]
-		typ := RecBegin // aborted, or undecided in this very term: the leader aborts it
+		typ := RecBegin // aborted: the leader sends ABORT until acknowledged
 		if t.outcome == Committed {
 			typ = RecCommit
 		}

@@ -69,6 +69,12 @@ func TestTxnTableDecisions(t *testing.T) {
 			{2, 2, true, nil, nil},
 			{2, 2, false, []Record{commit(tx)}, errRefused},
 		}, Aborted, true},
+		{"a second takeover in one term aborts that term's undecided", []tableStep{
+			{1, 1, true, nil, nil},
+			{1, 1, false, []Record{begin(tx)}, nil},
+			{1, 1, true, nil, nil},
+			{1, 1, false, []Record{commit(tx)}, errRefused},
+		}, Aborted, true},
 		{"takeover keeps a commit", []tableStep{
 			{1, 1, true, nil, nil},
 			{1, 1, false, []Record{begin(tx), commit(tx)}, nil},
