@@ -103,6 +103,9 @@ type repBatch struct {
 	term uint64
 	done bool
 	err  error
+	// keep lists transactions whose presumed abort met a commit in the
+	// table: their ABORT answers are not sent.
+	keep abortsRefused
 }
 
 type repWaiter struct {
@@ -402,7 +405,12 @@ func (c *ReplicatedCoordinator) process() {
 				}
 				c.deliverLocked(r)
 			}
-			out = append(out, b.rd.Messages...)
+			for _, e := range b.rd.Messages {
+				if len(b.keep) > 0 && e.Msg.Type == MsgDecision && e.Msg.Outcome == Aborted && slices.Contains(b.keep, e.Msg.Txn) {
+					continue
+				}
+				out = append(out, e)
+			}
 		}
 		if c.core != nil && c.core.HasReady() && c.inflight < maxInflightBatches {
 			progressed = true
@@ -472,6 +480,9 @@ func (c *ReplicatedCoordinator) propose(b *repBatch, recs []Record) {
 		cancel()
 		if e, ok := res.(error); ok && err == nil {
 			err = e
+		}
+		if k, ok := res.(abortsRefused); ok && err == nil {
+			b.keep = k
 		}
 	}
 	if err == nil && c.hook.Load() != nil {

@@ -142,8 +142,8 @@ func decodeCommand(b []byte) (command, error) {
 
 // Apply implements consensus.StateMachine. The result is a []Record (a
 // takeover: the table's live transactions, COMMIT for the committed and
-// BEGIN for the aborted), nil (a batch applied), or an error (the command
-// was refused and changed nothing).
+// BEGIN for the aborted), nil or abortsRefused (a batch applied), or an
+// error (the command was refused and changed nothing).
 func (s *txnTable) Apply(e consensus.Entry) any {
 	if len(e.Command) == 0 {
 		return nil
@@ -216,7 +216,9 @@ func (s *txnTable) liveLocked() []uuid.UUID {
 //   - COMMIT is accepted only for a transaction begun in this term and
 //     still undecided: a takeover has aborted those of earlier terms, and
 //     a RecAbort those it names;
-//   - the first decision stands; a later one is refused.
+//   - the first decision stands: a COMMIT after an abort is refused, and a
+//     RecAbort after a commit changes nothing (the result names it, and
+//     the driver does not send its presumed-abort answer).
 //
 // A refused record makes the whole batch refused (nothing is applied):
 // its proposer has been overtaken and must stop leading.
@@ -261,6 +263,7 @@ func (s *txnTable) batchLocked(term uint64, recs []Record, ev *tableEvent) any {
 			}
 		}
 	}
+	var committedAborts abortsRefused
 	for _, r := range recs {
 		t := s.txns[r.Txn]
 		switch r.Type {
@@ -293,6 +296,11 @@ func (s *txnTable) batchLocked(term uint64, recs []Record, ev *tableEvent) any {
 				}
 			case t.outcome == Unknown:
 				t.outcome = Aborted
+			case t.outcome == Committed:
+				// The transaction committed after all (a late question
+				// about one this leader had just forgotten): the
+				// presumed-abort answer must not leave.
+				committedAborts = append(committedAborts, r.Txn)
 			}
 		case RecEnd:
 			if t != nil && t.term != 0 {
@@ -303,8 +311,15 @@ func (s *txnTable) batchLocked(term uint64, recs []Record, ev *tableEvent) any {
 	if len(s.order) > 2*len(s.txns)+64 {
 		s.liveLocked()
 	}
+	if len(committedAborts) > 0 {
+		return committedAborts
+	}
 	return nil
 }
+
+// abortsRefused is a batch's result when some of its RecAbort records
+// named committed transactions: the driver must not send their ABORTs.
+type abortsRefused []uuid.UUID
 
 // Snapshot implements consensus.StateMachine: the term, then each live
 // transaction (term, outcome, participants) in BEGIN order, then the

@@ -220,3 +220,20 @@ func TestReplicatedCorePresumedAbortIsLogged(t *testing.T) {
 		}
 	}
 }
+
+// TestTxnTableAbortOfCommitted: a RecAbort that meets a committed
+// transaction changes nothing and names it in the result, so that the
+// driver withholds its presumed-abort answer.
+func TestTxnTableAbortOfCommitted(t *testing.T) {
+	s := newTxnTable()
+	applyStep(t, s, 0, tableStep{1, 1, true, nil, nil})
+	applyStep(t, s, 1, tableStep{1, 1, false, []Record{begin(tx), commit(tx)}, nil})
+	res := applyStep(t, s, 2, tableStep{1, 1, false, []Record{abort(tx), abort(ty)}, nil})
+	got, ok := res.(abortsRefused)
+	if !ok || len(got) != 1 || got[0] != tx {
+		t.Fatalf("Apply(RecAbort tx, ty) = %v; want abortsRefused{tx}", res)
+	}
+	if o, _ := s.state(tx); o != Committed {
+		t.Fatalf("tx is %v; want committed", o)
+	}
+}
