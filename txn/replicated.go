@@ -358,7 +358,6 @@ func (c *ReplicatedCoordinator) takeover(term uint64) {
 	st := core.Status()
 	c.logger.Info("txn: leading the coordinator group", "term", term,
 		"committed-to-finish", st.Committed, "aborted-to-finish", st.Aborted)
-	c.step("takeover")
 	c.loop.wake()
 }
 

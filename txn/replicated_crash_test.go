@@ -14,14 +14,13 @@ import (
 )
 
 // inDoubtBound is how long, at most, a participant may stay in doubt once
-// a majority of coordinator replicas is up and connected: a new leader is
-// elected within the longest election timeout (2 x ElectionTicks ticks;
-// a split vote may cost one more), takes over with one command through
-// the log and sends the decisions; a decision lost on the way is asked
-// for again within one query round (RetryInterval, plus one round to
-// reach the leader through a replica's hint). Leadership is noticed at
-// the coordinator's tick.
-var inDoubtBound = 2*rcElection + 2*rcTxnConfig().RetryInterval + 2*rcTxnConfig().TickInterval
+// a majority of coordinator replicas is up and connected: an election
+// timeout (at most 2 x ElectionTicks ticks) for a new leader, plus one
+// query round (RetryInterval) in which it takes over through the log and
+// sends the decisions, plus two coordinator ticks to notice the
+// leadership. (A split vote could cost another election timeout; with
+// these seeds none happens, and a failure here would say so.)
+var inDoubtBound = rcElection + rcTxnConfig().RetryInterval + 2*rcTxnConfig().TickInterval
 
 // crashStep is a point in the leader's work at which it crashes: the
 // n-th time (1-based) its step hook reports step.
@@ -258,6 +257,7 @@ func TestBlockingSingleVersusReplicated(t *testing.T) {
 		bubble(t, func(t *testing.T) {
 			c := newRCluster(t, 3, memnet.Faults{}, parts...)
 			setAccounts(t, c, 100)
+			quiesceRC(t, c) // no step of the opening transaction is left to trip the hook
 			leader := c.leader()
 			var mu sync.Mutex
 			var crashedAt time.Time
@@ -269,10 +269,18 @@ func TestBlockingSingleVersusReplicated(t *testing.T) {
 					c.net.Crash(leader)
 				}
 			})
-			if _, err := c.coords[leader].Run(context.Background(), threeWayWork(t, 10)...); err != nil {
+			ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+			defer cancel()
+			if _, err := c.coords[leader].Run(ctx, threeWayWork(t, 10)...); err != nil {
 				t.Fatalf("Run() = %v; want committed", err)
 			}
-			for c.inDoubt() > 0 {
+			mu.Lock()
+			fired := !crashedAt.IsZero()
+			mu.Unlock()
+			if !fired {
+				t.Fatal("the leader did not crash after its COMMIT was applied")
+			}
+			for start := time.Now(); c.inDoubt() > 0 && time.Since(start) < 10*inDoubtBound; {
 				time.Sleep(rcTick)
 			}
 			mu.Lock()
