@@ -65,6 +65,14 @@ type RawCoordinator struct {
 
 	sinceCheckpoint int
 	rd              Ready
+
+	// Set by the ReplicatedCoordinator, whose log is a consensus group:
+	// replicas is put in every PREPARE; replicated turns off checkpoints
+	// (the group snapshots its state machine instead) and makes a
+	// presumed abort a logged RecAbort, answered only once it is in the
+	// replicated log.
+	replicas   []transport.NodeID
+	replicated bool
 }
 
 // NewRawCoordinator returns a coordinator core for node id.
@@ -182,7 +190,7 @@ func (c *RawCoordinator) Begin(now time.Time, id uuid.UUID, work []Work, timeout
 func (c *RawCoordinator) sendPrepare(t *coordTxn, i int) {
 	parts := t.parts
 	c.rd.Messages = append(c.rd.Messages, Envelope{To: t.work[i].Participant, Service: ServiceParticipant,
-		Msg: Message{Type: MsgPrepare, Txn: t.id, Coordinator: c.id, Participants: parts, Ops: t.work[i].Ops}})
+		Msg: Message{Type: MsgPrepare, Txn: t.id, Coordinator: c.id, Participants: parts, Ops: t.work[i].Ops, Replicas: c.replicas}})
 }
 
 func (c *RawCoordinator) decisionTo(t *coordTxn, p transport.NodeID) {
@@ -283,6 +291,13 @@ func (c *RawCoordinator) Step(now time.Time, from transport.NodeID, m Message) {
 		// this node crashed). A committed one is forgotten only after
 		// every ACK, so no one can still need a COMMIT.
 		if m.Type == MsgQuery || (m.Type == MsgVote && m.Outcome == Committed) {
+			if c.replicated {
+				// A replica that leads as far as it knows may have been
+				// deposed: its abort counts only once the replicated log
+				// holds it (and no COMMIT before it), and the reply
+				// below leaves only then.
+				c.rd.Log = append(c.rd.Log, Record{Type: RecAbort, Txn: m.Txn})
+			}
 			c.rd.Messages = append(c.rd.Messages, Envelope{To: from, Service: ServiceParticipant,
 				Msg: Message{Type: MsgDecision, Txn: m.Txn, Outcome: Aborted}})
 		}
@@ -373,7 +388,7 @@ func (c *RawCoordinator) Tick(now time.Time) {
 // one still tracked, which is all a recovering coordinator needs
 // (presumed abort covers the rest).
 func (c *RawCoordinator) Ready() Ready {
-	if c.sinceCheckpoint >= c.cfg.CheckpointEvery {
+	if !c.replicated && c.sinceCheckpoint >= c.cfg.CheckpointEvery {
 		ck := []Record{}
 		for _, id := range c.order {
 			t, ok := c.txns[id]
@@ -396,7 +411,7 @@ func (c *RawCoordinator) Ready() Ready {
 
 // HasReady reports whether Ready would return any work.
 func (c *RawCoordinator) HasReady() bool {
-	return !c.rd.Empty() || c.sinceCheckpoint >= c.cfg.CheckpointEvery
+	return !c.rd.Empty() || !c.replicated && c.sinceCheckpoint >= c.cfg.CheckpointEvery
 }
 
 // CoordinatorStatus is a snapshot of a coordinator's state.

@@ -10,7 +10,9 @@
 //     calls and messages out, as a Ready. No I/O, goroutines or clock.
 //   - Coordinator and Participant, runtime drivers over a
 //     transport.Transport with a durable Log (FileLog on internal/wal, or
-//     MemoryLog) and real timers.
+//     MemoryLog) and real timers; ReplicatedCoordinator, the same
+//     coordinator with its log in a consensus group of replicas, so that
+//     its crash does not block anyone (see "Two coordinators").
 //   - ResourceManager, the user's resource, and Store, a ready one: int64
 //     accounts with a lock per key.
 //
@@ -34,6 +36,13 @@
 //	case errors.As(err, &abort): // aborted: abort.Cause, abort.Participants, abort.Reason
 //	default: // not run: closed, invalid input, storage failure
 //	}
+//
+//	// Or a replicated coordinator: on each of r1, r2, r3 (own transport):
+//	rc := consensus.DefaultConfig()
+//	rc.ID, rc.Peers, rc.DataDir = "r1", []transport.NodeID{"r1", "r2", "r3"}, "/var/lib/r1/raft"
+//	rc.Service = "txn/raft"
+//	c, err := txn.NewReplicatedCoordinator(tr, rc, txn.DefaultConfig())
+//	_, err = c.Run(ctx, work...) // on the leader; elsewhere *txn.NotLeaderError names it
 //
 // # Protocol
 //
@@ -157,13 +166,75 @@
 //     accepts it only if it prepared within that span. A commit is decided
 //     after every vote, so a peer that committed finished after the asker
 //     prepared and would still remember it.
-//   - The only case that stays blocked is the essential one: every
-//     participant voted YES and none has the decision. It resolves as soon
-//     as the coordinator is back; its COMMIT record, if any, is durable.
+//   - With Coordinator, the only case that stays blocked is the essential
+//     one: every participant voted YES and none has the decision. It
+//     resolves as soon as the coordinator is back; its COMMIT record, if
+//     any, is durable. ReplicatedCoordinator (below) removes it.
 //   - Locks are never waited for: a key locked by another prepared
 //     transaction makes Store vote NO at once, so transactions never
 //     deadlock, and the vote timeout bounds how long a transaction can
 //     hold locks before the decision.
+//
+// # Two coordinators: what each costs and when each blocks
+//
+// Coordinator keeps its log on one node (FileLog: one fsync per batch).
+// It is the cheaper one: a transaction costs one PREPARE round, the
+// participants' fsync, one coordinator fsync and one decision round. It
+// blocks when it crashes between the votes and the first decision
+// message: participants that voted YES wait, holding their locks, until
+// that node is back with its log.
+//
+// ReplicatedCoordinator keeps the log in a consensus group of 3 or 5
+// replicas (package consensus, Raft), the idea of Gray and Lamport's
+// "Consensus on Transaction Commit" and of what Spanner and CockroachDB
+// do internally. The replicas apply the same commands to a deterministic
+// table of transaction records:
+//
+//	BEGIN(txn, participants)  before any PREPARE leaves
+//	COMMIT(txn)               accepted only for a transaction begun in the
+//	                          same Raft term and still undecided
+//	ABORT(txn)                a presumed abort, logged before it is told
+//	END(txn)                  every participant acknowledged: forget it
+//	TAKEOVER(term)            a new leader's first command: aborts every
+//	                          transaction an earlier term left undecided
+//
+// The Raft leader runs transactions with the same RawCoordinator core as
+// Coordinator; its records are commands, and a Ready's messages leave only
+// once its command is applied. When the leader dies, the next one proposes
+// TAKEOVER, which, through the log, aborts what was begun and undecided
+// and returns what it must finish: it re-sends COMMIT for the committed
+// and ABORT for the rest. Since every decision is a command and the first
+// one applied stands (a COMMIT after a TAKEOVER or an ABORT is refused;
+// every command carries its proposer's term and is refused in another
+// term), two leaders can never decide differently, even one deposed
+// without knowing it. Participants ask whichever replica they believe
+// leads; a replica that does not lead names the leader, and one that does
+// not answer is skipped for the next. Once a majority of replicas is up
+// and connected, a participant is in doubt at most about an election
+// timeout plus a query round (TestReplicatedCoordinatorCrashMatrix checks
+// this after a leader crash at every step, with and without a partition
+// among the replicas). The cost: BEGIN and COMMIT each wait for a Raft
+// round (replication to a majority, fsyncs on each), so a transaction
+// takes two log rounds instead of one fsync, and a replica only runs
+// transactions while it leads (Run elsewhere returns ErrNotLeader naming
+// the leader). It still blocks while no majority of replicas can talk,
+// which is the price of consensus itself.
+//
+// # Sagas
+//
+// Package txn/saga is for work that cannot hold locks across services for
+// the length of a transaction (a trip: flight, hotel, car). A saga is a
+// sequence of steps, each a local transaction with a compensation; it ends
+// fully done or fully compensated, and others may see the steps in
+// between (no isolation). Its runner logs each step durably and resumes
+// after a crash; it retries a failing step (forward recovery) and, when
+// the step fails for good, compensates it and every earlier step in
+// reverse (backward recovery). Its Barrier makes the services' handlers
+// safe under at-least-once, reordered delivery, on an idempotency.Store:
+// a duplicate action or compensation is ignored; a compensation that
+// arrives before (or without) its action does nothing and is recorded
+// (null compensation); and the action that arrives after it is refused
+// (hanging action).
 //
 // # Caller's duties
 //
@@ -180,8 +251,8 @@
 //
 // # Concurrency
 //
-// Coordinator, Participant, Store, MemoryLog and FileLog are safe for
-// concurrent use; Run may be called from any number of goroutines. Each
+// Coordinator, ReplicatedCoordinator, Participant, Store, MemoryLog and
+// FileLog are safe for concurrent use; Run may be called from any number of goroutines. Each
 // driver has one goroutine, stopped by Close, that does all of its I/O:
 // the log records of everything that happened while it was busy are
 // written with one fsync (group commit). The raw cores are not safe for
@@ -191,8 +262,10 @@
 //
 // Tolerated: lost, duplicated, delayed and reordered messages; crashes of
 // any node at any point, with restart from its log; torn log tails (they
-// are checksummed and cut off). The coordinator being down blocks
-// participants that voted YES until it returns (see above). Not
+// are checksummed and cut off). A Coordinator being down blocks
+// participants that voted YES until it returns (see above); a
+// ReplicatedCoordinator blocks them only while no majority of its
+// replicas is up and connected. Not
 // tolerated: a lost or corrupted log, and Byzantine nodes.
 //
 // # Testing
@@ -201,7 +274,10 @@
 // participant after each of its steps (every log write, the lazy BEGIN
 // write and its sync included, and every message) and check that everyone
 // settles on the same outcome, and run random bank transfers under faults
-// and crashes over many seeds. DISTKIT_SOAK=1
+// and crashes over many seeds. The replicated coordinator's tests run the
+// real runtime (consensus.Node, memnet) inside testing/synctest bubbles,
+// in virtual time: the simulator drives cores only, and the replicated
+// coordinator's leadership logic lives in its driver. DISTKIT_SOAK=1
 // runs fifty times as many seeds with longer runs; DISTKIT_SEED=N replays
 // one seed.
 package txn

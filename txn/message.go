@@ -93,6 +93,11 @@ type Message struct {
 	Participants []transport.NodeID // MsgPrepare
 	Ops          []byte             // MsgPrepare: the operations for the receiver
 	Reason       string             // MsgVote NO: why
+	// Replicas, on a MsgPrepare from a ReplicatedCoordinator, lists every
+	// coordinator replica: an in-doubt participant asks them in turn
+	// until it finds the leader. A MsgDecision Unknown from a replica
+	// that does not lead names the leader it knows in Coordinator.
+	Replicas []transport.NodeID
 	// KnownFor, on a MsgDecision Aborted from a peer that has no record
 	// of the transaction, is how far back that peer's memory reaches (the
 	// shorter of its uptime and Config.FinishedTTL). Such an answer is
@@ -133,11 +138,15 @@ func (m Message) MarshalBinary() ([]byte, error) {
 	if err := checkFields(m.Outcome, m.Coordinator, m.Participants, m.Reason); err != nil {
 		return nil, err
 	}
+	if err := checkReplicas(m.Replicas); err != nil {
+		return nil, err
+	}
 	if m.KnownFor < 0 {
 		return nil, fmt.Errorf("%w: KnownFor %v", ErrInvalid, m.KnownFor)
 	}
 	f := frame{kind: uint8(m.Type), txn: m.Txn, outcome: m.Outcome, coordinator: m.Coordinator,
-		participants: m.Participants, data: m.Ops, reason: m.Reason, millis: uint64(m.KnownFor / time.Millisecond)}
+		participants: m.Participants, data: m.Ops, reason: m.Reason, millis: uint64(m.KnownFor / time.Millisecond),
+		replicas: m.Replicas}
 	return appendFrame(make([]byte, 0, frameSize(&f)), &f), nil
 }
 
@@ -152,7 +161,8 @@ func UnmarshalMessage(b []byte) (Message, error) {
 		return Message{}, fmt.Errorf("%w: duration of %d ms", ErrMalformed, f.millis)
 	}
 	return Message{Type: MsgType(f.kind), Txn: f.txn, Outcome: f.outcome, Coordinator: f.coordinator,
-		Participants: f.participants, Ops: f.data, Reason: f.reason, KnownFor: time.Duration(f.millis) * time.Millisecond}, nil
+		Participants: f.participants, Ops: f.data, Reason: f.reason, KnownFor: time.Duration(f.millis) * time.Millisecond,
+		Replicas: f.replicas}, nil
 }
 
 func checkFields(o Outcome, coord transport.NodeID, parts []transport.NodeID, reason string) error {
@@ -169,6 +179,18 @@ func checkFields(o Outcome, coord transport.NodeID, parts []transport.NodeID, re
 	for _, p := range parts {
 		if p == "" || len(p) > maxNodeID {
 			return fmt.Errorf("%w: participant ID %q", ErrInvalid, p)
+		}
+	}
+	return nil
+}
+
+func checkReplicas(rs []transport.NodeID) error {
+	if len(rs) > MaxReplicas {
+		return fmt.Errorf("%w: %d coordinator replicas; at most %d", ErrInvalid, len(rs), MaxReplicas)
+	}
+	for _, p := range rs {
+		if p == "" || len(p) > maxNodeID {
+			return fmt.Errorf("%w: replica ID %q", ErrInvalid, p)
 		}
 	}
 	return nil
@@ -214,7 +236,13 @@ const (
 	// RecBegin: if a crash loses it, recovery re-sends the decision once
 	// more, which the participants acknowledge again (idempotent).
 	RecEnd
-	maxRecordType = RecEnd
+	// RecAbort (replicated coordinator only): Txn is aborted, and a COMMIT
+	// that reaches the replicated log after this record is refused. A
+	// leader logs it before it answers a question about a transaction it
+	// has no record of (presumed abort), so that a leader that was deposed
+	// without knowing it can never contradict the current one.
+	RecAbort
+	maxRecordType = RecAbort
 )
 
 // Record is one entry of a coordinator's or participant's durable log.
@@ -224,6 +252,7 @@ type Record struct {
 	Outcome      Outcome            // RecDone
 	Coordinator  transport.NodeID   // RecPrepared
 	Participants []transport.NodeID // RecBegin, RecCommit: all; RecPrepared: all (for cooperative termination)
+	Replicas     []transport.NodeID // RecPrepared: the coordinator's replicas, if replicated
 	Data         []byte             // RecPrepared: intent; RecSnapshot: state
 }
 
@@ -235,8 +264,11 @@ func (r Record) MarshalBinary() ([]byte, error) {
 	if err := checkFields(r.Outcome, r.Coordinator, r.Participants, ""); err != nil {
 		return nil, err
 	}
+	if err := checkReplicas(r.Replicas); err != nil {
+		return nil, err
+	}
 	f := frame{kind: uint8(r.Type), txn: r.Txn, outcome: r.Outcome, coordinator: r.Coordinator,
-		participants: r.Participants, data: r.Data}
+		participants: r.Participants, data: r.Data, replicas: r.Replicas}
 	return appendFrame(make([]byte, 0, frameSize(&f)), &f), nil
 }
 
@@ -251,7 +283,7 @@ func UnmarshalRecord(b []byte) (Record, error) {
 		return Record{}, fmt.Errorf("%w: record with a reason or duration", ErrMalformed)
 	}
 	return Record{Type: RecordType(f.kind), Txn: f.txn, Outcome: f.outcome, Coordinator: f.coordinator,
-		Participants: f.participants, Data: f.data}, nil
+		Participants: f.participants, Data: f.data, Replicas: f.replicas}, nil
 }
 
 // String is a one-line rendering of the record.
@@ -270,6 +302,8 @@ func (r Record) String() string {
 		return fmt.Sprintf("BEGIN %s %v", id, r.Participants)
 	case RecEnd:
 		return fmt.Sprintf("END %s", id)
+	case RecAbort:
+		return fmt.Sprintf("ABORT %s", id)
 	}
 	return fmt.Sprintf("record(%d) %s", r.Type, id)
 }

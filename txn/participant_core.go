@@ -25,8 +25,12 @@ type partTxn struct {
 	phase        partPhase
 	coordinator  transport.NodeID
 	participants []transport.NodeID
-	intent       []byte
-	outcome      Outcome // partFinished
+	// replicas (replicated coordinator) are the coordinator's replicas:
+	// coordinator is then the one believed to lead, and an in-doubt
+	// query that goes unanswered moves on to the next replica.
+	replicas []transport.NodeID
+	intent   []byte
+	outcome  Outcome // partFinished
 	// promised (partFinished, Aborted): we told a peer that we abort, and
 	// logged it, so we must never vote YES: kept across checkpoints.
 	promised   bool
@@ -43,6 +47,7 @@ type partTxn struct {
 	abortAsked bool      // partPreparing: abort as soon as the preparation ends
 	queryAt    time.Time // partPrepared: when to ask again
 	heardAt    time.Time // partPrepared: when the coordinator last showed it is alive
+	queriedAt  time.Time // partPrepared: when the coordinator was last asked
 	expires    time.Time // partFinished: when to forget it
 }
 
@@ -129,7 +134,7 @@ func (p *RawParticipant) Recover(now time.Time, log []Record) (Recovery, error) 
 		case RecPrepared:
 			if t == nil {
 				p.add(&partTxn{id: r.Txn, phase: partPrepared, coordinator: r.Coordinator,
-					participants: r.Participants, intent: r.Data})
+					participants: r.Participants, replicas: r.Replicas, intent: r.Data})
 			}
 		case RecDone:
 			if r.Outcome != Committed && r.Outcome != Aborted {
@@ -187,9 +192,15 @@ func (p *RawParticipant) Step(now time.Time, from transport.NodeID, m Message) {
 		p.onPrepare(t, m)
 	case MsgDecision:
 		if m.Outcome == Unknown {
-			// The coordinator is alive and still collecting votes (or a
-			// peer is in doubt too, which says nothing).
-			if t != nil && from == t.coordinator {
+			switch {
+			case t == nil:
+			case m.Coordinator != "" && m.Coordinator != from && slices.Contains(t.replicas, from) && slices.Contains(t.replicas, m.Coordinator):
+				// A coordinator replica that does not lead names the
+				// one that does: ask it at the next tick.
+				t.coordinator, t.queryAt, t.queriedAt = m.Coordinator, p.now, time.Time{}
+			case from == t.coordinator:
+				// The coordinator is alive and still collecting votes (a
+				// peer in doubt too says nothing).
 				t.heardAt = p.now
 			}
 			return
@@ -197,7 +208,7 @@ func (p *RawParticipant) Step(now time.Time, from transport.NodeID, m Message) {
 		if m.KnownFor > 0 && (t == nil || !t.acceptable(p.now, m.KnownFor)) {
 			return // an abort from a peer whose memory may not reach back far enough
 		}
-		if t != nil && t.phase == partPrepared && from != t.coordinator && !slices.Contains(t.participants, from) {
+		if t != nil && t.phase == partPrepared && !t.fromCoordinator(from) && !slices.Contains(t.participants, from) {
 			return // only the coordinator and the peers can know the outcome
 		}
 		p.onDecision(t, from, m.Txn, m.Outcome)
@@ -211,7 +222,7 @@ func (p *RawParticipant) onPrepare(t *partTxn, m Message) {
 		if m.Coordinator == "" || !slices.Contains(m.Participants, p.id) {
 			return // malformed: we could never resolve it
 		}
-		t = &partTxn{id: m.Txn, phase: partPreparing, coordinator: m.Coordinator, participants: m.Participants}
+		t = &partTxn{id: m.Txn, phase: partPreparing, coordinator: m.Coordinator, participants: m.Participants, replicas: m.Replicas}
 		p.add(t)
 		p.rd.Actions = append(p.rd.Actions, Action{Kind: ActPrepare, Txn: m.Txn, Data: m.Ops})
 		return
@@ -259,7 +270,7 @@ func (p *RawParticipant) Prepared(now time.Time, id uuid.UUID, intent []byte, er
 	// YES vote in the same Ready leaves only once it is durable.
 	t.phase, t.intent = partPrepared, intent
 	t.queryAt, t.heardAt, t.preparedAt = p.now.Add(p.cfg.RetryInterval), p.now, p.now
-	p.log(Record{Type: RecPrepared, Txn: id, Coordinator: t.coordinator, Participants: t.participants, Data: intent})
+	p.log(Record{Type: RecPrepared, Txn: id, Coordinator: t.coordinator, Participants: t.participants, Replicas: t.replicas, Data: intent})
 	p.vote(t, Committed, "")
 }
 
@@ -311,11 +322,20 @@ func (p *RawParticipant) onDecision(t *partTxn, from transport.NodeID, id uuid.U
 		}
 		p.rd.Actions = append(p.rd.Actions, Action{Kind: kind, Txn: id, Data: t.intent})
 		coord := t.coordinator
+		if slices.Contains(t.replicas, from) {
+			coord = from // the replica that leads now waits for the ACK
+		}
 		p.finish(t, o)
 		p.send(coord, ServiceCoordinator, ack)
-	case from == t.coordinator || t.coordinator == "":
+	case t.fromCoordinator(from) || t.coordinator == "":
 		p.send(from, ServiceCoordinator, ack) // our ACK was lost
 	}
+}
+
+// fromCoordinator reports whether from is the transaction's coordinator
+// or one of its replicas.
+func (t *partTxn) fromCoordinator(from transport.NodeID) bool {
+	return from == t.coordinator || slices.Contains(t.replicas, from)
 }
 
 // onQuery answers a peer that is in doubt (cooperative termination).
@@ -386,6 +406,14 @@ func (p *RawParticipant) Tick(now time.Time) {
 			continue
 		}
 		t.queryAt = p.now.Add(p.cfg.RetryInterval)
+		if len(t.replicas) > 0 && !t.queriedAt.IsZero() && t.heardAt.Before(t.queriedAt) {
+			// The replica asked last did not answer within a round: it
+			// may be down. Ask the next one (a replica that is up but
+			// does not lead names the leader: see Step).
+			i := slices.Index(t.replicas, t.coordinator)
+			t.coordinator = t.replicas[(i+1)%len(t.replicas)]
+		}
+		t.queriedAt = p.now
 		q := Message{Type: MsgQuery, Txn: id}
 		p.send(t.coordinator, ServiceCoordinator, q)
 		// Cooperative termination, only once the coordinator has been
@@ -426,7 +454,7 @@ func (p *RawParticipant) Ready() Ready {
 		ck := []Record{}
 		for _, id := range p.order {
 			if t, ok := p.txns[id]; ok && t.phase == partPrepared {
-				ck = append(ck, Record{Type: RecPrepared, Txn: id, Coordinator: t.coordinator, Participants: t.participants, Data: t.intent})
+				ck = append(ck, Record{Type: RecPrepared, Txn: id, Coordinator: t.coordinator, Participants: t.participants, Replicas: t.replicas, Data: t.intent})
 			}
 		}
 		for _, id := range p.expiry {

@@ -15,7 +15,11 @@ import (
 //	version (1 byte, = 1) | kind (1 byte) | txn (16 bytes) | outcome (1 byte)
 //	| coordinator (len, bytes) | count, then each participant (len, bytes)
 //	| data (len, bytes) | reason (len, bytes) | duration (milliseconds)
+//	[ | count, then each coordinator replica (len, bytes) ]
 //
+// The replica list is present only when not empty (a replicated
+// coordinator's PREPARE, and the PREPARED record it leads to), so frames
+// of the single-node protocol are byte for byte what they always were.
 // One layout for every kind keeps the decoder small enough to reason about
 // and to fuzz; the empty fields of a kind cost one byte each.
 const wireVersion = 1
@@ -25,8 +29,10 @@ const wireVersion = 1
 const (
 	// MaxParticipants is the largest number of participants in one transaction.
 	MaxParticipants = 1024
-	maxNodeID       = 255
-	maxReason       = 4096
+	// MaxReplicas is the largest coordinator replica group.
+	MaxReplicas = 15
+	maxNodeID   = 255
+	maxReason   = 4096
 )
 
 // frame is the decoded form of a message or a log record.
@@ -39,6 +45,7 @@ type frame struct {
 	data         []byte
 	reason       string
 	millis       uint64
+	replicas     []transport.NodeID
 }
 
 func appendBytes(dst, b []byte) []byte {
@@ -58,12 +65,21 @@ func appendFrame(dst []byte, f *frame) []byte {
 	dst = appendBytes(dst, f.data)
 	dst = appendBytes(dst, []byte(f.reason))
 	dst = binary.AppendUvarint(dst, f.millis)
+	if len(f.replicas) > 0 {
+		dst = binary.AppendUvarint(dst, uint64(len(f.replicas)))
+		for _, p := range f.replicas {
+			dst = appendBytes(dst, []byte(p))
+		}
+	}
 	return dst
 }
 
 func frameSize(f *frame) int {
 	n := 2 + 16 + 1 + binary.MaxVarintLen64*5 + len(f.coordinator) + len(f.data) + len(f.reason)
 	for _, p := range f.participants {
+		n += binary.MaxVarintLen64 + len(p)
+	}
+	for _, p := range f.replicas {
 		n += binary.MaxVarintLen64 + len(p)
 	}
 	return n
@@ -162,6 +178,19 @@ func decodeFrame(b []byte, maxKind uint8) (frame, error) {
 	f.data = r.bytes("data", len(b))
 	f.reason = string(r.bytes("reason", maxReason))
 	f.millis = r.uvarint()
+	if r.err == nil && len(r.b) != 0 {
+		n := r.uvarint()
+		if r.err == nil && (n == 0 || n > MaxReplicas) {
+			r.fail("%d coordinator replicas; want 1 to %d", n, MaxReplicas)
+		}
+		for i := uint64(0); i < n && r.err == nil; i++ {
+			p := r.bytes("replica", maxNodeID)
+			if r.err == nil && len(p) == 0 {
+				r.fail("empty replica ID")
+			}
+			f.replicas = append(f.replicas, transport.NodeID(p))
+		}
+	}
 	if r.err == nil && len(r.b) != 0 {
 		r.fail("%d trailing bytes", len(r.b))
 	}

@@ -25,6 +25,8 @@ func TestMessageRoundTrip(t *testing.T) {
 		{"decision", txn.Message{Type: txn.MsgDecision, Txn: someID, Outcome: txn.Aborted}},
 		{"ack", txn.Message{Type: txn.MsgAck, Txn: someID}},
 		{"query", txn.Message{Type: txn.MsgQuery, Txn: someID}},
+		{"replicated prepare", txn.Message{Type: txn.MsgPrepare, Txn: someID, Coordinator: "r1", Participants: []transport.NodeID{"p1"}, Replicas: []transport.NodeID{"r1", "r2", "r3"}}},
+		{"leader hint", txn.Message{Type: txn.MsgDecision, Txn: someID, Outcome: txn.Unknown, Coordinator: "r2"}},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -53,6 +55,8 @@ func TestMessageMarshalRejects(t *testing.T) {
 		{"bad outcome", txn.Message{Type: txn.MsgVote, Outcome: 7}},
 		{"empty participant", txn.Message{Type: txn.MsgPrepare, Participants: []transport.NodeID{""}}},
 		{"long coordinator", txn.Message{Type: txn.MsgPrepare, Coordinator: transport.NodeID(bytes.Repeat([]byte("c"), 300))}},
+		{"empty replica", txn.Message{Type: txn.MsgPrepare, Replicas: []transport.NodeID{"r1", ""}}},
+		{"too many replicas", txn.Message{Type: txn.MsgPrepare, Replicas: make([]transport.NodeID, txn.MaxReplicas+1)}},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -118,6 +122,7 @@ func FuzzUnmarshalMessage(f *testing.F) {
 	for _, m := range []txn.Message{
 		{Type: txn.MsgPrepare, Txn: someID, Coordinator: "c", Participants: []transport.NodeID{"p1", "p2"}, Ops: []byte{1}},
 		{Type: txn.MsgVote, Txn: someID, Outcome: txn.Aborted, Reason: "no"},
+		{Type: txn.MsgPrepare, Txn: someID, Coordinator: "r1", Participants: []transport.NodeID{"p1"}, Replicas: []transport.NodeID{"r1", "r2"}},
 	} {
 		b, _ := m.MarshalBinary()
 		f.Add(b)
@@ -182,4 +187,20 @@ func FuzzDecodeOps(f *testing.F) {
 			t.Fatalf("re-decode = %v", err)
 		}
 	})
+}
+
+func TestRecordRoundTripReplicated(t *testing.T) {
+	for _, r := range []txn.Record{
+		{Type: txn.RecPrepared, Txn: someID, Coordinator: "r1", Participants: []transport.NodeID{"p1", "p2"}, Replicas: []transport.NodeID{"r1", "r2", "r3"}, Data: []byte("intent")},
+		{Type: txn.RecAbort, Txn: someID},
+	} {
+		b, err := r.MarshalBinary()
+		if err != nil {
+			t.Fatalf("MarshalBinary(%v) = %v", r, err)
+		}
+		got, err := txn.UnmarshalRecord(b)
+		if err != nil || !reflect.DeepEqual(got, r) {
+			t.Fatalf("round trip = %+v, %v; want %+v", got, err, r)
+		}
+	}
 }

@@ -1,43 +1,78 @@
-// Command bank replays the classic two-phase-commit story: move 100 from
-// account A at bank1 to account B at bank2, atomically.
+// Command bank replays the classic two-phase-commit story, move money
+// between accounts at different banks atomically, and its failures, then
+// the two remedies the txn package offers: a replicated coordinator and
+// sagas.
 //
-//	go run ./examples/bank
+//	go run ./examples/bank [-seed n]
 //
-// Three scenes, on an in-memory network, printing every message and every
-// state change (log writes, votes, decisions, applied commits):
+// Scenes 0 to 4 run the txn package's deterministic cores on the
+// simulator (package sim: virtual time, a seeded network, disks that keep
+// only what was synced), so one seed prints one story, line for line.
+// Every line names its transaction.
 //
+//  0. Opening balances, themselves a transaction.
 //  1. Success: both banks vote YES, the coordinator logs COMMIT, both apply.
 //  2. Insufficient funds: bank1 votes NO, the transfer aborts, nothing moves.
 //  3. The coordinator crashes right after logging its decision, before any
 //     COMMIT leaves. Both banks are in doubt, holding their locks, asking
-//     for the outcome; a new coordinator recovers the decision from the log
-//     and completes the commit.
+//     for the outcome; only the coordinator's restart ends it (2PC's
+//     blocking problem).
+//  4. The textbook's partition case (§4.3.1.5): one bank receives COMMIT,
+//     the other does not; that one stays in doubt until the partition heals.
+//  5. Scene 3's crash with a replicated coordinator (three replicas, Raft):
+//     the next leader finishes the commit and nobody waits for the dead
+//     one. This scene runs on real goroutines over an in-memory network;
+//     its lines are printed at fixed points, so they too repeat.
+//  6. A saga: book a flight, a hotel and a car; the car fails; the hotel
+//     and the flight are cancelled (package txn/saga, with its barrier).
 package main
 
 import (
-	"context"
 	"errors"
+	"flag"
 	"fmt"
 	"io"
-	"log/slog"
 	"os"
-	"strings"
 	"sync"
 	"time"
 
-	"github.com/distkit/distkit/transport"
-	"github.com/distkit/distkit/transport/memnet"
+	"github.com/distkit/distkit/sim"
 	"github.com/distkit/distkit/txn"
 )
 
 func main() {
-	if err := run(os.Stdout); err != nil {
-		fmt.Fprintln(os.Stderr, "bank:", err)
-		os.Exit(1)
-	}
+	os.Exit(cli(os.Args[1:], os.Stdout, os.Stderr))
 }
 
-// printer serializes the output of the nodes' goroutines.
+// cli parses the flags and runs the story: exit status 0, 1 on failure, 2
+// on bad usage (-h prints the usage and exits 0).
+func cli(args []string, stdout, stderr io.Writer) int {
+	fs := flag.NewFlagSet("bank", flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	seed := fs.Int64("seed", 1, "simulation seed: the same seed prints the same story")
+	fs.Usage = func() {
+		fmt.Fprintf(fs.Output(), "usage: bank [-seed n]\n\nReplays two-phase commit between banks (success, a NO vote, a coordinator\ncrash, a partition), the same crash with a replicated coordinator, and a saga.\n\n")
+		fs.PrintDefaults()
+	}
+	if err := fs.Parse(args); err != nil {
+		if errors.Is(err, flag.ErrHelp) {
+			return 0
+		}
+		return 2
+	}
+	if fs.NArg() > 0 {
+		fmt.Fprintf(stderr, "bank: unexpected argument %q\n", fs.Arg(0))
+		fs.Usage()
+		return 2
+	}
+	if err := run(stdout, *seed); err != nil {
+		fmt.Fprintln(stderr, "bank:", err)
+		return 1
+	}
+	return 0
+}
+
+// printer serializes output.
 type printer struct {
 	mu sync.Mutex // guards w
 	w  io.Writer
@@ -49,227 +84,88 @@ func (p *printer) printf(format string, args ...any) {
 	fmt.Fprintf(p.w, format, args...)
 }
 
-// tracer is a transport.Transport that prints every message sent through
-// it, and marks those lost because the sender or the receiver is down.
-type tracer struct {
-	transport.Transport
-	net *memnet.Network
-	out *printer
-}
-
-func (t *tracer) Send(ctx context.Context, to transport.NodeID, service string, payload []byte) error {
-	line := fmt.Sprintf("    %-11s → %-11s %s", t.ID(), to, describe(payload))
-	if t.net.Crashed(t.ID()) || t.net.Crashed(to) {
-		line += "   ✗ lost (node down)"
-	}
-	t.out.printf("%s\n", line)
-	return t.Transport.Send(ctx, to, service, payload)
-}
-
-func describe(payload []byte) string {
-	m, err := txn.UnmarshalMessage(payload)
-	if err != nil {
-		return "(malformed)"
-	}
-	if m.Type == txn.MsgDecision && m.Outcome == txn.Unknown {
-		return "STILL VOTING"
-	}
-	return strings.Replace(m.String(), " "+m.Txn.String()[:8], "", 1)
-}
-
-// stateLog is a slog.Handler that prints the drivers' state changes.
-type stateLog struct {
-	out   *printer
-	attrs []slog.Attr
-}
-
-func (h *stateLog) Enabled(context.Context, slog.Level) bool { return true }
-
-func (h *stateLog) Handle(_ context.Context, r slog.Record) error {
-	var node, detail string
-	attrs := append([]slog.Attr(nil), h.attrs...)
-	r.Attrs(func(a slog.Attr) bool { attrs = append(attrs, a); return true })
-	for _, a := range attrs {
-		switch a.Key {
-		case "coordinator", "participant":
-			node = a.Value.String()
-		case "record":
-			detail = a.Value.String()
-		case "yes":
-			if a.Value.Bool() {
-				detail = "prepares: its locks are taken, it can vote YES"
-			}
-		case "err":
-			if a.Value.Any() != nil {
-				detail = fmt.Sprintf("cannot prepare (%v): it votes NO", a.Value)
-			}
-		case "outcome":
-			detail = "decided: " + a.Value.String()
-		}
-	}
-	switch r.Message {
-	case "txn: log":
-		switch kind := strings.SplitN(detail, " ", 2)[0]; kind {
-		case "BEGIN", "END":
-			// Lazy records: written with the next batch, nothing waits.
-			h.out.printf("  %-11s writes %s to its log (lazily: nothing waited for it)\n", node, kind)
-		default:
-			h.out.printf("  %-11s writes %s to its log\n", node, kind)
-		}
-	case "txn: prepared":
-		h.out.printf("  %-11s %s\n", node, detail)
-	case "txn: commit applied":
-		h.out.printf("  %-11s applies the commit, releases its locks\n", node)
-	case "txn: abort applied":
-		h.out.printf("  %-11s releases its locks\n", node)
-	case "txn: decided":
-		h.out.printf("  %-11s %s\n", node, detail)
-	case "txn: recovered":
-		h.out.printf("  %-11s recovers: a COMMIT in its log awaits acknowledgements\n", node)
-	}
-	return nil
-}
-
-func (h *stateLog) WithAttrs(as []slog.Attr) slog.Handler {
-	return &stateLog{out: h.out, attrs: append(append([]slog.Attr(nil), h.attrs...), as...)}
-}
-
-func (h *stateLog) WithGroup(string) slog.Handler { return h }
-
-// crashAfterCommit is a txn.Log that takes the coordinator off the network
-// right after its COMMIT record is durable: the process dies between its
-// decision and its first COMMIT message.
-type crashAfterCommit struct {
-	txn.Log
-	mu      sync.Mutex // guards armed
-	armed   bool
-	crash   func()
-	crashed chan struct{}
-}
-
-func (l *crashAfterCommit) Append(recs []txn.Record) error {
-	if err := l.Log.Append(recs); err != nil {
-		return err
-	}
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	for _, r := range recs {
-		if r.Type == txn.RecCommit && l.armed {
-			l.armed = false
-			l.crash()
-			close(l.crashed)
-		}
-	}
-	return nil
-}
-
-func run(w io.Writer) error {
+func run(w io.Writer, seed int64) error {
 	out := &printer{w: w}
-	net, err := memnet.New(memnet.DefaultConfig())
+	out.printf("(seed %d)\n\n", seed)
+	b, err := newSimBank(out, seed)
 	if err != nil {
 		return err
 	}
-	defer net.Close()
-	cfg := txn.DefaultConfig()
-	cfg.RetryInterval = 60 * time.Millisecond
-	cfg.TickInterval = 10 * time.Millisecond
-	cfg.Logger = slog.New(&stateLog{out: out})
 
-	join := func(id transport.NodeID) (transport.Transport, error) {
-		tr, err := net.Join(id)
-		if err != nil {
-			return nil, err
-		}
-		return &tracer{Transport: tr, net: net, out: out}, nil
+	out.printf("Scene 0: the banks open their accounts, in one transaction\n")
+	if _, r := b.transact([]txn.Work{add("bank1", "A", 100), add("bank2", "B", 0), add("bank3", "C", 0)}, time.Second); r.Outcome != txn.Committed {
+		return fmt.Errorf("scene 0: %v", r.Outcome)
 	}
-	stores := map[transport.NodeID]*txn.Store{}
-	for _, bank := range []transport.NodeID{"bank1", "bank2"} {
-		tr, err := join(bank)
-		if err != nil {
-			return err
-		}
-		stores[bank] = txn.NewStore()
-		p, err := txn.NewParticipant(tr, txn.NewMemoryLog(), stores[bank], cfg)
-		if err != nil {
-			return err
-		}
-		defer p.Close()
-	}
-	stores["bank1"].Set("A", 100)
-	stores["bank2"].Set("B", 0)
-	ctr, err := join("coordinator")
-	if err != nil {
-		return err
-	}
-	clog := &crashAfterCommit{Log: txn.NewMemoryLog(), crash: func() { net.Crash("coordinator") }, crashed: make(chan struct{})}
-	coord, err := txn.NewCoordinator(ctr, clog, cfg)
-	if err != nil {
-		return err
-	}
-	defer func() { coord.Close() }()
+	b.balances()
 
-	balances := func() {
-		a, _ := stores["bank1"].Get("A")
-		b, _ := stores["bank2"].Get("B")
-		out.printf("  balances: A@bank1 = %d, B@bank2 = %d\n\n", a, b)
-	}
-	debit, _ := txn.EncodeOps(txn.Op{Kind: txn.OpAdd, Key: "A", Amount: -100})
-	credit, _ := txn.EncodeOps(txn.Op{Kind: txn.OpAdd, Key: "B", Amount: 100})
-	work := []txn.Work{{Participant: "bank1", Ops: debit}, {Participant: "bank2", Ops: credit}}
-	ctx := context.Background()
-
+	transfer := []txn.Work{add("bank1", "A", -100), add("bank2", "B", 100)}
 	out.printf("Scene 1: transfer 100 from A@bank1 to B@bank2\n")
-	balances()
-	if _, err := coord.Run(ctx, work...); err != nil {
-		return fmt.Errorf("scene 1: %w", err)
+	if _, r := b.transact(transfer, time.Second); r.Outcome != txn.Committed {
+		return fmt.Errorf("scene 1: %v", r.Outcome)
 	}
-	if err := coord.Quiesce(ctx); err != nil {
-		return err
-	}
-	out.printf("  outcome: committed\n")
-	balances()
+	b.balances()
 
 	out.printf("Scene 2: transfer 100 again; A holds 0\n")
-	_, err = coord.Run(ctx, work...)
-	var abort *txn.AbortError
-	if !errors.As(err, &abort) {
-		return fmt.Errorf("scene 2: %v; want an abort", err)
+	id, r := b.transact(transfer, time.Second)
+	if r.Outcome != txn.Aborted || r.Err == nil {
+		return fmt.Errorf("scene 2: %v; want an abort", r.Outcome)
 	}
-	if err := coord.Quiesce(ctx); err != nil {
-		return err
-	}
-	out.printf("  outcome: aborted, %v voted NO: %s\n", abort.Participants, abort.Reason)
-	balances()
+	b.st.say(id, "outcome: aborted, %v voted NO: %s", r.Err.Participants, r.Err.Reason)
+	b.balances()
 
-	out.printf("Scene 3: A receives 100; transfer it; the coordinator crashes right after logging COMMIT\n")
-	stores["bank1"].Set("A", 100)
-	clog.mu.Lock()
-	clog.armed = true
-	clog.mu.Unlock()
-	done := make(chan struct{})
-	go func() {
-		defer close(done)
-		_, _ = coord.Run(ctx, work...) // its answer dies with the process
-	}()
-	<-clog.crashed
-	coord.Close() // the process is gone
-	<-done
-	out.printf("  -- coordinator crashed; both banks voted YES and are in doubt, holding %d locks --\n",
-		stores["bank1"].Locked()+stores["bank2"].Locked())
-	time.Sleep(5 * cfg.RetryInterval) // let the banks ask around, in vain
-	out.printf("  -- the banks also ask each other, but both are in doubt: this is 2PC's blocking case --\n")
-	out.printf("  -- coordinator restarts and reads its log --\n")
-	if err := net.Restart("coordinator"); err != nil {
-		return err
+	out.printf("Scene 3: A receives 100 (a transaction); transfer it; the coordinator crashes right after logging COMMIT\n")
+	if _, r := b.transact([]txn.Work{add("bank1", "A", 100)}, time.Second); r.Outcome != txn.Committed {
+		return fmt.Errorf("scene 3 deposit: %v", r.Outcome)
 	}
-	if coord, err = txn.NewCoordinator(ctr, clog.Log, cfg); err != nil {
-		return err
+	b.coord.crashOnCommit = true
+	id = b.newID()
+	b.s.Inject(coordinator, func(env sim.Env) { b.coord.begin(env, id, transfer) })
+	b.s.Run(time.Second)
+	b.st.say(id, "one second later: %d banks in doubt, holding %d locks; they asked the coordinator and each other, in vain",
+		b.inDoubt(), b.parts["bank1"].store.Locked()+b.parts["bank2"].store.Locked())
+	b.st.say(id, "this is 2PC's blocking problem: only the coordinator knows, and it is down")
+	b.s.Restart(coordinator)
+	b.settle(id, time.Second)
+	b.st.say(id, "outcome: committed by the restarted coordinator; %d banks in doubt", b.inDoubt())
+	b.balances()
+
+	out.printf("Scene 4: the partition case (§4.3.1.5): transfer 30 from B@bank2 to C@bank3; bank2 receives COMMIT, bank3 does not\n")
+	id = b.newID()
+	var cutAt time.Duration
+	b.coord.partition = func(e txn.Envelope) bool {
+		if e.To == "bank3" && e.Msg.Type == txn.MsgDecision && e.Msg.Outcome == txn.Committed && cutAt == 0 {
+			cutAt = b.s.Elapsed()
+			b.s.Isolate("bank3")
+			b.st.cut["bank3"] = true
+			b.s.At(500*time.Millisecond, func() {
+				b.st.say(id, "the partition heals after 500ms")
+				b.s.Heal()
+				delete(b.st.cut, "bank3")
+			})
+			b.st.say(id, "a partition cuts bank3 off")
+			return true
+		}
+		return false
 	}
-	if err := coord.Quiesce(ctx); err != nil {
-		return err
+	b.s.Inject(coordinator, func(env sim.Env) { b.coord.begin(env, id, []txn.Work{add("bank2", "B", -30), add("bank3", "C", 30)}) })
+	if !b.s.RunUntil(func() bool { return cutAt != 0 && b.parts["bank2"].core.Outcome(id) == txn.Committed }, time.Second) {
+		return errors.New("scene 4: bank2 did not commit")
 	}
-	out.printf("  outcome: committed by the recovered coordinator; %d locks held\n",
-		stores["bank1"].Locked()+stores["bank2"].Locked())
-	balances()
+	b.st.say(id, "bank2 has committed (B = %d); bank3 is in doubt (%d in doubt), its lock on C held: it cannot commit or abort on its own",
+		b.balance("bank2", "B"), b.parts["bank3"].core.Status().InDoubt)
+	b.settle(id, 2*time.Second)
+	b.coord.partition = nil
+	if b.inDoubt() != 0 || b.coord.results[id].Outcome != txn.Committed {
+		return errors.New("scene 4: not committed everywhere")
+	}
+	b.st.say(id, "outcome: committed everywhere; bank3 was in doubt until the partition healed")
+	b.balances()
+
+	if err := replicatedScene(out, seed); err != nil {
+		return fmt.Errorf("scene 5: %w", err)
+	}
+	if err := sagaScene(out); err != nil {
+		return fmt.Errorf("scene 6: %w", err)
+	}
 	return nil
 }

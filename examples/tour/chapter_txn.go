@@ -11,6 +11,9 @@ import (
 	"sync"
 	"time"
 
+	"github.com/google/uuid"
+
+	"github.com/distkit/distkit/consensus"
 	"github.com/distkit/distkit/transport"
 	"github.com/distkit/distkit/transport/memnet"
 	"github.com/distkit/distkit/txn"
@@ -206,5 +209,115 @@ func runTxn(ctx context.Context, t *tour) error {
 	after2, _ := stores["bank2"].Get("bob")
 	t.Say("a new coordinator read the COMMIT from its log and finished it: bob@bank2 %d → %d, %d locks held, total %d",
 		before2, after2, stores["bank1"].Locked()+stores["bank2"].Locked(), total())
+	coord.Close()
+	return replicatedTxn(ctx, t, net, cfg, stores, transfer, total)
+}
+
+// commitKiller wraps a coordinator replica's transport: the first COMMIT
+// message for the armed transaction takes its sender off the network
+// instead of leaving (the decision is in the replicated log by then).
+type commitKiller struct {
+	transport.Transport
+	net   *memnet.Network
+	mu    *sync.Mutex // guards *armed
+	armed *uuid.UUID
+	hit   chan struct{} // size 1
+}
+
+func (k *commitKiller) Send(ctx context.Context, to transport.NodeID, service string, payload []byte) error {
+	if m, err := txn.UnmarshalMessage(payload); err == nil && service == txn.ServiceParticipant && m.Type == txn.MsgDecision && m.Outcome == txn.Committed {
+		k.mu.Lock()
+		fire := *k.armed == m.Txn
+		if fire {
+			*k.armed = uuid.UUID{}
+		}
+		k.mu.Unlock()
+		if fire {
+			_ = k.net.Crash(k.ID())
+			k.hit <- struct{}{}
+			return nil
+		}
+	}
+	return k.Transport.Send(ctx, to, service, payload)
+}
+
+// replicatedTxn repeats the crash with a ReplicatedCoordinator: three
+// replicas in a Raft group; the leader dies after the COMMIT is in the
+// replicated log and before any participant hears of it, and the next
+// leader finishes the transfer without waiting for it.
+func replicatedTxn(ctx context.Context, t *tour, net *memnet.Network, cfg txn.Config, stores map[transport.NodeID]*txn.Store,
+	transfer func(from, to transport.NodeID, fromAcct, toAcct string, amount int64) []txn.Work, total func() int64) error {
+	t.Detail("The same crash with a replicated coordinator: three replicas keep BEGIN, COMMIT and")
+	t.Detail("END in a Raft log; the leader drives the transaction; when it dies, the next")
+	t.Detail("leader finds the COMMIT in the replicated table and sends it again.")
+	replicas := []transport.NodeID{"r1", "r2", "r3"}
+	coords := map[transport.NodeID]*txn.ReplicatedCoordinator{}
+	defer func() {
+		for _, c := range coords {
+			c.Close()
+		}
+	}()
+	var mu sync.Mutex
+	var armed uuid.UUID
+	hit := make(chan struct{}, 1)
+	for i, id := range replicas {
+		tr, err := net.Join(id)
+		if err != nil {
+			return err
+		}
+		rc := consensus.DefaultConfig()
+		rc.ID, rc.Peers, rc.Service, rc.Seed = id, replicas, "txn/raft", uint64(t.seed)*10+uint64(i)+1
+		c, err := txn.NewReplicatedCoordinator(&commitKiller{Transport: tr, net: net, mu: &mu, armed: &armed, hit: hit}, rc, cfg)
+		if err != nil {
+			return err
+		}
+		coords[id] = c
+	}
+	run := func(id uuid.UUID, work []txn.Work) error {
+		for {
+			var leader *txn.ReplicatedCoordinator
+			for leader == nil {
+				for _, rid := range replicas {
+					if !net.Crashed(rid) && coords[rid].Stats().Leading {
+						leader = coords[rid]
+					}
+				}
+				select {
+				case <-ctx.Done():
+					return ctx.Err()
+				case <-time.After(5 * time.Millisecond):
+				}
+			}
+			_, err := leader.RunID(ctx, id, work...)
+			if !errors.Is(err, txn.ErrNotLeader) {
+				return err
+			}
+		}
+	}
+	before, _ := stores["bank2"].Get("bob")
+	id := uuid.New()
+	mu.Lock()
+	armed = id
+	mu.Unlock()
+	if err := run(id, transfer("bank1", "bank2", "carol", "bob", 1)); err != nil {
+		return fmt.Errorf("txn chapter: replicated transfer: %w", err)
+	}
+	<-hit
+	t.Say("replicated coordinator: the leader crashed right after the COMMIT reached the replicated log")
+	for {
+		if stores["bank1"].Locked()+stores["bank2"].Locked() == 0 {
+			if v, _ := stores["bank2"].Get("bob"); v == before+1 {
+				break
+			}
+		}
+		select {
+		case <-ctx.Done():
+			return fmt.Errorf("txn chapter: banks still in doubt: %w", ctx.Err())
+		case <-time.After(5 * time.Millisecond):
+		}
+	}
+	after, _ := stores["bank2"].Get("bob")
+	t.Say("the next leader finished it without the crashed one: bob@bank2 %d → %d, %d locks held, total %d",
+		before, after, stores["bank1"].Locked()+stores["bank2"].Locked(), total())
 	return nil
 }
