@@ -261,12 +261,26 @@
 // # Fault model
 //
 // Tolerated: lost, duplicated, delayed and reordered messages; crashes of
-// any node at any point, with restart from its log; torn log tails (they
-// are checksummed and cut off). A Coordinator being down blocks
-// participants that voted YES until it returns (see above); a
-// ReplicatedCoordinator blocks them only while no majority of its
-// replicas is up and connected. Not
-// tolerated: a lost or corrupted log, and Byzantine nodes.
+// any node at any point, power loss included, with restart from its log; a
+// torn log tail (the last write batch, damaged by a crash with nothing
+// valid written after it), which is cut off and logged at WARN. Refused:
+// damage a crash cannot explain (a bad record followed by a valid record of
+// a later batch, damage in a sealed segment, a damaged checkpoint):
+// OpenFileLog fails with ErrMalformed wrapping wal.ErrCorrupt and naming
+// the file and offset, because cutting it off would lose acknowledged
+// records. A FileLog locks its directory (a LOCK file, flock) until Close:
+// a second opener, in this process or another, gets ErrLogLocked naming
+// the holder's pid. A Coordinator being down blocks participants that
+// voted YES until it returns (see above); a ReplicatedCoordinator blocks
+// them only while no majority of its replicas is up and connected. Not
+// tolerated: a lost log, and Byzantine nodes.
+//
+// TestFileLogPowerLoss runs FileLog on a crash file system (unsynced data
+// lost or torn at 512-byte sectors, directory entries durable only after a
+// directory fsync, fsyncs that fail on demand) and checks that every
+// acknowledged Append and Replace survives a power cut;
+// OpenFileLogWith(dir, FileLogOptions{FS: …}) runs a FileLog on another
+// file system.
 //
 // # Testing
 //
