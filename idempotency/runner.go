@@ -456,6 +456,9 @@ type recovered struct{ value any }
 
 // Stats returns the Runner's counters.
 func (r *Runner[T]) Stats() Stats {
+	if r == nil {
+		return Stats{}
+	}
 	return Stats{
 		Executed:   r.executed.Load(),
 		Replayed:   r.replayed.Load(),
