@@ -323,6 +323,9 @@ func (s *FileStore) usableLocked() error {
 // Begin implements Store. It returns once the new in-progress record is
 // durable.
 func (s *FileStore) Begin(ctx context.Context, proposal Record) (Record, bool, error) {
+	if s == nil {
+		return Record{}, false, errNilFileStore
+	}
 	if err := checkProposal(proposal); err != nil {
 		return Record{}, false, err
 	}
@@ -348,6 +351,9 @@ func (s *FileStore) Begin(ctx context.Context, proposal Record) (Record, bool, e
 
 // Get implements Store.
 func (s *FileStore) Get(ctx context.Context, key string) (Record, bool, error) {
+	if s == nil {
+		return Record{}, false, errNilFileStore
+	}
 	if s.index == nil || s.unusable.Load() {
 		s.mu.Lock()
 		defer s.mu.Unlock()
@@ -375,6 +381,9 @@ func (s *FileStore) deleteLocked(key string) {
 // Complete implements Store. The completed record becomes visible once it is
 // durable.
 func (s *FileStore) Complete(ctx context.Context, rec Record) error {
+	if s == nil {
+		return errNilFileStore
+	}
 	if err := checkCompletion(rec); err != nil {
 		return err
 	}
@@ -401,6 +410,9 @@ func (s *FileStore) Complete(ctx context.Context, rec Record) error {
 
 // Abort implements Store.
 func (s *FileStore) Abort(ctx context.Context, key string, token uint64) error {
+	if s == nil {
+		return errNilFileStore
+	}
 	s.mu.Lock()
 	if err := s.usableLocked(); err != nil {
 		s.mu.Unlock()
@@ -588,6 +600,9 @@ func (s *FileStore) compactLocked() {
 
 // Stats returns the store's counters.
 func (s *FileStore) Stats() FileStats {
+	if s == nil {
+		return FileStats{}
+	}
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	st := s.stats
@@ -599,6 +614,9 @@ func (s *FileStore) Stats() FileStats {
 // Close waits for a running flush, then closes the file. Records already
 // acknowledged are durable; later calls return ErrClosed.
 func (s *FileStore) Close() error {
+	if s == nil {
+		return errNilFileStore
+	}
 	if s == nil {
 		return notConstructed("FileStore")
 	}
@@ -651,3 +669,6 @@ func (s *FileStore) syncDir() error {
 }
 
 var _ Store = (*FileStore)(nil)
+
+// errNilFileStore is what the methods of a nil *FileStore report.
+var errNilFileStore = fmt.Errorf("%w: nil *FileStore, open it with OpenFileStore", ErrInvalidConfig)

@@ -91,12 +91,18 @@ func NewCoordinator(t transport.Transport, log Log, cfg Config) (*Coordinator, e
 // A committed result means the decision is durable: every participant will
 // apply it, even across crashes, though some may not have yet.
 func (c *Coordinator) Run(ctx context.Context, work ...Work) (Result, error) {
+	if c == nil || c.loop == nil {
+		return Result{}, errNotBuilt
+	}
 	return c.RunID(ctx, uuid.New(), work...)
 }
 
 // RunID is Run with a caller-chosen transaction ID, which must be unique
 // (uuid.New is what Run uses).
 func (c *Coordinator) RunID(ctx context.Context, id uuid.UUID, work ...Work) (Result, error) {
+	if c == nil || c.loop == nil {
+		return Result{}, errNotBuilt
+	}
 	var timeout time.Duration
 	if d, ok := ctx.Deadline(); ok {
 		if timeout = time.Until(d); timeout <= 0 {
@@ -242,6 +248,9 @@ func (c *Coordinator) writeLog(recs []Record) error {
 // been decided and its decision acknowledged by every participant (so all
 // of them have applied it). Use it before a planned shutdown, or in tests.
 func (c *Coordinator) Quiesce(ctx context.Context) error {
+	if c == nil || c.loop == nil {
+		return errNotBuilt
+	}
 	ch := make(chan struct{})
 	c.mu.Lock()
 	if err := c.usableLocked(); err != nil {
@@ -314,6 +323,9 @@ type CoordinatorStats struct {
 
 // Stats returns the coordinator's counters.
 func (c *Coordinator) Stats() CoordinatorStats {
+	if c == nil || c.loop == nil {
+		return CoordinatorStats{}
+	}
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	return CoordinatorStats{CoordinatorStatus: c.core.Status(), Committed: c.committed, Aborted: c.aborted, Err: c.err}
@@ -326,6 +338,9 @@ func (c *Coordinator) Stats() CoordinatorStats {
 // still buffered, and reports an error if that fails). Close is
 // idempotent.
 func (c *Coordinator) Close() error {
+	if c == nil || c.loop == nil {
+		return errNotBuilt
+	}
 	c.mu.Lock()
 	if c.closed {
 		c.mu.Unlock()

@@ -96,6 +96,9 @@ func NewRawCoordinator(id transport.NodeID, cfg Config) (*RawCoordinator, error)
 // are aborted by presumption: their participants learn it when they ask.
 // Transactions with a RecEnd were acknowledged by everyone and are skipped.
 func (c *RawCoordinator) Recover(now time.Time, log []Record) error {
+	if c == nil {
+		return errNotBuilt
+	}
 	c.now = now
 	for _, r := range log {
 		switch {
@@ -148,6 +151,9 @@ func (c *RawCoordinator) add(t *coordTxn) {
 // abort lasts FinishedTTL, which must outlive any vote). The result
 // arrives in a later Ready's Results.
 func (c *RawCoordinator) Begin(now time.Time, id uuid.UUID, work []Work, timeout time.Duration) error {
+	if c == nil {
+		return errNotBuilt
+	}
 	c.now = maxTime(c.now, now)
 	switch {
 	case len(work) == 0:
@@ -214,6 +220,9 @@ func (c *RawCoordinator) sendDecision(t *coordTxn) {
 // decided yet (the caller gave up on it). It reports whether the
 // transaction was still undecided; a decided one keeps its outcome.
 func (c *RawCoordinator) Abort(now time.Time, id uuid.UUID) bool {
+	if c == nil {
+		return false
+	}
 	c.now = maxTime(c.now, now)
 	t, ok := c.txns[id]
 	if !ok || t.phase != phaseVoting {
@@ -283,6 +292,9 @@ func (c *RawCoordinator) forgetIfDone(t *coordTxn) {
 
 // Step handles a message addressed to the coordinator service.
 func (c *RawCoordinator) Step(now time.Time, from transport.NodeID, m Message) {
+	if c == nil {
+		return
+	}
 	c.now = maxTime(c.now, now)
 	t, ok := c.txns[m.Txn]
 	if !ok {
@@ -351,6 +363,9 @@ func (c *RawCoordinator) Step(now time.Time, from transport.NodeID, m Message) {
 // Tick advances the clock: votes that are overdue abort their transaction,
 // and unanswered PREPAREs and decisions are sent again every RetryInterval.
 func (c *RawCoordinator) Tick(now time.Time) {
+	if c == nil {
+		return
+	}
 	c.now = maxTime(c.now, now)
 	live := c.order[:0]
 	for _, id := range c.order {
@@ -388,6 +403,9 @@ func (c *RawCoordinator) Tick(now time.Time) {
 // one still tracked, which is all a recovering coordinator needs
 // (presumed abort covers the rest).
 func (c *RawCoordinator) Ready() Ready {
+	if c == nil {
+		return Ready{}
+	}
 	if !c.replicated && c.sinceCheckpoint >= c.cfg.CheckpointEvery {
 		ck := []Record{}
 		for _, id := range c.order {
@@ -411,6 +429,9 @@ func (c *RawCoordinator) Ready() Ready {
 
 // HasReady reports whether Ready would return any work.
 func (c *RawCoordinator) HasReady() bool {
+	if c == nil {
+		return false
+	}
 	return !c.rd.Empty() || !c.replicated && c.sinceCheckpoint >= c.cfg.CheckpointEvery
 }
 
@@ -423,6 +444,9 @@ type CoordinatorStatus struct {
 
 // Status counts the transactions the coordinator still tracks.
 func (c *RawCoordinator) Status() CoordinatorStatus {
+	if c == nil {
+		return CoordinatorStatus{}
+	}
 	var s CoordinatorStatus
 	for _, t := range c.txns {
 		switch t.phase {

@@ -58,3 +58,7 @@ func (e *AbortError) Error() string {
 
 // Unwrap lets errors.Is match ErrAborted and the Cause.
 func (e *AbortError) Unwrap() []error { return []error{ErrAborted, e.Cause} }
+
+// errNotBuilt is what the methods of a nil pointer, or of a Coordinator,
+// Participant or FileLog not made by its constructor, report.
+var errNotBuilt = fmt.Errorf("%w: nil or zero value, not made by its constructor", ErrInvalid)

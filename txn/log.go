@@ -46,6 +46,9 @@ func NewMemoryLog() *MemoryLog { return &MemoryLog{} }
 
 // Load implements Log.
 func (l *MemoryLog) Load() ([]Record, error) {
+	if l == nil {
+		return nil, errNotBuilt
+	}
 	l.mu.Lock()
 	defer l.mu.Unlock()
 	return append([]Record(nil), l.recs...), nil
@@ -53,6 +56,9 @@ func (l *MemoryLog) Load() ([]Record, error) {
 
 // Append implements Log.
 func (l *MemoryLog) Append(recs []Record) error {
+	if l == nil {
+		return errNotBuilt
+	}
 	l.mu.Lock()
 	defer l.mu.Unlock()
 	l.recs = append(l.recs, recs...)
@@ -61,6 +67,9 @@ func (l *MemoryLog) Append(recs []Record) error {
 
 // Replace implements Log.
 func (l *MemoryLog) Replace(recs []Record) error {
+	if l == nil {
+		return errNotBuilt
+	}
 	l.mu.Lock()
 	defer l.mu.Unlock()
 	l.recs = append([]Record(nil), recs...)
@@ -68,10 +77,18 @@ func (l *MemoryLog) Replace(recs []Record) error {
 }
 
 // Close implements Log.
-func (l *MemoryLog) Close() error { return nil }
+func (l *MemoryLog) Close() error {
+	if l == nil {
+		return errNotBuilt
+	}
+	return nil
+}
 
 // Len returns the number of records held.
 func (l *MemoryLog) Len() int {
+	if l == nil {
+		return 0
+	}
 	l.mu.Lock()
 	defer l.mu.Unlock()
 	return len(l.recs)
@@ -195,6 +212,9 @@ func (l *FileLog) readCheckpoint() ([]Record, uint64, error) {
 
 // Load implements Log.
 func (l *FileLog) Load() ([]Record, error) {
+	if l == nil || l.w == nil {
+		return nil, errNotBuilt
+	}
 	l.mu.Lock()
 	defer l.mu.Unlock()
 	recs, base, err := l.readCheckpoint()
@@ -219,6 +239,9 @@ func (l *FileLog) Load() ([]Record, error) {
 
 // Append implements Log.
 func (l *FileLog) Append(recs []Record) error {
+	if l == nil || l.w == nil {
+		return errNotBuilt
+	}
 	if len(recs) == 0 {
 		return nil
 	}
@@ -239,6 +262,9 @@ func (l *FileLog) Append(recs []Record) error {
 // Replace implements Log: it writes the checkpoint file atomically, then
 // deletes the log segments the checkpoint covers.
 func (l *FileLog) Replace(recs []Record) error {
+	if l == nil || l.w == nil {
+		return errNotBuilt
+	}
 	l.mu.Lock()
 	defer l.mu.Unlock()
 	last := l.w.LastIndex()
@@ -264,6 +290,9 @@ func (l *FileLog) Replace(recs []Record) error {
 // Close implements Log. It closes the log and releases the directory's
 // lock.
 func (l *FileLog) Close() error {
+	if l == nil || l.w == nil {
+		return errNotBuilt
+	}
 	err := l.w.Close()
 	l.mu.Lock()
 	defer l.mu.Unlock()

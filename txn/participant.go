@@ -190,6 +190,9 @@ type ParticipantStats struct {
 
 // Stats returns the participant's state.
 func (p *Participant) Stats() ParticipantStats {
+	if p == nil || p.loop == nil {
+		return ParticipantStats{}
+	}
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	return ParticipantStats{ParticipantStatus: p.core.Status(), Err: p.err}
@@ -199,6 +202,9 @@ func (p *Participant) Stats() ParticipantStats {
 // transactions stay prepared in the log; a Participant opened later on it
 // resolves them. Close is idempotent.
 func (p *Participant) Close() error {
+	if p == nil || p.loop == nil {
+		return errNotBuilt
+	}
 	p.mu.Lock()
 	if p.closed {
 		p.mu.Unlock()

@@ -121,6 +121,9 @@ func (p *RawParticipant) add(t *partTxn) {
 // to. Prepared transactions are in doubt again: they ask the coordinator
 // and their peers at the first Tick.
 func (p *RawParticipant) Recover(now time.Time, log []Record) (Recovery, error) {
+	if p == nil {
+		return Recovery{}, errNotBuilt
+	}
 	p.now, p.upSince = now, now
 	var rec Recovery
 	for _, r := range log {
@@ -185,6 +188,9 @@ func (p *RawParticipant) log(r Record) {
 
 // Step handles a message addressed to the participant service.
 func (p *RawParticipant) Step(now time.Time, from transport.NodeID, m Message) {
+	if p == nil {
+		return
+	}
 	p.advance(now)
 	t := p.txns[m.Txn]
 	switch m.Type {
@@ -248,6 +254,9 @@ func (p *RawParticipant) vote(t *partTxn, o Outcome, reason string) {
 // and a nil error is a YES vote, an error a NO vote (its text is the
 // reason the coordinator reports).
 func (p *RawParticipant) Prepared(now time.Time, id uuid.UUID, intent []byte, err error) {
+	if p == nil {
+		return
+	}
 	p.advance(now)
 	t := p.txns[id]
 	if t == nil || t.phase != partPreparing {
@@ -394,6 +403,9 @@ const peerQueryRounds = 3
 // and every peer again, and finished ones older than FinishedTTL are
 // forgotten.
 func (p *RawParticipant) Tick(now time.Time) {
+	if p == nil {
+		return
+	}
 	p.advance(now)
 	live := p.order[:0]
 	for _, id := range p.order {
@@ -450,6 +462,9 @@ func (p *RawParticipant) Tick(now time.Time) {
 // remembered outcomes; the driver puts the resource manager's snapshot in
 // front of it.
 func (p *RawParticipant) Ready() Ready {
+	if p == nil {
+		return Ready{}
+	}
 	if p.sinceCheckpoint >= p.cfg.CheckpointEvery {
 		ck := []Record{}
 		for _, id := range p.order {
@@ -472,6 +487,9 @@ func (p *RawParticipant) Ready() Ready {
 
 // HasReady reports whether Ready would return any work.
 func (p *RawParticipant) HasReady() bool {
+	if p == nil {
+		return false
+	}
 	return !p.rd.Empty() || p.sinceCheckpoint >= p.cfg.CheckpointEvery
 }
 
@@ -484,6 +502,9 @@ type ParticipantStatus struct {
 
 // Status counts the transactions the participant tracks.
 func (p *RawParticipant) Status() ParticipantStatus {
+	if p == nil {
+		return ParticipantStatus{}
+	}
 	var s ParticipantStatus
 	for _, t := range p.txns {
 		switch t.phase {
@@ -501,6 +522,9 @@ func (p *RawParticipant) Status() ParticipantStatus {
 // Outcome returns what the participant knows of transaction id: Unknown
 // while it is preparing or in doubt, or once forgotten.
 func (p *RawParticipant) Outcome(id uuid.UUID) Outcome {
+	if p == nil {
+		return Unknown
+	}
 	if t := p.txns[id]; t != nil && t.phase == partFinished {
 		return t.outcome
 	}

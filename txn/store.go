@@ -173,6 +173,9 @@ func (s *Store) initLocked() {
 // Prepare implements ResourceManager: it votes NO with ErrLocked or
 // ErrInsufficientFunds, or with ErrMalformed for ops it cannot decode.
 func (s *Store) Prepare(_ context.Context, txn uuid.UUID, ops []byte) ([]byte, error) {
+	if s == nil {
+		return nil, errNotBuilt
+	}
 	decoded, err := DecodeOps(ops)
 	if err != nil {
 		return nil, err
@@ -216,6 +219,9 @@ func (s *Store) Prepare(_ context.Context, txn uuid.UUID, ops []byte) ([]byte, e
 
 // Commit implements ResourceManager.
 func (s *Store) Commit(txn uuid.UUID, intent []byte) error {
+	if s == nil {
+		return errNotBuilt
+	}
 	kvs, err := decodeKVs(intent)
 	if err != nil {
 		return err
@@ -232,6 +238,9 @@ func (s *Store) Commit(txn uuid.UUID, intent []byte) error {
 
 // Abort implements ResourceManager.
 func (s *Store) Abort(txn uuid.UUID, intent []byte) error {
+	if s == nil {
+		return errNotBuilt
+	}
 	kvs, err := decodeKVs(intent)
 	if err != nil {
 		return err
@@ -253,6 +262,9 @@ func (s *Store) releaseLocked(txn uuid.UUID, kvs []kv) {
 
 // Snapshot implements ResourceManager: the committed values, sorted by key.
 func (s *Store) Snapshot() ([]byte, error) {
+	if s == nil {
+		return nil, errNotBuilt
+	}
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	keys := slices.Sorted(maps.Keys(s.values))
@@ -265,6 +277,9 @@ func (s *Store) Snapshot() ([]byte, error) {
 
 // Recover implements ResourceManager.
 func (s *Store) Recover(r Recovery) error {
+	if s == nil {
+		return errNotBuilt
+	}
 	base, err := decodeKVs(r.Snapshot)
 	if r.Snapshot == nil {
 		base, err = nil, nil
@@ -305,6 +320,9 @@ func (s *Store) Recover(r Recovery) error {
 
 // Get returns the committed value of key.
 func (s *Store) Get(key string) (int64, bool) {
+	if s == nil {
+		return 0, false
+	}
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	v, ok := s.values[key]
@@ -318,6 +336,9 @@ func (s *Store) Get(key string) (int64, bool) {
 // restart would overwrite what transactions committed meanwhile. To load
 // initial data durably, run a transaction of OpPut operations instead.
 func (s *Store) Set(key string, value int64) {
+	if s == nil {
+		return
+	}
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	s.initLocked()
@@ -326,6 +347,9 @@ func (s *Store) Set(key string, value int64) {
 
 // Values returns a copy of every committed value.
 func (s *Store) Values() map[string]int64 {
+	if s == nil {
+		return nil
+	}
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	return maps.Clone(s.values)
@@ -333,6 +357,9 @@ func (s *Store) Values() map[string]int64 {
 
 // Locked reports how many keys prepared transactions hold.
 func (s *Store) Locked() int {
+	if s == nil {
+		return 0
+	}
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	return len(s.locks)

@@ -77,3 +77,7 @@ func (e *NotLeaderError) Error() string {
 
 // Is makes errors.Is(err, ErrNotLeader) true.
 func (e *NotLeaderError) Is(target error) bool { return target == ErrNotLeader }
+
+// errNilReceiver is what the methods of a nil *RawNode or *MemoryStorage
+// report.
+var errNilReceiver = fmt.Errorf("%w: nil receiver", ErrInvalidConfig)

@@ -39,6 +39,9 @@ func (s *MemoryStorage) lock() {
 
 // InitialState implements Storage.
 func (s *MemoryStorage) InitialState() (HardState, Membership, error) {
+	if s == nil {
+		return HardState{}, Membership{}, errNilReceiver
+	}
 	s.lock()
 	defer s.mu.Unlock()
 	return s.hardState, s.snapshot.Meta.Membership.Clone(), nil
@@ -46,6 +49,9 @@ func (s *MemoryStorage) InitialState() (HardState, Membership, error) {
 
 // SetHardState saves hs.
 func (s *MemoryStorage) SetHardState(hs HardState) error {
+	if s == nil {
+		return errNilReceiver
+	}
 	s.lock()
 	defer s.mu.Unlock()
 	s.hardState = hs
@@ -54,6 +60,9 @@ func (s *MemoryStorage) SetHardState(hs HardState) error {
 
 // HardState returns the saved HardState.
 func (s *MemoryStorage) HardState() HardState {
+	if s == nil {
+		return HardState{}
+	}
 	s.lock()
 	defer s.mu.Unlock()
 	return s.hardState
@@ -64,6 +73,9 @@ func (s *MemoryStorage) lastIndex() uint64  { return s.ents[0].Index + uint64(le
 
 // Entries implements Storage.
 func (s *MemoryStorage) Entries(lo, hi, maxBytes uint64) ([]Entry, error) {
+	if s == nil {
+		return nil, errNilReceiver
+	}
 	s.lock()
 	defer s.mu.Unlock()
 	if lo > hi {
@@ -82,6 +94,9 @@ func (s *MemoryStorage) Entries(lo, hi, maxBytes uint64) ([]Entry, error) {
 
 // Term implements Storage.
 func (s *MemoryStorage) Term(i uint64) (uint64, error) {
+	if s == nil {
+		return 0, errNilReceiver
+	}
 	s.lock()
 	defer s.mu.Unlock()
 	off := s.ents[0].Index
@@ -96,6 +111,9 @@ func (s *MemoryStorage) Term(i uint64) (uint64, error) {
 
 // FirstIndex implements Storage.
 func (s *MemoryStorage) FirstIndex() (uint64, error) {
+	if s == nil {
+		return 0, errNilReceiver
+	}
 	s.lock()
 	defer s.mu.Unlock()
 	return s.firstIndex(), nil
@@ -103,6 +121,9 @@ func (s *MemoryStorage) FirstIndex() (uint64, error) {
 
 // LastIndex implements Storage.
 func (s *MemoryStorage) LastIndex() (uint64, error) {
+	if s == nil {
+		return 0, errNilReceiver
+	}
 	s.lock()
 	defer s.mu.Unlock()
 	return s.lastIndex(), nil
@@ -110,6 +131,9 @@ func (s *MemoryStorage) LastIndex() (uint64, error) {
 
 // Snapshot implements Storage.
 func (s *MemoryStorage) Snapshot() (Snapshot, error) {
+	if s == nil {
+		return Snapshot{}, errNilReceiver
+	}
 	s.lock()
 	defer s.mu.Unlock()
 	return s.snapshot, nil
@@ -119,6 +143,9 @@ func (s *MemoryStorage) Snapshot() (Snapshot, error) {
 // received from the leader, Ready.Snapshot). It returns ErrSnapshotOutOfDate
 // if snap is older than the snapshot already held.
 func (s *MemoryStorage) ApplySnapshot(snap Snapshot) error {
+	if s == nil {
+		return errNilReceiver
+	}
 	s.lock()
 	defer s.mu.Unlock()
 	if snap.Meta.Index <= s.snapshot.Meta.Index {
@@ -135,6 +162,9 @@ func (s *MemoryStorage) ApplySnapshot(snap Snapshot) error {
 // the state machine's encoded state data. It does not compact the log: call
 // Compact for that, usually keeping some entries for slow followers.
 func (s *MemoryStorage) CreateSnapshot(i uint64, m Membership, data []byte) (Snapshot, error) {
+	if s == nil {
+		return Snapshot{}, errNilReceiver
+	}
 	s.lock()
 	defer s.mu.Unlock()
 	if i <= s.snapshot.Meta.Index {
@@ -156,6 +186,9 @@ func (s *MemoryStorage) CreateSnapshot(i uint64, m Membership, data []byte) (Sna
 // FirstIndex becomes compactIndex+1. The caller must not compact past the
 // applied index or past the latest snapshot.
 func (s *MemoryStorage) Compact(compactIndex uint64) error {
+	if s == nil {
+		return errNilReceiver
+	}
 	s.lock()
 	defer s.mu.Unlock()
 	off := s.ents[0].Index
@@ -177,6 +210,9 @@ func (s *MemoryStorage) Compact(compactIndex uint64) error {
 // later entry is discarded first (the log conflict truncation of §5.3).
 // Entries already covered by the snapshot are ignored.
 func (s *MemoryStorage) Append(entries []Entry) error {
+	if s == nil {
+		return errNilReceiver
+	}
 	if len(entries) == 0 {
 		return nil
 	}

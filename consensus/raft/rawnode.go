@@ -155,6 +155,9 @@ func (rn *RawNode) guard(errp *error) {
 // towards an election, leaders towards a heartbeat and the check-quorum
 // deadline. The caller ticks at a fixed interval (e.g. every 10 ms).
 func (rn *RawNode) Tick() {
+	if rn == nil {
+		return
+	}
 	if rn.broken() != nil {
 		return
 	}
@@ -167,6 +170,9 @@ func (rn *RawNode) Tick() {
 // wrapping ErrInvalidMessage for a malformed message (which is dropped) and
 // ErrUnsupported for reserved message kinds.
 func (rn *RawNode) Step(m Message) (err error) {
+	if rn == nil {
+		return errNilReceiver
+	}
 	if err := rn.broken(); err != nil {
 		return err
 	}
@@ -186,6 +192,9 @@ func (rn *RawNode) Step(m Message) (err error) {
 // ErrNotLeader) carrying the known leader; under flow control it returns
 // ErrProposalDropped. The core keeps data: do not modify it afterwards.
 func (rn *RawNode) Propose(data []byte) (index, term uint64, err error) {
+	if rn == nil {
+		return 0, 0, errNilReceiver
+	}
 	if err := rn.broken(); err != nil {
 		return 0, 0, err
 	}
@@ -216,6 +225,9 @@ func (rn *RawNode) Propose(data []byte) (index, term uint64, err error) {
 // a change that makes no sense; ErrProposalDropped (with
 // ErrTransferInProgress) during a leadership transfer.
 func (rn *RawNode) ProposeConfChange(cc ConfChange) (index, term uint64, err error) {
+	if rn == nil {
+		return 0, 0, errNilReceiver
+	}
 	if err := rn.broken(); err != nil {
 		return 0, 0, err
 	}
@@ -236,6 +248,9 @@ func (rn *RawNode) ProposeConfChange(cc ConfChange) (index, term uint64, err err
 // another voter (or there is none), ErrTransferInProgress if a transfer to
 // another node is under way.
 func (rn *RawNode) TransferLeadership(to transport.NodeID) error {
+	if rn == nil {
+		return errNilReceiver
+	}
 	if err := rn.broken(); err != nil {
 		return err
 	}
@@ -255,6 +270,9 @@ func (rn *RawNode) TransferLeadership(to transport.NodeID) error {
 // holding too many unconfirmed requests (it cannot reach a quorum) returns
 // ErrProposalDropped.
 func (rn *RawNode) ReadIndex(ctx []byte) error {
+	if rn == nil {
+		return errNilReceiver
+	}
 	if err := rn.broken(); err != nil {
 		return err
 	}
@@ -266,6 +284,9 @@ func (rn *RawNode) ReadIndex(ctx []byte) error {
 // taken at i must record (SnapshotMeta.Membership). It returns an error
 // wrapping ErrCompacted for an older index.
 func (rn *RawNode) MembershipAt(i uint64) (Membership, error) {
+	if rn == nil {
+		return Membership{}, errNilReceiver
+	}
 	if err := rn.broken(); err != nil {
 		return Membership{}, err
 	}
@@ -276,6 +297,9 @@ func (rn *RawNode) MembershipAt(i uint64) (Membership, error) {
 // while a Ready is outstanding (not yet Advanced), and true after a storage
 // failure so that Ready reports it.
 func (rn *RawNode) HasReady() (has bool) {
+	if rn == nil {
+		return false
+	}
 	if rn.broken() != nil {
 		return true
 	}
@@ -303,6 +327,9 @@ func (rn *RawNode) HasReady() (has bool) {
 // An empty Ready means there is nothing to do. A storage failure is
 // returned as an error wrapping ErrStorage; the node is unusable after it.
 func (rn *RawNode) Ready() (rd Ready, err error) {
+	if rn == nil {
+		return Ready{}, errNilReceiver
+	}
 	if err := rn.broken(); err != nil {
 		return Ready{}, err
 	}
@@ -382,6 +409,9 @@ func (rn *RawNode) Ready() (rd Ready, err error) {
 // failure while the node catches up with what became durable is reported
 // by the next Ready.
 func (rn *RawNode) Advance(rd Ready) {
+	if rn == nil {
+		return
+	}
 	if !rn.pending {
 		return
 	}
@@ -425,6 +455,9 @@ func (rn *RawNode) Advance(rd Ready) {
 // be delivered (the transport gave up). The leader stops pipelining to id
 // and probes instead.
 func (rn *RawNode) ReportUnreachable(id transport.NodeID) {
+	if rn == nil {
+		return
+	}
 	if rn.r == nil {
 		return
 	}
@@ -438,6 +471,9 @@ func (rn *RawNode) ReportUnreachable(id transport.NodeID) {
 // from the newest snapshot at the next heartbeat; nil changes nothing, as
 // the follower's acknowledgement drives the transfer.
 func (rn *RawNode) ReportSnapshot(id transport.NodeID, err error) {
+	if rn == nil {
+		return
+	}
 	if rn.r == nil {
 		return
 	}

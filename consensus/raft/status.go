@@ -67,6 +67,9 @@ type ProgressStatus struct {
 // Status returns the node's current state. It allocates; do not call it on
 // a hot path.
 func (rn *RawNode) Status() Status {
+	if rn == nil {
+		return Status{}
+	}
 	r := rn.r
 	if r == nil {
 		return Status{} // a zero RawNode
