@@ -15,9 +15,16 @@ type Config struct {
 	// ID is this node's identity on the transport; it must be in Peers.
 	ID transport.NodeID
 	// Peers lists every voter of the cluster, this node included. A new
-	// cluster is bootstrapped from it; a node restarting from DataDir takes
-	// its membership from its snapshot when it has one.
+	// cluster is bootstrapped from it: the first start with a DataDir
+	// records it (with ClusterName) in the data directory, and a restart
+	// with a different list fails with ErrClusterMismatch. Membership is
+	// static: every member must be given the same list.
 	Peers []transport.NodeID
+	// ClusterName is an optional token that goes into the cluster ID with
+	// the sorted Peers (see ClusterID): two clusters with the same peer
+	// names (a staging and a production one sharing a network, say) keep
+	// apart by giving different names. Every member must be given the same.
+	ClusterName string
 	// DataDir holds the node's durable state (write-ahead log, hard state,
 	// snapshot). Empty means in memory only: nothing survives Close, which
 	// suits tests and caches but not data of record.

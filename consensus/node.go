@@ -10,6 +10,7 @@ import (
 	"reflect"
 	"runtime"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/distkit/distkit/consensus/raft"
@@ -30,6 +31,18 @@ type Status struct {
 	// PendingProposals counts the proposals this node accepted that are not
 	// applied yet.
 	PendingProposals int
+	// ClusterID is the cluster this node belongs to (see ClusterID).
+	ClusterID ClusterID
+	// DroppedForeign counts the messages dropped because they carried
+	// another cluster's ID: a node configured with other peers or another
+	// ClusterName is talking to this one.
+	DroppedForeign uint64
+	// DroppedNonMember counts the messages of this cluster dropped because
+	// their sender is not a member.
+	DroppedNonMember uint64
+	// DroppedMalformed counts the messages dropped because they could not
+	// be decoded or were misaddressed.
+	DroppedMalformed uint64
 	// Err is the failure that stopped the node (a storage error), if any.
 	Err error
 }
@@ -44,6 +57,20 @@ type Node struct {
 	sm     StateMachine
 	store  nodeStorage
 	logger *slog.Logger
+
+	// clusterID is stamped on every message sent and required of every
+	// message received; members are the nodes messages are accepted from.
+	clusterID ClusterID
+	members   map[transport.NodeID]bool
+
+	// Counters of dropped messages, written by the transport's handler.
+	droppedForeign, droppedNonMember, droppedMalformed atomic.Uint64
+
+	// proposals recycles proposals and their result channels: two
+	// allocations per Propose on the hot path. It is per Node, not global,
+	// so that a channel made inside one testing/synctest bubble is never
+	// used outside it.
+	proposals sync.Pool
 
 	// propMu guards props, closed and closedErr.
 	propMu    sync.Mutex
@@ -117,6 +144,9 @@ func New(cfg Config, tr transport.Transport, sm StateMachine) (*Node, error) {
 	}
 	var store nodeStorage
 	if cfg.DataDir != "" {
+		if _, err := loadIdentity(cfg.DataDir, &cfg); err != nil {
+			return nil, err
+		}
 		ds, err := OpenDiskStorage(cfg.DataDir, DiskOptions{RetainEntries: cfg.SnapshotRetainEntries, Logger: cfg.Logger})
 		if err != nil {
 			return nil, err
@@ -178,19 +208,25 @@ func newNode(cfg Config, tr transport.Transport, sm StateMachine, store nodeStor
 		return nil, fmt.Errorf("consensus: %w", err)
 	}
 	n := &Node{
-		cfg:     cfg,
-		tr:      tr,
-		sm:      sm,
-		store:   store,
-		logger:  cfg.Logger,
-		propSig: make(chan struct{}, 1),
-		msgSig:  make(chan struct{}, 1),
-		statusc: make(chan chan Status),
-		stopc:   make(chan struct{}),
-		donec:   make(chan struct{}),
-		core:    core,
-		waiters: make(map[uint64]*proposal),
-		applied: snap.Meta.Index,
+		cfg:       cfg,
+		tr:        tr,
+		sm:        sm,
+		store:     store,
+		logger:    cfg.Logger,
+		clusterID: deriveClusterID(cfg.ClusterName, cfg.Peers),
+		members:   make(map[transport.NodeID]bool, len(cfg.Peers)),
+		propSig:   make(chan struct{}, 1),
+		msgSig:    make(chan struct{}, 1),
+		statusc:   make(chan chan Status),
+		stopc:     make(chan struct{}),
+		donec:     make(chan struct{}),
+		core:      core,
+		waiters:   make(map[uint64]*proposal),
+		applied:   snap.Meta.Index,
+	}
+	n.proposals.New = func() any { return &proposal{done: make(chan result, 1)} }
+	for _, p := range cfg.Peers {
+		n.members[p] = true
 	}
 	if n.lastIndex, err = store.LastIndex(); err != nil {
 		return nil, fmt.Errorf("consensus: read last index: %w", err)
@@ -241,7 +277,7 @@ func (n *Node) Propose(ctx context.Context, cmd []byte) (any, error) {
 	if err := ctx.Err(); err != nil {
 		return nil, fmt.Errorf("consensus: propose: %w", err)
 	}
-	p := proposalPool.Get().(*proposal)
+	p := n.proposals.Get().(*proposal)
 	p.ctx = ctx
 	p.cmd = bytes.Clone(cmd)
 	if p.cmd == nil {
@@ -265,16 +301,12 @@ func (n *Node) Propose(ctx context.Context, cmd []byte) (any, error) {
 		// before sending it, so p can be reused. (A proposal abandoned
 		// below is not: its result may still arrive.)
 		*p = proposal{done: p.done}
-		proposalPool.Put(p)
+		n.proposals.Put(p)
 		return r.val, r.err
 	case <-ctx.Done():
 		return nil, fmt.Errorf("consensus: propose: %w", ctx.Err())
 	}
 }
-
-// proposalPool recycles proposals and their result channels: two
-// allocations per Propose on the hot path.
-var proposalPool = sync.Pool{New: func() any { return &proposal{done: make(chan result, 1)} }}
 
 // Status returns the node's current state. After Close it returns the
 // state at the moment the node stopped. Like Propose, it must not be called
@@ -312,14 +344,37 @@ func (n *Node) Close() error {
 	return n.final.Err
 }
 
-// receive is the transport handler: decode, queue, wake the loop.
+// receive is the transport handler: check the envelope, decode, queue,
+// wake the loop.
 func (n *Node) receive(msg transport.Message) {
+	cid, body, err := openEnvelope(msg.Payload)
+	if err != nil {
+		n.droppedMalformed.Add(1)
+		n.debug("dropping malformed message", "from", msg.From, "err", err)
+		return
+	}
+	if cid != n.clusterID {
+		// Another cluster's member, or a member of this one started with
+		// another peer list: acting on it could elect two leaders.
+		if n.droppedForeign.Add(1) == 1 && n.logger != nil {
+			n.logger.Warn("consensus: dropping messages from another cluster (is every member given the same Peers and ClusterName?)",
+				"node", n.cfg.ID, "from", msg.From, "theirCluster", cid, "ourCluster", n.clusterID)
+		}
+		return
+	}
+	if !n.members[msg.From] {
+		n.droppedNonMember.Add(1)
+		n.debug("dropping message from a non-member", "from", msg.From)
+		return
+	}
 	var m raft.Message
-	if err := m.Unmarshal(msg.Payload); err != nil {
+	if err := m.Unmarshal(body); err != nil {
+		n.droppedMalformed.Add(1)
 		n.debug("dropping malformed message", "from", msg.From, "err", err)
 		return
 	}
 	if m.From != msg.From || m.To != n.cfg.ID {
+		n.droppedMalformed.Add(1)
 		n.debug("dropping misaddressed message", "from", msg.From, "claims", m.From, "to", m.To)
 		return
 	}
@@ -544,7 +599,8 @@ func (n *Node) sendReplication(msgs []raft.Message) []raft.Message {
 func (n *Node) send(msgs []raft.Message) {
 	for i := range msgs {
 		m := &msgs[i]
-		payload, err := m.Marshal()
+		payload := make([]byte, 0, envelopeHeaderSize+m.Size())
+		payload, err := m.MarshalAppend(appendEnvelopeHeader(payload, n.clusterID))
 		if err != nil {
 			n.debug("marshal", "type", m.Type, "err", err)
 			continue
@@ -646,7 +702,15 @@ func (n *Node) snapshot() error {
 }
 
 func (n *Node) status() Status {
-	return Status{Status: n.core.Status(), PendingProposals: len(n.waiters), Err: n.failure}
+	return Status{
+		Status:           n.core.Status(),
+		PendingProposals: len(n.waiters),
+		ClusterID:        n.clusterID,
+		DroppedForeign:   n.droppedForeign.Load(),
+		DroppedNonMember: n.droppedNonMember.Load(),
+		DroppedMalformed: n.droppedMalformed.Load(),
+		Err:              n.failure,
+	}
 }
 
 // shutdown fails every waiting proposal, closes the storage and
