@@ -5,6 +5,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io"
 	"log/slog"
 	"math/rand/v2"
 	"reflect"
@@ -89,6 +90,15 @@ type Node struct {
 	donec   chan struct{}
 	stop    sync.Once
 
+	// quitc is closed when the loop exits (Close, or a failure): the
+	// snapshot goroutine's writes then fail.
+	quitc chan struct{}
+	// snapc carries the outcome of the background snapshot (size 1: one
+	// snapshot is in flight at most, and its goroutine must never wait for
+	// a loop that may be exiting). snapWG counts that goroutine.
+	snapc  chan snapResult
+	snapWG sync.WaitGroup
+
 	// Owned by the run goroutine.
 	core    *raft.RawNode
 	waiters map[uint64]*proposal // by log index
@@ -102,6 +112,7 @@ type Node struct {
 	answered  int    // proposals answered since the loop last yielded
 	ticks     uint64 // ticks since start
 	orphans   int    // waiters whose entry left the log (orphanedAt != 0)
+	snapping  bool   // a background snapshot is in flight
 	final     Status // the status at exit, served after Close
 	failure   error  // the error that stopped the loop
 	spare     []raft.Message
@@ -220,6 +231,8 @@ func newNode(cfg Config, tr transport.Transport, sm StateMachine, store nodeStor
 		statusc:   make(chan chan Status),
 		stopc:     make(chan struct{}),
 		donec:     make(chan struct{}),
+		quitc:     make(chan struct{}),
+		snapc:     make(chan snapResult, 1),
 		core:      core,
 		waiters:   make(map[uint64]*proposal),
 		applied:   snap.Meta.Index,
@@ -416,6 +429,12 @@ func (n *Node) run() {
 		case reply := <-n.statusc:
 			reply <- n.status()
 			continue
+		case res := <-n.snapc:
+			if err := n.finishSnapshot(res); err != nil {
+				n.fail(err)
+				return
+			}
+			continue
 		case <-n.stopc:
 			n.shutdown(ErrStopped)
 			return
@@ -425,11 +444,7 @@ func (n *Node) run() {
 		n.stepMessages()
 		n.proposeQueued()
 		if err := n.handleReadies(); err != nil {
-			n.failure = err
-			if n.logger != nil {
-				n.logger.Error("consensus: node stopped", "node", n.cfg.ID, "err", err)
-			}
-			n.shutdown(err)
+			n.fail(err)
 			return
 		}
 		if n.answered > 0 {
@@ -443,6 +458,16 @@ func (n *Node) run() {
 			runtime.Gosched()
 		}
 	}
+}
+
+// fail stops the node after a failure (storage): it is reported by
+// Status, Close and every later Propose.
+func (n *Node) fail(err error) {
+	n.failure = err
+	if n.logger != nil {
+		n.logger.Error("consensus: node stopped", "node", n.cfg.ID, "err", err)
+	}
+	n.shutdown(err)
 }
 
 func (n *Node) stepMessages() {
@@ -687,7 +712,34 @@ func (n *Node) apply(ents []raft.Entry) {
 	}
 }
 
+// snapshot snapshots the state machine as of n.applied and compacts the
+// log. A state machine that offers a view (SnapshotViewer) is written out
+// by a goroutine of its own (writeSnapshot, then finishSnapshot on the
+// loop); any other is written here, on the loop.
 func (n *Node) snapshot() error {
+	if v, ok := n.sm.(SnapshotViewer); ok {
+		if n.snapping {
+			// The previous one is still being written; the core asks
+			// again SnapshotThreshold entries later.
+			n.debug("snapshot skipped: the previous one is still being written", "index", n.applied)
+			return nil
+		}
+		view, err := v.SnapshotView()
+		if err == nil && isNil(view) {
+			err = errors.New("nil view")
+		}
+		if err != nil {
+			if n.logger != nil {
+				n.logger.Warn("consensus: state machine snapshot view failed; snapshot skipped", "node", n.cfg.ID, "index", n.applied, "err", err)
+			}
+			return nil
+		}
+		st := n.core.Status()
+		n.snapping = true
+		n.snapWG.Add(1)
+		go n.writeSnapshot(view, n.applied, raft.Membership{Voters: st.Voters})
+		return nil
+	}
 	var buf bytes.Buffer
 	if err := n.sm.Snapshot(&buf); err != nil {
 		return fmt.Errorf("consensus: snapshot state machine: %w", err)
@@ -698,6 +750,81 @@ func (n *Node) snapshot() error {
 		return fmt.Errorf("consensus: save snapshot at %d: %w", n.applied, err)
 	}
 	n.debug("snapshot", "index", n.applied, "bytes", buf.Len())
+	return nil
+}
+
+// snapResult is the outcome of a background snapshot.
+type snapResult struct {
+	index uint64
+	m     raft.Membership
+	// Either commit (a snapshotStreamer staged the file) or data (the
+	// snapshot's bytes, for CreateSnapshot).
+	commit func() error
+	data   []byte
+	err    error
+}
+
+// errSnapshotAbandoned is what the snapshot goroutine's writes return once
+// the node stops.
+var errSnapshotAbandoned = errors.New("consensus: snapshot abandoned: node stopped")
+
+// quitWriter fails every write once quit is closed.
+type quitWriter struct {
+	w    io.Writer
+	quit <-chan struct{}
+}
+
+func (q quitWriter) Write(p []byte) (int, error) {
+	select {
+	case <-q.quit:
+		return 0, errSnapshotAbandoned
+	default:
+		return q.w.Write(p)
+	}
+}
+
+// writeSnapshot is the snapshot goroutine: it writes view (streamed to the
+// storage if it can take a stream, into memory otherwise) and hands the
+// outcome to the loop.
+func (n *Node) writeSnapshot(view SnapshotWriter, index uint64, m raft.Membership) {
+	defer n.snapWG.Done()
+	res := snapResult{index: index, m: m}
+	if st, ok := n.store.(snapshotStreamer); ok {
+		res.commit, res.err = st.StageSnapshot(index, m, func(w io.Writer) error {
+			return view.WriteSnapshot(quitWriter{w: w, quit: n.quitc})
+		})
+	} else {
+		var buf bytes.Buffer
+		res.err = view.WriteSnapshot(quitWriter{w: &buf, quit: n.quitc})
+		res.data = buf.Bytes()
+	}
+	view.Release()
+	n.snapc <- res // never blocks: one snapshot in flight, size 1
+}
+
+// finishSnapshot records a snapshot written in the background and compacts
+// the log. A snapshot that could not be written is skipped (the next one
+// comes SnapshotThreshold entries later); one that cannot be recorded
+// stops the node, like any storage failure.
+func (n *Node) finishSnapshot(res snapResult) error {
+	n.snapping = false
+	if res.err != nil {
+		if n.logger != nil {
+			n.logger.Warn("consensus: background snapshot failed; skipped", "node", n.cfg.ID, "index", res.index, "err", res.err)
+		}
+		return nil
+	}
+	var err error
+	if res.commit != nil {
+		err = res.commit()
+	} else {
+		_, err = n.store.CreateSnapshot(res.index, res.m, res.data)
+	}
+	// Out of date: a newer snapshot from the leader was installed meanwhile.
+	if err != nil && !errors.Is(err, raft.ErrSnapshotOutOfDate) {
+		return fmt.Errorf("consensus: save snapshot at %d: %w", res.index, err)
+	}
+	n.debug("snapshot", "index", res.index, "bytes", len(res.data), "background", true)
 	return nil
 }
 
@@ -736,6 +863,15 @@ func (n *Node) shutdown(cause error) {
 		n.resolve(index, p, result{err: stopErr})
 	}
 	n.final = n.status()
+	// The snapshot goroutine's writes fail from now on; wait for it before
+	// closing the storage it may be writing to. A staged snapshot not
+	// committed is a temporary file, removed on the next open.
+	close(n.quitc)
+	n.snapWG.Wait()
+	select {
+	case <-n.snapc:
+	default:
+	}
 	if err := n.store.Close(); err != nil && n.final.Err == nil {
 		n.final.Err = err
 	}
