@@ -4,6 +4,8 @@ import (
 	"errors"
 	"os"
 	"path/filepath"
+	"strconv"
+	"strings"
 	"testing"
 
 	"github.com/distkit/distkit/election"
@@ -125,4 +127,33 @@ func FuzzDecodeEpoch(f *testing.F) {
 			t.Fatalf("EncodeEpoch(DecodeEpoch(%x)) = %x", b, got)
 		}
 	})
+}
+
+// TestOpenFileEpochStoreLocks: a second OpenFileEpochStore of the same
+// file, even in the same process, fails with ErrLocked naming the holder's
+// pid until the first store is closed.
+func TestOpenFileEpochStoreLocks(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "epoch")
+	s, err := election.OpenFileEpochStore(path, election.EpochStoreOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := s.Save(7); err != nil {
+		t.Fatal(err)
+	}
+	_, err = election.OpenFileEpochStore(path, election.EpochStoreOptions{})
+	if !errors.Is(err, election.ErrLocked) || !strings.Contains(err.Error(), strconv.Itoa(os.Getpid())) {
+		t.Fatalf("second OpenFileEpochStore = %v; want ErrLocked naming pid %d", err, os.Getpid())
+	}
+	if err := s.Close(); err != nil {
+		t.Fatal(err)
+	}
+	s, err = election.OpenFileEpochStore(path, election.EpochStoreOptions{})
+	if err != nil {
+		t.Fatalf("OpenFileEpochStore after Close = %v", err)
+	}
+	defer s.Close()
+	if e, err := s.Load(); e != 7 || err != nil {
+		t.Fatalf("Load = %d, %v; want 7", e, err)
+	}
 }
