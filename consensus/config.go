@@ -6,6 +6,7 @@ import (
 	"slices"
 	"time"
 
+	"github.com/distkit/distkit/internal/vfs"
 	"github.com/distkit/distkit/transport"
 )
 
@@ -62,6 +63,10 @@ type Config struct {
 	Seed uint64
 	// Logger receives elections, leader changes and errors. nil is silent.
 	Logger *slog.Logger
+
+	// fs is the file system DataDir lives on; nil is the operating
+	// system's. The package's crash tests set a vfs.CrashFS.
+	fs vfs.FS
 }
 
 // DefaultConfig returns settings suited to a LAN: 10 ms ticks, heartbeats

@@ -9,11 +9,11 @@ import (
 	"hash/crc32"
 	"io"
 	"io/fs"
-	"os"
 	"path/filepath"
 	"slices"
 	"strconv"
 
+	"github.com/distkit/distkit/internal/vfs"
 	"github.com/distkit/distkit/internal/wal"
 	"github.com/distkit/distkit/transport"
 )
@@ -157,16 +157,16 @@ func decodeIdentity(b []byte) (identity, error) {
 // must have been bootstrapped with the same peers and cluster name; one
 // that holds Raft state but no identity is refused (its cluster is
 // unknown). It returns the cluster ID.
-func loadIdentity(dir string, cfg *Config) (ClusterID, error) {
+func loadIdentity(fsys vfs.FS, dir string, cfg *Config) (ClusterID, error) {
 	want := identity{name: cfg.ClusterName, peers: sortedPeers(cfg.Peers)}
 	want.id = deriveClusterID(want.name, want.peers)
 	path := filepath.Join(dir, identityFile)
-	b, err := os.ReadFile(path)
+	b, err := vfs.ReadFile(fsys, path)
 	switch {
 	case err == nil:
 		got, err := decodeIdentity(b)
 		if err != nil {
-			return 0, fmt.Errorf("consensus: %s: %w: %w", path, ErrNoClusterIdentity, err)
+			return 0, fmt.Errorf("%w: %s: %w", ErrNoClusterIdentity, path, err)
 		}
 		if got.id != want.id {
 			return 0, fmt.Errorf("%w: %s was bootstrapped as cluster %s with peers %v and cluster name %q, "+
@@ -179,19 +179,24 @@ func loadIdentity(dir string, cfg *Config) (ClusterID, error) {
 		return 0, fmt.Errorf("consensus: read cluster identity: %w", err)
 	}
 	// No identity: only a directory without Raft state may be bootstrapped.
-	for _, name := range []string{walDirName, hardStateFile, snapshotFile} {
-		if _, err := os.Stat(filepath.Join(dir, name)); err == nil {
-			return 0, fmt.Errorf("consensus: %s: %w: it holds %s but no %s file; the cluster it belongs to is unknown",
-				dir, ErrNoClusterIdentity, name, identityFile)
-		} else if !errors.Is(err, fs.ErrNotExist) {
-			return 0, fmt.Errorf("consensus: read data directory: %w", err)
+	// (The identity is written before the storage creates anything, so a
+	// crash during a first start cannot leave state without it.)
+	entries, err := fsys.ReadDir(dir)
+	if err != nil && !errors.Is(err, fs.ErrNotExist) {
+		return 0, fmt.Errorf("consensus: read data directory: %w", err)
+	}
+	for _, e := range entries {
+		switch name := e.Name(); name {
+		case walDirName, hardStateFile, snapshotFile:
+			return 0, fmt.Errorf("%w: %s holds %s but no %s file, so the cluster it belongs to is unknown",
+				ErrNoClusterIdentity, dir, name, identityFile)
 		}
 	}
-	if err := os.MkdirAll(dir, 0o755); err != nil {
+	if err := vfs.MkdirAllDurable(fsys, dir); err != nil {
 		return 0, fmt.Errorf("consensus: create data directory: %w", err)
 	}
 	data := encodeIdentity(want)
-	err = wal.WriteFileAtomic(path, func(w io.Writer) error {
+	err = wal.WriteFileAtomicFS(fsys, path, func(w io.Writer) error {
 		_, err := io.Copy(w, bytes.NewReader(data))
 		return err
 	})

@@ -115,7 +115,7 @@ func TestBootstrapRule(t *testing.T) {
 			if err := os.Remove(filepath.Join(dir, identityFile)); err != nil {
 				t.Fatal(err)
 			}
-		}, three, "", ErrNoClusterIdentity, []string{"wal"}},
+		}, three, "", ErrNoClusterIdentity, []string{"no cluster file"}},
 		{"identity corrupt", func(t *testing.T, dir string) {
 			path := filepath.Join(dir, identityFile)
 			b, err := os.ReadFile(path)

@@ -15,6 +15,7 @@ import (
 	"time"
 
 	"github.com/distkit/distkit/consensus/raft"
+	"github.com/distkit/distkit/internal/vfs"
 	"github.com/distkit/distkit/transport"
 )
 
@@ -155,10 +156,11 @@ func New(cfg Config, tr transport.Transport, sm StateMachine) (*Node, error) {
 	}
 	var store nodeStorage
 	if cfg.DataDir != "" {
-		if _, err := loadIdentity(cfg.DataDir, &cfg); err != nil {
+		fsys := vfs.Or(cfg.fs)
+		if _, err := loadIdentity(fsys, cfg.DataDir, &cfg); err != nil {
 			return nil, err
 		}
-		ds, err := OpenDiskStorage(cfg.DataDir, DiskOptions{RetainEntries: cfg.SnapshotRetainEntries, Logger: cfg.Logger})
+		ds, err := OpenDiskStorage(cfg.DataDir, DiskOptions{RetainEntries: cfg.SnapshotRetainEntries, Logger: cfg.Logger, FS: fsys})
 		if err != nil {
 			return nil, err
 		}
