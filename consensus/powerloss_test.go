@@ -160,18 +160,27 @@ func (rc *ruleChecker) checkSend(from transport.NodeID, store *powerStorage, m *
 		if hs.Term != m.Term || hs.Vote != m.To {
 			rc.fail("%s granted its vote to %s in term %d with hard state %+v saved", from, m.To, m.Term, hs)
 		}
-		rc.mu.Lock()
-		if rc.votes[from] == nil {
-			rc.votes[from] = map[uint64]transport.NodeID{}
-		}
-		prev, ok := rc.votes[from][m.Term]
-		rc.votes[from][m.Term] = m.To
-		rc.mu.Unlock()
-		if ok && prev != m.To {
-			rc.fail("%s voted twice in term %d: for %s and for %s", from, m.Term, prev, m.To)
-		}
+		rc.recordVote(from, m)
 	case m.Type == raft.MsgAppResp && !m.Reject && m.Index > last:
 		rc.fail("%s acknowledged entries up to %d in term %d with only %d saved", from, m.Index, m.Term, last)
+	}
+}
+
+// recordVote records the vote m grants (if it does) and fails if its
+// sender already granted its vote to another candidate in that term.
+func (rc *ruleChecker) recordVote(from transport.NodeID, m *raft.Message) {
+	if m.Type != raft.MsgVoteResp || m.Reject {
+		return
+	}
+	rc.mu.Lock()
+	if rc.votes[from] == nil {
+		rc.votes[from] = map[uint64]transport.NodeID{}
+	}
+	prev, ok := rc.votes[from][m.Term]
+	rc.votes[from][m.Term] = m.To
+	rc.mu.Unlock()
+	if ok && prev != m.To {
+		rc.fail("%s voted twice in term %d: for %s and for %s", from, m.Term, prev, m.To)
 	}
 }
 
@@ -300,8 +309,14 @@ func (pc *powerCluster) node(id transport.NodeID) *Node {
 
 // leader returns a node that says it leads, or nil.
 func (pc *powerCluster) leader() *Node {
+	return leaderOf(pc.node)
+}
+
+// leaderOf returns a running node of three (as node returns them) that
+// says it leads, or nil.
+func leaderOf(node func(transport.NodeID) *Node) *Node {
 	for _, id := range three {
-		if n := pc.node(id); n != nil {
+		if n := node(id); n != nil {
 			if st := n.Status(); st.Role == raft.Leader && st.Err == nil {
 				return n
 			}
@@ -313,9 +328,15 @@ func (pc *powerCluster) leader() *Node {
 // writeUntil proposes unique keys to the leader until ctx ends and returns
 // the acknowledged ones.
 func (pc *powerCluster) writeUntil(ctx context.Context, prefix string) []string {
+	return writeUntil(ctx, pc.leader, prefix)
+}
+
+// writeUntil proposes unique keys PREFIXi to the node leader returns
+// until ctx ends, and returns the acknowledged ones.
+func writeUntil(ctx context.Context, leader func() *Node, prefix string) []string {
 	var acked []string
 	for i := 0; ctx.Err() == nil; i++ {
-		n := pc.leader()
+		n := leader()
 		if n == nil {
 			time.Sleep(5 * time.Millisecond)
 			continue
@@ -455,17 +476,25 @@ func testPowerLossCrash(t *testing.T, seed uint64) {
 
 // writeUntilOne writes key until one attempt is acknowledged.
 func (pc *powerCluster) writeUntilOne(ctx context.Context, key string) string {
+	if !writeOne(ctx, pc.leader, key) {
+		pc.t.Fatalf("seed %d: no leader acknowledged %s", pc.seed, key)
+	}
+	return key
+}
+
+// writeOne writes key through the node leader returns until one attempt
+// is acknowledged, and reports whether one was before ctx ended.
+func writeOne(ctx context.Context, leader func() *Node, key string) bool {
 	for ctx.Err() == nil {
-		if n := pc.leader(); n != nil {
+		if n := leader(); n != nil {
 			pctx, cancel := context.WithTimeout(ctx, 200*time.Millisecond)
 			_, err := n.Propose(pctx, []byte(key+"=1"))
 			cancel()
 			if err == nil {
-				return key
+				return true
 			}
 		}
 		time.Sleep(5 * time.Millisecond)
 	}
-	pc.t.Fatalf("seed %d: no leader acknowledged %s", pc.seed, key)
-	return ""
+	return false
 }
