@@ -48,6 +48,21 @@ type Config struct {
 	// MaxMsgBytes bounds the entry bytes of one append message and the size
 	// of one snapshot chunk.
 	MaxMsgBytes uint64
+	// MaxInflightBytes bounds the entry bytes in flight to one follower;
+	// 0 means MaxInflightMsgs*MaxMsgBytes. With MaxInflightMsgs it keeps a
+	// slow follower from piling up the leader's memory.
+	MaxInflightBytes uint64
+	// MaxUncommittedBytes bounds the command bytes a leader has accepted
+	// but not yet committed; beyond it Propose fails with
+	// raft.ErrProposalDropped until commits catch up. 0 means no limit.
+	MaxUncommittedBytes uint64
+	// PreVote makes a node check that it could win an election before it
+	// disrupts the cluster with a higher term (thesis §9.6).
+	PreVote bool
+	// CheckQuorum makes a leader step down when it has not heard from a
+	// majority within an election timeout, and a follower that hears from
+	// its leader ignore vote requests (thesis §6.2, §9.6).
+	CheckQuorum bool
 	// MaxCommandBytes bounds one proposed command; larger ones fail with
 	// ErrTooLarge before they reach the log.
 	MaxCommandBytes int
@@ -73,7 +88,8 @@ type Config struct {
 // every 10 ms, elections after 200-400 ms of silence (long enough that a
 // busy or briefly starved machine does not trigger needless elections), 64
 // append messages in flight per follower (enough to pipeline; fewer and
-// larger messages once a follower lags).
+// larger messages once a follower lags), 64 MiB of uncommitted commands at
+// most, pre-vote and check-quorum on.
 func DefaultConfig() Config {
 	return Config{
 		Service:               "raft",
@@ -82,6 +98,9 @@ func DefaultConfig() Config {
 		HeartbeatTicks:        1,
 		MaxInflightMsgs:       64,
 		MaxMsgBytes:           1 << 20,
+		MaxUncommittedBytes:   64 << 20,
+		PreVote:               true,
+		CheckQuorum:           true,
 		MaxCommandBytes:       1 << 20,
 		SnapshotThreshold:     10000,
 		SnapshotRetainEntries: 1000,

@@ -213,6 +213,10 @@ func newNode(cfg Config, tr transport.Transport, sm StateMachine, store nodeStor
 	rc.HeartbeatTicks = cfg.HeartbeatTicks
 	rc.MaxInflightMsgs = cfg.MaxInflightMsgs
 	rc.MaxMsgBytes = cfg.MaxMsgBytes
+	rc.MaxInflightBytes = cfg.MaxInflightBytes
+	rc.MaxUncommittedBytes = cfg.MaxUncommittedBytes
+	rc.PreVote = cfg.PreVote
+	rc.CheckQuorum = cfg.CheckQuorum
 	rc.SnapshotThreshold = cfg.SnapshotThreshold
 	rc.Seed = seed
 	rc.Logger = cfg.Logger
