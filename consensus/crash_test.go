@@ -7,6 +7,7 @@ import (
 	"os"
 	"strconv"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"testing/synctest"
 	"time"
@@ -45,7 +46,7 @@ func TestRandomCrashRestart(t *testing.T) {
 	}
 	for _, seed := range seeds {
 		t.Run(fmt.Sprint("seed=", seed), func(t *testing.T) {
-			synctest.Test(t, func(t *testing.T) { testRandomCrashRestart(t, seed) })
+			runBubble(t, func(t *testing.T, stalled *atomic.Bool) { testRandomCrashRestart(t, seed, stalled) })
 			if t.Failed() {
 				t.Logf("replay with DISTKIT_SEED=%d go test -run 'TestRandomCrashRestart' ./consensus", seed)
 			}
@@ -53,14 +54,39 @@ func TestRandomCrashRestart(t *testing.T) {
 	}
 }
 
-// voteTransport records the votes its node grants.
+// realTimeBudget bounds the real time one synctest bubble of these tests
+// may take (a seed takes well under a second). Past it the run is taken
+// for a livelock (nodes exchanging messages forever at one instant of
+// virtual time, which a broken rule can cause): the checked transports
+// drop every message from then on, so that the test ends and fails with
+// an assertion instead of hanging to the test binary's timeout.
+const realTimeBudget = 60 * time.Second
+
+// runBubble runs f in a synctest bubble with a real-time watchdog (see
+// realTimeBudget); stalled is set when the budget is exhausted.
+func runBubble(t *testing.T, f func(t *testing.T, stalled *atomic.Bool)) {
+	var stalled atomic.Bool
+	watchdog := time.AfterFunc(realTimeBudget, func() { stalled.Store(true) }) // outside the bubble: real time
+	defer watchdog.Stop()
+	synctest.Test(t, func(t *testing.T) { f(t, &stalled) })
+	if stalled.Load() {
+		t.Errorf("the run took more than %v of real time: a livelock (messages exchanged forever at one instant of virtual time)", realTimeBudget)
+	}
+}
+
+// voteTransport records the votes its node grants, and drops every
+// message once stalled is set.
 type voteTransport struct {
 	transport.Transport
-	id transport.NodeID
-	rc *ruleChecker
+	id      transport.NodeID
+	rc      *ruleChecker
+	stalled *atomic.Bool
 }
 
 func (v *voteTransport) Send(ctx context.Context, to transport.NodeID, service string, payload []byte) error {
+	if v.stalled.Load() {
+		return nil
+	}
 	if _, body, err := openEnvelope(payload); err == nil {
 		var m raft.Message
 		if err := m.Unmarshal(body); err == nil {
@@ -133,7 +159,7 @@ func (dc *diskCluster) powerCut(id transport.NodeID, k int) {
 	dc.start(id)
 }
 
-func testRandomCrashRestart(t *testing.T, seed uint64) {
+func testRandomCrashRestart(t *testing.T, seed uint64, stalled *atomic.Bool) {
 	rng := rand.New(rand.NewPCG(seed, 7))
 	net, err := memnet.New(memnet.DefaultConfig())
 	if err != nil {
@@ -150,7 +176,7 @@ func testRandomCrashRestart(t *testing.T, seed uint64) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		dc.trs[id] = &voteTransport{Transport: tr, id: id, rc: rc}
+		dc.trs[id] = &voteTransport{Transport: tr, id: id, rc: rc, stalled: stalled}
 		dc.fss[id] = vfs.NewCrashFS(seed*10 + uint64(i))
 		dc.start(id)
 	}
@@ -168,6 +194,9 @@ func testRandomCrashRestart(t *testing.T, seed uint64) {
 	go func() { ackedc <- writeUntil(ctx, func() *Node { return leaderOf(dc.node) }, "w") }()
 	cuts := 0
 	for range 12 {
+		if stalled.Load() {
+			break
+		}
 		time.Sleep(time.Duration(20+rng.IntN(150)) * time.Millisecond)
 		id := three[rng.IntN(3)]
 		dc.powerCut(id, 1+rng.IntN(6))
@@ -181,6 +210,9 @@ func testRandomCrashRestart(t *testing.T, seed uint64) {
 	time.Sleep(300 * time.Millisecond)
 	cancel()
 	acked := <-ackedc
+	if stalled.Load() {
+		return
+	}
 	fctx, fcancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer fcancel()
 	if !writeOne(fctx, func() *Node { return leaderOf(dc.node) }, "final") {

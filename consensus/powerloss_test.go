@@ -8,8 +8,8 @@ import (
 	"os"
 	"strconv"
 	"sync"
+	"sync/atomic"
 	"testing"
-	"testing/synctest"
 	"time"
 
 	"github.com/distkit/distkit/consensus/raft"
@@ -196,13 +196,14 @@ func (rc *ruleChecker) checkApply(id transport.NodeID, store *powerStorage, e En
 // the node's power is cut.
 type checkedTransport struct {
 	transport.Transport
-	id    transport.NodeID
-	store *powerStorage
-	rc    *ruleChecker
+	id      transport.NodeID
+	store   *powerStorage
+	rc      *ruleChecker
+	stalled *atomic.Bool // see runBubble
 }
 
 func (c *checkedTransport) Send(ctx context.Context, to transport.NodeID, service string, payload []byte) error {
-	if !c.store.op() || c.rc.hasFailed() {
+	if !c.store.op() || c.rc.hasFailed() || c.stalled.Load() {
 		return nil // the power is off (the message never left), or the test has failed
 	}
 	if _, body, err := openEnvelope(payload); err == nil {
@@ -241,7 +242,7 @@ type powerCluster struct {
 	seed   uint64
 }
 
-func newPowerCluster(t *testing.T, seed uint64, tweak func(*Config)) *powerCluster {
+func newPowerCluster(t *testing.T, seed uint64, stalled *atomic.Bool, tweak func(*Config)) *powerCluster {
 	net, err := memnet.New(memnet.DefaultConfig())
 	if err != nil {
 		t.Fatal(err)
@@ -257,7 +258,7 @@ func newPowerCluster(t *testing.T, seed uint64, tweak func(*Config)) *powerClust
 			t.Fatal(err)
 		}
 		pc.stores[id] = newPowerStorage()
-		pc.trs[id] = &checkedTransport{Transport: tr, id: id, store: pc.stores[id], rc: pc.rc}
+		pc.trs[id] = &checkedTransport{Transport: tr, id: id, store: pc.stores[id], rc: pc.rc, stalled: stalled}
 		pc.start(id, 0)
 	}
 	t.Cleanup(func() {
@@ -361,8 +362,8 @@ func writeUntil(ctx context.Context, leader func() *Node, prefix string) []strin
 // saved before the messages carrying them are sent, and its committed
 // entries are in its log before they are applied.
 func TestReadyOrder(t *testing.T) {
-	synctest.Test(t, func(t *testing.T) {
-		pc := newPowerCluster(t, 1, func(cfg *Config) {
+	runBubble(t, func(t *testing.T, stalled *atomic.Bool) {
+		pc := newPowerCluster(t, 1, stalled, func(cfg *Config) {
 			cfg.SnapshotThreshold = 16
 		})
 		ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
@@ -412,7 +413,7 @@ func TestPowerLossCrash(t *testing.T) {
 	}
 	for _, seed := range seeds {
 		t.Run(fmt.Sprint("seed=", seed), func(t *testing.T) {
-			synctest.Test(t, func(t *testing.T) { testPowerLossCrash(t, seed) })
+			runBubble(t, func(t *testing.T, stalled *atomic.Bool) { testPowerLossCrash(t, seed, stalled) })
 			if t.Failed() {
 				t.Logf("replay with DISTKIT_SEED=%d go test -run 'TestPowerLossCrash' ./consensus", seed)
 			}
@@ -420,9 +421,9 @@ func TestPowerLossCrash(t *testing.T) {
 	}
 }
 
-func testPowerLossCrash(t *testing.T, seed uint64) {
+func testPowerLossCrash(t *testing.T, seed uint64, stalled *atomic.Bool) {
 	rng := rand.New(rand.NewPCG(seed, 0x9e3779b9))
-	pc := newPowerCluster(t, seed, func(cfg *Config) {
+	pc := newPowerCluster(t, seed, stalled, func(cfg *Config) {
 		cfg.SnapshotThreshold = 8
 		cfg.SnapshotRetainEntries = 2
 	})
@@ -432,7 +433,7 @@ func testPowerLossCrash(t *testing.T, seed uint64) {
 
 	crashes := 0
 	for range 12 {
-		if pc.rc.hasFailed() {
+		if pc.rc.hasFailed() || stalled.Load() {
 			break
 		}
 		time.Sleep(time.Duration(20+rng.IntN(200)) * time.Millisecond)
@@ -454,7 +455,7 @@ func testPowerLossCrash(t *testing.T, seed uint64) {
 	time.Sleep(500 * time.Millisecond)
 	cancel()
 	acked := <-ackedc
-	if pc.rc.hasFailed() {
+	if pc.rc.hasFailed() || stalled.Load() {
 		return
 	}
 	fctx, fcancel := context.WithTimeout(context.Background(), 10*time.Second)
