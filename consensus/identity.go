@@ -106,6 +106,9 @@ func decodeIdentity(b []byte) (identity, error) {
 	fail := func(what string) (identity, error) {
 		return identity{}, fmt.Errorf("%w: %s", errBadIdentity, what)
 	}
+	if len(b) > maxIdentityBytes {
+		return fail(fmt.Sprintf("%d bytes, limit %d", len(b), maxIdentityBytes))
+	}
 	if len(b) < 8 || [4]byte(b[:4]) != identityMagic {
 		return fail("bad magic")
 	}
