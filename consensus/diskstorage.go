@@ -1,11 +1,13 @@
 package consensus
 
 import (
+	"bytes"
 	"errors"
 	"fmt"
 	"io"
 	"io/fs"
 	"log/slog"
+	"os"
 	"path/filepath"
 
 	"github.com/distkit/distkit/consensus/raft"
@@ -457,4 +459,80 @@ func (s *DiskStorage) Close() error {
 		s.lock = nil
 	}
 	return err
+}
+
+// stagedSnapshotName is where StageSnapshot writes; its name matches the
+// temporary files OpenDiskStorage removes, so a staged file never
+// committed is cleaned up at the next open.
+const stagedSnapshotName = "." + snapshotFile + ".staged.tmp"
+
+// StageSnapshot writes the snapshot of index i with membership m, its data
+// produced by write, to a temporary file and fsyncs it. It may run on
+// another goroutine, concurrently with Save. The returned commit (to be
+// called from the goroutine that calls Save) renames it into place, syncs
+// the directory, and records the snapshot and compacts the log as
+// CreateSnapshot does; it returns raft.ErrSnapshotOutOfDate, and drops the
+// staged file, if a newer snapshot was installed meanwhile.
+func (s *DiskStorage) StageSnapshot(i uint64, m raft.Membership, write func(io.Writer) error) (func() error, error) {
+	if !s.opened() {
+		return nil, errNotOpened
+	}
+	var buf bytes.Buffer
+	if err := write(&buf); err != nil {
+		return nil, err
+	}
+	term, err := s.mem.Term(i)
+	if err != nil {
+		return nil, err
+	}
+	snap := raft.Snapshot{Meta: raft.SnapshotMeta{Index: i, Term: term, Membership: m.Clone()}, Data: buf.Bytes()}
+	tmp := filepath.Join(s.dir, stagedSnapshotName)
+	f, err := s.fs.OpenFile(tmp, os.O_CREATE|os.O_WRONLY|os.O_TRUNC, 0o644)
+	if err != nil {
+		return nil, fmt.Errorf("consensus: stage snapshot: %w", err)
+	}
+	// Written and synced in slices, so that the page cache never holds
+	// much of it dirty: a 100 MB flush at the end would stall the fsyncs
+	// of the WAL behind it for the whole write-back.
+	for b := encodeSnapshot(snap); len(b) > 0 && err == nil; {
+		k := min(len(b), 4<<20)
+		if _, err = f.Write(b[:k]); err == nil {
+			err = f.Sync()
+		}
+		b = b[k:]
+	}
+	if cerr := f.Close(); err == nil {
+		err = cerr
+	}
+	if err != nil {
+		s.fs.Remove(tmp)
+		return nil, fmt.Errorf("consensus: stage snapshot: %w", err)
+	}
+	return func() error {
+		if cur, _ := s.mem.Snapshot(); i <= cur.Meta.Index {
+			s.fs.Remove(tmp)
+			return raft.ErrSnapshotOutOfDate
+		}
+		if err := s.fs.Rename(tmp, filepath.Join(s.dir, snapshotFile)); err != nil {
+			return fmt.Errorf("consensus: commit snapshot: %w", err)
+		}
+		if err := wal.SyncDirFS(s.fs, s.dir); err != nil {
+			return fmt.Errorf("consensus: commit snapshot: %w", err)
+		}
+		if _, err := s.mem.CreateSnapshot(i, m, snap.Data); err != nil {
+			return err
+		}
+		if i > s.retain {
+			compact := i - s.retain
+			if first, _ := s.mem.FirstIndex(); compact >= first {
+				if err := s.mem.Compact(compact); err != nil {
+					return err
+				}
+				if err := s.log.DeleteBefore(compact + 1); err != nil {
+					return err
+				}
+			}
+		}
+		return nil
+	}, nil
 }
