@@ -140,19 +140,19 @@ var testName = regexp.MustCompile(`^(Test|Example|Fuzz)[A-Za-z0-9_]*$`)
 func (m *Mutation) check() error {
 	switch {
 	case m.Rule == "":
-		return fmt.Errorf("%s: missing rule:", m.Name)
+		return fmt.Errorf("%s: missing \"rule:\"", m.Name)
 	case m.File == "":
-		return fmt.Errorf("%s: missing file:", m.Name)
+		return fmt.Errorf("%s: missing \"file:\"", m.Name)
 	case filepath.IsAbs(m.File) || strings.HasPrefix(filepath.Clean(m.File), ".."):
 		return fmt.Errorf("%s: file %q must be relative to the repository root", m.Name, m.File)
 	case m.Pkg == "":
-		return fmt.Errorf("%s: missing test:", m.Name)
+		return fmt.Errorf("%s: missing \"test:\"", m.Name)
 	case !strings.HasPrefix(m.Pkg, "./") || strings.Contains(m.Pkg, "..."):
 		return fmt.Errorf("%s: package %q must be one ./relative package", m.Name, m.Pkg)
 	case strings.TrimSpace(m.Old) == "":
-		return fmt.Errorf("%s: empty old: text", m.Name)
+		return fmt.Errorf("%s: empty \"old:\" text", m.Name)
 	case m.Old == m.New:
-		return fmt.Errorf("%s: new: is the same as old:", m.Name)
+		return fmt.Errorf("%s: the \"new:\" text is the same as \"old:\"", m.Name)
 	}
 	for _, t := range m.Tests {
 		if !testName.MatchString(t) {
