@@ -32,7 +32,6 @@ type cluster struct {
 	rec *recorder
 }
 
-//
 // Every simulation has an event budget (simBudget): a broken rule that makes
 // the cores busy-loop (a check re-armed for the same instant, a message
 // storm) fails the test with the seed and the step instead of hanging it,
