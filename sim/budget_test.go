@@ -169,3 +169,28 @@ func TestSetClock(t *testing.T) {
 		t.Errorf("New with MaxTime -1: %v; want ErrInvalidConfig", err)
 	}
 }
+
+// oneShot sends one message at start and records what it receives.
+type oneShot struct{ got int }
+
+func (o *oneShot) Start(env sim.Env) {
+	if env.ID() == "a" {
+		env.Send("b", "x", nil)
+	}
+}
+func (o *oneShot) Receive(sim.Env, transport.Message) { o.got++ }
+func (o *oneShot) Timer(sim.Env, sim.TimerID, string) {}
+
+func TestDeliverAfterSenderCrash(t *testing.T) {
+	for _, keep := range []bool{false, true} {
+		s, _ := sim.New(sim.Config{Faults: sim.Faults{MinDelay: time.Millisecond, MaxDelay: time.Millisecond}, DeliverAfterSenderCrash: keep})
+		b := &oneShot{}
+		s.AddNode("b", func() sim.Node { return b })
+		s.AddNode("a", func() sim.Node { return &oneShot{} })
+		s.Crash("a") // before the message lands
+		s.Run(time.Second)
+		if want := map[bool]int{false: 0, true: 1}[keep]; b.got != want {
+			t.Errorf("DeliverAfterSenderCrash=%v: b received %d messages; want %d", keep, b.got, want)
+		}
+	}
+}

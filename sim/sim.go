@@ -90,6 +90,12 @@ type Config struct {
 	// MaxTime is the simulation's budget of virtual time: past it the
 	// simulation stops as with MaxEvents. Zero means no limit.
 	MaxTime time.Duration
+	// DeliverAfterSenderCrash keeps delivering the messages a node sent
+	// before it crashed, as packets already on the wire are. By default a
+	// crash loses every message in flight from the node too, which hides
+	// the case "answered, then crashed before the answer's state was
+	// durable": set it to test that a node persists before it answers.
+	DeliverAfterSenderCrash bool
 	// Clocks gives nodes their own clocks (see Clock); a node not named
 	// reads the virtual time. SetClock changes a clock during a run.
 	Clocks map[transport.NodeID]Clock
@@ -752,7 +758,8 @@ func (s *Sim) process(ev *event) bool {
 	case evDeliver:
 		s.stats.Events++
 		m, ls, n := ev.msg, ev.link, ev.node
-		if n.epoch != ev.epoch || !n.up() || ev.from.epoch != ev.fromEpoch || s.rules.Blocked(m.From, m.To) {
+		senderGone := ev.from.epoch != ev.fromEpoch && !s.cfg.DeliverAfterSenderCrash
+		if n.epoch != ev.epoch || !n.up() || senderGone || s.rules.Blocked(m.From, m.To) {
 			// §fault model: a crash loses what is in flight to and from the
 			// node, and a partition loses what is in flight across it.
 			s.stats.Dropped++

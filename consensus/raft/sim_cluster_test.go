@@ -37,6 +37,10 @@ type simCluster struct {
 	tweak func(*Config)
 	// coverage counts what the run exercised.
 	coverage simCoverage
+	// onSend, if set, sees every Raft message a node hands to the network
+	// (after the Ready that produced it was persisted): adversarial
+	// schedules react to votes and appends.
+	onSend func(s *kvServer, m Message)
 }
 
 // simCoverage counts interesting events, so that a test can check the

@@ -242,6 +242,9 @@ func (s *kvServer) sendRaft(m Message) {
 		return
 	}
 	s.env.Send(m.To, raftService, b)
+	if s.c.onSend != nil {
+		s.c.onSend(s, m)
+	}
 	if m.Type == MsgSnap {
 		s.c.coverage.SnapshotChunks++
 	}
