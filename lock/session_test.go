@@ -208,13 +208,20 @@ func (f *flaky) Do(ctx context.Context, req lock.Request) (lock.Response, error)
 func TestKeepAliveRenewsTheLease(t *testing.T) {
 	l := newLocal(t)
 	f := &flaky{svc: l, keepalives: make(chan struct{}, 1)}
-	s := newSession(t, f, 60*time.Millisecond)
+	// A TTL with room for a loaded machine's scheduling delays: a keepalive
+	// that comes too late loses the lease, and then no more keepalives come.
+	s := newSession(t, f, 300*time.Millisecond)
 	if _, err := s.Lock(context.Background(), "x"); err != nil {
 		t.Fatal(err)
 	}
 	first := s.Expiry()
-	for range 4 { // four renewals: longer than the TTL in total
-		<-f.keepalives
+	for i := range 4 { // four renewals: longer than the TTL in total
+		select {
+		case <-f.keepalives:
+		case <-s.Done():
+			// Fail, never hang: a lost lease stops the keepalives.
+			t.Fatalf("session lost after %d renewals: %v", i, context.Cause(s.Context()))
+		}
 	}
 	if err := s.Err(); err != nil {
 		t.Fatalf("session lost despite keepalives: %v", err)
