@@ -345,8 +345,13 @@ func TestKeepAliveReleasesOrphanedGrants(t *testing.T) {
 	if _, err := l.Do(ctx, lock.Request{Op: lock.OpAcquire, Session: s.ID(), Name: "x"}); err != nil {
 		t.Fatal(err)
 	}
-	<-f.keepalives // the keepalive that reports the orphan
-	<-f.keepalives // the next one: the cleanup after the first has run
+	for i := range 2 { // the keepalive that reports the orphan, then the next: the cleanup has run
+		select {
+		case <-f.keepalives:
+		case <-s.Done():
+			t.Fatalf("session lost after %d keepalives: %v", i, context.Cause(s.Context()))
+		}
+	}
 	if h, ok := l.Holder("x"); ok {
 		t.Errorf("orphaned grant %+v still held after two keepalives", h)
 	}
