@@ -341,7 +341,9 @@ func TestKeepAliveReleasesOrphanedGrants(t *testing.T) {
 	ctx := context.Background()
 	l := newLocal(t)
 	f := &flaky{svc: l, keepalives: make(chan struct{}, 1)}
-	s := newSession(t, f, 150*time.Millisecond)
+	// A TTL with room for a loaded machine's scheduling delays (at 150 ms a
+	// keepalive answered late under -race lost the lease).
+	s := newSession(t, f, time.Second)
 	if _, err := l.Do(ctx, lock.Request{Op: lock.OpAcquire, Session: s.ID(), Name: "x"}); err != nil {
 		t.Fatal(err)
 	}
