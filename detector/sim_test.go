@@ -3,6 +3,7 @@ package detector_test
 import (
 	"fmt"
 	"math/rand/v2"
+	"os"
 	"slices"
 	"testing"
 	"time"
@@ -31,12 +32,22 @@ type cluster struct {
 	rec *recorder
 }
 
+// Every simulation has an event budget (simBudget): a broken rule that makes
+// the cores busy-loop (a check re-armed for the same instant, a message
+// storm) fails the test with the seed and the step instead of hanging it,
+// and the cluster fails the test at cleanup if the simulation recorded any
+// error.
 func newCluster(t testing.TB, seed int64, n int, cfg detector.Config, faults sim.Faults) *cluster {
 	t.Helper()
-	s, err := sim.New(sim.Config{Seed: seed, Faults: faults})
+	s, err := sim.New(sim.Config{Seed: seed, Faults: faults, MaxEvents: simBudget})
 	if err != nil {
 		t.Fatal(err)
 	}
+	t.Cleanup(func() {
+		if err := s.Err(); err != nil {
+			t.Errorf("simulation: %v", err)
+		}
+	})
 	c := &cluster{s: s, rec: &recorder{}}
 	for i := range n {
 		c.ids = append(c.ids, transport.NodeID(fmt.Sprintf("n%d", i+1)))
@@ -87,6 +98,11 @@ func (c *cluster) allAlive() bool {
 	return true
 }
 
+// simBudget bounds the events of one simulated cluster: the longest run
+// (TestSimNoFalseFailures under DISTKIT_SOAK=1, 8 nodes for 10,000 s) takes
+// about 1.5 million events, so a budget of twice that only stops a runaway.
+const simBudget = 3_000_000
+
 // lossyNet is the network of the scenario: 1 % loss, 1-10 ms latency.
 var lossyNet = sim.Faults{Drop: 0.01, MinDelay: time.Millisecond, MaxDelay: 10 * time.Millisecond}
 
@@ -97,14 +113,22 @@ func scenarioConfig() detector.Config {
 	return cfg
 }
 
-// TestSimNoFalseFailures runs 8 nodes for 10,000 simulated seconds over a
-// lossy network with no crash: at threshold 8 with indirect probes, no node
-// may ever be declared Failed.
+// TestSimNoFalseFailures runs 8 nodes over a lossy network with no crash:
+// at threshold 8 with indirect probes, no node may ever be declared Failed.
+//
+// The default run covers 1,000 simulated seconds (about 450 suspicions,
+// each of which must be refuted, so the probe and refutation paths are
+// exercised hundreds of times); DISTKIT_SOAK=1 runs the full 10,000
+// seconds (about 4,600 suspicions) over many seeds.
 func TestSimNoFalseFailures(t *testing.T) {
+	length := 1_000 * time.Second
+	if os.Getenv(sim.EnvSoak) == "1" {
+		length = 10_000 * time.Second
+	}
 	sim.Seeds(t, 1, func(t *testing.T, seed int64) {
 		c := newCluster(t, seed, 8, scenarioConfig(), lossyNet)
 		start := c.s.Now()
-		c.s.Run(10_000 * time.Second)
+		c.s.Run(length)
 		suspicions := 0
 		for _, e := range c.rec.events {
 			switch e.Kind {
@@ -121,6 +145,9 @@ func TestSimNoFalseFailures(t *testing.T) {
 		// it must clear within a few seconds.
 		if !c.s.RunUntil(c.allAlive, 5*time.Second) {
 			t.Errorf("not every node sees every other Alive at the end")
+		}
+		if suspicions < 100 {
+			t.Errorf("only %d suspicions in %v: the run exercises too little of the refutation path", suspicions, length)
 		}
 		t.Logf("seed %d: %d suspicions, all refuted; sim stats %+v", seed, suspicions, c.s.Stats())
 	})

@@ -36,10 +36,17 @@ type cluster struct {
 
 func newCluster(t testing.TB, seed int64, n int, newNode func(election.Config) *electionsim.Node, faults sim.Faults, tweak ...func(*election.Config)) *cluster {
 	t.Helper()
-	s, err := sim.New(sim.Config{Seed: seed, Faults: faults})
+	// The event budget makes a broken rule that livelocks the electors fail
+	// with the seed and the step; the cleanup reports it.
+	s, err := sim.New(sim.Config{Seed: seed, Faults: faults, MaxEvents: 2_000_000})
 	if err != nil {
 		t.Fatal(err)
 	}
+	t.Cleanup(func() {
+		if err := s.Err(); err != nil {
+			t.Errorf("simulation: %v", err)
+		}
+	})
 	c := &cluster{t: t, s: s, down: map[transport.NodeID]bool{}, resting: map[transport.NodeID]bool{}}
 	for i := 1; i <= n; i++ {
 		c.ids = append(c.ids, transport.NodeID(fmt.Sprintf("n%d", i)))
@@ -164,9 +171,12 @@ const convergeBound = 5 * time.Second
 // epoch, and epochs never went back at any node, across its restarts too
 // (checked at every boot and view change).
 func TestConvergesAfterFaults(t *testing.T) {
-	seeds := 20
+	// 8 seeds per algorithm by default (each a different cluster size
+	// from 3 to 7 and ten chaotic steps); DISTKIT_SOAK=1 runs fifty times
+	// as many, -short 4.
+	seeds := 8
 	if testing.Short() {
-		seeds = 5
+		seeds = 4
 	}
 	for _, alg := range algorithms {
 		t.Run(alg.name, func(t *testing.T) {

@@ -6,7 +6,9 @@ import (
 	"math"
 	"math/rand/v2"
 	"os"
+	"runtime/metrics"
 	"testing"
+	"time"
 )
 
 func TestBoundedConfigValidate(t *testing.T) {
@@ -131,10 +133,65 @@ func checkBound(t *testing.T, b *Bounded, model *boundedModel, weights map[strin
 	}
 }
 
+// Limits of one guarded operation. Real operations take microseconds and
+// allocate kilobytes; these only stop a runaway.
+const (
+	guardHeapGrowth = 512 << 20       // bytes of live heap an operation may add
+	guardWallClock  = 2 * time.Minute // a hang guard, not a timing assertion
+)
+
+// guard runs fn, one operation of a churn run, on its own goroutine and
+// returns its results. If the live heap grows by more than guardHeapGrowth
+// meanwhile (a broken placement rule once made rebalance move a key back
+// onto the node it left, forever, appending a Move each time: 24 GB), or fn
+// has not returned after guardWallClock, the test fails naming the seed and
+// step, and the binary stops: the runaway goroutine cannot be stopped
+// otherwise.
+func guard[T any](t *testing.T, seed, step int, fn func() (T, error)) (T, error) {
+	t.Helper()
+	var (
+		res  T
+		err  error
+		done = make(chan struct{})
+	)
+	go func() {
+		defer close(done)
+		res, err = fn()
+	}()
+	sample := []metrics.Sample{{Name: "/memory/classes/heap/objects:bytes"}}
+	heap := func() uint64 { metrics.Read(sample); return sample[0].Value.Uint64() }
+	base := heap()
+	tick := time.NewTicker(5 * time.Millisecond)
+	defer tick.Stop()
+	deadline := time.After(guardWallClock)
+	for {
+		select {
+		case <-done:
+			return res, err
+		case <-tick.C:
+			if grown := heap() - min(base, heap()); grown > guardHeapGrowth {
+				stopRunaway(t, fmt.Sprintf("seed %d, step %d: the operation grew the heap by %d MB without returning (an endless rebalance?)", seed, step, grown>>20))
+			}
+		case <-deadline:
+			stopRunaway(t, fmt.Sprintf("seed %d, step %d: the operation did not return within %v", seed, step, guardWallClock))
+		}
+	}
+}
+
+// stopRunaway fails the test and ends the test binary, which is the only
+// way to stop a goroutine stuck in an endless loop.
+func stopRunaway(t *testing.T, msg string) {
+	t.Helper()
+	t.Error(msg)
+	panic("hashring: " + msg)
+}
+
 // TestBoundedChurn applies random assigns, releases, node additions,
 // removals and reweights, and checks after every step that no node exceeds
 // its bound and that the reported moves account for every reassignment.
-// DISTKIT_SOAK=1 runs more seeds.
+// DISTKIT_SOAK=1 runs more seeds. Every operation runs under guard, so a
+// broken placement rule fails with the seed and step instead of looping
+// until the machine runs out of memory.
 func TestBoundedChurn(t *testing.T) {
 	seeds := 6
 	if os.Getenv("DISTKIT_SOAK") == "1" {
@@ -165,7 +222,7 @@ func TestBoundedChurn(t *testing.T) {
 						hot := fmt.Sprintf("hot-%d", rng.IntN(4))
 						assign = func(id string) (string, error) { return b.AssignWithKey(id, hot) }
 					}
-					node, err := assign(key)
+					node, err := guard(t, seed, step, func() (string, error) { return assign(key) })
 					if err != nil {
 						t.Fatalf("step %d: Assign: %v", step, err)
 					}
@@ -175,7 +232,7 @@ func TestBoundedChurn(t *testing.T) {
 					if _, ok := model.owner[key]; !ok {
 						continue
 					}
-					if moves, err = b.Release(key); err != nil {
+					if moves, err = guard(t, seed, step, func() ([]Move, error) { return b.Release(key) }); err != nil {
 						t.Fatalf("step %d: Release: %v", step, err)
 					}
 					delete(model.owner, key)
@@ -186,7 +243,7 @@ func TestBoundedChurn(t *testing.T) {
 					if weighted {
 						w = float64(1 + rng.IntN(3))
 					}
-					if moves, err = b.Add(name, w); err != nil {
+					if moves, err = guard(t, seed, step, func() ([]Move, error) { return b.Add(name, w) }); err != nil {
 						t.Fatalf("step %d: Add: %v", step, err)
 					}
 					weights[name] = w
@@ -195,7 +252,7 @@ func TestBoundedChurn(t *testing.T) {
 					if _, ok := weights[victim]; !ok {
 						continue
 					}
-					if moves, err = b.Remove(victim); err != nil {
+					if moves, err = guard(t, seed, step, func() ([]Move, error) { return b.Remove(victim) }); err != nil {
 						t.Fatalf("step %d: Remove: %v", step, err)
 					}
 					delete(weights, victim)
@@ -205,7 +262,7 @@ func TestBoundedChurn(t *testing.T) {
 						continue
 					}
 					w := float64(1 + rng.IntN(4))
-					if moves, err = b.SetWeight(target, w); err != nil {
+					if moves, err = guard(t, seed, step, func() ([]Move, error) { return b.SetWeight(target, w) }); err != nil {
 						t.Fatalf("step %d: SetWeight: %v", step, err)
 					}
 					weights[target] = w

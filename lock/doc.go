@@ -59,7 +59,25 @@
 // (Session.Done closes, Session.Context is cancelled), before the service
 // can have expired it. The margin covers the difference between the two
 // clocks' rates; their offsets never matter, since each side only measures
-// durations on its own clock. A keepalive answered after the bound had
+// durations on its own clock.
+//
+// What the lease tolerates, exactly: any offset between the clocks, and
+// any client clock running faster than the service's; a client clock
+// running slower than the service's by at most the fraction
+// SafetyMargin/TTL (10% with the default margin of TTL/10), i.e. safety
+// holds while
+//
+//	client clock rate ≥ (1 − SafetyMargin/TTL) × service clock rate
+//
+// Beyond that the client's trust (TTL − margin on its slow clock) can
+// outlast the service's lease (TTL on its fast one) and two clients can
+// both believe they hold a lock; fencing tokens still keep the resource
+// safe. Unlike a leader election built on wall-clock timestamps (which
+// tolerates offsets only up to its own skew allowance), nothing here
+// compares readings of two clocks. TestSimLeaseClockSkew runs the
+// simulation with per-node clocks (sim.Clock) and shows both sides:
+// offsets of hours and rates 7.7% apart are safe, rates 18% apart break
+// mutual exclusion and the simulation's check sees it. A keepalive answered after the bound had
 // passed renews nothing, whatever the answer: the lease may have lapsed in
 // between, and a lapsed lease stays lost. The services measure leases the
 // same way, by elapsed time, so a step of a wall clock moves no lease.
@@ -103,7 +121,8 @@
 // service; messages may be lost, duplicated, delayed and reordered. Safety
 // (no two clients trusting their leases on one lock at once; a fenced
 // resource never accepting an older token after a newer one) needs only
-// that clocks' rates differ by less than SafetyMargin/TTL; progress needs
+// that a client's clock runs no slower than 1 − SafetyMargin/TTL of the
+// service's rate (see "The lease-lost bound"); progress needs
 // the service reachable. The replicated service tolerates the crash of a
 // minority of its members and partitions (consensus package's model). The
 // Local service does not survive its process, and a new Local issues
@@ -126,6 +145,7 @@
 // # Tests
 //
 // The package's tests run in a few seconds; the simulation tests run a
-// few seeds per scenario. DISTKIT_SOAK=1 runs fifty times as many seeds,
+// few seeds per scenario, each under an event budget, so a broken rule
+// fails with the seed and the step rather than hanging (see sim.Config). DISTKIT_SOAK=1 runs fifty times as many seeds,
 // and DISTKIT_SEED=N replays one.
 package lock

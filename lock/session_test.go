@@ -208,13 +208,20 @@ func (f *flaky) Do(ctx context.Context, req lock.Request) (lock.Response, error)
 func TestKeepAliveRenewsTheLease(t *testing.T) {
 	l := newLocal(t)
 	f := &flaky{svc: l, keepalives: make(chan struct{}, 1)}
-	s := newSession(t, f, 60*time.Millisecond)
+	// A TTL with room for a loaded machine's scheduling delays: a keepalive
+	// that comes too late loses the lease, and then no more keepalives come.
+	s := newSession(t, f, 300*time.Millisecond)
 	if _, err := s.Lock(context.Background(), "x"); err != nil {
 		t.Fatal(err)
 	}
 	first := s.Expiry()
-	for range 4 { // four renewals: longer than the TTL in total
-		<-f.keepalives
+	for i := range 4 { // four renewals: longer than the TTL in total
+		select {
+		case <-f.keepalives:
+		case <-s.Done():
+			// Fail, never hang: a lost lease stops the keepalives.
+			t.Fatalf("session lost after %d renewals: %v", i, context.Cause(s.Context()))
+		}
 	}
 	if err := s.Err(); err != nil {
 		t.Fatalf("session lost despite keepalives: %v", err)
@@ -334,12 +341,19 @@ func TestKeepAliveReleasesOrphanedGrants(t *testing.T) {
 	ctx := context.Background()
 	l := newLocal(t)
 	f := &flaky{svc: l, keepalives: make(chan struct{}, 1)}
-	s := newSession(t, f, 150*time.Millisecond)
+	// A TTL with room for a loaded machine's scheduling delays (at 150 ms a
+	// keepalive answered late under -race lost the lease).
+	s := newSession(t, f, time.Second)
 	if _, err := l.Do(ctx, lock.Request{Op: lock.OpAcquire, Session: s.ID(), Name: "x"}); err != nil {
 		t.Fatal(err)
 	}
-	<-f.keepalives // the keepalive that reports the orphan
-	<-f.keepalives // the next one: the cleanup after the first has run
+	for i := range 2 { // the keepalive that reports the orphan, then the next: the cleanup has run
+		select {
+		case <-f.keepalives:
+		case <-s.Done():
+			t.Fatalf("session lost after %d keepalives: %v", i, context.Cause(s.Context()))
+		}
+	}
 	if h, ok := l.Holder("x"); ok {
 		t.Errorf("orphaned grant %+v still held after two keepalives", h)
 	}

@@ -187,8 +187,11 @@ func (s *simRaftServer) process(env sim.Env) {
 // network, with client pauses longer than the TTL.
 func TestSimReplicatedMutualExclusion(t *testing.T) {
 	grants, rejected := 0, 0
-	sim.Seeds(t, 20, func(t *testing.T, seed int64) {
-		s, err := sim.New(sim.Config{Seed: seed, Faults: sim.Faults{
+	// 8 seeds by default (five leader crashes each, so 40 fail-overs with
+	// clients pausing and losing leases around them); DISTKIT_SOAK=1 runs
+	// fifty times as many.
+	sim.Seeds(t, 8, func(t *testing.T, seed int64) {
+		s, err := sim.New(sim.Config{Seed: seed, MaxEvents: simBudget, Faults: sim.Faults{
 			Drop: 0.05, Duplicate: 0.02, MinDelay: time.Millisecond, MaxDelay: 8 * time.Millisecond}})
 		if err != nil {
 			t.Fatal(err)
@@ -211,7 +214,7 @@ func TestSimReplicatedMutualExclusion(t *testing.T) {
 		for i := range 3 {
 			c := &simClient{servers: members, auto: true, maxPause: 2 * simTTL, pauseP: 0.2, drift: float64(i-1) / 100}
 			clients = append(clients, c)
-			s.AddNode(transport.NodeID(fmt.Sprint("c", i)), func() sim.Node { return c })
+			addClient(s, transport.NodeID(fmt.Sprint("c", i)), c)
 		}
 		// Crash whoever leads every 1.5 s and restart it 400 ms later.
 		for k := range 5 {
@@ -238,7 +241,7 @@ func TestSimReplicatedMutualExclusion(t *testing.T) {
 // event for event (no map order or real time leaks into the nodes).
 func TestSimReplicatedDeterministic(t *testing.T) {
 	run := func() uint64 {
-		s, _ := sim.New(sim.Config{Seed: 3, Faults: sim.Faults{Drop: 0.05, MinDelay: time.Millisecond, MaxDelay: 8 * time.Millisecond}})
+		s, _ := sim.New(sim.Config{Seed: 3, MaxEvents: simBudget, Faults: sim.Faults{Drop: 0.05, MinDelay: time.Millisecond, MaxDelay: 8 * time.Millisecond}})
 		members := []transport.NodeID{"s1", "s2", "s3"}
 		for _, id := range members {
 			store := raft.NewMemoryStorage()
@@ -247,7 +250,7 @@ func TestSimReplicatedDeterministic(t *testing.T) {
 		s.AddNode(resID, func() sim.Node { return &simResource{} })
 		for i := range 3 {
 			c := &simClient{servers: members, auto: true, maxPause: 2 * simTTL, pauseP: 0.2}
-			s.AddNode(transport.NodeID(fmt.Sprint("c", i)), func() sim.Node { return c })
+			addClient(s, transport.NodeID(fmt.Sprint("c", i)), c)
 		}
 		s.At(time.Second, func() { s.Crash("s1") })
 		s.At(1500*time.Millisecond, func() { s.Restart("s1") })

@@ -16,8 +16,16 @@ import (
 // The simulation drives the lock table as a service node, clients that
 // follow the Session's rules (keepalive every TTL/3, lease bound = send
 // time of the last acknowledged renewal + TTL − margin, measured on the
-// client's own drifting clock), and a fenced resource, over sim's faulty
-// network, with client pauses longer than the TTL.
+// client's own clock), and a fenced resource, over sim's faulty network,
+// with client pauses longer than the TTL. Every node reads its own sim
+// clock (sim.Clock: an offset and a drift), so the server measures the
+// lease and the client its bound on different clocks, as in production.
+
+// simBudget bounds every lock simulation's events: a 10 s run of six nodes
+// takes about 11,000 events, so a broken rule that busy-loops (a watchdog
+// re-armed every nanosecond because the lease never ends) stops with
+// sim.ErrBudget, the seed and the step instead of hanging the test.
+const simBudget = 200_000
 
 const (
 	simTTL    = 300 * time.Millisecond
@@ -125,9 +133,13 @@ type belief struct {
 	start, end time.Time
 }
 
-// simClient follows the Session's rules. Its clock runs at rate 1+drift
-// relative to the simulation's.
+// simClient follows the Session's rules. It reads its own sim clock, which
+// runs at rate 1+drift relative to the virtual time and starts offset
+// ahead of it (addClient installs the clock).
 type simClient struct {
+	s        *sim.Sim // to convert its clock readings to virtual time for the checks
+	id       transport.NodeID
+	offset   time.Duration
 	servers  []transport.NodeID // the service's members; nil means svcID alone
 	target   int                // index in servers of the member believed to lead
 	drift    float64
@@ -135,7 +147,6 @@ type simClient struct {
 	maxPause time.Duration // longest random pause; 0 for none
 	pauseP   float64       // probability of a pause before a write
 
-	epoch     time.Time // local clock origin (global time at which local = global)
 	session   SessionID
 	nextSess  uint64
 	bound     leaseBound
@@ -144,10 +155,10 @@ type simClient struct {
 	nextReq   uint64
 	holding   bool
 	token     Token
-	since     time.Time // global time the current belief started
+	since     time.Time // virtual time the current belief started
 	beliefs   []belief
 	lost      int
-	pausedTil time.Time       // global time the client's process resumes
+	pausedTil time.Time       // local time the client's process resumes
 	frozen    []func(sim.Env) // events that arrived during a pause
 	watchdog  sim.TimerID
 	retry     sim.TimerID
@@ -159,23 +170,22 @@ type sentReq struct {
 	sent time.Time // local clock
 }
 
-func (c *simClient) local(global time.Time) time.Time {
-	return c.epoch.Add(time.Duration(float64(global.Sub(c.epoch)) * (1 + c.drift)))
+// addClient adds c to s as node id, on a clock with c's offset and drift.
+func addClient(s *sim.Sim, id transport.NodeID, c *simClient) {
+	c.s, c.id = s, id
+	s.SetClock(id, sim.Clock{Offset: c.offset, Drift: c.drift})
+	s.AddNode(id, func() sim.Node { return c })
 }
 
-func (c *simClient) globalDur(local time.Duration) time.Duration {
-	return time.Duration(float64(local) / (1 + c.drift))
-}
+// virtual returns the virtual time at which the client's clock reads local.
+func (c *simClient) virtual(local time.Time) time.Time { return c.s.VirtualTime(c.id, local) }
 
-// boundGlobal is the global time at which the local clock reaches the bound.
-func (c *simClient) boundGlobal() time.Time {
-	return c.epoch.Add(c.globalDur(c.bound.until.Sub(c.epoch)))
-}
+// boundGlobal is the virtual time at which the client's clock reaches the bound.
+func (c *simClient) boundGlobal() time.Time { return c.virtual(c.bound.until) }
 
-func (c *simClient) valid(env sim.Env) bool { return c.open && c.bound.valid(c.local(env.Now())) }
+func (c *simClient) valid(env sim.Env) bool { return c.open && c.bound.valid(env.Now()) }
 
 func (c *simClient) Start(env sim.Env) {
-	c.epoch = env.Now()
 	c.sent = map[uint64]sentReq{}
 	c.retry = env.SetTimer(50*time.Millisecond, "retry")
 	if c.auto {
@@ -194,7 +204,7 @@ func (c *simClient) openSession(env sim.Env) {
 
 func (c *simClient) send(env sim.Env, req Request) {
 	c.nextReq++
-	c.sent[c.nextReq] = sentReq{req, c.local(env.Now())}
+	c.sent[c.nextReq] = sentReq{req, env.Now()}
 	to := svcID
 	if len(c.servers) > 0 {
 		to = c.servers[c.target]
@@ -239,7 +249,7 @@ func (c *simClient) Timer(env sim.Env, id sim.TimerID, name string) {
 		}
 		for _, id := range sortedIDs(c.sent) {
 			r := c.sent[id]
-			if c.local(env.Now()).Sub(r.sent) >= 50*time.Millisecond {
+			if env.Now().Sub(r.sent) >= 50*time.Millisecond {
 				delete(c.sent, id)
 				c.send(env, r.req)
 			}
@@ -247,7 +257,7 @@ func (c *simClient) Timer(env sim.Env, id sim.TimerID, name string) {
 	case "keepalive":
 		if c.open {
 			c.send(env, Request{Op: OpKeepAlive, Session: c.session})
-			env.SetTimer(c.globalDur(simTTL/3), "keepalive")
+			env.SetTimer(simTTL/3, "keepalive")
 		}
 	case "watchdog":
 		if c.open && !c.valid(env) {
@@ -306,7 +316,7 @@ func (c *simClient) writeAndGoOn(env sim.Env) {
 
 func (c *simClient) armWatchdog(env sim.Env) {
 	env.CancelTimer(c.watchdog)
-	d := c.globalDur(c.bound.until.Sub(c.local(env.Now())))
+	d := c.bound.until.Sub(env.Now())
 	c.watchdog = env.SetTimer(max(d+1, 1), "watchdog") // +1 ns: never re-arm for the same instant after rounding
 }
 
@@ -342,7 +352,7 @@ func (c *simClient) unlock(env sim.Env) {
 	if !c.holding {
 		return
 	}
-	c.endBelief(env.Now())
+	c.endBelief(c.virtual(env.Now()))
 	// Like Session, the client asks for the lock again only once the
 	// release is acknowledged: a re-acquire overtaking its own release would
 	// get the old grant back and then see it released.
@@ -386,12 +396,12 @@ func (c *simClient) Receive(env sim.Env, msg transport.Message) {
 		}
 		if r.req.Op == OpOpen && !c.open {
 			c.open = true
-			env.SetTimer(c.globalDur(simTTL/3), "keepalive")
+			env.SetTimer(simTTL/3, "keepalive")
 			if c.auto {
 				c.send(env, Request{Op: OpAcquire, Session: c.session, Name: simLock})
 			}
 		}
-		if !c.bound.acked(r.sent, c.local(env.Now())) || !c.valid(env) { // acknowledged too late to help
+		if !c.bound.acked(r.sent, env.Now()) || !c.valid(env) { // acknowledged too late to help
 			c.loseLease(env)
 			return
 		}
@@ -404,7 +414,7 @@ func (c *simClient) Receive(env sim.Env, msg transport.Message) {
 		if err != nil || !resp.Granted || c.holding || !c.valid(env) {
 			return
 		}
-		c.holding, c.token, c.since = true, resp.Grant.Token, env.Now()
+		c.holding, c.token, c.since = true, resp.Grant.Token, c.virtual(env.Now())
 		env.SetTimer(time.Duration(env.Rand().Int64N(int64(simTTL/2))), "work")
 	}
 }
@@ -422,18 +432,30 @@ func sortedIDs(m map[uint64]sentReq) []uint64 {
 // in the order the beliefs began.
 func checkBeliefs(t *testing.T, all []belief) {
 	t.Helper()
+	if err := beliefsOverlap(all); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// errOverlap is wrapped by beliefsOverlap's errors.
+var errOverlap = errors.New("mutual exclusion violated")
+
+// beliefsOverlap returns an error wrapping errOverlap if two beliefs
+// overlap or tokens do not rise in the order the beliefs began.
+func beliefsOverlap(all []belief) error {
 	slices.SortFunc(all, func(a, b belief) int { return a.start.Compare(b.start) })
 	for i := 1; i < len(all); i++ {
 		prev, cur := all[i-1], all[i]
 		if cur.start.Before(prev.end) {
-			t.Fatalf("%s believed it held %q (token %d) from %v while %s still did (token %d, until %v)",
-				cur.client, simLock, cur.token, cur.start.Format("15:04:05.000"), prev.client, prev.token,
+			return fmt.Errorf("%w: %s believed it held %q (token %d) from %v while %s still did (token %d, until %v)",
+				errOverlap, cur.client, simLock, cur.token, cur.start.Format("15:04:05.000"), prev.client, prev.token,
 				prev.end.Format("15:04:05.000"))
 		}
 		if cur.token <= prev.token {
-			t.Fatalf("token %d granted after token %d", cur.token, prev.token)
+			return fmt.Errorf("%w: token %d granted after token %d", errOverlap, cur.token, prev.token)
 		}
 	}
+	return nil
 }
 
 // runAndCheck runs s for d, then checks the clients' beliefs and the
@@ -479,7 +501,7 @@ func TestSimMutualExclusion(t *testing.T) {
 		t.Run(sc.name, func(t *testing.T) {
 			grants, rejected := 0, 0
 			sim.Seeds(t, 16, func(t *testing.T, seed int64) {
-				s, err := sim.New(sim.Config{Seed: seed, Faults: sc.faults})
+				s, err := sim.New(sim.Config{Seed: seed, Faults: sc.faults, MaxEvents: simBudget})
 				if err != nil {
 					t.Fatal(err)
 				}
@@ -494,7 +516,7 @@ func TestSimMutualExclusion(t *testing.T) {
 					c := &simClient{auto: true, maxPause: sc.maxPause, pauseP: 0.3, drift: float64(i-2) / 100}
 					clients = append(clients, c)
 					ids = append(ids, id)
-					s.AddNode(id, func() sim.Node { return c })
+					addClient(s, id, c)
 				}
 				if sc.partitions {
 					for k := range 6 {
@@ -521,12 +543,12 @@ func TestSimMutualExclusion(t *testing.T) {
 // TestSimDeterministic checks the simulation replays event for event.
 func TestSimDeterministic(t *testing.T) {
 	run := func() uint64 {
-		s, _ := sim.New(sim.Config{Seed: 7, Faults: sim.Faults{Drop: 0.1, MinDelay: time.Millisecond, MaxDelay: 10 * time.Millisecond}})
+		s, _ := sim.New(sim.Config{Seed: 7, MaxEvents: simBudget, Faults: sim.Faults{Drop: 0.1, MinDelay: time.Millisecond, MaxDelay: 10 * time.Millisecond}})
 		s.AddNode(svcID, func() sim.Node { return newSimServer(0) })
 		s.AddNode(resID, func() sim.Node { return &simResource{} })
 		for i := range 3 {
 			c := &simClient{auto: true, maxPause: simTTL * 2, pauseP: 0.3}
-			s.AddNode(transport.NodeID(fmt.Sprint("c", i)), func() sim.Node { return c })
+			addClient(s, transport.NodeID(fmt.Sprint("c", i)), c)
 		}
 		s.Run(3 * time.Second)
 		return s.TraceHash()
@@ -540,7 +562,7 @@ func TestSimDeterministic(t *testing.T) {
 // checks the lock is granted in arrival order.
 func TestSimFIFOGrants(t *testing.T) {
 	sim.Seeds(t, 4, func(t *testing.T, seed int64) {
-		s, _ := sim.New(sim.Config{Seed: seed, Faults: sim.Faults{MinDelay: time.Millisecond, MaxDelay: 5 * time.Millisecond}})
+		s, _ := sim.New(sim.Config{Seed: seed, MaxEvents: simBudget, Faults: sim.Faults{MinDelay: time.Millisecond, MaxDelay: 5 * time.Millisecond}})
 		srv := newSimServer(0)
 		s.AddNode(svcID, func() sim.Node { return srv })
 		s.AddNode(resID, func() sim.Node { return &simResource{} })
@@ -549,7 +571,7 @@ func TestSimFIFOGrants(t *testing.T) {
 			c := &simClient{}
 			clients = append(clients, c)
 			id := transport.NodeID(fmt.Sprint("c", i))
-			s.AddNode(id, func() sim.Node { return c })
+			addClient(s, id, c)
 			s.Inject(id, c.openSession)
 		}
 		s.Run(100 * time.Millisecond)
@@ -590,13 +612,13 @@ func TestSimFIFOGrants(t *testing.T) {
 // and writes; client 1 wakes and writes with its old token. The resource
 // rejects that write by its token.
 func TestKleppmannPausedClientIsFenced(t *testing.T) {
-	s, _ := sim.New(sim.Config{Seed: 1, Faults: sim.Faults{MinDelay: time.Millisecond, MaxDelay: 2 * time.Millisecond}})
+	s, _ := sim.New(sim.Config{Seed: 1, MaxEvents: simBudget, Faults: sim.Faults{MinDelay: time.Millisecond, MaxDelay: 2 * time.Millisecond}})
 	s.AddNode(svcID, func() sim.Node { return newSimServer(0) })
 	res := &simResource{}
 	s.AddNode(resID, func() sim.Node { return res })
 	c1, c2 := &simClient{}, &simClient{}
-	s.AddNode("c1", func() sim.Node { return c1 })
-	s.AddNode("c2", func() sim.Node { return c2 })
+	addClient(s, "c1", c1)
+	addClient(s, "c2", c2)
 	s.Inject("c1", c1.openSession)
 	s.Run(50 * time.Millisecond)
 	s.Inject("c1", func(env sim.Env) { c1.send(env, Request{Op: OpAcquire, Session: c1.session, Name: simLock}) })

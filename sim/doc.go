@@ -73,9 +73,46 @@
 // The virtual network loses, duplicates, delays and reorders messages and
 // can be partitioned and cut; nodes crash (losing their instance, timers,
 // in-flight messages and unsynced disk writes, optionally tearing the last
-// append) and restart. Messages are never corrupted or forged, and every
-// node reads the same virtual clock: a protocol that must tolerate clock
-// skew models it itself (for example by offsetting env.Now per node).
+// append) and restart. With Config.DeliverAfterSenderCrash, messages a node
+// sent before crashing still arrive, as packets on the wire do: that is how
+// to test "answered, then crashed before the answer's state was durable".
+// Messages are never corrupted or forged. Clocks may disagree (below).
+//
+// # Clocks
+//
+// By default every node reads the virtual time. Config.Clocks (or
+// SetClock) gives a node its own clock, Clock{Offset, Drift}:
+//
+//	local = virtual + Offset + Drift·(virtual − start)
+//
+// Env.Now returns it, and Env.SetTimer measures its duration on it (a node
+// whose clock runs 1% fast sees its 100 ms timers fire after 99 ms of
+// virtual time), as a process's clock and timers do. |Drift| is at most
+// MaxDrift. LocalTime and VirtualTime convert between a node's clock and
+// the virtual time, so a checker can compare instants that different nodes
+// measured. Leases are tested against exactly the skew they claim to
+// tolerate this way: lock's TestSimLeaseClockSkew shows a session lease
+// safe under any offset and unsafe once the client's clock runs slower
+// than the server's by more than its margin.
+//
+// # Budgets: failing fast
+//
+// A broken rule must fail a test with a message, not hang it or exhaust
+// memory. Every Sim has budgets; when one is spent the simulation stops
+// (Step, Run and RunUntil process nothing more, Stopped reports true) and
+// Err reports ErrBudget naming the seed, the step (events processed) and
+// the virtual time, with the replay command:
+//
+//   - Config.MaxEvents, events in all (default DefaultMaxEvents, ten
+//     million: a few seconds; negative for none). Tests set a budget a few
+//     times what their scenario needs.
+//   - Config.MaxEventsPerInstant, events at one virtual instant (default
+//     DefaultMaxEventsPerInstant): nodes answering each other with zero
+//     latency keep virtual time still, which no real network does.
+//   - Config.MaxTime, virtual time (default none).
+//
+// A test must check Err after running (a helper's t.Cleanup is a good
+// place), or the stop passes unnoticed.
 //
 // # Many seeds
 //

@@ -20,7 +20,8 @@ type TimerID uint64
 type Env interface {
 	// ID returns the node's ID.
 	ID() transport.NodeID
-	// Now returns the virtual time.
+	// Now returns the node's clock: the virtual time, unless the node was
+	// given a Clock with an offset or a drift.
 	Now() time.Time
 	// Rand returns the node's random source, seeded from the sim seed and
 	// the node's ID and incarnation.
@@ -28,7 +29,8 @@ type Env interface {
 	// Send sends a message through the faulty virtual network. It takes
 	// ownership of payload, which the receiver must treat as read-only.
 	Send(to transport.NodeID, service string, payload []byte)
-	// SetTimer arranges for Node.Timer(env, id, name) after d of virtual time.
+	// SetTimer arranges for Node.Timer(env, id, name) once the node's clock
+	// has advanced by d (d of virtual time unless its Clock drifts).
 	SetTimer(d time.Duration, name string) TimerID
 	// CancelTimer stops a timer; cancelling a fired or unknown timer is a no-op.
 	CancelTimer(id TimerID)
@@ -71,6 +73,86 @@ type Config struct {
 	// Logf receives the lines nodes log with Env.Logf and, with Trace, the
 	// trace. Nil discards them. A test passes t.Logf.
 	Logf func(format string, args ...any)
+	// MaxEvents is the simulation's budget of events (Stats.Events). When
+	// it is spent the simulation stops: Step, Run and RunUntil process
+	// nothing more and Err reports ErrBudget with the seed, the step and
+	// the virtual time. Zero means DefaultMaxEvents; negative means no
+	// limit. A broken rule that makes a protocol busy-loop (two nodes
+	// answering each other at one instant, a timer re-armed every
+	// nanosecond) then fails the test with a message instead of hanging it.
+	MaxEvents int64
+	// MaxEventsPerInstant bounds the events run at one virtual instant:
+	// nodes that answer each other with zero latency keep virtual time
+	// still, which no real network does. Past it the simulation stops as
+	// with MaxEvents. Zero means DefaultMaxEventsPerInstant; negative means
+	// no limit.
+	MaxEventsPerInstant int64
+	// MaxTime is the simulation's budget of virtual time: past it the
+	// simulation stops as with MaxEvents. Zero means no limit.
+	MaxTime time.Duration
+	// DeliverAfterSenderCrash keeps delivering the messages a node sent
+	// before it crashed, as packets already on the wire are. By default a
+	// crash loses every message in flight from the node too, which hides
+	// the case "answered, then crashed before the answer's state was
+	// durable": set it to test that a node persists before it answers.
+	DeliverAfterSenderCrash bool
+	// Clocks gives nodes their own clocks (see Clock); a node not named
+	// reads the virtual time. SetClock changes a clock during a run.
+	Clocks map[transport.NodeID]Clock
+}
+
+// DefaultMaxEvents is the event budget of a Sim whose Config.MaxEvents is
+// zero: far more than any test's simulation needs (a busy five-node Raft
+// cluster runs about a million events per simulated minute), and a few
+// seconds of work, so a runaway simulation fails fast.
+const DefaultMaxEvents = 10_000_000
+
+// DefaultMaxEventsPerInstant is the per-instant budget of a Sim whose
+// Config.MaxEventsPerInstant is zero.
+const DefaultMaxEventsPerInstant = 1_000_000
+
+// Clock is a node's local clock: it reads
+//
+//	local = virtual + Offset + Drift·(virtual − start)
+//
+// so it is Offset ahead of the virtual time at the start and gains Drift
+// seconds per second after that (Drift = 0.01 runs 1% fast, −0.01 1% slow).
+// Env.Now returns it and Env.SetTimer measures its duration on it, as a
+// process's monotonic clock and timers do. The zero Clock is the virtual
+// time itself.
+type Clock struct {
+	Offset time.Duration
+	Drift  float64
+}
+
+// MaxDrift bounds |Clock.Drift|: real oscillators are off by parts per
+// million; a simulation exaggerates, but a clock must still move forward.
+const MaxDrift = 0.5
+
+// Validate reports whether the clock is usable: |Drift| <= MaxDrift.
+func (c Clock) Validate() error {
+	if c.Drift != c.Drift || c.Drift < -MaxDrift || c.Drift > MaxDrift {
+		return fmt.Errorf("%w: clock drift %v outside [-%v, %v]", ErrInvalidConfig, c.Drift, MaxDrift, MaxDrift)
+	}
+	return nil
+}
+
+// local converts an elapsed virtual time into the clock's elapsed time.
+func (c Clock) local(elapsed time.Duration) time.Duration {
+	return c.Offset + elapsed + time.Duration(c.Drift*float64(elapsed))
+}
+
+// virtualFor returns the virtual duration in which the clock advances by
+// d, rounded up so that a timer never fires before its local deadline.
+func (c Clock) virtualFor(d time.Duration) time.Duration {
+	if c.Drift == 0 || d <= 0 {
+		return d
+	}
+	v := time.Duration(float64(d) / (1 + c.Drift))
+	for v < d && time.Duration(float64(v)*(1+c.Drift)) < d {
+		v++
+	}
+	return v
 }
 
 // DefaultConfig returns a Config with seed 1 and a network whose latency is
@@ -83,6 +165,14 @@ func DefaultConfig() Config {
 func (c Config) Validate() error {
 	if err := c.Faults.Validate(); err != nil {
 		return fmt.Errorf("%w: Faults: %w", ErrInvalidConfig, err)
+	}
+	if c.MaxTime < 0 {
+		return fmt.Errorf("%w: MaxTime %v is negative", ErrInvalidConfig, c.MaxTime)
+	}
+	for id, clk := range c.Clocks {
+		if err := clk.Validate(); err != nil {
+			return fmt.Errorf("%w (node %q)", err, id)
+		}
 	}
 	return nil
 }
@@ -104,6 +194,9 @@ var (
 	// ErrInvalidArgument is recorded when At, Inject or RunUntil is given
 	// a nil function; the call does nothing.
 	ErrInvalidArgument = errors.New("sim: invalid argument")
+	// ErrBudget is recorded when the simulation spends Config.MaxEvents or
+	// Config.MaxTime; the message names the seed, the step and the time.
+	ErrBudget = errors.New("sim: budget exceeded")
 )
 
 // defaultStart is the virtual time a Sim starts at unless told otherwise. A
@@ -156,7 +249,13 @@ type Sim struct {
 	timers map[TimerID]*simNode // pending timers and their owners
 	nextID TimerID
 
-	running bool // inside Step, Run or RunUntil
+	running     bool          // inside Step, Run or RunUntil
+	maxEvents   int64         // the event budget; 0 for none
+	maxEventsAt int64         // the per-instant budget; 0 for none
+	instant     time.Duration // the virtual time of the last event
+	atInstant   int64         // events run at instant
+	stopped     bool          // a budget was spent: process nothing more
+	clocks      map[transport.NodeID]Clock
 
 	stats Stats
 	links map[netfault.Link]*LinkStats
@@ -181,6 +280,24 @@ func New(cfg Config) (*Sim, error) {
 	}
 	if s.start.IsZero() {
 		s.start = defaultStart
+	}
+	switch {
+	case cfg.MaxEvents == 0:
+		s.maxEvents = DefaultMaxEvents
+	case cfg.MaxEvents > 0:
+		s.maxEvents = cfg.MaxEvents
+	}
+	switch {
+	case cfg.MaxEventsPerInstant == 0:
+		s.maxEventsAt = DefaultMaxEventsPerInstant
+	case cfg.MaxEventsPerInstant > 0:
+		s.maxEventsAt = cfg.MaxEventsPerInstant
+	}
+	if len(cfg.Clocks) > 0 {
+		s.clocks = make(map[transport.NodeID]Clock, len(cfg.Clocks))
+		for id, c := range cfg.Clocks {
+			s.clocks[id] = c
+		}
 	}
 	s.rules.Default = netfault.Faults(cfg.Faults)
 	return s, nil
@@ -459,7 +576,7 @@ func (s *Sim) Step() bool {
 		return false
 	}
 	defer s.leave()
-	for s.events.Len() > 0 {
+	for s.events.Len() > 0 && !s.overBudget() {
 		var ev event
 		s.now, ev = s.events.Pop()
 		if s.process(&ev) {
@@ -477,11 +594,16 @@ func (s *Sim) Run(d time.Duration) {
 	defer s.leave()
 	end := s.now + max(d, 0)
 	for at, ok := s.events.Next(); ok && at <= end; at, ok = s.events.Next() {
+		if s.overBudget() {
+			return
+		}
 		var ev event
 		s.now, ev = s.events.Pop()
 		s.process(&ev)
 	}
-	s.now = end
+	if !s.overTime(end) {
+		s.now = end
+	}
 }
 
 // RunUntil processes events until cond returns true, checking it before
@@ -499,7 +621,13 @@ func (s *Sim) RunUntil(cond func() bool, limit time.Duration) bool {
 	defer s.leave()
 	end := s.now + max(limit, 0)
 	for !cond() {
+		if s.overBudget() {
+			return false
+		}
 		if at, ok := s.events.Next(); !ok || at > end {
+			if s.overTime(end) {
+				return false
+			}
 			s.now = end
 			return cond()
 		}
@@ -523,6 +651,87 @@ func (s *Sim) enter(what string) bool {
 }
 
 func (s *Sim) leave() { s.running = false }
+
+// overBudget reports whether the simulation must stop before its next
+// event: it already stopped, it spent its event budget, or the next event
+// lies past its time budget. The first time, it records ErrBudget.
+func (s *Sim) overBudget() bool {
+	if s.stopped {
+		return true
+	}
+	if s.maxEvents > 0 && int64(s.stats.Events) >= s.maxEvents {
+		s.stop(fmt.Sprintf("%d events (Config.MaxEvents)", s.maxEvents))
+		return true
+	}
+	at, ok := s.events.Next()
+	if !ok {
+		return false
+	}
+	if at != s.instant {
+		s.instant, s.atInstant = at, 0
+	}
+	s.atInstant++
+	if s.maxEventsAt > 0 && s.atInstant > s.maxEventsAt {
+		s.stop(fmt.Sprintf("%d events at one instant (Config.MaxEventsPerInstant: virtual time stands still)", s.maxEventsAt))
+		return true
+	}
+	return s.overTime(at)
+}
+
+// overTime reports whether virtual time at lies past the time budget,
+// stopping the simulation if so.
+func (s *Sim) overTime(at time.Duration) bool {
+	if s.stopped {
+		return true
+	}
+	if s.cfg.MaxTime > 0 && at > s.cfg.MaxTime {
+		s.now = s.cfg.MaxTime
+		s.stop(fmt.Sprintf("%v of virtual time (Config.MaxTime)", s.cfg.MaxTime))
+		return true
+	}
+	return false
+}
+
+func (s *Sim) stop(what string) {
+	s.stopped = true
+	s.fail(fmt.Errorf("%w: seed %d spent %s at step %d, virtual time %v (a busy loop or a run that never settles; replay with DISTKIT_SEED=%d)",
+		ErrBudget, s.cfg.Seed, what, s.stats.Events, s.now, s.cfg.Seed))
+}
+
+// Stopped reports whether the simulation spent a budget and stopped.
+func (s *Sim) Stopped() bool { return s.stopped }
+
+// SetClock replaces node id's clock with c (see Clock): its reading jumps
+// to what c gives for the current virtual time, as a clock stepped by an
+// operator or NTP would, and the node's pending timers keep their virtual
+// deadlines. An invalid clock is recorded (see Err) and ignored.
+func (s *Sim) SetClock(id transport.NodeID, c Clock) {
+	if err := c.Validate(); err != nil {
+		s.fail(fmt.Errorf("%w (node %q)", err, id))
+		return
+	}
+	if s.clocks == nil {
+		s.clocks = make(map[transport.NodeID]Clock)
+	}
+	s.clocks[id] = c
+}
+
+// Clock returns node id's clock (the zero Clock unless one was given).
+func (s *Sim) Clock(id transport.NodeID) Clock { return s.clocks[id] }
+
+// LocalTime returns what node id's clock reads now.
+func (s *Sim) LocalTime(id transport.NodeID) time.Time {
+	return s.start.Add(s.clocks[id].local(s.now))
+}
+
+// VirtualTime returns the virtual time at which node id's clock reads
+// local (the clock as it is now, extrapolated), so a test can compare
+// instants that nodes measured on their own clocks.
+func (s *Sim) VirtualTime(id transport.NodeID, local time.Time) time.Time {
+	c := s.clocks[id]
+	d := local.Sub(s.start) - c.Offset
+	return s.start.Add(time.Duration(float64(d) / (1 + c.Drift)))
+}
 
 // process runs one event and reports whether it was live.
 func (s *Sim) process(ev *event) bool {
@@ -549,7 +758,8 @@ func (s *Sim) process(ev *event) bool {
 	case evDeliver:
 		s.stats.Events++
 		m, ls, n := ev.msg, ev.link, ev.node
-		if n.epoch != ev.epoch || !n.up() || ev.from.epoch != ev.fromEpoch || s.rules.Blocked(m.From, m.To) {
+		senderGone := ev.from.epoch != ev.fromEpoch && !s.cfg.DeliverAfterSenderCrash
+		if n.epoch != ev.epoch || !n.up() || senderGone || s.rules.Blocked(m.From, m.To) {
 			// §fault model: a crash loses what is in flight to and from the
 			// node, and a partition loses what is in flight across it.
 			s.stats.Dropped++
@@ -576,7 +786,7 @@ type env struct {
 func (e *env) live() bool { return e.n.epoch == e.epoch && e.n.up() }
 
 func (e *env) ID() transport.NodeID { return e.n.id }
-func (e *env) Now() time.Time       { return e.s.Now() }
+func (e *env) Now() time.Time       { return e.s.LocalTime(e.n.id) }
 func (e *env) Rand() *rand.Rand     { return e.n.rng }
 func (e *env) Disk() *Disk          { return e.n.disk }
 
@@ -595,7 +805,8 @@ func (e *env) SetTimer(d time.Duration, name string) TimerID {
 	s.nextID++
 	id := s.nextID
 	s.timers[id] = e.n
-	s.schedule(s.now+max(d, 0), event{kind: evTimer, node: e.n, epoch: e.epoch, timer: id, name: name})
+	d = s.clocks[e.n.id].virtualFor(max(d, 0))
+	s.schedule(s.now+d, event{kind: evTimer, node: e.n, epoch: e.epoch, timer: id, name: name})
 	s.record(evSetTimer, e.n.id, "", name, nil, uint64(id))
 	return id
 }

@@ -45,6 +45,10 @@ type simCluster struct {
 	initial []transport.NodeID
 	// onReadStates, if set, receives every Ready's ReadStates.
 	onReadStates func(s *kvServer, rs []ReadState)
+	// onSend, if set, sees every Raft message a node hands to the network
+	// (after the Ready that produced it was persisted): adversarial
+	// schedules react to votes and appends.
+	onSend func(s *kvServer, m Message)
 }
 
 // simCoverage counts interesting events, so that a test can check the

@@ -275,6 +275,9 @@ func (s *kvServer) sendRaft(m Message) {
 		}
 	}
 	s.env.Send(m.To, raftService, b)
+	if s.c.onSend != nil {
+		s.c.onSend(s, m)
+	}
 	if m.Type == MsgSnap {
 		s.c.coverage.SnapshotChunks++
 	}
