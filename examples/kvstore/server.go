@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"net"
 	"net/http"
 	"time"
 	"unicode/utf8"
@@ -21,8 +22,16 @@ import (
 // to another node (the leader) on behalf of its HTTP clients.
 const proposeService = "kv.propose"
 
-// maxValueBytes bounds the value of one PUT.
-const maxValueBytes = 1 << 20
+// Request limits. A value of exactly maxValueBytes is accepted; one byte
+// more is 413. A key of exactly maxKeyBytes is accepted; one byte more is
+// 414.
+const (
+	maxValueBytes = 1 << 20 // 1 MiB
+	maxKeyBytes   = 1 << 10 // 1 KiB
+)
+
+// requestBudget bounds the time a request spends waiting for the cluster.
+const requestBudget = 5 * time.Second
 
 // Reply status bytes of proposeService.
 const (
@@ -54,6 +63,8 @@ func startServer(tr *tcp.Transport, peers []transport.NodeID, dataDir string, lo
 	cfg.DataDir = dataDir
 	cfg.Logger = logger
 	cfg.SnapshotThreshold = 1000
+	cfg.MaxCommandBytes = maxCommandBytes
+	cfg.MaxMsgBytes = max(cfg.MaxMsgBytes, maxCommandBytes) // one entry per append at least
 	node, err := consensus.New(cfg, tr, s.store)
 	if err != nil {
 		return nil, err
@@ -159,34 +170,47 @@ func (p remoteProposer) Propose(ctx context.Context, cmd []byte) (any, error) {
 	return nil, fmt.Errorf("%w: %s: %s", consensus.ErrStopped, p.to, resp[1:])
 }
 
-// handler serves the HTTP API:
+// handler serves the HTTP API. Every answer to /kv/ is JSON,
+// {"value":"...","found":true}, with Content-Type application/json:
 //
-//	PUT    /kv/KEY   body is the value
-//	GET    /kv/KEY   read through the log (linearizable); ?stale=1 reads this node's copy
-//	DELETE /kv/KEY
-//	GET    /status   this node's Raft status
+//	PUT    /kv/KEY   body is the value; answers the value stored (200)
+//	GET    /kv/KEY   read through the log (linearizable); ?stale=1 reads this
+//	                 node's copy; answers the value (200) or found:false (404)
+//	DELETE /kv/KEY   answers the value removed (200) or found:false (404)
+//	GET    /status   this node's Raft status (JSON)
 //
-// Keys and values are UTF-8 text (400 otherwise), values at most 1 MiB
-// (413). A missing key is 404; no leader reachable 503; no answer within
-// the request's 5 s budget 504.
+// Keys and values are UTF-8 text (400 otherwise). A value may be up to
+// maxValueBytes (1 MiB, 1048576 bytes) inclusive, a key up to maxKeyBytes
+// (1 KiB) inclusive: a larger value is 413 and a longer key 414, rejected
+// whole, never truncated. A body that does not arrive within readTimeout is
+// 408. No leader reachable is 503; no answer within the request's 5 s
+// budget is 504 (a write answered 503 or 504 may or may not have been
+// applied). Errors answer a line of text.
 func (s *server) handler() http.Handler {
 	mux := http.NewServeMux()
 	mux.HandleFunc("PUT /kv/{key}", func(w http.ResponseWriter, r *http.Request) {
 		value, err := io.ReadAll(http.MaxBytesReader(w, r.Body, maxValueBytes))
 		var tooBig *http.MaxBytesError
+		var netErr net.Error
 		switch {
 		case errors.As(err, &tooBig):
 			// Rejected whole: storing a truncated value would lose data.
 			http.Error(w, fmt.Sprintf("kvstore: value larger than %d bytes", maxValueBytes), http.StatusRequestEntityTooLarge)
 			return
+		case errors.As(err, &netErr) && netErr.Timeout():
+			http.Error(w, "kvstore: the request body did not arrive in time", http.StatusRequestTimeout)
+			return
 		case err != nil:
-			http.Error(w, err.Error(), http.StatusBadRequest)
+			http.Error(w, "kvstore: reading the request body: "+err.Error(), http.StatusBadRequest)
 			return
 		}
 		s.reply(w, r, "put", string(value))
 	})
 	mux.HandleFunc("GET /kv/{key}", func(w http.ResponseWriter, r *http.Request) {
 		if r.URL.Query().Get("stale") == "1" {
+			if !validKey(w, r.PathValue("key")) {
+				return
+			}
 			v, ok := s.store.Get(r.PathValue("key"))
 			writeResult(w, result{Value: v, Found: ok})
 			return
@@ -207,13 +231,30 @@ func (s *server) handler() http.Handler {
 	return mux
 }
 
+// validKey answers 414 or 400 and reports false for a key that is too long
+// or not UTF-8.
+func validKey(w http.ResponseWriter, key string) bool {
+	switch {
+	case len(key) > maxKeyBytes:
+		http.Error(w, fmt.Sprintf("kvstore: key longer than %d bytes", maxKeyBytes), http.StatusRequestURITooLong)
+		return false
+	case !utf8.ValidString(key):
+		http.Error(w, "kvstore: keys and values must be UTF-8 text", http.StatusBadRequest)
+		return false
+	}
+	return true
+}
+
 func (s *server) reply(w http.ResponseWriter, r *http.Request, op, value string) {
-	if !utf8.ValidString(r.PathValue("key")) || !utf8.ValidString(value) {
-		// Commands are JSON, which would silently replace invalid bytes.
+	if !validKey(w, r.PathValue("key")) {
+		return
+	}
+	if !utf8.ValidString(value) {
+		// Answers are JSON, which would silently replace invalid bytes.
 		http.Error(w, "kvstore: keys and values must be UTF-8 text", http.StatusBadRequest)
 		return
 	}
-	ctx, cancel := context.WithTimeout(r.Context(), 5*time.Second)
+	ctx, cancel := context.WithTimeout(r.Context(), requestBudget)
 	defer cancel()
 	res, err := s.do(ctx, op, r.PathValue("key"), value)
 	if err != nil {

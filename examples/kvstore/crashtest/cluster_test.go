@@ -83,6 +83,7 @@ type cluster struct {
 	peers string // the -peers flag
 	nodes []*node
 	t0    time.Time // the origin of every timestamp of the run
+	quiet bool      // start nodes without -v (warnings and errors only)
 }
 
 // newCluster lays out n nodes under dir and registers a cleanup that kills
@@ -126,7 +127,11 @@ func (c *cluster) start(nd *node) error {
 	defer logf.Close() // the child has its own descriptor
 	nd.started++
 	fmt.Fprintf(logf, "=== crashtest: start #%d at %v\n", nd.started, time.Duration(c.now()))
-	cmd := exec.Command(c.bin, "-v", "-id", nd.id, "-data", nd.dataDir, "-http", nd.httpAddr, "-peers", c.peers)
+	args := []string{"-id", nd.id, "-data", nd.dataDir, "-http", nd.httpAddr, "-peers", c.peers}
+	if !c.quiet {
+		args = append(args, "-v")
+	}
+	cmd := exec.Command(c.bin, args...)
 	cmd.Stdout, cmd.Stderr = logf, logf
 	cmd.SysProcAttr = procAttr()
 	if err := cmd.Start(); err != nil {
