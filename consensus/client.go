@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"github.com/distkit/distkit/consensus/raft"
+	"github.com/distkit/distkit/consensus/session"
 	"github.com/distkit/distkit/transport"
 )
 
@@ -31,14 +32,6 @@ type ClientConfig struct {
 	// knew the leader (an election is under way); it doubles up to
 	// 8*RetryInterval.
 	RetryInterval time.Duration
-	// RetryAmbiguous also retries failures after which the command may or
-	// may not have been applied (an attempt timed out, or the node stopped
-	// with the command in flight). Retrying then may apply a command twice:
-	// enable it only for idempotent commands, or deduplicate in the state
-	// machine (Raft thesis §6.3). Failures that prove the command was not
-	// applied (not the leader, proposal lost, node closed) are always
-	// retried.
-	RetryAmbiguous bool
 }
 
 // DefaultClientConfig returns a configuration suited to DefaultConfig
@@ -61,16 +54,46 @@ func (c ClientConfig) Validate() error {
 // Client sends commands to a cluster: it remembers the leader, follows
 // ErrNotLeader's hint, moves on from dead nodes and retries until the
 // caller's context ends. It is safe for concurrent use.
+//
+// When the cluster keeps client sessions (its state machine is wrapped by
+// WithSessions, which a member reports through SessionKeeper), every
+// command goes through a session and is applied exactly once: the Client
+// registers a session on first use, stamps each command with (session,
+// sequence number), and retries a command whose outcome is unknown (an
+// attempt timed out, the node stopped with it in flight) with the same
+// stamp, so a copy that was applied already is answered from the session
+// cache instead of being applied again. If the session expired, the Client
+// opens a new one and proposes the command again when no earlier attempt
+// of it can have been applied; otherwise it reports the outcome as unknown
+// (ErrOutcomeUnknown wrapping ErrSessionExpired).
+//
+// Without sessions, a failure with unknown outcome is returned to the
+// caller, never retried: retrying could apply the command twice.
 type Client struct {
-	cfg     ClientConfig
-	ids     []transport.NodeID // sorted, for a deterministic search order
-	members map[transport.NodeID]Proposer
+	cfg      ClientConfig
+	ids      []transport.NodeID // sorted, for a deterministic search order
+	members  map[transport.NodeID]Proposer
+	sessions bool          // commands go through sessions
+	register chan struct{} // size 1: a token held by the goroutine registering a session
 
-	mu     sync.Mutex // guards leader
+	mu     sync.Mutex // guards leader and sess
 	leader transport.NodeID
+	sess   *clientSession // nil until registered, and after it expired
 }
 
-// NewClient returns a Client for the given members.
+// clientSession is the Client's side of a session. Its fields are guarded
+// by Client.mu.
+type clientSession struct {
+	id   SessionID
+	next uint64 // the next sequence number
+	// waiting holds the sequence numbers whose Propose has not returned:
+	// the lowest is the "acked" mark sent with every command.
+	waiting map[uint64]struct{}
+}
+
+// NewClient returns a Client for the given members. It uses sessions when
+// a member reports that it keeps them (SessionKeeper); members that
+// disagree are refused.
 func NewClient(members map[transport.NodeID]Proposer, cfg ClientConfig) (*Client, error) {
 	if err := cfg.Validate(); err != nil {
 		return nil, err
@@ -78,13 +101,24 @@ func NewClient(members map[transport.NodeID]Proposer, cfg ClientConfig) (*Client
 	if len(members) == 0 {
 		return nil, fmt.Errorf("%w: client has no members", ErrInvalidConfig)
 	}
-	c := &Client{cfg: cfg, members: make(map[transport.NodeID]Proposer, len(members))}
+	c := &Client{cfg: cfg, members: make(map[transport.NodeID]Proposer, len(members)), register: make(chan struct{}, 1)}
+	without := transport.NodeID("")
 	for id, p := range members {
-		if id == "" || p == nil {
+		if id == "" || isNil(p) {
 			return nil, fmt.Errorf("%w: client member %q is empty or nil", ErrInvalidConfig, id)
 		}
 		c.members[id] = p
 		c.ids = append(c.ids, id)
+		if k, ok := p.(SessionKeeper); ok {
+			if k.KeepsSessions() {
+				c.sessions = true
+			} else {
+				without = id
+			}
+		}
+	}
+	if c.sessions && without != "" {
+		return nil, fmt.Errorf("%w: client member %q keeps no sessions but others do: wrap every node's state machine with WithSessions", ErrInvalidConfig, without)
 	}
 	slices.Sort(c.ids)
 	c.leader = c.ids[0]
@@ -105,12 +139,16 @@ func (c *Client) Leader() transport.NodeID {
 	return c.leader
 }
 
+// Sessions reports whether the client sends commands through sessions.
+func (c *Client) Sessions() bool { return c != nil && c.sessions }
+
 // Propose proposes cmd to the leader and returns the result of applying it.
-// It returns when the command is applied, when a failure is not worth
-// retrying (see ClientConfig.RetryAmbiguous), or when ctx ends; the error
-// then wraps ctx's error (outcome unknown) and names the last failure.
-// After trying as many nodes as there are members without success (an
-// election is under way), it pauses before the next round.
+// It returns when the command is applied, when a failure is final, or when
+// ctx ends; the error then wraps ctx's error (outcome unknown) and names
+// the last failure. With sessions, failures with unknown outcome are
+// retried with the command's stamp; without, they are returned. After
+// trying as many nodes as there are members without success (an election
+// is under way), it pauses before the next round.
 func (c *Client) Propose(ctx context.Context, cmd []byte) (any, error) {
 	if c == nil || len(c.ids) == 0 {
 		return nil, errNoClient
@@ -118,6 +156,39 @@ func (c *Client) Propose(ctx context.Context, cmd []byte) (any, error) {
 	if ctx == nil {
 		return nil, ErrNilContext
 	}
+	if !c.sessions {
+		res, _, err := c.send(ctx, func() []byte { return cmd }, false)
+		return res, err
+	}
+	for {
+		s, err := c.session(ctx)
+		if err != nil {
+			return nil, err
+		}
+		seq := c.begin(s)
+		res, ambiguous, err := c.send(ctx, func() []byte { return c.stamp(s, seq, cmd) }, true)
+		c.end(s, seq)
+		if err == nil {
+			err = refusal(res)
+		}
+		if !errors.Is(err, ErrSessionExpired) {
+			return res, err
+		}
+		c.expire(s)
+		if ambiguous {
+			// An earlier attempt may have been applied before the session
+			// expired, and its result went with the session: proposing
+			// the command again under a new session could apply it twice.
+			return nil, fmt.Errorf("consensus: client: %w: %w", ErrOutcomeUnknown, err)
+		}
+		// Certainly not applied: propose it in a new session.
+	}
+}
+
+// send proposes cmd() until an attempt succeeds, a failure is final, or ctx
+// ends. With retryUnknown, failures after which the command may or may not
+// have been applied are retried; ambiguous reports whether there was one.
+func (c *Client) send(ctx context.Context, cmd func() []byte, retryUnknown bool) (res any, ambiguous bool, err error) {
 	target := c.Leader()
 	pause := c.cfg.RetryInterval
 	tried := 0 // nodes tried since the last pause
@@ -125,17 +196,17 @@ func (c *Client) Propose(ctx context.Context, cmd []byte) (any, error) {
 	for {
 		if err := ctx.Err(); err != nil {
 			if lastErr != nil {
-				return nil, fmt.Errorf("consensus: client: %w (last failure: %v)", err, lastErr)
+				return nil, ambiguous, fmt.Errorf("consensus: client: %w (last failure: %v)", err, lastErr)
 			}
-			return nil, fmt.Errorf("consensus: client: %w", err)
+			return nil, ambiguous, fmt.Errorf("consensus: client: %w", err)
 		}
 		actx, cancel := context.WithTimeout(ctx, c.cfg.AttemptTimeout)
-		res, err := c.members[target].Propose(actx, cmd)
+		res, err := c.members[target].Propose(actx, cmd())
 		attemptTimedOut := actx.Err() != nil && ctx.Err() == nil
 		cancel()
 		if err == nil {
 			c.setLeader(target)
-			return res, nil
+			return res, ambiguous, nil
 		}
 		lastErr = err
 		var nle *raft.NotLeaderError
@@ -149,12 +220,15 @@ func (c *Client) Propose(ctx context.Context, cmd []byte) (any, error) {
 			// Certainly not applied: safe to retry anywhere.
 			target = c.next(target)
 		case errors.Is(err, ErrStopped), errors.Is(err, ErrOutcomeUnknown), attemptTimedOut:
-			if !c.cfg.RetryAmbiguous {
-				return nil, err
+			ambiguous = true
+			if !retryUnknown {
+				return nil, ambiguous, err
 			}
+			// Session-stamped: a copy that was applied is answered from
+			// the session cache, not applied again.
 			target = c.next(target)
 		default:
-			return nil, err
+			return nil, ambiguous, err
 		}
 		if tried++; tried >= len(c.ids) {
 			tried = 0
@@ -167,6 +241,96 @@ func (c *Client) Propose(ctx context.Context, cmd []byte) (any, error) {
 			pause = min(2*pause, 8*c.cfg.RetryInterval)
 		}
 	}
+}
+
+// session returns the client's open session, registering one through the
+// log if there is none. Concurrent callers wait for one registration.
+func (c *Client) session(ctx context.Context) (*clientSession, error) {
+	for {
+		c.mu.Lock()
+		s := c.sess
+		c.mu.Unlock()
+		if s != nil {
+			return s, nil
+		}
+		select {
+		case c.register <- struct{}{}:
+		case <-ctx.Done():
+			return nil, fmt.Errorf("consensus: client: register session: %w", ctx.Err())
+		}
+		c.mu.Lock()
+		s = c.sess
+		c.mu.Unlock()
+		if s != nil {
+			<-c.register
+			return s, nil
+		}
+		// A register entry with unknown outcome is retried: at worst it
+		// opens a session nobody uses, which expires.
+		res, _, err := c.send(ctx, func() []byte { return session.AppendRegister(nil) }, true)
+		<-c.register
+		if err != nil {
+			return nil, fmt.Errorf("consensus: client: register session: %w", err)
+		}
+		id, ok := res.(SessionID)
+		if !ok {
+			return nil, fmt.Errorf("%w: client: registering a session answered %T, not a SessionID: is every node's state machine wrapped by WithSessions?", ErrInvalidConfig, res)
+		}
+		c.mu.Lock()
+		c.sess = &clientSession{id: id, next: 1, waiting: map[uint64]struct{}{}}
+		c.mu.Unlock()
+	}
+}
+
+// begin takes the next sequence number of s for a new command.
+func (c *Client) begin(s *clientSession) uint64 {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	seq := s.next
+	s.next++
+	s.waiting[seq] = struct{}{}
+	return seq
+}
+
+// end notes that the caller of seq no longer waits for it (answered or
+// given up): later commands tell the table to drop its result, and to
+// refuse a late copy of it.
+func (c *Client) end(s *clientSession, seq uint64) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	delete(s.waiting, seq)
+}
+
+// stamp encodes cmd as command seq of session s, with the lowest sequence
+// number still waited for as the acknowledgement mark.
+func (c *Client) stamp(s *clientSession, seq uint64, cmd []byte) []byte {
+	c.mu.Lock()
+	acked := s.next
+	for w := range s.waiting {
+		acked = min(acked, w)
+	}
+	c.mu.Unlock()
+	return session.AppendCommand(make([]byte, 0, len(cmd)+32), s.id, seq, acked, cmd)
+}
+
+// expire forgets s if it is still the client's session.
+func (c *Client) expire(s *clientSession) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.sess == s {
+		c.sess = nil
+	}
+}
+
+// refusal returns the session table's refusal carried by a command's
+// result, or nil for a result of the state machine.
+func refusal(res any) error {
+	err, ok := res.(error)
+	if ok && (errors.Is(err, ErrSessionExpired) || errors.Is(err, ErrResultDiscarded) ||
+		errors.Is(err, ErrTooManyPending) || errors.Is(err, session.ErrMalformed)) {
+		return err
+	}
+	return nil
 }
 
 func (c *Client) setLeader(id transport.NodeID) {

@@ -418,6 +418,7 @@ func (n *Node) proposeQueued() {
 			p.done <- result{err: fmt.Errorf("consensus: propose: %w", err)}
 			continue
 		}
+		stampSessionTime(n.sm, p.cmd) // sessions.go: the leader's clock into session commands
 		index, term, err := n.core.Propose(p.cmd)
 		if err != nil {
 			// ErrNotLeader (a *raft.NotLeaderError) or ErrProposalDropped.
