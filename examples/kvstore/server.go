@@ -13,14 +13,9 @@ import (
 	"unicode/utf8"
 
 	"github.com/distkit/distkit/consensus"
-	"github.com/distkit/distkit/consensus/raft"
 	"github.com/distkit/distkit/transport"
 	"github.com/distkit/distkit/transport/tcp"
 )
-
-// proposeService is the RPC service through which a node hands a command
-// to another node (the leader) on behalf of its HTTP clients.
-const proposeService = "kv.propose"
 
 // Request limits. A value of exactly maxValueBytes is accepted; one byte
 // more is 413. A key of exactly maxKeyBytes is accepted; one byte more is
@@ -33,17 +28,10 @@ const (
 // requestBudget bounds the time a request spends waiting for the cluster.
 const requestBudget = 5 * time.Second
 
-// Reply status bytes of proposeService.
-const (
-	replyOK        = 0 // followed by the JSON result
-	replyNotLeader = 1 // followed by the leader's ID ("" if unknown)
-	replyLost      = 2
-	replyClosed    = 3
-	replyFailed    = 4 // followed by the error text
-)
-
-// server is one kvstore node: a Raft node over TCP, an RPC endpoint that
-// accepts commands from the other nodes, and a client that finds the leader.
+// server is one kvstore node: a Raft node over TCP whose state machine is
+// the store wrapped with client sessions, an RPC endpoint that accepts
+// session-stamped commands from the other nodes (forward.go), and a client
+// with its own session that finds the leader.
 type server struct {
 	id     transport.NodeID
 	tr     *tcp.Transport
@@ -52,6 +40,10 @@ type server struct {
 	store  *kvStore
 	client *consensus.Client
 }
+
+// envelopeOverhead bounds the bytes a session stamp adds to a command
+// (consensus/session's envelope: a 13-byte header and three uvarints).
+const envelopeOverhead = 64
 
 // startServer starts a node on tr. peers lists every node, this one
 // included; dataDir holds its durable state.
@@ -63,9 +55,15 @@ func startServer(tr *tcp.Transport, peers []transport.NodeID, dataDir string, lo
 	cfg.DataDir = dataDir
 	cfg.Logger = logger
 	cfg.SnapshotThreshold = 1000
-	cfg.MaxCommandBytes = maxCommandBytes
-	cfg.MaxMsgBytes = max(cfg.MaxMsgBytes, maxCommandBytes) // one entry per append at least
-	node, err := consensus.New(cfg, tr, s.store)
+	cfg.MaxCommandBytes = maxCommandBytes + envelopeOverhead
+	cfg.MaxMsgBytes = max(cfg.MaxMsgBytes, uint64(cfg.MaxCommandBytes)) // one entry per append at least
+	scfg := consensus.DefaultSessionConfig()
+	scfg.Codec = resultCodec{}
+	sm, err := consensus.WithSessions(s.store, scfg)
+	if err != nil {
+		return nil, err
+	}
+	node, err := consensus.New(cfg, tr, sm)
 	if err != nil {
 		return nil, err
 	}
@@ -87,13 +85,21 @@ func startServer(tr *tcp.Transport, peers []transport.NodeID, dataDir string, lo
 		}
 	}
 	ccfg := consensus.DefaultClientConfig()
-	ccfg.AttemptTimeout = 300 * time.Millisecond
-	// PUT and DELETE are idempotent and GET has no effect, so retrying a
-	// command whose outcome is unknown is harmless here.
-	ccfg.RetryAmbiguous = true
+	// One attempt may carry a 1 MiB value to a slow leader: give it a
+	// second (DefaultClientConfig's) before trying the next node, since a
+	// retry appends another copy to the log (harmless with the session
+	// stamp, but not free).
+	ccfg.AttemptTimeout = time.Second
+	// The Client sees that the node keeps sessions and stamps every
+	// command: its retries after an ambiguous failure are applied at most
+	// once.
 	if s.client, err = consensus.NewClient(members, ccfg); err != nil {
 		s.Close()
 		return nil, err
+	}
+	if !s.client.Sessions() {
+		s.Close()
+		return nil, errors.New("kvstore: the client does not use sessions")
 	}
 	return s, nil
 }
@@ -107,67 +113,25 @@ func (s *server) Close() {
 	s.tr.Close()
 }
 
-// do replicates one command through the leader and returns its result.
+// do replicates one command through the leader, in this node's client
+// session, and returns its result. GET goes through the log too, which
+// makes it linearizable.
 func (s *server) do(ctx context.Context, op, key, value string) (result, error) {
 	v, err := s.client.Propose(ctx, encodeCommand(op, key, value))
 	if err != nil {
 		return result{}, err
 	}
-	return v.(result), nil
-}
-
-// serveProposal runs a command forwarded by another node on this one.
-func (s *server) serveProposal(ctx context.Context, from transport.NodeID, req []byte) ([]byte, error) {
-	v, err := s.node.Propose(ctx, req)
-	var nle *raft.NotLeaderError
-	switch {
-	case err == nil:
-		b, _ := json.Marshal(v)
-		return append([]byte{replyOK}, b...), nil
-	case errors.As(err, &nle):
-		return append([]byte{replyNotLeader}, nle.Leader...), nil
-	case errors.Is(err, consensus.ErrProposalLost):
-		return []byte{replyLost}, nil
-	case errors.Is(err, consensus.ErrClosed):
-		return []byte{replyClosed}, nil
-	}
-	return append([]byte{replyFailed}, err.Error()...), nil
-}
-
-// remoteProposer proposes on another node through the RPC endpoint,
-// translating replies back into consensus errors for the Client.
-type remoteProposer struct {
-	rpc *transport.RPC
-	to  transport.NodeID
-}
-
-func (p remoteProposer) Propose(ctx context.Context, cmd []byte) (any, error) {
-	resp, err := p.rpc.Call(ctx, p.to, proposeService, cmd)
-	if err != nil {
-		if ctx.Err() != nil {
-			return nil, err
+	switch v := v.(type) {
+	case result:
+		if v.Err != "" {
+			return result{}, fmt.Errorf("kvstore: %s", v.Err)
 		}
-		// The request may or may not have reached the node.
-		return nil, fmt.Errorf("%w: %w", consensus.ErrStopped, err)
+		return v, nil
+	case error:
+		// Refused by the session table, or the result was lost.
+		return result{}, fmt.Errorf("kvstore: %w", v)
 	}
-	if len(resp) == 0 {
-		return nil, fmt.Errorf("kvstore: empty reply from %s", p.to)
-	}
-	switch resp[0] {
-	case replyOK:
-		var r result
-		if err := json.Unmarshal(resp[1:], &r); err != nil {
-			return nil, fmt.Errorf("kvstore: bad reply from %s: %w", p.to, err)
-		}
-		return r, nil
-	case replyNotLeader:
-		return nil, &raft.NotLeaderError{Leader: transport.NodeID(resp[1:])}
-	case replyLost:
-		return nil, consensus.ErrProposalLost
-	case replyClosed:
-		return nil, consensus.ErrClosed
-	}
-	return nil, fmt.Errorf("%w: %s: %s", consensus.ErrStopped, p.to, resp[1:])
+	return result{}, fmt.Errorf("kvstore: unexpected answer of type %T", v)
 }
 
 // handler serves the HTTP API. Every answer to /kv/ is JSON,

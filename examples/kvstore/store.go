@@ -163,3 +163,59 @@ func decodeCommand(b []byte) (command, error) {
 	}
 	return c, nil
 }
+
+// resultCodec is the session table's codec for the store's results
+// (consensus.ResultCodec): a duplicate of a command is answered with the
+// decoded result of its first copy.
+type resultCodec struct{}
+
+var _ consensus.ResultCodec = resultCodec{}
+
+// EncodeResult implements consensus.ResultCodec.
+func (resultCodec) EncodeResult(v any) ([]byte, error) {
+	r, ok := v.(result)
+	if !ok {
+		return nil, fmt.Errorf("kvstore: cannot encode a result of type %T", v)
+	}
+	return appendResult(nil, r), nil
+}
+
+// DecodeResult implements consensus.ResultCodec.
+func (resultCodec) DecodeResult(b []byte) (any, error) { return decodeResult(b) }
+
+// Result flags: the first byte of an encoded result; the value or the
+// error text follows.
+const (
+	resultFound = 1 << 0
+	resultErr   = 1 << 1
+)
+
+// errBadResult reports bytes that are not an encoded result.
+var errBadResult = errors.New("kvstore: bad result")
+
+func appendResult(dst []byte, r result) []byte {
+	var flags byte
+	if r.Found {
+		flags |= resultFound
+	}
+	if r.Err != "" {
+		return append(append(dst, flags|resultErr), r.Err...)
+	}
+	return append(append(dst, flags), r.Value...)
+}
+
+func decodeResult(b []byte) (result, error) {
+	if len(b) == 0 || b[0]&^(resultFound|resultErr) != 0 {
+		return result{}, fmt.Errorf("%w: %q", errBadResult, b[:min(len(b), 8)])
+	}
+	r := result{Found: b[0]&resultFound != 0}
+	if b[0]&resultErr != 0 {
+		r.Err = string(b[1:])
+		if r.Err == "" {
+			return result{}, fmt.Errorf("%w: empty error", errBadResult)
+		}
+		return r, nil
+	}
+	r.Value = string(b[1:])
+	return r, nil
+}
