@@ -68,11 +68,12 @@ type node struct {
 	dataDir  string
 	logPath  string
 
-	mu      sync.Mutex // guards cmd, done, paused
+	mu      sync.Mutex // guards cmd, done, paused, started, exits
 	cmd     *exec.Cmd  // nil while the node is down
 	done    chan struct{}
 	paused  bool
 	started int // how many times the process was started
+	exits   int // how many times it exited before the harness killed it
 }
 
 // cluster is a set of kvstore processes started from one binary.
@@ -155,6 +156,13 @@ func (c *cluster) kill(nd *node) {
 	if cmd == nil {
 		return
 	}
+	select {
+	case <-done:
+		nd.mu.Lock()
+		nd.exits++
+		nd.mu.Unlock()
+	default:
+	}
 	// The process group: anything the node started dies with it.
 	syscall.Kill(-cmd.Process.Pid, syscall.SIGKILL)
 	<-done
@@ -181,10 +189,13 @@ func (nd *node) running() (up, paused bool) {
 }
 
 // exited reports whether nd's process exited on its own (it was started
-// and not killed by the harness).
+// and not killed by the harness), now or earlier in the run.
 func (nd *node) exited() bool {
 	nd.mu.Lock()
 	defer nd.mu.Unlock()
+	if nd.exits > 0 {
+		return true
+	}
 	if nd.cmd == nil {
 		return false
 	}
