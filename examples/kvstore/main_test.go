@@ -74,6 +74,8 @@ func TestHTTPAPI(t *testing.T) {
 		// Keys: up to maxKeyBytes inclusive.
 		{"n1", "PUT", "/kv/" + keyAtLimit, "k", 200, `"value":"k"`},
 		{"n1", "PUT", "/kv/" + keyAtLimit + "k", "k", 414, "longer than 1024 bytes"},
+		// The largest request: both limits at once, session stamp included.
+		{"n3", "PUT", "/kv/" + keyAtLimit, atLimit, 200, `"found":true`},
 		{"n2", "GET", "/kv/" + keyAtLimit + "k", "", 414, "longer than 1024 bytes"},
 		// JSON would replace invalid UTF-8: rejected rather than altered.
 		{"n1", "PUT", "/kv/bin", "\xff\xfe", 400, "UTF-8"},
