@@ -190,8 +190,9 @@ func runCrash(t *testing.T, bin string, cfg runConfig) {
 		}
 	}
 
-	ok, unknown, okWrites := h.counts()
-	t.Logf("crashtest: %d operations answered (%d writes acknowledged), %d writes of unknown outcome", ok, okWrites, unknown)
+	ok, unknown, okWrites, dropped := h.counts()
+	t.Logf("crashtest: %d operations answered (%d writes acknowledged), %d writes of unknown outcome; %d requests left out (connection refused, or a read without an answer)",
+		ok, okWrites, unknown, dropped)
 	if okWrites == 0 {
 		t.Errorf("crashtest: no write was acknowledged: the run proves nothing")
 	}
@@ -321,6 +322,7 @@ func (cl *client) do(ctx context.Context, nd *node, in kvInput) (o outcome) {
 	out, meta, o := cl.send(ctx, nd, in)
 	ret := cl.c.now()
 	if o == notSent || (o == unknown && in.Op == "get") {
+		cl.h.drop()
 		return o
 	}
 	out.Unknown = o == unknown

@@ -25,6 +25,8 @@
 //     PUT and DELETE per key, DELETE answering the previous value). A write of
 //     unknown outcome may have been applied at any time after it was invoked,
 //     even after the run ended; porcupine is free to place it or not.
+//     Requests whose connection was refused and reads without an answer had
+//     no effect and are left out (and counted).
 //   - Progress: after the faults stop and every node is running again, a
 //     read through each node succeeds within a bound, and the run acknowledged
 //     some writes (a run where nothing succeeded proves nothing).

@@ -106,9 +106,19 @@ var kvModel = porcupine.Model{
 
 // history records operations and fault events from many goroutines.
 type history struct {
-	mu     sync.Mutex // guards ops and faults
+	mu     sync.Mutex // guards ops, faults and dropped
 	ops    []porcupine.Operation
 	faults []porcupine.Annotation
+	// dropped counts requests left out because they certainly had no
+	// effect: refused connections and unanswered reads.
+	dropped int
+}
+
+// drop counts a request that certainly had no effect.
+func (h *history) drop() {
+	h.mu.Lock()
+	h.dropped++
+	h.mu.Unlock()
 }
 
 // add records an operation. An unknown outcome gets an infinite return
@@ -129,11 +139,12 @@ func (h *history) fault(start, end int64, desc string) {
 	h.mu.Unlock()
 }
 
-// counts reports how many operations returned and how many writes have an
-// unknown outcome.
-func (h *history) counts() (ok, unknown, okWrites int) {
+// counts reports how many operations returned, how many writes have an
+// unknown outcome, and how many requests were dropped.
+func (h *history) counts() (ok, unknown, okWrites, dropped int) {
 	h.mu.Lock()
 	defer h.mu.Unlock()
+	dropped = h.dropped
 	for _, op := range h.ops {
 		switch {
 		case op.Output.(kvOutput).Unknown:
@@ -145,7 +156,7 @@ func (h *history) counts() (ok, unknown, okWrites int) {
 			ok++
 		}
 	}
-	return ok, unknown, okWrites
+	return ok, unknown, okWrites, dropped
 }
 
 // checkResult is what check found.
