@@ -174,10 +174,16 @@ func runCrash(t *testing.T, bin string, cfg runConfig) {
 			t.Errorf("crashtest: %s exited on its own during the run; see %s", nd.id, nd.logPath)
 			c.kill(nd)
 		}
-		if up, paused := nd.running(); !up {
-			c.start(nd)
-		} else if paused {
-			c.signal(nd, syscall.SIGCONT)
+		up, paused := nd.running()
+		switch {
+		case !up:
+			if err := c.start(nd); err != nil {
+				t.Error(err)
+			}
+		case paused:
+			if err := c.signal(nd, syscall.SIGCONT); err != nil {
+				t.Error(err)
+			}
 		}
 	}
 	logFault("healed: all nodes running")
