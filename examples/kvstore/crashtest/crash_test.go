@@ -86,7 +86,7 @@ func TestCrashShort(t *testing.T) {
 // with a 60 s fault phase each, behind DISTKIT_SOAK=1. It reports how many
 // runs failed; each failed run keeps its directory.
 func TestCrashSoak(t *testing.T) {
-	if os.Getenv("DISTKIT_SOAK") != "1" {
+	if !soak() {
 		t.Skip("crashtest: the soak runs with DISTKIT_SOAK=1")
 	}
 	runs := 20
@@ -116,22 +116,34 @@ func TestCrashSoak(t *testing.T) {
 	t.Logf("crashtest: %d of %d soak runs failed", failed, runs)
 }
 
-// runCrash runs one cluster through one fault schedule and checks it.
-func runCrash(t *testing.T, bin string, cfg runConfig) {
-	t.Logf("crashtest: seed %d (DISTKIT_CRASHTEST_SEED=%d replays the schedule), %v of faults, %d clients",
-		cfg.Seed, cfg.Seed, cfg.Duration, cfg.Clients)
+// soak reports whether the long runs are asked for.
+func soak() bool { return os.Getenv("DISTKIT_SOAK") == "1" }
+
+// keptDir returns a directory for a run that is removed when the test
+// passes and kept (its path printed) when it fails or
+// DISTKIT_CRASHTEST_KEEP=1. Call it before newCluster: cleanups run last
+// first, so the processes are dead before the directory goes.
+func keptDir(t *testing.T) string {
 	dir, err := os.MkdirTemp("", "kvstore-crashtest-")
 	if err != nil {
 		t.Fatal(err)
 	}
 	keep := os.Getenv("DISTKIT_CRASHTEST_KEEP") == "1"
-	t.Cleanup(func() { // runs after the processes are killed (cleanups are LIFO)
+	t.Cleanup(func() {
 		if t.Failed() || keep {
 			t.Logf("crashtest: kept the run directory %s (node logs, faults.log; history.txt and linearizability.html if the check failed)", dir)
 			return
 		}
 		os.RemoveAll(dir)
 	})
+	return dir
+}
+
+// runCrash runs one cluster through one fault schedule and checks it.
+func runCrash(t *testing.T, bin string, cfg runConfig) {
+	t.Logf("crashtest: seed %d (DISTKIT_CRASHTEST_SEED=%d replays the schedule), %v of faults, %d clients",
+		cfg.Seed, cfg.Seed, cfg.Duration, cfg.Clients)
+	dir := keptDir(t)
 	c := newCluster(t, bin, dir, 3, time.Now())
 	flog, err := os.Create(dir + "/faults.log")
 	if err != nil {
