@@ -86,9 +86,12 @@ type Client struct {
 type clientSession struct {
 	id   SessionID
 	next uint64 // the next sequence number
-	// waiting holds the sequence numbers whose Propose has not returned:
-	// the lowest is the "acked" mark sent with every command.
+	// waiting holds the sequence numbers whose Propose has not returned.
 	waiting map[uint64]struct{}
+	// low is the lowest of them (next if none): the "acked" mark sent
+	// with every command. It only moves up, so keeping it is amortized
+	// O(1) per command.
+	low uint64
 }
 
 // NewClient returns a Client for the given members. It uses sessions when
@@ -166,22 +169,59 @@ func (c *Client) Propose(ctx context.Context, cmd []byte) (any, error) {
 			return nil, err
 		}
 		seq := c.begin(s)
-		res, ambiguous, err := c.send(ctx, func() []byte { return c.stamp(s, seq, cmd) }, true)
+		res, reopen, err := c.proposeStamped(ctx, s, seq, cmd)
 		c.end(s, seq)
-		if err == nil {
-			err = refusal(res)
-		}
-		if !errors.Is(err, ErrSessionExpired) {
+		if !reopen {
 			return res, err
 		}
-		c.expire(s)
-		if ambiguous {
-			// An earlier attempt may have been applied before the session
-			// expired, and its result went with the session: proposing
-			// the command again under a new session could apply it twice.
-			return nil, fmt.Errorf("consensus: client: %w: %w", ErrOutcomeUnknown, err)
+		// Certainly not applied, and the session expired: propose it in
+		// a new session.
+	}
+}
+
+// proposeStamped proposes cmd as command seq of session s until it is
+// applied (or answered from the session cache), fails for good, or ctx
+// ends. Every attempt carries the same (session, seq) stamp. It reports
+// reopen when the session expired and the command was certainly not
+// applied, so that the caller can propose it in a new session.
+func (c *Client) proposeStamped(ctx context.Context, s *clientSession, seq uint64, cmd []byte) (res any, reopen bool, err error) {
+	ambiguous := false // an attempt may have been applied
+	pause := c.cfg.RetryInterval
+	for {
+		res, amb, err := c.send(ctx, func() []byte { return c.stamp(s, seq, cmd) }, true)
+		ambiguous = ambiguous || amb
+		if err != nil {
+			return nil, false, err
 		}
-		// Certainly not applied: propose it in a new session.
+		refused := refusal(res)
+		switch {
+		case refused == nil:
+			return res, false, nil
+		case errors.Is(refused, ErrTooManyPending):
+			// Not applied: the session caches as many results as it may,
+			// because an older command of this client is still in flight
+			// (its result cannot be dropped). Wait for it, then retry.
+			t := time.NewTimer(pause)
+			select {
+			case <-t.C:
+			case <-ctx.Done():
+				t.Stop()
+				return nil, false, fmt.Errorf("consensus: client: %w (last failure: %v)", ctx.Err(), refused)
+			}
+			pause = min(2*pause, 8*c.cfg.RetryInterval)
+		case errors.Is(refused, ErrSessionExpired):
+			c.expire(s)
+			if ambiguous {
+				// An earlier attempt may have been applied before the
+				// session expired, and its result went with the session:
+				// proposing the command again under a new session could
+				// apply it twice.
+				return nil, false, fmt.Errorf("consensus: client: %w: %w", ErrOutcomeUnknown, refused)
+			}
+			return nil, true, nil
+		default:
+			return nil, false, refused
+		}
 	}
 }
 
@@ -190,6 +230,7 @@ func (c *Client) Propose(ctx context.Context, cmd []byte) (any, error) {
 // have been applied are retried; ambiguous reports whether there was one.
 func (c *Client) send(ctx context.Context, cmd func() []byte, retryUnknown bool) (res any, ambiguous bool, err error) {
 	target := c.Leader()
+	first := target
 	pause := c.cfg.RetryInterval
 	tried := 0 // nodes tried since the last pause
 	var lastErr error
@@ -205,7 +246,9 @@ func (c *Client) send(ctx context.Context, cmd func() []byte, retryUnknown bool)
 		attemptTimedOut := actx.Err() != nil && ctx.Err() == nil
 		cancel()
 		if err == nil {
-			c.setLeader(target)
+			if target != first {
+				c.setLeader(target)
+			}
 			return res, ambiguous, nil
 		}
 		lastErr = err
@@ -277,7 +320,7 @@ func (c *Client) session(ctx context.Context) (*clientSession, error) {
 			return nil, fmt.Errorf("%w: client: registering a session answered %T, not a SessionID: is every node's state machine wrapped by WithSessions?", ErrInvalidConfig, res)
 		}
 		c.mu.Lock()
-		c.sess = &clientSession{id: id, next: 1, waiting: map[uint64]struct{}{}}
+		c.sess = &clientSession{id: id, next: 1, low: 1, waiting: map[uint64]struct{}{}}
 		c.mu.Unlock()
 	}
 }
@@ -299,16 +342,19 @@ func (c *Client) end(s *clientSession, seq uint64) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	delete(s.waiting, seq)
+	for s.low < s.next {
+		if _, ok := s.waiting[s.low]; ok {
+			break
+		}
+		s.low++
+	}
 }
 
 // stamp encodes cmd as command seq of session s, with the lowest sequence
 // number still waited for as the acknowledgement mark.
 func (c *Client) stamp(s *clientSession, seq uint64, cmd []byte) []byte {
 	c.mu.Lock()
-	acked := s.next
-	for w := range s.waiting {
-		acked = min(acked, w)
-	}
+	acked := s.low
 	c.mu.Unlock()
 	return session.AppendCommand(make([]byte, 0, len(cmd)+32), s.id, seq, acked, cmd)
 }

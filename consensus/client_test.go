@@ -408,3 +408,54 @@ func TestClientAcknowledgesResults(t *testing.T) {
 		t.Fatalf("session caches %d results; want at most 1", p)
 	}
 }
+
+// TestClientWaitsForCacheRoom: an old command is stuck while newer ones
+// fill the session cache (their results cannot be dropped while the
+// client still waits for the old one). The newer ones are refused with
+// ErrTooManyPending (not applied) and retried; the old one is admitted
+// regardless, so everything completes, each command applied once.
+func TestClientWaitsForCacheRoom(t *testing.T) {
+	started := make(chan struct{})
+	var once sync.Once
+	cfg := DefaultClientConfig()
+	cfg.AttemptTimeout = 50 * time.Millisecond
+	cl, c := newSessionCluster(t, cfg, func(_ *sessionCluster, _ int, e session.Envelope) sessionFault {
+		if e.Kind == session.KindCommand && string(e.Payload) == "slow" {
+			hang := false
+			once.Do(func() { hang = true; close(started) })
+			if hang {
+				return faultHang
+			}
+		}
+		return faultNone
+	})
+	scfg := DefaultSessionConfig()
+	scfg.MaxPending = 2
+	sm, err := WithSessions(c.rec, scfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	c.sm = sm // before the first Propose: the session is registered in it
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	if _, err := cl.Propose(ctx, []byte("first")); err != nil {
+		t.Fatal(err)
+	}
+	slow := make(chan error, 1)
+	go func() {
+		_, err := cl.Propose(ctx, []byte("slow"))
+		slow <- err
+	}()
+	<-started
+	for i := range 5 {
+		if _, err := cl.Propose(ctx, fmt.Appendf(nil, "new%d", i)); err != nil {
+			t.Fatalf("Propose(new%d) = %v", i, err)
+		}
+	}
+	if err := <-slow; err != nil {
+		t.Fatalf("Propose(slow) = %v", err)
+	}
+	if got := c.appliedCount(); got != 7 {
+		t.Fatalf("applied %d commands; want 7 (each once): %q", got, c.rec.applied)
+	}
+}

@@ -181,16 +181,34 @@ func (m *SessionMachine) Apply(e Entry) any {
 		return m.decode(cached)
 	}
 	v := m.sm.Apply(Entry{Index: e.Index, Term: e.Term, Command: env.Payload})
+	m.table.Finish(env, m.encode(v))
+	return v
+}
+
+// cachedNil is the cached form of a nil result under BasicResults, shared
+// by all of them (the table never modifies what it caches).
+var cachedNil = []byte{resultEncoded, basicNil}
+
+// encode returns the bytes the session cache keeps for result v.
+func (m *SessionMachine) encode(v any) []byte {
+	if _, basic := m.codec.(BasicResults); basic {
+		if v == nil {
+			return cachedNil
+		}
+		if b, err := appendBasic([]byte{resultEncoded}, v); err == nil {
+			return b
+		}
+	}
 	b, err := m.codec.EncodeResult(v)
 	if err != nil {
 		// Deterministic (the same v on every replica): remember that the
 		// result was lost rather than fail the apply.
-		b = append([]byte{resultNotCacheable}, fmt.Sprintf("%T: %v", v, err)...)
-	} else {
-		b = append([]byte{resultEncoded}, b...)
+		return append([]byte{resultNotCacheable}, fmt.Sprintf("%T: %v", v, err)...)
 	}
-	m.table.Finish(env, b)
-	return v
+	out := make([]byte, 1+len(b))
+	out[0] = resultEncoded
+	copy(out[1:], b)
+	return out
 }
 
 // The first byte of a cached result.
@@ -299,27 +317,30 @@ const (
 )
 
 // EncodeResult implements ResultCodec.
-func (BasicResults) EncodeResult(v any) ([]byte, error) {
+func (BasicResults) EncodeResult(v any) ([]byte, error) { return appendBasic(nil, v) }
+
+// appendBasic appends BasicResults' encoding of v to dst.
+func appendBasic(dst []byte, v any) ([]byte, error) {
 	switch v := v.(type) {
 	case nil:
-		return []byte{basicNil}, nil
+		return append(dst, basicNil), nil
 	case []byte:
-		return append([]byte{basicBytes}, v...), nil
+		return append(append(dst, basicBytes), v...), nil
 	case string:
-		return append([]byte{basicString}, v...), nil
+		return append(append(dst, basicString), v...), nil
 	case error:
-		return append([]byte{basicError}, v.Error()...), nil
+		return append(append(dst, basicError), v.Error()...), nil
 	case bool:
 		if v {
-			return []byte{basicBool, 1}, nil
+			return append(dst, basicBool, 1), nil
 		}
-		return []byte{basicBool, 0}, nil
+		return append(dst, basicBool, 0), nil
 	case int:
-		return binary.AppendVarint([]byte{basicInt}, int64(v)), nil
+		return binary.AppendVarint(append(dst, basicInt), int64(v)), nil
 	case int64:
-		return binary.AppendVarint([]byte{basicInt64}, v), nil
+		return binary.AppendVarint(append(dst, basicInt64), v), nil
 	case uint64:
-		return binary.AppendUvarint([]byte{basicUint64}, v), nil
+		return binary.AppendUvarint(append(dst, basicUint64), v), nil
 	}
 	return nil, fmt.Errorf("consensus: BasicResults cannot encode a %T", v)
 }
