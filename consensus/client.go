@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"slices"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/distkit/distkit/consensus/raft"
@@ -76,22 +77,23 @@ type Client struct {
 	sessions bool          // commands go through sessions
 	register chan struct{} // size 1: a token held by the goroutine registering a session
 
-	mu     sync.Mutex // guards leader and sess
-	leader transport.NodeID
-	sess   *clientSession // nil until registered, and after it expired
+	leader atomic.Int32                  // index in ids of the presumed leader
+	sess   atomic.Pointer[clientSession] // nil until registered, and after it expired
 }
 
-// clientSession is the Client's side of a session. Its fields are guarded
-// by Client.mu.
+// clientSession is the Client's side of a session.
 type clientSession struct {
-	id   SessionID
-	next uint64 // the next sequence number
+	id SessionID
+	// low is the lowest sequence number whose Propose has not returned
+	// (next if none): the "acked" mark sent with every command. It only
+	// moves up, so keeping it is amortized O(1) per command. Written
+	// under mu, read without.
+	low atomic.Uint64
+
+	mu   sync.Mutex // guards next and waiting
+	next uint64     // the next sequence number
 	// waiting holds the sequence numbers whose Propose has not returned.
 	waiting map[uint64]struct{}
-	// low is the lowest of them (next if none): the "acked" mark sent
-	// with every command. It only moves up, so keeping it is amortized
-	// O(1) per command.
-	low uint64
 }
 
 // NewClient returns a Client for the given members. It uses sessions when
@@ -124,7 +126,6 @@ func NewClient(members map[transport.NodeID]Proposer, cfg ClientConfig) (*Client
 		return nil, fmt.Errorf("%w: client member %q keeps no sessions but others do: wrap every node's state machine with WithSessions", ErrInvalidConfig, without)
 	}
 	slices.Sort(c.ids)
-	c.leader = c.ids[0]
 	return c, nil
 }
 
@@ -134,12 +135,10 @@ var errNoClient = fmt.Errorf("%w: Client not created by NewClient", ErrInvalidCo
 // Leader returns the node the client currently believes leads ("" for a
 // Client not created by NewClient).
 func (c *Client) Leader() transport.NodeID {
-	if c == nil {
+	if c == nil || len(c.ids) == 0 {
 		return ""
 	}
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	return c.leader
+	return c.ids[c.leader.Load()]
 }
 
 // Sessions reports whether the client sends commands through sessions.
@@ -290,10 +289,7 @@ func (c *Client) send(ctx context.Context, cmd func() []byte, retryUnknown bool)
 // log if there is none. Concurrent callers wait for one registration.
 func (c *Client) session(ctx context.Context) (*clientSession, error) {
 	for {
-		c.mu.Lock()
-		s := c.sess
-		c.mu.Unlock()
-		if s != nil {
+		if s := c.sess.Load(); s != nil {
 			return s, nil
 		}
 		select {
@@ -301,10 +297,7 @@ func (c *Client) session(ctx context.Context) (*clientSession, error) {
 		case <-ctx.Done():
 			return nil, fmt.Errorf("consensus: client: register session: %w", ctx.Err())
 		}
-		c.mu.Lock()
-		s = c.sess
-		c.mu.Unlock()
-		if s != nil {
+		if s := c.sess.Load(); s != nil {
 			<-c.register
 			return s, nil
 		}
@@ -319,16 +312,16 @@ func (c *Client) session(ctx context.Context) (*clientSession, error) {
 		if !ok {
 			return nil, fmt.Errorf("%w: client: registering a session answered %T, not a SessionID: is every node's state machine wrapped by WithSessions?", ErrInvalidConfig, res)
 		}
-		c.mu.Lock()
-		c.sess = &clientSession{id: id, next: 1, low: 1, waiting: map[uint64]struct{}{}}
-		c.mu.Unlock()
+		s := &clientSession{id: id, next: 1, waiting: map[uint64]struct{}{}}
+		s.low.Store(1)
+		c.sess.Store(s)
 	}
 }
 
 // begin takes the next sequence number of s for a new command.
 func (c *Client) begin(s *clientSession) uint64 {
-	c.mu.Lock()
-	defer c.mu.Unlock()
+	s.mu.Lock()
+	defer s.mu.Unlock()
 	seq := s.next
 	s.next++
 	s.waiting[seq] = struct{}{}
@@ -339,33 +332,28 @@ func (c *Client) begin(s *clientSession) uint64 {
 // given up): later commands tell the table to drop its result, and to
 // refuse a late copy of it.
 func (c *Client) end(s *clientSession, seq uint64) {
-	c.mu.Lock()
-	defer c.mu.Unlock()
+	s.mu.Lock()
+	defer s.mu.Unlock()
 	delete(s.waiting, seq)
-	for s.low < s.next {
-		if _, ok := s.waiting[s.low]; ok {
+	low := s.low.Load()
+	for low < s.next {
+		if _, ok := s.waiting[low]; ok {
 			break
 		}
-		s.low++
+		low++
 	}
+	s.low.Store(low)
 }
 
 // stamp encodes cmd as command seq of session s, with the lowest sequence
 // number still waited for as the acknowledgement mark.
 func (c *Client) stamp(s *clientSession, seq uint64, cmd []byte) []byte {
-	c.mu.Lock()
-	acked := s.low
-	c.mu.Unlock()
-	return session.AppendCommand(make([]byte, 0, len(cmd)+32), s.id, seq, acked, cmd)
+	return session.AppendCommand(make([]byte, 0, len(cmd)+32), s.id, seq, s.low.Load(), cmd)
 }
 
 // expire forgets s if it is still the client's session.
 func (c *Client) expire(s *clientSession) {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	if c.sess == s {
-		c.sess = nil
-	}
+	c.sess.CompareAndSwap(s, nil)
 }
 
 // refusal returns the session table's refusal carried by a command's
@@ -380,9 +368,7 @@ func refusal(res any) error {
 }
 
 func (c *Client) setLeader(id transport.NodeID) {
-	c.mu.Lock()
-	c.leader = id
-	c.mu.Unlock()
+	c.leader.Store(int32(slices.Index(c.ids, id)))
 }
 
 func (c *Client) next(id transport.NodeID) transport.NodeID {

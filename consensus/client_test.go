@@ -332,7 +332,7 @@ func TestClientConcurrentRetries(t *testing.T) {
 	if len(seen) != callers*each {
 		t.Fatalf("applied %d commands; want %d", len(seen), callers*each)
 	}
-	if p := c.sm.table.Pending(cl.sess.id); p > callers {
+	if p := c.sm.table.Pending(cl.sess.Load().id); p > callers {
 		t.Fatalf("the session caches %d results after every caller returned; want at most %d", p, callers)
 	}
 }
