@@ -189,10 +189,13 @@ func (c *Client) proposeStamped(ctx context.Context, s *clientSession, seq uint6
 	for {
 		res, amb, err := c.send(ctx, func() []byte { return c.stamp(s, seq, cmd) }, true)
 		ambiguous = ambiguous || amb
-		if err != nil {
-			return nil, false, err
-		}
 		refused := refusal(res)
+		if err != nil {
+			// A forwarding Proposer may report a refusal as an error.
+			if refused = refusal(err); refused == nil {
+				return nil, false, err
+			}
+		}
 		switch {
 		case refused == nil:
 			return res, false, nil

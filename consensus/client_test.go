@@ -187,6 +187,7 @@ const (
 	faultNone      sessionFault = iota
 	faultHang                   // never answers (not applied)
 	faultLostReply              // applied, but the answer is lost: ErrStopped
+	faultExpiredError           // refused as a forwarder reports it: an error wrapping ErrSessionExpired
 )
 
 // sessionCluster is an in-process stand-in for a cluster whose state
@@ -227,6 +228,10 @@ func (n *sessionNode) Propose(ctx context.Context, cmd []byte) (any, error) {
 		c.mu.Unlock()
 		<-ctx.Done()
 		return nil, ctx.Err()
+	}
+	if f == faultExpiredError {
+		c.mu.Unlock()
+		return nil, fmt.Errorf("forwarded: %w", ErrSessionExpired)
 	}
 	cmd = bytes.Clone(cmd)
 	session.Stamp(cmd, c.now)
@@ -457,5 +462,27 @@ func TestClientWaitsForCacheRoom(t *testing.T) {
 	}
 	if got := c.appliedCount(); got != 7 {
 		t.Fatalf("applied %d commands; want 7 (each once): %q", got, c.rec.applied)
+	}
+}
+
+// TestClientExpiredAsError: a forwarding Proposer that reports the
+// session's expiry as an error (not a result) gets the same treatment:
+// the command was not applied, so the client reopens a session.
+func TestClientExpiredAsError(t *testing.T) {
+	refused := false
+	cl, c := newSessionCluster(t, DefaultClientConfig(), func(_ *sessionCluster, _ int, e session.Envelope) sessionFault {
+		if e.Kind == session.KindCommand && !refused {
+			refused = true
+			return faultExpiredError
+		}
+		return faultNone
+	})
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	if res, err := cl.Propose(ctx, []byte("x")); err != nil || res != 1 {
+		t.Fatalf("Propose = %v, %v; want 1, nil after reopening the session", res, err)
+	}
+	if c.sm.Sessions() != 2 {
+		t.Fatalf("%d sessions; want 2 (the client reopened one)", c.sm.Sessions())
 	}
 }

@@ -4,6 +4,7 @@ import (
 	"bufio"
 	"bytes"
 	"encoding/binary"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
@@ -411,3 +412,99 @@ func stampSessionTime(sm StateMachine, cmd []byte) {
 		session.Stamp(cmd, time.Now().UnixNano())
 	}
 }
+
+// JSONResults is a ResultCodec for state machines whose Apply returns
+// values of type T, encoded with encoding/json. Other results (an error,
+// say) cannot be cached (see ErrResultNotCacheable).
+type JSONResults[T any] struct{}
+
+// EncodeResult implements ResultCodec.
+func (JSONResults[T]) EncodeResult(v any) ([]byte, error) {
+	t, ok := v.(T)
+	if !ok {
+		return nil, fmt.Errorf("consensus: JSONResults[%T] cannot encode a %T", *new(T), v)
+	}
+	return json.Marshal(t)
+}
+
+// DecodeResult implements ResultCodec.
+func (JSONResults[T]) DecodeResult(b []byte) (any, error) {
+	var t T
+	if err := json.Unmarshal(b, &t); err != nil {
+		return nil, fmt.Errorf("consensus: JSONResults: %w", err)
+	}
+	return t, nil
+}
+
+// Tags of MarshalResult's encoding.
+const (
+	forwardResult  = 0 // the codec's bytes follow
+	forwardSession = 1 // a uvarint SessionID follows
+	forwardRefusal = 2 // a refusal code byte and the message follow
+)
+
+// refusals are the session errors MarshalResult carries by identity.
+var refusals = []error{ErrSessionExpired, ErrResultDiscarded, ErrTooManyPending, session.ErrMalformed, ErrResultNotCacheable}
+
+// MarshalResult encodes what Node.Propose returned for a command so that a
+// Proposer that forwards commands over the network (a follower passing
+// them to the leader) can rebuild it on the other side with
+// UnmarshalResult: a session's SessionID, a session refusal (which keeps
+// its errors.Is identity, so the Client recognizes it), or the state
+// machine's result, encoded with codec (nil: BasicResults).
+func MarshalResult(codec ResultCodec, v any) ([]byte, error) {
+	if id, ok := v.(SessionID); ok {
+		return binary.AppendUvarint([]byte{forwardSession}, uint64(id)), nil
+	}
+	if err, ok := v.(error); ok {
+		for i, r := range refusals {
+			if errors.Is(err, r) {
+				return append([]byte{forwardRefusal, byte(i)}, err.Error()...), nil
+			}
+		}
+	}
+	if codec == nil {
+		codec = BasicResults{}
+	}
+	b, err := codec.EncodeResult(v)
+	if err != nil {
+		return nil, err
+	}
+	return append([]byte{forwardResult}, b...), nil
+}
+
+// UnmarshalResult decodes what MarshalResult encoded, with the same codec.
+func UnmarshalResult(codec ResultCodec, b []byte) (any, error) {
+	if len(b) == 0 {
+		return nil, fmt.Errorf("consensus: UnmarshalResult: empty encoding")
+	}
+	switch b[0] {
+	case forwardSession:
+		id, n := binary.Uvarint(b[1:])
+		if n <= 0 || n != len(b)-1 {
+			return nil, fmt.Errorf("consensus: UnmarshalResult: bad session ID")
+		}
+		return SessionID(id), nil
+	case forwardRefusal:
+		if len(b) < 2 || int(b[1]) >= len(refusals) {
+			return nil, fmt.Errorf("consensus: UnmarshalResult: bad refusal")
+		}
+		return &forwardedRefusal{err: refusals[b[1]], msg: string(b[2:])}, nil
+	case forwardResult:
+		if codec == nil {
+			codec = BasicResults{}
+		}
+		return codec.DecodeResult(b[1:])
+	}
+	return nil, fmt.Errorf("consensus: UnmarshalResult: unknown tag %d", b[0])
+}
+
+// forwardedRefusal is a session refusal rebuilt by UnmarshalResult: the
+// original message, matching the original sentinel with errors.Is.
+type forwardedRefusal struct {
+	err error
+	msg string
+}
+
+func (f *forwardedRefusal) Error() string { return f.msg }
+func (f *forwardedRefusal) Unwrap() error { return f.err }
