@@ -184,10 +184,10 @@ func (r *recordSM) Restore(rd io.Reader) error {
 type sessionFault int
 
 const (
-	faultNone      sessionFault = iota
-	faultHang                   // never answers (not applied)
-	faultLostReply              // applied, but the answer is lost: ErrStopped
-	faultExpiredError           // refused as a forwarder reports it: an error wrapping ErrSessionExpired
+	faultNone         sessionFault = iota
+	faultHang                      // never answers (not applied)
+	faultLostReply                 // applied, but the answer is lost: ErrStopped
+	faultExpiredError              // refused as a forwarder reports it: an error wrapping ErrSessionExpired
 )
 
 // sessionCluster is an in-process stand-in for a cluster whose state
