@@ -79,6 +79,17 @@ type Client struct {
 
 	leader atomic.Int32                  // index in ids of the presumed leader
 	sess   atomic.Pointer[clientSession] // nil until registered, and after it expired
+	// window is the attempt context shared by the attempts of callers
+	// whose context never ends (see attemptContext).
+	window atomic.Pointer[attemptWindow]
+}
+
+// attemptWindow is a context that ends at deadline, shared by the attempts
+// that start while deadline is at most AttemptTimeout/8 past theirs.
+type attemptWindow struct {
+	ctx      context.Context
+	cancel   context.CancelFunc // never called: the context ends at deadline
+	deadline time.Time
 }
 
 // clientSession is the Client's side of a session.
@@ -243,7 +254,7 @@ func (c *Client) send(ctx context.Context, cmd func() []byte, retryUnknown bool)
 			}
 			return nil, ambiguous, fmt.Errorf("consensus: client: %w", err)
 		}
-		actx, cancel := context.WithTimeout(ctx, c.cfg.AttemptTimeout)
+		actx, cancel := c.attemptContext(ctx)
 		res, err := c.members[target].Propose(actx, cmd())
 		attemptTimedOut := actx.Err() != nil && ctx.Err() == nil
 		cancel()
@@ -285,6 +296,36 @@ func (c *Client) send(ctx context.Context, cmd func() []byte, retryUnknown bool)
 			}
 			pause = min(2*pause, 8*c.cfg.RetryInterval)
 		}
+	}
+}
+
+// attemptContext returns the context for one attempt: ctx bounded by
+// AttemptTimeout. A context.WithTimeout per attempt costs a timer and
+// several allocations on the hot path, so two common cases share or skip
+// it: a ctx whose deadline comes first already bounds the attempt; and
+// attempts of callers passing context.Background() (or TODO: no values,
+// never done) share one context per AttemptTimeout/8 window, ending
+// between AttemptTimeout and 9/8 of it after the attempt starts.
+func (c *Client) attemptContext(ctx context.Context) (context.Context, context.CancelFunc) {
+	now := time.Now()
+	limit := now.Add(c.cfg.AttemptTimeout)
+	if d, ok := ctx.Deadline(); ok && !d.After(limit) {
+		return ctx, func() {}
+	}
+	if ctx != context.Background() && ctx != context.TODO() {
+		return context.WithDeadline(ctx, limit)
+	}
+	for {
+		w := c.window.Load()
+		if w != nil && !w.deadline.Before(limit) && w.deadline.Sub(limit) <= c.cfg.AttemptTimeout/8 {
+			return w.ctx, func() {}
+		}
+		d := limit.Add(c.cfg.AttemptTimeout / 8)
+		wctx, cancel := context.WithDeadline(context.Background(), d)
+		if c.window.CompareAndSwap(w, &attemptWindow{ctx: wctx, cancel: cancel, deadline: d}) {
+			return wctx, func() {}
+		}
+		cancel() // another attempt installed a window first
 	}
 }
 

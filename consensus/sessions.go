@@ -108,6 +108,10 @@ type SessionMachine struct {
 	// goroutine, Sessions on any.
 	mu    sync.Mutex
 	table *session.Table
+
+	// stampClock is the leader's clock as last read by stampSessionTime,
+	// which alone uses it, on the node's goroutine.
+	stampClock int64
 }
 
 var _ StateMachine = (*SessionMachine)(nil)
@@ -406,11 +410,18 @@ func (n *Node) KeepsSessions() bool {
 // the node proposes it (Raft thesis §6.3: sessions expire by the leader's
 // time, carried in the log, so that every replica decides alike). It
 // leaves plain commands, and every command of a node without sessions,
-// alone.
-func stampSessionTime(sm StateMachine, cmd []byte) {
-	if _, ok := sm.(*SessionMachine); ok {
-		session.Stamp(cmd, time.Now().UnixNano())
+// alone. The clock is read once per batch of proposals (newBatch): a
+// reading can cost a microsecond, and session expiry needs no finer time.
+// It runs on the node's goroutine only.
+func stampSessionTime(sm StateMachine, cmd []byte, newBatch bool) {
+	m, ok := sm.(*SessionMachine)
+	if !ok || !session.IsEnvelope(cmd) {
+		return
 	}
+	if newBatch || m.stampClock == 0 {
+		m.stampClock = time.Now().UnixNano()
+	}
+	session.Stamp(cmd, m.stampClock)
 }
 
 // JSONResults is a ResultCodec for state machines whose Apply returns
