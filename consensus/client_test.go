@@ -441,7 +441,7 @@ func TestClientWaitsForCacheRoom(t *testing.T) {
 		t.Fatal(err)
 	}
 	c.sm = sm // before the first Propose: the session is registered in it
-	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 	defer cancel()
 	if _, err := cl.Propose(ctx, []byte("first")); err != nil {
 		t.Fatal(err)
