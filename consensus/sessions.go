@@ -59,8 +59,10 @@ type SessionConfig struct {
 	// recently active.
 	MaxSessions int
 	// MaxPending bounds the results a session caches for commands its
-	// client has not acknowledged: the most commands one Client may have
-	// in flight at once.
+	// client has not acknowledged. Beyond it a command is refused with
+	// ErrTooManyPending (not applied; a Client waits and retries it),
+	// except the oldest one its client waits for. Make it larger than the
+	// number of commands one Client has in flight at once.
 	MaxPending int
 	// Codec encodes results for the cache. Nil means BasicResults.
 	Codec ResultCodec
@@ -98,8 +100,20 @@ func (c SessionConfig) table() session.Config {
 // session, ...) are not applied: their result is an error wrapping
 // ErrSessionExpired, ErrResultDiscarded or ErrTooManyPending.
 //
-// Snapshots hold the session table followed by the wrapped machine's
-// snapshot.
+// Results of session commands are cached as bytes (the cache is part of
+// the snapshot), through SessionConfig.Codec: the first answer is the value
+// Apply returned, a duplicate's is the codec's decoding of it. A result the
+// codec cannot encode is returned once; a duplicate gets
+// ErrResultNotCacheable (the command is still not applied twice).
+//
+// Snapshots hold a versioned header and the session table, followed by
+// the wrapped machine's snapshot. Every node of a cluster must wrap its
+// machine with the same SessionConfig.
+//
+// A Proposer that forwards commands to another node over the network
+// (a follower passing writes to the leader) must carry a register
+// command's SessionID and the refusals back so that the Client recognizes
+// them: MarshalResult and UnmarshalResult do that.
 type SessionMachine struct {
 	sm    StateMachine
 	codec ResultCodec
