@@ -486,3 +486,27 @@ func TestClientExpiredAsError(t *testing.T) {
 		t.Fatalf("%d sessions; want 2 (the client reopened one)", c.sm.Sessions())
 	}
 }
+
+// TestClientClose: Close ends the session on the nodes; the next Propose
+// opens a new one.
+func TestClientClose(t *testing.T) {
+	cl, c := newSessionCluster(t, DefaultClientConfig(), nil)
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	if err := cl.Close(ctx); err != nil {
+		t.Fatalf("Close without a session = %v; want nil", err)
+	}
+	if _, err := cl.Propose(ctx, []byte("a")); err != nil {
+		t.Fatal(err)
+	}
+	if err := cl.Close(ctx); err != nil || c.sm.Sessions() != 0 {
+		t.Fatalf("Close = %v with %d sessions open; want nil, 0", err, c.sm.Sessions())
+	}
+	if res, err := cl.Propose(ctx, []byte("b")); err != nil || res != 2 || c.sm.Sessions() != 1 {
+		t.Fatalf("Propose after Close = %v, %v with %d sessions; want 2, nil, 1", res, err, c.sm.Sessions())
+	}
+	var zero *Client
+	if err := zero.Close(ctx); !errors.Is(err, ErrInvalidConfig) {
+		t.Fatalf("Close on a nil Client = %v; want ErrInvalidConfig", err)
+	}
+}
