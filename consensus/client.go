@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"slices"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/distkit/distkit/consensus/raft"
@@ -76,18 +77,33 @@ type Client struct {
 	sessions bool          // commands go through sessions
 	register chan struct{} // size 1: a token held by the goroutine registering a session
 
-	mu     sync.Mutex // guards leader and sess
-	leader transport.NodeID
-	sess   *clientSession // nil until registered, and after it expired
+	leader atomic.Int32                  // index in ids of the presumed leader
+	sess   atomic.Pointer[clientSession] // nil until registered, and after it expired
+	// window is the attempt context shared by the attempts of callers
+	// whose context never ends (see attemptContext).
+	window atomic.Pointer[attemptWindow]
 }
 
-// clientSession is the Client's side of a session. Its fields are guarded
-// by Client.mu.
+// attemptWindow is a context that ends at deadline, shared by the attempts
+// that start while deadline is at most AttemptTimeout/8 past theirs.
+type attemptWindow struct {
+	ctx      context.Context
+	cancel   context.CancelFunc // never called: the context ends at deadline
+	deadline time.Time
+}
+
+// clientSession is the Client's side of a session.
 type clientSession struct {
-	id   SessionID
-	next uint64 // the next sequence number
-	// waiting holds the sequence numbers whose Propose has not returned:
-	// the lowest is the "acked" mark sent with every command.
+	id SessionID
+	// low is the lowest sequence number whose Propose has not returned
+	// (next if none): the "acked" mark sent with every command. It only
+	// moves up, so keeping it is amortized O(1) per command. Written
+	// under mu, read without.
+	low atomic.Uint64
+
+	mu   sync.Mutex // guards next and waiting
+	next uint64     // the next sequence number
+	// waiting holds the sequence numbers whose Propose has not returned.
 	waiting map[uint64]struct{}
 }
 
@@ -121,7 +137,6 @@ func NewClient(members map[transport.NodeID]Proposer, cfg ClientConfig) (*Client
 		return nil, fmt.Errorf("%w: client member %q keeps no sessions but others do: wrap every node's state machine with WithSessions", ErrInvalidConfig, without)
 	}
 	slices.Sort(c.ids)
-	c.leader = c.ids[0]
 	return c, nil
 }
 
@@ -131,12 +146,10 @@ var errNoClient = fmt.Errorf("%w: Client not created by NewClient", ErrInvalidCo
 // Leader returns the node the client currently believes leads ("" for a
 // Client not created by NewClient).
 func (c *Client) Leader() transport.NodeID {
-	if c == nil {
+	if c == nil || len(c.ids) == 0 {
 		return ""
 	}
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	return c.leader
+	return c.ids[c.leader.Load()]
 }
 
 // Sessions reports whether the client sends commands through sessions.
@@ -166,22 +179,62 @@ func (c *Client) Propose(ctx context.Context, cmd []byte) (any, error) {
 			return nil, err
 		}
 		seq := c.begin(s)
-		res, ambiguous, err := c.send(ctx, func() []byte { return c.stamp(s, seq, cmd) }, true)
+		res, reopen, err := c.proposeStamped(ctx, s, seq, cmd)
 		c.end(s, seq)
-		if err == nil {
-			err = refusal(res)
-		}
-		if !errors.Is(err, ErrSessionExpired) {
+		if !reopen {
 			return res, err
 		}
-		c.expire(s)
-		if ambiguous {
-			// An earlier attempt may have been applied before the session
-			// expired, and its result went with the session: proposing
-			// the command again under a new session could apply it twice.
-			return nil, fmt.Errorf("consensus: client: %w: %w", ErrOutcomeUnknown, err)
+		// Certainly not applied, and the session expired: propose it in
+		// a new session.
+	}
+}
+
+// proposeStamped proposes cmd as command seq of session s until it is
+// applied (or answered from the session cache), fails for good, or ctx
+// ends. Every attempt carries the same (session, seq) stamp. It reports
+// reopen when the session expired and the command was certainly not
+// applied, so that the caller can propose it in a new session.
+func (c *Client) proposeStamped(ctx context.Context, s *clientSession, seq uint64, cmd []byte) (res any, reopen bool, err error) {
+	ambiguous := false // an attempt may have been applied
+	pause := c.cfg.RetryInterval
+	for {
+		res, amb, err := c.send(ctx, func() []byte { return c.stamp(s, seq, cmd) }, true)
+		ambiguous = ambiguous || amb
+		refused := refusal(res)
+		if err != nil {
+			// A forwarding Proposer may report a refusal as an error.
+			if refused = refusal(err); refused == nil {
+				return nil, false, err
+			}
 		}
-		// Certainly not applied: propose it in a new session.
+		switch {
+		case refused == nil:
+			return res, false, nil
+		case errors.Is(refused, ErrTooManyPending):
+			// Not applied: the session caches as many results as it may,
+			// because an older command of this client is still in flight
+			// (its result cannot be dropped). Wait for it, then retry.
+			t := time.NewTimer(pause)
+			select {
+			case <-t.C:
+			case <-ctx.Done():
+				t.Stop()
+				return nil, false, fmt.Errorf("consensus: client: %w (last failure: %v)", ctx.Err(), refused)
+			}
+			pause = min(2*pause, 8*c.cfg.RetryInterval)
+		case errors.Is(refused, ErrSessionExpired):
+			c.expire(s)
+			if ambiguous {
+				// An earlier attempt may have been applied before the
+				// session expired, and its result went with the session:
+				// proposing the command again under a new session could
+				// apply it twice.
+				return nil, false, fmt.Errorf("consensus: client: %w: %w", ErrOutcomeUnknown, refused)
+			}
+			return nil, true, nil
+		default:
+			return nil, false, refused
+		}
 	}
 }
 
@@ -190,6 +243,7 @@ func (c *Client) Propose(ctx context.Context, cmd []byte) (any, error) {
 // have been applied are retried; ambiguous reports whether there was one.
 func (c *Client) send(ctx context.Context, cmd func() []byte, retryUnknown bool) (res any, ambiguous bool, err error) {
 	target := c.Leader()
+	first := target
 	pause := c.cfg.RetryInterval
 	tried := 0 // nodes tried since the last pause
 	var lastErr error
@@ -200,12 +254,14 @@ func (c *Client) send(ctx context.Context, cmd func() []byte, retryUnknown bool)
 			}
 			return nil, ambiguous, fmt.Errorf("consensus: client: %w", err)
 		}
-		actx, cancel := context.WithTimeout(ctx, c.cfg.AttemptTimeout)
+		actx, cancel := c.attemptContext(ctx)
 		res, err := c.members[target].Propose(actx, cmd())
 		attemptTimedOut := actx.Err() != nil && ctx.Err() == nil
 		cancel()
 		if err == nil {
-			c.setLeader(target)
+			if target != first {
+				c.setLeader(target)
+			}
 			return res, ambiguous, nil
 		}
 		lastErr = err
@@ -243,14 +299,67 @@ func (c *Client) send(ctx context.Context, cmd func() []byte, retryUnknown bool)
 	}
 }
 
+// Close ends the client's session, if one is open, through the log: every
+// node frees its cached results at once instead of when it expires. Call
+// it when no Propose of this client is in flight (those would find the
+// session closed); a later Propose opens a new session. Without sessions
+// it does nothing.
+func (c *Client) Close(ctx context.Context) error {
+	if c == nil || len(c.ids) == 0 {
+		return errNoClient
+	}
+	if ctx == nil {
+		return ErrNilContext
+	}
+	s := c.sess.Swap(nil)
+	if s == nil {
+		return nil
+	}
+	res, _, err := c.send(ctx, func() []byte { return session.AppendClose(nil, s.id) }, true)
+	if err == nil {
+		err = refusal(res)
+	}
+	if err != nil && !errors.Is(err, ErrSessionExpired) { // expired: gone anyway
+		return fmt.Errorf("consensus: client: close session %d: %w", s.id, err)
+	}
+	return nil
+}
+
+// attemptContext returns the context for one attempt: ctx bounded by
+// AttemptTimeout. A context.WithTimeout per attempt costs a timer and
+// several allocations on the hot path, so two common cases share or skip
+// it: a ctx whose deadline comes first already bounds the attempt; and
+// attempts of callers passing context.Background() (or TODO: no values,
+// never done) share one context per AttemptTimeout/8 window, ending
+// between AttemptTimeout and 9/8 of it after the attempt starts.
+func (c *Client) attemptContext(ctx context.Context) (context.Context, context.CancelFunc) {
+	now := time.Now()
+	limit := now.Add(c.cfg.AttemptTimeout)
+	if d, ok := ctx.Deadline(); ok && !d.After(limit) {
+		return ctx, func() {}
+	}
+	if ctx != context.Background() && ctx != context.TODO() {
+		return context.WithDeadline(ctx, limit)
+	}
+	for {
+		w := c.window.Load()
+		if w != nil && !w.deadline.Before(limit) && w.deadline.Sub(limit) <= c.cfg.AttemptTimeout/8 {
+			return w.ctx, func() {}
+		}
+		d := limit.Add(c.cfg.AttemptTimeout / 8)
+		wctx, cancel := context.WithDeadline(context.Background(), d)
+		if c.window.CompareAndSwap(w, &attemptWindow{ctx: wctx, cancel: cancel, deadline: d}) {
+			return wctx, func() {}
+		}
+		cancel() // another attempt installed a window first
+	}
+}
+
 // session returns the client's open session, registering one through the
 // log if there is none. Concurrent callers wait for one registration.
 func (c *Client) session(ctx context.Context) (*clientSession, error) {
 	for {
-		c.mu.Lock()
-		s := c.sess
-		c.mu.Unlock()
-		if s != nil {
+		if s := c.sess.Load(); s != nil {
 			return s, nil
 		}
 		select {
@@ -258,10 +367,7 @@ func (c *Client) session(ctx context.Context) (*clientSession, error) {
 		case <-ctx.Done():
 			return nil, fmt.Errorf("consensus: client: register session: %w", ctx.Err())
 		}
-		c.mu.Lock()
-		s = c.sess
-		c.mu.Unlock()
-		if s != nil {
+		if s := c.sess.Load(); s != nil {
 			<-c.register
 			return s, nil
 		}
@@ -276,16 +382,16 @@ func (c *Client) session(ctx context.Context) (*clientSession, error) {
 		if !ok {
 			return nil, fmt.Errorf("%w: client: registering a session answered %T, not a SessionID: is every node's state machine wrapped by WithSessions?", ErrInvalidConfig, res)
 		}
-		c.mu.Lock()
-		c.sess = &clientSession{id: id, next: 1, waiting: map[uint64]struct{}{}}
-		c.mu.Unlock()
+		s := &clientSession{id: id, next: 1, waiting: map[uint64]struct{}{}}
+		s.low.Store(1)
+		c.sess.Store(s)
 	}
 }
 
 // begin takes the next sequence number of s for a new command.
 func (c *Client) begin(s *clientSession) uint64 {
-	c.mu.Lock()
-	defer c.mu.Unlock()
+	s.mu.Lock()
+	defer s.mu.Unlock()
 	seq := s.next
 	s.next++
 	s.waiting[seq] = struct{}{}
@@ -296,30 +402,28 @@ func (c *Client) begin(s *clientSession) uint64 {
 // given up): later commands tell the table to drop its result, and to
 // refuse a late copy of it.
 func (c *Client) end(s *clientSession, seq uint64) {
-	c.mu.Lock()
-	defer c.mu.Unlock()
+	s.mu.Lock()
+	defer s.mu.Unlock()
 	delete(s.waiting, seq)
+	low := s.low.Load()
+	for low < s.next {
+		if _, ok := s.waiting[low]; ok {
+			break
+		}
+		low++
+	}
+	s.low.Store(low)
 }
 
 // stamp encodes cmd as command seq of session s, with the lowest sequence
 // number still waited for as the acknowledgement mark.
 func (c *Client) stamp(s *clientSession, seq uint64, cmd []byte) []byte {
-	c.mu.Lock()
-	acked := s.next
-	for w := range s.waiting {
-		acked = min(acked, w)
-	}
-	c.mu.Unlock()
-	return session.AppendCommand(make([]byte, 0, len(cmd)+32), s.id, seq, acked, cmd)
+	return session.AppendCommand(make([]byte, 0, len(cmd)+32), s.id, seq, s.low.Load(), cmd)
 }
 
 // expire forgets s if it is still the client's session.
 func (c *Client) expire(s *clientSession) {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	if c.sess == s {
-		c.sess = nil
-	}
+	c.sess.CompareAndSwap(s, nil)
 }
 
 // refusal returns the session table's refusal carried by a command's
@@ -334,9 +438,7 @@ func refusal(res any) error {
 }
 
 func (c *Client) setLeader(id transport.NodeID) {
-	c.mu.Lock()
-	c.leader = id
-	c.mu.Unlock()
+	c.leader.Store(int32(slices.Index(c.ids, id)))
 }
 
 func (c *Client) next(id transport.NodeID) transport.NodeID {

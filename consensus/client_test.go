@@ -184,9 +184,10 @@ func (r *recordSM) Restore(rd io.Reader) error {
 type sessionFault int
 
 const (
-	faultNone      sessionFault = iota
-	faultHang                   // never answers (not applied)
-	faultLostReply              // applied, but the answer is lost: ErrStopped
+	faultNone         sessionFault = iota
+	faultHang                      // never answers (not applied)
+	faultLostReply                 // applied, but the answer is lost: ErrStopped
+	faultExpiredError              // refused as a forwarder reports it: an error wrapping ErrSessionExpired
 )
 
 // sessionCluster is an in-process stand-in for a cluster whose state
@@ -227,6 +228,10 @@ func (n *sessionNode) Propose(ctx context.Context, cmd []byte) (any, error) {
 		c.mu.Unlock()
 		<-ctx.Done()
 		return nil, ctx.Err()
+	}
+	if f == faultExpiredError {
+		c.mu.Unlock()
+		return nil, fmt.Errorf("forwarded: %w", ErrSessionExpired)
 	}
 	cmd = bytes.Clone(cmd)
 	session.Stamp(cmd, c.now)
@@ -332,7 +337,7 @@ func TestClientConcurrentRetries(t *testing.T) {
 	if len(seen) != callers*each {
 		t.Fatalf("applied %d commands; want %d", len(seen), callers*each)
 	}
-	if p := c.sm.table.Pending(cl.sess.id); p > callers {
+	if p := c.sm.table.Pending(cl.sess.Load().id); p > callers {
 		t.Fatalf("the session caches %d results after every caller returned; want at most %d", p, callers)
 	}
 }
@@ -406,5 +411,102 @@ func TestClientAcknowledgesResults(t *testing.T) {
 	defer c.mu.Unlock()
 	if p := c.sm.table.Pending(SessionID(1)); p > 1 {
 		t.Fatalf("session caches %d results; want at most 1", p)
+	}
+}
+
+// TestClientWaitsForCacheRoom: an old command is stuck while newer ones
+// fill the session cache (their results cannot be dropped while the
+// client still waits for the old one). The newer ones are refused with
+// ErrTooManyPending (not applied) and retried; the old one is admitted
+// regardless, so everything completes, each command applied once.
+func TestClientWaitsForCacheRoom(t *testing.T) {
+	started := make(chan struct{})
+	var once sync.Once
+	cfg := DefaultClientConfig()
+	cfg.AttemptTimeout = 50 * time.Millisecond
+	cl, c := newSessionCluster(t, cfg, func(_ *sessionCluster, _ int, e session.Envelope) sessionFault {
+		if e.Kind == session.KindCommand && string(e.Payload) == "slow" {
+			hang := false
+			once.Do(func() { hang = true; close(started) })
+			if hang {
+				return faultHang
+			}
+		}
+		return faultNone
+	})
+	scfg := DefaultSessionConfig()
+	scfg.MaxPending = 2
+	sm, err := WithSessions(c.rec, scfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	c.sm = sm // before the first Propose: the session is registered in it
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	if _, err := cl.Propose(ctx, []byte("first")); err != nil {
+		t.Fatal(err)
+	}
+	slow := make(chan error, 1)
+	go func() {
+		_, err := cl.Propose(ctx, []byte("slow"))
+		slow <- err
+	}()
+	<-started
+	for i := range 5 {
+		if _, err := cl.Propose(ctx, fmt.Appendf(nil, "new%d", i)); err != nil {
+			t.Fatalf("Propose(new%d) = %v", i, err)
+		}
+	}
+	if err := <-slow; err != nil {
+		t.Fatalf("Propose(slow) = %v", err)
+	}
+	if got := c.appliedCount(); got != 7 {
+		t.Fatalf("applied %d commands; want 7 (each once): %q", got, c.rec.applied)
+	}
+}
+
+// TestClientExpiredAsError: a forwarding Proposer that reports the
+// session's expiry as an error (not a result) gets the same treatment:
+// the command was not applied, so the client reopens a session.
+func TestClientExpiredAsError(t *testing.T) {
+	refused := false
+	cl, c := newSessionCluster(t, DefaultClientConfig(), func(_ *sessionCluster, _ int, e session.Envelope) sessionFault {
+		if e.Kind == session.KindCommand && !refused {
+			refused = true
+			return faultExpiredError
+		}
+		return faultNone
+	})
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	if res, err := cl.Propose(ctx, []byte("x")); err != nil || res != 1 {
+		t.Fatalf("Propose = %v, %v; want 1, nil after reopening the session", res, err)
+	}
+	if c.sm.Sessions() != 2 {
+		t.Fatalf("%d sessions; want 2 (the client reopened one)", c.sm.Sessions())
+	}
+}
+
+// TestClientClose: Close ends the session on the nodes; the next Propose
+// opens a new one.
+func TestClientClose(t *testing.T) {
+	cl, c := newSessionCluster(t, DefaultClientConfig(), nil)
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	if err := cl.Close(ctx); err != nil {
+		t.Fatalf("Close without a session = %v; want nil", err)
+	}
+	if _, err := cl.Propose(ctx, []byte("a")); err != nil {
+		t.Fatal(err)
+	}
+	if err := cl.Close(ctx); err != nil || c.sm.Sessions() != 0 {
+		t.Fatalf("Close = %v with %d sessions open; want nil, 0", err, c.sm.Sessions())
+	}
+	if res, err := cl.Propose(ctx, []byte("b")); err != nil || res != 2 || c.sm.Sessions() != 1 {
+		t.Fatalf("Propose after Close = %v, %v with %d sessions; want 2, nil, 1", res, err, c.sm.Sessions())
+	}
+	var zero *Client
+	if err := zero.Close(ctx); !errors.Is(err, ErrInvalidConfig) {
+		t.Fatalf("Close on a nil Client = %v; want ErrInvalidConfig", err)
 	}
 }

@@ -4,6 +4,7 @@ import (
 	"bufio"
 	"bytes"
 	"encoding/binary"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
@@ -58,8 +59,10 @@ type SessionConfig struct {
 	// recently active.
 	MaxSessions int
 	// MaxPending bounds the results a session caches for commands its
-	// client has not acknowledged: the most commands one Client may have
-	// in flight at once.
+	// client has not acknowledged. Beyond it a command is refused with
+	// ErrTooManyPending (not applied; a Client waits and retries it),
+	// except the oldest one its client waits for. Make it larger than the
+	// number of commands one Client has in flight at once.
 	MaxPending int
 	// Codec encodes results for the cache. Nil means BasicResults.
 	Codec ResultCodec
@@ -97,8 +100,20 @@ func (c SessionConfig) table() session.Config {
 // session, ...) are not applied: their result is an error wrapping
 // ErrSessionExpired, ErrResultDiscarded or ErrTooManyPending.
 //
-// Snapshots hold the session table followed by the wrapped machine's
-// snapshot.
+// Results of session commands are cached as bytes (the cache is part of
+// the snapshot), through SessionConfig.Codec: the first answer is the value
+// Apply returned, a duplicate's is the codec's decoding of it. A result the
+// codec cannot encode is returned once; a duplicate gets
+// ErrResultNotCacheable (the command is still not applied twice).
+//
+// Snapshots hold a versioned header and the session table, followed by
+// the wrapped machine's snapshot. Every node of a cluster must wrap its
+// machine with the same SessionConfig.
+//
+// A Proposer that forwards commands to another node over the network
+// (a follower passing writes to the leader) must carry a register
+// command's SessionID and the refusals back so that the Client recognizes
+// them: MarshalResult and UnmarshalResult do that.
 type SessionMachine struct {
 	sm    StateMachine
 	codec ResultCodec
@@ -107,6 +122,10 @@ type SessionMachine struct {
 	// goroutine, Sessions on any.
 	mu    sync.Mutex
 	table *session.Table
+
+	// stampClock is the leader's clock as last read by stampSessionTime,
+	// which alone uses it, on the node's goroutine.
+	stampClock int64
 }
 
 var _ StateMachine = (*SessionMachine)(nil)
@@ -181,16 +200,34 @@ func (m *SessionMachine) Apply(e Entry) any {
 		return m.decode(cached)
 	}
 	v := m.sm.Apply(Entry{Index: e.Index, Term: e.Term, Command: env.Payload})
+	m.table.Finish(env, m.encode(v))
+	return v
+}
+
+// cachedNil is the cached form of a nil result under BasicResults, shared
+// by all of them (the table never modifies what it caches).
+var cachedNil = []byte{resultEncoded, basicNil}
+
+// encode returns the bytes the session cache keeps for result v.
+func (m *SessionMachine) encode(v any) []byte {
+	if _, basic := m.codec.(BasicResults); basic {
+		if v == nil {
+			return cachedNil
+		}
+		if b, err := appendBasic([]byte{resultEncoded}, v); err == nil {
+			return b
+		}
+	}
 	b, err := m.codec.EncodeResult(v)
 	if err != nil {
 		// Deterministic (the same v on every replica): remember that the
 		// result was lost rather than fail the apply.
-		b = append([]byte{resultNotCacheable}, fmt.Sprintf("%T: %v", v, err)...)
-	} else {
-		b = append([]byte{resultEncoded}, b...)
+		return append([]byte{resultNotCacheable}, fmt.Sprintf("%T: %v", v, err)...)
 	}
-	m.table.Finish(env, b)
-	return v
+	out := make([]byte, 1+len(b))
+	out[0] = resultEncoded
+	copy(out[1:], b)
+	return out
 }
 
 // The first byte of a cached result.
@@ -299,27 +336,30 @@ const (
 )
 
 // EncodeResult implements ResultCodec.
-func (BasicResults) EncodeResult(v any) ([]byte, error) {
+func (BasicResults) EncodeResult(v any) ([]byte, error) { return appendBasic(nil, v) }
+
+// appendBasic appends BasicResults' encoding of v to dst.
+func appendBasic(dst []byte, v any) ([]byte, error) {
 	switch v := v.(type) {
 	case nil:
-		return []byte{basicNil}, nil
+		return append(dst, basicNil), nil
 	case []byte:
-		return append([]byte{basicBytes}, v...), nil
+		return append(append(dst, basicBytes), v...), nil
 	case string:
-		return append([]byte{basicString}, v...), nil
+		return append(append(dst, basicString), v...), nil
 	case error:
-		return append([]byte{basicError}, v.Error()...), nil
+		return append(append(dst, basicError), v.Error()...), nil
 	case bool:
 		if v {
-			return []byte{basicBool, 1}, nil
+			return append(dst, basicBool, 1), nil
 		}
-		return []byte{basicBool, 0}, nil
+		return append(dst, basicBool, 0), nil
 	case int:
-		return binary.AppendVarint([]byte{basicInt}, int64(v)), nil
+		return binary.AppendVarint(append(dst, basicInt), int64(v)), nil
 	case int64:
-		return binary.AppendVarint([]byte{basicInt64}, v), nil
+		return binary.AppendVarint(append(dst, basicInt64), v), nil
 	case uint64:
-		return binary.AppendUvarint([]byte{basicUint64}, v), nil
+		return binary.AppendUvarint(append(dst, basicUint64), v), nil
 	}
 	return nil, fmt.Errorf("consensus: BasicResults cannot encode a %T", v)
 }
@@ -384,9 +424,112 @@ func (n *Node) KeepsSessions() bool {
 // the node proposes it (Raft thesis §6.3: sessions expire by the leader's
 // time, carried in the log, so that every replica decides alike). It
 // leaves plain commands, and every command of a node without sessions,
-// alone.
-func stampSessionTime(sm StateMachine, cmd []byte) {
-	if _, ok := sm.(*SessionMachine); ok {
-		session.Stamp(cmd, time.Now().UnixNano())
+// alone. The clock is read once per batch of proposals (newBatch): a
+// reading can cost a microsecond, and session expiry needs no finer time.
+// It runs on the node's goroutine only.
+func stampSessionTime(sm StateMachine, cmd []byte, newBatch bool) {
+	m, ok := sm.(*SessionMachine)
+	if !ok || !session.IsEnvelope(cmd) {
+		return
 	}
+	if newBatch || m.stampClock == 0 {
+		m.stampClock = time.Now().UnixNano()
+	}
+	session.Stamp(cmd, m.stampClock)
 }
+
+// JSONResults is a ResultCodec for state machines whose Apply returns
+// values of type T, encoded with encoding/json. Other results (an error,
+// say) cannot be cached (see ErrResultNotCacheable).
+type JSONResults[T any] struct{}
+
+// EncodeResult implements ResultCodec.
+func (JSONResults[T]) EncodeResult(v any) ([]byte, error) {
+	t, ok := v.(T)
+	if !ok {
+		return nil, fmt.Errorf("consensus: JSONResults[%T] cannot encode a %T", *new(T), v)
+	}
+	return json.Marshal(t)
+}
+
+// DecodeResult implements ResultCodec.
+func (JSONResults[T]) DecodeResult(b []byte) (any, error) {
+	var t T
+	if err := json.Unmarshal(b, &t); err != nil {
+		return nil, fmt.Errorf("consensus: JSONResults: %w", err)
+	}
+	return t, nil
+}
+
+// Tags of MarshalResult's encoding.
+const (
+	forwardResult  = 0 // the codec's bytes follow
+	forwardSession = 1 // a uvarint SessionID follows
+	forwardRefusal = 2 // a refusal code byte and the message follow
+)
+
+// refusals are the session errors MarshalResult carries by identity.
+var refusals = []error{ErrSessionExpired, ErrResultDiscarded, ErrTooManyPending, session.ErrMalformed, ErrResultNotCacheable}
+
+// MarshalResult encodes what Node.Propose returned for a command so that a
+// Proposer that forwards commands over the network (a follower passing
+// them to the leader) can rebuild it on the other side with
+// UnmarshalResult: a session's SessionID, a session refusal (which keeps
+// its errors.Is identity, so the Client recognizes it), or the state
+// machine's result, encoded with codec (nil: BasicResults).
+func MarshalResult(codec ResultCodec, v any) ([]byte, error) {
+	if id, ok := v.(SessionID); ok {
+		return binary.AppendUvarint([]byte{forwardSession}, uint64(id)), nil
+	}
+	if err, ok := v.(error); ok {
+		for i, r := range refusals {
+			if errors.Is(err, r) {
+				return append([]byte{forwardRefusal, byte(i)}, err.Error()...), nil
+			}
+		}
+	}
+	if codec == nil {
+		codec = BasicResults{}
+	}
+	b, err := codec.EncodeResult(v)
+	if err != nil {
+		return nil, err
+	}
+	return append([]byte{forwardResult}, b...), nil
+}
+
+// UnmarshalResult decodes what MarshalResult encoded, with the same codec.
+func UnmarshalResult(codec ResultCodec, b []byte) (any, error) {
+	if len(b) == 0 {
+		return nil, fmt.Errorf("consensus: UnmarshalResult: empty encoding")
+	}
+	switch b[0] {
+	case forwardSession:
+		id, n := binary.Uvarint(b[1:])
+		if n <= 0 || n != len(b)-1 {
+			return nil, fmt.Errorf("consensus: UnmarshalResult: bad session ID")
+		}
+		return SessionID(id), nil
+	case forwardRefusal:
+		if len(b) < 2 || int(b[1]) >= len(refusals) {
+			return nil, fmt.Errorf("consensus: UnmarshalResult: bad refusal")
+		}
+		return &forwardedRefusal{err: refusals[b[1]], msg: string(b[2:])}, nil
+	case forwardResult:
+		if codec == nil {
+			codec = BasicResults{}
+		}
+		return codec.DecodeResult(b[1:])
+	}
+	return nil, fmt.Errorf("consensus: UnmarshalResult: unknown tag %d", b[0])
+}
+
+// forwardedRefusal is a session refusal rebuilt by UnmarshalResult: the
+// original message, matching the original sentinel with errors.Is.
+type forwardedRefusal struct {
+	err error
+	msg string
+}
+
+func (f *forwardedRefusal) Error() string { return f.msg }
+func (f *forwardedRefusal) Unwrap() error { return f.err }

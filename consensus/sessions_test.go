@@ -397,3 +397,73 @@ func (s *syncRecordSM) waitFor(ctx context.Context, n int) []string {
 		}
 	}
 }
+
+type jsonResult struct {
+	Value string
+	Found bool
+}
+
+// TestMarshalResultRoundTrip: what a forwarding Proposer carries over the
+// network comes back as the Client needs it: a SessionID, a refusal that
+// still matches its sentinel, or the codec's result.
+func TestMarshalResultRoundTrip(t *testing.T) {
+	codec := JSONResults[jsonResult]{}
+	tests := []struct {
+		name  string
+		v     any
+		check func(any) bool
+	}{
+		{"session", SessionID(42), func(v any) bool { return v == SessionID(42) }},
+		{"expired", fmt.Errorf("consensus: sessions: %w: session 3", ErrSessionExpired), func(v any) bool {
+			err, _ := v.(error)
+			return errors.Is(err, ErrSessionExpired) && refusal(v) != nil
+		}},
+		{"too many pending", fmt.Errorf("x: %w", ErrTooManyPending), func(v any) bool {
+			err, _ := v.(error)
+			return errors.Is(err, ErrTooManyPending)
+		}},
+		{"result", jsonResult{Value: "v", Found: true}, func(v any) bool { return v == jsonResult{Value: "v", Found: true} }},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			b, err := MarshalResult(codec, tt.v)
+			if err != nil {
+				t.Fatalf("MarshalResult(%v) = %v", tt.v, err)
+			}
+			got, err := UnmarshalResult(codec, b)
+			if err != nil || !tt.check(got) {
+				t.Fatalf("UnmarshalResult(MarshalResult(%v)) = %#v, %v", tt.v, got, err)
+			}
+		})
+	}
+	for _, bad := range [][]byte{nil, {9}, {forwardSession}, {forwardRefusal, 99}, {forwardResult, '{'}} {
+		if _, err := UnmarshalResult(codec, bad); err == nil {
+			t.Errorf("UnmarshalResult(%x) = nil error; want one", bad)
+		}
+	}
+}
+
+// TestJSONResultsCachesStructs: a SessionMachine with JSONResults answers a
+// duplicate with the struct the first application returned.
+func TestJSONResultsCachesStructs(t *testing.T) {
+	cfg := DefaultSessionConfig()
+	cfg.Codec = JSONResults[jsonResult]{}
+	m, err := WithSessions(jsonSM{}, cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	l := &sessionLog{m: m}
+	id := l.apply(session.AppendRegister(nil), 1).(SessionID)
+	cmd := session.AppendCommand(nil, id, 1, 1, []byte("k"))
+	first, dup := l.apply(cmd, 2), l.apply(cmd, 3)
+	if first != dup || first != (jsonResult{Value: "k", Found: true}) {
+		t.Fatalf("first %#v, duplicate %#v; want equal jsonResults", first, dup)
+	}
+}
+
+// jsonSM answers every command with a jsonResult.
+type jsonSM struct{}
+
+func (jsonSM) Apply(e Entry) any         { return jsonResult{Value: string(e.Command), Found: true} }
+func (jsonSM) Snapshot(io.Writer) error  { return nil }
+func (jsonSM) Restore(r io.Reader) error { return nil }

@@ -195,3 +195,34 @@ func TestSimFindNonLinearizableSeed(t *testing.T) {
 		t.Logf("seed %d: %v (%d operations, run failures %d)", seed, res, len(c.history), len(failures))
 	}
 }
+
+// TestSimSessionsExpire runs the leader churn with a session TTL shorter
+// than the clients' retries (50 ms of leader-stamped virtual time): sessions
+// expire in the middle of requests. A request refused for an expired
+// session is sent again in a new session when no earlier attempt can have
+// been applied, and is otherwise left with an unknown outcome; either way
+// the history stays linearizable.
+func TestSimSessionsExpire(t *testing.T) {
+	saved := simSessions
+	simSessions.TTL = 50 * time.Millisecond
+	defer func() { simSessions = saved }()
+	registrations := 0
+	sim.Seeds(t, seedsFor(20), func(t *testing.T, seed int64) {
+		c, failures := runLeaderChurn(t, seed, false)
+		if len(failures) > 0 {
+			t.Fatalf("seed %d: %v", seed, failures)
+		}
+		if res := c.linearizable(); res != porcupine.Ok {
+			t.Fatalf("seed %d with expiring sessions: porcupine says %v on %d operations; want Ok", seed, res, len(c.history))
+		}
+		for _, e := range c.committed {
+			if env, err := session.Parse(e.Data); err == nil && env.Kind == session.KindRegister {
+				registrations++
+			}
+		}
+	})
+	t.Logf("%d sessions registered by 3 clients per seed", registrations)
+	if registrations <= 3*seedsFor(20) && !t.Failed() {
+		t.Fatalf("%d registrations over %d seeds of 3 clients: no session expired and was reopened", registrations, seedsFor(20))
+	}
+}

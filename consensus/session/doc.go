@@ -66,7 +66,12 @@
 //     right to apply it is kept. Clients must not send acked past a
 //     command whose answer they still wait for.
 //   - Cache size. A session keeps at most Config.MaxPending unacknowledged
-//     results; more are refused with ErrTooManyPending (not applied).
+//     results; a command beyond them is refused with ErrTooManyPending (not
+//     applied; the client may retry it later with the same stamp), except
+//     the oldest command the client waits for (seq == acked), which is
+//     always admitted: one slow command must not block its session forever.
+//     The "acked" mark cannot pass a command still in flight, so the
+//     results of newer commands accumulate behind a slow one.
 //   - Results are bytes: the table caches exactly the bytes Finish is
 //     given, so whatever the state machine returns must be encoded (and a
 //     duplicate's answer decoded) by the caller.

@@ -1,7 +1,6 @@
 package session
 
 import (
-	"bytes"
 	"fmt"
 	"time"
 )
@@ -17,8 +16,9 @@ type Config struct {
 	MaxSessions int
 	// MaxPending bounds the results a session caches for commands its
 	// client has not acknowledged; a command beyond it is refused with
-	// ErrTooManyPending. A client with at most MaxPending commands in
-	// flight never meets the limit.
+	// ErrTooManyPending, except the oldest one the client waits for
+	// (seq == acked), which is always admitted so that the client can make
+	// progress: the cache holds at most MaxPending+1 results.
 	MaxPending int
 }
 
@@ -173,9 +173,17 @@ func (t *Table) Begin(e Envelope) (cached []byte, duplicate bool, err error) {
 	}
 	s.lastActive = t.now
 	if e.Acked > s.acked {
-		for seq := range s.results {
-			if seq < e.Acked {
+		// Usually the mark moves by one or two: delete those seqs; after a
+		// jump, scan the (bounded) cache instead.
+		if e.Acked-s.acked <= uint64(len(s.results)) {
+			for seq := s.acked; seq < e.Acked; seq++ {
 				delete(s.results, seq)
+			}
+		} else {
+			for seq := range s.results {
+				if seq < e.Acked {
+					delete(s.results, seq)
+				}
 			}
 		}
 		s.acked = e.Acked
@@ -186,19 +194,20 @@ func (t *Table) Begin(e Envelope) (cached []byte, duplicate bool, err error) {
 	if r, ok := s.results[e.Seq]; ok {
 		return r, true, nil
 	}
-	if len(s.results) >= t.maxPending {
+	// The cache may be full of results of newer commands while the oldest
+	// one the client waits for (seq == acked) is still to come: admit that
+	// one anyway, or the mark could never move again.
+	if len(s.results) >= t.maxPending && e.Seq != s.acked {
 		return nil, false, fmt.Errorf("%w: session %d caches %d results", ErrTooManyPending, e.Session, len(s.results))
 	}
 	return nil, false, nil
 }
 
 // Finish records result as the answer to the command envelope e, which
-// Begin told the caller to apply. The table keeps a copy of result.
+// Begin told the caller to apply. The table keeps result itself (no
+// copy): the caller must not modify it afterwards.
 func (t *Table) Finish(e Envelope, result []byte) {
 	if s := t.sessions[e.Session]; s != nil {
-		s.results[e.Seq] = bytes.Clone(result)
-		if s.results[e.Seq] == nil {
-			s.results[e.Seq] = []byte{}
-		}
+		s.results[e.Seq] = result
 	}
 }
