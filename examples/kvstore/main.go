@@ -222,5 +222,11 @@ func runNode(ctx context.Context, f nodeFlags, stdout, stderr io.Writer) error {
 	defer cancel()
 	hs.Shutdown(sctx)
 	<-errc
+	// A clean stop ends this node's client session through the log, so
+	// every node frees its cached results now rather than at expiry. Best
+	// effort: an unclosed session expires anyway.
+	if err := srv.client.Close(sctx); err != nil {
+		logger.Warn("kvstore: closing the client session", "err", err)
+	}
 	return nil
 }

@@ -38,6 +38,7 @@ type server struct {
 	rpc    *transport.RPC
 	node   *consensus.Node
 	store  *kvStore
+	sm     *consensus.SessionMachine // store wrapped with the session table
 	client *consensus.Client
 }
 
@@ -63,6 +64,7 @@ func startServer(tr *tcp.Transport, peers []transport.NodeID, dataDir string, lo
 	if err != nil {
 		return nil, err
 	}
+	s.sm = sm
 	node, err := consensus.New(cfg, tr, sm)
 	if err != nil {
 		return nil, err
@@ -141,7 +143,7 @@ func (s *server) do(ctx context.Context, op, key, value string) (result, error) 
 //	GET    /kv/KEY   read through the log (linearizable); ?stale=1 reads this
 //	                 node's copy; answers the value (200) or found:false (404)
 //	DELETE /kv/KEY   answers the value removed (200) or found:false (404)
-//	GET    /status   this node's Raft status (JSON)
+//	GET    /status   this node's Raft status and open client sessions (JSON)
 //
 // Keys and values are UTF-8 text (400 otherwise). A value may be up to
 // maxValueBytes (1 MiB, 1048576 bytes) inclusive, a key up to maxKeyBytes
@@ -190,6 +192,7 @@ func (s *server) handler() http.Handler {
 		json.NewEncoder(w).Encode(map[string]any{
 			"id": st.ID, "role": st.Role.String(), "term": st.Term, "leader": st.Leader,
 			"commit": st.Commit, "applied": st.Applied, "lastIndex": st.LastIndex,
+			"sessions": s.sm.Sessions(),
 		})
 	})
 	return mux

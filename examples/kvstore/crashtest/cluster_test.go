@@ -207,6 +207,32 @@ func (nd *node) exited() bool {
 	}
 }
 
+// terminate sends SIGTERM to nd (a clean stop) and waits up to timeout for
+// it to exit with status 0.
+func (c *cluster) terminate(nd *node, timeout time.Duration) error {
+	nd.mu.Lock()
+	cmd, done := nd.cmd, nd.done
+	nd.mu.Unlock()
+	if cmd == nil {
+		return fmt.Errorf("crashtest: %s is down", nd.id)
+	}
+	if err := cmd.Process.Signal(syscall.SIGTERM); err != nil {
+		return err
+	}
+	select {
+	case <-done:
+	case <-time.After(timeout):
+		return fmt.Errorf("crashtest: %s did not exit within %v of SIGTERM", nd.id, timeout)
+	}
+	nd.mu.Lock()
+	nd.cmd, nd.done = nil, nil
+	nd.mu.Unlock()
+	if code := cmd.ProcessState.ExitCode(); code != 0 {
+		return fmt.Errorf("crashtest: %s exited with status %d after SIGTERM; see %s", nd.id, code, nd.logPath)
+	}
+	return nil
+}
+
 func (c *cluster) killAll() {
 	for _, nd := range c.nodes {
 		c.kill(nd)
@@ -215,8 +241,9 @@ func (c *cluster) killAll() {
 
 // status is the part of GET /status the harness uses.
 type status struct {
-	Role string `json:"role"`
-	Term uint64 `json:"term"`
+	Role     string `json:"role"`
+	Term     uint64 `json:"term"`
+	Sessions int    `json:"sessions"`
 }
 
 // status asks nd for its Raft status.
