@@ -8,13 +8,21 @@
 //	go run ./examples/kvstore
 //
 // With flags, each node is its own process with a data directory and an
-// HTTP API (PUT, GET and DELETE on /kv/KEY; GET /status):
+// HTTP API (PUT, GET and DELETE on /kv/KEY; GET /status). Build the binary
+// rather than use `go run`: kill -9 of `go run` kills the go command and
+// leaves the server running.
 //
-//	go run ./examples/kvstore -id n1 -data /tmp/kv/n1 -http 127.0.0.1:8001 \
+//	go build -o /tmp/kvstore ./examples/kvstore
+//	/tmp/kvstore -id n1 -data /tmp/kv/n1 -http 127.0.0.1:8001 \
 //	    -peers n1=127.0.0.1:7001,n2=127.0.0.1:7002,n3=127.0.0.1:7003
 //	(and n2, n3 likewise in two more terminals)
 //	curl -X PUT -d world localhost:8001/kv/hello
 //	curl localhost:8002/kv/hello
+//
+// The answers, the status codes and the limits are listed on the handler
+// (server.go) and in the README's Consensus section. Warnings and errors
+// (a torn WAL tail cut on open, a refused start) are logged to stderr; -v
+// adds elections and leader changes.
 package main
 
 import (
@@ -22,6 +30,7 @@ import (
 	"errors"
 	"flag"
 	"fmt"
+	"io"
 	"log/slog"
 	"net/http"
 	"os"
@@ -34,13 +43,32 @@ import (
 	"github.com/distkit/distkit/transport/tcp"
 )
 
-func main() {
-	id := flag.String("id", "", "this node's ID (omit for the in-process demo)")
-	peers := flag.String("peers", "", "every node as ID=HOST:PORT, comma-separated, this one included")
-	data := flag.String("data", "", "data directory (default: ./kvstore-data/ID)")
-	httpAddr := flag.String("http", "", "HTTP listen address, e.g. 127.0.0.1:8001")
-	verbose := flag.Bool("v", false, "log Raft events")
-	flag.Parse()
+func main() { os.Exit(run(os.Args[1:], os.Stdout, os.Stderr)) }
+
+// run runs the command with args and returns its exit status: 0, 1 for a
+// failure, 2 for a usage error (as the flag package does).
+func run(args []string, stdout, stderr io.Writer) int {
+	fs := flag.NewFlagSet("kvstore", flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	id := fs.String("id", "", "this node's ID (omit every flag for the in-process demo)")
+	peers := fs.String("peers", "", "every node as ID=HOST:PORT, comma-separated, this one included (required with -id)")
+	data := fs.String("data", "", "data directory (default: ./kvstore-data/ID)")
+	httpAddr := fs.String("http", "", "HTTP listen address, e.g. 127.0.0.1:8001 (required with -id)")
+	verbose := fs.Bool("v", false, "log Raft events (INFO); warnings and errors are always logged")
+	fs.Usage = func() {
+		fmt.Fprint(fs.Output(), usage)
+		fs.PrintDefaults()
+	}
+	if err := fs.Parse(args); err != nil {
+		if errors.Is(err, flag.ErrHelp) {
+			return 0
+		}
+		return 2 // the flag package has printed the error and the usage
+	}
+	if fs.NArg() > 0 {
+		fmt.Fprintf(stderr, "kvstore: unexpected argument %q (flags only; -h for help)\n", fs.Arg(0))
+		return 2
+	}
 
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
@@ -48,15 +76,25 @@ func main() {
 	switch {
 	case err != nil:
 	case demo:
-		err = runDemo(ctx, os.Stdout)
+		err = runDemo(ctx, stdout)
 	default:
-		err = runNode(ctx, *id, *peers, *data, *httpAddr, *verbose)
+		err = runNode(ctx, nodeFlags{id: *id, peers: *peers, dataDir: *data, httpAddr: *httpAddr, verbose: *verbose}, stdout, stderr)
 	}
 	if err != nil {
-		fmt.Fprintln(os.Stderr, "kvstore:", err)
-		os.Exit(1)
+		fmt.Fprintln(stderr, "kvstore:", err)
+		return 1
 	}
+	return 0
 }
+
+const usage = `usage:
+  kvstore                                                 the in-process demo: three nodes, narrated
+  kvstore -id ID -peers LIST -http ADDR [-data DIR] [-v]  one node of a cluster, in this process
+
+A node serves PUT, GET and DELETE on /kv/KEY and GET /status over HTTP.
+
+flags:
+`
 
 // demoMode reports whether the flags ask for the in-process demo (no
 // node flags at all) or one node (-id and the rest); node flags without -id
@@ -89,26 +127,68 @@ func parsePeers(s string) ([]transport.NodeID, map[transport.NodeID]string, erro
 	return ids, addrs, nil
 }
 
+// nodeFlags are the flags of one node.
+type nodeFlags struct {
+	id, peers, dataDir, httpAddr string
+	verbose                      bool
+}
+
+// newLogger logs to w at WARN (a truncated WAL, a refused start, failed
+// snapshots), or at INFO (elections, leader changes) with -v.
+func newLogger(w io.Writer, verbose bool) *slog.Logger {
+	level := slog.LevelWarn
+	if verbose {
+		level = slog.LevelInfo
+	}
+	return slog.New(slog.NewTextHandler(w, &slog.HandlerOptions{Level: level}))
+}
+
+// HTTP server limits. A request's headers must arrive within
+// readHeaderTimeout and its body within readTimeout (so a client that
+// announces more body than it sends cannot hold a handler forever); the
+// handler then has its 5 s budget (requestBudget) and the answer must be
+// written by writeTimeout, counted from the end of the headers.
+const (
+	readHeaderTimeout = 5 * time.Second
+	readTimeout       = 15 * time.Second
+	writeTimeout      = readTimeout + requestBudget + 10*time.Second
+	idleTimeout       = 60 * time.Second
+)
+
+// newHTTPServer returns the HTTP server of a node.
+func newHTTPServer(addr string, h http.Handler, logger *slog.Logger) *http.Server {
+	return &http.Server{
+		Addr:              addr,
+		Handler:           h,
+		ReadHeaderTimeout: readHeaderTimeout,
+		ReadTimeout:       readTimeout,
+		WriteTimeout:      writeTimeout,
+		IdleTimeout:       idleTimeout,
+		MaxHeaderBytes:    maxKeyBytes + 64<<10, // the key is in the request line
+		ErrorLog:          slog.NewLogLogger(logger.Handler(), slog.LevelWarn),
+	}
+}
+
 // runNode runs one node as its own process until ctx ends.
-func runNode(ctx context.Context, id, peerList, dataDir, httpAddr string, verbose bool) error {
-	ids, addrs, err := parsePeers(peerList)
+func runNode(ctx context.Context, f nodeFlags, stdout, stderr io.Writer) error {
+	switch {
+	case f.peers == "":
+		return errors.New("-peers is required with -id: list every node as ID=HOST:PORT, this one included")
+	case f.httpAddr == "":
+		return errors.New("-http is required with -id")
+	}
+	ids, addrs, err := parsePeers(f.peers)
 	if err != nil {
 		return err
 	}
-	self := transport.NodeID(id)
+	self := transport.NodeID(f.id)
 	if _, ok := addrs[self]; !ok {
-		return fmt.Errorf("-peers does not list this node %q", id)
+		return fmt.Errorf("-peers does not list this node %q", f.id)
 	}
-	if httpAddr == "" {
-		return errors.New("-http is required with -id")
+	if f.dataDir == "" {
+		f.dataDir = "kvstore-data/" + f.id
 	}
-	if dataDir == "" {
-		dataDir = "kvstore-data/" + id
-	}
-	var logger *slog.Logger
-	if verbose {
-		logger = slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelInfo}))
-	}
+	logger := newLogger(stderr, f.verbose)
 	tcfg := tcp.DefaultConfig()
 	tcfg.ID = self
 	tcfg.ListenAddr = addrs[self]
@@ -122,17 +202,17 @@ func runNode(ctx context.Context, id, peerList, dataDir, httpAddr string, verbos
 	if err != nil {
 		return err
 	}
-	srv, err := startServer(tr, ids, dataDir, logger)
+	srv, err := startServer(tr, ids, f.dataDir, logger)
 	if err != nil {
 		tr.Close()
 		return err
 	}
 	defer srv.Close()
 
-	hs := &http.Server{Addr: httpAddr, Handler: srv.handler(), ReadHeaderTimeout: 5 * time.Second}
+	hs := newHTTPServer(f.httpAddr, srv.handler(), logger)
 	errc := make(chan error, 1)
 	go func() { errc <- hs.ListenAndServe() }()
-	fmt.Printf("kvstore node %s: raft on %s, HTTP on http://%s, data in %s\n", id, addrs[self], httpAddr, dataDir)
+	fmt.Fprintf(stdout, "kvstore node %s: raft on %s, HTTP on http://%s, data in %s\n", f.id, addrs[self], f.httpAddr, f.dataDir)
 	select {
 	case err := <-errc:
 		return err
@@ -142,5 +222,11 @@ func runNode(ctx context.Context, id, peerList, dataDir, httpAddr string, verbos
 	defer cancel()
 	hs.Shutdown(sctx)
 	<-errc
+	// A clean stop ends this node's client session through the log, so
+	// every node frees its cached results now rather than at expiry. Best
+	// effort: an unclosed session expires anyway.
+	if err := srv.client.Close(sctx); err != nil {
+		logger.Warn("kvstore: closing the client session", "err", err)
+	}
 	return nil
 }

@@ -7,42 +7,44 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"net"
 	"net/http"
 	"time"
 	"unicode/utf8"
 
 	"github.com/distkit/distkit/consensus"
-	"github.com/distkit/distkit/consensus/raft"
 	"github.com/distkit/distkit/transport"
 	"github.com/distkit/distkit/transport/tcp"
 )
 
-// proposeService is the RPC service through which a node hands a command
-// to another node (the leader) on behalf of its HTTP clients.
-const proposeService = "kv.propose"
-
-// maxValueBytes bounds the value of one PUT.
-const maxValueBytes = 1 << 20
-
-// Reply status bytes of proposeService.
+// Request limits. A value of exactly maxValueBytes is accepted; one byte
+// more is 413. A key of exactly maxKeyBytes is accepted; one byte more is
+// 414.
 const (
-	replyOK        = 0 // followed by the JSON result
-	replyNotLeader = 1 // followed by the leader's ID ("" if unknown)
-	replyLost      = 2
-	replyClosed    = 3
-	replyFailed    = 4 // followed by the error text
+	maxValueBytes = 1 << 20 // 1 MiB
+	maxKeyBytes   = 1 << 10 // 1 KiB
 )
 
-// server is one kvstore node: a Raft node over TCP, an RPC endpoint that
-// accepts commands from the other nodes, and a client that finds the leader.
+// requestBudget bounds the time a request spends waiting for the cluster.
+const requestBudget = 5 * time.Second
+
+// server is one kvstore node: a Raft node over TCP whose state machine is
+// the store wrapped with client sessions, an RPC endpoint that accepts
+// session-stamped commands from the other nodes (forward.go), and a client
+// with its own session that finds the leader.
 type server struct {
 	id     transport.NodeID
 	tr     *tcp.Transport
 	rpc    *transport.RPC
 	node   *consensus.Node
 	store  *kvStore
+	sm     *consensus.SessionMachine // store wrapped with the session table
 	client *consensus.Client
 }
+
+// envelopeOverhead bounds the bytes a session stamp adds to a command
+// (consensus/session's envelope: a 13-byte header and three uvarints).
+const envelopeOverhead = 64
 
 // startServer starts a node on tr. peers lists every node, this one
 // included; dataDir holds its durable state.
@@ -54,7 +56,16 @@ func startServer(tr *tcp.Transport, peers []transport.NodeID, dataDir string, lo
 	cfg.DataDir = dataDir
 	cfg.Logger = logger
 	cfg.SnapshotThreshold = 1000
-	node, err := consensus.New(cfg, tr, s.store)
+	cfg.MaxCommandBytes = maxCommandBytes + envelopeOverhead
+	cfg.MaxMsgBytes = max(cfg.MaxMsgBytes, uint64(cfg.MaxCommandBytes)) // one entry per append at least
+	scfg := consensus.DefaultSessionConfig()
+	scfg.Codec = resultCodec{}
+	sm, err := consensus.WithSessions(s.store, scfg)
+	if err != nil {
+		return nil, err
+	}
+	s.sm = sm
+	node, err := consensus.New(cfg, tr, sm)
 	if err != nil {
 		return nil, err
 	}
@@ -76,13 +87,21 @@ func startServer(tr *tcp.Transport, peers []transport.NodeID, dataDir string, lo
 		}
 	}
 	ccfg := consensus.DefaultClientConfig()
-	ccfg.AttemptTimeout = 300 * time.Millisecond
-	// PUT and DELETE are idempotent and GET has no effect, so retrying a
-	// command whose outcome is unknown is harmless here.
-	ccfg.RetryAmbiguous = true
+	// One attempt may carry a 1 MiB value to a slow leader: give it a
+	// second (DefaultClientConfig's) before trying the next node, since a
+	// retry appends another copy to the log (harmless with the session
+	// stamp, but not free).
+	ccfg.AttemptTimeout = time.Second
+	// The Client sees that the node keeps sessions and stamps every
+	// command: its retries after an ambiguous failure are applied at most
+	// once.
 	if s.client, err = consensus.NewClient(members, ccfg); err != nil {
 		s.Close()
 		return nil, err
+	}
+	if !s.client.Sessions() {
+		s.Close()
+		return nil, errors.New("kvstore: the client does not use sessions")
 	}
 	return s, nil
 }
@@ -96,97 +115,68 @@ func (s *server) Close() {
 	s.tr.Close()
 }
 
-// do replicates one command through the leader and returns its result.
+// do replicates one command through the leader, in this node's client
+// session, and returns its result. GET goes through the log too, which
+// makes it linearizable.
 func (s *server) do(ctx context.Context, op, key, value string) (result, error) {
 	v, err := s.client.Propose(ctx, encodeCommand(op, key, value))
 	if err != nil {
 		return result{}, err
 	}
-	return v.(result), nil
-}
-
-// serveProposal runs a command forwarded by another node on this one.
-func (s *server) serveProposal(ctx context.Context, from transport.NodeID, req []byte) ([]byte, error) {
-	v, err := s.node.Propose(ctx, req)
-	var nle *raft.NotLeaderError
-	switch {
-	case err == nil:
-		b, _ := json.Marshal(v)
-		return append([]byte{replyOK}, b...), nil
-	case errors.As(err, &nle):
-		return append([]byte{replyNotLeader}, nle.Leader...), nil
-	case errors.Is(err, consensus.ErrProposalLost):
-		return []byte{replyLost}, nil
-	case errors.Is(err, consensus.ErrClosed):
-		return []byte{replyClosed}, nil
-	}
-	return append([]byte{replyFailed}, err.Error()...), nil
-}
-
-// remoteProposer proposes on another node through the RPC endpoint,
-// translating replies back into consensus errors for the Client.
-type remoteProposer struct {
-	rpc *transport.RPC
-	to  transport.NodeID
-}
-
-func (p remoteProposer) Propose(ctx context.Context, cmd []byte) (any, error) {
-	resp, err := p.rpc.Call(ctx, p.to, proposeService, cmd)
-	if err != nil {
-		if ctx.Err() != nil {
-			return nil, err
+	switch v := v.(type) {
+	case result:
+		if v.Err != "" {
+			return result{}, fmt.Errorf("kvstore: %s", v.Err)
 		}
-		// The request may or may not have reached the node.
-		return nil, fmt.Errorf("%w: %w", consensus.ErrStopped, err)
+		return v, nil
+	case error:
+		// Refused by the session table, or the result was lost.
+		return result{}, fmt.Errorf("kvstore: %w", v)
 	}
-	if len(resp) == 0 {
-		return nil, fmt.Errorf("kvstore: empty reply from %s", p.to)
-	}
-	switch resp[0] {
-	case replyOK:
-		var r result
-		if err := json.Unmarshal(resp[1:], &r); err != nil {
-			return nil, fmt.Errorf("kvstore: bad reply from %s: %w", p.to, err)
-		}
-		return r, nil
-	case replyNotLeader:
-		return nil, &raft.NotLeaderError{Leader: transport.NodeID(resp[1:])}
-	case replyLost:
-		return nil, consensus.ErrProposalLost
-	case replyClosed:
-		return nil, consensus.ErrClosed
-	}
-	return nil, fmt.Errorf("%w: %s: %s", consensus.ErrStopped, p.to, resp[1:])
+	return result{}, fmt.Errorf("kvstore: unexpected answer of type %T", v)
 }
 
-// handler serves the HTTP API:
+// handler serves the HTTP API. Every answer to /kv/ is JSON,
+// {"value":"...","found":true}, with Content-Type application/json:
 //
-//	PUT    /kv/KEY   body is the value
-//	GET    /kv/KEY   read through the log (linearizable); ?stale=1 reads this node's copy
-//	DELETE /kv/KEY
-//	GET    /status   this node's Raft status
+//	PUT    /kv/KEY   body is the value; answers the value stored (200)
+//	GET    /kv/KEY   read through the log (linearizable); ?stale=1 reads this
+//	                 node's copy; answers the value (200) or found:false (404)
+//	DELETE /kv/KEY   answers the value removed (200) or found:false (404)
+//	GET    /status   this node's Raft status and open client sessions (JSON)
 //
-// Keys and values are UTF-8 text (400 otherwise), values at most 1 MiB
-// (413). A missing key is 404; no leader reachable 503; no answer within
-// the request's 5 s budget 504.
+// Keys and values are UTF-8 text (400 otherwise). A value may be up to
+// maxValueBytes (1 MiB, 1048576 bytes) inclusive, a key up to maxKeyBytes
+// (1 KiB) inclusive: a larger value is 413 and a longer key 414, rejected
+// whole, never truncated. A body that does not arrive within readTimeout is
+// 408. No leader reachable is 503; no answer within the request's 5 s
+// budget is 504 (a write answered 503 or 504 may or may not have been
+// applied). Errors answer a line of text.
 func (s *server) handler() http.Handler {
 	mux := http.NewServeMux()
 	mux.HandleFunc("PUT /kv/{key}", func(w http.ResponseWriter, r *http.Request) {
 		value, err := io.ReadAll(http.MaxBytesReader(w, r.Body, maxValueBytes))
 		var tooBig *http.MaxBytesError
+		var netErr net.Error
 		switch {
 		case errors.As(err, &tooBig):
 			// Rejected whole: storing a truncated value would lose data.
 			http.Error(w, fmt.Sprintf("kvstore: value larger than %d bytes", maxValueBytes), http.StatusRequestEntityTooLarge)
 			return
+		case errors.As(err, &netErr) && netErr.Timeout():
+			http.Error(w, "kvstore: the request body did not arrive in time", http.StatusRequestTimeout)
+			return
 		case err != nil:
-			http.Error(w, err.Error(), http.StatusBadRequest)
+			http.Error(w, "kvstore: reading the request body: "+err.Error(), http.StatusBadRequest)
 			return
 		}
 		s.reply(w, r, "put", string(value))
 	})
 	mux.HandleFunc("GET /kv/{key}", func(w http.ResponseWriter, r *http.Request) {
 		if r.URL.Query().Get("stale") == "1" {
+			if !validKey(w, r.PathValue("key")) {
+				return
+			}
 			v, ok := s.store.Get(r.PathValue("key"))
 			writeResult(w, result{Value: v, Found: ok})
 			return
@@ -202,18 +192,36 @@ func (s *server) handler() http.Handler {
 		json.NewEncoder(w).Encode(map[string]any{
 			"id": st.ID, "role": st.Role.String(), "term": st.Term, "leader": st.Leader,
 			"commit": st.Commit, "applied": st.Applied, "lastIndex": st.LastIndex,
+			"sessions": s.sm.Sessions(),
 		})
 	})
 	return mux
 }
 
+// validKey answers 414 or 400 and reports false for a key that is too long
+// or not UTF-8.
+func validKey(w http.ResponseWriter, key string) bool {
+	switch {
+	case len(key) > maxKeyBytes:
+		http.Error(w, fmt.Sprintf("kvstore: key longer than %d bytes", maxKeyBytes), http.StatusRequestURITooLong)
+		return false
+	case !utf8.ValidString(key):
+		http.Error(w, "kvstore: keys and values must be UTF-8 text", http.StatusBadRequest)
+		return false
+	}
+	return true
+}
+
 func (s *server) reply(w http.ResponseWriter, r *http.Request, op, value string) {
-	if !utf8.ValidString(r.PathValue("key")) || !utf8.ValidString(value) {
-		// Commands are JSON, which would silently replace invalid bytes.
+	if !validKey(w, r.PathValue("key")) {
+		return
+	}
+	if !utf8.ValidString(value) {
+		// Answers are JSON, which would silently replace invalid bytes.
 		http.Error(w, "kvstore: keys and values must be UTF-8 text", http.StatusBadRequest)
 		return
 	}
-	ctx, cancel := context.WithTimeout(r.Context(), 5*time.Second)
+	ctx, cancel := context.WithTimeout(r.Context(), requestBudget)
 	defer cancel()
 	res, err := s.do(ctx, op, r.PathValue("key"), value)
 	if err != nil {

@@ -2,7 +2,9 @@ package main
 
 import (
 	"context"
+	"encoding/binary"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"io"
 	"sync"
@@ -10,11 +12,12 @@ import (
 	"github.com/distkit/distkit/consensus"
 )
 
-// command is one replicated operation, JSON-encoded in the Raft log.
+// command is one replicated operation (encodeCommand gives its form in the
+// Raft log).
 type command struct {
-	Op    string `json:"op"` // "put", "get" or "delete"
-	Key   string `json:"key"`
-	Value string `json:"value,omitempty"`
+	Op    string // "put", "get" or "delete"
+	Key   string
+	Value string // put only
 }
 
 // result is what applying a command returns to the proposer.
@@ -62,9 +65,9 @@ func (s *kvStore) waitUntil(ctx context.Context, cond func(data map[string]strin
 
 // Apply implements consensus.StateMachine.
 func (s *kvStore) Apply(e consensus.Entry) any {
-	var c command
-	if err := json.Unmarshal(e.Command, &c); err != nil {
-		return result{Err: fmt.Sprintf("bad command: %v", err)}
+	c, err := decodeCommand(e.Command)
+	if err != nil {
+		return result{Err: err.Error()}
 	}
 	s.mu.Lock()
 	defer s.mu.Unlock()
@@ -112,7 +115,107 @@ func (s *kvStore) Get(key string) (string, bool) {
 	return v, ok
 }
 
+// The form of a command in the log is binary, so that its size does not
+// depend on its content (JSON escaping could grow a value sixfold) and the
+// value limit is exact:
+//
+//	byte     op: 'p' put, 'g' get, 'd' delete
+//	uvarint  key length
+//	bytes    key
+//	bytes    value (the rest; empty unless put)
+var opCodes = map[string]byte{"put": 'p', "get": 'g', "delete": 'd'}
+
+// maxCommandBytes is the largest command a valid request encodes to.
+const maxCommandBytes = 1 + binary.MaxVarintLen64 + maxKeyBytes + maxValueBytes
+
+// errBadCommand reports a log entry that is not a command.
+var errBadCommand = errors.New("kvstore: bad command")
+
 func encodeCommand(op, key, value string) []byte {
-	b, _ := json.Marshal(command{Op: op, Key: key, Value: value})
-	return b
+	b := make([]byte, 0, 1+binary.MaxVarintLen64+len(key)+len(value))
+	b = append(b, opCodes[op])
+	b = binary.AppendUvarint(b, uint64(len(key)))
+	b = append(b, key...)
+	return append(b, value...)
+}
+
+func decodeCommand(b []byte) (command, error) {
+	if len(b) == 0 {
+		return command{}, fmt.Errorf("%w: empty", errBadCommand)
+	}
+	var c command
+	for op, code := range opCodes {
+		if code == b[0] {
+			c.Op = op
+		}
+	}
+	if c.Op == "" {
+		return command{}, fmt.Errorf("%w: unknown op %q", errBadCommand, b[0])
+	}
+	n, w := binary.Uvarint(b[1:])
+	if w <= 0 || n > uint64(len(b)-1-w) {
+		return command{}, fmt.Errorf("%w: bad key length", errBadCommand)
+	}
+	rest := b[1+w:]
+	c.Key, c.Value = string(rest[:n]), string(rest[n:])
+	if c.Op != "put" && c.Value != "" {
+		return command{}, fmt.Errorf("%w: %s with a value", errBadCommand, c.Op)
+	}
+	return c, nil
+}
+
+// resultCodec is the session table's codec for the store's results
+// (consensus.ResultCodec): a duplicate of a command is answered with the
+// decoded result of its first copy.
+type resultCodec struct{}
+
+var _ consensus.ResultCodec = resultCodec{}
+
+// EncodeResult implements consensus.ResultCodec.
+func (resultCodec) EncodeResult(v any) ([]byte, error) {
+	r, ok := v.(result)
+	if !ok {
+		return nil, fmt.Errorf("kvstore: cannot encode a result of type %T", v)
+	}
+	return appendResult(nil, r), nil
+}
+
+// DecodeResult implements consensus.ResultCodec.
+func (resultCodec) DecodeResult(b []byte) (any, error) { return decodeResult(b) }
+
+// Result flags: the first byte of an encoded result; the value or the
+// error text follows.
+const (
+	resultFound = 1 << 0
+	resultErr   = 1 << 1
+)
+
+// errBadResult reports bytes that are not an encoded result.
+var errBadResult = errors.New("kvstore: bad result")
+
+func appendResult(dst []byte, r result) []byte {
+	var flags byte
+	if r.Found {
+		flags |= resultFound
+	}
+	if r.Err != "" {
+		return append(append(dst, flags|resultErr), r.Err...)
+	}
+	return append(append(dst, flags), r.Value...)
+}
+
+func decodeResult(b []byte) (result, error) {
+	if len(b) == 0 || b[0]&^(resultFound|resultErr) != 0 {
+		return result{}, fmt.Errorf("%w: %q", errBadResult, b[:min(len(b), 8)])
+	}
+	r := result{Found: b[0]&resultFound != 0}
+	if b[0]&resultErr != 0 {
+		r.Err = string(b[1:])
+		if r.Err == "" {
+			return result{}, fmt.Errorf("%w: empty error", errBadResult)
+		}
+		return r, nil
+	}
+	r.Value = string(b[1:])
+	return r, nil
 }
