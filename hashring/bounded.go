@@ -379,6 +379,12 @@ func (b *Bounded) rebalance(moves []Move) []Move {
 			h := b.take(key)
 			to := b.place(h, m)
 			b.put(key, to, h)
+			if to == bn.name {
+				// place found no other bin with room, which the capacity
+				// bound rules out (the total capacity exceeds m). Stop
+				// rather than move the key back and forth forever.
+				break
+			}
 			moves = append(moves, Move{Key: key, From: bn.name, To: to})
 			b.moves++
 		}

@@ -166,11 +166,11 @@ func seedsFor(n int) int {
 }
 
 func TestSimChaos3(t *testing.T) {
-	sim.Seeds(t, seedsFor(150), func(t *testing.T, seed int64) { runChaos(t, seed, 3) })
+	sim.Seeds(t, seedsFor(60), func(t *testing.T, seed int64) { runChaos(t, seed, 3) })
 }
 
 func TestSimChaos5(t *testing.T) {
-	sim.Seeds(t, seedsFor(80), func(t *testing.T, seed int64) { runChaos(t, seed, 5) })
+	sim.Seeds(t, seedsFor(30), func(t *testing.T, seed int64) { runChaos(t, seed, 5) })
 }
 
 // TestSimChaosAsyncPersist gives every fsync a duration during which the
