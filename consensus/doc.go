@@ -109,8 +109,9 @@
 //     so keep it quick, and never call the Node (Propose, Status, Close)
 //     from a StateMachine method: the call would wait for itself.
 //  4. Treat ErrStopped, ErrOutcomeUnknown and a context error from Propose
-//     as "unknown outcome": the command may still be applied. Retry only
-//     idempotent commands, or deduplicate them in the state machine.
+//     as "unknown outcome": the command may still be applied. To retry
+//     safely, wrap the state machine with WithSessions and propose through
+//     a Client (see Exactly-once commands).
 //  5. Close the Node before its transport.
 //  6. A StateMachine that implements SnapshotViewer must return views that
 //     do not change when later entries are applied or a snapshot is
@@ -119,6 +120,39 @@
 //     Restore; WriteSnapshot must return soon after a write fails (Close
 //     waits for it). A large state machine should implement it: its
 //     snapshot then costs the loop only the time SnapshotView takes.
+//
+// # Exactly-once commands
+//
+// A command whose outcome is unknown may still be applied, so retrying it
+// blindly can apply it twice, and a write is not idempotent once another
+// can land in between. Wrap the state machine with WithSessions on every
+// node, with the same SessionConfig. A Client then opens a client session
+// through the log (Raft thesis §6.3), stamps every command with (session,
+// sequence number) and retries an unknown outcome with the same stamp; the
+// replicated session table applies each stamp at most once and answers a
+// duplicate with the cached result, also after a snapshot restore. Plain
+// commands (Node.Propose without a Client) pass through with no such
+// guarantee, and a Client of nodes without sessions never retries an
+// unknown outcome.
+//
+//	sm, err := consensus.WithSessions(myStateMachine, consensus.DefaultSessionConfig())
+//	node, err := consensus.New(cfg, tr, sm)
+//	cl, _ := consensus.NewClient(members, consensus.DefaultClientConfig()) // uses sessions
+//
+// Limits. Results are cached as bytes through SessionConfig.Codec
+// (BasicResults, or JSONResults[T]) until the client acknowledges them. A
+// session expires after SessionConfig.TTL without commands, measured by
+// the leaders' clocks as stamped into the log (never a replica's own
+// clock), or is evicted when SessionConfig.MaxSessions are open and
+// another registers; a command for it is refused with ErrSessionExpired
+// and not applied. The Client then proposes the command again in a new
+// session if no earlier attempt of it can have been applied; otherwise
+// the result went with the session and Propose returns ErrOutcomeUnknown
+// (wrapping ErrSessionExpired): exactly-once holds within a session's
+// lifetime, and past it the outcome is reported as unknown, never
+// guessed. Keep the TTL far above any retry window and clocks roughly
+// synchronized. Proposers that forward commands over the network carry
+// answers with MarshalResult and UnmarshalResult (examples/kvstore does).
 //
 // # Concurrency
 //
