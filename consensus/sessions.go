@@ -128,7 +128,10 @@ type SessionMachine struct {
 	stampClock int64
 }
 
-var _ StateMachine = (*SessionMachine)(nil)
+var (
+	_ StateMachine   = (*SessionMachine)(nil)
+	_ SnapshotViewer = (*SessionMachine)(nil)
+)
 
 // WithSessions wraps sm with a session table. Plain commands still reach
 // sm as before; commands proposed through a Client are applied exactly
@@ -274,6 +277,65 @@ func (m *SessionMachine) Snapshot(w io.Writer) error {
 		return fmt.Errorf("consensus: sessions: snapshot: %w", err)
 	}
 	return m.sm.Snapshot(w)
+}
+
+// SnapshotView implements SnapshotViewer, so that wrapping a large state
+// machine does not take its snapshots back onto the node's goroutine: the
+// session table (small) is encoded now, and the wrapped machine's own view
+// is taken if it offers one (SnapshotViewer); otherwise its Snapshot is
+// written into memory now, as the Node would have done without the
+// wrapper. The view writes the same bytes as Snapshot.
+func (m *SessionMachine) SnapshotView() (SnapshotWriter, error) {
+	if m == nil || m.table == nil {
+		return nil, errNoSessionMachine
+	}
+	m.mu.Lock()
+	table, err := m.table.AppendBinary(nil)
+	m.mu.Unlock()
+	if err != nil {
+		return nil, fmt.Errorf("consensus: sessions: snapshot: %w", err)
+	}
+	head := append(sessionSnapshotMagic[:], sessionSnapshotVersion)
+	head = binary.AppendUvarint(head, uint64(len(table)))
+	v := &sessionView{head: append(head, table...)}
+	if viewer, ok := m.sm.(SnapshotViewer); ok {
+		if v.inner, err = viewer.SnapshotView(); err != nil {
+			return nil, err
+		}
+		return v, nil
+	}
+	var buf bytes.Buffer
+	if err := m.sm.Snapshot(&buf); err != nil {
+		return nil, err
+	}
+	v.data = buf.Bytes()
+	return v, nil
+}
+
+// sessionView is SessionMachine's point-in-time view: the encoded session
+// table, then the wrapped machine's view (or its snapshot bytes).
+type sessionView struct {
+	head  []byte
+	inner SnapshotWriter // nil: data holds the wrapped machine's snapshot
+	data  []byte
+}
+
+func (v *sessionView) WriteSnapshot(w io.Writer) error {
+	if _, err := w.Write(v.head); err != nil {
+		return fmt.Errorf("consensus: sessions: snapshot: %w", err)
+	}
+	if v.inner != nil {
+		return v.inner.WriteSnapshot(w)
+	}
+	_, err := w.Write(v.data)
+	return err
+}
+
+func (v *sessionView) Release() {
+	if v.inner != nil {
+		v.inner.Release()
+	}
+	v.head, v.data = nil, nil
 }
 
 // Restore replaces the session table and the wrapped machine's state with
