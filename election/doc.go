@@ -16,8 +16,10 @@
 //	cfg := election.DefaultConfig()
 //	cfg.ID = "n2"
 //	cfg.Members = []election.Member{{ID: "n1", Priority: 10}, {ID: "n2", Priority: 20}, {ID: "n3", Priority: 30}}
-//	cfg.Store, err = election.NewFileEpochStore("/var/lib/app/election.epoch") // nil: epochs restart from zero
-//	if err != nil { … }
+//	store, err := election.OpenFileEpochStore("/var/lib/app/election.epoch", election.EpochStoreOptions{})
+//	if err != nil { … } // ErrLocked: another process holds the file
+//	defer store.Close()
+//	cfg.Store = store // nil: epochs restart from zero
 //	el, err := election.NewBully(tr, cfg) // or NewRing
 //	if err != nil { … }
 //	defer el.Close()
@@ -114,8 +116,8 @@
 // of its epoch, so it disturbs no one) and, after BootDelay, campaigns
 // above it. So epochs never go backwards at a node, across restarts too,
 // and a restarted leader never reuses an epoch it may have fenced with.
-// The runtime Node keeps the epoch in Config.Store: NewFileEpochStore
-// writes a checksummed record atomically (temporary file, fsync, rename,
+// The runtime Node keeps the epoch in Config.Store: OpenFileEpochStore
+// locks the file against every other opener until Close and writes a checksummed record atomically (temporary file, fsync, rename,
 // fsync of the directory) and a damaged file is an error wrapping
 // ErrCorruptEpoch, never a silent 0. With a nil Store the epoch lives in
 // memory and restarts from zero with the process; the node then relearns

@@ -27,13 +27,14 @@ var runtimes = []struct {
 
 // memCluster is five runtime electors on a memnet network.
 type memCluster struct {
-	t     *testing.T
-	net   *memnet.Network
-	ids   []transport.NodeID
-	trs   map[transport.NodeID]*memnet.Transport
-	nodes map[transport.NodeID]*election.Node
-	newFn func(transport.Transport, election.Config) (*election.Node, error)
-	dir   string // each node's epoch file is here, so a revived node resumes
+	t      *testing.T
+	net    *memnet.Network
+	ids    []transport.NodeID
+	trs    map[transport.NodeID]*memnet.Transport
+	nodes  map[transport.NodeID]*election.Node
+	stores map[transport.NodeID]*election.FileEpochStore // each node's locked epoch file, closed when it is killed
+	newFn  func(transport.Transport, election.Config) (*election.Node, error)
+	dir    string // each node's epoch file is here, so a revived node resumes
 }
 
 func newMemCluster(t *testing.T, n int, newFn func(transport.Transport, election.Config) (*election.Node, error), faults memnet.Faults) *memCluster {
@@ -45,7 +46,7 @@ func newMemCluster(t *testing.T, n int, newFn func(transport.Transport, election
 	if err := net.SetFaults(faults); err != nil {
 		t.Fatal(err)
 	}
-	c := &memCluster{t: t, net: net, trs: map[transport.NodeID]*memnet.Transport{}, nodes: map[transport.NodeID]*election.Node{}, newFn: newFn, dir: t.TempDir()}
+	c := &memCluster{t: t, net: net, trs: map[transport.NodeID]*memnet.Transport{}, nodes: map[transport.NodeID]*election.Node{}, stores: map[transport.NodeID]*election.FileEpochStore{}, newFn: newFn, dir: t.TempDir()}
 	for i := 1; i <= n; i++ {
 		id := transport.NodeID(fmt.Sprintf("n%d", i))
 		c.ids = append(c.ids, id)
@@ -62,6 +63,9 @@ func newMemCluster(t *testing.T, n int, newFn func(transport.Transport, election
 		for _, nd := range c.nodes {
 			nd.Close()
 		}
+		for _, st := range c.stores {
+			st.Close()
+		}
 		net.Close()
 	})
 	return c
@@ -75,10 +79,11 @@ func (c *memCluster) start(id transport.NodeID) {
 	cfg.Detector.CheckInterval = 5 * time.Millisecond
 	cfg.ElectionTimeout, cfg.CoordinatorTimeout, cfg.BootDelay = 20*time.Millisecond, 60*time.Millisecond, 50*time.Millisecond
 	cfg.RingTimeout = 200 * time.Millisecond
-	store, err := election.NewFileEpochStore(filepath.Join(c.dir, string(id)+".epoch"))
+	store, err := election.OpenFileEpochStore(filepath.Join(c.dir, string(id)+".epoch"), election.EpochStoreOptions{})
 	if err != nil {
 		c.t.Fatal(err)
 	}
+	c.stores[id] = store
 	cfg.Store = store
 	nd, err := c.newFn(c.trs[id], cfg)
 	if err != nil {
@@ -94,6 +99,7 @@ func (c *memCluster) kill(id transport.NodeID) {
 		c.t.Fatal(err)
 	}
 	c.nodes[id].Close()
+	c.stores[id].Close() // the process is gone: so is its lock on the file
 	delete(c.nodes, id)
 }
 
