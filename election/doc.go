@@ -117,8 +117,9 @@
 // above it. So epochs never go backwards at a node, across restarts too,
 // and a restarted leader never reuses an epoch it may have fenced with.
 // The runtime Node keeps the epoch in Config.Store: OpenFileEpochStore
-// locks the file against every other opener until Close and writes a checksummed record atomically (temporary file, fsync, rename,
-// fsync of the directory) and a damaged file is an error wrapping
+// locks the file against every other opener until Close and writes a
+// checksummed record atomically (temporary file, fsync, rename, fsync of
+// the directory), and a damaged file is an error wrapping
 // ErrCorruptEpoch, never a silent 0. With a nil Store the epoch lives in
 // memory and restarts from zero with the process; the node then relearns
 // the current epoch from the others' heartbeats, which holds only while
