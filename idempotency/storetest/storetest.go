@@ -21,7 +21,9 @@
 //     expired).
 //   - Complete and Abort act only on the in-progress record carrying their
 //     token; anything else is ErrNotOwner, including a record that was
-//     taken over after expiring, a completed record and a removed one.
+//     taken over after expiring and a removed one. A completed record is
+//     never aborted; its owner's repeated Complete may succeed (a store
+//     that completes in two steps) or fail with ErrNotOwner.
 //   - Records round-trip: result bytes, Failed, Omitted, fingerprint and
 //     times (to the millisecond: the suite only uses whole milliseconds).
 //   - Bad input (an invalid key, a proposal that is not in progress or
@@ -232,10 +234,24 @@ func testCompleteChecksToken(t *testing.T, s idempotency.Store, keys *keySource)
 		t.Fatalf("Complete = %v", err)
 	}
 	mustGet(t, s, p.Key, done)
-	// Completing again, even with the right token, is not an owner's act:
-	// the record is no longer in progress.
-	wantNotOwner(t, "Complete of a completed record", s.Complete(ctx, completion(p, "other", now, time.Hour)))
-	mustGet(t, s, p.Key, done)
+	// Completing again with the right token either fails with
+	// ErrNotOwner and leaves the record alone (MemoryStore, FileStore), or
+	// succeeds and stores the new completion: a store may let an owner
+	// complete in two steps, first inside its own database transaction and
+	// then through Complete (contrib/postgres). Nothing else is allowed.
+	again := completion(p, "again", now, 2*time.Hour)
+	switch err := s.Complete(ctx, again); {
+	case err == nil:
+		mustGet(t, s, p.Key, again)
+	case errors.Is(err, idempotency.ErrNotOwner):
+		mustGet(t, s, p.Key, done)
+	default:
+		t.Fatalf("Complete of a completed record by its owner = %v; want nil or ErrNotOwner", err)
+	}
+	// Another token never completes it.
+	other := completion(p, "other", now, time.Hour)
+	other.Token = 99
+	wantNotOwner(t, "Complete of a completed record with another token", s.Complete(ctx, other))
 	// A key that has no record at all.
 	wantNotOwner(t, "Complete of a missing key", s.Complete(ctx, completion(proposal(keys.next(), "fp", 1, now, time.Minute), "x", now, time.Hour)))
 }
