@@ -334,7 +334,9 @@ func retryableState(state string) bool {
 
 // Snapshot implements txn.ResourceManager. The committed state lives in
 // PostgreSQL, so the snapshot is only a marker.
-func (rm *ResourceManager) Snapshot() ([]byte, error) { return append([]byte(nil), snapshotMarker...), nil }
+func (rm *ResourceManager) Snapshot() ([]byte, error) {
+	return append([]byte(nil), snapshotMarker...), nil
+}
 
 // Recover implements txn.ResourceManager, from pg_prepared_xacts:
 //
