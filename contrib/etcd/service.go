@@ -90,18 +90,22 @@ func sessionHex(id lock.SessionID) string { return fmt.Sprintf("%016x", uint64(i
 func encName(name string) string { return base64.RawURLEncoding.EncodeToString([]byte(name)) }
 
 func (s *Service) ownerKey(id lock.SessionID) string { return s.cfg.Prefix + "o/" + sessionHex(id) }
-func (s *Service) lockPrefix(name string) string  { return s.cfg.Prefix + "l/" + encName(name) + "/" }
+func (s *Service) lockPrefix(name string) string     { return s.cfg.Prefix + "l/" + encName(name) + "/" }
 func (s *Service) waitKey(name string, id lock.SessionID) string {
 	return s.lockPrefix(name) + sessionHex(id)
 }
-func (s *Service) indexPrefix(id lock.SessionID) string { return s.cfg.Prefix + "s/" + sessionHex(id) + "/" }
+func (s *Service) indexPrefix(id lock.SessionID) string {
+	return s.cfg.Prefix + "s/" + sessionHex(id) + "/"
+}
 func (s *Service) indexKey(id lock.SessionID, name string) string {
 	return s.indexPrefix(id) + encName(name)
 }
 
 // leaseID maps a session to its etcd lease: etcd lease IDs are positive
 // int64s, so the top bit is dropped.
-func leaseID(id lock.SessionID) clientv3.LeaseID { return clientv3.LeaseID(int64(uint64(id) &^ (1 << 63))) }
+func leaseID(id lock.SessionID) clientv3.LeaseID {
+	return clientv3.LeaseID(int64(uint64(id) &^ (1 << 63)))
+}
 
 // ttlSeconds rounds a TTL up to etcd's whole seconds: the server's lease is
 // never shorter than the client's bound assumes.
