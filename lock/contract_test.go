@@ -20,7 +20,7 @@ func TestLocalConformance(t *testing.T) {
 	t.Cleanup(func() { l.Close() })
 	locktest.Run(t, locktest.Harness{
 		Open: func(t *testing.T) lock.Service { return l },
-		TTL:  300 * time.Millisecond,
+		TTL:  time.Second, // short expiry waits, but room for -race on a loaded machine
 		Waiters: func(svc lock.Service, name string) int {
 			return len(svc.(*lock.Local).Waiters(name))
 		},
@@ -44,6 +44,6 @@ func TestReplicatedConformance(t *testing.T) {
 			n++
 			return r.client(transport.NodeID(fmt.Sprint("conformance-", n)))
 		},
-		TTL: time.Second,
+		TTL: 2 * time.Second,
 	})
 }

@@ -325,50 +325,54 @@ func (s *Service) wait(ctx context.Context, id lock.SessionID, name string, gran
 	defer cancel()
 	wk := s.waitKey(name, id)
 	for {
+		// Every deletion after rev, the revision the queue was last read
+		// at, is seen: none can slip between the read and the watch.
 		wch := s.client.Watch(wctx, s.lockPrefix(name), clientv3.WithPrefix(), clientv3.WithFilterPut(), clientv3.WithRev(rev+1))
 		for wr := range wch {
 			if err := wr.Err(); err != nil {
-				s.log.Debug("dketcd: watch failed; checking again", "lock", name, "err", err)
+				s.log.Debug("dketcd: watch failed; reading the queue again", "lock", name, "err", err)
 				break
 			}
 			if len(wr.Events) == 0 {
 				continue
 			}
-			rev = wr.Header.Revision
-			done, g, err := s.check(ctx, id, name, wk, grant)
-			if done {
+			if done, g, _, err := s.check(ctx, id, name, wk, grant); done {
 				return g, err
 			}
 		}
 		if err := ctx.Err(); err != nil {
 			return lock.Grant{}, fmt.Errorf("dketcd: acquire %q: %w", name, err)
 		}
-		// The watch ended (compaction, leader loss): look, then watch again.
-		done, g, err := s.check(ctx, id, name, wk, grant)
-		if done {
-			return g, err
-		}
-		cur, err := s.client.Get(ctx, wk)
-		if err != nil {
-			return lock.Grant{}, wrap(fmt.Sprintf("acquire %q", name), err)
-		}
-		rev = cur.Header.Revision
-		select {
-		case <-ctx.Done():
-			return lock.Grant{}, fmt.Errorf("dketcd: acquire %q: %w", name, ctx.Err())
-		case <-time.After(50 * time.Millisecond):
+		// The watch ended (compaction, leader loss): read, then watch again
+		// from the revision read at.
+		for {
+			done, g, at, err := s.check(ctx, id, name, wk, grant)
+			if done {
+				return g, err
+			}
+			if err == nil {
+				rev = at
+				break
+			}
+			select {
+			case <-ctx.Done():
+				return lock.Grant{}, fmt.Errorf("dketcd: acquire %q: %w", name, ctx.Err())
+			case <-time.After(50 * time.Millisecond):
+			}
 		}
 	}
 }
 
-// check decides a waiting acquire after a deletion under the lock.
-func (s *Service) check(ctx context.Context, id lock.SessionID, name, wk string, grant lock.Grant) (bool, lock.Grant, error) {
+// check decides a waiting acquire after a deletion under the lock. It
+// returns done with the outcome, or the revision it read the queue at (or
+// a transient error: try again).
+func (s *Service) check(ctx context.Context, id lock.SessionID, name, wk string, grant lock.Grant) (bool, lock.Grant, int64, error) {
 	resp, err := s.client.Txn(ctx).Then(clientv3.OpGet(wk), clientv3.OpGet(s.lockPrefix(name), clientv3.WithFirstCreate()...)).Commit()
 	if err != nil {
 		if ctx.Err() != nil {
-			return true, lock.Grant{}, fmt.Errorf("dketcd: acquire %q: %w", name, ctx.Err())
+			return true, lock.Grant{}, 0, fmt.Errorf("dketcd: acquire %q: %w", name, ctx.Err())
 		}
-		return false, lock.Grant{}, nil // try again at the next event
+		return false, lock.Grant{}, 0, err
 	}
 	mine := resp.Responses[0].GetResponseRange().Kvs
 	if len(mine) == 0 || mine[0].CreateRevision != int64(grant.Token) {
@@ -376,14 +380,14 @@ func (s *Service) check(ctx context.Context, id lock.SessionID, name, wk string,
 		// place was cancelled.
 		ttl, err := s.client.TimeToLive(ctx, leaseID(id))
 		if err == nil && ttl.TTL > 0 {
-			return true, lock.Grant{}, fmt.Errorf("%w: acquire %q withdrawn while waiting", lock.ErrNotHolder, name)
+			return true, lock.Grant{}, 0, fmt.Errorf("%w: acquire %q withdrawn while waiting", lock.ErrNotHolder, name)
 		}
-		return true, lock.Grant{}, fmt.Errorf("%w: session %d ended while waiting for %q", lock.ErrNoSession, id, name)
+		return true, lock.Grant{}, 0, fmt.Errorf("%w: session %d ended while waiting for %q", lock.ErrNoSession, id, name)
 	}
 	if f := resp.Responses[1].GetResponseRange().Kvs; len(f) > 0 && f[0].CreateRevision == mine[0].CreateRevision {
-		return true, grant, nil
+		return true, grant, 0, nil
 	}
-	return false, lock.Grant{}, nil
+	return false, lock.Grant{}, resp.Header.Revision, nil
 }
 
 // release deletes the session's queue key only if it is the grant with

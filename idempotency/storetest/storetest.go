@@ -492,7 +492,7 @@ func testRunnerRunsOnce(t *testing.T, s idempotency.Store, keys *keySource, n in
 					continue
 				}
 				if err == nil && v != "charged" {
-					err = fmt.Errorf("Do = %q; want %q", v, "charged")
+					err = fmt.Errorf("runner.Do = %q; want %q", v, "charged")
 				}
 				errs[i] = err
 				return

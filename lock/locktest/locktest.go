@@ -118,7 +118,7 @@ type suite struct {
 func (c *suite) name(n string) string { return c.prefix + "/" + n }
 
 func (c *suite) ctx(t *testing.T) context.Context {
-	ctx, cancel := context.WithTimeout(context.Background(), 20*c.h.TTL+10*time.Second)
+	ctx, cancel := context.WithTimeout(context.Background(), 10*c.h.TTL+10*time.Second)
 	t.Cleanup(cancel)
 	return ctx
 }
