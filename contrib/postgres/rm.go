@@ -243,6 +243,12 @@ func (rm *ResourceManager) Prepare(ctx context.Context, id uuid.UUID, ops []byte
 	// TRANSACTION takes no parameters).
 	if _, err := c.Exec(ctx, "PREPARE TRANSACTION '"+gid+"'"); err != nil {
 		_, _ = c.Exec(context.WithoutCancel(ctx), "ROLLBACK")
+		// The server may have prepared it before the error (a cancelled
+		// ctx, a lost connection): this is a NO vote, so roll it back
+		// rather than leave its locks held until the next Recover.
+		if rerr := rm.finish("ROLLBACK PREPARED", id, encodeIntent(gid), min(rm.cfg.CommitRetry, 5*time.Second)); rerr != nil {
+			rm.log.Warn("dkpostgres: could not roll back after a failed PREPARE", "gid", gid, "err", rerr)
+		}
 		return nil, fmt.Errorf("dkpostgres: prepare %s: %w", gid, err)
 	}
 	return encodeIntent(gid), nil
@@ -285,7 +291,7 @@ func classify(key string, err error) error {
 // to CommitRetry while the server is unreachable. A transaction that is
 // no longer prepared was committed by an earlier attempt (or by Recover).
 func (rm *ResourceManager) Commit(id uuid.UUID, intent []byte) error {
-	return rm.finish("COMMIT PREPARED", id, intent)
+	return rm.finish("COMMIT PREPARED", id, intent, rm.cfg.CommitRetry)
 }
 
 // Abort implements txn.ResourceManager: ROLLBACK PREPARED, retried like
@@ -294,10 +300,12 @@ func (rm *ResourceManager) Abort(id uuid.UUID, intent []byte) error {
 	if len(intent) == 0 {
 		return nil
 	}
-	return rm.finish("ROLLBACK PREPARED", id, intent)
+	return rm.finish("ROLLBACK PREPARED", id, intent, rm.cfg.CommitRetry)
 }
 
-func (rm *ResourceManager) finish(verb string, id uuid.UUID, intent []byte) error {
+// finish runs verb (COMMIT or ROLLBACK PREPARED) for the intent's gid,
+// retrying for up to limit while the server is unreachable.
+func (rm *ResourceManager) finish(verb string, id uuid.UUID, intent []byte, limit time.Duration) error {
 	if err := rm.usable(); err != nil {
 		return err
 	}
@@ -305,7 +313,7 @@ func (rm *ResourceManager) finish(verb string, id uuid.UUID, intent []byte) erro
 	if err != nil {
 		return err
 	}
-	ctx, cancel := context.WithTimeout(context.Background(), rm.cfg.CommitRetry)
+	ctx, cancel := context.WithTimeout(context.Background(), limit)
 	defer cancel()
 	backoff := 20 * time.Millisecond
 	for {
@@ -319,7 +327,7 @@ func (rm *ResourceManager) finish(verb string, id uuid.UUID, intent []byte) erro
 		rm.log.Warn("dkpostgres: retrying", "statement", verb, "gid", gid, "err", err)
 		select {
 		case <-ctx.Done():
-			return fmt.Errorf("dkpostgres: %s %s (txn %v): gave up after %v: %w", verb, gid, id, rm.cfg.CommitRetry, err)
+			return fmt.Errorf("dkpostgres: %s %s (txn %v): gave up after %v: %w", verb, gid, id, limit, err)
 		case <-time.After(backoff):
 		}
 		backoff = min(2*backoff, time.Second)
