@@ -291,12 +291,18 @@ func classify(key string, err error) error {
 // to CommitRetry while the server is unreachable. A transaction that is
 // no longer prepared was committed by an earlier attempt (or by Recover).
 func (rm *ResourceManager) Commit(id uuid.UUID, intent []byte) error {
+	if err := rm.usable(); err != nil {
+		return err
+	}
 	return rm.finish("COMMIT PREPARED", id, intent, rm.cfg.CommitRetry)
 }
 
 // Abort implements txn.ResourceManager: ROLLBACK PREPARED, retried like
 // Commit. An empty intent (nothing was prepared) is a no-op.
 func (rm *ResourceManager) Abort(id uuid.UUID, intent []byte) error {
+	if err := rm.usable(); err != nil {
+		return err
+	}
 	if len(intent) == 0 {
 		return nil
 	}
