@@ -24,13 +24,6 @@ func TestLocalConformance(t *testing.T) {
 		Waiters: func(svc lock.Service, name string) int {
 			return len(svc.(*lock.Local).Waiters(name))
 		},
-		// Local.Do sweeps waiters only for OpEnd and OpCancel; a lease that
-		// another request's clock advance expires (rather than the expiry
-		// goroutine) leaves its waiting Acquire blocked. The fix (sweep
-		// when apply expired a lease) belongs to lock/local.go.
-		KnownIssues: map[string]string{
-			"ExpiredWaiterStopsWaiting": "Local does not wake a waiter whose lease expired during another request",
-		},
 	})
 }
 

@@ -97,9 +97,16 @@ func (l *Local) Do(ctx context.Context, req Request) (Response, error) {
 		l.mu.Unlock()
 		return Response{}, ErrClosed
 	}
-	resp, err := apply(l.table, l.clock.Now(), req)
+	// Expire first what this request's time ends, and notice it: a waiter
+	// whose lease expires here, not in expireLoop, must be woken too
+	// (the etcd-io/etcd#19597 trap).
+	now := l.clock.Now()
+	before := l.table.Sessions()
+	l.table.Tick(now)
+	expired := l.table.Sessions() < before
+	resp, err := apply(l.table, now, req)
 	l.deliver()
-	if req.Op == OpEnd || req.Op == OpCancel {
+	if expired || req.Op == OpEnd || req.Op == OpCancel {
 		l.sweep()
 	}
 	if err != nil || req.Op != OpAcquire || resp.Granted {
