@@ -265,18 +265,28 @@ func (m *SessionMachine) Snapshot(w io.Writer) error {
 	if m == nil || m.table == nil {
 		return errNoSessionMachine
 	}
+	head, err := m.snapshotHead()
+	if err != nil {
+		return err
+	}
+	if _, err := w.Write(head); err != nil {
+		return fmt.Errorf("consensus: sessions: snapshot: %w", err)
+	}
+	return m.sm.Snapshot(w)
+}
+
+// snapshotHead encodes the snapshot header and the session table, the
+// part of a snapshot that comes before the wrapped machine's own.
+func (m *SessionMachine) snapshotHead() ([]byte, error) {
 	m.mu.Lock()
 	table, err := m.table.AppendBinary(nil)
 	m.mu.Unlock()
 	if err != nil {
-		return fmt.Errorf("consensus: sessions: snapshot: %w", err)
+		return nil, fmt.Errorf("consensus: sessions: snapshot: %w", err)
 	}
 	head := append(sessionSnapshotMagic[:], sessionSnapshotVersion)
 	head = binary.AppendUvarint(head, uint64(len(table)))
-	if _, err := w.Write(append(head, table...)); err != nil {
-		return fmt.Errorf("consensus: sessions: snapshot: %w", err)
-	}
-	return m.sm.Snapshot(w)
+	return append(head, table...), nil
 }
 
 // SnapshotView implements SnapshotViewer, so that wrapping a large state
@@ -289,15 +299,11 @@ func (m *SessionMachine) SnapshotView() (SnapshotWriter, error) {
 	if m == nil || m.table == nil {
 		return nil, errNoSessionMachine
 	}
-	m.mu.Lock()
-	table, err := m.table.AppendBinary(nil)
-	m.mu.Unlock()
+	head, err := m.snapshotHead()
 	if err != nil {
-		return nil, fmt.Errorf("consensus: sessions: snapshot: %w", err)
+		return nil, err
 	}
-	head := append(sessionSnapshotMagic[:], sessionSnapshotVersion)
-	head = binary.AppendUvarint(head, uint64(len(table)))
-	v := &sessionView{head: append(head, table...)}
+	v := &sessionView{head: head}
 	if viewer, ok := m.sm.(SnapshotViewer); ok {
 		if v.inner, err = viewer.SnapshotView(); err != nil {
 			return nil, err

@@ -23,6 +23,9 @@ var testHelpers = []string{
 	"github.com/distkit/distkit/sim",
 	"github.com/distkit/distkit/detector/detectorsim",
 	"github.com/distkit/distkit/election/electionsim",
+	"github.com/distkit/distkit/idempotency/storetest",
+	"github.com/distkit/distkit/lock/locktest",
+	"github.com/distkit/distkit/txn/rmtest",
 }
 
 // TestProductionDependencies lists every non-test dependency of every
