@@ -304,19 +304,42 @@ func New(cfg Config) (*Sim, error) {
 }
 
 // Seed returns the seed the simulation was created with.
-func (s *Sim) Seed() int64 { return s.cfg.Seed }
+func (s *Sim) Seed() int64 {
+	if s == nil || s.nodes == nil {
+		return 0
+	}
+	return s.cfg.Seed
+}
 
 // Now returns the virtual time.
-func (s *Sim) Now() time.Time { return s.start.Add(s.now) }
+func (s *Sim) Now() time.Time {
+	if s == nil || s.nodes == nil {
+		return time.Time{}
+	}
+	return s.start.Add(s.now)
+}
 
 // Elapsed returns the virtual time since the simulation started.
-func (s *Sim) Elapsed() time.Duration { return s.now }
+func (s *Sim) Elapsed() time.Duration {
+	if s == nil || s.nodes == nil {
+		return 0
+	}
+	return s.now
+}
 
 // Stats returns the counters so far.
-func (s *Sim) Stats() Stats { return s.stats }
+func (s *Sim) Stats() Stats {
+	if s == nil || s.nodes == nil {
+		return Stats{}
+	}
+	return s.stats
+}
 
 // LinkStats returns the counters of the directed link from -> to.
 func (s *Sim) LinkStats(from, to transport.NodeID) LinkStats {
+	if s == nil || s.nodes == nil {
+		return LinkStats{}
+	}
 	if ls := s.links[netfault.Link{From: from, To: to}]; ls != nil {
 		return *ls
 	}
@@ -327,7 +350,12 @@ func (s *Sim) LinkStats(from, to transport.NodeID) LinkStats {
 // invalid faults passed to SetFaults, a reentrant Run, a nil function),
 // joined, or nil. Methods whose shape has no error result record them here
 // instead of panicking.
-func (s *Sim) Err() error { return errors.Join(s.errs...) }
+func (s *Sim) Err() error {
+	if s == nil || s.nodes == nil {
+		return errZeroSim
+	}
+	return errors.Join(s.errs...)
+}
 
 func (s *Sim) fail(err error) {
 	s.errs = append(s.errs, err)
@@ -338,6 +366,9 @@ func (s *Sim) fail(err error) {
 // called for the first instance, and again at every Restart, and the
 // instance's Start runs before AddNode returns.
 func (s *Sim) AddNode(id transport.NodeID, factory func() Node) error {
+	if s == nil || s.nodes == nil {
+		return errZeroSim
+	}
 	switch {
 	case s.nodes == nil:
 		return fmt.Errorf("%w: Sim used without New", ErrInvalidConfig)
@@ -358,6 +389,9 @@ func (s *Sim) AddNode(id transport.NodeID, factory func() Node) error {
 
 // Nodes returns the IDs of every node added, in the order they were added.
 func (s *Sim) Nodes() []transport.NodeID {
+	if s == nil || s.nodes == nil {
+		return nil
+	}
 	ids := make([]transport.NodeID, len(s.order))
 	for i, n := range s.order {
 		ids[i] = n.id
@@ -368,6 +402,9 @@ func (s *Sim) Nodes() []transport.NodeID {
 // Node returns the node's current instance, or nil while it is crashed (or
 // if there is no such node).
 func (s *Sim) Node(id transport.NodeID) Node {
+	if s == nil || s.nodes == nil {
+		return nil
+	}
 	if n := s.nodes[id]; n != nil {
 		return n.inst
 	}
@@ -377,6 +414,9 @@ func (s *Sim) Node(id transport.NodeID) Node {
 // Disk returns the disk of node id (nil if there is no such node), so a test
 // can inspect or damage it, crashed or not.
 func (s *Sim) Disk(id transport.NodeID) *Disk {
+	if s == nil || s.nodes == nil {
+		return nil
+	}
 	if n := s.nodes[id]; n != nil {
 		return n.disk
 	}
@@ -410,6 +450,9 @@ func (s *Sim) boot(n *simNode) {
 // message in flight to or from it are lost, and its disk loses what was not
 // synced. Crashing a crashed node does nothing.
 func (s *Sim) Crash(id transport.NodeID) {
+	if s == nil || s.nodes == nil {
+		return
+	}
 	n := s.lookup(id, "Crash")
 	if n == nil || !n.up() {
 		return
@@ -423,6 +466,9 @@ func (s *Sim) Crash(id transport.NodeID) {
 // Restart boots a new instance of node id from its factory and calls Start.
 // Restarting a running node crashes it first.
 func (s *Sim) Restart(id transport.NodeID) {
+	if s == nil || s.nodes == nil {
+		return
+	}
 	n := s.lookup(id, "Restart")
 	if n == nil {
 		return
@@ -437,6 +483,9 @@ func (s *Sim) Restart(id transport.NodeID) {
 // received a request from a local client. It does nothing if the node is
 // crashed (check with Node(id) != nil).
 func (s *Sim) Inject(id transport.NodeID, fn func(env Env)) {
+	if s == nil || s.nodes == nil {
+		return
+	}
 	if fn == nil {
 		s.fail(fmt.Errorf("%w: Inject(%q, nil)", ErrInvalidArgument, id))
 		return
@@ -455,6 +504,9 @@ func (s *Sim) Inject(id transport.NodeID, fn func(env Env)) {
 // At schedules fn, a test action such as a crash or a partition, to run d of
 // virtual time from now. A negative d means now.
 func (s *Sim) At(d time.Duration, fn func()) {
+	if s == nil || s.nodes == nil {
+		return
+	}
 	if fn == nil {
 		s.fail(fmt.Errorf("%w: At(%v, nil)", ErrInvalidArgument, d))
 		return
@@ -465,6 +517,9 @@ func (s *Sim) At(d time.Duration, fn func()) {
 // SetFaults replaces the default faults of every link. Invalid faults are
 // recorded (see Err) and ignored.
 func (s *Sim) SetFaults(f Faults) {
+	if s == nil || s.nodes == nil {
+		return
+	}
 	if err := f.Validate(); err != nil {
 		s.fail(err)
 		return
@@ -475,6 +530,9 @@ func (s *Sim) SetFaults(f Faults) {
 // SetLinkFaults makes messages from -> to suffer f instead of the default
 // faults (one direction only). Invalid faults are recorded and ignored.
 func (s *Sim) SetLinkFaults(from, to transport.NodeID, f Faults) {
+	if s == nil || s.nodes == nil {
+		return
+	}
 	if err := f.Validate(); err != nil {
 		s.fail(err)
 		return
@@ -484,6 +542,9 @@ func (s *Sim) SetLinkFaults(from, to transport.NodeID, f Faults) {
 
 // ResetLinkFaults returns the link from -> to to the default faults.
 func (s *Sim) ResetLinkFaults(from, to transport.NodeID) {
+	if s == nil || s.nodes == nil {
+		return
+	}
 	s.rules.ResetLinkFaults(netfault.Link{From: from, To: to})
 }
 
@@ -491,24 +552,36 @@ func (s *Sim) ResetLinkFaults(from, to transport.NodeID) {
 // talk, and messages already in flight between them are lost. Nodes named in
 // no group form one more group together. It replaces any earlier partition.
 func (s *Sim) Partition(groups ...[]transport.NodeID) {
+	if s == nil || s.nodes == nil {
+		return
+	}
 	s.rules.Partition(groups)
 	s.record(evPartition, "", "", fmt.Sprint(groups), nil, 0)
 }
 
 // Cut stops messages from -> to (one way only) until Heal.
 func (s *Sim) Cut(from, to transport.NodeID) {
+	if s == nil || s.nodes == nil {
+		return
+	}
 	s.rules.Cut(netfault.Link{From: from, To: to})
 	s.record(evCut, from, to, "", nil, 0)
 }
 
 // Isolate cuts node id off from every other node, both ways, until Heal.
 func (s *Sim) Isolate(id transport.NodeID) {
+	if s == nil || s.nodes == nil {
+		return
+	}
 	s.rules.Isolate(id)
 	s.record(evIsolate, id, "", "", nil, 0)
 }
 
 // Heal removes the partition, every cut and every isolation. Faults stay.
 func (s *Sim) Heal() {
+	if s == nil || s.nodes == nil {
+		return
+	}
 	s.rules.Heal()
 	s.record(evHeal, "", "", "", nil, 0)
 }
@@ -572,6 +645,9 @@ func (s *Sim) send(from *simNode, to transport.NodeID, service string, payload [
 // whether there was one. Events made stale by a crash or a cancelled timer
 // are skipped without counting as a step.
 func (s *Sim) Step() bool {
+	if s == nil || s.nodes == nil {
+		return false
+	}
 	if !s.enter("Step") {
 		return false
 	}
@@ -588,6 +664,9 @@ func (s *Sim) Step() bool {
 
 // Run advances virtual time by d, processing every event due until then.
 func (s *Sim) Run(d time.Duration) {
+	if s == nil || s.nodes == nil {
+		return
+	}
 	if !s.enter("Run") {
 		return
 	}
@@ -611,6 +690,9 @@ func (s *Sim) Run(d time.Duration) {
 // cond became true; on false, virtual time has advanced by limit. A nil
 // cond is recorded (see Err) and RunUntil returns false at once.
 func (s *Sim) RunUntil(cond func() bool, limit time.Duration) bool {
+	if s == nil || s.nodes == nil {
+		return false
+	}
 	if cond == nil {
 		s.fail(fmt.Errorf("%w: RunUntil(nil, %v)", ErrInvalidArgument, limit))
 		return false
@@ -699,13 +781,21 @@ func (s *Sim) stop(what string) {
 }
 
 // Stopped reports whether the simulation spent a budget and stopped.
-func (s *Sim) Stopped() bool { return s.stopped }
+func (s *Sim) Stopped() bool {
+	if s == nil || s.nodes == nil {
+		return false
+	}
+	return s.stopped
+}
 
 // SetClock replaces node id's clock with c (see Clock): its reading jumps
 // to what c gives for the current virtual time, as a clock stepped by an
 // operator or NTP would, and the node's pending timers keep their virtual
 // deadlines. An invalid clock is recorded (see Err) and ignored.
 func (s *Sim) SetClock(id transport.NodeID, c Clock) {
+	if s == nil || s.nodes == nil {
+		return
+	}
 	if err := c.Validate(); err != nil {
 		s.fail(fmt.Errorf("%w (node %q)", err, id))
 		return
@@ -717,10 +807,18 @@ func (s *Sim) SetClock(id transport.NodeID, c Clock) {
 }
 
 // Clock returns node id's clock (the zero Clock unless one was given).
-func (s *Sim) Clock(id transport.NodeID) Clock { return s.clocks[id] }
+func (s *Sim) Clock(id transport.NodeID) Clock {
+	if s == nil || s.nodes == nil {
+		return Clock{}
+	}
+	return s.clocks[id]
+}
 
 // LocalTime returns what node id's clock reads now.
 func (s *Sim) LocalTime(id transport.NodeID) time.Time {
+	if s == nil || s.nodes == nil {
+		return time.Time{}
+	}
 	return s.start.Add(s.clocks[id].local(s.now))
 }
 
@@ -728,6 +826,9 @@ func (s *Sim) LocalTime(id transport.NodeID) time.Time {
 // local (the clock as it is now, extrapolated), so a test can compare
 // instants that nodes measured on their own clocks.
 func (s *Sim) VirtualTime(id transport.NodeID, local time.Time) time.Time {
+	if s == nil || s.nodes == nil {
+		return time.Time{}
+	}
 	c := s.clocks[id]
 	d := local.Sub(s.start) - c.Offset
 	return s.start.Add(time.Duration(float64(d) / (1 + c.Drift)))
@@ -837,3 +938,7 @@ func (s *Sim) logf(format string, args ...any) {
 		s.cfg.Logf(format, args...)
 	}
 }
+
+// errZeroSim is what the methods of a nil or zero Sim report: make one with
+// New. Its other methods do nothing and report zero values.
+var errZeroSim = fmt.Errorf("%w: Sim used without New", ErrInvalidConfig)

@@ -96,8 +96,18 @@ func truncate(b []byte, n int) []byte {
 // timers, crashes, restarts and test actions, with their virtual times. Two
 // runs with the same seed and the same actions have the same hash; a
 // difference means something nondeterministic crept in.
-func (s *Sim) TraceHash() uint64 { return s.hash.d.Sum64() }
+func (s *Sim) TraceHash() uint64 {
+	if s == nil || s.nodes == nil {
+		return 0
+	}
+	return s.hash.d.Sum64()
+}
 
 // Trace returns the readable trace recorded so far when Config.Trace is set,
 // one line per event, or nil. The caller must not modify it.
-func (s *Sim) Trace() []string { return s.trace }
+func (s *Sim) Trace() []string {
+	if s == nil || s.nodes == nil {
+		return nil
+	}
+	return s.trace
+}
