@@ -2,10 +2,7 @@ package consensus
 
 import (
 	"context"
-	"fmt"
 	"math/rand/v2"
-	"os"
-	"strconv"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -30,28 +27,7 @@ import (
 // and no node may grant its vote to two candidates in one term. A failure
 // prints the seed; DISTKIT_SEED replays it, DISTKIT_SOAK=1 runs many.
 func TestRandomCrashRestart(t *testing.T) {
-	seeds := []uint64{1}
-	if os.Getenv("DISTKIT_SOAK") == "1" {
-		seeds = nil
-		for s := range uint64(100) {
-			seeds = append(seeds, s+1)
-		}
-	}
-	if s := os.Getenv("DISTKIT_SEED"); s != "" {
-		seed, err := strconv.ParseUint(s, 10, 64)
-		if err != nil {
-			t.Fatalf("DISTKIT_SEED=%q: %v", s, err)
-		}
-		seeds = []uint64{seed}
-	}
-	for _, seed := range seeds {
-		t.Run(fmt.Sprint("seed=", seed), func(t *testing.T) {
-			runBubble(t, func(t *testing.T, stalled *atomic.Bool) { testRandomCrashRestart(t, seed, stalled) })
-			if t.Failed() {
-				t.Logf("replay with DISTKIT_SEED=%d go test -run 'TestRandomCrashRestart' ./consensus", seed)
-			}
-		})
-	}
+	runSeededBubbles(t, "TestRandomCrashRestart", []uint64{1}, 100, testRandomCrashRestart)
 }
 
 // realTimeBudget bounds the real time one synctest bubble of these tests

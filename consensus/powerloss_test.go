@@ -397,10 +397,16 @@ func TestReadyOrder(t *testing.T) {
 // ordering rules of TestReadyOrder hold throughout. DISTKIT_SEED replays
 // one seed; DISTKIT_SOAK=1 runs many.
 func TestPowerLossCrash(t *testing.T) {
-	seeds := []uint64{1, 2}
+	runSeededBubbles(t, "TestPowerLossCrash", []uint64{1, 2}, 200, testPowerLossCrash)
+}
+
+// runSeededBubbles runs test once per seed, each in a synctest bubble of
+// its own: the default seeds, 1…soak under DISTKIT_SOAK=1, or the one seed
+// DISTKIT_SEED names. A failed seed prints the command that replays it.
+func runSeededBubbles(t *testing.T, name string, seeds []uint64, soak uint64, test func(t *testing.T, seed uint64, stalled *atomic.Bool)) {
 	if os.Getenv("DISTKIT_SOAK") == "1" {
 		seeds = nil
-		for s := range uint64(200) {
+		for s := range soak {
 			seeds = append(seeds, s+1)
 		}
 	}
@@ -413,9 +419,9 @@ func TestPowerLossCrash(t *testing.T) {
 	}
 	for _, seed := range seeds {
 		t.Run(fmt.Sprint("seed=", seed), func(t *testing.T) {
-			runBubble(t, func(t *testing.T, stalled *atomic.Bool) { testPowerLossCrash(t, seed, stalled) })
+			runBubble(t, func(t *testing.T, stalled *atomic.Bool) { test(t, seed, stalled) })
 			if t.Failed() {
-				t.Logf("replay with DISTKIT_SEED=%d go test -run 'TestPowerLossCrash' ./consensus", seed)
+				t.Logf("replay with DISTKIT_SEED=%d go test -run '%s' ./consensus", seed, name)
 			}
 		})
 	}
