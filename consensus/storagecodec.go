@@ -2,7 +2,6 @@ package consensus
 
 import (
 	"encoding/binary"
-	"errors"
 	"fmt"
 	"hash/crc32"
 
@@ -34,8 +33,9 @@ const formatVersion = 1
 // maxEntryType is the largest EntryType the decoder accepts.
 const maxEntryType = raft.EntryConfChange
 
-// errFormat is wrapped by every decoding error of the durable formats.
-var errFormat = errors.New("consensus: corrupt storage file")
+// errFormat is wrapped by every decoding error of the durable formats. It
+// wraps ErrCorrupt.
+var errFormat = fmt.Errorf("%w: bad file format", ErrCorrupt)
 
 func appendEntryRecord(dst []byte, e *raft.Entry) []byte {
 	dst = append(dst, byte(e.Type))

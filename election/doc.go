@@ -217,6 +217,13 @@
 // RaftElector.Resign cannot hand Raft leadership over (consensus has no
 // leadership transfer yet): on the leader it returns ErrCannotResign.
 //
+// FileEpochStore's Save survives power loss: TestFileEpochStorePowerLoss
+// runs it on vfs.CrashFS (package internal/vfs: unsynced data lost or
+// torn, directory entries durable only after a directory fsync, fsyncs
+// that fail on demand) and checks that Load after a power cut returns at
+// least the last acknowledged epoch. OpenFileEpochStore locks the file
+// (path+".lock") until Close: a second opener gets ErrLocked.
+//
 // # Tests
 //
 // The simulation tests run a few seeds of each scenario by default;

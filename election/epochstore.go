@@ -7,10 +7,10 @@ import (
 	"hash/crc32"
 	"io"
 	"io/fs"
-	"os"
 	"path/filepath"
 	"sync"
 
+	"github.com/distkit/distkit/internal/vfs"
 	"github.com/distkit/distkit/internal/wal"
 )
 
@@ -80,31 +80,95 @@ func DecodeEpoch(b []byte) (uint64, error) {
 // atomically (write a temporary file, fsync it, rename it over the old one,
 // fsync the directory), so a crash leaves either the old epoch or the new
 // one, never a torn record.
+//
+// A store made by OpenFileEpochStore holds an exclusive lock on
+// path+".lock" until Close, so two nodes never share an epoch file.
 type FileEpochStore struct {
+	fs   vfs.FS
 	path string
-	mu   sync.Mutex // serializes Save, so the last Save to return is the one on disk
+	mu   sync.Mutex // serializes Save and Close, so the last Save to return is the one on disk
+	lock io.Closer  // nil for a store made by NewFileEpochStore, or once closed
 }
 
 var _ EpochStore = (*FileEpochStore)(nil)
 
+// ErrLocked is returned by OpenFileEpochStore when another store, in this
+// process or another, holds the epoch file. The error names the holder's
+// pid when it is known.
+var ErrLocked = errors.New("election: epoch file is in use")
+
+// EpochStoreOptions configure OpenFileEpochStore. The zero value is the
+// default.
+type EpochStoreOptions struct {
+	// FS is the file system the file lives on. Nil is the operating
+	// system's (vfs.OS); tests pass a vfs.CrashFS to simulate power loss.
+	FS vfs.FS
+}
+
+// lockSuffix names the lock file next to the epoch file.
+const lockSuffix = ".lock"
+
+// OpenFileEpochStore returns a store that keeps the epoch in the file at
+// path, locked against every other opener (in this process or another,
+// ErrLocked) until Close. The file need not exist (a first boot); its
+// directory must. Temporary files an interrupted Save left are removed.
+func OpenFileEpochStore(path string, opts EpochStoreOptions) (*FileEpochStore, error) {
+	s, err := newFileEpochStore(path, vfs.Or(opts.FS))
+	if err != nil {
+		return nil, err
+	}
+	lock, err := s.fs.Lock(path + lockSuffix)
+	if err != nil {
+		if errors.Is(err, vfs.ErrLocked) {
+			return nil, fmt.Errorf("%w: %s: %w", ErrLocked, path, err)
+		}
+		return nil, fmt.Errorf("election: open epoch store: lock: %w", err)
+	}
+	if err := wal.RemoveTempFilesOfFS(s.fs, path); err != nil {
+		lock.Close()
+		return nil, fmt.Errorf("election: open epoch store: %w", err)
+	}
+	s.lock = lock
+	return s, nil
+}
+
 // NewFileEpochStore returns a store that keeps the epoch in the file at
-// path. The file need not exist (a first boot); its directory must.
+// path. The file need not exist (a first boot); its directory must. It
+// takes no lock: prefer OpenFileEpochStore, which refuses a second opener.
 func NewFileEpochStore(path string) (*FileEpochStore, error) {
+	return newFileEpochStore(path, vfs.OS)
+}
+
+func newFileEpochStore(path string, fsys vfs.FS) (*FileEpochStore, error) {
 	if path == "" {
 		return nil, fmt.Errorf("%w: epoch store path is empty", ErrInvalidConfig)
 	}
 	dir := filepath.Dir(path)
-	if st, err := os.Stat(dir); err != nil {
+	if _, err := fsys.ReadDir(dir); err != nil {
 		return nil, fmt.Errorf("%w: epoch store directory: %w", ErrInvalidConfig, err)
-	} else if !st.IsDir() {
-		return nil, fmt.Errorf("%w: epoch store directory %q is not a directory", ErrInvalidConfig, dir)
 	}
-	return &FileEpochStore{path: path}, nil
+	return &FileEpochStore{fs: fsys, path: path}, nil
+}
+
+// Close releases the lock OpenFileEpochStore took. The store must not be
+// used afterwards. Close of a store made by NewFileEpochStore does nothing.
+func (s *FileEpochStore) Close() error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.lock == nil {
+		return nil
+	}
+	err := s.lock.Close()
+	s.lock = nil
+	if err != nil {
+		return fmt.Errorf("election: close epoch store: %w", err)
+	}
+	return nil
 }
 
 // Load implements EpochStore.
 func (s *FileEpochStore) Load() (uint64, error) {
-	b, err := os.ReadFile(s.path)
+	b, err := vfs.ReadFile(vfs.Or(s.fs), s.path)
 	if errors.Is(err, fs.ErrNotExist) {
 		return 0, nil
 	}
@@ -124,7 +188,7 @@ func (s *FileEpochStore) Load() (uint64, error) {
 func (s *FileEpochStore) Save(epoch uint64) error {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	err := wal.WriteFileAtomic(s.path, func(w io.Writer) error {
+	err := wal.WriteFileAtomicFS(vfs.Or(s.fs), s.path, func(w io.Writer) error {
 		_, err := w.Write(EncodeEpoch(epoch))
 		return err
 	})

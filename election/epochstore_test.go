@@ -2,11 +2,15 @@ package election_test
 
 import (
 	"errors"
+	"math/rand/v2"
 	"os"
 	"path/filepath"
+	"strconv"
+	"strings"
 	"testing"
 
 	"github.com/distkit/distkit/election"
+	"github.com/distkit/distkit/internal/vfs"
 )
 
 func TestFileEpochStore(t *testing.T) {
@@ -125,4 +129,74 @@ func FuzzDecodeEpoch(f *testing.F) {
 			t.Fatalf("EncodeEpoch(DecodeEpoch(%x)) = %x", b, got)
 		}
 	})
+}
+
+// TestOpenFileEpochStoreLocks: a second OpenFileEpochStore of the same
+// file, even in the same process, fails with ErrLocked naming the holder's
+// pid until the first store is closed.
+func TestOpenFileEpochStoreLocks(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "epoch")
+	s, err := election.OpenFileEpochStore(path, election.EpochStoreOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := s.Save(7); err != nil {
+		t.Fatal(err)
+	}
+	_, err = election.OpenFileEpochStore(path, election.EpochStoreOptions{})
+	if !errors.Is(err, election.ErrLocked) || !strings.Contains(err.Error(), strconv.Itoa(os.Getpid())) {
+		t.Fatalf("second OpenFileEpochStore = %v; want ErrLocked naming pid %d", err, os.Getpid())
+	}
+	if err := s.Close(); err != nil {
+		t.Fatal(err)
+	}
+	s, err = election.OpenFileEpochStore(path, election.EpochStoreOptions{})
+	if err != nil {
+		t.Fatalf("OpenFileEpochStore after Close = %v", err)
+	}
+	defer s.Close()
+	if e, err := s.Load(); e != 7 || err != nil {
+		t.Fatalf("Load = %d, %v; want 7", e, err)
+	}
+}
+
+// TestFileEpochStorePowerLoss saves rising epochs on a CrashFS, fails the
+// fsync of one more Save, cuts the power and reopens: Load must return at
+// least the last acknowledged epoch (a node that forgot it could reuse an
+// epoch) and never an error for what a crash left.
+func TestFileEpochStorePowerLoss(t *testing.T) {
+	for seed := uint64(1); seed <= 100; seed++ {
+		rng := rand.New(rand.NewPCG(seed, 1))
+		fsys := vfs.NewCrashFS(seed)
+		if err := vfs.MkdirAllDurable(fsys, "/var/lib/app"); err != nil {
+			t.Fatal(err)
+		}
+		path := "/var/lib/app/election.epoch"
+		s, err := election.OpenFileEpochStore(path, election.EpochStoreOptions{FS: fsys})
+		if err != nil {
+			t.Fatal(err)
+		}
+		var acked uint64
+		for range rng.IntN(10) {
+			acked += 1 + uint64(rng.IntN(3))
+			if err := s.Save(acked); err != nil {
+				t.Fatalf("seed %d: Save(%d) = %v", seed, acked, err)
+			}
+		}
+		fsys.InjectSyncError(1 + rng.IntN(2)) // the file's or the directory's fsync
+		if err := s.Save(acked + 1); err == nil {
+			t.Fatalf("seed %d: Save with a failing fsync succeeded", seed)
+		}
+		after := fsys.Crash()
+		s.Close()
+		s2, err := election.OpenFileEpochStore(path, election.EpochStoreOptions{FS: after})
+		if err != nil {
+			t.Fatalf("seed %d: OpenFileEpochStore after the crash = %v", seed, err)
+		}
+		got, err := s2.Load()
+		if err != nil || got < acked || got > acked+1 {
+			t.Fatalf("seed %d: Load after the crash = %d, %v; want %d (or %d)", seed, got, err, acked, acked+1)
+		}
+		s2.Close()
+	}
 }

@@ -88,11 +88,15 @@
 //
 // MemoryStore is sharded, bounded (exactly MaxEntries records across all
 // shards; at the bound it drops the oldest record that has expired or
-// completed, never a live in-progress one) and lost on restart. FileStore is an append-only log with CRC-32C per record and
-// fsync before acknowledgement; concurrent writers share fsyncs (group
-// commit); a torn tail left by a crash is detected and truncated on open;
-// the log is compacted when it doubles. Any database with an atomic
-// insert-if-absent can implement Store.
+// completed, never a live in-progress one) and lost on restart. FileStore
+// is an append-only log with CRC-32C per record and fsync before
+// acknowledgement; concurrent writers share fsyncs (group commit); a torn
+// tail left by a crash is detected and truncated on open, while damage a
+// crash cannot explain is refused (ErrCorrupt, naming the file and
+// offset); the log is compacted when it doubles; the file is locked
+// (path+".lock") while open, so a second opener gets ErrLocked. Any
+// database with an atomic insert-if-absent can implement Store: Begin's
+// check for a live record and its insert must be one atomic step.
 //
 // # Concurrency
 //
@@ -104,10 +108,30 @@
 // # Fault model
 //
 // Processes crash and restart; clients retry, duplicate and reorder
-// requests; responses are lost; a crash can tear the last write to the log.
-// Records acknowledged by FileStore survive crashes. Not covered: a disk
-// that silently corrupts synced data in the middle of the log (records after
-// the damage are lost), and clocks that jump by more than the timeouts.
+// requests; responses are lost; power fails at any instant. Records
+// acknowledged by FileStore survive a power cut; records being written
+// when it comes (the last write batch) may be lost, never half-applied.
+//
+// Torn tail versus corruption: the frames one fsync covers form a write
+// batch, and every frame but a batch's first carries a continuation flag.
+// On open, the first frame that is incomplete or fails its CRC-32C is a
+// torn tail, and the log is truncated there (logged at WARN), if no valid
+// frame starting a later batch follows it; if one does, the damaged frame
+// had been synced and went bad since, and OpenFileStore refuses with
+// ErrCorrupt rather than drop the acknowledged records after it. A frame
+// that passes its checksum but does not parse is refused too. After a
+// failed write or fsync the store acknowledges nothing more, not even
+// writes that queued behind it (ErrStoreFailed): the kernel may have
+// dropped the failed batch's pages.
+//
+// The power-loss tests run FileStore on vfs.CrashFS (package
+// internal/vfs), which keeps only what was fsynced (unsynced data lost or
+// torn at 512-byte sectors, directory entries only after a directory
+// fsync) and fails fsyncs and writes on demand; they check that every
+// acknowledged Begin, Complete and Abort survives, that a batch torn by
+// the crash is cut off and not refused, and that nothing is acknowledged
+// after a failed fsync. Not covered: clocks that jump by more than the
+// timeouts, and a disk that acknowledges fsyncs it did not do.
 //
 // # Tests
 //

@@ -2,6 +2,7 @@ package idempotency
 
 import (
 	"encoding/binary"
+	"errors"
 	"fmt"
 	"time"
 
@@ -27,9 +28,17 @@ import (
 //	frameAbort (remove an in-progress record):
 //	  uvarint key length, key, u64 token
 //
+// Every frame but the first of a write batch (the frames one flush writes
+// and fsyncs together) is sealed with wal.SealContinuationFrame; frames
+// written by compaction all start batches.
+//
 // Replaying the frames in order rebuilds the records. A crash can leave a
-// partial frame at the end; wal.DecodeFrame finds it cut short or its
-// checksum wrong, and the store truncates the log there.
+// torn last batch; wal.DecodeFrame finds its first bad frame cut short or
+// its checksum wrong, and the store truncates the log there, provided no
+// valid frame that starts a later batch follows it
+// (wal.FindBatchStartFrame). If one does, the bad frame had been fsynced
+// and has gone bad since: the store refuses to open (ErrCorrupt) rather
+// than drop the acknowledged records after it.
 const (
 	// logMagic names the format version: DKIDEMP1 had its own frame
 	// header, so an old log is refused rather than read as a torn tail.
@@ -43,14 +52,34 @@ const (
 	flagOmitted byte = 2
 )
 
+// errUnparsable marks a frame that passes its checksum but does not parse:
+// no crash makes one, so it is never cut off as a torn tail.
+var errUnparsable = errors.New("idempotency: frame passes its checksum but does not parse")
+
 // logEntry is one decoded frame.
 type logEntry struct {
 	kind byte   // framePut, frameComplete or frameAbort
 	rec  Record // for frameAbort only Key and Token are set
 }
 
-// appendRecordFrame appends a framePut or frameComplete frame carrying rec.
+// sealFrame seals the frame at dst[start:], as a continuation of its write
+// batch if cont.
+func sealFrame(dst []byte, start int, cont bool) []byte {
+	if cont {
+		return wal.SealContinuationFrame(dst, start)
+	}
+	return wal.SealFrame(dst, start)
+}
+
+// appendRecordFrame appends a framePut or frameComplete frame carrying rec,
+// starting a write batch.
 func appendRecordFrame(dst []byte, kind byte, rec *Record) []byte {
+	return appendRecordFrameCont(dst, kind, rec, false)
+}
+
+// appendRecordFrameCont is appendRecordFrame where cont marks a frame that
+// is not the first of its write batch.
+func appendRecordFrameCont(dst []byte, kind byte, rec *Record, cont bool) []byte {
 	start := len(dst)
 	dst = append(dst, make([]byte, wal.FrameHeaderSize)...)
 	dst = append(dst, kind)
@@ -71,7 +100,7 @@ func appendRecordFrame(dst []byte, kind byte, rec *Record) []byte {
 	dst = append(dst, rec.Fingerprint...)
 	dst = binary.AppendUvarint(dst, uint64(len(rec.Result)))
 	dst = append(dst, rec.Result...)
-	return wal.SealFrame(dst, start)
+	return sealFrame(dst, start, cont)
 }
 
 // recordFrameBound is an upper bound on the body size of rec's frame.
@@ -80,15 +109,22 @@ func recordFrameBound(rec *Record) int {
 	return fixed + len(rec.Key) + len(rec.Fingerprint) + len(rec.Result)
 }
 
-// appendAbortFrame appends the frame removing key's record held by token.
+// appendAbortFrame appends the frame removing key's record held by token,
+// starting a write batch.
 func appendAbortFrame(dst []byte, key string, token uint64) []byte {
+	return appendAbortFrameCont(dst, key, token, false)
+}
+
+// appendAbortFrameCont is appendAbortFrame with cont as for
+// appendRecordFrameCont.
+func appendAbortFrameCont(dst []byte, key string, token uint64, cont bool) []byte {
 	start := len(dst)
 	dst = append(dst, make([]byte, wal.FrameHeaderSize)...)
 	dst = append(dst, frameAbort)
 	dst = binary.AppendUvarint(dst, uint64(len(key)))
 	dst = append(dst, key...)
 	dst = binary.LittleEndian.AppendUint64(dst, token)
-	return wal.SealFrame(dst, start)
+	return sealFrame(dst, start, cont)
 }
 
 // decodeFrame decodes the frame at the start of buf. It returns the entry
@@ -103,7 +139,7 @@ func decodeFrame(buf []byte) (logEntry, int, error) {
 	}
 	e, err := parseBody(body)
 	if err != nil {
-		return logEntry{}, 0, err
+		return logEntry{}, 0, fmt.Errorf("%w: %w", errUnparsable, err)
 	}
 	return e, n, nil
 }

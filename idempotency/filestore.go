@@ -12,6 +12,7 @@ import (
 	"sync/atomic"
 
 	"github.com/distkit/distkit/clock"
+	"github.com/distkit/distkit/internal/vfs"
 	"github.com/distkit/distkit/internal/wal"
 )
 
@@ -28,6 +29,9 @@ type FileConfig struct {
 	// Logger receives warnings (a truncated torn tail, a failed compaction).
 	// Nil means silent.
 	Logger *slog.Logger
+	// FS is the file system the log lives on. Nil is the operating
+	// system's (vfs.OS); tests pass a vfs.CrashFS to simulate power loss.
+	FS vfs.FS
 
 	// skipFsync, for this package's crash tests only, leaves out the fsync
 	// system calls and nothing else. Those tests simulate a process crash,
@@ -63,13 +67,15 @@ func (c FileConfig) Validate() error {
 // number of concurrent writers instead of being one record per fsync.
 //
 // Recovery. OpenFileStore replays the log. A crash can leave the last write
-// torn (a partial or garbled frame); the first frame that is incomplete or
-// fails its CRC-32C ends the log, and the file is truncated there. Nothing
-// after such a frame was acknowledged, because a frame is acknowledged only
-// after it and everything before it was synced. Damage in the middle of the
-// file (media corruption rather than a crash) is handled the same way and
-// loses the records after it; the fault model is crash-stop with torn
-// writes, not a disk that silently flips bits.
+// batch torn (partial or garbled frames); the first frame that is
+// incomplete or fails its CRC-32C ends the log, and the file is truncated
+// there (logged at WARN). Nothing after such a frame was acknowledged,
+// because a frame is acknowledged only after it and everything before it
+// was synced. Damage followed by a valid frame of a later batch (media
+// corruption rather than a crash: that frame proves the damaged one had
+// been synced) is refused with ErrCorrupt naming the file and offset, as is
+// a frame that passes its checksum but does not parse: truncating would
+// silently drop acknowledged records.
 //
 // Space. The log is compacted (rewritten with one frame per live record,
 // to a temporary file that is fsynced and renamed over the log) when it
@@ -90,11 +96,13 @@ func (c FileConfig) Validate() error {
 // nothing more can be promised. Close it and open the file again.
 type FileStore struct {
 	cfg  FileConfig
+	fs   vfs.FS
 	path string
 	log  *slog.Logger
+	lock io.Closer // the exclusive lock on path+".lock", released by Close
 
 	mu sync.Mutex // guards every field below
-	f  *os.File   // the log, positioned at its end; written only by the flushing writer
+	f  vfs.File   // the log, positioned at its end; written only by the flushing writer
 	// index is the current record of every key. Begin's in-progress record
 	// enters it at once (so Begin is atomic); Complete and Abort change it
 	// after their frame is synced.
@@ -148,8 +156,18 @@ type pendingOp struct {
 	errp *error // where to report ErrNotOwner; read by the caller after the batch is done
 }
 
+// ErrLocked is returned by OpenFileStore when another FileStore, in this
+// process or another, has the log open. The error names the holder's pid
+// when it is known.
+var ErrLocked = errors.New("idempotency: file store is in use")
+
+// lockSuffix names the lock file next to the log: path + lockSuffix.
+const lockSuffix = ".lock"
+
 // OpenFileStore opens (creating it if needed) the log at path, replays it and
-// truncates a torn tail.
+// truncates a torn tail. It holds an exclusive lock on path+".lock" until
+// Close: a second opener, in this process or another, gets ErrLocked.
+// Damage a crash cannot explain fails with ErrCorrupt (see FileStore).
 func OpenFileStore(path string, cfg FileConfig) (*FileStore, error) {
 	if err := cfg.Validate(); err != nil {
 		return nil, err
@@ -159,6 +177,7 @@ func OpenFileStore(path string, cfg FileConfig) (*FileStore, error) {
 	}
 	s := &FileStore{
 		cfg:   cfg,
+		fs:    vfs.Or(cfg.FS),
 		path:  path,
 		log:   cfg.Logger,
 		index: make(map[string]Record),
@@ -167,26 +186,37 @@ func OpenFileStore(path string, cfg FileConfig) (*FileStore, error) {
 	if s.log == nil {
 		s.log = slog.New(slog.DiscardHandler)
 	}
+	lock, err := s.fs.Lock(path + lockSuffix)
+	if err != nil {
+		if errors.Is(err, vfs.ErrLocked) {
+			return nil, fmt.Errorf("%w: %s: %w", ErrLocked, path, err)
+		}
+		return nil, fmt.Errorf("idempotency: open file store: lock: %w", err)
+	}
 	// A crash during compaction can leave the temporary file; the log itself
 	// is intact (the rename is atomic), so the leftover is garbage.
-	if err := wal.RemoveTempFilesOf(path); err != nil && !errors.Is(err, os.ErrNotExist) {
+	if err := wal.RemoveTempFilesOfFS(s.fs, path); err != nil && !errors.Is(err, os.ErrNotExist) {
+		lock.Close()
 		return nil, fmt.Errorf("idempotency: remove stale compaction file: %w", err)
 	}
-	f, err := os.OpenFile(path, os.O_RDWR|os.O_CREATE, 0o644)
+	f, err := s.fs.OpenFile(path, os.O_RDWR|os.O_CREATE, 0o644)
 	if err != nil {
+		lock.Close()
 		return nil, fmt.Errorf("idempotency: open file store: %w", err)
 	}
 	if err := s.load(f); err != nil {
 		f.Close()
+		lock.Close()
 		return nil, err
 	}
 	s.f = f
+	s.lock = lock
 	return s, nil
 }
 
 // load replays the log in f and leaves f positioned at the end of its valid
 // part.
-func (s *FileStore) load(f *os.File) error {
+func (s *FileStore) load(f vfs.File) error {
 	data, err := io.ReadAll(f)
 	if err != nil {
 		return fmt.Errorf("idempotency: read %s: %w", s.path, err)
@@ -201,7 +231,10 @@ func (s *FileStore) load(f *os.File) error {
 		if err := f.Truncate(0); err != nil {
 			return fmt.Errorf("idempotency: init %s: %w", s.path, err)
 		}
-		if _, err := f.WriteAt([]byte(logMagic), 0); err != nil {
+		if _, err := f.Seek(0, io.SeekStart); err != nil {
+			return fmt.Errorf("idempotency: init %s: %w", s.path, err)
+		}
+		if _, err := f.Write([]byte(logMagic)); err != nil {
 			return fmt.Errorf("idempotency: init %s: %w", s.path, err)
 		}
 		if err := s.fsync(f); err != nil {
@@ -210,9 +243,8 @@ func (s *FileStore) load(f *os.File) error {
 		if err := s.syncDir(); err != nil {
 			return err
 		}
-		_, err := f.Seek(int64(len(logMagic)), io.SeekStart)
 		s.stats.LogBytes = int64(len(logMagic))
-		return err
+		return nil
 	}
 	if string(data[:len(logMagic)]) != logMagic {
 		return fmt.Errorf("%w: %s is not an idempotency log (bad magic)", ErrCorrupt, s.path)
@@ -221,7 +253,16 @@ func (s *FileStore) load(f *os.File) error {
 	for off < len(data) {
 		e, n, err := decodeFrame(data[off:])
 		if err != nil {
-			s.log.Warn("idempotency: truncating torn or corrupt log tail",
+			if errors.Is(err, errUnparsable) {
+				// The checksum passed: not a torn write but a frame this
+				// version cannot read.
+				return fmt.Errorf("%s at offset %d: %w", s.path, off, err)
+			}
+			if at, ok := wal.FindBatchStartFrame(data[off+1:]); ok {
+				return fmt.Errorf("%w: %s at offset %d: %w, and a valid frame written after it was made durable follows at offset %d",
+					ErrCorrupt, s.path, off, err, off+1+at)
+			}
+			s.log.Warn("idempotency: truncating torn log tail",
 				"path", s.path, "offset", off, "bytes", len(data)-off, "err", err)
 			s.stats.TruncatedBytes = int64(len(data) - off)
 			break
@@ -298,7 +339,7 @@ func (s *FileStore) Begin(ctx context.Context, proposal Record) (Record, bool, e
 		return cur, false, nil
 	}
 	s.setLocked(proposal)
-	s.pending = appendRecordFrame(s.pending, framePut, &proposal)
+	s.pending = appendRecordFrameCont(s.pending, framePut, &proposal, len(s.pending) > 0)
 	if err := s.commitLocked(); err != nil {
 		return Record{}, false, err
 	}
@@ -350,7 +391,7 @@ func (s *FileStore) Complete(ctx context.Context, rec Record) error {
 		rec.Result, rec.Omitted = nil, true
 	}
 	var opErr error
-	s.pending = appendRecordFrame(s.pending, frameComplete, &rec)
+	s.pending = appendRecordFrameCont(s.pending, frameComplete, &rec, len(s.pending) > 0)
 	s.ops = append(s.ops, pendingOp{kind: frameComplete, rec: rec, errp: &opErr})
 	if err := s.commitLocked(); err != nil {
 		return err
@@ -370,7 +411,7 @@ func (s *FileStore) Abort(ctx context.Context, key string, token uint64) error {
 		return fmt.Errorf("%w: abort %q", ErrNotOwner, key)
 	}
 	var opErr error
-	s.pending = appendAbortFrame(s.pending, key, token)
+	s.pending = appendAbortFrameCont(s.pending, key, token, len(s.pending) > 0)
 	s.ops = append(s.ops, pendingOp{kind: frameAbort, rec: Record{Key: key, Token: token}, errp: &opErr})
 	if err := s.commitLocked(); err != nil {
 		return err
@@ -397,6 +438,14 @@ func (s *FileStore) commitLocked() error {
 		if !s.flushing {
 			// b is still s.cur: a batch leaves s.cur only when a leader
 			// takes it, and then it is done before flushing turns false.
+			if s.failed != nil {
+				// A write or fsync failed while this batch queued: the
+				// kernel may have dropped the failed batch's pages, so
+				// nothing written after it may be acknowledged (the
+				// fsyncgate lesson). Fail the batch unwritten.
+				s.failBatchLocked(b)
+				continue
+			}
 			s.flushLocked()
 			continue
 		}
@@ -409,6 +458,14 @@ func (s *FileStore) commitLocked() error {
 		}
 		s.mu.Lock()
 	}
+}
+
+// failBatchLocked fails the queued batch b (s.cur) with the store's error
+// without writing it. s.mu must be held.
+func (s *FileStore) failBatchLocked(b *batch) {
+	b.err = s.failed
+	s.cur, s.pending, s.ops, s.pendingFrames = nil, s.pending[:0], nil, 0
+	close(b.done)
 }
 
 // flushLocked writes and syncs the current batch, applies its changes and,
@@ -482,9 +539,11 @@ func (s *FileStore) compactLocked() {
 	}
 	// wal.WriteFileAtomic: temporary file, fsync, rename over the log,
 	// fsync of the directory.
-	err := wal.WriteFileAtomic(s.path, func(w io.Writer) error {
+	err := wal.WriteFileAtomicFS(s.fs, s.path, func(w io.Writer) error {
 		buf := append(make([]byte, 0, 64<<10), logMagic...)
 		for _, r := range s.index {
+			// Each frame starts its own batch: the file is fsynced
+			// whole, so damage anywhere in it is corruption.
 			buf = appendRecordFrame(buf, framePut, &r)
 			if len(buf) >= 64<<10 {
 				if _, err := w.Write(buf); err != nil {
@@ -496,7 +555,7 @@ func (s *FileStore) compactLocked() {
 		_, err := w.Write(buf)
 		return err
 	})
-	if err != nil && !s.replacedLocked() {
+	if err != nil && !errors.Is(err, wal.ErrDirNotSynced) {
 		s.log.Warn("idempotency: compaction failed; keeping the old log", "path", s.path, "err", err)
 		// Do not retry on every flush: wait until the log doubles again.
 		s.compactFrames = s.frames
@@ -509,7 +568,7 @@ func (s *FileStore) compactLocked() {
 		s.unusable.Store(true)
 		return
 	}
-	nf, err := os.OpenFile(s.path, os.O_RDWR, 0o644)
+	nf, err := s.fs.OpenFile(s.path, os.O_RDWR, 0o644)
 	if err == nil {
 		var size int64
 		size, err = nf.Seek(0, io.SeekEnd)
@@ -561,30 +620,22 @@ func (s *FileStore) Close() error {
 		close(s.cur.done)
 		s.cur = nil
 	}
-	if err := s.f.Close(); err != nil {
+	err := s.f.Close()
+	if lerr := s.lock.Close(); err == nil {
+		err = lerr
+	}
+	if err != nil {
 		return fmt.Errorf("idempotency: close %s: %w", s.path, err)
 	}
 	return nil
 }
 
 // fsync makes f's written data durable.
-func (s *FileStore) fsync(f *os.File) error {
+func (s *FileStore) fsync(f vfs.File) error {
 	if s.cfg.skipFsync {
 		return nil
 	}
 	return f.Sync()
-}
-
-// replacedLocked reports whether the file at s.path is no longer the one
-// s.f has open: a failed compaction got as far as its rename. If that
-// cannot be told, it says yes, so the caller takes the safe path (fail).
-func (s *FileStore) replacedLocked() bool {
-	onDisk, err := os.Stat(s.path)
-	if err != nil {
-		return true
-	}
-	open, err := s.f.Stat()
-	return err != nil || !os.SameFile(onDisk, open)
 }
 
 // syncDir fsyncs the directory holding the log, making a create or rename
@@ -593,7 +644,7 @@ func (s *FileStore) syncDir() error {
 	if s.cfg.skipFsync {
 		return nil
 	}
-	if err := wal.SyncDir(filepath.Dir(s.path)); err != nil {
+	if err := wal.SyncDirFS(s.fs, filepath.Dir(s.path)); err != nil {
 		return fmt.Errorf("idempotency: directory of %s: %w", s.path, err)
 	}
 	return nil

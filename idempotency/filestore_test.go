@@ -242,8 +242,8 @@ func TestFileStoreCompactionBoundsTheLog(t *testing.T) {
 			t.Fatalf("live record k%d lost across compaction and reopen", i)
 		}
 	}
-	if entries, err := os.ReadDir(filepath.Dir(path)); err != nil || len(entries) != 1 {
-		t.Errorf("directory after compactions holds %v (%v); want only the log (no temporary file left behind)", entries, err)
+	if entries, err := os.ReadDir(filepath.Dir(path)); err != nil || len(entries) != 2 {
+		t.Errorf("directory after compactions holds %v (%v); want only the log and its lock (no temporary file left behind)", entries, err)
 	}
 }
 
@@ -376,7 +376,7 @@ func TestFileStoreRemovesStaleCompactionFile(t *testing.T) {
 	for _, e := range entries {
 		got = append(got, e.Name())
 	}
-	if want := []string{"log", "other"}; fmt.Sprint(got) != fmt.Sprint(want) {
+	if want := []string{"log", "log.lock", "other"}; fmt.Sprint(got) != fmt.Sprint(want) {
 		t.Fatalf("directory after OpenFileStore holds %v; want %v", got, want)
 	}
 }

@@ -5,10 +5,12 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"log/slog"
 	"os"
 	"path/filepath"
 	"sync"
 
+	"github.com/distkit/distkit/internal/vfs"
 	"github.com/distkit/distkit/internal/wal"
 )
 
@@ -81,8 +83,10 @@ func (l *MemoryLog) Len() int {
 // index of the last record it covers; the log segments it covers are then
 // deleted.
 type FileLog struct {
-	dir string
-	w   *wal.Log
+	fs   vfs.FS
+	lock io.Closer // the exclusive lock on dir, released by Close
+	dir  string
+	w    *wal.Log
 	// mu guards base (the last index the checkpoint covers) against
 	// concurrent Replace and Load.
 	mu   sync.Mutex
@@ -91,20 +95,70 @@ type FileLog struct {
 
 var _ Log = (*FileLog)(nil)
 
-const checkpointFile = "checkpoint"
+const (
+	checkpointFile = "checkpoint"
+	lockFileName   = "LOCK"
+)
 
-// OpenFileLog opens (creating if needed) the log in dir.
+// ErrLogLocked is returned by OpenFileLog when another FileLog, in this
+// process or another, holds the directory. The error names the holder's
+// pid when it is known.
+var ErrLogLocked = errors.New("txn: log directory is in use")
+
+// FileLogOptions configure a FileLog. The zero value is the default.
+type FileLogOptions struct {
+	// FS is the file system the log lives on. Nil is the operating
+	// system's (vfs.OS); tests pass a vfs.CrashFS to simulate power loss.
+	FS vfs.FS
+	// Logger receives recovery notices (a torn tail cut off, at WARN).
+	// Nil is silent.
+	Logger *slog.Logger
+}
+
+// OpenFileLog opens (creating if needed) the log in dir, with the default
+// options. See OpenFileLogWith.
 func OpenFileLog(dir string) (*FileLog, error) {
+	return OpenFileLogWith(dir, FileLogOptions{})
+}
+
+// OpenFileLogWith opens (creating if needed) the log in dir and takes an
+// exclusive lock on it for as long as it is open: a second opener, in this
+// process or another, gets ErrLogLocked. A torn tail of the log (the last
+// write batch, damaged by a crash, with nothing written after it) is cut
+// off; any other damage fails with an error wrapping ErrMalformed (and
+// wal.ErrCorrupt, naming the file and offset), because cutting it off
+// would lose acknowledged records.
+func OpenFileLogWith(dir string, opts FileLogOptions) (*FileLog, error) {
 	if dir == "" {
 		return nil, fmt.Errorf("%w: empty log directory", ErrInvalid)
 	}
-	w, err := wal.Open(filepath.Join(dir, "wal"), wal.Options{SegmentSize: 4 << 20})
-	if err != nil {
+	fsys := vfs.Or(opts.FS)
+	if err := vfs.MkdirAllDurable(fsys, dir); err != nil {
 		return nil, fmt.Errorf("txn: open log: %w", err)
 	}
-	l := &FileLog{dir: dir, w: w}
+	lock, err := fsys.Lock(filepath.Join(dir, lockFileName))
+	if err != nil {
+		if errors.Is(err, vfs.ErrLocked) {
+			return nil, fmt.Errorf("%w: %s: %w", ErrLogLocked, dir, err)
+		}
+		return nil, fmt.Errorf("txn: open log: lock: %w", err)
+	}
+	if err := wal.RemoveTempFilesFS(fsys, dir); err != nil {
+		lock.Close()
+		return nil, fmt.Errorf("txn: open log: %w", err)
+	}
+	w, err := wal.Open(filepath.Join(dir, "wal"), wal.Options{SegmentSize: 4 << 20, FS: fsys, Logger: opts.Logger})
+	if err != nil {
+		lock.Close()
+		if errors.Is(err, wal.ErrCorrupt) {
+			return nil, fmt.Errorf("txn: open log: %w: %w", ErrMalformed, err)
+		}
+		return nil, fmt.Errorf("txn: open log: %w", err)
+	}
+	l := &FileLog{fs: fsys, lock: lock, dir: dir, w: w}
 	if _, l.base, err = l.readCheckpoint(); err != nil {
 		w.Close()
+		lock.Close()
 		return nil, err
 	}
 	return l, nil
@@ -112,7 +166,7 @@ func OpenFileLog(dir string) (*FileLog, error) {
 
 // readCheckpoint returns the checkpoint's records and the index it covers.
 func (l *FileLog) readCheckpoint() ([]Record, uint64, error) {
-	b, err := os.ReadFile(filepath.Join(l.dir, checkpointFile))
+	b, err := vfs.ReadFile(l.fs, filepath.Join(l.dir, checkpointFile))
 	if errors.Is(err, os.ErrNotExist) {
 		return nil, 0, nil
 	}
@@ -188,7 +242,7 @@ func (l *FileLog) Replace(recs []Record) error {
 	l.mu.Lock()
 	defer l.mu.Unlock()
 	last := l.w.LastIndex()
-	err := wal.WriteFileAtomic(filepath.Join(l.dir, checkpointFile), func(w io.Writer) error {
+	err := wal.WriteFileAtomicFS(l.fs, filepath.Join(l.dir, checkpointFile), func(w io.Writer) error {
 		b := wal.AppendFrame(nil, binary.BigEndian.AppendUint64(nil, last))
 		b, err := AppendFramed(b, recs...)
 		if err != nil {
@@ -207,8 +261,20 @@ func (l *FileLog) Replace(recs []Record) error {
 	return nil
 }
 
-// Close implements Log.
-func (l *FileLog) Close() error { return l.w.Close() }
+// Close implements Log. It closes the log and releases the directory's
+// lock.
+func (l *FileLog) Close() error {
+	err := l.w.Close()
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	if l.lock != nil {
+		if lerr := l.lock.Close(); err == nil && lerr != nil {
+			err = fmt.Errorf("txn: unlock log: %w", lerr)
+		}
+		l.lock = nil
+	}
+	return err
+}
 
 // AppendFramed appends records to dst as checksummed frames (see
 // wal.AppendFrame: CRC32C, length, the encoded record), the format of

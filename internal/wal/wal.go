@@ -4,8 +4,9 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
-	"os"
 	"sync"
+
+	"github.com/distkit/distkit/internal/vfs"
 )
 
 // Options configure a Log. The zero value is usable: DefaultOptions fills in
@@ -15,9 +16,12 @@ type Options struct {
 	// segment file. Segments are the unit DeleteBefore removes, so smaller
 	// segments free space sooner after a snapshot. Default 64 MiB.
 	SegmentSize int64
-	// Logger receives notices about recovery (a torn tail cut off). Nil is
-	// silent.
+	// Logger receives notices about recovery (a torn tail cut off, at
+	// WARN). Nil is silent.
 	Logger *slog.Logger
+	// FS is the file system the log lives on. Nil is the operating
+	// system's (vfs.OS); tests pass a vfs.CrashFS to simulate power loss.
+	FS vfs.FS
 }
 
 // DefaultOptions returns the default options.
@@ -35,6 +39,7 @@ func (o Options) Validate() error {
 // segment files in one directory. See the package documentation for the
 // guarantees and the caller's duties.
 type Log struct {
+	fs      vfs.FS
 	dir     string
 	segSize int64
 	logger  *slog.Logger
@@ -60,9 +65,13 @@ type Log struct {
 }
 
 // Open opens the log in dir, creating the directory and an empty log (next
-// index 1) if needed. It validates every record, cuts off a torn or corrupt
-// tail of the last segment, and fails with ErrCorrupt if an earlier segment
-// is damaged or the segments are not contiguous.
+// index 1) if needed. It validates every record and cuts off a torn tail of
+// the last segment (a damaged last write batch with nothing valid written
+// after it), logging a warning. Any other damage (in a sealed segment, or a
+// bad record followed by a valid record of a later batch, or segments that
+// are not contiguous) fails Open with a *CorruptError (matching ErrCorrupt)
+// naming the file and offset: cutting it off would lose acknowledged
+// records.
 func Open(dir string, opts Options) (*Log, error) {
 	if err := opts.Validate(); err != nil {
 		return nil, err
@@ -70,14 +79,15 @@ func Open(dir string, opts Options) (*Log, error) {
 	if opts.SegmentSize == 0 {
 		opts.SegmentSize = DefaultOptions().SegmentSize
 	}
-	if err := os.MkdirAll(dir, 0o755); err != nil {
+	fsys := vfs.Or(opts.FS)
+	if err := vfs.MkdirAllDurable(fsys, dir); err != nil {
 		return nil, fmt.Errorf("wal: open: %w", err)
 	}
-	firsts, err := listSegments(dir)
+	firsts, err := listSegments(fsys, dir)
 	if err != nil {
 		return nil, fmt.Errorf("wal: open: %w", err)
 	}
-	l := &Log{dir: dir, segSize: opts.SegmentSize, logger: opts.Logger}
+	l := &Log{fs: fsys, dir: dir, segSize: opts.SegmentSize, logger: opts.Logger}
 	l.cond = sync.NewCond(&l.mu)
 	closeAll := func() {
 		for _, s := range l.segs {
@@ -85,7 +95,7 @@ func Open(dir string, opts Options) (*Log, error) {
 		}
 	}
 	for i, first := range firsts {
-		s, cut, err := loadSegment(dir, first, i == len(firsts)-1)
+		s, cut, err := loadSegment(fsys, dir, first, i == len(firsts)-1)
 		if err != nil {
 			closeAll()
 			return nil, err
@@ -93,7 +103,7 @@ func Open(dir string, opts Options) (*Log, error) {
 		if n := len(l.segs); n > 0 && l.segs[n-1].last()+1 != first {
 			s.f.Close()
 			closeAll()
-			return nil, fmt.Errorf("%w: segment %d follows one ending at %d", ErrCorrupt, first, l.segs[n-1].last())
+			return nil, &CorruptError{File: s.path, Offset: 0, Err: fmt.Errorf("%w: segment %d follows one ending at %d", ErrCorrupt, first, l.segs[n-1].last())}
 		}
 		if cut > 0 && l.logger != nil {
 			l.logger.Warn("wal: cut off torn or corrupt tail", "segment", s.path, "bytes", cut, "last", s.last())
@@ -101,7 +111,7 @@ func Open(dir string, opts Options) (*Log, error) {
 		l.segs = append(l.segs, s)
 	}
 	if len(l.segs) == 0 {
-		s, err := createSegment(dir, 1)
+		s, err := createSegment(fsys, dir, 1)
 		if err != nil {
 			return nil, err
 		}
@@ -161,7 +171,9 @@ func (l *Log) Append(records ...[]byte) (uint64, error) {
 		return l.next - 1, nil
 	}
 	for _, r := range records {
-		l.pending = AppendRecord(l.pending, l.next, r)
+		// The first record of pending starts the batch the next flush
+		// writes; the others continue it (see loadSegment).
+		l.pending = appendRecord(l.pending, l.next, r, len(l.pending) > 0)
 		l.sizes = append(l.sizes, RecordSize(len(r)))
 		l.next++
 	}
@@ -206,7 +218,7 @@ func (l *Log) flushLocked() {
 	if needRoll {
 		// Records reach a sealed segment only after an fsync (the flush
 		// that wrote them), so a new segment never follows a torn one.
-		seg, err = createSegment(l.dir, first)
+		seg, err = createSegment(l.fs, l.dir, first)
 		base = 0
 	}
 	if err == nil {
@@ -394,14 +406,14 @@ func (l *Log) TruncateBack(index uint64) error {
 	// carries the log's first index.
 	removed := false
 	for len(l.segs) > 1 && l.active().first > index {
-		if err := l.active().remove(); err != nil {
+		if err := l.active().remove(l.fs); err != nil {
 			return l.failLocked(err)
 		}
 		l.segs = l.segs[:len(l.segs)-1]
 		removed = true
 	}
 	if removed {
-		if err := SyncDir(l.dir); err != nil {
+		if err := SyncDirFS(l.fs, l.dir); err != nil {
 			return l.failLocked(err)
 		}
 	}
@@ -440,7 +452,7 @@ func (l *Log) DeleteBefore(index uint64) error {
 	// Oldest first, so a crash midway leaves a contiguous suffix.
 	n := 0
 	for n+1 < len(l.segs) && l.segs[n+1].first <= index {
-		if err := l.segs[n].remove(); err != nil {
+		if err := l.segs[n].remove(l.fs); err != nil {
 			return l.failLocked(err)
 		}
 		n++
@@ -449,7 +461,7 @@ func (l *Log) DeleteBefore(index uint64) error {
 		return nil
 	}
 	l.segs = append([]*segment(nil), l.segs[n:]...)
-	if err := SyncDir(l.dir); err != nil {
+	if err := SyncDirFS(l.fs, l.dir); err != nil {
 		return l.failLocked(err)
 	}
 	return nil
@@ -471,15 +483,15 @@ func (l *Log) Reset(next uint64) error {
 	}
 	defer l.endExclusive()
 	for len(l.segs) > 0 {
-		if err := l.active().remove(); err != nil {
+		if err := l.active().remove(l.fs); err != nil {
 			return l.failLocked(err)
 		}
 		l.segs = l.segs[:len(l.segs)-1]
 	}
-	if err := SyncDir(l.dir); err != nil {
+	if err := SyncDirFS(l.fs, l.dir); err != nil {
 		return l.failLocked(err)
 	}
-	s, err := createSegment(l.dir, next)
+	s, err := createSegment(l.fs, l.dir, next)
 	if err != nil {
 		return l.failLocked(err)
 	}

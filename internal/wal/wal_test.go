@@ -5,10 +5,8 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"math/rand/v2"
 	"os"
 	"path/filepath"
-	"sort"
 	"sync"
 	"testing"
 
@@ -181,62 +179,6 @@ func TestConcurrentAppendersGroupCommit(t *testing.T) {
 // TestCrashTornTail damages the last segment at random offsets (cutting it
 // short or flipping a byte, as a crash mid-write or a bad sector would) and
 // checks that Open keeps exactly the records before the damage.
-func TestCrashTornTail(t *testing.T) {
-	src := t.TempDir()
-	l := mustOpen(t, src, 1<<20) // one segment
-	const n = 50
-	var ends []int64 // ends[i] = byte offset after record i+1
-	var off int64
-	for i := uint64(1); i <= n; i++ {
-		if _, err := l.Append(payload(i)); err != nil {
-			t.Fatal(err)
-		}
-		off += int64(wal.RecordSize(len(payload(i))))
-		ends = append(ends, off)
-	}
-	l.Close()
-	segPath := filepath.Join(src, "00000000000000000001.wal")
-	orig, err := os.ReadFile(segPath)
-	if err != nil {
-		t.Fatal(err)
-	}
-	rng := rand.New(rand.NewPCG(7, 7))
-	for trial := range 40 {
-		dir := t.TempDir()
-		data := bytes.Clone(orig)
-		at := rng.Int64N(int64(len(data)))
-		if trial%2 == 0 {
-			data = data[:at]
-		} else {
-			data[at] ^= byte(1 + rng.IntN(255))
-		}
-		if err := os.WriteFile(filepath.Join(dir, filepath.Base(segPath)), data, 0o644); err != nil {
-			t.Fatal(err)
-		}
-		// Records wholly before the damaged byte survive; none after it.
-		want := uint64(sort.Search(len(ends), func(i int) bool { return ends[i] > at }))
-		l := mustOpen(t, dir, 1<<20)
-		if got := l.LastIndex(); got != want {
-			t.Fatalf("trial %d: damage at %d: LastIndex = %d; want %d", trial, at, got, want)
-		}
-		for i := uint64(1); i <= want; i++ {
-			if got, err := l.Read(i); err != nil || !bytes.Equal(got, payload(i)) {
-				t.Fatalf("trial %d: Read(%d) = (%q, %v); want %q", trial, i, got, err, payload(i))
-			}
-		}
-		// The log is writable again, and the cut was made durable.
-		if last, err := l.Append([]byte("after")); err != nil || last != want+1 {
-			t.Fatalf("trial %d: Append = (%d, %v); want (%d, nil)", trial, last, err, want+1)
-		}
-		l.Close()
-		l = mustOpen(t, dir, 1<<20)
-		if got, err := l.Read(want + 1); err != nil || string(got) != "after" {
-			t.Fatalf("trial %d: reopened Read(%d) = (%q, %v); want after", trial, want+1, got, err)
-		}
-		l.Close()
-	}
-}
-
 func TestCorruptSealedSegmentFailsOpen(t *testing.T) {
 	dir := t.TempDir()
 	l := mustOpen(t, dir, 100)
