@@ -84,7 +84,6 @@ func benchCluster(b *testing.B, durable bool, transports func(ids []transport.No
 		members[id] = n
 	}
 	ccfg := DefaultClientConfig()
-	ccfg.RetryAmbiguous = true
 	target.client, _ = NewClient(members, ccfg)
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()

@@ -6,9 +6,11 @@ import (
 	"fmt"
 	"slices"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/distkit/distkit/consensus/raft"
+	"github.com/distkit/distkit/consensus/session"
 	"github.com/distkit/distkit/transport"
 )
 
@@ -31,14 +33,6 @@ type ClientConfig struct {
 	// knew the leader (an election is under way); it doubles up to
 	// 8*RetryInterval.
 	RetryInterval time.Duration
-	// RetryAmbiguous also retries failures after which the command may or
-	// may not have been applied (an attempt timed out, or the node stopped
-	// with the command in flight). Retrying then may apply a command twice:
-	// enable it only for idempotent commands, or deduplicate in the state
-	// machine (Raft thesis §6.3). Failures that prove the command was not
-	// applied (not the leader, proposal lost, node closed) are always
-	// retried.
-	RetryAmbiguous bool
 }
 
 // DefaultClientConfig returns a configuration suited to DefaultConfig
@@ -61,16 +55,61 @@ func (c ClientConfig) Validate() error {
 // Client sends commands to a cluster: it remembers the leader, follows
 // ErrNotLeader's hint, moves on from dead nodes and retries until the
 // caller's context ends. It is safe for concurrent use.
+//
+// When the cluster keeps client sessions (its state machine is wrapped by
+// WithSessions, which a member reports through SessionKeeper), every
+// command goes through a session and is applied exactly once: the Client
+// registers a session on first use, stamps each command with (session,
+// sequence number), and retries a command whose outcome is unknown (an
+// attempt timed out, the node stopped with it in flight) with the same
+// stamp, so a copy that was applied already is answered from the session
+// cache instead of being applied again. If the session expired, the Client
+// opens a new one and proposes the command again when no earlier attempt
+// of it can have been applied; otherwise it reports the outcome as unknown
+// (ErrOutcomeUnknown wrapping ErrSessionExpired).
+//
+// Without sessions, a failure with unknown outcome is returned to the
+// caller, never retried: retrying could apply the command twice.
 type Client struct {
-	cfg     ClientConfig
-	ids     []transport.NodeID // sorted, for a deterministic search order
-	members map[transport.NodeID]Proposer
+	cfg      ClientConfig
+	ids      []transport.NodeID // sorted, for a deterministic search order
+	members  map[transport.NodeID]Proposer
+	sessions bool          // commands go through sessions
+	register chan struct{} // size 1: a token held by the goroutine registering a session
 
-	mu     sync.Mutex // guards leader
-	leader transport.NodeID
+	leader atomic.Int32                  // index in ids of the presumed leader
+	sess   atomic.Pointer[clientSession] // nil until registered, and after it expired
+	// window is the attempt context shared by the attempts of callers
+	// whose context never ends (see attemptContext).
+	window atomic.Pointer[attemptWindow]
 }
 
-// NewClient returns a Client for the given members.
+// attemptWindow is a context that ends at deadline, shared by the attempts
+// that start while deadline is at most AttemptTimeout/8 past theirs.
+type attemptWindow struct {
+	ctx      context.Context
+	cancel   context.CancelFunc // never called: the context ends at deadline
+	deadline time.Time
+}
+
+// clientSession is the Client's side of a session.
+type clientSession struct {
+	id SessionID
+	// low is the lowest sequence number whose Propose has not returned
+	// (next if none): the "acked" mark sent with every command. It only
+	// moves up, so keeping it is amortized O(1) per command. Written
+	// under mu, read without.
+	low atomic.Uint64
+
+	mu   sync.Mutex // guards next and waiting
+	next uint64     // the next sequence number
+	// waiting holds the sequence numbers whose Propose has not returned.
+	waiting map[uint64]struct{}
+}
+
+// NewClient returns a Client for the given members. It uses sessions when
+// a member reports that it keeps them (SessionKeeper); members that
+// disagree are refused.
 func NewClient(members map[transport.NodeID]Proposer, cfg ClientConfig) (*Client, error) {
 	if err := cfg.Validate(); err != nil {
 		return nil, err
@@ -78,16 +117,26 @@ func NewClient(members map[transport.NodeID]Proposer, cfg ClientConfig) (*Client
 	if len(members) == 0 {
 		return nil, fmt.Errorf("%w: client has no members", ErrInvalidConfig)
 	}
-	c := &Client{cfg: cfg, members: make(map[transport.NodeID]Proposer, len(members))}
+	c := &Client{cfg: cfg, members: make(map[transport.NodeID]Proposer, len(members)), register: make(chan struct{}, 1)}
+	without := transport.NodeID("")
 	for id, p := range members {
-		if id == "" || p == nil {
+		if id == "" || isNil(p) {
 			return nil, fmt.Errorf("%w: client member %q is empty or nil", ErrInvalidConfig, id)
 		}
 		c.members[id] = p
 		c.ids = append(c.ids, id)
+		if k, ok := p.(SessionKeeper); ok {
+			if k.KeepsSessions() {
+				c.sessions = true
+			} else {
+				without = id
+			}
+		}
+	}
+	if c.sessions && without != "" {
+		return nil, fmt.Errorf("%w: client member %q keeps no sessions but others do: wrap every node's state machine with WithSessions", ErrInvalidConfig, without)
 	}
 	slices.Sort(c.ids)
-	c.leader = c.ids[0]
 	return c, nil
 }
 
@@ -97,20 +146,22 @@ var errNoClient = fmt.Errorf("%w: Client not created by NewClient", ErrInvalidCo
 // Leader returns the node the client currently believes leads ("" for a
 // Client not created by NewClient).
 func (c *Client) Leader() transport.NodeID {
-	if c == nil {
+	if c == nil || len(c.ids) == 0 {
 		return ""
 	}
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	return c.leader
+	return c.ids[c.leader.Load()]
 }
 
+// Sessions reports whether the client sends commands through sessions.
+func (c *Client) Sessions() bool { return c != nil && c.sessions }
+
 // Propose proposes cmd to the leader and returns the result of applying it.
-// It returns when the command is applied, when a failure is not worth
-// retrying (see ClientConfig.RetryAmbiguous), or when ctx ends; the error
-// then wraps ctx's error (outcome unknown) and names the last failure.
-// After trying as many nodes as there are members without success (an
-// election is under way), it pauses before the next round.
+// It returns when the command is applied, when a failure is final, or when
+// ctx ends; the error then wraps ctx's error (outcome unknown) and names
+// the last failure. With sessions, failures with unknown outcome are
+// retried with the command's stamp; without, they are returned. After
+// trying as many nodes as there are members without success (an election
+// is under way), it pauses before the next round.
 func (c *Client) Propose(ctx context.Context, cmd []byte) (any, error) {
 	if c == nil || len(c.ids) == 0 {
 		return nil, errNoClient
@@ -118,24 +169,100 @@ func (c *Client) Propose(ctx context.Context, cmd []byte) (any, error) {
 	if ctx == nil {
 		return nil, ErrNilContext
 	}
+	if !c.sessions {
+		res, _, err := c.send(ctx, func() []byte { return cmd }, false)
+		return res, err
+	}
+	for {
+		s, err := c.session(ctx)
+		if err != nil {
+			return nil, err
+		}
+		seq := c.begin(s)
+		res, reopen, err := c.proposeStamped(ctx, s, seq, cmd)
+		c.end(s, seq)
+		if !reopen {
+			return res, err
+		}
+		// Certainly not applied, and the session expired: propose it in
+		// a new session.
+	}
+}
+
+// proposeStamped proposes cmd as command seq of session s until it is
+// applied (or answered from the session cache), fails for good, or ctx
+// ends. Every attempt carries the same (session, seq) stamp. It reports
+// reopen when the session expired and the command was certainly not
+// applied, so that the caller can propose it in a new session.
+func (c *Client) proposeStamped(ctx context.Context, s *clientSession, seq uint64, cmd []byte) (res any, reopen bool, err error) {
+	ambiguous := false // an attempt may have been applied
+	pause := c.cfg.RetryInterval
+	for {
+		res, amb, err := c.send(ctx, func() []byte { return c.stamp(s, seq, cmd) }, true)
+		ambiguous = ambiguous || amb
+		refused := refusal(res)
+		if err != nil {
+			// A forwarding Proposer may report a refusal as an error.
+			if refused = refusal(err); refused == nil {
+				return nil, false, err
+			}
+		}
+		switch {
+		case refused == nil:
+			return res, false, nil
+		case errors.Is(refused, ErrTooManyPending):
+			// Not applied: the session caches as many results as it may,
+			// because an older command of this client is still in flight
+			// (its result cannot be dropped). Wait for it, then retry.
+			t := time.NewTimer(pause)
+			select {
+			case <-t.C:
+			case <-ctx.Done():
+				t.Stop()
+				return nil, false, fmt.Errorf("consensus: client: %w (last failure: %v)", ctx.Err(), refused)
+			}
+			pause = min(2*pause, 8*c.cfg.RetryInterval)
+		case errors.Is(refused, ErrSessionExpired):
+			c.expire(s)
+			if ambiguous {
+				// An earlier attempt may have been applied before the
+				// session expired, and its result went with the session:
+				// proposing the command again under a new session could
+				// apply it twice.
+				return nil, false, fmt.Errorf("consensus: client: %w: %w", ErrOutcomeUnknown, refused)
+			}
+			return nil, true, nil
+		default:
+			return nil, false, refused
+		}
+	}
+}
+
+// send proposes cmd() until an attempt succeeds, a failure is final, or ctx
+// ends. With retryUnknown, failures after which the command may or may not
+// have been applied are retried; ambiguous reports whether there was one.
+func (c *Client) send(ctx context.Context, cmd func() []byte, retryUnknown bool) (res any, ambiguous bool, err error) {
 	target := c.Leader()
+	first := target
 	pause := c.cfg.RetryInterval
 	tried := 0 // nodes tried since the last pause
 	var lastErr error
 	for {
 		if err := ctx.Err(); err != nil {
 			if lastErr != nil {
-				return nil, fmt.Errorf("consensus: client: %w (last failure: %v)", err, lastErr)
+				return nil, ambiguous, fmt.Errorf("consensus: client: %w (last failure: %v)", err, lastErr)
 			}
-			return nil, fmt.Errorf("consensus: client: %w", err)
+			return nil, ambiguous, fmt.Errorf("consensus: client: %w", err)
 		}
-		actx, cancel := context.WithTimeout(ctx, c.cfg.AttemptTimeout)
-		res, err := c.members[target].Propose(actx, cmd)
+		actx, cancel := c.attemptContext(ctx)
+		res, err := c.members[target].Propose(actx, cmd())
 		attemptTimedOut := actx.Err() != nil && ctx.Err() == nil
 		cancel()
 		if err == nil {
-			c.setLeader(target)
-			return res, nil
+			if target != first {
+				c.setLeader(target)
+			}
+			return res, ambiguous, nil
 		}
 		lastErr = err
 		var nle *raft.NotLeaderError
@@ -149,12 +276,15 @@ func (c *Client) Propose(ctx context.Context, cmd []byte) (any, error) {
 			// Certainly not applied: safe to retry anywhere.
 			target = c.next(target)
 		case errors.Is(err, ErrStopped), errors.Is(err, ErrOutcomeUnknown), attemptTimedOut:
-			if !c.cfg.RetryAmbiguous {
-				return nil, err
+			ambiguous = true
+			if !retryUnknown {
+				return nil, ambiguous, err
 			}
+			// Session-stamped: a copy that was applied is answered from
+			// the session cache, not applied again.
 			target = c.next(target)
 		default:
-			return nil, err
+			return nil, ambiguous, err
 		}
 		if tried++; tried >= len(c.ids) {
 			tried = 0
@@ -169,10 +299,146 @@ func (c *Client) Propose(ctx context.Context, cmd []byte) (any, error) {
 	}
 }
 
+// Close ends the client's session, if one is open, through the log: every
+// node frees its cached results at once instead of when it expires. Call
+// it when no Propose of this client is in flight (those would find the
+// session closed); a later Propose opens a new session. Without sessions
+// it does nothing.
+func (c *Client) Close(ctx context.Context) error {
+	if c == nil || len(c.ids) == 0 {
+		return errNoClient
+	}
+	if ctx == nil {
+		return ErrNilContext
+	}
+	s := c.sess.Swap(nil)
+	if s == nil {
+		return nil
+	}
+	res, _, err := c.send(ctx, func() []byte { return session.AppendClose(nil, s.id) }, true)
+	if err == nil {
+		err = refusal(res)
+	}
+	if err != nil && !errors.Is(err, ErrSessionExpired) { // expired: gone anyway
+		return fmt.Errorf("consensus: client: close session %d: %w", s.id, err)
+	}
+	return nil
+}
+
+// attemptContext returns the context for one attempt: ctx bounded by
+// AttemptTimeout. A context.WithTimeout per attempt costs a timer and
+// several allocations on the hot path, so two common cases share or skip
+// it: a ctx whose deadline comes first already bounds the attempt; and
+// attempts of callers passing context.Background() (or TODO: no values,
+// never done) share one context per AttemptTimeout/8 window, ending
+// between AttemptTimeout and 9/8 of it after the attempt starts.
+func (c *Client) attemptContext(ctx context.Context) (context.Context, context.CancelFunc) {
+	now := time.Now()
+	limit := now.Add(c.cfg.AttemptTimeout)
+	if d, ok := ctx.Deadline(); ok && !d.After(limit) {
+		return ctx, func() {}
+	}
+	if ctx != context.Background() && ctx != context.TODO() {
+		return context.WithDeadline(ctx, limit)
+	}
+	for {
+		w := c.window.Load()
+		if w != nil && !w.deadline.Before(limit) && w.deadline.Sub(limit) <= c.cfg.AttemptTimeout/8 {
+			return w.ctx, func() {}
+		}
+		d := limit.Add(c.cfg.AttemptTimeout / 8)
+		wctx, cancel := context.WithDeadline(context.Background(), d)
+		if c.window.CompareAndSwap(w, &attemptWindow{ctx: wctx, cancel: cancel, deadline: d}) {
+			return wctx, func() {}
+		}
+		cancel() // another attempt installed a window first
+	}
+}
+
+// session returns the client's open session, registering one through the
+// log if there is none. Concurrent callers wait for one registration.
+func (c *Client) session(ctx context.Context) (*clientSession, error) {
+	for {
+		if s := c.sess.Load(); s != nil {
+			return s, nil
+		}
+		select {
+		case c.register <- struct{}{}:
+		case <-ctx.Done():
+			return nil, fmt.Errorf("consensus: client: register session: %w", ctx.Err())
+		}
+		if s := c.sess.Load(); s != nil {
+			<-c.register
+			return s, nil
+		}
+		// A register entry with unknown outcome is retried: at worst it
+		// opens a session nobody uses, which expires.
+		res, _, err := c.send(ctx, func() []byte { return session.AppendRegister(nil) }, true)
+		<-c.register
+		if err != nil {
+			return nil, fmt.Errorf("consensus: client: register session: %w", err)
+		}
+		id, ok := res.(SessionID)
+		if !ok {
+			return nil, fmt.Errorf("%w: client: registering a session answered %T, not a SessionID: is every node's state machine wrapped by WithSessions?", ErrInvalidConfig, res)
+		}
+		s := &clientSession{id: id, next: 1, waiting: map[uint64]struct{}{}}
+		s.low.Store(1)
+		c.sess.Store(s)
+	}
+}
+
+// begin takes the next sequence number of s for a new command.
+func (c *Client) begin(s *clientSession) uint64 {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	seq := s.next
+	s.next++
+	s.waiting[seq] = struct{}{}
+	return seq
+}
+
+// end notes that the caller of seq no longer waits for it (answered or
+// given up): later commands tell the table to drop its result, and to
+// refuse a late copy of it.
+func (c *Client) end(s *clientSession, seq uint64) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	delete(s.waiting, seq)
+	low := s.low.Load()
+	for low < s.next {
+		if _, ok := s.waiting[low]; ok {
+			break
+		}
+		low++
+	}
+	s.low.Store(low)
+}
+
+// stamp encodes cmd as command seq of session s, with the lowest sequence
+// number still waited for as the acknowledgement mark.
+func (c *Client) stamp(s *clientSession, seq uint64, cmd []byte) []byte {
+	return session.AppendCommand(make([]byte, 0, len(cmd)+32), s.id, seq, s.low.Load(), cmd)
+}
+
+// expire forgets s if it is still the client's session.
+func (c *Client) expire(s *clientSession) {
+	c.sess.CompareAndSwap(s, nil)
+}
+
+// refusal returns the session table's refusal carried by a command's
+// result, or nil for a result of the state machine.
+func refusal(res any) error {
+	err, ok := res.(error)
+	if ok && (errors.Is(err, ErrSessionExpired) || errors.Is(err, ErrResultDiscarded) ||
+		errors.Is(err, ErrTooManyPending) || errors.Is(err, session.ErrMalformed)) {
+		return err
+	}
+	return nil
+}
+
 func (c *Client) setLeader(id transport.NodeID) {
-	c.mu.Lock()
-	c.leader = id
-	c.mu.Unlock()
+	c.leader.Store(int32(slices.Index(c.ids, id)))
 }
 
 func (c *Client) next(id transport.NodeID) transport.NodeID {

@@ -1,13 +1,19 @@
 package consensus
 
 import (
+	"bytes"
 	"context"
+	"encoding/json"
 	"errors"
+	"fmt"
+	"io"
+	"math/rand/v2"
 	"sync"
 	"testing"
 	"time"
 
 	"github.com/distkit/distkit/consensus/raft"
+	"github.com/distkit/distkit/consensus/session"
 	"github.com/distkit/distkit/transport"
 )
 
@@ -44,27 +50,24 @@ func TestClientPropose(t *testing.T) {
 	tests := []struct {
 		name       string
 		a, b, c    *fakeProposer
-		ambiguous  bool
 		wantErr    error            // nil: success
 		wantLeader transport.NodeID // the leader the client remembers afterwards
 	}{
-		{"first node leads", &fakeProposer{}, &fakeProposer{}, &fakeProposer{}, false, nil, "a"},
-		{"follows the hint", &fakeProposer{replies: []error{notLeader("c")}}, &fakeProposer{}, &fakeProposer{}, false, nil, "c"},
-		{"leader unknown: tries the next", &fakeProposer{replies: []error{notLeader("")}}, &fakeProposer{}, &fakeProposer{}, false, nil, "b"},
-		{"lost proposal is retried", &fakeProposer{replies: []error{ErrProposalLost}}, &fakeProposer{}, &fakeProposer{}, false, nil, "b"},
-		{"closed node is skipped", &fakeProposer{replies: []error{ErrClosed}}, &fakeProposer{}, &fakeProposer{}, false, nil, "b"},
-		{"stopped is ambiguous: returned", &fakeProposer{replies: []error{ErrStopped}}, &fakeProposer{}, &fakeProposer{}, false, ErrStopped, "a"},
-		{"unknown outcome is ambiguous: returned", &fakeProposer{replies: []error{ErrOutcomeUnknown}}, &fakeProposer{}, &fakeProposer{}, false, ErrOutcomeUnknown, "a"},
-		{"stopped is retried when allowed", &fakeProposer{replies: []error{ErrStopped}}, &fakeProposer{}, &fakeProposer{}, true, nil, "b"},
-		{"too large is final", &fakeProposer{replies: []error{ErrTooLarge}}, &fakeProposer{}, &fakeProposer{}, true, ErrTooLarge, "a"},
+		{"first node leads", &fakeProposer{}, &fakeProposer{}, &fakeProposer{}, nil, "a"},
+		{"follows the hint", &fakeProposer{replies: []error{notLeader("c")}}, &fakeProposer{}, &fakeProposer{}, nil, "c"},
+		{"leader unknown: tries the next", &fakeProposer{replies: []error{notLeader("")}}, &fakeProposer{}, &fakeProposer{}, nil, "b"},
+		{"lost proposal is retried", &fakeProposer{replies: []error{ErrProposalLost}}, &fakeProposer{}, &fakeProposer{}, nil, "b"},
+		{"closed node is skipped", &fakeProposer{replies: []error{ErrClosed}}, &fakeProposer{}, &fakeProposer{}, nil, "b"},
+		{"stopped is ambiguous: returned", &fakeProposer{replies: []error{ErrStopped}}, &fakeProposer{}, &fakeProposer{}, ErrStopped, "a"},
+		{"unknown outcome is ambiguous: returned", &fakeProposer{replies: []error{ErrOutcomeUnknown}}, &fakeProposer{}, &fakeProposer{}, ErrOutcomeUnknown, "a"},
+		{"too large is final", &fakeProposer{replies: []error{ErrTooLarge}}, &fakeProposer{}, &fakeProposer{}, ErrTooLarge, "a"},
 		{"no leader anywhere: deadline", &fakeProposer{fallback: notLeader("")}, &fakeProposer{fallback: notLeader("")},
-			&fakeProposer{fallback: notLeader("")}, false, context.DeadlineExceeded, "a"},
+			&fakeProposer{fallback: notLeader("")}, context.DeadlineExceeded, "a"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			cfg := DefaultClientConfig()
 			cfg.RetryInterval = time.Millisecond
-			cfg.RetryAmbiguous = tt.ambiguous
 			cl, err := NewClient(map[transport.NodeID]Proposer{"a": tt.a, "b": tt.b, "c": tt.c}, cfg)
 			if err != nil {
 				t.Fatal(err)
@@ -82,16 +85,35 @@ func TestClientPropose(t *testing.T) {
 	}
 }
 
+// TestClientAttemptTimeoutMovesOn: with sessions, an attempt that times
+// out is retried on the next node.
 func TestClientAttemptTimeoutMovesOn(t *testing.T) {
 	cfg := DefaultClientConfig()
 	cfg.AttemptTimeout = 10 * time.Millisecond
-	cfg.RetryAmbiguous = true
-	dead := &fakeProposer{block: true}
-	cl, _ := NewClient(map[transport.NodeID]Proposer{"a": dead, "b": &fakeProposer{}}, cfg)
+	cl, _ := newSessionCluster(t, cfg, func(_ *sessionCluster, node int, _ session.Envelope) sessionFault {
+		if node == 0 {
+			return faultHang
+		}
+		return faultNone
+	})
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 	defer cancel()
 	if _, err := cl.Propose(ctx, []byte("x")); err != nil || cl.Leader() != "b" {
 		t.Fatalf("Propose = %v, leader %q; want success on b", err, cl.Leader())
+	}
+}
+
+// TestClientWithoutSessionsReturnsAmbiguous: a cluster without sessions
+// gets no retry of a timed-out attempt: it could apply the command twice.
+func TestClientWithoutSessionsReturnsAmbiguous(t *testing.T) {
+	cfg := DefaultClientConfig()
+	cfg.AttemptTimeout = 10 * time.Millisecond
+	b := &fakeProposer{}
+	cl, _ := NewClient(map[transport.NodeID]Proposer{"a": &fakeProposer{block: true}, "b": b}, cfg)
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	if _, err := cl.Propose(ctx, []byte("x")); !errors.Is(err, context.DeadlineExceeded) || b.calls != 0 {
+		t.Fatalf("Propose = %v after %d calls on b; want the attempt's deadline error and no retry", err, b.calls)
 	}
 }
 
@@ -106,6 +128,8 @@ func TestNewClientRejectsBadArguments(t *testing.T) {
 		{"empty ID", map[transport.NodeID]Proposer{"": &fakeProposer{}}, DefaultClientConfig()},
 		{"zero attempt timeout", map[transport.NodeID]Proposer{"a": &fakeProposer{}}, ClientConfig{RetryInterval: time.Millisecond}},
 		{"zero retry interval", map[transport.NodeID]Proposer{"a": &fakeProposer{}}, ClientConfig{AttemptTimeout: time.Second}},
+		{"typed nil member", map[transport.NodeID]Proposer{"a": (*Node)(nil)}, DefaultClientConfig()},
+		{"members disagree on sessions", map[transport.NodeID]Proposer{"a": &sessionNode{keeps: true}, "b": &sessionNode{}}, DefaultClientConfig()},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -133,5 +157,356 @@ func TestClientStaleHintsPause(t *testing.T) {
 	}
 	if calls := a.calls + b.calls; calls > 4 {
 		t.Fatalf("Propose made %d calls before its deadline; want at most 4 (one round, then a pause)", calls)
+	}
+}
+
+// recordSM records the commands it applies; a command's result is how
+// many have been applied, so a command applied twice shows.
+type recordSM struct {
+	applied []string
+}
+
+func (r *recordSM) Apply(e Entry) any {
+	r.applied = append(r.applied, string(e.Command))
+	return len(r.applied)
+}
+
+func (r *recordSM) Snapshot(w io.Writer) error {
+	return json.NewEncoder(w).Encode(r.applied)
+}
+
+func (r *recordSM) Restore(rd io.Reader) error {
+	r.applied = nil
+	return json.NewDecoder(rd).Decode(&r.applied)
+}
+
+// sessionFault is what goes wrong with one attempt on a sessionNode.
+type sessionFault int
+
+const (
+	faultNone         sessionFault = iota
+	faultHang                      // never answers (not applied)
+	faultLostReply                 // applied, but the answer is lost: ErrStopped
+	faultExpiredError              // refused as a forwarder reports it: an error wrapping ErrSessionExpired
+)
+
+// sessionCluster is an in-process stand-in for a cluster whose state
+// machine is a SessionMachine over a recordSM: every node proposes into
+// the same machine (one replicated state), as a leader at time now, and
+// fault scripts each attempt's failures.
+type sessionCluster struct {
+	mu    sync.Mutex // guards every field
+	sm    *SessionMachine
+	rec   *recordSM
+	index uint64
+	now   int64 // the leader's clock, in Unix nanoseconds
+	jump  int64 // added to now after the current attempt's apply
+	calls int
+	fault func(c *sessionCluster, node int, e session.Envelope) sessionFault
+}
+
+// sessionNode is one member of a sessionCluster (or, with c nil, a member
+// that only answers KeepsSessions).
+type sessionNode struct {
+	c     *sessionCluster
+	i     int
+	keeps bool
+}
+
+func (n *sessionNode) KeepsSessions() bool { return n.keeps }
+
+func (n *sessionNode) Propose(ctx context.Context, cmd []byte) (any, error) {
+	c := n.c
+	c.mu.Lock()
+	c.calls++
+	e, _ := session.Parse(cmd)
+	f := faultNone
+	if c.fault != nil {
+		f = c.fault(c, n.i, e)
+	}
+	if f == faultHang {
+		c.mu.Unlock()
+		<-ctx.Done()
+		return nil, ctx.Err()
+	}
+	if f == faultExpiredError {
+		c.mu.Unlock()
+		return nil, fmt.Errorf("forwarded: %w", ErrSessionExpired)
+	}
+	cmd = bytes.Clone(cmd)
+	session.Stamp(cmd, c.now)
+	c.index++
+	v := c.sm.Apply(Entry{Index: c.index, Term: 1, Command: cmd})
+	c.now, c.jump = c.now+c.jump, 0
+	c.mu.Unlock()
+	if f == faultLostReply {
+		return nil, ErrStopped
+	}
+	return v, nil
+}
+
+func (c *sessionCluster) appliedCount() int {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return len(c.rec.applied)
+}
+
+// newSessionCluster returns a Client for a two-node sessionCluster ("a",
+// "b") with a one-hour session TTL.
+func newSessionCluster(t *testing.T, cfg ClientConfig, fault func(c *sessionCluster, node int, e session.Envelope) sessionFault) (*Client, *sessionCluster) {
+	t.Helper()
+	rec := &recordSM{}
+	sm, err := WithSessions(rec, DefaultSessionConfig())
+	if err != nil {
+		t.Fatal(err)
+	}
+	c := &sessionCluster{sm: sm, rec: rec, now: int64(time.Hour), fault: fault}
+	cfg.RetryInterval = time.Millisecond
+	cl, err := NewClient(map[transport.NodeID]Proposer{"a": &sessionNode{c: c, i: 0, keeps: true}, "b": &sessionNode{c: c, i: 1, keeps: true}}, cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !cl.Sessions() {
+		t.Fatalf("Client.Sessions() = false with members that keep sessions")
+	}
+	return cl, c
+}
+
+// TestClientRetriesWithSameStamp: every command's first attempt is applied
+// but its answer lost; the client retries with the same stamp, and the
+// retry is answered from the session cache: each command is applied once
+// and its caller gets the first application's result.
+func TestClientRetriesWithSameStamp(t *testing.T) {
+	lost := map[string]bool{}
+	cl, c := newSessionCluster(t, DefaultClientConfig(), func(_ *sessionCluster, _ int, e session.Envelope) sessionFault {
+		if e.Kind == session.KindCommand && !lost[string(e.Payload)] {
+			lost[string(e.Payload)] = true
+			return faultLostReply
+		}
+		return faultNone
+	})
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	for i := 1; i <= 20; i++ {
+		res, err := cl.Propose(ctx, fmt.Appendf(nil, "cmd%d", i))
+		if err != nil || res != i {
+			t.Fatalf("Propose(cmd%d) = %v, %v; want %d, nil (applied once)", i, res, err, i)
+		}
+	}
+	if got := c.appliedCount(); got != 20 {
+		t.Fatalf("the state machine applied %d commands; want 20: %q", got, c.rec.applied)
+	}
+}
+
+// TestClientConcurrentRetries: concurrent callers share one session; with
+// random lost answers every command is still applied exactly once.
+func TestClientConcurrentRetries(t *testing.T) {
+	rng := rand.New(rand.NewPCG(1, 2))
+	cl, c := newSessionCluster(t, DefaultClientConfig(), func(*sessionCluster, int, session.Envelope) sessionFault {
+		if rng.IntN(3) == 0 {
+			return faultLostReply
+		}
+		return faultNone
+	})
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+	defer cancel()
+	const callers, each = 8, 25
+	var wg sync.WaitGroup
+	errs := make(chan error, callers*each)
+	for g := range callers {
+		wg.Go(func() {
+			for i := range each {
+				if _, err := cl.Propose(ctx, fmt.Appendf(nil, "g%d-%d", g, i)); err != nil {
+					errs <- err
+				}
+			}
+		})
+	}
+	wg.Wait()
+	close(errs)
+	for err := range errs {
+		t.Fatalf("Propose = %v", err)
+	}
+	seen := map[string]bool{}
+	for _, cmd := range c.rec.applied {
+		if seen[cmd] {
+			t.Fatalf("%s applied twice", cmd)
+		}
+		seen[cmd] = true
+	}
+	if len(seen) != callers*each {
+		t.Fatalf("applied %d commands; want %d", len(seen), callers*each)
+	}
+	if p := c.sm.table.Pending(cl.sess.Load().id); p > callers {
+		t.Fatalf("the session caches %d results after every caller returned; want at most %d", p, callers)
+	}
+}
+
+// TestClientReopensExpiredSession: a client idle past the TTL finds its
+// session expired; the command was refused (not applied), so the client
+// registers a new session and proposes it again.
+func TestClientReopensExpiredSession(t *testing.T) {
+	registers := 0
+	cl, c := newSessionCluster(t, DefaultClientConfig(), func(_ *sessionCluster, _ int, e session.Envelope) sessionFault {
+		if e.Kind == session.KindRegister {
+			registers++
+		}
+		return faultNone
+	})
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	if _, err := cl.Propose(ctx, []byte("before")); err != nil {
+		t.Fatal(err)
+	}
+	c.mu.Lock()
+	c.now += int64(2 * time.Hour)
+	c.mu.Unlock()
+	if res, err := cl.Propose(ctx, []byte("after")); err != nil || res != 2 {
+		t.Fatalf("Propose after expiry = %v, %v; want 2, nil", res, err)
+	}
+	if registers != 2 || c.appliedCount() != 2 {
+		t.Fatalf("%d registrations, %d commands applied; want 2 and 2", registers, c.appliedCount())
+	}
+}
+
+// TestClientExpiredAfterAmbiguousIsUnknown: the first attempt is applied,
+// its answer lost, and the session expires before the retry: the result
+// is gone, so the client reports the outcome as unknown instead of
+// proposing the command again in a new session (which would apply it
+// twice).
+func TestClientExpiredAfterAmbiguousIsUnknown(t *testing.T) {
+	cl, c := newSessionCluster(t, DefaultClientConfig(), func(c *sessionCluster, _ int, e session.Envelope) sessionFault {
+		if e.Kind == session.KindCommand && e.Seq == 1 && c.calls == 2 {
+			c.jump = int64(2 * time.Hour) // the retry comes too late
+			return faultLostReply
+		}
+		return faultNone
+	})
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	_, err := cl.Propose(ctx, []byte("x"))
+	if !errors.Is(err, ErrOutcomeUnknown) || !errors.Is(err, ErrSessionExpired) {
+		t.Fatalf("Propose = %v; want ErrOutcomeUnknown wrapping ErrSessionExpired", err)
+	}
+	if got := c.appliedCount(); got != 1 {
+		t.Fatalf("applied %d times; want once", got)
+	}
+	if res, err := cl.Propose(ctx, []byte("y")); err != nil || res != 2 {
+		t.Fatalf("next Propose = %v, %v; want 2, nil in a new session", res, err)
+	}
+}
+
+// TestClientAcknowledgesResults: a client that proposes one command at a
+// time keeps at most one cached result in its session.
+func TestClientAcknowledgesResults(t *testing.T) {
+	cl, c := newSessionCluster(t, DefaultClientConfig(), nil)
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	for i := range 50 {
+		if _, err := cl.Propose(ctx, fmt.Appendf(nil, "%d", i)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if p := c.sm.table.Pending(SessionID(1)); p > 1 {
+		t.Fatalf("session caches %d results; want at most 1", p)
+	}
+}
+
+// TestClientWaitsForCacheRoom: an old command is stuck while newer ones
+// fill the session cache (their results cannot be dropped while the
+// client still waits for the old one). The newer ones are refused with
+// ErrTooManyPending (not applied) and retried; the old one is admitted
+// regardless, so everything completes, each command applied once.
+func TestClientWaitsForCacheRoom(t *testing.T) {
+	started := make(chan struct{})
+	var once sync.Once
+	cfg := DefaultClientConfig()
+	cfg.AttemptTimeout = 50 * time.Millisecond
+	cl, c := newSessionCluster(t, cfg, func(_ *sessionCluster, _ int, e session.Envelope) sessionFault {
+		if e.Kind == session.KindCommand && string(e.Payload) == "slow" {
+			hang := false
+			once.Do(func() { hang = true; close(started) })
+			if hang {
+				return faultHang
+			}
+		}
+		return faultNone
+	})
+	scfg := DefaultSessionConfig()
+	scfg.MaxPending = 2
+	sm, err := WithSessions(c.rec, scfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	c.sm = sm // before the first Propose: the session is registered in it
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	if _, err := cl.Propose(ctx, []byte("first")); err != nil {
+		t.Fatal(err)
+	}
+	slow := make(chan error, 1)
+	go func() {
+		_, err := cl.Propose(ctx, []byte("slow"))
+		slow <- err
+	}()
+	<-started
+	for i := range 5 {
+		if _, err := cl.Propose(ctx, fmt.Appendf(nil, "new%d", i)); err != nil {
+			t.Fatalf("Propose(new%d) = %v", i, err)
+		}
+	}
+	if err := <-slow; err != nil {
+		t.Fatalf("Propose(slow) = %v", err)
+	}
+	if got := c.appliedCount(); got != 7 {
+		t.Fatalf("applied %d commands; want 7 (each once): %q", got, c.rec.applied)
+	}
+}
+
+// TestClientExpiredAsError: a forwarding Proposer that reports the
+// session's expiry as an error (not a result) gets the same treatment:
+// the command was not applied, so the client reopens a session.
+func TestClientExpiredAsError(t *testing.T) {
+	refused := false
+	cl, c := newSessionCluster(t, DefaultClientConfig(), func(_ *sessionCluster, _ int, e session.Envelope) sessionFault {
+		if e.Kind == session.KindCommand && !refused {
+			refused = true
+			return faultExpiredError
+		}
+		return faultNone
+	})
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	if res, err := cl.Propose(ctx, []byte("x")); err != nil || res != 1 {
+		t.Fatalf("Propose = %v, %v; want 1, nil after reopening the session", res, err)
+	}
+	if c.sm.Sessions() != 2 {
+		t.Fatalf("%d sessions; want 2 (the client reopened one)", c.sm.Sessions())
+	}
+}
+
+// TestClientClose: Close ends the session on the nodes; the next Propose
+// opens a new one.
+func TestClientClose(t *testing.T) {
+	cl, c := newSessionCluster(t, DefaultClientConfig(), nil)
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	if err := cl.Close(ctx); err != nil {
+		t.Fatalf("Close without a session = %v; want nil", err)
+	}
+	if _, err := cl.Propose(ctx, []byte("a")); err != nil {
+		t.Fatal(err)
+	}
+	if err := cl.Close(ctx); err != nil || c.sm.Sessions() != 0 {
+		t.Fatalf("Close = %v with %d sessions open; want nil, 0", err, c.sm.Sessions())
+	}
+	if res, err := cl.Propose(ctx, []byte("b")); err != nil || res != 2 || c.sm.Sessions() != 1 {
+		t.Fatalf("Propose after Close = %v, %v with %d sessions; want 2, nil, 1", res, err, c.sm.Sessions())
+	}
+	var zero *Client
+	if err := zero.Close(ctx); !errors.Is(err, ErrInvalidConfig) {
+		t.Fatalf("Close on a nil Client = %v; want ErrInvalidConfig", err)
 	}
 }

@@ -411,6 +411,7 @@ func (n *Node) proposeQueued() {
 	n.propMu.Unlock()
 	for i, p := range props {
 		props[i] = nil
+		stampSessionTime(n.sm, p.cmd, i == 0) // sessions.go: the leader's clock into session commands
 		if err := p.ctx.Err(); err != nil {
 			// The caller has gone with a context error (outcome unknown to
 			// it); not proposing keeps a backlog of timed-out callers from

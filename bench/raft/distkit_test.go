@@ -83,7 +83,6 @@ func distkitCluster(b *testing.B, durable bool) (proposeFunc, func()) {
 		members[id] = n
 	}
 	ccfg := consensus.DefaultClientConfig()
-	ccfg.RetryAmbiguous = true // commands are only counted
 	cl, err := consensus.NewClient(members, ccfg)
 	if err != nil {
 		cleanup()

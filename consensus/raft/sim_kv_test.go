@@ -1,17 +1,23 @@
 package raft
 
 import (
+	"bytes"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"strconv"
 	"strings"
+	"time"
 
 	"github.com/anishathalye/porcupine"
+	"github.com/distkit/distkit/consensus/session"
 )
 
-// kvCommand is a client request as it travels to a server and through the
-// log: a get or a put, tagged with the client and a per-client sequence
-// number so that a retried request is applied at most once.
+// kvCommand is a key-value operation: a get or a put. Client and Seq
+// name the attempt that carries it, so that a reply can be matched to it;
+// the state machine does not deduplicate on them: with sessions, the
+// session envelope around the command does (package consensus/session);
+// without, a retried command is a new command.
 type kvCommand struct {
 	Op     byte // 'g' or 'p'
 	Client int
@@ -37,43 +43,120 @@ func decodeKVCommand(b []byte) (kvCommand, error) {
 	return kvCommand{Op: parts[0][0], Client: client, Seq: seq, Key: parts[3], Value: parts[4]}, nil
 }
 
-// kvSession remembers a client's last applied request and its result
-// (deduplication of retries).
-type kvSession struct {
-	Seq    uint64
-	Result string
+// simSessions configures the simulation's session tables: the TTL is far
+// longer than a run, the cache as small as a one-request client needs.
+var simSessions = session.Config{TTL: time.Hour, MaxSessions: 16, MaxPending: 4}
+
+// kvRequest returns what a client sends a server for cmd: in session id
+// (0: none, a plain command) with acked as the lowest sequence number it
+// still waits for.
+func kvRequest(id uint64, acked uint64, cmd kvCommand) []byte {
+	if id == 0 {
+		return cmd.encode()
+	}
+	return session.AppendCommand(nil, session.ID(id), cmd.Seq, acked, cmd.encode())
 }
 
-// kvMachine is the replicated state machine of the simulation tests.
+// prepareProposal turns a client request into the command a server
+// proposes, and returns the sequence number its reply must carry (0 for a
+// session registration). The leader stamps its clock into session
+// envelopes (thesis §6.3): the session tables expire sessions by the time
+// in the log, never by the clock of the replica applying it.
+func prepareProposal(req []byte, now time.Time) (cmd []byte, seq uint64, err error) {
+	if !session.IsEnvelope(req) {
+		c, err := decodeKVCommand(req)
+		return req, c.Seq, err
+	}
+	e, err := session.Parse(req)
+	if err != nil {
+		return nil, 0, err
+	}
+	cmd = bytes.Clone(req)
+	session.Stamp(cmd, now.UnixNano())
+	return cmd, e.Seq, nil
+}
+
+// kvApplied is the answer to one applied entry.
+type kvApplied struct {
+	seq     uint64 // the sequence number of the request it answers
+	value   string // a get's value, or a registered session's ID
+	expired bool   // refused: the session expired (not applied)
+}
+
+// kvMachine is the replicated state machine of the simulation tests: a
+// map, behind the session table of package consensus/session.
 type kvMachine struct {
-	Data     map[string]string
-	Sessions map[int]kvSession
+	data  map[string]string
+	table *session.Table
 }
 
 func newKVMachine() *kvMachine {
-	return &kvMachine{Data: map[string]string{}, Sessions: map[int]kvSession{}}
+	t, err := session.NewTable(simSessions)
+	if err != nil {
+		panic(err)
+	}
+	return &kvMachine{data: map[string]string{}, table: t}
 }
 
-// apply executes a command once per (client, seq) and returns its result;
-// a retry of the latest request gets the remembered result.
-func (m *kvMachine) apply(c kvCommand) (result string, fresh bool) {
-	s, ok := m.Sessions[c.Client]
-	if ok && c.Seq <= s.Seq {
-		return s.Result, false
+// apply applies one committed entry: a session registration, a command in
+// a session (executed once per (session, seq); a retry gets the cached
+// result), or a plain command (executed every time).
+func (m *kvMachine) apply(index uint64, data []byte) (kvApplied, error) {
+	if !session.IsEnvelope(data) {
+		c, err := decodeKVCommand(data)
+		if err != nil {
+			return kvApplied{}, err
+		}
+		return kvApplied{seq: c.Seq, value: m.exec(c)}, nil
 	}
-	switch c.Op {
-	case 'p':
-		m.Data[c.Key] = c.Value
-		result = ""
-	case 'g':
-		result = m.Data[c.Key]
+	e, err := session.Parse(data)
+	if err != nil {
+		return kvApplied{}, err
 	}
-	m.Sessions[c.Client] = kvSession{Seq: c.Seq, Result: result}
-	return result, true
+	switch e.Kind {
+	case session.KindRegister:
+		return kvApplied{value: strconv.FormatUint(uint64(m.table.Register(index, e)), 10)}, nil
+	case session.KindClose:
+		return kvApplied{}, m.table.Close(e)
+	}
+	cached, dup, err := m.table.Begin(e)
+	switch {
+	case err != nil:
+		// Refused and not applied: the session expired, or a late copy
+		// of a request the client has moved on from.
+		return kvApplied{seq: e.Seq, expired: errors.Is(err, session.ErrSessionExpired)}, nil
+	case dup:
+		return kvApplied{seq: e.Seq, value: string(cached)}, nil
+	}
+	c, err := decodeKVCommand(e.Payload)
+	if err != nil {
+		return kvApplied{}, err
+	}
+	result := m.exec(c)
+	m.table.Finish(e, []byte(result))
+	return kvApplied{seq: e.Seq, value: result}, nil
+}
+
+func (m *kvMachine) exec(c kvCommand) string {
+	if c.Op == 'p' {
+		m.data[c.Key] = c.Value
+		return ""
+	}
+	return m.data[c.Key]
+}
+
+// kvSnapshot is a kvMachine's snapshot: the map and the session table.
+type kvSnapshot struct {
+	Data     map[string]string
+	Sessions []byte
 }
 
 func (m *kvMachine) snapshot() []byte {
-	b, err := json.Marshal(m) // map keys are sorted: deterministic
+	table, err := m.table.MarshalBinary()
+	if err != nil {
+		panic(err)
+	}
+	b, err := json.Marshal(kvSnapshot{Data: m.data, Sessions: table}) // map keys are sorted: deterministic
 	if err != nil {
 		panic(err)
 	}
@@ -81,9 +164,16 @@ func (m *kvMachine) snapshot() []byte {
 }
 
 func (m *kvMachine) restore(b []byte) error {
-	n := newKVMachine()
-	if err := json.Unmarshal(b, n); err != nil {
+	var snap kvSnapshot
+	if err := json.Unmarshal(b, &snap); err != nil {
 		return err
+	}
+	n := newKVMachine()
+	if err := n.table.UnmarshalBinary(snap.Sessions); err != nil {
+		return err
+	}
+	if snap.Data != nil {
+		n.data = snap.Data
 	}
 	*m = *n
 	return nil

@@ -4,9 +4,11 @@ import (
 	"errors"
 	"fmt"
 	"slices"
+	"strconv"
 	"strings"
 	"time"
 
+	"github.com/distkit/distkit/consensus/session"
 	"github.com/distkit/distkit/sim"
 	"github.com/distkit/distkit/transport"
 )
@@ -71,6 +73,7 @@ type kvReply struct {
 	value     string
 	leader    transport.NodeID // hint when !ok
 	notLeader bool
+	expired   bool // the request's session expired: not applied
 }
 
 func (r kvReply) encode() []byte {
@@ -79,6 +82,8 @@ func (r kvReply) encode() []byte {
 		flag = "ok"
 	} else if r.notLeader {
 		flag = "nl"
+	} else if r.expired {
+		flag = "ex"
 	}
 	return fmt.Appendf(nil, "%d|%s|%s|%s", r.seq, flag, r.leader, r.value)
 }
@@ -157,20 +162,20 @@ func (s *kvServer) Receive(env sim.Env, msg transport.Message) {
 }
 
 func (s *kvServer) handleClient(msg transport.Message) {
-	cmd, err := decodeKVCommand(msg.Payload)
+	cmd, seq, err := prepareProposal(msg.Payload, s.env.Now())
 	if err != nil {
 		s.c.fail("%s: %v", s.id, err)
 		return
 	}
-	idx, term, err := s.rn.Propose(cmd.encode())
+	idx, term, err := s.rn.Propose(cmd)
 	var nl *NotLeaderError
 	switch {
 	case errors.As(err, &nl):
-		s.env.Send(msg.From, kvService, kvReply{seq: cmd.Seq, notLeader: true, leader: nl.Leader}.encode())
+		s.env.Send(msg.From, kvService, kvReply{seq: seq, notLeader: true, leader: nl.Leader}.encode())
 	case err != nil:
-		s.env.Send(msg.From, kvService, kvReply{seq: cmd.Seq}.encode())
+		s.env.Send(msg.From, kvService, kvReply{seq: seq}.encode())
 	default:
-		s.pending[idx] = pendingRequest{term: term, client: msg.From, seq: cmd.Seq}
+		s.pending[idx] = pendingRequest{term: term, client: msg.From, seq: seq}
 	}
 }
 
@@ -294,21 +299,26 @@ func (s *kvServer) apply(e Entry) {
 	if e.Type != EntryNormal {
 		return
 	}
-	cmd, err := decodeKVCommand(e.Data)
+	r, err := s.sm.apply(e.Index, e.Data)
 	if err != nil {
 		s.c.fail("%s: %v", s.id, err)
 		return
 	}
-	result, _ := s.sm.apply(cmd)
 	// Answer only if the entry is the one proposed (same term): otherwise
 	// a new leader replaced it and the client will retry.
-	if waiting && p.term == e.Term && p.seq == cmd.Seq {
-		s.env.Send(p.client, kvService, kvReply{seq: cmd.Seq, ok: true, value: result}.encode())
+	if waiting && p.term == e.Term && p.seq == r.seq {
+		s.env.Send(p.client, kvService, kvReply{seq: r.seq, ok: !r.expired, expired: r.expired, value: r.value}.encode())
 	}
 }
 
 // kvClient issues one request at a time to the cluster, retrying on
-// timeouts and redirects with the same sequence number until it succeeds.
+// timeouts and redirects until it succeeds. It first registers a session
+// through the log and sends every request in it: a retry carries the same
+// (session, seq) stamp, so a request that was applied already is answered
+// from the session cache instead of being applied again (thesis §6.3).
+// With plain set it uses no session and retries a timed-out request as a
+// fresh command: the old failure, which TestSimWithoutSessionsIsNotLinearizable
+// shows.
 type kvClient struct {
 	c       *simCluster
 	index   int
@@ -321,6 +331,14 @@ type kvClient struct {
 	stopped bool
 	// done counts completed operations.
 	done int
+
+	plain   bool   // no sessions: each retry is a new command
+	session uint64 // the registered session (0: none yet, or expired)
+	req     []byte // the request being sent: the same bytes on every retry
+	want    uint64 // the sequence number the reply to req carries (0: a registration)
+	// ambiguous is set when an attempt of cur timed out: it may have been
+	// applied.
+	ambiguous bool
 }
 
 func (k *kvClient) Start(env sim.Env) {
@@ -337,6 +355,12 @@ func (k *kvClient) Timer(env sim.Env, id sim.TimerID, name string) {
 	case "timeout":
 		if k.cur != nil && id == k.timer {
 			k.target = (k.target + 1) % len(k.c.ids)
+			if k.want != 0 {
+				k.ambiguous = true
+				if k.plain {
+					k.prepare() // a fresh command
+				}
+			}
 			k.send(env)
 		}
 	case "retry":
@@ -355,12 +379,31 @@ func (k *kvClient) issue(env sim.Env) {
 		cmd.Value = fmt.Sprintf("c%d-%d", k.index, k.seq)
 	}
 	k.cur = &cmd
+	k.ambiguous = false
 	k.op = k.c.call(k.index, cmd, env.Now())
+	k.prepare()
 	k.send(env)
 }
 
+// prepare sets req to what must be sent for cur next: a registration if
+// the client has no session, else cur stamped with the session (or, plain,
+// cur as a new command).
+func (k *kvClient) prepare() {
+	switch {
+	case k.plain:
+		k.seq++
+		k.cur.Seq = k.seq
+		k.req, k.want = kvRequest(0, 0, *k.cur), k.seq
+	case k.session == 0:
+		k.req, k.want = session.AppendRegister(nil), 0
+	default:
+		// One request at a time: every earlier one is acknowledged.
+		k.req, k.want = kvRequest(k.session, k.cur.Seq, *k.cur), k.cur.Seq
+	}
+}
+
 func (k *kvClient) send(env sim.Env) {
-	env.Send(k.c.ids[k.target], kvService, k.cur.encode())
+	env.Send(k.c.ids[k.target], kvService, k.req)
 	k.timer = env.SetTimer(clientTimeout, "timeout")
 }
 
@@ -372,18 +415,35 @@ func (k *kvClient) Receive(env sim.Env, msg transport.Message) {
 		k.c.fail("%s: bad reply %q", k.id, msg.Payload)
 		return
 	}
-	if _, err := fmt.Sscan(parts[0], &seq); err != nil || k.cur == nil || seq != k.cur.Seq {
+	if _, err := fmt.Sscan(parts[0], &seq); err != nil || k.cur == nil || seq != k.want {
 		return // a reply to an earlier attempt
 	}
 	flag, leader, value = parts[1], parts[2], parts[3]
-	switch flag {
-	case "ok":
+	switch {
+	case flag == "ok" && k.want == 0: // registered
+		id, err := strconv.ParseUint(value, 10, 64)
+		if err != nil || id == 0 {
+			k.c.fail("%s: bad session %q", k.id, value)
+			return
+		}
+		k.session = id
+		k.prepare()
+		k.send(env)
+	case flag == "ok":
 		k.c.ret(k.op, value, env.Now())
-		k.cur = nil
-		k.timer = 0
-		k.done++
-		env.SetTimer(time.Duration(env.Rand().Int64N(int64(clientThinkMax))), "next")
-	case "nl":
+		k.finish(env)
+	case flag == "ex":
+		// The session expired. If an earlier attempt may have been
+		// applied, its result is gone: the outcome stays unknown. Else
+		// the request was certainly not applied: send it in a new session.
+		k.session = 0
+		if k.ambiguous {
+			k.finish(env)
+			return
+		}
+		k.prepare()
+		k.send(env)
+	case flag == "nl":
 		if i := slices.Index(k.c.ids, transport.NodeID(leader)); i >= 0 {
 			k.target = i
 		} else {
@@ -393,4 +453,12 @@ func (k *kvClient) Receive(env sim.Env, msg transport.Message) {
 	default:
 		k.timer = env.SetTimer(clientBackoff, "retry")
 	}
+}
+
+// finish ends the current operation and schedules the next.
+func (k *kvClient) finish(env sim.Env) {
+	k.cur = nil
+	k.timer = 0
+	k.done++
+	env.SetTimer(time.Duration(env.Rand().Int64N(int64(clientThinkMax))), "next")
 }

@@ -1,0 +1,213 @@
+package session
+
+import (
+	"fmt"
+	"time"
+)
+
+// Config bounds a Table.
+type Config struct {
+	// TTL is how long a session may stay idle, measured in leader-stamped
+	// time, before it expires. Make it much longer than any client's retry
+	// window: a command retried after its session expired is refused.
+	TTL time.Duration
+	// MaxSessions bounds the number of open sessions: registering one more
+	// evicts the least recently active.
+	MaxSessions int
+	// MaxPending bounds the results a session caches for commands its
+	// client has not acknowledged; a command beyond it is refused with
+	// ErrTooManyPending, except the oldest one the client waits for
+	// (seq == acked), which is always admitted so that the client can make
+	// progress: the cache holds at most MaxPending+1 results.
+	MaxPending int
+}
+
+// DefaultConfig returns a one-hour TTL, 10000 sessions and 4096 pending
+// results per session.
+func DefaultConfig() Config {
+	return Config{TTL: time.Hour, MaxSessions: 10000, MaxPending: 4096}
+}
+
+// Validate reports the first problem with c.
+func (c Config) Validate() error {
+	switch {
+	case c.TTL <= 0:
+		return fmt.Errorf("%w: TTL is %v; want > 0", ErrInvalidConfig, c.TTL)
+	case c.MaxSessions <= 0:
+		return fmt.Errorf("%w: MaxSessions is %d; want > 0", ErrInvalidConfig, c.MaxSessions)
+	case c.MaxPending <= 0:
+		return fmt.Errorf("%w: MaxPending is %d; want > 0", ErrInvalidConfig, c.MaxPending)
+	}
+	return nil
+}
+
+// Table is the replicated session table: which (session, seq) pairs were
+// applied, and their cached results. It is a deterministic function of the
+// envelopes applied to it, in log order, so every replica holds the same
+// table. It reads no clock: its time is the largest leader-stamped time it
+// has seen.
+//
+// A Table is not safe for concurrent use; the state machine that owns it
+// calls it from its Apply, Snapshot and Restore.
+type Table struct {
+	ttl         int64 // nanoseconds
+	maxSessions int
+	maxPending  int
+
+	now       int64 // the largest stamped time seen; never decreases
+	nextSweep int64 // when to next remove expired sessions
+	sessions  map[ID]*entry
+}
+
+// entry is one open session.
+type entry struct {
+	lastActive int64             // table time of the session's last envelope
+	acked      uint64            // every seq below it is acknowledged by the client
+	results    map[uint64][]byte // applied seqs >= acked and their results
+}
+
+// NewTable returns an empty table.
+func NewTable(cfg Config) (*Table, error) {
+	if err := cfg.Validate(); err != nil {
+		return nil, err
+	}
+	return &Table{ttl: int64(cfg.TTL), maxSessions: cfg.MaxSessions, maxPending: cfg.MaxPending, sessions: map[ID]*entry{}}, nil
+}
+
+// Now returns the table's time: the largest leader-stamped time applied,
+// in Unix nanoseconds.
+func (t *Table) Now() int64 { return t.now }
+
+// Len returns the number of open sessions (some may have expired and not
+// been removed yet).
+func (t *Table) Len() int { return len(t.sessions) }
+
+// Pending returns the number of results session id caches (0 if unknown).
+func (t *Table) Pending(id ID) int {
+	if s := t.sessions[id]; s != nil {
+		return len(s.results)
+	}
+	return 0
+}
+
+// advance moves the table's time to stamp if that is later (time only
+// moves forward, whatever the clocks of successive leaders say) and now
+// and then removes the expired sessions.
+func (t *Table) advance(stamp int64) {
+	t.now = max(t.now, stamp)
+	if t.now < t.nextSweep {
+		return
+	}
+	for id, s := range t.sessions {
+		if t.expired(s) {
+			delete(t.sessions, id)
+		}
+	}
+	t.nextSweep = t.now + max(t.ttl/4, 1)
+}
+
+func (t *Table) expired(s *entry) bool { return t.now-s.lastActive > t.ttl }
+
+// Register opens a session for the register envelope e applied at log
+// index index, and returns its ID (the index). At MaxSessions it first
+// evicts the least recently active session (the lowest ID among equals).
+func (t *Table) Register(index uint64, e Envelope) ID {
+	t.advance(e.Time)
+	for len(t.sessions) >= t.maxSessions {
+		var victim ID
+		var oldest *entry
+		for id, s := range t.sessions {
+			if oldest == nil || s.lastActive < oldest.lastActive || (s.lastActive == oldest.lastActive && id < victim) {
+				victim, oldest = id, s
+			}
+		}
+		delete(t.sessions, victim)
+	}
+	id := ID(index)
+	t.sessions[id] = &entry{lastActive: t.now, acked: 1, results: map[uint64][]byte{}}
+	return id
+}
+
+// Close ends the session of the close envelope e. It returns
+// ErrSessionExpired if the session was not open.
+func (t *Table) Close(e Envelope) error {
+	t.advance(e.Time)
+	if _, err := t.open(e.Session); err != nil {
+		return err
+	}
+	delete(t.sessions, e.Session)
+	return nil
+}
+
+// open returns session id if it is open and not expired; an expired one is
+// removed.
+func (t *Table) open(id ID) (*entry, error) {
+	s := t.sessions[id]
+	if s == nil {
+		return nil, fmt.Errorf("%w: session %d", ErrSessionExpired, id)
+	}
+	if t.expired(s) {
+		delete(t.sessions, id)
+		return nil, fmt.Errorf("%w: session %d idle for %v (TTL %v)", ErrSessionExpired, id,
+			time.Duration(t.now-s.lastActive), time.Duration(t.ttl))
+	}
+	return s, nil
+}
+
+// Begin decides what to do with the command envelope e:
+//
+//   - (result, true, nil): e is a duplicate of an applied command; answer
+//     with result (the cached bytes: do not modify them) and do not apply;
+//   - (nil, false, err): refuse e without applying it (ErrSessionExpired,
+//     ErrResultDiscarded, ErrTooManyPending);
+//   - (nil, false, nil): apply e's payload, then call Finish with its
+//     result.
+//
+// Begin first advances the table's time to e.Time and discards the cached
+// results the client acknowledged (those below e.Acked).
+func (t *Table) Begin(e Envelope) (cached []byte, duplicate bool, err error) {
+	t.advance(e.Time)
+	s, err := t.open(e.Session)
+	if err != nil {
+		return nil, false, err
+	}
+	s.lastActive = t.now
+	if e.Acked > s.acked {
+		// Usually the mark moves by one or two: delete those seqs; after a
+		// jump, scan the (bounded) cache instead.
+		if e.Acked-s.acked <= uint64(len(s.results)) {
+			for seq := s.acked; seq < e.Acked; seq++ {
+				delete(s.results, seq)
+			}
+		} else {
+			for seq := range s.results {
+				if seq < e.Acked {
+					delete(s.results, seq)
+				}
+			}
+		}
+		s.acked = e.Acked
+	}
+	if e.Seq < s.acked {
+		return nil, false, fmt.Errorf("%w: session %d seq %d (client waits for %d and up)", ErrResultDiscarded, e.Session, e.Seq, s.acked)
+	}
+	if r, ok := s.results[e.Seq]; ok {
+		return r, true, nil
+	}
+	// The cache may be full of results of newer commands while the oldest
+	// one the client waits for (seq == acked) is still to come: admit that
+	// one anyway, or the mark could never move again.
+	if len(s.results) >= t.maxPending && e.Seq != s.acked {
+		return nil, false, fmt.Errorf("%w: session %d caches %d results", ErrTooManyPending, e.Session, len(s.results))
+	}
+	return nil, false, nil
+}
+
+// Finish records result as the answer to the command envelope e, which
+// Begin told the caller to apply. The table keeps result itself (no
+// copy): the caller must not modify it afterwards.
+func (t *Table) Finish(e Envelope, result []byte) {
+	if s := t.sessions[e.Session]; s != nil {
+		s.results[e.Seq] = result
+	}
+}

@@ -1,0 +1,316 @@
+package session
+
+import (
+	"bytes"
+	"errors"
+	"fmt"
+	"testing"
+	"time"
+
+	"pgregory.net/rapid"
+)
+
+// replica is a Table plus the state machine it guards: a log of applied
+// payloads, whose length is each command's result.
+type replica struct {
+	t       *Table
+	applied []string
+	index   uint64
+}
+
+func newReplica(tb testing.TB, cfg Config) *replica {
+	tb.Helper()
+	t, err := NewTable(cfg)
+	if err != nil {
+		tb.Fatal(err)
+	}
+	return &replica{t: t}
+}
+
+// apply applies one committed entry and returns its answer.
+func (r *replica) apply(cmd []byte) (result []byte, err error) {
+	r.index++
+	e, err := Parse(cmd)
+	if err != nil {
+		return nil, err
+	}
+	switch e.Kind {
+	case KindRegister:
+		return fmt.Appendf(nil, "session %d", r.t.Register(r.index, e)), nil
+	case KindClose:
+		return nil, r.t.Close(e)
+	}
+	cached, dup, err := r.t.Begin(e)
+	if err != nil || dup {
+		return cached, err
+	}
+	r.applied = append(r.applied, string(e.Payload))
+	result = fmt.Appendf(nil, "%s#%d", e.Payload, len(r.applied))
+	r.t.Finish(e, result)
+	return result, nil
+}
+
+func cmdAt(time int64, id ID, seq, acked uint64, payload string) []byte {
+	b := AppendCommand(nil, id, seq, acked, []byte(payload))
+	Stamp(b, time)
+	return b
+}
+
+func registerAt(time int64) []byte {
+	b := AppendRegister(nil)
+	Stamp(b, time)
+	return b
+}
+
+// TestTableAppliesEachSeqOnce: a retried command (same session and seq)
+// is applied once; every copy gets the first copy's result.
+func TestTableAppliesEachSeqOnce(t *testing.T) {
+	r := newReplica(t, DefaultConfig())
+	if got, _ := r.apply(registerAt(1)); string(got) != "session 1" {
+		t.Fatalf("register = %q; want session 1", got)
+	}
+	steps := []struct {
+		cmd     []byte
+		want    string
+		applied int
+	}{
+		{cmdAt(2, 1, 1, 1, "put x A"), "put x A#1", 1},
+		{cmdAt(3, 1, 1, 1, "put x A"), "put x A#1", 1}, // the retry: cached
+		{cmdAt(4, 1, 2, 1, "put x B"), "put x B#2", 2},
+		{cmdAt(5, 1, 1, 1, "put x A"), "put x A#1", 2}, // a late copy
+		{cmdAt(6, 1, 2, 2, "put x B"), "put x B#2", 2},
+	}
+	for i, s := range steps {
+		got, err := r.apply(s.cmd)
+		if err != nil || string(got) != s.want || len(r.applied) != s.applied {
+			t.Fatalf("step %d: apply = %q, %v with %d applied; want %q with %d applied", i, got, err, len(r.applied), s.want, s.applied)
+		}
+	}
+}
+
+// TestTableRefusals: commands the table must refuse, none of them applied.
+func TestTableRefusals(t *testing.T) {
+	hour := int64(time.Hour)
+	tests := []struct {
+		name  string
+		setup [][]byte
+		cmd   []byte
+		want  error
+	}{
+		{"unknown session", nil, cmdAt(1, 42, 1, 1, "x"), ErrSessionExpired},
+		{"expired session", [][]byte{registerAt(0)}, cmdAt(hour+1, 1, 1, 1, "x"), ErrSessionExpired},
+		{"closed session", [][]byte{registerAt(0), func() []byte { b := AppendClose(nil, 1); Stamp(b, 1); return b }()}, cmdAt(2, 1, 1, 1, "x"), ErrSessionExpired},
+		{"acknowledged seq", [][]byte{registerAt(0), cmdAt(1, 1, 1, 1, "a"), cmdAt(2, 1, 2, 2, "b")}, cmdAt(3, 1, 1, 2, "a"), ErrResultDiscarded},
+		{"abandoned seq", [][]byte{registerAt(0), cmdAt(1, 1, 3, 3, "c")}, cmdAt(2, 1, 2, 2, "b"), ErrResultDiscarded},
+		{"too many pending", [][]byte{registerAt(0), cmdAt(1, 1, 1, 1, "a"), cmdAt(1, 1, 2, 1, "b")}, cmdAt(2, 1, 3, 1, "c"), ErrTooManyPending},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			cfg := DefaultConfig()
+			cfg.MaxPending = 2
+			r := newReplica(t, cfg)
+			for _, c := range tt.setup {
+				if _, err := r.apply(c); err != nil {
+					t.Fatalf("setup: %v", err)
+				}
+			}
+			before := len(r.applied)
+			if _, err := r.apply(tt.cmd); !errors.Is(err, tt.want) {
+				t.Fatalf("apply = %v; want %v", err, tt.want)
+			}
+			if len(r.applied) != before {
+				t.Fatalf("a refused command was applied")
+			}
+		})
+	}
+}
+
+// TestTableTimeFromLeaders: expiry follows the largest stamped time only;
+// a leader with a slower clock does not take the table's time back (the
+// session stays expired), and unstamped envelopes do not move it.
+func TestTableTimeFromLeaders(t *testing.T) {
+	hour := int64(time.Hour)
+	r := newReplica(t, DefaultConfig())
+	r.apply(registerAt(10 * hour)) // session 1
+	r.apply(registerAt(10 * hour)) // session 2
+	if _, err := r.apply(cmdAt(11*hour, 1, 1, 1, "a")); err != nil {
+		t.Fatalf("session 1 after an hour = %v; want applied", err)
+	}
+	if r.t.Now() != 11*hour {
+		t.Fatalf("Now = %d; want %d", r.t.Now(), 11*hour)
+	}
+	// Session 2 idled 1h+1ns by the fastest clock seen, then a leader with a
+	// clock 5 hours behind proposes for it.
+	r.apply(cmdAt(11*hour+1, 1, 2, 1, "b"))
+	if _, err := r.apply(cmdAt(6*hour, 2, 1, 1, "c")); !errors.Is(err, ErrSessionExpired) {
+		t.Fatalf("session 2 under a slow clock = %v; want ErrSessionExpired", err)
+	}
+	if r.t.Now() != 11*hour+1 {
+		t.Fatalf("Now = %d after a slow stamp; want %d (time never goes back)", r.t.Now(), 11*hour+1)
+	}
+	if _, err := r.apply(cmdAt(0, 1, 3, 1, "d")); err != nil || r.t.Now() != 11*hour+1 {
+		t.Fatalf("unstamped command = %v, Now %d; want applied, time unchanged", err, r.t.Now())
+	}
+}
+
+// TestTableEvictsLeastRecentlyActive: at MaxSessions, registering evicts
+// the session idle longest.
+func TestTableEvictsLeastRecentlyActive(t *testing.T) {
+	cfg := DefaultConfig()
+	cfg.MaxSessions = 2
+	r := newReplica(t, cfg)
+	r.apply(registerAt(1))          // 1
+	r.apply(registerAt(2))          // 2
+	r.apply(cmdAt(3, 1, 1, 1, "a")) // 1 is active again
+	r.apply(registerAt(4))          // 4 evicts 2
+	if _, err := r.apply(cmdAt(5, 2, 1, 1, "b")); !errors.Is(err, ErrSessionExpired) {
+		t.Fatalf("evicted session: %v; want ErrSessionExpired", err)
+	}
+	if _, err := r.apply(cmdAt(5, 1, 2, 1, "c")); err != nil {
+		t.Fatalf("active session: %v", err)
+	}
+	if r.t.Len() != 2 {
+		t.Fatalf("Len = %d; want 2", r.t.Len())
+	}
+}
+
+// TestTableDropsAcknowledgedResults: the cache holds only results the
+// client has not acknowledged.
+func TestTableDropsAcknowledgedResults(t *testing.T) {
+	r := newReplica(t, DefaultConfig())
+	r.apply(registerAt(1))
+	for seq := uint64(1); seq <= 100; seq++ {
+		// A client with two commands in flight acknowledges all but the
+		// previous one.
+		if _, err := r.apply(cmdAt(1, 1, seq, max(seq, 2)-1, "x")); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if got := r.t.Pending(1); got != 2 {
+		t.Fatalf("Pending = %d; want 2", got)
+	}
+}
+
+// TestTableEncodingRefusesCorruption: truncations and bad orderings are
+// refused and leave the table as it was.
+func TestTableEncodingRefusesCorruption(t *testing.T) {
+	r := newReplica(t, DefaultConfig())
+	r.apply(registerAt(5))
+	r.apply(registerAt(6))
+	r.apply(cmdAt(7, 1, 1, 1, "a"))
+	good, _ := r.t.MarshalBinary()
+	for n := range len(good) {
+		fresh := newReplica(t, DefaultConfig())
+		if err := fresh.t.UnmarshalBinary(good[:n]); !errors.Is(err, ErrMalformed) {
+			t.Fatalf("UnmarshalBinary of %d/%d bytes = %v; want ErrMalformed", n, len(good), err)
+		}
+		if fresh.t.Len() != 0 {
+			t.Fatalf("a refused encoding changed the table")
+		}
+	}
+	bad := [][]byte{
+		append(bytes.Clone(good), 0),
+		append([]byte{2}, good[1:]...),
+	}
+	for _, b := range bad {
+		if err := newReplica(t, DefaultConfig()).t.UnmarshalBinary(b); !errors.Is(err, ErrMalformed) {
+			t.Fatalf("UnmarshalBinary(%x) = %v; want ErrMalformed", b, err)
+		}
+	}
+}
+
+// TestTableProperties drives random clients against two replicas, one of
+// which is snapshotted and restored into a fresh table before every entry,
+// and checks against a reference: each (session, seq) is applied at most
+// once, every copy answers the first copy's result, the replicas agree
+// entry by entry, and equal tables encode to equal bytes.
+func TestTableProperties(t *testing.T) {
+	rapid.Check(t, func(rt *rapid.T) {
+		cfg := Config{TTL: time.Duration(rapid.Int64Range(5, 50).Draw(rt, "ttl")), MaxSessions: rapid.IntRange(1, 4).Draw(rt, "maxSessions"), MaxPending: rapid.IntRange(1, 6).Draw(rt, "maxPending")}
+		a, b := newReplica(t, cfg), newReplica(t, cfg)
+		first := map[[2]uint64]string{} // (session, seq) -> first answer
+		var sessions []ID
+		now := int64(0)
+		for range rapid.IntRange(1, 80).Draw(rt, "entries") {
+			now += rapid.Int64Range(-3, 6).Draw(rt, "tick") // leaders' clocks disagree
+			var cmd []byte
+			if len(sessions) == 0 || rapid.IntRange(0, 9).Draw(rt, "op") == 0 {
+				cmd = registerAt(now)
+			} else {
+				id := rapid.SampledFrom(sessions).Draw(rt, "session")
+				seq := rapid.Uint64Range(1, 8).Draw(rt, "seq")
+				acked := rapid.Uint64Range(1, seq).Draw(rt, "acked")
+				cmd = cmdAt(now, id, seq, acked, fmt.Sprintf("%d/%d", id, seq))
+			}
+			enc, err := b.t.MarshalBinary()
+			if err != nil {
+				rt.Fatal(err)
+			}
+			restored := newReplica(t, cfg)
+			if err := restored.t.UnmarshalBinary(enc); err != nil {
+				rt.Fatalf("UnmarshalBinary of a good encoding: %v", err)
+			}
+			b.t = restored.t
+			ra, errA := a.apply(cmd)
+			rb, errB := b.apply(cmd)
+			if !bytes.Equal(ra, rb) || (errA == nil) != (errB == nil) || len(a.applied) != len(b.applied) {
+				rt.Fatalf("replicas disagree: %q, %v and %q, %v", ra, errA, rb, errB)
+			}
+			e, _ := Parse(cmd)
+			if e.Kind == KindRegister {
+				sessions = append(sessions, ID(a.index))
+				continue
+			}
+			if errA != nil {
+				continue
+			}
+			key := [2]uint64{uint64(e.Session), e.Seq}
+			if f, ok := first[key]; ok && f != string(ra) {
+				rt.Fatalf("(%d, %d) answered %q; its first answer was %q", e.Session, e.Seq, ra, f)
+			}
+			first[key] = string(ra)
+		}
+		seen := map[string]bool{}
+		for _, p := range a.applied {
+			if seen[p] {
+				rt.Fatalf("command %s applied twice: %v", p, a.applied)
+			}
+			seen[p] = true
+		}
+		ea, _ := a.t.MarshalBinary()
+		eb, _ := b.t.MarshalBinary()
+		if !bytes.Equal(ea, eb) {
+			rt.Fatalf("equal histories encode differently:\n%x\n%x", ea, eb)
+		}
+	})
+}
+
+// FuzzTableUnmarshal: any bytes decode or are refused with ErrMalformed,
+// never panic; a decoded table encodes to bytes that decode to the same
+// table.
+func FuzzTableUnmarshal(f *testing.F) {
+	r := newReplica(f, DefaultConfig())
+	r.apply(registerAt(5))
+	r.apply(cmdAt(7, 1, 1, 1, "a"))
+	good, _ := r.t.MarshalBinary()
+	f.Add(good)
+	f.Add([]byte{1, 0, 0, 0})
+	f.Fuzz(func(t *testing.T, b []byte) {
+		tb, _ := NewTable(DefaultConfig())
+		if err := tb.UnmarshalBinary(b); err != nil {
+			if !errors.Is(err, ErrMalformed) {
+				t.Fatalf("error %v does not wrap ErrMalformed", err)
+			}
+			return
+		}
+		enc, _ := tb.MarshalBinary()
+		tb2, _ := NewTable(DefaultConfig())
+		if err := tb2.UnmarshalBinary(enc); err != nil {
+			t.Fatalf("re-encoding does not decode: %v", err)
+		}
+		enc2, _ := tb2.MarshalBinary()
+		if !bytes.Equal(enc, enc2) {
+			t.Fatalf("encoding not stable")
+		}
+	})
+}
