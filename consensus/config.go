@@ -6,6 +6,7 @@ import (
 	"slices"
 	"time"
 
+	"github.com/distkit/distkit/internal/vfs"
 	"github.com/distkit/distkit/transport"
 )
 
@@ -15,9 +16,16 @@ type Config struct {
 	// ID is this node's identity on the transport; it must be in Peers.
 	ID transport.NodeID
 	// Peers lists every voter of the cluster, this node included. A new
-	// cluster is bootstrapped from it; a node restarting from DataDir takes
-	// its membership from its snapshot when it has one.
+	// cluster is bootstrapped from it: the first start with a DataDir
+	// records it (with ClusterName) in the data directory, and a restart
+	// with a different list fails with ErrClusterMismatch. Membership is
+	// static: every member must be given the same list.
 	Peers []transport.NodeID
+	// ClusterName is an optional token that goes into the cluster ID with
+	// the sorted Peers (see ClusterID): two clusters with the same peer
+	// names (a staging and a production one sharing a network, say) keep
+	// apart by giving different names. Every member must be given the same.
+	ClusterName string
 	// DataDir holds the node's durable state (write-ahead log, hard state,
 	// snapshot). Empty means in memory only: nothing survives Close, which
 	// suits tests and caches but not data of record.
@@ -40,6 +48,21 @@ type Config struct {
 	// MaxMsgBytes bounds the entry bytes of one append message and the size
 	// of one snapshot chunk.
 	MaxMsgBytes uint64
+	// MaxInflightBytes bounds the entry bytes in flight to one follower;
+	// 0 means MaxInflightMsgs*MaxMsgBytes. With MaxInflightMsgs it keeps a
+	// slow follower from piling up the leader's memory.
+	MaxInflightBytes uint64
+	// MaxUncommittedBytes bounds the command bytes a leader has accepted
+	// but not yet committed; beyond it Propose fails with
+	// raft.ErrProposalDropped until commits catch up. 0 means no limit.
+	MaxUncommittedBytes uint64
+	// PreVote makes a node check that it could win an election before it
+	// disrupts the cluster with a higher term (thesis §9.6).
+	PreVote bool
+	// CheckQuorum makes a leader step down when it has not heard from a
+	// majority within an election timeout, and a follower that hears from
+	// its leader ignore vote requests (thesis §6.2, §9.6).
+	CheckQuorum bool
 	// MaxCommandBytes bounds one proposed command; larger ones fail with
 	// ErrTooLarge before they reach the log.
 	MaxCommandBytes int
@@ -55,13 +78,18 @@ type Config struct {
 	Seed uint64
 	// Logger receives elections, leader changes and errors. nil is silent.
 	Logger *slog.Logger
+
+	// fs is the file system DataDir lives on; nil is the operating
+	// system's. The package's crash tests set a vfs.CrashFS.
+	fs vfs.FS
 }
 
 // DefaultConfig returns settings suited to a LAN: 10 ms ticks, heartbeats
 // every 10 ms, elections after 200-400 ms of silence (long enough that a
 // busy or briefly starved machine does not trigger needless elections), 64
 // append messages in flight per follower (enough to pipeline; fewer and
-// larger messages once a follower lags).
+// larger messages once a follower lags), 64 MiB of uncommitted commands at
+// most, pre-vote and check-quorum on.
 func DefaultConfig() Config {
 	return Config{
 		Service:               "raft",
@@ -70,6 +98,9 @@ func DefaultConfig() Config {
 		HeartbeatTicks:        1,
 		MaxInflightMsgs:       64,
 		MaxMsgBytes:           1 << 20,
+		MaxUncommittedBytes:   64 << 20,
+		PreVote:               true,
+		CheckQuorum:           true,
 		MaxCommandBytes:       1 << 20,
 		SnapshotThreshold:     10000,
 		SnapshotRetainEntries: 1000,

@@ -36,4 +36,13 @@ var (
 	ErrTooLarge = errors.New("consensus: command too large")
 	// ErrNilContext is returned by Propose when given a nil context.
 	ErrNilContext = errors.New("consensus: nil context")
+	// ErrClusterMismatch is returned by New when Config.Peers or
+	// Config.ClusterName disagree with the cluster identity recorded in
+	// DataDir at bootstrap. The error names both peer lists.
+	ErrClusterMismatch = errors.New("consensus: config disagrees with the data directory's cluster identity")
+	// ErrNoClusterIdentity is returned by New when DataDir holds Raft state
+	// (a log, hard state or snapshot) but no readable cluster identity
+	// file: which cluster the state belongs to is unknown, so the node
+	// refuses to start rather than guess.
+	ErrNoClusterIdentity = errors.New("consensus: data directory has no readable cluster identity")
 )

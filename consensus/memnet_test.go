@@ -14,6 +14,16 @@ import (
 // newMemnetCluster starts three nodes on a memnet network with the given
 // faults; tweak (if not nil) adjusts each node's Config.
 func newMemnetCluster(t *testing.T, durable bool, faults memnet.Faults, tweak func(*Config)) (*cluster, *memnet.Network) {
+	return newMemnetClusterOf(t, three, durable, faults, func(cfg *Config) {
+		if tweak != nil {
+			tweak(cfg)
+		}
+	})
+}
+
+// newMemnetClusterOf starts the nodes ids (each configured with Peers ids,
+// then tweak) on a memnet network with the given faults.
+func newMemnetClusterOf(t *testing.T, ids []transport.NodeID, durable bool, faults memnet.Faults, tweak func(*Config)) (*cluster, *memnet.Network) {
 	net, err := memnet.New(memnet.DefaultConfig())
 	if err != nil {
 		t.Fatal(err)
@@ -22,7 +32,7 @@ func newMemnetCluster(t *testing.T, durable bool, faults memnet.Faults, tweak fu
 		t.Fatal(err)
 	}
 	c := &cluster{
-		t: t, ids: three,
+		t: t, ids: ids,
 		nodes: map[transport.NodeID]*Node{}, sms: map[transport.NodeID]*kvSM{},
 		trs: map[transport.NodeID]transport.Transport{}, dirs: map[transport.NodeID]string{},
 		tr: func(id transport.NodeID) transport.Transport {
@@ -33,20 +43,18 @@ func newMemnetCluster(t *testing.T, durable bool, faults memnet.Faults, tweak fu
 			return tr
 		},
 	}
-	for _, id := range three {
+	for _, id := range ids {
 		if durable {
 			c.dirs[id] = t.TempDir()
 		}
 	}
 	c.cfg = func(id transport.NodeID) Config {
-		cfg := testConfig(id, three)
+		cfg := testConfig(id, ids)
 		cfg.DataDir = c.dirs[id]
-		if tweak != nil {
-			tweak(&cfg)
-		}
+		tweak(&cfg)
 		return cfg
 	}
-	for _, id := range three {
+	for _, id := range ids {
 		c.start(id)
 	}
 	t.Cleanup(func() {

@@ -5,14 +5,17 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io"
 	"log/slog"
 	"math/rand/v2"
 	"reflect"
 	"runtime"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/distkit/distkit/consensus/raft"
+	"github.com/distkit/distkit/internal/vfs"
 	"github.com/distkit/distkit/transport"
 )
 
@@ -30,6 +33,18 @@ type Status struct {
 	// PendingProposals counts the proposals this node accepted that are not
 	// applied yet.
 	PendingProposals int
+	// ClusterID is the cluster this node belongs to (see ClusterID).
+	ClusterID ClusterID
+	// DroppedForeign counts the messages dropped because they carried
+	// another cluster's ID: a node configured with other peers or another
+	// ClusterName is talking to this one.
+	DroppedForeign uint64
+	// DroppedNonMember counts the messages of this cluster dropped because
+	// their sender is not a member.
+	DroppedNonMember uint64
+	// DroppedMalformed counts the messages dropped because they could not
+	// be decoded or were misaddressed.
+	DroppedMalformed uint64
 	// Err is the failure that stopped the node (a storage error), if any.
 	Err error
 }
@@ -44,6 +59,20 @@ type Node struct {
 	sm     StateMachine
 	store  nodeStorage
 	logger *slog.Logger
+
+	// clusterID is stamped on every message sent and required of every
+	// message received; members are the nodes messages are accepted from.
+	clusterID ClusterID
+	members   map[transport.NodeID]bool
+
+	// Counters of dropped messages, written by the transport's handler.
+	droppedForeign, droppedNonMember, droppedMalformed atomic.Uint64
+
+	// proposals recycles proposals and their result channels: two
+	// allocations per Propose on the hot path. It is per Node, not global,
+	// so that a channel made inside one testing/synctest bubble is never
+	// used outside it.
+	proposals sync.Pool
 
 	// propMu guards props, closed and closedErr.
 	propMu    sync.Mutex
@@ -62,6 +91,15 @@ type Node struct {
 	donec   chan struct{}
 	stop    sync.Once
 
+	// quitc is closed when the loop exits (Close, or a failure): the
+	// snapshot goroutine's writes then fail.
+	quitc chan struct{}
+	// snapc carries the outcome of the background snapshot (size 1: one
+	// snapshot is in flight at most, and its goroutine must never wait for
+	// a loop that may be exiting). snapWG counts that goroutine.
+	snapc  chan snapResult
+	snapWG sync.WaitGroup
+
 	// Owned by the run goroutine.
 	core    *raft.RawNode
 	waiters map[uint64]*proposal // by log index
@@ -75,6 +113,7 @@ type Node struct {
 	answered  int    // proposals answered since the loop last yielded
 	ticks     uint64 // ticks since start
 	orphans   int    // waiters whose entry left the log (orphanedAt != 0)
+	snapping  bool   // a background snapshot is in flight
 	final     Status // the status at exit, served after Close
 	failure   error  // the error that stopped the loop
 	spare     []raft.Message
@@ -117,7 +156,11 @@ func New(cfg Config, tr transport.Transport, sm StateMachine) (*Node, error) {
 	}
 	var store nodeStorage
 	if cfg.DataDir != "" {
-		ds, err := OpenDiskStorage(cfg.DataDir, DiskOptions{RetainEntries: cfg.SnapshotRetainEntries, Logger: cfg.Logger})
+		fsys := vfs.Or(cfg.fs)
+		if _, err := loadIdentity(fsys, cfg.DataDir, &cfg); err != nil {
+			return nil, err
+		}
+		ds, err := OpenDiskStorage(cfg.DataDir, DiskOptions{RetainEntries: cfg.SnapshotRetainEntries, Logger: cfg.Logger, FS: fsys})
 		if err != nil {
 			return nil, err
 		}
@@ -170,6 +213,10 @@ func newNode(cfg Config, tr transport.Transport, sm StateMachine, store nodeStor
 	rc.HeartbeatTicks = cfg.HeartbeatTicks
 	rc.MaxInflightMsgs = cfg.MaxInflightMsgs
 	rc.MaxMsgBytes = cfg.MaxMsgBytes
+	rc.MaxInflightBytes = cfg.MaxInflightBytes
+	rc.MaxUncommittedBytes = cfg.MaxUncommittedBytes
+	rc.PreVote = cfg.PreVote
+	rc.CheckQuorum = cfg.CheckQuorum
 	rc.SnapshotThreshold = cfg.SnapshotThreshold
 	rc.Seed = seed
 	rc.Logger = cfg.Logger
@@ -178,19 +225,27 @@ func newNode(cfg Config, tr transport.Transport, sm StateMachine, store nodeStor
 		return nil, fmt.Errorf("consensus: %w", err)
 	}
 	n := &Node{
-		cfg:     cfg,
-		tr:      tr,
-		sm:      sm,
-		store:   store,
-		logger:  cfg.Logger,
-		propSig: make(chan struct{}, 1),
-		msgSig:  make(chan struct{}, 1),
-		statusc: make(chan chan Status),
-		stopc:   make(chan struct{}),
-		donec:   make(chan struct{}),
-		core:    core,
-		waiters: make(map[uint64]*proposal),
-		applied: snap.Meta.Index,
+		cfg:       cfg,
+		tr:        tr,
+		sm:        sm,
+		store:     store,
+		logger:    cfg.Logger,
+		clusterID: deriveClusterID(cfg.ClusterName, cfg.Peers),
+		members:   make(map[transport.NodeID]bool, len(cfg.Peers)),
+		propSig:   make(chan struct{}, 1),
+		msgSig:    make(chan struct{}, 1),
+		statusc:   make(chan chan Status),
+		stopc:     make(chan struct{}),
+		donec:     make(chan struct{}),
+		quitc:     make(chan struct{}),
+		snapc:     make(chan snapResult, 1),
+		core:      core,
+		waiters:   make(map[uint64]*proposal),
+		applied:   snap.Meta.Index,
+	}
+	n.proposals.New = func() any { return &proposal{done: make(chan result, 1)} }
+	for _, p := range cfg.Peers {
+		n.members[p] = true
 	}
 	if n.lastIndex, err = store.LastIndex(); err != nil {
 		return nil, fmt.Errorf("consensus: read last index: %w", err)
@@ -241,7 +296,7 @@ func (n *Node) Propose(ctx context.Context, cmd []byte) (any, error) {
 	if err := ctx.Err(); err != nil {
 		return nil, fmt.Errorf("consensus: propose: %w", err)
 	}
-	p := proposalPool.Get().(*proposal)
+	p := n.proposals.Get().(*proposal)
 	p.ctx = ctx
 	p.cmd = bytes.Clone(cmd)
 	if p.cmd == nil {
@@ -265,16 +320,12 @@ func (n *Node) Propose(ctx context.Context, cmd []byte) (any, error) {
 		// before sending it, so p can be reused. (A proposal abandoned
 		// below is not: its result may still arrive.)
 		*p = proposal{done: p.done}
-		proposalPool.Put(p)
+		n.proposals.Put(p)
 		return r.val, r.err
 	case <-ctx.Done():
 		return nil, fmt.Errorf("consensus: propose: %w", ctx.Err())
 	}
 }
-
-// proposalPool recycles proposals and their result channels: two
-// allocations per Propose on the hot path.
-var proposalPool = sync.Pool{New: func() any { return &proposal{done: make(chan result, 1)} }}
 
 // Status returns the node's current state. After Close it returns the
 // state at the moment the node stopped. Like Propose, it must not be called
@@ -312,14 +363,37 @@ func (n *Node) Close() error {
 	return n.final.Err
 }
 
-// receive is the transport handler: decode, queue, wake the loop.
+// receive is the transport handler: check the envelope, decode, queue,
+// wake the loop.
 func (n *Node) receive(msg transport.Message) {
+	cid, body, err := openEnvelope(msg.Payload)
+	if err != nil {
+		n.droppedMalformed.Add(1)
+		n.debug("dropping malformed message", "from", msg.From, "err", err)
+		return
+	}
+	if cid != n.clusterID {
+		// Another cluster's member, or a member of this one started with
+		// another peer list: acting on it could elect two leaders.
+		if n.droppedForeign.Add(1) == 1 && n.logger != nil {
+			n.logger.Warn("consensus: dropping messages from another cluster (is every member given the same Peers and ClusterName?)",
+				"node", n.cfg.ID, "from", msg.From, "theirCluster", cid, "ourCluster", n.clusterID)
+		}
+		return
+	}
+	if !n.members[msg.From] {
+		n.droppedNonMember.Add(1)
+		n.debug("dropping message from a non-member", "from", msg.From)
+		return
+	}
 	var m raft.Message
-	if err := m.Unmarshal(msg.Payload); err != nil {
+	if err := m.Unmarshal(body); err != nil {
+		n.droppedMalformed.Add(1)
 		n.debug("dropping malformed message", "from", msg.From, "err", err)
 		return
 	}
 	if m.From != msg.From || m.To != n.cfg.ID {
+		n.droppedMalformed.Add(1)
 		n.debug("dropping misaddressed message", "from", msg.From, "claims", m.From, "to", m.To)
 		return
 	}
@@ -361,6 +435,12 @@ func (n *Node) run() {
 		case reply := <-n.statusc:
 			reply <- n.status()
 			continue
+		case res := <-n.snapc:
+			if err := n.finishSnapshot(res); err != nil {
+				n.fail(err)
+				return
+			}
+			continue
 		case <-n.stopc:
 			n.shutdown(ErrStopped)
 			return
@@ -370,11 +450,7 @@ func (n *Node) run() {
 		n.stepMessages()
 		n.proposeQueued()
 		if err := n.handleReadies(); err != nil {
-			n.failure = err
-			if n.logger != nil {
-				n.logger.Error("consensus: node stopped", "node", n.cfg.ID, "err", err)
-			}
-			n.shutdown(err)
+			n.fail(err)
 			return
 		}
 		if n.answered > 0 {
@@ -388,6 +464,16 @@ func (n *Node) run() {
 			runtime.Gosched()
 		}
 	}
+}
+
+// fail stops the node after a failure (storage): it is reported by
+// Status, Close and every later Propose.
+func (n *Node) fail(err error) {
+	n.failure = err
+	if n.logger != nil {
+		n.logger.Error("consensus: node stopped", "node", n.cfg.ID, "err", err)
+	}
+	n.shutdown(err)
 }
 
 func (n *Node) stepMessages() {
@@ -545,7 +631,8 @@ func (n *Node) sendReplication(msgs []raft.Message) []raft.Message {
 func (n *Node) send(msgs []raft.Message) {
 	for i := range msgs {
 		m := &msgs[i]
-		payload, err := m.Marshal()
+		payload := make([]byte, 0, envelopeHeaderSize+m.Size())
+		payload, err := m.MarshalAppend(appendEnvelopeHeader(payload, n.clusterID))
 		if err != nil {
 			n.debug("marshal", "type", m.Type, "err", err)
 			continue
@@ -632,7 +719,34 @@ func (n *Node) apply(ents []raft.Entry) {
 	}
 }
 
+// snapshot snapshots the state machine as of n.applied and compacts the
+// log. A state machine that offers a view (SnapshotViewer) is written out
+// by a goroutine of its own (writeSnapshot, then finishSnapshot on the
+// loop); any other is written here, on the loop.
 func (n *Node) snapshot() error {
+	if v, ok := n.sm.(SnapshotViewer); ok {
+		if n.snapping {
+			// The previous one is still being written; the core asks
+			// again SnapshotThreshold entries later.
+			n.debug("snapshot skipped: the previous one is still being written", "index", n.applied)
+			return nil
+		}
+		view, err := v.SnapshotView()
+		if err == nil && isNil(view) {
+			err = errors.New("nil view")
+		}
+		if err != nil {
+			if n.logger != nil {
+				n.logger.Warn("consensus: state machine snapshot view failed; snapshot skipped", "node", n.cfg.ID, "index", n.applied, "err", err)
+			}
+			return nil
+		}
+		st := n.core.Status()
+		n.snapping = true
+		n.snapWG.Add(1)
+		go n.writeSnapshot(view, n.applied, raft.Membership{Voters: st.Voters})
+		return nil
+	}
 	var buf bytes.Buffer
 	if err := n.sm.Snapshot(&buf); err != nil {
 		return fmt.Errorf("consensus: snapshot state machine: %w", err)
@@ -646,8 +760,91 @@ func (n *Node) snapshot() error {
 	return nil
 }
 
+// snapResult is the outcome of a background snapshot.
+type snapResult struct {
+	index uint64
+	m     raft.Membership
+	// Either commit (a snapshotStreamer staged the file) or data (the
+	// snapshot's bytes, for CreateSnapshot).
+	commit func() error
+	data   []byte
+	err    error
+}
+
+// errSnapshotAbandoned is what the snapshot goroutine's writes return once
+// the node stops.
+var errSnapshotAbandoned = errors.New("consensus: snapshot abandoned: node stopped")
+
+// quitWriter fails every write once quit is closed.
+type quitWriter struct {
+	w    io.Writer
+	quit <-chan struct{}
+}
+
+func (q quitWriter) Write(p []byte) (int, error) {
+	select {
+	case <-q.quit:
+		return 0, errSnapshotAbandoned
+	default:
+		return q.w.Write(p)
+	}
+}
+
+// writeSnapshot is the snapshot goroutine: it writes view (streamed to the
+// storage if it can take a stream, into memory otherwise) and hands the
+// outcome to the loop.
+func (n *Node) writeSnapshot(view SnapshotWriter, index uint64, m raft.Membership) {
+	defer n.snapWG.Done()
+	res := snapResult{index: index, m: m}
+	if st, ok := n.store.(snapshotStreamer); ok {
+		res.commit, res.err = st.StageSnapshot(index, m, func(w io.Writer) error {
+			return view.WriteSnapshot(quitWriter{w: w, quit: n.quitc})
+		})
+	} else {
+		var buf bytes.Buffer
+		res.err = view.WriteSnapshot(quitWriter{w: &buf, quit: n.quitc})
+		res.data = buf.Bytes()
+	}
+	view.Release()
+	n.snapc <- res // never blocks: one snapshot in flight, size 1
+}
+
+// finishSnapshot records a snapshot written in the background and compacts
+// the log. A snapshot that could not be written is skipped (the next one
+// comes SnapshotThreshold entries later); one that cannot be recorded
+// stops the node, like any storage failure.
+func (n *Node) finishSnapshot(res snapResult) error {
+	n.snapping = false
+	if res.err != nil {
+		if n.logger != nil {
+			n.logger.Warn("consensus: background snapshot failed; skipped", "node", n.cfg.ID, "index", res.index, "err", res.err)
+		}
+		return nil
+	}
+	var err error
+	if res.commit != nil {
+		err = res.commit()
+	} else {
+		_, err = n.store.CreateSnapshot(res.index, res.m, res.data)
+	}
+	// Out of date: a newer snapshot from the leader was installed meanwhile.
+	if err != nil && !errors.Is(err, raft.ErrSnapshotOutOfDate) {
+		return fmt.Errorf("consensus: save snapshot at %d: %w", res.index, err)
+	}
+	n.debug("snapshot", "index", res.index, "bytes", len(res.data), "background", true)
+	return nil
+}
+
 func (n *Node) status() Status {
-	return Status{Status: n.core.Status(), PendingProposals: len(n.waiters), Err: n.failure}
+	return Status{
+		Status:           n.core.Status(),
+		PendingProposals: len(n.waiters),
+		ClusterID:        n.clusterID,
+		DroppedForeign:   n.droppedForeign.Load(),
+		DroppedNonMember: n.droppedNonMember.Load(),
+		DroppedMalformed: n.droppedMalformed.Load(),
+		Err:              n.failure,
+	}
 }
 
 // shutdown fails every waiting proposal, closes the storage and
@@ -673,6 +870,15 @@ func (n *Node) shutdown(cause error) {
 		n.resolve(index, p, result{err: stopErr})
 	}
 	n.final = n.status()
+	// The snapshot goroutine's writes fail from now on; wait for it before
+	// closing the storage it may be writing to. A staged snapshot not
+	// committed is a temporary file, removed on the next open.
+	close(n.quitc)
+	n.snapWG.Wait()
+	select {
+	case <-n.snapc:
+	default:
+	}
 	if err := n.store.Close(); err != nil && n.final.Err == nil {
 		n.final.Err = err
 	}

@@ -7,6 +7,7 @@ import (
 	"os"
 	"strings"
 	"testing"
+	"testing/synctest"
 	"time"
 
 	"github.com/distkit/distkit/consensus/raft"
@@ -320,4 +321,42 @@ func TestNewRejectsBadArguments(t *testing.T) {
 			}
 		})
 	}
+}
+
+// TestConfigReachesCore: the core options in Config take effect. With
+// MaxUncommittedBytes tiny, a leader cut off from its followers accepts
+// one proposal (it cannot commit it) and drops the next as flow control.
+func TestConfigReachesCore(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		c, net := newMemnetCluster(t, false, memnet.Faults{}, func(cfg *Config) {
+			cfg.MaxUncommittedBytes = 1
+			cfg.CheckQuorum = false // the isolated leader stays leader
+		})
+		ctx := context.Background()
+		var leader *Node
+		for leader == nil {
+			time.Sleep(10 * time.Millisecond)
+			leader = leaderOf(func(id transport.NodeID) *Node { return c.nodes[id] })
+		}
+		net.Isolate(leader.ID())
+		first := make(chan error, 1)
+		go func() {
+			pctx, cancel := context.WithTimeout(ctx, time.Second)
+			defer cancel()
+			_, err := leader.Propose(pctx, []byte("x=1"))
+			first <- err
+		}()
+		synctest.Wait()
+		pctx, cancel := context.WithTimeout(ctx, time.Second)
+		defer cancel()
+		if _, err := leader.Propose(pctx, []byte("y=1")); !errors.Is(err, raft.ErrProposalDropped) {
+			t.Errorf("second uncommitted Propose = %v; want raft.ErrProposalDropped (MaxUncommittedBytes)", err)
+		}
+		if err := <-first; !errors.Is(err, context.DeadlineExceeded) {
+			t.Errorf("first Propose on the isolated leader = %v; want a timeout", err)
+		}
+		if st := leader.Status(); st.Role != raft.Leader {
+			t.Errorf("isolated leader's role = %v with CheckQuorum off; want leader", st.Role)
+		}
+	})
 }

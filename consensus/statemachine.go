@@ -33,3 +33,33 @@ type StateMachine interface {
 	// written by Snapshot, possibly on another node).
 	Restore(r io.Reader) error
 }
+
+// SnapshotViewer is an optional interface of a StateMachine whose state is
+// large: the Node then snapshots it without stopping. SnapshotView is
+// called on the Node's goroutine between Applies, like Snapshot, but only
+// captures a point-in-time view of the state (a copy-on-write reference,
+// a persistent data structure's root, a database snapshot handle), which
+// must be quick; the view is then written out by a separate goroutine
+// while the Node goes on applying, replicating and taking part in
+// elections. A StateMachine that does not implement it is snapshotted with
+// Snapshot, on the Node's goroutine.
+type SnapshotViewer interface {
+	// SnapshotView returns a view of the state as of the last applied
+	// entry. The view must not change when later entries are applied or
+	// the state is restored from another snapshot. An error skips this
+	// snapshot (it is logged; the next one is tried SnapshotThreshold
+	// entries later).
+	SnapshotView() (SnapshotWriter, error)
+}
+
+// SnapshotWriter is a point-in-time view of a state machine's state,
+// returned by SnapshotView.
+type SnapshotWriter interface {
+	// WriteSnapshot writes the view to w in the format Restore reads. It
+	// runs on a goroutine of its own, concurrently with Apply and Restore.
+	// It should return soon after a write to w fails: Close waits for it.
+	WriteSnapshot(w io.Writer) error
+	// Release is called once, after WriteSnapshot returned, to free the
+	// view.
+	Release()
+}

@@ -1,6 +1,8 @@
 package consensus
 
 import (
+	"io"
+
 	"github.com/distkit/distkit/consensus/raft"
 )
 
@@ -16,6 +18,19 @@ type nodeStorage interface {
 	// CreateSnapshot records a local snapshot and compacts the log.
 	CreateSnapshot(i uint64, m raft.Membership, data []byte) (raft.Snapshot, error)
 	Close() error
+}
+
+// snapshotStreamer is an optional interface of a nodeStorage that takes a
+// state machine snapshot as a stream, off the Node's goroutine: the Node's
+// snapshot goroutine calls StageSnapshot, which writes the snapshot file
+// (under a temporary name, fsynced) from write and may run concurrently
+// with the loop's Save; the loop then calls commit, which makes the staged
+// file the current snapshot and compacts the log. A staged snapshot never
+// committed (the node stopped) is a temporary file, removed on the next
+// open. Storages without it get the snapshot's bytes through
+// CreateSnapshot, on the Node's goroutine.
+type snapshotStreamer interface {
+	StageSnapshot(i uint64, m raft.Membership, write func(io.Writer) error) (commit func() error, err error)
 }
 
 var (
