@@ -18,6 +18,8 @@ type testCluster struct {
 	applied map[transport.NodeID][]Entry
 	// due counts the Readys with SnapshotDue per node.
 	due map[transport.NodeID]int
+	// reads collects the ReadStates per node.
+	reads map[transport.NodeID][]ReadState
 	// drop filters messages (true = lost).
 	drop  func(m Message) bool
 	queue []Message
@@ -43,6 +45,7 @@ func buildCluster(t testing.TB, ids []transport.NodeID, prepare func(i int, s *M
 		stores:  map[transport.NodeID]*MemoryStorage{},
 		applied: map[transport.NodeID][]Entry{},
 		due:     map[transport.NodeID]int{},
+		reads:   map[transport.NodeID][]ReadState{},
 	}
 	for i, id := range c.ids {
 		s := NewMemoryStorage()
@@ -101,6 +104,7 @@ func (c *testCluster) process() {
 			if rd.SnapshotDue {
 				c.due[id]++
 			}
+			c.reads[id] = append(c.reads[id], rd.ReadStates...)
 			rn.Advance(rd)
 		}
 		if len(c.queue) > 0 {

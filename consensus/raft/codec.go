@@ -13,12 +13,26 @@ import (
 const wireVersion = 1
 
 // Flag bits of the encoded Message.
+//
+// flagMembership says the snapshot metadata carries a full Membership
+// (learners, outgoing voters, AutoLeave) in Membership.AppendBinary's
+// encoding instead of the voters alone; it is set only when the
+// membership has more than voters, so messages without those fields
+// encode exactly as before and older decoders, which refuse unknown flags,
+// refuse only what they could not represent.
 const (
-	flagReject   = 1 << 0
-	flagLast     = 1 << 1
-	flagSnapshot = 1 << 2
-	flagMask     = flagReject | flagLast | flagSnapshot
+	flagReject     = 1 << 0
+	flagLast       = 1 << 1
+	flagSnapshot   = 1 << 2
+	flagTransfer   = 1 << 3
+	flagMembership = 1 << 4
+	flagMask       = flagReject | flagLast | flagSnapshot | flagTransfer | flagMembership
 )
+
+// simpleMembership reports whether m has voters only (the original format).
+func simpleMembership(m *Membership) bool {
+	return len(m.Learners) == 0 && len(m.OutgoingVoters) == 0 && !m.AutoLeave
+}
 
 // Size returns the number of bytes Marshal produces for m.
 func (m *Message) Size() int {
@@ -34,11 +48,18 @@ func (m *Message) Size() int {
 			n += 1 + uvarintSize(e.Term) + bytesSize(e.Data)
 		}
 	}
-	if m.Snapshot != nil {
-		n += uvarintSize(m.Snapshot.Index) + uvarintSize(m.Snapshot.Term)
-		n += uvarintSize(uint64(len(m.Snapshot.Membership.Voters)))
-		for _, v := range m.Snapshot.Membership.Voters {
-			n += strSize(string(v))
+	if s := m.Snapshot; s != nil {
+		n += uvarintSize(s.Index) + uvarintSize(s.Term)
+		sets := [][]transport.NodeID{s.Membership.Voters}
+		if !simpleMembership(&s.Membership) {
+			sets = append(sets, s.Membership.Learners, s.Membership.OutgoingVoters)
+			n++ // membership flags
+		}
+		for _, set := range sets {
+			n += uvarintSize(uint64(len(set)))
+			for _, v := range set {
+				n += strSize(string(v))
+			}
 		}
 		n += uvarintSize(m.Offset)
 	}
@@ -77,6 +98,12 @@ func (m *Message) MarshalAppend(dst []byte) ([]byte, error) {
 	}
 	if m.Snapshot != nil {
 		flags |= flagSnapshot
+		if !simpleMembership(&m.Snapshot.Membership) {
+			flags |= flagMembership
+		}
+	}
+	if m.Transfer {
+		flags |= flagTransfer
 	}
 	dst = append(dst, wireVersion, byte(m.Type), flags)
 	dst = appendString(dst, string(m.From))
@@ -100,9 +127,13 @@ func (m *Message) MarshalAppend(dst []byte) ([]byte, error) {
 	if s := m.Snapshot; s != nil {
 		dst = binary.AppendUvarint(dst, s.Index)
 		dst = binary.AppendUvarint(dst, s.Term)
-		dst = binary.AppendUvarint(dst, uint64(len(s.Membership.Voters)))
-		for _, v := range s.Membership.Voters {
-			dst = appendString(dst, string(v))
+		if flags&flagMembership != 0 {
+			dst, _ = s.Membership.AppendBinary(dst)
+		} else {
+			dst = binary.AppendUvarint(dst, uint64(len(s.Membership.Voters)))
+			for _, v := range s.Membership.Voters {
+				dst = appendString(dst, string(v))
+			}
 		}
 		dst = binary.AppendUvarint(dst, m.Offset)
 	}
@@ -142,6 +173,10 @@ func (m *Message) Unmarshal(b []byte) error {
 	m.Type = typ
 	m.Reject = flags&flagReject != 0
 	m.Last = flags&flagLast != 0
+	m.Transfer = flags&flagTransfer != 0
+	if flags&flagMembership != 0 && flags&flagSnapshot == 0 {
+		return fmt.Errorf("%w: membership flag without a snapshot", ErrInvalidMessage)
+	}
 	m.From = d.nodeID(prevFrom)
 	m.To = d.nodeID(prevTo)
 	m.Term = d.uvarint()
@@ -169,7 +204,16 @@ func (m *Message) Unmarshal(b []byte) error {
 	}
 	if flags&flagSnapshot != 0 {
 		s := &SnapshotMeta{Index: d.uvarint(), Term: d.uvarint()}
-		if n := d.count(1); n > 0 {
+		if flags&flagMembership != 0 {
+			if d.err != nil {
+				return d.err
+			}
+			rest, err := s.Membership.decode(&d)
+			if err != nil {
+				return fmt.Errorf("%w: snapshot %w", ErrInvalidMessage, err)
+			}
+			d.buf = rest
+		} else if n := d.count(1); n > 0 {
 			s.Membership.Voters = make([]transport.NodeID, 0, n)
 			for i := uint64(0); i < n && d.err == nil; i++ {
 				s.Membership.Voters = append(s.Membership.Voters, transport.NodeID(d.bytes()))

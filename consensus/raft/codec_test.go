@@ -21,7 +21,28 @@ func sampleMessages() []Message {
 		{Type: MsgSnap, From: "l", To: "f", Term: 4, Snapshot: &SnapshotMeta{Index: 100, Term: 3, Membership: Membership{Voters: []transport.NodeID{"l", "f", "g"}}}, Offset: 4096, Data: []byte{1, 2, 3}, Last: true},
 		{Type: MsgSnapResp, From: "f", To: "l", Term: 4, Index: 4099, Snapshot: &SnapshotMeta{Index: 100, Term: 3}},
 		{Type: MsgReadIndex, From: "f", To: "l", Term: 4, Context: []byte("ctx")},
+		{Type: MsgReadIndexResp, From: "l", To: "f", Term: 4, Index: 77, Context: []byte("ctx")},
+		{Type: MsgTimeoutNow, From: "l", To: "f", Term: 4, Index: 77},
+		{Type: MsgVote, From: "f", To: "g", Term: 5, Index: 77, LogTerm: 4, Transfer: true},
+		{Type: MsgHeartbeat, From: "l", To: "f", Term: 4, Commit: 70, Context: []byte{3}},
+		{Type: MsgSnap, From: "l", To: "f", Term: 4, Snapshot: &SnapshotMeta{Index: 100, Term: 3, Membership: Membership{
+			Voters: []transport.NodeID{"l", "g"}, Learners: []transport.NodeID{"x"}, OutgoingVoters: []transport.NodeID{"l", "f", "g"}, AutoLeave: true,
+		}}, Data: []byte{1}},
+		{Type: MsgApp, From: "l", To: "f", Term: 4, Index: 5, LogTerm: 4, Entries: []Entry{
+			{Term: 4, Index: 6, Type: EntryConfChange, Data: mustConfEntry(ConfChangeEntry{
+				Change:     ConfChange{Changes: []ConfChangeOp{{Type: ConfAddLearner, Node: "x"}}},
+				Membership: Membership{Voters: []transport.NodeID{"l", "f", "g"}, Learners: []transport.NodeID{"x"}},
+			})},
+		}},
 	}
+}
+
+func mustConfEntry(e ConfChangeEntry) []byte {
+	b, err := e.AppendBinary(nil)
+	if err != nil {
+		panic(err)
+	}
+	return b
 }
 
 func TestMessageRoundTrip(t *testing.T) {
@@ -58,6 +79,12 @@ func TestUnmarshalRejectsBadInput(t *testing.T) {
 		{"bad flags", []byte{wireVersion, byte(MsgApp), 0x80}},
 		{"truncated", good[:len(good)-3]},
 		{"trailing", append(append([]byte(nil), good...), 0)},
+		{"membership flag without snapshot", []byte{wireVersion, byte(MsgApp), flagMembership}},
+		{"bad snapshot membership", func() []byte {
+			m := Message{Type: MsgSnap, From: "a", To: "b", Term: 2, Snapshot: &SnapshotMeta{Index: 1, Term: 1, Membership: Membership{Voters: []transport.NodeID{"a"}, Learners: []transport.NodeID{"a"}}}}
+			b, _ := m.Marshal()
+			return b
+		}()},
 		{"huge entry count", []byte{wireVersion, byte(MsgApp), 0, 0, 0, 0, 0, 0, 0, 0, 0xff, 0xff, 0xff, 0xff, 0x0f}},
 	}
 	for _, tt := range tests {

@@ -11,12 +11,23 @@ import (
 // Config configures a RawNode. Start from DefaultConfig, set ID, Peers and
 // Storage, and adjust what you need; NewRawNode calls Validate.
 type Config struct {
-	// ID is this node's identity; it must be one of the voters.
+	// ID is this node's identity. A node that bootstraps a new cluster must
+	// be one of Peers.
 	ID transport.NodeID
 	// Peers lists every voter of a new cluster, this node included. It is
 	// used only when Storage holds no membership yet (a fresh node);
-	// afterwards the membership comes from Storage.
+	// afterwards the membership comes from Storage: the latest snapshot's,
+	// then every EntryConfChange in the log after it. Every node that
+	// bootstraps the cluster must be given the same Peers, and so must a
+	// node that restarts before it has a snapshot.
 	Peers []transport.NodeID
+	// Join says this fresh node joins a running cluster instead of
+	// bootstrapping a new one: it has been added (as a learner or a voter)
+	// through the leader, and learns the membership from the leader's log
+	// or snapshot. Peers must then be empty, and stay so (with Join still
+	// set) whenever the node restarts. Until it learns that it is a voter
+	// it never campaigns.
+	Join bool
 	// Storage is where the core reads the log, the hard state and the
 	// snapshot from. The caller writes it (see the package documentation).
 	Storage Storage
@@ -69,6 +80,33 @@ type Config struct {
 	// DefaultConfig.
 	CheckQuorum bool
 
+	// LeaseReads lets a leader answer ReadIndex without a heartbeat round
+	// while its lease holds (thesis §6.4.1). It requires CheckQuorum and
+	// must be set on every node: it relies on the followers' check-quorum
+	// lease, and makes a node that starts refuse votes for ElectionTicks
+	// ticks (it may have heard from a leader just before it restarted).
+	// Safe only if the nodes' clocks run at rates that differ by less than
+	// LeaseDriftTicks per election timeout; see the package documentation.
+	LeaseReads bool
+	// LeaseDriftTicks is the clock drift bound of lease reads: the leader
+	// trusts its lease for ElectionTicks - LeaseDriftTicks ticks after
+	// sending the heartbeat a quorum acknowledged. It must be below
+	// ElectionTicks.
+	LeaseDriftTicks int
+
+	// CheckQuorumTicks is the check-quorum window: a leader steps down when
+	// it has heard nothing (any message of its term counts, however late)
+	// from a quorum for that many ticks. 0 or less than ElectionTicks means
+	// ElectionTicks. Leave it at 0 when responses take well under an
+	// election timeout; when they may take longer (a slow or congested
+	// network, responses queued behind large appends), set it above the
+	// worst expected response latency plus an election timeout, or set
+	// ElectionTicks that high, else leaders step down again and again
+	// although every node is up (see the package documentation). Only
+	// liveness depends on it: lease reads rely on acknowledged heartbeat
+	// rounds, not on this window.
+	CheckQuorumTicks int
+
 	// Seed seeds the randomized election timeouts. Together with ID it
 	// makes a node's behaviour a pure function of its inputs: replaying the
 	// same inputs replays the same run.
@@ -114,6 +152,12 @@ func (c *Config) Validate() error {
 		return bad("MaxInflightMsgs is %d; want at least 1", c.MaxInflightMsgs)
 	case c.MaxCommittedBytesPerReady < 1:
 		return bad("MaxCommittedBytesPerReady is 0; want at least 1")
+	case c.LeaseReads && !c.CheckQuorum:
+		return bad("LeaseReads needs CheckQuorum")
+	case c.LeaseDriftTicks < 0 || (c.LeaseReads && c.LeaseDriftTicks >= c.ElectionTicks):
+		return bad("LeaseDriftTicks (%d) must be in [0, ElectionTicks (%d))", c.LeaseDriftTicks, c.ElectionTicks)
+	case c.Join && len(c.Peers) > 0:
+		return bad("Join with Peers: a joining node learns the membership from the leader")
 	}
 	for i, p := range c.Peers {
 		if p == "" {
@@ -126,13 +170,17 @@ func (c *Config) Validate() error {
 	return nil
 }
 
-// validateMembership checks the membership the node starts with.
-func validateMembership(id transport.NodeID, m Membership) error {
-	if len(m.Voters) == 0 {
-		return fmt.Errorf("%w: no voters: set Peers for a new cluster", ErrInvalidConfig)
-	}
-	if !slices.Contains(m.Voters, id) {
-		return fmt.Errorf("%w: ID %q is not a voter %v", ErrInvalidConfig, id, m.Voters)
+// validateMembership checks the membership a fresh node starts with (from
+// Peers): a node that bootstraps must be one of the voters, a node that
+// joins starts with none.
+func validateMembership(c Config, m Membership) error {
+	switch {
+	case c.Join:
+		return nil
+	case len(m.Voters) == 0:
+		return fmt.Errorf("%w: no voters: set Peers for a new cluster, or Join", ErrInvalidConfig)
+	case !slices.Contains(m.Voters, c.ID):
+		return fmt.Errorf("%w: ID %q is not a voter %v (a node added to a running cluster sets Join)", ErrInvalidConfig, c.ID, m.Voters)
 	}
 	return nil
 }

@@ -1,6 +1,8 @@
 package raft
 
 import (
+	"slices"
+
 	"github.com/distkit/distkit/transport"
 )
 
@@ -9,20 +11,44 @@ import (
 
 // tick advances logical time by one tick.
 func (r *raft) tick() {
+	r.ticks++
 	if r.role == Leader {
 		r.tickLeader()
 		return
 	}
 	r.electionElapsed++
-	if r.promotable() && r.electionElapsed >= r.randomizedElectionTimeout {
+	if r.voteGuard > 0 {
+		r.voteGuard--
+	}
+	if r.electionElapsed < r.randomizedElectionTimeout {
+		return
+	}
+	switch {
+	case r.promotable():
 		r.electionElapsed = 0
-		r.campaign(r.cfg.PreVote)
+		r.campaign(r.cfg.PreVote, false)
+	case r.lead != "":
+		// A learner or a removed node never campaigns, but it stops
+		// naming a leader it no longer hears from: a removed node would
+		// otherwise redirect clients to a stale leader forever.
+		r.lead = ""
 	}
 }
 
 func (r *raft) tickLeader() {
 	r.heartbeatElapsed++
 	r.electionElapsed++
+	if r.leadTransferee != "" {
+		r.transferElapsed++
+		if r.transferElapsed >= r.cfg.ElectionTicks {
+			// Thesis §3.10: the target did not take over within an
+			// election timeout; resume accepting proposals.
+			r.logger.Info("leadership transfer timed out", "to", string(r.leadTransferee), "term", r.term)
+			r.abortTransfer()
+		}
+	}
+	// A newly elected leader gets a full window before its first check:
+	// reset sets electionElapsed to 0 when it wins.
 	if r.electionElapsed >= r.cfg.ElectionTicks {
 		r.electionElapsed = 0
 		if r.cfg.CheckQuorum {
@@ -33,15 +59,12 @@ func (r *raft) tickLeader() {
 				r.becomeFollower(r.term, "")
 				return
 			}
-			for id, pr := range r.prs {
-				pr.recentActive = id == r.id
-			}
 		}
 	}
-	// Voters, not the prs map: the order of the messages must not depend
+	// Members, not the prs map: the order of the messages must not depend
 	// on map iteration, or a run could not be replayed.
-	for _, id := range r.voters {
-		if pr := r.prs[id]; pr.state == ProgressSnapshot {
+	for _, id := range r.members {
+		if pr := r.prs[id]; pr != nil && pr.state == ProgressSnapshot {
 			r.tickSnapshot(id, pr)
 		}
 	}
@@ -52,18 +75,48 @@ func (r *raft) tickLeader() {
 	}
 }
 
+// quorumActive reports whether a quorum of the configuration (both halves
+// of a joint one) was heard from in the current check-quorum window.
 func (r *raft) quorumActive() bool {
-	active := 0
-	for _, v := range r.voters {
-		if pr := r.prs[v]; pr != nil && pr.recentActive {
-			active++
+	r.prs[r.id].heard = r.ticks + 1
+	active := func(p *progress) uint64 {
+		if r.heardRecently(p) {
+			return 1
 		}
+		return 0
 	}
-	return active >= r.quorum()
+	in := r.quorumOf(r.conf.Voters, active)
+	out := r.quorumOf(r.conf.OutgoingVoters, active)
+	return in == 1 && (!r.conf.Joint() || out == 1)
 }
 
-// campaign starts a (pre-)election.
-func (r *raft) campaign(pre bool) {
+// checkQuorumTicks is the check-quorum window: a leader steps down when it
+// has not heard from a quorum for that many ticks.
+func (r *raft) checkQuorumTicks() int {
+	return max(r.cfg.CheckQuorumTicks, r.cfg.ElectionTicks)
+}
+
+// heardRecently reports whether the leader heard from the member within
+// the check-quorum window.
+func (r *raft) heardRecently(p *progress) bool {
+	return p.heard > 0 && r.ticks+1-p.heard <= uint64(r.checkQuorumTicks())
+}
+
+// inLease reports whether this node refuses to grant votes or adopt a
+// higher term from a vote request because it heard from a leader within
+// the minimum election timeout (thesis §4.2.3 and §9.6), or because it
+// just started with lease reads on.
+func (r *raft) inLease() bool {
+	if !r.cfg.CheckQuorum {
+		return false
+	}
+	return (r.lead != "" && r.electionElapsed < r.cfg.ElectionTicks) || r.voteGuard > 0
+}
+
+// campaign starts a (pre-)election. transfer marks a campaign started by
+// MsgTimeoutNow: it skips the pre-vote and voters grant it despite their
+// check-quorum lease (thesis §3.10).
+func (r *raft) campaign(pre, transfer bool) {
 	if !r.promotable() {
 		return
 	}
@@ -81,11 +134,11 @@ func (r *raft) campaign(pre bool) {
 		return
 	}
 	lastIndex, lastTerm := r.log.lastIndex(), r.log.lastTerm()
-	for _, v := range r.voters {
-		if v == r.id {
+	for i, v := range r.voterSet {
+		if v == r.id || slices.Contains(r.voterSet[:i], v) {
 			continue
 		}
-		r.send(Message{Type: typ, To: v, Term: term, Index: lastIndex, LogTerm: lastTerm})
+		r.send(Message{Type: typ, To: v, Term: term, Index: lastIndex, LogTerm: lastTerm, Transfer: transfer})
 	}
 }
 
@@ -93,35 +146,41 @@ func (r *raft) campaign(pre bool) {
 // election ended (won or lost).
 func (r *raft) poll(from transport.NodeID, granted bool) bool {
 	if r.votes == nil {
-		r.votes = make(map[transport.NodeID]bool, len(r.voters))
+		r.votes = make(map[transport.NodeID]bool, len(r.voterSet))
 	}
 	if _, seen := r.votes[from]; !seen {
 		r.votes[from] = granted
 	}
-	yes, no := 0, 0
-	for _, v := range r.voters {
-		g, ok := r.votes[v]
-		switch {
-		case !ok:
-		case g:
-			yes++
-		default:
-			no++
-		}
+	if r.role == Candidate {
+		r.recordTermVote(from, granted)
 	}
+	// Thesis §4.3: in a joint configuration an election needs majorities
+	// of both the incoming and the outgoing voters.
+	won, lost := r.conf.jointVoteResult(r.votes)
 	switch {
-	case yes >= r.quorum():
+	case won:
 		if r.role == PreCandidate {
-			r.campaign(false)
+			r.campaign(false, false)
 		} else {
 			r.becomeLeader()
 		}
 		return true
-	case no >= len(r.voters)-r.quorum()+1:
+	case lost:
 		r.becomeFollower(r.term, "")
 		return true
 	}
 	return false
+}
+
+// recordTermVote remembers an answer to this node's candidacy in the
+// current term.
+func (r *raft) recordTermVote(from transport.NodeID, granted bool) {
+	if r.termVotes == nil {
+		r.termVotes = make(map[transport.NodeID]bool, len(r.voterSet))
+	}
+	if _, seen := r.termVotes[from]; !seen {
+		r.termVotes[from] = granted
+	}
 }
 
 // handleVote answers RequestVote and pre-vote requests (§5.2, §5.4.1).

@@ -32,9 +32,27 @@ var (
 	// ErrInvalidMessage is returned for a malformed message, whether it came
 	// from Unmarshal or was handed to Step.
 	ErrInvalidMessage = errors.New("raft: invalid message")
-	// ErrUnsupported is returned by Step for message kinds reserved for a
-	// later release (leadership transfer, ReadIndex).
+	// ErrUnsupported is kept for compatibility: every message kind is
+	// supported now, and Step no longer returns it.
 	ErrUnsupported = errors.New("raft: unsupported message kind")
+	// ErrInvalidConfChange is returned for a membership change that makes no
+	// sense (adding a member, removing a stranger, removing every voter) and
+	// for a malformed encoded ConfChangeEntry or Membership.
+	ErrInvalidConfChange = errors.New("raft: invalid membership change")
+	// ErrConfChangeInProgress is returned by ProposeConfChange while another
+	// change is pending: appended but not committed, or a joint
+	// configuration not yet left. It is also returned until a new leader
+	// has committed an entry of its own term (a change appended before that
+	// could overlap an uncommitted one of the previous leader). Retry once
+	// the pending change is applied.
+	ErrConfChangeInProgress = errors.New("raft: membership change in progress")
+	// ErrTransferInProgress is returned (together with ErrProposalDropped)
+	// by Propose and ProposeConfChange while the leader hands leadership
+	// over, and by TransferLeadership while another transfer runs.
+	ErrTransferInProgress = errors.New("raft: leadership transfer in progress")
+	// ErrNoTransferTarget is returned by TransferLeadership when the target
+	// is not a voter other than the leader, or when no voter qualifies.
+	ErrNoTransferTarget = errors.New("raft: no eligible leadership transfer target")
 	// ErrReadyPending is returned by Ready when the previous Ready has not
 	// been acknowledged with Advance yet.
 	ErrReadyPending = errors.New("raft: previous Ready not advanced")

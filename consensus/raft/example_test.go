@@ -48,7 +48,7 @@ func Example() {
 						fmt.Printf("a applies %q\n", e.Data)
 					}
 				}
-				n.Advance(rd) // 9.
+				n.Advance(rd) // 10.
 			}
 		}
 		msgs := inflight

@@ -42,11 +42,20 @@ func FuzzStep(f *testing.F) {
 			}
 			payload := input[k : k+int(n)]
 			input = input[k+int(n):]
-			switch ctl % 4 {
+			switch ctl % 8 {
 			case 0:
 				rn.Tick()
 			case 1:
 				_, _, _ = rn.Propose(payload)
+			case 2:
+				_ = rn.ReadIndex(payload)
+			case 3:
+				var ce ConfChangeEntry
+				if ce.UnmarshalBinary(payload) == nil {
+					_, _, _ = rn.ProposeConfChange(ce.Change)
+				} else {
+					_ = rn.TransferLeadership(transport.NodeID(payload))
+				}
 			default:
 				var m Message
 				if m.Unmarshal(payload) != nil {
@@ -54,8 +63,8 @@ func FuzzStep(f *testing.F) {
 				}
 				// Aim most messages at the node from a member, so that they
 				// get past validation and exercise the protocol.
-				if ctl&4 != 0 {
-					m.To, m.From = "a", peers[int(ctl>>3)%2]
+				if ctl&8 != 0 {
+					m.To, m.From = "a", peers[int(ctl>>4)%2]
 				}
 				_ = rn.Step(m)
 			}

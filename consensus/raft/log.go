@@ -154,22 +154,25 @@ func (l *raftLog) findConflictByTerm(i, term uint64) uint64 {
 
 // maybeAppend is the follower's half of AppendEntries (§5.3): if the entry at
 // prevIndex has prevTerm, it appends ents (truncating a conflicting suffix),
-// advances the commit index and returns the index of the last new entry.
-func (l *raftLog) maybeAppend(prevIndex, prevTerm, commit uint64, ents []Entry) (lastNew uint64, ok bool, err error) {
+// advances the commit index and returns the index of the last new entry and
+// the entries it actually wrote (which replaced everything from their first
+// index on).
+func (l *raftLog) maybeAppend(prevIndex, prevTerm, commit uint64, ents []Entry) (lastNew uint64, appended []Entry, ok bool, err error) {
 	if !l.matchTerm(prevIndex, prevTerm) {
-		return 0, false, nil
+		return 0, nil, false, nil
 	}
 	lastNew = prevIndex + uint64(len(ents))
 	if ci := l.findConflict(ents); ci != 0 {
 		if ci <= l.committed {
 			// Log Matching plus Leader Completeness make this impossible
 			// with a correct leader; refuse rather than lose committed data.
-			return 0, false, fmt.Errorf("%w: entry %d conflicts with committed index %d", ErrInvalidMessage, ci, l.committed)
+			return 0, nil, false, fmt.Errorf("%w: entry %d conflicts with committed index %d", ErrInvalidMessage, ci, l.committed)
 		}
-		l.append(ents[ci-prevIndex-1:])
+		appended = ents[ci-prevIndex-1:]
+		l.append(appended)
 	}
 	l.commitTo(min(commit, lastNew))
-	return lastNew, true, nil
+	return lastNew, appended, true, nil
 }
 
 // append adds entries to the unstable tail, truncating any conflicting

@@ -42,11 +42,15 @@ const (
 	// bytes the follower holds. With Reject set the follower had no use
 	// for the chunk and Index says where the leader should resume.
 	MsgSnapResp
-	// MsgTimeoutNow is reserved for leadership transfer (a later release).
+	// MsgTimeoutNow tells a follower to campaign at once (leadership
+	// transfer, thesis §3.10). Only the leader of the current term may send
+	// it; Index is the leader's last index.
 	MsgTimeoutNow
-	// MsgReadIndex is reserved for ReadIndex reads (a later release).
+	// MsgReadIndex asks the leader for a read index (a follower read,
+	// thesis §6.4); Context identifies the request.
 	MsgReadIndex
-	// MsgReadIndexResp is reserved for ReadIndex reads (a later release).
+	// MsgReadIndexResp answers MsgReadIndex: Index is the read index and
+	// Context the request's.
 	MsgReadIndexResp
 
 	maxMessageType = MsgReadIndexResp
@@ -109,6 +113,12 @@ type Message struct {
 	Data []byte
 	// Last marks the final chunk of a snapshot (MsgSnap).
 	Last bool
-	// Context is reserved for ReadIndex requests (a later release).
+	// Context identifies a ReadIndex request (MsgReadIndex and its
+	// response) or a heartbeat round (MsgHeartbeat, echoed by
+	// MsgHeartbeatResp).
 	Context []byte
+	// Transfer marks a MsgVote of a campaign started by MsgTimeoutNow
+	// (leadership transfer): voters grant it despite their check-quorum
+	// lease.
+	Transfer bool
 }

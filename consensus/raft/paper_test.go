@@ -167,7 +167,7 @@ func TestFigure7FollowersConverge(t *testing.T) {
 			// The leader and a voter that agrees with it (a quorum), and
 			// the follower of the figure.
 			c := newLogCluster(t, 7, [][]uint64{leader, leader, tt.follower}, nil)
-			c.nodes["s1"].r.campaign(false)
+			c.nodes["s1"].r.campaign(false, false)
 			c.process()
 			if st := c.nodes["s1"].Status(); st.Role != Leader {
 				t.Fatalf("s1 is %v; want leader", st.Role)
@@ -207,7 +207,7 @@ func TestFastBacktracking(t *testing.T) {
 		}
 		return false
 	}
-	c.nodes["s1"].r.campaign(false)
+	c.nodes["s1"].r.campaign(false, false)
 	c.process()
 	c.tickAll()
 	if got, want := c.logTerms("s3"), c.logTerms("s1"); !slices.Equal(got, want) {
@@ -243,7 +243,7 @@ func TestLeaderCompleteness(t *testing.T) {
 	// The leader dies. The lagging node campaigns; the other refuses it.
 	c.nodes[lead] = nil
 	c.drop = nil
-	c.nodes[lagging].r.campaign(false)
+	c.nodes[lagging].r.campaign(false, false)
 	c.process()
 	if st := c.nodes[lagging].Status(); st.Role == Leader {
 		t.Fatalf("%s became leader without committed entry %d", lagging, commit)

@@ -37,8 +37,10 @@ type progress struct {
 	// probeSent: in ProgressProbe, a MsgApp is outstanding; no more until a
 	// response or the next heartbeat.
 	probeSent bool
-	// recentActive: the follower answered since the last check-quorum round.
-	recentActive bool
+	// heard is 1 + the leader's tick at which it last heard from this
+	// member (any message of its term), 0 if never: check-quorum asks
+	// whether that is within the window.
+	heard uint64
 	// matchAtHeartbeat is match at the previous heartbeat response; a
 	// pipeline whose match did not move between two heartbeats while
 	// messages are in flight has lost one, so the leader re-probes.

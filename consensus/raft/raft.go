@@ -51,13 +51,44 @@ type raft struct {
 	vote transport.NodeID
 	log  *raftLog
 
-	role   Role
-	lead   transport.NodeID
-	voters []transport.NodeID
-	// prs is the leader's view of every voter (itself included); it is
+	role Role
+	lead transport.NodeID
+	// conf is the configuration in force (the last of confs); members is
+	// conf.Nodes() and voterSet its incoming and outgoing voters (a node
+	// may appear twice there), both in a deterministic order.
+	conf     Membership
+	confs    []confAt
+	members  []transport.NodeID
+	voterSet []transport.NodeID
+	// isVoter caches conf.IsVoter(id), asked on every step.
+	isVoter bool
+	// prs is the leader's view of every member (itself included); it is
 	// rebuilt at each election win and nil otherwise.
 	prs   map[transport.NodeID]*progress
 	votes map[transport.NodeID]bool
+	// termVotes are the answers to this node's own candidacy in the
+	// current term, kept until the term changes: a vote granted for the
+	// term stays valid when it arrives after the candidate timed out and
+	// went back to a pre-vote (responses slower than an election timeout).
+	termVotes map[transport.NodeID]bool
+
+	// leadTransferee is the voter a leader is handing leadership to
+	// (thesis §3.10), "" when none; transferElapsed counts the ticks since
+	// the transfer started. timeoutNowSent says this leader sent a
+	// MsgTimeoutNow in its term, after which its lease is void.
+	leadTransferee  transport.NodeID
+	transferElapsed int
+	timeoutNowSent  bool
+	// reads holds the ReadIndex requests (thesis §6.4).
+	reads readOnly
+	// readStates are the answered reads for the next Ready.
+	readStates []ReadState
+	// ticks counts every Tick (a leader's clock for leases).
+	ticks uint64
+	// voteGuard counts down the ticks after a start during which a node
+	// with lease reads refuses votes, as if it had just heard from a
+	// leader: it may have, before it restarted (thesis §6.4.1).
+	voteGuard int
 
 	electionElapsed           int
 	heartbeatElapsed          int
@@ -91,11 +122,15 @@ func newRaft(cfg Config) (*raft, error) {
 	if err != nil {
 		return nil, fmt.Errorf("%w: InitialState: %w", ErrStorage, err)
 	}
-	if len(membership.Voters) == 0 {
-		membership = Membership{Voters: slices.Clone(cfg.Peers)}
+	if err := membership.Validate(); err != nil {
+		return nil, fmt.Errorf("%w: InitialState: %w", ErrStorage, err)
 	}
-	if err := validateMembership(cfg.ID, membership); err != nil {
-		return nil, err
+	fresh := len(membership.Voters) == 0
+	if fresh {
+		membership = Membership{Voters: slices.Clone(cfg.Peers)}
+		if err := validateMembership(cfg, membership); err != nil {
+			return nil, err
+		}
 	}
 	log, err := newRaftLog(cfg.Storage, cfg.Applied)
 	if err != nil {
@@ -132,17 +167,26 @@ func newRaft(cfg Config) (*raft, error) {
 		term:   hs.Term,
 		vote:   hs.Vote,
 		log:    log,
-		voters: slices.Clone(membership.Voters),
 		rng:    rand.New(rand.NewPCG(cfg.Seed, h.Sum64())),
 		logger: logger.With("raft", string(cfg.ID)),
+	}
+	var baseIndex uint64
+	if !fresh {
+		baseIndex = log.firstIndex() - 1
+	}
+	if err := r.initConf(membership, baseIndex); err != nil {
+		return nil, err
+	}
+	if cfg.LeaseReads {
+		r.voteGuard = cfg.ElectionTicks
 	}
 	r.becomeFollower(r.term, "")
 	return r, nil
 }
 
-func (r *raft) quorum() int { return len(r.voters)/2 + 1 }
-
-func (r *raft) promotable() bool { return slices.Contains(r.voters, r.id) }
+// promotable reports whether this node may campaign: it votes in the
+// configuration in force (learners and non-members never campaign).
+func (r *raft) promotable() bool { return r.isVoter }
 
 func (r *raft) hardState() HardState {
 	return HardState{Term: r.term, Vote: r.vote, Commit: r.log.committed}
@@ -162,6 +206,7 @@ func (r *raft) reset(term uint64) {
 	if r.term != term {
 		r.term = term
 		r.vote = ""
+		clear(r.termVotes)
 	}
 	r.lead = ""
 	r.electionElapsed = 0
@@ -171,6 +216,8 @@ func (r *raft) reset(term uint64) {
 	r.prs = nil
 	r.bcastPending = false
 	r.uncommittedBytes = 0
+	r.leadTransferee, r.transferElapsed, r.timeoutNowSent = "", 0, false
+	r.reads.reset()
 }
 
 func (r *raft) becomeFollower(term uint64, lead transport.NodeID) {
@@ -200,22 +247,20 @@ func (r *raft) becomeLeader() {
 	r.role = Leader
 	r.lead = r.id
 	last := r.log.lastIndex()
-	maxInflightBytes := r.cfg.MaxInflightBytes
-	if maxInflightBytes == 0 {
-		maxInflightBytes = uint64(r.cfg.MaxInflightMsgs) * r.cfg.MaxMsgBytes
-	}
-	r.prs = make(map[transport.NodeID]*progress, len(r.voters))
-	for _, v := range r.voters {
-		// Figure 2: nextIndex starts just after the leader's last entry.
-		pr := &progress{next: last + 1, inflight: newInflights(r.cfg.MaxInflightMsgs, maxInflightBytes)}
-		if v == r.id {
-			// Only what is durable counts (selfDurable).
-			pr.match = r.log.stableIndex()
-			pr.recentActive = true
-			pr.state = ProgressReplicate
-		}
+	r.prs = make(map[transport.NodeID]*progress, len(r.members)+1)
+	for _, v := range r.members {
+		pr := r.newProgress(last)
+		// A new leader gets a full check-quorum window before it is
+		// judged: everyone counts as heard from at the election.
+		pr.heard = r.ticks + 1
 		r.prs[v] = pr
 	}
+	self := r.newProgress(last)
+	// Only what is durable counts (selfDurable).
+	self.match = r.log.stableIndex()
+	self.heard = r.ticks + 1
+	self.state = ProgressReplicate
+	r.prs[r.id] = self
 	// §5.4.2 and §8: a leader commits entries of earlier terms only by
 	// committing one of its own term, so it starts with an empty one.
 	r.appendEntry(EntryNoop, nil)
@@ -231,7 +276,9 @@ func (r *raft) step(m *Message) error {
 			// within the minimum election timeout neither grants a vote
 			// nor adopts the term. A node rejoining after a partition
 			// therefore cannot depose a healthy leader.
-			if r.cfg.CheckQuorum && r.lead != "" && r.electionElapsed < r.cfg.ElectionTicks {
+			// A campaign started by a leadership transfer (MsgTimeoutNow
+			// from the leader itself, thesis §3.10) is the exception.
+			if r.inLease() && !m.Transfer {
 				return nil
 			}
 		}
@@ -268,6 +315,9 @@ func (r *raft) step(m *Message) error {
 	case MsgVote, MsgPreVote:
 		r.handleVote(m)
 		return nil
+	case MsgReadIndex:
+		r.handleReadIndex(m)
+		return nil
 	}
 	switch r.role {
 	case Leader:
@@ -294,6 +344,10 @@ func (r *raft) stepFollower(m *Message) error {
 		r.electionElapsed = 0
 		r.lead = m.From
 		r.handleSnapshot(m)
+	case MsgTimeoutNow:
+		r.handleTimeoutNow(m)
+	case MsgReadIndexResp:
+		r.handleReadIndexResp(m)
 	}
 	// Responses meant for an earlier role are dropped.
 	return nil
@@ -310,8 +364,18 @@ func (r *raft) stepCandidate(m *Message) error {
 			r.poll(m.From, !m.Reject)
 		}
 	case MsgVoteResp:
-		if r.role == Candidate {
+		switch {
+		case r.role == Candidate:
 			r.poll(m.From, !m.Reject)
+		case r.vote == r.id && !m.Reject:
+			// A late vote for the candidacy this pre-candidate gave up in
+			// this very term: one vote per term makes it as good as a
+			// timely one.
+			r.recordTermVote(m.From, true)
+			if won, _ := r.conf.jointVoteResult(r.termVotes); won {
+				r.logger.Info("won the election with late votes", "term", r.term)
+				r.becomeLeader()
+			}
 		}
 	}
 	return nil
@@ -322,15 +386,17 @@ func (r *raft) stepLeader(m *Message) {
 	if pr == nil || m.From == r.id {
 		return
 	}
+	// Check-quorum counts any message of this term heard from a member,
+	// however late: it proves the member is alive and follows this term.
+	// Counting only timely responses makes a leader whose responses are
+	// slower than an election timeout step down again and again.
+	pr.heard = r.ticks + 1
 	switch m.Type {
 	case MsgAppResp:
-		pr.recentActive = true
 		r.handleAppendResponse(m, pr)
 	case MsgHeartbeatResp:
-		pr.recentActive = true
 		r.handleHeartbeatResponse(m, pr)
 	case MsgSnapResp:
-		pr.recentActive = true
 		r.handleSnapshotResponse(m, pr)
 	}
 }

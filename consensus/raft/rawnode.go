@@ -42,6 +42,10 @@ type Ready struct {
 	// sending: true when the term, the vote, the log or the snapshot
 	// changed (a commit index change alone need not be synced).
 	MustSync bool
+	// ReadStates answer ReadIndex requests (made here or, on a leader,
+	// forwarded by followers and answered by message): once the state
+	// machine has applied ReadState.Index, a read of it is linearizable.
+	ReadStates []ReadState
 	// SnapshotDue says the state machine has applied SnapshotThreshold
 	// entries since the latest snapshot: after applying CommittedEntries,
 	// snapshot it and compact the log (see the package documentation).
@@ -51,7 +55,8 @@ type Ready struct {
 // containsUpdates reports whether rd carries anything at all.
 func (rd *Ready) containsUpdates() bool {
 	return rd.SoftState != nil || !rd.HardState.IsZero() || len(rd.Entries) > 0 ||
-		rd.Snapshot != nil || len(rd.Messages) > 0 || len(rd.CommittedEntries) > 0 || rd.SnapshotDue
+		rd.Snapshot != nil || len(rd.Messages) > 0 || len(rd.CommittedEntries) > 0 || rd.SnapshotDue ||
+		len(rd.ReadStates) > 0
 }
 
 // RawNode is a deterministic Raft node: a state machine with no goroutines,
@@ -188,6 +193,85 @@ func (rn *RawNode) Propose(data []byte) (index, term uint64, err error) {
 	return rn.r.propose(data)
 }
 
+// ProposeConfChange appends a membership change to the log (thesis §4).
+// The new configuration takes effect at once, on this leader and on each
+// follower as the entry reaches it; it is in force for good once the entry
+// is committed, which the caller learns as for Propose (the entry, of type
+// EntryConfChange, shows up in CommittedEntries with the returned index
+// and term). The core applies the change itself; the state machine only
+// skips the entry (or records it).
+//
+// A change that adds or removes at most one voter takes effect directly;
+// any other goes through the joint configuration of thesis §4.3, which the
+// leader leaves on its own once it is committed (unless cc.ExplicitLeave,
+// in which case propose ConfChange{LeaveJoint: true}); the caller waits
+// for the configuration it asked for with Status().Membership or
+// MembershipAt. A leader that removes itself keeps leading (without
+// counting itself) until the change commits, then hands over to the most
+// up-to-date voter and steps down.
+//
+// Errors: *NotLeaderError off the leader; ErrConfChangeInProgress while
+// another change is uncommitted, during a joint configuration, or before
+// the leader has committed an entry of its term; ErrInvalidConfChange for
+// a change that makes no sense; ErrProposalDropped (with
+// ErrTransferInProgress) during a leadership transfer.
+func (rn *RawNode) ProposeConfChange(cc ConfChange) (index, term uint64, err error) {
+	if err := rn.broken(); err != nil {
+		return 0, 0, err
+	}
+	defer rn.guard(&err)
+	return rn.r.proposeConfChange(cc)
+}
+
+// TransferLeadership hands leadership over to the voter to (thesis §3.10),
+// or to the most up-to-date voter when to is "". From now on Propose and
+// ProposeConfChange fail with ErrProposalDropped (and
+// ErrTransferInProgress); once the target's log matches the leader's it
+// receives MsgTimeoutNow and campaigns at once. The transfer is over when
+// this node's SoftState shows another leader; if the target has not taken
+// over within ElectionTicks ticks the transfer is abandoned and proposals
+// are accepted again (Status().LeadTransferee is then "").
+//
+// Errors: *NotLeaderError off the leader, ErrNoTransferTarget if to is not
+// another voter (or there is none), ErrTransferInProgress if a transfer to
+// another node is under way.
+func (rn *RawNode) TransferLeadership(to transport.NodeID) error {
+	if err := rn.broken(); err != nil {
+		return err
+	}
+	return rn.r.transferLeadership(to)
+}
+
+// ReadIndex requests a linearizable read (thesis §6.4). ctx identifies the
+// request and comes back in the ReadState of a later Ready; the caller then
+// waits until its state machine has applied ReadState.Index and reads it.
+// A leader confirms its leadership with one heartbeat round (shared by
+// every request made before the next Ready) or, with Config.LeaseReads,
+// answers at once while its lease holds; a follower forwards the request to
+// the leader. Requests are lost if leadership changes meanwhile: the caller
+// retries those that stay unanswered (after a timeout), with a new ctx.
+//
+// On a node that knows no leader it returns a *NotLeaderError; a leader
+// holding too many unconfirmed requests (it cannot reach a quorum) returns
+// ErrProposalDropped.
+func (rn *RawNode) ReadIndex(ctx []byte) error {
+	if err := rn.broken(); err != nil {
+		return err
+	}
+	return rn.r.readIndex(ctx, "")
+}
+
+// MembershipAt returns the configuration as of log index i, for i from the
+// applied index (as of the last Advance) to the last index: what a snapshot
+// taken at i must record (SnapshotMeta.Membership). It returns an error
+// wrapping ErrCompacted for an older index.
+func (rn *RawNode) MembershipAt(i uint64) (Membership, error) {
+	if err := rn.broken(); err != nil {
+		return Membership{}, err
+	}
+	return rn.r.membershipAt(i)
+}
+
 // HasReady reports whether Ready would return something. It returns false
 // while a Ready is outstanding (not yet Advanced), and true after a storage
 // failure so that Ready reports it.
@@ -205,7 +289,7 @@ func (rn *RawNode) HasReady() (has bool) {
 	defer rn.guard(&err)
 	r := rn.r
 	r.flush()
-	if len(r.msgs) > 0 || r.log.unstable.hasNew() || r.log.hasNextCommitted() {
+	if len(r.msgs) > 0 || r.log.unstable.hasNew() || r.log.hasNextCommitted() || len(r.readStates) > 0 {
 		return true
 	}
 	if (SoftState{Role: r.role, Leader: r.lead}) != rn.prevSoft || r.hardState() != rn.prevHard {
@@ -259,6 +343,8 @@ func (rn *RawNode) Ready() (rd Ready, err error) {
 	rd.Messages = r.msgs
 	r.msgs = nil
 	rn.sentMsgs = rd.Messages
+	rd.ReadStates = r.readStates
+	r.readStates = nil
 
 	applied := r.log.applied
 	if n := len(committed); n > 0 {
@@ -322,6 +408,7 @@ func (rn *RawNode) Advance(rd Ready) {
 	r.selfDurable()
 	if rn.pendingApply > l.applied {
 		l.applied = rn.pendingApply
+		r.compactConf(l.applied)
 		if r.role == Leader && r.uncommittedBytes > 0 {
 			// Committed entries of this term leave the flow-control window.
 			for i := range rn.pendingCommitted {

@@ -45,6 +45,11 @@ func (r *raft) propose(data []byte) (index, term uint64, err error) {
 	if r.role != Leader {
 		return 0, 0, &NotLeaderError{Leader: r.lead}
 	}
+	if r.leadTransferee != "" {
+		// Thesis §3.10: while handing over, the leader accepts nothing
+		// that would keep the target behind.
+		return 0, 0, fmt.Errorf("%w: %w", ErrProposalDropped, ErrTransferInProgress)
+	}
 	size := uint64(len(data))
 	if limit := r.cfg.MaxUncommittedBytes; limit > 0 && r.uncommittedBytes > 0 && r.uncommittedBytes+size > limit {
 		// Flow control: always accept into an empty window so that one
@@ -59,9 +64,9 @@ func (r *raft) propose(data []byte) (index, term uint64, err error) {
 // for two heartbeat intervals while messages are in flight: one of them was
 // lost, and without new proposals nothing else would resend it.
 func (r *raft) detectStalls() {
-	for _, id := range r.voters {
+	for _, id := range r.members {
 		pr := r.prs[id]
-		if id == r.id || pr.state != ProgressReplicate {
+		if id == r.id || pr == nil || pr.state != ProgressReplicate {
 			continue
 		}
 		if pr.inflight.count == 0 || pr.match != pr.matchAtHeartbeat {
@@ -91,10 +96,13 @@ func (r *raft) handleAppend(m *Message) error {
 		ents = ents[c-prevIndex:]
 		prevIndex, prevTerm = c, r.log.termOr0(c)
 	}
-	lastNew, ok, err := r.log.maybeAppend(prevIndex, prevTerm, m.Commit, ents)
+	lastNew, appended, ok, err := r.log.maybeAppend(prevIndex, prevTerm, m.Commit, ents)
 	if err != nil {
 		return err
 	}
+	// Thesis §4.1: configurations take effect when appended, and those of
+	// truncated entries are rolled back.
+	r.confAppended(appended)
 	if ok {
 		r.send(Message{Type: MsgAppResp, To: m.From, Index: lastNew})
 		return nil
@@ -118,7 +126,9 @@ func (r *raft) handleHeartbeat(m *Message) {
 	// The leader sends min(match, commit), so every entry up to m.Commit
 	// is known to agree with its log.
 	r.log.commitTo(min(m.Commit, r.log.lastIndex()))
-	r.send(Message{Type: MsgHeartbeatResp, To: m.From, Index: r.log.lastIndex()})
+	// Echo the heartbeat round, if any (ReadIndex, see readonly.go). A
+	// copy: m.Context may alias a network buffer.
+	r.send(Message{Type: MsgHeartbeatResp, To: m.From, Index: r.log.lastIndex(), Context: slices.Clone(m.Context)})
 }
 
 func (r *raft) handleAppendResponse(m *Message, pr *progress) {
@@ -155,9 +165,14 @@ func (r *raft) handleAppendResponse(m *Message, pr *progress) {
 	}
 	for r.sendAppend(m.From, pr, false) {
 	}
+	if m.From == r.leadTransferee && pr.match == r.log.lastIndex() {
+		// Thesis §3.10: the target has caught up; tell it to campaign.
+		r.sendTimeoutNow(m.From)
+	}
 }
 
 func (r *raft) handleHeartbeatResponse(m *Message, pr *progress) {
+	r.readAck(m)
 	pr.probeSent = false
 	if pr.state != ProgressSnapshot && pr.match < r.log.lastIndex() {
 		// A probe goes out even without new entries: its purpose is to
@@ -169,13 +184,13 @@ func (r *raft) handleHeartbeatResponse(m *Message, pr *progress) {
 // maybeCommit advances the commit index to the highest index a quorum
 // holds, but only through an entry of the current term (§5.4.2: counting
 // replicas of older entries is unsafe, see Figure 8).
+//
+// Thesis §4.3: in a joint configuration the index must be held by
+// majorities of both the incoming and the outgoing voters. Learners never
+// count, and neither does a leader that is not a voter of the
+// configuration in force (thesis §4.2.2).
 func (r *raft) maybeCommit() bool {
-	r.matchBuf = r.matchBuf[:0]
-	for _, v := range r.voters {
-		r.matchBuf = append(r.matchBuf, r.prs[v].match)
-	}
-	slices.Sort(r.matchBuf)
-	mci := r.matchBuf[len(r.matchBuf)-r.quorum()]
+	mci := r.quorumMatch()
 	if mci > r.log.committed && r.log.termOr0(mci) == r.term {
 		r.log.commitTo(mci)
 		return true
@@ -186,6 +201,10 @@ func (r *raft) maybeCommit() bool {
 // flush sends the entries appended since the last flush to every follower
 // (one MsgApp per follower for any number of proposals).
 func (r *raft) flush() {
+	if r.role == Leader {
+		r.finishConfChange()
+		r.flushReads()
+	}
 	if !r.bcastPending {
 		return
 	}
@@ -193,7 +212,7 @@ func (r *raft) flush() {
 	if r.role != Leader {
 		return
 	}
-	for _, v := range r.voters {
+	for _, v := range r.members {
 		if v == r.id {
 			continue
 		}
@@ -246,12 +265,16 @@ func (r *raft) sendAppend(to transport.NodeID, pr *progress, sendIfEmpty bool) b
 	return len(ents) > 0
 }
 
+// bcastHeartbeat sends every member a heartbeat. With reads waiting for a
+// round or lease reads on, it starts a new heartbeat round whose number the
+// voters echo (see readonly.go).
 func (r *raft) bcastHeartbeat() {
-	for _, v := range r.voters {
+	ctx := r.startReadRound()
+	for _, v := range r.members {
 		if v == r.id {
 			continue
 		}
 		pr := r.prs[v]
-		r.send(Message{Type: MsgHeartbeat, To: v, Commit: min(pr.match, r.log.committed)})
+		r.send(Message{Type: MsgHeartbeat, To: v, Commit: min(pr.match, r.log.committed), Context: ctx})
 	}
 }

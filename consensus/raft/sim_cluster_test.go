@@ -37,6 +37,14 @@ type simCluster struct {
 	tweak func(*Config)
 	// coverage counts what the run exercised.
 	coverage simCoverage
+	// sendDelay, if set, holds each raft message back for the duration it
+	// returns (on top of the network's own delay): slow responses.
+	sendDelay func(env sim.Env, m Message) time.Duration
+	// initial, if set, lists the voters the cluster bootstraps with; the
+	// other nodes of ids start with Config.Join (membership churn).
+	initial []transport.NodeID
+	// onReadStates, if set, receives every Ready's ReadStates.
+	onReadStates func(s *kvServer, rs []ReadState)
 }
 
 // simCoverage counts interesting events, so that a test can check the

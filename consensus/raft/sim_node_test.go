@@ -58,6 +58,15 @@ type kvServer struct {
 	inflight *Ready
 	// durableHS is the HardState as of the last completed sync.
 	durableHS HardState
+	// delayed holds encoded messages held back by simCluster.sendDelay,
+	// sent when their timer fires.
+	delayed map[sim.TimerID]delayedSend
+}
+
+// delayedSend is a raft message waiting for its "delayed" timer.
+type delayedSend struct {
+	to      transport.NodeID
+	payload []byte
 }
 
 type pendingRequest struct {
@@ -107,7 +116,15 @@ func (s *kvServer) Start(env sim.Env) {
 		}
 		s.lastApplied = snap.Meta.Index
 	}
-	cfg := simConfig(s.id, s.c.ids, st.mem, env.Rand().Uint64())
+	peers, join := s.c.ids, false
+	if s.c.initial != nil {
+		peers = s.c.initial
+		if !slices.Contains(peers, s.id) {
+			peers, join = nil, true
+		}
+	}
+	cfg := simConfig(s.id, peers, st.mem, env.Rand().Uint64())
+	cfg.Join = join
 	if s.c.tweak != nil {
 		s.c.tweak(&cfg)
 	}
@@ -128,12 +145,19 @@ func (s *kvServer) tickInterval(env sim.Env) time.Duration {
 	return simTick - simTick/10 + time.Duration(env.Rand().Int64N(int64(simTick/5)))
 }
 
-func (s *kvServer) Timer(env sim.Env, _ sim.TimerID, name string) {
+func (s *kvServer) Timer(env sim.Env, id sim.TimerID, name string) {
 	if s.rn == nil {
 		return
 	}
 	if name == "fsync" {
 		s.fsyncDone()
+		return
+	}
+	if name == "delayed" {
+		if d, ok := s.delayed[id]; ok {
+			delete(s.delayed, id)
+			env.Send(d.to, raftService, d.payload)
+		}
 		return
 	}
 	s.rn.Tick()
@@ -246,6 +270,15 @@ func (s *kvServer) sendRaft(m Message) {
 		s.c.fail("%s: Marshal: %v", s.id, err)
 		return
 	}
+	if s.c.sendDelay != nil {
+		if d := s.c.sendDelay(s.env, m); d > 0 {
+			if s.delayed == nil {
+				s.delayed = map[sim.TimerID]delayedSend{}
+			}
+			s.delayed[s.env.SetTimer(d, "delayed")] = delayedSend{to: m.To, payload: b}
+			return
+		}
+	}
 	s.env.Send(m.To, raftService, b)
 	if m.Type == MsgSnap {
 		s.c.coverage.SnapshotChunks++
@@ -260,6 +293,9 @@ func (s *kvServer) finish(rd *Ready) {
 	// 5: send.
 	for _, m := range rd.Messages {
 		s.sendRaft(m)
+	}
+	if s.c.onReadStates != nil && len(rd.ReadStates) > 0 {
+		s.c.onReadStates(s, rd.ReadStates)
 	}
 	// 6: restore from a received snapshot.
 	if rd.Snapshot != nil {
@@ -276,9 +312,15 @@ func (s *kvServer) finish(rd *Ready) {
 	}
 	// 8: snapshot and compact when due.
 	if rd.SnapshotDue {
-		st := s.rn.Status()
+		// The membership as of the snapshot's index, not the latest
+		// (possibly uncommitted) one.
+		m, err := s.rn.MembershipAt(s.lastApplied)
+		if err != nil {
+			s.c.fail("%s: MembershipAt(%d): %v", s.id, s.lastApplied, err)
+			return
+		}
 		s.c.coverage.Compactions++
-		if err := s.store.compact(s.lastApplied, Membership{Voters: st.Voters}, s.sm.snapshot(), snapshotKeep); err != nil && !errors.Is(err, ErrSnapshotOutOfDate) {
+		if err := s.store.compact(s.lastApplied, m, s.sm.snapshot(), snapshotKeep); err != nil && !errors.Is(err, ErrSnapshotOutOfDate) {
 			s.c.fail("%s: compact: %v", s.id, err)
 			return
 		}

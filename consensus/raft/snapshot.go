@@ -148,7 +148,11 @@ func (r *raft) restore(snap *Snapshot) bool {
 	}
 	r.log.restore(snap)
 	if len(snap.Meta.Membership.Voters) > 0 {
-		r.voters = snap.Meta.Membership.Clone().Voters
+		// The membership lives in the snapshot and comes back with it;
+		// whatever the replaced log said is gone with the log.
+		r.restoreConf(snap)
+	} else if r.truncateConf(snap.Meta.Index + 1) {
+		r.setConf()
 	}
 	return true
 }

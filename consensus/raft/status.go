@@ -22,10 +22,20 @@ type Status struct {
 	// FirstIndex is the first log index still held (entries before it are
 	// in the snapshot).
 	FirstIndex uint64
-	// Voters is the current membership.
-	Voters []transport.NodeID
-	// Progress is the leader's view of each voter, itself included; nil
-	// on followers and candidates.
+	// Voters is the current membership's voters (the incoming ones in a
+	// joint configuration); Membership is the whole configuration in force
+	// (the latest one appended to the log, committed or not).
+	Voters     []transport.NodeID
+	Membership Membership
+	// MembershipIndex is the index of the entry that set Membership (the
+	// snapshot's index, or 0 for the bootstrap configuration): Membership
+	// is committed once Commit >= MembershipIndex.
+	MembershipIndex uint64
+	// LeadTransferee is the voter a leader is handing leadership to, ""
+	// when none.
+	LeadTransferee transport.NodeID
+	// Progress is the leader's view of each member (voters and learners),
+	// itself included; nil on followers and candidates.
 	Progress map[transport.NodeID]ProgressStatus
 	// UncommittedBytes is the data a leader has accepted and not yet seen
 	// committed (flow control).
@@ -44,8 +54,8 @@ type ProgressStatus struct {
 	// acknowledged, and their entry bytes.
 	Inflight      int
 	InflightBytes uint64
-	// RecentActive says the follower answered in the current
-	// check-quorum period.
+	// RecentActive says the leader heard from the member (any message of
+	// its term) within the check-quorum window (Config.CheckQuorumTicks).
 	RecentActive bool
 	// SnapshotIndex and SnapshotSent describe an ongoing snapshot
 	// transfer (State == ProgressSnapshot): the snapshot's index and the
@@ -69,7 +79,10 @@ func (rn *RawNode) Status() Status {
 		Leader:           r.lead,
 		Commit:           r.log.committed,
 		Applied:          r.log.applied,
-		Voters:           append([]transport.NodeID(nil), r.voters...),
+		Voters:           append([]transport.NodeID(nil), r.conf.Voters...),
+		Membership:       r.conf.Clone(),
+		MembershipIndex:  r.confIndex(),
+		LeadTransferee:   r.leadTransferee,
 		UncommittedBytes: r.uncommittedBytes,
 	}
 	func() {
@@ -91,7 +104,7 @@ func (rn *RawNode) Status() Status {
 				State:         pr.state,
 				Inflight:      pr.inflight.count,
 				InflightBytes: pr.inflight.bytes,
-				RecentActive:  pr.recentActive,
+				RecentActive:  r.heardRecently(pr),
 			}
 			if pr.snap.snap != nil {
 				ps.SnapshotIndex = pr.snap.snap.Meta.Index

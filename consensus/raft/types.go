@@ -1,8 +1,6 @@
 package raft
 
 import (
-	"slices"
-
 	"github.com/distkit/distkit/transport"
 )
 
@@ -16,8 +14,10 @@ const (
 	// term so that it can commit entries of earlier terms (§5.4.2 and §8 of
 	// the Raft paper). Its Data is empty; the state machine skips it.
 	EntryNoop
-	// EntryConfChange is reserved for membership changes (a later release).
-	// The core never creates it yet and Propose cannot produce it.
+	// EntryConfChange carries a membership change: its Data is an encoded
+	// ConfChangeEntry (decode it with ConfChangeEntry.UnmarshalBinary). The
+	// core applies it itself, when it is appended (thesis §4.1); the state
+	// machine skips it or records it.
 	EntryConfChange
 
 	maxEntryType = EntryConfChange
@@ -97,21 +97,6 @@ type HardState struct {
 
 // IsZero reports whether h is the zero HardState (nothing to persist).
 func (h HardState) IsZero() bool { return h == HardState{} }
-
-// Membership lists the nodes of the cluster as of some log position.
-// Voters elect leaders and form quorums. Learners are reserved for
-// membership changes in a later release.
-type Membership struct {
-	Voters []transport.NodeID
-}
-
-// Clone returns a deep copy of m.
-func (m Membership) Clone() Membership {
-	return Membership{Voters: slices.Clone(m.Voters)}
-}
-
-// Equal reports whether m and o list the same voters in the same order.
-func (m Membership) Equal(o Membership) bool { return slices.Equal(m.Voters, o.Voters) }
 
 // SnapshotMeta identifies a snapshot: the log position it replaces and the
 // membership at that position.
