@@ -109,6 +109,21 @@ func (n *Node) do(ctx context.Context, f func()) error {
 	}
 }
 
+// serveRequests runs f and every request already waiting, so that the
+// reads arriving together are asked of the core before its next Ready and
+// share one heartbeat round (the core batches them).
+func (n *Node) serveRequests(f func()) {
+	f()
+	for range maxQueuedMessages {
+		select {
+		case f := <-n.rt.reqc:
+			f()
+		default:
+			return
+		}
+	}
+}
+
 // onReady is called by handleReadies for each Ready before it is
 // persisted: it publishes leadership changes and records read answers.
 func (n *Node) onReady(rd *raft.Ready, termChanged bool) {

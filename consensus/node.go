@@ -446,7 +446,7 @@ func (n *Node) run() {
 			}
 			n.onTick()
 		case f := <-n.rt.reqc:
-			f() // read, transfer, membership change (hooks.go)
+			n.serveRequests(f) // reads, transfers, membership changes (hooks.go)
 		case <-n.msgSig:
 		case <-n.propSig:
 		case reply := <-n.statusc:

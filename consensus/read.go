@@ -123,6 +123,7 @@ func (n *Node) releaseReads() {
 	for _, r := range n.rt.readWait {
 		if n.applied >= r.index {
 			r.done <- nil
+			n.answered++ // the loop yields to the readers it woke (see run)
 		} else {
 			keep = append(keep, r)
 		}
