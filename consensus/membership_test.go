@@ -86,13 +86,14 @@ func (cc *churnCluster) write(ctx context.Context) {
 
 // change applies ops through whichever node leads, retrying while the
 // leader is busy (a fresh leader, another change, a transfer).
-func (cc *churnCluster) change(ctx context.Context, ops ...raft.ConfChangeOp) {
+func (cc *churnCluster) change(ctx context.Context, ops ...raft.ConfChangeOp) *Node {
 	cc.t.Helper()
 	for {
-		err := cc.leader(ctx).ChangeMembership(ctx, ops...)
+		l := cc.leader(ctx)
+		err := l.ChangeMembership(ctx, ops...)
 		switch {
 		case err == nil:
-			return
+			return l
 		case errors.Is(err, ErrNotLeader), errors.Is(err, raft.ErrConfChangeInProgress),
 			errors.Is(err, raft.ErrProposalDropped), errors.Is(err, ErrProposalLost):
 			time.Sleep(time.Millisecond)
@@ -140,18 +141,19 @@ func op(t raft.ConfChangeType, id transport.NodeID) raft.ConfChangeOp {
 func TestMembershipGrowShrink(t *testing.T) {
 	synctest.Test(t, func(t *testing.T) {
 		cc := newChurnCluster(t)
-		ctx := context.Background()
+		ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+		defer cancel()
 		for range 5 {
 			cc.write(ctx)
 		}
 		for _, id := range []transport.NodeID{"n4", "n5"} {
 			cc.join(id)
 			for {
-				err := cc.leader(ctx).AddAndPromote(ctx, id, 10)
+				err := cc.leader(ctx).AddAndPromote(ctx, id, 0)
 				if err == nil {
 					break
 				}
-				if !errors.Is(err, ErrNotLeader) && !errors.Is(err, raft.ErrConfChangeInProgress) {
+				if ctx.Err() != nil || !errors.Is(err, ErrNotLeader) && !errors.Is(err, raft.ErrConfChangeInProgress) {
 					t.Fatalf("AddAndPromote(%s) = %v", id, err)
 				}
 				time.Sleep(time.Millisecond)
@@ -161,7 +163,10 @@ func TestMembershipGrowShrink(t *testing.T) {
 		cc.check(ctx, "n1", "n2", "n3", "n4", "n5")
 		// Shrink by two voters at once: a joint configuration, left
 		// before ChangeMembership returns.
-		cc.change(ctx, op(raft.ConfRemove, "n1"), op(raft.ConfRemove, "n2"))
+		on := cc.change(ctx, op(raft.ConfRemove, "n1"), op(raft.ConfRemove, "n2"))
+		if m, committed := on.Members(); m.Joint() || !committed {
+			t.Fatalf("ChangeMembership returned with membership %+v (committed %v); want the joint configuration left and committed", m, committed)
+		}
 		cc.write(ctx)
 		for _, id := range []transport.NodeID{"n1", "n2"} {
 			cc.stop(id)
