@@ -29,6 +29,10 @@ type runtimeState struct {
 	// sender of this cluster (a joining node that knows no members yet).
 	known atomic.Pointer[map[transport.NodeID]bool]
 
+	// readMu guards readQ, the Reads not yet taken by the loop.
+	readMu sync.Mutex
+	readQ  []*readReq
+
 	reads     map[uint64]*readReq // unanswered, by request ID
 	readWait  []*readReq          // answered, waiting for the applied index
 	nextRead  uint64
@@ -168,6 +172,13 @@ func (n *Node) onTick() {
 
 // onShutdown fails every waiting read, transfer and membership change.
 func (n *Node) onShutdown() {
+	n.rt.readMu.Lock()
+	q := n.rt.readQ
+	n.rt.readQ = nil
+	n.rt.readMu.Unlock()
+	for _, r := range q {
+		r.done <- ErrStopped
+	}
 	for id, r := range n.rt.reads {
 		delete(n.rt.reads, id)
 		r.done <- ErrStopped

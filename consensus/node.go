@@ -466,6 +466,7 @@ func (n *Node) run() {
 		// during the last fsync goes into one Ready (batching).
 		n.stepMessages()
 		n.proposeQueued()
+		n.issueQueuedReads() // read.go
 		if err := n.handleReadies(); err != nil {
 			n.fail(err)
 			return

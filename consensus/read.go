@@ -43,8 +43,12 @@ func (n *Node) Read(ctx context.Context) error {
 	}
 	for {
 		r := &readReq{ctx: ctx, done: make(chan error, 1)}
-		if err := n.do(ctx, func() { n.issueRead(r) }); err != nil {
-			return fmt.Errorf("consensus: read: %w", err)
+		n.rt.readMu.Lock()
+		n.rt.readQ = append(n.rt.readQ, r)
+		n.rt.readMu.Unlock()
+		select { // the loop takes reads with proposals (issueQueuedReads)
+		case n.propSig <- struct{}{}:
+		default:
 		}
 		var err error
 		select {
@@ -81,6 +85,20 @@ func (n *Node) waitNewLeader(ctx context.Context, cause error) (LeaderInfo, erro
 			return li, fmt.Errorf("consensus: read: %w (last: %w)", ctx.Err(), cause)
 		case <-n.donec:
 			return li, ErrStopped
+		}
+	}
+}
+
+// issueQueuedReads asks the core for a read index for every queued Read
+// (on the loop, before the next Ready: they share one heartbeat round).
+func (n *Node) issueQueuedReads() {
+	n.rt.readMu.Lock()
+	q := n.rt.readQ
+	n.rt.readQ = nil
+	n.rt.readMu.Unlock()
+	for _, r := range q {
+		if r.ctx.Err() == nil {
+			n.issueRead(r)
 		}
 	}
 }
