@@ -45,7 +45,8 @@ func waitLeaderNode(ctx context.Context, t *testing.T, c *cluster) *Node {
 func TestWaitLeaderThenPropose(t *testing.T) {
 	synctest.Test(t, func(t *testing.T) {
 		c, _ := newMemnetCluster(t, false, memnet.Faults{}, nil)
-		ctx := context.Background()
+		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+		defer cancel()
 		l := waitLeaderNode(ctx, t, c)
 		if _, err := l.Propose(ctx, []byte("a=1")); err != nil {
 			t.Fatalf("Propose on the leader WaitLeader named = %v", err)
@@ -80,8 +81,13 @@ func TestObserveLeaderChange(t *testing.T) {
 		}
 		net.Isolate(l.ID())
 		var got LeaderInfo
+		timeout := time.After(10 * time.Second)
 		for got.Leader == "" || got.Leader == l.ID() {
-			got = <-obs
+			select {
+			case got = <-obs:
+			case <-timeout:
+				t.Fatalf("Observe: no new leader after %s was cut off; last %+v", l.ID(), got)
+			}
 		}
 		if got.Term <= first.Term {
 			t.Fatalf("new leader %s in term %d; want a term above %d", got.Leader, got.Term, first.Term)

@@ -261,3 +261,34 @@ func TestMembershipErrors(t *testing.T) {
 		}
 	})
 }
+
+// TestAddAndPromoteWaitsForCatchUp: a learner that cannot be reached is
+// never promoted (it would count for quorums with an empty log); once it
+// is reachable it catches up and is promoted.
+func TestAddAndPromoteWaitsForCatchUp(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		cc := newChurnCluster(t)
+		ctx := context.Background()
+		for range 5 {
+			cc.write(ctx)
+		}
+		cc.join("n4")
+		cc.net.Isolate("n4")
+		l := cc.leader(ctx)
+		actx, cancel := context.WithTimeout(ctx, time.Second)
+		defer cancel()
+		if err := l.AddAndPromote(actx, "n4", 0); !errors.Is(err, context.DeadlineExceeded) {
+			t.Fatalf("AddAndPromote of an unreachable node = %v; want a timeout", err)
+		}
+		if m, _ := l.Members(); !m.IsLearner("n4") {
+			t.Fatalf("membership %+v; want n4 still a learner", m)
+		}
+		cc.net.Heal()
+		bctx, cancel2 := context.WithTimeout(ctx, 10*time.Second)
+		defer cancel2()
+		if err := l.AddAndPromote(bctx, "n4", 0); err != nil {
+			t.Fatalf("AddAndPromote after heal = %v", err)
+		}
+		cc.check(ctx, "n1", "n2", "n3", "n4")
+	})
+}
