@@ -18,8 +18,10 @@ type Config struct {
 	// Peers lists every voter of the cluster, this node included. A new
 	// cluster is bootstrapped from it: the first start with a DataDir
 	// records it (with ClusterName) in the data directory, and a restart
-	// with a different list fails with ErrClusterMismatch. Membership is
-	// static: every member must be given the same list.
+	// with a different list fails with ErrClusterMismatch. Every founding
+	// member must be given the same list, and keeps it after membership
+	// changes (Node.ChangeMembership): the configuration in force comes from
+	// the log and snapshots. A node added later starts with Join (see Join).
 	Peers []transport.NodeID
 	// ClusterName is an optional token that goes into the cluster ID with
 	// the sorted Peers (see ClusterID): two clusters with the same peer
