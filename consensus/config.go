@@ -18,8 +18,10 @@ type Config struct {
 	// Peers lists every voter of the cluster, this node included. A new
 	// cluster is bootstrapped from it: the first start with a DataDir
 	// records it (with ClusterName) in the data directory, and a restart
-	// with a different list fails with ErrClusterMismatch. Membership is
-	// static: every member must be given the same list.
+	// with a different list fails with ErrClusterMismatch. Every founding
+	// member must be given the same list, and keeps it after membership
+	// changes (Node.ChangeMembership): the configuration in force comes from
+	// the log and snapshots. A node added later starts with Join (see Join).
 	Peers []transport.NodeID
 	// ClusterName is an optional token that goes into the cluster ID with
 	// the sorted Peers (see ClusterID): two clusters with the same peer
@@ -63,6 +65,21 @@ type Config struct {
 	// majority within an election timeout, and a follower that hears from
 	// its leader ignore vote requests (thesis §6.2, §9.6).
 	CheckQuorum bool
+	// CheckQuorumTicks is the check-quorum window in ticks: a leader steps
+	// down when it has heard from no majority within it. 0 means
+	// ElectionTicks.
+	CheckQuorumTicks int
+	// LeaseReads lets a leader answer Read without a heartbeat round while
+	// its lease holds (thesis §6.4.1): it heard from a majority less than
+	// ElectionTicks - LeaseDriftTicks ticks ago, and no other node can be
+	// elected before ElectionTicks passed on the voters' clocks. This
+	// assumes the clocks' rates differ by less than LeaseDriftTicks per
+	// election timeout (a paused VM or a stepped clock breaks it: leave it
+	// off unless reads must cost no round trip). It needs CheckQuorum.
+	LeaseReads bool
+	// LeaseDriftTicks is the clock drift bound of lease reads, in ticks per
+	// election timeout; it must be below ElectionTicks.
+	LeaseDriftTicks int
 	// MaxCommandBytes bounds one proposed command; larger ones fail with
 	// ErrTooLarge before they reach the log.
 	MaxCommandBytes int
@@ -73,6 +90,20 @@ type Config struct {
 	// SnapshotRetainEntries is how many entries before a snapshot stay in
 	// the log so a follower slightly behind catches up from the log.
 	SnapshotRetainEntries uint64
+
+	// Join starts a node that joins a running cluster instead of
+	// bootstrapping one. The rule: the members that found a cluster start
+	// with Join false and the same Peers (they all list themselves); a node
+	// added later (Node.AddLearner or ChangeMembership on the leader, first)
+	// starts with Join true, on its first and every later start, and with
+	// Peers set to the cluster's founding peer list exactly as the
+	// founders were given it (and the same ClusterName). Peers then only
+	// names the cluster: the cluster ID is derived from it and recorded in
+	// the data directory as for the founders, so the joiner's messages are
+	// accepted and its identity file matches theirs; its ID need not be in
+	// Peers; it learns the real membership from the leader's log or
+	// snapshot, and never campaigns until that makes it a voter.
+	Join bool
 
 	// Seed seeds the randomized election timeouts; 0 picks one at random.
 	Seed uint64
@@ -117,7 +148,7 @@ func (c *Config) Validate() error {
 		return bad("ID is empty")
 	case len(c.Peers) == 0:
 		return bad("Peers is empty; list every voter, this node included")
-	case !slices.Contains(c.Peers, c.ID):
+	case !c.Join && !slices.Contains(c.Peers, c.ID):
 		return bad("ID %q is not in Peers %v", c.ID, c.Peers)
 	case c.Service == "":
 		return bad("Service is empty")
@@ -133,6 +164,12 @@ func (c *Config) Validate() error {
 		return bad("MaxMsgBytes is 0; want at least 1")
 	case c.MaxCommandBytes < 1:
 		return bad("MaxCommandBytes is %d; want at least 1", c.MaxCommandBytes)
+	case c.CheckQuorumTicks < 0:
+		return bad("CheckQuorumTicks is %d; want >= 0", c.CheckQuorumTicks)
+	case c.LeaseReads && !c.CheckQuorum:
+		return bad("LeaseReads needs CheckQuorum")
+	case c.LeaseDriftTicks < 0 || (c.LeaseReads && c.LeaseDriftTicks >= c.ElectionTicks):
+		return bad("LeaseDriftTicks (%d) must be in [0, ElectionTicks (%d))", c.LeaseDriftTicks, c.ElectionTicks)
 	}
 	for i, p := range c.Peers {
 		if p == "" {

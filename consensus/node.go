@@ -118,6 +118,10 @@ type Node struct {
 	failure   error  // the error that stopped the loop
 	spare     []raft.Message
 	spareP    []*proposal
+
+	// rt serves leadership notifications, reads, transfers and membership
+	// changes (hooks.go).
+	rt runtimeState
 }
 
 // proposal is one Propose call waiting for its command to be applied.
@@ -207,6 +211,14 @@ func newNode(cfg Config, tr transport.Transport, sm StateMachine, store nodeStor
 	rc := raft.DefaultConfig()
 	rc.ID = cfg.ID
 	rc.Peers = cfg.Peers
+	if cfg.Join {
+		rc.Peers, rc.Join = nil, true // Peers name the cluster; the leader tells the membership
+	}
+	rc.LeaseReads = cfg.LeaseReads
+	rc.LeaseDriftTicks = cfg.LeaseDriftTicks
+	if cfg.CheckQuorumTicks > 0 {
+		rc.CheckQuorumTicks = cfg.CheckQuorumTicks
+	}
 	rc.Storage = store
 	rc.Applied = snap.Meta.Index
 	rc.ElectionTicks = cfg.ElectionTicks
@@ -244,6 +256,8 @@ func newNode(cfg Config, tr transport.Transport, sm StateMachine, store nodeStor
 		applied:   snap.Meta.Index,
 	}
 	n.proposals.New = func() any { return &proposal{done: make(chan result, 1)} }
+	n.rt.init(nil)
+	n.refreshMembers()
 	for _, p := range cfg.Peers {
 		n.members[p] = true
 	}
@@ -381,7 +395,7 @@ func (n *Node) receive(msg transport.Message) {
 		}
 		return
 	}
-	if !n.members[msg.From] {
+	if !n.knownMember(msg.From) {
 		n.droppedNonMember.Add(1)
 		n.debug("dropping message from a non-member", "from", msg.From)
 		return
@@ -430,6 +444,9 @@ func (n *Node) run() {
 			if n.orphans > 0 {
 				n.expireOrphans()
 			}
+			n.onTick()
+		case f := <-n.rt.reqc:
+			n.serveRequests(f) // reads, transfers, membership changes (hooks.go)
 		case <-n.msgSig:
 		case <-n.propSig:
 		case reply := <-n.statusc:
@@ -449,6 +466,7 @@ func (n *Node) run() {
 		// during the last fsync goes into one Ready (batching).
 		n.stepMessages()
 		n.proposeQueued()
+		n.issueQueuedReads() // read.go
 		if err := n.handleReadies(); err != nil {
 			n.fail(err)
 			return
@@ -543,6 +561,7 @@ func (n *Node) handleReadies() error {
 		if !rd.HardState.IsZero() {
 			n.term = rd.HardState.Term
 		}
+		n.onReady(&rd, termChanged)
 		msgs := rd.Messages
 		if n.role == raft.Leader && rd.SoftState == nil && !termChanged {
 			// Thesis §10.2.1: a leader may replicate to its followers in
@@ -585,6 +604,7 @@ func (n *Node) handleReadies() error {
 			}
 		}
 		n.core.Advance(rd)
+		n.afterReady(&rd)
 	}
 	return nil
 }
@@ -707,6 +727,9 @@ func (n *Node) apply(ents []raft.Entry) {
 			val = n.sm.Apply(Entry{Index: e.Index, Term: e.Term, Command: e.Data})
 		}
 		n.applied = e.Index
+		if e.Type == raft.EntryConfChange {
+			n.appliedConfChange(e) // the core applied it; the state machine skips it
+		}
 		p := n.waiters[e.Index]
 		if p == nil {
 			continue
@@ -741,18 +764,24 @@ func (n *Node) snapshot() error {
 			}
 			return nil
 		}
-		st := n.core.Status()
+		m, err := n.core.MembershipAt(n.applied)
+		if err != nil {
+			return fmt.Errorf("consensus: snapshot membership at %d: %w", n.applied, err)
+		}
 		n.snapping = true
 		n.snapWG.Add(1)
-		go n.writeSnapshot(view, n.applied, raft.Membership{Voters: st.Voters})
+		go n.writeSnapshot(view, n.applied, m)
 		return nil
 	}
 	var buf bytes.Buffer
 	if err := n.sm.Snapshot(&buf); err != nil {
 		return fmt.Errorf("consensus: snapshot state machine: %w", err)
 	}
-	st := n.core.Status()
-	if _, err := n.store.CreateSnapshot(n.applied, raft.Membership{Voters: st.Voters}, buf.Bytes()); err != nil &&
+	m, err := n.core.MembershipAt(n.applied)
+	if err != nil {
+		return fmt.Errorf("consensus: snapshot membership at %d: %w", n.applied, err)
+	}
+	if _, err := n.store.CreateSnapshot(n.applied, m, buf.Bytes()); err != nil &&
 		!errors.Is(err, raft.ErrSnapshotOutOfDate) {
 		return fmt.Errorf("consensus: save snapshot at %d: %w", n.applied, err)
 	}
@@ -869,6 +898,7 @@ func (n *Node) shutdown(cause error) {
 	for index, p := range n.waiters {
 		n.resolve(index, p, result{err: stopErr})
 	}
+	n.onShutdown()
 	n.final = n.status()
 	// The snapshot goroutine's writes fail from now on; wait for it before
 	// closing the storage it may be writing to. A staged snapshot not

@@ -20,7 +20,14 @@ import (
 //
 // hard state body: version 1 | term | len(vote) vote | commit
 // snapshot body:   version 1 | index | term | n voters, each len+bytes | len(data) data
-// (all integers uvarint).
+//              or version 2 | index | term | len(membership) membership | len(data) data
+// (all integers uvarint). Version 2 carries the whole membership (voters,
+// learners, outgoing voters of a joint configuration, auto-leave) in
+// raft.Membership's binary encoding; it is written only when the
+// membership is more than a list of voters, so that a static cluster's
+// snapshot stays readable by a release that knows version 1 only, and
+// the decoder refuses a version 2 that version 1 could have said (one
+// encoding per snapshot).
 
 var (
 	hardStateMagic = [4]byte{'D', 'K', 'H', 'S'}
@@ -29,6 +36,10 @@ var (
 )
 
 const formatVersion = 1
+
+// snapshotVersionMembership is the snapshot format with the whole
+// membership.
+const snapshotVersionMembership = 2
 
 // maxEntryType is the largest EntryType the decoder accepts.
 const maxEntryType = raft.EntryConfChange
@@ -72,19 +83,36 @@ func sealed(magic [4]byte, body []byte) []byte {
 	return append(out, body...)
 }
 
-// unseal checks the magic and checksum and returns the body.
+// unseal checks the magic, checksum and version (formatVersion) and
+// returns the body.
 func unseal(magic [4]byte, b []byte) ([]byte, error) {
+	version, body, err := unsealVersion(magic, b)
+	if err == nil && version != formatVersion {
+		err = fmt.Errorf("%w: unknown version", errFormat)
+	}
+	return body, err
+}
+
+// unsealVersion checks the magic and checksum and returns the version byte
+// and the rest of the body.
+func unsealVersion(magic [4]byte, b []byte) (byte, []byte, error) {
 	if len(b) < 8 || [4]byte(b[:4]) != magic {
-		return nil, fmt.Errorf("%w: bad magic", errFormat)
+		return 0, nil, fmt.Errorf("%w: bad magic", errFormat)
 	}
 	body := b[8:]
 	if got, want := crc32.Checksum(body, castagnoli), binary.LittleEndian.Uint32(b[4:8]); got != want {
-		return nil, fmt.Errorf("%w: checksum %08x, want %08x", errFormat, got, want)
+		return 0, nil, fmt.Errorf("%w: checksum %08x, want %08x", errFormat, got, want)
 	}
-	if len(body) == 0 || body[0] != formatVersion {
-		return nil, fmt.Errorf("%w: unknown version", errFormat)
+	if len(body) == 0 {
+		return 0, nil, fmt.Errorf("%w: unknown version", errFormat)
 	}
-	return body[1:], nil
+	return body[0], body[1:], nil
+}
+
+// votersOnly reports whether m is a plain list of voters (what snapshot
+// format version 1 can hold).
+func votersOnly(m raft.Membership) bool {
+	return len(m.Learners) == 0 && len(m.OutgoingVoters) == 0 && !m.AutoLeave
 }
 
 func encodeHardState(hs raft.HardState) []byte {
@@ -110,24 +138,53 @@ func decodeHardState(b []byte) (raft.HardState, error) {
 
 func encodeSnapshot(s raft.Snapshot) []byte {
 	body := make([]byte, 0, 64+len(s.Data))
-	body = append(body, formatVersion)
+	m := s.Meta.Membership
+	if votersOnly(m) {
+		body = append(body, formatVersion)
+	} else {
+		body = append(body, snapshotVersionMembership)
+	}
 	body = binary.AppendUvarint(body, s.Meta.Index)
 	body = binary.AppendUvarint(body, s.Meta.Term)
-	body = binary.AppendUvarint(body, uint64(len(s.Meta.Membership.Voters)))
-	for _, v := range s.Meta.Membership.Voters {
-		body = appendBytes(body, []byte(v))
+	if votersOnly(m) {
+		body = binary.AppendUvarint(body, uint64(len(m.Voters)))
+		for _, v := range m.Voters {
+			body = appendBytes(body, []byte(v))
+		}
+	} else {
+		enc, _ := m.AppendBinary(nil) // never fails
+		body = appendBytes(body, enc)
 	}
 	body = appendBytes(body, s.Data)
 	return sealed(snapshotMagic, body)
 }
 
 func decodeSnapshot(b []byte) (raft.Snapshot, error) {
-	body, err := unseal(snapshotMagic, b)
+	version, body, err := unsealVersion(snapshotMagic, b)
 	if err != nil {
 		return raft.Snapshot{}, fmt.Errorf("snapshot: %w", err)
 	}
 	d := reader{b: body}
 	var s raft.Snapshot
+	switch version {
+	case formatVersion:
+	case snapshotVersionMembership:
+		s.Meta.Index = d.uvarint()
+		s.Meta.Term = d.uvarint()
+		enc := d.bytes()
+		if d.err != nil {
+			return raft.Snapshot{}, fmt.Errorf("snapshot: %w", d.err)
+		}
+		if err := s.Meta.Membership.UnmarshalBinary(enc); err != nil {
+			return raft.Snapshot{}, fmt.Errorf("snapshot: %w: membership: %w", errFormat, err)
+		}
+		if votersOnly(s.Meta.Membership) {
+			return raft.Snapshot{}, fmt.Errorf("snapshot: %w: version 2 for a voters-only membership", errFormat)
+		}
+		return decodeSnapshotData(&d, s)
+	default:
+		return raft.Snapshot{}, fmt.Errorf("snapshot: %w: unknown version %d", errFormat, version)
+	}
 	s.Meta.Index = d.uvarint()
 	s.Meta.Term = d.uvarint()
 	n := d.uvarint()
@@ -137,6 +194,11 @@ func decodeSnapshot(b []byte) (raft.Snapshot, error) {
 	for range n {
 		s.Meta.Membership.Voters = append(s.Meta.Membership.Voters, transport.NodeID(d.bytes()))
 	}
+	return decodeSnapshotData(&d, s)
+}
+
+// decodeSnapshotData decodes the data that ends every snapshot format.
+func decodeSnapshotData(d *reader, s raft.Snapshot) (raft.Snapshot, error) {
 	if data := d.bytes(); len(data) > 0 {
 		s.Data = append([]byte(nil), data...)
 	}

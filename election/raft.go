@@ -12,22 +12,38 @@ import (
 )
 
 // ErrCannotResign is returned by RaftElector.Resign while this node is the
-// Raft leader: the consensus package has no leadership transfer yet, and
-// an elector that is only an observer of Raft has no other way to step
-// down. Close the consensus node to give leadership up.
-var ErrCannotResign = errors.New("election: raft leader cannot resign (no leadership transfer in consensus)")
+// Raft leader and its RaftNode cannot transfer leadership (it does not
+// implement RaftTransferer). *consensus.Node can.
+var ErrCannotResign = errors.New("election: raft leader cannot resign (the node offers no leadership transfer)")
 
 // RaftNode is what RaftElector needs of a Raft node: its Status.
-// *consensus.Node implements it.
+// *consensus.Node implements it, and RaftObserver and RaftTransferer too.
 type RaftNode interface {
 	Status() consensus.Status
 }
 
+// RaftObserver is a RaftNode that notifies leadership changes: the elector
+// then follows them as they happen instead of polling.
+type RaftObserver interface {
+	Observe(ctx context.Context) <-chan consensus.LeaderInfo
+}
+
+// RaftTransferer is a RaftNode that can hand its leadership over: Resign
+// on the leader then transfers leadership to another voter.
+type RaftTransferer interface {
+	TransferLeadership(ctx context.Context, to transport.NodeID) error
+}
+
+var (
+	_ RaftObserver   = (*consensus.Node)(nil)
+	_ RaftTransferer = (*consensus.Node)(nil)
+)
+
 // RaftConfig configures a RaftElector.
 type RaftConfig struct {
-	// PollInterval is how often the elector reads the node's Status;
-	// leadership changes are seen at most this late. consensus has no
-	// leadership notification, so the elector polls.
+	// PollInterval is how often the elector reads the node's Status when
+	// the node offers no leadership notification (RaftObserver); with one
+	// (*consensus.Node) changes are seen as they happen and it is unused.
 	PollInterval time.Duration
 }
 
@@ -47,7 +63,8 @@ func (c RaftConfig) Validate() error {
 // leader and the Raft term is the epoch. It runs no protocol of its own:
 // Raft's election (§5.2 of the Raft paper) already guarantees at most one
 // leader per term, and a leader only in a majority. It owns one goroutine
-// that polls the node's Status.
+// that follows the node's leadership notifications (or polls its Status,
+// for a node without them).
 type RaftElector struct {
 	node  RaftNode
 	self  transport.NodeID
@@ -80,8 +97,33 @@ func NewRaft(node RaftNode, cfg RaftConfig) (*RaftElector, error) {
 		donec: make(chan struct{}),
 	}
 	e.poll()
-	go e.run(cfg.PollInterval)
+	if o, ok := node.(RaftObserver); ok {
+		ctx, cancel := context.WithCancel(context.Background())
+		ch := o.Observe(ctx)
+		go e.follow(ch, cancel)
+	} else {
+		go e.run(cfg.PollInterval)
+	}
 	return e, nil
+}
+
+// follow publishes every leadership change the node notifies, until the
+// elector closes (cancel then ends the node's observer).
+func (e *RaftElector) follow(ch <-chan consensus.LeaderInfo, cancel context.CancelFunc) {
+	defer close(e.donec)
+	defer cancel()
+	for {
+		select {
+		case <-e.stopc:
+			return
+		case li, ok := <-ch:
+			if !ok {
+				<-e.stopc // the node stopped: nothing more to see
+				return
+			}
+			e.publish(Leader{ID: li.Leader, Epoch: li.Term})
+		}
+	}
 }
 
 func (e *RaftElector) run(every time.Duration) {
@@ -102,7 +144,11 @@ func (e *RaftElector) run(every time.Duration) {
 // grows at one node, so the epochs published never go back.
 func (e *RaftElector) poll() {
 	st := e.node.Status()
-	l := Leader{ID: st.Leader, Epoch: st.Term}
+	e.publish(Leader{ID: st.Leader, Epoch: st.Term})
+}
+
+// publish publishes l if it is news and does not go back in epoch.
+func (e *RaftElector) publish(l Leader) {
 	if cur := e.views.Current(); l != cur && l.Epoch >= cur.Epoch {
 		e.views.Publish(l)
 	}
@@ -135,7 +181,10 @@ func (e *RaftElector) Campaign(ctx context.Context) (Leader, error) {
 
 // Resign gives up leadership. Every Raft node stands for election and an
 // observer of Raft cannot change that, so on a follower Resign does
-// nothing, and while this node leads it fails with ErrCannotResign.
+// nothing; while this node leads, it hands leadership over to the most
+// up-to-date other voter (consensus.Node.TransferLeadership) and returns
+// once another node leads, or with the transfer's error (ErrCannotResign
+// for a node that cannot transfer).
 func (e *RaftElector) Resign(ctx context.Context) error {
 	if e == nil || e.stopc == nil {
 		return errRaftElectorNotNew
@@ -151,10 +200,17 @@ func (e *RaftElector) Resign(ctx context.Context) error {
 		return ErrClosed
 	default:
 	}
-	if e.views.Current().ID == e.self {
+	if e.views.Current().ID != e.self && e.node.Status().Leader != e.self {
+		return nil // a follower has nothing to give up
+	}
+	tr, ok := e.node.(RaftTransferer)
+	if !ok {
 		return ErrCannotResign
 	}
-	return nil // a follower has nothing to give up
+	if err := tr.TransferLeadership(ctx, ""); err != nil {
+		return fmt.Errorf("election: resign: %w", err)
+	}
+	return nil
 }
 
 // Leader returns the latest (leader, term) seen.
@@ -173,7 +229,7 @@ func (e *RaftElector) Observe(ctx context.Context) <-chan Leader {
 	return e.views.Observe(ctx)
 }
 
-// Close stops polling, waits for the goroutine and closes every Observe
+// Close stops following the node, waits for the goroutine and closes every Observe
 // channel. It does not close the Raft node.
 func (e *RaftElector) Close() error {
 	if e == nil || e.stopc == nil {
