@@ -61,9 +61,9 @@ type Node struct {
 	logger *slog.Logger
 
 	// clusterID is stamped on every message sent and required of every
-	// message received; members are the nodes messages are accepted from.
+	// message received (the nodes messages are accepted from are the
+	// runtime's knownMember set).
 	clusterID ClusterID
-	members   map[transport.NodeID]bool
 
 	// Counters of dropped messages, written by the transport's handler.
 	droppedForeign, droppedNonMember, droppedMalformed atomic.Uint64
@@ -243,7 +243,6 @@ func newNode(cfg Config, tr transport.Transport, sm StateMachine, store nodeStor
 		store:     store,
 		logger:    cfg.Logger,
 		clusterID: deriveClusterID(cfg.ClusterName, cfg.Peers),
-		members:   make(map[transport.NodeID]bool, len(cfg.Peers)),
 		propSig:   make(chan struct{}, 1),
 		msgSig:    make(chan struct{}, 1),
 		statusc:   make(chan chan Status),
@@ -258,9 +257,6 @@ func newNode(cfg Config, tr transport.Transport, sm StateMachine, store nodeStor
 	n.proposals.New = func() any { return &proposal{done: make(chan result, 1)} }
 	n.rt.init(nil)
 	n.refreshMembers()
-	for _, p := range cfg.Peers {
-		n.members[p] = true
-	}
 	if n.lastIndex, err = store.LastIndex(); err != nil {
 		return nil, fmt.Errorf("consensus: read last index: %w", err)
 	}
