@@ -154,6 +154,51 @@
 // synchronized. Proposers that forward commands over the network carry
 // answers with MarshalResult and UnmarshalResult (examples/kvstore does).
 //
+// # Knowing who leads
+//
+// A fresh cluster has no leader for an election timeout or more; Propose
+// fails with ErrNotLeader meanwhile. Call WaitLeader(ctx) after New (or
+// use a Client, which retries). Observe(ctx) delivers LeaderInfo{Leader,
+// Term, Role} at once and after every change. It coalesces (a slow reader
+// sees the latest value only), never blocks the node, and closes when ctx
+// ends or the node stops.
+//
+// # Reads without the log
+//
+// Read(ctx) returns once this node's state machine has applied everything
+// acknowledged anywhere before the call; then read the state machine
+// directly (linearizable, Raft thesis §6.4). It costs one heartbeat round
+// shared by all concurrent reads, works on followers and learners, and
+// retries across leader changes until ctx ends. With Config.LeaseReads
+// (which needs CheckQuorum) the leader answers without a round while it
+// heard from a majority less than ElectionTicks − LeaseDriftTicks ticks
+// ago. This assumes clock rates differ by less than LeaseDriftTicks per
+// election timeout; a paused VM or a stepped clock breaks it.
+//
+// # Leadership transfer
+//
+// TransferLeadership(ctx, to) (to "" = the most up-to-date voter) stops
+// proposals on the leader, brings the target up to date and makes it
+// campaign at once (§3.10). It returns nil once another node leads, or
+// ErrTransferAborted after an election timeout, after which the old leader
+// accepts proposals again. For rolling restarts use Shutdown(ctx) instead
+// of Close: a leader hands over first, so the cluster sees no election
+// timeout.
+//
+// # Membership
+//
+// ChangeMembership (and AddVoter, AddLearner, Promote, Remove) runs on the
+// leader and returns once the change is applied and any joint
+// configuration (§4.3) has been left. ErrConfChangeInProgress means
+// another change is in flight or the leader is new: retry. Grow with
+// AddAndPromote, which adds a learner and promotes it only once it has
+// caught up. Removing the leader works: it steps down after the change
+// commits. The configuration lives in snapshots (DiskStorage format
+// version 2) and is restored with them. Joining: add the node first, make
+// it reachable on the transport, then start it with Join=true and the
+// founders' Peers and ClusterName on every start (so its cluster ID is the
+// founders'). Founders keep their original Peers forever.
+//
 // # Concurrency
 //
 // Node and Client are safe for concurrent use; Propose blocks until the
@@ -171,7 +216,7 @@
 // always holds, and progress resumes once a majority can communicate.
 // Storage must honour fsync; a storage failure stops the Node (Status.Err)
 // rather than risk acknowledging lost data. Nodes are trusted (no Byzantine
-// faults). Membership is static in this release.
+// faults). Membership changes through the log (see Membership below).
 //
 // # Durable layout
 //

@@ -202,9 +202,10 @@
 // # Concurrency
 //
 // Node and RaftElector are safe for concurrent use. A Node owns one
-// goroutine (the core's loop) and a RaftElector one (it polls the Raft
-// node's Status every PollInterval, since consensus offers no leadership
-// notification); Close stops it and waits. Observe never blocks an
+// goroutine (the core's loop) and a RaftElector one (it follows the
+// consensus node's leadership notifications, Node.Observe, and polls the
+// node's Status every PollInterval only for a node that offers none);
+// Close stops it and waits. Observe never blocks an
 // elector: each observer's channel holds the newest unread view. The
 // cores are not safe for concurrent use.
 //
@@ -217,8 +218,9 @@
 // highest-priority live candidate within a bound (a few seconds with
 // DefaultConfig: detection plus a few timeouts); before that, there may be
 // several leaders, each with its epoch. Byzantine nodes are out of scope.
-// RaftElector.Resign cannot hand Raft leadership over (consensus has no
-// leadership transfer yet): on the leader it returns ErrCannotResign.
+// RaftElector.Resign on the leader hands Raft leadership to the most
+// up-to-date voter (Node.TransferLeadership, thesis §3.10); only a node
+// that cannot transfer makes it return ErrCannotResign.
 //
 // FileEpochStore's Save survives power loss: TestFileEpochStorePowerLoss
 // runs it on vfs.CrashFS (package internal/vfs: unsynced data lost or
