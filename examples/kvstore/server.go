@@ -140,8 +140,10 @@ func (s *server) do(ctx context.Context, op, key, value string) (result, error) 
 // {"value":"...","found":true}, with Content-Type application/json:
 //
 //	PUT    /kv/KEY   body is the value; answers the value stored (200)
-//	GET    /kv/KEY   read through the log (linearizable); ?stale=1 reads this
-//	                 node's copy; answers the value (200) or found:false (404)
+//	GET    /kv/KEY   linearizable read through ReadIndex (Node.Read, then this
+//	                 node's copy); ?log=1 reads through the log instead, ?stale=1
+//	                 reads this node's copy as it is; answers the value (200)
+//	                 or found:false (404)
 //	DELETE /kv/KEY   answers the value removed (200) or found:false (404)
 //	GET    /status   this node's Raft status and open client sessions (JSON)
 //
@@ -173,15 +175,26 @@ func (s *server) handler() http.Handler {
 		s.reply(w, r, "put", string(value))
 	})
 	mux.HandleFunc("GET /kv/{key}", func(w http.ResponseWriter, r *http.Request) {
-		if r.URL.Query().Get("stale") == "1" {
-			if !validKey(w, r.PathValue("key")) {
+		switch {
+		case r.URL.Query().Get("log") == "1":
+			s.reply(w, r, "get", "") // the old way: a command through the log
+			return
+		case !validKey(w, r.PathValue("key")):
+			return
+		case r.URL.Query().Get("stale") != "1":
+			// ReadIndex (Raft thesis §6.4): once Read returns, this node's
+			// copy reflects every write acknowledged before the request,
+			// on a follower too, for one heartbeat round instead of a log
+			// entry.
+			ctx, cancel := context.WithTimeout(r.Context(), requestBudget)
+			defer cancel()
+			if err := s.node.Read(ctx); err != nil {
+				http.Error(w, "kvstore: read: "+err.Error(), httpStatus(err))
 				return
 			}
-			v, ok := s.store.Get(r.PathValue("key"))
-			writeResult(w, result{Value: v, Found: ok})
-			return
 		}
-		s.reply(w, r, "get", "")
+		v, ok := s.store.Get(r.PathValue("key"))
+		writeResult(w, result{Value: v, Found: ok})
 	})
 	mux.HandleFunc("DELETE /kv/{key}", func(w http.ResponseWriter, r *http.Request) {
 		s.reply(w, r, "delete", "")
