@@ -7,7 +7,6 @@ import (
 	"io"
 	"os"
 	"path/filepath"
-	"slices"
 	"strconv"
 	"sync"
 	"time"
@@ -19,7 +18,7 @@ import (
 )
 
 func init() {
-	register(chapter{order: 60, name: "consensus", title: "Consensus: a replicated log that survives its leader", run: runConsensus})
+	register(chapter{order: 60, name: "consensus", title: "Consensus: a replicated log that survives its leader, grows and hands over", run: runConsensus})
 }
 
 // consensusLedger is the chapter's state machine: an append-only list of
@@ -124,15 +123,15 @@ func runConsensus(ctx context.Context, t *tour) error {
 			m.close()
 		}
 	}()
-	start := func(id transport.NodeID) error {
+	start := func(id transport.NodeID, join bool) error {
 		tr, err := net.Join(id)
 		if err != nil {
 			return err
 		}
 		ncfg := consensus.DefaultConfig()
-		ncfg.ID, ncfg.Peers = id, ids
+		ncfg.ID, ncfg.Peers, ncfg.Join = id, ids, join
 		ncfg.DataDir = filepath.Join(dir, string(id))
-		ncfg.Seed = uint64(t.seed)*1000 + uint64(slices.Index(ids, id)) + 1 // election timeouts follow -seed
+		ncfg.Seed = uint64(t.seed)*1000 + uint64(id[len(id)-1]-'0') // n1 → 1, …: election timeouts follow -seed
 		ledger := newConsensusLedger()
 		node, err := consensus.New(ncfg, tr, ledger)
 		if err != nil {
@@ -143,7 +142,7 @@ func runConsensus(ctx context.Context, t *tour) error {
 		return nil
 	}
 	for _, id := range ids {
-		if err := start(id); err != nil {
+		if err := start(id, false); err != nil {
 			return err
 		}
 	}
@@ -212,7 +211,7 @@ func runConsensus(ctx context.Context, t *tour) error {
 	t.Say("the ledger total is %v: no acknowledged deposit was lost", total)
 
 	t.Detail("The crashed node restarts from its data directory and catches up from the leader.")
-	if err := start(old); err != nil {
+	if err := start(old, false); err != nil {
 		return err
 	}
 	if cl, err = client(); err != nil {
@@ -229,5 +228,64 @@ func runConsensus(ctx context.Context, t *tour) error {
 	}
 	got, count := members[old].ledger.read()
 	t.Say("%s restarted from disk and replayed the log: %d deposits, total %d", old, count, got)
+	return changeMembership(ctx, t, members, start, ids)
+}
+
+// changeMembership grows the cluster by a fourth node, hands leadership to
+// it, removes a founder and reads without the log.
+func changeMembership(ctx context.Context, t *tour, members map[transport.NodeID]*consensusMember,
+	start func(id transport.NodeID, join bool) error, founders []transport.NodeID) error {
+	var leader *consensusMember
+	var lead transport.NodeID
+	for id, m := range members {
+		if l, err := m.node.WaitLeader(ctx); err == nil && l == id {
+			leader, lead = m, id
+		}
+	}
+	if leader == nil {
+		return errors.New("no leader to change the membership")
+	}
+	t.Detail("Membership changes go through the log too. A new node n4 starts with Join and the")
+	t.Detail("founders' peer list; the leader adds it as a learner (it receives the log but does not")
+	t.Detail("vote) and promotes it to voter once it has caught up.")
+	if err := start("n4", true); err != nil {
+		return err
+	}
+	if err := leader.node.AddAndPromote(ctx, "n4", 10); err != nil {
+		return fmt.Errorf("add n4: %w", err)
+	}
+	m, _ := leader.node.Members()
+	t.Say("n4 joined as a learner and was promoted: voters %v", m.Voters)
+
+	t.Detail("Leadership transfer (thesis §3.10): the leader stops taking proposals, brings n4 up")
+	t.Detail("to date and tells it to campaign at once, so no election timeout passes.")
+	if err := leader.node.TransferLeadership(ctx, "n4"); err != nil {
+		return fmt.Errorf("transfer to n4: %w", err)
+	}
+	st := members["n4"].node.Status()
+	t.Say("%s handed leadership to n4, now leader of term %d", lead, st.Term)
+
+	victim := founders[0]
+	if err := members["n4"].node.Remove(ctx, victim); err != nil {
+		return fmt.Errorf("remove %s: %w", victim, err)
+	}
+	members[victim].close()
+	delete(members, victim)
+	m, _ = members["n4"].node.Members()
+	t.Say("%s was removed and shut down: voters %v", victim, m.Voters)
+
+	t.Detail("A read without a log entry (ReadIndex, thesis §6.4): a follower asks the leader for its")
+	t.Detail("commit index, confirmed by one heartbeat round, and waits until it has applied that far.")
+	for id, m := range members {
+		if id == "n4" {
+			continue
+		}
+		if err := m.node.Read(ctx); err != nil {
+			return fmt.Errorf("read on %s: %w", id, err)
+		}
+		total, count := m.ledger.read()
+		t.Say("a linearizable read on follower %s sees %d deposits, total %d", id, count, total)
+		break
+	}
 	return nil
 }
