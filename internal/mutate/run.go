@@ -99,11 +99,12 @@ func (r *Runner) Run(ctx context.Context, m Mutation) Result {
 	if r.Race {
 		args = append(args, "-race")
 	}
-	args = append(args, m.Pkg)
+	dir, pkg := moduleOf(r.Root, m.Pkg)
+	args = append(args, pkg)
 	cctx, cancel := context.WithTimeout(ctx, timeout+time.Minute)
 	defer cancel()
 	cmd := exec.CommandContext(cctx, "go", args...)
-	cmd.Dir = r.Root
+	cmd.Dir = dir
 	// The mutation runs with the default test budget; a soak environment
 	// would multiply the runs of the named tests and is not wanted here.
 	cmd.Env = append(os.Environ(), "DISTKIT_SOAK=", "DISTKIT_SEED=")
@@ -114,6 +115,26 @@ func (r *Runner) Run(ctx context.Context, m Mutation) Result {
 	res.Output = out.String()
 	res.Outcome = classify(res.Output, runErr, cctx.Err() != nil)
 	return res
+}
+
+// moduleOf returns the directory of the module that holds package pkg
+// (a path relative to root, like ./contrib/redis) and the package's path
+// relative to that module: a contrib adapter is its own module, and go
+// test must run inside it. Its tests also need their server (the
+// environment its .ci/contrib script sets); without one they skip, and
+// the mutation is reported NOT CAUGHT.
+func moduleOf(root, pkg string) (dir, rel string) {
+	abs := filepath.Join(root, pkg)
+	for d := abs; d != root && strings.HasPrefix(d, root); d = filepath.Dir(d) {
+		if _, err := os.Stat(filepath.Join(d, "go.mod")); err == nil {
+			r, err := filepath.Rel(d, abs)
+			if err != nil {
+				break
+			}
+			return d, "./" + filepath.ToSlash(r)
+		}
+	}
+	return root, pkg
 }
 
 // classify turns go test's output and exit status into an Outcome.
