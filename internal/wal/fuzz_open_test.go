@@ -88,6 +88,16 @@ func FuzzOpenDamaged(f *testing.F) {
 	f.Add([]byte{0, 0xff, 0xf0, 0x80})          // flip near the end
 	f.Add([]byte{0, 0x10, 0, 4, 1, 0x20, 0, 0}) // flip then cut
 	f.Add([]byte{2, 0, 0, 0})                   // garbage after the end
+	{
+		// The same flip twice leaves record 10 intact; a cut of the last
+		// byte then tears the tail. Only real damage counts.
+		total := 0
+		for _, b := range d.data {
+			total += len(b)
+		}
+		p, c := d.off[9]+3, total-1
+		f.Add([]byte{0, byte(p >> 8), byte(p), 0x5a, 0, byte(p >> 8), byte(p), 0x5a, 1, byte(c >> 8), byte(c), 0})
+	}
 	f.Fuzz(func(t *testing.T, ops []byte) {
 		data := make([][]byte, len(d.data))
 		for i := range d.data {
@@ -97,7 +107,6 @@ func FuzzOpenDamaged(f *testing.F) {
 		for _, b := range d.data {
 			total += len(b)
 		}
-		damaged := make([]bool, len(d.recs)) // a byte of the record changed or was cut
 		for len(ops) >= 4 {
 			kind, pos, mask := ops[0]%3, (int(ops[1])<<8|int(ops[2]))%total, ops[3]
 			ops = ops[4:]
@@ -112,25 +121,22 @@ func FuzzOpenDamaged(f *testing.F) {
 					continue
 				}
 				data[s][pos] ^= mask
-				for i := range d.recs {
-					if d.seg[i] == s && d.off[i] <= pos && pos < d.off[i]+wal.RecordSize(len(d.recs[i])) {
-						damaged[i] = true
-					}
-				}
 			case 1:
 				if pos >= len(data[s]) {
 					continue
 				}
 				data[s] = data[s][:pos]
-				for i := range d.recs {
-					if d.seg[i] == s && d.off[i]+wal.RecordSize(len(d.recs[i])) > pos {
-						damaged[i] = true
-					}
-				}
 			case 2:
 				last := len(data) - 1
 				data[last] = append(data[last], bytes.Repeat([]byte{mask}, int(ops4(pos)))...)
 			}
+		}
+		// A record is damaged if its bytes now differ or were cut: two
+		// flips of the same byte with the same mask cancel out.
+		damaged := make([]bool, len(d.recs))
+		for i := range d.recs {
+			s, lo, hi := d.seg[i], d.off[i], d.off[i]+wal.RecordSize(len(d.recs[i]))
+			damaged[i] = len(data[s]) < hi || !bytes.Equal(data[s][lo:hi], d.data[s][lo:hi])
 		}
 		fsys := vfs.NewCrashFS(0)
 		if err := fsys.MkdirAll("/w", 0o755); err != nil {
