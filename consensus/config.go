@@ -110,9 +110,10 @@ type Config struct {
 	// Logger receives elections, leader changes and errors. nil is silent.
 	Logger *slog.Logger
 
-	// fs is the file system DataDir lives on; nil is the operating
-	// system's. The package's crash tests set a vfs.CrashFS.
-	fs vfs.FS
+	// FS is the file system DataDir lives on. Nil is the operating
+	// system's (vfs.OS); tests pass a vfs.CrashFS (package internal/vfs)
+	// to run a Node through power loss.
+	FS vfs.FS
 }
 
 // DefaultConfig returns settings suited to a LAN: 10 ms ticks, heartbeats

@@ -96,7 +96,7 @@ func (dc *diskCluster) start(id transport.NodeID) {
 	dc.mu.Unlock()
 	cfg := testConfig(id, three)
 	cfg.DataDir = "/data/" + string(id)
-	cfg.fs = fs
+	cfg.FS = fs
 	cfg.SnapshotThreshold = 8
 	cfg.SnapshotRetainEntries = 2
 	cfg.Seed = dc.seed*1000 + uint64(starts)

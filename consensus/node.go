@@ -160,7 +160,7 @@ func New(cfg Config, tr transport.Transport, sm StateMachine) (*Node, error) {
 	}
 	var store nodeStorage
 	if cfg.DataDir != "" {
-		fsys := vfs.Or(cfg.fs)
+		fsys := vfs.Or(cfg.FS)
 		if _, err := loadIdentity(fsys, cfg.DataDir, &cfg); err != nil {
 			return nil, err
 		}
