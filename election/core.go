@@ -256,6 +256,17 @@ func (b *base) accept(now time.Time, from transport.NodeID, payload []byte) (mes
 		// The detector judges its own payload; a bad one is counted there.
 		_ = b.det.Receive(now, from, msg.inner)
 	}
+	if msg.view.ID == b.self.ID && msg.view != b.view {
+		// A view naming this node as leader, in a leadership this node
+		// does not hold: one of an earlier life of this process, which
+		// ended when it restarted (its epoch is restored from its store,
+		// its leadership is not). Taking it up again would make a second
+		// leadership with the same epoch, which fencing cannot tell from
+		// the first. Merge it as "leader unknown" in that epoch instead:
+		// the node then holds an election and leads, if it wins, in a
+		// higher epoch.
+		msg.view, msg.unknown = Leader{Epoch: msg.view.Epoch}, true
+	}
 	changed := false
 	if b.better(msg.view, msg.unknown, b.view, b.unknown) {
 		b.adoptView(msg.view, msg.unknown, now)
