@@ -96,8 +96,8 @@ func (n *Node) Members() (m raft.Membership, committed bool) {
 
 // AddAndPromote grows the cluster safely by one voter: it adds id as a
 // learner (unless it is one already), waits until the leader has
-// replicated to it up to within maxLag entries of the leader's last index,
-// then promotes it. Run it on the leader; ctx bounds the whole operation.
+// replicated to it at least the entry that made it a learner and up to
+// within maxLag entries of the leader's last index, then promotes it. Run it on the leader; ctx bounds the whole operation.
 // Errors: those of ChangeMembership, and ErrNotLeader if this node stops
 // leading while the learner catches up.
 func (n *Node) AddAndPromote(ctx context.Context, id transport.NodeID, maxLag uint64) error {
@@ -118,7 +118,10 @@ func (n *Node) AddAndPromote(ctx context.Context, id transport.NodeID, maxLag ui
 		if st.Role != raft.Leader {
 			return fmt.Errorf("consensus: add and promote %s: %w", id, &raft.NotLeaderError{Leader: st.Leader})
 		}
-		if pr, ok := st.Progress[id]; ok && pr.Match+maxLag >= st.LastIndex {
+		// Caught up: it holds the configuration that made it a learner
+		// (a learner that never answered is not caught up, however small
+		// the log), and it is within maxLag of the leader's last entry.
+		if pr, ok := st.Progress[id]; ok && pr.Match >= st.MembershipIndex && pr.Match+maxLag >= st.LastIndex {
 			return n.Promote(ctx, id)
 		}
 		select {

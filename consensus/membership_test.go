@@ -362,3 +362,24 @@ func pickLearner(n *Node) transport.NodeID {
 	}
 	return m.Learners[0]
 }
+
+// TestAddAndPromoteNeedsAnAnswer: however small the log and however large
+// maxLag, a learner that never answered (down or unreachable) is not
+// promoted: it would count for quorums without holding the log.
+func TestAddAndPromoteNeedsAnAnswer(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		cc := newChurnCluster(t)
+		ctx := context.Background()
+		cc.write(ctx)
+		l := cc.leader(ctx)
+		actx, cancel := context.WithTimeout(ctx, time.Second)
+		defer cancel()
+		// n4 never starts.
+		if err := l.AddAndPromote(actx, "n4", 1000); !errors.Is(err, context.DeadlineExceeded) {
+			t.Fatalf("AddAndPromote of a learner that never answered = %v; want a timeout", err)
+		}
+		if m, _ := l.Members(); !m.IsLearner("n4") || slices.Contains(m.Voters, "n4") {
+			t.Fatalf("membership %+v; want n4 still a learner", m)
+		}
+	})
+}

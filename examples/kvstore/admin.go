@@ -40,7 +40,8 @@ import (
 // voter); 409 when another membership change or a leadership transfer is
 // in progress (retry once it is over); 503 when no leader is known or
 // leadership moved during the request (retry), or a transfer was given up
-// (the old leader leads on); 504 when the request's budget (adminBudget)
+// (the old leader leads on) — a node that knows no leader waits
+// adminLeaderWait for one first; 504 when the request's budget (adminBudget)
 // passed: the change may or may not happen. Changes are not idempotent: a
 // retried add of a node that was added answers 400.
 //
@@ -53,6 +54,10 @@ import (
 // adminService is the RPC service through which a follower hands an admin
 // request to the leader.
 const adminService = "kv.admin"
+
+// adminLeaderWait is how long an admin request waits for a leader when
+// none is known (server.leaderWait).
+const adminLeaderWait = 2 * time.Second
 
 // adminBudget bounds an admin request: a learner may need a while to catch
 // up before it is promoted. It is below writeTimeout.
@@ -186,6 +191,14 @@ func (s *server) admin(w http.ResponseWriter, r *http.Request, req adminRequest)
 // leader it knows.
 func (s *server) routeAdmin(ctx context.Context, req adminRequest) adminReply {
 	li := s.node.Leader()
+	if li.Leader == "" && s.leaderWait > 0 {
+		// Just started, or an election is running: one is normally over
+		// within an election timeout.
+		wctx, cancel := context.WithTimeout(ctx, s.leaderWait)
+		s.node.WaitLeader(wctx)
+		cancel()
+		li = s.node.Leader()
+	}
 	switch {
 	case li.Role == raft.Leader:
 		return s.runAdmin(ctx, req)

@@ -30,6 +30,8 @@ type adminCluster struct {
 	trs      map[transport.NodeID]*tcp.Transport
 	servers  map[transport.NodeID]*server
 	https    map[transport.NodeID]*httptest.Server
+	// leaderWait, if not 0, replaces adminLeaderWait.
+	leaderWait time.Duration
 }
 
 func newAdminCluster(t *testing.T, founders, all []transport.NodeID) *adminCluster {
@@ -77,6 +79,9 @@ func (c *adminCluster) start(id transport.NodeID, join bool) {
 	})
 	if err != nil {
 		c.t.Fatalf("start %s: %v", id, err)
+	}
+	if c.leaderWait != 0 {
+		s.leaderWait = c.leaderWait
 	}
 	c.servers[id] = s
 	c.https[id] = httptest.NewServer(s.handler())
@@ -246,6 +251,7 @@ func TestAdminNoLeader(t *testing.T) {
 	// Only n1 of three founders runs: it never learns of a leader.
 	ids := []transport.NodeID{"n1", "n2", "n3"}
 	c := newAdminCluster(t, ids, ids)
+	c.leaderWait = 100 * time.Millisecond
 	c.start("n1", false)
 	for _, path := range []string{"/members?id=n4", "/transfer"} {
 		if code, body := c.do(ctx, "n1", http.MethodPost, path); code != http.StatusServiceUnavailable {

@@ -40,6 +40,9 @@ type server struct {
 	store  *kvStore
 	sm     *consensus.SessionMachine // store wrapped with the session table
 	client *consensus.Client
+	// leaderWait is how long an admin request waits for a leader when
+	// none is known (adminLeaderWait; tests shorten it).
+	leaderWait time.Duration
 }
 
 // envelopeOverhead bounds the bytes a session stamp adds to a command
@@ -68,7 +71,7 @@ type nodeConfig struct {
 
 // startNode starts a node on tr.
 func startNode(tr *tcp.Transport, nc nodeConfig) (*server, error) {
-	s := &server{id: tr.ID(), tr: tr, store: newKVStore()}
+	s := &server{id: tr.ID(), tr: tr, store: newKVStore(), leaderWait: adminLeaderWait}
 	cfg := consensus.DefaultConfig()
 	cfg.ID = tr.ID()
 	cfg.Peers = nc.founders
