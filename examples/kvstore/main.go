@@ -19,6 +19,13 @@
 //	curl -X PUT -d world localhost:8001/kv/hello
 //	curl localhost:8002/kv/hello
 //
+// The admin API (admin.go) grows, shrinks and re-leads the cluster: POST
+// /members?id=ID[&learner=1], POST /members/ID/promote, DELETE /members/ID,
+// POST /transfer[?to=ID], GET /members. A node added later is added first,
+// then started with -join and -cluster set to the founding IDs (the README
+// walks through growing three nodes to five and back, and a rolling
+// restart). SIGTERM stops a node gracefully: a leader hands over first.
+//
 // The answers, the status codes and the limits are listed on the handler
 // (server.go) and in the README's Consensus section. Warnings and errors
 // (a torn WAL tail cut on open, a refused start) are logged to stderr; -v
