@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"log/slog"
 	"net/http"
 	"net/http/httptest"
 	"path/filepath"
@@ -342,4 +343,33 @@ func FuzzDecodeAdmin(f *testing.F) {
 			t.Fatalf("round trip of %+v = %+v, %v", req, got, err)
 		}
 	})
+}
+
+// TestGracefulStopHandsOver: the SIGTERM path (stopGracefully) of a leader
+// hands leadership over before the node stops: by the time it returns,
+// another node leads the next term, so the cluster sees no election
+// timeout.
+func TestGracefulStopHandsOver(t *testing.T) {
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	ids := []transport.NodeID{"n1", "n2", "n3"}
+	c := newAdminCluster(t, ids, ids).startFounders()
+	l := c.leader(ctx)
+	if code, body := c.do(ctx, l, http.MethodPut, "/kv/k"); code != http.StatusOK {
+		t.Fatalf("PUT = %d %s", code, body)
+	}
+	term := c.servers[l].node.Leader().Term
+	c.servers[l].stopGracefully(slog.New(slog.DiscardHandler))
+	var next []string
+	for _, id := range ids {
+		if li := c.servers[id].node.Leader(); id != l && li.Role == raft.Leader {
+			next = append(next, fmt.Sprintf("%s (term %d)", id, li.Term))
+			if li.Term != term+1 {
+				t.Errorf("%s leads in term %d after %s stopped in term %d; want term %d", id, li.Term, l, term, term+1)
+			}
+		}
+	}
+	if len(next) != 1 {
+		t.Fatalf("after leader %s stopped gracefully, leaders %v; want one other node leading already", l, next)
+	}
 }

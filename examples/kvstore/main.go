@@ -272,18 +272,26 @@ func runNode(ctx context.Context, f nodeFlags, stdout, stderr io.Writer) error {
 	defer cancel()
 	hs.Shutdown(sctx)
 	<-errc
+	srv.stopGracefully(logger)
+	return nil
+}
+
+// stopGracefully ends the node's client session and shuts the node down,
+// a leader handing leadership over first. The caller then calls Close.
+func (s *server) stopGracefully(logger *slog.Logger) {
 	// A clean stop ends this node's client session through the log, so
 	// every node frees its cached results now rather than at expiry. Best
 	// effort: an unclosed session expires anyway.
-	if err := srv.client.Close(sctx); err != nil {
+	cctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
+	defer cancel()
+	if err := s.client.Close(cctx); err != nil {
 		logger.Warn("kvstore: closing the client session", "err", err)
 	}
 	// A leader hands leadership to the most up-to-date voter before it
 	// stops, so a rolling restart costs the cluster no election timeout.
 	nctx, ncancel := context.WithTimeout(context.Background(), 5*time.Second)
 	defer ncancel()
-	if err := srv.node.Shutdown(nctx); err != nil {
+	if err := s.node.Shutdown(nctx); err != nil {
 		logger.Warn("kvstore: stopping the node", "err", err)
 	}
-	return nil
 }
