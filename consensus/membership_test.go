@@ -383,3 +383,40 @@ func TestAddAndPromoteNeedsAnAnswer(t *testing.T) {
 		}
 	})
 }
+
+// TestAddAndPromoteWaitsForLag: a learner that answered once but fell more
+// than maxLag entries behind is not promoted until it has caught up.
+func TestAddAndPromoteWaitsForLag(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		cc := newChurnCluster(t)
+		ctx := context.Background()
+		cc.write(ctx)
+		cc.join("n4")
+		l := cc.leader(ctx)
+		if err := l.AddLearner(ctx, "n4"); err != nil {
+			t.Fatalf("AddLearner = %v", err)
+		}
+		for {
+			st := l.Status()
+			if st.Progress["n4"].Match >= st.LastIndex {
+				break
+			}
+			time.Sleep(time.Millisecond)
+		}
+		cc.net.Isolate("n4")
+		for range 5 {
+			cc.write(ctx)
+		}
+		actx, cancel := context.WithTimeout(ctx, time.Second)
+		defer cancel()
+		if err := l.AddAndPromote(actx, "n4", 2); !errors.Is(err, context.DeadlineExceeded) {
+			t.Fatalf("AddAndPromote of a learner 5 entries behind with maxLag 2 = %v; want a timeout", err)
+		}
+		cc.net.Heal()
+		bctx, cancel2 := context.WithTimeout(ctx, 10*time.Second)
+		defer cancel2()
+		if err := l.AddAndPromote(bctx, "n4", 2); err != nil {
+			t.Fatalf("AddAndPromote after heal = %v", err)
+		}
+	})
+}
