@@ -1,6 +1,7 @@
 package main
 
 import (
+	"bytes"
 	"context"
 	"encoding/json"
 	"errors"
@@ -371,5 +372,31 @@ func TestGracefulStopHandsOver(t *testing.T) {
 	}
 	if len(next) != 1 {
 		t.Fatalf("after leader %s stopped gracefully, leaders %v; want one other node leading already", l, next)
+	}
+}
+
+// TestRunJoinFlags: the bootstrap-vs-join flags are checked before the
+// node starts, with messages that say the rule.
+func TestRunJoinFlags(t *testing.T) {
+	node := []string{"-id", "n4", "-http", "127.0.0.1:0", "-peers", "n1=127.0.0.1:1,n4=127.0.0.1:4"}
+	tests := []struct {
+		name       string
+		args       []string
+		wantStderr string
+	}{
+		{"cluster without id", []string{"-cluster", "n1,n2,n3"}, "need -id"},
+		{"join without id", []string{"-join"}, "need -id"},
+		{"join without cluster", append(slices.Clone(node), "-join"), "-join needs -cluster"},
+		{"not a founder and no join", append(slices.Clone(node), "-cluster", "n1,n2,n3"), "starts with -join"},
+		{"empty cluster entry", append(slices.Clone(node), "-cluster", "n1,,n2"), "bad -cluster entry"},
+		{"cluster lists an ID twice", append(slices.Clone(node), "-join", "-cluster", "n1,n1"), `-cluster lists "n1" twice`},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			var stdout, stderr bytes.Buffer
+			if got := run(tt.args, &stdout, &stderr); got != 1 || !strings.Contains(stderr.String(), tt.wantStderr) {
+				t.Fatalf("run(%q) = %d, stderr:\n%s\nwant 1 with %q", tt.args, got, stderr.String(), tt.wantStderr)
+			}
+		})
 	}
 }
