@@ -48,8 +48,8 @@ import (
 // The node being added must be listed in -peers of the nodes that will
 // send to it, and is started with -join (see the README's bootstrap and
 // join rule). Adding a voter waits until it has caught up, so start it
-// before (or while) POST /members?id=ID runs; with learner=1 it can be
-// started afterwards and promoted later.
+// while POST /members?id=ID runs (it waits up to adminBudget); or add it
+// with learner=1, start it, and promote it.
 
 // adminService is the RPC service through which a follower hands an admin
 // request to the leader.
