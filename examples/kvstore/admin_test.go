@@ -400,3 +400,62 @@ func TestRunJoinFlags(t *testing.T) {
 		})
 	}
 }
+
+// TestAdminConflictDuringTransfer: while a transfer to a node that is down
+// is under way, a membership change answers 409; once the leader gives the
+// transfer up (an election timeout later) the transfer answers 503 and
+// the change goes through.
+func TestAdminConflictDuringTransfer(t *testing.T) {
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	ids := []transport.NodeID{"n1", "n2", "n3"}
+	c := newAdminCluster(t, ids, ids).startFounders()
+	l := c.leader(ctx)
+	down := c.follower(ctx)
+	c.servers[down].Close()
+	c.https[down].Close()
+	delete(c.servers, down)
+	delete(c.https, down)
+	delete(c.trs, down) // closed with its server
+
+	type answer struct {
+		code int
+		body string
+	}
+	// The transfer lasts an election timeout: on a machine so loaded that
+	// the change arrives later than that, it is accepted (200) and the
+	// attempt proves nothing; try again.
+	conflict := false
+	for attempt := 0; attempt < 5 && !conflict; attempt++ {
+		transfer := make(chan answer, 1)
+		go func() {
+			code, body := c.do(ctx, l, http.MethodPost, "/transfer?to="+string(down))
+			transfer <- answer{code, body}
+		}()
+		for c.servers[l].node.Status().LeadTransferee != down {
+			select {
+			case a := <-transfer:
+				t.Fatalf("POST /transfer?to=%s (down) = %d %s before the test saw it under way", down, a.code, a.body)
+			case <-time.After(time.Millisecond):
+			}
+		}
+		code, body := c.do(ctx, l, http.MethodPost, fmt.Sprintf("/members?id=x%d&learner=1", attempt))
+		switch code {
+		case http.StatusConflict:
+			conflict = true
+		case http.StatusOK:
+			t.Logf("attempt %d: the change arrived after the transfer was given up", attempt)
+		default:
+			t.Errorf("POST /members during a transfer = %d %s; want 409", code, body)
+		}
+		if a := <-transfer; a.code != http.StatusServiceUnavailable {
+			t.Errorf("POST /transfer?to=%s (down) = %d %s; want 503 (given up)", down, a.code, a.body)
+		}
+	}
+	if !conflict {
+		t.Errorf("no change asked during a transfer answered 409")
+	}
+	if code, body := c.do(ctx, l, http.MethodPost, "/members?id=n9&learner=1"); code != http.StatusOK {
+		t.Errorf("POST /members after the transfer was given up = %d %s; want 200", code, body)
+	}
+}

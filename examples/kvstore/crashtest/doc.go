@@ -11,7 +11,7 @@
 //
 // The package has no API; it is all tests:
 //
-//	go test ./examples/kvstore/crashtest                   # the short run (about 30 s)
+//	go test ./examples/kvstore/crashtest                   # the short run and the walkthrough (about 40 s)
 //	DISTKIT_SOAK=1 go test -timeout 0 ./examples/kvstore/crashtest -run Soak -v
 //
 // Knobs (environment variables):
