@@ -2,6 +2,7 @@ package consensus
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"time"
 
@@ -11,9 +12,12 @@ import (
 
 // confWait is one ChangeMembership call waiting on the loop.
 type confWait struct {
+	ctx         context.Context
+	cc          raft.ConfChange
+	pending     bool // not proposed yet: the leader has not committed an entry of its term
 	index, term uint64
-	applied     bool // the entry was applied; waiting to leave a joint configuration
-	done        chan error
+	applied     bool       // the entry was applied; waiting to leave a joint configuration
+	done        chan error // size 1: the one answer
 }
 
 // ChangeMembership changes the cluster's configuration (thesis §4) and
@@ -29,23 +33,24 @@ type confWait struct {
 // nodes as learners and promote them once caught up (AddAndPromote): a
 // voter with an empty log can stall commits.
 //
+// A leader that was just elected may not change the configuration before
+// it has committed an entry of its own term (Ongaro's fix to single-server
+// changes); ChangeMembership waits for that inside (bounded by ctx), so a
+// caller needs no retry loop after a leader change.
+//
 // Errors: ErrNotLeader (a *raft.NotLeaderError naming the leader);
 // raft.ErrConfChangeInProgress while another change is uncommitted or a
-// joint configuration is in force, or before a new leader has committed an
-// entry of its term (retry shortly); raft.ErrInvalidConfChange for a
-// change that makes no sense; raft.ErrProposalDropped during a leadership
-// transfer; ErrProposalLost (the entry lost to a leader change: retry);
-// ErrOutcomeUnknown; ctx's error (outcome unknown); ErrStopped.
+// joint configuration is in force (a change truly in flight: it is not
+// waited for); raft.ErrInvalidConfChange for a change that makes no sense;
+// raft.ErrProposalDropped during a leadership transfer; ErrProposalLost
+// (the entry lost to a leader change: retry); ErrOutcomeUnknown; ctx's
+// error (outcome unknown); ErrStopped.
 func (n *Node) ChangeMembership(ctx context.Context, ops ...raft.ConfChangeOp) error {
-	w := &confWait{done: make(chan error, 1)}
+	w := &confWait{ctx: ctx, cc: raft.ConfChange{Changes: ops}, done: make(chan error, 1)}
 	err := n.do(ctx, func() {
-		index, term, err := n.core.ProposeConfChange(raft.ConfChange{Changes: ops})
-		if err != nil {
-			w.done <- fmt.Errorf("consensus: change membership: %w", err)
-			return
+		if n.proposeConf(w) {
+			n.rt.confs = append(n.rt.confs, w)
 		}
-		w.index, w.term = index, term
-		n.rt.confs = append(n.rt.confs, w)
 	})
 	if err != nil {
 		return fmt.Errorf("consensus: change membership: %w", err)
@@ -91,8 +96,8 @@ func (n *Node) Members() (m raft.Membership, committed bool) {
 
 // AddAndPromote grows the cluster safely by one voter: it adds id as a
 // learner (unless it is one already), waits until the leader has
-// replicated to it up to within maxLag entries of the leader's last index,
-// then promotes it. Run it on the leader; ctx bounds the whole operation.
+// replicated to it at least the entry that made it a learner and up to
+// within maxLag entries of the leader's last index, then promotes it. Run it on the leader; ctx bounds the whole operation.
 // Errors: those of ChangeMembership, and ErrNotLeader if this node stops
 // leading while the learner catches up.
 func (n *Node) AddAndPromote(ctx context.Context, id transport.NodeID, maxLag uint64) error {
@@ -113,7 +118,10 @@ func (n *Node) AddAndPromote(ctx context.Context, id transport.NodeID, maxLag ui
 		if st.Role != raft.Leader {
 			return fmt.Errorf("consensus: add and promote %s: %w", id, &raft.NotLeaderError{Leader: st.Leader})
 		}
-		if pr, ok := st.Progress[id]; ok && pr.Match+maxLag >= st.LastIndex {
+		// Caught up: it holds the configuration that made it a learner
+		// (a learner that never answered is not caught up, however small
+		// the log), and it is within maxLag of the leader's last entry.
+		if pr, ok := st.Progress[id]; ok && pr.Match >= st.MembershipIndex && pr.Match+maxLag >= st.LastIndex {
 			return n.Promote(ctx, id)
 		}
 		select {
@@ -126,11 +134,37 @@ func (n *Node) AddAndPromote(ctx context.Context, id transport.NodeID, maxLag ui
 	}
 }
 
+// proposeConf proposes w's change (on the loop) and reports whether w
+// waits on: proposed (w.index set), or pending until this leader has
+// committed an entry of its term. Otherwise w has been answered.
+func (n *Node) proposeConf(w *confWait) bool {
+	index, term, err := n.core.ProposeConfChange(w.cc)
+	switch {
+	case err == nil:
+		w.index, w.term, w.pending = index, term, false
+		return true
+	case errors.Is(err, raft.ErrConfChangeInProgress) && n.awaitingTermCommit():
+		w.pending = true
+		return true
+	}
+	w.done <- fmt.Errorf("consensus: change membership: %w", err)
+	return false
+}
+
+// awaitingTermCommit reports whether this node leads with no change in
+// flight and no joint configuration in force, so that the core's
+// ErrConfChangeInProgress can only mean that it has not committed an
+// entry of its term yet: a wait of about one round trip, not a conflict.
+func (n *Node) awaitingTermCommit() bool {
+	st := n.core.Status()
+	return st.Role == raft.Leader && st.Commit >= st.MembershipIndex && !st.Membership.Joint()
+}
+
 // appliedConfChange is called by apply for each EntryConfChange (the core
 // applied the change itself; the state machine does not see it).
 func (n *Node) appliedConfChange(e *raft.Entry) {
 	for _, w := range n.rt.confs {
-		if w.index != e.Index || w.applied {
+		if w.pending || w.index != e.Index || w.applied {
 			continue
 		}
 		if w.term != e.Term {
@@ -145,11 +179,22 @@ func (n *Node) appliedConfChange(e *raft.Entry) {
 // checkConfs completes the membership changes that are applied and, if
 // they entered a joint configuration, left it (committed); and those whose
 // index was passed without their entry being applied here (a snapshot).
+// It proposes the pending ones again (the leader may have committed an
+// entry of its term since), in the order they were asked for: the first
+// goes in, and any other then finds it in flight and is refused.
 func (n *Node) checkConfs() {
 	var st *raft.Status
 	keep := n.rt.confs[:0]
 	for _, w := range n.rt.confs {
 		switch {
+		case w.pending:
+			if w.ctx.Err() != nil {
+				continue // the caller left; never propose it now
+			}
+			if n.proposeConf(w) {
+				st = nil // the configuration may have changed
+				keep = append(keep, w)
+			}
 		case w.index == 0:
 			continue // answered
 		case w.applied:

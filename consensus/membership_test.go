@@ -292,3 +292,131 @@ func TestAddAndPromoteWaitsForCatchUp(t *testing.T) {
 		cc.check(ctx, "n1", "n2", "n3", "n4")
 	})
 }
+
+// TestChangeMembershipWaitsForFreshLeader: a leader that was just elected
+// has not committed an entry of its term yet, and the core refuses changes
+// until it has (Ongaro's fix to single-server changes). ChangeMembership
+// waits for that inside, so a change asked of a fresh leader succeeds
+// without a retry loop; two changes asked together still conflict: the
+// first goes in, the second finds it in flight and is refused with
+// ErrConfChangeInProgress.
+func TestChangeMembershipWaitsForFreshLeader(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		// Every message takes exactly 1 ms of virtual time: the new leader's
+		// first entry cannot commit in the instant it wins.
+		c, _ := newMemnetCluster(t, false, memnet.Faults{MinDelay: time.Millisecond, MaxDelay: time.Millisecond}, nil)
+		ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+		defer cancel()
+		lead, err := c.nodes["n1"].WaitLeader(ctx)
+		if err != nil {
+			t.Fatal(err)
+		}
+		target := c.others(lead)[0]
+		tn := c.nodes[target]
+		obs := tn.Observe(ctx)
+		transferred := make(chan error, 1)
+		go func() { transferred <- c.nodes[lead].TransferLeadership(ctx, target) }()
+		for li := range obs {
+			if li.Role == raft.Leader {
+				break
+			}
+		}
+		// The same virtual instant: the entry of the new term is appended,
+		// not committed.
+		if st := tn.Status(); st.Commit >= st.LastIndex {
+			t.Fatalf("%s leads with commit %d, last index %d; want its first entry uncommitted (the test lost its race)", target, st.Commit, st.LastIndex)
+		}
+		errs := make(chan error, 2)
+		for _, id := range []transport.NodeID{"n8", "n9"} {
+			go func() { errs <- tn.AddLearner(ctx, id) }()
+		}
+		var ok, refused int
+		for range 2 {
+			switch err := <-errs; {
+			case err == nil:
+				ok++
+			case errors.Is(err, raft.ErrConfChangeInProgress):
+				refused++
+			default:
+				t.Fatalf("AddLearner on a fresh leader = %v; want nil or ErrConfChangeInProgress", err)
+			}
+		}
+		if ok != 1 || refused != 1 {
+			t.Errorf("two changes asked of a fresh leader: %d applied, %d refused; want 1 and 1", ok, refused)
+		}
+		if err := <-transferred; err != nil {
+			t.Errorf("TransferLeadership = %v", err)
+		}
+		// A change asked after the first one committed goes in too.
+		if err := tn.Promote(ctx, pickLearner(tn)); err != nil {
+			t.Errorf("Promote after the conflict = %v", err)
+		}
+	})
+}
+
+// pickLearner returns a learner of n's configuration.
+func pickLearner(n *Node) transport.NodeID {
+	m, _ := n.Members()
+	if len(m.Learners) == 0 {
+		return ""
+	}
+	return m.Learners[0]
+}
+
+// TestAddAndPromoteNeedsAnAnswer: however small the log and however large
+// maxLag, a learner that never answered (down or unreachable) is not
+// promoted: it would count for quorums without holding the log.
+func TestAddAndPromoteNeedsAnAnswer(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		cc := newChurnCluster(t)
+		ctx := context.Background()
+		cc.write(ctx)
+		l := cc.leader(ctx)
+		actx, cancel := context.WithTimeout(ctx, time.Second)
+		defer cancel()
+		// n4 never starts.
+		if err := l.AddAndPromote(actx, "n4", 1000); !errors.Is(err, context.DeadlineExceeded) {
+			t.Fatalf("AddAndPromote of a learner that never answered = %v; want a timeout", err)
+		}
+		if m, _ := l.Members(); !m.IsLearner("n4") || slices.Contains(m.Voters, "n4") {
+			t.Fatalf("membership %+v; want n4 still a learner", m)
+		}
+	})
+}
+
+// TestAddAndPromoteWaitsForLag: a learner that answered once but fell more
+// than maxLag entries behind is not promoted until it has caught up.
+func TestAddAndPromoteWaitsForLag(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		cc := newChurnCluster(t)
+		ctx := context.Background()
+		cc.write(ctx)
+		cc.join("n4")
+		l := cc.leader(ctx)
+		if err := l.AddLearner(ctx, "n4"); err != nil {
+			t.Fatalf("AddLearner = %v", err)
+		}
+		for {
+			st := l.Status()
+			if st.Progress["n4"].Match >= st.LastIndex {
+				break
+			}
+			time.Sleep(time.Millisecond)
+		}
+		cc.net.Isolate("n4")
+		for range 5 {
+			cc.write(ctx)
+		}
+		actx, cancel := context.WithTimeout(ctx, time.Second)
+		defer cancel()
+		if err := l.AddAndPromote(actx, "n4", 2); !errors.Is(err, context.DeadlineExceeded) {
+			t.Fatalf("AddAndPromote of a learner 5 entries behind with maxLag 2 = %v; want a timeout", err)
+		}
+		cc.net.Heal()
+		bctx, cancel2 := context.WithTimeout(ctx, 10*time.Second)
+		defer cancel2()
+		if err := l.AddAndPromote(bctx, "n4", 2); err != nil {
+			t.Fatalf("AddAndPromote after heal = %v", err)
+		}
+	})
+}

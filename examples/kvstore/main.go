@@ -19,6 +19,13 @@
 //	curl -X PUT -d world localhost:8001/kv/hello
 //	curl localhost:8002/kv/hello
 //
+// The admin API (admin.go) grows, shrinks and re-leads the cluster: POST
+// /members?id=ID[&learner=1], POST /members/ID/promote, DELETE /members/ID,
+// POST /transfer[?to=ID], GET /members. A node added later is added first,
+// then started with -join and -cluster set to the founding IDs (the README
+// walks through growing three nodes to five and back, and a rolling
+// restart). SIGTERM stops a node gracefully: a leader hands over first.
+//
 // The answers, the status codes and the limits are listed on the handler
 // (server.go) and in the README's Consensus section. Warnings and errors
 // (a torn WAL tail cut on open, a refused start) are logged to stderr; -v
@@ -35,6 +42,7 @@ import (
 	"net/http"
 	"os"
 	"os/signal"
+	"slices"
 	"strings"
 	"syscall"
 	"time"
@@ -51,7 +59,9 @@ func run(args []string, stdout, stderr io.Writer) int {
 	fs := flag.NewFlagSet("kvstore", flag.ContinueOnError)
 	fs.SetOutput(stderr)
 	id := fs.String("id", "", "this node's ID (omit every flag for the in-process demo)")
-	peers := fs.String("peers", "", "every node as ID=HOST:PORT, comma-separated, this one included (required with -id)")
+	peers := fs.String("peers", "", "the address book: every node that is or may become a member as ID=HOST:PORT, comma-separated, this one included (required with -id)")
+	founders := fs.String("cluster", "", "the IDs the cluster was founded with, comma-separated, the same on every node and every start (default: the IDs in -peers; required with -join)")
+	join := fs.Bool("join", false, "this node was added to a running cluster (POST /members) and does not bootstrap one; give it on every start of such a node")
 	data := fs.String("data", "", "data directory (default: ./kvstore-data/ID)")
 	httpAddr := fs.String("http", "", "HTTP listen address, e.g. 127.0.0.1:8001 (required with -id)")
 	verbose := fs.Bool("v", false, "log Raft events (INFO); warnings and errors are always logged")
@@ -73,12 +83,15 @@ func run(args []string, stdout, stderr io.Writer) int {
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
 	demo, err := demoMode(*id, *peers, *data, *httpAddr)
+	if err == nil && demo && (*founders != "" || *join) {
+		err = errors.New("-cluster and -join need -id (omit them all for the in-process demo)")
+	}
 	switch {
 	case err != nil:
 	case demo:
 		err = runDemo(ctx, stdout)
 	default:
-		err = runNode(ctx, nodeFlags{id: *id, peers: *peers, dataDir: *data, httpAddr: *httpAddr, verbose: *verbose}, stdout, stderr)
+		err = runNode(ctx, nodeFlags{id: *id, peers: *peers, founders: *founders, join: *join, dataDir: *data, httpAddr: *httpAddr, verbose: *verbose}, stdout, stderr)
 	}
 	if err != nil {
 		fmt.Fprintln(stderr, "kvstore:", err)
@@ -90,8 +103,17 @@ func run(args []string, stdout, stderr io.Writer) int {
 const usage = `usage:
   kvstore                                                 the in-process demo: three nodes, narrated
   kvstore -id ID -peers LIST -http ADDR [-data DIR] [-v]  one node of a cluster, in this process
+          [-cluster IDS] [-join]
 
-A node serves PUT, GET and DELETE on /kv/KEY and GET /status over HTTP.
+A node serves PUT, GET and DELETE on /kv/KEY, GET /status and the admin API
+(GET and POST /members, POST /members/ID/promote, DELETE /members/ID,
+POST /transfer) over HTTP. SIGTERM or Ctrl-C stops it gracefully: a leader
+hands leadership over first.
+
+Bootstrap and join: the founding nodes start without -join and with the
+same -cluster (or, without -cluster, the same IDs in -peers). A node added
+later is added first (POST /members on any member), then started with -join
+and -cluster set to the founding IDs, on every start.
 
 flags:
 `
@@ -107,6 +129,22 @@ func demoMode(id, peers, data, httpAddr string) (bool, error) {
 		return false, errors.New("-peers, -data and -http need -id (omit them all for the in-process demo)")
 	}
 	return true, nil
+}
+
+// parseIDs parses "n1,n2,n3".
+func parseIDs(s string) ([]transport.NodeID, error) {
+	var ids []transport.NodeID
+	for _, part := range strings.Split(s, ",") {
+		id := transport.NodeID(strings.TrimSpace(part))
+		if id == "" || strings.Contains(string(id), "=") {
+			return nil, fmt.Errorf("bad -cluster entry %q; want a node ID", part)
+		}
+		if slices.Contains(ids, id) {
+			return nil, fmt.Errorf("-cluster lists %q twice", id)
+		}
+		ids = append(ids, id)
+	}
+	return ids, nil
 }
 
 // parsePeers parses "n1=host:port,n2=host:port".
@@ -129,8 +167,8 @@ func parsePeers(s string) ([]transport.NodeID, map[transport.NodeID]string, erro
 
 // nodeFlags are the flags of one node.
 type nodeFlags struct {
-	id, peers, dataDir, httpAddr string
-	verbose                      bool
+	id, peers, founders, dataDir, httpAddr string
+	join, verbose                          bool
 }
 
 // newLogger logs to w at WARN (a truncated WAL, a refused start, failed
@@ -185,6 +223,18 @@ func runNode(ctx context.Context, f nodeFlags, stdout, stderr io.Writer) error {
 	if _, ok := addrs[self]; !ok {
 		return fmt.Errorf("-peers does not list this node %q", f.id)
 	}
+	founders := ids
+	switch {
+	case f.founders != "":
+		if founders, err = parseIDs(f.founders); err != nil {
+			return err
+		}
+	case f.join:
+		return errors.New("-join needs -cluster: the IDs the cluster was founded with")
+	}
+	if !f.join && !slices.Contains(founders, self) {
+		return fmt.Errorf("-cluster %s does not list this node %q: a node added later starts with -join", f.founders, f.id)
+	}
 	if f.dataDir == "" {
 		f.dataDir = "kvstore-data/" + f.id
 	}
@@ -202,7 +252,7 @@ func runNode(ctx context.Context, f nodeFlags, stdout, stderr io.Writer) error {
 	if err != nil {
 		return err
 	}
-	srv, err := startServer(tr, ids, f.dataDir, logger)
+	srv, err := startNode(tr, nodeConfig{founders: founders, members: ids, join: f.join, dataDir: f.dataDir, logger: logger})
 	if err != nil {
 		tr.Close()
 		return err
@@ -222,11 +272,26 @@ func runNode(ctx context.Context, f nodeFlags, stdout, stderr io.Writer) error {
 	defer cancel()
 	hs.Shutdown(sctx)
 	<-errc
+	srv.stopGracefully(logger)
+	return nil
+}
+
+// stopGracefully ends the node's client session and shuts the node down,
+// a leader handing leadership over first. The caller then calls Close.
+func (s *server) stopGracefully(logger *slog.Logger) {
 	// A clean stop ends this node's client session through the log, so
 	// every node frees its cached results now rather than at expiry. Best
 	// effort: an unclosed session expires anyway.
-	if err := srv.client.Close(sctx); err != nil {
+	cctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
+	defer cancel()
+	if err := s.client.Close(cctx); err != nil {
 		logger.Warn("kvstore: closing the client session", "err", err)
 	}
-	return nil
+	// A leader hands leadership to the most up-to-date voter before it
+	// stops, so a rolling restart costs the cluster no election timeout.
+	nctx, ncancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer ncancel()
+	if err := s.node.Shutdown(nctx); err != nil {
+		logger.Warn("kvstore: stopping the node", "err", err)
+	}
 }

@@ -40,20 +40,44 @@ type server struct {
 	store  *kvStore
 	sm     *consensus.SessionMachine // store wrapped with the session table
 	client *consensus.Client
+	// leaderWait is how long an admin request waits for a leader when
+	// none is known (adminLeaderWait; tests shorten it).
+	leaderWait time.Duration
 }
 
 // envelopeOverhead bounds the bytes a session stamp adds to a command
 // (consensus/session's envelope: a 13-byte header and three uvarints).
 const envelopeOverhead = 64
 
-// startServer starts a node on tr. peers lists every node, this one
-// included; dataDir holds its durable state.
+// startServer starts a founding node on tr. peers lists every founding
+// node, this one included; dataDir holds its durable state.
 func startServer(tr *tcp.Transport, peers []transport.NodeID, dataDir string, logger *slog.Logger) (*server, error) {
-	s := &server{id: tr.ID(), tr: tr, store: newKVStore()}
+	return startNode(tr, nodeConfig{founders: peers, members: peers, dataDir: dataDir, logger: logger})
+}
+
+// nodeConfig configures a node that may have joined the cluster later.
+type nodeConfig struct {
+	// founders is the cluster's founding peer list (consensus.Config.Peers),
+	// the same on every node and every start.
+	founders []transport.NodeID
+	// members lists the nodes this node's client may send writes to (the
+	// -peers address book), this one included.
+	members []transport.NodeID
+	// join: this node was added to a running cluster (consensus.Config.Join).
+	join    bool
+	dataDir string
+	logger  *slog.Logger
+}
+
+// startNode starts a node on tr.
+func startNode(tr *tcp.Transport, nc nodeConfig) (*server, error) {
+	s := &server{id: tr.ID(), tr: tr, store: newKVStore(), leaderWait: adminLeaderWait}
 	cfg := consensus.DefaultConfig()
 	cfg.ID = tr.ID()
-	cfg.Peers = peers
-	cfg.DataDir = dataDir
+	cfg.Peers = nc.founders
+	cfg.Join = nc.join
+	cfg.DataDir = nc.dataDir
+	logger := nc.logger
 	cfg.Logger = logger
 	cfg.SnapshotThreshold = 1000
 	cfg.MaxCommandBytes = maxCommandBytes + envelopeOverhead
@@ -77,9 +101,10 @@ func startServer(tr *tcp.Transport, peers []transport.NodeID, dataDir string, lo
 	}
 	s.rpc = rpc
 	rpc.Handle(proposeService, s.serveProposal)
+	rpc.Handle(adminService, s.serveAdmin)
 
-	members := map[transport.NodeID]consensus.Proposer{}
-	for _, p := range peers {
+	members := map[transport.NodeID]consensus.Proposer{s.id: node}
+	for _, p := range nc.members {
 		if p == s.id {
 			members[p] = node
 		} else {
@@ -147,6 +172,9 @@ func (s *server) do(ctx context.Context, op, key, value string) (result, error) 
 //	DELETE /kv/KEY   answers the value removed (200) or found:false (404)
 //	GET    /status   this node's Raft status and open client sessions (JSON)
 //
+// and the admin API (admin.go): GET, POST /members, POST
+// /members/ID/promote, DELETE /members/ID and POST /transfer.
+//
 // Keys and values are UTF-8 text (400 otherwise). A value may be up to
 // maxValueBytes (1 MiB, 1048576 bytes) inclusive, a key up to maxKeyBytes
 // (1 KiB) inclusive: a larger value is 413 and a longer key 414, rejected
@@ -199,6 +227,7 @@ func (s *server) handler() http.Handler {
 	mux.HandleFunc("DELETE /kv/{key}", func(w http.ResponseWriter, r *http.Request) {
 		s.reply(w, r, "delete", "")
 	})
+	s.adminRoutes(mux)
 	mux.HandleFunc("GET /status", func(w http.ResponseWriter, r *http.Request) {
 		st := s.node.Status()
 		w.Header().Set("Content-Type", "application/json")

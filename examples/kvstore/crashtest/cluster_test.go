@@ -67,6 +67,7 @@ type node struct {
 	httpAddr string
 	dataDir  string
 	logPath  string
+	args     []string // extra flags, on every start (-cluster, -join)
 
 	mu      sync.Mutex // guards cmd, done, paused, started, exits
 	cmd     *exec.Cmd  // nil while the node is down
@@ -129,6 +130,7 @@ func (c *cluster) start(nd *node) error {
 	nd.started++
 	fmt.Fprintf(logf, "=== crashtest: start #%d at %v\n", nd.started, time.Duration(c.now()))
 	args := []string{"-id", nd.id, "-data", nd.dataDir, "-http", nd.httpAddr, "-peers", c.peers}
+	args = append(args, nd.args...)
 	if !c.quiet {
 		args = append(args, "-v")
 	}
@@ -243,6 +245,9 @@ func (c *cluster) killAll() {
 type status struct {
 	Role     string `json:"role"`
 	Term     uint64 `json:"term"`
+	Leader   string `json:"leader"`
+	Commit   uint64 `json:"commit"`
+	Applied  uint64 `json:"applied"`
 	Sessions int    `json:"sessions"`
 }
 

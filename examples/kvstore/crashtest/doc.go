@@ -4,9 +4,14 @@
 // restarts nodes and SIGSTOP/SIGCONT-pauses the leader, records every
 // operation and checks the history for linearizability with porcupine.
 //
+// TestMembershipWalkthrough runs the README's membership walkthrough with
+// real processes (grow 3 -> 5 -> 3 through the admin API, then a rolling
+// restart with SIGTERM) and checks linearizability and that no restart
+// costs an election timeout.
+//
 // The package has no API; it is all tests:
 //
-//	go test ./examples/kvstore/crashtest                   # the short run (about 30 s)
+//	go test ./examples/kvstore/crashtest                   # the short run and the walkthrough (about 40 s)
 //	DISTKIT_SOAK=1 go test -timeout 0 ./examples/kvstore/crashtest -run Soak -v
 //
 // Knobs (environment variables):
