@@ -190,9 +190,12 @@
 // ChangeMembership (and AddVoter, AddLearner, Promote, Remove) runs on the
 // leader and returns once the change is applied and any joint
 // configuration (§4.3) has been left. ErrConfChangeInProgress means
-// another change is in flight or the leader is new: retry. Grow with
-// AddAndPromote, which adds a learner and promotes it only once it has
-// caught up. Removing the leader works: it steps down after the change
+// another change is in flight or a joint configuration is in force; a
+// newly elected leader's first commit in its term is waited for inside
+// ChangeMembership (bounded by ctx), so callers need no retry loop for
+// it. Grow with AddAndPromote, which adds a learner and promotes it only
+// once it has answered (it holds the entry that added it) and caught up.
+// Removing the leader works: it steps down after the change
 // commits. The configuration lives in snapshots (DiskStorage format
 // version 2) and is restored with them. Joining: add the node first, make
 // it reachable on the transport, then start it with Join=true and the
