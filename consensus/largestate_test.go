@@ -69,7 +69,7 @@ func TestSnapPolicy(t *testing.T) {
 		}},
 		{"huge state saturates", maxSnapshotLogPercent, []step{
 			{want: true, finish: 1 << 62},
-			{apply: cmds(1, 1 << 10), want: false},
+			{apply: cmds(1, 1<<10), want: false},
 		}},
 	}
 	for _, tt := range tests {

@@ -20,10 +20,10 @@ import (
 // It is owned by the node's goroutine and reads no clock: the same
 // entries give the same decisions.
 type snapPolicy struct {
-	lastSize   uint64 // bytes of the last snapshot taken; 0: none yet since start
-	logBytes   uint64 // command bytes applied since the last snapshot started
-	pending    uint64 // logBytes handed to the snapshot in flight (given back if it fails)
-	deferred   uint64 // due snapshots deferred by the policy, for the log
+	lastSize uint64 // bytes of the last snapshot taken; 0: none yet since start
+	logBytes uint64 // command bytes applied since the last snapshot started
+	pending  uint64 // logBytes handed to the snapshot in flight (given back if it fails)
+	deferred uint64 // due snapshots deferred by the policy, for the log
 }
 
 // applied counts the command bytes of entries applied by the loop.
