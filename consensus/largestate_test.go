@@ -306,7 +306,9 @@ func TestPacedWriter(t *testing.T) {
 				_, err := pw.Write(make([]byte, 64<<20)) // 64 s at this rate
 				done <- err
 			}()
-			time.Sleep(time.Second)
+			// Not a multiple of a slice's time (0.25 s), so that the
+			// writer is waiting, not just waking, when quit closes.
+			time.Sleep(1100 * time.Millisecond)
 			close(quit)
 			synctest.Wait()
 			select {
@@ -315,7 +317,8 @@ func TestPacedWriter(t *testing.T) {
 					t.Errorf("Write after quit = %v; want errSnapshotAbandoned", err)
 				}
 			default:
-				t.Fatal("Write still waiting after quit was closed")
+				t.Error("Write still waiting after quit was closed")
+				<-done // lets the bubble end
 			}
 			if got.n > 2<<20 {
 				t.Errorf("%d bytes passed on in about 1 s at 1 MiB/s", got.n)

@@ -787,11 +787,11 @@ func (n *Node) snapshot() error {
 	if err := n.sm.Snapshot(&buf); err != nil {
 		return fmt.Errorf("consensus: snapshot state machine: %w", err)
 	}
+	n.snapPol.started()
 	m, err := n.core.MembershipAt(n.applied)
 	if err != nil {
 		return fmt.Errorf("consensus: snapshot membership at %d: %w", n.applied, err)
 	}
-	n.snapPol.started()
 	if _, err := n.store.CreateSnapshot(n.applied, m, buf.Bytes()); err != nil &&
 		!errors.Is(err, raft.ErrSnapshotOutOfDate) {
 		return fmt.Errorf("consensus: save snapshot at %d: %w", n.applied, err)
