@@ -139,7 +139,9 @@ type Config struct {
 // busy or briefly starved machine does not trigger needless elections), 64
 // append messages in flight per follower (enough to pipeline; fewer and
 // larger messages once a follower lags), 64 MiB of uncommitted commands at
-// most, pre-vote and check-quorum on.
+// most, pre-vote and check-quorum on, a snapshot every 10000 entries or
+// once the commands since the last one reach 25% of its size, whichever
+// comes later, written at 64 MiB/s at most.
 func DefaultConfig() Config {
 	return Config{
 		Service:               "raft",
