@@ -168,10 +168,19 @@ func (v kvView) WriteSnapshot(w io.Writer) error {
 // what the view alone held.
 func (kvView) Release() {}
 
-// appendJSONString appends s as json.Marshal encodes it.
+// appendJSONString appends s as json.Marshal encodes it. Printable ASCII
+// that needs no escape (most keys and values) is copied as it is; any other
+// string goes through json.Marshal.
 func appendJSONString(dst []byte, s string) []byte {
-	b, _ := json.Marshal(s) // a string always encodes
-	return append(dst, b...)
+	for i := 0; i < len(s); i++ {
+		if c := s[i]; c < 0x20 || c >= 0x7f || c == '"' || c == '\\' || c == '<' || c == '>' || c == '&' {
+			b, _ := json.Marshal(s) // a string always encodes
+			return append(dst, b...)
+		}
+	}
+	dst = append(dst, '"')
+	dst = append(dst, s...)
+	return append(dst, '"')
 }
 
 // Restore implements consensus.StateMachine.

@@ -113,6 +113,7 @@ func TestStoreSnapshotFormat(t *testing.T) {
 		{"empty", map[string]string{}},
 		{"one", map[string]string{"a": "1"}},
 		{"escapes", map[string]string{"<a&b>": "\"q\"\n\t\\", "ключ": "значение", "bad\xffutf8": "\x00\x01", "": ""}},
+		{"each escape alone", map[string]string{"\"": "\\", "<": ">", "&": "\x1f", "\x7f": "~ !"}},
 		{"many", func() map[string]string {
 			m := map[string]string{}
 			for i := range 5000 {
