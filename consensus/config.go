@@ -96,8 +96,8 @@ type Config struct {
 	// started reach this percentage of that snapshot's size (the first
 	// snapshot after a start is always taken). Snapshots then write at most
 	// 100/SnapshotLogPercent bytes per byte of commands, and the log
-	// between two snapshots holds at most SnapshotLogPercent% of the
-	// state's size or SnapshotThreshold entries, whichever is more. With
+	// between two snapshots holds about SnapshotLogPercent% of the state's
+	// size or SnapshotThreshold entries, whichever is more. With
 	// the default 25, a 1 KB state is still snapshotted every
 	// SnapshotThreshold entries, a 100 MB one after 25 MB of commands. 0
 	// snapshots every SnapshotThreshold entries whatever the state's size.
