@@ -90,6 +90,25 @@ type Config struct {
 	// SnapshotRetainEntries is how many entries before a snapshot stay in
 	// the log so a follower slightly behind catches up from the log.
 	SnapshotRetainEntries uint64
+	// SnapshotLogPercent keeps a large state from being rewritten every
+	// SnapshotThreshold entries: a snapshot SnapshotThreshold calls for is
+	// deferred until the command bytes applied since the last snapshot
+	// started reach this percentage of that snapshot's size (the first
+	// snapshot after a start is always taken). Snapshots then write at most
+	// 100/SnapshotLogPercent bytes per byte of commands, and the log
+	// between two snapshots holds about SnapshotLogPercent% of the state's
+	// size or SnapshotThreshold entries, whichever is more. With
+	// the default 25, a 1 KB state is still snapshotted every
+	// SnapshotThreshold entries, a 100 MB one after 25 MB of commands. 0
+	// snapshots every SnapshotThreshold entries whatever the state's size.
+	// At most one snapshot is in flight either way.
+	SnapshotLogPercent uint64
+	// SnapshotWriteRate bounds, in bytes per second, how fast a snapshot
+	// taken from a view (SnapshotViewer) is written, so that writing a
+	// large state leaves the disk to the log's fsyncs and the CPU to
+	// replication; 0 is no limit. A snapshot of S bytes then takes at least
+	// S/SnapshotWriteRate seconds, during which no other snapshot starts.
+	SnapshotWriteRate uint64
 
 	// Join starts a node that joins a running cluster instead of
 	// bootstrapping one. The rule: the members that found a cluster start
@@ -121,7 +140,9 @@ type Config struct {
 // busy or briefly starved machine does not trigger needless elections), 64
 // append messages in flight per follower (enough to pipeline; fewer and
 // larger messages once a follower lags), 64 MiB of uncommitted commands at
-// most, pre-vote and check-quorum on.
+// most, pre-vote and check-quorum on, a snapshot every 10000 entries or
+// once the commands since the last one reach 25% of its size, whichever
+// comes later, written at 64 MiB/s at most.
 func DefaultConfig() Config {
 	return Config{
 		Service:               "raft",
@@ -136,8 +157,17 @@ func DefaultConfig() Config {
 		MaxCommandBytes:       1 << 20,
 		SnapshotThreshold:     10000,
 		SnapshotRetainEntries: 1000,
+		SnapshotLogPercent:    25,
+		SnapshotWriteRate:     64 << 20,
 	}
 }
+
+// Bounds of the snapshot policy's settings: beyond them a node would
+// practically never snapshot again, or take hours over one snapshot.
+const (
+	maxSnapshotLogPercent = 10000   // a log 100 times the state's size
+	minSnapshotWriteRate  = 1 << 20 // 1 MiB/s
+)
 
 // Validate reports the first problem with c, wrapping ErrInvalidConfig.
 func (c *Config) Validate() error {
@@ -169,6 +199,10 @@ func (c *Config) Validate() error {
 		return bad("CheckQuorumTicks is %d; want >= 0", c.CheckQuorumTicks)
 	case c.LeaseReads && !c.CheckQuorum:
 		return bad("LeaseReads needs CheckQuorum")
+	case c.SnapshotLogPercent > maxSnapshotLogPercent:
+		return bad("SnapshotLogPercent is %d; want at most %d", c.SnapshotLogPercent, maxSnapshotLogPercent)
+	case c.SnapshotWriteRate != 0 && c.SnapshotWriteRate < minSnapshotWriteRate:
+		return bad("SnapshotWriteRate is %d bytes/s; want 0 (no limit) or at least %d", c.SnapshotWriteRate, minSnapshotWriteRate)
 	case c.LeaseDriftTicks < 0 || (c.LeaseReads && c.LeaseDriftTicks >= c.ElectionTicks):
 		return bad("LeaseDriftTicks (%d) must be in [0, ElectionTicks (%d))", c.LeaseDriftTicks, c.ElectionTicks)
 	}

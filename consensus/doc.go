@@ -53,7 +53,9 @@
 //     entries persisted by an earlier Ready are applied before this Ready's
 //     fsync;
 //  5. snapshots the state machine and compacts the log when
-//     Config.SnapshotThreshold entries were applied since the last one. A
+//     Config.SnapshotThreshold entries were applied since the last one
+//     (and, for a large state, enough command bytes: see Snapshots of a
+//     large state). A
 //     StateMachine that implements SnapshotViewer hands over a
 //     point-in-time view, which a goroutine owned by the Node writes out
 //     while the loop goes on (one snapshot in flight at most; the log is
@@ -201,6 +203,30 @@
 // it reachable on the transport, then start it with Join=true and the
 // founders' Peers and ClusterName on every start (so its cluster ID is the
 // founders'). Founders keep their original Peers forever.
+//
+// # Snapshots of a large state
+//
+// Writing a snapshot costs the size of the state, so a policy that counts
+// only entries (SnapshotThreshold) would rewrite a 100 MB state every few
+// thousand commands of 100 bytes: more disk bandwidth than the disk has,
+// taken from the log's fsyncs, which every commit waits for. Two settings
+// bound that cost. Config.SnapshotLogPercent (default 25) defers a
+// snapshot SnapshotThreshold calls for until the command bytes applied
+// since the last snapshot started reach that percentage of its size: a
+// node then writes at most 100/SnapshotLogPercent bytes of snapshot per
+// byte of commands (4 with the default), whatever the state's size, and
+// replays at most that share of the state's size from the log after a
+// restart. A small state, whose snapshot is smaller than
+// SnapshotThreshold commands, is still snapshotted every SnapshotThreshold
+// entries, and the first snapshot after a start always is (its size is
+// not known before). Config.SnapshotWriteRate (default 64 MiB/s) paces the
+// writer a SnapshotViewer's view writes to, in slices of 256 KiB, so that
+// the snapshot goroutine leaves the disk and the CPU to the log and the
+// loop; a snapshot of S bytes takes at least S/SnapshotWriteRate. At most
+// one snapshot is in flight: a snapshot due while one is written is
+// skipped, and the next is considered SnapshotThreshold entries later. Set
+// SnapshotLogPercent to 0 to snapshot every SnapshotThreshold entries (or
+// as soon as the previous snapshot is written).
 //
 // # Concurrency
 //

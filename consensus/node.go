@@ -114,6 +114,7 @@ type Node struct {
 	ticks     uint64 // ticks since start
 	orphans   int    // waiters whose entry left the log (orphanedAt != 0)
 	snapping  bool   // a background snapshot is in flight
+	snapPol   snapPolicy
 	final     Status // the status at exit, served after Close
 	failure   error  // the error that stopped the loop
 	spare     []raft.Message
@@ -594,6 +595,10 @@ func (n *Node) handleReadies() error {
 		}
 		n.send(msgs)
 		n.apply(rd.CommittedEntries[len(early):])
+		if rd.Snapshot != nil {
+			n.snapPol.installed()
+		}
+		n.snapPol.applied(rd.CommittedEntries)
 		if rd.SnapshotDue {
 			if err := n.snapshot(); err != nil {
 				return err
@@ -739,17 +744,24 @@ func (n *Node) apply(ents []raft.Entry) {
 }
 
 // snapshot snapshots the state machine as of n.applied and compacts the
-// log. A state machine that offers a view (SnapshotViewer) is written out
-// by a goroutine of its own (writeSnapshot, then finishSnapshot on the
-// loop); any other is written here, on the loop.
+// log, unless the snapshot policy defers it (Config.SnapshotLogPercent) or
+// one is still being written. A state machine that offers a view
+// (SnapshotViewer) is written out by a goroutine of its own
+// (writeSnapshot, then finishSnapshot on the loop); any other is written
+// here, on the loop.
 func (n *Node) snapshot() error {
+	if n.snapping {
+		// The previous one is still being written; the core asks again
+		// SnapshotThreshold entries later.
+		n.debug("snapshot skipped: the previous one is still being written", "index", n.applied)
+		return nil
+	}
+	if !n.snapPol.due(n.cfg.SnapshotLogPercent) {
+		n.debug("snapshot deferred: too few command bytes since the last one", "index", n.applied,
+			"bytes", n.snapPol.logBytes, "last", n.snapPol.lastSize, "deferred", n.snapPol.deferred)
+		return nil
+	}
 	if v, ok := n.sm.(SnapshotViewer); ok {
-		if n.snapping {
-			// The previous one is still being written; the core asks
-			// again SnapshotThreshold entries later.
-			n.debug("snapshot skipped: the previous one is still being written", "index", n.applied)
-			return nil
-		}
 		view, err := v.SnapshotView()
 		if err == nil && isNil(view) {
 			err = errors.New("nil view")
@@ -762,9 +774,11 @@ func (n *Node) snapshot() error {
 		}
 		m, err := n.core.MembershipAt(n.applied)
 		if err != nil {
+			view.Release()
 			return fmt.Errorf("consensus: snapshot membership at %d: %w", n.applied, err)
 		}
 		n.snapping = true
+		n.snapPol.started()
 		n.snapWG.Add(1)
 		go n.writeSnapshot(view, n.applied, m)
 		return nil
@@ -773,6 +787,7 @@ func (n *Node) snapshot() error {
 	if err := n.sm.Snapshot(&buf); err != nil {
 		return fmt.Errorf("consensus: snapshot state machine: %w", err)
 	}
+	n.snapPol.started()
 	m, err := n.core.MembershipAt(n.applied)
 	if err != nil {
 		return fmt.Errorf("consensus: snapshot membership at %d: %w", n.applied, err)
@@ -781,6 +796,7 @@ func (n *Node) snapshot() error {
 		!errors.Is(err, raft.ErrSnapshotOutOfDate) {
 		return fmt.Errorf("consensus: save snapshot at %d: %w", n.applied, err)
 	}
+	n.snapPol.finished(uint64(buf.Len()), true)
 	n.debug("snapshot", "index", n.applied, "bytes", buf.Len())
 	return nil
 }
@@ -793,6 +809,7 @@ type snapResult struct {
 	// snapshot's bytes, for CreateSnapshot).
 	commit func() error
 	data   []byte
+	size   uint64 // bytes the view wrote
 	err    error
 }
 
@@ -800,36 +817,26 @@ type snapResult struct {
 // the node stops.
 var errSnapshotAbandoned = errors.New("consensus: snapshot abandoned: node stopped")
 
-// quitWriter fails every write once quit is closed.
-type quitWriter struct {
-	w    io.Writer
-	quit <-chan struct{}
-}
-
-func (q quitWriter) Write(p []byte) (int, error) {
-	select {
-	case <-q.quit:
-		return 0, errSnapshotAbandoned
-	default:
-		return q.w.Write(p)
-	}
-}
-
 // writeSnapshot is the snapshot goroutine: it writes view (streamed to the
-// storage if it can take a stream, into memory otherwise) and hands the
-// outcome to the loop.
+// storage if it can take a stream, into memory otherwise) through a
+// pacedWriter (Config.SnapshotWriteRate) and hands the outcome to the
+// loop.
 func (n *Node) writeSnapshot(view SnapshotWriter, index uint64, m raft.Membership) {
 	defer n.snapWG.Done()
 	res := snapResult{index: index, m: m}
+	pw := &pacedWriter{quit: n.quitc, rate: n.cfg.SnapshotWriteRate}
 	if st, ok := n.store.(snapshotStreamer); ok {
 		res.commit, res.err = st.StageSnapshot(index, m, func(w io.Writer) error {
-			return view.WriteSnapshot(quitWriter{w: w, quit: n.quitc})
+			pw.w = w
+			return view.WriteSnapshot(pw)
 		})
 	} else {
 		var buf bytes.Buffer
-		res.err = view.WriteSnapshot(quitWriter{w: &buf, quit: n.quitc})
+		pw.w = &buf
+		res.err = view.WriteSnapshot(pw)
 		res.data = buf.Bytes()
 	}
+	res.size = pw.n
 	view.Release()
 	n.snapc <- res // never blocks: one snapshot in flight, size 1
 }
@@ -841,6 +848,7 @@ func (n *Node) writeSnapshot(view SnapshotWriter, index uint64, m raft.Membershi
 func (n *Node) finishSnapshot(res snapResult) error {
 	n.snapping = false
 	if res.err != nil {
+		n.snapPol.finished(0, false)
 		if n.logger != nil {
 			n.logger.Warn("consensus: background snapshot failed; skipped", "node", n.cfg.ID, "index", res.index, "err", res.err)
 		}
@@ -856,7 +864,8 @@ func (n *Node) finishSnapshot(res snapResult) error {
 	if err != nil && !errors.Is(err, raft.ErrSnapshotOutOfDate) {
 		return fmt.Errorf("consensus: save snapshot at %d: %w", res.index, err)
 	}
-	n.debug("snapshot", "index", res.index, "bytes", len(res.data), "background", true)
+	n.snapPol.finished(res.size, true)
+	n.debug("snapshot", "index", res.index, "bytes", res.size, "background", true)
 	return nil
 }
 
