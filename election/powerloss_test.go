@@ -220,6 +220,29 @@ func (p *powerElectors) powerCut(id transport.NodeID, k int) {
 	p.start(id)
 }
 
+// outage cuts the power of every node at once (each fails its first or
+// second next fsync, then all file systems crash together) and restarts
+// them all on what survived.
+func (p *powerElectors) outage(rng *rand.Rand) {
+	for _, id := range p.ids {
+		p.mu.Lock()
+		fs := p.fss[id]
+		p.mu.Unlock()
+		fs.InjectSyncError(1 + rng.IntN(2))
+	}
+	time.Sleep(time.Duration(rng.IntN(40)) * time.Millisecond)
+	for _, id := range p.ids {
+		p.mu.Lock()
+		after := p.fss[id].Crash()
+		p.fss[id] = after
+		p.mu.Unlock()
+		p.stop(id)
+	}
+	for _, id := range p.ids {
+		p.start(id)
+	}
+}
+
 func testPowerLossEpochs(t *testing.T, newFn func(transport.Transport, election.Config) (*election.Node, error), seed uint64, stalled *atomic.Bool) {
 	rng := rand.New(rand.NewPCG(seed, 0xe90c))
 	net, err := memnet.New(memnet.DefaultConfig())
@@ -259,7 +282,32 @@ func testPowerLossEpochs(t *testing.T, newFn func(transport.Transport, election.
 		if l := p.leader(); l != "" && rng.IntN(4) != 0 {
 			id = l
 		}
-		p.powerCut(id, 1+rng.IntN(3))
+		switch rng.IntN(3) {
+		case 0:
+			// The whole site loses power soon after the leader did:
+			// nobody may remember more than what was durable.
+			p.powerCut(id, 1+rng.IntN(3))
+			time.Sleep(time.Duration(rng.IntN(120)) * time.Millisecond)
+			p.outage(rng)
+		case 1:
+			// The disks of all the others fail their next fsync, so the
+			// election after the leader's power cut cannot make its new
+			// epoch durable anywhere; then the whole site loses power.
+			// Whoever announced that epoch anyway would lead with it
+			// again after the restart.
+			for _, other := range p.ids {
+				if other != id {
+					p.mu.Lock()
+					p.fss[other].InjectSyncError(1)
+					p.mu.Unlock()
+				}
+			}
+			p.powerCut(id, 1+rng.IntN(3))
+			time.Sleep(time.Duration(150+rng.IntN(150)) * time.Millisecond)
+			p.outage(rng)
+		default:
+			p.powerCut(id, 1+rng.IntN(3))
+		}
 		cuts++
 	}
 	time.Sleep(time.Second)
