@@ -110,6 +110,12 @@ type Config struct {
 	// Logger receives elections, leader changes and errors. nil is silent.
 	Logger *slog.Logger
 
+	// Metrics receives the node's events (saves, applies, leader changes,
+	// dropped messages, snapshots) as they happen; nil means none. Its
+	// methods must be fast and must never block (see Metrics). Status
+	// reports the same figures accumulated, with or without it.
+	Metrics Metrics
+
 	// fs is the file system DataDir lives on; nil is the operating
 	// system's. The package's crash tests set a vfs.CrashFS.
 	fs vfs.FS
@@ -170,6 +176,8 @@ func (c *Config) Validate() error {
 		return bad("LeaseReads needs CheckQuorum")
 	case c.LeaseDriftTicks < 0 || (c.LeaseReads && c.LeaseDriftTicks >= c.ElectionTicks):
 		return bad("LeaseDriftTicks (%d) must be in [0, ElectionTicks (%d))", c.LeaseDriftTicks, c.ElectionTicks)
+	case c.Metrics != nil && isNil(c.Metrics):
+		return bad("Metrics is a typed nil %T; leave it nil for none", c.Metrics)
 	}
 	for i, p := range c.Peers {
 		if p == "" {

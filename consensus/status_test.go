@@ -1,0 +1,400 @@
+package consensus
+
+import (
+	"context"
+	"fmt"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"testing/synctest"
+	"time"
+
+	"github.com/distkit/distkit/consensus/raft"
+	"github.com/distkit/distkit/transport"
+	"github.com/distkit/distkit/transport/memnet"
+)
+
+// recordingMetrics is a Metrics that records every call, for tests.
+type recordingMetrics struct {
+	mu           sync.Mutex // guards every field
+	saves        int
+	saveEntries  int
+	applies      int
+	applyEntries int
+	leaders      []LeaderInfo // Role unset
+	drops        map[DropReason]int
+	snaps        map[SnapshotEvent][]uint64
+}
+
+func newRecordingMetrics() *recordingMetrics {
+	return &recordingMetrics{drops: map[DropReason]int{}, snaps: map[SnapshotEvent][]uint64{}}
+}
+
+func (m *recordingMetrics) ObserveSave(d time.Duration, entries int) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	m.saves++
+	m.saveEntries += entries
+}
+
+func (m *recordingMetrics) ObserveApply(entries int, d time.Duration) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	m.applies++
+	m.applyEntries += entries
+}
+
+func (m *recordingMetrics) LeaderChanged(leader transport.NodeID, term uint64) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	m.leaders = append(m.leaders, LeaderInfo{Leader: leader, Term: term})
+}
+
+func (m *recordingMetrics) MessageDropped(reason DropReason) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	m.drops[reason]++
+}
+
+func (m *recordingMetrics) Snapshot(ev SnapshotEvent, index uint64) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	m.snaps[ev] = append(m.snaps[ev], index)
+}
+
+func (m *recordingMetrics) get(f func(m *recordingMetrics) int) int {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	return f(m)
+}
+
+// checkHistogram fails unless h is a well-formed cumulative histogram.
+func checkHistogram(t *testing.T, name string, h Histogram) {
+	t.Helper()
+	for i := 1; i < HistogramBuckets; i++ {
+		if h.Buckets[i] < h.Buckets[i-1] {
+			t.Errorf("%s.Buckets[%d] = %d < Buckets[%d] = %d; want cumulative counts", name, i, h.Buckets[i], i-1, h.Buckets[i-1])
+		}
+	}
+	if h.Buckets[HistogramBuckets-1] > h.Count {
+		t.Errorf("%s: last bucket %d > Count %d", name, h.Buckets[HistogramBuckets-1], h.Count)
+	}
+}
+
+// waitStatus sleeps (in the bubble's virtual time) one tick at a time until
+// cond holds for n's Status, and fails after limit.
+func waitStatus(t *testing.T, n *Node, limit time.Duration, what string, cond func(Status) bool) Status {
+	t.Helper()
+	deadline := time.Now().Add(limit)
+	for {
+		st := n.Status()
+		if cond(st) {
+			return st
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("%s: not within %v (virtual); status %+v", what, limit, st)
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+}
+
+// TestStatusFollowerProgress: the leader's Status reports each follower's
+// match, lag (last index − match), role and silence. A partitioned
+// follower's lag grows with every write while the other's stays 0; after
+// the partition heals it returns to 0.
+func TestStatusFollowerProgress(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		c, net := newMemnetCluster(t, false, memnet.Faults{}, nil)
+		ctx := context.Background()
+		l := waitLeaderNode(ctx, t, c)
+		if _, err := l.Propose(ctx, []byte("a=1")); err != nil {
+			t.Fatal(err)
+		}
+		f, o := c.others(l.ID())[0], c.others(l.ID())[1]
+		net.Partition([]transport.NodeID{f}, []transport.NodeID{l.ID(), o})
+		before := l.Status().Progress[f].Match
+
+		const writes = 10
+		for i := range writes {
+			if _, err := l.Propose(ctx, []byte(fmt.Sprintf("k%d=%d", i, i))); err != nil {
+				t.Fatal(err)
+			}
+		}
+		cfg := c.cfg(l.ID())
+		time.Sleep(time.Duration(2*cfg.ElectionTicks) * cfg.TickInterval)
+		st := l.Status()
+		for id, pr := range st.Progress {
+			if pr.Lag != st.LastIndex-pr.Match {
+				t.Errorf("Progress[%s].Lag = %d; want LastIndex %d - Match %d", id, pr.Lag, st.LastIndex, pr.Match)
+			}
+			if pr.Learner {
+				t.Errorf("Progress[%s].Learner = true; want a voter", id)
+			}
+		}
+		if got := st.Progress[f]; got.Match != before || got.Lag < writes {
+			t.Errorf("partitioned follower %s: Match %d Lag %d; want Match %d (unchanged) and Lag >= %d", f, got.Match, got.Lag, before, writes)
+		}
+		if got := st.Progress[f]; got.RecentActive || got.TicksSinceHeard < uint64(cfg.ElectionTicks) {
+			t.Errorf("partitioned follower %s: RecentActive %v TicksSinceHeard %d; want false and >= %d", f, got.RecentActive, got.TicksSinceHeard, cfg.ElectionTicks)
+		}
+		if got := st.Progress[o]; got.Lag != 0 || !got.RecentActive || got.TicksSinceHeard > uint64(cfg.HeartbeatTicks)+1 {
+			t.Errorf("connected follower %s: Lag %d RecentActive %v TicksSinceHeard %d; want 0, true, <= %d", o, got.Lag, got.RecentActive, got.TicksSinceHeard, cfg.HeartbeatTicks+1)
+		}
+
+		net.Heal()
+		st = waitStatus(t, l, 5*time.Second, "healed follower's lag back to 0", func(st Status) bool {
+			return st.Progress[f].Lag == 0
+		})
+		if got := st.Progress[f]; got.Match != st.LastIndex {
+			t.Errorf("healed follower %s: Match %d; want LastIndex %d", f, got.Match, st.LastIndex)
+		}
+		if fs := c.nodes[f].Status(); fs.Progress != nil {
+			t.Errorf("follower %s: Progress = %v; want nil on a follower", f, fs.Progress)
+		}
+	})
+}
+
+// countingStorage counts the Saves that had something to persist.
+type countingStorage struct {
+	nodeStorage
+	saves atomic.Int64
+}
+
+func (s *countingStorage) Save(hs raft.HardState, ents []raft.Entry) error {
+	if !hs.IsZero() || len(ents) > 0 {
+		s.saves.Add(1)
+	}
+	return s.nodeStorage.Save(hs, ents)
+}
+
+// TestStatusLatencyHistograms: every Save with something to persist is
+// counted in SaveLatency and reported to Metrics.ObserveSave, every applied
+// entry in an ObserveApply batch; the histograms are cumulative.
+func TestStatusLatencyHistograms(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		net, err := memnet.New(memnet.DefaultConfig())
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer net.Close()
+		tr, err := net.Join("n1")
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer tr.Close()
+		rec := newRecordingMetrics()
+		cfg := testConfig("n1", []transport.NodeID{"n1"})
+		cfg.Metrics = rec
+		store := &countingStorage{nodeStorage: &memStorage{MemoryStorage: raft.NewMemoryStorage()}}
+		n, err := newNode(cfg, tr, newKV(), store)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer n.Close()
+		ctx := context.Background()
+		if _, err := n.WaitLeader(ctx); err != nil {
+			t.Fatal(err)
+		}
+		for i := range 20 {
+			if _, err := n.Propose(ctx, []byte(fmt.Sprintf("k%d=1", i))); err != nil {
+				t.Fatal(err)
+			}
+		}
+		st := n.Status()
+		saves := store.saves.Load()
+		if saves == 0 || st.SaveLatency.Count != uint64(saves) {
+			t.Errorf("SaveLatency.Count = %d; want the %d Saves made (> 0)", st.SaveLatency.Count, saves)
+		}
+		if got := rec.get(func(m *recordingMetrics) int { return m.saves }); got != int(saves) {
+			t.Errorf("ObserveSave called %d times; want %d", got, saves)
+		}
+		if got := rec.get(func(m *recordingMetrics) int { return m.saveEntries }); uint64(got) != st.LastIndex {
+			t.Errorf("ObserveSave entries add up to %d; want LastIndex %d", got, st.LastIndex)
+		}
+		if got := rec.get(func(m *recordingMetrics) int { return m.applyEntries }); uint64(got) != st.Applied {
+			t.Errorf("ObserveApply entries add up to %d; want Applied %d", got, st.Applied)
+		}
+		if got := rec.get(func(m *recordingMetrics) int { return m.applies }); st.ApplyLatency.Count != uint64(got) || got == 0 {
+			t.Errorf("ApplyLatency.Count = %d; want the %d ObserveApply calls (> 0)", st.ApplyLatency.Count, got)
+		}
+		checkHistogram(t, "SaveLatency", st.SaveLatency)
+		checkHistogram(t, "ApplyLatency", st.ApplyLatency)
+		// Virtual time stands still during a Save: every one took 0, in
+		// the first bucket.
+		if st.SaveLatency.Buckets[0] != st.SaveLatency.Count || st.LastSaveDuration != 0 {
+			t.Errorf("SaveLatency = %+v, LastSaveDuration %v; want every Save of 0s in the first bucket", st.SaveLatency, st.LastSaveDuration)
+		}
+		if got := rec.get(func(m *recordingMetrics) int { return len(m.leaders) }); got != 1 {
+			t.Errorf("LeaderChanged called %d times; want 1", got)
+		} else if li := rec.leaders[0]; li.Leader != "n1" || li.Term != st.Term {
+			t.Errorf("LeaderChanged(%q, %d); want (n1, %d)", li.Leader, li.Term, st.Term)
+		}
+	})
+}
+
+// TestHistogramBuckets: an observation lands in the first bucket whose
+// bound is at least it, counts are cumulative, larger ones only in Count.
+func TestHistogramBuckets(t *testing.T) {
+	tests := []struct {
+		d     time.Duration
+		first int // first bucket counting d; HistogramBuckets: none
+	}{
+		{0, 0},
+		{50 * time.Microsecond, 0},
+		{50*time.Microsecond + 1, 1},
+		{100 * time.Microsecond, 1},
+		{time.Millisecond, 5}, // 1.6 ms
+		{HistogramBound(HistogramBuckets - 1), HistogramBuckets - 1},
+		{HistogramBound(HistogramBuckets-1) + 1, HistogramBuckets},
+		{time.Hour, HistogramBuckets},
+	}
+	for _, tt := range tests {
+		t.Run(tt.d.String(), func(t *testing.T) {
+			var h histogram
+			h.observe(tt.d)
+			got := h.snapshot()
+			for i := range HistogramBuckets {
+				want := uint64(0)
+				if i >= tt.first {
+					want = 1
+				}
+				if got.Buckets[i] != want {
+					t.Errorf("observe(%v): Buckets[%d] (le %v) = %d; want %d", tt.d, i, HistogramBound(i), got.Buckets[i], want)
+				}
+			}
+			if got.Count != 1 || got.Sum != tt.d {
+				t.Errorf("observe(%v): Count %d Sum %v; want 1, %v", tt.d, got.Count, got.Sum, tt.d)
+			}
+		})
+	}
+	if HistogramBound(0) != 50*time.Microsecond || HistogramBound(HistogramBuckets-1) != 1638400*time.Microsecond ||
+		HistogramBound(-1) != 0 || HistogramBound(HistogramBuckets) != 0 {
+		t.Errorf("HistogramBound: 0 -> %v, %d -> %v, out of range -> %v, %v; want 50µs, 1.6384s, 0, 0",
+			HistogramBound(0), HistogramBuckets-1, HistogramBound(HistogramBuckets-1), HistogramBound(-1), HistogramBound(HistogramBuckets))
+	}
+	if m := (Histogram{Count: 4, Sum: time.Second}).Mean(); m != 250*time.Millisecond {
+		t.Errorf("Mean = %v; want 250ms", m)
+	}
+}
+
+// TestStatusSnapshotCounters: a follower cut off while the others snapshot
+// and compact is brought back by a snapshot: the leader counts it sent,
+// the follower installed, every node taken; Metrics sees the same.
+func TestStatusSnapshotCounters(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		recs := map[transport.NodeID]*recordingMetrics{}
+		for _, id := range three {
+			recs[id] = newRecordingMetrics()
+		}
+		c, net := newMemnetCluster(t, false, memnet.Faults{}, func(cfg *Config) {
+			cfg.SnapshotThreshold = 5
+			cfg.SnapshotRetainEntries = 1
+			cfg.Metrics = recs[cfg.ID]
+		})
+		ctx := context.Background()
+		l := waitLeaderNode(ctx, t, c)
+		f := c.others(l.ID())[0]
+		net.Isolate(f)
+		var last uint64
+		for i := range 20 {
+			v, err := l.Propose(ctx, []byte(fmt.Sprintf("k%d=%d", i, i)))
+			if err != nil {
+				t.Fatal(err)
+			}
+			last = v.(uint64)
+		}
+		net.Heal()
+		if err := c.sms[f].waitApplied(ctx, last); err != nil {
+			t.Fatal(err)
+		}
+		ls, fs := l.Status(), c.nodes[f].Status()
+		if ls.SnapshotsTaken == 0 || ls.SnapshotsSent == 0 || ls.SnapshotChunksSent < ls.SnapshotsSent {
+			t.Errorf("leader: SnapshotsTaken %d SnapshotsSent %d SnapshotChunksSent %d; want > 0, > 0, >= sent",
+				ls.SnapshotsTaken, ls.SnapshotsSent, ls.SnapshotChunksSent)
+		}
+		if fs.SnapshotsInstalled == 0 || fs.SnapshotsSent != 0 {
+			t.Errorf("follower: SnapshotsInstalled %d SnapshotsSent %d; want > 0 and 0", fs.SnapshotsInstalled, fs.SnapshotsSent)
+		}
+		for _, tc := range []struct {
+			id   transport.NodeID
+			ev   SnapshotEvent
+			want uint64
+		}{
+			{l.ID(), SnapshotTaken, ls.SnapshotsTaken},
+			{l.ID(), SnapshotSent, ls.SnapshotsSent},
+			{f, SnapshotInstalled, fs.SnapshotsInstalled},
+		} {
+			if got := recs[tc.id].get(func(m *recordingMetrics) int { return len(m.snaps[tc.ev]) }); uint64(got) != tc.want {
+				t.Errorf("%s: Metrics.Snapshot(%v) called %d times; want %d as in Status", tc.id, tc.ev, got, tc.want)
+			}
+		}
+	})
+}
+
+// TestStatusCountsDrops: messages the transport refuses and messages that
+// cannot be decoded are counted by reason, and reported to Metrics.
+func TestStatusCountsDrops(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		net, err := memnet.New(memnet.DefaultConfig())
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer net.Close()
+		tr, err := net.Join("n1")
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer tr.Close()
+		other, err := net.Join("x")
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer other.Close()
+		rec := newRecordingMetrics()
+		// n2 and n3 never join: every vote request n1 sends them fails.
+		cfg := testConfig("n1", three)
+		cfg.Metrics = rec
+		n, err := New(cfg, tr, newKV())
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer n.Close()
+		waitStatus(t, n, 10*time.Second, "a failed send", func(st Status) bool { return st.DroppedSendFailed > 0 })
+		if err := other.Send(context.Background(), "n1", cfg.Service, []byte("garbage")); err != nil {
+			t.Fatal(err)
+		}
+		synctest.Wait()
+		if err := n.Close(); err != nil {
+			t.Fatal(err)
+		}
+		st := n.Status() // final: no more sends
+		if st.DroppedMalformed != 1 {
+			t.Errorf("DroppedMalformed = %d; want 1", st.DroppedMalformed)
+		}
+		for reason, want := range map[DropReason]uint64{DropSendFailed: st.DroppedSendFailed, DropMalformed: 1, DropQueueFull: 0} {
+			if got := rec.get(func(m *recordingMetrics) int { return m.drops[reason] }); uint64(got) != want {
+				t.Errorf("MessageDropped(%v) called %d times; want %d", reason, got, want)
+			}
+		}
+	})
+}
+
+// TestMetricsConfig: a typed nil Metrics is refused; the names used as
+// labels are stable.
+func TestMetricsConfig(t *testing.T) {
+	cfg := testConfig("n1", three)
+	cfg.Metrics = (*recordingMetrics)(nil)
+	if err := cfg.Validate(); err == nil {
+		t.Errorf("Validate with a typed nil Metrics = nil; want an error")
+	}
+	names := map[fmt.Stringer]string{
+		DropForeignCluster: "foreign_cluster", DropNonMember: "non_member", DropMalformed: "malformed",
+		DropQueueFull: "queue_full", DropSendFailed: "send_failed", DropReason(0): "unknown", DropReason(99): "unknown",
+		SnapshotTaken: "taken", SnapshotSent: "sent", SnapshotInstalled: "installed", SnapshotEvent(0): "unknown",
+	}
+	for v, want := range names {
+		if got := v.String(); got != want {
+			t.Errorf("%#v.String() = %q; want %q", v, got, want)
+		}
+	}
+}
