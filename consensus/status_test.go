@@ -111,6 +111,32 @@ func TestStatusFollowerProgress(t *testing.T) {
 			t.Fatal(err)
 		}
 		f, o := c.others(l.ID())[0], c.others(l.ID())[1]
+
+		// A slow link to f: the leader pipelines appends to it (Next runs
+		// ahead) while its acknowledgements are on the way; the lag counts
+		// what f holds (Match), not what was sent.
+		if err := net.SetLinkFaults(l.ID(), f, memnet.Faults{MinDelay: 3 * time.Millisecond, MaxDelay: 3 * time.Millisecond}); err != nil {
+			t.Fatal(err)
+		}
+		var wg sync.WaitGroup
+		for i := range 10 {
+			wg.Go(func() {
+				if _, err := l.Propose(ctx, []byte(fmt.Sprintf("p%d=1", i))); err != nil {
+					t.Error(err)
+				}
+			})
+		}
+		wg.Wait() // committed through o, in no virtual time
+		st := l.Status()
+		if pr := st.Progress[f]; pr.Lag != st.LastIndex-pr.Match || pr.Lag < 10 || pr.Next <= pr.Match+1 {
+			t.Errorf("pipelined follower %s: Match %d Next %d Lag %d, LastIndex %d; want Lag = LastIndex - Match >= 10, Next > Match+1",
+				f, pr.Match, pr.Next, pr.Lag, st.LastIndex)
+		}
+		net.ResetLinkFaults(l.ID(), f)
+		waitStatus(t, l, 5*time.Second, "pipelined follower's lag back to 0", func(st Status) bool {
+			return st.Progress[f].Lag == 0
+		})
+
 		net.Partition([]transport.NodeID{f}, []transport.NodeID{l.ID(), o})
 		before := l.Status().Progress[f].Match
 
@@ -122,7 +148,7 @@ func TestStatusFollowerProgress(t *testing.T) {
 		}
 		cfg := c.cfg(l.ID())
 		time.Sleep(time.Duration(2*cfg.ElectionTicks) * cfg.TickInterval)
-		st := l.Status()
+		st = l.Status()
 		for id, pr := range st.Progress {
 			if pr.Lag != st.LastIndex-pr.Match {
 				t.Errorf("Progress[%s].Lag = %d; want LastIndex %d - Match %d", id, pr.Lag, st.LastIndex, pr.Match)
