@@ -204,8 +204,8 @@
 // Status reports, besides role, term and indexes: on a leader, each
 // member's progress (Match, Next, Lag = last index − Match, replication
 // state, learner or voter, ticks since last heard); the last Save's
-// duration and histograms of Save latency (every write of a Ready's hard
-// state and entries: one fsync) and of apply latency (per batch of
+// duration and histograms of Save latency (every write of entries or of a
+// new term or vote: one fsync) and of apply latency (per batch of
 // committed entries), in 16 log-scale buckets from 50µs to 1.6s with
 // cumulative counts and a sum; snapshots taken, sent (transfers started)
 // and installed; and dropped messages by reason (DropReason). Status is

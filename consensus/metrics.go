@@ -36,8 +36,9 @@ import (
 //
 // The same figures, accumulated, are in Node.Status.
 type Metrics interface {
-	// ObserveSave reports one write of a Ready's hard state and entries to
-	// storage (one fsync at most, for a durable node) and how long it took.
+	// ObserveSave reports one write of a Ready's entries, or of a new term
+	// or vote, to storage (one fsync, for a durable node; a commit index
+	// alone is saved lazily and not reported), and how long it took.
 	ObserveSave(d time.Duration, entries int)
 	// ObserveApply reports one batch of committed entries applied to the
 	// StateMachine (the entries of one Ready, or the part of them applied
@@ -214,6 +215,10 @@ func (h *histogram) snapshot() Histogram {
 type observer struct {
 	metrics Metrics // nil: none
 
+	// term and vote are those of the last hard state saved (startSave).
+	term uint64
+	vote transport.NodeID
+
 	lastSave           time.Duration
 	save, apply        histogram
 	snapshotsTaken     uint64
@@ -222,6 +227,22 @@ type observer struct {
 	snapshotsInstalled uint64
 	sendFailed         uint64
 	queueFull          atomic.Uint64
+}
+
+// startSave returns the time a Save of rd starts if it writes to disk
+// (entries, or a new term or vote: an fsync on a durable node), or the zero
+// time if it does not (a commit index alone is saved lazily, or nothing):
+// such a Save is not recorded and the clock is not read, since a leader's
+// Readies without entries are many.
+func (o *observer) startSave(rd *raft.Ready) time.Time {
+	hs := rd.HardState
+	if len(rd.Entries) == 0 && (hs.IsZero() || (hs.Term == o.term && hs.Vote == o.vote)) {
+		return time.Time{}
+	}
+	if !hs.IsZero() {
+		o.term, o.vote = hs.Term, hs.Vote
+	}
+	return time.Now()
 }
 
 // saved records a Save of entries that took d.

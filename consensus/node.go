@@ -50,11 +50,13 @@ type Status struct {
 	// messages the transport refused to send.
 	DroppedQueueFull  uint64
 	DroppedSendFailed uint64
-	// LastSaveDuration is how long the last Save of a Ready's hard state
-	// and entries took (one fsync, for a durable node). SaveLatency counts
-	// every such Save, ApplyLatency every batch of committed entries
-	// applied to the StateMachine (a Ready's, or the part of it applied
-	// before its fsync): latency per batch, not per entry.
+	// LastSaveDuration is how long the last Save that wrote to disk took:
+	// a Ready's new entries, or a new term or vote (one fsync, for a
+	// durable node; a commit index alone is saved lazily and not counted).
+	// SaveLatency counts every such Save, ApplyLatency every batch of
+	// committed entries applied to the StateMachine (a Ready's, or the
+	// part of it applied before its fsync): latency per batch, not per
+	// entry.
 	LastSaveDuration time.Duration
 	SaveLatency      Histogram
 	ApplyLatency     Histogram
@@ -628,11 +630,11 @@ func (n *Node) handleReadies() error {
 			}
 			n.lastIndex = rd.Entries[len(rd.Entries)-1].Index
 		}
-		saveStart := time.Now()
+		saveStart := n.obs.startSave(&rd)
 		if err := n.store.Save(rd.HardState, rd.Entries); err != nil {
 			return fmt.Errorf("consensus: persist: %w", err)
 		}
-		if !rd.HardState.IsZero() || len(rd.Entries) > 0 {
+		if !saveStart.IsZero() {
 			n.obs.saved(time.Since(saveStart), len(rd.Entries))
 		}
 		n.send(msgs)

@@ -73,9 +73,9 @@ func writeStatusMetrics(p *promWriter, st consensus.Status) {
 	p.family("distkit_raft_snapshot_chunks_sent_total", "counter", "Snapshot chunks sent to followers.")
 	p.sample("distkit_raft_snapshot_chunks_sent_total", nil, float64(st.SnapshotChunksSent))
 
-	p.family("distkit_raft_last_save_seconds", "gauge", "Duration of the last write of a Ready's hard state and entries (one fsync).")
+	p.family("distkit_raft_last_save_seconds", "gauge", "Duration of the last write of log entries or of a new term or vote (one fsync).")
 	p.sample("distkit_raft_last_save_seconds", nil, seconds(st.LastSaveDuration))
-	p.histogram("distkit_raft_save_seconds", "Duration of each write of a Ready's hard state and entries (one fsync).", st.SaveLatency)
+	p.histogram("distkit_raft_save_seconds", "Duration of each write of log entries or of a new term or vote (one fsync).", st.SaveLatency)
 	p.histogram("distkit_raft_apply_seconds", "Duration of applying each batch of committed entries to the state machine.", st.ApplyLatency)
 
 	// Per-member replication progress, on the leader only.
