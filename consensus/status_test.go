@@ -468,3 +468,99 @@ func BenchmarkObserver(b *testing.B) {
 		o.applied(1, time.Since(start))
 	}
 }
+
+// startAlone starts node n1 of the cluster peers on a memnet network of
+// its own, with Metrics rec and tweak applied to its Config.
+func startAlone(t *testing.T, peers []transport.NodeID, sm StateMachine, rec Metrics, tweak func(*Config)) *Node {
+	t.Helper()
+	net, err := memnet.New(memnet.DefaultConfig())
+	if err != nil {
+		t.Fatal(err)
+	}
+	tr, err := net.Join("n1")
+	if err != nil {
+		t.Fatal(err)
+	}
+	cfg := testConfig("n1", peers)
+	cfg.Metrics = rec
+	if tweak != nil {
+		tweak(&cfg)
+	}
+	n, err := New(cfg, tr, sm)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		n.Close()
+		tr.Close()
+		net.Close()
+	})
+	return n
+}
+
+// TestStatusBackgroundSnapshotCounted: a snapshot written by the Node's
+// snapshot goroutine (a SnapshotViewer) is counted once recorded.
+func TestStatusBackgroundSnapshotCounted(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		release := make(chan struct{})
+		close(release)
+		sm := &viewSM{kvSM: newKV(), release: release, started: new(atomic.Int32), released: new(atomic.Int32)}
+		rec := newRecordingMetrics()
+		n := startAlone(t, []transport.NodeID{"n1"}, sm, rec, func(cfg *Config) {
+			cfg.SnapshotThreshold = 5
+			cfg.SnapshotRetainEntries = 1
+		})
+		ctx := context.Background()
+		if _, err := n.WaitLeader(ctx); err != nil {
+			t.Fatal(err)
+		}
+		for i := range 12 {
+			if _, err := n.Propose(ctx, []byte(fmt.Sprintf("k%d=1", i))); err != nil {
+				t.Fatal(err)
+			}
+		}
+		synctest.Wait() // the snapshot goroutine is done
+		if err := n.Close(); err != nil {
+			t.Fatal(err)
+		}
+		st := n.Status()
+		if st.SnapshotsTaken == 0 || sm.started.Load() == 0 {
+			t.Fatalf("SnapshotsTaken = %d after %d background snapshots; want > 0", st.SnapshotsTaken, sm.started.Load())
+		}
+		if got := rec.get(func(m *recordingMetrics) int { return len(m.snaps[SnapshotTaken]) }); uint64(got) != st.SnapshotsTaken {
+			t.Errorf("Metrics.Snapshot(taken) called %d times; want %d", got, st.SnapshotsTaken)
+		}
+	})
+}
+
+// TestStatusCountsQueueFull: received messages beyond maxQueuedMessages
+// while the loop is busy are dropped and counted.
+func TestStatusCountsQueueFull(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		rec := newRecordingMetrics()
+		n := startAlone(t, three, newKV(), rec, nil)
+		m := raft.Message{Type: raft.MsgHeartbeat, From: "n2", To: "n1", Term: 1}
+		payload, err := m.MarshalAppend(appendEnvelopeHeader(nil, n.clusterID))
+		if err != nil {
+			t.Fatal(err)
+		}
+		// Hold the loop: nothing drains the queue meanwhile.
+		busy, release := make(chan struct{}), make(chan struct{})
+		if err := n.do(context.Background(), func() { close(busy); <-release }); err != nil {
+			t.Fatal(err)
+		}
+		<-busy
+		const extra = 5
+		for range maxQueuedMessages + extra {
+			n.receive(transport.Message{From: "n2", To: "n1", Service: "raft", Payload: payload})
+		}
+		close(release)
+		st := n.Status()
+		if st.DroppedQueueFull != extra {
+			t.Errorf("DroppedQueueFull = %d; want %d", st.DroppedQueueFull, extra)
+		}
+		if got := rec.get(func(m *recordingMetrics) int { return m.drops[DropQueueFull] }); got != extra {
+			t.Errorf("MessageDropped(queue_full) called %d times; want %d", got, extra)
+		}
+	})
+}
