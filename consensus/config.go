@@ -129,6 +129,12 @@ type Config struct {
 	// Logger receives elections, leader changes and errors. nil is silent.
 	Logger *slog.Logger
 
+	// Metrics receives the node's events (saves, applies, leader changes,
+	// dropped messages, snapshots) as they happen; nil means none. Its
+	// methods must be fast and must never block (see Metrics). Status
+	// reports the same figures accumulated, with or without it.
+	Metrics Metrics
+
 	// FS is the file system DataDir lives on. Nil is the operating
 	// system's (vfs.OS); tests pass a vfs.CrashFS (package internal/vfs)
 	// to run a Node through power loss.
@@ -205,6 +211,8 @@ func (c *Config) Validate() error {
 		return bad("SnapshotWriteRate is %d bytes/s; want 0 (no limit) or at least %d", c.SnapshotWriteRate, minSnapshotWriteRate)
 	case c.LeaseDriftTicks < 0 || (c.LeaseReads && c.LeaseDriftTicks >= c.ElectionTicks):
 		return bad("LeaseDriftTicks (%d) must be in [0, ElectionTicks (%d))", c.LeaseDriftTicks, c.ElectionTicks)
+	case c.Metrics != nil && isNil(c.Metrics):
+		return bad("Metrics is a typed nil %T; leave it nil for none", c.Metrics)
 	}
 	for i, p := range c.Peers {
 		if p == "" {

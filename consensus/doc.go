@@ -228,6 +228,22 @@
 // SnapshotLogPercent to 0 to snapshot every SnapshotThreshold entries (or
 // as soon as the previous snapshot is written).
 //
+// # Observability
+//
+// Status reports, besides role, term and indexes: on a leader, each
+// member's progress (Match, Next, Lag = last index − Match, replication
+// state, learner or voter, ticks since last heard); the last Save's
+// duration and histograms of Save latency (every write of entries or of a
+// new term or vote: one fsync) and of apply latency (per batch of
+// committed entries), in 16 log-scale buckets from 50µs to 1.6s with
+// cumulative counts and a sum; snapshots taken, sent (transfers started)
+// and installed; and dropped messages by reason (DropReason). Status is
+// served by the Node's goroutine, so it is consistent and race-free; call
+// it to scrape, not per request. Config.Metrics receives the same events
+// as they happen (nil costs one nil check per event); its methods run on
+// the Node's goroutine and must be fast and non-blocking. examples/kvstore
+// exposes Status at /metrics in the Prometheus text format.
+//
 // # Concurrency
 //
 // Node and Client are safe for concurrent use; Propose blocks until the

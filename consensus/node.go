@@ -45,6 +45,30 @@ type Status struct {
 	// DroppedMalformed counts the messages dropped because they could not
 	// be decoded or were misaddressed.
 	DroppedMalformed uint64
+	// DroppedQueueFull counts the received messages dropped because the
+	// node's queue was full (its loop is behind); DroppedSendFailed the
+	// messages the transport refused to send.
+	DroppedQueueFull  uint64
+	DroppedSendFailed uint64
+	// LastSaveDuration is how long the last Save that wrote to disk took:
+	// a Ready's new entries, or a new term or vote (one fsync, for a
+	// durable node; a commit index alone is saved lazily and not counted).
+	// SaveLatency counts every such Save, ApplyLatency every batch of
+	// committed entries applied to the StateMachine (a Ready's, or the
+	// part of it applied before its fsync): latency per batch, not per
+	// entry.
+	LastSaveDuration time.Duration
+	SaveLatency      Histogram
+	ApplyLatency     Histogram
+	// SnapshotsTaken counts the snapshots of this node's state machine
+	// recorded in storage; SnapshotsSent the snapshot transfers this node
+	// started as leader (a restarted transfer counts again) and
+	// SnapshotChunksSent their chunks; SnapshotsInstalled the snapshots
+	// received from a leader and installed. See also Metrics.
+	SnapshotsTaken     uint64
+	SnapshotsSent      uint64
+	SnapshotChunksSent uint64
+	SnapshotsInstalled uint64
 	// Err is the failure that stopped the node (a storage error), if any.
 	Err error
 }
@@ -67,6 +91,10 @@ type Node struct {
 
 	// Counters of dropped messages, written by the transport's handler.
 	droppedForeign, droppedNonMember, droppedMalformed atomic.Uint64
+
+	// obs keeps the figures Status reports and calls Config.Metrics
+	// (metrics.go).
+	obs observer
 
 	// proposals recycles proposals and their result channels: two
 	// allocations per Propose on the hot path. It is per Node, not global,
@@ -255,6 +283,7 @@ func newNode(cfg Config, tr transport.Transport, sm StateMachine, store nodeStor
 		waiters:   make(map[uint64]*proposal),
 		applied:   snap.Meta.Index,
 	}
+	n.obs.metrics = cfg.Metrics
 	n.proposals.New = func() any { return &proposal{done: make(chan result, 1)} }
 	n.rt.init(nil)
 	n.refreshMembers()
@@ -380,12 +409,14 @@ func (n *Node) receive(msg transport.Message) {
 	cid, body, err := openEnvelope(msg.Payload)
 	if err != nil {
 		n.droppedMalformed.Add(1)
+		n.obs.dropped(DropMalformed)
 		n.debug("dropping malformed message", "from", msg.From, "err", err)
 		return
 	}
 	if cid != n.clusterID {
 		// Another cluster's member, or a member of this one started with
 		// another peer list: acting on it could elect two leaders.
+		n.obs.dropped(DropForeignCluster)
 		if n.droppedForeign.Add(1) == 1 && n.logger != nil {
 			n.logger.Warn("consensus: dropping messages from another cluster (is every member given the same Peers and ClusterName?)",
 				"node", n.cfg.ID, "from", msg.From, "theirCluster", cid, "ourCluster", n.clusterID)
@@ -394,23 +425,28 @@ func (n *Node) receive(msg transport.Message) {
 	}
 	if !n.knownMember(msg.From) {
 		n.droppedNonMember.Add(1)
+		n.obs.dropped(DropNonMember)
 		n.debug("dropping message from a non-member", "from", msg.From)
 		return
 	}
 	var m raft.Message
 	if err := m.Unmarshal(body); err != nil {
 		n.droppedMalformed.Add(1)
+		n.obs.dropped(DropMalformed)
 		n.debug("dropping malformed message", "from", msg.From, "err", err)
 		return
 	}
 	if m.From != msg.From || m.To != n.cfg.ID {
 		n.droppedMalformed.Add(1)
+		n.obs.dropped(DropMalformed)
 		n.debug("dropping misaddressed message", "from", msg.From, "claims", m.From, "to", m.To)
 		return
 	}
 	n.msgMu.Lock()
 	if len(n.msgs) >= maxQueuedMessages {
 		n.msgMu.Unlock()
+		n.obs.queueFull.Add(1)
+		n.obs.dropped(DropQueueFull)
 		return
 	}
 	n.msgs = append(n.msgs, m)
@@ -545,10 +581,11 @@ func (n *Node) handleReadies() error {
 		if err != nil {
 			return err
 		}
+		leaderChanged := false
 		if rd.SoftState != nil {
 			n.role = rd.SoftState.Role
 			if rd.SoftState.Leader != n.leader {
-				n.leader = rd.SoftState.Leader
+				n.leader, leaderChanged = rd.SoftState.Leader, true
 				if n.logger != nil {
 					n.logger.Info("consensus: leader changed", "node", n.cfg.ID, "leader", n.leader, "role", n.role)
 				}
@@ -557,6 +594,9 @@ func (n *Node) handleReadies() error {
 		termChanged := !rd.HardState.IsZero() && rd.HardState.Term != n.term
 		if !rd.HardState.IsZero() {
 			n.term = rd.HardState.Term
+		}
+		if leaderChanged {
+			n.obs.leaderChanged(n.leader, n.term)
 		}
 		n.onReady(&rd, termChanged)
 		msgs := rd.Messages
@@ -573,6 +613,7 @@ func (n *Node) handleReadies() error {
 			if err := n.installSnapshot(*rd.Snapshot); err != nil {
 				return err
 			}
+			n.obs.snapshot(SnapshotInstalled, rd.Snapshot.Meta.Index)
 		}
 		// Committed entries that an earlier Ready already persisted can be
 		// applied (and their proposers answered) before this Ready's fsync:
@@ -590,8 +631,12 @@ func (n *Node) handleReadies() error {
 			}
 			n.lastIndex = rd.Entries[len(rd.Entries)-1].Index
 		}
+		saveStart := n.obs.startSave(&rd)
 		if err := n.store.Save(rd.HardState, rd.Entries); err != nil {
 			return fmt.Errorf("consensus: persist: %w", err)
+		}
+		if !saveStart.IsZero() {
+			n.obs.saved(time.Since(saveStart), len(rd.Entries))
 		}
 		n.send(msgs)
 		n.apply(rd.CommittedEntries[len(early):])
@@ -662,6 +707,7 @@ func (n *Node) send(msgs []raft.Message) {
 		// message, which Raft tolerates, but the leader learns of it so it
 		// can stop pipelining into the void.
 		err = n.tr.Send(context.Background(), m.To, n.cfg.Service, payload)
+		n.obs.sent(m, err)
 		if err != nil {
 			switch m.Type {
 			case raft.MsgApp:
@@ -721,6 +767,10 @@ func committedBefore(ents []raft.Entry, index uint64) []raft.Entry {
 }
 
 func (n *Node) apply(ents []raft.Entry) {
+	if len(ents) == 0 {
+		return
+	}
+	start := time.Now()
 	for i := range ents {
 		e := &ents[i]
 		var val any
@@ -741,6 +791,7 @@ func (n *Node) apply(ents []raft.Entry) {
 			n.resolve(e.Index, p, result{err: ErrProposalLost})
 		}
 	}
+	n.obs.applied(len(ents), time.Since(start))
 }
 
 // snapshot snapshots the state machine as of n.applied and compacts the
@@ -797,6 +848,7 @@ func (n *Node) snapshot() error {
 		return fmt.Errorf("consensus: save snapshot at %d: %w", n.applied, err)
 	}
 	n.snapPol.finished(uint64(buf.Len()), true)
+	n.obs.snapshot(SnapshotTaken, n.applied)
 	n.debug("snapshot", "index", n.applied, "bytes", buf.Len())
 	return nil
 }
@@ -865,12 +917,15 @@ func (n *Node) finishSnapshot(res snapResult) error {
 		return fmt.Errorf("consensus: save snapshot at %d: %w", res.index, err)
 	}
 	n.snapPol.finished(res.size, true)
+	if err == nil {
+		n.obs.snapshot(SnapshotTaken, res.index)
+	}
 	n.debug("snapshot", "index", res.index, "bytes", res.size, "background", true)
 	return nil
 }
 
 func (n *Node) status() Status {
-	return Status{
+	st := Status{
 		Status:           n.core.Status(),
 		PendingProposals: len(n.waiters),
 		ClusterID:        n.clusterID,
@@ -879,6 +934,8 @@ func (n *Node) status() Status {
 		DroppedMalformed: n.droppedMalformed.Load(),
 		Err:              n.failure,
 	}
+	n.obs.fill(&st)
+	return st
 }
 
 // shutdown fails every waiting proposal, closes the storage and

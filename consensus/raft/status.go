@@ -48,6 +48,13 @@ type ProgressStatus struct {
 	Match uint64
 	// Next is the index of the next entry to send.
 	Next uint64
+	// Lag is how far the follower is behind: the leader's last index minus
+	// Match (0 once it holds everything). Next says what was sent, not what
+	// arrived, so it does not count.
+	Lag uint64
+	// Learner says the member is a learner (a non-voter) in the
+	// configuration in force; otherwise it is a voter.
+	Learner bool
 	// State is how the leader replicates to the follower.
 	State ProgressState
 	// Inflight and InflightBytes count the MsgApps sent and not yet
@@ -57,6 +64,10 @@ type ProgressStatus struct {
 	// RecentActive says the leader heard from the member (any message of
 	// its term) within the check-quorum window (Config.CheckQuorumTicks).
 	RecentActive bool
+	// TicksSinceHeard is the number of ticks since the leader last heard
+	// from the member (any message of its term). A new leader counts every
+	// member as heard at its election.
+	TicksSinceHeard uint64
 	// SnapshotIndex and SnapshotSent describe an ongoing snapshot
 	// transfer (State == ProgressSnapshot): the snapshot's index and the
 	// bytes acknowledged so far.
@@ -104,10 +115,17 @@ func (rn *RawNode) Status() Status {
 			ps := ProgressStatus{
 				Match:         pr.match,
 				Next:          pr.next,
+				Learner:       r.conf.IsLearner(id),
 				State:         pr.state,
 				Inflight:      pr.inflight.count,
 				InflightBytes: pr.inflight.bytes,
 				RecentActive:  r.heardRecently(pr),
+			}
+			if s.LastIndex > pr.match {
+				ps.Lag = s.LastIndex - pr.match
+			}
+			if pr.heard > 0 {
+				ps.TicksSinceHeard = r.ticks + 1 - pr.heard
 			}
 			if pr.snap.snap != nil {
 				ps.SnapshotIndex = pr.snap.snap.Meta.Index

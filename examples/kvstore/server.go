@@ -237,6 +237,7 @@ func (s *server) handler() http.Handler {
 			"sessions": s.sm.Sessions(),
 		})
 	})
+	mux.HandleFunc("GET /metrics", s.serveMetrics) // Prometheus text format (metrics.go)
 	return mux
 }
 
