@@ -171,6 +171,7 @@ func (s *server) do(ctx context.Context, op, key, value string) (result, error) 
 //	                 or found:false (404)
 //	DELETE /kv/KEY   answers the value removed (200) or found:false (404)
 //	GET    /status   this node's Raft status and open client sessions (JSON)
+//	GET    /metrics  Prometheus text format (metrics.go)
 //
 // and the admin API (admin.go): GET, POST /members, POST
 // /members/ID/promote, DELETE /members/ID and POST /transfer.
