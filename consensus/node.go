@@ -122,6 +122,8 @@ type Node struct {
 	// rt serves leadership notifications, reads, transfers and membership
 	// changes (hooks.go).
 	rt runtimeState
+	// reads serves Read outside the loop (read.go).
+	reads readState
 }
 
 // proposal is one Propose call waiting for its command to be applied.
@@ -256,6 +258,7 @@ func newNode(cfg Config, tr transport.Transport, sm StateMachine, store nodeStor
 	}
 	n.proposals.New = func() any { return &proposal{done: make(chan result, 1)} }
 	n.rt.init(nil)
+	n.reads.init(cfg, n.applied)
 	n.refreshMembers()
 	if n.lastIndex, err = store.LastIndex(); err != nil {
 		return nil, fmt.Errorf("consensus: read last index: %w", err)
@@ -436,6 +439,7 @@ func (n *Node) run() {
 		select {
 		case <-ticker.C:
 			n.ticks++
+			n.reads.recordTick(n.ticks) // read.go: lease time
 			n.core.Tick()
 			if n.orphans > 0 {
 				n.expireOrphans()
@@ -467,6 +471,7 @@ func (n *Node) run() {
 			n.fail(err)
 			return
 		}
+		n.publishReads() // read.go
 		if n.answered > 0 {
 			// Let the proposers just answered run before this loop does
 			// again. Each woken proposer sits in the scheduler's runnext
@@ -558,6 +563,7 @@ func (n *Node) handleReadies() error {
 			n.term = rd.HardState.Term
 		}
 		n.onReady(&rd, termChanged)
+		n.publishReads() // read.go: before anything is sent or acknowledged
 		msgs := rd.Messages
 		if n.role == raft.Leader && rd.SoftState == nil && !termChanged {
 			// Thesis §10.2.1: a leader may replicate to its followers in

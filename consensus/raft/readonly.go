@@ -255,3 +255,17 @@ func (r *raft) leaseHolds() bool {
 		r.leadTransferee == "" && !r.timeoutNowSent && ro.acked > 0 && r.committedInTerm() &&
 		r.ticks-ro.leaseStart < uint64(r.cfg.ElectionTicks-r.cfg.LeaseDriftTicks)
 }
+
+// LeaseRead reports whether this node is a leader whose lease holds
+// (Config.LeaseReads, see leaseHolds), and if so its commit index and age:
+// the ticks since it started (sent) the heartbeat round that confirms the
+// lease. A driver that serves reads off the lease without calling
+// ReadIndex converts age into its own clock's time of that round's start,
+// never the time the acknowledgements arrived (thesis §6.4.1), and waits
+// until its state machine has applied index.
+func (rn *RawNode) LeaseRead() (index, age uint64, ok bool) {
+	if rn == nil || rn.broken() != nil || !rn.r.leaseHolds() {
+		return 0, 0, false
+	}
+	return rn.r.log.committed, rn.r.ticks - rn.r.reads.leaseStart, true
+}
