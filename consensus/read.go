@@ -49,8 +49,9 @@ type readReq struct {
 	done chan error
 	// ready is closed once the batch is complete; err is then its outcome
 	// (nil, or errReadRetry after a leader change).
-	ready chan struct{}
-	err   error
+	ready    chan struct{}
+	err      error
+	finished bool // loop-owned
 	// waiting counts the Reads still waiting on the batch; the loop
 	// forgets a batch nobody waits for.
 	waiting atomic.Int32
@@ -60,9 +61,12 @@ func newReadReq() *readReq {
 	return &readReq{done: make(chan error, 1), ready: make(chan struct{})}
 }
 
-// finish completes the batch (on the loop).
+// finish completes the batch (on the loop); a batch completes once.
 func (r *readReq) finish(err error) {
-	r.err = err
+	if r.finished {
+		return
+	}
+	r.finished, r.err = true, err
 	close(r.ready)
 }
 
