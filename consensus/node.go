@@ -464,6 +464,7 @@ func (n *Node) run() {
 		}
 		// Drain both queues whatever woke us: everything that arrived
 		// during the last fsync goes into one Ready (batching).
+		n.checkLease() // read.go: before any read is answered off the lease
 		n.stepMessages()
 		n.proposeQueued()
 		n.issueQueuedReads() // read.go

@@ -163,6 +163,20 @@ func (n *Node) publishReads() {
 	}
 }
 
+// checkLease ends the core's lease when it has run out on this node's
+// clock though not by the core's tick count (ticks lost while the loop was
+// paused): the loop calls it at the start of every turn, before it steps
+// messages (forwarded reads) or asks for read indices.
+func (n *Node) checkLease() {
+	if !n.reads.lease {
+		return
+	}
+	if _, age, ok := n.core.LeaseRead(); ok && n.reads.now() >= n.reads.expiry(n.ticks, age) {
+		n.core.ExpireLease()
+		n.reads.view.Store(nil)
+	}
+}
+
 // leaseRead serves a Read off the leader's lease when it holds on this
 // node's clock: it captures the commit index published with the lease and
 // waits until it is applied. ok is false when no lease holds (the caller

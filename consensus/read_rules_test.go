@@ -91,6 +91,96 @@ func (s *stallTransport) Send(ctx context.Context, to transport.NodeID, service 
 	return s.Transport.Send(ctx, to, service, payload)
 }
 
+// stallCluster is three nodes with lease reads whose transports can stall;
+// it returns them once a leader has applied x=1 and holds its lease.
+type stallCluster struct {
+	net   *memnet.Network
+	nodes map[transport.NodeID]*Node
+	sms   map[transport.NodeID]*kvSM
+	trs   map[transport.NodeID]*stallTransport
+	l     *Node
+}
+
+func newStallCluster(t *testing.T) *stallCluster {
+	net, err := memnet.New(memnet.DefaultConfig())
+	if err != nil {
+		t.Fatal(err)
+	}
+	c := &stallCluster{net: net, nodes: map[transport.NodeID]*Node{}, sms: map[transport.NodeID]*kvSM{}, trs: map[transport.NodeID]*stallTransport{}}
+	for _, id := range three {
+		mt, err := net.Join(id)
+		if err != nil {
+			t.Fatal(err)
+		}
+		c.trs[id] = &stallTransport{Transport: mt}
+		cfg := testConfig(id, three)
+		cfg.LeaseReads, cfg.LeaseDriftTicks = true, 2
+		c.sms[id] = newKV()
+		if c.nodes[id], err = New(cfg, c.trs[id], c.sms[id]); err != nil {
+			t.Fatal(err)
+		}
+	}
+	t.Cleanup(func() {
+		for _, id := range three {
+			c.trs[id].resume()
+			c.nodes[id].Close()
+		}
+		net.Close()
+	})
+	for c.l == nil {
+		for _, n := range c.nodes {
+			if n.Leader().Role == raft.Leader {
+				c.l = n
+			}
+		}
+		time.Sleep(time.Millisecond) // virtual time
+	}
+	ctx := context.Background()
+	if _, err := c.l.Propose(ctx, []byte("x=1")); err != nil {
+		t.Fatal(err)
+	}
+	time.Sleep(20 * time.Millisecond) // a few heartbeat rounds: the lease holds
+	if c.l.reads.view.Load() == nil {
+		t.Fatal("no lease published on a healthy leader")
+	}
+	if err := c.l.Read(ctx); err != nil {
+		t.Fatalf("lease Read = %v", err)
+	}
+	return c
+}
+
+// newLeaderWrites waits for a leader other than the stalled one and has it
+// commit x=2.
+func (c *stallCluster) newLeaderWrites(t *testing.T) {
+	time.Sleep(300 * time.Millisecond) // far past the lease; the others elect a leader
+	var nl *Node
+	for _, n := range c.nodes {
+		if n != c.l && n.Leader().Role == raft.Leader {
+			nl = n
+		}
+	}
+	if nl == nil {
+		t.Fatal("no new leader while the old one stalled")
+	}
+	if _, err := nl.Propose(context.Background(), []byte("x=2")); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// staleRead fails the test if a Read on the old leader returns nil
+// without showing x=2.
+func (c *stallCluster) staleRead(t *testing.T, what string) {
+	rctx, cancel := context.WithTimeout(context.Background(), 10*time.Millisecond)
+	defer cancel()
+	err := c.l.Read(rctx)
+	if v, _ := c.sms[c.l.ID()].get("x"); err == nil && v != "2" {
+		t.Fatalf("Read on the old leader %s = nil with x = %q; want an error (x=2 was acknowledged elsewhere)", what, v)
+	}
+	if err != nil && !errors.Is(err, context.DeadlineExceeded) {
+		t.Fatalf("Read on the old leader %s = %v; want context.DeadlineExceeded", what, err)
+	}
+}
+
 // TestLeaseReadRefusedAfterExpiry: the lease is checked against the
 // reader's clock, not only by the loop. A leader whose loop stalls (its
 // sends block) keeps its last published lease; once that lease has run out
@@ -99,79 +189,33 @@ func (s *stallTransport) Send(ctx context.Context, to transport.NodeID, service 
 // not know.
 func TestLeaseReadRefusedAfterExpiry(t *testing.T) {
 	synctest.Test(t, func(t *testing.T) {
-		net, err := memnet.New(memnet.DefaultConfig())
-		if err != nil {
-			t.Fatal(err)
-		}
-		defer net.Close()
-		nodes := map[transport.NodeID]*Node{}
-		sms := map[transport.NodeID]*kvSM{}
-		trs := map[transport.NodeID]*stallTransport{}
-		for _, id := range three {
-			mt, err := net.Join(id)
-			if err != nil {
-				t.Fatal(err)
-			}
-			trs[id] = &stallTransport{Transport: mt}
-			cfg := testConfig(id, three)
-			cfg.LeaseReads, cfg.LeaseDriftTicks = true, 2
-			sms[id] = newKV()
-			if nodes[id], err = New(cfg, trs[id], sms[id]); err != nil {
-				t.Fatal(err)
-			}
-		}
-		defer func() {
-			for _, id := range three {
-				trs[id].resume()
-				nodes[id].Close()
-			}
-		}()
-		ctx := context.Background()
-		var l *Node
-		for l == nil {
-			for _, n := range nodes {
-				if n.Leader().Role == raft.Leader {
-					l = n
-				}
-			}
-			time.Sleep(time.Millisecond)
-		}
-		if _, err := l.Propose(ctx, []byte("x=1")); err != nil {
-			t.Fatal(err)
-		}
-		time.Sleep(20 * time.Millisecond) // a few heartbeat rounds: the lease holds
-		if l.reads.view.Load() == nil {
-			t.Fatal("no lease published on a healthy leader")
-		}
-		if err := l.Read(ctx); err != nil {
-			t.Fatalf("lease Read = %v", err)
-		}
-		trs[l.ID()].stall()
-		time.Sleep(300 * time.Millisecond) // far past the lease; the others elect a leader
-		var nl *Node
-		for _, n := range nodes {
-			if n != l && n.Leader().Role == raft.Leader {
-				nl = n
-			}
-		}
-		if nl == nil {
-			t.Fatal("no new leader while the old one stalled")
-		}
-		if _, err := nl.Propose(ctx, []byte("x=2")); err != nil {
-			t.Fatal(err)
-		}
-		if l.reads.view.Load() == nil {
+		c := newStallCluster(t)
+		c.trs[c.l.ID()].stall()
+		c.newLeaderWrites(t)
+		if c.l.reads.view.Load() == nil {
 			t.Fatal("the stalled leader withdrew its lease: the test does not exercise the reader's clock check")
 		}
-		rctx, cancel := context.WithTimeout(ctx, 10*time.Millisecond)
-		defer cancel()
-		err = l.Read(rctx)
-		if v, _ := sms[l.ID()].get("x"); err == nil && v != "2" {
-			t.Fatalf("Read on the stalled leader after its lease ran out = nil with x = %q; want an error (x=2 was acknowledged elsewhere)", v)
+		c.staleRead(t, "whose loop stalled past its lease")
+	})
+}
+
+// TestLeaseEndsOnTheClockWhenTicksAreLost: a leader whose loop was paused
+// lost the ticks of the pause (a ticker keeps one), so by its tick count
+// its lease still holds when the loop resumes. The lease must end by the
+// monotonic clock: the node ends the core's lease (ExpireLease) before any
+// read, so neither its own Reads nor forwarded ones are answered off it.
+func TestLeaseEndsOnTheClockWhenTicksAreLost(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		c := newStallCluster(t)
+		c.net.Isolate(c.l.ID()) // it hears nothing of the new leader
+		c.trs[c.l.ID()].stall()
+		c.newLeaderWrites(t)
+		c.trs[c.l.ID()].resume()
+		synctest.Wait()
+		if c.l.Leader().Role != raft.Leader {
+			t.Fatal("the old leader stepped down: the test does not exercise lost ticks")
 		}
-		if err != nil && !errors.Is(err, context.DeadlineExceeded) {
-			t.Fatalf("Read on the stalled leader = %v; want context.DeadlineExceeded", err)
-		}
+		c.staleRead(t, "that lost the ticks of a pause")
 	})
 }
 
