@@ -55,3 +55,55 @@ func TestLeaseReadAndExpireLease(t *testing.T) {
 		t.Error("LeaseRead after a round started after ExpireLease was acknowledged = no lease; want the lease back")
 	}
 }
+
+// §6.4 step 2: a request that arrives while a heartbeat round is in flight
+// is confirmed by a later round, never by the one in flight: that round's
+// acknowledgements may all predate the request (and a newer leader's
+// writes). Here the first round's heartbeats are answered and the second
+// round's are lost: only the first request is answered, and the second
+// once a new round is acknowledged.
+func TestReadIndexMidRoundWaitsForNextRound(t *testing.T) {
+	c := newTestCluster(t, 3, nil)
+	c.electNode("n1")
+	if _, _, err := c.nodes["n1"].Propose([]byte("w")); err != nil {
+		t.Fatal(err)
+	}
+	c.process()
+	rn := c.nodes["n1"]
+	ready := func() []Message {
+		t.Helper()
+		rd, err := rn.Ready()
+		if err != nil {
+			t.Fatal(err)
+		}
+		if len(rd.ReadStates) != 0 {
+			t.Fatalf("ReadStates %v before any round was acknowledged", readCtxs(rd.ReadStates))
+		}
+		// Copies: the core may reuse a Ready's buffers after Advance.
+		msgs := slices.Clone(rd.Messages)
+		for i := range msgs {
+			msgs[i].Context = slices.Clone(msgs[i].Context)
+		}
+		rn.Advance(rd)
+		return msgs
+	}
+	if err := rn.ReadIndex([]byte("r0")); err != nil {
+		t.Fatal(err)
+	}
+	first := ready() // round 1, in flight
+	if err := rn.ReadIndex([]byte("r1")); err != nil {
+		t.Fatal(err)
+	}
+	_ = ready() // round 2: lost
+	c.queue = append(c.queue, first...)
+	c.process()
+	if got := readCtxs(c.reads["n1"]); !slices.Equal(got, []string{"r0"}) {
+		t.Fatalf("ReadStates after the first round's acknowledgements = %v; want r0 only (r1 arrived mid-round)", got)
+	}
+	for range DefaultConfig().HeartbeatTicks {
+		c.tickAll()
+	}
+	if got := readCtxs(c.reads["n1"]); !slices.Equal(got, []string{"r0", "r1"}) {
+		t.Fatalf("ReadStates after a later round = %v; want r0, r1", got)
+	}
+}
