@@ -169,14 +169,36 @@
 //
 // Read(ctx) returns once this node's state machine has applied everything
 // acknowledged anywhere before the call; then read the state machine
-// directly (linearizable, Raft thesis §6.4). It costs one heartbeat round
-// shared by all concurrent reads, works on followers and learners, and
-// retries across leader changes until ctx ends. With Config.LeaseReads
-// (which needs CheckQuorum) the leader answers without a round while it
-// heard from a majority less than ElectionTicks − LeaseDriftTicks ticks
-// ago. This assumes clock rates differ by less than LeaseDriftTicks per
-// election timeout; a paused VM or a stepped clock breaks it.
+// directly (linearizable, Raft thesis §6.4). It works on followers and
+// learners, and retries across leader changes until ctx ends. Reads are
+// batched: a Read joins the batch the node has not yet sent to the core;
+// each batch costs one read index and one heartbeat round (shared with the
+// other requests of that moment), and its readers are woken together once
+// its index is applied. A Read that arrives while a batch is in flight
+// waits for the next batch: the read index of the one in flight may
+// predate writes acknowledged before this Read began.
 //
+// With Config.LeaseReads (which needs CheckQuorum) the leader answers
+// without a round while its lease holds, and a Read on the leader does not
+// even enter the node's loop: the loop publishes the commit index and the
+// lease's end on the monotonic clock, the Read checks the lease against
+// that clock, captures the commit index and waits until it is applied. The
+// lease lasts (ElectionTicks − LeaseDriftTicks) × TickInterval from the
+// time the loop took the tick during which the confirming heartbeat round
+// was started, which is no later than its sending (§6.4.1; never from
+// when the acknowledgements arrived), and it is also bounded by the
+// leader's own tick count; it is withdrawn before a leadership transfer's
+// MsgTimeoutNow is sent. A leader without a valid lease (expired, a
+// stalled loop, a transfer under way) falls back to ReadIndex. The
+// assumption: a voter that acknowledged a heartbeat refuses to vote for
+// ElectionTicks of its ticks after receiving it, and those ticks take at
+// least (ElectionTicks − LeaseDriftTicks) × TickInterval of the leader's
+// monotonic time: clock rates differ by less than LeaseDriftTicks per
+// election timeout, and no voter's ticks run fast. A stepped wall clock
+// does no harm (only monotonic time is used); a VM paused between the
+// lease check and the state machine read can still serve one read late,
+// as with any lease. Followers' reads always use ReadIndex.
+
 // # Leadership transfer
 //
 // TransferLeadership(ctx, to) (to "" = the most up-to-date voter) stops

@@ -151,6 +151,8 @@ type Node struct {
 	// rt serves leadership notifications, reads, transfers and membership
 	// changes (hooks.go).
 	rt runtimeState
+	// reads serves Read outside the loop (read.go).
+	reads readState
 }
 
 // proposal is one Propose call waiting for its command to be applied.
@@ -286,6 +288,7 @@ func newNode(cfg Config, tr transport.Transport, sm StateMachine, store nodeStor
 	n.obs.metrics = cfg.Metrics
 	n.proposals.New = func() any { return &proposal{done: make(chan result, 1)} }
 	n.rt.init(nil)
+	n.reads.init(cfg, n.applied)
 	n.refreshMembers()
 	if n.lastIndex, err = store.LastIndex(); err != nil {
 		return nil, fmt.Errorf("consensus: read last index: %w", err)
@@ -473,6 +476,7 @@ func (n *Node) run() {
 		select {
 		case <-ticker.C:
 			n.ticks++
+			n.reads.recordTick(n.ticks) // read.go: lease time
 			n.core.Tick()
 			if n.orphans > 0 {
 				n.expireOrphans()
@@ -497,6 +501,7 @@ func (n *Node) run() {
 		}
 		// Drain both queues whatever woke us: everything that arrived
 		// during the last fsync goes into one Ready (batching).
+		n.checkLease() // read.go: before any read is answered off the lease
 		n.stepMessages()
 		n.proposeQueued()
 		n.issueQueuedReads() // read.go
@@ -504,6 +509,7 @@ func (n *Node) run() {
 			n.fail(err)
 			return
 		}
+		n.publishReads() // read.go
 		if n.answered > 0 {
 			// Let the proposers just answered run before this loop does
 			// again. Each woken proposer sits in the scheduler's runnext
@@ -599,6 +605,7 @@ func (n *Node) handleReadies() error {
 			n.obs.leaderChanged(n.leader, n.term)
 		}
 		n.onReady(&rd, termChanged)
+		n.publishReads() // read.go: before anything is sent or acknowledged
 		msgs := rd.Messages
 		if n.role == raft.Leader && rd.SoftState == nil && !termChanged {
 			// Thesis §10.2.1: a leader may replicate to its followers in

@@ -91,8 +91,27 @@
 // command of a new term rebases the table (Table.Rebase): every lease gets
 // a full TTL from the new leader's time, because the new leader cannot
 // know how long its predecessor had been waiting, and its clock is another
-// machine's. All requests, reads included (OpHolder), go through the log,
-// so the service is linearizable.
+// machine's. Every change goes through the log.
+//
+// # Replicated service: holder reads
+//
+// OpHolder is a read, and is served without a log entry when that gives
+// the answer the log would: the leader calls consensus.Node.Read (after it
+// returns, the leader's table holds every write acknowledged before the
+// request), reads its own clock, and answers from its table if (1) the
+// last stamped command it applied is of its current term, so the table's
+// times are on this leader's clock, and (2) no session's lease and no
+// lock-delay ends at or before that reading, so an OpHolder stamped with
+// it, going through the log, would expire nothing and report the same
+// holder. Otherwise the request goes through the log as before, and its
+// stamp expires what is due. A holder whose lease has ended by the
+// leader's clock is therefore never reported, even though no command has
+// expired it yet (the ticker proposes the time only every
+// ServerConfig.TickInterval): the staleness bound of a holder read is
+// zero. It needs no clock assumption beyond the log's own (the leader's
+// clock measures elapsed time; see the consensus package for the
+// assumption of its lease reads, if Consensus.LeaseReads is on). The
+// answer is linearizable either way.
 //
 // # Caller's duties
 //

@@ -72,8 +72,9 @@ func (c ServerConfig) Validate() error {
 // state machine is the lock table, an RPC handler that serves Remote
 // clients, and, while this member leads, a ticker that proposes the time.
 // Requests are served by the leader; other members answer with the leader
-// they know, and the client goes there. Every request, reads included,
-// goes through the log, so answers are linearizable.
+// they know, and the client goes there. Every change goes through the log;
+// OpHolder is read through consensus.Node.Read when no lease or lock-delay
+// is due (see the package documentation), so answers are linearizable.
 type Server struct {
 	cfg   ServerConfig
 	clock steadyClock // stamps proposals
@@ -193,6 +194,11 @@ func (s *Server) serve(ctx context.Context, from transport.NodeID, body []byte) 
 	if err != nil {
 		return appendResponse(nil, Response{}, fmt.Errorf("%w: %w", ErrInvalidArgument, err)), nil
 	}
+	if req.Op == OpHolder {
+		if resp, ok := s.readHolder(ctx, req.Name); ok {
+			return appendResponse(nil, resp, nil), nil
+		}
+	}
 	var watch chan Grant
 	if req.Op == OpAcquire {
 		// Registered before proposing, so a grant applied between the
@@ -209,6 +215,31 @@ func (s *Server) serve(ctx context.Context, from transport.NodeID, body []byte) 
 		return appendResponse(nil, s.wait(ctx, watch), nil), nil
 	}
 	return appendResponse(nil, resp, err), nil
+}
+
+// readHolder answers OpHolder without the log when it can (ok false: ask
+// the log). On the leader, after consensus.Node.Read, the table holds every
+// write acknowledged before the request; it reads this member's clock and
+// answers only if the table was stamped by this member in its current term
+// (so its times are this clock's) and no lease or lock-delay ends by that
+// reading: then an OpHolder stamped with it would expire nothing, and the
+// answer is the one the log would give at that instant. Otherwise (a
+// holder's session due to expire, a lock-delay ending, a leader that has
+// not stamped yet, Read failing) the log answers, and its stamp expires
+// what is due.
+func (s *Server) readHolder(ctx context.Context, name string) (Response, bool) {
+	li := s.node.Leader()
+	if li.Role != raft.Leader {
+		return Response{}, false // the log path answers with the leader
+	}
+	if err := s.node.Read(ctx); err != nil {
+		return Response{}, false
+	}
+	g, held, ok := s.sm.settledHolder(name, li.Term, s.clock.Now())
+	if !ok {
+		return Response{}, false
+	}
+	return Response{Granted: held, Grant: g}, true
 }
 
 // wait waits for a queued session's grant, at most WaitPoll and at most

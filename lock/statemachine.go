@@ -122,8 +122,7 @@ func (sm *StateMachine) unwatch(session SessionID, name string, ch chan Grant) {
 }
 
 // Holder returns this replica's view of the holder of name. It may be
-// stale; for a linearizable read send an OpHolder request, which goes
-// through the log.
+// stale; for a linearizable read send an OpHolder request to the service.
 func (sm *StateMachine) Holder(name string) (Grant, bool) {
 	if sm == nil || sm.table == nil {
 		return Grant{}, false
@@ -131,6 +130,28 @@ func (sm *StateMachine) Holder(name string) (Grant, bool) {
 	sm.mu.Lock()
 	defer sm.mu.Unlock()
 	return sm.table.Holder(name)
+}
+
+// settledHolder returns the holder of name as an OpHolder stamped now
+// would report it, if that needs no log entry: ok is true only when the
+// last stamped command applied is of term (so the table's times are on the
+// clock of term's leader, the caller) and no lease or lock-delay ends by
+// now (so Tick(now) would change nothing). Callers make sure the replica
+// is up to date first (consensus.Node.Read).
+func (sm *StateMachine) settledHolder(name string, term uint64, now time.Time) (g Grant, held, ok bool) {
+	if sm == nil || sm.table == nil {
+		return Grant{}, false, false
+	}
+	sm.mu.Lock()
+	defer sm.mu.Unlock()
+	if sm.term != term {
+		return Grant{}, false, false
+	}
+	if due, pending := sm.table.NextDeadline(); pending && !due.After(now) {
+		return Grant{}, false, false
+	}
+	g, held = sm.table.Holder(name)
+	return g, held, true
 }
 
 // Sessions returns the number of open sessions in this replica's view.

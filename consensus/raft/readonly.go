@@ -66,6 +66,9 @@ type readOnly struct {
 	// lease), oldest first; leaseStart is the start tick of round acked.
 	started    []roundStart
 	leaseStart uint64
+	// leaseVoid is the last round started before ExpireLease: only a later
+	// round's acknowledgement gives a lease again.
+	leaseVoid uint64
 }
 
 type roundStart struct{ round, tick uint64 }
@@ -73,7 +76,7 @@ type roundStart struct{ round, tick uint64 }
 func (ro *readOnly) reset() {
 	clear(ro.pending)
 	ro.pending = ro.pending[:0]
-	ro.round, ro.acked, ro.leaseStart = 0, 0, 0
+	ro.round, ro.acked, ro.leaseStart, ro.leaseVoid = 0, 0, 0, 0
 	clear(ro.acks)
 	ro.started = ro.started[:0]
 }
@@ -252,6 +255,33 @@ func (r *raft) answerRead(rq readRequest) {
 func (r *raft) leaseHolds() bool {
 	ro := &r.reads
 	return r.cfg.LeaseReads && r.cfg.CheckQuorum && r.role == Leader &&
-		r.leadTransferee == "" && !r.timeoutNowSent && ro.acked > 0 && r.committedInTerm() &&
+		r.leadTransferee == "" && !r.timeoutNowSent && ro.acked > ro.leaseVoid && r.committedInTerm() &&
 		r.ticks-ro.leaseStart < uint64(r.cfg.ElectionTicks-r.cfg.LeaseDriftTicks)
+}
+
+// LeaseRead reports whether this node is a leader whose lease holds
+// (Config.LeaseReads, see leaseHolds), and if so its commit index and age:
+// the ticks since it started (sent) the heartbeat round that confirms the
+// lease. A driver that serves reads off the lease without calling
+// ReadIndex converts age into its own clock's time of that round's start,
+// never the time the acknowledgements arrived (thesis §6.4.1), and waits
+// until its state machine has applied index.
+func (rn *RawNode) LeaseRead() (index, age uint64, ok bool) {
+	if rn == nil || rn.broken() != nil || !rn.r.leaseHolds() {
+		return 0, 0, false
+	}
+	return rn.r.log.committed, rn.r.ticks - rn.r.reads.leaseStart, true
+}
+
+// ExpireLease ends a leader's lease (Config.LeaseReads) at once: reads need
+// a heartbeat round again until one started after this call is
+// acknowledged. A driver calls it when its own clock says the lease has
+// run out before the tick count does (ticks were lost while it was
+// paused), so that neither its reads nor the ones followers forward are
+// answered off a lease that no longer holds.
+func (rn *RawNode) ExpireLease() {
+	if rn == nil || rn.broken() != nil {
+		return
+	}
+	rn.r.reads.leaseVoid = rn.r.reads.round
 }

@@ -88,6 +88,8 @@ func TestParseErrors(t *testing.T) {
 		{"unknown key", "mutation: a\nrules: r\n"},
 		{"absolute file", "mutation: a\nrule: r\nfile: /f.go\ntest: ./x TestA\nold:\n\tx\nnew:\n\ty\nend\n"},
 		{"pattern", "mutation: a\nrule: r\nfile: f.go\ntest: ./... TestA\nold:\n\tx\nnew:\n\ty\nend\n"},
+		{"end lost in a merge", "mutation: a\nrule: r\nfile: f.go\ntest: ./x TestA\nold:\n\tx\nnew:\n\ty\nmutation: b\nrule: r\nfile: f.go\ntest: ./x TestA\nold:\n\tx\nnew:\n\ty\nend\n"},
+		{"new lost in a merge", "mutation: a\nrule: r\nfile: f.go\ntest: ./x TestA\nold:\n\tx\nmutation: b\nrule: r\nfile: f.go\ntest: ./x TestA\nold:\n\tx\nnew:\n\ty\nend\n"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {

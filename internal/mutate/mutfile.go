@@ -107,13 +107,21 @@ func parse(name string, r io.Reader) ([]Mutation, error) {
 			default:
 				return nil, bad("unknown header key %q in %s", key, cur.Name)
 			}
-		case "old":
-			if line == "new:" {
-				state = "new"
+		case "old", "new":
+			// Source lines are indented or blank; a header line here is a
+			// block whose "new:" or "end" went missing (a bad merge of two
+			// files' appended blocks).
+			if strings.HasPrefix(line, "mutation:") {
+				return nil, bad("block %s: a new block starts before this one ended", cur.Name)
+			}
+			if state == "old" {
+				if line == "new:" {
+					state = "new"
+					continue
+				}
+				cur.Old += line + "\n"
 				continue
 			}
-			cur.Old += line + "\n"
-		case "new":
 			if line == "end" {
 				if err := cur.check(); err != nil {
 					return nil, bad("%v", err)
