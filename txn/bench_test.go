@@ -168,4 +168,9 @@ func BenchmarkTwoPhaseCommitReplicated(b *testing.B) {
 		time.Sleep(10 * time.Millisecond)
 	}
 	runConcurrentWith(b, leader.Run, parts, 64)
+	if st := leader.Stats(); st.Writes > 0 {
+		// Group commit: how many transactions' COMMITs one write (one
+		// Raft entry) carries on average.
+		b.ReportMetric(float64(st.Committed)/float64(st.Writes), "txn/write")
+	}
 }
