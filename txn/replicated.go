@@ -59,10 +59,11 @@ const maxInflightBatches = 2
 // replicas (3 or 5): one ReplicatedCoordinator per replica, each on its
 // own node and transport. The replica that leads the group runs
 // transactions: it drives the same RawCoordinator core as Coordinator,
-// but its BEGIN, COMMIT and END records are commands in the replicated
-// log, so when it dies the next leader finds every transaction, finishes
-// the committed ones, aborts the undecided ones, and participants do not
-// wait for the dead one to come back. See the package documentation for
+// but its COMMIT (the only record before the decision: there is no
+// BEGIN), presumed-abort and END records are commands in the replicated
+// log, so when it dies the next leader finds every committed transaction
+// and finishes it, the others are aborted by presumption through the log,
+// and participants do not wait for the dead one to come back. See the package documentation for
 // what it costs and when it still blocks.
 //
 // It is safe for concurrent use.
