@@ -313,7 +313,15 @@
 // directory fsync, fsyncs that fail on demand) and checks that every
 // acknowledged Append and Replace survives a power cut;
 // OpenFileLogWith(dir, FileLogOptions{FS: …}) runs a FileLog on another
-// file system.
+// file system. TestRuntimePowerLoss runs the whole single-node runtime
+// (Coordinator and Participants, each on a FileLog over its own crash
+// file system, in a synctest bubble, seeded) and cuts the power of the
+// coordinator or of a participant just before one of its fsyncs, while
+// some of the messages it sent are still in flight: every transaction
+// ends applied on all of its participants or on none, as Run reported,
+// with no lock held. (The replicated coordinator's replicas are still
+// crashed with memnet's Crash: consensus offers no file-system seam to
+// another package yet.)
 //
 // # Testing
 //
