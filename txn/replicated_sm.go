@@ -157,8 +157,8 @@ func decodeCommand(b []byte) (command, error) {
 }
 
 // Apply implements consensus.StateMachine. The result is a takeoverResult
-// (a takeover), nil or abortsRefused (a batch applied), or an error (the
-// command was refused and changed nothing).
+// (a takeover applied), nil or abortsRefused (a batch applied), or an
+// error (the command was refused and changed nothing).
 func (s *txnTable) Apply(e consensus.Entry) any {
 	if len(e.Command) == 0 {
 		return nil
@@ -193,11 +193,14 @@ func (s *txnTable) Apply(e consensus.Entry) any {
 // never commit: it is aborted by presumption, and a participant that asks
 // about it gets an ABORT that the new leader logs first (RecAbort). It
 // returns the committed transactions the new leader must finish.
-func (s *txnTable) takeoverLocked(term, index uint64, ev *tableEvent) takeoverResult {
-	if term >= s.term {
-		s.term, s.epoch = term, index
-		ev.Takeover = index
+func (s *txnTable) takeoverLocked(term, index uint64, ev *tableEvent) any {
+	if term < s.term {
+		// Cannot happen in a Raft log (terms only grow along it), and
+		// would hand this proposer another leader's epoch.
+		return errStaleTerm
 	}
+	s.term, s.epoch = term, index
+	ev.Takeover = index
 	live := []Record{}
 	for _, id := range s.liveLocked() {
 		live = append(live, Record{Type: RecCommit, Txn: id, Participants: slices.Clone(s.txns[id].parts)})

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"os"
 	"reflect"
 	"sync"
 	"testing"
@@ -253,4 +254,52 @@ func TestFileLogZeroValue(t *testing.T) {
 			}
 		}
 	}
+}
+
+// FuzzFileLogCheckpoint: whatever bytes the checkpoint file holds, opening
+// the log either refuses them with ErrMalformed or accepts them, and then
+// Load succeeds; never a panic.
+func FuzzFileLogCheckpoint(f *testing.F) {
+	// A valid checkpoint, as Compact writes it.
+	fs := vfs.NewCrashFS(1)
+	l, err := saga.OpenFileLogWith("/srv/saga", saga.FileLogOptions{FS: fs})
+	if err != nil {
+		f.Fatal(err)
+	}
+	if err := l.Compact([]saga.Event{{Kind: saga.EvStart, ID: "s1", Name: "trip"}, {Kind: saga.EvStepDone, ID: "s1"}}); err != nil {
+		f.Fatal(err)
+	}
+	l.Close()
+	valid, err := vfs.ReadFile(fs, "/srv/saga/saga.checkpoint")
+	if err != nil {
+		f.Fatal(err)
+	}
+	f.Add(valid)
+	f.Add(valid[:len(valid)-1])
+	f.Add([]byte{})
+	f.Fuzz(func(t *testing.T, data []byte) {
+		fs := vfs.NewCrashFS(1)
+		if err := fs.MkdirAll("/srv/saga", 0o755); err != nil {
+			t.Fatal(err)
+		}
+		file, err := fs.OpenFile("/srv/saga/saga.checkpoint", os.O_CREATE|os.O_WRONLY, 0o644)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if _, err := file.Write(data); err != nil {
+			t.Fatal(err)
+		}
+		file.Close()
+		l, err := saga.OpenFileLogWith("/srv/saga", saga.FileLogOptions{FS: fs})
+		if err != nil {
+			if !errors.Is(err, saga.ErrMalformed) {
+				t.Fatalf("OpenFileLogWith = %v; want nil or ErrMalformed", err)
+			}
+			return
+		}
+		defer l.Close()
+		if _, err := l.Load(); err != nil {
+			t.Fatalf("Load after an accepted open = %v", err)
+		}
+	})
 }
