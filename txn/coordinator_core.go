@@ -184,9 +184,13 @@ func (c *RawCoordinator) Begin(now time.Time, id uuid.UUID, work []Work, timeout
 	c.add(t)
 	// The BEGIN record is lazy: PREPARE does not wait for it. If a crash
 	// loses it, presumed abort still holds; if it survives, recovery
-	// aborts the transaction actively (see Recover).
-	c.rd.Lazy = append(c.rd.Lazy, Record{Type: RecBegin, Txn: id, Participants: parts})
-	c.sinceCheckpoint++
+	// aborts the transaction actively (see Recover). A replicated core
+	// writes none: its COMMIT is the only record on the way to a decision
+	// (see txnTable.batchLocked), and a new leader aborts by presumption.
+	if !c.replicated {
+		c.rd.Lazy = append(c.rd.Lazy, Record{Type: RecBegin, Txn: id, Participants: parts})
+		c.sinceCheckpoint++
+	}
 	for i := range t.work {
 		c.sendPrepare(t, i)
 	}
@@ -285,8 +289,12 @@ func (c *RawCoordinator) forgetIfDone(t *coordTxn) {
 		// The END record spares a recovering coordinator from sending
 		// the decision again; it is lazy because losing it costs only
 		// that.
-		c.rd.Lazy = append(c.rd.Lazy, Record{Type: RecEnd, Txn: t.id})
-		c.sinceCheckpoint++
+		// A replicated core ends only committed transactions: the table
+		// holds nothing else.
+		if !c.replicated || t.phase == phaseCommitted {
+			c.rd.Lazy = append(c.rd.Lazy, Record{Type: RecEnd, Txn: t.id})
+			c.sinceCheckpoint++
+		}
 	}
 }
 

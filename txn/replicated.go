@@ -59,10 +59,11 @@ const maxInflightBatches = 2
 // replicas (3 or 5): one ReplicatedCoordinator per replica, each on its
 // own node and transport. The replica that leads the group runs
 // transactions: it drives the same RawCoordinator core as Coordinator,
-// but its BEGIN, COMMIT and END records are commands in the replicated
-// log, so when it dies the next leader finds every transaction, finishes
-// the committed ones, aborts the undecided ones, and participants do not
-// wait for the dead one to come back. See the package documentation for
+// but its COMMIT (the only record before the decision: there is no
+// BEGIN), presumed-abort and END records are commands in the replicated
+// log, so when it dies the next leader finds every committed transaction
+// and finishes it, the others are aborted by presumption through the log,
+// and participants do not wait for the dead one to come back. See the package documentation for
 // what it costs and when it still blocks.
 //
 // It is safe for concurrent use.
@@ -82,15 +83,19 @@ type ReplicatedCoordinator struct {
 	mu         sync.Mutex
 	core       *RawCoordinator // nil unless leading (after the takeover)
 	term       uint64          // the term core leads in
+	epoch      uint64          // the takeover core leads under (its log index)
+	superseded uint64          // the last takeover applied here (epoch)
 	takingOver bool
 	leaderHint transport.NodeID
 	pending    []*repBatch // in submission order: messages leave in it
+	lazy       []Record    // END records for the next write (lazy)
 	inflight   int
 	waiters    map[uuid.UUID]*repWaiter
 	stepDown   chan struct{} // closed (and replaced) whenever leadership ends
 	closed     bool
 	committed  uint64
 	aborted    uint64
+	writes     uint64
 	idle       []chan struct{}
 
 	// hook (tests) is called at each step of the leader's work.
@@ -99,18 +104,23 @@ type ReplicatedCoordinator struct {
 
 // repBatch is one Ready on its way through the replicated log.
 type repBatch struct {
-	rd   Ready
-	term uint64
-	done bool
-	err  error
+	rd    Ready
+	term  uint64
+	epoch uint64
+	done  bool
+	err   error
 	// keep lists transactions whose presumed abort met a commit in the
 	// table: their ABORT answers are not sent.
 	keep abortsRefused
 }
 
 type repWaiter struct {
-	ch   chan Result // size 1: delivery never blocks
-	term uint64
+	ch    chan Result // size 1: delivery never blocks
+	epoch uint64
+	// committed: the COMMIT is applied, and the leader (this replica,
+	// still leading under epoch) delivers the result once the COMMIT
+	// messages have left, or when it steps down.
+	committed bool
 }
 
 // NewReplicatedCoordinator starts one replica of a replicated coordinator
@@ -201,7 +211,7 @@ func (c *ReplicatedCoordinator) RunID(ctx context.Context, id uuid.UUID, work ..
 		c.mu.Unlock()
 		return Result{}, err
 	}
-	w.term = c.term
+	w.epoch = c.epoch
 	c.waiters[id] = w
 	c.mu.Unlock()
 	c.loop.wake()
@@ -212,7 +222,7 @@ func (c *ReplicatedCoordinator) RunID(ctx context.Context, id uuid.UUID, work ..
 	case <-ctx.Done():
 	}
 	c.mu.Lock()
-	leading := c.core != nil && c.term == w.term
+	leading := c.core != nil && c.epoch == w.epoch
 	if leading {
 		c.core.Abort(time.Now(), id)
 	}
@@ -257,18 +267,30 @@ func (c *ReplicatedCoordinator) onTableEvent(ev tableEvent) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	for _, id := range ev.Committed {
+		if w, ok := c.waiters[id]; ok && c.core != nil && w.epoch == c.epoch {
+			// This replica's own: Run returns after the COMMIT messages
+			// leave (process), so that a caller's next transaction never
+			// overtakes them.
+			w.committed = true
+			continue
+		}
 		c.deliverLocked(Result{Txn: id, Outcome: Committed})
 	}
 	if ev.Takeover == 0 {
 		return
 	}
+	c.superseded = max(c.superseded, ev.Takeover)
+	if c.core != nil && c.epoch < ev.Takeover {
+		// Another takeover (by another replica, or by this one after
+		// it stepped down): nothing this core proposes counts any more.
+		c.stepDownLocked("superseded by a takeover")
+	}
 	for id, w := range c.waiters {
-		if w.term <= ev.Takeover {
+		if w.epoch < ev.Takeover {
 			// Not committed before the takeover (that would have been
-			// delivered above, earlier), so aborted by it, or never
-			// begun in the log at all: aborted by presumption. (A waiter
-			// of the takeover's own term is one of this replica's, left
-			// from before it stepped down and took over again.)
+			// delivered above, earlier), and fenced by it: its COMMIT
+			// can never be applied now, so it is aborted (presumed
+			// abort; participants that ask are told so through the log).
 			c.deliverLocked(Result{Txn: id, Outcome: Aborted, Err: &AbortError{Txn: id, Cause: ErrLeaderChanged}})
 		}
 	}
@@ -334,27 +356,27 @@ func (c *ReplicatedCoordinator) takeover(term uint64) {
 	ctx, cancel := context.WithTimeout(c.ctx, c.proposeTimeout())
 	res, err := c.node.Propose(ctx, encodeTakeover(term))
 	cancel()
-	recs, ok := res.([]Record)
+	tr, ok := res.(takeoverResult)
 	if err == nil && !ok {
 		err, _ = res.(error)
 	}
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	c.takingOver = false
-	if err != nil || !ok || c.closed || c.core != nil {
+	if err != nil || !ok || c.closed || c.core != nil || tr.epoch < c.superseded {
 		c.logger.Debug("txn: takeover failed", "term", term, "err", err)
 		return
 	}
 	core, err := NewRawCoordinator(c.t.ID(), c.cfg)
 	if err == nil {
 		core.replicas, core.replicated = slices.Clone(c.rcfg.Peers), true
-		err = core.Recover(time.Now(), recs)
+		err = core.Recover(time.Now(), tr.recs)
 	}
 	if err != nil {
 		c.logger.Error("txn: takeover: recovery", "err", err)
 		return
 	}
-	c.core, c.term = core, term
+	c.core, c.term, c.epoch = core, term, tr.epoch
 	st := core.Status()
 	c.logger.Info("txn: leading the coordinator group", "term", term,
 		"committed-to-finish", st.Committed, "aborted-to-finish", st.Aborted)
@@ -369,19 +391,30 @@ func (c *ReplicatedCoordinator) stepDownLocked(why string) {
 		return
 	}
 	c.logger.Info("txn: stopped leading the coordinator group", "term", c.term, "why", why)
-	c.core, c.term = nil, 0
-	c.pending = nil
+	c.core, c.term, c.epoch = nil, 0, 0
+	c.pending, c.lazy = nil, nil
+	for id, w := range c.waiters {
+		if w.committed {
+			c.deliverLocked(Result{Txn: id, Outcome: Committed})
+		}
+	}
 	close(c.stepDown)
 	c.stepDown = make(chan struct{})
 }
 
-// process moves the core's work through the replicated log: each Ready's
-// records (BEGIN, COMMIT, END, RecAbort) are one command, and the Ready's
-// messages and results are released only once that command is applied,
-// and after those of every earlier Ready.
+// process moves the core's work through the replicated log. A Ready's
+// records (COMMIT, RecAbort) are one command, and its messages and results
+// are released only once that command is applied, and after those of
+// every earlier Ready; PREPAREs alone leave at once, because no record
+// precedes them (there is no BEGIN: see txnTable.batchLocked). END
+// records are lazy: they ride with the next command, or go alone when no
+// command is in flight. While maxInflightBatches commands are in flight,
+// the core's new records wait and go out together in the next one (group
+// commit).
 func (c *ReplicatedCoordinator) process() {
 	for {
 		var out []Envelope
+		var results []Result
 		progressed := false
 		c.mu.Lock()
 		if c.closed {
@@ -402,8 +435,8 @@ func (c *ReplicatedCoordinator) process() {
 				} else {
 					c.aborted++
 				}
-				c.deliverLocked(r)
 			}
+			results = append(results, b.rd.Results...)
 			for _, e := range b.rd.Messages {
 				if len(b.keep) > 0 && e.Msg.Type == MsgDecision && e.Msg.Outcome == Aborted && slices.Contains(b.keep, e.Msg.Txn) {
 					continue
@@ -414,24 +447,48 @@ func (c *ReplicatedCoordinator) process() {
 		if c.core != nil && c.core.HasReady() && c.inflight < maxInflightBatches {
 			progressed = true
 			rd := c.core.Ready()
-			recs := append(rd.Lazy, rd.Log...)
-			b := &repBatch{rd: rd, term: c.term, done: len(recs) == 0}
-			if b.done && len(c.pending) == 0 {
-				for _, r := range rd.Results {
-					c.aborted++ // only aborts are decided without a record
-					c.deliverLocked(r)
+			c.lazy = append(c.lazy, rd.Lazy...)
+			rd.Lazy = nil
+			// PREPAREs wait for nothing.
+			msgs := rd.Messages[:0]
+			for _, e := range rd.Messages {
+				if e.Msg.Type == MsgPrepare {
+					out = append(out, e)
+				} else {
+					msgs = append(msgs, e)
 				}
+			}
+			rd.Messages = msgs
+			b := &repBatch{rd: rd, term: c.term, epoch: c.epoch, done: len(rd.Log) == 0}
+			if b.done && len(c.pending) == 0 {
+				c.aborted += uint64(len(rd.Results)) // only aborts are decided without a record
+				results = append(results, rd.Results...)
 				out = append(out, rd.Messages...)
 			} else {
 				c.pending = append(c.pending, b)
 				if !b.done {
+					recs := append(c.lazy, rd.Log...)
+					c.lazy = nil
+					c.writes++
 					c.inflight++
 					c.work.Add(1)
 					go c.propose(b, recs)
 				}
 			}
 		}
-		if c.core != nil && len(c.pending) == 0 && !c.core.HasReady() && c.core.Status() == (CoordinatorStatus{}) {
+		if c.core != nil && len(c.lazy) > 0 && c.inflight == 0 {
+			// Nothing to carry the END records: they go alone.
+			progressed = true
+			b := &repBatch{term: c.term, epoch: c.epoch}
+			c.pending = append(c.pending, b)
+			recs := c.lazy
+			c.lazy = nil
+			c.writes++
+			c.inflight++
+			c.work.Add(1)
+			go c.propose(b, recs)
+		}
+		if c.core != nil && len(c.pending) == 0 && len(c.lazy) == 0 && !c.core.HasReady() && c.core.Status() == (CoordinatorStatus{}) {
 			for _, ch := range c.idle {
 				close(ch)
 			}
@@ -445,6 +502,15 @@ func (c *ReplicatedCoordinator) process() {
 			}
 		} else if len(out) > 0 {
 			send(c.ctx, c.t, c.logger, out)
+		}
+		if len(results) > 0 {
+			// After the messages: a caller's next transaction never
+			// overtakes this one's decision.
+			c.mu.Lock()
+			for _, r := range results {
+				c.deliverLocked(r)
+			}
+			c.mu.Unlock()
 		}
 		if !progressed {
 			return
@@ -470,7 +536,7 @@ func (c *ReplicatedCoordinator) propose(b *repBatch, recs []Record) {
 	if c.hook.Load() != nil {
 		c.step("propose " + recordKinds(recs))
 	}
-	cmd, err := encodeBatch(b.term, recs)
+	cmd, err := encodeBatch(b.term, b.epoch, recs)
 	if err == nil {
 		logRecords(c.logger, recs)
 		ctx, cancel := context.WithTimeout(c.ctx, c.proposeTimeout())
@@ -564,6 +630,7 @@ type ReplicaStats struct {
 	Leader            transport.NodeID
 	Committed         uint64 // transactions this replica decided COMMIT while leading
 	Aborted           uint64 // transactions this replica decided ABORT while leading
+	Writes            uint64 // commands it wrote to the replicated log while leading (group commit: Committed/Writes per command)
 	Live              int    // transactions in the replicated table (begun, not ended)
 }
 
@@ -573,14 +640,14 @@ func (c *ReplicatedCoordinator) Stats() ReplicaStats {
 		return ReplicaStats{}
 	}
 	c.mu.Lock()
-	s := ReplicaStats{Leading: c.core != nil, Term: c.term, Leader: c.leaderHint, Committed: c.committed, Aborted: c.aborted}
+	s := ReplicaStats{Leading: c.core != nil, Term: c.term, Leader: c.leaderHint, Committed: c.committed, Aborted: c.aborted, Writes: c.writes}
 	if c.core != nil {
 		s.CoordinatorStatus = c.core.Status()
 	}
 	c.mu.Unlock()
 	c.table.mu.Lock()
 	for _, t := range c.table.txns {
-		if t.term != 0 {
+		if t.epoch != 0 {
 			s.Live++
 		}
 	}

@@ -38,8 +38,7 @@ func (s crashStep) String() string {
 
 // crashSteps are the distinct steps of a transaction on the leader.
 var crashSteps = []crashStep{
-	{"propose BEGIN", 1},  // BEGIN handed to the log, maybe not replicated
-	{"applied BEGIN", 1},  // BEGIN committed in the log, no PREPARE sent
+	{"send-prepare", 1},   // no PREPARE sent (nothing is in the log: there is no BEGIN)
 	{"send-prepare", 2},   // one PREPARE sent
 	{"send-prepare", 3},   // all PREPAREs but one sent
 	{"propose COMMIT", 1}, // all YES votes in, COMMIT handed to the log
@@ -47,6 +46,7 @@ var crashSteps = []crashStep{
 	{"send-commit", 2},    // one participant got COMMIT (§4.3.1.5's partition case)
 	{"send-commit", 3},    // all COMMITs but one sent
 	{"propose END", 1},    // every ACK in
+	{"applied END", 1},    // the END in the log: the transaction forgotten
 	{"send-abort", 1},     // a NO vote in, ABORT not sent (with noVote)
 	{"send-abort", 2},     // one ABORT sent (with noVote)
 }

@@ -161,7 +161,7 @@ func replicatedScene(out *printer, seed int64) error {
 			return err
 		}
 	}
-	say(id, "opening balances committed: BEGIN and COMMIT went through the replicated log")
+	say(id, "opening balances committed: the COMMIT went through the replicated log")
 	out.printf("  balances: A@bank1 = 100, B@bank2 = 0\n")
 
 	id = newID()

@@ -43,6 +43,25 @@
 // running at the crash is run again: actions and compensations are
 // delivered at least once.
 //
+// # Compaction
+//
+// The log would otherwise grow forever. Every Config.CompactEvery ended
+// sagas (default 1024; 0 never), a Runner whose Log is a Compacter
+// replaces the log by the events of the sagas still running, each as
+// logged (start, steps done, turn-back, compensations), and forgets the
+// ended ones: Status no longer knows them, and a Run with an ended ID
+// would start it anew, so saga IDs must be unique. Appends wait while it
+// compacts. FileLog compacts crash-safely: it writes the running sagas'
+// events and the log index they cover to a checkpoint file (checksummed
+// frames, to a temporary file, fsynced, renamed, directory fsynced), and
+// only then removes the log segments that index covers; Load reads the
+// checkpoint, then only the records after that index. A power cut at any
+// step leaves the log as before the compaction or as after it
+// (TestFileLogCompactionPowerLoss cuts before every fsync of a
+// compaction, over several seeds of torn writes); a damaged checkpoint is
+// refused with ErrMalformed. A failed compaction stops the runner
+// (ErrStopped), as a failed append does.
+//
 // # The barrier's three cases
 //
 // At-least-once delivery over a network that reorders means a service

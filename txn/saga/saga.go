@@ -103,12 +103,21 @@ type Config struct {
 	Retries int
 	// Backoff is the pause before each retry of an action or compensation.
 	Backoff time.Duration
+	// CompactEvery: when the Log is a Compacter, every CompactEvery
+	// ended sagas the runner compacts it: the events of the sagas still
+	// running replace everything logged, and the ended sagas are
+	// forgotten (Status no longer knows them, and Run with their ID
+	// would start them anew: saga IDs must be unique). 0 never compacts.
+	CompactEvery int
 	// Logger receives the steps at debug level. nil is silent.
 	Logger *slog.Logger
 }
 
-// DefaultConfig returns 3 retries 100 ms apart.
-func DefaultConfig() Config { return Config{Retries: 3, Backoff: 100 * time.Millisecond} }
+// DefaultConfig returns 3 retries 100 ms apart, compacting every 1024
+// ended sagas.
+func DefaultConfig() Config {
+	return Config{Retries: 3, Backoff: 100 * time.Millisecond, CompactEvery: 1024}
+}
 
 // Validate reports the first unusable field.
 func (c Config) Validate() error {
@@ -117,6 +126,8 @@ func (c Config) Validate() error {
 		return fmt.Errorf("%w: Config.Retries = %d; want >= 0", ErrInvalid, c.Retries)
 	case c.Backoff < 0:
 		return fmt.Errorf("%w: Config.Backoff = %v; want >= 0", ErrInvalid, c.Backoff)
+	case c.CompactEvery < 0:
+		return fmt.Errorf("%w: Config.CompactEvery = %d; want >= 0", ErrInvalid, c.CompactEvery)
 	}
 	return nil
 }
@@ -140,11 +151,16 @@ type Runner struct {
 	cfg    Config
 	logger *slog.Logger
 
-	// mu guards sagas, states, running and err.
+	// logMu: appends hold it shared, a compaction exclusively (nothing
+	// is appended while the log is replaced).
+	logMu sync.RWMutex
+
+	// mu guards sagas, states, running, ended and err.
 	mu      sync.Mutex
 	sagas   map[string]Saga
 	states  map[string]*state
 	running map[string]bool
+	ended   int   // sagas ended since the last compaction
 	err     error // sticky log failure
 }
 
@@ -325,20 +341,92 @@ func (r *Runner) Resume(ctx context.Context) (map[string]Outcome, error) {
 	return out, nil
 }
 
-// append logs one event durably and applies it; a failure stops the runner.
+// append logs one event durably and applies it; a failure stops the
+// runner. Every Config.CompactEvery ended sagas it compacts the log.
 func (r *Runner) append(e Event) error {
+	r.logMu.RLock()
 	if err := r.log.Append(e); err != nil {
-		r.mu.Lock()
-		if r.err == nil {
-			r.err = fmt.Errorf("%w: %w", ErrStopped, err)
-		}
-		err = r.err
-		r.mu.Unlock()
+		r.logMu.RUnlock()
+		return r.stop(err)
+	}
+	r.mu.Lock()
+	err := r.replay(e)
+	if err == nil && e.Kind == EvEnd {
+		r.ended++
+	}
+	due := r.cfg.CompactEvery > 0 && r.ended >= r.cfg.CompactEvery
+	r.mu.Unlock()
+	r.logMu.RUnlock()
+	if err != nil || !due {
 		return err
+	}
+	if c, ok := r.log.(Compacter); ok {
+		return r.compact(c)
+	}
+	return nil
+}
+
+// stop makes err the runner's sticky failure (wrapped in ErrStopped).
+func (r *Runner) stop(err error) error {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if r.err == nil {
+		r.err = fmt.Errorf("%w: %w", ErrStopped, err)
+	}
+	return r.err
+}
+
+// compact replaces the log by the events of the sagas still running and
+// forgets the ended ones. Appends wait meanwhile. A failure stops the
+// runner, like a failed append: the log's state is then unknown.
+func (r *Runner) compact(c Compacter) error {
+	r.logMu.Lock()
+	defer r.logMu.Unlock()
+	r.mu.Lock()
+	if r.ended < r.cfg.CompactEvery || r.err != nil {
+		r.mu.Unlock()
+		return nil // another append compacted first, or the runner stopped
+	}
+	ids := make([]string, 0, len(r.states))
+	for id, s := range r.states {
+		if s.outcome == Running {
+			ids = append(ids, id)
+		}
+	}
+	sort.Strings(ids)
+	var live []Event
+	for _, id := range ids {
+		live = append(live, r.states[id].events(id)...)
+	}
+	r.mu.Unlock()
+	if err := c.Compact(live); err != nil {
+		return r.stop(err)
 	}
 	r.mu.Lock()
 	defer r.mu.Unlock()
-	return r.replay(e)
+	for id, s := range r.states {
+		if s.outcome != Running {
+			delete(r.states, id)
+		}
+	}
+	r.ended = 0
+	r.logger.Debug("saga: log compacted", "running", len(ids))
+	return nil
+}
+
+// events returns the events that rebuild s (a running saga) on replay.
+func (s *state) events(id string) []Event {
+	evs := []Event{{Kind: EvStart, ID: id, Name: s.name}}
+	for i := range s.done {
+		evs = append(evs, Event{Kind: EvStepDone, ID: id, Step: i})
+	}
+	if s.back {
+		evs = append(evs, Event{Kind: EvTurnBack, ID: id, Step: s.failed, Reason: s.reason})
+		for j := s.failed; j > s.compNext; j-- {
+			evs = append(evs, Event{Kind: EvCompensated, ID: id, Step: j})
+		}
+	}
+	return evs
 }
 
 // snapshot reads s under the lock.
