@@ -247,9 +247,10 @@ func (k *commitKiller) Send(ctx context.Context, to transport.NodeID, service st
 // leader finishes the transfer without waiting for it.
 func replicatedTxn(ctx context.Context, t *tour, net *memnet.Network, cfg txn.Config, stores map[transport.NodeID]*txn.Store,
 	transfer func(from, to transport.NodeID, fromAcct, toAcct string, amount int64) []txn.Work, total func() int64) error {
-	t.Detail("The same crash with a replicated coordinator: three replicas keep BEGIN, COMMIT and")
-	t.Detail("END in a Raft log; the leader drives the transaction; when it dies, the next")
-	t.Detail("leader finds the COMMIT in the replicated table and sends it again.")
+	t.Detail("The same crash with a replicated coordinator: three replicas keep each COMMIT")
+	t.Detail("(and later its END) in a Raft log, one log round per transaction, no BEGIN; the")
+	t.Detail("leader drives the transaction; when it dies, the next leader finds the COMMIT")
+	t.Detail("in the replicated table and sends it again.")
 	replicas := []transport.NodeID{"r1", "r2", "r3"}
 	coords := map[transport.NodeID]*txn.ReplicatedCoordinator{}
 	defer func() {
