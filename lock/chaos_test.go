@@ -6,6 +6,7 @@ import (
 	"slices"
 	"sync"
 	"testing"
+	"testing/synctest"
 	"time"
 
 	"github.com/distkit/distkit/lock"
@@ -18,8 +19,13 @@ import (
 // in real time, that no two clients ever trusted their leases on the lock
 // at once (each belief runs from Lock's return to Unlock or the session's
 // bound, whichever is first) and that the resource only ever saw tokens
-// rise.
+// rise. It runs in virtual time (synctest), so a busy machine slows it
+// down without changing what happens in it.
 func TestReplicatedChaos(t *testing.T) {
+	synctest.Test(t, testReplicatedChaos)
+}
+
+func testReplicatedChaos(t *testing.T) {
 	r, net := newMemnetService(t, true)
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
