@@ -151,13 +151,16 @@ func (n *Node) proposeConf(w *confWait) bool {
 	return false
 }
 
-// awaitingTermCommit reports whether this node leads with no change in
-// flight and no joint configuration in force, so that the core's
-// ErrConfChangeInProgress can only mean that it has not committed an
-// entry of its term yet: a wait of about one round trip, not a conflict.
+// awaitingTermCommit reports whether this node leads and has not yet
+// committed an entry of its term, so that the core's
+// ErrConfChangeInProgress is a wait of about one round trip, not a
+// conflict: that first commit settles whatever earlier leaders left
+// uncommitted, a change included (a leader that took over by a transfer
+// right after a change committed elsewhere may not know yet that it did).
+// A leader that has committed in its term refuses for a change of its own
+// in flight, or a joint configuration in force: those are conflicts.
 func (n *Node) awaitingTermCommit() bool {
-	st := n.core.Status()
-	return st.Role == raft.Leader && st.Commit >= st.MembershipIndex && !st.Membership.Joint()
+	return !n.core.CommittedInTerm() && n.core.Status().Role == raft.Leader
 }
 
 // appliedConfChange is called by apply for each EntryConfChange (the core

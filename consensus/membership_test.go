@@ -420,3 +420,40 @@ func TestAddAndPromoteWaitsForLag(t *testing.T) {
 		}
 	})
 }
+
+// TestChangeMembershipAfterTransfer is the tour's sequence: a change
+// applied on the leader, leadership handed over at once, and a second
+// change asked of the new leader. The new leader may take over before it
+// has heard that the first change committed (a transfer's TimeoutNow and
+// the votes carry no commit index), so its core still sees that change in
+// flight; its first commit in its term settles it. ChangeMembership must
+// wait for that, not refuse with ErrConfChangeInProgress.
+func TestChangeMembershipAfterTransfer(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		c, _ := newMemnetCluster(t, false, memnet.Faults{MinDelay: time.Millisecond, MaxDelay: time.Millisecond}, nil)
+		ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+		defer cancel()
+		lead, err := c.nodes["n1"].WaitLeader(ctx)
+		if err != nil {
+			t.Fatal(err)
+		}
+		ln := c.nodes[lead]
+		if err := ln.AddLearner(ctx, "n8"); err != nil {
+			t.Fatalf("AddLearner = %v", err)
+		}
+		target := c.others(lead)[0]
+		tn := c.nodes[target]
+		if err := ln.TransferLeadership(ctx, target); err != nil {
+			t.Fatalf("TransferLeadership = %v", err)
+		}
+		if st := tn.Status(); st.Role != raft.Leader {
+			t.Fatalf("%s is %v after the transfer; want leader", target, st.Role)
+		}
+		if err := tn.Remove(ctx, "n8"); err != nil {
+			t.Fatalf("Remove on the new leader = %v; want it to wait for its first commit, then apply", err)
+		}
+		if m, committed := tn.Members(); m.IsLearner("n8") || !committed {
+			t.Errorf("Members() = %+v (committed %v); want n8 gone, committed", m, committed)
+		}
+	})
+}

@@ -293,6 +293,19 @@ func (rn *RawNode) MembershipAt(i uint64) (Membership, error) {
 	return rn.r.membershipAt(i)
 }
 
+// CommittedInTerm reports whether this node, as leader, has committed an
+// entry of its current term. Until it has, ProposeConfChange is refused
+// with ErrConfChangeInProgress whatever the log holds: a change left
+// uncommitted by an earlier leader is settled (committed or overwritten)
+// by that first commit, so a caller may wait for it rather than give up.
+// It is false on a follower or candidate, and on a nil or broken RawNode.
+func (rn *RawNode) CommittedInTerm() bool {
+	if rn == nil || rn.broken() != nil {
+		return false
+	}
+	return rn.r.role == Leader && rn.r.committedInTerm()
+}
+
 // HasReady reports whether Ready would return something. It returns false
 // while a Ready is outstanding (not yet Advanced), and true after a storage
 // failure so that Ready reports it.
