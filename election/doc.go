@@ -115,7 +115,13 @@
 // the epoch with no leader known yet (a view that ranks below every leader
 // of its epoch, so it disturbs no one) and, after BootDelay, campaigns
 // above it. So epochs never go backwards at a node, across restarts too,
-// and a restarted leader never reuses an epoch it may have fenced with.
+// and a restarted leader never reuses an epoch it may have fenced with:
+// a peer that has not yet noticed the restart and still names it leader
+// of its old epoch is heard as "leader unknown" in that epoch, because
+// that leadership ended with the previous process; the node leads again
+// only by winning a higher epoch (TestRestartedNodeDoesNotResumeItsOldLeadership,
+// and TestPowerLossEpochs, which runs the runtime with power cuts and
+// site-wide outages on a fault file system).
 // The runtime Node keeps the epoch in Config.Store: OpenFileEpochStore
 // locks the file against every other opener until Close and writes a
 // checksummed record atomically (temporary file, fsync, rename, fsync of
