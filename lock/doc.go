@@ -143,8 +143,15 @@
 // that a client's clock runs no slower than 1 − SafetyMargin/TTL of the
 // service's rate (see "The lease-lost bound"); progress needs
 // the service reachable. The replicated service tolerates the crash of a
-// minority of its members and partitions (consensus package's model). The
-// Local service does not survive its process, and a new Local issues
+// minority of its members and partitions (consensus package's model),
+// and power loss: a member's table lives in its consensus data directory,
+// where nothing is acknowledged before it is fsynced.
+// TestPowerLossLockService runs three Servers and real Sessions in virtual
+// time on fault file systems (internal/vfs.CrashFS) and cuts members'
+// power at seeded points (an fsync fails, then whatever was not fsynced is
+// lost or torn); every grant a client was given must carry a token above
+// all earlier ones, and no other session may still trust its own grant of
+// that lock. The Local service does not survive its process, and a new Local issues
 // tokens from 1 again: resources fenced by the old one's tokens would
 // reject it, so give each Local's resources a fresh Fence. Nodes are not
 // Byzantine.
