@@ -113,6 +113,12 @@ type Config struct {
 	// fs is the file system DataDir lives on; nil is the operating
 	// system's. The package's crash tests set a vfs.CrashFS.
 	fs vfs.FS
+
+	// SnapshotChunkBytes is the chunk size in which a node with a DataDir
+	// streams its snapshot file to a follower (0: 1 MiB). At most four
+	// chunks of a transfer are unacknowledged, so it bounds the memory a
+	// transfer takes at either end and the largest message it sends.
+	SnapshotChunkBytes int
 }
 
 // DefaultConfig returns settings suited to a LAN: 10 ms ticks, heartbeats
@@ -168,6 +174,8 @@ func (c *Config) Validate() error {
 		return bad("CheckQuorumTicks is %d; want >= 0", c.CheckQuorumTicks)
 	case c.LeaseReads && !c.CheckQuorum:
 		return bad("LeaseReads needs CheckQuorum")
+	case c.SnapshotChunkBytes < 0:
+		return bad("SnapshotChunkBytes is %d; want >= 0 (0: 1 MiB)", c.SnapshotChunkBytes)
 	case c.LeaseDriftTicks < 0 || (c.LeaseReads && c.LeaseDriftTicks >= c.ElectionTicks):
 		return bad("LeaseDriftTicks (%d) must be in [0, ElectionTicks (%d))", c.LeaseDriftTicks, c.ElectionTicks)
 	}

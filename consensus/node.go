@@ -200,7 +200,7 @@ func newNode(cfg Config, tr transport.Transport, sm StateMachine, store nodeStor
 		return nil, fmt.Errorf("consensus: read snapshot: %w", err)
 	}
 	if !snap.IsZero() {
-		if err := sm.Restore(bytes.NewReader(snap.Data)); err != nil {
+		if err := restoreSnapshot(sm, store, snap); err != nil {
 			return nil, fmt.Errorf("consensus: restore state machine from snapshot %d: %w", snap.Meta.Index, err)
 		}
 	}
@@ -260,6 +260,7 @@ func newNode(cfg Config, tr transport.Transport, sm StateMachine, store nodeStor
 	if n.lastIndex, err = store.LastIndex(); err != nil {
 		return nil, fmt.Errorf("consensus: read last index: %w", err)
 	}
+	n.startSnapStream() // snapstream.go
 	tr.Handle(cfg.Service, n.receive)
 	go n.run()
 	return n, nil
@@ -613,7 +614,7 @@ func (n *Node) installSnapshot(snap raft.Snapshot) error {
 	if err := n.store.ApplySnapshot(snap); err != nil {
 		return fmt.Errorf("consensus: install snapshot %d: %w", snap.Meta.Index, err)
 	}
-	if err := n.sm.Restore(bytes.NewReader(snap.Data)); err != nil {
+	if err := restoreSnapshot(n.sm, n.store, snap); err != nil { // streamed from the file (snapstream.go)
 		return fmt.Errorf("consensus: restore snapshot %d: %w", snap.Meta.Index, err)
 	}
 	n.applied = snap.Meta.Index
@@ -645,6 +646,7 @@ func (n *Node) sendReplication(msgs []raft.Message) []raft.Message {
 }
 
 func (n *Node) send(msgs []raft.Message) {
+	n.reportSnapshotStreams() // snapstream.go
 	for i := range msgs {
 		m := &msgs[i]
 		payload := make([]byte, 0, envelopeHeaderSize+m.Size())
@@ -652,6 +654,9 @@ func (n *Node) send(msgs []raft.Message) {
 		if err != nil {
 			n.debug("marshal", "type", m.Type, "err", err)
 			continue
+		}
+		if m.Type == raft.MsgSnap && n.streamSnapshot(m, payload) {
+			continue // the snapshot file follows it over the stream
 		}
 		// Send only queues (it never blocks for long); a failure is a lost
 		// message, which Raft tolerates, but the leader learns of it so it
