@@ -87,9 +87,13 @@ type outTransfer struct {
 	payload               []byte        // the core's MsgSnap, sent last
 	sig                   chan struct{} // size 1: coalesced wake-up on an acknowledgement
 	stop                  chan struct{} // closed when superseded
-	// acked and refused are guarded by snapStreamer.mu.
+	// acked, refused and finished are guarded by snapStreamer.mu.
 	acked   uint64
 	refused bool
+	// finished is when the commit frame went out. The transfer stays
+	// known for ackTimeout after it, so that the core's resends of the
+	// MsgSnap, until the follower's answer arrives, do not start another.
+	finished time.Time
 }
 
 // inTransfer is one snapshot file being received.
@@ -124,7 +128,7 @@ func (n *Node) startSnapStream() {
 		service: n.cfg.Service + snapServiceSuffix,
 		chunk:   chunk,
 		// Generous: it only ends a transfer to a follower that went away.
-		ackTimeout: max(10*time.Duration(n.cfg.ElectionTicks)*n.cfg.TickInterval, time.Second),
+		ackTimeout: max(10*time.Duration(n.cfg.ElectionTicks)*n.cfg.TickInterval, 5*time.Second),
 		quit:       make(chan struct{}),
 		out:        make(map[transport.NodeID]*outTransfer),
 	}
@@ -190,10 +194,13 @@ func (n *Node) streamSnapshot(m *raft.Message, payload []byte) bool {
 		return true
 	}
 	if t := s.out[m.To]; t != nil {
-		if t.term == m.Term && t.index == m.Snapshot.Index && t.snapTerm == m.Snapshot.Term {
+		same := t.term == m.Term && t.index == m.Snapshot.Index && t.snapTerm == m.Snapshot.Term
+		if same && (t.finished.IsZero() || time.Since(t.finished) < s.ackTimeout) {
 			return true
 		}
-		close(t.stop)
+		if t.finished.IsZero() {
+			close(t.stop)
+		}
 	}
 	t := &outTransfer{
 		to: m.To, id: rand.Uint64(), term: m.Term, index: m.Snapshot.Index, snapTerm: m.Snapshot.Term,
@@ -212,7 +219,11 @@ func (s *snapStreamer) send(t *outTransfer) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	if s.out[t.to] == t {
-		delete(s.out, t.to)
+		if err == nil {
+			t.finished = time.Now()
+		} else {
+			delete(s.out, t.to)
+		}
 	}
 	if err != nil && !s.closed && !errors.Is(err, errStreamSuperseded) {
 		s.failures = append(s.failures, snapFailure{to: t.to, err: err})
