@@ -9,6 +9,7 @@ import (
 	"strings"
 	"sync"
 	"testing"
+	"testing/synctest"
 
 	"github.com/distkit/distkit/consensus/raft"
 	"github.com/distkit/distkit/internal/vfs"
@@ -327,6 +328,48 @@ func FuzzSnapFrame(f *testing.F) {
 		if again.Kind != fr.Kind || again.Transfer != fr.Transfer || again.Term != fr.Term || again.Index != fr.Index ||
 			again.SnapTerm != fr.SnapTerm || again.Offset != fr.Offset || again.Total != fr.Total || !bytes.Equal(again.Data, fr.Data) {
 			t.Fatalf("round trip: %+v; want %+v", again, fr)
+		}
+	})
+}
+
+// TestSnapshotStreamWindow holds the sender's flow control: a follower
+// that acknowledges nothing gets snapWindow chunks and no more, so a slow
+// follower never makes the leader read ahead (or queue) the whole file;
+// an acknowledgement lets exactly one more chunk out.
+func TestSnapshotStreamWindow(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		dir := t.TempDir()
+		ds, err := OpenDiskStorage(dir, DiskOptions{})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := ds.Save(raft.HardState{Term: 2, Vote: "l"}, ents(2, 1, 10)); err != nil {
+			t.Fatal(err)
+		}
+		meta, err := ds.CreateSnapshot(10, raft.Membership{Voters: []transport.NodeID{"f", "l", "l2"}}, bytes.Repeat([]byte{7}, 20000))
+		if err != nil {
+			t.Fatal(err)
+		}
+		tr := &captureTransport{}
+		cfg := DefaultConfig()
+		cfg.ID, cfg.Peers, cfg.SnapshotChunkBytes = "l", []transport.NodeID{"f", "l", "l2"}, 1000
+		n := &Node{cfg: cfg, tr: tr, store: ds, clusterID: deriveClusterID(cfg.ClusterName, cfg.Peers)}
+		n.startSnapStream()
+		defer ds.Close()
+		m := raft.Message{Type: raft.MsgSnap, From: "l", To: "f", Term: 2, Snapshot: &meta.Meta, Last: true}
+		if !n.streamSnapshot(&m, []byte("payload")) {
+			t.Fatal("a metadata-only MsgSnap was not streamed")
+		}
+		synctest.Wait()
+		if got := len(tr.replies); got != snapWindow {
+			t.Fatalf("%d chunks sent with none acknowledged; want %d (snapWindow)", got, snapWindow)
+		}
+		first := tr.replies[0]
+		ack := snapFrame{Kind: frameAck, Transfer: first.Transfer, Term: first.Term, Index: first.Index, SnapTerm: first.SnapTerm, Offset: 1000, Total: first.Total}
+		ds.stream.onAck("f", &ack)
+		synctest.Wait()
+		if got := len(tr.replies); got != snapWindow+1 {
+			t.Fatalf("%d chunks sent after one acknowledgement; want %d", got, snapWindow+1)
 		}
 	})
 }
