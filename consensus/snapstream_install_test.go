@@ -224,7 +224,9 @@ func (c *bigCluster) propose(ctx context.Context, prefix string, k int) (uint64,
 	for id, n := range c.nodes {
 		members[id] = n
 	}
-	cl, err := NewClient(members, DefaultClientConfig())
+	ccfg := DefaultClientConfig()
+	ccfg.AttemptTimeout = 20 * time.Second // a 32 MiB snapshot is taken on the loop (slow under -race)
+	cl, err := NewClient(members, ccfg)
 	if err != nil {
 		c.t.Fatal(err)
 	}
