@@ -1,7 +1,6 @@
 package consensus
 
 import (
-	"bytes"
 	"errors"
 	"fmt"
 	"io"
@@ -554,7 +553,9 @@ func (s *DiskStorage) Close() error {
 const stagedSnapshotName = "." + snapshotFile + ".staged.tmp"
 
 // StageSnapshot writes the snapshot of index i with membership m, its data
-// produced by write, to a temporary file and fsyncs it. It may run on
+// produced by write, to a temporary file and fsyncs it. The data goes
+// straight to the file (writeSnapshotFile): however large, it is never
+// held in memory. It may run on
 // another goroutine, concurrently with Save. The returned commit (to be
 // called from the goroutine that calls Save) renames it into place, syncs
 // the directory, and records the snapshot and compacts the log as
@@ -564,29 +565,17 @@ func (s *DiskStorage) StageSnapshot(i uint64, m raft.Membership, write func(io.W
 	if !s.opened() {
 		return nil, errNotOpened
 	}
-	var buf bytes.Buffer
-	if err := write(&buf); err != nil {
-		return nil, err
-	}
 	term, err := s.mem.Term(i)
 	if err != nil {
 		return nil, err
 	}
-	snap := raft.Snapshot{Meta: raft.SnapshotMeta{Index: i, Term: term, Membership: m.Clone()}, Data: buf.Bytes()}
+	meta := raft.SnapshotMeta{Index: i, Term: term, Membership: m.Clone()}
 	tmp := filepath.Join(s.dir, stagedSnapshotName)
-	f, err := s.fs.OpenFile(tmp, os.O_CREATE|os.O_WRONLY|os.O_TRUNC, 0o644)
+	f, err := s.fs.OpenFile(tmp, os.O_CREATE|os.O_RDWR|os.O_TRUNC, 0o644)
 	if err != nil {
 		return nil, fmt.Errorf("consensus: stage snapshot: %w", err)
 	}
-	// Written and synced in slices, so that the page cache never holds
-	// much of it dirty: a 100 MB flush at the end would stall the fsyncs
-	// of the WAL behind it for the whole write-back.
-	b := encodeSnapshot(snap)
-	for ; len(b) > 0 && err == nil; b = b[min(len(b), 4<<20):] {
-		if _, err = f.Write(b[:min(len(b), 4<<20)]); err == nil {
-			err = f.Sync()
-		}
-	}
+	err = writeSnapshotFile(f, meta, write)
 	if cerr := f.Close(); err == nil {
 		err = cerr
 	}

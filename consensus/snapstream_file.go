@@ -149,3 +149,114 @@ func openSnapshotFile(fsys vfs.FS, path string) (vfs.File, snapshotFileInfo, err
 	}
 	return f, info, nil
 }
+
+// stageSyncBytes is how much of a snapshot file is written between two
+// fsyncs while it is staged, so that the page cache never holds much of
+// it dirty: a 100 MB flush at the end would stall the fsyncs of the WAL
+// behind it for the whole write-back.
+const stageSyncBytes = 4 << 20
+
+// writeSnapshotFile writes the snapshot file of meta to f (empty, open
+// for reading and writing), its data produced by write, without holding
+// the data in memory: the data's length goes in a fixed-width (padded)
+// uvarint reserved before it and filled in afterwards, and the checksum,
+// which covers the body, is computed by reading the file back. The file
+// is fsynced when it returns nil.
+func writeSnapshotFile(f vfs.File, meta raft.SnapshotMeta, write func(io.Writer) error) error {
+	prefix := encodeSnapshot(raft.Snapshot{Meta: meta}) // header and metadata, then a 1-byte length (0)
+	prefix = prefix[:len(prefix)-1]
+	lenOff := int64(len(prefix))
+	prefix = append(prefix, make([]byte, binary.MaxVarintLen64)...)
+	if _, err := f.Write(prefix); err != nil {
+		return err
+	}
+	w := &syncingWriter{f: f}
+	if err := write(w); err != nil {
+		return err
+	}
+	if err := w.flush(); err != nil {
+		return err
+	}
+	var n [binary.MaxVarintLen64]byte
+	putPaddedUvarint(n[:], w.n)
+	if err := writeAt(f, n[:], lenOff); err != nil {
+		return err
+	}
+	if _, err := f.Seek(8, io.SeekStart); err != nil {
+		return err
+	}
+	crc := crc32.New(castagnoli)
+	if _, err := io.Copy(crc, f); err != nil {
+		return err
+	}
+	var sum [4]byte
+	binary.LittleEndian.PutUint32(sum[:], crc.Sum32())
+	if err := writeAt(f, sum[:], 4); err != nil {
+		return err
+	}
+	return f.Sync()
+}
+
+func writeAt(f vfs.File, b []byte, off int64) error {
+	if _, err := f.Seek(off, io.SeekStart); err != nil {
+		return err
+	}
+	_, err := f.Write(b)
+	return err
+}
+
+// putPaddedUvarint writes v as a uvarint of exactly len(b) ==
+// binary.MaxVarintLen64 bytes (continuation bits on all but the last),
+// which binary.Uvarint reads like the shortest encoding.
+func putPaddedUvarint(b []byte, v uint64) {
+	for i := range len(b) - 1 {
+		b[i] = byte(v>>(7*i))&0x7f | 0x80
+	}
+	b[len(b)-1] = byte(v >> (7 * (len(b) - 1)))
+}
+
+// syncingWriter writes to a file through a buffer and fsyncs every
+// stageSyncBytes.
+type syncingWriter struct {
+	f        vfs.File
+	buf      []byte
+	n        uint64 // bytes written through it
+	unsynced int
+}
+
+func (w *syncingWriter) Write(p []byte) (int, error) {
+	if w.buf == nil {
+		w.buf = make([]byte, 0, 256<<10)
+	}
+	written := len(p)
+	for len(p) > 0 {
+		k := min(len(p), cap(w.buf)-len(w.buf))
+		w.buf = append(w.buf, p[:k]...)
+		p = p[k:]
+		if len(w.buf) == cap(w.buf) {
+			if err := w.flush(); err != nil {
+				return 0, err
+			}
+		}
+	}
+	w.n += uint64(written)
+	return written, nil
+}
+
+// flush writes the buffer out, and fsyncs once stageSyncBytes are
+// unsynced.
+func (w *syncingWriter) flush() error {
+	if len(w.buf) == 0 {
+		return nil
+	}
+	if _, err := w.f.Write(w.buf); err != nil {
+		return err
+	}
+	w.unsynced += len(w.buf)
+	w.buf = w.buf[:0]
+	if w.unsynced >= stageSyncBytes {
+		w.unsynced = 0
+		return w.f.Sync()
+	}
+	return nil
+}
