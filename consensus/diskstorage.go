@@ -42,7 +42,10 @@ type DiskOptions struct {
 // (internal/wal, one fsync per Save), the hard state and the latest snapshot
 // in files replaced atomically. Reads are served from memory: the log since
 // the latest compaction is mirrored in a raft.MemoryStorage, which the
-// snapshot threshold keeps bounded.
+// snapshot threshold keeps bounded. The snapshot's data is not: Snapshot
+// returns its metadata only (Data nil), and the data is read by streaming
+// the file, verified first (the state machine's restore, a Node's snapshot
+// stream to a follower; see the package documentation).
 //
 // Writes (Save, ApplySnapshot, CreateSnapshot) must come from one goroutine,
 // the one driving the core; reads are safe from any goroutine.
@@ -413,7 +416,10 @@ func (s *DiskStorage) writeHardState(hs raft.HardState) error {
 
 // ApplySnapshot installs a snapshot received from the leader
 // (Ready.Snapshot): the snapshot file first, then the log restarts after it.
-// A crash in between is repaired by OpenDiskStorage.
+// A crash in between is repaired by OpenDiskStorage. A snapshot without
+// data whose file the Node's snapshot stream received (complete, verified,
+// fsynced) is installed by renaming that file into place and fsyncing the
+// directory; one carrying its data has the file written from it.
 func (s *DiskStorage) ApplySnapshot(snap raft.Snapshot) error {
 	if !s.opened() {
 		return errNotOpened

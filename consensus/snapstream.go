@@ -32,6 +32,12 @@ import (
 // order or past the announced size are refused, never mixed in; a
 // refused, failed or timed-out transfer is reported to the leader's core
 // (ReportSnapshot), which starts over.
+//
+// Concurrency: each outgoing transfer has a goroutine of its own (one per
+// follower at most), stopped and waited for when the storage closes. The
+// receiver writes and fsyncs a chunk on the transport's handler goroutine,
+// before acknowledging it: the leader's next chunks wait for that ack
+// anyway, and the handler never holds more than one chunk.
 
 // snapWindow is how many chunks of one transfer may be unacknowledged: a
 // slow follower holds the leader at snapWindow chunks in flight.

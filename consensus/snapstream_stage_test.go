@@ -2,7 +2,10 @@ package consensus
 
 import (
 	"bytes"
+	"errors"
 	"io"
+	"os"
+	"path/filepath"
 	"runtime"
 	"testing"
 
@@ -76,5 +79,51 @@ func TestStageSnapshotMemoryBounded(t *testing.T) {
 	defer s.Close()
 	if snap, _ := s.Snapshot(); snap.Meta.Index != 15 {
 		t.Fatalf("reopened snapshot at %d; want 15", snap.Meta.Index)
+	}
+}
+
+// TestSnapshotFileDamageRefused damages a snapshot file on disk (a bit
+// flipped in its metadata or deep in its data, a truncation, bytes
+// appended): the open, which verifies the file by streaming it, refuses it
+// with ErrCorrupt rather than hand the state machine a partial or damaged
+// snapshot.
+func TestSnapshotFileDamageRefused(t *testing.T) {
+	data := bytes.Repeat([]byte("state "), 50000) // 300 kB: more than one read of the verifying pass
+	tests := []struct {
+		name   string
+		damage func(b []byte) []byte
+	}{
+		{"flip in metadata", func(b []byte) []byte { b[10] ^= 1; return b }},
+		{"flip deep in data", func(b []byte) []byte { b[len(b)-1000] ^= 0x40; return b }},
+		{"truncated", func(b []byte) []byte { return b[:len(b)-1] }},
+		{"appended", func(b []byte) []byte { return append(b, 0) }},
+		{"header only", func(b []byte) []byte { return b[:8] }},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			dir := t.TempDir()
+			s := openDisk(t, dir)
+			if err := s.Save(raft.HardState{Term: 1, Vote: "a"}, ents(1, 1, 10)); err != nil {
+				t.Fatal(err)
+			}
+			if _, err := s.CreateSnapshot(8, raft.Membership{Voters: []transport.NodeID{"a", "b", "c"}}, data); err != nil {
+				t.Fatal(err)
+			}
+			s.Close()
+			path := filepath.Join(dir, snapshotFile)
+			b, err := os.ReadFile(path)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if err := os.WriteFile(path, tt.damage(b), 0o644); err != nil {
+				t.Fatal(err)
+			}
+			if s, err := OpenDiskStorage(dir, DiskOptions{}); !errors.Is(err, ErrCorrupt) {
+				if s != nil {
+					s.Close()
+				}
+				t.Fatalf("OpenDiskStorage with a damaged snapshot file = %v; want ErrCorrupt", err)
+			}
+		})
 	}
 }
