@@ -109,7 +109,9 @@ type inTransfer struct {
 	term, index, snapTerm uint64
 	total, received       uint64
 	path                  string
-	f                     vfs.File // nil once committed
+	f                     vfs.File // the file being written (DiskStorage)
+	mem                   []byte   // or the bytes received (memStorage)
+	done                  bool     // committed: handed to the core
 }
 
 type snapFailure struct {
@@ -117,11 +119,13 @@ type snapFailure struct {
 	err error
 }
 
-// startSnapStream sets up the snapshot stream of a Node on a DiskStorage
-// (a Node on memStorage sends snapshots inside the core's messages).
+// startSnapStream sets up the snapshot stream of a Node. A Node on
+// memStorage sends its snapshots inside the core's messages, but receives
+// streamed ones (from a leader with a DataDir) in memory.
 func (n *Node) startSnapStream() {
-	ds, ok := n.store.(*DiskStorage)
-	if !ok {
+	ds, _ := n.store.(*DiskStorage)
+	ms, _ := n.store.(*memStorage)
+	if ds == nil && ms == nil {
 		return
 	}
 	chunk := n.cfg.SnapshotChunkBytes
@@ -138,14 +142,21 @@ func (n *Node) startSnapStream() {
 		quit:       make(chan struct{}),
 		out:        make(map[transport.NodeID]*outTransfer),
 	}
-	ds.stream = s
+	if ds != nil {
+		ds.stream = s
+	} else {
+		ms.stream = s
+	}
 	n.tr.Handle(s.service, s.handle)
 }
 
 // snapStream returns the Node's snapshot stream, or nil.
 func (n *Node) snapStream() *snapStreamer {
-	if ds, ok := n.store.(*DiskStorage); ok {
-		return ds.stream
+	switch st := n.store.(type) {
+	case *DiskStorage:
+		return st.stream
+	case *memStorage:
+		return st.stream
 	}
 	return nil
 }
@@ -191,7 +202,7 @@ func (n *Node) reportSnapshotStreams() {
 // data (sent as it is). It runs on the loop goroutine.
 func (n *Node) streamSnapshot(m *raft.Message, payload []byte) bool {
 	s := n.snapStream()
-	if s == nil || m.Snapshot == nil || m.Offset != 0 || len(m.Data) != 0 || !m.Last {
+	if s == nil || s.ds == nil || m.Snapshot == nil || m.Offset != 0 || len(m.Data) != 0 || !m.Last {
 		return false
 	}
 	s.mu.Lock()
@@ -363,17 +374,20 @@ func (s *snapStreamer) onChunk(from transport.NodeID, f *snapFrame) {
 			return
 		}
 		s.dropIn()
-		path := filepath.Join(s.ds.dir, fmt.Sprintf("%s%016x.tmp", receivedSnapshotPrefix, f.Transfer))
-		file, err := s.ds.fs.OpenFile(path, os.O_CREATE|os.O_RDWR|os.O_TRUNC, 0o644)
-		if err != nil {
-			s.n.debug("snapshot stream: create file", "err", err)
-			s.reply(from, f, frameRefuse, 0)
-			return
+		in = &inTransfer{from: from, id: f.Transfer, term: f.Term, index: f.Index, snapTerm: f.SnapTerm, total: f.Total}
+		if s.ds != nil {
+			in.path = filepath.Join(s.ds.dir, fmt.Sprintf("%s%016x.tmp", receivedSnapshotPrefix, f.Transfer))
+			file, err := s.ds.fs.OpenFile(in.path, os.O_CREATE|os.O_RDWR|os.O_TRUNC, 0o644)
+			if err != nil {
+				s.n.debug("snapshot stream: create file", "err", err)
+				s.reply(from, f, frameRefuse, 0)
+				return
+			}
+			in.f = file
 		}
-		in = &inTransfer{from: from, id: f.Transfer, term: f.Term, index: f.Index, snapTerm: f.SnapTerm, total: f.Total, path: path, f: file}
 		s.in, s.highTerm = in, f.Term
 	}
-	if in.f == nil {
+	if in.done {
 		return // committed already: a duplicate
 	}
 	if f.Index != in.index || f.SnapTerm != in.snapTerm || f.Total != in.total {
@@ -393,10 +407,7 @@ func (s *snapStreamer) onChunk(from transport.NodeID, f *snapFrame) {
 		s.reply(from, f, frameRefuse, in.received) // out of order
 		return
 	}
-	_, err := in.f.Write(f.Data)
-	if err == nil {
-		err = in.f.Sync()
-	}
+	err := in.write(f.Data)
 	if err != nil {
 		s.n.debug("snapshot stream: write", "err", err)
 		s.dropIn()
@@ -421,22 +432,74 @@ func (s *snapStreamer) commit(in *inTransfer, f *snapFrame) {
 		s.reply(in.from, f, frameRefuse, 0)
 		return
 	}
-	err = in.f.Close()
-	in.f = nil
-	if err != nil {
-		s.dropIn()
-		return
+	payload := f.Data
+	if in.f == nil {
+		// In memory (memStorage): the core gets the bytes in its MsgSnap.
+		if payload, err = withSnapshotData(f.Data, in.mem); err != nil {
+			s.dropIn()
+			return
+		}
+		in.mem = nil
+	} else {
+		err = in.f.Close()
+		in.f = nil
+		if err != nil {
+			s.dropIn()
+			return
+		}
+		s.ds.setReceived(receivedSnapshot{index: in.index, term: in.snapTerm, path: in.path})
 	}
-	s.ds.setReceived(receivedSnapshot{index: in.index, term: in.snapTerm, path: in.path})
-	s.n.receive(transport.Message{From: in.from, To: s.n.cfg.ID, Service: s.n.cfg.Service, Payload: f.Data})
+	in.done = true
+	s.n.receive(transport.Message{From: in.from, To: s.n.cfg.ID, Service: s.n.cfg.Service, Payload: payload})
+}
+
+// write appends one chunk to the file (fsynced) or the buffer.
+func (in *inTransfer) write(b []byte) error {
+	if in.f == nil {
+		in.mem = append(in.mem, b...)
+		return nil
+	}
+	if _, err := in.f.Write(b); err != nil {
+		return err
+	}
+	return in.f.Sync()
+}
+
+// withSnapshotData returns the enveloped MsgSnap payload with the data of
+// the snapshot file file in its Data.
+func withSnapshotData(payload, file []byte) ([]byte, error) {
+	snap, err := decodeSnapshot(file)
+	if err != nil {
+		return nil, err
+	}
+	cid, body, err := openEnvelope(payload)
+	if err != nil {
+		return nil, err
+	}
+	var m raft.Message
+	if err := m.Unmarshal(body); err != nil {
+		return nil, err
+	}
+	m.Data = snap.Data
+	return m.MarshalAppend(appendEnvelopeHeader(nil, cid))
 }
 
 // checkCommit checks the received file (magic, checksum, metadata) and the
 // commit frame's MsgSnap against the transfer.
 func (s *snapStreamer) checkCommit(in *inTransfer, f *snapFrame) error {
-	info, err := verifySnapshotFile(in.f)
-	if err != nil {
-		return err
+	var info snapshotFileInfo
+	if in.f != nil {
+		i, err := verifySnapshotFile(in.f)
+		if err != nil {
+			return err
+		}
+		info = i
+	} else {
+		snap, err := decodeSnapshot(in.mem)
+		if err != nil {
+			return err
+		}
+		info.meta = snap.Meta
 	}
 	if info.meta.Index != in.index || info.meta.Term != in.snapTerm {
 		return fmt.Errorf("%w: the file holds snapshot %d/%d", ErrBadSnapshotFrame, info.meta.Index, info.meta.Term)
@@ -469,7 +532,7 @@ func (s *snapStreamer) dropIn() {
 	in := s.in
 	s.in = nil
 	if in == nil || in.f == nil {
-		return // none, or committed: the file belongs to the storage now
+		return // none, in memory, or committed: the file belongs to the storage now
 	}
 	in.f.Close()
 	s.ds.fs.Remove(in.path)

@@ -168,13 +168,14 @@ type bigCluster struct {
 	dirs  map[transport.NodeID]string
 	newTr func(id transport.NodeID) transport.Transport
 	pad   int
+	noDir transport.NodeID // a node without a DataDir (memStorage), if any
 }
 
-func newBigCluster(t *testing.T, newTr func(id transport.NodeID) transport.Transport) *bigCluster {
+func newBigCluster(t *testing.T, newTr func(id transport.NodeID) transport.Transport, noDir transport.NodeID) *bigCluster {
 	c := &bigCluster{
 		t: t, nodes: map[transport.NodeID]*Node{}, sms: map[transport.NodeID]*padSM{},
 		trs: map[transport.NodeID]*recordingTransport{}, dirs: map[transport.NodeID]string{},
-		newTr: newTr, pad: snapstreamPad(),
+		newTr: newTr, pad: snapstreamPad(), noDir: noDir,
 	}
 	for _, id := range three {
 		c.dirs[id] = t.TempDir()
@@ -198,6 +199,9 @@ func (c *bigCluster) start(id transport.NodeID) {
 	}
 	cfg := testConfig(id, three)
 	cfg.DataDir = c.dirs[id]
+	if id == c.noDir {
+		cfg.DataDir = ""
+	}
 	cfg.SnapshotThreshold, cfg.SnapshotRetainEntries = 30, 5
 	cfg.SnapshotChunkBytes = testChunk
 	cfg.MaxMsgBytes = 64 << 10
@@ -249,7 +253,7 @@ func (c *bigCluster) propose(ctx context.Context, prefix string, k int) (uint64,
 func testSnapshotInstall(t *testing.T, newTr func(id transport.NodeID) transport.Transport) {
 	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
 	defer cancel()
-	c := newBigCluster(t, newTr)
+	c := newBigCluster(t, newTr, "")
 	_, leader := c.propose(ctx, "a", 3)
 	var victim transport.NodeID
 	for _, id := range three {
@@ -342,4 +346,45 @@ func TestSnapshotStreamInstallTCP(t *testing.T) {
 		t.Fatalf("no transport for %s", id)
 		return nil
 	})
+}
+
+// TestSnapshotStreamToMemoryFollower: a node without a DataDir (its
+// snapshots in memory) receives the snapshot a leader with a DataDir
+// streams, in memory, and ends with the leader's state.
+func TestSnapshotStreamToMemoryFollower(t *testing.T) {
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	net, err := memnet.New(memnet.DefaultConfig())
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { net.Close() })
+	victim := three[2]
+	c := newBigCluster(t, func(id transport.NodeID) transport.Transport {
+		tr, err := net.Join(id)
+		if err != nil {
+			t.Fatalf("Join(%s) = %v", id, err)
+		}
+		return tr
+	}, victim)
+	c.pad = 4 << 20
+	c.propose(ctx, "a", 3)
+	c.stop(victim) // a leader with a DataDir takes over if it led
+	c.propose(ctx, "b", 40)
+	last, leader := c.propose(ctx, "c", 3)
+	c.start(victim) // empty: it has no DataDir
+	if err := c.sms[victim].waitApplied(ctx, last); err != nil {
+		t.Fatalf("%s: %v", victim, err)
+	}
+	if err := c.sms[leader].waitApplied(ctx, last); err != nil {
+		t.Fatal(err)
+	}
+	if _, count := c.trs[leader].stats("raft" + snapServiceSuffix); count == 0 {
+		t.Fatalf("leader %s streamed nothing; want the snapshot through the stream", leader)
+	}
+	ga, gs := c.sms[victim].state()
+	wa, ws := c.sms[leader].state()
+	if ga != wa || gs != ws {
+		t.Fatalf("%s at (applied %d, sum %x); leader %s at (%d, %x)", victim, ga, gs, leader, wa, ws)
+	}
 }
