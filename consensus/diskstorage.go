@@ -428,7 +428,12 @@ func (s *DiskStorage) ApplySnapshot(snap raft.Snapshot) error {
 	if snap.Meta.Index <= cur.Meta.Index {
 		return raft.ErrSnapshotOutOfDate
 	}
-	if recv := s.claimReceived(snap.Meta); recv != "" && len(snap.Data) == 0 {
+	recv := s.claimReceived(snap.Meta)
+	if recv != "" && len(snap.Data) > 0 {
+		s.fs.Remove(recv) // the snapshot came with its data after all
+		recv = ""
+	}
+	if recv != "" {
 		// Streamed: the file is complete, verified and fsynced; the
 		// rename is made durable before the log forgets what it covers.
 		if err := s.fs.Rename(recv, filepath.Join(s.dir, snapshotFile)); err != nil {
