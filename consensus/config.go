@@ -135,6 +135,12 @@ type Config struct {
 	// reports the same figures accumulated, with or without it.
 	Metrics Metrics
 
+	// SnapshotChunkBytes is the chunk size in which a node with a DataDir
+	// streams its snapshot file to a follower (0: 1 MiB). At most four
+	// chunks of a transfer are unacknowledged, so it bounds the memory a
+	// transfer takes at either end and the largest message it sends.
+	SnapshotChunkBytes int
+
 	// FS is the file system DataDir lives on. Nil is the operating
 	// system's (vfs.OS); tests pass a vfs.CrashFS (package internal/vfs)
 	// to run a Node through power loss.
@@ -209,6 +215,8 @@ func (c *Config) Validate() error {
 		return bad("SnapshotLogPercent is %d; want at most %d", c.SnapshotLogPercent, maxSnapshotLogPercent)
 	case c.SnapshotWriteRate != 0 && c.SnapshotWriteRate < minSnapshotWriteRate:
 		return bad("SnapshotWriteRate is %d bytes/s; want 0 (no limit) or at least %d", c.SnapshotWriteRate, minSnapshotWriteRate)
+	case c.SnapshotChunkBytes < 0:
+		return bad("SnapshotChunkBytes is %d; want >= 0 (0: 1 MiB)", c.SnapshotChunkBytes)
 	case c.LeaseDriftTicks < 0 || (c.LeaseReads && c.LeaseDriftTicks >= c.ElectionTicks):
 		return bad("LeaseDriftTicks (%d) must be in [0, ElectionTicks (%d))", c.LeaseDriftTicks, c.ElectionTicks)
 	case c.Metrics != nil && isNil(c.Metrics):

@@ -1,7 +1,6 @@
 package consensus
 
 import (
-	"bytes"
 	"errors"
 	"fmt"
 	"io"
@@ -9,6 +8,7 @@ import (
 	"log/slog"
 	"os"
 	"path/filepath"
+	"sync"
 
 	"github.com/distkit/distkit/consensus/raft"
 	"github.com/distkit/distkit/internal/vfs"
@@ -42,7 +42,10 @@ type DiskOptions struct {
 // (internal/wal, one fsync per Save), the hard state and the latest snapshot
 // in files replaced atomically. Reads are served from memory: the log since
 // the latest compaction is mirrored in a raft.MemoryStorage, which the
-// snapshot threshold keeps bounded.
+// snapshot threshold keeps bounded. The snapshot's data is not: Snapshot
+// returns its metadata only (Data nil), and the data is read by streaming
+// the file, verified first (the state machine's restore, a Node's snapshot
+// stream to a follower; see the package documentation).
 //
 // Writes (Save, ApplySnapshot, CreateSnapshot) must come from one goroutine,
 // the one driving the core; reads are safe from any goroutine.
@@ -75,13 +78,32 @@ type DiskStorage struct {
 	retain uint64
 	logger *slog.Logger
 
-	mem *raft.MemoryStorage // what is durable, for the core to read
+	// mem is what is durable, for the core to read. Its snapshot is the
+	// metadata only: the data stays in the snapshot file, read by
+	// streaming (openSnapshotData, the snapshot stream).
+	mem *raft.MemoryStorage
 	log *wal.Log
 	hs  raft.HardState // the hard state Save was last given
 	// durableHS is the hard state in the hardstate file.
 	durableHS raft.HardState
 	records   [][]byte // reused by Save
 	buf       []byte   // reused by Save
+
+	// recvMu guards recv, the snapshot file a leader streamed to this
+	// node (snapstream.go): written by the stream's receiver, claimed by
+	// ApplySnapshot.
+	recvMu sync.Mutex
+	recv   receivedSnapshot
+	// stream sends and receives snapshot files for the Node that owns
+	// this storage (nil without one); Close stops it.
+	stream *snapStreamer
+}
+
+// receivedSnapshot is a snapshot file received in full and verified,
+// waiting under a temporary name for the core to install it.
+type receivedSnapshot struct {
+	index, term uint64
+	path        string
 }
 
 var _ raft.Storage = (*DiskStorage)(nil)
@@ -128,11 +150,14 @@ func openLocked(fsys vfs.FS, dir string, opts DiskOptions) (*DiskStorage, error)
 	}
 	s := &DiskStorage{fs: fsys, dir: dir, retain: opts.RetainEntries, logger: opts.Logger, mem: raft.NewMemoryStorage()}
 
+	// The snapshot file is verified by streaming it; only its metadata
+	// stays in memory.
 	var snap raft.Snapshot
-	if b, err := vfs.ReadFile(fsys, filepath.Join(dir, snapshotFile)); err == nil {
-		if snap, err = decodeSnapshot(b); err != nil {
-			return nil, fmt.Errorf("consensus: open storage %s: %w", dir, err)
-		}
+	if f, info, err := openSnapshotFile(fsys, filepath.Join(dir, snapshotFile)); err == nil {
+		f.Close()
+		snap.Meta = info.meta
+	} else if errors.Is(err, ErrCorrupt) {
+		return nil, fmt.Errorf("consensus: open storage %s: %w", dir, err)
 	} else if !errors.Is(err, fs.ErrNotExist) {
 		return nil, fmt.Errorf("consensus: open storage: %w", err)
 	}
@@ -391,7 +416,10 @@ func (s *DiskStorage) writeHardState(hs raft.HardState) error {
 
 // ApplySnapshot installs a snapshot received from the leader
 // (Ready.Snapshot): the snapshot file first, then the log restarts after it.
-// A crash in between is repaired by OpenDiskStorage.
+// A crash in between is repaired by OpenDiskStorage. A snapshot without
+// data whose file the Node's snapshot stream received (complete, verified,
+// fsynced) is installed by renaming that file into place and fsyncing the
+// directory; one carrying its data has the file written from it.
 func (s *DiskStorage) ApplySnapshot(snap raft.Snapshot) error {
 	if !s.opened() {
 		return errNotOpened
@@ -400,13 +428,77 @@ func (s *DiskStorage) ApplySnapshot(snap raft.Snapshot) error {
 	if snap.Meta.Index <= cur.Meta.Index {
 		return raft.ErrSnapshotOutOfDate
 	}
-	if err := s.writeSnapshot(snap); err != nil {
+	recv := s.claimReceived(snap.Meta)
+	if recv != "" && len(snap.Data) > 0 {
+		s.fs.Remove(recv) // the snapshot came with its data after all
+		recv = ""
+	}
+	if recv != "" {
+		// Streamed: the file is complete, verified and fsynced; the
+		// rename is made durable before the log forgets what it covers.
+		if err := s.fs.Rename(recv, filepath.Join(s.dir, snapshotFile)); err != nil {
+			return fmt.Errorf("consensus: install snapshot: %w", err)
+		}
+		if err := wal.SyncDirFS(s.fs, s.dir); err != nil {
+			return fmt.Errorf("consensus: install snapshot: %w", err)
+		}
+	} else if err := s.writeSnapshot(snap); err != nil {
 		return err
 	}
 	if err := s.log.Reset(snap.Meta.Index + 1); err != nil {
 		return err
 	}
-	return s.mem.ApplySnapshot(snap)
+	return s.mem.ApplySnapshot(raft.Snapshot{Meta: snap.Meta})
+}
+
+// claimReceived returns the path of the received snapshot file for meta
+// (and forgets it), or "" if there is none. A received file for another
+// snapshot is removed.
+func (s *DiskStorage) claimReceived(meta raft.SnapshotMeta) string {
+	s.recvMu.Lock()
+	defer s.recvMu.Unlock()
+	recv := s.recv
+	s.recv = receivedSnapshot{}
+	if recv.path == "" {
+		return ""
+	}
+	if recv.index != meta.Index || recv.term != meta.Term {
+		s.fs.Remove(recv.path)
+		return ""
+	}
+	return recv.path
+}
+
+// setReceived records a received snapshot file, replacing (and removing)
+// any earlier one.
+func (s *DiskStorage) setReceived(r receivedSnapshot) {
+	s.recvMu.Lock()
+	defer s.recvMu.Unlock()
+	if s.recv.path != "" && s.recv.path != r.path {
+		s.fs.Remove(s.recv.path)
+	}
+	s.recv = r
+}
+
+// openSnapshotData opens the data of the current snapshot, which must be
+// meta's, for the state machine to restore from. The file's checksum is
+// verified before the reader is returned (and its data again as it is
+// read): a damaged file is refused with ErrCorrupt before the state
+// machine sees a byte of it.
+func (s *DiskStorage) openSnapshotData(meta raft.SnapshotMeta) (io.ReadCloser, error) {
+	if !s.opened() {
+		return nil, errNotOpened
+	}
+	f, info, err := openSnapshotFile(s.fs, filepath.Join(s.dir, snapshotFile))
+	if err != nil {
+		return nil, fmt.Errorf("consensus: read snapshot: %w", err)
+	}
+	if info.meta.Index != meta.Index || info.meta.Term != meta.Term {
+		f.Close()
+		return nil, fmt.Errorf("consensus: read snapshot: %w: the file holds snapshot %d/%d, want %d/%d",
+			ErrCorrupt, info.meta.Index, info.meta.Term, meta.Index, meta.Term)
+	}
+	return &snapshotDataReader{f: f, r: io.LimitReader(f, info.dataLen), want: info.dataCRC}, nil
 }
 
 // CreateSnapshot records the state machine's snapshot data as of applied
@@ -416,13 +508,15 @@ func (s *DiskStorage) CreateSnapshot(i uint64, m raft.Membership, data []byte) (
 	if !s.opened() {
 		return raft.Snapshot{}, errNotOpened
 	}
-	snap, err := s.mem.CreateSnapshot(i, m, data)
+	snap, err := s.mem.CreateSnapshot(i, m, nil)
 	if err != nil {
 		return raft.Snapshot{}, err
 	}
+	snap.Data = data
 	if err := s.writeSnapshot(snap); err != nil {
 		return raft.Snapshot{}, err
 	}
+	snap.Data = nil // kept in the file only
 	if i > s.retain {
 		compact := i - s.retain
 		if first, _ := s.mem.FirstIndex(); compact >= first {
@@ -451,6 +545,9 @@ func (s *DiskStorage) Close() error {
 	if !s.opened() {
 		return errNotOpened
 	}
+	if s.stream != nil {
+		s.stream.close()
+	}
 	err := s.log.Close()
 	if s.lock != nil {
 		if lerr := s.lock.Close(); err == nil && lerr != nil {
@@ -467,7 +564,9 @@ func (s *DiskStorage) Close() error {
 const stagedSnapshotName = "." + snapshotFile + ".staged.tmp"
 
 // StageSnapshot writes the snapshot of index i with membership m, its data
-// produced by write, to a temporary file and fsyncs it. It may run on
+// produced by write, to a temporary file and fsyncs it. The data goes
+// straight to the file (writeSnapshotFile): however large, it is never
+// held in memory. It may run on
 // another goroutine, concurrently with Save. The returned commit (to be
 // called from the goroutine that calls Save) renames it into place, syncs
 // the directory, and records the snapshot and compacts the log as
@@ -477,30 +576,17 @@ func (s *DiskStorage) StageSnapshot(i uint64, m raft.Membership, write func(io.W
 	if !s.opened() {
 		return nil, errNotOpened
 	}
-	var buf bytes.Buffer
-	if err := write(&buf); err != nil {
-		return nil, err
-	}
 	term, err := s.mem.Term(i)
 	if err != nil {
 		return nil, err
 	}
-	snap := raft.Snapshot{Meta: raft.SnapshotMeta{Index: i, Term: term, Membership: m.Clone()}, Data: buf.Bytes()}
+	meta := raft.SnapshotMeta{Index: i, Term: term, Membership: m.Clone()}
 	tmp := filepath.Join(s.dir, stagedSnapshotName)
-	f, err := s.fs.OpenFile(tmp, os.O_CREATE|os.O_WRONLY|os.O_TRUNC, 0o644)
+	f, err := s.fs.OpenFile(tmp, os.O_CREATE|os.O_RDWR|os.O_TRUNC, 0o644)
 	if err != nil {
 		return nil, fmt.Errorf("consensus: stage snapshot: %w", err)
 	}
-	// Written and synced in slices, so that the page cache never holds
-	// much of it dirty: a 100 MB flush at the end would stall the fsyncs
-	// of the WAL behind it for the whole write-back.
-	for b := encodeSnapshot(snap); len(b) > 0 && err == nil; {
-		k := min(len(b), 4<<20)
-		if _, err = f.Write(b[:k]); err == nil {
-			err = f.Sync()
-		}
-		b = b[k:]
-	}
+	err = writeSnapshotFile(f, meta, write)
 	if cerr := f.Close(); err == nil {
 		err = cerr
 	}
@@ -519,7 +605,7 @@ func (s *DiskStorage) StageSnapshot(i uint64, m raft.Membership, write func(io.W
 		if err := wal.SyncDirFS(s.fs, s.dir); err != nil {
 			return fmt.Errorf("consensus: commit snapshot: %w", err)
 		}
-		if _, err := s.mem.CreateSnapshot(i, m, snap.Data); err != nil {
+		if _, err := s.mem.CreateSnapshot(i, m, nil); err != nil {
 			return err
 		}
 		if i > s.retain {

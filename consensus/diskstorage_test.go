@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"errors"
 	"fmt"
+	"io"
 	"os"
 	"path/filepath"
 	"testing"
@@ -91,8 +92,17 @@ func TestDiskStorageSnapshots(t *testing.T) {
 	s = openDisk(t, dir)
 	checkLog(t, s, ents(1, 31, 40))
 	snap, _ := s.Snapshot()
-	if snap.Meta.Index != 30 || snap.Meta.Term != 1 || string(snap.Data) != "state@30" || !snap.Meta.Membership.Equal(m) {
-		t.Fatalf("restarted snapshot = %+v; want index 30 term 1 data state@30", snap)
+	if snap.Meta.Index != 30 || snap.Meta.Term != 1 || snap.Data != nil || !snap.Meta.Membership.Equal(m) {
+		t.Fatalf("restarted snapshot = %+v; want index 30 term 1, no data in memory", snap)
+	}
+	r, err := s.openSnapshotData(snap.Meta)
+	if err != nil {
+		t.Fatal(err)
+	}
+	data, err := io.ReadAll(r)
+	r.Close()
+	if err != nil || string(data) != "state@30" {
+		t.Fatalf("snapshot data = %q, %v; want state@30", data, err)
 	}
 	_, gotM, _ := s.InitialState()
 	if !gotM.Equal(m) {

@@ -240,8 +240,9 @@
 // replays at most that share of the state's size from the log after a
 // restart. A small state, whose snapshot is smaller than
 // SnapshotThreshold commands, is still snapshotted every SnapshotThreshold
-// entries, and the first snapshot after a start always is (its size is
-// not known before). Config.SnapshotWriteRate (default 64 MiB/s) paces the
+// entries, and so is a node's first snapshot when it started without one
+// (the size is not known before; a node restarted from a snapshot knows
+// that one's size). Config.SnapshotWriteRate (default 64 MiB/s) paces the
 // writer a SnapshotViewer's view writes to, in slices of 256 KiB, so that
 // the snapshot goroutine leaves the disk and the CPU to the log and the
 // loop; a snapshot of S bytes takes at least S/SnapshotWriteRate. At most
@@ -298,6 +299,33 @@
 // overwrite. A crash between a received snapshot's file and the log reset
 // is repaired on open: a log that does not continue the snapshot is
 // discarded.
+//
+// # How snapshots travel
+//
+// With a DataDir, a snapshot's bytes live in the snapshot file only: the
+// storage keeps its metadata in memory, and the state machine restores from
+// a reader over the file, whose checksum is verified by one streaming pass
+// before the first byte is handed over (a damaged file is refused with
+// ErrCorrupt, never restored in part). To bring a follower up to date, the
+// leader's core sends a MsgSnap holding only the metadata; the runtime
+// holds it back and streams the snapshot file over the transport (service
+// Config.Service+"/snapshot") in chunks of Config.SnapshotChunkBytes (1 MiB
+// by default), each checksummed, at most four unacknowledged: a transfer
+// costs each end a few chunks of memory, whatever the snapshot's size, and
+// no message is larger than a chunk and its header. The follower writes the
+// chunks in order to a temporary file, fsyncing each before acknowledging
+// it, and refuses a chunk out of order, of another transfer or of an older
+// leader term (a new leader or a restarted transfer starts over from the
+// first chunk). Once every byte is acknowledged the leader sends the MsgSnap
+// itself; the follower verifies the whole file against it and only then
+// hands it to its core, which installs it: the file is renamed into place
+// and the directory fsynced before the log is reset. A power cut at any
+// point leaves the old snapshot or the new one, whole; a temporary file
+// left behind is removed on the next open. A transfer that fails (refused,
+// unacknowledged for ten election timeouts and at least 5 s, or the
+// transport failed) is reported to the core (ReportSnapshot), which starts
+// over. Without a DataDir, snapshots stay in memory and travel inside the
+// core's messages.
 //
 // # Tests
 //

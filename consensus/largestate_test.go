@@ -362,3 +362,61 @@ func TestSnapshotPolicyConfig(t *testing.T) {
 		})
 	}
 }
+
+// TestRestartKnowsSnapshotSize: a node restarted from a snapshot knows
+// that snapshot's size, so its snapshot policy does not treat the first
+// snapshot after the start as due regardless of size (a large state would
+// be rewritten SnapshotThreshold entries after every restart).
+func TestRestartKnowsSnapshotSize(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		const pad = 10_000
+		net, err := memnet.New(memnet.DefaultConfig())
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer func() { net.Close() }() // the second network, at the end
+		dir := t.TempDir()
+		one := []transport.NodeID{"n1"}
+		start := func() *Node {
+			tr, err := net.Join("n1")
+			if err != nil {
+				t.Fatal(err)
+			}
+			cfg := testConfig("n1", one)
+			cfg.DataDir = dir
+			cfg.SnapshotThreshold = 5
+			cfg.SnapshotWriteRate = 0
+			n, err := New(cfg, tr, &padSM{pad: pad, snaps: new(atomic.Int32)})
+			if err != nil {
+				t.Fatal(err)
+			}
+			return n
+		}
+		ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+		defer cancel()
+		n := start()
+		if _, err := n.WaitLeader(ctx); err != nil {
+			t.Fatal(err)
+		}
+		for i := range 12 {
+			if _, err := n.Propose(ctx, []byte(fmt.Sprint("c", i))); err != nil {
+				t.Fatal(err)
+			}
+		}
+		n.Close()
+		net.Close()
+		net, err = memnet.New(memnet.DefaultConfig())
+		if err != nil {
+			t.Fatal(err)
+		}
+		n = start()
+		defer n.Close()
+		var size uint64
+		if err := n.do(ctx, func() { size = n.snapPol.lastSize }); err != nil {
+			t.Fatal(err)
+		}
+		if size < pad {
+			t.Fatalf("after a restart from a snapshot of about %d bytes, the snapshot policy's last size is %d", pad, size)
+		}
+	})
+}

@@ -230,8 +230,9 @@ func newNode(cfg Config, tr transport.Transport, sm StateMachine, store nodeStor
 	if err != nil {
 		return nil, fmt.Errorf("consensus: read snapshot: %w", err)
 	}
+	var snapSize uint64 // the restored snapshot's size, for the snapshot policy
 	if !snap.IsZero() {
-		if err := sm.Restore(bytes.NewReader(snap.Data)); err != nil {
+		if snapSize, err = restoreSnapshot(sm, store, snap); err != nil {
 			return nil, fmt.Errorf("consensus: restore state machine from snapshot %d: %w", snap.Meta.Index, err)
 		}
 	}
@@ -286,6 +287,9 @@ func newNode(cfg Config, tr transport.Transport, sm StateMachine, store nodeStor
 		applied:   snap.Meta.Index,
 	}
 	n.obs.metrics = cfg.Metrics
+	// A restarted node knows its last snapshot's size, so a large state is
+	// not rewritten SnapshotThreshold entries after every start.
+	n.snapPol.lastSize = snapSize
 	n.proposals.New = func() any { return &proposal{done: make(chan result, 1)} }
 	n.rt.init(nil)
 	n.reads.init(cfg, n.applied)
@@ -293,6 +297,7 @@ func newNode(cfg Config, tr transport.Transport, sm StateMachine, store nodeStor
 	if n.lastIndex, err = store.LastIndex(); err != nil {
 		return nil, fmt.Errorf("consensus: read last index: %w", err)
 	}
+	n.startSnapStream() // snapstream.go
 	tr.Handle(cfg.Service, n.receive)
 	go n.run()
 	return n, nil
@@ -670,9 +675,11 @@ func (n *Node) installSnapshot(snap raft.Snapshot) error {
 	if err := n.store.ApplySnapshot(snap); err != nil {
 		return fmt.Errorf("consensus: install snapshot %d: %w", snap.Meta.Index, err)
 	}
-	if err := n.sm.Restore(bytes.NewReader(snap.Data)); err != nil {
+	size, err := restoreSnapshot(n.sm, n.store, snap) // streamed from the file (snapstream.go)
+	if err != nil {
 		return fmt.Errorf("consensus: restore snapshot %d: %w", snap.Meta.Index, err)
 	}
+	n.snapPol.lastSize = size
 	n.applied = snap.Meta.Index
 	n.lastIndex = snap.Meta.Index
 	// The snapshot replaced the whole log: whether the proposals waiting
@@ -702,6 +709,7 @@ func (n *Node) sendReplication(msgs []raft.Message) []raft.Message {
 }
 
 func (n *Node) send(msgs []raft.Message) {
+	n.reportSnapshotStreams() // snapstream.go
 	for i := range msgs {
 		m := &msgs[i]
 		payload := make([]byte, 0, envelopeHeaderSize+m.Size())
@@ -709,6 +717,9 @@ func (n *Node) send(msgs []raft.Message) {
 		if err != nil {
 			n.debug("marshal", "type", m.Type, "err", err)
 			continue
+		}
+		if m.Type == raft.MsgSnap && n.streamSnapshot(m, payload) {
+			continue // the snapshot file follows it over the stream
 		}
 		// Send only queues (it never blocks for long); a failure is a lost
 		// message, which Raft tolerates, but the leader learns of it so it

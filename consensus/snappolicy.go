@@ -38,9 +38,11 @@ func (p *snapPolicy) applied(ents []raft.Entry) {
 func (p *snapPolicy) installed() { p.logBytes = 0 }
 
 // due reports whether a snapshot the core calls for should be taken now,
-// given Config.SnapshotLogPercent (0: always). The first snapshot after a
-// start is always taken (the size of the state is not known before);
-// later ones wait until enough commands were applied.
+// given Config.SnapshotLogPercent (0: always). A node's first snapshot,
+// when it started without one, is always taken (the size of the state is
+// not known before); a node restarted from a snapshot knows that one's
+// size (newNode sets lastSize); later ones wait until enough commands
+// were applied.
 func (p *snapPolicy) due(logPercent uint64) bool {
 	if logPercent == 0 || p.logBytes >= need(p.lastSize, logPercent) {
 		return true

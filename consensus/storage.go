@@ -42,6 +42,9 @@ var (
 type memStorage struct {
 	*raft.MemoryStorage
 	retain uint64 // entries kept behind a snapshot
+	// stream receives the snapshots a leader with a DataDir streams (set
+	// by the Node before its goroutines start); Close stops it.
+	stream *snapStreamer
 }
 
 func (m *memStorage) Save(hs raft.HardState, ents []raft.Entry) error {
@@ -68,4 +71,9 @@ func (m *memStorage) CreateSnapshot(i uint64, ms raft.Membership, data []byte) (
 	return snap, nil
 }
 
-func (m *memStorage) Close() error { return nil }
+func (m *memStorage) Close() error {
+	if m.stream != nil {
+		m.stream.close()
+	}
+	return nil
+}

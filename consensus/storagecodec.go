@@ -165,45 +165,54 @@ func decodeSnapshot(b []byte) (raft.Snapshot, error) {
 		return raft.Snapshot{}, fmt.Errorf("snapshot: %w", err)
 	}
 	d := reader{b: body}
-	var s raft.Snapshot
-	switch version {
-	case formatVersion:
-	case snapshotVersionMembership:
-		s.Meta.Index = d.uvarint()
-		s.Meta.Term = d.uvarint()
-		enc := d.bytes()
-		if d.err != nil {
-			return raft.Snapshot{}, fmt.Errorf("snapshot: %w", d.err)
-		}
-		if err := s.Meta.Membership.UnmarshalBinary(enc); err != nil {
-			return raft.Snapshot{}, fmt.Errorf("snapshot: %w: membership: %w", errFormat, err)
-		}
-		if votersOnly(s.Meta.Membership) {
-			return raft.Snapshot{}, fmt.Errorf("snapshot: %w: version 2 for a voters-only membership", errFormat)
-		}
-		return decodeSnapshotData(&d, s)
-	default:
-		return raft.Snapshot{}, fmt.Errorf("snapshot: %w: unknown version %d", errFormat, version)
+	meta, err := decodeSnapshotMeta(version, &d)
+	if err != nil {
+		return raft.Snapshot{}, err
 	}
-	s.Meta.Index = d.uvarint()
-	s.Meta.Term = d.uvarint()
-	n := d.uvarint()
-	if n > uint64(len(d.b)) { // each voter takes at least one byte
-		return raft.Snapshot{}, fmt.Errorf("snapshot: %w: %d voters in %d bytes", errFormat, n, len(d.b))
-	}
-	for range n {
-		s.Meta.Membership.Voters = append(s.Meta.Membership.Voters, transport.NodeID(d.bytes()))
-	}
-	return decodeSnapshotData(&d, s)
-}
-
-// decodeSnapshotData decodes the data that ends every snapshot format.
-func decodeSnapshotData(d *reader, s raft.Snapshot) (raft.Snapshot, error) {
+	s := raft.Snapshot{Meta: meta}
 	if data := d.bytes(); len(data) > 0 {
 		s.Data = append([]byte(nil), data...)
 	}
 	if err := d.done(); err != nil {
 		return raft.Snapshot{}, fmt.Errorf("snapshot: %w", err)
+	}
+	return s, nil
+}
+
+// decodeSnapshotMeta decodes a snapshot body of the given version up to
+// its data (d is left at the data's length prefix).
+func decodeSnapshotMeta(version byte, d *reader) (raft.SnapshotMeta, error) {
+	var s raft.SnapshotMeta
+	switch version {
+	case formatVersion:
+	case snapshotVersionMembership:
+		s.Index = d.uvarint()
+		s.Term = d.uvarint()
+		enc := d.bytes()
+		if d.err != nil {
+			return raft.SnapshotMeta{}, fmt.Errorf("snapshot: %w", d.err)
+		}
+		if err := s.Membership.UnmarshalBinary(enc); err != nil {
+			return raft.SnapshotMeta{}, fmt.Errorf("snapshot: %w: membership: %w", errFormat, err)
+		}
+		if votersOnly(s.Membership) {
+			return raft.SnapshotMeta{}, fmt.Errorf("snapshot: %w: version 2 for a voters-only membership", errFormat)
+		}
+		return s, nil
+	default:
+		return raft.SnapshotMeta{}, fmt.Errorf("snapshot: %w: unknown version %d", errFormat, version)
+	}
+	s.Index = d.uvarint()
+	s.Term = d.uvarint()
+	n := d.uvarint()
+	if n > uint64(len(d.b)) { // each voter takes at least one byte
+		return raft.SnapshotMeta{}, fmt.Errorf("snapshot: %w: %d voters in %d bytes", errFormat, n, len(d.b))
+	}
+	for range n {
+		s.Membership.Voters = append(s.Membership.Voters, transport.NodeID(d.bytes()))
+	}
+	if d.err != nil {
+		return raft.SnapshotMeta{}, fmt.Errorf("snapshot: %w", d.err)
 	}
 	return s, nil
 }

@@ -12,7 +12,11 @@ import (
 const snapshotRetries = 3
 
 // startSnapshot switches a follower whose next entries are compacted to a
-// snapshot transfer (§7) and sends the first chunk.
+// snapshot transfer (§7) and sends the first chunk. A storage that keeps
+// only the snapshot's metadata (Data empty, as consensus.DiskStorage does)
+// makes that one MsgSnap with Last set and no data: the runtime then
+// carries the data itself (the consensus package streams the snapshot
+// file) and hands the follower's core that MsgSnap once the data is there.
 func (r *raft) startSnapshot(to transport.NodeID, pr *progress) {
 	snap, err := r.cfg.Storage.Snapshot()
 	if errors.Is(err, ErrUnavailable) {
