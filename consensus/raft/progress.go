@@ -121,6 +121,13 @@ func (p *progress) maybeDecrTo(rejected, probe uint64) bool {
 	if p.next-1 != rejected {
 		return false
 	}
+	if probe < p.match {
+		// The follower's log ends below what it acknowledged: it lost
+		// its state (an in-memory node restarted under the same ID).
+		// Match is no longer true; probing must go below it, or the
+		// follower never catches up.
+		p.match = 0
+	}
 	p.next = max(min(rejected, probe+1), p.match+1)
 	p.probeSent = false
 	return true
