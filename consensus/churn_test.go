@@ -219,6 +219,7 @@ func testChurn(t *testing.T, network consensustest.Network, durable bool) {
 		step := func(what string, err error) {
 			t.Helper()
 			steps++
+			t.Logf("pass %d: %s: %v", pass, what, err)
 			if err != nil {
 				t.Errorf("pass %d: %s: %v", pass, what, err)
 			}

@@ -5,7 +5,6 @@ import (
 	"context"
 	"fmt"
 	"io"
-	"os"
 	"sort"
 	"strings"
 	"sync"
@@ -24,15 +23,6 @@ import (
 // transfer_test.go, churn_test.go); keep new ones there when they can.
 
 var three = []transport.NodeID{"n1", "n2", "n3"}
-
-// rounds is how many times the fault scenarios repeat: once by default,
-// many times under DISTKIT_SOAK=1.
-func rounds() int {
-	if os.Getenv("DISTKIT_SOAK") == "1" {
-		return 25
-	}
-	return 1
-}
 
 // newCluster starts three nodes on a fault-free memnet network.
 func newCluster(t *testing.T, durable bool, tweak func(*Config)) *cluster {

@@ -480,16 +480,22 @@ func (c *Cluster) StartJoiner(id transport.NodeID) {
 	c.startNode(id)
 }
 
+// PromoteLag is how far behind the leader's last index (in entries) a
+// learner that AddNode added may be when it is promoted. Not 0: under a
+// steady stream of writes a learner is always a few entries behind, and
+// would never be promoted.
+const PromoteLag = 64
+
 // AddNode starts a new node id (StartJoiner) and makes it a voter the safe
-// way: added as a learner, promoted once it has caught up
-// (consensus.Node.AddAndPromote), on whichever node leads, retried across
-// leader changes until ctx ends. It fails the test if the node cannot
-// start; a membership change that cannot be made is returned.
+// way: added as a learner, promoted once it is within PromoteLag entries
+// of the leader (consensus.Node.AddAndPromote), on whichever node leads,
+// retried across leader changes until ctx ends. It fails the test if the
+// node cannot start; a membership change that cannot be made is returned.
 func (c *Cluster) AddNode(ctx context.Context, id transport.NodeID) error {
 	c.t.Helper()
 	c.StartJoiner(id)
 	return c.changeMembership(ctx, "add "+string(id), func(m raft.Membership) bool { return m.IsVoter(id) },
-		func(l *consensus.Node) error { return l.AddAndPromote(ctx, id, 0) })
+		func(l *consensus.Node) error { return l.AddAndPromote(ctx, id, PromoteLag) })
 }
 
 // RemoveNode removes node id from the membership, on whichever node leads
