@@ -15,6 +15,7 @@ import (
 	"github.com/distkit/distkit/consensus"
 	"github.com/distkit/distkit/consensus/consensustest"
 	"github.com/distkit/distkit/transport"
+	"github.com/distkit/distkit/transport/memnet"
 )
 
 // The porcupine model of the churn tests: one register per key (the
@@ -92,7 +93,8 @@ var churnKeys = []string{"x", "y", "z"}
 // 3 -> 5, transfer leadership, shrink 5 -> 3 (the leader among the
 // removed), replace a member with a new one, transfer again. The history
 // of writes and reads must be linearizable (porcupine). It runs on memnet
-// (in memory) and over loopback TCP (with data directories); one pass of
+// (in memory; and durable, with message loss, duplication, delay and
+// reordering) and over loopback TCP (with data directories); one pass of
 // the churn by default (a few seconds), DISTKIT_SOAK=1 repeats it 10
 // times. No verdict depends on timing: the deadlines only turn hangs into
 // failures.
@@ -100,18 +102,24 @@ func TestChurnLinearizable(t *testing.T) {
 	tests := []struct {
 		network consensustest.Network
 		durable bool
+		faults  memnet.Faults
 	}{
-		{consensustest.Memnet, false},
-		{consensustest.TCP, true},
+		{consensustest.Memnet, false, memnet.Faults{}},
+		{consensustest.Memnet, true, memnet.Faults{Drop: 0.01, Duplicate: 0.01, MaxDelay: time.Millisecond, Reorder: 0.02}},
+		{consensustest.TCP, true, memnet.Faults{}},
 	}
 	for _, tt := range tests {
-		t.Run(tt.network.String(), func(t *testing.T) {
-			testChurn(t, tt.network, tt.durable)
+		name := tt.network.String()
+		if tt.faults != (memnet.Faults{}) {
+			name += "/faults"
+		}
+		t.Run(name, func(t *testing.T) {
+			testChurn(t, tt.network, tt.durable, tt.faults)
 		})
 	}
 }
 
-func testChurn(t *testing.T, network consensustest.Network, durable bool) {
+func testChurn(t *testing.T, network consensustest.Network, durable bool, faults memnet.Faults) {
 	passes := 1
 	if os.Getenv("DISTKIT_SOAK") == "1" {
 		passes = 10
@@ -137,6 +145,9 @@ func testChurn(t *testing.T, network consensustest.Network, durable bool) {
 	}
 	if durable {
 		opts = append(opts, consensustest.WithDataDir())
+	}
+	if faults != (memnet.Faults{}) {
+		opts = append(opts, consensustest.WithFaults(faults, 1))
 	}
 	c := consensustest.Start(t, 3, opts...)
 	c.WaitLeader(ctx)
@@ -212,6 +223,23 @@ func testChurn(t *testing.T, network consensustest.Network, durable bool) {
 		})
 	}
 
+	// progress waits until the clients recorded n more operations, so
+	// that the history interleaves with every churn step.
+	progress := func(n int) {
+		h.mu.Lock()
+		target := len(h.ops) + n
+		h.mu.Unlock()
+		for ctx.Err() == nil {
+			h.mu.Lock()
+			done := len(h.ops) >= target
+			h.mu.Unlock()
+			if done {
+				return
+			}
+			time.Sleep(time.Millisecond)
+		}
+	}
+	progress(20)
 	steps := 0
 	next := 0 // index into planned
 	fresh := func() transport.NodeID { id := planned[next]; next++; return id }
@@ -223,6 +251,7 @@ func testChurn(t *testing.T, network consensustest.Network, durable bool) {
 			if err != nil {
 				t.Errorf("pass %d: %s: %v", pass, what, err)
 			}
+			progress(10)
 		}
 		members := func() []transport.NodeID {
 			l, err := c.Leader(ctx)
@@ -272,20 +301,7 @@ func testChurn(t *testing.T, network consensustest.Network, durable bool) {
 			break
 		}
 	}
-	// Let the clients run on the final configuration for a moment, then
-	// stop them.
-	h.mu.Lock()
-	before := len(h.ops)
-	h.mu.Unlock()
-	for more := 0; more < 20; {
-		h.mu.Lock()
-		more = len(h.ops) - before
-		h.mu.Unlock()
-		if ctx.Err() != nil {
-			break
-		}
-		time.Sleep(time.Millisecond)
-	}
+	progress(20) // on the final configuration
 	close(stop)
 	wg.Wait()
 
