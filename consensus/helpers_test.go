@@ -12,7 +12,99 @@ import (
 	"time"
 
 	"github.com/distkit/distkit/transport"
+	"github.com/distkit/distkit/transport/memnet"
 )
+
+// The white-box tests of this package (package consensus) share the
+// helpers below. They cannot use consensus/consensustest, which imports
+// this package: an internal test importing it would be an import cycle.
+// Tests that need only the public API live in package consensus_test and
+// use consensustest (memnet_test.go, tcp_test.go, node_test.go,
+// transfer_test.go, churn_test.go); keep new ones there when they can.
+
+var three = []transport.NodeID{"n1", "n2", "n3"}
+
+// newCluster starts three nodes on a fault-free memnet network.
+func newCluster(t *testing.T, durable bool, tweak func(*Config)) *cluster {
+	c, _ := newMemnetCluster(t, durable, memnet.Faults{}, tweak)
+	return c
+}
+
+// write proposes key=value through cl and returns the applied index.
+func write(ctx context.Context, t *testing.T, cl *Client, key, value string) uint64 {
+	t.Helper()
+	res, err := cl.Propose(ctx, []byte(key+"="+value))
+	if err != nil {
+		t.Fatalf("Propose(%s=%s) = %v", key, value, err)
+	}
+	return res.(uint64)
+}
+
+// writeKeys writes PREFIXi=value for i in [0, n) through cl, records each
+// acknowledged write in acked, and returns the last applied index.
+func writeKeys(ctx context.Context, t *testing.T, cl *Client, acked map[string]string, prefix, value string, n int) uint64 {
+	t.Helper()
+	var last uint64
+	for i := range n {
+		k := fmt.Sprintf("%s%d", prefix, i)
+		last = write(ctx, t, cl, k, value)
+		acked[k] = value
+	}
+	return last
+}
+
+// newMemnetCluster starts three nodes on a memnet network with the given
+// faults; tweak (if not nil) adjusts each node's Config.
+func newMemnetCluster(t *testing.T, durable bool, faults memnet.Faults, tweak func(*Config)) (*cluster, *memnet.Network) {
+	return newMemnetClusterOf(t, three, durable, faults, func(cfg *Config) {
+		if tweak != nil {
+			tweak(cfg)
+		}
+	})
+}
+
+// newMemnetClusterOf starts the nodes ids (each configured with Peers ids,
+// then tweak) on a memnet network with the given faults.
+func newMemnetClusterOf(t *testing.T, ids []transport.NodeID, durable bool, faults memnet.Faults, tweak func(*Config)) (*cluster, *memnet.Network) {
+	net, err := memnet.New(memnet.DefaultConfig())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := net.SetFaults(faults); err != nil {
+		t.Fatal(err)
+	}
+	c := &cluster{
+		t: t, ids: ids,
+		nodes: map[transport.NodeID]*Node{}, sms: map[transport.NodeID]*kvSM{},
+		trs: map[transport.NodeID]transport.Transport{}, dirs: map[transport.NodeID]string{},
+		tr: func(id transport.NodeID) transport.Transport {
+			tr, err := net.Join(id)
+			if err != nil {
+				t.Fatalf("Join(%s) = %v", id, err)
+			}
+			return tr
+		},
+	}
+	for _, id := range ids {
+		if durable {
+			c.dirs[id] = t.TempDir()
+		}
+	}
+	c.cfg = func(id transport.NodeID) Config {
+		cfg := testConfig(id, ids)
+		cfg.DataDir = c.dirs[id]
+		tweak(&cfg)
+		return cfg
+	}
+	for _, id := range ids {
+		c.start(id)
+	}
+	t.Cleanup(func() {
+		c.closeAll()
+		net.Close()
+	})
+	return c, net
+}
 
 // kvSM is a test state machine: commands "key=value" set a key; Apply
 // returns the command's index. waitApplied lets tests block on progress

@@ -1,21 +1,23 @@
-package consensus
+package consensus_test
 
 import (
 	"context"
 	"errors"
 	"fmt"
+	"io"
 	"os"
 	"strings"
+	"sync"
 	"testing"
 	"testing/synctest"
 	"time"
 
+	"github.com/distkit/distkit/consensus"
+	"github.com/distkit/distkit/consensus/consensustest"
 	"github.com/distkit/distkit/consensus/raft"
 	"github.com/distkit/distkit/transport"
 	"github.com/distkit/distkit/transport/memnet"
 )
-
-var three = []transport.NodeID{"n1", "n2", "n3"}
 
 // rounds is how many times the fault scenarios repeat: once by default,
 // many times under DISTKIT_SOAK=1.
@@ -26,30 +28,24 @@ func rounds() int {
 	return 1
 }
 
-// newCluster starts three nodes on a fault-free memnet network.
-func newCluster(t *testing.T, durable bool, tweak func(*Config)) *cluster {
-	c, _ := newMemnetCluster(t, durable, memnet.Faults{}, tweak)
-	return c
-}
-
-// write proposes key=value through cl and returns the applied index.
-func write(ctx context.Context, t *testing.T, cl *Client, key, value string) uint64 {
+// write proposes key=value through p and returns the applied index.
+func write(ctx context.Context, t *testing.T, p consensus.Proposer, key, value string) uint64 {
 	t.Helper()
-	res, err := cl.Propose(ctx, []byte(key+"="+value))
+	res, err := p.Propose(ctx, []byte(key+"="+value))
 	if err != nil {
 		t.Fatalf("Propose(%s=%s) = %v", key, value, err)
 	}
 	return res.(uint64)
 }
 
-// writeKeys writes PREFIXi=value for i in [0, n) through cl, records each
+// writeKeys writes PREFIXi=value for i in [0, n) through p, records each
 // acknowledged write in acked, and returns the last applied index.
-func writeKeys(ctx context.Context, t *testing.T, cl *Client, acked map[string]string, prefix, value string, n int) uint64 {
+func writeKeys(ctx context.Context, t *testing.T, p consensus.Proposer, acked map[string]string, prefix, value string, n int) uint64 {
 	t.Helper()
 	var last uint64
 	for i := range n {
 		k := fmt.Sprintf("%s%d", prefix, i)
-		last = write(ctx, t, cl, k, value)
+		last = write(ctx, t, p, k, value)
 		acked[k] = value
 	}
 	return last
@@ -60,23 +56,16 @@ func TestNodeReplicates(t *testing.T) {
 		t.Run(fmt.Sprintf("durable=%v", durable), func(t *testing.T) {
 			ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
 			defer cancel()
-			c := newCluster(t, durable, nil)
-			cl := c.client()
-			var last uint64
-			for i := range 50 {
-				last = write(ctx, t, cl, fmt.Sprintf("k%d", i), fmt.Sprint(i))
+			var opts []consensustest.Option
+			if durable {
+				opts = append(opts, consensustest.WithDataDir())
 			}
-			for _, id := range c.ids {
-				if err := c.sms[id].waitApplied(ctx, last); err != nil {
-					t.Fatalf("%s: %v", id, err)
-				}
-				for i := range 50 {
-					if v, _ := c.sms[id].get(fmt.Sprintf("k%d", i)); v != fmt.Sprint(i) {
-						t.Fatalf("%s: k%d = %q; want %d", id, i, v, i)
-					}
-				}
-			}
-			st := c.nodes[cl.Leader()].Status()
+			c := consensustest.Start(t, 3, opts...)
+			cl := c.Client()
+			acked := map[string]string{}
+			last := writeKeys(ctx, t, cl, acked, "k", "v", 50)
+			checkAcked(ctx, t, c, c.IDs(), last, acked)
+			st := c.Node(cl.Leader()).Status()
 			if st.Role != raft.Leader || st.Applied < last || len(st.Progress) != 3 {
 				t.Fatalf("leader status = %+v; want role leader, applied >= %d, progress for 3", st, last)
 			}
@@ -87,34 +76,34 @@ func TestNodeReplicates(t *testing.T) {
 func TestNodeProposeErrors(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
-	c := newCluster(t, false, func(cfg *Config) { cfg.MaxCommandBytes = 16 })
-	leader := c.leader(ctx)
-	follower := c.others(leader)[0]
-	_, err := c.nodes[follower].Propose(ctx, []byte("x=1"))
+	c := consensustest.Start(t, 3, consensustest.WithConfig(func(cfg *consensus.Config) { cfg.MaxCommandBytes = 16 }))
+	l := c.WaitLeader(ctx)
+	leader := l.ID()
+	follower := c.Others(leader)[0]
+	_, err := c.Node(follower).Propose(ctx, []byte("x=1"))
 	var nle *raft.NotLeaderError
-	if !errors.As(err, &nle) || !errors.Is(err, ErrNotLeader) || nle.Leader != leader {
+	if !errors.As(err, &nle) || !errors.Is(err, consensus.ErrNotLeader) || nle.Leader != leader {
 		t.Fatalf("Propose on follower err = %v; want a NotLeaderError naming %s", err, leader)
 	}
 	if !strings.HasPrefix(err.Error(), "consensus: ") {
 		t.Fatalf("Propose on follower err = %q; want the package prefix", err)
 	}
-	if _, err := c.nodes[leader].Propose(ctx, make([]byte, 17)); !errors.Is(err, ErrTooLarge) {
+	if _, err := l.Propose(ctx, make([]byte, 17)); !errors.Is(err, consensus.ErrTooLarge) {
 		t.Fatalf("Propose(17 bytes) err = %v; want ErrTooLarge", err)
 	}
 	done, stop := context.WithCancel(ctx)
 	stop()
-	if _, err := c.nodes[leader].Propose(done, []byte("x=1")); !errors.Is(err, context.Canceled) {
+	if _, err := l.Propose(done, []byte("x=1")); !errors.Is(err, context.Canceled) {
 		t.Fatalf("Propose with a cancelled context err = %v; want context.Canceled", err)
 	}
-	n := c.nodes[leader]
-	c.stop(leader)
-	if _, err := n.Propose(ctx, []byte("x=1")); !errors.Is(err, ErrClosed) {
+	c.Stop(leader)
+	if _, err := l.Propose(ctx, []byte("x=1")); !errors.Is(err, consensus.ErrClosed) {
 		t.Fatalf("Propose after Close err = %v; want ErrClosed", err)
 	}
-	if err := n.Close(); err != nil {
+	if err := l.Close(); err != nil {
 		t.Fatalf("second Close = %v; want nil", err)
 	}
-	if st := n.Status(); st.ID != leader {
+	if st := l.Status(); st.ID != leader {
 		t.Fatalf("Status after Close = %+v; want the final status of %s", st, leader)
 	}
 }
@@ -134,41 +123,51 @@ func TestLeaderFailover(t *testing.T) {
 func testLeaderFailover(t *testing.T, durable bool) {
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
-	c := newCluster(t, durable, nil)
-	cl := c.client()
+	var opts []consensustest.Option
+	if durable {
+		opts = append(opts, consensustest.WithDataDir())
+	}
+	c := consensustest.Start(t, 3, opts...)
+	cl := c.Client()
 	acked := map[string]string{}
-	for i := range 30 {
-		k, v := fmt.Sprintf("a%d", i), fmt.Sprint(i)
-		write(ctx, t, cl, k, v)
-		acked[k] = v
-	}
+	writeKeys(ctx, t, cl, acked, "a", "1", 30)
 	old := cl.Leader()
-	c.stop(old)
+	c.Stop(old)
 	// The client finds the new leader on its own.
-	survivors := map[transport.NodeID]Proposer{}
-	for id, n := range c.nodes {
-		survivors[id] = n
-	}
-	cl2, _ := NewClient(survivors, DefaultClientConfig())
-	var last uint64
-	for i := range 30 {
-		k, v := fmt.Sprintf("b%d", i), fmt.Sprint(i)
-		last = write(ctx, t, cl2, k, v)
-		acked[k] = v
-	}
-	if cl2.Leader() == old {
+	last := writeKeys(ctx, t, cl, acked, "b", "2", 30)
+	if cl.Leader() == old {
 		t.Fatalf("new leader is the old one, %s", old)
 	}
-	for id := range c.nodes {
-		if err := c.sms[id].waitApplied(ctx, last); err != nil {
-			t.Fatalf("%s: %v", id, err)
-		}
-		for k, v := range acked {
-			if got, _ := c.sms[id].get(k); got != v {
-				t.Fatalf("%s: acknowledged %s=%s reads %q", id, k, v, got)
-			}
+	checkAcked(ctx, t, c, c.Others(old), last, acked)
+}
+
+// restoreLog is a KV that records the index of every snapshot it is
+// restored from.
+type restoreLog struct {
+	*consensustest.KV
+	mu       sync.Mutex // guards restored
+	restored []uint64
+}
+
+func (r *restoreLog) Restore(rd io.Reader) error {
+	if err := r.KV.Restore(rd); err != nil {
+		return err
+	}
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	r.restored = append(r.restored, r.KV.Applied())
+	return nil
+}
+
+func (r *restoreLog) restoredAbove(index uint64) bool {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	for _, i := range r.restored {
+		if i > index {
+			return true
 		}
 	}
+	return false
 }
 
 // TestRestartCatchesUp restarts a node from its data directory after the
@@ -195,36 +194,40 @@ func TestRestartCatchesUp(t *testing.T) {
 func testRestartCatchesUp(t *testing.T, threshold uint64, viaSnapshot bool) {
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
-	c := newCluster(t, true, func(cfg *Config) {
-		cfg.SnapshotThreshold = threshold
-		cfg.SnapshotRetainEntries = 5
-	})
-	cl := c.client()
+	c := consensustest.Start(t, 3, consensustest.WithDataDir(),
+		consensustest.WithStateMachine(func(transport.NodeID) consensus.StateMachine {
+			return &restoreLog{KV: consensustest.NewKV()}
+		}),
+		consensustest.WithConfig(func(cfg *consensus.Config) {
+			cfg.SnapshotThreshold = threshold
+			cfg.SnapshotRetainEntries = 5
+		}))
+	cl := c.Client()
 	for i := range 20 {
 		write(ctx, t, cl, fmt.Sprintf("a%d", i), "1")
 	}
-	lagger := c.others(cl.Leader())[0]
-	lastBefore := c.nodes[lagger].Status().LastIndex
-	c.stop(lagger)
+	lagger := c.Others(cl.Leader())[0]
+	lastBefore := c.Node(lagger).Status().LastIndex
+	c.Stop(lagger)
 	var last uint64
 	for i := range 60 {
 		last = write(ctx, t, cl, fmt.Sprintf("b%d", i), "2")
 	}
-	c.start(lagger) // same data directory
-	if err := c.sms[lagger].waitApplied(ctx, last); err != nil {
+	c.Restart(lagger) // same data directory
+	sm := c.StateMachine(lagger).(*restoreLog)
+	if err := sm.WaitApplied(ctx, last); err != nil {
 		t.Fatalf("restarted %s: %v", lagger, err)
 	}
 	for i := range 60 {
-		if v, _ := c.sms[lagger].get(fmt.Sprintf("b%d", i)); v != "2" {
+		if v, _ := sm.Get(fmt.Sprintf("b%d", i)); v != "2" {
 			t.Fatalf("restarted %s: b%d = %q; want 2", lagger, i, v)
 		}
 	}
-	snap, _ := c.nodes[lagger].store.Snapshot()
-	if got := snap.Meta.Index > lastBefore; got != viaSnapshot {
-		t.Fatalf("restarted %s holds snapshot %d, its log ended at %d before: caught up by snapshot = %v; want %v",
-			lagger, snap.Meta.Index, lastBefore, got, viaSnapshot)
+	if got := sm.restoredAbove(lastBefore); got != viaSnapshot {
+		t.Fatalf("restarted %s, whose log ended at %d, restored from a snapshot past it = %v; want %v",
+			lagger, lastBefore, got, viaSnapshot)
 	}
-	if v, _ := c.sms[lagger].get("a0"); v != "1" {
+	if v, _ := sm.Get("a0"); v != "1" {
 		t.Fatalf("restarted %s: a0 = %q; want 1", lagger, v)
 	}
 }
@@ -234,48 +237,43 @@ func testRestartCatchesUp(t *testing.T, threshold uint64, viaSnapshot bool) {
 func TestWholeClusterRestart(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
-	c := newCluster(t, true, func(cfg *Config) { cfg.SnapshotThreshold = 15 })
-	cl := c.client()
-	for i := range 40 {
-		write(ctx, t, cl, fmt.Sprintf("k%d", i), fmt.Sprint(i))
+	c := consensustest.Start(t, 3, consensustest.WithDataDir(),
+		consensustest.WithConfig(func(cfg *consensus.Config) { cfg.SnapshotThreshold = 15 }))
+	cl := c.Client()
+	acked := map[string]string{}
+	writeKeys(ctx, t, cl, acked, "k", "v", 40)
+	for _, id := range c.IDs() {
+		c.Stop(id)
 	}
-	for _, id := range c.ids {
-		c.stop(id)
+	for _, id := range c.IDs() {
+		c.Restart(id)
 	}
-	for _, id := range c.ids {
-		c.start(id)
-	}
-	last := write(ctx, t, c.client(), "after", "restart")
-	for _, id := range c.ids {
-		if err := c.sms[id].waitApplied(ctx, last); err != nil {
-			t.Fatalf("%s: %v", id, err)
-		}
-		for i := range 40 {
-			if v, _ := c.sms[id].get(fmt.Sprintf("k%d", i)); v != fmt.Sprint(i) {
-				t.Fatalf("%s after restart: k%d = %q; want %d", id, i, v, i)
-			}
-		}
-	}
+	last := write(ctx, t, cl, "after", "restart")
+	checkAcked(ctx, t, c, c.IDs(), last, acked)
 }
 
 func TestConfigValidate(t *testing.T) {
-	base := func() Config { return testConfig("a", []transport.NodeID{"a", "b"}) }
+	base := func() consensus.Config {
+		cfg := consensus.DefaultConfig()
+		cfg.ID, cfg.Peers = "a", []transport.NodeID{"a", "b"}
+		return cfg
+	}
 	tests := []struct {
 		name   string
-		modify func(*Config)
+		modify func(*consensus.Config)
 	}{
-		{"empty ID", func(c *Config) { c.ID = "" }},
-		{"no peers", func(c *Config) { c.Peers = nil }},
-		{"ID not a peer", func(c *Config) { c.ID = "z" }},
-		{"duplicate peer", func(c *Config) { c.Peers = []transport.NodeID{"a", "a"} }},
-		{"empty peer", func(c *Config) { c.Peers = []transport.NodeID{"a", ""} }},
-		{"no service", func(c *Config) { c.Service = "" }},
-		{"zero tick", func(c *Config) { c.TickInterval = 0 }},
-		{"zero heartbeat", func(c *Config) { c.HeartbeatTicks = 0 }},
-		{"election not above heartbeat", func(c *Config) { c.ElectionTicks = c.HeartbeatTicks }},
-		{"zero inflight", func(c *Config) { c.MaxInflightMsgs = 0 }},
-		{"zero message bytes", func(c *Config) { c.MaxMsgBytes = 0 }},
-		{"zero command bytes", func(c *Config) { c.MaxCommandBytes = 0 }},
+		{"empty ID", func(c *consensus.Config) { c.ID = "" }},
+		{"no peers", func(c *consensus.Config) { c.Peers = nil }},
+		{"ID not a peer", func(c *consensus.Config) { c.ID = "z" }},
+		{"duplicate peer", func(c *consensus.Config) { c.Peers = []transport.NodeID{"a", "a"} }},
+		{"empty peer", func(c *consensus.Config) { c.Peers = []transport.NodeID{"a", ""} }},
+		{"no service", func(c *consensus.Config) { c.Service = "" }},
+		{"zero tick", func(c *consensus.Config) { c.TickInterval = 0 }},
+		{"zero heartbeat", func(c *consensus.Config) { c.HeartbeatTicks = 0 }},
+		{"election not above heartbeat", func(c *consensus.Config) { c.ElectionTicks = c.HeartbeatTicks }},
+		{"zero inflight", func(c *consensus.Config) { c.MaxInflightMsgs = 0 }},
+		{"zero message bytes", func(c *consensus.Config) { c.MaxMsgBytes = 0 }},
+		{"zero command bytes", func(c *consensus.Config) { c.MaxCommandBytes = 0 }},
 	}
 	good := base()
 	if err := good.Validate(); err != nil {
@@ -285,7 +283,7 @@ func TestConfigValidate(t *testing.T) {
 		t.Run(tt.name, func(t *testing.T) {
 			cfg := base()
 			tt.modify(&cfg)
-			if err := cfg.Validate(); !errors.Is(err, ErrInvalidConfig) {
+			if err := cfg.Validate(); !errors.Is(err, consensus.ErrInvalidConfig) {
 				t.Fatalf("Validate() = %v; want ErrInvalidConfig", err)
 			}
 		})
@@ -297,23 +295,24 @@ func TestNewRejectsBadArguments(t *testing.T) {
 	defer net.Close()
 	tr, _ := net.Join("a")
 	other, _ := net.Join("b")
-	cfg := testConfig("a", []transport.NodeID{"a"})
+	cfg := consensus.DefaultConfig()
+	cfg.ID, cfg.Peers = "a", []transport.NodeID{"a"}
 	tests := []struct {
 		name string
-		cfg  Config
+		cfg  consensus.Config
 		tr   transport.Transport
-		sm   StateMachine
+		sm   consensus.StateMachine
 	}{
-		{"nil transport", cfg, nil, newKV()},
-		{"typed nil transport", cfg, (*memnet.Transport)(nil), newKV()},
+		{"nil transport", cfg, nil, consensustest.NewKV()},
+		{"typed nil transport", cfg, (*memnet.Transport)(nil), consensustest.NewKV()},
 		{"nil state machine", cfg, tr, nil},
-		{"typed nil state machine", cfg, tr, (*kvSM)(nil)},
-		{"transport of another node", cfg, other, newKV()},
-		{"invalid config", Config{}, tr, newKV()},
+		{"typed nil state machine", cfg, tr, (*consensustest.KV)(nil)},
+		{"transport of another node", cfg, other, consensustest.NewKV()},
+		{"invalid config", consensus.Config{}, tr, consensustest.NewKV()},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			if n, err := New(tt.cfg, tt.tr, tt.sm); !errors.Is(err, ErrInvalidConfig) {
+			if n, err := consensus.New(tt.cfg, tt.tr, tt.sm); !errors.Is(err, consensus.ErrInvalidConfig) {
 				if n != nil {
 					n.Close()
 				}
@@ -328,17 +327,13 @@ func TestNewRejectsBadArguments(t *testing.T) {
 // one proposal (it cannot commit it) and drops the next as flow control.
 func TestConfigReachesCore(t *testing.T) {
 	synctest.Test(t, func(t *testing.T) {
-		c, net := newMemnetCluster(t, false, memnet.Faults{}, func(cfg *Config) {
+		c := consensustest.Start(t, 3, consensustest.WithConfig(func(cfg *consensus.Config) {
 			cfg.MaxUncommittedBytes = 1
 			cfg.CheckQuorum = false // the isolated leader stays leader
-		})
+		}))
 		ctx := context.Background()
-		var leader *Node
-		for leader == nil {
-			time.Sleep(10 * time.Millisecond)
-			leader = leaderOf(func(id transport.NodeID) *Node { return c.nodes[id] })
-		}
-		net.Isolate(leader.ID())
+		leader := c.WaitLeader(ctx)
+		c.Isolate(leader.ID())
 		first := make(chan error, 1)
 		go func() {
 			pctx, cancel := context.WithTimeout(ctx, time.Second)

@@ -1,4 +1,4 @@
-package consensus
+package consensus_test
 
 import (
 	"context"
@@ -9,6 +9,8 @@ import (
 	"testing/synctest"
 	"time"
 
+	"github.com/distkit/distkit/consensus"
+	"github.com/distkit/distkit/consensus/consensustest"
 	"github.com/distkit/distkit/consensus/raft"
 	"github.com/distkit/distkit/transport"
 	"github.com/distkit/distkit/transport/memnet"
@@ -25,17 +27,17 @@ const oneWay = time.Millisecond
 // proposal itself.
 func TestTransferLeadershipTime(t *testing.T) {
 	synctest.Test(t, func(t *testing.T) {
-		c, _ := newMemnetCluster(t, false, memnet.Faults{MinDelay: oneWay, MaxDelay: oneWay}, nil)
+		c := consensustest.Start(t, 3, consensustest.WithFaults(memnet.Faults{MinDelay: oneWay, MaxDelay: oneWay}, 1))
 		ctx := context.Background()
-		cfg := c.cfg(c.ids[0])
+		cfg := c.Config("n1")
 		heartbeat := time.Duration(cfg.HeartbeatTicks) * cfg.TickInterval
 		var took []time.Duration
 		for i := range 20 {
-			l := waitLeaderNode(ctx, t, c)
+			l := c.WaitLeader(ctx)
 			if _, err := l.Propose(ctx, []byte(fmt.Sprintf("before%d=1", i))); err != nil {
 				t.Fatal(err)
 			}
-			to := c.others(l.ID())[i%2]
+			to := c.Others(l.ID())[i%2]
 			start := time.Now()
 			if err := l.TransferLeadership(ctx, to); err != nil {
 				t.Fatalf("transfer %d: TransferLeadership(%s) = %v", i, to, err)
@@ -44,12 +46,12 @@ func TestTransferLeadershipTime(t *testing.T) {
 			// won yet when the old leader already does).
 			for {
 				pctx, cancel := context.WithTimeout(ctx, time.Second)
-				_, err := c.nodes[to].Propose(pctx, []byte(fmt.Sprintf("after%d=1", i)))
+				_, err := c.Node(to).Propose(pctx, []byte(fmt.Sprintf("after%d=1", i)))
 				cancel()
 				if err == nil {
 					break
 				}
-				if !errors.Is(err, ErrNotLeader) {
+				if !errors.Is(err, consensus.ErrNotLeader) {
 					t.Fatalf("transfer %d: Propose on the new leader %s = %v", i, to, err)
 				}
 				time.Sleep(100 * time.Microsecond)
@@ -71,11 +73,11 @@ func TestTransferLeadershipTime(t *testing.T) {
 // goes to another voter; errors are clear.
 func TestTransferLeadershipErrors(t *testing.T) {
 	synctest.Test(t, func(t *testing.T) {
-		c, net := newMemnetCluster(t, false, memnet.Faults{}, nil)
+		c := consensustest.Start(t, 3)
 		ctx := context.Background()
-		l := waitLeaderNode(ctx, t, c)
-		f := c.nodes[c.others(l.ID())[0]]
-		if err := f.TransferLeadership(ctx, ""); !errors.Is(err, ErrNotLeader) {
+		l := c.WaitLeader(ctx)
+		f := c.Node(c.Others(l.ID())[0])
+		if err := f.TransferLeadership(ctx, ""); !errors.Is(err, consensus.ErrNotLeader) {
 			t.Errorf("TransferLeadership on a follower = %v; want ErrNotLeader", err)
 		}
 		if err := l.TransferLeadership(ctx, "nobody"); !errors.Is(err, raft.ErrNoTransferTarget) {
@@ -84,25 +86,25 @@ func TestTransferLeadershipErrors(t *testing.T) {
 		if err := l.TransferLeadership(ctx, ""); err != nil {
 			t.Fatalf("TransferLeadership(\"\") = %v", err)
 		}
-		nl := waitLeaderNode(ctx, t, c)
+		nl := c.WaitLeader(ctx)
 		if nl == l {
 			t.Fatalf("leader still %s after a transfer", l.ID())
 		}
 
 		// A target that cannot be reached: the transfer is abandoned
 		// after an election timeout and the leader leads on.
-		target := c.others(nl.ID())[0]
-		net.Isolate(target)
+		target := c.Others(nl.ID())[0]
+		c.Isolate(target)
 		tctx, cancel := context.WithTimeout(ctx, 2*time.Second)
 		defer cancel()
 		err := nl.TransferLeadership(tctx, target)
-		if !errors.Is(err, ErrTransferAborted) {
+		if !errors.Is(err, consensus.ErrTransferAborted) {
 			t.Fatalf("TransferLeadership to an isolated node = %v; want ErrTransferAborted", err)
 		}
 		if _, err := nl.Propose(ctx, []byte("still=1")); err != nil {
 			t.Fatalf("Propose after an aborted transfer = %v", err)
 		}
-		net.Heal()
+		c.Heal()
 	})
 }
 
@@ -112,12 +114,12 @@ func TestTransferLeadershipErrors(t *testing.T) {
 // acknowledged write survives.
 func TestShutdownTransfersLeadership(t *testing.T) {
 	synctest.Test(t, func(t *testing.T) {
-		c, _ := newMemnetCluster(t, true, memnet.Faults{MinDelay: oneWay, MaxDelay: oneWay}, nil)
+		c := consensustest.Start(t, 3, consensustest.WithDataDir(), consensustest.WithFaults(memnet.Faults{MinDelay: oneWay, MaxDelay: oneWay}, 1))
 		ctx := context.Background()
-		cfg := c.cfg(c.ids[0])
+		cfg := c.Config("n1")
 		electionTimeout := time.Duration(cfg.ElectionTicks) * cfg.TickInterval
 		for round := range 3 {
-			l := waitLeaderNode(ctx, t, c)
+			l := c.WaitLeader(ctx)
 			if _, err := l.Propose(ctx, []byte(fmt.Sprintf("r%d=1", round))); err != nil {
 				t.Fatal(err)
 			}
@@ -126,10 +128,10 @@ func TestShutdownTransfersLeadership(t *testing.T) {
 			if err := l.Shutdown(ctx); err != nil {
 				t.Fatalf("Shutdown = %v", err)
 			}
-			delete(c.nodes, id)
+			c.Stop(id) // closed already: the cluster forgets the node
 			var next transport.NodeID
-			for _, o := range c.others(id) {
-				li := c.nodes[o].Leader()
+			for _, o := range c.Others(id) {
+				li := c.Node(o).Leader()
 				if li.Leader != "" && li.Leader != id {
 					next = li.Leader
 				}
@@ -140,22 +142,22 @@ func TestShutdownTransfersLeadership(t *testing.T) {
 			if took := time.Since(start); took >= electionTimeout {
 				t.Fatalf("round %d: new leader after %v; want less than an election timeout (%v)", round, took, electionTimeout)
 			}
-			c.start(id) // the rolling restart
-			if err := c.sms[id].waitApplied(ctx, 1); err != nil {
+			c.Restart(id) // the rolling restart
+			if err := c.KV(id).WaitApplied(ctx, 1); err != nil {
 				t.Fatal(err)
 			}
 		}
-		l := waitLeaderNode(ctx, t, c)
+		l := c.WaitLeader(ctx)
 		last, err := l.Propose(ctx, []byte("end=1"))
 		if err != nil {
 			t.Fatal(err)
 		}
-		for _, id := range c.ids {
-			if err := c.sms[id].waitApplied(ctx, last.(uint64)); err != nil {
+		for _, id := range c.IDs() {
+			if err := c.KV(id).WaitApplied(ctx, last.(uint64)); err != nil {
 				t.Fatal(err)
 			}
 			for round := range 3 {
-				if v, _ := c.sms[id].get(fmt.Sprintf("r%d", round)); v != "1" {
+				if v, _ := c.KV(id).Get(fmt.Sprintf("r%d", round)); v != "1" {
 					t.Fatalf("%s lost acknowledged write r%d", id, round)
 				}
 			}

@@ -121,6 +121,16 @@ func (p *progress) maybeDecrTo(rejected, probe uint64) bool {
 	if p.next-1 != rejected {
 		return false
 	}
+	if probe < p.match {
+		// The follower's log ends below what it acknowledged: it lost
+		// its state (an in-memory node restarted under the same ID).
+		// Match is no longer true; probing must go below it, or the
+		// follower never catches up. (A durable follower's hint is
+		// never below match; a stale duplicate rejection that gets here
+		// only costs a re-probe: match rises again with the next ack,
+		// and the commit index never moves back.)
+		p.match = 0
+	}
 	p.next = max(min(rejected, probe+1), p.match+1)
 	p.probeSent = false
 	return true

@@ -137,7 +137,12 @@ func (r *raft) handleAppendResponse(m *Message, pr *progress) {
 		if m.LogTerm > 0 {
 			probe = r.log.findConflictByTerm(m.RejectHint, m.LogTerm)
 		}
+		acked := pr.match
 		if pr.maybeDecrTo(m.Index, probe) {
+			if pr.match < acked {
+				r.logger.Warn("follower lost entries it acknowledged (restarted without its data?); probing below its old match",
+					"to", string(m.From), "match", acked, "hint", probe)
+			}
 			if pr.state == ProgressReplicate {
 				pr.becomeProbe()
 			}

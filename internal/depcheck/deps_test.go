@@ -26,6 +26,7 @@ var testHelpers = []string{
 	"github.com/distkit/distkit/idempotency/storetest",
 	"github.com/distkit/distkit/lock/locktest",
 	"github.com/distkit/distkit/txn/rmtest",
+	"github.com/distkit/distkit/consensus/consensustest",
 }
 
 // TestProductionDependencies lists every non-test dependency of every
