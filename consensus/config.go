@@ -30,7 +30,13 @@ type Config struct {
 	ClusterName string
 	// DataDir holds the node's durable state (write-ahead log, hard state,
 	// snapshot). Empty means in memory only: nothing survives Close, which
-	// suits tests and caches but not data of record.
+	// suits tests and caches but not data of record. A memory-only node
+	// restarted under the same ID comes back empty, having forgotten its
+	// vote and the entries it acknowledged, which Raft's safety assumes
+	// are never lost: the leader brings it up to date, but until then a
+	// coinciding failure can lose a committed entry or elect two leaders
+	// in one term. For data of record use a DataDir, or remove the node
+	// and add it back under a new ID.
 	DataDir string
 	// Service is the transport service name Raft messages use, so several
 	// Raft groups (or other protocols) can share one transport.
