@@ -29,10 +29,6 @@ type runtimeState struct {
 	// sender of this cluster (a joining node that knows no members yet).
 	known atomic.Pointer[map[transport.NodeID]bool]
 
-	// readMu guards readQ, the Reads not yet taken by the loop.
-	readMu sync.Mutex
-	readQ  []*readReq
-
 	reads     map[uint64]*readReq // unanswered, by request ID
 	readWait  []*readReq          // answered, waiting for the applied index
 	nextRead  uint64
@@ -172,19 +168,21 @@ func (n *Node) onTick() {
 
 // onShutdown fails every waiting read, transfer and membership change.
 func (n *Node) onShutdown() {
-	n.rt.readMu.Lock()
-	q := n.rt.readQ
-	n.rt.readQ = nil
-	n.rt.readMu.Unlock()
-	for _, r := range q {
-		r.done <- ErrStopped
+	// Readers also give up on Node.donec; finishing their batches is
+	// tidiness (the open one, those in flight, those waiting to apply).
+	n.reads.mu.Lock()
+	open := n.reads.open
+	n.reads.open = nil
+	n.reads.mu.Unlock()
+	if open != nil {
+		open.finish(ErrStopped)
 	}
 	for id, r := range n.rt.reads {
 		delete(n.rt.reads, id)
-		r.done <- ErrStopped
+		r.finish(ErrStopped)
 	}
 	for _, r := range n.rt.readWait {
-		r.done <- ErrStopped
+		r.finish(ErrStopped)
 	}
 	n.rt.readWait = nil
 	for _, w := range n.rt.transfers {

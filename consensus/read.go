@@ -43,10 +43,6 @@ type readReq struct {
 	id     uint64 // the ReadIndex context of the current attempt
 	issued uint64 // tick of the current attempt
 	index  uint64 // the read index, once answered
-	// done is never sent on by read.go: onShutdown (hooks.go) sends
-	// ErrStopped into it (size 1, so it never blocks); readers learn of the
-	// shutdown from Node.donec.
-	done chan error
 	// ready is closed once the batch is complete; err is then its outcome
 	// (nil, or errReadRetry after a leader change).
 	ready    chan struct{}
@@ -58,7 +54,7 @@ type readReq struct {
 }
 
 func newReadReq() *readReq {
-	return &readReq{done: make(chan error, 1), ready: make(chan struct{})}
+	return &readReq{ready: make(chan struct{})}
 }
 
 // finish completes the batch (on the loop); a batch completes once.
