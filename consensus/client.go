@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"math/rand/v2"
 	"slices"
 	"sync"
 	"sync/atomic"
@@ -73,16 +74,22 @@ func (c ClientConfig) Validate() error {
 type Client struct {
 	cfg      ClientConfig
 	ids      []transport.NodeID // sorted, for a deterministic search order
+	procs    []Proposer         // procs[i] is member ids[i]
 	members  map[transport.NodeID]Proposer
 	sessions bool          // commands go through sessions
 	register chan struct{} // size 1: a token held by the goroutine registering a session
 
 	leader atomic.Int32                  // index in ids of the presumed leader
 	sess   atomic.Pointer[clientSession] // nil until registered, and after it expired
-	// window is the attempt context shared by the attempts of callers
-	// whose context never ends (see attemptContext).
-	window atomic.Pointer[attemptWindow]
+	// windows are the attempt contexts shared by the attempts of callers
+	// whose context never ends (see attemptContext). Each attempt picks
+	// one at random: a Node.Propose waits on its context's Done channel,
+	// and one channel for all callers would be a point of contention.
+	windows [attemptWindows]atomic.Pointer[attemptWindow]
 }
+
+// attemptWindows is the number of shared attempt contexts of a Client.
+const attemptWindows = 8
 
 // attemptWindow is a context that ends at deadline, shared by the attempts
 // that start while deadline is at most AttemptTimeout/8 past theirs.
@@ -101,10 +108,22 @@ type clientSession struct {
 	// under mu, read without.
 	low atomic.Uint64
 
-	mu   sync.Mutex // guards next and waiting
+	// full is the ack mark of the last command the table refused with
+	// ErrTooManyPending (0: none yet): while low stays at or below it,
+	// the session's cache is full and a new command would be refused too.
+	full atomic.Uint64
+
+	mu   sync.Mutex // guards next, ended, first and moved
 	next uint64     // the next sequence number
-	// waiting holds the sequence numbers whose Propose has not returned.
-	waiting map[uint64]struct{}
+	// ended is a ring: ended[(first+i)%len(ended)] reports whether the
+	// Propose of sequence number low+i returned, for low <= low+i < next.
+	// Numbers are handed out and mostly end in order, so a ring needs no
+	// hashing; it grows (doubling) when more than len(ended) are open.
+	ended []bool
+	first int
+	// moved, when not nil, is closed (and set to nil) when low moves: a
+	// command refused for a full cache waits on it (see awaitLow).
+	moved chan struct{}
 }
 
 // NewClient returns a Client for the given members. It uses sessions when
@@ -137,6 +156,9 @@ func NewClient(members map[transport.NodeID]Proposer, cfg ClientConfig) (*Client
 		return nil, fmt.Errorf("%w: client member %q keeps no sessions but others do: wrap every node's state machine with WithSessions", ErrInvalidConfig, without)
 	}
 	slices.Sort(c.ids)
+	for _, id := range c.ids {
+		c.procs = append(c.procs, c.members[id])
+	}
 	return c, nil
 }
 
@@ -170,7 +192,7 @@ func (c *Client) Propose(ctx context.Context, cmd []byte) (any, error) {
 		return nil, ErrNilContext
 	}
 	if !c.sessions {
-		res, _, err := c.send(ctx, func() []byte { return cmd }, false)
+		res, _, err := c.send(ctx, &request{plain: cmd}, false)
 		return res, err
 	}
 	for {
@@ -197,8 +219,16 @@ func (c *Client) Propose(ctx context.Context, cmd []byte) (any, error) {
 func (c *Client) proposeStamped(ctx context.Context, s *clientSession, seq uint64, cmd []byte) (res any, reopen bool, err error) {
 	ambiguous := false // an attempt may have been applied
 	pause := c.cfg.RetryInterval
+	if full := s.full.Load(); full != 0 && s.low.Load() <= full && seq != s.low.Load() {
+		// The cache was full at the current mark: wait for room rather
+		// than send a command bound to be refused (a wasted log entry).
+		if err := c.awaitLow(ctx, s, full, 8*c.cfg.RetryInterval); err != nil {
+			return nil, false, fmt.Errorf("consensus: client: %w (waiting for room in the session cache)", err)
+		}
+	}
+	r := &request{s: s, seq: seq, plain: cmd}
 	for {
-		res, amb, err := c.send(ctx, func() []byte { return c.stamp(s, seq, cmd) }, true)
+		res, amb, err := c.send(ctx, r, true)
 		ambiguous = ambiguous || amb
 		refused := refusal(res)
 		if err != nil {
@@ -213,13 +243,11 @@ func (c *Client) proposeStamped(ctx context.Context, s *clientSession, seq uint6
 		case errors.Is(refused, ErrTooManyPending):
 			// Not applied: the session caches as many results as it may,
 			// because an older command of this client is still in flight
-			// (its result cannot be dropped). Wait for it, then retry.
-			t := time.NewTimer(pause)
-			select {
-			case <-t.C:
-			case <-ctx.Done():
-				t.Stop()
-				return nil, false, fmt.Errorf("consensus: client: %w (last failure: %v)", ctx.Err(), refused)
+			// (its result cannot be dropped). Wait until it returns (the
+			// mark moves), at most pause, then retry.
+			s.full.Store(r.acked)
+			if err := c.awaitLow(ctx, s, r.acked, pause); err != nil {
+				return nil, false, fmt.Errorf("consensus: client: %w (last failure: %v)", err, refused)
 			}
 			pause = min(2*pause, 8*c.cfg.RetryInterval)
 		case errors.Is(refused, ErrSessionExpired):
@@ -238,11 +266,46 @@ func (c *Client) proposeStamped(ctx context.Context, s *clientSession, seq uint6
 	}
 }
 
-// send proposes cmd() until an attempt succeeds, a failure is final, or ctx
+// request is what send proposes: a session command (s non-nil: plain
+// stamped as command seq of s), or plain as it is.
+type request struct {
+	s     *clientSession
+	seq   uint64
+	plain []byte
+	acked uint64 // the ack mark of the last attempt's stamp
+}
+
+// stampBufs holds buffers for the stamped commands proposed to a *Node,
+// which copies a command before Propose returns, so the buffer can be
+// reused at once. Other Proposers (which may keep the slice, say in a
+// network write still under way after ctx ended) get a fresh one.
+var stampBufs = sync.Pool{New: func() any { return new([]byte) }}
+
+// propose makes one attempt of r on member i.
+func (c *Client) propose(ctx context.Context, i int, r *request) (any, error) {
+	p := c.procs[i]
+	if r.s == nil {
+		return p.Propose(ctx, r.plain)
+	}
+	r.acked = r.s.low.Load()
+	if _, copies := p.(*Node); !copies {
+		return p.Propose(ctx, c.stamp(nil, r))
+	}
+	buf := stampBufs.Get().(*[]byte)
+	cmd := c.stamp((*buf)[:0], r)
+	res, err := p.Propose(ctx, cmd)
+	if cap(cmd) <= 64<<10 { // do not keep a huge command's buffer
+		*buf = cmd[:0]
+		stampBufs.Put(buf)
+	}
+	return res, err
+}
+
+// send proposes r until an attempt succeeds, a failure is final, or ctx
 // ends. With retryUnknown, failures after which the command may or may not
 // have been applied are retried; ambiguous reports whether there was one.
-func (c *Client) send(ctx context.Context, cmd func() []byte, retryUnknown bool) (res any, ambiguous bool, err error) {
-	target := c.Leader()
+func (c *Client) send(ctx context.Context, r *request, retryUnknown bool) (res any, ambiguous bool, err error) {
+	target := int(c.leader.Load())
 	first := target
 	pause := c.cfg.RetryInterval
 	tried := 0 // nodes tried since the last pause
@@ -255,26 +318,27 @@ func (c *Client) send(ctx context.Context, cmd func() []byte, retryUnknown bool)
 			return nil, ambiguous, fmt.Errorf("consensus: client: %w", err)
 		}
 		actx, cancel := c.attemptContext(ctx)
-		res, err := c.members[target].Propose(actx, cmd())
-		attemptTimedOut := actx.Err() != nil && ctx.Err() == nil
-		cancel()
+		res, err := c.propose(actx, target, r)
 		if err == nil {
+			cancel()
 			if target != first {
-				c.setLeader(target)
+				c.leader.Store(int32(target))
 			}
 			return res, ambiguous, nil
 		}
+		attemptTimedOut := actx.Err() != nil && ctx.Err() == nil
+		cancel()
 		lastErr = err
 		var nle *raft.NotLeaderError
 		switch {
-		case errors.As(err, &nle) && nle.Leader != "" && nle.Leader != target && c.members[nle.Leader] != nil:
+		case errors.As(err, &nle) && nle.Leader != "" && nle.Leader != c.ids[target] && c.members[nle.Leader] != nil:
 			// Follow the hint at once. It still counts as a try below:
 			// stale hints during an election can point in a circle.
-			target = nle.Leader
+			target = slices.Index(c.ids, nle.Leader)
 		case errors.Is(err, ErrNotLeader), errors.Is(err, ErrProposalLost), errors.Is(err, ErrClosed),
 			errors.Is(err, raft.ErrProposalDropped):
 			// Certainly not applied: safe to retry anywhere.
-			target = c.next(target)
+			target = (target + 1) % len(c.ids)
 		case errors.Is(err, ErrStopped), errors.Is(err, ErrOutcomeUnknown), attemptTimedOut:
 			ambiguous = true
 			if !retryUnknown {
@@ -282,7 +346,7 @@ func (c *Client) send(ctx context.Context, cmd func() []byte, retryUnknown bool)
 			}
 			// Session-stamped: a copy that was applied is answered from
 			// the session cache, not applied again.
-			target = c.next(target)
+			target = (target + 1) % len(c.ids)
 		default:
 			return nil, ambiguous, err
 		}
@@ -315,7 +379,7 @@ func (c *Client) Close(ctx context.Context) error {
 	if s == nil {
 		return nil
 	}
-	res, _, err := c.send(ctx, func() []byte { return session.AppendClose(nil, s.id) }, true)
+	res, _, err := c.send(ctx, &request{plain: session.AppendClose(nil, s.id)}, true)
 	if err == nil {
 		err = refusal(res)
 	}
@@ -330,30 +394,33 @@ func (c *Client) Close(ctx context.Context) error {
 // several allocations on the hot path, so two common cases share or skip
 // it: a ctx whose deadline comes first already bounds the attempt; and
 // attempts of callers passing context.Background() (or TODO: no values,
-// never done) share one context per AttemptTimeout/8 window, ending
-// between AttemptTimeout and 9/8 of it after the attempt starts.
+// never done) share one of a few contexts per AttemptTimeout/8 window,
+// ending between AttemptTimeout and 9/8 of it after the attempt starts.
 func (c *Client) attemptContext(ctx context.Context) (context.Context, context.CancelFunc) {
 	now := time.Now()
 	limit := now.Add(c.cfg.AttemptTimeout)
 	if d, ok := ctx.Deadline(); ok && !d.After(limit) {
-		return ctx, func() {}
+		return ctx, noCancel
 	}
 	if ctx != context.Background() && ctx != context.TODO() {
 		return context.WithDeadline(ctx, limit)
 	}
+	slot := &c.windows[rand.Uint32()%attemptWindows]
 	for {
-		w := c.window.Load()
+		w := slot.Load()
 		if w != nil && !w.deadline.Before(limit) && w.deadline.Sub(limit) <= c.cfg.AttemptTimeout/8 {
-			return w.ctx, func() {}
+			return w.ctx, noCancel
 		}
 		d := limit.Add(c.cfg.AttemptTimeout / 8)
 		wctx, cancel := context.WithDeadline(context.Background(), d)
-		if c.window.CompareAndSwap(w, &attemptWindow{ctx: wctx, cancel: cancel, deadline: d}) {
-			return wctx, func() {}
+		if slot.CompareAndSwap(w, &attemptWindow{ctx: wctx, cancel: cancel, deadline: d}) {
+			return wctx, noCancel
 		}
 		cancel() // another attempt installed a window first
 	}
 }
+
+func noCancel() {}
 
 // session returns the client's open session, registering one through the
 // log if there is none. Concurrent callers wait for one registration.
@@ -373,7 +440,7 @@ func (c *Client) session(ctx context.Context) (*clientSession, error) {
 		}
 		// A register entry with unknown outcome is retried: at worst it
 		// opens a session nobody uses, which expires.
-		res, _, err := c.send(ctx, func() []byte { return session.AppendRegister(nil) }, true)
+		res, _, err := c.send(ctx, &request{plain: session.AppendRegister(nil)}, true)
 		<-c.register
 		if err != nil {
 			return nil, fmt.Errorf("consensus: client: register session: %w", err)
@@ -382,7 +449,7 @@ func (c *Client) session(ctx context.Context) (*clientSession, error) {
 		if !ok {
 			return nil, fmt.Errorf("%w: client: registering a session answered %T, not a SessionID: is every node's state machine wrapped by WithSessions?", ErrInvalidConfig, res)
 		}
-		s := &clientSession{id: id, next: 1, waiting: map[uint64]struct{}{}}
+		s := &clientSession{id: id, next: 1, ended: make([]bool, 64)}
 		s.low.Store(1)
 		c.sess.Store(s)
 	}
@@ -393,8 +460,15 @@ func (c *Client) begin(s *clientSession) uint64 {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	seq := s.next
+	open := int(seq - s.low.Load()) // numbers from low to seq-1 are in the ring
+	if open == len(s.ended) {
+		grown := make([]bool, 2*len(s.ended))
+		n := copy(grown, s.ended[s.first:])
+		copy(grown[n:], s.ended[:s.first])
+		s.ended, s.first = grown, 0
+	}
+	s.ended[(s.first+open)%len(s.ended)] = false
 	s.next++
-	s.waiting[seq] = struct{}{}
 	return seq
 }
 
@@ -404,21 +478,53 @@ func (c *Client) begin(s *clientSession) uint64 {
 func (c *Client) end(s *clientSession, seq uint64) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	delete(s.waiting, seq)
 	low := s.low.Load()
-	for low < s.next {
-		if _, ok := s.waiting[low]; ok {
-			break
-		}
+	s.ended[(s.first+int(seq-low))%len(s.ended)] = true
+	moved := false
+	for low < s.next && s.ended[s.first] {
+		s.first = (s.first + 1) % len(s.ended)
 		low++
+		moved = true
 	}
 	s.low.Store(low)
+	if moved && s.moved != nil {
+		close(s.moved) // wake the commands waiting for room in the cache
+		s.moved = nil
+	}
 }
 
-// stamp encodes cmd as command seq of session s, with the lowest sequence
-// number still waited for as the acknowledgement mark.
-func (c *Client) stamp(s *clientSession, seq uint64, cmd []byte) []byte {
-	return session.AppendCommand(make([]byte, 0, len(cmd)+32), s.id, seq, s.low.Load(), cmd)
+// stamp appends r's command to dst as command r.seq of session r.s, with
+// r.acked (the lowest sequence number still waited for) as the
+// acknowledgement mark.
+func (c *Client) stamp(dst []byte, r *request) []byte {
+	if dst == nil {
+		dst = make([]byte, 0, len(r.plain)+32)
+	}
+	return session.AppendCommand(dst, r.s.id, r.seq, r.acked, r.plain)
+}
+
+// awaitLow waits until the ack mark of s is above mark, for at most
+// pause, or until ctx ends (its error).
+func (c *Client) awaitLow(ctx context.Context, s *clientSession, mark uint64, pause time.Duration) error {
+	s.mu.Lock()
+	if s.low.Load() > mark {
+		s.mu.Unlock()
+		return nil
+	}
+	if s.moved == nil {
+		s.moved = make(chan struct{})
+	}
+	moved := s.moved
+	s.mu.Unlock()
+	t := time.NewTimer(pause)
+	defer t.Stop()
+	select {
+	case <-moved:
+	case <-t.C:
+	case <-ctx.Done():
+		return ctx.Err()
+	}
+	return nil
 }
 
 // expire forgets s if it is still the client's session.
@@ -435,13 +541,4 @@ func refusal(res any) error {
 		return err
 	}
 	return nil
-}
-
-func (c *Client) setLeader(id transport.NodeID) {
-	c.leader.Store(int32(slices.Index(c.ids, id)))
-}
-
-func (c *Client) next(id transport.NodeID) transport.NodeID {
-	i := slices.Index(c.ids, id)
-	return c.ids[(i+1)%len(c.ids)]
 }

@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"io"
 	"math/rand/v2"
+	"slices"
 	"sync"
 	"testing"
 	"time"
@@ -15,6 +16,7 @@ import (
 	"github.com/distkit/distkit/consensus/raft"
 	"github.com/distkit/distkit/consensus/session"
 	"github.com/distkit/distkit/transport"
+	"pgregory.net/rapid"
 )
 
 // fakeProposer answers from a script, one reply per call.
@@ -465,6 +467,67 @@ func TestClientWaitsForCacheRoom(t *testing.T) {
 	}
 }
 
+// TestClientWakesWhenCacheHasRoom: as in TestClientWaitsForCacheRoom, a
+// stuck old command fills the cache and a newer command is refused; the
+// refused command is retried as soon as the old one returns (the mark
+// moves), not after a pause: RetryInterval is an hour here, far beyond the
+// test's context (which only turns a missed wake-up into a failure).
+func TestClientWakesWhenCacheHasRoom(t *testing.T) {
+	started := make(chan struct{})
+	var once sync.Once
+	cfg := DefaultClientConfig()
+	cfg.AttemptTimeout = 50 * time.Millisecond
+	refused := 0
+	cl, c := newSessionCluster(t, cfg, func(c *sessionCluster, _ int, e session.Envelope) sessionFault {
+		if e.Kind == session.KindCommand && string(e.Payload) == "slow" {
+			hang := false
+			once.Do(func() { hang = true; close(started) })
+			if hang {
+				return faultHang
+			}
+		}
+		if e.Kind == session.KindCommand && c.sm.table.Pending(e.Session) >= 2 && e.Seq != e.Acked {
+			refused++
+		}
+		return faultNone
+	})
+	cl.cfg.RetryInterval = time.Hour
+	scfg := DefaultSessionConfig()
+	scfg.MaxPending = 2
+	sm, err := WithSessions(c.rec, scfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	c.sm = sm
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	if _, err := cl.Propose(ctx, []byte("first")); err != nil {
+		t.Fatal(err)
+	}
+	slow := make(chan error, 1)
+	go func() {
+		_, err := cl.Propose(ctx, []byte("slow"))
+		slow <- err
+	}()
+	<-started
+	for i := range 4 {
+		if _, err := cl.Propose(ctx, fmt.Appendf(nil, "new%d", i)); err != nil {
+			t.Fatalf("Propose(new%d) = %v (a refused command not woken when the mark moved?)", i, err)
+		}
+	}
+	if err := <-slow; err != nil {
+		t.Fatalf("Propose(slow) = %v", err)
+	}
+	if got := c.appliedCount(); got != 6 {
+		t.Fatalf("applied %d commands; want 6 (each once): %q", got, c.rec.applied)
+	}
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if refused == 0 {
+		t.Fatalf("no command was refused for a full cache: the test did not test the wake-up")
+	}
+}
+
 // TestClientExpiredAsError: a forwarding Proposer that reports the
 // session's expiry as an error (not a result) gets the same treatment:
 // the command was not applied, so the client reopens a session.
@@ -509,4 +572,39 @@ func TestClientClose(t *testing.T) {
 	if err := zero.Close(ctx); !errors.Is(err, ErrInvalidConfig) {
 		t.Fatalf("Close on a nil Client = %v; want ErrInvalidConfig", err)
 	}
+}
+
+// TestClientAckMark: whatever order the callers of a session's commands
+// return in, the acknowledgement mark the Client sends is the lowest
+// sequence number still waited for (the next one if none is), and it
+// never moves down; more commands open at once than the ring first holds
+// make it grow.
+func TestClientAckMark(t *testing.T) {
+	rapid.Check(t, func(rt *rapid.T) {
+		c := &Client{}
+		s := &clientSession{id: 1, next: 1, ended: make([]bool, rapid.IntRange(1, 4).Draw(rt, "ring"))}
+		s.low.Store(1)
+		open := map[uint64]bool{}
+		for range rapid.IntRange(1, 300).Draw(rt, "ops") {
+			if len(open) == 0 || rapid.IntRange(0, 2).Draw(rt, "op") == 0 {
+				open[c.begin(s)] = true
+			} else {
+				var seqs []uint64
+				for seq := range open {
+					seqs = append(seqs, seq)
+				}
+				slices.Sort(seqs)
+				seq := rapid.SampledFrom(seqs).Draw(rt, "end")
+				delete(open, seq)
+				c.end(s, seq)
+			}
+			want := s.next
+			for seq := range open {
+				want = min(want, seq)
+			}
+			if got := s.low.Load(); got != want {
+				rt.Fatalf("ack mark %d; want %d (open %v, next %d)", got, want, open, s.next)
+			}
+		}
+	})
 }
