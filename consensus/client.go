@@ -91,39 +91,53 @@ type Client struct {
 // attemptWindows is the number of shared attempt contexts of a Client.
 const attemptWindows = 8
 
-// attemptWindow is a context that ends at deadline, shared by the attempts
-// that start while deadline is at most AttemptTimeout/8 past theirs.
+// attemptWindow is a context shared by attempts (see attemptContext).
 type attemptWindow struct {
-	ctx      context.Context
-	cancel   context.CancelFunc // never called: the context ends at deadline
-	deadline time.Time
+	ctx    context.Context
+	cancel context.CancelFunc // never called: the context ends at its deadline
+	stale  atomic.Bool        // set once the window is too old for a new attempt
 }
 
-// clientSession is the Client's side of a session.
+// clientSession is the Client's side of a session. Numbering a command
+// and noting that its caller returned take no lock: they are atomic
+// operations on a ring of the open numbers.
 type clientSession struct {
 	id SessionID
 	// low is the lowest sequence number whose Propose has not returned
 	// (next if none): the "acked" mark sent with every command. It only
-	// moves up, so keeping it is amortized O(1) per command. Written
-	// under mu, read without.
+	// moves up.
 	low atomic.Uint64
-
+	// next is the next sequence number; next-low < len(ended).
+	next atomic.Uint64
+	// ended is a ring: ended[seq%len(ended)] == seq once the Propose of
+	// seq returned (a slot holds the number that last used it, so an
+	// older lap never reads as ended). begin waits while len(ended)
+	// numbers from low up are taken, which keeps the slots of open
+	// numbers distinct.
+	ended []atomic.Uint64
 	// full is the ack mark of the last command the table refused with
 	// ErrTooManyPending (0: none yet): while low stays at or below it,
 	// the session's cache is full and a new command would be refused too.
 	full atomic.Uint64
 
-	mu   sync.Mutex // guards next, ended, first and moved
-	next uint64     // the next sequence number
-	// ended is a ring: ended[(first+i)%len(ended)] reports whether the
-	// Propose of sequence number low+i returned, for low <= low+i < next.
-	// Numbers are handed out and mostly end in order, so a ring needs no
-	// hashing; it grows (doubling) when more than len(ended) are open.
-	ended []bool
-	first int
+	waiters atomic.Int32 // callers in awaitLow
+	mu      sync.Mutex   // guards moved
 	// moved, when not nil, is closed (and set to nil) when low moves: a
-	// command refused for a full cache waits on it (see awaitLow).
+	// command waiting for room (see awaitLow) waits on it.
 	moved chan struct{}
+}
+
+// sessionRing is the size of a clientSession's ring: how many commands a
+// Client may number past its oldest unanswered one. It is twice the
+// default SessionConfig.MaxPending, past which the session's cache refuses
+// them anyway.
+const sessionRing = 8192
+
+func newClientSession(id SessionID, ring int) *clientSession {
+	s := &clientSession{id: id, ended: make([]atomic.Uint64, ring)}
+	s.low.Store(1)
+	s.next.Store(1)
+	return s
 }
 
 // NewClient returns a Client for the given members. It uses sessions when
@@ -200,7 +214,10 @@ func (c *Client) Propose(ctx context.Context, cmd []byte) (any, error) {
 		if err != nil {
 			return nil, err
 		}
-		seq := c.begin(s)
+		seq, err := c.begin(ctx, s)
+		if err != nil {
+			return nil, err
+		}
 		res, reopen, err := c.proposeStamped(ctx, s, seq, cmd)
 		c.end(s, seq)
 		if !reopen {
@@ -394,27 +411,40 @@ func (c *Client) Close(ctx context.Context) error {
 // several allocations on the hot path, so two common cases share or skip
 // it: a ctx whose deadline comes first already bounds the attempt; and
 // attempts of callers passing context.Background() (or TODO: no values,
-// never done) share one of a few contexts per AttemptTimeout/8 window,
-// ending between AttemptTimeout and 9/8 of it after the attempt starts.
+// never done) share one of a few windows, contexts that end 9/8 of
+// AttemptTimeout after they were made and are used for the first eighth
+// of it (a timer then marks them stale), so an attempt gets between
+// AttemptTimeout and 9/8 of it (a little less if that timer runs late),
+// without reading the clock.
 func (c *Client) attemptContext(ctx context.Context) (context.Context, context.CancelFunc) {
-	now := time.Now()
-	limit := now.Add(c.cfg.AttemptTimeout)
+	if ctx == context.Background() || ctx == context.TODO() {
+		slot := &c.windows[rand.Uint32()%attemptWindows]
+		if w := slot.Load(); w != nil && !w.stale.Load() {
+			return w.ctx, noCancel
+		}
+		return c.newWindow(slot), noCancel
+	}
+	limit := time.Now().Add(c.cfg.AttemptTimeout)
 	if d, ok := ctx.Deadline(); ok && !d.After(limit) {
 		return ctx, noCancel
 	}
-	if ctx != context.Background() && ctx != context.TODO() {
-		return context.WithDeadline(ctx, limit)
-	}
-	slot := &c.windows[rand.Uint32()%attemptWindows]
+	return context.WithDeadline(ctx, limit)
+}
+
+// newWindow installs a fresh attempt window in slot (unless another
+// attempt just did) and returns its context.
+func (c *Client) newWindow(slot *atomic.Pointer[attemptWindow]) context.Context {
 	for {
 		w := slot.Load()
-		if w != nil && !w.deadline.Before(limit) && w.deadline.Sub(limit) <= c.cfg.AttemptTimeout/8 {
-			return w.ctx, noCancel
+		if w != nil && !w.stale.Load() {
+			return w.ctx
 		}
-		d := limit.Add(c.cfg.AttemptTimeout / 8)
-		wctx, cancel := context.WithDeadline(context.Background(), d)
-		if slot.CompareAndSwap(w, &attemptWindow{ctx: wctx, cancel: cancel, deadline: d}) {
-			return wctx, noCancel
+		fresh := c.cfg.AttemptTimeout / 8
+		wctx, cancel := context.WithTimeout(context.Background(), c.cfg.AttemptTimeout+fresh)
+		nw := &attemptWindow{ctx: wctx, cancel: cancel}
+		if slot.CompareAndSwap(w, nw) {
+			time.AfterFunc(fresh, func() { nw.stale.Store(true) })
+			return wctx
 		}
 		cancel() // another attempt installed a window first
 	}
@@ -449,47 +479,55 @@ func (c *Client) session(ctx context.Context) (*clientSession, error) {
 		if !ok {
 			return nil, fmt.Errorf("%w: client: registering a session answered %T, not a SessionID: is every node's state machine wrapped by WithSessions?", ErrInvalidConfig, res)
 		}
-		s := &clientSession{id: id, next: 1, ended: make([]bool, 64)}
-		s.low.Store(1)
-		c.sess.Store(s)
+		c.sess.Store(newClientSession(id, sessionRing))
 	}
 }
 
-// begin takes the next sequence number of s for a new command.
-func (c *Client) begin(s *clientSession) uint64 {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	seq := s.next
-	open := int(seq - s.low.Load()) // numbers from low to seq-1 are in the ring
-	if open == len(s.ended) {
-		grown := make([]bool, 2*len(s.ended))
-		n := copy(grown, s.ended[s.first:])
-		copy(grown[n:], s.ended[:s.first])
-		s.ended, s.first = grown, 0
+// begin takes the next sequence number of s for a new command. While
+// the ring of open numbers is full (a command is stuck while many newer
+// ones were answered), it waits for the oldest to return, or for ctx.
+func (c *Client) begin(ctx context.Context, s *clientSession) (uint64, error) {
+	for {
+		seq, low := s.next.Load(), s.low.Load()
+		if seq-low >= uint64(len(s.ended)) {
+			if err := c.awaitLow(ctx, s, low, time.Hour); err != nil {
+				return 0, fmt.Errorf("consensus: client: %w (%d commands of the session open past the oldest unanswered)", err, seq-low)
+			}
+			continue
+		}
+		// low only moves up, so seq-low stays below the ring's size.
+		if s.next.CompareAndSwap(seq, seq+1) {
+			return seq, nil
+		}
 	}
-	s.ended[(s.first+open)%len(s.ended)] = false
-	s.next++
-	return seq
 }
 
 // end notes that the caller of seq no longer waits for it (answered or
 // given up): later commands tell the table to drop its result, and to
 // refuse a late copy of it.
 func (c *Client) end(s *clientSession, seq uint64) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	low := s.low.Load()
-	s.ended[(s.first+int(seq-low))%len(s.ended)] = true
+	ring := uint64(len(s.ended))
+	s.ended[seq%ring].Store(seq)
 	moved := false
-	for low < s.next && s.ended[s.first] {
-		s.first = (s.first + 1) % len(s.ended)
-		low++
-		moved = true
+	// Whoever moves low past an ended number also checks the next one, so
+	// a number that ended while another caller moved low is not missed:
+	// either that caller sees this Store, or this loop sees its move.
+	for {
+		low := s.low.Load()
+		if s.ended[low%ring].Load() != low {
+			break
+		}
+		if s.low.CompareAndSwap(low, low+1) {
+			moved = true
+		}
 	}
-	s.low.Store(low)
-	if moved && s.moved != nil {
-		close(s.moved) // wake the commands waiting for room in the cache
-		s.moved = nil
+	if moved && s.waiters.Load() > 0 {
+		s.mu.Lock()
+		if s.moved != nil {
+			close(s.moved) // wake the commands waiting for room
+			s.moved = nil
+		}
+		s.mu.Unlock()
 	}
 }
 
@@ -506,6 +544,10 @@ func (c *Client) stamp(dst []byte, r *request) []byte {
 // awaitLow waits until the ack mark of s is above mark, for at most
 // pause, or until ctx ends (its error).
 func (c *Client) awaitLow(ctx context.Context, s *clientSession, mark uint64, pause time.Duration) error {
+	// Counted before low is checked: end moves low before it reads
+	// waiters, so one of the two sees the other.
+	s.waiters.Add(1)
+	defer s.waiters.Add(-1)
 	s.mu.Lock()
 	if s.low.Load() > mark {
 		s.mu.Unlock()

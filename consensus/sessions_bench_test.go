@@ -144,9 +144,7 @@ func BenchmarkClientOverhead(b *testing.B) {
 		}
 		if keeps {
 			// The session: as if the register command answered ID 1.
-			s := &clientSession{id: 1, next: 1, ended: make([]bool, 64)}
-			s.low.Store(1)
-			cl.sess.Store(s)
+			cl.sess.Store(newClientSession(1, sessionRing))
 		}
 		cmd := make([]byte, 128)
 		b.Run(name, func(b *testing.B) {

@@ -59,6 +59,13 @@ type Table struct {
 	now       int64 // the largest stamped time seen; never decreases
 	nextSweep int64 // when to next remove expired sessions
 	sessions  map[ID]*entry
+
+	// begun is the session of the command Begin last told its caller to
+	// apply, seq its number: Finish, which follows at once, needs no
+	// second lookup. Every other method clears it.
+	begun    *entry
+	begunID  ID
+	begunSeq uint64
 }
 
 // entry is one open session.
@@ -117,22 +124,27 @@ func (q *results) put(seq uint64, val []byte) {
 		// Reuse the slots dropped from the front instead of growing
 		// (when they are at least half: the copy is then amortized O(1)).
 		n := copy(q.buf, q.live())
-		clear(q.buf[n:])
+		clear(q.buf[n:]) // the dropped results can be collected now
 		q.buf, q.head = q.buf[:n], 0
+	}
+	if q.head+i == len(q.buf) {
+		q.buf = append(q.buf, result{seq: seq, val: val})
+		return
 	}
 	q.buf = slices.Insert(q.buf, q.head+i, result{seq: seq, val: val})
 }
 
-// dropBelow drops the results of every seq below seq.
+// dropBelow drops the results of every seq below seq. Their slots keep
+// them (at most as many as are cached) until put reuses the slots.
 func (q *results) dropBelow(seq uint64) {
 	live := q.live()
 	i := 0
 	for i < len(live) && live[i].seq < seq {
 		i++
 	}
-	clear(live[:i]) // let the dropped results be collected
 	q.head += i
 	if q.head == len(q.buf) {
+		clear(q.buf)
 		q.buf, q.head = q.buf[:0], 0
 	}
 }
@@ -165,6 +177,7 @@ func (t *Table) Pending(id ID) int {
 // moves forward, whatever the clocks of successive leaders say) and now
 // and then removes the expired sessions.
 func (t *Table) advance(stamp int64) {
+	t.begun = nil
 	t.now = max(t.now, stamp)
 	if t.now < t.nextSweep {
 		return
@@ -259,6 +272,7 @@ func (t *Table) Begin(e Envelope) (cached []byte, duplicate bool, err error) {
 	if s.results.len() >= t.maxPending && e.Seq != s.acked {
 		return nil, false, fmt.Errorf("%w: session %d caches %d results", ErrTooManyPending, e.Session, s.results.len())
 	}
+	t.begun, t.begunID, t.begunSeq = s, e.Session, e.Seq
 	return nil, false, nil
 }
 
@@ -266,7 +280,12 @@ func (t *Table) Begin(e Envelope) (cached []byte, duplicate bool, err error) {
 // Begin told the caller to apply. The table keeps result itself (no
 // copy): the caller must not modify it afterwards.
 func (t *Table) Finish(e Envelope, result []byte) {
-	if s := t.sessions[e.Session]; s != nil {
+	s := t.begun
+	if s == nil || t.begunID != e.Session || t.begunSeq != e.Seq {
+		s = t.sessions[e.Session]
+	}
+	t.begun = nil
+	if s != nil {
 		s.results.put(e.Seq, result)
 	}
 }
