@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"math/rand/v2"
 	"slices"
 	"sync"
 	"sync/atomic"
@@ -73,38 +74,70 @@ func (c ClientConfig) Validate() error {
 type Client struct {
 	cfg      ClientConfig
 	ids      []transport.NodeID // sorted, for a deterministic search order
+	procs    []Proposer         // procs[i] is member ids[i]
 	members  map[transport.NodeID]Proposer
 	sessions bool          // commands go through sessions
 	register chan struct{} // size 1: a token held by the goroutine registering a session
 
 	leader atomic.Int32                  // index in ids of the presumed leader
 	sess   atomic.Pointer[clientSession] // nil until registered, and after it expired
-	// window is the attempt context shared by the attempts of callers
-	// whose context never ends (see attemptContext).
-	window atomic.Pointer[attemptWindow]
+	// windows are the attempt contexts shared by the attempts of callers
+	// whose context never ends (see attemptContext). Each attempt picks
+	// one at random: a Node.Propose waits on its context's Done channel,
+	// and one channel for all callers would be a point of contention.
+	windows [attemptWindows]atomic.Pointer[attemptWindow]
 }
 
-// attemptWindow is a context that ends at deadline, shared by the attempts
-// that start while deadline is at most AttemptTimeout/8 past theirs.
+// attemptWindows is the number of shared attempt contexts of a Client.
+const attemptWindows = 8
+
+// attemptWindow is a context shared by attempts (see attemptContext).
 type attemptWindow struct {
-	ctx      context.Context
-	cancel   context.CancelFunc // never called: the context ends at deadline
-	deadline time.Time
+	ctx    context.Context
+	cancel context.CancelFunc // never called: the context ends at its deadline
+	stale  atomic.Bool        // set once the window is too old for a new attempt
 }
 
-// clientSession is the Client's side of a session.
+// clientSession is the Client's side of a session. Numbering a command
+// and noting that its caller returned take no lock: they are atomic
+// operations on a ring of the open numbers.
 type clientSession struct {
 	id SessionID
 	// low is the lowest sequence number whose Propose has not returned
 	// (next if none): the "acked" mark sent with every command. It only
-	// moves up, so keeping it is amortized O(1) per command. Written
-	// under mu, read without.
+	// moves up.
 	low atomic.Uint64
+	// next is the next sequence number; next-low < len(ended).
+	next atomic.Uint64
+	// ended is a ring: ended[seq%len(ended)] == seq once the Propose of
+	// seq returned (a slot holds the number that last used it, so an
+	// older lap never reads as ended). begin waits while len(ended)
+	// numbers from low up are taken, which keeps the slots of open
+	// numbers distinct.
+	ended []atomic.Uint64
+	// full is the ack mark of the last command the table refused with
+	// ErrTooManyPending (0: none yet): while low stays at or below it,
+	// the session's cache is full and a new command would be refused too.
+	full atomic.Uint64
 
-	mu   sync.Mutex // guards next and waiting
-	next uint64     // the next sequence number
-	// waiting holds the sequence numbers whose Propose has not returned.
-	waiting map[uint64]struct{}
+	waiters atomic.Int32 // callers in awaitLow
+	mu      sync.Mutex   // guards moved
+	// moved, when not nil, is closed (and set to nil) when low moves: a
+	// command waiting for room (see awaitLow) waits on it.
+	moved chan struct{}
+}
+
+// sessionRing is the size of a clientSession's ring: how many commands a
+// Client may number past its oldest unanswered one. It is twice the
+// default SessionConfig.MaxPending, past which the session's cache refuses
+// them anyway.
+const sessionRing = 8192
+
+func newClientSession(id SessionID, ring int) *clientSession {
+	s := &clientSession{id: id, ended: make([]atomic.Uint64, ring)}
+	s.low.Store(1)
+	s.next.Store(1)
+	return s
 }
 
 // NewClient returns a Client for the given members. It uses sessions when
@@ -137,6 +170,9 @@ func NewClient(members map[transport.NodeID]Proposer, cfg ClientConfig) (*Client
 		return nil, fmt.Errorf("%w: client member %q keeps no sessions but others do: wrap every node's state machine with WithSessions", ErrInvalidConfig, without)
 	}
 	slices.Sort(c.ids)
+	for _, id := range c.ids {
+		c.procs = append(c.procs, c.members[id])
+	}
 	return c, nil
 }
 
@@ -170,7 +206,7 @@ func (c *Client) Propose(ctx context.Context, cmd []byte) (any, error) {
 		return nil, ErrNilContext
 	}
 	if !c.sessions {
-		res, _, err := c.send(ctx, func() []byte { return cmd }, false)
+		res, _, err := c.send(ctx, &request{plain: cmd}, false)
 		return res, err
 	}
 	for {
@@ -178,7 +214,10 @@ func (c *Client) Propose(ctx context.Context, cmd []byte) (any, error) {
 		if err != nil {
 			return nil, err
 		}
-		seq := c.begin(s)
+		seq, err := c.begin(ctx, s)
+		if err != nil {
+			return nil, err
+		}
 		res, reopen, err := c.proposeStamped(ctx, s, seq, cmd)
 		c.end(s, seq)
 		if !reopen {
@@ -197,8 +236,16 @@ func (c *Client) Propose(ctx context.Context, cmd []byte) (any, error) {
 func (c *Client) proposeStamped(ctx context.Context, s *clientSession, seq uint64, cmd []byte) (res any, reopen bool, err error) {
 	ambiguous := false // an attempt may have been applied
 	pause := c.cfg.RetryInterval
+	if full := s.full.Load(); full != 0 && s.low.Load() <= full && seq != s.low.Load() {
+		// The cache was full at the current mark: wait for room rather
+		// than send a command bound to be refused (a wasted log entry).
+		if err := c.awaitLow(ctx, s, full, 8*c.cfg.RetryInterval); err != nil {
+			return nil, false, fmt.Errorf("consensus: client: %w (waiting for room in the session cache)", err)
+		}
+	}
+	r := &request{s: s, seq: seq, plain: cmd}
 	for {
-		res, amb, err := c.send(ctx, func() []byte { return c.stamp(s, seq, cmd) }, true)
+		res, amb, err := c.send(ctx, r, true)
 		ambiguous = ambiguous || amb
 		refused := refusal(res)
 		if err != nil {
@@ -213,13 +260,11 @@ func (c *Client) proposeStamped(ctx context.Context, s *clientSession, seq uint6
 		case errors.Is(refused, ErrTooManyPending):
 			// Not applied: the session caches as many results as it may,
 			// because an older command of this client is still in flight
-			// (its result cannot be dropped). Wait for it, then retry.
-			t := time.NewTimer(pause)
-			select {
-			case <-t.C:
-			case <-ctx.Done():
-				t.Stop()
-				return nil, false, fmt.Errorf("consensus: client: %w (last failure: %v)", ctx.Err(), refused)
+			// (its result cannot be dropped). Wait until it returns (the
+			// mark moves), at most pause, then retry.
+			s.full.Store(r.acked)
+			if err := c.awaitLow(ctx, s, r.acked, pause); err != nil {
+				return nil, false, fmt.Errorf("consensus: client: %w (last failure: %v)", err, refused)
 			}
 			pause = min(2*pause, 8*c.cfg.RetryInterval)
 		case errors.Is(refused, ErrSessionExpired):
@@ -238,11 +283,46 @@ func (c *Client) proposeStamped(ctx context.Context, s *clientSession, seq uint6
 	}
 }
 
-// send proposes cmd() until an attempt succeeds, a failure is final, or ctx
+// request is what send proposes: a session command (s non-nil: plain
+// stamped as command seq of s), or plain as it is.
+type request struct {
+	s     *clientSession
+	seq   uint64
+	plain []byte
+	acked uint64 // the ack mark of the last attempt's stamp
+}
+
+// stampBufs holds buffers for the stamped commands proposed to a *Node,
+// which copies a command before Propose returns, so the buffer can be
+// reused at once. Other Proposers (which may keep the slice, say in a
+// network write still under way after ctx ended) get a fresh one.
+var stampBufs = sync.Pool{New: func() any { return new([]byte) }}
+
+// propose makes one attempt of r on member i.
+func (c *Client) propose(ctx context.Context, i int, r *request) (any, error) {
+	p := c.procs[i]
+	if r.s == nil {
+		return p.Propose(ctx, r.plain)
+	}
+	r.acked = r.s.low.Load()
+	if _, copies := p.(*Node); !copies {
+		return p.Propose(ctx, c.stamp(nil, r))
+	}
+	buf := stampBufs.Get().(*[]byte)
+	cmd := c.stamp((*buf)[:0], r)
+	res, err := p.Propose(ctx, cmd)
+	if cap(cmd) <= 64<<10 { // do not keep a huge command's buffer
+		*buf = cmd[:0]
+		stampBufs.Put(buf)
+	}
+	return res, err
+}
+
+// send proposes r until an attempt succeeds, a failure is final, or ctx
 // ends. With retryUnknown, failures after which the command may or may not
 // have been applied are retried; ambiguous reports whether there was one.
-func (c *Client) send(ctx context.Context, cmd func() []byte, retryUnknown bool) (res any, ambiguous bool, err error) {
-	target := c.Leader()
+func (c *Client) send(ctx context.Context, r *request, retryUnknown bool) (res any, ambiguous bool, err error) {
+	target := int(c.leader.Load())
 	first := target
 	pause := c.cfg.RetryInterval
 	tried := 0 // nodes tried since the last pause
@@ -255,26 +335,27 @@ func (c *Client) send(ctx context.Context, cmd func() []byte, retryUnknown bool)
 			return nil, ambiguous, fmt.Errorf("consensus: client: %w", err)
 		}
 		actx, cancel := c.attemptContext(ctx)
-		res, err := c.members[target].Propose(actx, cmd())
-		attemptTimedOut := actx.Err() != nil && ctx.Err() == nil
-		cancel()
+		res, err := c.propose(actx, target, r)
 		if err == nil {
+			cancel()
 			if target != first {
-				c.setLeader(target)
+				c.leader.Store(int32(target))
 			}
 			return res, ambiguous, nil
 		}
+		attemptTimedOut := actx.Err() != nil && ctx.Err() == nil
+		cancel()
 		lastErr = err
 		var nle *raft.NotLeaderError
 		switch {
-		case errors.As(err, &nle) && nle.Leader != "" && nle.Leader != target && c.members[nle.Leader] != nil:
+		case errors.As(err, &nle) && nle.Leader != "" && nle.Leader != c.ids[target] && c.members[nle.Leader] != nil:
 			// Follow the hint at once. It still counts as a try below:
 			// stale hints during an election can point in a circle.
-			target = nle.Leader
+			target = slices.Index(c.ids, nle.Leader)
 		case errors.Is(err, ErrNotLeader), errors.Is(err, ErrProposalLost), errors.Is(err, ErrClosed),
 			errors.Is(err, raft.ErrProposalDropped):
 			// Certainly not applied: safe to retry anywhere.
-			target = c.next(target)
+			target = (target + 1) % len(c.ids)
 		case errors.Is(err, ErrStopped), errors.Is(err, ErrOutcomeUnknown), attemptTimedOut:
 			ambiguous = true
 			if !retryUnknown {
@@ -282,7 +363,7 @@ func (c *Client) send(ctx context.Context, cmd func() []byte, retryUnknown bool)
 			}
 			// Session-stamped: a copy that was applied is answered from
 			// the session cache, not applied again.
-			target = c.next(target)
+			target = (target + 1) % len(c.ids)
 		default:
 			return nil, ambiguous, err
 		}
@@ -315,7 +396,7 @@ func (c *Client) Close(ctx context.Context) error {
 	if s == nil {
 		return nil
 	}
-	res, _, err := c.send(ctx, func() []byte { return session.AppendClose(nil, s.id) }, true)
+	res, _, err := c.send(ctx, &request{plain: session.AppendClose(nil, s.id)}, true)
 	if err == nil {
 		err = refusal(res)
 	}
@@ -330,30 +411,46 @@ func (c *Client) Close(ctx context.Context) error {
 // several allocations on the hot path, so two common cases share or skip
 // it: a ctx whose deadline comes first already bounds the attempt; and
 // attempts of callers passing context.Background() (or TODO: no values,
-// never done) share one context per AttemptTimeout/8 window, ending
-// between AttemptTimeout and 9/8 of it after the attempt starts.
+// never done) share one of a few windows, contexts that end 9/8 of
+// AttemptTimeout after they were made and are used for the first eighth
+// of it (a timer then marks them stale), so an attempt gets between
+// AttemptTimeout and 9/8 of it (a little less if that timer runs late),
+// without reading the clock.
 func (c *Client) attemptContext(ctx context.Context) (context.Context, context.CancelFunc) {
-	now := time.Now()
-	limit := now.Add(c.cfg.AttemptTimeout)
-	if d, ok := ctx.Deadline(); ok && !d.After(limit) {
-		return ctx, func() {}
-	}
-	if ctx != context.Background() && ctx != context.TODO() {
-		return context.WithDeadline(ctx, limit)
-	}
-	for {
-		w := c.window.Load()
-		if w != nil && !w.deadline.Before(limit) && w.deadline.Sub(limit) <= c.cfg.AttemptTimeout/8 {
-			return w.ctx, func() {}
+	if ctx == context.Background() || ctx == context.TODO() {
+		slot := &c.windows[rand.Uint32()%attemptWindows]
+		if w := slot.Load(); w != nil && !w.stale.Load() {
+			return w.ctx, noCancel
 		}
-		d := limit.Add(c.cfg.AttemptTimeout / 8)
-		wctx, cancel := context.WithDeadline(context.Background(), d)
-		if c.window.CompareAndSwap(w, &attemptWindow{ctx: wctx, cancel: cancel, deadline: d}) {
-			return wctx, func() {}
+		return c.newWindow(slot), noCancel
+	}
+	limit := time.Now().Add(c.cfg.AttemptTimeout)
+	if d, ok := ctx.Deadline(); ok && !d.After(limit) {
+		return ctx, noCancel
+	}
+	return context.WithDeadline(ctx, limit)
+}
+
+// newWindow installs a fresh attempt window in slot (unless another
+// attempt just did) and returns its context.
+func (c *Client) newWindow(slot *atomic.Pointer[attemptWindow]) context.Context {
+	for {
+		w := slot.Load()
+		if w != nil && !w.stale.Load() {
+			return w.ctx
+		}
+		fresh := c.cfg.AttemptTimeout / 8
+		wctx, cancel := context.WithTimeout(context.Background(), c.cfg.AttemptTimeout+fresh)
+		nw := &attemptWindow{ctx: wctx, cancel: cancel}
+		if slot.CompareAndSwap(w, nw) {
+			time.AfterFunc(fresh, func() { nw.stale.Store(true) })
+			return wctx
 		}
 		cancel() // another attempt installed a window first
 	}
 }
+
+func noCancel() {}
 
 // session returns the client's open session, registering one through the
 // log if there is none. Concurrent callers wait for one registration.
@@ -373,7 +470,7 @@ func (c *Client) session(ctx context.Context) (*clientSession, error) {
 		}
 		// A register entry with unknown outcome is retried: at worst it
 		// opens a session nobody uses, which expires.
-		res, _, err := c.send(ctx, func() []byte { return session.AppendRegister(nil) }, true)
+		res, _, err := c.send(ctx, &request{plain: session.AppendRegister(nil)}, true)
 		<-c.register
 		if err != nil {
 			return nil, fmt.Errorf("consensus: client: register session: %w", err)
@@ -382,43 +479,94 @@ func (c *Client) session(ctx context.Context) (*clientSession, error) {
 		if !ok {
 			return nil, fmt.Errorf("%w: client: registering a session answered %T, not a SessionID: is every node's state machine wrapped by WithSessions?", ErrInvalidConfig, res)
 		}
-		s := &clientSession{id: id, next: 1, waiting: map[uint64]struct{}{}}
-		s.low.Store(1)
-		c.sess.Store(s)
+		c.sess.Store(newClientSession(id, sessionRing))
 	}
 }
 
-// begin takes the next sequence number of s for a new command.
-func (c *Client) begin(s *clientSession) uint64 {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	seq := s.next
-	s.next++
-	s.waiting[seq] = struct{}{}
-	return seq
+// begin takes the next sequence number of s for a new command. While
+// the ring of open numbers is full (a command is stuck while many newer
+// ones were answered), it waits for the oldest to return, or for ctx.
+func (c *Client) begin(ctx context.Context, s *clientSession) (uint64, error) {
+	for {
+		seq, low := s.next.Load(), s.low.Load()
+		if seq-low >= uint64(len(s.ended)) {
+			if err := c.awaitLow(ctx, s, low, time.Hour); err != nil {
+				return 0, fmt.Errorf("consensus: client: %w (%d commands of the session open past the oldest unanswered)", err, seq-low)
+			}
+			continue
+		}
+		// low only moves up, so seq-low stays below the ring's size.
+		if s.next.CompareAndSwap(seq, seq+1) {
+			return seq, nil
+		}
+	}
 }
 
 // end notes that the caller of seq no longer waits for it (answered or
 // given up): later commands tell the table to drop its result, and to
 // refuse a late copy of it.
 func (c *Client) end(s *clientSession, seq uint64) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	delete(s.waiting, seq)
-	low := s.low.Load()
-	for low < s.next {
-		if _, ok := s.waiting[low]; ok {
+	ring := uint64(len(s.ended))
+	s.ended[seq%ring].Store(seq)
+	moved := false
+	// Whoever moves low past an ended number also checks the next one, so
+	// a number that ended while another caller moved low is not missed:
+	// either that caller sees this Store, or this loop sees its move.
+	for {
+		low := s.low.Load()
+		if s.ended[low%ring].Load() != low {
 			break
 		}
-		low++
+		if s.low.CompareAndSwap(low, low+1) {
+			moved = true
+		}
 	}
-	s.low.Store(low)
+	if moved && s.waiters.Load() > 0 {
+		s.mu.Lock()
+		if s.moved != nil {
+			close(s.moved) // wake the commands waiting for room
+			s.moved = nil
+		}
+		s.mu.Unlock()
+	}
 }
 
-// stamp encodes cmd as command seq of session s, with the lowest sequence
-// number still waited for as the acknowledgement mark.
-func (c *Client) stamp(s *clientSession, seq uint64, cmd []byte) []byte {
-	return session.AppendCommand(make([]byte, 0, len(cmd)+32), s.id, seq, s.low.Load(), cmd)
+// stamp appends r's command to dst as command r.seq of session r.s, with
+// r.acked (the lowest sequence number still waited for) as the
+// acknowledgement mark.
+func (c *Client) stamp(dst []byte, r *request) []byte {
+	if dst == nil {
+		dst = make([]byte, 0, len(r.plain)+32)
+	}
+	return session.AppendCommand(dst, r.s.id, r.seq, r.acked, r.plain)
+}
+
+// awaitLow waits until the ack mark of s is above mark, for at most
+// pause, or until ctx ends (its error).
+func (c *Client) awaitLow(ctx context.Context, s *clientSession, mark uint64, pause time.Duration) error {
+	// Counted before low is checked: end moves low before it reads
+	// waiters, so one of the two sees the other.
+	s.waiters.Add(1)
+	defer s.waiters.Add(-1)
+	s.mu.Lock()
+	if s.low.Load() > mark {
+		s.mu.Unlock()
+		return nil
+	}
+	if s.moved == nil {
+		s.moved = make(chan struct{})
+	}
+	moved := s.moved
+	s.mu.Unlock()
+	t := time.NewTimer(pause)
+	defer t.Stop()
+	select {
+	case <-moved:
+	case <-t.C:
+	case <-ctx.Done():
+		return ctx.Err()
+	}
+	return nil
 }
 
 // expire forgets s if it is still the client's session.
@@ -435,13 +583,4 @@ func refusal(res any) error {
 		return err
 	}
 	return nil
-}
-
-func (c *Client) setLeader(id transport.NodeID) {
-	c.leader.Store(int32(slices.Index(c.ids, id)))
-}
-
-func (c *Client) next(id transport.NodeID) transport.NodeID {
-	i := slices.Index(c.ids, id)
-	return c.ids[(i+1)%len(c.ids)]
 }

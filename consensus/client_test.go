@@ -8,13 +8,17 @@ import (
 	"fmt"
 	"io"
 	"math/rand/v2"
+	"runtime"
+	"slices"
 	"sync"
 	"testing"
+	"testing/synctest"
 	"time"
 
 	"github.com/distkit/distkit/consensus/raft"
 	"github.com/distkit/distkit/consensus/session"
 	"github.com/distkit/distkit/transport"
+	"pgregory.net/rapid"
 )
 
 // fakeProposer answers from a script, one reply per call.
@@ -104,6 +108,61 @@ func TestClientAttemptTimeoutMovesOn(t *testing.T) {
 }
 
 // TestClientWithoutSessionsReturnsAmbiguous: a cluster without sessions
+// silentProposer never answers: each attempt waits for its context, and
+// its length is recorded.
+type silentProposer struct {
+	mu    sync.Mutex // guards hangs
+	hangs []time.Duration
+}
+
+func (p *silentProposer) KeepsSessions() bool { return true }
+
+func (p *silentProposer) Propose(ctx context.Context, cmd []byte) (any, error) {
+	start := time.Now()
+	<-ctx.Done()
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	p.hangs = append(p.hangs, time.Since(start))
+	return nil, ctx.Err()
+}
+
+// TestClientAttemptBoundWithBackgroundContext: a caller passing
+// context.Background() still gets every attempt bounded by AttemptTimeout
+// (a shared window context, between AttemptTimeout and 9/8 of it), also
+// across windows: member a never answers, so each command waits out one
+// attempt on it, then succeeds on b. Virtual time: a missing bound makes
+// the bubble deadlock, which fails the test.
+func TestClientAttemptBoundWithBackgroundContext(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		cfg := DefaultClientConfig()
+		_, c := newSessionCluster(t, cfg, nil)
+		silent := &silentProposer{}
+		cl, err := NewClient(map[transport.NodeID]Proposer{"a": silent, "b": &sessionNode{c: c, i: 1, keeps: true}}, cfg)
+		if err != nil {
+			t.Fatal(err)
+		}
+		const commands = 6
+		for i := range commands {
+			cl.leader.Store(0) // a again
+			if _, err := cl.Propose(context.Background(), fmt.Appendf(nil, "c%d", i)); err != nil {
+				t.Fatalf("Propose(c%d) = %v", i, err)
+			}
+			time.Sleep(time.Duration(i) * cfg.AttemptTimeout / 5) // windows go stale
+		}
+		silent.mu.Lock()
+		defer silent.mu.Unlock()
+		// One each (the first Propose's is its session's registration).
+		if len(silent.hangs) != commands {
+			t.Fatalf("%d attempts on the silent member; want %d", len(silent.hangs), commands)
+		}
+		for i, d := range silent.hangs {
+			if d < cfg.AttemptTimeout || d > cfg.AttemptTimeout*9/8 {
+				t.Errorf("attempt %d on the silent member lasted %v; want between %v and %v", i, d, cfg.AttemptTimeout, cfg.AttemptTimeout*9/8)
+			}
+		}
+	})
+}
+
 // gets no retry of a timed-out attempt: it could apply the command twice.
 func TestClientWithoutSessionsReturnsAmbiguous(t *testing.T) {
 	cfg := DefaultClientConfig()
@@ -465,6 +524,67 @@ func TestClientWaitsForCacheRoom(t *testing.T) {
 	}
 }
 
+// TestClientWakesWhenCacheHasRoom: as in TestClientWaitsForCacheRoom, a
+// stuck old command fills the cache and a newer command is refused; the
+// refused command is retried as soon as the old one returns (the mark
+// moves), not after a pause: RetryInterval is an hour here, far beyond the
+// test's context (which only turns a missed wake-up into a failure).
+func TestClientWakesWhenCacheHasRoom(t *testing.T) {
+	started := make(chan struct{})
+	var once sync.Once
+	cfg := DefaultClientConfig()
+	cfg.AttemptTimeout = 50 * time.Millisecond
+	refused := 0
+	cl, c := newSessionCluster(t, cfg, func(c *sessionCluster, _ int, e session.Envelope) sessionFault {
+		if e.Kind == session.KindCommand && string(e.Payload) == "slow" {
+			hang := false
+			once.Do(func() { hang = true; close(started) })
+			if hang {
+				return faultHang
+			}
+		}
+		if e.Kind == session.KindCommand && c.sm.table.Pending(e.Session) >= 2 && e.Seq != e.Acked {
+			refused++
+		}
+		return faultNone
+	})
+	cl.cfg.RetryInterval = time.Hour
+	scfg := DefaultSessionConfig()
+	scfg.MaxPending = 2
+	sm, err := WithSessions(c.rec, scfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	c.sm = sm
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	if _, err := cl.Propose(ctx, []byte("first")); err != nil {
+		t.Fatal(err)
+	}
+	slow := make(chan error, 1)
+	go func() {
+		_, err := cl.Propose(ctx, []byte("slow"))
+		slow <- err
+	}()
+	<-started
+	for i := range 4 {
+		if _, err := cl.Propose(ctx, fmt.Appendf(nil, "new%d", i)); err != nil {
+			t.Fatalf("Propose(new%d) = %v (a refused command not woken when the mark moved?)", i, err)
+		}
+	}
+	if err := <-slow; err != nil {
+		t.Fatalf("Propose(slow) = %v", err)
+	}
+	if got := c.appliedCount(); got != 6 {
+		t.Fatalf("applied %d commands; want 6 (each once): %q", got, c.rec.applied)
+	}
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if refused == 0 {
+		t.Fatalf("no command was refused for a full cache: the test did not test the wake-up")
+	}
+}
+
 // TestClientExpiredAsError: a forwarding Proposer that reports the
 // session's expiry as an error (not a result) gets the same treatment:
 // the command was not applied, so the client reopens a session.
@@ -508,5 +628,86 @@ func TestClientClose(t *testing.T) {
 	var zero *Client
 	if err := zero.Close(ctx); !errors.Is(err, ErrInvalidConfig) {
 		t.Fatalf("Close on a nil Client = %v; want ErrInvalidConfig", err)
+	}
+}
+
+// TestClientAckMark: whatever order the callers of a session's commands
+// return in, the acknowledgement mark the Client sends is the lowest
+// sequence number still waited for (the next one if none is), and it
+// never moves down, also once the ring of open numbers wraps around.
+func TestClientAckMark(t *testing.T) {
+	rapid.Check(t, func(rt *rapid.T) {
+		c := &Client{}
+		ring := rapid.IntRange(1, 5).Draw(rt, "ring")
+		s := newClientSession(1, ring)
+		ctx := context.Background()
+		open := map[uint64]bool{}
+		for range rapid.IntRange(1, 300).Draw(rt, "ops") {
+			// begin would wait with ring numbers taken from the mark up.
+			if s.next.Load()-s.low.Load() < uint64(ring) && (len(open) == 0 || rapid.IntRange(0, 2).Draw(rt, "op") == 0) {
+				seq, err := c.begin(ctx, s)
+				if err != nil || open[seq] || seq != s.next.Load()-1 {
+					rt.Fatalf("begin = %d, %v; open %v, next %d", seq, err, open, s.next.Load())
+				}
+				open[seq] = true
+			} else {
+				var seqs []uint64
+				for seq := range open {
+					seqs = append(seqs, seq)
+				}
+				slices.Sort(seqs)
+				seq := rapid.SampledFrom(seqs).Draw(rt, "end")
+				delete(open, seq)
+				c.end(s, seq)
+			}
+			want := s.next.Load()
+			for seq := range open {
+				want = min(want, seq)
+			}
+			if got := s.low.Load(); got != want {
+				rt.Fatalf("ack mark %d; want %d (open %v, next %d)", got, want, open, s.next.Load())
+			}
+		}
+	})
+}
+
+// TestClientAckMarkConcurrent: callers numbering and finishing commands
+// at once never see the mark pass a number they still hold, and once all
+// returned the mark is the next number. With a small ring, callers wait
+// for room (the oldest open number to return) instead of reusing a slot.
+func TestClientAckMarkConcurrent(t *testing.T) {
+	for _, ring := range []int{2, 64} {
+		c := &Client{}
+		s := newClientSession(1, ring)
+		ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+		var wg sync.WaitGroup
+		errs := make(chan error, 16)
+		for g := range 16 {
+			wg.Go(func() {
+				for i := range 500 {
+					seq, err := c.begin(ctx, s)
+					if err != nil {
+						errs <- err
+						return
+					}
+					if i%(g+1) == 0 {
+						runtime.Gosched() // hold it a little
+					}
+					if low := s.low.Load(); low > seq {
+						errs <- fmt.Errorf("mark %d passed open number %d", low, seq)
+					}
+					c.end(s, seq)
+				}
+			})
+		}
+		wg.Wait()
+		cancel()
+		close(errs)
+		for err := range errs {
+			t.Fatalf("ring %d: %v", ring, err)
+		}
+		if low, next := s.low.Load(), s.next.Load(); low != next || next != 16*500+1 {
+			t.Fatalf("ring %d: after every caller returned: mark %d, next %d; want both %d", ring, low, next, 16*500+1)
+		}
 	}
 }

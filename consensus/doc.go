@@ -156,6 +156,22 @@
 // synchronized. Proposers that forward commands over the network carry
 // answers with MarshalResult and UnmarshalResult (examples/kvstore does).
 //
+// Cost and flow control. Each command tells the table which results its
+// client still waits for: every one from the oldest unanswered command of
+// the session up. One slow command therefore keeps the results of all
+// newer ones cached; once SessionConfig.MaxPending are, newer commands are
+// refused with ErrTooManyPending (not applied). The Client then holds its
+// new commands back and retries the refused ones as soon as the slow one
+// returns, instead of proposing entries bound to be refused; it also
+// numbers at most 8192 commands past its oldest unanswered one (more wait
+// for it). So a Client shared by many goroutines moves at the pace of its
+// slowest command over any window of MaxPending commands: give callers
+// that may stall for long (a large AttemptTimeout, a slow network path)
+// Clients of their own. The Client itself adds no goroutine, lock or timer
+// per command: numbering is lock-free, a *Node member's stamped command is
+// built in a pooled buffer (Node.Propose copies it), and callers without a
+// deadline share a few attempt contexts.
+//
 // # Knowing who leads
 //
 // A fresh cluster has no leader for an election timeout or more; Propose

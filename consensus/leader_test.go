@@ -2,6 +2,7 @@ package consensus
 
 import (
 	"context"
+	"fmt"
 	"testing"
 	"testing/synctest"
 	"time"
@@ -12,9 +13,14 @@ import (
 )
 
 // waitLeaderNode returns the node that leads, as WaitLeader on every node
-// of c agrees; it fails the test if they disagree.
+// of c agrees; it fails the test if they disagree, or if no node is seen
+// leading within a minute (virtual time in a synctest bubble; generous: it
+// only turns a broken leadership notification into a failure, never a
+// hang, whatever deadline ctx has).
 func waitLeaderNode(ctx context.Context, t *testing.T, c *cluster) *Node {
 	t.Helper()
+	ctx, cancel := context.WithTimeout(ctx, time.Minute)
+	defer cancel()
 	for {
 		var lead transport.NodeID
 		agree := true
@@ -35,6 +41,15 @@ func waitLeaderNode(ctx context.Context, t *testing.T, c *cluster) *Node {
 		}
 		if agree && c.nodes[lead] != nil && c.nodes[lead].Leader().Role == raft.Leader {
 			return c.nodes[lead]
+		}
+		if ctx.Err() != nil {
+			var seen []string
+			for _, id := range c.ids {
+				if n := c.nodes[id]; n != nil {
+					seen = append(seen, fmt.Sprintf("%s: %+v", id, n.Leader()))
+				}
+			}
+			t.Fatalf("no node published itself as the leader all others name: %v", seen)
 		}
 		time.Sleep(time.Millisecond) // an election is settling; virtual time
 	}
@@ -69,13 +84,20 @@ func TestWaitLeaderThenPropose(t *testing.T) {
 func TestObserveLeaderChange(t *testing.T) {
 	synctest.Test(t, func(t *testing.T) {
 		c, net := newMemnetCluster(t, false, memnet.Faults{}, nil)
-		ctx, cancel := context.WithCancel(context.Background())
+		// Generous (virtual time): a deadline only turns a missing
+		// notification into a failure instead of a hang.
+		ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 		defer cancel()
 		l := waitLeaderNode(ctx, t, c)
 		f := c.nodes[c.others(l.ID())[0]]
 		obs := f.Observe(ctx)
 		_ = c.nodes[c.others(l.ID())[1]].Observe(ctx) // never read
-		first := <-obs
+		var first LeaderInfo
+		select {
+		case first = <-obs:
+		case <-ctx.Done():
+			t.Fatalf("Observe delivered no first value: %v", ctx.Err())
+		}
 		if first.Leader != l.ID() {
 			t.Fatalf("Observe first value = %+v; want leader %s", first, l.ID())
 		}
@@ -84,7 +106,11 @@ func TestObserveLeaderChange(t *testing.T) {
 		timeout := time.After(10 * time.Second)
 		for got.Leader == "" || got.Leader == l.ID() {
 			select {
-			case got = <-obs:
+			case v, ok := <-obs:
+				if !ok {
+					t.Fatalf("Observe channel closed before a new leader; last %+v", got)
+				}
+				got = v
 			case <-timeout:
 				t.Fatalf("Observe: no new leader after %s was cut off; last %+v", l.ID(), got)
 			}

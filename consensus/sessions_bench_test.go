@@ -117,7 +117,96 @@ func runStamped(b *testing.B, durable bool, transports func(ids []transport.Node
 		// through the members until one applies it.
 		cctx, cancel := context.WithTimeout(ctx, 10*time.Second)
 		defer cancel()
-		_, _, err := cl.send(cctx, func() []byte { return stamped }, true)
+		_, _, err := cl.send(cctx, &request{plain: stamped}, true)
 		return err
+	})
+}
+
+// nopProposer applies nothing and answers at once: what is left of a
+// Client's Propose is the Client's own work per command.
+type nopProposer struct{ keeps bool }
+
+func (p nopProposer) Propose(context.Context, []byte) (any, error) { return nil, nil }
+func (p nopProposer) KeepsSessions() bool                          { return p.keeps }
+
+// BenchmarkClientOverhead measures the Client's own work per command (the
+// members answer at once): plain, and with a session (sequence numbers,
+// stamping, acknowledgement mark), from one goroutine and from many.
+func BenchmarkClientOverhead(b *testing.B) {
+	for _, keeps := range []bool{false, true} {
+		name := "plain"
+		if keeps {
+			name = "sessions"
+		}
+		cl, err := NewClient(map[transport.NodeID]Proposer{"a": nopProposer{keeps}, "b": nopProposer{keeps}}, DefaultClientConfig())
+		if err != nil {
+			b.Fatal(err)
+		}
+		if keeps {
+			// The session: as if the register command answered ID 1.
+			cl.sess.Store(newClientSession(1, sessionRing))
+		}
+		cmd := make([]byte, 128)
+		b.Run(name, func(b *testing.B) {
+			b.ReportAllocs()
+			for b.Loop() {
+				if _, err := cl.Propose(context.Background(), cmd); err != nil {
+					b.Fatal(err)
+				}
+			}
+		})
+		b.Run(name+"-parallel", func(b *testing.B) {
+			b.ReportAllocs()
+			b.SetParallelism(32)
+			b.RunParallel(func(pb *testing.PB) {
+				for pb.Next() {
+					if _, err := cl.Propose(context.Background(), cmd); err != nil {
+						b.Error(err)
+						return
+					}
+				}
+			})
+		})
+	}
+}
+
+// BenchmarkSessionMachineApply measures what wrapping a state machine with
+// WithSessions costs each replica per command: plain is countSM itself,
+// sessions the same command stamped in a session whose client keeps about
+// 64 commands in flight.
+func BenchmarkSessionMachineApply(b *testing.B) {
+	cmd := make([]byte, 128)
+	b.Run("plain", func(b *testing.B) {
+		b.ReportAllocs()
+		sm := &countSM{}
+		i := uint64(0)
+		for b.Loop() {
+			i++
+			sm.Apply(Entry{Index: i, Term: 1, Command: cmd})
+		}
+	})
+	b.Run("sessions", func(b *testing.B) {
+		b.ReportAllocs()
+		sm, err := WithSessions(&countSM{}, DefaultSessionConfig())
+		if err != nil {
+			b.Fatal(err)
+		}
+		reg := session.AppendRegister(nil)
+		session.Stamp(reg, 1)
+		id := sm.Apply(Entry{Index: 1, Term: 1, Command: reg}).(SessionID)
+		const inFlight = 64
+		cmds := make([][]byte, 1024)
+		i := uint64(1)
+		for b.Loop() {
+			i++
+			seq := i - 1
+			c := cmds[seq%uint64(len(cmds))]
+			c = session.AppendCommand(c[:0], id, seq, max(1, seq-min(seq, inFlight)), cmd)
+			session.Stamp(c, int64(i))
+			cmds[seq%uint64(len(cmds))] = c
+			if v := sm.Apply(Entry{Index: i, Term: 1, Command: c}); v != nil {
+				b.Fatal(v)
+			}
+		}
 	})
 }

@@ -27,11 +27,11 @@ func (t *Table) AppendBinary(dst []byte) ([]byte, error) {
 		dst = binary.AppendUvarint(dst, uint64(id))
 		dst = binary.AppendVarint(dst, s.lastActive)
 		dst = binary.AppendUvarint(dst, s.acked)
-		dst = binary.AppendUvarint(dst, uint64(len(s.results)))
-		for _, seq := range slices.Sorted(maps.Keys(s.results)) {
-			dst = binary.AppendUvarint(dst, seq)
-			dst = binary.AppendUvarint(dst, uint64(len(s.results[seq])))
-			dst = append(dst, s.results[seq]...)
+		dst = binary.AppendUvarint(dst, uint64(s.results.len()))
+		for _, r := range s.results.live() { // ascending seq order
+			dst = binary.AppendUvarint(dst, r.seq)
+			dst = binary.AppendUvarint(dst, uint64(len(r.val)))
+			dst = append(dst, r.val...)
 		}
 	}
 	return dst, nil
@@ -67,7 +67,7 @@ func (t *Table) UnmarshalBinary(b []byte) error {
 			return fmt.Errorf("%w: session %d out of order or inconsistent (after %d, acked %d, active %d, now %d)",
 				ErrMalformed, id, prev, s.acked, s.lastActive, now)
 		}
-		s.results = make(map[uint64][]byte, n)
+		s.results.buf = make([]result, 0, n)
 		var prevSeq uint64
 		for j := 0; j < n && d.err == nil; j++ {
 			seq := d.uvarint()
@@ -75,7 +75,8 @@ func (t *Table) UnmarshalBinary(b []byte) error {
 			if d.err == nil && (seq < s.acked || (j > 0 && seq <= prevSeq)) {
 				return fmt.Errorf("%w: session %d: result for seq %d out of order (after %d, acked %d)", ErrMalformed, id, seq, prevSeq, s.acked)
 			}
-			s.results[seq], prevSeq = r, seq
+			s.results.buf = append(s.results.buf, result{seq: seq, val: r})
+			prevSeq = seq
 		}
 		sessions[id], prev = s, id
 	}
@@ -85,7 +86,7 @@ func (t *Table) UnmarshalBinary(b []byte) error {
 	if d.err != nil {
 		return fmt.Errorf("%w: session table: %v", ErrMalformed, d.err)
 	}
-	t.now, t.nextSweep, t.sessions = now, nextSweep, sessions
+	t.now, t.nextSweep, t.sessions, t.begun = now, nextSweep, sessions, nil
 	return nil
 }
 

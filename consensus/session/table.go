@@ -1,7 +1,9 @@
 package session
 
 import (
+	"cmp"
 	"fmt"
+	"slices"
 	"time"
 )
 
@@ -57,13 +59,94 @@ type Table struct {
 	now       int64 // the largest stamped time seen; never decreases
 	nextSweep int64 // when to next remove expired sessions
 	sessions  map[ID]*entry
+
+	// begun is the session of the command Begin last told its caller to
+	// apply, seq its number: Finish, which follows at once, needs no
+	// second lookup. Every other method clears it.
+	begun    *entry
+	begunID  ID
+	begunSeq uint64
 }
 
 // entry is one open session.
 type entry struct {
-	lastActive int64             // table time of the session's last envelope
-	acked      uint64            // every seq below it is acknowledged by the client
-	results    map[uint64][]byte // applied seqs >= acked and their results
+	lastActive int64   // table time of the session's last envelope
+	acked      uint64  // every seq below it is acknowledged by the client
+	results    results // applied seqs >= acked and their results
+}
+
+// results holds a session's cached results in ascending seq order. A
+// client numbers its commands 1, 2, 3... and acknowledges them from the
+// lowest up, so results are nearly always added at the back and dropped
+// from the front: a sorted queue does that without hashing, and a
+// duplicate (rare) is found by binary search.
+type results struct {
+	buf  []result // the live results are buf[head:]
+	head int
+}
+
+type result struct {
+	seq uint64
+	val []byte
+}
+
+// len returns the number of cached results.
+func (q *results) len() int { return len(q.buf) - q.head }
+
+// live returns the cached results in ascending seq order.
+func (q *results) live() []result { return q.buf[q.head:] }
+
+// find returns the position of seq in live(), or where it would go.
+func (q *results) find(seq uint64) (int, bool) {
+	live := q.live()
+	if n := len(live); n == 0 || live[n-1].seq < seq {
+		return n, false // the common case: a new command, newer than all
+	}
+	return slices.BinarySearchFunc(live, seq, func(r result, seq uint64) int { return cmp.Compare(r.seq, seq) })
+}
+
+// get returns the result cached for seq.
+func (q *results) get(seq uint64) ([]byte, bool) {
+	if i, ok := q.find(seq); ok {
+		return q.live()[i].val, true
+	}
+	return nil, false
+}
+
+// put caches val as the result of seq (replacing one cached already).
+func (q *results) put(seq uint64, val []byte) {
+	i, ok := q.find(seq)
+	if ok {
+		q.live()[i].val = val
+		return
+	}
+	if len(q.buf) == cap(q.buf) && q.head >= q.len() {
+		// Reuse the slots dropped from the front instead of growing
+		// (when they are at least half: the copy is then amortized O(1)).
+		n := copy(q.buf, q.live())
+		clear(q.buf[n:]) // the dropped results can be collected now
+		q.buf, q.head = q.buf[:n], 0
+	}
+	if q.head+i == len(q.buf) {
+		q.buf = append(q.buf, result{seq: seq, val: val})
+		return
+	}
+	q.buf = slices.Insert(q.buf, q.head+i, result{seq: seq, val: val})
+}
+
+// dropBelow drops the results of every seq below seq. Their slots keep
+// them (at most as many as are cached) until put reuses the slots.
+func (q *results) dropBelow(seq uint64) {
+	live := q.live()
+	i := 0
+	for i < len(live) && live[i].seq < seq {
+		i++
+	}
+	q.head += i
+	if q.head == len(q.buf) {
+		clear(q.buf)
+		q.buf, q.head = q.buf[:0], 0
+	}
 }
 
 // NewTable returns an empty table.
@@ -85,7 +168,7 @@ func (t *Table) Len() int { return len(t.sessions) }
 // Pending returns the number of results session id caches (0 if unknown).
 func (t *Table) Pending(id ID) int {
 	if s := t.sessions[id]; s != nil {
-		return len(s.results)
+		return s.results.len()
 	}
 	return 0
 }
@@ -94,6 +177,7 @@ func (t *Table) Pending(id ID) int {
 // moves forward, whatever the clocks of successive leaders say) and now
 // and then removes the expired sessions.
 func (t *Table) advance(stamp int64) {
+	t.begun = nil
 	t.now = max(t.now, stamp)
 	if t.now < t.nextSweep {
 		return
@@ -124,7 +208,7 @@ func (t *Table) Register(index uint64, e Envelope) ID {
 		delete(t.sessions, victim)
 	}
 	id := ID(index)
-	t.sessions[id] = &entry{lastActive: t.now, acked: 1, results: map[uint64][]byte{}}
+	t.sessions[id] = &entry{lastActive: t.now, acked: 1}
 	return id
 }
 
@@ -173,33 +257,22 @@ func (t *Table) Begin(e Envelope) (cached []byte, duplicate bool, err error) {
 	}
 	s.lastActive = t.now
 	if e.Acked > s.acked {
-		// Usually the mark moves by one or two: delete those seqs; after a
-		// jump, scan the (bounded) cache instead.
-		if e.Acked-s.acked <= uint64(len(s.results)) {
-			for seq := s.acked; seq < e.Acked; seq++ {
-				delete(s.results, seq)
-			}
-		} else {
-			for seq := range s.results {
-				if seq < e.Acked {
-					delete(s.results, seq)
-				}
-			}
-		}
+		s.results.dropBelow(e.Acked)
 		s.acked = e.Acked
 	}
 	if e.Seq < s.acked {
 		return nil, false, fmt.Errorf("%w: session %d seq %d (client waits for %d and up)", ErrResultDiscarded, e.Session, e.Seq, s.acked)
 	}
-	if r, ok := s.results[e.Seq]; ok {
+	if r, ok := s.results.get(e.Seq); ok {
 		return r, true, nil
 	}
 	// The cache may be full of results of newer commands while the oldest
 	// one the client waits for (seq == acked) is still to come: admit that
 	// one anyway, or the mark could never move again.
-	if len(s.results) >= t.maxPending && e.Seq != s.acked {
-		return nil, false, fmt.Errorf("%w: session %d caches %d results", ErrTooManyPending, e.Session, len(s.results))
+	if s.results.len() >= t.maxPending && e.Seq != s.acked {
+		return nil, false, fmt.Errorf("%w: session %d caches %d results", ErrTooManyPending, e.Session, s.results.len())
 	}
+	t.begun, t.begunID, t.begunSeq = s, e.Session, e.Seq
 	return nil, false, nil
 }
 
@@ -207,7 +280,12 @@ func (t *Table) Begin(e Envelope) (cached []byte, duplicate bool, err error) {
 // Begin told the caller to apply. The table keeps result itself (no
 // copy): the caller must not modify it afterwards.
 func (t *Table) Finish(e Envelope, result []byte) {
-	if s := t.sessions[e.Session]; s != nil {
-		s.results[e.Seq] = result
+	s := t.begun
+	if s == nil || t.begunID != e.Session || t.begunSeq != e.Seq {
+		s = t.sessions[e.Session]
+	}
+	t.begun = nil
+	if s != nil {
+		s.results.put(e.Seq, result)
 	}
 }

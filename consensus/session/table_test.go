@@ -314,3 +314,51 @@ func FuzzTableUnmarshal(f *testing.F) {
 		}
 	})
 }
+
+// TestResultsQueueMatchesMap: a session's sorted result queue behaves as
+// the map it stands for (seq -> result, where dropping below a mark
+// deletes every lower seq), whatever the order of puts, lookups and
+// drops; its live results stay in ascending seq order.
+func TestResultsQueueMatchesMap(t *testing.T) {
+	rapid.Check(t, func(rt *rapid.T) {
+		var q results
+		model := map[uint64][]byte{}
+		low := uint64(0)
+		for i := range rapid.IntRange(1, 200).Draw(rt, "ops") {
+			switch rapid.IntRange(0, 9).Draw(rt, "op") {
+			case 0, 1: // drop below a mark, usually moving by a little
+				low += rapid.Uint64Range(0, 6).Draw(rt, "by")
+				q.dropBelow(low)
+				for seq := range model {
+					if seq < low {
+						delete(model, seq)
+					}
+				}
+			case 2: // look up any seq
+				seq := rapid.Uint64Range(0, low+20).Draw(rt, "get")
+				got, ok := q.get(seq)
+				want, wok := model[seq]
+				if ok != wok || !bytes.Equal(got, want) {
+					rt.Fatalf("get(%d) = %q, %v; want %q, %v", seq, got, ok, want, wok)
+				}
+			default: // put, mostly above everything cached, sometimes below
+				seq := low + rapid.Uint64Range(0, 20).Draw(rt, "put")
+				val := fmt.Appendf(nil, "r%d/%d", seq, i)
+				q.put(seq, val)
+				model[seq] = val
+			}
+			if q.len() != len(model) {
+				rt.Fatalf("len = %d; the model holds %d", q.len(), len(model))
+			}
+			live := q.live()
+			for j, r := range live {
+				if j > 0 && live[j-1].seq >= r.seq {
+					rt.Fatalf("live results out of order: %d before %d", live[j-1].seq, r.seq)
+				}
+				if !bytes.Equal(model[r.seq], r.val) {
+					rt.Fatalf("seq %d holds %q; the model %q", r.seq, r.val, model[r.seq])
+				}
+			}
+		}
+	})
+}
