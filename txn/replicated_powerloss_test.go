@@ -1,0 +1,435 @@
+package txn_test
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"math/rand/v2"
+	"os"
+	"slices"
+	"strconv"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/distkit/distkit/consensus"
+	"github.com/distkit/distkit/internal/vfs"
+	"github.com/distkit/distkit/transport"
+	"github.com/distkit/distkit/transport/memnet"
+	"github.com/distkit/distkit/txn"
+)
+
+// TestReplicatedPowerLoss cuts the power of replicated-coordinator
+// replicas while transactions run, in virtual time (a synctest bubble per
+// seed). Each of the three replicas keeps its consensus log in a DataDir
+// on a vfs.CrashFS of its own (consensus.Config.FS) and snapshots its
+// transaction table every few entries, so that restarts go through
+// snapshot restore and log replay. A power cut makes the replica's k-th
+// next fsync fail (the node must stop there: fail-stop), takes it off the
+// network, crashes its file system (what was not fsynced is lost or torn
+// at sector granularity, directory entries not synced are gone) and
+// restarts it from what survived. Some rounds cut two replicas at once:
+// no majority until the first is back. Victims (the leader more often
+// than not), k, the downtimes and the pauses are drawn from the seed.
+//
+// Checks, per round: every restart succeeds; once a majority of replicas
+// is up (the survivors, from the victim's death; or the first victim
+// back, when two were down), no participant stays in doubt longer than
+// plBound: inDoubtBound, plus the message delays of an election, a
+// takeover and a query (inDoubtBound is for a network without delays),
+// plus one election timeout per extra election term the group needed (a
+// split vote; the log says how many). At the end:
+// every transaction (adding 1 to its own key on two participants) is
+// applied on both or neither, as its caller was told when it was told
+// (committed: on both; aborted: on neither), a last transaction commits,
+// and no participant is in doubt or holds a lock.
+//
+// The seed fixes every random choice of the test, the file systems and the
+// network; goroutine interleavings inside the bubble may still differ
+// between runs. A failure prints the seed: DISTKIT_SEED=N replays it,
+// DISTKIT_SOAK=1 runs 25 times as many seeds.
+func TestReplicatedPowerLoss(t *testing.T) {
+	for _, seed := range powerLossSeeds(t, 6, 25) {
+		t.Run(fmt.Sprint("seed=", seed), func(t *testing.T) {
+			bubble(t, func(t *testing.T) { replicatedPowerLossTrial(t, seed) })
+			if t.Failed() {
+				t.Logf("replay: DISTKIT_SEED=%d go test -run TestReplicatedPowerLoss ./txn", seed)
+			}
+		})
+	}
+}
+
+// powerLossSeeds returns seeds 1..n, soak times as many with
+// DISTKIT_SOAK=1, or the one DISTKIT_SEED names.
+func powerLossSeeds(t *testing.T, n, soak uint64) []uint64 {
+	t.Helper()
+	if s := os.Getenv("DISTKIT_SEED"); s != "" {
+		seed, err := strconv.ParseUint(s, 10, 64)
+		if err != nil {
+			t.Fatalf("DISTKIT_SEED=%q: %v", s, err)
+		}
+		return []uint64{seed}
+	}
+	if os.Getenv("DISTKIT_SOAK") == "1" {
+		n *= soak
+	}
+	var seeds []uint64
+	for s := uint64(1); s <= n; s++ {
+		seeds = append(seeds, s)
+	}
+	return seeds
+}
+
+// plReplica is one coordinator replica's machine: its disk, how many times
+// it started, and what runs on it now.
+type plReplica struct {
+	fs     *vfs.CrashFS
+	starts int
+	rc     *txn.ReplicatedCoordinator
+}
+
+// plCluster is three replicas on crash file systems and three
+// participants (memory logs: their power loss is TestRuntimePowerLoss's)
+// on one memnet network.
+type plCluster struct {
+	t        *testing.T
+	seed     uint64
+	snapshot uint64 // SnapshotThreshold
+	net      *memnet.Network
+	replicas []transport.NodeID
+	parts    []transport.NodeID
+	trs      map[transport.NodeID]*memnet.Transport
+	stores   map[transport.NodeID]*txn.Store
+	partsRun map[transport.NodeID]*txn.Participant
+
+	mu   sync.Mutex // guards reps' fs and rc
+	reps map[transport.NodeID]*plReplica
+}
+
+func (c *plCluster) start(id transport.NodeID) {
+	c.t.Helper()
+	c.mu.Lock()
+	r := c.reps[id]
+	r.starts++
+	fs, starts := r.fs, r.starts
+	c.mu.Unlock()
+	rc := consensus.DefaultConfig()
+	rc.ID, rc.Peers, rc.Service = id, c.replicas, "txn/raft"
+	rc.TickInterval, rc.ElectionTicks = rcTick, rcElectionTicks
+	rc.Seed = c.seed*1000 + uint64(slices.Index(c.replicas, id))*100 + uint64(starts)
+	rc.DataDir, rc.FS = "/data/"+string(id), fs
+	rc.SnapshotThreshold, rc.SnapshotRetainEntries = c.snapshot, 2
+	coord, err := txn.NewReplicatedCoordinator(c.trs[id], rc, rcTxnConfig())
+	if err != nil {
+		c.t.Fatalf("seed %d: %s: start %d (file system seed %d): %v", c.seed, id, starts, fs.Seed(), err)
+	}
+	c.mu.Lock()
+	r.rc = coord
+	c.mu.Unlock()
+}
+
+func (c *plCluster) coord(id transport.NodeID) *txn.ReplicatedCoordinator {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.reps[id].rc
+}
+
+// leader returns the live replica that leads and has taken over, or nil.
+func (c *plCluster) leader() *txn.ReplicatedCoordinator {
+	for _, id := range c.replicas {
+		if rc := c.coord(id); rc != nil && !c.net.Crashed(id) && rc.Stats().Leading {
+			return rc
+		}
+	}
+	return nil
+}
+
+func (c *plCluster) leaderID() transport.NodeID {
+	for _, id := range c.replicas {
+		if rc := c.coord(id); rc != nil && !c.net.Crashed(id) && rc.Stats().Leading {
+			return id
+		}
+	}
+	return ""
+}
+
+// term returns the highest term a live replica is in.
+func (c *plCluster) term() uint64 {
+	var term uint64
+	for _, id := range c.replicas {
+		if rc := c.coord(id); rc != nil && !c.net.Crashed(id) {
+			term = max(term, rc.Node().Status().Term)
+		}
+	}
+	return term
+}
+
+func (c *plCluster) inDoubt() int {
+	n := 0
+	for _, p := range c.partsRun {
+		n += p.Stats().InDoubt
+	}
+	return n
+}
+
+// powerCut cuts the power of victims: the k-th next fsync of each fails,
+// and the node must stop on it; a victim with nothing to write by a
+// deadline loses its power wherever it is. Each victim leaves the network
+// as soon as it stopped, then its disk keeps only what survives a crash,
+// and it is closed (not restarted). It returns when the last one died.
+func (c *plCluster) powerCut(victims []transport.NodeID, ks []int) time.Time {
+	for i, id := range victims {
+		c.mu.Lock()
+		fs := c.reps[id].fs
+		c.mu.Unlock()
+		fs.InjectSyncError(ks[i])
+	}
+	down := map[transport.NodeID]bool{}
+	for i := 0; i < 200 && len(down) < len(victims); i++ {
+		for _, id := range victims {
+			if !down[id] && c.coord(id).Node().Status().Err != nil {
+				down[id] = true
+				c.net.Crash(id)
+			}
+		}
+		time.Sleep(time.Millisecond)
+	}
+	died := time.Now()
+	for _, id := range victims {
+		c.net.Crash(id) // no-op if already off
+		c.mu.Lock()
+		r := c.reps[id]
+		after := r.fs.Crash()
+		rc := r.rc
+		r.fs, r.rc = after, nil
+		c.mu.Unlock()
+		rc.Close() // the storage error that stopped it, or the dead disk's
+	}
+	return died
+}
+
+func (c *plCluster) restart(id transport.NodeID) {
+	c.t.Helper()
+	if err := c.net.Restart(id); err != nil {
+		c.t.Fatal(err)
+	}
+	c.start(id)
+}
+
+func (c *plCluster) close() {
+	for _, id := range c.replicas {
+		if rc := c.coord(id); rc != nil {
+			rc.Close()
+		}
+	}
+	for _, p := range c.partsRun {
+		p.Close()
+	}
+	c.net.Close()
+}
+
+// plMaxDelay is the most a message takes in TestReplicatedPowerLoss.
+const plMaxDelay = 2 * time.Millisecond
+
+// plBound is how long a participant may stay in doubt once a majority of
+// replicas is up, in TestReplicatedPowerLoss: inDoubtBound (which holds
+// on a network without delays) plus ten message delays (the pre-vote and
+// vote requests and answers, the takeover's append and acknowledgement, a
+// query to a replica that does not lead and its leader hint, the query to
+// the leader and its answer), plus an election timeout for every extra
+// election term (a split vote).
+func plBound(extraTerms int) time.Duration {
+	return inDoubtBound + 10*plMaxDelay + time.Duration(extraTerms)*rcElection
+}
+
+// plResult is what a transaction's caller was told.
+type plResult struct {
+	key    string
+	pa, pb transport.NodeID
+	err    error
+}
+
+// workers runs transactions from four goroutines until stop is closed;
+// each adds 1 to a key of its own on two participants.
+func (c *plCluster) workers(round int, stop <-chan struct{}, out *[]plResult, mu *sync.Mutex) *sync.WaitGroup {
+	var wg sync.WaitGroup
+	for w := range 4 {
+		wg.Go(func() {
+			for i := 0; ; i++ {
+				select {
+				case <-stop:
+					return
+				default:
+				}
+				l := c.leader()
+				if l == nil {
+					time.Sleep(rcTick)
+					continue
+				}
+				key := fmt.Sprintf("r%d-w%d-%d", round, w, i)
+				pa, pb := c.parts[(w+i)%3], c.parts[(w+i+1)%3]
+				ops, _ := txn.EncodeOps(txn.Op{Kind: txn.OpAdd, Key: key, Amount: 1})
+				ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
+				_, err := l.Run(ctx, txn.Work{Participant: pa, Ops: ops}, txn.Work{Participant: pb, Ops: ops})
+				cancel()
+				if errors.Is(err, txn.ErrNotLeader) {
+					continue
+				}
+				mu.Lock()
+				*out = append(*out, plResult{key, pa, pb, err})
+				mu.Unlock()
+				time.Sleep(time.Millisecond)
+			}
+		})
+	}
+	return &wg
+}
+
+func replicatedPowerLossTrial(t *testing.T, seed uint64) {
+	rng := rand.New(rand.NewPCG(seed, 16))
+	ncfg := memnet.DefaultConfig()
+	ncfg.Seed = int64(seed)
+	net, err := memnet.New(ncfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	// Latencies up to 2 ms: of the messages a replica sends just before
+	// its power fails, some arrive and some do not.
+	if err := net.SetFaults(memnet.Faults{MaxDelay: plMaxDelay}); err != nil {
+		t.Fatal(err)
+	}
+	c := &plCluster{t: t, seed: seed, snapshot: uint64(4 + rng.IntN(12)), net: net,
+		replicas: []transport.NodeID{"r1", "r2", "r3"}, parts: []transport.NodeID{"p1", "p2", "p3"},
+		trs: map[transport.NodeID]*memnet.Transport{}, stores: map[transport.NodeID]*txn.Store{},
+		partsRun: map[transport.NodeID]*txn.Participant{}, reps: map[transport.NodeID]*plReplica{}}
+	defer c.close()
+	for i, id := range append(slices.Clone(c.replicas), c.parts...) {
+		if c.trs[id], err = net.Join(id); err != nil {
+			t.Fatal(err)
+		}
+		if slices.Contains(c.replicas, id) {
+			c.reps[id] = &plReplica{fs: vfs.NewCrashFS(seed*10 + uint64(i))}
+		}
+	}
+	for _, id := range c.replicas {
+		c.start(id)
+	}
+	for _, id := range c.parts {
+		st := txn.NewStore()
+		if c.partsRun[id], err = txn.NewParticipant(c.trs[id], txn.NewMemoryLog(), st, rcTxnConfig()); err != nil {
+			t.Fatal(err)
+		}
+		c.stores[id] = st
+	}
+
+	var rmu sync.Mutex
+	var results []plResult
+	rounds, cuts := 8, 0
+	for round := range rounds {
+		stop := make(chan struct{})
+		wg := c.workers(round, stop, &results, &rmu)
+		time.Sleep(time.Duration(20+rng.IntN(150)) * time.Millisecond)
+
+		// The victims: the leader more often than not; sometimes two.
+		victims := []transport.NodeID{c.replicas[rng.IntN(3)]}
+		if l := c.leaderID(); l != "" && rng.IntN(3) != 0 {
+			victims[0] = l
+		}
+		if rng.IntN(3) == 0 {
+			i := slices.Index(c.replicas, victims[0])
+			victims = append(victims, c.replicas[(i+1+rng.IntN(2))%3])
+		}
+		ks := []int{1 + rng.IntN(6), 1 + rng.IntN(6)}
+		termBefore := c.term()
+		died := c.powerCut(victims, ks)
+		close(stop) // the transactions in flight go on; no new ones
+		cuts += len(victims)
+
+		// majorityUp: from when a majority of replicas is up.
+		majorityUp := died
+		time.Sleep(time.Duration(rng.IntN(100)) * time.Millisecond)
+		c.restart(victims[0])
+		if len(victims) == 2 {
+			majorityUp = time.Now()
+			time.Sleep(time.Duration(rng.IntN(100)) * time.Millisecond)
+			c.restart(victims[1])
+		}
+		for time.Since(majorityUp) <= 20*plBound(0) && c.inDoubt() > 0 {
+			time.Sleep(time.Millisecond)
+		}
+		took := time.Since(majorityUp)
+		// Each term beyond the one election a leader's loss costs is a
+		// split vote, which costs up to another election timeout.
+		extra := 0
+		if tb, ta := termBefore, c.term(); ta > tb+1 {
+			extra = int(ta - tb - 1)
+		}
+		bound := plBound(extra)
+		t.Logf("seed %d round %d: power cut %v (fsync %v), in doubt %v after a majority was up (bound %v, %d extra election terms)",
+			seed, round, victims, ks[:len(victims)], took, bound, extra)
+		if n := c.inDoubt(); n > 0 || took > bound {
+			t.Errorf("seed %d round %d: participants in doubt for %v after a majority of replicas was up (%d still in doubt); bound %v",
+				seed, round, took, n, bound)
+		}
+		wg.Wait()
+		if t.Failed() {
+			return
+		}
+	}
+
+	// A last transaction commits, and the group settles.
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	ops, _ := txn.EncodeOps(txn.Op{Kind: txn.OpAdd, Key: "final", Amount: 1})
+	for {
+		l := c.leader()
+		if l == nil {
+			if ctx.Err() != nil {
+				t.Fatalf("seed %d: no leader after the power cuts", seed)
+			}
+			time.Sleep(rcTick)
+			continue
+		}
+		_, err := l.Run(ctx, txn.Work{Participant: "p1", Ops: ops}, txn.Work{Participant: "p2", Ops: ops})
+		if err == nil {
+			results = append(results, plResult{"final", "p1", "p2", nil})
+			if err := l.Quiesce(ctx); err == nil {
+				break
+			}
+		} else if !errors.Is(err, txn.ErrNotLeader) || ctx.Err() != nil {
+			t.Fatalf("seed %d: last transaction: %v", seed, err)
+		}
+	}
+
+	committed, aborted, unknown := 0, 0, 0
+	for _, r := range results {
+		va, _ := c.stores[r.pa].Get(r.key)
+		vb, _ := c.stores[r.pb].Get(r.key)
+		switch {
+		case va != vb:
+			t.Errorf("seed %d: %s: %s has %d, %s has %d; want the same", seed, r.key, r.pa, va, r.pb, vb)
+		case r.err == nil && va != 1:
+			t.Errorf("seed %d: %s: Run() = committed; not applied", seed, r.key)
+		case errors.Is(r.err, txn.ErrAborted) && va != 0:
+			t.Errorf("seed %d: %s: Run() = %v; applied", seed, r.key, r.err)
+		}
+		switch {
+		case r.err == nil:
+			committed++
+		case errors.Is(r.err, txn.ErrAborted):
+			aborted++
+		default:
+			unknown++
+		}
+	}
+	for _, p := range c.parts {
+		if n := c.stores[p].Locked(); n != 0 {
+			t.Errorf("seed %d: %s holds %d locks", seed, p, n)
+		}
+	}
+	if n := c.inDoubt(); n != 0 {
+		t.Errorf("seed %d: %d participants in doubt at the end", seed, n)
+	}
+	t.Logf("seed %d: %d power cuts; %d committed, %d aborted, %d unknown to their caller (snapshot every %d entries)",
+		seed, cuts, committed, aborted, unknown, c.snapshot)
+}
