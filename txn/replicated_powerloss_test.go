@@ -35,10 +35,11 @@ import (
 // Checks, per round: every restart succeeds; once a majority of replicas
 // is up (the survivors, from the victim's death; or the first victim
 // back, when two were down), no participant stays in doubt longer than
-// plBound: inDoubtBound, plus the message delays of an election, a
-// takeover and a query (inDoubtBound is for a network without delays),
-// plus one election timeout per extra election term the group needed (a
-// split vote; the log says how many). At the end:
+// plBound: an election (which pre-vote's lease can stretch to three
+// minimum election timeouts), a query round, the message delays, and one
+// election timeout per extra election term the group needed (a split
+// vote; the log says how many); a round that exceeds it prints the
+// timeline of roles, terms and participants in doubt. At the end:
 // every transaction (adding 1 to its own key on two participants) is
 // applied on both or neither, as its caller was told when it was told
 // (committed: on both; aborted: on neither), a last transaction commits,
@@ -232,14 +233,86 @@ func (c *plCluster) close() {
 const plMaxDelay = 2 * time.Millisecond
 
 // plBound is how long a participant may stay in doubt once a majority of
-// replicas is up, in TestReplicatedPowerLoss: inDoubtBound (which holds
-// on a network without delays) plus ten message delays (the pre-vote and
-// vote requests and answers, the takeover's append and acknowledgement, a
-// query to a replica that does not lead and its leader hint, the query to
-// the leader and its answer), plus an election timeout for every extra
-// election term (a split vote).
+// replicas is up, in TestReplicatedPowerLoss:
+//
+//   - the election: up to three minimum election timeouts (3 x
+//     ElectionTicks ticks), not the two of inDoubtBound. With pre-vote and
+//     check-quorum a follower refuses to pre-vote while it heard from the
+//     leader within the minimum election timeout (or, restarted, within
+//     that long of its start), so the most up-to-date survivor may time
+//     out first, be refused by the other's lease, and win only at its
+//     next timeout, up to two minimum timeouts later (the timelines of
+//     the first soak runs showed exactly this, at 131-143 ms);
+//   - one query round (RetryInterval) and two coordinator ticks, as in
+//     inDoubtBound;
+//   - ten message delays (the pre-vote and vote requests and answers, the
+//     takeover's append and acknowledgement, a query to a replica that
+//     does not lead and its leader hint, the query to the leader and its
+//     answer): inDoubtBound is for a network without delays;
+//   - an election timeout (the longest) for every extra election term (a
+//     split vote).
 func plBound(extraTerms int) time.Duration {
-	return inDoubtBound + 10*plMaxDelay + time.Duration(extraTerms)*rcElection
+	cfg := rcTxnConfig()
+	return 3*rcElectionTicks*rcTick + cfg.RetryInterval + 2*cfg.TickInterval +
+		10*plMaxDelay + time.Duration(extraTerms)*rcElection
+}
+
+// plEvent is a change the timeline saw.
+type plEvent struct {
+	at   time.Time
+	what string
+}
+
+// plTimeline samples, every millisecond, each replica's role and term and
+// the participants in doubt, and records the changes (printed when a
+// round's bound is exceeded).
+type plTimeline struct {
+	done   chan struct{}
+	wg     sync.WaitGroup
+	events []plEvent
+}
+
+func (c *plCluster) timeline() *plTimeline {
+	tl := &plTimeline{done: make(chan struct{})}
+	tl.wg.Go(func() {
+		last := ""
+		for {
+			s := ""
+			for _, id := range c.replicas {
+				switch rc := c.coord(id); {
+				case rc == nil || c.net.Crashed(id):
+					s += fmt.Sprintf("%s:off ", id)
+				default:
+					st := rc.Node().Status()
+					role := st.Role.String()
+					if st.Err != nil {
+						role = "stopped"
+					}
+					if rc.Stats().Leading {
+						role += "+leading"
+					}
+					s += fmt.Sprintf("%s:%s/t%d ", id, role, st.Term)
+				}
+			}
+			s += fmt.Sprintf("in-doubt:%d", c.inDoubt())
+			if s != last {
+				tl.events = append(tl.events, plEvent{time.Now(), s})
+				last = s
+			}
+			select {
+			case <-tl.done:
+				return
+			case <-time.After(time.Millisecond):
+			}
+		}
+	})
+	return tl
+}
+
+func (tl *plTimeline) stop() []plEvent {
+	close(tl.done)
+	tl.wg.Wait()
+	return tl.events
 }
 
 // plResult is what a transaction's caller was told.
@@ -341,6 +414,7 @@ func replicatedPowerLossTrial(t *testing.T, seed uint64) {
 		}
 		ks := []int{1 + rng.IntN(6), 1 + rng.IntN(6)}
 		termBefore := c.term()
+		tl := c.timeline()
 		died := c.powerCut(victims, ks)
 		close(stop) // the transactions in flight go on; no new ones
 		cuts += len(victims)
@@ -367,9 +441,13 @@ func replicatedPowerLossTrial(t *testing.T, seed uint64) {
 		bound := plBound(extra)
 		t.Logf("seed %d round %d: power cut %v (fsync %v), in doubt %v after a majority was up (bound %v, %d extra election terms)",
 			seed, round, victims, ks[:len(victims)], took, bound, extra)
+		events := tl.stop()
 		if n := c.inDoubt(); n > 0 || took > bound {
-			t.Errorf("seed %d round %d: participants in doubt for %v after a majority of replicas was up (%d still in doubt); bound %v",
+			t.Errorf("seed %d round %d: participants in doubt for %v after a majority of replicas was up (%d still in doubt); bound %v; timeline (from the majority up):",
 				seed, round, took, n, bound)
+			for _, e := range events {
+				t.Logf("  %+8v %s", e.at.Sub(majorityUp), e.what)
+			}
 		}
 		wg.Wait()
 		if t.Failed() {
