@@ -29,16 +29,20 @@ import (
 // network, crashes its file system (what was not fsynced is lost or torn
 // at sector granularity, directory entries not synced are gone) and
 // restarts it from what survived. A round cuts one replica, two (no
-// majority until the first is back) or all three; in half the rounds a
-// participant is cut off from everyone first, as the leader sends a
-// COMMIT (it voted YES and hears no COMMIT), so that committed transactions stay in the replicated table,
-// through snapshots and the power cut, until it is back. Victims (the
-// leader more often than not), k, the isolated participant, the downtimes
-// and the pauses are drawn from the seed.
+// majority until the first is back) or all three (every replica restarts
+// from its own snapshot and log). In half the rounds two participants, q1
+// and q2, are cut off from everyone right after the COMMIT of a
+// transaction over them is applied in the replicated log (the step hook)
+// and before they hear of it, while the others' transactions go on: it
+// stays committed and not ended in the table, through snapshots and the
+// power cut, and neither can learn the outcome from the other. Victims
+// (the leader more often than not), k, the downtimes and the pauses are
+// drawn from the seed.
 //
 // Checks, per round: every restart succeeds; once a majority of replicas
-// is up (the survivors, from the victim's death; or the first victim
-// back, when two were down), no participant stays in doubt longer than
+// is up (the survivors, from the victim's death; the first victim back
+// when two were down, the second when all three were; and not before q1
+// and q2 are back), no participant stays in doubt longer than
 // plBound: an election (which pre-vote's lease can stretch to three
 // minimum election timeouts), a query round, the message delays, and one
 // election timeout per extra election term the group needed (a split
