@@ -9,6 +9,7 @@ import (
 	"slices"
 	"strconv"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -39,7 +40,8 @@ import (
 // (the leader more often than not), k, the downtimes and the pauses are
 // drawn from the seed.
 //
-// Checks, per round: every restart succeeds; once a majority of replicas
+// Checks, per round: a replica whose fsync failed stopped; every restart
+// succeeds; once a majority of replicas
 // is up (the survivors, from the victim's death; the first victim back
 // when two were down, the second when all three were; and not before q1
 // and q2 are back), no participant stays in doubt longer than
@@ -194,21 +196,43 @@ func (c *plCluster) inDoubt() int {
 // as soon as it stopped, then its disk keeps only what survives a crash,
 // and it is closed (not restarted). It returns when the last one died.
 func (c *plCluster) powerCut(victims []transport.NodeID, ks []int) time.Time {
+	failed := make([]atomic.Bool, len(victims)) // the k-th fsync was attempted
 	for i, id := range victims {
 		c.mu.Lock()
 		fs := c.reps[id].fs
 		c.mu.Unlock()
+		var calls atomic.Int64
+		fs.SetSyncHook(func(string) {
+			if calls.Add(1) >= int64(ks[i]) {
+				failed[i].Store(true)
+			}
+		})
 		fs.InjectSyncError(ks[i])
 	}
-	down := map[transport.NodeID]bool{}
-	for i := 0; i < 200 && len(down) < len(victims); i++ {
-		for _, id := range victims {
-			if !down[id] && c.coord(id).Node().Status().Err != nil {
-				down[id] = true
+	down := make([]bool, len(victims))
+	poll := func() bool {
+		all := true
+		for i, id := range victims {
+			if !down[i] && c.coord(id).Node().Status().Err != nil {
+				down[i] = true
 				c.net.Crash(id)
 			}
+			all = all && down[i]
 		}
+		return all
+	}
+	for i := 0; i < 200 && !poll(); i++ {
 		time.Sleep(time.Millisecond)
+	}
+	// A replica whose fsync failed must stop (it cannot know what of its
+	// log or vote is on disk); give one that failed just now a moment.
+	for i := 0; i < 20 && !poll(); i++ {
+		time.Sleep(time.Millisecond)
+	}
+	for i, id := range victims {
+		if failed[i].Load() && !down[i] {
+			c.t.Errorf("seed %d: %s kept running after its fsync failed", c.seed, id)
+		}
 	}
 	died := time.Now()
 	for _, id := range victims {
