@@ -41,16 +41,15 @@ import (
 // drawn from the seed.
 //
 // Checks, per round: a replica whose fsync failed stopped; every restart
-// succeeds; once a majority of replicas
-// is up (the survivors, from the victim's death; the first victim back
-// when two were down, the second when all three were; and not before q1
-// and q2 are back), no participant stays in doubt longer than
-// plBound: an election (which pre-vote's lease can stretch to three
-// minimum election timeouts), a query round, the message delays, and one
-// election timeout per extra election term the group needed (a split
-// vote; the log says how many); a round that exceeds it prints the
-// timeline of roles, terms and participants in doubt. At the end:
-// every transaction (adding 1 to its own key on two participants) is
+// succeeds; once a majority of replicas is up (the survivors, from the
+// victim's death; the first victim back when two were down, the second
+// when all three were; and not before q1 and q2 are back), no participant
+// stays in doubt longer than plBound: an election (which pre-vote's lease
+// can stretch to three minimum election timeouts), a query round, the
+// message delays, and one election timeout per extra election term the
+// group needed (a split vote; the log says how many); a round that exceeds
+// it prints the timeline of roles, terms and participants in doubt. At the
+// end: every transaction (adding 1 to its own key on two participants) is
 // applied on both or neither, as its caller was told when it was told
 // (committed: on both; aborted: on neither), a last transaction commits,
 // and no participant is in doubt or holds a lock.
