@@ -319,9 +319,21 @@
 // coordinator or of a participant just before one of its fsyncs, while
 // some of the messages it sent are still in flight: every transaction
 // ends applied on all of its participants or on none, as Run reported,
-// with no lock held. (The replicated coordinator's replicas are still
-// crashed with memnet's Crash: consensus offers no file-system seam to
-// another package yet.)
+// with no lock held. TestReplicatedPowerLoss does the same to the
+// replicated coordinator: each replica keeps its consensus log in a
+// DataDir on a crash file system of its own (consensus.Config.FS, in the
+// raft configuration NewReplicatedCoordinator takes), and one, two or all
+// three replicas lose their power at a failed fsync while transactions
+// run, in some rounds with a committed transaction's participants cut off
+// across snapshots and the power cut (seeded, in synctest bubbles). Every
+// transaction ends applied on all of its participants or on none, as Run
+// reported, committed only if all voted YES; once a majority of replicas
+// is up no participant stays in doubt longer than an election plus a
+// query round and the message delays, where the election, with pre-vote
+// and check-quorum, can take up to three minimum election timeouts (a
+// follower still within its leader lease refuses the first candidate).
+// (TestReplicatedCoordinatorCrashMatrix crashes replicas with memnet's
+// Crash, which loses nothing.)
 //
 // # Testing
 //
