@@ -233,9 +233,15 @@
 // A participant asks whichever replica it believes leads; a replica that
 // does not lead names the leader, and one that does not answer is skipped
 // for the next. Once a majority of replicas is up and connected, a
-// participant is in doubt at most about an election timeout plus a query
-// round (TestReplicatedCoordinatorCrashMatrix checks this after a leader
-// crash at every step, with and without a partition among the replicas).
+// participant is in doubt at most for an election plus a query round.
+// With pre-vote and check-quorum an election can take up to three minimum
+// election timeouts, not one: the most up-to-date survivor times out
+// first and is refused by a follower still within its leader lease, and
+// wins at its next timeout. So the bound is 3 x ElectionTicks x
+// TickInterval + RetryInterval + two coordinator ticks (plus an election
+// timeout per split vote). TestReplicatedCoordinatorCrashMatrix checks it
+// after a leader crash at every step, with and without a partition among
+// the replicas, and TestReplicatedPowerLoss under power cuts.
 // Run on the leader returns once the COMMIT is applied and the COMMIT
 // messages have left (so that the caller's next transaction on the same
 // keys does not overtake them); on another replica it returns

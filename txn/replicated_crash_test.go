@@ -15,12 +15,14 @@ import (
 
 // inDoubtBound is how long, at most, a participant may stay in doubt once
 // a majority of coordinator replicas is up and connected: an election
-// timeout (at most 2 x ElectionTicks ticks) for a new leader, plus one
+// (with pre-vote and check-quorum up to three minimum election timeouts,
+// 3 x ElectionTicks ticks: the first candidate can be refused by a
+// follower still within its leader lease) for a new leader, plus one
 // query round (RetryInterval) in which it takes over through the log and
 // sends the decisions, plus two coordinator ticks to notice the
 // leadership. (A split vote could cost another election timeout; with
 // these seeds none happens, and a failure here would say so.)
-var inDoubtBound = rcElection + rcTxnConfig().RetryInterval + 2*rcTxnConfig().TickInterval
+var inDoubtBound = 3*rcElectionTicks*rcTick + rcTxnConfig().RetryInterval + 2*rcTxnConfig().TickInterval
 
 // crashStep is a point in the leader's work at which it crashes: the
 // n-th time (1-based) its step hook reports step.
