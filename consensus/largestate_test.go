@@ -411,10 +411,11 @@ func TestRestartKnowsSnapshotSize(t *testing.T) {
 		}
 		n = start()
 		defer n.Close()
-		var size uint64
-		if err := n.do(ctx, func() { size = n.snapPol.lastSize }); err != nil {
+		got := make(chan uint64, 1) // do runs the function on the loop without waiting for it
+		if err := n.do(ctx, func() { got <- n.snapPol.lastSize }); err != nil {
 			t.Fatal(err)
 		}
+		size := <-got
 		if size < pad {
 			t.Fatalf("after a restart from a snapshot of about %d bytes, the snapshot policy's last size is %d", pad, size)
 		}
