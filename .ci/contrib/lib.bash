@@ -42,6 +42,15 @@ wait_port() {
 # `go vet`: it would compile every dependency a second time without -race
 # (minutes for etcd's gRPC stack on 2 cores), and go test already runs
 # vet's default checks on the module's packages.
+#
+# With DISTKIT_CONTRIB_RUN set, the server is started as usual but that
+# command runs instead of the tests, from the repository root, with the
+# server's variables set: e.g. the mutation runner's contrib blocks,
+#   DISTKIT_CONTRIB_RUN='go run ./internal/mutate -run contrib-redis' bash .ci/contrib/redis.sh
 contrib_test() {
+  if [ -n "${DISTKIT_CONTRIB_RUN:-}" ]; then
+    bash -c "$DISTKIT_CONTRIB_RUN"
+    return
+  fi
   (cd "$1" && go test -race -count=1 ./...)
 }

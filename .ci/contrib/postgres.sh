@@ -43,5 +43,9 @@ export DISTKIT_POSTGRES_URL_A="postgres://postgres@127.0.0.1:$port/distkit_bank_
 export DISTKIT_POSTGRES_RESTART="$(declare -f run_pg); run_pg '$bindir/pg_ctl' -D '$dir/data' -l '$dir/log' -w -m immediate -o '$opts' restart"
 # One test binary at a time (-p 1): the crash tests restart the server under
 # the other packages' connections. Build first with full parallelism.
-(cd contrib/postgres && go test -race -count=1 -run '^$' ./... >/dev/null && go test -race -count=1 -p 1 ./...)
+if [ -n "${DISTKIT_CONTRIB_RUN:-}" ]; then
+  contrib_test contrib/postgres
+else
+  (cd contrib/postgres && go test -race -count=1 -run '^$' ./... >/dev/null && go test -race -count=1 -p 1 ./...)
+fi
 echo "contrib/postgres: took $((SECONDS - start)) s"
