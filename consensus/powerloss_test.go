@@ -5,14 +5,13 @@ import (
 	"errors"
 	"fmt"
 	"math/rand/v2"
-	"os"
-	"strconv"
 	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
 
 	"github.com/distkit/distkit/consensus/raft"
+	"github.com/distkit/distkit/internal/bubbletest"
 	"github.com/distkit/distkit/transport"
 	"github.com/distkit/distkit/transport/memnet"
 )
@@ -401,30 +400,12 @@ func TestPowerLossCrash(t *testing.T) {
 }
 
 // runSeededBubbles runs test once per seed, each in a synctest bubble of
-// its own: the default seeds, 1…soak under DISTKIT_SOAK=1, or the one seed
-// DISTKIT_SEED names. A failed seed prints the command that replays it.
+// its own with the realTimeBudget watchdog (internal/bubbletest): the
+// default seeds, 1…soak under DISTKIT_SOAK=1, or the one seed DISTKIT_SEED
+// names. A failed seed prints the command that replays it.
 func runSeededBubbles(t *testing.T, name string, seeds []uint64, soak uint64, test func(t *testing.T, seed uint64, stalled *atomic.Bool)) {
-	if os.Getenv("DISTKIT_SOAK") == "1" {
-		seeds = nil
-		for s := range soak {
-			seeds = append(seeds, s+1)
-		}
-	}
-	if s := os.Getenv("DISTKIT_SEED"); s != "" {
-		seed, err := strconv.ParseUint(s, 10, 64)
-		if err != nil {
-			t.Fatalf("DISTKIT_SEED=%q: %v", s, err)
-		}
-		seeds = []uint64{seed}
-	}
-	for _, seed := range seeds {
-		t.Run(fmt.Sprint("seed=", seed), func(t *testing.T) {
-			runBubble(t, func(t *testing.T, stalled *atomic.Bool) { test(t, seed, stalled) })
-			if t.Failed() {
-				t.Logf("replay with DISTKIT_SEED=%d go test -run '%s' ./consensus", seed, name)
-			}
-		})
-	}
+	t.Helper()
+	bubbletest.Run(t, seeds, soak, realTimeBudget, "DISTKIT_SEED=%d go test -run '"+name+"' ./consensus", test)
 }
 
 func testPowerLossCrash(t *testing.T, seed uint64, stalled *atomic.Bool) {

@@ -2,17 +2,14 @@ package election_test
 
 import (
 	"context"
-	"fmt"
 	"math/rand/v2"
-	"os"
-	"strconv"
 	"sync"
 	"sync/atomic"
 	"testing"
-	"testing/synctest"
 	"time"
 
 	"github.com/distkit/distkit/election"
+	"github.com/distkit/distkit/internal/bubbletest"
 	"github.com/distkit/distkit/internal/vfs"
 	"github.com/distkit/distkit/transport"
 	"github.com/distkit/distkit/transport/memnet"
@@ -33,49 +30,13 @@ import (
 // and a restarted node resumes from its saved epoch). A failure names the
 // seed; DISTKIT_SEED=N replays it, DISTKIT_SOAK=1 runs 50 seeds.
 func TestPowerLossEpochs(t *testing.T) {
-	seeds := []uint64{1, 2}
-	if os.Getenv("DISTKIT_SOAK") == "1" {
-		seeds = nil
-		for s := range uint64(50) {
-			seeds = append(seeds, s+1)
-		}
-	}
-	if s := os.Getenv("DISTKIT_SEED"); s != "" {
-		seed, err := strconv.ParseUint(s, 10, 64)
-		if err != nil {
-			t.Fatalf("DISTKIT_SEED=%q: %v", s, err)
-		}
-		seeds = []uint64{seed}
-	}
 	for _, rt := range runtimes {
-		for _, seed := range seeds {
-			t.Run(fmt.Sprintf("%s/seed=%d", rt.name, seed), func(t *testing.T) {
-				var stalled atomic.Bool
-				watchdog := time.AfterFunc(20*time.Second, func() { stalled.Store(true) }) // real time: outside the bubble
-				defer watchdog.Stop()
-				synctest.Test(t, func(t *testing.T) { testPowerLossEpochs(t, rt.new, seed, &stalled) })
-				if stalled.Load() {
-					t.Errorf("seed %d: the run took more than 20 s of real time: a livelock (messages exchanged forever at one instant of virtual time)", seed)
-				}
-				if t.Failed() {
-					t.Logf("replay with DISTKIT_SEED=%d go test -run 'TestPowerLossEpochs/%s' ./election", seed, rt.name)
-				}
-			})
-		}
+		t.Run(rt.name, func(t *testing.T) {
+			bubbletest.Run(t, []uint64{1, 2}, 50, 20*time.Second,
+				"DISTKIT_SEED=%d go test -run 'TestPowerLossEpochs/"+rt.name+"' ./election",
+				func(t *testing.T, seed uint64, stalled *atomic.Bool) { testPowerLossEpochs(t, rt.new, seed, stalled) })
+		})
 	}
-}
-
-// stallTransport drops every message once stalled is set.
-type stallTransport struct {
-	transport.Transport
-	stalled *atomic.Bool
-}
-
-func (s stallTransport) Send(ctx context.Context, to transport.NodeID, service string, payload []byte) error {
-	if s.stalled.Load() {
-		return nil
-	}
-	return s.Transport.Send(ctx, to, service, payload)
 }
 
 // epochLedger records, per node, the highest epoch it has led with, and
@@ -157,7 +118,7 @@ func (p *powerElectors) start(id transport.NodeID) {
 	cfg.Detector.CheckInterval = 5 * time.Millisecond
 	cfg.ElectionTimeout, cfg.CoordinatorTimeout, cfg.BootDelay = 20*time.Millisecond, 60*time.Millisecond, 50*time.Millisecond
 	cfg.RingTimeout = 200 * time.Millisecond
-	nd, err := p.newFn(stallTransport{Transport: tr, stalled: p.stalled}, cfg)
+	nd, err := p.newFn(bubbletest.Transport{Transport: tr, Stalled: p.stalled}, cfg)
 	if err != nil {
 		p.t.Fatalf("seed %d: start %s: %v", p.seed, id, err)
 	}

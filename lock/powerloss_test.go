@@ -5,15 +5,13 @@ import (
 	"errors"
 	"fmt"
 	"math/rand/v2"
-	"os"
-	"strconv"
 	"sync"
 	"sync/atomic"
 	"testing"
-	"testing/synctest"
 	"time"
 
 	"github.com/distkit/distkit/consensus/raft"
+	"github.com/distkit/distkit/internal/bubbletest"
 	"github.com/distkit/distkit/internal/vfs"
 	"github.com/distkit/distkit/lock"
 	"github.com/distkit/distkit/transport"
@@ -43,51 +41,8 @@ import (
 // A failure names the seed; DISTKIT_SEED=N replays it and DISTKIT_SOAK=1
 // runs 50 seeds.
 func TestPowerLossLockService(t *testing.T) {
-	seeds := []uint64{1, 2}
-	if os.Getenv("DISTKIT_SOAK") == "1" {
-		seeds = nil
-		for s := range uint64(50) {
-			seeds = append(seeds, s+1)
-		}
-	}
-	if s := os.Getenv("DISTKIT_SEED"); s != "" {
-		seed, err := strconv.ParseUint(s, 10, 64)
-		if err != nil {
-			t.Fatalf("DISTKIT_SEED=%q: %v", s, err)
-		}
-		seeds = []uint64{seed}
-	}
-	for _, seed := range seeds {
-		t.Run(fmt.Sprint("seed=", seed), func(t *testing.T) {
-			// A broken rule can make the members exchange messages forever
-			// at one instant of virtual time. Past a real-time budget (a
-			// seed takes well under a second) every message is dropped, so
-			// the run ends and fails instead of hanging.
-			var stalled atomic.Bool
-			watchdog := time.AfterFunc(20*time.Second, func() { stalled.Store(true) }) // real time: outside the bubble
-			defer watchdog.Stop()
-			synctest.Test(t, func(t *testing.T) { testPowerLossLockService(t, seed, &stalled) })
-			if stalled.Load() {
-				t.Errorf("seed %d: the run took more than 20 s of real time: a livelock (messages exchanged forever at one instant of virtual time)", seed)
-			}
-			if t.Failed() {
-				t.Logf("replay with DISTKIT_SEED=%d go test -run TestPowerLossLockService ./lock", seed)
-			}
-		})
-	}
-}
-
-// stallTransport drops every message once stalled is set.
-type stallTransport struct {
-	transport.Transport
-	stalled *atomic.Bool
-}
-
-func (s stallTransport) Send(ctx context.Context, to transport.NodeID, service string, payload []byte) error {
-	if s.stalled.Load() {
-		return nil
-	}
-	return s.Transport.Send(ctx, to, service, payload)
+	bubbletest.Run(t, []uint64{1, 2}, 50, 20*time.Second,
+		"DISTKIT_SEED=%d go test -run TestPowerLossLockService ./lock", testPowerLossLockService)
 }
 
 // powerService is a three-server lock service whose servers each live on
@@ -112,7 +67,7 @@ func (p *powerService) start(id transport.NodeID) {
 	if err != nil {
 		p.t.Fatalf("seed %d: join %s: %v", p.seed, id, err)
 	}
-	tr := stallTransport{Transport: mtr, stalled: p.stalled}
+	tr := bubbletest.Transport{Transport: mtr, Stalled: p.stalled}
 	rpc, err := transport.NewRPC(tr, transport.DefaultRPCConfig())
 	if err != nil {
 		p.t.Fatal(err)
@@ -195,7 +150,7 @@ func (p *powerService) client(id transport.NodeID) *lock.Remote {
 	if err != nil {
 		p.t.Fatal(err)
 	}
-	tr := stallTransport{Transport: mtr, stalled: p.stalled}
+	tr := bubbletest.Transport{Transport: mtr, Stalled: p.stalled}
 	rpc, err := transport.NewRPC(tr, transport.DefaultRPCConfig())
 	if err != nil {
 		p.t.Fatal(err)
