@@ -589,9 +589,13 @@ func recordKinds(recs []Record) string {
 	return out
 }
 
-// Quiesce waits until this replica leads and no transaction is in flight
-// (every one begun has been decided and acknowledged by every
-// participant). On a replica that does not lead it returns ErrNotLeader.
+// Quiesce waits until this replica leads and no transaction it knows of
+// is in flight (every one it tracks has been decided and acknowledged by
+// every participant). On a replica that does not lead it returns
+// ErrNotLeader. A transaction an earlier leader prepared and never
+// committed is not in the replicated log (no BEGIN is logged), so Quiesce
+// does not wait for it: its participants resolve it by asking, within the
+// in-doubt bound (see the package doc).
 func (c *ReplicatedCoordinator) Quiesce(ctx context.Context) error {
 	if c == nil || c.loop == nil {
 		return errNotConstructed
