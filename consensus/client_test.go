@@ -490,48 +490,16 @@ func TestClientAcknowledgesResults(t *testing.T) {
 // regardless, so everything completes, each command applied once.
 func TestClientWaitsForCacheRoom(t *testing.T) {
 	started := make(chan struct{})
-	var once sync.Once
+	hang := hangSlowOnce(started)
 	cfg := DefaultClientConfig()
 	cfg.AttemptTimeout = 50 * time.Millisecond
 	cl, c := newSessionCluster(t, cfg, func(_ *sessionCluster, _ int, e session.Envelope) sessionFault {
-		if e.Kind == session.KindCommand && string(e.Payload) == "slow" {
-			hang := false
-			once.Do(func() { hang = true; close(started) })
-			if hang {
-				return faultHang
-			}
+		if hang(e) {
+			return faultHang
 		}
 		return faultNone
 	})
-	scfg := DefaultSessionConfig()
-	scfg.MaxPending = 2
-	sm, err := WithSessions(c.rec, scfg)
-	if err != nil {
-		t.Fatal(err)
-	}
-	c.sm = sm // before the first Propose: the session is registered in it
-	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
-	defer cancel()
-	if _, err := cl.Propose(ctx, []byte("first")); err != nil {
-		t.Fatal(err)
-	}
-	slow := make(chan error, 1)
-	go func() {
-		_, err := cl.Propose(ctx, []byte("slow"))
-		slow <- err
-	}()
-	<-started
-	for i := range 5 {
-		if _, err := cl.Propose(ctx, fmt.Appendf(nil, "new%d", i)); err != nil {
-			t.Fatalf("Propose(new%d) = %v", i, err)
-		}
-	}
-	if err := <-slow; err != nil {
-		t.Fatalf("Propose(slow) = %v", err)
-	}
-	if got := c.appliedCount(); got != 7 {
-		t.Fatalf("applied %d commands; want 7 (each once): %q", got, c.rec.applied)
-	}
+	crowdAroundSlow(t, cl, c, started, 5, 5*time.Second, "")
 }
 
 // TestClientWakesWhenCacheHasRoom: as in TestClientWaitsForCacheRoom, a
@@ -541,17 +509,13 @@ func TestClientWaitsForCacheRoom(t *testing.T) {
 // test's context (which only turns a missed wake-up into a failure).
 func TestClientWakesWhenCacheHasRoom(t *testing.T) {
 	started := make(chan struct{})
-	var once sync.Once
+	hang := hangSlowOnce(started)
 	cfg := DefaultClientConfig()
 	cfg.AttemptTimeout = 50 * time.Millisecond
 	refused := 0
 	cl, c := newSessionCluster(t, cfg, func(c *sessionCluster, _ int, e session.Envelope) sessionFault {
-		if e.Kind == session.KindCommand && string(e.Payload) == "slow" {
-			hang := false
-			once.Do(func() { hang = true; close(started) })
-			if hang {
-				return faultHang
-			}
+		if hang(e) {
+			return faultHang
 		}
 		if e.Kind == session.KindCommand && c.sm.table.Pending(e.Session) >= 2 && e.Seq != e.Acked {
 			refused++
@@ -559,14 +523,44 @@ func TestClientWakesWhenCacheHasRoom(t *testing.T) {
 		return faultNone
 	})
 	cl.cfg.RetryInterval = time.Hour
+	crowdAroundSlow(t, cl, c, started, 4, 10*time.Second, " (a refused command not woken when the mark moved?)")
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if refused == 0 {
+		t.Fatalf("no command was refused for a full cache: the test did not test the wake-up")
+	}
+}
+
+// hangSlowOnce returns a check, for a sessionCluster fault function, that
+// is true for the first attempt of the command "slow" only (which then
+// hangs), and closes started at that moment.
+func hangSlowOnce(started chan struct{}) func(session.Envelope) bool {
+	var once sync.Once
+	return func(e session.Envelope) bool {
+		if e.Kind != session.KindCommand || string(e.Payload) != "slow" {
+			return false
+		}
+		hang := false
+		once.Do(func() { hang = true; close(started) })
+		return hang
+	}
+}
+
+// crowdAroundSlow is the scenario of the cache tests: a session with room
+// for two results, a first command, the command "slow" (whose first
+// attempt hangs: started closes then), and newer commands proposed while
+// it is stuck. Every command must complete and be applied exactly once.
+// hint is added to the message of a newer command that fails.
+func crowdAroundSlow(t *testing.T, cl *Client, c *sessionCluster, started <-chan struct{}, newer int, timeout time.Duration, hint string) {
+	t.Helper()
 	scfg := DefaultSessionConfig()
 	scfg.MaxPending = 2
 	sm, err := WithSessions(c.rec, scfg)
 	if err != nil {
 		t.Fatal(err)
 	}
-	c.sm = sm
-	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	c.sm = sm // before the first Propose: the session is registered in it
+	ctx, cancel := context.WithTimeout(context.Background(), timeout)
 	defer cancel()
 	if _, err := cl.Propose(ctx, []byte("first")); err != nil {
 		t.Fatal(err)
@@ -577,21 +571,16 @@ func TestClientWakesWhenCacheHasRoom(t *testing.T) {
 		slow <- err
 	}()
 	<-started
-	for i := range 4 {
+	for i := range newer {
 		if _, err := cl.Propose(ctx, fmt.Appendf(nil, "new%d", i)); err != nil {
-			t.Fatalf("Propose(new%d) = %v (a refused command not woken when the mark moved?)", i, err)
+			t.Fatalf("Propose(new%d) = %v%s", i, err, hint)
 		}
 	}
 	if err := <-slow; err != nil {
 		t.Fatalf("Propose(slow) = %v", err)
 	}
-	if got := c.appliedCount(); got != 6 {
-		t.Fatalf("applied %d commands; want 6 (each once): %q", got, c.rec.applied)
-	}
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	if refused == 0 {
-		t.Fatalf("no command was refused for a full cache: the test did not test the wake-up")
+	if got, want := c.appliedCount(), newer+2; got != want {
+		t.Fatalf("applied %d commands; want %d (each once): %q", got, want, c.rec.applied)
 	}
 }
 

@@ -234,24 +234,7 @@ func TestMembershipErrors(t *testing.T) {
 		// Two changes at once: one is applied, the other refused while
 		// the first is uncommitted (the learners never start; that does
 		// not matter).
-		errs := make(chan error, 2)
-		for _, id := range []transport.NodeID{"n8", "n9"} {
-			go func() { errs <- l.AddLearner(ctx, id) }()
-		}
-		var ok, refused int
-		for range 2 {
-			switch err := <-errs; {
-			case err == nil:
-				ok++
-			case errors.Is(err, raft.ErrConfChangeInProgress):
-				refused++
-			default:
-				t.Fatalf("concurrent AddLearner = %v", err)
-			}
-		}
-		if ok != 1 || refused != 1 {
-			t.Errorf("two concurrent changes: %d applied, %d refused; want 1 and 1", ok, refused)
-		}
+		addTwoLearners(t, ctx, l, "concurrent changes")
 		// A voter that is down is removed all the same.
 		down := cc.others(l.ID())[1]
 		cc.stop(down)
@@ -326,24 +309,7 @@ func TestChangeMembershipWaitsForFreshLeader(t *testing.T) {
 		if st := tn.Status(); st.Commit >= st.LastIndex {
 			t.Fatalf("%s leads with commit %d, last index %d; want its first entry uncommitted (the test lost its race)", target, st.Commit, st.LastIndex)
 		}
-		errs := make(chan error, 2)
-		for _, id := range []transport.NodeID{"n8", "n9"} {
-			go func() { errs <- tn.AddLearner(ctx, id) }()
-		}
-		var ok, refused int
-		for range 2 {
-			switch err := <-errs; {
-			case err == nil:
-				ok++
-			case errors.Is(err, raft.ErrConfChangeInProgress):
-				refused++
-			default:
-				t.Fatalf("AddLearner on a fresh leader = %v; want nil or ErrConfChangeInProgress", err)
-			}
-		}
-		if ok != 1 || refused != 1 {
-			t.Errorf("two changes asked of a fresh leader: %d applied, %d refused; want 1 and 1", ok, refused)
-		}
+		addTwoLearners(t, ctx, tn, "changes asked of a fresh leader")
 		if err := <-transferred; err != nil {
 			t.Errorf("TransferLeadership = %v", err)
 		}
@@ -456,4 +422,29 @@ func TestChangeMembershipAfterTransfer(t *testing.T) {
 			t.Errorf("Members() = %+v (committed %v); want n8 gone, committed", m, committed)
 		}
 	})
+}
+
+// addTwoLearners asks n to add learners n8 and n9 at the same time (they
+// never start; that does not matter): one change must be applied and the
+// other refused with ErrConfChangeInProgress, as the first is uncommitted.
+func addTwoLearners(t *testing.T, ctx context.Context, n *Node, what string) {
+	t.Helper()
+	errs := make(chan error, 2)
+	for _, id := range []transport.NodeID{"n8", "n9"} {
+		go func() { errs <- n.AddLearner(ctx, id) }()
+	}
+	var ok, refused int
+	for range 2 {
+		switch err := <-errs; {
+		case err == nil:
+			ok++
+		case errors.Is(err, raft.ErrConfChangeInProgress):
+			refused++
+		default:
+			t.Fatalf("two %s: AddLearner = %v; want nil or ErrConfChangeInProgress", what, err)
+		}
+	}
+	if ok != 1 || refused != 1 {
+		t.Errorf("two %s: %d applied, %d refused; want 1 and 1", what, ok, refused)
+	}
 }
