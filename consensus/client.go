@@ -93,9 +93,10 @@ const attemptWindows = 8
 
 // attemptWindow is a context shared by attempts (see attemptContext).
 type attemptWindow struct {
-	ctx    context.Context
-	cancel context.CancelFunc // never called: the context ends at its deadline
-	stale  atomic.Bool        // set once the window is too old for a new attempt
+	ctx      context.Context
+	cancel   context.CancelFunc // never called: the context ends at its deadline
+	deadline time.Time          // ctx's
+	stale    atomic.Bool        // set once the window is too old for a new attempt
 }
 
 // clientSession is the Client's side of a session. Numbering a command
@@ -292,30 +293,33 @@ type request struct {
 	acked uint64 // the ack mark of the last attempt's stamp
 }
 
-// stampBufs holds buffers for the stamped commands proposed to a *Node,
-// which copies a command before Propose returns, so the buffer can be
-// reused at once. Other Proposers (which may keep the slice, say in a
-// network write still under way after ctx ended) get a fresh one.
-var stampBufs = sync.Pool{New: func() any { return new([]byte) }}
-
-// propose makes one attempt of r on member i.
-func (c *Client) propose(ctx context.Context, i int, r *request) (any, error) {
+// propose makes one attempt of r on member i, bounded by AttemptTimeout
+// (and ctx). A *Node is handed the bound itself (Node.propose), which
+// costs its caller no context and no second channel to wait on; other
+// Proposers get a context that ends at the bound (attemptContext).
+func (c *Client) propose(ctx context.Context, i int, r *request) (res any, timedOut bool, err error) {
 	p := c.procs[i]
-	if r.s == nil {
-		return p.Propose(ctx, r.plain)
+	if r.s != nil {
+		r.acked = r.s.low.Load()
 	}
-	r.acked = r.s.low.Load()
-	if _, copies := p.(*Node); !copies {
-		return p.Propose(ctx, c.stamp(nil, r))
+	if n, ok := p.(*Node); ok {
+		cmd, owned := r.plain, false
+		if r.s != nil {
+			// A fresh buffer for every attempt, handed over to the node:
+			// it may still hold an earlier attempt's.
+			cmd, owned = c.stamp(nil, r), true
+		}
+		res, err := n.propose(ctx, cmd, owned, c.attemptBound(ctx))
+		return res, errors.Is(err, errAttemptBound), err
 	}
-	buf := stampBufs.Get().(*[]byte)
-	cmd := c.stamp((*buf)[:0], r)
-	res, err := p.Propose(ctx, cmd)
-	if cap(cmd) <= 64<<10 { // do not keep a huge command's buffer
-		*buf = cmd[:0]
-		stampBufs.Put(buf)
+	actx, cancel := c.attemptContext(ctx)
+	defer cancel()
+	cmd := r.plain
+	if r.s != nil {
+		cmd = c.stamp(nil, r)
 	}
-	return res, err
+	res, err = p.Propose(actx, cmd)
+	return res, err != nil && actx.Err() != nil && ctx.Err() == nil, err
 }
 
 // send proposes r until an attempt succeeds, a failure is final, or ctx
@@ -334,17 +338,13 @@ func (c *Client) send(ctx context.Context, r *request, retryUnknown bool) (res a
 			}
 			return nil, ambiguous, fmt.Errorf("consensus: client: %w", err)
 		}
-		actx, cancel := c.attemptContext(ctx)
-		res, err := c.propose(actx, target, r)
+		res, attemptTimedOut, err := c.propose(ctx, target, r)
 		if err == nil {
-			cancel()
 			if target != first {
 				c.leader.Store(int32(target))
 			}
 			return res, ambiguous, nil
 		}
-		attemptTimedOut := actx.Err() != nil && ctx.Err() == nil
-		cancel()
 		lastErr = err
 		var nle *raft.NotLeaderError
 		switch {
@@ -406,8 +406,9 @@ func (c *Client) Close(ctx context.Context) error {
 	return nil
 }
 
-// attemptContext returns the context for one attempt: ctx bounded by
-// AttemptTimeout. A context.WithTimeout per attempt costs a timer and
+// attemptContext returns the context for one attempt on a Proposer other
+// than a *Node: ctx bounded by AttemptTimeout. A context.WithTimeout per
+// attempt costs a timer and
 // several allocations on the hot path, so two common cases share or skip
 // it: a ctx whose deadline comes first already bounds the attempt; and
 // attempts of callers passing context.Background() (or TODO: no values,
@@ -418,11 +419,7 @@ func (c *Client) Close(ctx context.Context) error {
 // without reading the clock.
 func (c *Client) attemptContext(ctx context.Context) (context.Context, context.CancelFunc) {
 	if ctx == context.Background() || ctx == context.TODO() {
-		slot := &c.windows[rand.Uint32()%attemptWindows]
-		if w := slot.Load(); w != nil && !w.stale.Load() {
-			return w.ctx, noCancel
-		}
-		return c.newWindow(slot), noCancel
+		return c.window().ctx, noCancel
 	}
 	limit := time.Now().Add(c.cfg.AttemptTimeout)
 	if d, ok := ctx.Deadline(); ok && !d.After(limit) {
@@ -431,20 +428,37 @@ func (c *Client) attemptContext(ctx context.Context) (context.Context, context.C
 	return context.WithDeadline(ctx, limit)
 }
 
-// newWindow installs a fresh attempt window in slot (unless another
-// attempt just did) and returns its context.
-func (c *Client) newWindow(slot *atomic.Pointer[attemptWindow]) context.Context {
+// attemptBound returns the bound of an attempt on a *Node: zero when
+// ctx's own deadline comes first, else AttemptTimeout from now (for a
+// caller whose ctx never ends, a shared window's deadline: no clock read).
+func (c *Client) attemptBound(ctx context.Context) time.Time {
+	if ctx == context.Background() || ctx == context.TODO() {
+		return c.window().deadline
+	}
+	limit := time.Now().Add(c.cfg.AttemptTimeout)
+	if d, ok := ctx.Deadline(); ok && !d.After(limit) {
+		return time.Time{}
+	}
+	return limit
+}
+
+// window returns a fresh attempt window, one of attemptWindows picked at
+// random (each attempt waiting on a window's Done channel would otherwise
+// contend for one channel), installing a new one if that is stale.
+func (c *Client) window() *attemptWindow {
+	slot := &c.windows[rand.Uint32()%attemptWindows]
 	for {
 		w := slot.Load()
 		if w != nil && !w.stale.Load() {
-			return w.ctx
+			return w
 		}
 		fresh := c.cfg.AttemptTimeout / 8
-		wctx, cancel := context.WithTimeout(context.Background(), c.cfg.AttemptTimeout+fresh)
-		nw := &attemptWindow{ctx: wctx, cancel: cancel}
+		deadline := time.Now().Add(c.cfg.AttemptTimeout + fresh)
+		wctx, cancel := context.WithDeadline(context.Background(), deadline)
+		nw := &attemptWindow{ctx: wctx, cancel: cancel, deadline: deadline}
 		if slot.CompareAndSwap(w, nw) {
 			time.AfterFunc(fresh, func() { nw.stale.Store(true) })
-			return wctx
+			return nw
 		}
 		cancel() // another attempt installed a window first
 	}

@@ -102,7 +102,10 @@ type Node struct {
 	// used outside it.
 	proposals sync.Pool
 
-	// propMu guards props, closed and closedErr.
+	// bounds answers the proposals whose attempt bound passes (attempt.go).
+	bounds attemptBounds
+
+	// propMu guards props, closed, closedErr and part of bounds.
 	propMu    sync.Mutex
 	props     []*proposal
 	closed    bool
@@ -167,6 +170,10 @@ type proposal struct {
 	// orphanedAt is 1 + the tick at which a new leader removed the entry
 	// from this node's log (0 while it is in the log). See dropOverwritten.
 	orphanedAt uint64
+	// word is the proposal's state and use count, bound its attempt bound
+	// (0: none); both are shared with the bound sweeper (attempt.go).
+	word  atomic.Uint64
+	bound atomic.Int64
 }
 
 type result struct {
@@ -291,6 +298,9 @@ func newNode(cfg Config, tr transport.Transport, sm StateMachine, store nodeStor
 	// not rewritten SnapshotThreshold entries after every start.
 	n.snapPol.lastSize = snapSize
 	n.proposals.New = func() any { return &proposal{done: make(chan result, 1)} }
+	n.bounds.epoch = time.Now()
+	n.bounds.timer = time.AfterFunc(time.Hour, n.sweepBounds)
+	n.bounds.timer.Stop()
 	n.rt.init(nil)
 	n.reads.init(cfg, n.applied)
 	n.refreshMembers()
@@ -344,35 +354,7 @@ func (n *Node) Propose(ctx context.Context, cmd []byte) (any, error) {
 	if err := ctx.Err(); err != nil {
 		return nil, fmt.Errorf("consensus: propose: %w", err)
 	}
-	p := n.proposals.Get().(*proposal)
-	p.ctx = ctx
-	p.cmd = bytes.Clone(cmd)
-	if p.cmd == nil {
-		p.cmd = []byte{}
-	}
-	n.propMu.Lock()
-	if n.closed {
-		err := n.closedErr
-		n.propMu.Unlock()
-		return nil, err
-	}
-	n.props = append(n.props, p)
-	n.propMu.Unlock()
-	select {
-	case n.propSig <- struct{}{}:
-	default:
-	}
-	select {
-	case r := <-p.done:
-		// The loop sends exactly one result and forgets the proposal
-		// before sending it, so p can be reused. (A proposal abandoned
-		// below is not: its result may still arrive.)
-		*p = proposal{done: p.done}
-		n.proposals.Put(p)
-		return r.val, r.err
-	case <-ctx.Done():
-		return nil, fmt.Errorf("consensus: propose: %w", ctx.Err())
-	}
+	return n.propose(ctx, cmd, false, time.Time{}) // attempt.go
 }
 
 // Status returns the node's current state. After Close it returns the
@@ -560,17 +542,20 @@ func (n *Node) proposeQueued() {
 	for i, p := range props {
 		props[i] = nil
 		stampSessionTime(n.sm, p.cmd, i == 0) // sessions.go: the leader's clock into session commands
+		if p.abandoned() {
+			continue // its attempt bound passed: the caller has gone
+		}
 		if err := p.ctx.Err(); err != nil {
 			// The caller has gone with a context error (outcome unknown to
 			// it); not proposing keeps a backlog of timed-out callers from
 			// filling the log with work nobody waits for.
-			p.done <- result{err: fmt.Errorf("consensus: propose: %w", err)}
+			p.answer(result{err: fmt.Errorf("consensus: propose: %w", err)})
 			continue
 		}
 		index, term, err := n.core.Propose(p.cmd)
 		if err != nil {
 			// ErrNotLeader (a *raft.NotLeaderError) or ErrProposalDropped.
-			p.done <- result{err: fmt.Errorf("consensus: propose: %w", err)}
+			p.answer(result{err: fmt.Errorf("consensus: propose: %w", err)})
 			continue
 		}
 		// An older proposal waiting on this index was overwritten (the
@@ -772,7 +757,7 @@ func (n *Node) resolve(index uint64, p *proposal, r result) {
 		n.orphans--
 	}
 	n.answered++
-	p.done <- r
+	p.answer(r)
 }
 
 // committedBefore returns the prefix of ents with indices below index.
@@ -969,7 +954,7 @@ func (n *Node) shutdown(cause error) {
 	n.props = nil
 	n.propMu.Unlock()
 	for _, p := range props {
-		p.done <- result{err: closedErr} // never reached the core
+		p.answer(result{err: closedErr}) // never reached the core
 	}
 	stopErr := ErrStopped
 	if cause != ErrStopped {
@@ -978,6 +963,7 @@ func (n *Node) shutdown(cause error) {
 	for index, p := range n.waiters {
 		n.resolve(index, p, result{err: stopErr})
 	}
+	n.stopBounds() // attempt.go: every bounded proposal is answered
 	n.onShutdown()
 	n.final = n.status()
 	// The snapshot goroutine's writes fail from now on; wait for it before

@@ -9,7 +9,7 @@ import (
 	"fmt"
 	"io"
 	"math"
-	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/distkit/distkit/consensus/session"
@@ -118,10 +118,12 @@ type SessionMachine struct {
 	sm    StateMachine
 	codec ResultCodec
 
-	// mu guards table: Apply, Snapshot and Restore run on the node's
-	// goroutine, Sessions on any.
-	mu    sync.Mutex
+	// table is used by Apply, Snapshot, SnapshotView and Restore only,
+	// which the Node calls on its goroutine, one at a time.
 	table *session.Table
+	// open is table.Len() as of the last envelope applied or restore, for
+	// Sessions, which any goroutine may call.
+	open atomic.Int64
 
 	// stampClock is the leader's clock as last read by stampSessionTime,
 	// which alone uses it, on the node's goroutine.
@@ -165,9 +167,7 @@ func (m *SessionMachine) Sessions() int {
 	if m == nil || m.table == nil {
 		return 0
 	}
-	m.mu.Lock()
-	defer m.mu.Unlock()
-	return m.table.Len()
+	return int(m.open.Load())
 }
 
 // Apply applies a committed entry: a plain command goes to the wrapped
@@ -184,8 +184,14 @@ func (m *SessionMachine) Apply(e Entry) any {
 	if err != nil {
 		return fmt.Errorf("consensus: sessions: %w", err)
 	}
-	m.mu.Lock()
-	defer m.mu.Unlock()
+	// The table's size changes only here and in Restore; the atomic store
+	// is skipped when it did not (most commands) to keep its cache line
+	// quiet for Sessions' readers.
+	defer func(before int) {
+		if n := m.table.Len(); n != before {
+			m.open.Store(int64(n))
+		}
+	}(m.table.Len())
 	switch env.Kind {
 	case session.KindRegister:
 		return m.table.Register(e.Index, env)
@@ -278,9 +284,7 @@ func (m *SessionMachine) Snapshot(w io.Writer) error {
 // snapshotHead encodes the snapshot header and the session table, the
 // part of a snapshot that comes before the wrapped machine's own.
 func (m *SessionMachine) snapshotHead() ([]byte, error) {
-	m.mu.Lock()
 	table, err := m.table.AppendBinary(nil)
-	m.mu.Unlock()
 	if err != nil {
 		return nil, fmt.Errorf("consensus: sessions: snapshot: %w", err)
 	}
@@ -375,11 +379,10 @@ func (m *SessionMachine) Restore(r io.Reader) error {
 	if uint64(len(enc)) != n {
 		return fmt.Errorf("consensus: sessions: restore: %w: table truncated at %d of %d bytes", session.ErrMalformed, len(enc), n)
 	}
-	m.mu.Lock()
-	defer m.mu.Unlock()
 	if err := m.table.UnmarshalBinary(enc); err != nil {
 		return fmt.Errorf("consensus: sessions: restore: %w", err)
 	}
+	m.open.Store(int64(m.table.Len()))
 	return m.sm.Restore(br)
 }
 

@@ -334,10 +334,11 @@ func TestSessionsExactlyOnceOverNodes(t *testing.T) {
 			t.Fatalf("%s applied %d distinct commands; want %d", id, len(seen), callers*each+1)
 		}
 	}
-	leader := machines[cl.Leader()]
-	leader.mu.Lock()
-	now := leader.table.Now()
-	leader.mu.Unlock()
+	// The table belongs to the node's goroutine: read it once the node
+	// has stopped.
+	leader := members[cl.Leader()].(*lossyProposer).n
+	leader.Close()
+	now := machines[cl.Leader()].table.Now()
 	if now < start {
 		t.Fatalf("session table time %d; want the leader's clock (>= %d)", now, start)
 	}

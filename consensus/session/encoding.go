@@ -86,7 +86,7 @@ func (t *Table) UnmarshalBinary(b []byte) error {
 	if d.err != nil {
 		return fmt.Errorf("%w: session table: %v", ErrMalformed, d.err)
 	}
-	t.now, t.nextSweep, t.sessions, t.begun = now, nextSweep, sessions, nil
+	t.now, t.nextSweep, t.sessions, t.last = now, nextSweep, sessions, nil
 	return nil
 }
 

@@ -110,44 +110,66 @@ func Stamp(cmd []byte, now int64) bool {
 }
 
 // Parse decodes an envelope. The Payload of the result aliases cmd.
+//
+// It runs for every session command on every replica, so the common case
+// (a command envelope whose numbers fit a byte or two) takes no loop and
+// no error formatting.
 func Parse(cmd []byte) (Envelope, error) {
-	if !IsEnvelope(cmd) {
-		return Envelope{}, fmt.Errorf("%w: not a session envelope", ErrMalformed)
-	}
-	if len(cmd) < headerLen {
+	if len(cmd) < headerLen || [4]byte(cmd[:4]) != Magic {
+		if !IsEnvelope(cmd) {
+			return Envelope{}, fmt.Errorf("%w: not a session envelope", ErrMalformed)
+		}
 		return Envelope{}, fmt.Errorf("%w: envelope of %d bytes; header needs %d", ErrMalformed, len(cmd), headerLen)
 	}
 	e := Envelope{Kind: Kind(cmd[len(Magic)]), Time: int64(binary.BigEndian.Uint64(cmd[timeOffset:]))}
 	rest := cmd[headerLen:]
-	var vals [3]uint64
-	want := 0
+	ok := true
 	switch e.Kind {
-	case KindRegister:
 	case KindCommand:
-		want = 3
+		var id uint64
+		id, rest, ok = uvarint(rest)
+		e.Session = ID(id)
+		if ok {
+			e.Seq, rest, ok = uvarint(rest)
+		}
+		if ok {
+			e.Acked, rest, ok = uvarint(rest)
+		}
+		e.Payload = rest
 	case KindClose:
-		want = 1
+		var id uint64
+		id, rest, ok = uvarint(rest)
+		e.Session = ID(id)
+	case KindRegister:
 	default:
 		return Envelope{}, fmt.Errorf("%w: unknown envelope kind %d", ErrMalformed, cmd[len(Magic)])
 	}
-	for i := range want {
-		v, n := binary.Uvarint(rest)
-		if n <= 0 {
-			return Envelope{}, fmt.Errorf("%w: truncated %v envelope", ErrMalformed, e.Kind)
-		}
-		vals[i], rest = v, rest[n:]
-	}
-	e.Session, e.Seq, e.Acked = ID(vals[0]), vals[1], vals[2]
 	switch {
+	case !ok:
+		return Envelope{}, fmt.Errorf("%w: truncated %v envelope", ErrMalformed, e.Kind)
 	case e.Kind == KindCommand && e.Seq == 0:
 		return Envelope{}, fmt.Errorf("%w: command with sequence number 0", ErrMalformed)
-	case e.Kind == KindCommand:
-		e.Payload = rest
-	case len(rest) != 0:
+	case e.Kind != KindCommand && len(rest) != 0:
 		return Envelope{}, fmt.Errorf("%w: %d trailing bytes after a %v envelope", ErrMalformed, len(rest), e.Kind)
-	}
-	if e.Kind != KindRegister && e.Session == 0 {
+	case e.Kind != KindRegister && e.Session == 0:
 		return Envelope{}, fmt.Errorf("%w: %v envelope for session 0", ErrMalformed, e.Kind)
 	}
 	return e, nil
+}
+
+// uvarint decodes a uvarint from the front of b and returns the rest; ok
+// is false if b holds none. One- and two-byte values (sequence numbers
+// and acknowledgement marks of young sessions) skip the general decoder.
+func uvarint(b []byte) (v uint64, rest []byte, ok bool) {
+	if len(b) > 0 && b[0] < 0x80 {
+		return uint64(b[0]), b[1:], true
+	}
+	if len(b) > 1 && b[1] < 0x80 {
+		return uint64(b[0]&0x7f) | uint64(b[1])<<7, b[2:], true
+	}
+	v, n := binary.Uvarint(b)
+	if n <= 0 {
+		return 0, b, false
+	}
+	return v, b[n:], true
 }

@@ -2,6 +2,7 @@ package session
 
 import (
 	"bytes"
+	"encoding/binary"
 	"errors"
 	"testing"
 )
@@ -92,6 +93,23 @@ func FuzzParse(f *testing.F) {
 		if err != nil || e2.Kind != e.Kind || e2.Time != e.Time || e2.Session != e.Session || e2.Seq != e.Seq ||
 			e2.Acked != e.Acked || !bytes.Equal(e2.Payload, e.Payload) {
 			t.Fatalf("re-encoded %+v parses as %+v, %v", e, e2, err)
+		}
+	})
+}
+
+// FuzzUvarint: the envelope's fast uvarint decoder agrees with
+// encoding/binary's on every input, including overlong and truncated ones.
+func FuzzUvarint(f *testing.F) {
+	for _, v := range []uint64{0, 1, 127, 128, 300, 16383, 16384, 1 << 40, ^uint64(0)} {
+		f.Add(binary.AppendUvarint(nil, v))
+	}
+	f.Add([]byte{0x80, 0x00}) // overlong zero
+	f.Add([]byte{0xff})       // truncated
+	f.Fuzz(func(t *testing.T, b []byte) {
+		v, rest, ok := uvarint(b)
+		want, n := binary.Uvarint(b)
+		if ok != (n > 0) || (ok && (v != want || len(rest) != len(b)-n)) {
+			t.Fatalf("uvarint(%x) = %d, %d bytes left, %v; binary.Uvarint = %d, %d", b, v, len(rest), ok, want, n)
 		}
 	})
 }

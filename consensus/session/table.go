@@ -60,12 +60,12 @@ type Table struct {
 	nextSweep int64 // when to next remove expired sessions
 	sessions  map[ID]*entry
 
-	// begun is the session of the command Begin last told its caller to
-	// apply, seq its number: Finish, which follows at once, needs no
-	// second lookup. Every other method clears it.
-	begun    *entry
-	begunID  ID
-	begunSeq uint64
+	// last is the session lookup last found, lastID its ID: a client's
+	// commands come in runs, and Finish follows Begin, so most lookups
+	// need no hashing. It is a cache of sessions, never stale: remove
+	// clears it with the session, and UnmarshalBinary with the table.
+	last   *entry
+	lastID ID
 }
 
 // entry is one open session.
@@ -177,17 +177,36 @@ func (t *Table) Pending(id ID) int {
 // moves forward, whatever the clocks of successive leaders say) and now
 // and then removes the expired sessions.
 func (t *Table) advance(stamp int64) {
-	t.begun = nil
 	t.now = max(t.now, stamp)
 	if t.now < t.nextSweep {
 		return
 	}
 	for id, s := range t.sessions {
 		if t.expired(s) {
-			delete(t.sessions, id)
+			t.remove(id)
 		}
 	}
 	t.nextSweep = t.now + max(t.ttl/4, 1)
+}
+
+// lookup returns open session id, or nil. It does not check expiry.
+func (t *Table) lookup(id ID) *entry {
+	if t.last != nil && t.lastID == id {
+		return t.last
+	}
+	s := t.sessions[id]
+	if s != nil {
+		t.last, t.lastID = s, id
+	}
+	return s
+}
+
+// remove ends session id, and forgets it in the lookup cache.
+func (t *Table) remove(id ID) {
+	delete(t.sessions, id)
+	if t.lastID == id {
+		t.last = nil
+	}
 }
 
 func (t *Table) expired(s *entry) bool { return t.now-s.lastActive > t.ttl }
@@ -205,10 +224,12 @@ func (t *Table) Register(index uint64, e Envelope) ID {
 				victim, oldest = id, s
 			}
 		}
-		delete(t.sessions, victim)
+		t.remove(victim)
 	}
 	id := ID(index)
-	t.sessions[id] = &entry{lastActive: t.now, acked: 1}
+	s := &entry{lastActive: t.now, acked: 1}
+	t.sessions[id] = s
+	t.last, t.lastID = s, id
 	return id
 }
 
@@ -219,19 +240,19 @@ func (t *Table) Close(e Envelope) error {
 	if _, err := t.open(e.Session); err != nil {
 		return err
 	}
-	delete(t.sessions, e.Session)
+	t.remove(e.Session)
 	return nil
 }
 
 // open returns session id if it is open and not expired; an expired one is
 // removed.
 func (t *Table) open(id ID) (*entry, error) {
-	s := t.sessions[id]
+	s := t.lookup(id)
 	if s == nil {
 		return nil, fmt.Errorf("%w: session %d", ErrSessionExpired, id)
 	}
 	if t.expired(s) {
-		delete(t.sessions, id)
+		t.remove(id)
 		return nil, fmt.Errorf("%w: session %d idle for %v (TTL %v)", ErrSessionExpired, id,
 			time.Duration(t.now-s.lastActive), time.Duration(t.ttl))
 	}
@@ -272,7 +293,6 @@ func (t *Table) Begin(e Envelope) (cached []byte, duplicate bool, err error) {
 	if s.results.len() >= t.maxPending && e.Seq != s.acked {
 		return nil, false, fmt.Errorf("%w: session %d caches %d results", ErrTooManyPending, e.Session, s.results.len())
 	}
-	t.begun, t.begunID, t.begunSeq = s, e.Session, e.Seq
 	return nil, false, nil
 }
 
@@ -280,12 +300,7 @@ func (t *Table) Begin(e Envelope) (cached []byte, duplicate bool, err error) {
 // Begin told the caller to apply. The table keeps result itself (no
 // copy): the caller must not modify it afterwards.
 func (t *Table) Finish(e Envelope, result []byte) {
-	s := t.begun
-	if s == nil || t.begunID != e.Session || t.begunSeq != e.Seq {
-		s = t.sessions[e.Session]
-	}
-	t.begun = nil
-	if s != nil {
+	if s := t.lookup(e.Session); s != nil {
 		s.results.put(e.Seq, result)
 	}
 }

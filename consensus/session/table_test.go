@@ -234,9 +234,14 @@ func TestTableProperties(t *testing.T) {
 		for range rapid.IntRange(1, 80).Draw(rt, "entries") {
 			now += rapid.Int64Range(-3, 6).Draw(rt, "tick") // leaders' clocks disagree
 			var cmd []byte
-			if len(sessions) == 0 || rapid.IntRange(0, 9).Draw(rt, "op") == 0 {
+			op := rapid.IntRange(0, 19).Draw(rt, "op")
+			switch {
+			case len(sessions) == 0 || op < 2:
 				cmd = registerAt(now)
-			} else {
+			case op == 2:
+				cmd = AppendClose(nil, rapid.SampledFrom(sessions).Draw(rt, "close"))
+				Stamp(cmd, now)
+			default:
 				id := rapid.SampledFrom(sessions).Draw(rt, "session")
 				seq := rapid.Uint64Range(1, 8).Draw(rt, "seq")
 				acked := rapid.Uint64Range(1, seq).Draw(rt, "acked")
@@ -259,6 +264,9 @@ func TestTableProperties(t *testing.T) {
 			e, _ := Parse(cmd)
 			if e.Kind == KindRegister {
 				sessions = append(sessions, ID(a.index))
+				continue
+			}
+			if e.Kind == KindClose {
 				continue
 			}
 			if errA != nil {

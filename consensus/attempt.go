@@ -1,0 +1,234 @@
+package consensus
+
+import (
+	"context"
+	"fmt"
+	"sync"
+	"time"
+)
+
+// This file holds the waiting side of a proposal: how its caller gets the
+// one answer, and the attempt bound a Client puts on a proposal without a
+// context of its own (Client.propose).
+//
+// A Client bounds every attempt on a member by ClientConfig.AttemptTimeout.
+// Done with a context (context.WithDeadline, or a shared window context),
+// every attempt would wait on two channels, its answer and the context's
+// Done: on a busy leader that select is a large share of a command's cost.
+// A Client proposing to a *Node instead hands it the deadline: the caller
+// waits on its answer alone, and the node's bound sweeper sends the
+// answer "attempt bound passed" itself if the deadline passes first. The
+// sweeper is a timer, not the node's loop, so the bound holds even when the
+// loop is stuck (a disk that does not return from fsync, a state machine
+// that blocks).
+
+// The states of a proposal, in the low bits of proposal.word; the bits
+// above count the proposal's uses, so that a sweeper holding a pointer to
+// a recycled proposal cannot mistake its new use for the old one.
+const (
+	propPending   = 0 // waiting for its answer
+	propAnswered  = 1 // the loop (or Close) sent the answer
+	propAbandoned = 2 // its attempt bound passed first: the sweeper answered
+	propStateMask = 3
+	propUse       = 4 // one use, in the bits above the state
+)
+
+// errAttemptBound answers a proposal whose attempt bound passed first: the
+// command may still be applied (outcome unknown), as after a timed-out
+// context.
+var errAttemptBound = fmt.Errorf("consensus: propose: attempt bound passed: %w: %w", ErrOutcomeUnknown, context.DeadlineExceeded)
+
+// answer sends r to p's caller, unless the attempt bound answered first.
+// The loop and Close call it for every proposal they hold, exactly once,
+// and forget the proposal after it.
+func (p *proposal) answer(r result) {
+	if w := p.word.Load(); w&propStateMask == propPending && p.word.CompareAndSwap(w, w|propAnswered) {
+		p.done <- r
+	}
+}
+
+// abandoned reports whether the attempt bound answered p already (its
+// caller has gone: the loop need not propose it).
+func (p *proposal) abandoned() bool { return p.word.Load()&propStateMask == propAbandoned }
+
+// newProposal takes a proposal from the pool for a new use.
+func (n *Node) newProposal(ctx context.Context, cmd []byte) *proposal {
+	p := n.proposals.Get().(*proposal)
+	p.ctx, p.cmd = ctx, cmd
+	return p
+}
+
+// recycle returns p to the pool once its caller has its answer, if the
+// loop is done with it: an abandoned proposal may still sit in the loop's
+// queue or waiters, so it is left to the garbage collector.
+func (n *Node) recycle(p *proposal) {
+	w := p.word.Load()
+	if w&propStateMask != propAnswered {
+		return
+	}
+	p.ctx, p.cmd, p.term, p.index, p.orphanedAt = context.Background(), nil, 0, 0, 0
+	// The bound first, then the new use: a sweeper that sees the new use
+	// pending reads no bound of the old one (see sweepBounds).
+	p.bound.Store(0)
+	p.word.Store(w&^propStateMask + propUse)
+	n.proposals.Put(p)
+}
+
+// propose queues cmd (owned: the caller hands it over, else it is copied)
+// and waits for its answer, for ctx, or, with a non-zero bound, until the
+// bound passes (errAttemptBound).
+func (n *Node) propose(ctx context.Context, cmd []byte, owned bool, bound time.Time) (any, error) {
+	if !owned {
+		cmd = bytes0(cmd)
+	}
+	p := n.newProposal(ctx, cmd)
+	var deadline int64
+	if !bound.IsZero() {
+		deadline = max(1, int64(bound.Sub(n.bounds.epoch)))
+		p.bound.Store(deadline)
+	}
+	n.propMu.Lock()
+	if n.closed {
+		err := n.closedErr
+		n.propMu.Unlock()
+		return nil, err
+	}
+	n.props = append(n.props, p)
+	if deadline != 0 {
+		n.bounds.register(p, deadline)
+	}
+	n.propMu.Unlock()
+	select {
+	case n.propSig <- struct{}{}:
+	default:
+	}
+	var r result
+	if done := ctx.Done(); done == nil {
+		r = <-p.done // one channel: a context that never ends has no Done
+	} else {
+		select {
+		case r = <-p.done:
+		case <-done:
+			// Not recycled: the loop may still hold p, and answers it
+			// later into its buffer.
+			return nil, fmt.Errorf("consensus: propose: %w", ctx.Err())
+		}
+	}
+	n.recycle(p)
+	return r.val, r.err
+}
+
+// bytes0 copies cmd; a nil or empty cmd becomes an empty, non-nil slice.
+func bytes0(cmd []byte) []byte {
+	return append(make([]byte, 0, len(cmd)), cmd...)
+}
+
+// attemptBounds is a Node's record of the bounded proposals in flight and
+// the timer that answers those whose bound passes.
+type attemptBounds struct {
+	epoch time.Time // bounds are nanoseconds since epoch (monotonic)
+
+	// Guarded by Node.propMu (taken anyway to queue a proposal).
+	fresh   []*proposal // registered since the last sweep
+	armedAt int64       // the bound the timer is set for; 0: not set
+	timer   *time.Timer // runs sweepBounds
+	stopped bool        // the node closed: the timer stays stopped
+
+	// sweepMu serializes sweeps; carry (the pending proposals of the last
+	// sweep) and spare are the sweep's.
+	sweepMu sync.Mutex
+	carry   []*proposal
+	spare   []*proposal
+}
+
+// boundsCompactAt is how many registrations make the timer fire early, to
+// drop the (mostly answered) proposals from the record before it grows
+// with the command rate times the attempt timeout.
+const boundsCompactAt = 4096
+
+// now returns the time in the unit of bounds.
+func (b *attemptBounds) now() int64 { return int64(time.Since(b.epoch)) }
+
+// register records p, whose bound is deadline, and sets the timer for it
+// if it is the earliest. Called with Node.propMu held.
+func (b *attemptBounds) register(p *proposal, deadline int64) {
+	b.fresh = append(b.fresh, p)
+	switch {
+	case b.stopped || b.armedAt == 1: // stopped, or a sweep is due at once
+	case len(b.fresh) >= boundsCompactAt:
+		b.armedAt = 1
+		b.timer.Reset(0)
+	case b.armedAt == 0 || deadline < b.armedAt:
+		b.armedAt = deadline
+		b.timer.Reset(time.Duration(deadline - b.now()))
+	}
+}
+
+// sweepBounds answers, with errAttemptBound, every registered proposal
+// still pending whose bound has passed, forgets the answered ones, and
+// sets the timer for the earliest bound left. It runs on the timer's
+// goroutine.
+func (n *Node) sweepBounds() {
+	b := &n.bounds
+	b.sweepMu.Lock()
+	defer b.sweepMu.Unlock()
+	n.propMu.Lock()
+	fresh := b.fresh
+	b.fresh = b.spare[:0]
+	b.armedAt = 0
+	n.propMu.Unlock()
+	now := b.now()
+	keep := b.carry[:0]
+	next := int64(0)
+	for _, list := range [2][]*proposal{b.carry, fresh} {
+		for i, p := range list {
+			list[i] = nil
+			w := p.word.Load()
+			if w&propStateMask != propPending {
+				continue // answered; or recycled, and registered anew if bounded
+			}
+			d := p.bound.Load()
+			if sweepReadHook != nil {
+				sweepReadHook(p)
+			}
+			switch {
+			case d == 0:
+				// Recycled for an unbounded use.
+			case d > now:
+				keep = append(keep, p)
+				if next == 0 || d < next {
+					next = d
+				}
+			case p.word.CompareAndSwap(w, w|propAbandoned):
+				// Still the same use (a recycled proposal has a new use count).
+				p.done <- result{err: errAttemptBound}
+			}
+		}
+	}
+	b.carry, b.spare = keep, fresh[:0]
+	if next == 0 {
+		return
+	}
+	n.propMu.Lock()
+	if !b.stopped && (b.armedAt == 0 || next < b.armedAt) {
+		b.armedAt = next
+		b.timer.Reset(time.Duration(next - b.now()))
+	}
+	n.propMu.Unlock()
+}
+
+// sweepReadHook, if set (by tests), runs in sweepBounds between reading a
+// proposal's bound and answering it.
+var sweepReadHook func(*proposal)
+
+// stopBounds stops the timer for good and waits for a sweep under way.
+// Called when the node shuts down, after every proposal was answered.
+func (n *Node) stopBounds() {
+	n.propMu.Lock()
+	n.bounds.stopped = true
+	n.bounds.timer.Stop()
+	n.propMu.Unlock()
+	n.bounds.sweepMu.Lock()
+	n.bounds.carry, n.bounds.spare = nil, nil
+	n.bounds.sweepMu.Unlock()
+}

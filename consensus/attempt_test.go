@@ -1,0 +1,273 @@
+package consensus
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"testing/synctest"
+	"time"
+
+	"github.com/distkit/distkit/transport"
+	"github.com/distkit/distkit/transport/memnet"
+)
+
+// gateSM echoes each command as its result. While its gate is shut, Apply
+// blocks (the node's loop with it) until the gate opens.
+type gateSM struct {
+	mu      sync.Mutex
+	gate    chan struct{} // nil: open
+	applied []string
+}
+
+func (g *gateSM) shut() {
+	g.mu.Lock()
+	g.gate = make(chan struct{})
+	g.mu.Unlock()
+}
+
+func (g *gateSM) open() {
+	g.mu.Lock()
+	if g.gate != nil {
+		close(g.gate)
+		g.gate = nil
+	}
+	g.mu.Unlock()
+}
+
+func (g *gateSM) Apply(e Entry) any {
+	g.mu.Lock()
+	gate := g.gate
+	g.mu.Unlock()
+	if gate != nil {
+		<-gate
+	}
+	g.mu.Lock()
+	g.applied = append(g.applied, string(e.Command))
+	g.mu.Unlock()
+	return string(e.Command)
+}
+
+func (g *gateSM) Snapshot(io.Writer) error { return nil }
+func (g *gateSM) Restore(io.Reader) error  { return nil }
+
+func (g *gateSM) appliedCommands() []string {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	return append([]string(nil), g.applied...)
+}
+
+// startSingle starts a one-node cluster on its own memnet network and
+// waits until it leads.
+func startSingle(t *testing.T, sm StateMachine) *Node {
+	t.Helper()
+	net, err := memnet.New(memnet.DefaultConfig())
+	if err != nil {
+		t.Fatal(err)
+	}
+	tr, err := net.Join("n1")
+	if err != nil {
+		t.Fatal(err)
+	}
+	n, err := New(testConfig("n1", []transport.NodeID{"n1"}), tr, sm)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		n.Close()
+		tr.Close()
+		net.Close()
+	})
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	for {
+		if _, err := n.Propose(ctx, []byte("warm-up")); err == nil {
+			return n
+		} else if ctx.Err() != nil {
+			t.Fatalf("no leader: %v", err)
+		}
+		time.Sleep(time.Millisecond)
+	}
+}
+
+// TestAttemptBoundWhileLoopStuck: the bound a Client hands a Node answers
+// an attempt at its deadline even when the node's loop is stuck (here in
+// the state machine's Apply; a disk that never returns from fsync is the
+// same), and a proposal whose bound passed while it sat in the queue is
+// never proposed once the loop moves again. Virtual time: a bound that is
+// never enforced deadlocks the bubble, which fails the test.
+func TestAttemptBoundWhileLoopStuck(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		sm := &gateSM{}
+		n := startSingle(t, sm)
+		sm.shut()
+		const timeout = time.Second
+		start := time.Now()
+		var wg sync.WaitGroup
+		errs := make([]error, 2)
+		took := make([]time.Duration, 2)
+		for i := range 2 {
+			if i == 1 {
+				synctest.Wait() // the first is stuck in Apply, the loop with it
+			}
+			wg.Go(func() {
+				_, errs[i] = n.propose(context.Background(), fmt.Appendf(nil, "c%d", i), false, time.Now().Add(timeout))
+				took[i] = time.Since(start)
+			})
+		}
+		wg.Wait()
+		for i, err := range errs {
+			if !errors.Is(err, ErrOutcomeUnknown) || !errors.Is(err, context.DeadlineExceeded) {
+				t.Errorf("attempt %d = %v; want the attempt bound's error (ErrOutcomeUnknown, DeadlineExceeded)", i, err)
+			}
+			if took[i] != timeout {
+				t.Errorf("attempt %d answered after %v; want exactly its bound, %v", i, took[i], timeout)
+			}
+		}
+		sm.open()
+		if _, err := n.Propose(context.Background(), []byte("after")); err != nil {
+			t.Fatalf("Propose after the loop moved again = %v", err)
+		}
+		// c0 was proposed (it was in Apply): its outcome was unknown, and
+		// it is applied. c1's bound passed in the queue: never proposed.
+		if got, want := fmt.Sprint(sm.appliedCommands()), "[warm-up c0 after]"; got != want {
+			t.Fatalf("applied %s; want %s", got, want)
+		}
+	})
+}
+
+// TestClientAttemptBoundOnStuckLeader: a Client whose caller passes
+// context.Background() gives up on a leader whose loop is stuck after
+// AttemptTimeout (to 9/8 of it: the shared window), and retries its
+// command, with its session stamp, on the leader the others elect.
+// Virtual time.
+func TestClientAttemptBoundOnStuckLeader(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		net, err := memnet.New(memnet.DefaultConfig())
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer net.Close()
+		sms := map[transport.NodeID]*gateSM{}
+		nodes := map[transport.NodeID]*Node{}
+		members := map[transport.NodeID]Proposer{}
+		for _, id := range three {
+			tr, err := net.Join(id)
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer tr.Close()
+			sms[id] = &gateSM{}
+			n, err := New(testConfig(id, three), tr, newSessionMachine(t, sms[id]))
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer n.Close()
+			nodes[id], members[id] = n, n
+		}
+		cfg := DefaultClientConfig()
+		cl, err := NewClient(members, cfg)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if _, err := cl.Propose(context.Background(), []byte("warm-up")); err != nil {
+			t.Fatal(err)
+		}
+		stuck := cl.Leader()
+		sms[stuck].shut()
+		defer sms[stuck].open()
+		start := time.Now()
+		res, err := cl.Propose(context.Background(), []byte("x"))
+		took := time.Since(start)
+		if err != nil {
+			t.Fatalf("Propose with the leader stuck = %v", err)
+		}
+		if res != "x" || cl.Leader() == stuck {
+			t.Fatalf("Propose = %v through %s; want x applied by a new leader (not %s)", res, cl.Leader(), stuck)
+		}
+		if took < cfg.AttemptTimeout || took > cfg.AttemptTimeout*9/8+500*time.Millisecond {
+			t.Fatalf("Propose took %v; want the stuck leader's attempt bound (%v to %v) plus an election", took, cfg.AttemptTimeout, cfg.AttemptTimeout*9/8)
+		}
+	})
+}
+
+// TestAttemptBoundConcurrentRecycling: many callers with bounds short
+// enough that some pass and some do not, on a live node, proposals
+// recycled all along: every caller gets its own command's result or the
+// bound's error, never another caller's answer (a recycled proposal that
+// the loop or the sweeper still held would deliver one), and no proposal
+// whose bound passed in the queue is applied.
+func TestAttemptBoundConcurrentRecycling(t *testing.T) {
+	sm := &gateSM{}
+	n := startSingle(t, sm)
+	const callers, each = 16, 300
+	var bounded, answered atomic.Int64
+	var wg sync.WaitGroup
+	for g := range callers {
+		wg.Go(func() {
+			for i := range each {
+				cmd := fmt.Appendf(nil, "g%d-%d", g, i)
+				var bound time.Time
+				if i%3 != 0 {
+					bound = time.Now().Add(time.Duration(i%7) * 20 * time.Microsecond)
+					bounded.Add(1)
+				}
+				res, err := n.propose(context.Background(), cmd, i%2 == 0, bound)
+				switch {
+				case err == nil && res == string(cmd):
+					answered.Add(1)
+				case err == nil:
+					t.Errorf("%s answered %v: another caller's result", cmd, res)
+					return
+				case !errors.Is(err, errAttemptBound) || bound.IsZero():
+					t.Errorf("%s = %v", cmd, err)
+					return
+				}
+			}
+		})
+	}
+	wg.Wait()
+	if answered.Load() == 0 || answered.Load() == int64(callers*each) {
+		t.Logf("answered %d of %d (%d bounded): the bounds never or always passed", answered.Load(), callers*each, bounded.Load())
+	}
+	applied := map[string]int{}
+	for _, c := range sm.appliedCommands() {
+		if applied[c]++; applied[c] > 1 {
+			t.Fatalf("%s applied twice", c)
+		}
+	}
+	if len(applied) < int(answered.Load()) {
+		t.Fatalf("%d distinct commands applied; %d were answered", len(applied), answered.Load())
+	}
+}
+
+// TestSweepDoesNotAnswerARecycledUse: the sweeper reads a proposal's bound
+// (passed), and before it answers, the loop answers that use, its caller
+// recycles the proposal and a new, unbounded use of it starts. The
+// sweeper must leave the new use alone: its use count differs.
+func TestSweepDoesNotAnswerARecycledUse(t *testing.T) {
+	n := &Node{}
+	n.proposals.New = func() any { return &proposal{done: make(chan result, 1)} }
+	n.bounds.epoch = time.Now().Add(-time.Hour)
+	n.bounds.timer = time.AfterFunc(time.Hour, func() {})
+	defer n.bounds.timer.Stop()
+	p := n.newProposal(context.Background(), []byte("old"))
+	p.bound.Store(1) // passed long ago
+	n.propMu.Lock()
+	n.bounds.register(p, 1)
+	n.propMu.Unlock()
+	sweepReadHook = func(q *proposal) {
+		q.answer(result{val: "old"})
+		<-q.done
+		n.recycle(q)
+		q.ctx, q.cmd = context.Background(), []byte("new")
+	}
+	defer func() { sweepReadHook = nil }()
+	n.sweepBounds()
+	if st := p.word.Load() & propStateMask; st != propPending || len(p.done) != 0 {
+		t.Fatalf("the new use is in state %d with %d answers queued; want pending, none (the sweeper answered a use it never saw)", st, len(p.done))
+	}
+}
