@@ -122,8 +122,10 @@ type SessionMachine struct {
 	// which the Node calls on its goroutine, one at a time.
 	table *session.Table
 	// open is table.Len() as of the last envelope applied or restore, for
-	// Sessions, which any goroutine may call.
-	open atomic.Int64
+	// Sessions, which any goroutine may call; lastLen is the node
+	// goroutine's copy.
+	open    atomic.Int64
+	lastLen int
 
 	// stampClock is the leader's clock as last read by stampSessionTime,
 	// which alone uses it, on the node's goroutine.
@@ -180,28 +182,25 @@ func (m *SessionMachine) Apply(e Entry) any {
 	if !session.IsEnvelope(e.Command) {
 		return m.sm.Apply(e)
 	}
-	env, err := session.Parse(e.Command)
-	if err != nil {
+	var env session.Envelope
+	if err := session.ParseInto(&env, e.Command); err != nil {
 		return fmt.Errorf("consensus: sessions: %w", err)
 	}
-	// The table's size changes only here and in Restore; the atomic store
-	// is skipped when it did not (most commands) to keep its cache line
-	// quiet for Sessions' readers.
-	defer func(before int) {
-		if n := m.table.Len(); n != before {
-			m.open.Store(int64(n))
-		}
-	}(m.table.Len())
 	switch env.Kind {
 	case session.KindRegister:
-		return m.table.Register(e.Index, env)
+		id := m.table.Register(e.Index, env)
+		m.noteLen()
+		return id
 	case session.KindClose:
-		if err := m.table.Close(env); err != nil {
+		err := m.table.Close(env)
+		m.noteLen()
+		if err != nil {
 			return fmt.Errorf("consensus: sessions: %w", err)
 		}
 		return nil
 	}
 	cached, dup, err := m.table.Begin(env)
+	m.noteLen() // Begin removes expired sessions
 	switch {
 	case err != nil:
 		return fmt.Errorf("consensus: sessions: %w", err)
@@ -211,6 +210,15 @@ func (m *SessionMachine) Apply(e Entry) any {
 	v := m.sm.Apply(Entry{Index: e.Index, Term: e.Term, Command: env.Payload})
 	m.table.Finish(env, m.encode(v))
 	return v
+}
+
+// noteLen publishes the table's size for Sessions if it changed (the
+// atomic store is skipped for most commands, which do not change it).
+func (m *SessionMachine) noteLen() {
+	if n := m.table.Len(); n != m.lastLen {
+		m.lastLen = n
+		m.open.Store(int64(n))
+	}
 }
 
 // cachedNil is the cached form of a nil result under BasicResults, shared
@@ -382,7 +390,7 @@ func (m *SessionMachine) Restore(r io.Reader) error {
 	if err := m.table.UnmarshalBinary(enc); err != nil {
 		return fmt.Errorf("consensus: sessions: restore: %w", err)
 	}
-	m.open.Store(int64(m.table.Len()))
+	m.noteLen()
 	return m.sm.Restore(br)
 }
 

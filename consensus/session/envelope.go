@@ -115,13 +115,24 @@ func Stamp(cmd []byte, now int64) bool {
 // (a command envelope whose numbers fit a byte or two) takes no loop and
 // no error formatting.
 func Parse(cmd []byte) (Envelope, error) {
+	var e Envelope
+	if err := ParseInto(&e, cmd); err != nil {
+		return Envelope{}, err
+	}
+	return e, nil
+}
+
+// ParseInto is Parse decoding into *e, for callers on a hot path (every
+// replica decodes every session command): it spares copying the result.
+// On error *e is left in an unspecified state.
+func ParseInto(e *Envelope, cmd []byte) error {
 	if len(cmd) < headerLen || [4]byte(cmd[:4]) != Magic {
 		if !IsEnvelope(cmd) {
-			return Envelope{}, fmt.Errorf("%w: not a session envelope", ErrMalformed)
+			return fmt.Errorf("%w: not a session envelope", ErrMalformed)
 		}
-		return Envelope{}, fmt.Errorf("%w: envelope of %d bytes; header needs %d", ErrMalformed, len(cmd), headerLen)
+		return fmt.Errorf("%w: envelope of %d bytes; header needs %d", ErrMalformed, len(cmd), headerLen)
 	}
-	e := Envelope{Kind: Kind(cmd[len(Magic)]), Time: int64(binary.BigEndian.Uint64(cmd[timeOffset:]))}
+	*e = Envelope{Kind: Kind(cmd[len(Magic)]), Time: int64(binary.BigEndian.Uint64(cmd[timeOffset:]))}
 	rest := cmd[headerLen:]
 	ok := true
 	switch e.Kind {
@@ -142,30 +153,36 @@ func Parse(cmd []byte) (Envelope, error) {
 		e.Session = ID(id)
 	case KindRegister:
 	default:
-		return Envelope{}, fmt.Errorf("%w: unknown envelope kind %d", ErrMalformed, cmd[len(Magic)])
+		return fmt.Errorf("%w: unknown envelope kind %d", ErrMalformed, cmd[len(Magic)])
 	}
 	switch {
 	case !ok:
-		return Envelope{}, fmt.Errorf("%w: truncated %v envelope", ErrMalformed, e.Kind)
+		return fmt.Errorf("%w: truncated %v envelope", ErrMalformed, e.Kind)
 	case e.Kind == KindCommand && e.Seq == 0:
-		return Envelope{}, fmt.Errorf("%w: command with sequence number 0", ErrMalformed)
+		return fmt.Errorf("%w: command with sequence number 0", ErrMalformed)
 	case e.Kind != KindCommand && len(rest) != 0:
-		return Envelope{}, fmt.Errorf("%w: %d trailing bytes after a %v envelope", ErrMalformed, len(rest), e.Kind)
+		return fmt.Errorf("%w: %d trailing bytes after a %v envelope", ErrMalformed, len(rest), e.Kind)
 	case e.Kind != KindRegister && e.Session == 0:
-		return Envelope{}, fmt.Errorf("%w: %v envelope for session 0", ErrMalformed, e.Kind)
+		return fmt.Errorf("%w: %v envelope for session 0", ErrMalformed, e.Kind)
 	}
-	return e, nil
+	return nil
 }
 
 // uvarint decodes a uvarint from the front of b and returns the rest; ok
-// is false if b holds none. One- and two-byte values (sequence numbers
-// and acknowledgement marks of young sessions) skip the general decoder.
+// is false if b holds none. Values of up to three bytes (below 2^21:
+// session IDs and sequence numbers of all but very old sessions) skip the
+// general decoder's loop.
 func uvarint(b []byte) (v uint64, rest []byte, ok bool) {
-	if len(b) > 0 && b[0] < 0x80 {
-		return uint64(b[0]), b[1:], true
-	}
-	if len(b) > 1 && b[1] < 0x80 {
-		return uint64(b[0]&0x7f) | uint64(b[1])<<7, b[2:], true
+	if len(b) >= 3 {
+		b0, b1, b2 := uint64(b[0]), uint64(b[1]), uint64(b[2])
+		switch {
+		case b0 < 0x80:
+			return b0, b[1:], true
+		case b1 < 0x80:
+			return b0&0x7f | b1<<7, b[2:], true
+		case b2 < 0x80:
+			return b0&0x7f | (b1&0x7f)<<7 | b2<<14, b[3:], true
+		}
 	}
 	v, n := binary.Uvarint(b)
 	if n <= 0 {
