@@ -110,12 +110,13 @@ type clientSession struct {
 	low atomic.Uint64
 	// next is the next sequence number; next-low < len(ended).
 	next atomic.Uint64
-	// ended is a ring: ended[seq%len(ended)] == seq once the Propose of
+	// ended is a ring: ended[seq&mask] == seq once the Propose of
 	// seq returned (a slot holds the number that last used it, so an
 	// older lap never reads as ended). begin waits while len(ended)
 	// numbers from low up are taken, which keeps the slots of open
 	// numbers distinct.
 	ended []atomic.Uint64
+	mask  uint64 // len(ended)-1: the ring's size is a power of two
 	// full is the ack mark of the last command the table refused with
 	// ErrTooManyPending (0: none yet): while low stays at or below it,
 	// the session's cache is full and a new command would be refused too.
@@ -134,8 +135,13 @@ type clientSession struct {
 // them anyway.
 const sessionRing = 8192
 
+// newClientSession returns the Client's side of session id with a ring of
+// ring slots, a power of two.
 func newClientSession(id SessionID, ring int) *clientSession {
-	s := &clientSession{id: id, ended: make([]atomic.Uint64, ring)}
+	if ring <= 0 || ring&(ring-1) != 0 {
+		panic(fmt.Sprintf("consensus: client session ring of %d slots; want a power of two", ring))
+	}
+	s := &clientSession{id: id, ended: make([]atomic.Uint64, ring), mask: uint64(ring - 1)}
 	s.low.Store(1)
 	s.next.Store(1)
 	return s
@@ -520,15 +526,14 @@ func (c *Client) begin(ctx context.Context, s *clientSession) (uint64, error) {
 // given up): later commands tell the table to drop its result, and to
 // refuse a late copy of it.
 func (c *Client) end(s *clientSession, seq uint64) {
-	ring := uint64(len(s.ended))
-	s.ended[seq%ring].Store(seq)
+	s.ended[seq&s.mask].Store(seq)
 	moved := false
 	// Whoever moves low past an ended number also checks the next one, so
 	// a number that ended while another caller moved low is not missed:
 	// either that caller sees this Store, or this loop sees its move.
 	for {
 		low := s.low.Load()
-		if s.ended[low%ring].Load() != low {
+		if s.ended[low&s.mask].Load() != low {
 			break
 		}
 		if s.low.CompareAndSwap(low, low+1) {

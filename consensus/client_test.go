@@ -637,7 +637,7 @@ func TestClientClose(t *testing.T) {
 func TestClientAckMark(t *testing.T) {
 	rapid.Check(t, func(rt *rapid.T) {
 		c := &Client{}
-		ring := rapid.IntRange(1, 5).Draw(rt, "ring")
+		ring := 1 << rapid.IntRange(0, 3).Draw(rt, "ring log2")
 		s := newClientSession(1, ring)
 		ctx := context.Background()
 		open := map[uint64]bool{}
