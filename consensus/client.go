@@ -28,7 +28,9 @@ var _ Proposer = (*Node)(nil)
 // ClientConfig configures a Client.
 type ClientConfig struct {
 	// AttemptTimeout bounds one attempt on one node, so a partitioned or
-	// dead node costs at most this much before the next is tried.
+	// dead node, or one whose loop is stuck, costs at most this much (to
+	// 9/8 of it for callers without a deadline, who share coarse ones)
+	// before the next is tried.
 	AttemptTimeout time.Duration
 	// RetryInterval is the first pause after a round in which no node
 	// knew the leader (an election is under way); it doubles up to
@@ -316,7 +318,7 @@ func (c *Client) propose(ctx context.Context, i int, r *request) (res any, timed
 			cmd, owned = c.stamp(nil, r), true
 		}
 		res, err := n.propose(ctx, cmd, owned, c.attemptBound(ctx))
-		return res, errors.Is(err, errAttemptBound), err
+		return res, err != nil && errors.Is(err, errAttemptBound), err
 	}
 	actx, cancel := c.attemptContext(ctx)
 	defer cancel()

@@ -168,9 +168,16 @@
 // slowest command over any window of MaxPending commands: give callers
 // that may stall for long (a large AttemptTimeout, a slow network path)
 // Clients of their own. The Client itself adds no goroutine, lock or timer
-// per command: numbering is lock-free, a *Node member's stamped command is
-// built in a pooled buffer (Node.Propose copies it), and callers without a
-// deadline share a few attempt contexts.
+// per command: numbering is lock-free, and a *Node member is handed the
+// stamped command (no second copy) together with the attempt's deadline.
+// The node answers an attempt whose deadline passes itself, from a timer
+// it shares among all of them ("attempt bound passed": ErrOutcomeUnknown
+// and context.DeadlineExceeded), also while its loop is stuck (a disk that
+// does not return from fsync, a state machine that blocks), so the caller
+// waits on one channel and pays no context per attempt; a proposal whose
+// deadline passed before the loop took it is never proposed. Callers whose
+// context has no deadline share a few coarse deadlines (AttemptTimeout to
+// 9/8 of it) and read no clock; other Proposers get a context per attempt.
 //
 // # Knowing who leads
 //
