@@ -301,6 +301,15 @@ type request struct {
 	acked uint64 // the ack mark of the last attempt's stamp
 }
 
+// boundedProposer is a Proposer that takes an attempt's bound (and, with
+// owned, the command itself) instead of a context: *Node, and the
+// benchmarks' stand-in for one.
+type boundedProposer interface {
+	propose(ctx context.Context, cmd []byte, owned bool, bound time.Time) (any, error)
+}
+
+var _ boundedProposer = (*Node)(nil)
+
 // propose makes one attempt of r on member i, bounded by AttemptTimeout
 // (and ctx). A *Node is handed the bound itself (Node.propose), which
 // costs its caller no context and no second channel to wait on; other
@@ -310,7 +319,7 @@ func (c *Client) propose(ctx context.Context, i int, r *request) (res any, timed
 	if r.s != nil {
 		r.acked = r.s.low.Load()
 	}
-	if n, ok := p.(*Node); ok {
+	if n, ok := p.(boundedProposer); ok {
 		cmd, owned := r.plain, false
 		if r.s != nil {
 			// A fresh buffer for every attempt, handed over to the node:

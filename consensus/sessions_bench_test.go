@@ -123,57 +123,78 @@ func runStamped(b *testing.B, durable bool, transports func(ids []transport.Node
 }
 
 // nopProposer applies nothing and answers at once: what is left of a
-// Client's Propose is the Client's own work per command.
-type nopProposer struct{ keeps bool }
+// Client's Propose is the Client's own work per command. With bounded, it
+// takes attempts the way a *Node does (an attempt bound instead of a
+// context, the stamped command handed over).
+type nopProposer struct{ keeps, bounded bool }
 
 func (p nopProposer) Propose(context.Context, []byte) (any, error) { return nil, nil }
 func (p nopProposer) KeepsSessions() bool                          { return p.keeps }
 
+// nopNode is nopProposer taking attempts as a *Node does.
+type nopNode struct{ nopProposer }
+
+func (nopNode) propose(context.Context, []byte, bool, time.Time) (any, error) { return nil, nil }
+
 // BenchmarkClientOverhead measures the Client's own work per command (the
 // members answer at once): plain, and with a session (sequence numbers,
-// stamping, acknowledgement mark), from one goroutine and from many.
+// stamping, acknowledgement mark), from one goroutine and from many; with
+// members that take attempts as a Proposer (a context per attempt), and,
+// under node/, as a *Node does (the attempt's bound and the command
+// handed over).
 func BenchmarkClientOverhead(b *testing.B) {
-	for _, keeps := range []bool{false, true} {
-		name := "plain"
-		if keeps {
-			name = "sessions"
+	for _, node := range []bool{false, true} {
+		for _, keeps := range []bool{false, true} {
+			name := map[bool]string{false: "plain", true: "sessions"}[keeps]
+			var m Proposer = nopProposer{keeps: keeps}
+			if node {
+				name, m = "node/"+name, nopNode{nopProposer{keeps: keeps}}
+			}
+			clientOverhead(b, name, keeps, m)
 		}
-		cl, err := NewClient(map[transport.NodeID]Proposer{"a": nopProposer{keeps}, "b": nopProposer{keeps}}, DefaultClientConfig())
-		if err != nil {
-			b.Fatal(err)
+	}
+}
+
+// clientOverhead runs BenchmarkClientOverhead's name and name-parallel on
+// a Client of two members m.
+func clientOverhead(b *testing.B, name string, keeps bool, m Proposer) {
+	cl, err := NewClient(map[transport.NodeID]Proposer{"a": m, "b": m}, DefaultClientConfig())
+	if err != nil {
+		b.Fatal(err)
+	}
+	if keeps {
+		// The session: as if the register command answered ID 1.
+		cl.sess.Store(newClientSession(1, sessionRing))
+	}
+	cmd := make([]byte, 128)
+	b.Run(name, func(b *testing.B) {
+		b.ReportAllocs()
+		for b.Loop() {
+			if _, err := cl.Propose(context.Background(), cmd); err != nil {
+				b.Fatal(err)
+			}
 		}
-		if keeps {
-			// The session: as if the register command answered ID 1.
-			cl.sess.Store(newClientSession(1, sessionRing))
-		}
-		cmd := make([]byte, 128)
-		b.Run(name, func(b *testing.B) {
-			b.ReportAllocs()
-			for b.Loop() {
+	})
+	b.Run(name+"-parallel", func(b *testing.B) {
+		b.ReportAllocs()
+		b.SetParallelism(32)
+		b.RunParallel(func(pb *testing.PB) {
+			for pb.Next() {
 				if _, err := cl.Propose(context.Background(), cmd); err != nil {
-					b.Fatal(err)
+					b.Error(err)
+					return
 				}
 			}
 		})
-		b.Run(name+"-parallel", func(b *testing.B) {
-			b.ReportAllocs()
-			b.SetParallelism(32)
-			b.RunParallel(func(pb *testing.PB) {
-				for pb.Next() {
-					if _, err := cl.Propose(context.Background(), cmd); err != nil {
-						b.Error(err)
-						return
-					}
-				}
-			})
-		})
-	}
+	})
 }
 
 // BenchmarkSessionMachineApply measures what wrapping a state machine with
 // WithSessions costs each replica per command: plain is countSM itself,
 // sessions the same command stamped in a session whose client keeps about
-// 64 commands in flight.
+// 64 commands in flight. The commands are built (and stamped, as the
+// leader does) before the clock runs, 100000 at a time: only the apply is
+// measured, the table starting afresh for each batch.
 func BenchmarkSessionMachineApply(b *testing.B) {
 	cmd := make([]byte, 128)
 	b.Run("plain", func(b *testing.B) {
@@ -187,26 +208,36 @@ func BenchmarkSessionMachineApply(b *testing.B) {
 	})
 	b.Run("sessions", func(b *testing.B) {
 		b.ReportAllocs()
-		sm, err := WithSessions(&countSM{}, DefaultSessionConfig())
-		if err != nil {
-			b.Fatal(err)
-		}
+		const batch = 100000
 		reg := session.AppendRegister(nil)
 		session.Stamp(reg, 1)
-		id := sm.Apply(Entry{Index: 1, Term: 1, Command: reg}).(SessionID)
-		const inFlight = 64
-		cmds := make([][]byte, 1024)
-		i := uint64(1)
+		const id = 5 // the register command's index
+		cmds := make([][]byte, batch)
+		for i := range cmds {
+			seq := uint64(i + 1)
+			c := session.AppendCommand(nil, id, seq, max(1, seq-min(seq, 64)), cmd)
+			session.Stamp(c, int64(i+2))
+			cmds[i] = c
+		}
+		var sm *SessionMachine
+		i := batch
 		for b.Loop() {
-			i++
-			seq := i - 1
-			c := cmds[seq%uint64(len(cmds))]
-			c = session.AppendCommand(c[:0], id, seq, max(1, seq-min(seq, inFlight)), cmd)
-			session.Stamp(c, int64(i))
-			cmds[seq%uint64(len(cmds))] = c
-			if v := sm.Apply(Entry{Index: i, Term: 1, Command: c}); v != nil {
+			if i == batch {
+				b.StopTimer()
+				var err error
+				if sm, err = WithSessions(&countSM{}, DefaultSessionConfig()); err != nil {
+					b.Fatal(err)
+				}
+				if got := sm.Apply(Entry{Index: id, Term: 1, Command: reg}); got != SessionID(id) {
+					b.Fatalf("register = %v; want session %d", got, id)
+				}
+				i = 0
+				b.StartTimer()
+			}
+			if v := sm.Apply(Entry{Index: uint64(id + 1 + i), Term: 1, Command: cmds[i]}); v != nil {
 				b.Fatal(v)
 			}
+			i++
 		}
 	})
 }
