@@ -123,15 +123,14 @@ func runStamped(b *testing.B, durable bool, transports func(ids []transport.Node
 }
 
 // nopProposer applies nothing and answers at once: what is left of a
-// Client's Propose is the Client's own work per command. With bounded, it
-// takes attempts the way a *Node does (an attempt bound instead of a
-// context, the stamped command handed over).
-type nopProposer struct{ keeps, bounded bool }
+// Client's Propose is the Client's own work per command.
+type nopProposer struct{ keeps bool }
 
 func (p nopProposer) Propose(context.Context, []byte) (any, error) { return nil, nil }
 func (p nopProposer) KeepsSessions() bool                          { return p.keeps }
 
-// nopNode is nopProposer taking attempts as a *Node does.
+// nopNode is nopProposer taking attempts the way a *Node does (an attempt
+// bound instead of a context, the stamped command handed over).
 type nopNode struct{ nopProposer }
 
 func (nopNode) propose(context.Context, []byte, bool, time.Time) (any, error) { return nil, nil }
