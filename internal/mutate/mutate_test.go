@@ -210,3 +210,32 @@ func TestRunnerEndToEnd(t *testing.T) {
 		t.Errorf("the runner changed the tree: x/x.go = %q", got)
 	}
 }
+
+// TestRemoveNewFiles: the runner removes the rapid .fail files a mutated
+// run wrote (and the directories they alone filled), and keeps those that
+// were there before.
+func TestRemoveNewFiles(t *testing.T) {
+	dir := filepath.Join(t.TempDir(), "testdata", "rapid")
+	write := func(rel string) {
+		t.Helper()
+		p := filepath.Join(dir, rel)
+		if err := os.MkdirAll(filepath.Dir(p), 0o755); err != nil {
+			t.Fatal(err)
+		}
+		if err := os.WriteFile(p, []byte("v0.4.8#\n"), 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+	write("TestA/kept.fail")
+	before := listFiles(dir)
+	write("TestA/new.fail")
+	write("TestB/new.fail")
+	removeNewFiles(dir, before)
+	got := listFiles(dir)
+	if len(got) != 1 || !got[filepath.Join(dir, "TestA", "kept.fail")] {
+		t.Fatalf("files left: %v; want only TestA/kept.fail", got)
+	}
+	if _, err := os.Stat(filepath.Join(dir, "TestB")); !os.IsNotExist(err) {
+		t.Fatalf("TestB, emptied, still exists (stat: %v)", err)
+	}
+}

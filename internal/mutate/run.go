@@ -7,6 +7,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"io/fs"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -110,7 +111,15 @@ func (r *Runner) Run(ctx context.Context, m Mutation) Result {
 	cmd.Env = append(os.Environ(), "DISTKIT_SOAK=", "DISTKIT_SEED=")
 	var out bytes.Buffer
 	cmd.Stdout, cmd.Stderr = &out, &out
+	testdata := filepath.Join(r.Root, m.Pkg, "testdata")
+	_, statErr := os.Stat(testdata)
+	failDir := filepath.Join(testdata, "rapid")
+	before := listFiles(failDir)
 	runErr := cmd.Run()
+	removeNewFiles(failDir, before)
+	if statErr != nil {
+		os.Remove(testdata) // made by rapid just now; fails, harmlessly, if not empty
+	}
 	res.Elapsed = time.Since(start)
 	res.Output = out.String()
 	res.Outcome = classify(res.Output, runErr, cctx.Err() != nil)
@@ -195,4 +204,39 @@ func tail(s string, n int) string {
 
 func indent(s string) string {
 	return "    | " + strings.ReplaceAll(s, "\n", "\n    | ")
+}
+
+// listFiles returns the set of files under dir (none if it does not exist).
+func listFiles(dir string) map[string]bool {
+	files := map[string]bool{}
+	filepath.WalkDir(dir, func(path string, d fs.DirEntry, err error) error {
+		if err == nil && !d.IsDir() {
+			files[path] = true
+		}
+		return nil
+	})
+	return files
+}
+
+// removeNewFiles removes the files under dir that are not in before: the
+// .fail files rapid writes into a package's testdata/rapid when a property
+// fails, which a mutation is meant to make happen. They record a failure
+// of mutated code, not a bug, and would otherwise be left in the working
+// tree. Directories left empty are removed too.
+func removeNewFiles(dir string, before map[string]bool) {
+	for path := range listFiles(dir) {
+		if !before[path] {
+			os.Remove(path)
+		}
+	}
+	var dirs []string
+	filepath.WalkDir(dir, func(path string, d fs.DirEntry, err error) error {
+		if err == nil && d.IsDir() {
+			dirs = append(dirs, path)
+		}
+		return nil
+	})
+	for i := len(dirs) - 1; i >= 0; i-- { // deepest first
+		os.Remove(dirs[i]) // fails, harmlessly, on a directory not empty
+	}
 }
