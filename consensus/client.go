@@ -538,10 +538,17 @@ func (c *Client) begin(ctx context.Context, s *clientSession) (uint64, error) {
 // refuse a late copy of it.
 func (c *Client) end(s *clientSession, seq uint64) {
 	s.ended[seq&s.mask].Store(seq)
+	// Only the caller of the oldest open number moves low; the others
+	// (most of them, with many commands in flight) are done after one
+	// load. Whoever moves low past an ended number also checks the next
+	// one, so a number that ended while another caller moved low is not
+	// missed: this caller read low after its Store, so either low had
+	// already reached seq (and this caller moves it on), or the mover
+	// reaches seq later and sees the Store.
+	if s.low.Load() != seq {
+		return
+	}
 	moved := false
-	// Whoever moves low past an ended number also checks the next one, so
-	// a number that ended while another caller moved low is not missed:
-	// either that caller sees this Store, or this loop sees its move.
 	for {
 		low := s.low.Load()
 		if s.ended[low&s.mask].Load() != low {
