@@ -139,7 +139,14 @@ type attemptBounds struct {
 	sweepMu sync.Mutex
 	carry   []*proposal
 	spare   []*proposal
+
+	// readHook, if set (by a test, before the node runs), is called by a
+	// sweep between reading a proposal's bound and answering it.
+	readHook func(*proposal)
 }
+
+// armedNow is attemptBounds.armedAt while a sweep is due at once.
+const armedNow = 1
 
 // boundsCompactAt is how many registrations make the timer fire early, to
 // drop the (mostly answered) proposals from the record before it grows
@@ -154,9 +161,9 @@ func (b *attemptBounds) now() int64 { return int64(time.Since(b.epoch)) }
 func (b *attemptBounds) register(p *proposal, deadline int64) {
 	b.fresh = append(b.fresh, p)
 	switch {
-	case b.stopped || b.armedAt == 1: // stopped, or a sweep is due at once
+	case b.stopped || b.armedAt == armedNow:
 	case len(b.fresh) >= boundsCompactAt:
-		b.armedAt = 1
+		b.armedAt = armedNow
 		b.timer.Reset(0)
 	case b.armedAt == 0 || deadline < b.armedAt:
 		b.armedAt = deadline
@@ -178,6 +185,8 @@ func (n *Node) sweepBounds() {
 	b.armedAt = 0
 	n.propMu.Unlock()
 	now := b.now()
+	// keep reuses carry's array: it is written at positions already read
+	// (or past carry's length, while fresh is read).
 	keep := b.carry[:0]
 	next := int64(0)
 	for _, list := range [2][]*proposal{b.carry, fresh} {
@@ -188,8 +197,8 @@ func (n *Node) sweepBounds() {
 				continue // answered; or recycled, and registered anew if bounded
 			}
 			d := p.bound.Load()
-			if sweepReadHook != nil {
-				sweepReadHook(p)
+			if b.readHook != nil {
+				b.readHook(p)
 			}
 			switch {
 			case d == 0:
@@ -216,10 +225,6 @@ func (n *Node) sweepBounds() {
 	}
 	n.propMu.Unlock()
 }
-
-// sweepReadHook, if set (by tests), runs in sweepBounds between reading a
-// proposal's bound and answering it.
-var sweepReadHook func(*proposal)
 
 // stopBounds stops the timer for good and waits for a sweep under way.
 // Called when the node shuts down, after every proposal was answered.

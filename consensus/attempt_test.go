@@ -60,37 +60,17 @@ func (g *gateSM) appliedCommands() []string {
 	return append([]string(nil), g.applied...)
 }
 
-// startSingle starts a one-node cluster on its own memnet network and
-// waits until it leads.
+// startSingle starts a one-node cluster (startAlone) and waits until it
+// leads.
 func startSingle(t *testing.T, sm StateMachine) *Node {
 	t.Helper()
-	net, err := memnet.New(memnet.DefaultConfig())
-	if err != nil {
-		t.Fatal(err)
-	}
-	tr, err := net.Join("n1")
-	if err != nil {
-		t.Fatal(err)
-	}
-	n, err := New(testConfig("n1", []transport.NodeID{"n1"}), tr, sm)
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() {
-		n.Close()
-		tr.Close()
-		net.Close()
-	})
+	n := startAlone(t, []transport.NodeID{"n1"}, sm, nil, nil)
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
-	for {
-		if _, err := n.Propose(ctx, []byte("warm-up")); err == nil {
-			return n
-		} else if ctx.Err() != nil {
-			t.Fatalf("no leader: %v", err)
-		}
-		time.Sleep(time.Millisecond)
+	if _, err := n.WaitLeader(ctx); err != nil {
+		t.Fatalf("no leader: %v", err)
 	}
+	return n
 }
 
 // TestAttemptBoundWhileLoopStuck: the bound a Client hands a Node answers
@@ -133,7 +113,7 @@ func TestAttemptBoundWhileLoopStuck(t *testing.T) {
 		}
 		// c0 was proposed (it was in Apply): its outcome was unknown, and
 		// it is applied. c1's bound passed in the queue: never proposed.
-		if got, want := fmt.Sprint(sm.appliedCommands()), "[warm-up c0 after]"; got != want {
+		if got, want := fmt.Sprint(sm.appliedCommands()), "[c0 after]"; got != want {
 			t.Fatalf("applied %s; want %s", got, want)
 		}
 	})
@@ -259,13 +239,12 @@ func TestSweepDoesNotAnswerARecycledUse(t *testing.T) {
 	n.propMu.Lock()
 	n.bounds.register(p, 1)
 	n.propMu.Unlock()
-	sweepReadHook = func(q *proposal) {
+	n.bounds.readHook = func(q *proposal) {
 		q.answer(result{val: "old"})
 		<-q.done
 		n.recycle(q)
 		q.ctx, q.cmd = context.Background(), []byte("new")
 	}
-	defer func() { sweepReadHook = nil }()
 	n.sweepBounds()
 	if st := p.word.Load() & propStateMask; st != propPending || len(p.done) != 0 {
 		t.Fatalf("the new use is in state %d with %d answers queued; want pending, none (the sweeper answered a use it never saw)", st, len(p.done))

@@ -112,13 +112,12 @@ type clientSession struct {
 	low atomic.Uint64
 	// next is the next sequence number; next-low < len(ended).
 	next atomic.Uint64
-	// ended is a ring: ended[seq&mask] == seq once the Propose of
+	// ended is a ring: ended[seq&(len(ended)-1)] == seq once the Propose of
 	// seq returned (a slot holds the number that last used it, so an
 	// older lap never reads as ended). begin waits while len(ended)
 	// numbers from low up are taken, which keeps the slots of open
 	// numbers distinct.
-	ended []atomic.Uint64
-	mask  uint64 // len(ended)-1: the ring's size is a power of two
+	ended []atomic.Uint64 // its length is a power of two
 	// full is the ack mark of the last command the table refused with
 	// ErrTooManyPending (0: none yet): while low stays at or below it,
 	// the session's cache is full and a new command would be refused too.
@@ -143,7 +142,7 @@ func newClientSession(id SessionID, ring int) *clientSession {
 	if ring <= 0 || ring&(ring-1) != 0 {
 		panic(fmt.Sprintf("consensus: client session ring of %d slots; want a power of two", ring))
 	}
-	s := &clientSession{id: id, ended: make([]atomic.Uint64, ring), mask: uint64(ring - 1)}
+	s := &clientSession{id: id, ended: make([]atomic.Uint64, ring)}
 	s.low.Store(1)
 	s.next.Store(1)
 	return s
@@ -424,30 +423,29 @@ func (c *Client) Close(ctx context.Context) error {
 }
 
 // attemptContext returns the context for one attempt on a Proposer other
-// than a *Node: ctx bounded by AttemptTimeout. A context.WithTimeout per
-// attempt costs a timer and
-// several allocations on the hot path, so two common cases share or skip
-// it: a ctx whose deadline comes first already bounds the attempt; and
-// attempts of callers passing context.Background() (or TODO: no values,
-// never done) share one of a few windows, contexts that end 9/8 of
-// AttemptTimeout after they were made and are used for the first eighth
-// of it (a timer then marks them stale), so an attempt gets between
-// AttemptTimeout and 9/8 of it (a little less if that timer runs late),
-// without reading the clock.
+// than a *Node: ctx bounded by attemptBound. A context.WithTimeout per
+// attempt costs a timer and several allocations on the hot path, so two
+// common cases share or skip it: a ctx whose deadline comes first already
+// bounds the attempt, and callers whose ctx never ends share the context
+// of their window.
 func (c *Client) attemptContext(ctx context.Context) (context.Context, context.CancelFunc) {
 	if ctx == context.Background() || ctx == context.TODO() {
 		return c.window().ctx, noCancel
 	}
-	limit := time.Now().Add(c.cfg.AttemptTimeout)
-	if d, ok := ctx.Deadline(); ok && !d.After(limit) {
+	bound := c.attemptBound(ctx)
+	if bound.IsZero() {
 		return ctx, noCancel
 	}
-	return context.WithDeadline(ctx, limit)
+	return context.WithDeadline(ctx, bound)
 }
 
-// attemptBound returns the bound of an attempt on a *Node: zero when
-// ctx's own deadline comes first, else AttemptTimeout from now (for a
-// caller whose ctx never ends, a shared window's deadline: no clock read).
+// attemptBound returns the bound of an attempt: zero when ctx's own
+// deadline comes first, else AttemptTimeout from now. Callers passing
+// context.Background() (or TODO: no values, never done) share one of a few
+// windows instead, whose deadline is 9/8 of AttemptTimeout after they were
+// made and which are used for the first eighth of it (a timer then marks
+// them stale): an attempt gets between AttemptTimeout and 9/8 of it (a
+// little less if that timer runs late), without reading the clock.
 func (c *Client) attemptBound(ctx context.Context) time.Time {
 	if ctx == context.Background() || ctx == context.TODO() {
 		return c.window().deadline
@@ -537,7 +535,8 @@ func (c *Client) begin(ctx context.Context, s *clientSession) (uint64, error) {
 // given up): later commands tell the table to drop its result, and to
 // refuse a late copy of it.
 func (c *Client) end(s *clientSession, seq uint64) {
-	s.ended[seq&s.mask].Store(seq)
+	mask := uint64(len(s.ended) - 1)
+	s.ended[seq&mask].Store(seq)
 	// Only the caller of the oldest open number moves low; the others
 	// (most of them, with many commands in flight) are done after one
 	// load. Whoever moves low past an ended number also checks the next
@@ -551,7 +550,7 @@ func (c *Client) end(s *clientSession, seq uint64) {
 	moved := false
 	for {
 		low := s.low.Load()
-		if s.ended[low&s.mask].Load() != low {
+		if s.ended[low&mask].Load() != low {
 			break
 		}
 		if s.low.CompareAndSwap(low, low+1) {

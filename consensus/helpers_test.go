@@ -170,17 +170,24 @@ func (s *kvSM) get(k string) (string, bool) {
 
 // waitApplied blocks until the state machine has applied index or ctx ends.
 func (s *kvSM) waitApplied(ctx context.Context, index uint64) error {
+	return waitUntilApplied(ctx, &s.mu, &s.applied, &s.changed, index)
+}
+
+// waitUntilApplied blocks until *applied reaches index or ctx ends, for a
+// test state machine that guards applied and changed with mu and closes
+// (and replaces) changed whenever applied moves.
+func waitUntilApplied(ctx context.Context, mu *sync.Mutex, applied *uint64, changed *chan struct{}, index uint64) error {
 	for {
-		s.mu.Lock()
-		applied, changed := s.applied, s.changed
-		s.mu.Unlock()
-		if applied >= index {
+		mu.Lock()
+		a, c := *applied, *changed
+		mu.Unlock()
+		if a >= index {
 			return nil
 		}
 		select {
-		case <-changed:
+		case <-c:
 		case <-ctx.Done():
-			return fmt.Errorf("applied %d, waiting for %d: %w", applied, index, ctx.Err())
+			return fmt.Errorf("applied %d, waiting for %d: %w", a, index, ctx.Err())
 		}
 	}
 }

@@ -122,10 +122,8 @@ type SessionMachine struct {
 	// which the Node calls on its goroutine, one at a time.
 	table *session.Table
 	// open is table.Len() as of the last envelope applied or restore, for
-	// Sessions, which any goroutine may call; lastLen is the node
-	// goroutine's copy.
-	open    atomic.Int64
-	lastLen int
+	// Sessions, which any goroutine may call.
+	open atomic.Int64
 
 	// stampClock is the leader's clock as last read by stampSessionTime,
 	// which alone uses it, on the node's goroutine.
@@ -215,9 +213,8 @@ func (m *SessionMachine) Apply(e Entry) any {
 // noteLen publishes the table's size for Sessions if it changed (the
 // atomic store is skipped for most commands, which do not change it).
 func (m *SessionMachine) noteLen() {
-	if n := m.table.Len(); n != m.lastLen {
-		m.lastLen = n
-		m.open.Store(int64(n))
+	if n := int64(m.table.Len()); n != m.open.Load() {
+		m.open.Store(n)
 	}
 }
 

@@ -109,19 +109,7 @@ func (s *streamPadSM) state() (uint64, uint64) {
 }
 
 func (s *streamPadSM) waitApplied(ctx context.Context, index uint64) error {
-	for {
-		s.mu.Lock()
-		applied, changed := s.applied, s.changed
-		s.mu.Unlock()
-		if applied >= index {
-			return nil
-		}
-		select {
-		case <-changed:
-		case <-ctx.Done():
-			return fmt.Errorf("applied %d, waiting for %d: %w", applied, index, ctx.Err())
-		}
-	}
+	return waitUntilApplied(ctx, &s.mu, &s.applied, &s.changed, index)
 }
 
 // recordingTransport records the largest payload sent to each service.

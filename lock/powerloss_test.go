@@ -150,23 +150,7 @@ func (p *powerService) client(id transport.NodeID) *lock.Remote {
 	if err != nil {
 		p.t.Fatal(err)
 	}
-	tr := bubbletest.Transport{Transport: mtr, Stalled: p.stalled}
-	rpc, err := transport.NewRPC(tr, transport.DefaultRPCConfig())
-	if err != nil {
-		p.t.Fatal(err)
-	}
-	p.t.Cleanup(func() {
-		rpc.Close()
-		tr.Close()
-	})
-	cfg := lock.DefaultRemoteConfig()
-	cfg.Servers = servers
-	cfg.WaitPoll = 200 * time.Millisecond
-	rem, err := lock.NewRemote(rpc, cfg)
-	if err != nil {
-		p.t.Fatal(err)
-	}
-	return rem
+	return remoteOn(p.t, bubbletest.Transport{Transport: mtr, Stalled: p.stalled})
 }
 
 // grantLedger checks each acknowledged grant of the lock against those

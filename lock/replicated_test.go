@@ -152,12 +152,18 @@ func (r *replicated) leader() transport.NodeID {
 
 // client joins a client endpoint and returns a Remote on it.
 func (r *replicated) client(id transport.NodeID) *lock.Remote {
-	tr := r.join(id)
+	return remoteOn(r.t, r.join(id))
+}
+
+// remoteOn returns a Remote of the servers over an RPC endpoint on tr; the
+// test's cleanup closes both.
+func remoteOn(t testing.TB, tr transport.Transport) *lock.Remote {
+	t.Helper()
 	rpc, err := transport.NewRPC(tr, transport.DefaultRPCConfig())
 	if err != nil {
-		r.t.Fatal(err)
+		t.Fatal(err)
 	}
-	r.t.Cleanup(func() {
+	t.Cleanup(func() {
 		rpc.Close()
 		tr.Close()
 	})
@@ -166,7 +172,7 @@ func (r *replicated) client(id transport.NodeID) *lock.Remote {
 	cfg.WaitPoll = 200 * time.Millisecond
 	rem, err := lock.NewRemote(rpc, cfg)
 	if err != nil {
-		r.t.Fatal(err)
+		t.Fatal(err)
 	}
 	return rem
 }
