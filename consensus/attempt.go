@@ -3,8 +3,7 @@ package consensus
 import (
 	"context"
 	"fmt"
-	"sync"
-	"time"
+		"time"
 )
 
 // This file holds the waiting side of a proposal: how its caller gets the
@@ -123,22 +122,27 @@ func bytes0(cmd []byte) []byte {
 	return append(make([]byte, 0, len(cmd)), cmd...)
 }
 
-// attemptBounds is a Node's record of the bounded proposals in flight and
-// the timer that answers those whose bound passes.
+// attemptBounds is a Node's record of the proposals that may carry an
+// attempt bound, and the timer that answers those whose bound passes.
+//
+// The record holds proposals, not uses: a pooled proposal is recorded
+// when a bounded use first registers it, and stays recorded through its
+// later uses until a sweep finds it without a bounded use pending. A
+// sweep reads each recorded proposal's current use, so the record's size
+// is about the number of proposals in circulation (the pool's), not the
+// command rate times the attempt timeout, and most registrations append
+// nothing.
 type attemptBounds struct {
 	epoch time.Time // bounds are nanoseconds since epoch (monotonic)
 
-	// Guarded by Node.propMu (taken anyway to queue a proposal).
-	fresh   []*proposal // registered since the last sweep
+	// Guarded by Node.propMu (taken anyway to queue a proposal), as is
+	// each proposal's listed flag. A sweep holds it throughout.
+	fresh   []*proposal // recorded since the last sweep
+	carry   []*proposal // kept by the last sweep: bounded uses pending
+	spare   []*proposal // an empty array for the next fresh
 	armedAt int64       // the bound the timer is set for; 0: not set
 	timer   *time.Timer // runs sweepBounds
 	stopped bool        // the node closed: the timer stays stopped
-
-	// sweepMu serializes sweeps; carry (the pending proposals of the last
-	// sweep) and spare are the sweep's.
-	sweepMu sync.Mutex
-	carry   []*proposal
-	spare   []*proposal
 
 	// readHook, if set (by a test, before the node runs), is called by a
 	// sweep between reading a proposal's bound and answering it.
@@ -148,18 +152,23 @@ type attemptBounds struct {
 // armedNow is attemptBounds.armedAt while a sweep is due at once.
 const armedNow = 1
 
-// boundsCompactAt is how many registrations make the timer fire early, to
-// drop the (mostly answered) proposals from the record before it grows
-// with the command rate times the attempt timeout.
+// boundsCompactAt is how many newly recorded proposals make the timer
+// fire early, to drop those without a bounded use from the record (the
+// pool replaces its proposals after garbage collections, so new ones keep
+// coming).
 const boundsCompactAt = 4096
 
 // now returns the time in the unit of bounds.
 func (b *attemptBounds) now() int64 { return int64(time.Since(b.epoch)) }
 
-// register records p, whose bound is deadline, and sets the timer for it
-// if it is the earliest. Called with Node.propMu held.
+// register records p, whose current use is bounded by deadline (stored in
+// p.bound already), unless it is recorded, and sets the timer for the
+// bound if it is the earliest. Called with Node.propMu held.
 func (b *attemptBounds) register(p *proposal, deadline int64) {
-	b.fresh = append(b.fresh, p)
+	if !p.listed {
+		p.listed = true
+		b.fresh = append(b.fresh, p)
+	}
 	switch {
 	case b.stopped || b.armedAt == armedNow:
 	case len(b.fresh) >= boundsCompactAt:
@@ -171,69 +180,67 @@ func (b *attemptBounds) register(p *proposal, deadline int64) {
 	}
 }
 
-// sweepBounds answers, with errAttemptBound, every registered proposal
-// still pending whose bound has passed, forgets the answered ones, and
-// sets the timer for the earliest bound left. It runs on the timer's
-// goroutine.
+// sweepBounds answers, with errAttemptBound, the current use of every
+// recorded proposal that is pending and whose bound has passed, keeps in
+// the record the proposals whose current use is pending with a later
+// bound, drops the others, and sets the timer for the earliest bound
+// left. It runs on the timer's goroutine, under Node.propMu: no use can be
+// registered meanwhile, so a proposal dropped here (no bounded use
+// pending) is recorded again by its next bounded use.
 func (n *Node) sweepBounds() {
 	b := &n.bounds
-	b.sweepMu.Lock()
-	defer b.sweepMu.Unlock()
 	n.propMu.Lock()
-	fresh := b.fresh
-	b.fresh = b.spare[:0]
+	defer n.propMu.Unlock()
 	b.armedAt = 0
-	n.propMu.Unlock()
 	now := b.now()
 	// keep reuses carry's array: it is written at positions already read
 	// (or past carry's length, while fresh is read).
 	keep := b.carry[:0]
 	next := int64(0)
-	for _, list := range [2][]*proposal{b.carry, fresh} {
+	for _, list := range [2][]*proposal{b.carry, b.fresh} {
 		for i, p := range list {
 			list[i] = nil
 			w := p.word.Load()
-			if w&propStateMask != propPending {
-				continue // answered; or recycled, and registered anew if bounded
-			}
 			d := p.bound.Load()
 			if b.readHook != nil {
 				b.readHook(p)
 			}
 			switch {
-			case d == 0:
-				// Recycled for an unbounded use.
+			case w&propStateMask != propPending || d == 0:
+				// Answered; or recycled, unused or used without a bound.
+				p.listed = false
 			case d > now:
 				keep = append(keep, p)
 				if next == 0 || d < next {
 					next = d
 				}
 			case p.word.CompareAndSwap(w, w|propAbandoned):
-				// Still the same use (a recycled proposal has a new use count).
+				// Still the same use (a recycled proposal has a new use
+				// count). done has room: only one answer per use is sent.
+				p.listed = false
 				p.done <- result{err: errAttemptBound}
+			default:
+				// The use changed since w was read: kept for the next
+				// sweep, which reads the new use (a bounded one arms the
+				// timer when it registers, after this sweep).
+				keep = append(keep, p)
 			}
 		}
 	}
-	b.carry, b.spare = keep, fresh[:0]
-	if next == 0 {
-		return
-	}
-	n.propMu.Lock()
-	if !b.stopped && (b.armedAt == 0 || next < b.armedAt) {
+	b.carry, b.fresh, b.spare = keep, b.spare[:0], b.fresh[:0]
+	if next != 0 && !b.stopped {
 		b.armedAt = next
 		b.timer.Reset(time.Duration(next - b.now()))
 	}
-	n.propMu.Unlock()
 }
 
-// stopBounds stops the timer for good and waits for a sweep under way.
+// stopBounds stops the timer for good (a sweep under way holds propMu:
+// this waits for it) and forgets the record.
 // Called when the node shuts down, after every proposal was answered.
 func (n *Node) stopBounds() {
 	n.propMu.Lock()
 	n.bounds.stopped = true
 	n.bounds.timer.Stop()
+	n.bounds.carry, n.bounds.fresh, n.bounds.spare = nil, nil, nil
 	n.propMu.Unlock()
-	n.bounds.sweepMu.Lock()
-	n.bounds.carry, n.bounds.spare = nil, nil
-	n.bounds.sweepMu.Unlock()
 }

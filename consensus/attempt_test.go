@@ -160,7 +160,13 @@ func TestClientAttemptBoundOnStuckLeader(t *testing.T) {
 		sms[stuck].shut()
 		defer sms[stuck].open()
 		start := time.Now()
+		// Without the bound the Propose below never returns, and virtual
+		// time runs on (the other nodes tick): fail rather than hang.
+		watchdog := time.AfterFunc(time.Minute, func() {
+			panic("TestClientAttemptBoundOnStuckLeader: Propose still waits on the stuck leader after a virtual minute: its attempt bound was not enforced")
+		})
 		res, err := cl.Propose(context.Background(), []byte("x"))
+		watchdog.Stop()
 		took := time.Since(start)
 		if err != nil {
 			t.Fatalf("Propose with the leader stuck = %v", err)
@@ -248,5 +254,85 @@ func TestSweepDoesNotAnswerARecycledUse(t *testing.T) {
 	n.sweepBounds()
 	if st := p.word.Load() & propStateMask; st != propPending || len(p.done) != 0 {
 		t.Fatalf("the new use is in state %d with %d answers queued; want pending, none (the sweeper answered a use it never saw)", st, len(p.done))
+	}
+}
+
+// TestSweepReadsTheCurrentUse: the sweeper's record holds proposals, not
+// uses. A pooled proposal recorded by one bounded use and used again must
+// have its new use's bound enforced, whether the record still held it
+// (the next use's registration appends nothing) or a sweep had dropped it
+// in between (the next use must be recorded anew).
+func TestSweepReadsTheCurrentUse(t *testing.T) {
+	for _, sweepBetween := range []bool{false, true} {
+		t.Run(fmt.Sprintf("sweep-between-uses=%v", sweepBetween), func(t *testing.T) {
+			n := &Node{}
+			n.proposals.New = func() any { return &proposal{done: make(chan result, 1)} }
+			n.bounds.epoch = time.Now().Add(-time.Hour)
+			n.bounds.timer = time.AfterFunc(time.Hour, func() {})
+			defer n.bounds.timer.Stop()
+			use := func(p *proposal, deadline int64) {
+				p.ctx, p.cmd = context.Background(), []byte("cmd")
+				p.bound.Store(deadline)
+				n.propMu.Lock()
+				n.bounds.register(p, deadline)
+				n.propMu.Unlock()
+			}
+			// The uses of one pooled proposal (taken from the pool here
+			// rather than hoping the pool hands the same one out again).
+			p := n.newProposal(context.Background(), nil)
+			use(p, n.bounds.now()+int64(time.Hour)) // far off
+			p.answer(result{val: "first"})
+			<-p.done
+			n.recycle(p)
+			if sweepBetween {
+				n.sweepBounds() // finds no bounded use pending: drops it
+				if p.listed {
+					t.Fatal("a sweep kept a proposal without a bounded use pending")
+				}
+			}
+			use(p, 1) // passed long ago
+			if got := n.bounds.armedAt; got != 1 {
+				t.Fatalf("the timer is set for %d after the second use registered; want its bound, 1", got)
+			}
+			n.sweepBounds()
+			select {
+			case r := <-p.done:
+				if !errors.Is(r.err, errAttemptBound) {
+					t.Fatalf("the second use was answered %v, %v; want errAttemptBound", r.val, r.err)
+				}
+			default:
+				t.Fatal("the second use's bound passed and the sweep did not answer it")
+			}
+		})
+	}
+}
+
+// TestSweepKeepsALaterBound: a sweep that runs before a pending use's
+// bound (another bound was earlier) keeps it, and a later sweep answers it.
+func TestSweepKeepsALaterBound(t *testing.T) {
+	n := &Node{}
+	n.proposals.New = func() any { return &proposal{done: make(chan result, 1)} }
+	n.bounds.epoch = time.Now().Add(-time.Hour)
+	n.bounds.timer = time.AfterFunc(time.Hour, func() {})
+	defer n.bounds.timer.Stop()
+	p := n.newProposal(context.Background(), []byte("cmd"))
+	deadline := n.bounds.now() + int64(time.Hour)
+	p.bound.Store(deadline)
+	n.propMu.Lock()
+	n.bounds.register(p, deadline)
+	n.propMu.Unlock()
+	n.sweepBounds()
+	if len(p.done) != 0 || !p.listed {
+		t.Fatalf("a sweep before the bound answered the use (%d answers) or forgot it (listed %v)", len(p.done), p.listed)
+	}
+	n.bounds.epoch = n.bounds.epoch.Add(-2 * time.Hour) // two hours pass
+	n.sweepBounds()
+	select {
+	case r := <-p.done:
+		if !errors.Is(r.err, errAttemptBound) {
+			t.Fatalf("answered %v, %v; want errAttemptBound", r.val, r.err)
+		}
+	default:
+		t.Fatal("the bound passed and the sweep did not answer the use")
 	}
 }

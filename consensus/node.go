@@ -174,6 +174,10 @@ type proposal struct {
 	// (0: none); both are shared with the bound sweeper (attempt.go).
 	word  atomic.Uint64
 	bound atomic.Int64
+	// listed reports whether the bound sweeper's record holds the
+	// proposal (guarded by Node.propMu): a pooled proposal is recorded
+	// once, whatever the number of its uses (attempt.go).
+	listed bool
 }
 
 type result struct {
