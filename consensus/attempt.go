@@ -3,7 +3,7 @@ package consensus
 import (
 	"context"
 	"fmt"
-		"time"
+	"time"
 )
 
 // This file holds the waiting side of a proposal: how its caller gets the
