@@ -105,30 +105,43 @@ type attemptWindow struct {
 // and noting that its caller returned take no lock: they are atomic
 // operations on a ring of the open numbers.
 type clientSession struct {
+	// Read by every command, written (almost) never: kept off the cache
+	// lines of the counters below, which callers on every core write, so
+	// that reading them does not miss the cache each time one moves.
 	id SessionID
-	// low is the lowest sequence number whose Propose has not returned
-	// (next if none): the "acked" mark sent with every command. It only
-	// moves up.
-	low atomic.Uint64
-	// next is the next sequence number; next-low < len(ended).
-	next atomic.Uint64
-	// ended is a ring: ended[seq&(len(ended)-1)] == seq once the Propose of
-	// seq returned (a slot holds the number that last used it, so an
-	// older lap never reads as ended). begin waits while len(ended)
-	// numbers from low up are taken, which keeps the slots of open
-	// numbers distinct.
+	// ended is a ring: ended[seq&mask] == seq once the Propose of seq
+	// returned (a slot holds the number that last used it, so an older
+	// lap never reads as ended). begin waits while len(ended) numbers
+	// from low up are taken, which keeps the slots of open numbers
+	// distinct.
 	ended []atomic.Uint64 // its length is a power of two
+	mask  uint64          // len(ended)-1
 	// full is the ack mark of the last command the table refused with
 	// ErrTooManyPending (0: none yet): while low stays at or below it,
 	// the session's cache is full and a new command would be refused too.
-	full atomic.Uint64
-
+	full    atomic.Uint64
 	waiters atomic.Int32 // callers in awaitLow
 	mu      sync.Mutex   // guards moved
 	// moved, when not nil, is closed (and set to nil) when low moves: a
 	// command waiting for room (see awaitLow) waits on it.
 	moved chan struct{}
+
+	_ cacheLinePad
+	// next is the next sequence number; next-low < len(ended). Every
+	// begin writes it.
+	next atomic.Uint64
+	_    cacheLinePad
+	// low is the lowest sequence number whose Propose has not returned
+	// (next if none): the "acked" mark sent with every command. It only
+	// moves up, by the caller of the oldest open number (see end).
+	low atomic.Uint64
+	_   cacheLinePad
 }
+
+// cacheLinePad keeps the fields around it on separate cache lines (64
+// bytes on the machines Go runs on most; 128 covers those that fetch
+// lines in pairs).
+type cacheLinePad [128]byte
 
 // sessionRing is the size of a clientSession's ring: how many commands a
 // Client may number past its oldest unanswered one. It is twice the
@@ -142,7 +155,7 @@ func newClientSession(id SessionID, ring int) *clientSession {
 	if ring <= 0 || ring&(ring-1) != 0 {
 		panic(fmt.Sprintf("consensus: client session ring of %d slots; want a power of two", ring))
 	}
-	s := &clientSession{id: id, ended: make([]atomic.Uint64, ring)}
+	s := &clientSession{id: id, ended: make([]atomic.Uint64, ring), mask: uint64(ring - 1)}
 	s.low.Store(1)
 	s.next.Store(1)
 	return s
@@ -535,7 +548,7 @@ func (c *Client) begin(ctx context.Context, s *clientSession) (uint64, error) {
 // given up): later commands tell the table to drop its result, and to
 // refuse a late copy of it.
 func (c *Client) end(s *clientSession, seq uint64) {
-	mask := uint64(len(s.ended) - 1)
+	mask := s.mask
 	s.ended[seq&mask].Store(seq)
 	// Only the caller of the oldest open number moves low; the others
 	// (most of them, with many commands in flight) are done after one
