@@ -124,6 +124,22 @@ func OpenDiskStorage(dir string, opts DiskOptions) (*DiskStorage, error) {
 		return nil, fmt.Errorf("%w: empty storage directory", ErrInvalidConfig)
 	}
 	fsys := vfs.Or(opts.FS)
+	lock, err := lockDir(fsys, dir)
+	if err != nil {
+		return nil, err
+	}
+	s, err := openLocked(fsys, dir, opts)
+	if err != nil {
+		lock.Close()
+		return nil, err
+	}
+	s.lock = lock
+	return s, nil
+}
+
+// lockDir creates dir if needed and takes its exclusive lock (ErrLocked
+// if another process, or another storage of this one, holds it).
+func lockDir(fsys vfs.FS, dir string) (io.Closer, error) {
 	if err := vfs.MkdirAllDurable(fsys, dir); err != nil {
 		return nil, fmt.Errorf("consensus: open storage: %w", err)
 	}
@@ -134,13 +150,7 @@ func OpenDiskStorage(dir string, opts DiskOptions) (*DiskStorage, error) {
 		}
 		return nil, fmt.Errorf("consensus: open storage: lock: %w", err)
 	}
-	s, err := openLocked(fsys, dir, opts)
-	if err != nil {
-		lock.Close()
-		return nil, err
-	}
-	s.lock = lock
-	return s, nil
+	return lock, nil
 }
 
 // openLocked is OpenDiskStorage once the directory is locked.

@@ -203,13 +203,23 @@ func New(cfg Config, tr transport.Transport, sm StateMachine) (*Node, error) {
 	var store nodeStorage
 	if cfg.DataDir != "" {
 		fsys := vfs.Or(cfg.FS)
-		if _, err := loadIdentity(fsys, cfg.DataDir, &cfg); err != nil {
-			return nil, err
-		}
-		ds, err := OpenDiskStorage(cfg.DataDir, DiskOptions{RetainEntries: cfg.SnapshotRetainEntries, Logger: cfg.Logger, FS: fsys})
+		// The lock first: a second process pointed at this directory
+		// must not write its identity into it before it finds the
+		// directory in use.
+		lock, err := lockDir(fsys, cfg.DataDir)
 		if err != nil {
 			return nil, err
 		}
+		if _, err := loadIdentity(fsys, cfg.DataDir, &cfg); err != nil {
+			lock.Close()
+			return nil, err
+		}
+		ds, err := openLocked(fsys, cfg.DataDir, DiskOptions{RetainEntries: cfg.SnapshotRetainEntries, Logger: cfg.Logger, FS: fsys})
+		if err != nil {
+			lock.Close()
+			return nil, err
+		}
+		ds.lock = lock
 		store = ds
 	} else {
 		store = &memStorage{MemoryStorage: raft.NewMemoryStorage(), retain: cfg.SnapshotRetainEntries}
