@@ -23,6 +23,7 @@ var (
 	ErrMissingHardState = fmt.Errorf("%w: the log holds entries but the hard state file is missing", ErrCorrupt)
 	// ErrLocked is returned by OpenDiskStorage (and New) when another
 	// DiskStorage, in this process or another, holds the data directory.
-	// The error names the holder's pid when it is known.
+	// The error names the holder's pid when it is known. New takes the
+	// lock before it reads or writes anything in the directory.
 	ErrLocked = errors.New("consensus: data directory is in use")
 )

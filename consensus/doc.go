@@ -80,12 +80,14 @@
 // started with only itself as peer is the sole member of a cluster of its
 // own, never a member, let alone the leader, of the one the others form.
 //
-// Bootstrap is explicit. The first start with a DataDir writes the
-// cluster's identity (its ID, peers and name) to the file "cluster" in
-// DataDir, checksummed and replaced atomically, before anything else. A
-// restart whose Peers or ClusterName disagree with that file is refused
-// with ErrClusterMismatch, whose message names both peer lists; the disk
-// does not silently win, so that a mistyped configuration is seen. (Until
+// Bootstrap is explicit. The first start with a DataDir takes the
+// directory's lock (a second process pointed at it fails with ErrLocked and
+// writes nothing there), then writes the cluster's identity (its ID, peers
+// and name) to the file "cluster" in DataDir, checksummed and replaced
+// atomically, before any Raft state. A restart whose Peers or
+// ClusterName disagree with that file is refused with ErrClusterMismatch,
+// whose message names both peer lists; the disk does not silently win, so
+// that a mistyped configuration is seen. (Until
 // membership changes exist, the peer list is fixed at bootstrap: to change
 // it, bootstrap a new cluster.) A DataDir holding a log, hard state or
 // snapshot but no readable identity file is refused with
