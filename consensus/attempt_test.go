@@ -230,21 +230,51 @@ func TestAttemptBoundConcurrentRecycling(t *testing.T) {
 	}
 }
 
+// sweeperOnly returns a Node with nothing but its proposal pool and the
+// record of its bound sweeper, whose timer does nothing: the test runs
+// the sweeps itself. Bounds count from an hour ago, so bound 1 has long
+// passed.
+func sweeperOnly(t *testing.T) *Node {
+	n := &Node{}
+	n.proposals.New = func() any { return &proposal{done: make(chan result, 1)} }
+	n.bounds.epoch = time.Now().Add(-time.Hour)
+	n.bounds.timer = time.AfterFunc(time.Hour, func() {})
+	t.Cleanup(func() { n.bounds.timer.Stop() })
+	return n
+}
+
+// boundedUse starts a use of p bounded by deadline, registered as
+// Node.propose registers it.
+func boundedUse(n *Node, p *proposal, deadline int64) {
+	p.ctx, p.cmd = context.Background(), []byte("cmd")
+	p.bound.Store(deadline)
+	n.propMu.Lock()
+	n.bounds.register(p, deadline)
+	n.propMu.Unlock()
+}
+
+// wantBoundAnswer fails unless p's current use (named what) has been
+// answered with errAttemptBound.
+func wantBoundAnswer(t *testing.T, p *proposal, what string) {
+	t.Helper()
+	select {
+	case r := <-p.done:
+		if !errors.Is(r.err, errAttemptBound) {
+			t.Fatalf("%s was answered %v, %v; want errAttemptBound", what, r.val, r.err)
+		}
+	default:
+		t.Fatalf("%s: its bound passed and the sweep did not answer it", what)
+	}
+}
+
 // TestSweepDoesNotAnswerARecycledUse: the sweeper reads a proposal's bound
 // (passed), and before it answers, the loop answers that use, its caller
 // recycles the proposal and a new, unbounded use of it starts. The
 // sweeper must leave the new use alone: its use count differs.
 func TestSweepDoesNotAnswerARecycledUse(t *testing.T) {
-	n := &Node{}
-	n.proposals.New = func() any { return &proposal{done: make(chan result, 1)} }
-	n.bounds.epoch = time.Now().Add(-time.Hour)
-	n.bounds.timer = time.AfterFunc(time.Hour, func() {})
-	defer n.bounds.timer.Stop()
-	p := n.newProposal(context.Background(), []byte("old"))
-	p.bound.Store(1) // passed long ago
-	n.propMu.Lock()
-	n.bounds.register(p, 1)
-	n.propMu.Unlock()
+	n := sweeperOnly(t)
+	p := n.newProposal(context.Background(), nil)
+	boundedUse(n, p, 1) // passed long ago
 	n.bounds.readHook = func(q *proposal) {
 		q.answer(result{val: "old"})
 		<-q.done
@@ -265,22 +295,11 @@ func TestSweepDoesNotAnswerARecycledUse(t *testing.T) {
 func TestSweepReadsTheCurrentUse(t *testing.T) {
 	for _, sweepBetween := range []bool{false, true} {
 		t.Run(fmt.Sprintf("sweep-between-uses=%v", sweepBetween), func(t *testing.T) {
-			n := &Node{}
-			n.proposals.New = func() any { return &proposal{done: make(chan result, 1)} }
-			n.bounds.epoch = time.Now().Add(-time.Hour)
-			n.bounds.timer = time.AfterFunc(time.Hour, func() {})
-			defer n.bounds.timer.Stop()
-			use := func(p *proposal, deadline int64) {
-				p.ctx, p.cmd = context.Background(), []byte("cmd")
-				p.bound.Store(deadline)
-				n.propMu.Lock()
-				n.bounds.register(p, deadline)
-				n.propMu.Unlock()
-			}
+			n := sweeperOnly(t)
 			// The uses of one pooled proposal (taken from the pool here
 			// rather than hoping the pool hands the same one out again).
 			p := n.newProposal(context.Background(), nil)
-			use(p, n.bounds.now()+int64(time.Hour)) // far off
+			boundedUse(n, p, n.bounds.now()+int64(time.Hour)) // far off
 			p.answer(result{val: "first"})
 			<-p.done
 			n.recycle(p)
@@ -290,19 +309,12 @@ func TestSweepReadsTheCurrentUse(t *testing.T) {
 					t.Fatal("a sweep kept a proposal without a bounded use pending")
 				}
 			}
-			use(p, 1) // passed long ago
+			boundedUse(n, p, 1) // passed long ago
 			if got := n.bounds.armedAt; got != 1 {
 				t.Fatalf("the timer is set for %d after the second use registered; want its bound, 1", got)
 			}
 			n.sweepBounds()
-			select {
-			case r := <-p.done:
-				if !errors.Is(r.err, errAttemptBound) {
-					t.Fatalf("the second use was answered %v, %v; want errAttemptBound", r.val, r.err)
-				}
-			default:
-				t.Fatal("the second use's bound passed and the sweep did not answer it")
-			}
+			wantBoundAnswer(t, p, "the second use")
 		})
 	}
 }
@@ -310,29 +322,14 @@ func TestSweepReadsTheCurrentUse(t *testing.T) {
 // TestSweepKeepsALaterBound: a sweep that runs before a pending use's
 // bound (another bound was earlier) keeps it, and a later sweep answers it.
 func TestSweepKeepsALaterBound(t *testing.T) {
-	n := &Node{}
-	n.proposals.New = func() any { return &proposal{done: make(chan result, 1)} }
-	n.bounds.epoch = time.Now().Add(-time.Hour)
-	n.bounds.timer = time.AfterFunc(time.Hour, func() {})
-	defer n.bounds.timer.Stop()
-	p := n.newProposal(context.Background(), []byte("cmd"))
-	deadline := n.bounds.now() + int64(time.Hour)
-	p.bound.Store(deadline)
-	n.propMu.Lock()
-	n.bounds.register(p, deadline)
-	n.propMu.Unlock()
+	n := sweeperOnly(t)
+	p := n.newProposal(context.Background(), nil)
+	boundedUse(n, p, n.bounds.now()+int64(time.Hour))
 	n.sweepBounds()
 	if len(p.done) != 0 || !p.listed {
 		t.Fatalf("a sweep before the bound answered the use (%d answers) or forgot it (listed %v)", len(p.done), p.listed)
 	}
 	n.bounds.epoch = n.bounds.epoch.Add(-2 * time.Hour) // two hours pass
 	n.sweepBounds()
-	select {
-	case r := <-p.done:
-		if !errors.Is(r.err, errAttemptBound) {
-			t.Fatalf("answered %v, %v; want errAttemptBound", r.val, r.err)
-		}
-	default:
-		t.Fatal("the bound passed and the sweep did not answer the use")
-	}
+	wantBoundAnswer(t, p, "the use")
 }

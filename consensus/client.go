@@ -105,17 +105,16 @@ type attemptWindow struct {
 // and noting that its caller returned take no lock: they are atomic
 // operations on a ring of the open numbers.
 type clientSession struct {
-	// Read by every command, written (almost) never: kept off the cache
-	// lines of the counters below, which callers on every core write, so
+	// Read by every command (the ring's slice header too), written
+	// (almost) never: kept off the cache lines of the counters below, which callers on every core write, so
 	// that reading them does not miss the cache each time one moves.
 	id SessionID
-	// ended is a ring: ended[seq&mask] == seq once the Propose of seq
+	// ended is a ring: ended[seq&(len(ended)-1)] == seq once the Propose of seq
 	// returned (a slot holds the number that last used it, so an older
 	// lap never reads as ended). begin waits while len(ended) numbers
 	// from low up are taken, which keeps the slots of open numbers
 	// distinct.
 	ended []atomic.Uint64 // its length is a power of two
-	mask  uint64          // len(ended)-1
 	// full is the ack mark of the last command the table refused with
 	// ErrTooManyPending (0: none yet): while low stays at or below it,
 	// the session's cache is full and a new command would be refused too.
@@ -155,7 +154,7 @@ func newClientSession(id SessionID, ring int) *clientSession {
 	if ring <= 0 || ring&(ring-1) != 0 {
 		panic(fmt.Sprintf("consensus: client session ring of %d slots; want a power of two", ring))
 	}
-	s := &clientSession{id: id, ended: make([]atomic.Uint64, ring), mask: uint64(ring - 1)}
+	s := &clientSession{id: id, ended: make([]atomic.Uint64, ring)}
 	s.low.Store(1)
 	s.next.Store(1)
 	return s
@@ -548,7 +547,7 @@ func (c *Client) begin(ctx context.Context, s *clientSession) (uint64, error) {
 // given up): later commands tell the table to drop its result, and to
 // refuse a late copy of it.
 func (c *Client) end(s *clientSession, seq uint64) {
-	mask := s.mask
+	mask := uint64(len(s.ended) - 1)
 	s.ended[seq&mask].Store(seq)
 	// Only the caller of the oldest open number moves low; the others
 	// (most of them, with many commands in flight) are done after one

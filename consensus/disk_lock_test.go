@@ -10,7 +10,6 @@ import (
 	"testing"
 
 	"github.com/distkit/distkit/internal/vfs"
-	"github.com/distkit/distkit/transport/memnet"
 )
 
 // TestDiskStorageLocksDataDir: a second DiskStorage on the same directory,
@@ -43,16 +42,7 @@ func TestNewLocksBeforeWritingIdentity(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	net, err := memnet.New(memnet.DefaultConfig())
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer net.Close()
-	tr, err := net.Join("n1")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer tr.Close()
+	tr := aloneTransport(t)
 	cfg := testConfig("n1", three)
 	cfg.DataDir = dir
 	if n, err := New(cfg, tr, &countSM{}); !errors.Is(err, ErrLocked) {

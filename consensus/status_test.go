@@ -473,14 +473,7 @@ func BenchmarkObserver(b *testing.B) {
 // its own, with Metrics rec and tweak applied to its Config.
 func startAlone(t *testing.T, peers []transport.NodeID, sm StateMachine, rec Metrics, tweak func(*Config)) *Node {
 	t.Helper()
-	net, err := memnet.New(memnet.DefaultConfig())
-	if err != nil {
-		t.Fatal(err)
-	}
-	tr, err := net.Join("n1")
-	if err != nil {
-		t.Fatal(err)
-	}
+	tr := aloneTransport(t)
 	cfg := testConfig("n1", peers)
 	cfg.Metrics = rec
 	if tweak != nil {
@@ -490,12 +483,28 @@ func startAlone(t *testing.T, peers []transport.NodeID, sm StateMachine, rec Met
 	if err != nil {
 		t.Fatal(err)
 	}
+	t.Cleanup(func() { n.Close() }) // before the transport's (cleanups run last first)
+	return n
+}
+
+// aloneTransport returns node n1's transport on a memnet network of its
+// own; both are closed when the test ends.
+func aloneTransport(t *testing.T) transport.Transport {
+	t.Helper()
+	net, err := memnet.New(memnet.DefaultConfig())
+	if err != nil {
+		t.Fatal(err)
+	}
+	tr, err := net.Join("n1")
+	if err != nil {
+		net.Close()
+		t.Fatal(err)
+	}
 	t.Cleanup(func() {
-		n.Close()
 		tr.Close()
 		net.Close()
 	})
-	return n
+	return tr
 }
 
 // TestStatusBackgroundSnapshotCounted: a snapshot written by the Node's
