@@ -2,6 +2,7 @@ package consensus
 
 import (
 	"context"
+	"math/rand/v2"
 	"testing"
 	"time"
 
@@ -205,38 +206,59 @@ func BenchmarkSessionMachineApply(b *testing.B) {
 			sm.Apply(Entry{Index: i, Term: 1, Command: cmd})
 		}
 	})
-	b.Run("sessions", func(b *testing.B) {
-		b.ReportAllocs()
-		const batch = 100000
-		reg := session.AppendRegister(nil)
-		session.Stamp(reg, 1)
-		const id = 5 // the register command's index
-		cmds := make([][]byte, batch)
-		for i := range cmds {
-			seq := uint64(i + 1)
-			c := session.AppendCommand(nil, id, seq, max(1, seq-min(seq, 64)), cmd)
-			session.Stamp(c, int64(i+2))
-			cmds[i] = c
+	b.Run("sessions", func(b *testing.B) { sessionMachineApply(b, cmd, false) })
+	b.Run("sessions-reordered", func(b *testing.B) { sessionMachineApply(b, cmd, true) })
+}
+
+// sessionMachineApply is BenchmarkSessionMachineApply's sessions and, with
+// reordered, sessions-reordered: there the commands reach the log out of
+// seq order within runs of 16, as the commands of a Client's concurrent
+// callers do (numbered in one order, queued at the leader in another), and
+// each acknowledges up to 64 below the lowest seq not yet applied.
+func sessionMachineApply(b *testing.B, cmd []byte, reordered bool) {
+	b.ReportAllocs()
+	const batch = 100000
+	reg := session.AppendRegister(nil)
+	session.Stamp(reg, 1)
+	const id = 5 // the register command's index
+	order := make([]uint64, batch)
+	for i := range order {
+		order[i] = uint64(i + 1)
+	}
+	if reordered {
+		rng := rand.New(rand.NewPCG(1, 2))
+		for i := 0; i+16 <= batch; i += 16 {
+			rng.Shuffle(16, func(a, c int) { order[i+a], order[i+c] = order[i+c], order[i+a] })
 		}
-		var sm *SessionMachine
-		i := batch
-		for b.Loop() {
-			if i == batch {
-				b.StopTimer()
-				var err error
-				if sm, err = WithSessions(&countSM{}, DefaultSessionConfig()); err != nil {
-					b.Fatal(err)
-				}
-				if got := sm.Apply(Entry{Index: id, Term: 1, Command: reg}); got != SessionID(id) {
-					b.Fatalf("register = %v; want session %d", got, id)
-				}
-				i = 0
-				b.StartTimer()
-			}
-			if v := sm.Apply(Entry{Index: uint64(id + 1 + i), Term: 1, Command: cmds[i]}); v != nil {
-				b.Fatal(v)
-			}
-			i++
+	}
+	cmds := make([][]byte, batch)
+	applied := make([]bool, batch+2)
+	low := uint64(1) // the lowest seq not yet applied
+	for i, seq := range order {
+		c := session.AppendCommand(nil, id, seq, max(1, low-min(low, 64)), cmd)
+		session.Stamp(c, int64(i+2))
+		cmds[i] = c
+		for applied[seq] = true; applied[low]; low++ {
 		}
-	})
+	}
+	var sm *SessionMachine
+	i := batch
+	for b.Loop() {
+		if i == batch {
+			b.StopTimer()
+			var err error
+			if sm, err = WithSessions(&countSM{}, DefaultSessionConfig()); err != nil {
+				b.Fatal(err)
+			}
+			if got := sm.Apply(Entry{Index: id, Term: 1, Command: reg}); got != SessionID(id) {
+				b.Fatalf("register = %v; want session %d", got, id)
+			}
+			i = 0
+			b.StartTimer()
+		}
+		if v := sm.Apply(Entry{Index: uint64(id + 1 + i), Term: 1, Command: cmds[i]}); v != nil {
+			b.Fatal(v)
+		}
+		i++
+	}
 }

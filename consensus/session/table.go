@@ -96,13 +96,33 @@ func (q *results) len() int { return len(q.buf) - q.head }
 // live returns the cached results in ascending seq order.
 func (q *results) live() []result { return q.buf[q.head:] }
 
+// nearBack is how many results find compares from the back before it
+// searches the rest by halves.
+const nearBack = 8
+
 // find returns the position of seq in live(), or where it would go.
+//
+// A client numbers its commands in the order its callers call, and they
+// reach the log in about that order: a new seq is newer than all cached
+// ones, or else a few places from the back (callers numbered before it
+// whose commands were queued after it). So the last nearBack results are
+// compared one by one, from the back, before the rest is searched by
+// halves.
 func (q *results) find(seq uint64) (int, bool) {
 	live := q.live()
-	if n := len(live); n == 0 || live[n-1].seq < seq {
-		return n, false // the common case: a new command, newer than all
+	n := len(live)
+	for i := n - 1; i >= max(0, n-nearBack); i-- {
+		switch s := live[i].seq; {
+		case s == seq:
+			return i, true
+		case s < seq:
+			return i + 1, false // most often i == n-1: newer than all
+		}
 	}
-	return slices.BinarySearchFunc(live, seq, func(r result, seq uint64) int { return cmp.Compare(r.seq, seq) })
+	if n <= nearBack {
+		return 0, false // older than all
+	}
+	return slices.BinarySearchFunc(live[:n-nearBack], seq, func(r result, seq uint64) int { return cmp.Compare(r.seq, seq) })
 }
 
 // get returns the result cached for seq.
