@@ -77,6 +77,9 @@ type Client struct {
 	cfg      ClientConfig
 	ids      []transport.NodeID // sorted, for a deterministic search order
 	procs    []Proposer         // procs[i] is member ids[i]
+	// bounded[i] is procs[i] as a boundedProposer (a *Node), or nil:
+	// asserted once here rather than on every attempt.
+	bounded []boundedProposer
 	members  map[transport.NodeID]Proposer
 	sessions bool          // commands go through sessions
 	register chan struct{} // size 1: a token held by the goroutine registering a session
@@ -192,6 +195,8 @@ func NewClient(members map[transport.NodeID]Proposer, cfg ClientConfig) (*Client
 	slices.Sort(c.ids)
 	for _, id := range c.ids {
 		c.procs = append(c.procs, c.members[id])
+		b, _ := c.members[id].(boundedProposer)
+		c.bounded = append(c.bounded, b)
 	}
 	return c, nil
 }
@@ -326,11 +331,10 @@ var _ boundedProposer = (*Node)(nil)
 // costs its caller no context and no second channel to wait on; other
 // Proposers get a context that ends at the bound (attemptContext).
 func (c *Client) propose(ctx context.Context, i int, r *request) (res any, timedOut bool, err error) {
-	p := c.procs[i]
 	if r.s != nil {
 		r.acked = r.s.low.Load()
 	}
-	if n, ok := p.(boundedProposer); ok {
+	if n := c.bounded[i]; n != nil {
 		cmd, owned := r.plain, false
 		if r.s != nil {
 			// A fresh buffer for every attempt, handed over to the node:
@@ -340,6 +344,7 @@ func (c *Client) propose(ctx context.Context, i int, r *request) (res any, timed
 		res, err := n.propose(ctx, cmd, owned, c.attemptBound(ctx))
 		return res, err != nil && errors.Is(err, errAttemptBound), err
 	}
+	p := c.procs[i]
 	actx, cancel := c.attemptContext(ctx)
 	defer cancel()
 	cmd := r.plain
