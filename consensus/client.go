@@ -77,12 +77,13 @@ type Client struct {
 	cfg      ClientConfig
 	ids      []transport.NodeID // sorted, for a deterministic search order
 	procs    []Proposer         // procs[i] is member ids[i]
-	// bounded[i] is procs[i] as a boundedProposer (a *Node), or nil:
-	// asserted once here rather than on every attempt.
-	bounded []boundedProposer
 	members  map[transport.NodeID]Proposer
 	sessions bool          // commands go through sessions
 	register chan struct{} // size 1: a token held by the goroutine registering a session
+
+	// bounded[i] is procs[i] as a boundedProposer (a *Node), or nil:
+	// asserted once, here, rather than on every attempt.
+	bounded []boundedProposer
 
 	leader atomic.Int32                  // index in ids of the presumed leader
 	sess   atomic.Pointer[clientSession] // nil until registered, and after it expired
