@@ -75,8 +75,16 @@ func (n *Node) recycle(p *proposal) {
 
 // propose queues cmd (owned: the caller hands it over, else it is copied)
 // and waits for its answer, for ctx, or, with a non-zero bound, until the
-// bound passes (errAttemptBound).
+// bound passes (errAttemptBound). It refuses a command over
+// MaxCommandBytes here, not in Propose: a Client calls it directly, with
+// the command stamped by its session.
 func (n *Node) propose(ctx context.Context, cmd []byte, owned bool, bound time.Time) (any, error) {
+	if !n.started() {
+		return nil, errNotStarted
+	}
+	if len(cmd) > n.cfg.MaxCommandBytes {
+		return nil, fmt.Errorf("%w: %d bytes, limit %d", ErrTooLarge, len(cmd), n.cfg.MaxCommandBytes)
+	}
 	if !owned {
 		cmd = bytes0(cmd)
 	}

@@ -18,6 +18,7 @@ import (
 	"github.com/distkit/distkit/consensus/raft"
 	"github.com/distkit/distkit/consensus/session"
 	"github.com/distkit/distkit/transport"
+	"github.com/distkit/distkit/transport/memnet"
 	"pgregory.net/rapid"
 )
 
@@ -708,5 +709,78 @@ func TestClientAckMarkConcurrent(t *testing.T) {
 		if low, next := s.low.Load(), s.next.Load(); low != next || next != 16*500+1 {
 			t.Fatalf("ring %d: after every caller returned: mark %d, next %d; want both %d", ring, low, next, 16*500+1)
 		}
+	}
+}
+
+// TestClientCommandLimit: a Client proposing to *Nodes hands them its
+// attempts directly (Node.propose, not Node.Propose), and the nodes still
+// refuse a command over MaxCommandBytes, counting the session's stamp: the
+// limit is what keeps every entry small enough to replicate. Before, a
+// Client whose leader was a local Node bypassed it.
+func TestClientCommandLimit(t *testing.T) {
+	const limit = 64
+	tests := []struct {
+		name     string
+		sessions bool
+		size     int
+		tooLarge bool
+	}{
+		{"plain at the limit", false, limit, false},
+		{"plain over the limit", false, limit + 1, true},
+		{"stamped under the limit", true, limit - 32, false},
+		// The payload fits; with the session's stamp it does not.
+		{"stamped over the limit", true, limit - 4, true},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+			defer cancel()
+			net, err := memnet.New(memnet.DefaultConfig())
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer net.Close()
+			recs := map[transport.NodeID]*syncRecordSM{}
+			members := map[transport.NodeID]Proposer{}
+			for _, id := range three {
+				tr, err := net.Join(id)
+				if err != nil {
+					t.Fatal(err)
+				}
+				cfg := testConfig(id, three)
+				cfg.MaxCommandBytes = limit
+				recs[id] = &syncRecordSM{}
+				var sm StateMachine = recs[id]
+				if tt.sessions {
+					sm = newSessionMachine(t, recs[id])
+				}
+				n, err := New(cfg, tr, sm)
+				if err != nil {
+					t.Fatal(err)
+				}
+				defer n.Close()
+				members[id] = n
+			}
+			cl, err := NewClient(members, DefaultClientConfig())
+			if err != nil || cl.Sessions() != tt.sessions {
+				t.Fatalf("NewClient = %v, sessions %v; want sessions %v", err, cl.Sessions(), tt.sessions)
+			}
+			if _, err := cl.Propose(ctx, []byte("first")); err != nil { // a leader, and the session
+				t.Fatal(err)
+			}
+			_, err = cl.Propose(ctx, bytes.Repeat([]byte("x"), tt.size))
+			if got := errors.Is(err, ErrTooLarge); got != tt.tooLarge || (!tt.tooLarge && err != nil) {
+				t.Fatalf("Propose(%d bytes) = %v; want ErrTooLarge %v", tt.size, err, tt.tooLarge)
+			}
+			if _, err := cl.Propose(ctx, []byte("last")); err != nil { // applied after the big one, if it was
+				t.Fatal(err)
+			}
+			rec := recs[cl.Leader()]
+			rec.mu.Lock()
+			defer rec.mu.Unlock()
+			if applied := len(rec.rec.applied); applied != map[bool]int{true: 2, false: 3}[tt.tooLarge] {
+				t.Fatalf("the leader applied %d commands (%.20q); want the big one %s", applied, rec.rec.applied, map[bool]string{true: "refused", false: "applied"}[tt.tooLarge])
+			}
+		})
 	}
 }

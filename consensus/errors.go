@@ -31,8 +31,9 @@ var (
 	// histories (Raft §5.4.2, Figure 8) another node may still commit it,
 	// so treat it like a timeout.
 	ErrOutcomeUnknown = errors.New("consensus: proposal outcome unknown")
-	// ErrTooLarge is returned by Propose for a command larger than
-	// Config.MaxCommandBytes.
+	// ErrTooLarge is returned by Propose, and by a Client's Propose, for a
+	// command larger than Config.MaxCommandBytes (for a Client with a
+	// session, the command with its session stamp).
 	ErrTooLarge = errors.New("consensus: command too large")
 	// ErrNilContext is returned by Propose when given a nil context.
 	ErrNilContext = errors.New("consensus: nil context")

@@ -362,13 +362,10 @@ func (n *Node) Propose(ctx context.Context, cmd []byte) (any, error) {
 	if ctx == nil {
 		return nil, ErrNilContext
 	}
-	if len(cmd) > n.cfg.MaxCommandBytes {
-		return nil, fmt.Errorf("%w: %d bytes, limit %d", ErrTooLarge, len(cmd), n.cfg.MaxCommandBytes)
-	}
 	if err := ctx.Err(); err != nil {
 		return nil, fmt.Errorf("consensus: propose: %w", err)
 	}
-	return n.propose(ctx, cmd, false, time.Time{}) // attempt.go
+	return n.propose(ctx, cmd, false, time.Time{}) // attempt.go: checks the command's size
 }
 
 // Status returns the node's current state. After Close it returns the

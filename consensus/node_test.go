@@ -80,6 +80,13 @@ func TestNodeProposeErrors(t *testing.T) {
 	l := c.WaitLeader(ctx)
 	leader := l.ID()
 	follower := c.Others(leader)[0]
+	// The leader knows it leads before the follower hears of it.
+	for c.Node(follower).Status().Leader != leader {
+		if ctx.Err() != nil {
+			t.Fatalf("follower %s never learned of leader %s", follower, leader)
+		}
+		time.Sleep(time.Millisecond)
+	}
 	_, err := c.Node(follower).Propose(ctx, []byte("x=1"))
 	var nle *raft.NotLeaderError
 	if !errors.As(err, &nle) || !errors.Is(err, consensus.ErrNotLeader) || nle.Leader != leader {

@@ -3,11 +3,13 @@ package consensus
 import (
 	"context"
 	"errors"
+	"strings"
 	"sync/atomic"
 	"testing"
 	"time"
 
 	"github.com/distkit/distkit/consensus/raft"
+	"github.com/distkit/distkit/transport"
 )
 
 // TestZeroNode: a Node not built by New (the zero value, or a nil pointer)
@@ -109,6 +111,21 @@ func TestZeroClient(t *testing.T) {
 		if id := c.Leader(); id != "" {
 			t.Errorf("Leader on %#v = %q; want empty", c, id)
 		}
+	}
+}
+
+// TestClientOfZeroNode: a Client whose member is a Node not built by New
+// (which it hands attempts to directly, not through Node.Propose) gets
+// ErrClosed, not a panic, and gives up at its context's end.
+func TestClientOfZeroNode(t *testing.T) {
+	cl, err := NewClient(map[transport.NodeID]Proposer{"a": &Node{}}, DefaultClientConfig())
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 100*time.Millisecond)
+	defer cancel()
+	if _, err := cl.Propose(ctx, []byte("x")); !errors.Is(err, context.DeadlineExceeded) || !strings.Contains(err.Error(), ErrClosed.Error()) {
+		t.Fatalf("Propose = %v; want the deadline, naming ErrClosed as the last failure", err)
 	}
 }
 

@@ -51,6 +51,11 @@ const (
 	headerLen  = timeOffset + 8
 )
 
+// MaxCommandOverhead is the most bytes AppendCommand adds to a payload:
+// the header and three uvarints of at most 10 bytes each. A limit on the
+// size of commands a Client stamps must leave this much room.
+const MaxCommandOverhead = headerLen + 3*binary.MaxVarintLen64
+
 // Envelope is a decoded session command.
 type Envelope struct {
 	Kind Kind

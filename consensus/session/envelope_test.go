@@ -127,3 +127,19 @@ func BenchmarkParseInto(b *testing.B) {
 		}
 	}
 }
+
+// TestMaxCommandOverhead: no command envelope adds more than
+// MaxCommandOverhead bytes to its payload, and the largest adds exactly
+// that.
+func TestMaxCommandOverhead(t *testing.T) {
+	payload := []byte("payload")
+	for _, v := range []uint64{1, 1 << 7, 1 << 21, 1 << 35, 1 << 63, ^uint64(0)} {
+		if got := len(AppendCommand(nil, ID(v), v, v, payload)) - len(payload); got > MaxCommandOverhead {
+			t.Errorf("AppendCommand with numbers %d adds %d bytes; MaxCommandOverhead is %d", v, got, MaxCommandOverhead)
+		}
+	}
+	max := ^uint64(0)
+	if got := len(AppendCommand(nil, ID(max), max, max, payload)) - len(payload); got != MaxCommandOverhead {
+		t.Errorf("the largest numbers add %d bytes; want MaxCommandOverhead, %d", got, MaxCommandOverhead)
+	}
+}

@@ -13,6 +13,7 @@ import (
 	"unicode/utf8"
 
 	"github.com/distkit/distkit/consensus"
+	"github.com/distkit/distkit/consensus/session"
 	"github.com/distkit/distkit/transport"
 	"github.com/distkit/distkit/transport/tcp"
 )
@@ -45,9 +46,8 @@ type server struct {
 	leaderWait time.Duration
 }
 
-// envelopeOverhead bounds the bytes a session stamp adds to a command
-// (consensus/session's envelope: a 13-byte header and three uvarints).
-const envelopeOverhead = 64
+// envelopeOverhead bounds the bytes a session stamp adds to a command.
+const envelopeOverhead = session.MaxCommandOverhead
 
 // startServer starts a founding node on tr. peers lists every founding
 // node, this one included; dataDir holds its durable state.
