@@ -81,8 +81,10 @@ type Client struct {
 	sessions bool          // commands go through sessions
 	register chan struct{} // size 1: a token held by the goroutine registering a session
 
-	// bounded[i] is procs[i] as a boundedProposer (a *Node), or nil:
-	// asserted once, here, rather than on every attempt.
+	// bounded[i] is procs[i] if it is a *Node itself, else nil: a *Node
+	// takes attempts through its unexported propose, which a type
+	// embedding *Node inherits too, but such a wrapper's own Propose (an
+	// access check, say) must not be skipped.
 	bounded []boundedProposer
 
 	leader atomic.Int32                  // index in ids of the presumed leader
@@ -196,7 +198,10 @@ func NewClient(members map[transport.NodeID]Proposer, cfg ClientConfig) (*Client
 	slices.Sort(c.ids)
 	for _, id := range c.ids {
 		c.procs = append(c.procs, c.members[id])
-		b, _ := c.members[id].(boundedProposer)
+		var b boundedProposer
+		if n, ok := c.members[id].(*Node); ok {
+			b = n
+		}
 		c.bounded = append(c.bounded, b)
 	}
 	return c, nil

@@ -162,6 +162,12 @@ func clientOverhead(b *testing.B, name string, keeps bool, m Proposer) {
 	if err != nil {
 		b.Fatal(err)
 	}
+	if n, ok := m.(boundedProposer); ok {
+		// NewClient hands attempts this way to a *Node only.
+		for i := range cl.bounded {
+			cl.bounded[i] = n
+		}
+	}
 	if keeps {
 		// The session: as if the register command answered ID 1.
 		cl.sess.Store(newClientSession(1, sessionRing))
