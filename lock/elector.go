@@ -110,6 +110,9 @@ func (e *Elector) Campaign(ctx context.Context) (election.Leader, error) {
 	if e == nil || e.stop == nil {
 		return election.Leader{}, errElectorNotNew
 	}
+	if ctx == nil {
+		return election.Leader{}, election.ErrNilContext
+	}
 	select {
 	case e.campaign <- struct{}{}:
 		defer func() { <-e.campaign }()
@@ -119,6 +122,26 @@ func (e *Elector) Campaign(ctx context.Context) (election.Leader, error) {
 		return election.Leader{}, election.ErrClosed
 	}
 	e.mu.Lock()
+	for e.leading && !e.session.Valid() {
+		// The lease bound passed, and the session's watchdog has not
+		// ended the leadership yet (Leader reports none already): it is
+		// over, not to be returned. Wait for the session to end, then
+		// campaign in a new one.
+		s := e.session
+		e.mu.Unlock()
+		select {
+		case <-s.Done():
+		case <-ctx.Done():
+			return election.Leader{}, ctx.Err()
+		case <-e.stop:
+			return election.Leader{}, election.ErrClosed
+		}
+		e.mu.Lock()
+		if e.leading && e.session == s {
+			e.leading = false // as watchLease would
+			e.notifier.Publish(election.Leader{})
+		}
+	}
 	if e.closed {
 		e.mu.Unlock()
 		return election.Leader{}, election.ErrClosed
@@ -205,6 +228,9 @@ func (e *Elector) watchLease(s *Session, g Grant) {
 func (e *Elector) Resign(ctx context.Context) error {
 	if e == nil || e.stop == nil {
 		return errElectorNotNew
+	}
+	if ctx == nil {
+		return election.ErrNilContext
 	}
 	e.mu.Lock()
 	if e.cancelRun != nil {

@@ -154,3 +154,50 @@ func TestElectorLeaderIsEmptyOnceTheBoundPassed(t *testing.T) {
 		t.Errorf("Leader() = %+v after the lease bound passed; want no leader known", got)
 	}
 }
+
+// TestElectorCampaignOnceTheBoundPassed: Campaign does not return a
+// leadership whose lease bound passed before the watchdog ran (found by
+// review: its "already leading" path did, while Leader said no leader).
+// It waits for the session to end instead, here past the caller's
+// deadline: the watchdog's real timer stays out of the way.
+func TestElectorCampaignOnceTheBoundPassed(t *testing.T) {
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	clk := clock.NewManual(time.Now())
+	cfg := lock.DefaultElectorConfig() // a 10 s TTL
+	cfg.ID = "n1"
+	cfg.Session.Clock = clk
+	e, err := lock.NewElector(newLocal(t), cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { e.Close() })
+	won, err := e.Campaign(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if again, err := e.Campaign(ctx); err != nil || again != won {
+		t.Fatalf("Campaign while leading = %+v, %v; want the leadership held, %+v", again, err, won)
+	}
+	clk.Advance(cfg.Session.TTL) // the lease bound passes; the watchdog has not run yet
+	short, cancelShort := context.WithTimeout(ctx, 50*time.Millisecond)
+	defer cancelShort()
+	if again, err := e.Campaign(short); !errors.Is(err, context.DeadlineExceeded) {
+		t.Fatalf("Campaign after the lease bound passed = %+v, %v; want to wait (the deadline), not %+v", again, err, won)
+	}
+}
+
+// TestElectorNilContext: Campaign and Resign refuse a nil context with
+// election.ErrNilContext, as the other electors do (found by review: they
+// panicked).
+func TestElectorNilContext(t *testing.T) {
+	e := newElector(t, newLocal(t), "n1")
+	//lint:ignore SA1012 a nil context is what is tested
+	if _, err := e.Campaign(nil); !errors.Is(err, election.ErrNilContext) {
+		t.Errorf("Campaign(nil) = %v; want ErrNilContext", err)
+	}
+	//lint:ignore SA1012 a nil context is what is tested
+	if err := e.Resign(nil); !errors.Is(err, election.ErrNilContext) {
+		t.Errorf("Resign(nil) = %v; want ErrNilContext", err)
+	}
+}
