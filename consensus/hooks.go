@@ -99,6 +99,9 @@ func (n *Node) do(ctx context.Context, f func()) error {
 	if ctx == nil {
 		return ErrNilContext
 	}
+	if err := ctx.Err(); err != nil {
+		return err // as Propose: nothing is asked of the loop for a caller gone already
+	}
 	select {
 	case n.rt.reqc <- f:
 		return nil

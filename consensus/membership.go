@@ -101,6 +101,9 @@ func (n *Node) Members() (m raft.Membership, committed bool) {
 // Errors: those of ChangeMembership, and ErrNotLeader if this node stops
 // leading while the learner catches up.
 func (n *Node) AddAndPromote(ctx context.Context, id transport.NodeID, maxLag uint64) error {
+	if ctx == nil {
+		return ErrNilContext
+	}
 	if m, _ := n.Members(); !m.IsLearner(id) {
 		if err := n.AddLearner(ctx, id); err != nil {
 			return err
@@ -138,6 +141,12 @@ func (n *Node) AddAndPromote(ctx context.Context, id transport.NodeID, maxLag ui
 // waits on: proposed (w.index set), or pending until this leader has
 // committed an entry of its term. Otherwise w has been answered.
 func (n *Node) proposeConf(w *confWait) bool {
+	if err := w.ctx.Err(); err != nil {
+		// The caller has gone (outcome unknown to it): not proposing
+		// keeps a change nobody waits for out of the log, as for commands.
+		w.done <- fmt.Errorf("consensus: change membership: %w", err)
+		return false
+	}
 	index, term, err := n.core.ProposeConfChange(w.cc)
 	switch {
 	case err == nil:

@@ -448,3 +448,48 @@ func addTwoLearners(t *testing.T, ctx context.Context, n *Node, what string) {
 		t.Errorf("two %s: %d applied, %d refused; want 1 and 1", what, ok, refused)
 	}
 }
+
+// TestMembershipWithEndedContext: a membership change whose caller's
+// context has ended is not made, as a command is not proposed (found by
+// review: do handed it to the loop at random, and the loop proposed it);
+// and AddAndPromote refuses a nil context instead of panicking once the
+// learner is there.
+func TestMembershipWithEndedContext(t *testing.T) {
+	c := newCluster(t, false, nil)
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+	defer cancel()
+	l := c.nodes[c.leader(ctx)]
+	ended, end := context.WithCancel(context.Background())
+	end()
+	for i := range 20 {
+		id := transport.NodeID(fmt.Sprintf("x%d", i))
+		if err := l.AddLearner(ended, id); !errors.Is(err, context.Canceled) {
+			t.Fatalf("AddLearner(ended context) = %v; want context.Canceled", err)
+		}
+	}
+	// A change the loop takes after its caller's context ended (do checks
+	// the context first; this is the loop's own check).
+	w := &confWait{ctx: ended, cc: raft.ConfChange{Changes: []raft.ConfChangeOp{{Type: raft.ConfAddLearner, Node: "late"}}}, done: make(chan error, 1)}
+	proposed := make(chan bool, 1)
+	if err := l.do(ctx, func() { proposed <- l.proposeConf(w) }); err != nil {
+		t.Fatal(err)
+	}
+	if <-proposed {
+		t.Fatalf("the loop proposed a membership change whose caller's context had ended")
+	}
+	if err := <-w.done; !errors.Is(err, context.Canceled) {
+		t.Fatalf("the loop's proposeConf for an ended context = %v; want context.Canceled", err)
+	}
+	// A change that is made: whatever the loop was handed before it is
+	// settled by then.
+	if err := l.AddLearner(ctx, "n9"); err != nil { // never started: never catches up
+		t.Fatal(err)
+	}
+	if m, _ := l.Members(); len(m.Learners) != 1 || !m.IsLearner("n9") {
+		t.Fatalf("learners %v; want only n9 (no change made for an ended context)", m.Learners)
+	}
+	//lint:ignore SA1012 a nil context is what is tested
+	if err := l.AddAndPromote(nil, "n9", 0); !errors.Is(err, ErrNilContext) {
+		t.Fatalf("AddAndPromote(nil) = %v; want ErrNilContext", err)
+	}
+}
