@@ -130,6 +130,9 @@ type clientSession struct {
 	// moved, when not nil, is closed (and set to nil) when low moves: a
 	// command waiting for room (see awaitLow) waits on it.
 	moved chan struct{}
+	// beginHook, if set (by a test), runs in begin between its reading of
+	// low and of next.
+	beginHook func()
 
 	_ cacheLinePad
 	// next is the next sequence number; next-low < len(ended). Every
@@ -540,7 +543,16 @@ func (c *Client) session(ctx context.Context) (*clientSession, error) {
 // ones were answered), it waits for the oldest to return, or for ctx.
 func (c *Client) begin(ctx context.Context, s *clientSession) (uint64, error) {
 	for {
-		seq, low := s.next.Load(), s.low.Load()
+		// low first: both only move up, and next >= low at every
+		// instant, so a next read after low is at least that low. Read
+		// the other way round, other callers could take and finish
+		// numbers in between, low would pass the next read, and seq-low
+		// would wrap around: the ring would look full for good.
+		low := s.low.Load()
+		if s.beginHook != nil {
+			s.beginHook()
+		}
+		seq := s.next.Load()
 		if seq-low >= uint64(len(s.ended)) {
 			if err := c.awaitLow(ctx, s, low, time.Hour); err != nil {
 				return 0, fmt.Errorf("consensus: client: %w (%d commands of the session open past the oldest unanswered)", err, seq-low)

@@ -784,3 +784,34 @@ func TestClientCommandLimit(t *testing.T) {
 		})
 	}
 }
+
+// TestClientBeginAfterTheMarkMoved: begin reads the ack mark before the
+// next number. Other callers may take and finish numbers between the two
+// reads; read the other way round, the mark could pass the number read
+// and the ring look full for good (found when TestClientAckMarkConcurrent
+// hung on a loaded machine, its ring of 2 "18446744073709550855
+// commands" full).
+func TestClientBeginAfterTheMarkMoved(t *testing.T) {
+	c := &Client{}
+	s := newClientSession(1, 4)
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second) // guards a hang only
+	defer cancel()
+	calls := 0
+	s.beginHook = func() {
+		if calls++; calls > 1 {
+			return
+		}
+		for range 10 { // other callers meanwhile, each done before the next
+			seq, err := c.begin(ctx, s)
+			if err != nil {
+				t.Errorf("another caller's begin = %v", err)
+				return
+			}
+			c.end(s, seq)
+		}
+	}
+	seq, err := c.begin(ctx, s)
+	if err != nil || seq != 11 {
+		t.Fatalf("begin after others took and finished 10 numbers = %d, %v; want 11", seq, err)
+	}
+}
