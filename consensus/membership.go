@@ -44,7 +44,8 @@ type confWait struct {
 // waited for); raft.ErrInvalidConfChange for a change that makes no sense;
 // raft.ErrProposalDropped during a leadership transfer; ErrProposalLost
 // (the entry lost to a leader change: retry); ErrOutcomeUnknown; ctx's
-// error (outcome unknown); ErrStopped.
+// error (outcome unknown; but a change whose ctx ended before the node's
+// loop took it is never proposed, as for Propose); ErrStopped.
 func (n *Node) ChangeMembership(ctx context.Context, ops ...raft.ConfChangeOp) error {
 	w := &confWait{ctx: ctx, cc: raft.ConfChange{Changes: ops}, done: make(chan error, 1)}
 	err := n.do(ctx, func() {

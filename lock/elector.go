@@ -105,7 +105,9 @@ func NewElector(svc Service, cfg ElectorConfig) (*Elector, error) {
 
 // Campaign blocks until this node leads, and returns its leadership, whose
 // Epoch is the election lock's fencing token. If this node already leads
-// it returns the current leadership.
+// it returns the current leadership, unless its lease bound has passed
+// (the watchdog that ends it has not run yet): then it waits for the
+// session to end and campaigns again, in a new session.
 func (e *Elector) Campaign(ctx context.Context) (election.Leader, error) {
 	if e == nil || e.stop == nil {
 		return election.Leader{}, errElectorNotNew
