@@ -12,7 +12,6 @@ import (
 	"time"
 
 	"github.com/distkit/distkit/transport"
-	"github.com/distkit/distkit/transport/memnet"
 )
 
 // gateSM echoes each command as its result. While its gate is shut, Apply
@@ -126,27 +125,14 @@ func TestAttemptBoundWhileLoopStuck(t *testing.T) {
 // Virtual time.
 func TestClientAttemptBoundOnStuckLeader(t *testing.T) {
 	synctest.Test(t, func(t *testing.T) {
-		net, err := memnet.New(memnet.DefaultConfig())
-		if err != nil {
-			t.Fatal(err)
-		}
-		defer net.Close()
 		sms := map[transport.NodeID]*gateSM{}
-		nodes := map[transport.NodeID]*Node{}
-		members := map[transport.NodeID]Proposer{}
-		for _, id := range three {
-			tr, err := net.Join(id)
-			if err != nil {
-				t.Fatal(err)
-			}
-			defer tr.Close()
+		nodes := startThree(t, nil, func(id transport.NodeID) StateMachine {
 			sms[id] = &gateSM{}
-			n, err := New(testConfig(id, three), tr, newSessionMachine(t, sms[id]))
-			if err != nil {
-				t.Fatal(err)
-			}
-			defer n.Close()
-			nodes[id], members[id] = n, n
+			return newSessionMachine(t, sms[id])
+		})
+		members := map[transport.NodeID]Proposer{}
+		for id, n := range nodes {
+			members[id] = n
 		}
 		cfg := DefaultClientConfig()
 		cl, err := NewClient(members, cfg)

@@ -84,7 +84,9 @@ type Client struct {
 	// bounded[i] is procs[i] if it is a *Node itself, else nil: a *Node
 	// takes attempts through its unexported propose, which a type
 	// embedding *Node inherits too, but such a wrapper's own Propose (an
-	// access check, say) must not be skipped.
+	// access check, say) must not be skipped. Kept rather than asserted
+	// per attempt so that BenchmarkClientOverhead can stand in for a
+	// *Node.
 	bounded []boundedProposer
 
 	leader atomic.Int32                  // index in ids of the presumed leader
@@ -112,14 +114,15 @@ type attemptWindow struct {
 // operations on a ring of the open numbers.
 type clientSession struct {
 	// Read by every command (the ring's slice header too), written
-	// (almost) never: kept off the cache lines of the counters below, which callers on every core write, so
-	// that reading them does not miss the cache each time one moves.
+	// (almost) never: kept off the cache lines of the counters below,
+	// which callers on every core write, so that reading them does not
+	// miss the cache each time one moves.
 	id SessionID
-	// ended is a ring: ended[seq&(len(ended)-1)] == seq once the Propose of seq
-	// returned (a slot holds the number that last used it, so an older
-	// lap never reads as ended). begin waits while len(ended) numbers
-	// from low up are taken, which keeps the slots of open numbers
-	// distinct.
+	// ended is a ring: ended[seq&(len(ended)-1)] == seq once the Propose
+	// of seq returned (a slot holds the number that last used it, so an
+	// older lap never reads as ended). begin waits while len(ended)
+	// numbers from low up are taken, which keeps the slots of open
+	// numbers distinct.
 	ended []atomic.Uint64 // its length is a power of two
 	// full is the ack mark of the last command the table refused with
 	// ErrTooManyPending (0: none yet): while low stays at or below it,

@@ -18,7 +18,6 @@ import (
 	"github.com/distkit/distkit/consensus/raft"
 	"github.com/distkit/distkit/consensus/session"
 	"github.com/distkit/distkit/transport"
-	"github.com/distkit/distkit/transport/memnet"
 	"pgregory.net/rapid"
 )
 
@@ -735,30 +734,16 @@ func TestClientCommandLimit(t *testing.T) {
 		t.Run(tt.name, func(t *testing.T) {
 			ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
 			defer cancel()
-			net, err := memnet.New(memnet.DefaultConfig())
-			if err != nil {
-				t.Fatal(err)
-			}
-			defer net.Close()
 			recs := map[transport.NodeID]*syncRecordSM{}
-			members := map[transport.NodeID]Proposer{}
-			for _, id := range three {
-				tr, err := net.Join(id)
-				if err != nil {
-					t.Fatal(err)
-				}
-				cfg := testConfig(id, three)
-				cfg.MaxCommandBytes = limit
+			nodes := startThree(t, func(cfg *Config) { cfg.MaxCommandBytes = limit }, func(id transport.NodeID) StateMachine {
 				recs[id] = &syncRecordSM{}
-				var sm StateMachine = recs[id]
 				if tt.sessions {
-					sm = newSessionMachine(t, recs[id])
+					return newSessionMachine(t, recs[id])
 				}
-				n, err := New(cfg, tr, sm)
-				if err != nil {
-					t.Fatal(err)
-				}
-				defer n.Close()
+				return recs[id]
+			})
+			members := map[transport.NodeID]Proposer{}
+			for id, n := range nodes {
 				members[id] = n
 			}
 			cl, err := NewClient(members, DefaultClientConfig())

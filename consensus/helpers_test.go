@@ -24,6 +24,38 @@ import (
 
 var three = []transport.NodeID{"n1", "n2", "n3"}
 
+// startThree starts the nodes of three on a fresh, fault-free memnet
+// network, each with testConfig (then tweak, if not nil) and the state
+// machine sm returns for it. The nodes, their transports and the network
+// close when the test ends.
+func startThree(t testing.TB, tweak func(*Config), sm func(transport.NodeID) StateMachine) map[transport.NodeID]*Node {
+	t.Helper()
+	net, err := memnet.New(memnet.DefaultConfig())
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { net.Close() })
+	nodes := map[transport.NodeID]*Node{}
+	for _, id := range three {
+		tr, err := net.Join(id)
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { tr.Close() })
+		cfg := testConfig(id, three)
+		if tweak != nil {
+			tweak(&cfg)
+		}
+		n, err := New(cfg, tr, sm(id))
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { n.Close() })
+		nodes[id] = n
+	}
+	return nodes
+}
+
 // newCluster starts three nodes on a fault-free memnet network.
 func newCluster(t *testing.T, durable bool, tweak func(*Config)) *cluster {
 	c, _ := newMemnetCluster(t, durable, memnet.Faults{}, tweak)

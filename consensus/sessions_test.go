@@ -14,7 +14,6 @@ import (
 
 	"github.com/distkit/distkit/consensus/session"
 	"github.com/distkit/distkit/transport"
-	"github.com/distkit/distkit/transport/memnet"
 )
 
 func newSessionMachine(t testing.TB, sm StateMachine) *SessionMachine {
@@ -274,30 +273,17 @@ func (p *lossyProposer) Propose(ctx context.Context, cmd []byte) (any, error) {
 func TestSessionsExactlyOnceOverNodes(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
-	net, err := memnet.New(memnet.DefaultConfig())
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer net.Close()
 	start := time.Now().UnixNano()
 	recs := map[transport.NodeID]*syncRecordSM{}
 	machines := map[transport.NodeID]*SessionMachine{}
-	members := map[transport.NodeID]Proposer{}
-	for i, id := range three {
-		tr, err := net.Join(id)
-		if err != nil {
-			t.Fatal(err)
-		}
-		cfg := testConfig(id, three)
-		cfg.SnapshotThreshold = 16
+	nodes := startThree(t, func(cfg *Config) { cfg.SnapshotThreshold = 16 }, func(id transport.NodeID) StateMachine {
 		recs[id] = &syncRecordSM{}
 		machines[id] = newSessionMachine(t, recs[id])
-		n, err := New(cfg, tr, machines[id])
-		if err != nil {
-			t.Fatal(err)
-		}
-		defer n.Close()
-		members[id] = &lossyProposer{n: n, rng: rand.New(rand.NewPCG(uint64(i), 9))}
+		return machines[id]
+	})
+	members := map[transport.NodeID]Proposer{}
+	for i, id := range three {
+		members[id] = &lossyProposer{n: nodes[id], rng: rand.New(rand.NewPCG(uint64(i), 9))}
 	}
 	cl, err := NewClient(members, DefaultClientConfig())
 	if err != nil || !cl.Sessions() {

@@ -130,11 +130,14 @@ func TestElectorConfigValidate(t *testing.T) {
 	}
 }
 
-func TestElectorLeaderIsEmptyOnceTheBoundPassed(t *testing.T) {
-	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
-	defer cancel()
+// leadingOnManualClock returns an Elector whose session reads the manual
+// clock it returns, once it leads (won), with its session TTL. The TTL is
+// DefaultElectorConfig's, 10 s: the watchdog's real timer stays out of the
+// way of a test that moves the manual clock past the lease bound.
+func leadingOnManualClock(ctx context.Context, t *testing.T) (*lock.Elector, *clock.Manual, time.Duration, election.Leader) {
+	t.Helper()
 	clk := clock.NewManual(time.Now())
-	cfg := lock.DefaultElectorConfig() // a 10 s TTL: the watchdog's real timer stays out of the way
+	cfg := lock.DefaultElectorConfig()
 	cfg.ID = "n1"
 	cfg.Session.Clock = clk
 	e, err := lock.NewElector(newLocal(t), cfg)
@@ -146,10 +149,17 @@ func TestElectorLeaderIsEmptyOnceTheBoundPassed(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
+	return e, clk, cfg.Session.TTL, won
+}
+
+func TestElectorLeaderIsEmptyOnceTheBoundPassed(t *testing.T) {
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	e, clk, ttl, won := leadingOnManualClock(ctx, t)
 	if got := e.Leader(); got != won {
 		t.Fatalf("Leader() = %+v; want %+v", got, won)
 	}
-	clk.Advance(cfg.Session.TTL) // the lease bound passes; the watchdog has not run yet
+	clk.Advance(ttl) // the lease bound passes; the watchdog has not run yet
 	if got := e.Leader(); got == won {
 		t.Errorf("Leader() = %+v after the lease bound passed; want no leader known", got)
 	}
@@ -159,27 +169,15 @@ func TestElectorLeaderIsEmptyOnceTheBoundPassed(t *testing.T) {
 // leadership whose lease bound passed before the watchdog ran (found by
 // review: its "already leading" path did, while Leader said no leader).
 // It waits for the session to end instead, here past the caller's
-// deadline: the watchdog's real timer stays out of the way.
+// deadline (the watchdog's real timer, at 10 s, does not end it first).
 func TestElectorCampaignOnceTheBoundPassed(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
-	clk := clock.NewManual(time.Now())
-	cfg := lock.DefaultElectorConfig() // a 10 s TTL
-	cfg.ID = "n1"
-	cfg.Session.Clock = clk
-	e, err := lock.NewElector(newLocal(t), cfg)
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { e.Close() })
-	won, err := e.Campaign(ctx)
-	if err != nil {
-		t.Fatal(err)
-	}
+	e, clk, ttl, won := leadingOnManualClock(ctx, t)
 	if again, err := e.Campaign(ctx); err != nil || again != won {
 		t.Fatalf("Campaign while leading = %+v, %v; want the leadership held, %+v", again, err, won)
 	}
-	clk.Advance(cfg.Session.TTL) // the lease bound passes; the watchdog has not run yet
+	clk.Advance(ttl) // the lease bound passes; the watchdog has not run yet
 	short, cancelShort := context.WithTimeout(ctx, 50*time.Millisecond)
 	defer cancelShort()
 	if again, err := e.Campaign(short); !errors.Is(err, context.DeadlineExceeded) {
