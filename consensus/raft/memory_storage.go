@@ -199,7 +199,13 @@ func (s *MemoryStorage) Compact(compactIndex uint64) error {
 		return fmt.Errorf("raft: compact index %d is beyond the last index %d: %w", compactIndex, s.lastIndex(), ErrUnavailable)
 	}
 	i := compactIndex - off
-	ents := make([]Entry, 1, uint64(len(s.ents))-i)
+	// The new array has room for as many entries as the log held before
+	// this compaction: a node compacts every SnapshotThreshold entries, so
+	// the log grows back to about that length, and growing it by append
+	// (by a quarter at a time, at this size) would copy it a dozen times
+	// before the next compaction. After a burst, the next compaction
+	// shrinks the array again.
+	ents := make([]Entry, 1, max(uint64(len(s.ents)), 2*(uint64(len(s.ents))-i)))
 	ents[0] = Entry{Index: s.ents[i].Index, Term: s.ents[i].Term}
 	s.ents = append(ents, s.ents[i+1:]...)
 	return nil
@@ -236,6 +242,13 @@ func (s *MemoryStorage) Append(entries []Entry) error {
 	case off > uint64(len(s.ents)):
 		return fmt.Errorf("raft: Append: gap: last index %d, appending %d: %w", s.lastIndex(), entries[0].Index, ErrUnavailable)
 	case off == uint64(len(s.ents)):
+		if need := len(s.ents) + len(entries); need > cap(s.ents) {
+			// Double: append grows a large slice by a quarter, which
+			// copies a long log many times over.
+			grown := make([]Entry, len(s.ents), max(need, 2*cap(s.ents)))
+			copy(grown, s.ents)
+			s.ents = grown
+		}
 		s.ents = append(s.ents, entries...)
 	default:
 		// Overwrite: copy into a fresh array, so that slices handed out

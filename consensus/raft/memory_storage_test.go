@@ -197,3 +197,40 @@ func TestMemoryStorageZeroValue(t *testing.T) {
 		})
 	}
 }
+
+// TestMemoryStorageSteadyStateAllocs checks that a log compacted every
+// 10000 entries, keeping 1000, allocates one array per compaction and
+// none while it grows back: growing by append copied the log a dozen
+// times per cycle.
+func TestMemoryStorageSteadyStateAllocs(t *testing.T) {
+	const batch, threshold, retain = 50, 10000, 1000
+	s := NewMemoryStorage()
+	ents := make([]Entry, batch)
+	next := uint64(1)
+	cycle := func() {
+		for range threshold / batch {
+			for i := range ents {
+				ents[i] = Entry{Term: 1, Index: next + uint64(i)}
+			}
+			if err := s.Append(ents); err != nil {
+				t.Fatal(err)
+			}
+			next += batch
+		}
+		last := next - 1
+		if _, err := s.CreateSnapshot(last, Membership{}, nil); err != nil {
+			t.Fatal(err)
+		}
+		if err := s.Compact(last - retain); err != nil {
+			t.Fatal(err)
+		}
+	}
+	cycle() // the first cycle grows the array from nothing
+	cycle()
+	if got := testing.AllocsPerRun(5, cycle); got > 1 {
+		t.Fatalf("a cycle of %d appends and a compaction allocates %v times; want 1", threshold, got)
+	}
+	if first, _ := s.FirstIndex(); first != next-retain {
+		t.Fatalf("FirstIndex = %d; want %d", first, next-retain)
+	}
+}
