@@ -353,11 +353,11 @@ func (c *Client) propose(ctx context.Context, i int, r *request) (res any, timed
 			// it may still hold an earlier attempt's.
 			cmd, owned = c.stamp(nil, r), true
 		}
-		res, err := n.propose(ctx, cmd, owned, c.attemptBound(ctx))
+		res, err := n.propose(ctx, cmd, owned, c.attemptBound(ctx, r.seq))
 		return res, err != nil && errors.Is(err, errAttemptBound), err
 	}
 	p := c.procs[i]
-	actx, cancel := c.attemptContext(ctx)
+	actx, cancel := c.attemptContext(ctx, r.seq)
 	defer cancel()
 	cmd := r.plain
 	if r.s != nil {
@@ -457,11 +457,11 @@ func (c *Client) Close(ctx context.Context) error {
 // common cases share or skip it: a ctx whose deadline comes first already
 // bounds the attempt, and callers whose ctx never ends share the context
 // of their window.
-func (c *Client) attemptContext(ctx context.Context) (context.Context, context.CancelFunc) {
+func (c *Client) attemptContext(ctx context.Context, spread uint64) (context.Context, context.CancelFunc) {
 	if ctx == context.Background() || ctx == context.TODO() {
-		return c.window().ctx, noCancel
+		return c.window(spread).ctx, noCancel
 	}
-	bound := c.attemptBound(ctx)
+	bound := c.attemptBound(ctx, spread)
 	if bound.IsZero() {
 		return ctx, noCancel
 	}
@@ -474,10 +474,11 @@ func (c *Client) attemptContext(ctx context.Context) (context.Context, context.C
 // windows instead, whose deadline is 9/8 of AttemptTimeout after they were
 // made and which are used for the first eighth of it (a timer then marks
 // them stale): an attempt gets between AttemptTimeout and 9/8 of it (a
-// little less if that timer runs late), without reading the clock.
-func (c *Client) attemptBound(ctx context.Context) time.Time {
+// little less if that timer runs late), without reading the clock. spread
+// picks the window (see window).
+func (c *Client) attemptBound(ctx context.Context, spread uint64) time.Time {
 	if ctx == context.Background() || ctx == context.TODO() {
-		return c.window().deadline
+		return c.window(spread).deadline
 	}
 	limit := time.Now().Add(c.cfg.AttemptTimeout)
 	if d, ok := ctx.Deadline(); ok && !d.After(limit) {
@@ -486,11 +487,17 @@ func (c *Client) attemptBound(ctx context.Context) time.Time {
 	return limit
 }
 
-// window returns a fresh attempt window, one of attemptWindows picked at
-// random (each attempt waiting on a window's Done channel would otherwise
-// contend for one channel), installing a new one if that is stale.
-func (c *Client) window() *attemptWindow {
-	slot := &c.windows[rand.Uint32()%attemptWindows]
+// window returns a fresh attempt window, one of attemptWindows (each
+// attempt waiting on a window's Done channel would otherwise contend for
+// one channel), installing a new one if that is stale. spread picks it: a
+// session command's sequence number, which concurrent callers hold
+// distinct and consecutive, spreads them evenly at no cost; 0 (a command
+// without a session) picks at random.
+func (c *Client) window(spread uint64) *attemptWindow {
+	if spread == 0 {
+		spread = uint64(rand.Uint32())
+	}
+	slot := &c.windows[spread%attemptWindows]
 	for {
 		w := slot.Load()
 		if w != nil && !w.stale.Load() {
@@ -574,18 +581,28 @@ func (c *Client) begin(ctx context.Context, s *clientSession) (uint64, error) {
 // refuse a late copy of it.
 func (c *Client) end(s *clientSession, seq uint64) {
 	mask := uint64(len(s.ended) - 1)
-	s.ended[seq&mask].Store(seq)
-	// Only the caller of the oldest open number moves low; the others
-	// (most of them, with many commands in flight) are done after one
-	// load. Whoever moves low past an ended number also checks the next
-	// one, so a number that ended while another caller moved low is not
-	// missed: this caller read low after its Store, so either low had
-	// already reached seq (and this caller moves it on), or the mover
-	// reaches seq later and sees the Store.
-	if s.low.Load() != seq {
-		return
-	}
 	moved := false
+	if s.low.Load() == seq && s.low.CompareAndSwap(seq, seq+1) {
+		// The oldest open number (most often, answers come back in
+		// about the order the numbers were taken): low moves past it
+		// without its slot being marked. Nobody else could have moved
+		// low past seq (its slot was not marked), and no slot below low
+		// is read again: a later number using it compares with itself.
+		moved = true
+	} else {
+		s.ended[seq&mask].Store(seq)
+		// Only the caller of the oldest open number moves low; the
+		// others (most of them, with many commands in flight) are done
+		// after one load. Whoever moves low past an ended number also
+		// checks the next one, so a number that ended while another
+		// caller moved low is not missed: this caller read low after its
+		// Store, so either low had already reached seq (and this caller
+		// moves it on), or the mover reaches seq later and sees the
+		// Store.
+		if s.low.Load() != seq {
+			return
+		}
+	}
 	for {
 		low := s.low.Load()
 		if s.ended[low&mask].Load() != low {
@@ -610,7 +627,7 @@ func (c *Client) end(s *clientSession, seq uint64) {
 // acknowledgement mark.
 func (c *Client) stamp(dst []byte, r *request) []byte {
 	if dst == nil {
-		dst = make([]byte, 0, len(r.plain)+32)
+		dst = make([]byte, 0, len(r.plain)+session.MaxCommandOverhead)
 	}
 	return session.AppendCommand(dst, r.s.id, r.seq, r.acked, r.plain)
 }

@@ -726,9 +726,9 @@ func TestClientCommandLimit(t *testing.T) {
 	}{
 		{"plain at the limit", false, limit, false},
 		{"plain over the limit", false, limit + 1, true},
-		{"stamped under the limit", true, limit - 32, false},
+		{"stamped at the limit", true, limit - session.MaxCommandOverhead, false},
 		// The payload fits; with the session's stamp it does not.
-		{"stamped over the limit", true, limit - 4, true},
+		{"stamped over the limit", true, limit - session.MaxCommandOverhead + 1, true},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {

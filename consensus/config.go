@@ -88,8 +88,8 @@ type Config struct {
 	LeaseDriftTicks int
 	// MaxCommandBytes bounds one proposed command; larger ones fail with
 	// ErrTooLarge before they reach the log. A command a Client proposes
-	// through a session counts with its session stamp (at most
-	// session.MaxCommandOverhead, 43 bytes, more).
+	// through a session counts with its session stamp
+	// (session.MaxCommandOverhead, 37 bytes, more).
 	MaxCommandBytes int
 	// SnapshotThreshold is the number of applied entries after which the
 	// state machine is snapshotted and the log compacted. 0 disables

@@ -110,7 +110,7 @@ func runStamped(b *testing.B, durable bool, transports func(ids []transport.Node
 	benchload.Run(b, proposers, "ops/s", func(ctx context.Context, w int) error {
 		st := &stampers[w]
 		st.seq++
-		stamped := session.AppendCommand(make([]byte, 0, len(cmd)+32), st.id, st.seq, st.seq, cmd)
+		stamped := session.AppendCommand(make([]byte, 0, len(cmd)+session.MaxCommandOverhead), st.id, st.seq, st.seq, cmd)
 		if _, err := leader.Propose(ctx, stamped); err == nil {
 			return nil
 		}

@@ -83,6 +83,10 @@ func TestSessionMachineDuplicateAfterRestore(t *testing.T) {
 // TestSessionMachineRefusals: refused session commands are not applied
 // and answer an error the Client recognizes.
 func TestSessionMachineRefusals(t *testing.T) {
+	// A later format of envelope: refused, never applied as a plain
+	// command.
+	unknownFormat := session.AppendCommand(nil, 1, 1, 1, []byte("x"))
+	unknownFormat[len(session.Magic)-1]++
 	rec := &recordSM{}
 	l := &sessionLog{m: newSessionMachine(t, rec)}
 	tests := []struct {
@@ -92,6 +96,7 @@ func TestSessionMachineRefusals(t *testing.T) {
 	}{
 		{"unknown session", session.AppendCommand(nil, 99, 1, 1, []byte("x")), ErrSessionExpired},
 		{"malformed envelope", session.Magic[:], session.ErrMalformed},
+		{"unknown envelope format", unknownFormat, session.ErrMalformed},
 		{"close of unknown session", session.AppendClose(nil, 99), ErrSessionExpired},
 	}
 	for _, tt := range tests {

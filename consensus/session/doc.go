@@ -86,7 +86,10 @@
 // Replicas apply the same envelopes in the same order (Raft's guarantee)
 // and restore tables only from encodings made by this package; a corrupt
 // encoding is refused with ErrMalformed, never half-loaded. A plain command
-// that happens to begin with Magic is taken for an envelope: callers that
-// mix plain commands with sessions must not let a plain one begin with
-// Magic.
+// that happens to begin with Magic's three marker bytes is taken for an
+// envelope (and refused if it does not parse as one): callers that mix
+// plain commands with sessions must not let a plain one begin with them.
+// Envelopes of format 1 (uvarint fields, written by earlier versions) are
+// still read; an unknown format is refused, never applied as a plain
+// command.
 package session

@@ -27,8 +27,9 @@ func (t *Table) AppendBinary(dst []byte) ([]byte, error) {
 		dst = binary.AppendUvarint(dst, uint64(id))
 		dst = binary.AppendVarint(dst, s.lastActive)
 		dst = binary.AppendUvarint(dst, s.acked)
-		dst = binary.AppendUvarint(dst, uint64(s.results.len()))
-		for _, r := range s.results.live() { // ascending seq order
+		cached := s.cached()
+		dst = binary.AppendUvarint(dst, uint64(len(cached)))
+		for _, r := range cached { // ascending seq order
 			dst = binary.AppendUvarint(dst, r.seq)
 			dst = binary.AppendUvarint(dst, uint64(len(r.val)))
 			dst = append(dst, r.val...)

@@ -5,10 +5,21 @@ import (
 	"fmt"
 )
 
-// Magic starts every session envelope: three marker bytes and a format
-// version. A command that does not start with Magic is a plain command,
-// which the table never sees.
-var Magic = [4]byte{0xd5, 'S', 'E', 1}
+// Magic starts every session envelope this package writes: three marker
+// bytes and the format version. A command that does not start with the
+// marker is a plain command, which the table never sees.
+var Magic = [4]byte{0xd5, 'S', 'E', formatFixed}
+
+// The envelope formats. Both put the leader's time at the same offset.
+const (
+	// formatVarint (1) encodes a command's session, seq and acked as
+	// uvarints. It is still read: logs written with it replay as before.
+	formatVarint = 1
+	// formatFixed (2) encodes them as 8-byte big-endian fields at fixed
+	// offsets, which every replica decodes with three loads instead of
+	// three varint loops; it costs a command at most 24 bytes more.
+	formatFixed = 2
+)
 
 // Kind is the type of an envelope.
 type Kind uint8
@@ -44,17 +55,19 @@ type ID uint64
 
 // Envelope layout: Magic (4 bytes), kind (1), leader time (8, big endian,
 // at a fixed offset so the leader can stamp it in place), then for a
-// command the uvarints session, seq and acked followed by the payload, and
-// for a close the uvarint session.
+// command the session, seq and acked (8 bytes each, big endian) followed by
+// the payload, and for a close the session (8 bytes). Format 1 had the
+// same header and uvarints where format 2 has the 8-byte fields.
 const (
 	timeOffset = len(Magic) + 1
 	headerLen  = timeOffset + 8
+	commandLen = headerLen + 3*8 // a command envelope without its payload
 )
 
-// MaxCommandOverhead is the most bytes AppendCommand adds to a payload:
-// the header and three uvarints of at most 10 bytes each. A limit on the
-// size of commands a Client stamps must leave this much room.
-const MaxCommandOverhead = headerLen + 3*binary.MaxVarintLen64
+// MaxCommandOverhead is the number of bytes AppendCommand adds to a
+// payload. A limit on the size of commands a Client stamps must leave
+// this much room.
+const MaxCommandOverhead = commandLen
 
 // Envelope is a decoded session command.
 type Envelope struct {
@@ -73,9 +86,10 @@ type Envelope struct {
 	Payload []byte
 }
 
-// IsEnvelope reports whether cmd starts with Magic.
+// IsEnvelope reports whether cmd starts with Magic's marker (any format
+// version: Parse refuses the versions it does not know).
 func IsEnvelope(cmd []byte) bool {
-	return len(cmd) >= len(Magic) && [4]byte(cmd[:4]) == Magic
+	return len(cmd) >= len(Magic) && [3]byte(cmd[:3]) == [3]byte(Magic[:3])
 }
 
 // AppendRegister appends a register envelope to dst.
@@ -86,15 +100,15 @@ func AppendRegister(dst []byte) []byte {
 // AppendCommand appends a command envelope carrying payload to dst.
 func AppendCommand(dst []byte, id ID, seq, acked uint64, payload []byte) []byte {
 	dst = appendHeader(dst, KindCommand)
-	dst = binary.AppendUvarint(dst, uint64(id))
-	dst = binary.AppendUvarint(dst, seq)
-	dst = binary.AppendUvarint(dst, acked)
+	dst = binary.BigEndian.AppendUint64(dst, uint64(id))
+	dst = binary.BigEndian.AppendUint64(dst, seq)
+	dst = binary.BigEndian.AppendUint64(dst, acked)
 	return append(dst, payload...)
 }
 
 // AppendClose appends a close envelope for session id to dst.
 func AppendClose(dst []byte, id ID) []byte {
-	return binary.AppendUvarint(appendHeader(dst, KindClose), uint64(id))
+	return binary.BigEndian.AppendUint64(appendHeader(dst, KindClose), uint64(id))
 }
 
 func appendHeader(dst []byte, k Kind) []byte {
@@ -115,10 +129,6 @@ func Stamp(cmd []byte, now int64) bool {
 }
 
 // Parse decodes an envelope. The Payload of the result aliases cmd.
-//
-// It runs for every session command on every replica, so the common case
-// (a command envelope whose numbers fit a byte or two) takes no loop and
-// no error formatting.
 func Parse(cmd []byte) (Envelope, error) {
 	var e Envelope
 	if err := ParseInto(&e, cmd); err != nil {
@@ -130,47 +140,95 @@ func Parse(cmd []byte) (Envelope, error) {
 // ParseInto is Parse decoding into *e, for callers on a hot path (every
 // replica decodes every session command): it spares copying the result.
 // On error *e is left in an unspecified state.
+//
+// A command envelope of the current format is decoded without a call or a
+// loop; the other kinds and format 1 take parseSlow.
 func ParseInto(e *Envelope, cmd []byte) error {
-	if len(cmd) < headerLen || [4]byte(cmd[:4]) != Magic {
+	if len(cmd) < commandLen || [4]byte(cmd[:4]) != Magic || Kind(cmd[len(Magic)]) != KindCommand {
+		return parseSlow(e, cmd)
+	}
+	// Field by field: assigning a composite literal through e would build
+	// it aside and copy it with a write barrier, which costs more than the
+	// decoding.
+	e.Kind = KindCommand
+	e.Time = int64(binary.BigEndian.Uint64(cmd[timeOffset:]))
+	e.Session = ID(binary.BigEndian.Uint64(cmd[headerLen:]))
+	e.Seq = binary.BigEndian.Uint64(cmd[headerLen+8:])
+	e.Acked = binary.BigEndian.Uint64(cmd[headerLen+16:])
+	e.Payload = cmd[commandLen:]
+	if e.Seq == 0 || e.Session == 0 {
+		return e.check(0)
+	}
+	return nil
+}
+
+// parseSlow is ParseInto for every envelope but a command of the current
+// format, and for what is not an envelope.
+func parseSlow(e *Envelope, cmd []byte) error {
+	if len(cmd) < headerLen || !IsEnvelope(cmd) {
 		if !IsEnvelope(cmd) {
 			return fmt.Errorf("%w: not a session envelope", ErrMalformed)
 		}
 		return fmt.Errorf("%w: envelope of %d bytes; header needs %d", ErrMalformed, len(cmd), headerLen)
 	}
+	format := cmd[len(Magic)-1]
+	if format != formatFixed && format != formatVarint {
+		return fmt.Errorf("%w: envelope format %d; this version reads %d and %d", ErrMalformed, format, formatVarint, formatFixed)
+	}
 	*e = Envelope{Kind: Kind(cmd[len(Magic)]), Time: int64(binary.BigEndian.Uint64(cmd[timeOffset:]))}
+	field := uvarint
+	if format == formatFixed {
+		field = fixed
+	}
 	rest := cmd[headerLen:]
 	ok := true
 	switch e.Kind {
 	case KindCommand:
 		var id uint64
-		id, rest, ok = uvarint(rest)
+		id, rest, ok = field(rest)
 		e.Session = ID(id)
 		if ok {
-			e.Seq, rest, ok = uvarint(rest)
+			e.Seq, rest, ok = field(rest)
 		}
 		if ok {
-			e.Acked, rest, ok = uvarint(rest)
+			e.Acked, rest, ok = field(rest)
 		}
 		e.Payload = rest
 	case KindClose:
 		var id uint64
-		id, rest, ok = uvarint(rest)
+		id, rest, ok = field(rest)
 		e.Session = ID(id)
 	case KindRegister:
 	default:
 		return fmt.Errorf("%w: unknown envelope kind %d", ErrMalformed, cmd[len(Magic)])
 	}
-	switch {
-	case !ok:
+	if !ok {
 		return fmt.Errorf("%w: truncated %v envelope", ErrMalformed, e.Kind)
+	}
+	return e.check(len(rest))
+}
+
+// check reports what is wrong with a decoded envelope, trailing the number
+// of bytes left after a register's or a close's fields.
+func (e *Envelope) check(trailing int) error {
+	switch {
 	case e.Kind == KindCommand && e.Seq == 0:
 		return fmt.Errorf("%w: command with sequence number 0", ErrMalformed)
-	case e.Kind != KindCommand && len(rest) != 0:
-		return fmt.Errorf("%w: %d trailing bytes after a %v envelope", ErrMalformed, len(rest), e.Kind)
+	case e.Kind != KindCommand && trailing != 0:
+		return fmt.Errorf("%w: %d trailing bytes after a %v envelope", ErrMalformed, trailing, e.Kind)
 	case e.Kind != KindRegister && e.Session == 0:
 		return fmt.Errorf("%w: %v envelope for session 0", ErrMalformed, e.Kind)
 	}
 	return nil
+}
+
+// fixed decodes an 8-byte big-endian field from the front of b and returns
+// the rest; ok is false if b is shorter.
+func fixed(b []byte) (v uint64, rest []byte, ok bool) {
+	if len(b) < 8 {
+		return 0, b, false
+	}
+	return binary.BigEndian.Uint64(b), b[8:], true
 }
 
 // uvarint decodes a uvarint from the front of b and returns the rest; ok

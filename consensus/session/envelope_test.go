@@ -17,6 +17,9 @@ func TestEnvelopeRoundTrip(t *testing.T) {
 		{"command", AppendCommand(nil, 7, 3, 2, []byte("put x 1")), Envelope{Kind: KindCommand, Session: 7, Seq: 3, Acked: 2, Payload: []byte("put x 1")}},
 		{"empty payload", AppendCommand(nil, 1<<40, 1<<50, 1, nil), Envelope{Kind: KindCommand, Session: 1 << 40, Seq: 1 << 50, Acked: 1, Payload: []byte{}}},
 		{"close", AppendClose(nil, 9), Envelope{Kind: KindClose, Session: 9}},
+		{"format 1 register", appendV1(KindRegister), Envelope{Kind: KindRegister}},
+		{"format 1 command", appendV1(KindCommand, 7, 300, 2, 'p', 'u', 't'), Envelope{Kind: KindCommand, Session: 7, Seq: 300, Acked: 2, Payload: []byte("put")}},
+		{"format 1 close", appendV1(KindClose, 1<<40), Envelope{Kind: KindClose, Session: 1 << 40}},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -36,8 +39,24 @@ func TestEnvelopeRoundTrip(t *testing.T) {
 	}
 }
 
+// appendV1 returns a format 1 envelope of kind k: the header, then
+// fields as uvarints, then the bytes of rest.
+func appendV1(k Kind, fields ...uint64) []byte {
+	b := append([]byte{Magic[0], Magic[1], Magic[2], formatVarint, byte(k)}, make([]byte, 8)...)
+	n := min(len(fields), map[Kind]int{KindRegister: 0, KindCommand: 3, KindClose: 1}[k])
+	for _, f := range fields[:n] {
+		b = binary.AppendUvarint(b, f)
+	}
+	for _, c := range fields[n:] {
+		b = append(b, byte(c))
+	}
+	return b
+}
+
 func TestParseRefusesMalformed(t *testing.T) {
 	cmd := AppendCommand(nil, 7, 3, 2, nil)
+	v3 := AppendCommand(nil, 7, 3, 2, []byte("x"))
+	v3[len(Magic)-1] = 3
 	tests := []struct {
 		name string
 		b    []byte
@@ -46,7 +65,13 @@ func TestParseRefusesMalformed(t *testing.T) {
 		{"magic only", Magic[:]},
 		{"short header", cmd[:headerLen-1]},
 		{"unknown kind", append(append(Magic[:], 9), make([]byte, 8)...)},
+		{"unknown format", v3},
 		{"truncated command", cmd[:headerLen+1]},
+		{"command one byte short", cmd[:commandLen-1]},
+		{"close one byte short", AppendClose(nil, 9)[:headerLen+7]},
+		{"close with trailing bytes", append(AppendClose(nil, 9), 0)},
+		{"truncated format 1 command", appendV1(KindCommand, 7, 300)[:headerLen+2]},
+		{"format 1 seq zero", appendV1(KindCommand, 7, 0, 0)},
 		{"seq zero", AppendCommand(nil, 7, 0, 0, nil)},
 		{"session zero", AppendCommand(nil, 0, 1, 1, nil)},
 		{"close of session zero", AppendClose(nil, 0)},
@@ -71,6 +96,8 @@ func FuzzParse(f *testing.F) {
 	f.Add(AppendCommand(nil, 7, 3, 2, []byte("x")))
 	f.Add(AppendClose(nil, 9))
 	f.Add([]byte("plain"))
+	f.Add(appendV1(KindCommand, 7, 300, 2, 'x'))
+	f.Add(appendV1(KindClose, 9))
 	f.Fuzz(func(t *testing.T, b []byte) {
 		e, err := Parse(b)
 		if err != nil {
@@ -116,30 +143,36 @@ func FuzzUvarint(f *testing.F) {
 
 // BenchmarkParseInto measures decoding a command envelope, which every
 // replica does for every session command, with a session ID and sequence
-// numbers of three bytes each (a long-lived session in a long log).
+// numbers of three bytes each (a long-lived session in a long log): in the
+// current format, and in format 1 (uvarints), which is still read.
 func BenchmarkParseInto(b *testing.B) {
-	cmd := AppendCommand(nil, 1<<20, 1<<20+5, 1<<20, make([]byte, 128))
-	Stamp(cmd, 1)
-	var e Envelope
-	for b.Loop() {
-		if err := ParseInto(&e, cmd); err != nil {
-			b.Fatal(err)
-		}
+	payload := make([]byte, 128)
+	for _, f := range []struct {
+		name string
+		cmd  []byte
+	}{
+		{"fixed", AppendCommand(nil, 1<<20, 1<<20+5, 1<<20, payload)},
+		{"varint", append(appendV1(KindCommand, 1<<20, 1<<20+5, 1<<20), payload...)},
+	} {
+		Stamp(f.cmd, 1)
+		b.Run(f.name, func(b *testing.B) {
+			var e Envelope
+			for b.Loop() {
+				if err := ParseInto(&e, f.cmd); err != nil {
+					b.Fatal(err)
+				}
+			}
+		})
 	}
 }
 
-// TestMaxCommandOverhead: no command envelope adds more than
-// MaxCommandOverhead bytes to its payload, and the largest adds exactly
-// that.
+// TestMaxCommandOverhead: every command envelope adds exactly
+// MaxCommandOverhead bytes to its payload, whatever its numbers.
 func TestMaxCommandOverhead(t *testing.T) {
 	payload := []byte("payload")
 	for _, v := range []uint64{1, 1 << 7, 1 << 21, 1 << 35, 1 << 63, ^uint64(0)} {
-		if got := len(AppendCommand(nil, ID(v), v, v, payload)) - len(payload); got > MaxCommandOverhead {
-			t.Errorf("AppendCommand with numbers %d adds %d bytes; MaxCommandOverhead is %d", v, got, MaxCommandOverhead)
+		if got := len(AppendCommand(nil, ID(v), v, v, payload)) - len(payload); got != MaxCommandOverhead {
+			t.Errorf("AppendCommand with numbers %d adds %d bytes; want MaxCommandOverhead, %d", v, got, MaxCommandOverhead)
 		}
-	}
-	max := ^uint64(0)
-	if got := len(AppendCommand(nil, ID(max), max, max, payload)) - len(payload); got != MaxCommandOverhead {
-		t.Errorf("the largest numbers add %d bytes; want MaxCommandOverhead, %d", got, MaxCommandOverhead)
 	}
 }

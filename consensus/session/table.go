@@ -70,10 +70,18 @@ type Table struct {
 
 // entry is one open session.
 type entry struct {
-	lastActive int64   // table time of the session's last envelope
-	acked      uint64  // every seq below it is acknowledged by the client
-	results    results // applied seqs >= acked and their results
+	lastActive int64  // table time of the session's last envelope
+	acked      uint64 // every seq below it is acknowledged by the client
+	// results holds the applied seqs >= acked and their results, and may
+	// still hold some below acked: those are dead, and dropped lazily
+	// (when the cache looks full, when its buffer is, and before it is
+	// counted or encoded), so that a command, which moves acked by about
+	// one, does not touch the front of the queue as well as its back.
+	results results
 }
+
+// cached returns the live results of s: those of seqs >= acked.
+func (s *entry) cached() []result { return s.results.from(s.acked) }
 
 // results holds a session's cached results in ascending seq order. A
 // client numbers its commands 1, 2, 3... and acknowledges them from the
@@ -95,6 +103,17 @@ func (q *results) len() int { return len(q.buf) - q.head }
 
 // live returns the cached results in ascending seq order.
 func (q *results) live() []result { return q.buf[q.head:] }
+
+// from returns the cached results of seqs >= seq, without dropping the
+// others.
+func (q *results) from(seq uint64) []result {
+	live := q.live()
+	i := 0
+	for i < len(live) && live[i].seq < seq {
+		i++
+	}
+	return live[i:]
+}
 
 // nearBack is how many results find compares from the back before it
 // searches the rest by halves.
@@ -188,7 +207,7 @@ func (t *Table) Len() int { return len(t.sessions) }
 // Pending returns the number of results session id caches (0 if unknown).
 func (t *Table) Pending(id ID) int {
 	if s := t.sessions[id]; s != nil {
-		return s.results.len()
+		return len(s.cached())
 	}
 	return 0
 }
@@ -290,37 +309,57 @@ func (t *Table) open(id ID) (*entry, error) {
 //
 // Begin first advances the table's time to e.Time and discards the cached
 // results the client acknowledged (those below e.Acked).
+//
+// Every replica runs it for every session command, so the common case (the
+// session last used, a seq newer than every cached one) calls nothing and
+// reads the session and the back of its queue only.
 func (t *Table) Begin(e Envelope) (cached []byte, duplicate bool, err error) {
 	t.advance(e.Time)
-	s, err := t.open(e.Session)
-	if err != nil {
-		return nil, false, err
+	s := t.lookup(e.Session)
+	if s == nil || t.expired(s) {
+		if s, err = t.open(e.Session); err != nil {
+			return nil, false, err
+		}
 	}
 	s.lastActive = t.now
 	if e.Acked > s.acked {
-		s.results.dropBelow(e.Acked)
-		s.acked = e.Acked
+		s.acked = e.Acked // the results below it are dropped lazily
 	}
 	if e.Seq < s.acked {
 		return nil, false, fmt.Errorf("%w: session %d seq %d (client waits for %d and up)", ErrResultDiscarded, e.Session, e.Seq, s.acked)
 	}
-	if r, ok := s.results.get(e.Seq); ok {
-		return r, true, nil
+	q := &s.results
+	if n := len(q.buf); n != q.head && q.buf[n-1].seq >= e.Seq {
+		// Not newer than every cached result: maybe a duplicate (a
+		// result found is live: e.Seq >= acked).
+		if r, ok := q.get(e.Seq); ok {
+			return r, true, nil
+		}
 	}
 	// The cache may be full of results of newer commands while the oldest
 	// one the client waits for (seq == acked) is still to come: admit that
 	// one anyway, or the mark could never move again.
-	if s.results.len() >= t.maxPending && e.Seq != s.acked {
-		return nil, false, fmt.Errorf("%w: session %d caches %d results", ErrTooManyPending, e.Session, s.results.len())
+	if q.len() >= t.maxPending && e.Seq != s.acked {
+		if q.dropBelow(s.acked); q.len() >= t.maxPending {
+			return nil, false, fmt.Errorf("%w: session %d caches %d results", ErrTooManyPending, e.Session, q.len())
+		}
 	}
 	return nil, false, nil
 }
 
-// Finish records result as the answer to the command envelope e, which
-// Begin told the caller to apply. The table keeps result itself (no
-// copy): the caller must not modify it afterwards.
-func (t *Table) Finish(e Envelope, result []byte) {
-	if s := t.lookup(e.Session); s != nil {
-		s.results.put(e.Seq, result)
+// Finish records val as the result of the command envelope e, which
+// Begin told the caller to apply. The table keeps val itself (no copy):
+// the caller must not modify it afterwards.
+func (t *Table) Finish(e Envelope, val []byte) {
+	s := t.lookup(e.Session)
+	if s == nil {
+		return
 	}
+	q := &s.results
+	if n := len(q.buf); n < cap(q.buf) && (n == q.head || q.buf[n-1].seq < e.Seq) {
+		q.buf = append(q.buf, result{seq: e.Seq, val: val}) // newer than all, and room
+		return
+	}
+	q.dropBelow(s.acked) // before put decides whether to grow the buffer
+	q.put(e.Seq, val)
 }

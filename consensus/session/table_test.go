@@ -88,6 +88,32 @@ func TestTableAppliesEachSeqOnce(t *testing.T) {
 	}
 }
 
+// TestTableAppliesEachSeqOnceOutOfOrder: a client's concurrent callers
+// reach the log out of seq order; each command is applied once, and every
+// retried copy, in any order, is answered from the cache.
+func TestTableAppliesEachSeqOnceOutOfOrder(t *testing.T) {
+	r := newReplica(t, DefaultConfig())
+	r.apply(registerAt(1))
+	order := []uint64{1, 2, 3, 6, 4, 5, 9, 7, 8, 12, 10, 11}
+	want := map[uint64]string{}
+	for _, seq := range order {
+		got, err := r.apply(cmdAt(2, 1, seq, 1, fmt.Sprint(seq)))
+		if err != nil {
+			t.Fatalf("seq %d: %v", seq, err)
+		}
+		want[seq] = string(got)
+	}
+	for _, seq := range []uint64{12, 6, 1, 9, 5, 11, 2, 8, 3, 10, 4, 7} {
+		got, err := r.apply(cmdAt(3, 1, seq, 1, fmt.Sprint(seq)))
+		if err != nil || string(got) != want[seq] {
+			t.Fatalf("retry of seq %d = %q, %v; want %q", seq, got, err, want[seq])
+		}
+	}
+	if len(r.applied) != len(order) {
+		t.Fatalf("applied %d commands; want %d: %v", len(r.applied), len(order), r.applied)
+	}
+}
+
 // TestTableRefusals: commands the table must refuse, none of them applied.
 func TestTableRefusals(t *testing.T) {
 	hour := int64(time.Hour)
@@ -175,19 +201,34 @@ func TestTableEvictsLeastRecentlyActive(t *testing.T) {
 }
 
 // TestTableDropsAcknowledgedResults: the cache holds only results the
-// client has not acknowledged.
+// client has not acknowledged: they do not count against MaxPending (the
+// table drops them lazily, but counts exactly), and the encoding holds
+// only the others.
 func TestTableDropsAcknowledgedResults(t *testing.T) {
-	r := newReplica(t, DefaultConfig())
+	cfg := DefaultConfig()
+	cfg.MaxPending = 2
+	r := newReplica(t, cfg)
 	r.apply(registerAt(1))
 	for seq := uint64(1); seq <= 100; seq++ {
 		// A client with two commands in flight acknowledges all but the
 		// previous one.
 		if _, err := r.apply(cmdAt(1, 1, seq, max(seq, 2)-1, "x")); err != nil {
-			t.Fatal(err)
+			t.Fatalf("seq %d: %v", seq, err)
 		}
 	}
 	if got := r.t.Pending(1); got != 2 {
 		t.Fatalf("Pending = %d; want 2", got)
+	}
+	enc, err := r.t.MarshalBinary()
+	if err != nil {
+		t.Fatal(err)
+	}
+	restored := newReplica(t, cfg)
+	if err := restored.t.UnmarshalBinary(enc); err != nil {
+		t.Fatalf("UnmarshalBinary: %v", err)
+	}
+	if got := restored.t.Pending(1); got != 2 {
+		t.Fatalf("restored Pending = %d; want 2", got)
 	}
 }
 
