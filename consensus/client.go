@@ -281,8 +281,33 @@ func (c *Client) proposeStamped(ctx context.Context, s *clientSession, seq uint6
 		}
 	}
 	r := &request{s: s, seq: seq, plain: cmd}
+	// The common case first, without send's loop: one attempt on the
+	// presumed leader, if it is a *Node. Answered (with a result or a
+	// refusal), the answer is handled below as send's would be; failed,
+	// the failure is handed to sendAfter, which goes on from it as if it
+	// had made the attempt (ambiguity included).
+	var first any
+	var failed *failedAttempt
+	answered := false
+	leader := int(c.leader.Load())
+	if n := c.bounded[leader]; n != nil {
+		r.acked = s.low.Load()
+		var err error
+		first, err = n.propose(ctx, c.stamp(nil, r), true, c.attemptBound(ctx, seq))
+		if answered = err == nil; !answered {
+			failed = &failedAttempt{err: err, timedOut: errors.Is(err, errAttemptBound)}
+		}
+	}
 	for {
-		res, amb, err := c.send(ctx, r, true)
+		res, amb, err := first, false, error(nil)
+		switch {
+		case failed != nil:
+			res, amb, err = c.sendAfter(ctx, r, true, leader, failed)
+			failed = nil
+		case !answered:
+			res, amb, err = c.send(ctx, r, true)
+		}
+		answered = false
 		ambiguous = ambiguous || amb
 		refused := refusal(res)
 		if err != nil {
@@ -371,24 +396,44 @@ func (c *Client) propose(ctx context.Context, i int, r *request) (res any, timed
 // ends. With retryUnknown, failures after which the command may or may not
 // have been applied are retried; ambiguous reports whether there was one.
 func (c *Client) send(ctx context.Context, r *request, retryUnknown bool) (res any, ambiguous bool, err error) {
-	target := int(c.leader.Load())
+	return c.sendAfter(ctx, r, retryUnknown, int(c.leader.Load()), nil)
+}
+
+// failedAttempt is an attempt made outside send (proposeStamped's first),
+// for sendAfter to go on from.
+type failedAttempt struct {
+	err      error
+	timedOut bool
+}
+
+// sendAfter is send starting with member target, the presumed leader. If
+// failed is not nil, an attempt on target was made already and failed so:
+// sendAfter goes on from that failure as if it had made the attempt (it
+// does not try target again at once, which would cost a stuck leader's
+// attempt bound twice).
+func (c *Client) sendAfter(ctx context.Context, r *request, retryUnknown bool, target int, failed *failedAttempt) (res any, ambiguous bool, err error) {
 	first := target
 	pause := c.cfg.RetryInterval
 	tried := 0 // nodes tried since the last pause
 	var lastErr error
 	for {
-		if err := ctx.Err(); err != nil {
-			if lastErr != nil {
-				return nil, ambiguous, fmt.Errorf("consensus: client: %w (last failure: %v)", err, lastErr)
+		var attemptTimedOut bool
+		if failed != nil {
+			err, attemptTimedOut, failed = failed.err, failed.timedOut, nil
+		} else {
+			if err := ctx.Err(); err != nil {
+				if lastErr != nil {
+					return nil, ambiguous, fmt.Errorf("consensus: client: %w (last failure: %v)", err, lastErr)
+				}
+				return nil, ambiguous, fmt.Errorf("consensus: client: %w", err)
 			}
-			return nil, ambiguous, fmt.Errorf("consensus: client: %w", err)
-		}
-		res, attemptTimedOut, err := c.propose(ctx, target, r)
-		if err == nil {
-			if target != first {
-				c.leader.Store(int32(target))
+			res, attemptTimedOut, err = c.propose(ctx, target, r)
+			if err == nil {
+				if target != first {
+					c.leader.Store(int32(target))
+				}
+				return res, ambiguous, nil
 			}
-			return res, ambiguous, nil
 		}
 		lastErr = err
 		var nle *raft.NotLeaderError
