@@ -90,6 +90,14 @@
 // envelope (and refused if it does not parse as one): callers that mix
 // plain commands with sessions must not let a plain one begin with them.
 // Envelopes of format 1 (uvarint fields, written by earlier versions) are
-// still read; an unknown format is refused, never applied as a plain
-// command.
+// still read, so a log written with them replays as before; an unknown
+// format is refused, never applied as a plain command.
+//
+// The reverse does not hold: a version that reads format 1 only (before
+// December 7, 2026) takes a format-2 envelope for a plain command. Every
+// replica of a cluster must run a version that reads format 2 before any
+// Client of this version proposes; the README's upgrade note (a new
+// cluster) covers it. A plain command in an old log that begins with the
+// marker and another version byte, which such a version applied, is
+// refused on replay.
 package session

@@ -27,9 +27,10 @@ func (t *Table) AppendBinary(dst []byte) ([]byte, error) {
 		dst = binary.AppendUvarint(dst, uint64(id))
 		dst = binary.AppendVarint(dst, s.lastActive)
 		dst = binary.AppendUvarint(dst, s.acked)
-		cached := s.cached()
-		dst = binary.AppendUvarint(dst, uint64(len(cached)))
-		for _, r := range cached { // ascending seq order
+		first, n := s.cached()
+		dst = binary.AppendUvarint(dst, uint64(n))
+		for i := first; i < first+n; i++ { // ascending seq order
+			r := s.results.at(i)
 			dst = binary.AppendUvarint(dst, r.seq)
 			dst = binary.AppendUvarint(dst, uint64(len(r.val)))
 			dst = append(dst, r.val...)
@@ -68,7 +69,6 @@ func (t *Table) UnmarshalBinary(b []byte) error {
 			return fmt.Errorf("%w: session %d out of order or inconsistent (after %d, acked %d, active %d, now %d)",
 				ErrMalformed, id, prev, s.acked, s.lastActive, now)
 		}
-		s.results.buf = make([]result, 0, n)
 		var prevSeq uint64
 		for j := 0; j < n && d.err == nil; j++ {
 			seq := d.uvarint()
@@ -76,7 +76,7 @@ func (t *Table) UnmarshalBinary(b []byte) error {
 			if d.err == nil && (seq < s.acked || (j > 0 && seq <= prevSeq)) {
 				return fmt.Errorf("%w: session %d: result for seq %d out of order (after %d, acked %d)", ErrMalformed, id, seq, prevSeq, s.acked)
 			}
-			s.results.buf = append(s.results.buf, result{seq: seq, val: r})
+			s.results.push(seq, r)
 			prevSeq = seq
 		}
 		sessions[id], prev = s, id

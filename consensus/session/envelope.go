@@ -144,17 +144,21 @@ func Parse(cmd []byte) (Envelope, error) {
 // A command envelope of the current format is decoded without a call or a
 // loop; the other kinds and format 1 take parseSlow.
 func ParseInto(e *Envelope, cmd []byte) error {
-	if len(cmd) < commandLen || [4]byte(cmd[:4]) != Magic || Kind(cmd[len(Magic)]) != KindCommand {
+	if len(cmd) < commandLen {
+		return parseSlow(e, cmd)
+	}
+	h := (*[commandLen]byte)(cmd) // the header, with bounds the compiler knows
+	if [4]byte(h[:4]) != Magic || Kind(h[len(Magic)]) != KindCommand {
 		return parseSlow(e, cmd)
 	}
 	// Field by field: assigning a composite literal through e would build
 	// it aside and copy it with a write barrier, which costs more than the
 	// decoding.
 	e.Kind = KindCommand
-	e.Time = int64(binary.BigEndian.Uint64(cmd[timeOffset:]))
-	e.Session = ID(binary.BigEndian.Uint64(cmd[headerLen:]))
-	e.Seq = binary.BigEndian.Uint64(cmd[headerLen+8:])
-	e.Acked = binary.BigEndian.Uint64(cmd[headerLen+16:])
+	e.Time = int64(binary.BigEndian.Uint64(h[timeOffset:]))
+	e.Session = ID(binary.BigEndian.Uint64(h[headerLen:]))
+	e.Seq = binary.BigEndian.Uint64(h[headerLen+8:])
+	e.Acked = binary.BigEndian.Uint64(h[headerLen+16:])
 	e.Payload = cmd[commandLen:]
 	if e.Seq == 0 || e.Session == 0 {
 		return e.check(0)

@@ -57,6 +57,10 @@ func TestParseRefusesMalformed(t *testing.T) {
 	cmd := AppendCommand(nil, 7, 3, 2, nil)
 	v3 := AppendCommand(nil, 7, 3, 2, []byte("x"))
 	v3[len(Magic)-1] = 3
+	v0 := appendV1(KindCommand, 7, 3, 2, 'x')
+	v0[len(Magic)-1] = 0
+	v0fixed := AppendCommand(nil, 7, 3, 2, []byte("payload"))
+	v0fixed[len(Magic)-1] = 0
 	tests := []struct {
 		name string
 		b    []byte
@@ -71,6 +75,11 @@ func TestParseRefusesMalformed(t *testing.T) {
 		{"close one byte short", AppendClose(nil, 9)[:headerLen+7]},
 		{"close with trailing bytes", append(AppendClose(nil, 9), 0)},
 		{"truncated format 1 command", appendV1(KindCommand, 7, 300)[:headerLen+2]},
+		// Long enough for ParseInto's fast path, which takes commands only.
+		{"close with 24 trailing bytes", append(AppendClose(nil, 9), 0, 0, 0, 0, 0, 0, 0, 1, 0, 0, 0, 0, 0, 0, 0, 1, 0, 0, 0, 0, 0, 0, 0, 1)},
+		{"register with 24 trailing bytes", append(AppendRegister(nil), 0, 0, 0, 0, 0, 0, 0, 7, 0, 0, 0, 0, 0, 0, 0, 1, 0, 0, 0, 0, 0, 0, 0, 1)},
+		{"format 0 command", v0},
+		{"format 0 command, fixed fields", v0fixed},
 		{"format 1 seq zero", appendV1(KindCommand, 7, 0, 0)},
 		{"seq zero", AppendCommand(nil, 7, 0, 0, nil)},
 		{"session zero", AppendCommand(nil, 0, 1, 1, nil)},

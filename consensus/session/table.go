@@ -1,9 +1,7 @@
 package session
 
 import (
-	"cmp"
 	"fmt"
-	"slices"
 	"time"
 )
 
@@ -74,23 +72,32 @@ type entry struct {
 	acked      uint64 // every seq below it is acknowledged by the client
 	// results holds the applied seqs >= acked and their results, and may
 	// still hold some below acked: those are dead, and dropped lazily
-	// (when the cache looks full, when its buffer is, and before it is
+	// (when the ring is full, when the cache looks full, and before it is
 	// counted or encoded), so that a command, which moves acked by about
 	// one, does not touch the front of the queue as well as its back.
 	results results
 }
 
-// cached returns the live results of s: those of seqs >= acked.
-func (s *entry) cached() []result { return s.results.from(s.acked) }
+// cached returns the number of live results of s (seqs >= acked) and the
+// position of the first in its queue.
+func (s *entry) cached() (first, n int) {
+	first = s.results.firstFrom(s.acked)
+	return first, s.results.len() - first
+}
 
-// results holds a session's cached results in ascending seq order. A
-// client numbers its commands 1, 2, 3... and acknowledges them from the
-// lowest up, so results are nearly always added at the back and dropped
-// from the front: a sorted queue does that without hashing, and a
-// duplicate (rare) is found by binary search.
+// results holds a session's cached results in ascending seq order, in a
+// ring. A client numbers its commands 1, 2, 3... and acknowledges them
+// from the lowest up, so results are nearly always added at the back and
+// dropped from the front: a ring does both without moving any result (a
+// slice would be compacted now and then, copying every result with write
+// barriers), and a duplicate (rare) is found by binary search.
+//
+// A dropped result stays in its slot, reachable, until the ring wraps
+// around and reuses it: at most as many as the ring holds.
 type results struct {
-	buf  []result // the live results are buf[head:]
-	head int
+	ring []result // its length is zero or a power of two
+	head int      // the slot of the oldest result
+	n    int      // the number of results
 }
 
 type result struct {
@@ -98,28 +105,66 @@ type result struct {
 	val []byte
 }
 
+// minRing is the size of a session's first ring.
+const minRing = 8
+
 // len returns the number of cached results.
-func (q *results) len() int { return len(q.buf) - q.head }
+func (q *results) len() int { return q.n }
 
-// live returns the cached results in ascending seq order.
-func (q *results) live() []result { return q.buf[q.head:] }
+// at returns the i-th oldest result, 0 <= i < len().
+func (q *results) at(i int) *result { return &q.ring[(q.head+i)&(len(q.ring)-1)] }
 
-// from returns the cached results of seqs >= seq, without dropping the
-// others.
-func (q *results) from(seq uint64) []result {
-	live := q.live()
-	i := 0
-	for i < len(live) && live[i].seq < seq {
-		i++
+// last returns the newest result's seq, 0 if there is none (seqs start
+// at 1).
+func (q *results) last() uint64 {
+	if q.n == 0 {
+		return 0
 	}
-	return live[i:]
+	return q.ring[(q.head+q.n-1)&(len(q.ring)-1)].seq
+}
+
+// push adds val as the result of seq, newer than every cached one.
+func (q *results) push(seq uint64, val []byte) {
+	if q.n == len(q.ring) {
+		q.grow()
+	}
+	*q.at(q.n) = result{seq: seq, val: val}
+	q.n++
+}
+
+// grow doubles the ring (to minRing if empty), keeping the order.
+func (q *results) grow() {
+	ring := make([]result, max(minRing, 2*len(q.ring)))
+	for i := range q.n {
+		ring[i] = *q.at(i)
+	}
+	q.ring, q.head = ring, 0
+}
+
+// firstFrom returns the position of the oldest result of a seq >= seq
+// (len() if none).
+func (q *results) firstFrom(seq uint64) int { return q.search(seq, q.n) }
+
+// search returns the position of the oldest result of a seq >= seq among
+// the hi oldest (hi if none), by halves.
+func (q *results) search(seq uint64, hi int) int {
+	lo := 0
+	for lo < hi {
+		m := int(uint(lo+hi) >> 1)
+		if q.at(m).seq < seq {
+			lo = m + 1
+		} else {
+			hi = m
+		}
+	}
+	return lo
 }
 
 // nearBack is how many results find compares from the back before it
 // searches the rest by halves.
 const nearBack = 8
 
-// find returns the position of seq in live(), or where it would go.
+// find returns the position of seq in the queue, or where it would go.
 //
 // A client numbers its commands in the order its callers call, and they
 // reach the log in about that order: a new seq is newer than all cached
@@ -128,10 +173,9 @@ const nearBack = 8
 // compared one by one, from the back, before the rest is searched by
 // halves.
 func (q *results) find(seq uint64) (int, bool) {
-	live := q.live()
-	n := len(live)
+	n := q.n
 	for i := n - 1; i >= max(0, n-nearBack); i-- {
-		switch s := live[i].seq; {
+		switch s := q.at(i).seq; {
 		case s == seq:
 			return i, true
 		case s < seq:
@@ -141,13 +185,14 @@ func (q *results) find(seq uint64) (int, bool) {
 	if n <= nearBack {
 		return 0, false // older than all
 	}
-	return slices.BinarySearchFunc(live[:n-nearBack], seq, func(r result, seq uint64) int { return cmp.Compare(r.seq, seq) })
+	i := q.search(seq, n-nearBack)
+	return i, i < n-nearBack && q.at(i).seq == seq
 }
 
 // get returns the result cached for seq.
 func (q *results) get(seq uint64) ([]byte, bool) {
 	if i, ok := q.find(seq); ok {
-		return q.live()[i].val, true
+		return q.at(i).val, true
 	}
 	return nil, false
 }
@@ -156,36 +201,30 @@ func (q *results) get(seq uint64) ([]byte, bool) {
 func (q *results) put(seq uint64, val []byte) {
 	i, ok := q.find(seq)
 	if ok {
-		q.live()[i].val = val
+		q.at(i).val = val
 		return
 	}
-	if len(q.buf) == cap(q.buf) && q.head >= q.len() {
-		// Reuse the slots dropped from the front instead of growing
-		// (when they are at least half: the copy is then amortized O(1)).
-		n := copy(q.buf, q.live())
-		clear(q.buf[n:]) // the dropped results can be collected now
-		q.buf, q.head = q.buf[:n], 0
+	if q.n == len(q.ring) {
+		q.grow()
 	}
-	if q.head+i == len(q.buf) {
-		q.buf = append(q.buf, result{seq: seq, val: val})
-		return
+	// Move the newer results one slot up, from the back (rare: a seq
+	// applied out of order).
+	for j := q.n; j > i; j-- {
+		*q.at(j) = *q.at(j - 1)
 	}
-	q.buf = slices.Insert(q.buf, q.head+i, result{seq: seq, val: val})
+	*q.at(i) = result{seq: seq, val: val}
+	q.n++
 }
 
 // dropBelow drops the results of every seq below seq. Their slots keep
-// them (at most as many as are cached) until put reuses the slots.
+// them until the ring reuses the slots.
 func (q *results) dropBelow(seq uint64) {
-	live := q.live()
-	i := 0
-	for i < len(live) && live[i].seq < seq {
-		i++
+	k := q.firstFrom(seq)
+	if k == 0 {
+		return
 	}
-	q.head += i
-	if q.head == len(q.buf) {
-		clear(q.buf)
-		q.buf, q.head = q.buf[:0], 0
-	}
+	q.n -= k
+	q.head = (q.head + k) & (len(q.ring) - 1)
 }
 
 // NewTable returns an empty table.
@@ -207,7 +246,8 @@ func (t *Table) Len() int { return len(t.sessions) }
 // Pending returns the number of results session id caches (0 if unknown).
 func (t *Table) Pending(id ID) int {
 	if s := t.sessions[id]; s != nil {
-		return len(s.cached())
+		_, n := s.cached()
+		return n
 	}
 	return 0
 }
@@ -329,7 +369,7 @@ func (t *Table) Begin(e Envelope) (cached []byte, duplicate bool, err error) {
 		return nil, false, fmt.Errorf("%w: session %d seq %d (client waits for %d and up)", ErrResultDiscarded, e.Session, e.Seq, s.acked)
 	}
 	q := &s.results
-	if n := len(q.buf); n != q.head && q.buf[n-1].seq >= e.Seq {
+	if q.last() >= e.Seq {
 		// Not newer than every cached result: maybe a duplicate (a
 		// result found is live: e.Seq >= acked).
 		if r, ok := q.get(e.Seq); ok {
@@ -356,10 +396,11 @@ func (t *Table) Finish(e Envelope, val []byte) {
 		return
 	}
 	q := &s.results
-	if n := len(q.buf); n < cap(q.buf) && (n == q.head || q.buf[n-1].seq < e.Seq) {
-		q.buf = append(q.buf, result{seq: e.Seq, val: val}) // newer than all, and room
+	if q.n < len(q.ring) && q.last() < e.Seq {
+		*q.at(q.n) = result{seq: e.Seq, val: val} // newer than all, and room
+		q.n++
 		return
 	}
-	q.dropBelow(s.acked) // before put decides whether to grow the buffer
+	q.dropBelow(s.acked) // before put decides whether to grow the ring
 	q.put(e.Seq, val)
 }
