@@ -186,18 +186,18 @@ func (m *SessionMachine) Apply(e Entry) any {
 	}
 	switch env.Kind {
 	case session.KindRegister:
-		id := m.table.Register(e.Index, env)
+		id := m.table.Register(e.Index, &env)
 		m.noteLen()
 		return id
 	case session.KindClose:
-		err := m.table.Close(env)
+		err := m.table.Close(&env)
 		m.noteLen()
 		if err != nil {
 			return fmt.Errorf("consensus: sessions: %w", err)
 		}
 		return nil
 	}
-	cached, dup, err := m.table.Begin(env)
+	cached, dup, err := m.table.Begin(&env)
 	m.noteLen() // Begin removes expired sessions
 	switch {
 	case err != nil:
@@ -206,7 +206,7 @@ func (m *SessionMachine) Apply(e Entry) any {
 		return m.decode(cached)
 	}
 	v := m.sm.Apply(Entry{Index: e.Index, Term: e.Term, Command: env.Payload})
-	m.table.Finish(env, m.encode(v))
+	m.table.Finish(&env, m.encode(v))
 	return v
 }
 

@@ -115,11 +115,11 @@ func (m *kvMachine) apply(index uint64, data []byte) (kvApplied, error) {
 	}
 	switch e.Kind {
 	case session.KindRegister:
-		return kvApplied{value: strconv.FormatUint(uint64(m.table.Register(index, e)), 10)}, nil
+		return kvApplied{value: strconv.FormatUint(uint64(m.table.Register(index, &e)), 10)}, nil
 	case session.KindClose:
-		return kvApplied{}, m.table.Close(e)
+		return kvApplied{}, m.table.Close(&e)
 	}
-	cached, dup, err := m.table.Begin(e)
+	cached, dup, err := m.table.Begin(&e)
 	switch {
 	case err != nil:
 		// Refused and not applied: the session expired, or a late copy
@@ -133,7 +133,7 @@ func (m *kvMachine) apply(index uint64, data []byte) (kvApplied, error) {
 		return kvApplied{}, err
 	}
 	result := m.exec(c)
-	m.table.Finish(e, []byte(result))
+	m.table.Finish(&e, []byte(result))
 	return kvApplied{seq: e.Seq, value: result}, nil
 }
 

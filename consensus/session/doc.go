@@ -20,18 +20,18 @@
 //	e, err := session.Parse(entry.Data)     // after session.IsEnvelope
 //	switch e.Kind {
 //	case session.KindRegister:
-//		id := table.Register(entry.Index, e) // answer id to the client
+//		id := table.Register(entry.Index, &e) // answer id to the client
 //	case session.KindCommand:
-//		cached, dup, err := table.Begin(e)
+//		cached, dup, err := table.Begin(&e)
 //		switch {
 //		case err != nil: // refused, not applied: answer err
 //		case dup:        // applied before: answer cached
 //		default:
 //			result := apply(e.Payload)
-//			table.Finish(e, result)      // answer result
+//			table.Finish(&e, result)     // answer result
 //		}
 //	case session.KindClose:
-//		err := table.Close(e)
+//		err := table.Close(&e)
 //	}
 //
 // # The guarantee

@@ -293,8 +293,13 @@ func (t *Table) expired(s *entry) bool { return t.now-s.lastActive > t.ttl }
 // Register opens a session for the register envelope e applied at log
 // index index, and returns its ID (the index). At MaxSessions it first
 // evicts the least recently active session (the lowest ID among equals).
-func (t *Table) Register(index uint64, e Envelope) ID {
-	t.advance(e.Time)
+// A nil e counts as unstamped (time 0).
+func (t *Table) Register(index uint64, e *Envelope) ID {
+	if e != nil {
+		t.advance(e.Time)
+	} else {
+		t.advance(0)
+	}
 	for len(t.sessions) >= t.maxSessions {
 		var victim ID
 		var oldest *entry
@@ -313,8 +318,12 @@ func (t *Table) Register(index uint64, e Envelope) ID {
 }
 
 // Close ends the session of the close envelope e. It returns
-// ErrSessionExpired if the session was not open.
-func (t *Table) Close(e Envelope) error {
+// ErrSessionExpired if the session was not open, and an error wrapping
+// ErrMalformed for a nil e.
+func (t *Table) Close(e *Envelope) error {
+	if e == nil {
+		return errNilEnvelope
+	}
 	t.advance(e.Time)
 	if _, err := t.open(e.Session); err != nil {
 		return err
@@ -338,6 +347,9 @@ func (t *Table) open(id ID) (*entry, error) {
 	return s, nil
 }
 
+// errNilEnvelope refuses a nil *Envelope.
+var errNilEnvelope = fmt.Errorf("%w: nil envelope", ErrMalformed)
+
 // Begin decides what to do with the command envelope e:
 //
 //   - (result, true, nil): e is a duplicate of an applied command; answer
@@ -353,7 +365,10 @@ func (t *Table) open(id ID) (*entry, error) {
 // Every replica runs it for every session command, so the common case (the
 // session last used, a seq newer than every cached one) calls nothing and
 // reads the session and the back of its queue only.
-func (t *Table) Begin(e Envelope) (cached []byte, duplicate bool, err error) {
+func (t *Table) Begin(e *Envelope) (cached []byte, duplicate bool, err error) {
+	if e == nil {
+		return nil, false, errNilEnvelope
+	}
 	t.advance(e.Time)
 	s := t.lookup(e.Session)
 	if s == nil || t.expired(s) {
@@ -389,8 +404,11 @@ func (t *Table) Begin(e Envelope) (cached []byte, duplicate bool, err error) {
 
 // Finish records val as the result of the command envelope e, which
 // Begin told the caller to apply. The table keeps val itself (no copy):
-// the caller must not modify it afterwards.
-func (t *Table) Finish(e Envelope, val []byte) {
+// the caller must not modify it afterwards. A nil e records nothing.
+func (t *Table) Finish(e *Envelope, val []byte) {
+	if e == nil {
+		return
+	}
 	s := t.lookup(e.Session)
 	if s == nil {
 		return

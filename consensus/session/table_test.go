@@ -36,17 +36,17 @@ func (r *replica) apply(cmd []byte) (result []byte, err error) {
 	}
 	switch e.Kind {
 	case KindRegister:
-		return fmt.Appendf(nil, "session %d", r.t.Register(r.index, e)), nil
+		return fmt.Appendf(nil, "session %d", r.t.Register(r.index, &e)), nil
 	case KindClose:
-		return nil, r.t.Close(e)
+		return nil, r.t.Close(&e)
 	}
-	cached, dup, err := r.t.Begin(e)
+	cached, dup, err := r.t.Begin(&e)
 	if err != nil || dup {
 		return cached, err
 	}
 	r.applied = append(r.applied, string(e.Payload))
 	result = fmt.Appendf(nil, "%s#%d", e.Payload, len(r.applied))
-	r.t.Finish(e, result)
+	r.t.Finish(&e, result)
 	return result, nil
 }
 
@@ -111,6 +111,26 @@ func TestTableAppliesEachSeqOnceOutOfOrder(t *testing.T) {
 	}
 	if len(r.applied) != len(order) {
 		t.Fatalf("applied %d commands; want %d: %v", len(r.applied), len(order), r.applied)
+	}
+}
+
+// TestTableNilEnvelope: a nil *Envelope is refused (Begin, Close),
+// recorded as nothing (Finish) or taken as unstamped (Register), never a
+// panic.
+func TestTableNilEnvelope(t *testing.T) {
+	tb, err := NewTable(DefaultConfig())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, _, err := tb.Begin(nil); !errors.Is(err, ErrMalformed) {
+		t.Fatalf("Begin(nil) = %v; want ErrMalformed", err)
+	}
+	if err := tb.Close(nil); !errors.Is(err, ErrMalformed) {
+		t.Fatalf("Close(nil) = %v; want ErrMalformed", err)
+	}
+	tb.Finish(nil, []byte("x"))
+	if id := tb.Register(3, nil); id != 3 || tb.Len() != 1 || tb.Now() != 0 {
+		t.Fatalf("Register(3, nil) = %d with %d sessions at %d; want session 3 at time 0", id, tb.Len(), tb.Now())
 	}
 }
 
