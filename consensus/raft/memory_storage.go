@@ -199,13 +199,16 @@ func (s *MemoryStorage) Compact(compactIndex uint64) error {
 		return fmt.Errorf("raft: compact index %d is beyond the last index %d: %w", compactIndex, s.lastIndex(), ErrUnavailable)
 	}
 	i := compactIndex - off
-	// The new array has room for as many entries as the log held before
-	// this compaction: a node compacts every SnapshotThreshold entries, so
-	// the log grows back to about that length, and growing it by append
-	// (by a quarter at a time, at this size) would copy it a dozen times
-	// before the next compaction. After a burst, the next compaction
-	// shrinks the array again.
-	ents := make([]Entry, 1, max(uint64(len(s.ents)), 2*(uint64(len(s.ents))-i)))
+	// The new array has room for a quarter more entries than the log held
+	// before this compaction: a node compacts every SnapshotThreshold
+	// entries, so the log grows back to about that length (more when a
+	// snapshot written in the background is recorded a little later each
+	// time: hence the quarter), and growing it by append (by a quarter at
+	// a time, at this size) would copy it a dozen times before the next
+	// compaction. After a burst, the next compaction shrinks the array
+	// again.
+	n := uint64(len(s.ents))
+	ents := make([]Entry, 1, max(n+n/4, 2*(n-i)))
 	ents[0] = Entry{Index: s.ents[i].Index, Term: s.ents[i].Term}
 	s.ents = append(ents, s.ents[i+1:]...)
 	return nil
