@@ -147,7 +147,21 @@ type clientSession struct {
 	// moves up, by the caller of the oldest open number (see end).
 	low atomic.Uint64
 	_   cacheLinePad
+	// ackHint is a value low had, at most ackHintStep behind it: the
+	// mark a first attempt stamps, and what begin compares with first.
+	// low's line changes with every command; on a machine of several
+	// cores, reading it costs a transfer between them each time, while
+	// ackHint changes once per ackHintStep commands. Any value at or
+	// below low is a correct mark (it acknowledges less), but not one to
+	// retry with: a command refused because the cache is full is retried
+	// with low itself, so that the oldest command the client waits for
+	// is admitted (see session.Table.Begin).
+	ackHint atomic.Uint64
+	_       cacheLinePad
 }
+
+// ackHintStep is how far low moves before end publishes it in ackHint.
+const ackHintStep = 16
 
 // cacheLinePad keeps the fields around it on separate cache lines (64
 // bytes on the machines Go runs on most; 128 covers those that fetch
@@ -169,6 +183,7 @@ func newClientSession(id SessionID, ring int) *clientSession {
 	s := &clientSession{id: id, ended: make([]atomic.Uint64, ring)}
 	s.low.Store(1)
 	s.next.Store(1)
+	s.ackHint.Store(1)
 	return s
 }
 
@@ -291,7 +306,7 @@ func (c *Client) proposeStamped(ctx context.Context, s *clientSession, seq uint6
 	answered := false
 	leader := int(c.leader.Load())
 	if n := c.bounded[leader]; n != nil {
-		r.acked = s.low.Load()
+		r.acked = s.ackHint.Load()
 		var err error
 		first, err = n.propose(ctx, c.stamp(nil, r), true, c.attemptBound(ctx, seq))
 		if answered = err == nil; !answered {
@@ -598,16 +613,25 @@ func (c *Client) session(ctx context.Context) (*clientSession, error) {
 // ones were answered), it waits for the oldest to return, or for ctx.
 func (c *Client) begin(ctx context.Context, s *clientSession) (uint64, error) {
 	for {
-		// low first: both only move up, and next >= low at every
-		// instant, so a next read after low is at least that low. Read
-		// the other way round, other callers could take and finish
-		// numbers in between, low would pass the next read, and seq-low
-		// would wrap around: the ring would look full for good.
-		low := s.low.Load()
+		// The hint first (see ackHint): if the ring is not full by it,
+		// it is not. Else low itself, then next: ackHint <= low <= next
+		// at every instant, and all three only move up, so a next read
+		// after low is at least that low. Read the other way round,
+		// other callers could take and finish numbers in between, low
+		// would pass the next read, and seq-low would wrap around: the
+		// ring would look full for good.
+		low := s.ackHint.Load()
 		if s.beginHook != nil {
 			s.beginHook()
 		}
 		seq := s.next.Load()
+		if seq-low >= uint64(len(s.ended)) {
+			low = s.low.Load()
+			if s.beginHook != nil {
+				s.beginHook()
+			}
+			seq = s.next.Load()
+		}
 		if seq-low >= uint64(len(s.ended)) {
 			if err := c.awaitLow(ctx, s, low, time.Hour); err != nil {
 				return 0, fmt.Errorf("consensus: client: %w (%d commands of the session open past the oldest unanswered)", err, seq-low)
@@ -657,7 +681,15 @@ func (c *Client) end(s *clientSession, seq uint64) {
 			moved = true
 		}
 	}
-	if moved && s.waiters.Load() > 0 {
+	if !moved {
+		return
+	}
+	if low := s.low.Load(); low-s.ackHint.Load() >= ackHintStep {
+		// Movers may race and store out of order: a hint may go down,
+		// but is never above low.
+		s.ackHint.Store(low)
+	}
+	if s.waiters.Load() > 0 {
 		s.mu.Lock()
 		if s.moved != nil {
 			close(s.moved) // wake the commands waiting for room
