@@ -651,7 +651,10 @@ func (c *Client) begin(ctx context.Context, s *clientSession) (uint64, error) {
 func (c *Client) end(s *clientSession, seq uint64) {
 	mask := uint64(len(s.ended) - 1)
 	moved := false
-	if s.low.Load() == seq && s.low.CompareAndSwap(seq, seq+1) {
+	// One read-modify-write, not a load and then one: low's line is
+	// usually another core's, and a load would fetch it shared only for
+	// the CAS to fetch it again.
+	if s.low.CompareAndSwap(seq, seq+1) {
 		// The oldest open number (most often, answers come back in
 		// about the order the numbers were taken): low moves past it
 		// without its slot being marked. Nobody else could have moved
