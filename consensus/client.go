@@ -147,15 +147,16 @@ type clientSession struct {
 	// moves up, by the caller of the oldest open number (see end).
 	low atomic.Uint64
 	_   cacheLinePad
-	// ackHint is a value low had, at most ackHintStep behind it: the
-	// mark a first attempt stamps, and what begin compares with first.
-	// low's line changes with every command; on a machine of several
-	// cores, reading it costs a transfer between them each time, while
-	// ackHint changes once per ackHintStep commands. Any value at or
-	// below low is a correct mark (it acknowledges less), but not one to
-	// retry with: a command refused because the cache is full is retried
-	// with low itself, so that the oldest command the client waits for
-	// is admitted (see session.Table.Begin).
+	// ackHint is a value low had, usually at most ackHintStep behind it
+	// (movers racing may store out of order): what begin compares with
+	// first, to see whether the ring has room. low's line changes with
+	// every command; on a machine of several cores, reading it costs a
+	// transfer between them each time, while ackHint changes once per
+	// ackHintStep commands. It is never stamped as a command's mark: a
+	// mark behind low acknowledges less, so the session caches results
+	// its client no longer waits for (refusing commands as too many
+	// pending with a small MaxPending), and a late copy of a command its
+	// caller abandoned could still be applied after the next command.
 	ackHint atomic.Uint64
 	_       cacheLinePad
 }
@@ -306,7 +307,7 @@ func (c *Client) proposeStamped(ctx context.Context, s *clientSession, seq uint6
 	answered := false
 	leader := int(c.leader.Load())
 	if n := c.bounded[leader]; n != nil {
-		r.acked = s.ackHint.Load()
+		r.acked = s.low.Load()
 		var err error
 		first, err = n.propose(ctx, c.stamp(nil, r), true, c.attemptBound(ctx, seq))
 		if answered = err == nil; !answered {

@@ -490,16 +490,28 @@ func TestClientAcknowledgesResults(t *testing.T) {
 // regardless, so everything completes, each command applied once.
 func TestClientWaitsForCacheRoom(t *testing.T) {
 	started := make(chan struct{})
-	hang := hangSlowOnce(started)
+	cl, c := newSessionCluster(t, slowOnceConfig(), slowOnceFault(started))
+	crowdAroundSlow(t, cl, c, started, 5, 5*time.Second, "")
+}
+
+// slowOnceConfig is the client configuration of the crowdAroundSlow tests:
+// attempts bounded at 50 ms.
+func slowOnceConfig() ClientConfig {
 	cfg := DefaultClientConfig()
 	cfg.AttemptTimeout = 50 * time.Millisecond
-	cl, c := newSessionCluster(t, cfg, func(_ *sessionCluster, _ int, e session.Envelope) sessionFault {
+	return cfg
+}
+
+// slowOnceFault hangs the first attempt of the command "slow" (see
+// hangSlowOnce), closing started when it does.
+func slowOnceFault(started chan struct{}) func(*sessionCluster, int, session.Envelope) sessionFault {
+	hang := hangSlowOnce(started)
+	return func(_ *sessionCluster, _ int, e session.Envelope) sessionFault {
 		if hang(e) {
 			return faultHang
 		}
 		return faultNone
-	})
-	crowdAroundSlow(t, cl, c, started, 5, 5*time.Second, "")
+	}
 }
 
 // TestClientWakesWhenCacheHasRoom: as in TestClientWaitsForCacheRoom, a

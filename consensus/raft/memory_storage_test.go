@@ -218,14 +218,7 @@ func TestMemoryStorageSteadyStateGrowth(t *testing.T) {
 				delay = batch * (c % 4) * 10 // 0 to 1500 entries late
 			}
 			for range (threshold + delay) / batch {
-				for i := range ents {
-					ents[i] = Entry{Term: 1, Index: next + uint64(i)}
-				}
-				before := cap(s.ents)
-				if err := s.Append(ents); err != nil {
-					t.Fatal(err)
-				}
-				if cap(s.ents) != before {
+				if appendBatch(t, s, ents, next) {
 					grown++
 				}
 				next += batch
@@ -246,4 +239,61 @@ func TestMemoryStorageSteadyStateGrowth(t *testing.T) {
 			}
 		}
 	}
+}
+
+// TestMemoryStorageEntriesAreCapped: appending to a slice Entries
+// returned never writes into the log (its capacity ends at its length),
+// and later Appends never change it.
+func TestMemoryStorageEntriesAreCapped(t *testing.T) {
+	s := NewMemoryStorage()
+	for i := uint64(1); i <= 8; i++ {
+		if err := s.Append([]Entry{{Term: 1, Index: i, Data: []byte{byte(i)}}}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	got, err := s.Entries(2, 5, 1<<20)
+	if err != nil || len(got) != 3 || cap(got) != len(got) {
+		t.Fatalf("Entries(2, 5) = %d entries, capacity %d, %v; want 3, capacity 3", len(got), cap(got), err)
+	}
+	_ = append(got, Entry{Term: 9, Index: 5, Data: []byte("x")})
+	if e, _ := s.Entries(5, 6, 1<<20); e[0].Term != 1 || e[0].Data[0] != 5 {
+		t.Fatalf("appending to a returned slice changed entry 5: %+v", e[0])
+	}
+	if err := s.Append([]Entry{{Term: 2, Index: 3, Data: []byte("y")}}); err != nil { // overwrite from 3
+		t.Fatal(err)
+	}
+	if got[1].Term != 1 || got[1].Data[0] != 3 {
+		t.Fatalf("an overwriting Append changed a slice returned before: %+v", got[1])
+	}
+}
+
+// TestMemoryStorageAppendDoubles: a log that is never compacted replaces
+// its array about log2(n) times, not the dozens of times append's growth
+// by a quarter would.
+func TestMemoryStorageAppendDoubles(t *testing.T) {
+	s := NewMemoryStorage()
+	ents := make([]Entry, 50)
+	grown := 0
+	for next := uint64(1); next <= 100000; next += 50 {
+		if appendBatch(t, s, ents, next) {
+			grown++
+		}
+	}
+	if grown > 16 {
+		t.Fatalf("100000 entries replaced the log's array %d times; want at most 16 (doubling)", grown)
+	}
+}
+
+// appendBatch appends len(ents) entries from index next, reusing ents, and
+// reports whether the log's array was replaced.
+func appendBatch(t *testing.T, s *MemoryStorage, ents []Entry, next uint64) (grew bool) {
+	t.Helper()
+	for i := range ents {
+		ents[i] = Entry{Term: 1, Index: next + uint64(i)}
+	}
+	before := cap(s.ents)
+	if err := s.Append(ents); err != nil {
+		t.Fatal(err)
+	}
+	return cap(s.ents) != before
 }
