@@ -133,8 +133,8 @@ type clientSession struct {
 	// moved, when not nil, is closed (and set to nil) when low moves: a
 	// command waiting for room (see awaitLow) waits on it.
 	moved chan struct{}
-	// beginHook, if set (by a test), runs in begin between its reading of
-	// low and of next.
+	// beginHook, if set (by a test), runs in begin between each reading
+	// of a mark (the hint, then low if it reads that) and of next.
 	beginHook func()
 
 	_ cacheLinePad
@@ -301,29 +301,22 @@ func (c *Client) proposeStamped(ctx context.Context, s *clientSession, seq uint6
 	// presumed leader, if it is a *Node. Answered (with a result or a
 	// refusal), the answer is handled below as send's would be; failed,
 	// the failure is handed to sendAfter, which goes on from it as if it
-	// had made the attempt (ambiguity included).
-	var first any
-	var failed *failedAttempt
-	answered := false
-	leader := int(c.leader.Load())
-	if n := c.bounded[leader]; n != nil {
-		r.acked = s.low.Load()
-		var err error
-		first, err = n.propose(ctx, c.stamp(nil, r), true, c.attemptBound(ctx, seq))
-		if answered = err == nil; !answered {
-			failed = &failedAttempt{err: err, timedOut: errors.Is(err, errAttemptBound)}
+	// had made the attempt (ambiguity included) and does not try that
+	// node again at once.
+	var amb bool
+	sent := false // res, amb and err hold an answer not yet handled
+	if leader := int(c.leader.Load()); c.bounded[leader] != nil {
+		var timedOut bool
+		if res, timedOut, err = c.propose(ctx, leader, r); err != nil {
+			res, amb, err = c.sendAfter(ctx, r, true, leader, &failedAttempt{err: err, timedOut: timedOut})
 		}
+		sent = true
 	}
 	for {
-		res, amb, err := first, false, error(nil)
-		switch {
-		case failed != nil:
-			res, amb, err = c.sendAfter(ctx, r, true, leader, failed)
-			failed = nil
-		case !answered:
+		if !sent {
 			res, amb, err = c.send(ctx, r, true)
 		}
-		answered = false
+		sent = false
 		ambiguous = ambiguous || amb
 		refused := refusal(res)
 		if err != nil {

@@ -18,6 +18,9 @@ const tableVersion = 1
 // AppendBinary appends the table's encoding to dst. The encoding holds the
 // sessions and the table's time, not the Config.
 func (t *Table) AppendBinary(dst []byte) ([]byte, error) {
+	if !t.made() {
+		return dst, errNoTable
+	}
 	dst = append(dst, tableVersion)
 	dst = binary.AppendVarint(dst, t.now)
 	dst = binary.AppendVarint(dst, t.nextSweep)
@@ -50,6 +53,9 @@ func (t *Table) MarshalBinary() ([]byte, error) { return t.AppendBinary(nil) }
 // kept: a table restored with a smaller MaxSessions evicts at the next
 // registration.
 func (t *Table) UnmarshalBinary(b []byte) error {
+	if !t.made() {
+		return errNoTable
+	}
 	d := decoder{b: b}
 	if v := d.byte(); d.err == nil && v != tableVersion {
 		return fmt.Errorf("%w: table encoding version %d; want %d", ErrMalformed, v, tableVersion)

@@ -128,6 +128,11 @@ func (q *results) push(seq uint64, val []byte) {
 	if q.n == len(q.ring) {
 		q.grow()
 	}
+	q.add(seq, val)
+}
+
+// add is push into a ring with room.
+func (q *results) add(seq uint64, val []byte) {
 	*q.at(q.n) = result{seq: seq, val: val}
 	q.n++
 }
@@ -237,14 +242,27 @@ func NewTable(cfg Config) (*Table, error) {
 
 // Now returns the table's time: the largest leader-stamped time applied,
 // in Unix nanoseconds.
-func (t *Table) Now() int64 { return t.now }
+func (t *Table) Now() int64 {
+	if t == nil {
+		return 0
+	}
+	return t.now
+}
 
 // Len returns the number of open sessions (some may have expired and not
 // been removed yet).
-func (t *Table) Len() int { return len(t.sessions) }
+func (t *Table) Len() int {
+	if t == nil {
+		return 0
+	}
+	return len(t.sessions)
+}
 
 // Pending returns the number of results session id caches (0 if unknown).
 func (t *Table) Pending(id ID) int {
+	if t == nil {
+		return 0
+	}
 	if s := t.sessions[id]; s != nil {
 		_, n := s.cached()
 		return n
@@ -293,8 +311,12 @@ func (t *Table) expired(s *entry) bool { return t.now-s.lastActive > t.ttl }
 // Register opens a session for the register envelope e applied at log
 // index index, and returns its ID (the index). At MaxSessions it first
 // evicts the least recently active session (the lowest ID among equals).
-// A nil e counts as unstamped (time 0).
+// A nil e counts as unstamped (time 0). A Table not created by NewTable
+// opens nothing and returns 0, which no session has.
 func (t *Table) Register(index uint64, e *Envelope) ID {
+	if !t.made() {
+		return 0
+	}
 	if e != nil {
 		t.advance(e.Time)
 	} else {
@@ -321,6 +343,9 @@ func (t *Table) Register(index uint64, e *Envelope) ID {
 // ErrSessionExpired if the session was not open, and an error wrapping
 // ErrMalformed for a nil e.
 func (t *Table) Close(e *Envelope) error {
+	if !t.made() {
+		return errNoTable
+	}
 	if e == nil {
 		return errNilEnvelope
 	}
@@ -350,6 +375,12 @@ func (t *Table) open(id ID) (*entry, error) {
 // errNilEnvelope refuses a nil *Envelope.
 var errNilEnvelope = fmt.Errorf("%w: nil envelope", ErrMalformed)
 
+// errNoTable is what a nil Table, or one not created by NewTable, reports.
+var errNoTable = fmt.Errorf("%w: Table not created by NewTable", ErrInvalidConfig)
+
+// made reports whether t was created by NewTable.
+func (t *Table) made() bool { return t != nil && t.sessions != nil }
+
 // Begin decides what to do with the command envelope e:
 //
 //   - (result, true, nil): e is a duplicate of an applied command; answer
@@ -366,6 +397,9 @@ var errNilEnvelope = fmt.Errorf("%w: nil envelope", ErrMalformed)
 // session last used, a seq newer than every cached one) calls nothing and
 // reads the session and the back of its queue only.
 func (t *Table) Begin(e *Envelope) (cached []byte, duplicate bool, err error) {
+	if !t.made() {
+		return nil, false, errNoTable
+	}
 	if e == nil {
 		return nil, false, errNilEnvelope
 	}
@@ -406,7 +440,7 @@ func (t *Table) Begin(e *Envelope) (cached []byte, duplicate bool, err error) {
 // Begin told the caller to apply. The table keeps val itself (no copy):
 // the caller must not modify it afterwards. A nil e records nothing.
 func (t *Table) Finish(e *Envelope, val []byte) {
-	if e == nil {
+	if e == nil || !t.made() {
 		return
 	}
 	s := t.lookup(e.Session)
@@ -415,8 +449,7 @@ func (t *Table) Finish(e *Envelope, val []byte) {
 	}
 	q := &s.results
 	if q.n < len(q.ring) && q.last() < e.Seq {
-		*q.at(q.n) = result{seq: e.Seq, val: val} // newer than all, and room
-		q.n++
+		q.add(e.Seq, val) // newer than all, and room
 		return
 	}
 	q.dropBelow(s.acked) // before put decides whether to grow the ring

@@ -134,6 +134,30 @@ func TestTableNilEnvelope(t *testing.T) {
 	}
 }
 
+// TestTableNotMadeByNewTable: a nil Table and a zero one refuse,
+// record nothing and report zero, never panic.
+func TestTableNotMadeByNewTable(t *testing.T) {
+	e := &Envelope{Kind: KindCommand, Session: 1, Seq: 1, Acked: 1}
+	for name, tb := range map[string]*Table{"nil": nil, "zero": {}} {
+		if _, _, err := tb.Begin(e); !errors.Is(err, ErrInvalidConfig) {
+			t.Errorf("%s: Begin = %v; want ErrInvalidConfig", name, err)
+		}
+		if err := tb.Close(e); !errors.Is(err, ErrInvalidConfig) {
+			t.Errorf("%s: Close = %v; want ErrInvalidConfig", name, err)
+		}
+		if _, err := tb.MarshalBinary(); !errors.Is(err, ErrInvalidConfig) {
+			t.Errorf("%s: MarshalBinary = %v; want ErrInvalidConfig", name, err)
+		}
+		if err := tb.UnmarshalBinary([]byte{tableVersion}); !errors.Is(err, ErrInvalidConfig) {
+			t.Errorf("%s: UnmarshalBinary = %v; want ErrInvalidConfig", name, err)
+		}
+		tb.Finish(e, []byte("x"))
+		if id := tb.Register(5, e); id != 0 || tb.Len() != 0 || tb.Pending(1) != 0 || tb.Now() != 0 {
+			t.Errorf("%s: Register = %d, Len %d, Pending %d, Now %d; want all 0", name, id, tb.Len(), tb.Pending(1), tb.Now())
+		}
+	}
+}
+
 // TestTableRefusals: commands the table must refuse, none of them applied.
 func TestTableRefusals(t *testing.T) {
 	hour := int64(time.Hour)
