@@ -307,8 +307,11 @@
 // restarts from DataDir and catches up from the log or by snapshot), message
 // loss, duplication, delay and reordering, and network partitions: safety
 // always holds, and progress resumes once a majority can communicate.
-// Storage must honour fsync; a storage failure stops the Node (Status.Err)
-// rather than risk acknowledging lost data. Nodes are trusted (no Byzantine
+// Storage must honour fsync; a failure to write or fsync the log, the hard
+// state or the snapshot stops the Node (Status.Err) rather than risk
+// acknowledging lost data. A failure on a snapshot not yet in place (one
+// written in the background, or a chunk received from the leader) only
+// abandons that snapshot: nothing durable depends on it. Nodes are trusted (no Byzantine
 // faults). Membership changes through the log (see Membership below).
 //
 // # Durable layout
@@ -341,7 +344,8 @@
 // chunks in order to a temporary file, fsyncing each before acknowledging
 // it, and refuses a chunk out of order, of another transfer or of an older
 // leader term (a new leader or a restarted transfer starts over from the
-// first chunk). Once every byte is acknowledged the leader sends the MsgSnap
+// first chunk). A chunk it cannot write or fsync is refused and the
+// partial file removed; the node goes on, and the leader starts over. Once every byte is acknowledged the leader sends the MsgSnap
 // itself; the follower verifies the whole file against it and only then
 // hands it to its core, which installs it: the file is renamed into place
 // and the directory fsynced before the log is reset. A power cut at any

@@ -5,6 +5,7 @@ import (
 	"context"
 	"encoding/binary"
 	"errors"
+	"fmt"
 	"io"
 	"math/rand/v2"
 	"strings"
@@ -200,6 +201,96 @@ func TestSnapshotStreamReceiver(t *testing.T) {
 				}
 			}
 		})
+	}
+}
+
+// TestSnapshotStreamReceiveFailure holds what a follower does when it
+// cannot write or fsync a chunk of a snapshot it receives: it refuses the
+// chunk, removes the partial file and goes on (nothing it promised depends
+// on a file not yet installed: its log, hard state and installed snapshot
+// are untouched, and the storage keeps accepting writes); the leader's
+// next transfer starts over and installs. TestReplicatedPowerLoss
+// (package txn) relies on this: a power cut that lands on such an fsync
+// need not stop the node.
+func TestSnapshotStreamReceiveFailure(t *testing.T) {
+	const k = 1000
+	data := bytes.Repeat([]byte("0123456789abcdef"), 400) // 7 chunks
+	first := newLeaderTransfer("l", 5, 100, 1, data)
+	n := first.chunks(k)
+	for _, write := range []bool{false, true} {
+		for at := range n {
+			name := fmt.Sprintf("fsync of chunk %d", at)
+			if write {
+				name = fmt.Sprintf("write of chunk %d", at)
+			}
+			t.Run(name, func(t *testing.T) {
+				fsys := vfs.NewCrashFS(uint64(at) + 1)
+				dir := "/data/f"
+				s, ds, tr := testReceiver(t, fsys, dir)
+				defer ds.Close()
+				if err := ds.Save(raft.HardState{Term: 5, Vote: "l"}, ents(5, 1, 50)); err != nil {
+					t.Fatal(err)
+				}
+				for i := range n {
+					if i == at && write {
+						fsys.InjectWriteError(1)
+					} else if i == at {
+						fsys.InjectSyncError(1)
+					}
+					f := first.chunk(i, k)
+					s.onChunk("l", &f)
+					want := byte(frameAck)
+					if i == at {
+						want = frameRefuse
+					}
+					if got := tr.last().Kind; got != want {
+						t.Fatalf("chunk %d: reply %s; want %s", i, kindName(got), kindName(want))
+					}
+					if i == at {
+						break
+					}
+				}
+				entries, err := fsys.ReadDir(dir)
+				if err != nil {
+					t.Fatal(err)
+				}
+				for _, e := range entries {
+					if strings.HasPrefix(e.Name(), receivedSnapshotPrefix) {
+						t.Fatalf("%s left behind after the failed chunk", e.Name())
+					}
+				}
+				// The storage goes on: the log takes writes.
+				if err := ds.Save(raft.HardState{Term: 5, Vote: "l", Commit: 50}, ents(5, 51, 51)); err != nil {
+					t.Fatalf("save after the failed chunk: %v", err)
+				}
+				// The leader's next transfer starts over and installs.
+				again := newLeaderTransfer("l", 5, 100, 2, data)
+				for i := range n {
+					f := again.chunk(i, k)
+					s.onChunk("l", &f)
+					if got := tr.last().Kind; got != frameAck {
+						t.Fatalf("retry, chunk %d: reply %s; want ack", i, kindName(got))
+					}
+				}
+				f := again.commitFrame()
+				s.onChunk("l", &f)
+				if delivered(s) != 1 {
+					t.Fatalf("the retried transfer handed %d MsgSnaps to the core; want 1", delivered(s))
+				}
+				if err := ds.ApplySnapshot(raft.Snapshot{Meta: *s.n.msgs[0].Snapshot}); err != nil {
+					t.Fatal(err)
+				}
+				r, err := ds.openSnapshotData(*s.n.msgs[0].Snapshot)
+				if err != nil {
+					t.Fatal(err)
+				}
+				got, err := io.ReadAll(r)
+				r.Close()
+				if err != nil || !bytes.Equal(got, data) {
+					t.Fatalf("installed data: %d bytes, %v; want the leader's %d", len(got), err, len(data))
+				}
+			})
+		}
 	}
 }
 

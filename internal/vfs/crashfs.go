@@ -9,6 +9,7 @@ import (
 	"os"
 	"path"
 	"path/filepath"
+	"slices"
 	"sort"
 	"strings"
 	"sync"
@@ -65,6 +66,7 @@ type CrashFS struct {
 	readFlips map[string]int   // path -> reads left that flip a bit
 	flipAt    map[string]int64 // path -> offset whose next read is flipped
 	syncs     int              // Sync and SyncDir calls that succeeded
+	failed    []string         // names of the syncs InjectSyncError failed
 	syncHook  func(name string)
 }
 
@@ -105,6 +107,16 @@ func (c *CrashFS) Syncs() int {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	return c.syncs
+}
+
+// FailedSyncs returns the names of the files and directories whose Sync
+// or SyncDir failed by InjectSyncError, oldest first. Unlike a count kept
+// by a sync hook, it names exactly the calls that failed, whatever runs
+// concurrently with InjectSyncError.
+func (c *CrashFS) FailedSyncs() []string {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return slices.Clone(c.failed)
 }
 
 // Crash cuts the power: it returns a new CrashFS holding what was durable,
@@ -474,6 +486,7 @@ func (c *CrashFS) syncFaultLocked(name string) error {
 	}
 	c.syncFail--
 	if c.syncFail == 0 {
+		c.failed = append(c.failed, name)
 		return &fs.PathError{Op: "sync", Path: name, Err: ErrInjected}
 	}
 	return nil

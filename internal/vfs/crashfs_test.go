@@ -5,6 +5,7 @@ import (
 	"errors"
 	"io"
 	"os"
+	"slices"
 	"testing"
 
 	"github.com/distkit/distkit/internal/vfs"
@@ -150,6 +151,16 @@ func TestCrashFSInjectedFaults(t *testing.T) {
 	}
 	if err := f.Sync(); err != nil {
 		t.Fatalf("third Sync = %v; want nil", err)
+	}
+	if err := fsys.MkdirAll("/d", 0o755); err != nil {
+		t.Fatal(err)
+	}
+	fsys.InjectSyncError(1)
+	if err := fsys.SyncDir("/d"); !errors.Is(err, vfs.ErrInjected) {
+		t.Fatalf("SyncDir = %v; want ErrInjected", err)
+	}
+	if got, want := fsys.FailedSyncs(), []string{"/f", "/d"}; !slices.Equal(got, want) {
+		t.Fatalf("FailedSyncs() = %q; want %q (the injected failures only, in order)", got, want)
 	}
 	fsys.InjectWriteError(1)
 	n, err := f.Write(bytes.Repeat([]byte{2}, 2000))
