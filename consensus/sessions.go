@@ -117,6 +117,7 @@ func (c SessionConfig) table() session.Config {
 type SessionMachine struct {
 	sm    StateMachine
 	codec ResultCodec
+	basic bool // codec is BasicResults
 
 	// table is used by Apply, Snapshot, SnapshotView and Restore only,
 	// which the Node calls on its goroutine, one at a time.
@@ -154,7 +155,8 @@ func WithSessions(sm StateMachine, cfg SessionConfig) (*SessionMachine, error) {
 	if codec == nil {
 		codec = BasicResults{}
 	}
-	return &SessionMachine{sm: sm, codec: codec, table: table}, nil
+	_, basic := codec.(BasicResults)
+	return &SessionMachine{sm: sm, codec: codec, basic: basic, table: table}, nil
 }
 
 // errNoSessionMachine is what a SessionMachine not built by WithSessions
@@ -206,7 +208,11 @@ func (m *SessionMachine) Apply(e Entry) any {
 		return m.decode(cached)
 	}
 	v := m.sm.Apply(Entry{Index: e.Index, Term: e.Term, Command: env.Payload})
-	m.table.Finish(&env, m.encode(v))
+	val := cachedNil // the most common result, without a call
+	if v != nil || !m.basic {
+		val = m.encode(v)
+	}
+	m.table.Finish(&env, val)
 	return v
 }
 
@@ -224,7 +230,7 @@ var cachedNil = []byte{resultEncoded, basicNil}
 
 // encode returns the bytes the session cache keeps for result v.
 func (m *SessionMachine) encode(v any) []byte {
-	if _, basic := m.codec.(BasicResults); basic {
+	if m.basic {
 		if v == nil {
 			return cachedNil
 		}

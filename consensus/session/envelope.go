@@ -10,6 +10,15 @@ import (
 // marker is a plain command, which the table never sees.
 var Magic = [4]byte{0xd5, 'S', 'E', formatFixed}
 
+// marker is Magic's three marker bytes as the high bytes of a big-endian
+// word, and markerWord all of Magic: the hot paths compare a command's
+// first four bytes with a constant instead of loading Magic.
+// TestMagicWords holds them equal to Magic.
+const (
+	marker     = uint32(0xd5)<<24 | uint32('S')<<16 | uint32('E')<<8
+	markerWord = marker | formatFixed
+)
+
 // The envelope formats. Both put the leader's time at the same offset.
 const (
 	// formatVarint (1) encodes a command's session, seq and acked as
@@ -89,7 +98,7 @@ type Envelope struct {
 // IsEnvelope reports whether cmd starts with Magic's marker (any format
 // version: Parse refuses the versions it does not know).
 func IsEnvelope(cmd []byte) bool {
-	return len(cmd) >= len(Magic) && [3]byte(cmd[:3]) == [3]byte(Magic[:3])
+	return len(cmd) >= len(Magic) && binary.BigEndian.Uint32(cmd)&^0xff == marker
 }
 
 // AppendRegister appends a register envelope to dst.
@@ -148,7 +157,7 @@ func ParseInto(e *Envelope, cmd []byte) error {
 		return parseSlow(e, cmd)
 	}
 	h := (*[commandLen]byte)(cmd) // the header, with bounds the compiler knows
-	if [4]byte(h[:4]) != Magic || Kind(h[len(Magic)]) != KindCommand {
+	if binary.BigEndian.Uint32(h[:4]) != markerWord || Kind(h[len(Magic)]) != KindCommand {
 		return parseSlow(e, cmd)
 	}
 	// Field by field: assigning a composite literal through e would build

@@ -185,3 +185,26 @@ func TestMaxCommandOverhead(t *testing.T) {
 		}
 	}
 }
+
+// TestMagicWords holds the constants the hot paths compare with equal to
+// Magic, and IsEnvelope to the marker bytes alone.
+func TestMagicWords(t *testing.T) {
+	if got := binary.BigEndian.Uint32(Magic[:]); got != markerWord || got&^0xff != marker {
+		t.Fatalf("Magic reads %#08x; markerWord is %#08x, marker %#08x", got, markerWord, marker)
+	}
+	for i := range 3 {
+		cmd := append([]byte(nil), Magic[:]...)
+		cmd[i] ^= 0x20
+		if IsEnvelope(cmd) {
+			t.Fatalf("IsEnvelope(%q) = true with marker byte %d changed", cmd, i)
+		}
+	}
+	for _, format := range []byte{0, formatVarint, formatFixed, 9} {
+		if cmd := []byte{Magic[0], Magic[1], Magic[2], format}; !IsEnvelope(cmd) {
+			t.Fatalf("IsEnvelope(%q) = false; want true for any format byte", cmd)
+		}
+	}
+	if IsEnvelope(Magic[:3]) {
+		t.Fatal("IsEnvelope of three bytes = true; want false")
+	}
+}

@@ -98,6 +98,9 @@ type results struct {
 	ring []result // its length is zero or a power of two
 	head int      // the slot of the oldest result
 	n    int      // the number of results
+	// newest is the newest result's seq, 0 if there is none: the one
+	// field every command compares with, kept apart from the ring.
+	newest uint64
 }
 
 type result struct {
@@ -116,12 +119,7 @@ func (q *results) at(i int) *result { return &q.ring[(q.head+i)&(len(q.ring)-1)]
 
 // last returns the newest result's seq, 0 if there is none (seqs start
 // at 1).
-func (q *results) last() uint64 {
-	if q.n == 0 {
-		return 0
-	}
-	return q.ring[(q.head+q.n-1)&(len(q.ring)-1)].seq
-}
+func (q *results) last() uint64 { return q.newest }
 
 // push adds val as the result of seq, newer than every cached one.
 func (q *results) push(seq uint64, val []byte) {
@@ -135,6 +133,7 @@ func (q *results) push(seq uint64, val []byte) {
 func (q *results) add(seq uint64, val []byte) {
 	*q.at(q.n) = result{seq: seq, val: val}
 	q.n++
+	q.newest = seq
 }
 
 // grow doubles the ring (to minRing if empty), keeping the order.
@@ -219,6 +218,7 @@ func (q *results) put(seq uint64, val []byte) {
 	}
 	*q.at(i) = result{seq: seq, val: val}
 	q.n++
+	q.newest = q.at(q.n - 1).seq
 }
 
 // dropBelow drops the results of every seq below seq. Their slots keep
@@ -230,6 +230,9 @@ func (q *results) dropBelow(seq uint64) {
 	}
 	q.n -= k
 	q.head = (q.head + k) & (len(q.ring) - 1)
+	if q.n == 0 {
+		q.newest = 0
+	}
 }
 
 // NewTable returns an empty table.
@@ -397,6 +400,25 @@ func (t *Table) made() bool { return t != nil && t.sessions != nil }
 // session last used, a seq newer than every cached one) calls nothing and
 // reads the session and the back of its queue only.
 func (t *Table) Begin(e *Envelope) (cached []byte, duplicate bool, err error) {
+	// The common case, decided before anything changes: the session last
+	// used, no sweep due, not expired, a seq newer than every cached
+	// result and not below the mark, and room in the cache (or the seq
+	// the client waits for). It changes what the general path would.
+	// t.last is nil in a Table not made by NewTable.
+	if e != nil && t != nil && t.last != nil && t.lastID == e.Session {
+		s := t.last
+		now, acked := max(t.now, e.Time), max(s.acked, e.Acked)
+		if now < t.nextSweep && now-s.lastActive <= t.ttl && e.Seq >= acked && e.Seq > s.results.newest &&
+			(s.results.n < t.maxPending || e.Seq == acked) {
+			t.now, s.lastActive, s.acked = now, now, acked
+			return nil, false, nil
+		}
+	}
+	return t.begin(e)
+}
+
+// begin is Begin's general path.
+func (t *Table) begin(e *Envelope) (cached []byte, duplicate bool, err error) {
 	if !t.made() {
 		return nil, false, errNoTable
 	}
@@ -440,15 +462,22 @@ func (t *Table) Begin(e *Envelope) (cached []byte, duplicate bool, err error) {
 // Begin told the caller to apply. The table keeps val itself (no copy):
 // the caller must not modify it afterwards. A nil e records nothing.
 func (t *Table) Finish(e *Envelope, val []byte) {
-	if e == nil || !t.made() {
+	if e == nil || t == nil {
 		return
 	}
-	s := t.lookup(e.Session)
-	if s == nil {
-		return
+	// Most often the session Begin just looked up (t.last is nil in a
+	// Table not made by NewTable).
+	s := t.last
+	if s == nil || t.lastID != e.Session {
+		if !t.made() {
+			return
+		}
+		if s = t.lookup(e.Session); s == nil {
+			return
+		}
 	}
 	q := &s.results
-	if q.n < len(q.ring) && q.last() < e.Seq {
+	if q.n < len(q.ring) && q.newest < e.Seq {
 		q.add(e.Seq, val) // newer than all, and room
 		return
 	}
