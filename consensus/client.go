@@ -523,15 +523,16 @@ func (c *Client) attemptContext(ctx context.Context, spread uint64) (context.Con
 }
 
 // attemptBound returns the bound of an attempt: zero when ctx's own
-// deadline comes first, else AttemptTimeout from now. Callers passing
-// context.Background() (or TODO: no values, never done) share one of a few
-// windows instead, whose deadline is 9/8 of AttemptTimeout after they were
-// made and which are used for the first eighth of it (a timer then marks
-// them stale): an attempt gets between AttemptTimeout and 9/8 of it (a
-// little less if that timer runs late), without reading the clock. spread
-// picks the window (see window).
+// deadline comes first, else AttemptTimeout from now. Callers whose ctx
+// never ends (Done returns nil: context.Background, TODO, and values or
+// WithoutCancel over them) share one of a few windows instead, whose
+// deadline is 9/8 of AttemptTimeout after they were made and which are
+// used for the first eighth of it (a timer then marks them stale): an
+// attempt gets between AttemptTimeout and 9/8 of it (a little less if that
+// timer runs late), without reading the clock. spread picks the window
+// (see window).
 func (c *Client) attemptBound(ctx context.Context, spread uint64) time.Time {
-	if ctx == context.Background() || ctx == context.TODO() {
+	if ctx.Done() == nil { // one call; comparing ctx with Background costs two
 		return c.window(spread).deadline
 	}
 	limit := time.Now().Add(c.cfg.AttemptTimeout)

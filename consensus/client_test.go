@@ -129,9 +129,12 @@ func (p *silentProposer) Propose(ctx context.Context, cmd []byte) (any, error) {
 // TestClientAttemptBoundWithBackgroundContext: a caller passing
 // context.Background() still gets every attempt bounded by AttemptTimeout
 // (a shared window context, between AttemptTimeout and 9/8 of it), also
-// across windows: member a never answers, so each command waits out one
-// attempt on it, then succeeds on b. Virtual time: a missing bound makes
-// the bubble deadlock, which fails the test.
+// across windows: member a never answers, so each measured command waits
+// out one attempt on it, then succeeds on b. A session command picks its
+// window by its seq, so the measured ones are numbered attemptWindows
+// apart (commands sent straight to b fill the numbers between): they all
+// use one window, which must have been replaced once stale. Virtual time:
+// a missing bound makes the bubble deadlock, which fails the test.
 func TestClientAttemptBoundWithBackgroundContext(t *testing.T) {
 	synctest.Test(t, func(t *testing.T) {
 		cfg := DefaultClientConfig()
@@ -142,16 +145,24 @@ func TestClientAttemptBoundWithBackgroundContext(t *testing.T) {
 			t.Fatal(err)
 		}
 		const commands = 6
-		for i := range commands {
-			cl.leader.Store(0) // a again
+		for i := 0; i < commands; {
+			s := cl.sess.Load()
+			if s == nil || s.next.Load()%attemptWindows != 0 {
+				cl.leader.Store(1) // b: registers the session, or fills a number
+				if _, err := cl.Propose(context.Background(), []byte("filler")); err != nil {
+					t.Fatalf("Propose(filler) = %v", err)
+				}
+				continue
+			}
+			cl.leader.Store(0) // a: the measured attempt
 			if _, err := cl.Propose(context.Background(), fmt.Appendf(nil, "c%d", i)); err != nil {
 				t.Fatalf("Propose(c%d) = %v", i, err)
 			}
 			time.Sleep(time.Duration(i) * cfg.AttemptTimeout / 5) // windows go stale
+			i++
 		}
 		silent.mu.Lock()
 		defer silent.mu.Unlock()
-		// One each (the first Propose's is its session's registration).
 		if len(silent.hangs) != commands {
 			t.Fatalf("%d attempts on the silent member; want %d", len(silent.hangs), commands)
 		}

@@ -195,6 +195,50 @@ func TestTableRefusals(t *testing.T) {
 	}
 }
 
+// TestTableRefusalsOnTheFastPath: refusals of a command for the session
+// last used and newer than every cached result, which Begin's fast path
+// sees first (the setup's own refusals are part of the story, not
+// checked):
+//   - expired between sweeps: the table sweeps expired sessions every
+//     TTL/4 of its time, so a session can expire after one sweep kept it
+//     and before the next; a close of an unknown session moves the time
+//     (and sweeps) without touching the session last used;
+//   - below the mark: a duplicate carrying a later acknowledgement moves
+//     the mark past every cached result; a late copy of a command the
+//     client abandoned in between is newer than them all, and below the
+//     mark.
+func TestTableRefusalsOnTheFastPath(t *testing.T) {
+	minute := int64(time.Minute)
+	closeAt := func(tm int64, id ID) []byte { b := AppendClose(nil, id); Stamp(b, tm); return b }
+	tests := []struct {
+		name  string
+		setup [][]byte
+		cmd   []byte
+		want  error
+	}{
+		{"expired between sweeps", [][]byte{registerAt(0), cmdAt(1, 1, 1, 1, "a"), closeAt(59*minute, 99)}, cmdAt(61*minute, 1, 2, 2, "b"), ErrSessionExpired},
+		{"below the mark", [][]byte{registerAt(0), cmdAt(1, 1, 1, 1, "a"), cmdAt(2, 1, 2, 1, "b"), cmdAt(3, 1, 2, 4, "b")}, cmdAt(4, 1, 3, 3, "c"), ErrResultDiscarded},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			r := newReplica(t, DefaultConfig()) // TTL: an hour
+			for _, c := range tt.setup {
+				r.apply(c)
+			}
+			if r.t.last == nil || r.t.lastID != 1 {
+				t.Fatalf("setup: session 1 is not the session last used; the case misses the fast path")
+			}
+			before := len(r.applied)
+			if _, err := r.apply(tt.cmd); !errors.Is(err, tt.want) {
+				t.Fatalf("apply = %v; want %v", err, tt.want)
+			}
+			if len(r.applied) != before {
+				t.Fatalf("a refused command was applied")
+			}
+		})
+	}
+}
+
 // TestTableTimeFromLeaders: expiry follows the largest stamped time only;
 // a leader with a slower clock does not take the table's time back (the
 // session stays expired), and unstamped envelopes do not move it.
