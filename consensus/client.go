@@ -133,36 +133,26 @@ type clientSession struct {
 	// moved, when not nil, is closed (and set to nil) when low moves: a
 	// command waiting for room (see awaitLow) waits on it.
 	moved chan struct{}
-	// beginHook, if set (by a test), runs in begin between each reading
-	// of a mark (the hint, then low if it reads that) and of next.
+	// beginHook, if set (by a test), runs in begin between its reading
+	// of low and of next.
 	beginHook func()
 
 	_ cacheLinePad
 	// next is the next sequence number; next-low < len(ended). Every
 	// begin writes it.
-	next atomic.Uint64
-	_    cacheLinePad
+	//
 	// low is the lowest sequence number whose Propose has not returned
 	// (next if none): the "acked" mark sent with every command. It only
 	// moves up, by the caller of the oldest open number (see end).
-	low atomic.Uint64
-	_   cacheLinePad
-	// ackHint is a value low had, usually at most ackHintStep behind it
-	// (movers racing may store out of order): what begin compares with
-	// first, to see whether the ring has room. low's line changes with
-	// every command; on a machine of several cores, reading it costs a
-	// transfer between them each time, while ackHint changes once per
-	// ackHintStep commands. It is never stamped as a command's mark: a
-	// mark behind low acknowledges less, so the session caches results
-	// its client no longer waits for (refusing commands as too many
-	// pending with a small MaxPending), and a late copy of a command its
-	// caller abandoned could still be applied after the next command.
-	ackHint atomic.Uint64
-	_       cacheLinePad
+	//
+	// The two share a cache line: every command reads low right after
+	// it moved next (begin, then its stamp) and moves low when it ends,
+	// so on a machine of several cores one transfer of the line serves
+	// both; on lines of their own, each would cost a transfer.
+	next atomic.Uint64
+	low  atomic.Uint64
+	_    cacheLinePad
 }
-
-// ackHintStep is how far low moves before end publishes it in ackHint.
-const ackHintStep = 16
 
 // cacheLinePad keeps the fields around it on separate cache lines (64
 // bytes on the machines Go runs on most; 128 covers those that fetch
@@ -184,7 +174,6 @@ func newClientSession(id SessionID, ring int) *clientSession {
 	s := &clientSession{id: id, ended: make([]atomic.Uint64, ring)}
 	s.low.Store(1)
 	s.next.Store(1)
-	s.ackHint.Store(1)
 	return s
 }
 
@@ -608,25 +597,16 @@ func (c *Client) session(ctx context.Context) (*clientSession, error) {
 // ones were answered), it waits for the oldest to return, or for ctx.
 func (c *Client) begin(ctx context.Context, s *clientSession) (uint64, error) {
 	for {
-		// The hint first (see ackHint): if the ring is not full by it,
-		// it is not. Else low itself, then next: ackHint <= low <= next
-		// at every instant, and all three only move up, so a next read
-		// after low is at least that low. Read the other way round,
-		// other callers could take and finish numbers in between, low
-		// would pass the next read, and seq-low would wrap around: the
-		// ring would look full for good.
-		low := s.ackHint.Load()
+		// low, then next: low <= next at every instant and both only
+		// move up, so a next read after low is at least that low. Read
+		// the other way round, other callers could take and finish
+		// numbers in between, low would pass the next read, and seq-low
+		// would wrap around: the ring would look full for good.
+		low := s.low.Load()
 		if s.beginHook != nil {
 			s.beginHook()
 		}
 		seq := s.next.Load()
-		if seq-low >= uint64(len(s.ended)) {
-			low = s.low.Load()
-			if s.beginHook != nil {
-				s.beginHook()
-			}
-			seq = s.next.Load()
-		}
 		if seq-low >= uint64(len(s.ended)) {
 			if err := c.awaitLow(ctx, s, low, time.Hour); err != nil {
 				return 0, fmt.Errorf("consensus: client: %w (%d commands of the session open past the oldest unanswered)", err, seq-low)
@@ -681,11 +661,6 @@ func (c *Client) end(s *clientSession, seq uint64) {
 	}
 	if !moved {
 		return
-	}
-	if low := s.low.Load(); low-s.ackHint.Load() >= ackHintStep {
-		// Movers may race and store out of order: a hint may go down,
-		// but is never above low.
-		s.ackHint.Store(low)
 	}
 	if s.waiters.Load() > 0 {
 		s.mu.Lock()
