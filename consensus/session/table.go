@@ -398,13 +398,13 @@ func (t *Table) made() bool { return t != nil && t.sessions != nil }
 //
 // Every replica runs it for every session command, so the common case (the
 // session last used, a seq newer than every cached one) calls nothing and
-// reads the session and the back of its queue only.
+// reads the session and its newest seq only.
 func (t *Table) Begin(e *Envelope) (cached []byte, duplicate bool, err error) {
 	// The common case, decided before anything changes: the session last
 	// used, no sweep due, not expired, a seq newer than every cached
 	// result and not below the mark, and room in the cache (or the seq
-	// the client waits for). It changes what the general path would.
-	// t.last is nil in a Table not made by NewTable.
+	// the client waits for). It changes exactly what the general path
+	// would in that case. t.last is nil in a Table not made by NewTable.
 	if e != nil && t != nil && t.last != nil && t.lastID == e.Session {
 		s := t.last
 		now, acked := max(t.now, e.Time), max(s.acked, e.Acked)
