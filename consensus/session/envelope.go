@@ -7,7 +7,8 @@ import (
 
 // Magic starts every session envelope this package writes: three marker
 // bytes and the format version. A command that does not start with the
-// marker is a plain command, which the table never sees.
+// marker is a plain command, which the table never sees. Read it, never
+// assign it: the decoders compare with constants of the same value.
 var Magic = [4]byte{0xd5, 'S', 'E', formatFixed}
 
 // marker is Magic's three marker bytes as the high bytes of a big-endian

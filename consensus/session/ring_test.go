@@ -52,8 +52,7 @@ func TestResultsRingEdges(t *testing.T) {
 				if r.IntN(2) == 0 {
 					q.put(seq, val)
 				} else if q.n < len(q.ring) {
-					*q.at(q.n) = result{seq: seq, val: val}
-					q.n++
+					q.add(seq, val) // Finish's fast path
 				} else {
 					q.push(seq, val)
 				}
@@ -72,6 +71,13 @@ func TestResultsRingEdges(t *testing.T) {
 			}
 			if len(q.ring)&(len(q.ring)-1) != 0 {
 				t.Fatalf("ring length %d", len(q.ring))
+			}
+			want := uint64(0) // last() is the back of the ring, 0 if empty
+			if q.n > 0 {
+				want = q.at(q.n - 1).seq
+			}
+			if q.last() != want {
+				t.Fatalf("seed %d op %d: last() = %d; want %d", seed, i, q.last(), want)
 			}
 		}
 	}
