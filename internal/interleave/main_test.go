@@ -109,6 +109,41 @@ func TestMedian(t *testing.T) {
 	}
 }
 
+// TestMedianCI: the interval's order statistics for a few sizes (the k of
+// a 95 % interval for the median: none below 6 values, 1 at 6, 2 at 9, 38
+// at 96), and its coverage checked against the binomial tail.
+func TestMedianCI(t *testing.T) {
+	tests := []struct {
+		n, k int // k: the interval is the k-th smallest to the k-th largest
+	}{{5, 0}, {6, 1}, {8, 1}, {9, 2}, {16, 4}, {32, 10}, {96, 38}}
+	for _, tt := range tests {
+		xs := make([]float64, tt.n)
+		for i := range xs {
+			xs[i] = float64(tt.n - i) // descending: medianCI sorts
+		}
+		lo, hi, ok := medianCI(xs)
+		if tt.k == 0 {
+			if ok {
+				t.Errorf("n %d: interval %v-%v; want none", tt.n, lo, hi)
+			}
+			continue
+		}
+		if !ok || lo != float64(tt.k) || hi != float64(tt.n-tt.k+1) {
+			t.Errorf("n %d: interval %v-%v (%v); want %d-%d", tt.n, lo, hi, ok, tt.k, tt.n-tt.k+1)
+		}
+		tail := func(k int) float64 { // P(X < k)
+			p := 0.0
+			for i := range k {
+				p += binom(tt.n, i)
+			}
+			return p / math.Pow(2, float64(tt.n))
+		}
+		if tail(tt.k) > 0.025 || tail(tt.k+1) <= 0.025 {
+			t.Errorf("n %d: k %d is not the largest with P(X < k) <= 2.5 %% (%.4f, next %.4f)", tt.n, tt.k, tail(tt.k), tail(tt.k+1))
+		}
+	}
+}
+
 // TestRunInterleaves runs this test binary as two fake benchmarks, one at
 // twice the other's ops/s, and checks the report and the raw lines (one
 // per run, in round order).
