@@ -29,8 +29,9 @@
 // rounds); with -raw FILE, one line per run. The interval is what to read
 // before calling a difference real: on that machine the per-round ratio
 // of two fixed binaries spreads over ±0.1, so 16 rounds place the median
-// only within about ±0.06, and it takes about 100 to narrow that to ±0.03. A run that fails or prints
-// no figure stops the comparison (exit 1); bad flags exit 2.
+// only within about ±0.06, and it takes about 100 to narrow that to
+// ±0.03. A run that fails or prints no figure stops the comparison
+// (exit 1); bad flags exit 2.
 package main
 
 import (
