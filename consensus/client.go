@@ -138,7 +138,7 @@ type clientSession struct {
 	beginHook func()
 
 	_ cacheLinePad
-	// next is the next sequence number; next-low < len(ended). Every
+	// next is the next sequence number; next-low <= len(ended). Every
 	// begin writes it.
 	//
 	// low is the lowest sequence number whose Propose has not returned

@@ -311,8 +311,9 @@
 // state or the snapshot stops the Node (Status.Err) rather than risk
 // acknowledging lost data. A failure on a snapshot not yet in place (one
 // written in the background, or a chunk received from the leader) only
-// abandons that snapshot: nothing durable depends on it. Nodes are trusted (no Byzantine
-// faults). Membership changes through the log (see Membership below).
+// abandons that snapshot: nothing durable depends on it. Nodes are trusted
+// (no Byzantine faults). Membership changes through the log (see
+// Membership below).
 //
 // # Durable layout
 //
@@ -345,10 +346,11 @@
 // it, and refuses a chunk out of order, of another transfer or of an older
 // leader term (a new leader or a restarted transfer starts over from the
 // first chunk). A chunk it cannot write or fsync is refused and the
-// partial file removed; the node goes on, and the leader starts over. Once every byte is acknowledged the leader sends the MsgSnap
-// itself; the follower verifies the whole file against it and only then
-// hands it to its core, which installs it: the file is renamed into place
-// and the directory fsynced before the log is reset. A power cut at any
+// partial file removed; the node goes on, and the leader starts over. Once
+// every byte is acknowledged the leader sends the MsgSnap itself; the
+// follower verifies the whole file against it and only then hands it to
+// its core, which installs it: the file is renamed into place and the
+// directory fsynced before the log is reset. A power cut at any
 // point leaves the old snapshot or the new one, whole; a temporary file
 // left behind is removed on the next open. A transfer that fails (refused,
 // unacknowledged for ten election timeouts and at least 5 s, or the

@@ -231,9 +231,6 @@ var cachedNil = []byte{resultEncoded, basicNil}
 // encode returns the bytes the session cache keeps for result v.
 func (m *SessionMachine) encode(v any) []byte {
 	if m.basic {
-		if v == nil {
-			return cachedNil
-		}
 		if b, err := appendBasic([]byte{resultEncoded}, v); err == nil {
 			return b
 		}

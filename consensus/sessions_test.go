@@ -182,6 +182,12 @@ func TestBasicResultsRoundTrip(t *testing.T) {
 	if _, err := (BasicResults{}).EncodeResult(struct{ X int }{}); err == nil {
 		t.Fatalf("EncodeResult(struct{}{}) = nil error; want one")
 	}
+	// Apply caches a nil result as cachedNil without encoding it: the
+	// same bytes as the encoding.
+	m := newSessionMachine(t, &recordSM{})
+	if got := m.encode(nil); !bytes.Equal(got, cachedNil) {
+		t.Fatalf("encode(nil) = %v; cachedNil is %v", got, cachedNil)
+	}
 }
 
 // structSM returns a result BasicResults cannot encode.

@@ -179,27 +179,8 @@ func TestSnapshotStreamReceiver(t *testing.T) {
 			if !tt.delivered {
 				return
 			}
-			// Installing moves the received file into place; it restores
-			// to the leader's data.
-			m := s.n.msgs[0]
-			if err := ds.ApplySnapshot(raft.Snapshot{Meta: *m.Snapshot}); err != nil {
-				t.Fatal(err)
-			}
-			r, err := ds.openSnapshotData(*m.Snapshot)
-			if err != nil {
-				t.Fatal(err)
-			}
-			got, err := io.ReadAll(r)
-			r.Close()
-			if err != nil || !bytes.Equal(got, data) {
-				t.Fatalf("installed data: %d bytes, %v; want the leader's %d", len(got), err, len(data))
-			}
-			entries, _ := ds.fs.ReadDir(dir)
-			for _, e := range entries {
-				if strings.HasPrefix(e.Name(), receivedSnapshotPrefix) {
-					t.Fatalf("%s left behind after the install", e.Name())
-				}
-			}
+			installReceived(t, s, ds, data)
+			noReceivedFiles(t, ds, dir, "after the install")
 		})
 	}
 }
@@ -250,15 +231,7 @@ func TestSnapshotStreamReceiveFailure(t *testing.T) {
 						break
 					}
 				}
-				entries, err := fsys.ReadDir(dir)
-				if err != nil {
-					t.Fatal(err)
-				}
-				for _, e := range entries {
-					if strings.HasPrefix(e.Name(), receivedSnapshotPrefix) {
-						t.Fatalf("%s left behind after the failed chunk", e.Name())
-					}
-				}
+				noReceivedFiles(t, ds, dir, "after the failed chunk")
 				// The storage goes on: the log takes writes.
 				if err := ds.Save(raft.HardState{Term: 5, Vote: "l", Commit: 50}, ents(5, 51, 51)); err != nil {
 					t.Fatalf("save after the failed chunk: %v", err)
@@ -277,19 +250,42 @@ func TestSnapshotStreamReceiveFailure(t *testing.T) {
 				if delivered(s) != 1 {
 					t.Fatalf("the retried transfer handed %d MsgSnaps to the core; want 1", delivered(s))
 				}
-				if err := ds.ApplySnapshot(raft.Snapshot{Meta: *s.n.msgs[0].Snapshot}); err != nil {
-					t.Fatal(err)
-				}
-				r, err := ds.openSnapshotData(*s.n.msgs[0].Snapshot)
-				if err != nil {
-					t.Fatal(err)
-				}
-				got, err := io.ReadAll(r)
-				r.Close()
-				if err != nil || !bytes.Equal(got, data) {
-					t.Fatalf("installed data: %d bytes, %v; want the leader's %d", len(got), err, len(data))
-				}
+				installReceived(t, s, ds, data)
 			})
+		}
+	}
+}
+
+// installReceived installs the first MsgSnap the receiver handed its core
+// (the received file moves into place) and fails unless the storage then
+// restores to the leader's data.
+func installReceived(t *testing.T, s *snapStreamer, ds *DiskStorage, data []byte) {
+	t.Helper()
+	meta := *s.n.msgs[0].Snapshot
+	if err := ds.ApplySnapshot(raft.Snapshot{Meta: meta}); err != nil {
+		t.Fatal(err)
+	}
+	r, err := ds.openSnapshotData(meta)
+	if err != nil {
+		t.Fatal(err)
+	}
+	got, err := io.ReadAll(r)
+	r.Close()
+	if err != nil || !bytes.Equal(got, data) {
+		t.Fatalf("installed data: %d bytes, %v; want the leader's %d", len(got), err, len(data))
+	}
+}
+
+// noReceivedFiles fails if a snapshot file being received is left in dir.
+func noReceivedFiles(t *testing.T, ds *DiskStorage, dir, when string) {
+	t.Helper()
+	entries, err := ds.fs.ReadDir(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, e := range entries {
+		if strings.HasPrefix(e.Name(), receivedSnapshotPrefix) {
+			t.Fatalf("%s left behind %s", e.Name(), when)
 		}
 	}
 }

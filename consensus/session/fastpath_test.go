@@ -120,15 +120,7 @@ func TestTableBeginFastPathMatchesGeneral(t *testing.T) {
 				e := Envelope{Kind: KindClose, Session: id, Time: now}
 				tab.Close(&e)
 			case op < 8:
-				enc, err := tab.MarshalBinary()
-				if err != nil {
-					t.Fatal(err)
-				}
-				nt, _ := NewTable(cfg)
-				if err := nt.UnmarshalBinary(enc); err != nil {
-					t.Fatal(err)
-				}
-				tab = nt
+				tab = restore(t, cfg, tab)
 				if r.IntN(2) == 0 { // warm the lookup cache
 					tab.lookup(ids[r.IntN(len(ids))])
 				}
@@ -222,12 +214,8 @@ func TestTableRestoreOverWarmCache(t *testing.T) {
 		r.apply(registerAt(1))
 		r.apply(cmdAt(2, 1, 1, 1, "a"))
 	}
-	lead.apply(cmdAt(3, 1, 2, 1, "b")) // the follower misses it, then installs a snapshot
-	enc, err := lead.t.MarshalBinary()
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := follower.t.UnmarshalBinary(enc); err != nil {
+	lead.apply(cmdAt(3, 1, 2, 1, "b")) // the follower misses it, then installs a snapshot over its warm cache
+	if err := follower.t.UnmarshalBinary(encoding(t, lead.t)); err != nil {
 		t.Fatal(err)
 	}
 	before := len(follower.applied)

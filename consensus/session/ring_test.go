@@ -72,12 +72,12 @@ func TestResultsRingEdges(t *testing.T) {
 			if len(q.ring)&(len(q.ring)-1) != 0 {
 				t.Fatalf("ring length %d", len(q.ring))
 			}
-			want := uint64(0) // last() is the back of the ring, 0 if empty
+			want := uint64(0) // newest is the back of the ring, 0 if empty
 			if q.n > 0 {
 				want = q.at(q.n - 1).seq
 			}
-			if q.last() != want {
-				t.Fatalf("seed %d op %d: last() = %d; want %d", seed, i, q.last(), want)
+			if q.newest != want {
+				t.Fatalf("seed %d op %d: newest = %d; want %d", seed, i, q.newest, want)
 			}
 		}
 	}
@@ -110,12 +110,7 @@ func TestTableRestoredDecidesAlikeLong(t *testing.T) {
 				cmd = cmdAt(int64(i), id, seq, acked, fmt.Sprintf("%d/%d", id, seq))
 			}
 			if r.IntN(25) == 0 {
-				enc, _ := b.t.MarshalBinary()
-				restored := newReplica(t, cfg)
-				if err := restored.t.UnmarshalBinary(enc); err != nil {
-					t.Fatalf("restore: %v", err)
-				}
-				b.t = restored.t
+				b.t = restore(t, cfg, b.t)
 			}
 			ra, errA := a.apply(cmd)
 			rb, errB := b.apply(cmd)
@@ -125,9 +120,7 @@ func TestTableRestoredDecidesAlikeLong(t *testing.T) {
 			if e, _ := Parse(cmd); e.Kind == KindRegister {
 				sessions = append(sessions, ID(a.index))
 			}
-			ea, _ := a.t.MarshalBinary()
-			eb, _ := b.t.MarshalBinary()
-			if !bytes.Equal(ea, eb) {
+			if !bytes.Equal(encoding(t, a.t), encoding(t, b.t)) {
 				t.Fatalf("seed %d entry %d: encodings differ", seed, i)
 			}
 		}

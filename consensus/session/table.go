@@ -98,8 +98,9 @@ type results struct {
 	ring []result // its length is zero or a power of two
 	head int      // the slot of the oldest result
 	n    int      // the number of results
-	// newest is the newest result's seq, 0 if there is none: the one
-	// field every command compares with, kept apart from the ring.
+	// newest is the newest result's seq, 0 if there is none (seqs start
+	// at 1): the one field every command compares with, kept apart from
+	// the ring.
 	newest uint64
 }
 
@@ -116,10 +117,6 @@ func (q *results) len() int { return q.n }
 
 // at returns the i-th oldest result, 0 <= i < len().
 func (q *results) at(i int) *result { return &q.ring[(q.head+i)&(len(q.ring)-1)] }
-
-// last returns the newest result's seq, 0 if there is none (seqs start
-// at 1).
-func (q *results) last() uint64 { return q.newest }
 
 // push adds val as the result of seq, newer than every cached one.
 func (q *results) push(seq uint64, val []byte) {
@@ -440,7 +437,7 @@ func (t *Table) begin(e *Envelope) (cached []byte, duplicate bool, err error) {
 		return nil, false, fmt.Errorf("%w: session %d seq %d (client waits for %d and up)", ErrResultDiscarded, e.Session, e.Seq, s.acked)
 	}
 	q := &s.results
-	if q.last() >= e.Seq {
+	if q.newest >= e.Seq {
 		// Not newer than every cached result: maybe a duplicate (a
 		// result found is live: e.Seq >= acked).
 		if r, ok := q.get(e.Seq); ok {

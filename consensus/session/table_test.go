@@ -50,6 +50,33 @@ func (r *replica) apply(cmd []byte) (result []byte, err error) {
 	return result, nil
 }
 
+// fataler is what the table tests report to: *testing.T and *rapid.T.
+type fataler interface {
+	Fatalf(format string, args ...any)
+}
+
+// restore returns a table restored from t's encoding, as a replica
+// installing a snapshot builds it (with a cold lookup cache).
+func restore(f fataler, cfg Config, t *Table) *Table {
+	r, err := NewTable(cfg)
+	if err != nil {
+		f.Fatalf("NewTable: %v", err)
+	}
+	if err := r.UnmarshalBinary(encoding(f, t)); err != nil {
+		f.Fatalf("UnmarshalBinary of a good encoding: %v", err)
+	}
+	return r
+}
+
+// encoding returns t's encoding.
+func encoding(f fataler, t *Table) []byte {
+	enc, err := t.MarshalBinary()
+	if err != nil {
+		f.Fatalf("MarshalBinary: %v", err)
+	}
+	return enc
+}
+
 func cmdAt(time int64, id ID, seq, acked uint64, payload string) []byte {
 	b := AppendCommand(nil, id, seq, acked, []byte(payload))
 	Stamp(b, time)
@@ -307,15 +334,7 @@ func TestTableDropsAcknowledgedResults(t *testing.T) {
 	if got := r.t.Pending(1); got != 2 {
 		t.Fatalf("Pending = %d; want 2", got)
 	}
-	enc, err := r.t.MarshalBinary()
-	if err != nil {
-		t.Fatal(err)
-	}
-	restored := newReplica(t, cfg)
-	if err := restored.t.UnmarshalBinary(enc); err != nil {
-		t.Fatalf("UnmarshalBinary: %v", err)
-	}
-	if got := restored.t.Pending(1); got != 2 {
+	if got := restore(t, cfg, r.t).Pending(1); got != 2 {
 		t.Fatalf("restored Pending = %d; want 2", got)
 	}
 }
@@ -376,15 +395,7 @@ func TestTableProperties(t *testing.T) {
 				acked := rapid.Uint64Range(1, seq).Draw(rt, "acked")
 				cmd = cmdAt(now, id, seq, acked, fmt.Sprintf("%d/%d", id, seq))
 			}
-			enc, err := b.t.MarshalBinary()
-			if err != nil {
-				rt.Fatal(err)
-			}
-			restored := newReplica(t, cfg)
-			if err := restored.t.UnmarshalBinary(enc); err != nil {
-				rt.Fatalf("UnmarshalBinary of a good encoding: %v", err)
-			}
-			b.t = restored.t
+			b.t = restore(rt, cfg, b.t)
 			ra, errA := a.apply(cmd)
 			rb, errB := b.apply(cmd)
 			if !bytes.Equal(ra, rb) || (errA == nil) != (errB == nil) || len(a.applied) != len(b.applied) {
@@ -414,9 +425,7 @@ func TestTableProperties(t *testing.T) {
 			}
 			seen[p] = true
 		}
-		ea, _ := a.t.MarshalBinary()
-		eb, _ := b.t.MarshalBinary()
-		if !bytes.Equal(ea, eb) {
+		if ea, eb := encoding(rt, a.t), encoding(rt, b.t); !bytes.Equal(ea, eb) {
 			rt.Fatalf("equal histories encode differently:\n%x\n%x", ea, eb)
 		}
 	})
@@ -528,12 +537,7 @@ func TestTableLazyMatchesRestored(t *testing.T) {
 				}
 				cmd = cmdAt(int64(i), id, seq, acked, fmt.Sprintf("%d/%d", id, seq))
 			}
-			enc, _ := b.t.MarshalBinary()
-			restored := newReplica(t, cfg)
-			if err := restored.t.UnmarshalBinary(enc); err != nil {
-				rt.Fatalf("restore: %v", err)
-			}
-			b.t = restored.t
+			b.t = restore(rt, cfg, b.t)
 			ra, errA := a.apply(cmd)
 			rb, errB := b.apply(cmd)
 			if !bytes.Equal(ra, rb) || fmt.Sprint(errA) != fmt.Sprint(errB) || len(a.applied) != len(b.applied) {
@@ -542,9 +546,7 @@ func TestTableLazyMatchesRestored(t *testing.T) {
 			if e, _ := Parse(cmd); e.Kind == KindRegister {
 				sessions = append(sessions, ID(a.index))
 			}
-			ea, _ := a.t.MarshalBinary()
-			eb, _ := b.t.MarshalBinary()
-			if !bytes.Equal(ea, eb) {
+			if !bytes.Equal(encoding(rt, a.t), encoding(rt, b.t)) {
 				rt.Fatalf("entry %d: encodings differ", i)
 			}
 			for _, id := range sessions {
