@@ -84,6 +84,10 @@ func TestHLCRules(t *testing.T) {
 			m.Advance(-time.Hour)
 			return h.Now(), nil
 		}, ts(t, wall(time.Second+time.Millisecond), 1)},
+		{"receive with physical ahead of l and remote: take physical, logical 0", func() (Timestamp, error) {
+			m.Advance(time.Hour + time.Second)
+			return h.Update(ts(t, wall(0), 3))
+		}, ts(t, wall(2*time.Second+time.Millisecond), 0)},
 	}
 	for _, tt := range tests {
 		got, err := tt.step()
@@ -97,10 +101,13 @@ func TestHLCRules(t *testing.T) {
 }
 
 func TestHLCUpdateRejectsBeyondMaxOffset(t *testing.T) {
-	m := NewManual(hlcEpoch)
+	// The physical clock reads exactly MaxOffset before a multiple of
+	// WallResolution, so that a timestamp can sit exactly at the limit.
+	edgeWall := hlcEpoch.Truncate(WallResolution)
+	m := NewManual(edgeWall.Add(-250 * time.Millisecond))
 	h := newTestHLC(t, m, 250*time.Millisecond)
 	before := h.Now()
-	remote := ts(t, hlcEpoch.Add(time.Second), 0)
+	remote := ts(t, m.Now().Add(time.Second), 0)
 	_, err := h.Update(remote)
 	if !errors.Is(err, ErrOffsetExceeded) {
 		t.Fatalf("Update(%v) error = %v; want ErrOffsetExceeded", remote, err)
@@ -112,11 +119,92 @@ func TestHLCUpdateRejectsBeyondMaxOffset(t *testing.T) {
 	if got := h.Current(); got != before {
 		t.Errorf("Current() after rejected Update = %v; want unchanged %v", got, before)
 	}
-	// At exactly the limit the timestamp is accepted.
-	edge := ts(t, hlcEpoch.Add(250*time.Millisecond), 0)
+	// One WallResolution beyond the limit is refused; exactly at the limit
+	// the timestamp is accepted.
+	beyond := ts(t, edgeWall.Add(WallResolution), 0)
+	if _, err := h.Update(beyond); !errors.Is(err, ErrOffsetExceeded) {
+		t.Errorf("Update(%v) one WallResolution beyond MaxOffset: error %v; want ErrOffsetExceeded", beyond, err)
+	}
+	edge := ts(t, edgeWall, 0)
+	if got := time.Duration(edge.WallTime() - m.Now().UnixNano()); got != 250*time.Millisecond {
+		t.Fatalf("test setup: edge timestamp is %v ahead; want exactly 250ms", got)
+	}
 	if _, err := h.Update(edge); err != nil {
 		t.Errorf("Update(%v) at exactly MaxOffset ahead: %v; want success", edge, err)
 	}
+}
+
+// TestHLCUpdateCannotRatchet sends a chain of timestamps, each within
+// MaxOffset of the receiver's own wall part but further ahead of its
+// physical clock, which does not move: the offset is measured against the
+// physical clock, so only the first is accepted and the clock never ends up
+// more than MaxOffset ahead of real time.
+func TestHLCUpdateCannotRatchet(t *testing.T) {
+	const maxOffset = 100 * time.Millisecond
+	m := NewManual(hlcEpoch)
+	h := newTestHLC(t, m, maxOffset)
+	pt := m.Now()
+	accepted := 0
+	for i := range 5 {
+		remote := ts(t, h.Current().Time().Add(90*time.Millisecond), 0)
+		if i == 0 {
+			remote = ts(t, pt.Add(90*time.Millisecond), 0)
+		}
+		if _, err := h.Update(remote); err == nil {
+			accepted++
+		} else if !errors.Is(err, ErrOffsetExceeded) {
+			t.Fatalf("Update(%v): error %v; want nil or ErrOffsetExceeded", remote, err)
+		}
+		if ahead := h.Current().Time().Sub(pt); ahead > maxOffset {
+			t.Fatalf("after %d updates the clock is %v ahead of the physical clock; want ≤ %v", i+1, ahead, maxOffset)
+		}
+	}
+	if accepted != 1 {
+		t.Errorf("accepted %d of 5 chained timestamps; want 1 (each later one is more than %v ahead of the physical clock)", accepted, maxOffset)
+	}
+}
+
+// TestHLCSaturatesAtTheEndOfTime drives a clock to the top of the range
+// (year 2262), by local events and by receiving the largest valid
+// timestamp: it saturates at the largest packed value instead of issuing a
+// timestamp with the top bit set, which UnpackTimestamp would refuse.
+func TestHLCSaturatesAtTheEndOfTime(t *testing.T) {
+	top, err := UnpackTimestamp(maxPacked)
+	if err != nil {
+		t.Fatalf("UnpackTimestamp(maxPacked): %v", err)
+	}
+	valid := func(what string, got, prev Timestamp) {
+		t.Helper()
+		if _, err := UnpackTimestamp(got.Pack()); err != nil {
+			t.Fatalf("%s = %#x; want a valid timestamp: %v", what, got.Pack(), err)
+		}
+		if got.Less(prev) {
+			t.Fatalf("%s = %v after %v; want no step backwards", what, got, prev)
+		}
+	}
+
+	// Local events: 65,536 share the last wall tick, then the counter has
+	// nowhere to carry.
+	h := newTestHLC(t, NewManual(maxWallTime), time.Second)
+	prev := h.Now()
+	for range 1<<logicalBits + 2 {
+		got := h.Now()
+		valid("Now() at the end of time", got, prev)
+		prev = got
+	}
+	if prev != top {
+		t.Errorf("Now() after saturation = %v; want the largest timestamp %v", prev, top)
+	}
+
+	// A receive of the largest timestamp.
+	h = newTestHLC(t, NewManual(maxWallTime), time.Second)
+	before := h.Now()
+	got, err := h.Update(top)
+	if err != nil {
+		t.Fatalf("Update(%v): %v", top, err)
+	}
+	valid("Update(largest timestamp)", got, before)
+	valid("Now() after Update(largest timestamp)", h.Now(), got)
 }
 
 // TestHLCMonotonicUnderBackwardsClock drives an HLC with a physical clock
@@ -291,6 +379,9 @@ func TestTimestampCompare(t *testing.T) {
 		if got := tt.x.Compare(tt.y); got != tt.want {
 			t.Errorf("%v.Compare(%v) = %d; want %d", tt.x, tt.y, got, tt.want)
 		}
+		if got, want := tt.x.Less(tt.y), tt.want < 0; got != want {
+			t.Errorf("%v.Less(%v) = %v; want %v", tt.x, tt.y, got, want)
+		}
 		if got, want := tt.x.Pack() < tt.y.Pack(), tt.want < 0; got != want {
 			t.Errorf("Pack(%v) < Pack(%v) = %v; want %v (packed order must match)", tt.x, tt.y, got, want)
 		}
@@ -310,6 +401,30 @@ func TestHLCClampsPhysicalClock(t *testing.T) {
 	}
 	if again := h.Now(); again.Less(got) {
 		t.Errorf("Now() after saturation went backwards: %v after %v", again, got)
+	}
+}
+
+// TestHLCClampsPhysicalClockAtTheEdges reads physical clocks at the edges of
+// the range a Timestamp holds: the last second before 2262's limit is read
+// as the largest wall time (time.UnixNano would overflow there), the first
+// second before 1970 as the epoch.
+func TestHLCClampsPhysicalClockAtTheEdges(t *testing.T) {
+	lastSecond := int64(maxPacked) / int64(time.Second)
+	tests := []struct {
+		name     string
+		physical time.Time
+		wantWall int64
+	}{
+		{"last second, its final nanosecond", time.Unix(lastSecond, 999_999_999), int64(maxPacked &^ logicalMask)},
+		{"last second, past the largest wall time", time.Unix(lastSecond, 900_000_000), int64(maxPacked &^ logicalMask)},
+		{"one nanosecond before 1970", time.Unix(0, -1), 0},
+		{"a second before 1970", time.Unix(-1, 0), 0},
+	}
+	for _, tt := range tests {
+		h := newTestHLC(t, NewManual(tt.physical), time.Second)
+		if got := h.Now(); got.WallTime() != tt.wantWall || got.Pack() > maxPacked {
+			t.Errorf("%s: Now() with physical clock %v = packed %#x; want wall %d", tt.name, tt.physical, got.Pack(), tt.wantWall)
+		}
 	}
 }
 
