@@ -2,8 +2,10 @@ package clock
 
 import (
 	"bytes"
+	"encoding/binary"
 	"encoding/json"
 	"errors"
+	"runtime"
 	"slices"
 	"testing"
 	"time"
@@ -112,6 +114,7 @@ func TestVectorUnmarshalBinaryRejects(t *testing.T) {
 		{"trailing byte", []byte{1, 0, 1, 1, 'a', 1, 9}, ErrMalformed},
 		{"flag without times", []byte{1, 1, 1, 1, 'a', 1, 0}, ErrMalformed},
 		{"missing time", []byte{1, 1, 1, 1, 'a', 1}, ErrMalformed},
+		{"non-minimal time", []byte{1, 1, 1, 1, 'a', 1, 0x82, 0x00}, ErrMalformed},
 		{"varint overflow", []byte{1, 0, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0x01}, ErrMalformed},
 	}
 	for _, tt := range tests {
@@ -128,6 +131,36 @@ func TestVectorUnmarshalBinaryRejects(t *testing.T) {
 	}
 }
 
+// TestVectorUnmarshalBinaryBoundsAllocation feeds encodings whose entry
+// count promises far more entries than the input holds: each is refused
+// with ErrMalformed, and decoding allocates about the input's size, not
+// what the forged count asks for.
+func TestVectorUnmarshalBinaryBoundsAllocation(t *testing.T) {
+	const limit = 64 << 10 // bytes: generous for a decode of a few bytes
+	tests := []struct {
+		name  string
+		count uint64
+	}{
+		{"a million entries", 1 << 20},
+		{"three entries in room for one", 3},
+	}
+	for _, tt := range tests {
+		data := binary.AppendUvarint([]byte{vectorVersion, 0}, tt.count)
+		data = append(data, 1, 'a', 1) // room for one entry only
+		var v Vector
+		var before, after runtime.MemStats
+		runtime.ReadMemStats(&before)
+		err := v.UnmarshalBinary(data)
+		runtime.ReadMemStats(&after)
+		if !errors.Is(err, ErrMalformed) {
+			t.Errorf("%s: UnmarshalBinary(%x) error = %v; want ErrMalformed", tt.name, data, err)
+		}
+		if got := after.TotalAlloc - before.TotalAlloc; got > limit {
+			t.Errorf("%s: UnmarshalBinary(%x) allocated %d bytes; want ≤ %d", tt.name, data, got, limit)
+		}
+	}
+}
+
 func TestVectorUnmarshalJSONRejects(t *testing.T) {
 	tests := []struct {
 		name string
@@ -141,7 +174,8 @@ func TestVectorUnmarshalJSONRejects(t *testing.T) {
 		{"negative counter", `[{"node":"a","counter":-1}]`, ErrMalformed},
 		{"counter too large", `[{"node":"a","counter":9223372036854775808}]`, ErrTimestampTooLarge},
 		{"duplicate node", `[{"node":"a","counter":1},{"node":"a","counter":2}]`, ErrMalformed},
-		{"time out of range", `[{"node":"a","counter":1,"updated":"9999-01-01T00:00:00Z"}]`, ErrMalformed},
+		{"time after 2262", `[{"node":"a","counter":1,"updated":"9999-01-01T00:00:00Z"}]`, ErrMalformed},
+		{"time before 1678", `[{"node":"a","counter":1,"updated":"1000-01-01T00:00:00Z"}]`, ErrMalformed},
 		{"trailing data", `[] []`, ErrMalformed},
 	}
 	for _, tt := range tests {

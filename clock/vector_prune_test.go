@@ -43,6 +43,9 @@ func TestVectorPrune(t *testing.T) {
 		{"over big: interleaved ages", []int{50, 9, 40, 30, 20, 8}, "{b:1 d:1 e:1 f:1}"},
 		{"over big: stop at first young", []int{50, 9, 8, 7, 6, 5}, "{b:1 c:1 d:1 e:1 f:1}"},
 		{"unknown age counts as oldest", []int{-1, 5, 6, 7, -1}, "{b:1 c:1 d:1}"},
+		{"old entries: never below small", []int{500, 400, 300}, "{b:1 c:1}"},
+		{"over big: exactly YoungAge old may go", []int{10, 10, 9, 8, 7, 6}, "{c:1 d:1 e:1 f:1}"},
+		{"within big: exactly OldAge old stays", []int{60, 60, 5}, "{a:1 b:1 c:1}"},
 	}
 	now := time.Date(2026, 11, 25, 12, 0, 0, 0, time.UTC)
 	for _, tt := range tests {

@@ -3,6 +3,7 @@ package clock
 import (
 	"errors"
 	"testing"
+	"time"
 
 	"pgregory.net/rapid"
 )
@@ -108,6 +109,59 @@ func TestVectorOfRejectsHugeCounter(t *testing.T) {
 	_, err := VectorOf(map[NodeID]uint64{"a": MaxCounter + 1})
 	if !errors.Is(err, ErrTimestampTooLarge) {
 		t.Errorf("VectorOf with counter MaxCounter+1: error %v; want ErrTimestampTooLarge", err)
+	}
+}
+
+// TestVectorOfDropsZeroCounters: a zero counter reads like a missing node,
+// so VectorOf leaves it out and the clock equals one built without it.
+func TestVectorOfDropsZeroCounters(t *testing.T) {
+	v, err := VectorOf(map[NodeID]uint64{"a": 0, "b": 1, "c": 0})
+	if err != nil {
+		t.Fatalf("VectorOf: %v", err)
+	}
+	want := vec(t, "b", 1)
+	if got := v.Len(); got != 1 {
+		t.Errorf("VectorOf({a:0 b:1 c:0}).Len() = %d; want 1", got)
+	}
+	if got := v.Compare(want); got != Equal {
+		t.Errorf("VectorOf({a:0 b:1 c:0}).Compare(%v) = %v; want equal", want, got)
+	}
+	data, _ := v.MarshalBinary()
+	var back Vector
+	if err := back.UnmarshalBinary(data); err != nil {
+		t.Errorf("UnmarshalBinary(MarshalBinary(VectorOf({a:0 b:1 c:0}))): %v; want the canonical encoding of {b:1}", err)
+	}
+}
+
+// TestVectorMergeKeepsLatestUpdateTime: Merge keeps, with the larger
+// counter, the update time that goes with it, and the later time on a tie,
+// so pruning judges an entry by its latest tick (as Riak's vclock merge).
+func TestVectorMergeKeepsLatestUpdateTime(t *testing.T) {
+	now := time.Date(2026, 11, 25, 12, 0, 0, 0, time.UTC)
+	old, recent := now.Add(-2*time.Hour), now.Add(-time.Minute)
+	clockOf := func(times ...time.Time) *Vector {
+		v := NewVector()
+		for _, at := range times {
+			v.TickAt("a", at)
+		}
+		return v
+	}
+	tests := []struct {
+		name     string
+		dst, src []time.Time // TickAt times of node a in each clock
+		want     time.Time
+	}{
+		{"larger counter brings its time", []time.Time{old}, []time.Time{old, recent}, recent},
+		{"larger counter keeps its time", []time.Time{old, recent}, []time.Time{old}, recent},
+		{"tie: later time of src", []time.Time{old}, []time.Time{recent}, recent},
+		{"tie: later time of dst", []time.Time{recent}, []time.Time{old}, recent},
+	}
+	for _, tt := range tests {
+		v, o := clockOf(tt.dst...), clockOf(tt.src...)
+		v.Merge(o)
+		if got := time.Unix(0, v.entries[0].updated); !got.Equal(tt.want) {
+			t.Errorf("%s: merged update time of a = %v; want %v", tt.name, got.UTC(), tt.want)
+		}
 	}
 }
 
