@@ -98,6 +98,46 @@ func TestLamportConcurrent(t *testing.T) {
 	}
 }
 
+// TestLamportReceiveIsAtomic runs receives of a timestamp behind the clock
+// from several goroutines at once. Each is one event that raises the clock
+// by exactly 1, so the clock must end at the number of events: a receive
+// that read the clock and wrote it back without a compare-and-swap would
+// lose concurrent events. The goroutines run long enough to overlap on
+// several CPUs or be preempted mid-receive on one. (A lost update shows
+// only when they interleave, so this test can miss one; it never fails on
+// correct code.)
+func TestLamportReceiveIsAtomic(t *testing.T) {
+	const goroutines, perG = 4, 500_000
+	var c Lamport
+	start := make(chan struct{}) // released together, so the goroutines overlap
+	var wg sync.WaitGroup
+	for g := range goroutines {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			<-start
+			var prev uint64
+			for range perG {
+				ts, err := c.Receive(0)
+				if err != nil {
+					t.Errorf("Receive(0): %v", err)
+					return
+				}
+				if ts <= prev {
+					t.Errorf("goroutine %d: Receive(0) = %d after %d; want increasing", g, ts, prev)
+					return
+				}
+				prev = ts
+			}
+		}()
+	}
+	close(start)
+	wg.Wait()
+	if got, want := c.Current(), uint64(goroutines*perG); got != want {
+		t.Errorf("Current() after %d concurrent receives = %d; want %d (events were lost)", want, got, want)
+	}
+}
+
 func TestStampCompare(t *testing.T) {
 	tests := []struct {
 		a, b Stamp
