@@ -311,6 +311,63 @@ func TestBoundedEvensSkew(t *testing.T) {
 	t.Logf("1 vnode per node, 2000 keys: plain ring max %d, bounded max %d", plainMax, st.MaxLoad)
 }
 
+// TestBoundedReleaseInAnyOrder assigns keys and releases them in a random
+// order: every release succeeds without panicking, and after each the loads
+// add up to the keys still assigned, each of which keeps its node.
+func TestBoundedReleaseInAnyOrder(t *testing.T) {
+	for seed := range uint64(5) {
+		rng := rand.New(rand.NewPCG(seed, 7))
+		b, err := NewBounded(DefaultBoundedConfig(), equalNodes("n", 3)...)
+		if err != nil {
+			t.Fatal(err)
+		}
+		owner := map[string]string{}
+		var keys []string
+		for i := range 40 {
+			key := fmt.Sprintf("key-%d", i)
+			node, err := b.Assign(key)
+			if err != nil {
+				t.Fatalf("seed %d: Assign(%q): %v", seed, key, err)
+			}
+			owner[key] = node
+			keys = append(keys, key)
+		}
+		rng.Shuffle(len(keys), func(i, j int) { keys[i], keys[j] = keys[j], keys[i] })
+		for n, key := range keys {
+			moves, err := releaseNoPanic(b, key)
+			if err != nil {
+				t.Fatalf("seed %d: Release(%q) after %d releases: %v", seed, key, n, err)
+			}
+			delete(owner, key)
+			for _, mv := range moves {
+				owner[mv.Key] = mv.To
+			}
+			sum := 0
+			for _, l := range b.Loads() {
+				sum += l
+			}
+			if sum != len(owner) {
+				t.Fatalf("seed %d: after releasing %q loads add up to %d; want %d keys", seed, key, sum, len(owner))
+			}
+			for k, want := range owner {
+				if got, err := b.Locate(k); err != nil || got != want {
+					t.Fatalf("seed %d: after releasing %q, Locate(%q) = %q, %v; want %q", seed, key, k, got, err, want)
+				}
+			}
+		}
+	}
+}
+
+// releaseNoPanic calls b.Release(key), turning a panic into an error.
+func releaseNoPanic(b *Bounded, key string) (moves []Move, err error) {
+	defer func() {
+		if p := recover(); p != nil {
+			err = fmt.Errorf("panic: %v", p)
+		}
+	}()
+	return b.Release(key)
+}
+
 func TestBoundedAssignIsSticky(t *testing.T) {
 	b, err := NewBounded(DefaultBoundedConfig(), equalNodes("n", 4)...)
 	if err != nil {

@@ -354,6 +354,37 @@ func TestCollisionsKeepEveryPoint(t *testing.T) {
 	}
 }
 
+// TestAddCollidingWithAnExistingPoint adds a node one of whose points lands
+// exactly on a point already on the ring (and nowhere else): the change must
+// not keep both at one position, and gives the ring that building both nodes
+// at once gives.
+func TestAddCollidingWithAnExistingPoint(t *testing.T) {
+	collide := func(name string, replica, attempt uint32) uint64 {
+		if name == "b" && replica == 2 && attempt == 0 {
+			return xxPointHash("a", 1, 0)
+		}
+		return xxPointHash(name, replica, attempt)
+	}
+	cfg := Config{VirtualNodes: 4}
+	want, err := newRing(cfg, collide, NodesOf("a", "b"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	checkSnapshot(t, want.snap.Load())
+	r, err := newRing(cfg, collide, NodesOf("a"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := r.Add("b", 1); err != nil {
+		t.Fatal(err)
+	}
+	got := r.snap.Load()
+	checkSnapshot(t, got)
+	if !slices.Equal(got.points, want.snap.Load().points) {
+		t.Errorf("Add(b) onto a colliding point gave another ring than building a and b at once")
+	}
+}
+
 func checkSnapshot(t *testing.T, s *snapshot) {
 	t.Helper()
 	per := make([]int, len(s.nodes))
