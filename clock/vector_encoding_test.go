@@ -5,6 +5,7 @@ import (
 	"encoding/binary"
 	"encoding/json"
 	"errors"
+	"fmt"
 	"runtime"
 	"slices"
 	"testing"
@@ -92,6 +93,18 @@ func TestVectorMarshalJSONRejectsInvalidUTF8(t *testing.T) {
 	}
 }
 
+// unmarshalBinaryNoPanic calls v.UnmarshalBinary(data), turning a panic
+// into an error that wraps no sentinel, so that a decoder that panics on
+// bad input fails the test by an assertion.
+func unmarshalBinaryNoPanic(v *Vector, data []byte) (err error) {
+	defer func() {
+		if p := recover(); p != nil {
+			err = fmt.Errorf("UnmarshalBinary panicked: %v", p)
+		}
+	}()
+	return v.UnmarshalBinary(data)
+}
+
 func TestVectorUnmarshalBinaryRejects(t *testing.T) {
 	tests := []struct {
 		name string
@@ -120,7 +133,7 @@ func TestVectorUnmarshalBinaryRejects(t *testing.T) {
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			v := vec(t, "keep", 1)
-			err := v.UnmarshalBinary(tt.data)
+			err := unmarshalBinaryNoPanic(v, tt.data)
 			if !errors.Is(err, tt.want) {
 				t.Errorf("UnmarshalBinary(%x) error = %v; want %v", tt.data, err, tt.want)
 			}
