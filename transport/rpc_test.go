@@ -221,6 +221,58 @@ func TestRemoteErrorMessage(t *testing.T) {
 	}
 }
 
+// TestRemoteErrorUnwrap checks which sentinel each error code matches
+// with errors.Is, as Call documents.
+func TestRemoteErrorUnwrap(t *testing.T) {
+	sentinels := []error{transport.ErrNoHandler, transport.ErrOverloaded, transport.ErrMessageTooLarge, context.DeadlineExceeded}
+	tests := []struct {
+		code transport.ErrorCode
+		want error // nil: none of the sentinels
+	}{
+		{transport.CodeHandler, nil},
+		{transport.CodeNoHandler, transport.ErrNoHandler},
+		{transport.CodeOverloaded, transport.ErrOverloaded},
+		{transport.CodePanic, nil},
+		{transport.CodeResponseTooLarge, transport.ErrMessageTooLarge},
+		{transport.CodeDeadlineExceeded, context.DeadlineExceeded},
+	}
+	for _, tt := range tests {
+		err := error(&transport.RemoteError{From: "n2", Service: "s", Code: tt.code})
+		for _, s := range sentinels {
+			if got := errors.Is(err, s); got != (s == tt.want) {
+				t.Errorf("errors.Is(RemoteError{Code: %v}, %v) = %v; want %v", tt.code, s, got, s == tt.want)
+			}
+		}
+	}
+}
+
+// TestCallSendFailureFreesSlot checks that a call whose request the
+// transport refuses returns the transport's error and leaves no call
+// pending, so it does not use up MaxPending.
+func TestCallSendFailureFreesSlot(t *testing.T) {
+	cfg := transport.DefaultRPCConfig()
+	cfg.MaxPending = 1
+	a, _ := pair(t, 1024, cfg)
+	tests := []struct {
+		name string
+		to   transport.NodeID
+		req  []byte
+		want error
+	}{
+		{"unknown peer", "nobody", nil, transport.ErrUnknownPeer},
+		{"too large", "b", make([]byte, 4096), transport.ErrMessageTooLarge},
+		{"unknown peer again", "nobody", nil, transport.ErrUnknownPeer},
+	}
+	for _, tt := range tests {
+		if _, err := a.Call(context.Background(), tt.to, "echo", tt.req); !errors.Is(err, tt.want) {
+			t.Errorf("%s: Call = %v; want %v", tt.name, err, tt.want)
+		}
+	}
+	if p := a.Stats().Pending; p != 0 {
+		t.Errorf("Stats().Pending = %d after calls that could not be sent; want 0", p)
+	}
+}
+
 // BenchmarkRPCCall measures a call round trip over the in-process loopback
 // transport: the cost of the RPC layer itself, without sockets.
 func BenchmarkRPCCall(b *testing.B) {
