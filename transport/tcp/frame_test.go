@@ -75,6 +75,35 @@ func TestFrameErrors(t *testing.T) {
 	}
 }
 
+// TestFrameLimitBoundary checks that a frame whose body is exactly the
+// limit is read, and one byte more is refused, so that both ends agree on
+// what MaxFrameSize allows.
+func TestFrameLimitBoundary(t *testing.T) {
+	const limit = 4096
+	tests := []struct {
+		name string
+		body int // service-name length byte + "svc" + payload
+		want error
+	}{
+		{"one below the limit", limit - 1, nil},
+		{"at the limit", limit, nil},
+		{"one over the limit", limit + 1, errFrameTooLarge},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			payload := bytes.Repeat([]byte{9}, tt.body-1-len("svc"))
+			fr := frameReader{r: bufio.NewReader(bytes.NewReader(encodeFrame("svc", payload))), max: limit}
+			service, got, err := fr.next()
+			if !errors.Is(err, tt.want) {
+				t.Fatalf("next() of a %d-byte body with limit %d = %v; want %v", tt.body, limit, err, tt.want)
+			}
+			if err == nil && (service != "svc" || !bytes.Equal(got, payload)) {
+				t.Errorf("next() = %q, %d bytes; want %q, %d bytes", service, len(got), "svc", len(payload))
+			}
+		})
+	}
+}
+
 // TestFrameClaimDoesNotAllocate checks that a frame claiming a huge body
 // that never arrives costs memory in proportion to the bytes received, not
 // to the claim.

@@ -125,3 +125,30 @@ func TestReachable(t *testing.T) {
 		}
 	}
 }
+
+// FuzzReachable checks that an advertised address, which comes from the
+// network in a hello, never makes reachable panic, and that what it
+// accepts is a host:port with the advertised port and a host to dial.
+func FuzzReachable(f *testing.F) {
+	for _, s := range []string{"10.0.0.9:7000", ":7000", "0.0.0.0:7000", "[::]:7000", "node-a:7000", "no-port", "[::1", ""} {
+		f.Add(s)
+	}
+	remote := &net.TCPAddr{IP: net.ParseIP("10.1.2.3"), Port: 55555}
+	f.Fuzz(func(t *testing.T, advertised string) {
+		got, err := reachable(advertised, remote)
+		if err != nil {
+			return
+		}
+		host, port, err := net.SplitHostPort(got)
+		if err != nil {
+			t.Fatalf("reachable(%q) = %q, which is not host:port: %v", advertised, got, err)
+		}
+		_, wantPort, _ := net.SplitHostPort(advertised)
+		if port != wantPort {
+			t.Errorf("reachable(%q) = %q; want port %q", advertised, got, wantPort)
+		}
+		if ip := net.ParseIP(host); host == "" || (ip != nil && ip.IsUnspecified()) {
+			t.Errorf("reachable(%q) = %q; want a host to dial", advertised, got)
+		}
+	})
+}

@@ -756,3 +756,288 @@ func TestLearnPeers(t *testing.T) {
 		})
 	}
 }
+
+// nextRecord waits for a record matching sig's key and returns it.
+func (l *logSignal) nextRecord(t *testing.T) slog.Record {
+	t.Helper()
+	select {
+	case r := <-l.ch:
+		return r
+	case <-time.After(wait):
+		t.Fatalf("no log record containing %q", l.key)
+		return slog.Record{}
+	}
+}
+
+// attr returns the value of r's attribute key.
+func attr(r slog.Record, key string) slog.Value {
+	var v slog.Value
+	r.Attrs(func(a slog.Attr) bool {
+		if a.Key == key {
+			v = a.Value
+			return false
+		}
+		return true
+	})
+	return v
+}
+
+// freeAddr returns a loopback address nothing listens on (a port the
+// system just handed out and took back).
+func freeAddr(t *testing.T) string {
+	t.Helper()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	addr := ln.Addr().String()
+	ln.Close()
+	return addr
+}
+
+// TestDiallerChecksTheAck checks that a dialler refuses a connection whose
+// ack names another node than the one it dialled, and sends it nothing.
+func TestDiallerChecksTheAck(t *testing.T) {
+	got := make(chan int, 1) // the bytes the impostor read after its ack
+	addr := fakePeer(t, "x", func(conn net.Conn) {
+		n, _ := conn.Read(make([]byte, 64))
+		got <- n
+	})
+	sig := newLogSignal("connecting failed")
+	cfg := tcp.DefaultConfig()
+	cfg.ID = "a"
+	cfg.Peers = map[transport.NodeID]string{"b": addr}
+	cfg.Logger = slog.New(sig)
+	a, err := tcp.Listen(cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer a.Close()
+	if err := a.Send(context.Background(), "b", "svc", []byte("for b")); err != nil {
+		t.Fatal(err)
+	}
+	if reason := sig.next(t); !strings.Contains(reason, "answered at the address of b") {
+		t.Errorf("logged reason %q; want the ack naming another node", reason)
+	}
+	if n := <-got; n != 0 {
+		t.Errorf("the node answering as x at b's address read %d bytes; want none", n)
+	}
+}
+
+// TestLearnPeersNeverReaddresses checks that a dialler claiming a known
+// node's ID cannot change the address this node sends to.
+func TestLearnPeersNeverReaddresses(t *testing.T) {
+	sig := newLogSignal("inbound connection open")
+	ts := cluster(t, []transport.NodeID{"a", "b"}, func(c *tcp.Config) {
+		if c.ID == "a" {
+			c.Logger = slog.New(sig)
+		}
+	})
+	a, b := ts[0], ts[1]
+	conn := rawConn(t, a)
+	const bogus = "127.0.0.1:1"
+	hello := append([]byte{'D', 'K', 'T', tcp.ProtocolVersion, 1, 'b', 1, 'a', byte(len(bogus))}, bogus...)
+	if _, err := conn.Write(hello); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := io.ReadFull(conn, make([]byte, len("DKT")+3+len("a"))); err != nil {
+		t.Fatalf("reading the ack: %v", err)
+	}
+	sig.next(t) // a has handled the advertised address
+	for _, st := range a.Status() {
+		if st.ID == "b" && st.Addr != b.Addr().String() {
+			t.Errorf("a sends to b at %s after a hello advertising %s; want b's own address %s", st.Addr, bogus, b.Addr())
+		}
+	}
+	stillWorks(t, a, b)
+}
+
+// TestCloseWithIdleInboundConnection checks that Close closes accepted
+// connections itself rather than waiting for their peers to hang up.
+func TestCloseWithIdleInboundConnection(t *testing.T) {
+	ts := cluster(t, []transport.NodeID{"b"}, nil)
+	conn := rawConn(t, ts[0])
+	if _, err := conn.Write([]byte{'D', 'K', 'T', tcp.ProtocolVersion, 1, 'x', 1, 'b', 0}); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := io.ReadFull(conn, make([]byte, len("DKT")+3+len("b"))); err != nil {
+		t.Fatalf("reading the ack: %v", err)
+	}
+	closed := make(chan struct{})
+	go func() {
+		ts[0].Close()
+		close(closed)
+	}()
+	select {
+	case <-closed:
+	case <-time.After(wait):
+		t.Fatal("Close blocked on an open, silent inbound connection")
+	}
+	expectClosed(t, conn)
+}
+
+// TestStalledPeerConnectionIsReset checks that a writer blocked on a peer
+// that stopped reading gives up after WriteTimeout and drops the
+// connection, instead of blocking forever.
+func TestStalledPeerConnectionIsReset(t *testing.T) {
+	stop := make(chan struct{})
+	addr := fakePeer(t, "stalled", func(net.Conn) { <-stop }) // reads nothing after the hello
+	sig := newLogSignal("connection lost")
+	cfg := tcp.DefaultConfig()
+	cfg.ID = "a"
+	cfg.Peers = map[transport.NodeID]string{"stalled": addr}
+	cfg.WriteTimeout = 200 * time.Millisecond
+	cfg.Logger = slog.New(sig)
+	a, err := tcp.Listen(cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer close(stop)
+	defer a.Close()
+	// 32 MiB is far more than the kernel buffers on loopback, and within
+	// the queue's byte bound.
+	payload := make([]byte, 64<<10)
+	for i := range 512 {
+		if err := a.Send(context.Background(), "stalled", "svc", payload); err != nil {
+			t.Fatalf("Send #%d = %v", i, err)
+		}
+	}
+	if reason := sig.next(t); !strings.Contains(reason, "timeout") {
+		t.Errorf("logged reason %q; want a write timeout", reason)
+	}
+}
+
+// TestReconnectBackoffIsCapped checks the waits between attempts to reach
+// a peer that refuses connections: they never exceed MaxBackoff nor fall
+// below half of MinBackoff (the jitter).
+func TestReconnectBackoffIsCapped(t *testing.T) {
+	sig := newLogSignal("backing off")
+	cfg := tcp.DefaultConfig()
+	cfg.ID = "a"
+	cfg.Peers = map[transport.NodeID]string{"down": freeAddr(t)}
+	cfg.MinBackoff, cfg.MaxBackoff = time.Millisecond, 4*time.Millisecond
+	cfg.Logger = slog.New(sig)
+	a, err := tcp.Listen(cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer a.Close()
+	if err := a.Send(context.Background(), "down", "svc", nil); err != nil {
+		t.Fatal(err)
+	}
+	for i := range 8 { // enough doublings to pass MaxBackoff twice over
+		w := attr(sig.nextRecord(t), "wait").Duration()
+		if w < cfg.MinBackoff/2 || w > cfg.MaxBackoff {
+			t.Fatalf("wait #%d before reconnecting = %v; want within [%v, %v]", i, w, cfg.MinBackoff/2, cfg.MaxBackoff)
+		}
+	}
+}
+
+// TestMessagesWaitForPeerToComeUp checks that messages sent while a peer
+// is not yet reachable (within the queue's bounds) are delivered, in
+// order, once it is: the message the writer took before its first dial
+// failed included.
+func TestMessagesWaitForPeerToComeUp(t *testing.T) {
+	addr := freeAddr(t)
+	sig := newLogSignal("backing off")
+	cfg := tcp.DefaultConfig()
+	cfg.ID = "a"
+	cfg.Peers = map[transport.NodeID]string{"b": addr}
+	cfg.MinBackoff, cfg.MaxBackoff = time.Millisecond, 10*time.Millisecond
+	cfg.Logger = slog.New(sig)
+	a, err := tcp.Listen(cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer a.Close()
+	ctx := context.Background()
+	if err := a.Send(ctx, "b", "svc", []byte("first")); err != nil {
+		t.Fatal(err)
+	}
+	sig.next(t) // the writer holds "first" and could not connect
+	if err := a.Send(ctx, "b", "svc", []byte("second")); err != nil {
+		t.Fatal(err)
+	}
+	cfg = tcp.DefaultConfig()
+	cfg.ID = "b"
+	cfg.ListenAddr = addr
+	b, err := tcp.Listen(cfg)
+	if err != nil {
+		t.Fatalf("starting b on %s: %v", addr, err)
+	}
+	defer b.Close()
+	in := newInbox()
+	b.Handle("svc", in.handle)
+	for _, want := range []string{"first", "second"} {
+		if m := in.next(t); string(m.Payload) != want {
+			t.Fatalf("b received %q; want %q (every message, in send order)", m.Payload, want)
+		}
+	}
+}
+
+// TestIdleConnectionOutlivesHandshakeTimeouts checks that the deadlines
+// of the handshake (HandshakeTimeout on the acceptor, DialTimeout on the
+// dialler) are lifted once it succeeds: an idle link stays up, and later
+// messages use the same connection. The pause only gives a wrongly kept
+// deadline time to fire; a correct transport passes however long it is.
+func TestIdleConnectionOutlivesHandshakeTimeouts(t *testing.T) {
+	const timeout = 50 * time.Millisecond
+	ts := cluster(t, []transport.NodeID{"a", "b"}, func(c *tcp.Config) {
+		c.HandshakeTimeout, c.DialTimeout = timeout, timeout
+	})
+	a, b := ts[0], ts[1]
+	in := newInbox()
+	b.Handle("svc", in.handle)
+	ctx := context.Background()
+	for _, msg := range []string{"before", "after"} {
+		if err := a.Send(ctx, "b", "svc", []byte(msg)); err != nil {
+			t.Fatal(err)
+		}
+		if m := in.next(t); string(m.Payload) != msg {
+			t.Fatalf("b received %q; want %q", m.Payload, msg)
+		}
+		time.Sleep(4 * timeout)
+	}
+	if d := a.Stats().Dials; d != 1 {
+		t.Errorf("a.Stats().Dials = %d after an idle pause; want 1 (the connection stayed up)", d)
+	}
+}
+
+// TestQueueBytesReleased checks that bytes leave the queue's byte bound
+// once the writer has taken their messages, whether one at a time or in a
+// batch, so that a peer that keeps up is never refused.
+func TestQueueBytesReleased(t *testing.T) {
+	ts := cluster(t, []transport.NodeID{"a", "b"}, func(c *tcp.Config) {
+		c.MaxFrameSize, c.QueueBytes = 4096, 4096
+	})
+	a, b := ts[0], ts[1]
+	in := newInbox()
+	b.Handle("svc", in.handle)
+	ctx := context.Background()
+	payload := make([]byte, 1000)
+	tests := []struct {
+		name  string
+		burst int // messages sent before waiting for them
+	}{
+		{"one at a time", 1},
+		{"bursts", 4},
+	}
+	for _, tt := range tests {
+		// 20 rounds carry 5 times the byte bound.
+		for range 20 {
+			for i := range tt.burst {
+				if err := a.Send(ctx, "b", "svc", payload); err != nil {
+					t.Fatalf("%s: Send #%d = %v; want nil (b keeps up)", tt.name, i, err)
+				}
+			}
+			for range tt.burst {
+				in.next(t)
+			}
+		}
+		for _, st := range a.Status() {
+			if st.ID == "b" && (st.QueuedBytes != 0 || st.Queued != 0) {
+				t.Errorf("%s: Status() of b = %+v after every message arrived; want an empty queue", tt.name, st)
+			}
+		}
+	}
+}

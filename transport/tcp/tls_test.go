@@ -180,3 +180,44 @@ func TestTLSUntrustedCertificateRefused(t *testing.T) {
 	cfg.TLS.RootCAs = ca.pool // trusts b, but b does not trust it
 	checkOutsiderRefused(t, ts, sig, cfg, "tls")
 }
+
+// TestTLSServerWithUntrustedCertificateRefused checks that a dialler
+// verifies the server's chain against its RootCAs: a server whose
+// certificate names the expected node but comes from another authority is
+// refused before anything is sent to it.
+func TestTLSServerWithUntrustedCertificateRefused(t *testing.T) {
+	ca, rogue := newTestCA(t), newTestCA(t)
+	sig := newLogSignal("connecting failed")
+	cfg := tcp.DefaultConfig()
+	cfg.ID = "b"
+	cfg.TLS = rogue.nodeConfig(t, "b")
+	cfg.TLS.ClientCAs = ca.pool // it would accept a; a must not accept it
+	impostor, err := tcp.Listen(cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer impostor.Close()
+	in := newInbox()
+	impostor.Handle("svc", in.handle)
+	cfg = tcp.DefaultConfig()
+	cfg.ID = "a"
+	cfg.TLS = ca.nodeConfig(t, "a")
+	cfg.Peers = map[transport.NodeID]string{"b": impostor.Addr().String()}
+	cfg.Logger = slog.New(sig)
+	a, err := tcp.Listen(cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer a.Close()
+	if err := a.Send(context.Background(), "b", "svc", []byte("for b")); err != nil {
+		t.Fatal(err)
+	}
+	if reason := sig.next(t); !strings.Contains(reason, "unknown authority") {
+		t.Errorf("logged reason %q; want the server's chain refused", reason)
+	}
+	select {
+	case m := <-in:
+		t.Errorf("the server with an untrusted certificate received %+v", m)
+	default:
+	}
+}
