@@ -358,6 +358,10 @@ func TestQueueFull(t *testing.T) {
 		started <- struct{}{}
 		<-release
 	})
+	// Released on every path, so that a failed check does not leave the
+	// handler blocking the network's Close.
+	releaseOnce := sync.OnceFunc(func() { close(release) })
+	defer releaseOnce()
 	ctx := context.Background()
 	if err := c.nodes["a"].Send(ctx, "b", "block", nil); err != nil {
 		t.Fatal(err)
@@ -371,7 +375,7 @@ func TestQueueFull(t *testing.T) {
 	if err := c.nodes["a"].Send(ctx, "b", "test", seq(4)); !errors.Is(err, transport.ErrQueueFull) {
 		t.Fatalf("Send to a full queue = %v; want ErrQueueFull", err)
 	}
-	close(release)
+	releaseOnce()
 	c.flush(t)
 	if got, want := c.rec["b"].received(), upTo(4); !slices.Equal(got, want) {
 		t.Fatalf("b received %v; want %v", got, want)
@@ -417,6 +421,7 @@ func TestErrors(t *testing.T) {
 		want error
 	}{
 		{"unknown peer", c.nodes["a"].Send(bg, "nobody", "test", nil), transport.ErrUnknownPeer},
+		{"at the size limit", c.nodes["a"].Send(bg, "b", "test", make([]byte, 10)), nil},
 		{"too large", c.nodes["a"].Send(bg, "b", "test", make([]byte, 11)), transport.ErrMessageTooLarge},
 		{"cancelled", c.nodes["a"].Send(cancelled, "b", "test", nil), context.Canceled},
 		{"closed", closed.Send(bg, "a", "test", nil), transport.ErrClosed},
@@ -475,8 +480,8 @@ func TestConfigValidate(t *testing.T) {
 	}
 }
 
-// TestCountersAddUp sends random traffic under random faults, partitions and
-// crashes, and checks after each round that every link's counters balance
+// TestCountersAddUp sends random traffic (some of it to a service with no
+// handler) under random faults, partitions and crashes, and checks after each round that every link's counters balance
 // and that the totals are the sums of the links.
 func TestCountersAddUp(t *testing.T) {
 	ids := []transport.NodeID{"a", "b", "c", "d"}
@@ -502,7 +507,12 @@ func TestCountersAddUp(t *testing.T) {
 				}
 				for i := range 200 {
 					from, to := ids[rng.IntN(4)], ids[rng.IntN(4)]
-					_ = c.nodes[from].Send(context.Background(), to, "test", seq(i))
+					// Every fifth message goes to a service nobody handles.
+					service := "test"
+					if i%5 == 0 {
+						service = "nobody"
+					}
+					_ = c.nodes[from].Send(context.Background(), to, service, seq(i))
 				}
 				c.flush(t)
 				st := c.net.Stats()
@@ -543,4 +553,103 @@ func TestFlushHonoursContext(t *testing.T) {
 	}
 	close(release)
 	c.flush(t)
+}
+
+// TestBlockedSendsDoNotQueue checks that a message across a partition, cut
+// or isolation is dropped when it is sent: it takes no room in the
+// receiver's queue, so Send still returns nil when the queue is full of
+// other traffic, and it is counted as dropped.
+func TestBlockedSendsDoNotQueue(t *testing.T) {
+	type node = transport.NodeID
+	tests := []struct {
+		name  string
+		fault func(n *memnet.Network)
+	}{
+		{"partition", func(n *memnet.Network) { n.Partition([]node{"a"}) }},
+		{"cut a->b", func(n *memnet.Network) { n.Cut("a", "b") }},
+		{"isolate a", func(n *memnet.Network) { n.Isolate("a") }},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			cfg := memnet.DefaultConfig()
+			cfg.QueueSize = 2
+			c := newCluster(t, cfg, "a", "b", "c")
+			started, release := make(chan struct{}), make(chan struct{})
+			c.nodes["b"].Handle("block", func(transport.Message) {
+				close(started)
+				<-release
+			})
+			// Released on every path, so that a failed check does not
+			// leave the handler blocking the network's Close.
+			releaseOnce := sync.OnceFunc(func() { close(release) })
+			defer releaseOnce()
+			if err := c.nodes["c"].Send(context.Background(), "b", "block", nil); err != nil {
+				t.Fatal(err)
+			}
+			<-started // b's delivery goroutine is busy: its queue only fills
+			tt.fault(c.net)
+			c.sendN(t, "a", "b", 0, 2*cfg.QueueSize)
+			releaseOnce()
+			c.flush(t)
+			if st := c.net.LinkStats("a", "b"); st != (memnet.LinkStats{Sent: 4, Dropped: 4}) {
+				t.Errorf("LinkStats(a, b) = %+v; want 4 sent, 4 dropped", st)
+			}
+		})
+	}
+}
+
+// TestQueueBoundCountsDelayed checks that messages held back by a delay
+// count against QueueSize like those due now.
+func TestQueueBoundCountsDelayed(t *testing.T) {
+	cfg := memnet.DefaultConfig()
+	cfg.QueueSize = 4
+	cfg.Faults = memnet.Faults{MinDelay: time.Hour, MaxDelay: time.Hour} // still queued when the test ends
+	c := newCluster(t, cfg, "a", "b")
+	c.sendN(t, "a", "b", 0, cfg.QueueSize)
+	if err := c.nodes["a"].Send(context.Background(), "b", "test", seq(cfg.QueueSize)); !errors.Is(err, transport.ErrQueueFull) {
+		t.Fatalf("Send with %d delayed messages queued = %v; want ErrQueueFull", cfg.QueueSize, err)
+	}
+}
+
+// TestCloseDropsRestOfBatch checks that once Close begins, the messages
+// still waiting for a node are dropped, even those its delivery goroutine
+// had already taken from the queue.
+func TestCloseDropsRestOfBatch(t *testing.T) {
+	c := newCluster(t, memnet.DefaultConfig(), "a", "b")
+	b := c.nodes["b"]
+	blocked, unblock := make(chan struct{}), make(chan struct{})
+	b.Handle("block", func(transport.Message) {
+		close(blocked)
+		<-unblock
+	})
+	var got []uint64 // only b's delivery goroutine appends; read after Close
+	first, release := make(chan struct{}), make(chan struct{})
+	b.Handle("test", func(msg transport.Message) {
+		got = append(got, binary.BigEndian.Uint64(msg.Payload))
+		if len(got) == 1 {
+			close(first)
+			<-release
+		}
+	})
+	if err := c.nodes["a"].Send(context.Background(), "b", "block", nil); err != nil {
+		t.Fatal(err)
+	}
+	<-blocked
+	c.sendN(t, "a", "b", 0, 3) // queued behind "block": delivered as one batch
+	close(unblock)
+	<-first // the batch is being delivered
+	closed := make(chan struct{})
+	go func() {
+		_ = b.Close()
+		close(closed)
+	}()
+	<-b.Done() // Close has begun
+	close(release)
+	<-closed
+	if !slices.Equal(got, []uint64{0}) {
+		t.Errorf("b's handler got %v; want [0] (the rest dropped by Close)", got)
+	}
+	if st := c.net.LinkStats("a", "b"); st.Delivered != 2 || st.Dropped != 2 {
+		t.Errorf("LinkStats(a, b) = %+v; want 2 delivered (block and 0), 2 dropped", st)
+	}
 }
