@@ -28,9 +28,10 @@ type Options struct {
 	// MaxPayload is the largest payload the factory's transports accept
 	// when sent to service "large" (which matters for transports whose
 	// limit covers the service name too). The suite checks that
-	// MaxPayload+1 bytes fail with ErrMessageTooLarge and that a payload of
-	// MaxPayload/2 bytes arrives intact. Keep it small (say 64 KiB to
-	// 1 MiB) so the suite stays fast. 0 skips both checks.
+	// MaxPayload+1 bytes fail with ErrMessageTooLarge and that payloads of
+	// MaxPayload/2 and exactly MaxPayload bytes arrive intact. Keep it
+	// small (say 64 KiB to 1 MiB) so the suite stays fast. 0 skips these
+	// checks.
 	MaxPayload int
 	// Timeout bounds every wait for a delivery or a response; a wait that
 	// takes longer fails the test. 0 means 10 s.
@@ -368,17 +369,21 @@ func (s *suite) testLargeMessage(t *testing.T) {
 	ts := s.cluster(t, 2)
 	c := newCollector()
 	ts[1].Handle("large", c.handle)
-	payload := make([]byte, s.opts.MaxPayload/2)
-	for i := range payload {
-		payload[i] = byte(i * 7)
-	}
-	want := bytes.Clone(payload)
-	if err := ts[0].Send(s.ctx(t), ts[1].ID(), "large", payload); err != nil {
-		t.Fatalf("Send(%d bytes) = %v; want nil", len(payload), err)
-	}
-	got := c.wait(t, 1, s.opts.Timeout)[0].Payload
-	if !bytes.Equal(got, want) {
-		t.Errorf("received %d bytes that differ from the %d sent", len(got), len(want))
+	// Half the limit, then exactly the limit: the largest payload the
+	// implementation claims to accept must be accepted and arrive.
+	for i, size := range []int{s.opts.MaxPayload / 2, s.opts.MaxPayload} {
+		payload := make([]byte, size)
+		for j := range payload {
+			payload[j] = byte(j*7 + i)
+		}
+		want := bytes.Clone(payload)
+		if err := ts[0].Send(s.ctx(t), ts[1].ID(), "large", payload); err != nil {
+			t.Fatalf("Send(%d bytes) with MaxPayload %d = %v; want nil", size, s.opts.MaxPayload, err)
+		}
+		got := c.wait(t, i+1, s.opts.Timeout)[i].Payload
+		if !bytes.Equal(got, want) {
+			t.Errorf("received %d bytes that differ from the %d sent", len(got), len(want))
+		}
 	}
 }
 
