@@ -148,6 +148,14 @@ func TestBullyViews(t *testing.T) {
 			wantSent: []string{"n1 COORDINATOR n3@5", "n2 COORDINATOR n3@5"},
 		},
 		{
+			// Garcia-Molina §3: only a higher node answers; n2 is
+			// already asking n3 (it did at boot) and stays silent.
+			name: "election from above is not answered",
+			self: "n2",
+			from: []transport.NodeID{"n3"},
+			msgs: [][]byte{wire(kindElection, Leader{})},
+		},
+		{
 			name:     "election from below is answered",
 			self:     "n2",
 			from:     []transport.NodeID{"n3", "n1"},
@@ -424,5 +432,144 @@ func TestPersistBeforeSend(t *testing.T) {
 				drain(id)
 			}
 		}
+	}
+}
+
+// TestPriorityNotIDOrder: Members' priorities, not how node IDs compare as
+// strings, decide who outranks whom. Here the priority order (c < b < a)
+// is the reverse of the string order.
+func TestPriorityNotIDOrder(t *testing.T) {
+	members := []Member{{ID: "c", Priority: 1}, {ID: "b", Priority: 2}, {ID: "a", Priority: 3}}
+	config := func() Config {
+		cfg := testConfig("b")
+		cfg.Members = members
+		return cfg
+	}
+	t.Run("bully defers to a higher coordinator", func(t *testing.T) {
+		cfg := config()
+		c, err := NewBullyCore(cfg, State{}, 1, t0)
+		if err != nil {
+			t.Fatal(err)
+		}
+		now := t0.Add(cfg.BootDelay)
+		mustReceive(t, c, t0, "a", wire(kindCoordinator, Leader{ID: "a", Epoch: 1}))
+		c.Tick(now)
+		if got := sent(c.Ready()); len(got) != 0 {
+			t.Errorf("b (priority 2) under coordinator a (priority 3) sent %q; want nothing", got)
+		}
+		if got, want := c.Leader(), (Leader{ID: "a", Epoch: 1}); got != want {
+			t.Errorf("Leader() = %+v; want %+v", got, want)
+		}
+	})
+	t.Run("ring forwards the higher candidate", func(t *testing.T) {
+		cfg := config()
+		cfg.BootDelay = time.Hour // no campaign of its own
+		c, err := NewRingCore(cfg, State{}, 1, t0)
+		if err != nil {
+			t.Fatal(err)
+		}
+		mustReceive(t, c, t0, "c", token(1, "a"))
+		if got, want := sent(c.Ready()), []string{"a RING-ELECTION round 1 best a"}; !equal(got, want) {
+			t.Errorf("b passed on %q; want %q (a has the higher priority)", got, want)
+		}
+	})
+}
+
+// TestRingNonCandidateNotOnToken: a Ring node that does not stand for
+// election forwards the token's candidate, never itself, even when it
+// has the higher priority.
+func TestRingNonCandidateNotOnToken(t *testing.T) {
+	cfg := testConfig("n2")
+	cfg.BootDelay = time.Hour
+	c, err := NewRingCore(cfg, State{}, 1, t0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	c.SetCandidate(t0, false)
+	c.Ready()
+	mustReceive(t, c, t0, "n1", token(1, "n1"))
+	if got, want := sent(c.Ready()), []string{"n3 RING-ELECTION round 1 best n1"}; !equal(got, want) {
+		t.Errorf("non-candidate n2 passed on %q; want %q", got, want)
+	}
+}
+
+// TestRingRetriesInNewerRound: a Ring round whose token is lost times out
+// after RingTimeout and the node starts a newer round; the node that had
+// already forwarded the old round takes part in the new one instead of
+// swallowing it as a round it has seen.
+func TestRingRetriesInNewerRound(t *testing.T) {
+	cfg := testConfig("n1")
+	cfg.BootDelay = 0
+	c, err := NewRingCore(cfg, State{}, 1, t0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	c.Tick(t0)
+	first := c.Ready()
+	if got, want := sent(first), []string{"n2 RING-ELECTION round 1 best n1"}; !equal(got, want) {
+		t.Fatalf("after boot sent %q; want %q", got, want)
+	}
+	// n2 forwards round 1 (its token is then lost on the way to n3).
+	cfg2 := testConfig("n2")
+	cfg2.BootDelay = time.Hour
+	n2, err := NewRingCore(cfg2, State{}, 1, t0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	mustReceive(t, n2, t0, "n1", first.Messages[0].Payload)
+	n2.Ready()
+	// Nothing comes back to n1 within RingTimeout: it tries again.
+	now := t0.Add(cfg.RingTimeout)
+	c.Tick(now)
+	retry := c.Ready()
+	if got, want := sent(retry), []string{"n2 RING-ELECTION round 2 best n1"}; !equal(got, want) {
+		t.Fatalf("after RingTimeout sent %q; want %q (a newer round)", got, want)
+	}
+	mustReceive(t, n2, now, "n1", retry.Messages[0].Payload)
+	if got, want := sent(n2.Ready()), []string{"n3 RING-ELECTION round 2 best n2"}; !equal(got, want) {
+		t.Errorf("n2 passed on %q for the retry; want %q", got, want)
+	}
+}
+
+// TestSilentLeaderSuspectedAgain: the detector's Failed verdict is an
+// edge. A leader it holds Failed that answers once (an OK, which the
+// detector does not see, clears the suspicion) and then falls silent for
+// good raises no second verdict: the core must suspect it again after a
+// detection period of silence, and elect a new leader.
+func TestSilentLeaderSuspectedAgain(t *testing.T) {
+	cfg := testConfig("n2")
+	cfg.BootDelay = 0
+	cfg.Detector.HeartbeatInterval = 20 * time.Millisecond
+	cfg.Detector.ProbeTimeout = 20 * time.Millisecond
+	cfg.Detector.CheckInterval = 5 * time.Millisecond
+	c, err := NewBullyCore(cfg, State{}, 1, t0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	mustReceive(t, c, t0, "n3", wire(kindCoordinator, Leader{ID: "n3", Epoch: 1}))
+	c.Ready()
+	now := t0
+	step := func() []string {
+		now = now.Add(5 * time.Millisecond)
+		c.Tick(now)
+		return sent(c.Ready())
+	}
+	// n3 (and n1) fall silent: the detector declares n3 Failed and n2
+	// asks n3 whether it is alive.
+	asked := false
+	for i := 0; i < 400 && !asked; i++ {
+		asked = equal(step(), []string{"n3 ELECTION"})
+	}
+	if !asked {
+		t.Fatalf("n2 never suspected the silent leader n3; Leader() = %+v", c.Leader())
+	}
+	// n3 answers OK (it still leads in epoch 1), then is silent for good.
+	mustReceive(t, c, now, "n3", wire(kindOK, Leader{ID: "n3", Epoch: 1}))
+	c.Ready()
+	for i := 0; i < 400 && c.Leader().ID != "n2"; i++ {
+		step()
+	}
+	if got := c.Leader(); got.ID != "n2" || got.Epoch <= 1 {
+		t.Fatalf("2 s after the leader's last word, Leader() = %+v; want n2 leading above epoch 1", got)
 	}
 }

@@ -50,7 +50,7 @@ var _ Elector = (*Node)(nil)
 
 type candidacy struct {
 	on   bool
-	done chan struct{} // closed once applied
+	done chan struct{} // closed once applied and its view published
 }
 
 // NewBully starts a Bully elector for cfg.ID over tr, resuming from the
@@ -141,6 +141,10 @@ func (n *Node) run() {
 	timer := time.NewTimer(time.Hour)
 	defer timer.Stop()
 	var spare []transport.Message
+	// applied is the candidacy change whose caller waits until the view
+	// it led to is published: Resign must not return while Leader still
+	// names this node.
+	var applied chan struct{}
 	for {
 		if err := n.flush(ctx); err != nil {
 			// Sending an epoch that is not durable could let a restart
@@ -151,6 +155,10 @@ func (n *Node) run() {
 			}
 			n.views.Close() // ends Campaign and the observers
 			return
+		}
+		if applied != nil {
+			close(applied)
+			applied = nil
 		}
 		timer.Reset(max(n.drive.NextTick().Sub(n.clk.Now()), time.Millisecond))
 		select {
@@ -177,7 +185,7 @@ func (n *Node) run() {
 			spare = msgs
 		case c := <-n.cmds:
 			n.drive.SetCandidate(n.clk.Now(), c.on)
-			close(c.done)
+			applied = c.done // closed once the flush above has published its view
 		case reply := <-n.statsc:
 			reply <- n.core.Stats()
 		}
@@ -268,8 +276,9 @@ func (n *Node) Campaign(ctx context.Context) (Leader, error) {
 }
 
 // Resign withdraws this node from election: if it leads, it announces that
-// its epoch has no leader any more, and the others elect a new one. It
-// stands again at the next Campaign.
+// its epoch has no leader any more, and the others elect a new one. When
+// it returns, Leader and Observe no longer name this node. It stands again
+// at the next Campaign.
 func (n *Node) Resign(ctx context.Context) error {
 	if n == nil || n.stopc == nil {
 		return errNodeNotNew
