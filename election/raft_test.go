@@ -13,10 +13,10 @@ import (
 )
 
 // scriptedRaft is a RaftNode and RaftObserver whose leadership the test
-// announces by hand.
+// announces by hand on ch.
 type scriptedRaft struct {
 	status consensus.Status
-	ch     chan consensus.LeaderInfo
+	ch     chan consensus.LeaderInfo // size 1: the test announces without waiting for the elector
 }
 
 func (s *scriptedRaft) Status() consensus.Status { return s.status }
@@ -29,7 +29,7 @@ func (s *scriptedRaft) Observe(ctx context.Context) <-chan consensus.LeaderInfo 
 // elector reports, the fencing tokens, only grow.
 func TestRaftElectorEpochNeverGoesBack(t *testing.T) {
 	synctest.Test(t, func(t *testing.T) {
-		node := &scriptedRaft{ch: make(chan consensus.LeaderInfo)}
+		node := &scriptedRaft{ch: make(chan consensus.LeaderInfo, 1)}
 		node.status.Status = raft.Status{ID: "r1", Leader: "r2", Term: 5}
 		el, err := election.NewRaft(node, election.DefaultRaftConfig())
 		if err != nil {
@@ -57,7 +57,7 @@ func TestRaftElectorEpochNeverGoesBack(t *testing.T) {
 // node is the Raft leader, not while another node leads.
 func TestRaftElectorCampaignWaitsForSelf(t *testing.T) {
 	synctest.Test(t, func(t *testing.T) {
-		node := &scriptedRaft{ch: make(chan consensus.LeaderInfo)}
+		node := &scriptedRaft{ch: make(chan consensus.LeaderInfo, 1)}
 		node.status.Status = raft.Status{ID: "r1", Leader: "r2", Term: 5}
 		el, err := election.NewRaft(node, election.DefaultRaftConfig())
 		if err != nil {
@@ -69,7 +69,7 @@ func TestRaftElectorCampaignWaitsForSelf(t *testing.T) {
 		if l, err := el.Campaign(ctx); !errors.Is(err, context.DeadlineExceeded) {
 			t.Errorf("Campaign() while r2 leads = %+v, %v; want context.DeadlineExceeded", l, err)
 		}
-		go func() { node.ch <- consensus.LeaderInfo{Leader: "r1", Term: 6} }()
+		node.ch <- consensus.LeaderInfo{Leader: "r1", Term: 6}
 		l, err := el.Campaign(context.Background())
 		if want := (election.Leader{ID: "r1", Epoch: 6}); err != nil || l != want {
 			t.Errorf("Campaign() once r1 leads = %+v, %v; want %+v", l, err, want)

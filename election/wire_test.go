@@ -3,6 +3,7 @@ package election
 import (
 	"bytes"
 	"errors"
+	"fmt"
 	"testing"
 )
 
@@ -53,11 +54,23 @@ func TestWireRejects(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			if _, err := decode(tt.b); !errors.Is(err, ErrMalformed) {
+			if _, err := decodeNoPanic(tt.b); !errors.Is(err, ErrMalformed) {
 				t.Errorf("decode(%x) error = %v; want ErrMalformed", tt.b, err)
 			}
 		})
 	}
+}
+
+// decodeNoPanic calls decode(b), turning a panic into an error that wraps
+// no sentinel, so that a decoder that panics on bad input fails the test
+// by an assertion.
+func decodeNoPanic(b []byte) (m message, err error) {
+	defer func() {
+		if p := recover(); p != nil {
+			err = fmt.Errorf("decode panicked: %v", p)
+		}
+	}()
+	return decode(b)
 }
 
 func equalMsg(a, b message) bool {
