@@ -2,7 +2,9 @@ package detector
 
 import (
 	"errors"
+	"fmt"
 	"math"
+	"slices"
 	"testing"
 	"time"
 
@@ -298,5 +300,326 @@ func TestConfigValidate(t *testing.T) {
 		if err := cfg.Validate(); !errors.Is(err, ErrInvalidConfig) {
 			t.Errorf("%s: Validate = %v; want ErrInvalidConfig", tt.name, err)
 		}
+	}
+}
+
+// beat returns a heartbeat stamped (inc, seq), as member inc would send it.
+func beat(inc, seq uint64) []byte {
+	return (&message{kind: kindHeartbeat, incarnation: inc, seq: seq}).encode()
+}
+
+// statusOf returns what m thinks of id at now.
+func statusOf(t *testing.T, m *Membership, id transport.NodeID, now time.Time) Status {
+	t.Helper()
+	st, err := m.Member(id, now)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return st.Status
+}
+
+// TestMembershipDuplicateIsNoEvidence: a suspect whose freshest message
+// arrives again (a duplicate, same incarnation and sequence) stays
+// Suspect: the copy says nothing about now.
+func TestMembershipDuplicateIsNoEvidence(t *testing.T) {
+	m := newCore(t, "a", t0, "b")
+	now := t0
+	var last []byte
+	for i := range uint64(30) { // 30 s of heartbeats from b
+		now = now.Add(time.Second)
+		last = beat(7, i+1)
+		if err := m.Receive(now, "b", last); err != nil {
+			t.Fatal(err)
+		}
+		m.Tick(now)
+	}
+	for i := 0; i < 100 && statusOf(t, m, "b", now) != Suspect; i++ {
+		now = now.Add(100 * time.Millisecond)
+		m.Tick(now)
+	}
+	if got := statusOf(t, m, "b", now); got != Suspect {
+		t.Fatalf("b silent for 10 s is %v; want suspect", got)
+	}
+	m.Ready()
+	stale := m.Stats().StaleOrDuplicate
+	if err := m.Receive(now, "b", last); err != nil {
+		t.Fatal(err)
+	}
+	if got := statusOf(t, m, "b", now); got != Suspect {
+		t.Errorf("after a duplicate of b's last heartbeat, b is %v; want still suspect", got)
+	}
+	if got := m.Stats().StaleOrDuplicate; got != stale+1 {
+		t.Errorf("StaleOrDuplicate = %d; want %d", got, stale+1)
+	}
+	if evs := m.Ready().Events; len(evs) != 0 {
+		t.Errorf("events after a duplicate: %v; want none", evs)
+	}
+}
+
+// TestMembershipProbeRoundBeforeFailed: suspicion comes first; a suspect
+// is declared Failed only once its probe round, ProbeTimeout long, has
+// ended unanswered.
+func TestMembershipProbeRoundBeforeFailed(t *testing.T) {
+	p := &pair{t: t, now: t0, a: newCore(t, "a", t0, "b"), b: newCore(t, "b", t0, "a")}
+	for range 100 {
+		p.step(100*time.Millisecond, false)
+	}
+	var evs []Event
+	for range 100 {
+		evs = append(evs, p.step(100*time.Millisecond, true)...)
+	}
+	if len(evs) != 2 || evs[0].Kind != EventSuspect || evs[1].Kind != EventFailed {
+		t.Fatalf("events for a silent b = %v; want suspect, then failed", evs)
+	}
+	if got, want := evs[1].At.Sub(evs[0].At), DefaultConfig().ProbeTimeout; got < want {
+		t.Errorf("b declared Failed %v after it was suspected; want at least ProbeTimeout (%v)", got, want)
+	}
+}
+
+// TestMembershipFixedTimeoutConfirmations: with KindFixedTimeout a member
+// is suspected only after Timeout.Confirmations consecutive missed probes.
+func TestMembershipFixedTimeoutConfirmations(t *testing.T) {
+	cfg := DefaultConfig()
+	cfg.Detector = KindFixedTimeout
+	m, err := NewMembership("a", cfg, 1, t0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := m.AddMember("b", t0); err != nil {
+		t.Fatal(err)
+	}
+	now := t0
+	for i := 0; i < 300 && statusOf(t, m, "b", now) == Alive; i++ {
+		now = now.Add(100 * time.Millisecond)
+		m.Tick(now)
+	}
+	var first *Event
+	for _, e := range m.Ready().Events {
+		if e.Kind == EventSuspect {
+			first = &e
+			break
+		}
+	}
+	if first == nil {
+		t.Fatalf("b silent for 30 s was never suspected")
+	}
+	if got, want := first.Phi, float64(cfg.Timeout.Confirmations); got != want {
+		t.Errorf("b suspected after %v missed probes; want %v (Timeout.Confirmations)", got, want)
+	}
+}
+
+// TestMembershipRelaysBounded: a node serves at most maxRelays indirect
+// probes at once, and frees each after ProbeTimeout, so a flood of ping
+// requests costs bounded memory and does not stop it serving later ones.
+func TestMembershipRelaysBounded(t *testing.T) {
+	m := newCore(t, "a", t0, "b", "c")
+	req := func(seq uint64) []byte {
+		return (&message{kind: kindPingReq, incarnation: 1, seq: seq, probe: seq, target: "c"}).encode()
+	}
+	for i := range uint64(maxRelays + 10) {
+		if err := m.Receive(t0, "b", req(i+1)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	pings := 0
+	for _, e := range m.Ready().Messages {
+		if msg, err := decode(e.Payload); err == nil && msg.kind == kindPing && e.To == "c" {
+			pings++
+		}
+	}
+	if got := m.Stats().RelaysServed; got != maxRelays || pings != maxRelays {
+		t.Fatalf("after %d ping requests: %d relays served, %d pings sent; want %d of each", maxRelays+10, got, pings, maxRelays)
+	}
+	// Past ProbeTimeout the relays are forgotten: a new request is served.
+	now := t0.Add(DefaultConfig().ProbeTimeout + DefaultConfig().CheckInterval)
+	m.Tick(now)
+	if err := m.Receive(now, "b", req(maxRelays+11)); err != nil {
+		t.Fatal(err)
+	}
+	if got := m.Stats().RelaysServed; got != maxRelays+1 {
+		t.Fatalf("a request after the others expired: RelaysServed = %d; want %d", got, maxRelays+1)
+	}
+}
+
+// pingReqsFor returns the helpers asked to probe target in msgs.
+func pingReqsFor(msgs []Envelope, target transport.NodeID) []transport.NodeID {
+	var out []transport.NodeID
+	for _, e := range msgs {
+		if msg, err := decode(e.Payload); err == nil && msg.kind == kindPingReq && msg.target == target {
+			out = append(out, e.To)
+		}
+	}
+	return out
+}
+
+// TestMembershipHelpers: a probe attempt asks at most IndirectProbes
+// distinct helpers (SWIM §3.1's k), all of them Alive members other than
+// the suspect.
+func TestMembershipHelpers(t *testing.T) {
+	tests := []struct {
+		name   string
+		k      int
+		failed bool // m5 is silent from the start, and Failed when m6 is suspected
+		want   int  // helpers asked per attempt
+	}{
+		{"k of many", 3, false, 3},
+		{"only Alive members", maxIndirectProbes, true, 4},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			cfg := DefaultConfig()
+			cfg.IndirectProbes = tt.k
+			m, err := NewMembership("a", cfg, 1, t0)
+			if err != nil {
+				t.Fatal(err)
+			}
+			ids := []transport.NodeID{"m1", "m2", "m3", "m4", "m5", "m6"}
+			for _, id := range ids {
+				if err := m.AddMember(id, t0); err != nil {
+					t.Fatal(err)
+				}
+			}
+			alive := map[transport.NodeID]bool{"m1": true, "m2": true, "m3": true, "m4": true, "m5": !tt.failed, "m6": true}
+			now := t0
+			seq := uint64(0)
+			var asked []transport.NodeID
+			for i := 0; i < 600 && asked == nil; i++ {
+				now = now.Add(100 * time.Millisecond)
+				if i == 200 {
+					alive["m6"] = false // m6 falls silent after 20 s
+				}
+				if i%10 == 0 {
+					seq++
+					for _, id := range ids {
+						if alive[id] {
+							if err := m.Receive(now, id, beat(1, seq)); err != nil {
+								t.Fatal(err)
+							}
+						}
+					}
+				}
+				m.Tick(now)
+				asked = pingReqsFor(m.Ready().Messages, "m6")
+			}
+			if asked == nil {
+				t.Fatalf("m6 silent for 40 s was never probed through helpers")
+			}
+			if tt.failed && statusOf(t, m, "m5", now) != Failed {
+				t.Fatalf("m5 is %v when m6 is probed; want failed", statusOf(t, m, "m5", now))
+			}
+			seen := map[transport.NodeID]bool{}
+			for _, h := range asked {
+				if seen[h] || h == "m6" || (h == "m5" && tt.failed) {
+					t.Errorf("helpers %v: %s asked (twice, or is the suspect, or is Failed)", asked, h)
+				}
+				seen[h] = true
+			}
+			if len(asked) != tt.want {
+				t.Errorf("%d helpers asked (%v); want %d", len(asked), asked, tt.want)
+			}
+		})
+	}
+}
+
+// TestMembershipDeterministic: a Membership draws randomness only from its
+// seed, so two cores with the same seed fed the same inputs produce the
+// same messages and events, bytes for bytes (heartbeat jitter, the
+// helpers chosen), and a different seed a different schedule.
+func TestMembershipDeterministic(t *testing.T) {
+	run := func(seed uint64) []string {
+		m, err := NewMembership("a", DefaultConfig(), seed, t0)
+		if err != nil {
+			t.Fatal(err)
+		}
+		ids := []transport.NodeID{"m1", "m2", "m3", "m4", "m5", "m6"}
+		for _, id := range ids {
+			if err := m.AddMember(id, t0); err != nil {
+				t.Fatal(err)
+			}
+		}
+		var out []string
+		now := t0
+		for i := range 400 {
+			now = now.Add(50 * time.Millisecond)
+			if i%20 == 0 && i < 200 {
+				for _, id := range ids[:5] { // m6 stays silent
+					if err := m.Receive(now, id, beat(1, uint64(i+1))); err != nil {
+						t.Fatal(err)
+					}
+				}
+			}
+			m.Tick(now)
+			rd := m.Ready()
+			for _, e := range rd.Messages {
+				out = append(out, fmt.Sprintf("%v %s %x", now.Sub(t0), e.To, e.Payload))
+			}
+			for _, e := range rd.Events {
+				out = append(out, fmt.Sprintf("%v %v", now.Sub(t0), e))
+			}
+		}
+		return out
+	}
+	a, b := run(42), run(42)
+	if !slices.Equal(a, b) {
+		for i := range min(len(a), len(b)) {
+			if a[i] != b[i] {
+				t.Fatalf("same seed, output %d differs: %q and %q", i, a[i], b[i])
+			}
+		}
+		t.Fatalf("same seed, %d and %d outputs", len(a), len(b))
+	}
+	if slices.Equal(a, run(43)) {
+		t.Errorf("seeds 42 and 43 gave the same output; want the seed to drive the jitter")
+	}
+}
+
+// decodeNoPanic calls decode(b), turning a panic into an error that wraps
+// no sentinel, so that a decoder that panics on bad input fails the test
+// by an assertion.
+func decodeNoPanic(b []byte) (m message, err error) {
+	defer func() {
+		if p := recover(); p != nil {
+			err = fmt.Errorf("decode panicked: %v", p)
+		}
+	}()
+	return decode(b)
+}
+
+// TestWireRejects: every malformed payload is an error wrapping
+// ErrMalformed, never a panic or a message.
+func TestWireRejects(t *testing.T) {
+	enc := func(m message) []byte { return m.encode() }
+	cut := func(b []byte, n int) []byte { return slices.Clone(b[:len(b)-n]) }
+	with := func(b []byte, i int, v byte) []byte { b = slices.Clone(b); b[i] = v; return b }
+	pingReq := enc(message{kind: kindPingReq, incarnation: 1, seq: 2, probe: 3, rumour: 4, target: "n2"})
+	indirect := enc(message{kind: kindIndirectAck, incarnation: 1, seq: 2, probe: 3, target: "n2", targetInc: 5, targetSeq: 6})
+	tests := []struct {
+		name string
+		b    []byte
+	}{
+		{"empty", nil},
+		{"short header", cut(enc(message{kind: kindHeartbeat}), 1)},
+		{"other version", with(enc(message{kind: kindHeartbeat}), 0, wireVersion+1)},
+		{"kind zero", with(enc(message{kind: kindHeartbeat}), 1, 0)},
+		{"unknown kind", with(enc(message{kind: kindHeartbeat}), 1, byte(kindAlive)+1)},
+		{"heartbeat with trailing bytes", append(enc(message{kind: kindHeartbeat}), 0)},
+		{"alive with trailing bytes", append(enc(message{kind: kindAlive}), 0)},
+		{"truncated ping", cut(enc(message{kind: kindPing, probe: 1, rumour: 2}), 1)},
+		{"ping with trailing bytes", append(enc(message{kind: kindPing, probe: 1, rumour: 2}), 0)},
+		{"truncated ack", cut(enc(message{kind: kindAck, probe: 1}), 1)},
+		{"ping request without target length", cut(pingReq, 3)},
+		{"ping request target past end", cut(pingReq, 1)},
+		{"ping request with empty target", cut(with(pingReq, len(pingReq)-3, 0), 2)},
+		{"ping request with trailing bytes", append(slices.Clone(pingReq), 0)},
+		{"truncated indirect ack", slices.Clone(indirect[:headerLen+20])},
+		{"indirect ack target past end", cut(indirect, 1)},
+		{"indirect ack with empty target", cut(with(indirect, len(indirect)-3, 0), 2)},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			if m, err := decodeNoPanic(tt.b); !errors.Is(err, ErrMalformed) {
+				t.Errorf("decode(%x) = %+v, %v; want ErrMalformed", tt.b, m, err)
+			}
+		})
 	}
 }

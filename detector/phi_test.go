@@ -276,3 +276,75 @@ func TestDetectorsConcurrent(t *testing.T) {
 		t.Fatalf("LastHeartbeat = %v; want %v", got, want)
 	}
 }
+
+// TestPhiSuspectAtThreshold: Suspect is true once φ has reached the
+// threshold (φ ≥ threshold), not only beyond it. A second detector whose
+// threshold is exactly the first one's φ at some instant, fed the same
+// heartbeats, suspects at that instant and not a millisecond before.
+func TestPhiSuspectAtThreshold(t *testing.T) {
+	beats := []time.Duration{0, ms(1000), ms(2100), ms(2900), ms(4000)}
+	feed := func(d *PhiAccrual) {
+		for _, b := range beats {
+			d.Heartbeat(t0.Add(b))
+		}
+	}
+	ref, _ := NewPhiAccrual(DefaultPhiConfig())
+	feed(ref)
+	at := t0.Add(ms(5600))
+	cfg := DefaultPhiConfig()
+	cfg.Threshold = ref.Phi(at)
+	d, err := NewPhiAccrual(cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	feed(d)
+	if got := d.Phi(at); got != cfg.Threshold {
+		t.Fatalf("Phi = %v; want %v, the threshold (same heartbeats)", got, cfg.Threshold)
+	}
+	if !d.Suspect(at) {
+		t.Errorf("Suspect with φ = threshold = %v is false; want true (φ ≥ threshold)", cfg.Threshold)
+	}
+	if d.Suspect(at.Add(-time.Millisecond)) {
+		t.Errorf("Suspect 1 ms before φ reaches the threshold is true; want false")
+	}
+}
+
+// TestPhiSamplesUpToMaxInterval: an interval of exactly MaxInterval is a
+// sample; only a longer one is an outage left out of the window.
+func TestPhiSamplesUpToMaxInterval(t *testing.T) {
+	d, _ := NewPhiAccrual(DefaultPhiConfig()) // MaxInterval 10 s
+	d.Heartbeat(t0)
+	d.Heartbeat(t0.Add(10 * time.Second))
+	if got, want := d.Stats().Samples, 3; got != want {
+		t.Fatalf("after an interval of exactly MaxInterval, Samples = %d; want %d (the two seeds and it)", got, want)
+	}
+	d.Heartbeat(t0.Add(20*time.Second + 1))
+	if got, want := d.Stats().Samples, 3; got != want {
+		t.Fatalf("after an interval 1 ns above MaxInterval, Samples = %d; want %d (an outage, not sampled)", got, want)
+	}
+}
+
+// TestPhiTouchIsNoSample: a sign of life that is not a heartbeat (an ack,
+// a refutation) restarts φ, but neither the interval before it nor the
+// one after it is sampled: it arrived off the heartbeat schedule.
+func TestPhiTouchIsNoSample(t *testing.T) {
+	d, _ := NewPhiAccrual(DefaultPhiConfig())
+	d.Heartbeat(t0)
+	d.Heartbeat(t0.Add(time.Second))
+	before := d.Stats()
+	late := t0.Add(ms(2500))
+	untouched := d.Phi(late)
+	d.touch(t0.Add(ms(1300)))
+	if got := d.Phi(late); got >= untouched {
+		t.Errorf("Phi(t0+2.5s) after a touch at t0+1.3s = %v; want below %v, its value timed from the heartbeat at t0+1s", got, untouched)
+	}
+	d.Heartbeat(t0.Add(2 * time.Second))
+	if got := d.Stats(); got.Samples != before.Samples || got.Mean != before.Mean {
+		t.Fatalf("after touch and a heartbeat 700 ms later: %d samples, mean %v; want %d, %v (not sampled)",
+			got.Samples, got.Mean, before.Samples, before.Mean)
+	}
+	d.Heartbeat(t0.Add(3 * time.Second))
+	if got, want := d.Stats().Samples, before.Samples+1; got != want {
+		t.Fatalf("the next heartbeat interval: Samples = %d; want %d (sampled again)", got, want)
+	}
+}
