@@ -139,8 +139,9 @@
 //
 // Candidacy: every node stands for election from the start. Resign
 // withdraws (a leader announces "no leader" for its epoch, and the others
-// elect the next); Campaign stands again and waits to lead. A node that
-// does not stand answers no ELECTION and puts itself on no token.
+// elect the next); when it returns, Leader and Observe no longer name the
+// node. Campaign stands again and waits to lead. A node that does not
+// stand answers no ELECTION and puts itself on no token.
 //
 // # Partitions
 //
