@@ -42,7 +42,8 @@ type Elector interface {
 	Campaign(ctx context.Context) (Leader, error)
 
 	// Resign gives up leadership if this node holds it, and stops this node
-	// from campaigning until Campaign is called again.
+	// from campaigning until Campaign is called again. When it returns nil,
+	// Leader and Observe no longer name this node.
 	Resign(ctx context.Context) error
 
 	// Leader returns the current leader as this node knows it.

@@ -70,6 +70,10 @@ type RaftElector struct {
 	self  transport.NodeID
 	views Notifier
 
+	// pub makes publish's check and publication one step: the goroutine
+	// that follows the node and Resign both publish.
+	pub sync.Mutex
+
 	stopc chan struct{}
 	donec chan struct{}
 	stop  sync.Once
@@ -149,6 +153,8 @@ func (e *RaftElector) poll() {
 
 // publish publishes l if it is news and does not go back in epoch.
 func (e *RaftElector) publish(l Leader) {
+	e.pub.Lock()
+	defer e.pub.Unlock()
 	if cur := e.views.Current(); l != cur && l.Epoch >= cur.Epoch {
 		e.views.Publish(l)
 	}
@@ -184,7 +190,8 @@ func (e *RaftElector) Campaign(ctx context.Context) (Leader, error) {
 // nothing; while this node leads, it hands leadership over to the most
 // up-to-date other voter (consensus.Node.TransferLeadership) and returns
 // once another node leads, or with the transfer's error (ErrCannotResign
-// for a node that cannot transfer).
+// for a node that cannot transfer). When it returns nil, Leader and
+// Observe no longer name this node.
 func (e *RaftElector) Resign(ctx context.Context) error {
 	if e == nil || e.stopc == nil {
 		return errRaftElectorNotNew
@@ -200,8 +207,11 @@ func (e *RaftElector) Resign(ctx context.Context) error {
 		return ErrClosed
 	default:
 	}
-	if e.views.Current().ID != e.self && e.node.Status().Leader != e.self {
-		return nil // a follower has nothing to give up
+	if e.node.Status().Leader != e.self {
+		// A follower has nothing to give up; a view that still names this
+		// node is stale (the node's notification is on the way).
+		e.poll()
+		return nil
 	}
 	tr, ok := e.node.(RaftTransferer)
 	if !ok {
@@ -210,6 +220,9 @@ func (e *RaftElector) Resign(ctx context.Context) error {
 	if err := tr.TransferLeadership(ctx, ""); err != nil {
 		return fmt.Errorf("election: resign: %w", err)
 	}
+	// The node knows another leader now; its notification may still be
+	// on the way to the goroutine that follows it.
+	e.poll()
 	return nil
 }
 

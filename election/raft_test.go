@@ -3,6 +3,7 @@ package election_test
 import (
 	"context"
 	"errors"
+	"sync"
 	"testing"
 	"testing/synctest"
 	"time"
@@ -10,6 +11,7 @@ import (
 	"github.com/distkit/distkit/consensus"
 	"github.com/distkit/distkit/consensus/raft"
 	"github.com/distkit/distkit/election"
+	"github.com/distkit/distkit/transport"
 )
 
 // scriptedRaft is a RaftNode and RaftObserver whose leadership the test
@@ -75,4 +77,76 @@ func TestRaftElectorCampaignWaitsForSelf(t *testing.T) {
 			t.Errorf("Campaign() once r1 leads = %+v, %v; want %+v", l, err, want)
 		}
 	})
+}
+
+// transferringRaft is a scriptedRaft that can hand its leadership over:
+// TransferLeadership makes to (or r2) the leader in the next term at once,
+// as the node sees it, and leaves the notification of it unsent, as if it
+// were still on its way to the elector.
+type transferringRaft struct {
+	scriptedRaft
+	mu sync.Mutex
+}
+
+func (s *transferringRaft) Status() consensus.Status {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.status
+}
+
+func (s *transferringRaft) set(leader transport.NodeID, term uint64) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.status.Leader, s.status.Term = leader, term
+}
+
+func (s *transferringRaft) TransferLeadership(_ context.Context, to transport.NodeID) error {
+	if to == "" {
+		to = "r2"
+	}
+	st := s.Status()
+	s.set(to, st.Term+1)
+	return nil
+}
+
+// TestRaftElectorResignEndsLeadershipBeforeReturning: once Resign returns
+// nil, Leader no longer names this node, even while the node's
+// notification of the new leader has not reached the elector: after a
+// transfer, and on a node whose leadership had already gone.
+func TestRaftElectorResignEndsLeadershipBeforeReturning(t *testing.T) {
+	tests := []struct {
+		name string
+		// lostBefore: the node already follows when Resign is called,
+		// and the elector has not heard of it yet.
+		lostBefore bool
+		want       election.Leader
+	}{
+		{"leader hands over", false, election.Leader{ID: "r2", Epoch: 6}},
+		{"leadership already lost", true, election.Leader{ID: "r3", Epoch: 6}},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			synctest.Test(t, func(t *testing.T) {
+				node := &transferringRaft{scriptedRaft: scriptedRaft{ch: make(chan consensus.LeaderInfo, 1)}}
+				node.status.Status = raft.Status{ID: "r1", Leader: "r1", Term: 5}
+				el, err := election.NewRaft(node, election.DefaultRaftConfig())
+				if err != nil {
+					t.Fatal(err)
+				}
+				defer el.Close()
+				if got := el.Leader(); got.ID != "r1" {
+					t.Fatalf("Leader() at start = %+v; want r1", got)
+				}
+				if tt.lostBefore {
+					node.set("r3", 6)
+				}
+				if err := el.Resign(context.Background()); err != nil {
+					t.Fatalf("Resign() = %v", err)
+				}
+				if got := el.Leader(); got != tt.want {
+					t.Errorf("Leader() right after Resign = %+v; want %+v", got, tt.want)
+				}
+			})
+		})
+	}
 }
