@@ -2,7 +2,9 @@ package clock
 
 import (
 	"errors"
+	"runtime"
 	"sync"
+	"sync/atomic"
 	"testing"
 )
 
@@ -102,40 +104,53 @@ func TestLamportConcurrent(t *testing.T) {
 // from several goroutines at once. Each is one event that raises the clock
 // by exactly 1, so the clock must end at the number of events: a receive
 // that read the clock and wrote it back without a compare-and-swap would
-// lose concurrent events. The goroutines run long enough to overlap on
-// several CPUs or be preempted mid-receive on one. (A lost update shows
-// only when they interleave, so this test can miss one; it never fails on
-// correct code.)
+// lose concurrent events. A lost update shows only when the goroutines
+// really interleave, which a busy machine may not give them in one round:
+// rounds run until the goroutines have seen each other's events often
+// enough (a timestamp that jumps by more than 1), or a bound on rounds.
+// It never fails on correct code.
 func TestLamportReceiveIsAtomic(t *testing.T) {
-	const goroutines, perG = 4, 500_000
+	const goroutines, perG, maxRounds, wantInterleavings = 4, 100_000, 20, 10_000
 	var c Lamport
-	start := make(chan struct{}) // released together, so the goroutines overlap
-	var wg sync.WaitGroup
-	for g := range goroutines {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			<-start
-			var prev uint64
-			for range perG {
-				ts, err := c.Receive(0)
-				if err != nil {
-					t.Errorf("Receive(0): %v", err)
-					return
+	interleavings := 0
+	for round := 1; round <= maxRounds && interleavings < wantInterleavings; round++ {
+		var ready atomic.Int32 // the goroutines start together, so they overlap
+		jumps := make([]int, goroutines)
+		var wg sync.WaitGroup
+		for g := range goroutines {
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				for ready.Add(1); ready.Load() < goroutines; {
+					runtime.Gosched()
 				}
-				if ts <= prev {
-					t.Errorf("goroutine %d: Receive(0) = %d after %d; want increasing", g, ts, prev)
-					return
+				prev := c.Current()
+				for range perG {
+					ts, err := c.Receive(0)
+					if err != nil {
+						t.Errorf("Receive(0): %v", err)
+						return
+					}
+					if ts <= prev {
+						t.Errorf("goroutine %d: Receive(0) = %d after %d; want increasing", g, ts, prev)
+						return
+					}
+					if ts > prev+1 {
+						jumps[g]++ // another goroutine's event came in between
+					}
+					prev = ts
 				}
-				prev = ts
-			}
-		}()
+			}()
+		}
+		wg.Wait()
+		if got, want := c.Current(), uint64(round*goroutines*perG); got != want {
+			t.Fatalf("Current() after %d concurrent receives (round %d) = %d; want %d (events were lost)", want, round, got, want)
+		}
+		for _, j := range jumps {
+			interleavings += j
+		}
 	}
-	close(start)
-	wg.Wait()
-	if got, want := c.Current(), uint64(goroutines*perG); got != want {
-		t.Errorf("Current() after %d concurrent receives = %d; want %d (events were lost)", want, got, want)
-	}
+	t.Logf("%d interleaved receives seen", interleavings)
 }
 
 func TestStampCompare(t *testing.T) {
