@@ -79,9 +79,17 @@ func TestDecodeFrameRejects(t *testing.T) {
 		{"bad status", reseal(append([]byte{framePut, 1, 'k', 7, 0}, make([]byte, 26)...))},
 		{"complete not completed", reseal(append([]byte{frameComplete, 1, 'k', 1, 0}, make([]byte, 26)...))},
 		{"unknown flag", reseal(append([]byte{framePut, 1, 'k', 2, 8}, make([]byte, 26)...))},
+		{"key longer than the body", reseal([]byte{frameAbort, 0x7f, 'k'})},
+		{"token cut short", reseal([]byte{frameAbort, 1, 'k', 0, 0, 0})},
+		{"times cut short", reseal([]byte{framePut, 1, 'k', 2, 0, 1, 0, 0, 0, 0, 0, 0, 0, 9})},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
+			defer func() {
+				if p := recover(); p != nil {
+					t.Errorf("decodeFrame(%x) panicked: %v; want an error", tt.data, p)
+				}
+			}()
 			if e, n, err := decodeFrame(tt.data); err == nil {
 				t.Errorf("decodeFrame(%x) = %+v, %d, nil; want an error", tt.data, e, n)
 			}

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"log"
 	"net/http"
 	"net/http/httptest"
 	"strings"
@@ -104,6 +105,7 @@ func TestMiddlewareStatuses(t *testing.T) {
 		{"malformed key", "POST", []string{`"a b"`}, "{}", http.StatusBadRequest},
 		{"key too long", "POST", []string{strings.Repeat("k", 256)}, "{}", http.StatusBadRequest},
 		{"body too large", "POST", []string{`"big"`}, strings.Repeat("x", 2<<20), http.StatusRequestEntityTooLarge},
+		{"body at the limit", "POST", []string{`"at-limit"`}, strings.Repeat("x", 1<<20), http.StatusCreated},
 		{"quoted key", "POST", []string{`"k1"`}, "{}", http.StatusCreated},
 		{"bare key", "PATCH", []string{"k2"}, "{}", http.StatusCreated},
 		{"GET passes through without key", "GET", nil, "", http.StatusCreated},
@@ -160,8 +162,16 @@ func TestMiddlewareReplay(t *testing.T) {
 	if otherPath.status != http.StatusUnprocessableEntity {
 		t.Errorf("key reused on another path: status %d; want 422", otherPath.status)
 	}
-	if st := m.Stats(); st.Executed != 1 || st.Replayed != 1 || st.KeyReuse != 2 {
-		t.Errorf("Stats() = %+v; want 1 executed, 1 replayed, 2 key reuses", st)
+	otherQuery := send(t, srv, "POST", "/pay?currency=USD", []string{`"pay-1"`}, `{"amount":100}`)
+	if otherQuery.status != http.StatusUnprocessableEntity {
+		t.Errorf("key reused with another query: status %d; want 422", otherQuery.status)
+	}
+	otherMethod := send(t, srv, "PATCH", "/pay", []string{`"pay-1"`}, `{"amount":100}`)
+	if otherMethod.status != http.StatusUnprocessableEntity {
+		t.Errorf("key reused with another method: status %d; want 422", otherMethod.status)
+	}
+	if st := m.Stats(); st.Executed != 1 || st.Replayed != 1 || st.KeyReuse != 4 {
+		t.Errorf("Stats() = %+v; want 1 executed, 1 replayed, 4 key reuses", st)
 	}
 }
 
@@ -194,22 +204,25 @@ func TestMiddlewareConflictWhileInFlight(t *testing.T) {
 func TestMiddlewareServerErrors(t *testing.T) {
 	tests := []struct {
 		name          string
+		status        int
 		cacheFailures bool
 		wantCharges   int64
 		wantReplayed  string
 	}{
-		{"5xx not cached by default", false, 2, ""},
-		{"5xx cached when configured", true, 1, "true"},
+		{"503 not cached by default", 503, false, 2, ""},
+		{"500 not cached by default", 500, false, 2, ""},
+		{"503 cached when configured", 503, true, 1, "true"},
+		{"500 cached when configured", 500, true, 1, "true"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			_, h, srv := newTestMiddleware(t, func(c *HTTPConfig) { c.CacheFailures = tt.cacheFailures })
-			h.status.Store(503)
+			h.status.Store(int64(tt.status))
 			send(t, srv, "POST", "/pay", []string{"k"}, "{}")
 			second := send(t, srv, "POST", "/pay", []string{"k"}, "{}")
-			if h.charges.Load() != tt.wantCharges || second.header.Get(ReplayedHeader) != tt.wantReplayed || second.status != 503 {
-				t.Errorf("after two 503s: %d charges, status %d, replayed %q; want %d charges, 503, replayed %q",
-					h.charges.Load(), second.status, second.header.Get(ReplayedHeader), tt.wantCharges, tt.wantReplayed)
+			if h.charges.Load() != tt.wantCharges || second.header.Get(ReplayedHeader) != tt.wantReplayed || second.status != tt.status {
+				t.Errorf("after two %ds: %d charges, status %d, replayed %q; want %d charges, %d, replayed %q",
+					tt.status, h.charges.Load(), second.status, second.header.Get(ReplayedHeader), tt.wantCharges, tt.status, tt.wantReplayed)
 			}
 		})
 	}
@@ -337,5 +350,58 @@ func TestMiddlewareReplayAfterRestart(t *testing.T) {
 	}
 	if bodies[0] != bodies[1] || h.charges.Load() != 1 {
 		t.Errorf("after restart: bodies %q, %d charges; want the same body and 1 charge", bodies, h.charges.Load())
+	}
+}
+
+// TestMiddlewareResponseAtTheLimit: a response body of exactly
+// MaxResponseBytes is stored and replayed in full.
+func TestMiddlewareResponseAtTheLimit(t *testing.T) {
+	const pad = 50
+	body := fmt.Sprintf(`{"charge":%d,"request":%q,"pad":%q}`, 1, []byte("{}"), strings.Repeat("x", pad))
+	_, h, srv := newTestMiddleware(t, func(c *HTTPConfig) { c.MaxResponseBytes = len(body) })
+	h.bigBody = pad
+	if first := send(t, srv, "POST", "/pay", []string{"k"}, "{}"); first.body != body {
+		t.Fatalf("first response = %q; want %q", first.body, body)
+	}
+	again := send(t, srv, "POST", "/pay", []string{"k"}, "{}")
+	if again.body != body || again.header.Get(BodyOmittedHeader) != "" || again.header.Get(ReplayedHeader) != "true" {
+		t.Errorf("replay = %q (%s %q); want the full %d-byte body replayed", again.body, BodyOmittedHeader,
+			again.header.Get(BodyOmittedHeader), len(body))
+	}
+}
+
+// TestMiddlewareKeepsFirstStatus: the stored status is the one the client
+// received, the handler's first WriteHeader; net/http ignores later ones.
+func TestMiddlewareKeepsFirstStatus(t *testing.T) {
+	store, err := NewMemoryStore(DefaultMemoryConfig())
+	if err != nil {
+		t.Fatal(err)
+	}
+	cfg := DefaultHTTPConfig()
+	cfg.Runner.Clock = clock.NewManual(epoch)
+	m, err := NewMiddleware(store, cfg)
+	if err != nil {
+		t.Fatalf("NewMiddleware: %v", err)
+	}
+	var calls atomic.Int64
+	srv := httptest.NewUnstartedServer(m.Wrap(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		calls.Add(1)
+		w.WriteHeader(http.StatusCreated)
+		w.WriteHeader(http.StatusInternalServerError) // superfluous: ignored
+		io.WriteString(w, "created")
+	})))
+	srv.Config.ErrorLog = log.New(io.Discard, "", 0) // the superfluous WriteHeader warning
+	srv.Start()
+	t.Cleanup(func() {
+		srv.Close()
+		m.Close()
+	})
+	first := send(t, srv, "POST", "/pay", []string{"k"}, "{}")
+	again := send(t, srv, "POST", "/pay", []string{"k"}, "{}")
+	if first.status != http.StatusCreated || again.status != http.StatusCreated || again.header.Get(ReplayedHeader) != "true" {
+		t.Errorf("statuses %d then %d (replayed %q); want 201 then a replayed 201", first.status, again.status, again.header.Get(ReplayedHeader))
+	}
+	if n := calls.Load(); n != 1 {
+		t.Errorf("handler ran %d times; want 1", n)
 	}
 }

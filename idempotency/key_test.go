@@ -121,6 +121,19 @@ func TestDeriveKey(t *testing.T) {
 	}
 }
 
+// TestDeriveKeyKeepsLargeNumbersExact: parameters that differ only in a
+// digit a float64 cannot hold give different keys.
+func TestDeriveKeyKeepsLargeNumbersExact(t *testing.T) {
+	a, errA := DeriveKey("client-1", "transfer", map[string]any{"id": uint64(12345678901234567890)})
+	b, errB := DeriveKey("client-1", "transfer", map[string]any{"id": uint64(12345678901234567891)})
+	if errA != nil || errB != nil {
+		t.Fatalf("DeriveKey = %v, %v", errA, errB)
+	}
+	if a == b {
+		t.Errorf("DeriveKey gave %s for ids 12345678901234567890 and 12345678901234567891; want different keys", a)
+	}
+}
+
 type rawJSON string
 
 func (r rawJSON) MarshalJSON() ([]byte, error) { return []byte(r), nil }

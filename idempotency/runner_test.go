@@ -250,6 +250,9 @@ func TestDoOversizedResult(t *testing.T) {
 	if v, err := r.Do(ctx, "k2", "fp", func(context.Context) (string, error) { return "0123456789", nil }); v != "0123456789" || err != nil {
 		t.Errorf("result at the limit = %q, %v", v, err)
 	}
+	if v, out, err := r.DoOutcome(ctx, "k2", "fp", big); v != "0123456789" || out != Replayed || err != nil {
+		t.Errorf("retry of the result at the limit = %q, %v, %v; want it replayed", v, out, err)
+	}
 	if v, err := r.Do(ctx, "k2", "fp", nil); err == nil {
 		t.Errorf("Do with nil fn = %q, nil; want an error", v)
 	}
@@ -319,6 +322,7 @@ func TestConfigValidate(t *testing.T) {
 		{"negative timeout", func(c *Config) { c.InProgressTimeout = -time.Second }},
 		{"unknown policy", func(c *Config) { c.OnInProgress = 9 }},
 		{"negative max result", func(c *Config) { c.MaxResultBytes = -1 }},
+		{"zero max result", func(c *Config) { c.MaxResultBytes = 0 }},
 	}
 	if err := DefaultConfig().Validate(); err != nil {
 		t.Fatalf("DefaultConfig().Validate() = %v", err)

@@ -444,3 +444,34 @@ func TestMemoryConfigValidate(t *testing.T) {
 		})
 	}
 }
+
+// TestMemoryStoreReplacedRecordIsNewest: an expired record replaced by a new
+// Begin counts as created then, so at the bound a record completed before
+// the replacement goes first.
+func TestMemoryStoreReplacedRecordIsNewest(t *testing.T) {
+	ctx := context.Background()
+	clk := clock.NewManual(epoch)
+	s := mustMemoryStore(t, MemoryConfig{Shards: 1, MaxEntries: 2, Clock: clk})
+	mustBegin := func(p Record) {
+		t.Helper()
+		if _, created, err := s.Begin(ctx, p); !created || err != nil {
+			t.Fatalf("Begin(%q) = %v, %v; want created", p.Key, created, err)
+		}
+	}
+	mustBegin(inProgress("a", "fp", 1, clk.Now(), time.Minute))
+	b := inProgress("b", "fp", 2, clk.Now(), time.Minute)
+	mustBegin(b)
+	if err := s.Complete(ctx, completed(b, "B", clk.Now(), time.Hour)); err != nil {
+		t.Fatalf("Complete(b) = %v", err)
+	}
+	clk.Advance(2 * time.Minute)
+	mustBegin(inProgress("a", "fp", 3, clk.Now(), time.Minute)) // replaces the expired a
+	clk.Advance(2 * time.Minute)                                // the new a expires too
+	mustBegin(inProgress("c", "fp", 4, clk.Now(), time.Minute))
+	if _, ok, _ := s.Get(ctx, "b"); ok {
+		t.Errorf("b (completed first) is still stored; want it evicted as the oldest record")
+	}
+	if rec, ok, _ := s.Get(ctx, "a"); !ok || rec.Token != 3 {
+		t.Errorf("Get(a) = %+v, %v; want the replacement (token 3) kept", rec, ok)
+	}
+}
