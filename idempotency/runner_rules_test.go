@@ -266,3 +266,38 @@ func TestRunnerCloseWaitsForRunningCalls(t *testing.T) {
 		}
 	})
 }
+
+// TestDoWaiterOfPanickedCallGetsPanicError: when fn panics, the caller that
+// ran it re-panics and a duplicate waiting on it gets a *PanicError with
+// the value, not a zero result and nil.
+func TestDoWaiterOfPanickedCallGetsPanicError(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		r, _, _ := newTestRunner[int](t, JSONCodec[int]{}, nil)
+		release := make(chan struct{})
+		fn := func(context.Context) (int, error) {
+			<-release
+			panic("boom")
+		}
+		recovered := make(chan any, 1) // one result
+		go func() {
+			defer func() { recovered <- recover() }()
+			r.Do(context.Background(), "k", "fp", fn)
+		}()
+		synctest.Wait()                 // the first call runs fn
+		waiter := make(chan outcome, 1) // one result
+		go func() {
+			v, out, err := r.DoOutcome(context.Background(), "k", "fp", fn)
+			waiter <- outcome{v, out, err}
+		}()
+		synctest.Wait() // the duplicate waits for it
+		close(release)
+		if p := <-recovered; p != "boom" {
+			t.Errorf("the caller that ran fn recovered %v; want boom", p)
+		}
+		w := <-waiter
+		var pe *PanicError
+		if !errors.As(w.err, &pe) || pe.Value != "boom" {
+			t.Errorf("waiter = %d, %v, %v; want a *PanicError with value boom", w.v, w.out, w.err)
+		}
+	})
+}
