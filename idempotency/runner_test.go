@@ -3,6 +3,7 @@ package idempotency
 import (
 	"context"
 	"errors"
+	"fmt"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -386,8 +387,13 @@ func TestZeroValuesGiveErrors(t *testing.T) {
 		name string
 		err  error
 	}{
-		{"Runner.Do", func() error {
-			_, err := r.Do(ctx, "k", "fp", func(context.Context) (int, error) { return 1, nil })
+		{"Runner.Do", func() (err error) {
+			defer func() {
+				if p := recover(); p != nil {
+					err = fmt.Errorf("panicked: %v", p)
+				}
+			}()
+			_, err = r.Do(ctx, "k", "fp", func(context.Context) (int, error) { return 1, nil })
 			return err
 		}()},
 		{"Runner.Close", r.Close()},
