@@ -8,6 +8,7 @@ import (
 	"sync"
 	"sync/atomic"
 	"testing"
+	"testing/synctest"
 	"time"
 
 	"github.com/distkit/distkit/clock"
@@ -435,34 +436,37 @@ func TestDoUnencodableResult(t *testing.T) {
 // TestDoWaiterSurvivesLeaderCancel checks that a duplicate waiting on a call
 // whose first caller cancelled does not inherit that cancellation.
 func TestDoWaiterSurvivesLeaderCancel(t *testing.T) {
-	r, _, _ := newTestRunner[int](t, JSONCodec[int]{}, nil)
-	leaderCtx, cancel := context.WithCancel(context.Background())
-	entered := make(chan struct{})
-	var runs atomic.Int64
-	fn := func(ctx context.Context) (int, error) {
-		if runs.Add(1) == 1 {
-			close(entered)
-			<-ctx.Done() // the first run honours its caller's cancellation
-			return 0, ctx.Err()
+	synctest.Test(t, func(t *testing.T) {
+		r, _, _ := newTestRunner[int](t, JSONCodec[int]{}, nil)
+		leaderCtx, cancel := context.WithCancel(context.Background())
+		entered := make(chan struct{})
+		var runs atomic.Int64
+		fn := func(ctx context.Context) (int, error) {
+			if runs.Add(1) == 1 {
+				close(entered)
+				<-ctx.Done() // the first run honours its caller's cancellation
+				return 0, ctx.Err()
+			}
+			return 42, nil
 		}
-		return 42, nil
-	}
-	leaderDone := make(chan error, 1) // one result
-	go func() {
-		_, err := r.Do(leaderCtx, "k", "fp", fn)
-		leaderDone <- err
-	}()
-	<-entered
-	waiterDone := make(chan int, 1) // one result
-	go func() {
-		v, _ := r.Do(context.Background(), "k", "fp", fn)
-		waiterDone <- v
-	}()
-	cancel()
-	if err := <-leaderDone; !errors.Is(err, context.Canceled) {
-		t.Errorf("leader = %v; want context.Canceled", err)
-	}
-	if v := <-waiterDone; v != 42 {
-		t.Errorf("waiter = %d; want 42 from its own run", v)
-	}
+		leaderDone := make(chan error, 1) // one result
+		go func() {
+			_, err := r.Do(leaderCtx, "k", "fp", fn)
+			leaderDone <- err
+		}()
+		<-entered
+		waiterDone := make(chan int, 1) // one result
+		go func() {
+			v, _ := r.Do(context.Background(), "k", "fp", fn)
+			waiterDone <- v
+		}()
+		synctest.Wait() // the waiter waits for the leader's run before it is cancelled
+		cancel()
+		if err := <-leaderDone; !errors.Is(err, context.Canceled) {
+			t.Errorf("leader = %v; want context.Canceled", err)
+		}
+		if v := <-waiterDone; v != 42 {
+			t.Errorf("waiter = %d; want 42 from its own run", v)
+		}
+	})
 }
