@@ -79,3 +79,37 @@ func TestStateMachineSnapshotAtEveryIndex(t *testing.T) {
 		}
 	}
 }
+
+// TestSettledHolderOnlyInTheAppliedTerm: a holder read is answered from
+// the table only by the leader of the term whose stamp the table last
+// applied; a new leader's clock is another machine's, so until its first
+// stamped command (which rebases the table) the log must answer.
+func TestSettledHolderOnlyInTheAppliedTerm(t *testing.T) {
+	sm, err := NewStateMachine(DefaultTableConfig())
+	if err != nil {
+		t.Fatal(err)
+	}
+	for i, req := range []Request{
+		{Op: OpOpen, Session: 1, Owner: "a", TTL: time.Second},
+		{Op: OpAcquire, Session: 1, Name: "x"},
+	} {
+		e := consensus.Entry{Index: uint64(i + 1), Term: 1, Command: encodeCommand(t0Internal, req)}
+		if r := sm.Apply(e).(applied); r.err != nil {
+			t.Fatalf("Apply(%v) = %v", req.Op, r.err)
+		}
+	}
+	now := t0Internal.Add(10 * time.Millisecond)
+	tests := []struct {
+		term   uint64
+		wantOK bool
+	}{
+		{1, true},  // the leader that stamped the table
+		{2, false}, // a new leader that has not stamped yet
+	}
+	for _, tt := range tests {
+		if g, held, ok := sm.settledHolder("x", tt.term, now); ok != tt.wantOK || (ok && (!held || g.Session != 1)) {
+			t.Errorf("settledHolder(x, term %d) = %+v, %v, %v; want ok = %v (and session 1 holding when ok)",
+				tt.term, g, held, ok, tt.wantOK)
+		}
+	}
+}

@@ -151,6 +151,12 @@ func TestTableScenarios(t *testing.T) {
 			tbl.End(at(3), 1)
 			return grants(tbl.Granted())
 		}, "[x s2 t2]"},
+		{"ending a session frees its locks without lock-delay", 30 * time.Millisecond, func(tbl *lock.Table) string {
+			tbl.Acquire(at(1), 1, "x", true)
+			tbl.Acquire(at(2), 2, "x", true)
+			tbl.End(at(3), 1) // a clean end: the holder let go knowingly
+			return grants(tbl.Granted())
+		}, "[x s2 t2]"},
 		{"a cancelled waiter leaves the queue", 0, func(tbl *lock.Table) string {
 			tbl.Acquire(at(1), 1, "x", true)
 			tbl.Acquire(at(2), 2, "x", true)
@@ -199,6 +205,12 @@ func TestTableScenarios(t *testing.T) {
 			_, err := tbl.KeepAlive(at(10), 1)
 			return errName(err)
 		}, "no such session (expired or ended)"},
+		{"a late-stamped renewal does not shorten the lease", 0, func(tbl *lock.Table) string {
+			tbl.KeepAlive(at(50), 1)
+			tbl.KeepAlive(at(10), 1) // an earlier time counts as the latest seen, at(50)
+			exp, _ := tbl.Expires(1)
+			return exp.Sub(t0).String()
+		}, "150ms"},
 		{"acquire by an unknown session fails", 0, func(tbl *lock.Table) string {
 			return describe(tbl.Acquire(at(1), 9, "x", true))
 		}, "err:no such session (expired or ended)"},
@@ -352,5 +364,34 @@ func TestZeroTableRejectsOpensClearly(t *testing.T) {
 	}
 	if _, _, err := tbl.Acquire(at(0), 1, "x", true); !errors.Is(err, lock.ErrNoSession) {
 		t.Errorf("zero Table Acquire = %v; want ErrNoSession", err)
+	}
+}
+
+// TestTableHandsOverInNameOrder: when a session holding several locks
+// ends or expires, its locks pass to their next waiters in name order, so
+// every replica applying the same log hands out the same tokens (the
+// session's locks live in a map, whose order differs from run to run:
+// hence the repetitions).
+func TestTableHandsOverInNameOrder(t *testing.T) {
+	names := []string{"h", "c", "f", "a", "g", "b", "e", "d"}
+	want := "[a s2 t9][b s2 t10][c s2 t11][d s2 t12][e s2 t13][f s2 t14][g s2 t15][h s2 t16]"
+	for _, end := range []struct {
+		how string
+		do  func(tbl *lock.Table)
+	}{
+		{"End", func(tbl *lock.Table) { tbl.End(at(3), 1) }},
+		{"expiry", func(tbl *lock.Table) { tbl.KeepAlive(at(90), 2); tbl.Tick(at(100)) }},
+	} {
+		for range 20 {
+			tbl := newTestTable(t, 0, 2)
+			for _, n := range names {
+				tbl.Acquire(at(1), 1, n, true)
+				tbl.Acquire(at(2), 2, n, true)
+			}
+			end.do(tbl)
+			if got := grants(tbl.Granted()); got != want {
+				t.Fatalf("grants after %s = %s; want %s", end.how, got, want)
+			}
+		}
 	}
 }
