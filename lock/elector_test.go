@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"testing"
+	"testing/synctest"
 	"time"
 
 	"github.com/distkit/distkit/clock"
@@ -198,4 +199,87 @@ func TestElectorNilContext(t *testing.T) {
 	if err := e.Resign(nil); !errors.Is(err, election.ErrNilContext) {
 		t.Errorf("Resign(nil) = %v; want ErrNilContext", err)
 	}
+}
+
+// holderIs is a Service that answers every OpHolder with grant g.
+type holderIs struct{ g lock.Grant }
+
+func (h holderIs) Do(_ context.Context, req lock.Request) (lock.Response, error) {
+	if req.Op == lock.OpHolder {
+		return lock.Response{Granted: true, Grant: h.g}, nil
+	}
+	return lock.Response{}, nil
+}
+
+// TestElectorPollDoesNotNameItself: the poll reports the election lock's
+// holder as leader, except this node: a grant of this node's that the
+// service still shows may be under a lease this node already lost (its
+// bound passes before the service expires it), and only the node's own
+// lease-checked leadership may name it.
+func TestElectorPollDoesNotNameItself(t *testing.T) {
+	tests := []struct {
+		owner string
+		want  election.Leader
+	}{
+		{"n2", election.Leader{ID: "n2", Epoch: 7}},
+		{"n1", election.Leader{}},
+	}
+	for _, tt := range tests {
+		synctest.Test(t, func(t *testing.T) {
+			cfg := lock.DefaultElectorConfig()
+			cfg.ID = "n1"
+			e, err := lock.NewElector(holderIs{lock.Grant{Name: cfg.Name, Session: 9, Owner: tt.owner, Token: 7}}, cfg)
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer e.Close()
+			synctest.Wait() // the first poll has answered
+			if got := e.Leader(); got != tt.want {
+				t.Errorf("Leader() with the lock held by %s = %+v; want %+v", tt.owner, got, tt.want)
+			}
+		})
+	}
+}
+
+// TestElectorPublishesLeaseLoss: when the leadership's lease is lost (here
+// the service stops answering), observers are told at once that no leader
+// is known, in virtual time, without waiting for anyone's deadline.
+func TestElectorPublishesLeaseLoss(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		l, err := lock.NewLocal(lock.DefaultLocalConfig())
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer l.Close()
+		f := &flaky{svc: l}
+		cfg := lock.DefaultElectorConfig()
+		cfg.ID = "n1"
+		cfg.Session.TTL = 3 * time.Second // the bound is 2.7 s after the last acknowledged keepalive
+		e, err := lock.NewElector(f, cfg)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer e.Close()
+		ctx, cancel := context.WithCancel(context.Background())
+		defer cancel()
+		won, err := e.Campaign(ctx)
+		if err != nil {
+			t.Fatal(err)
+		}
+		views := e.Observe(ctx)
+		if v := <-views; v != won {
+			t.Fatalf("first view = %+v; want %+v", v, won)
+		}
+		f.cut()
+		time.Sleep(cfg.Session.TTL) // past the lease bound
+		synctest.Wait()
+		select {
+		case v := <-views:
+			if v.Known() {
+				t.Errorf("view after the lease was lost = %+v; want no leader known", v)
+			}
+		default:
+			t.Error("no view published after the leadership's lease was lost")
+		}
+	})
 }

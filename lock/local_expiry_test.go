@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"testing"
+	"testing/synctest"
 	"time"
 
 	"github.com/distkit/distkit/clock"
@@ -64,4 +65,46 @@ func TestLocalWakesWaiterExpiredByAnotherRequest(t *testing.T) {
 	case <-ctx.Done():
 		t.Fatal("the waiter whose lease expired during another session's request was never woken")
 	}
+}
+
+// TestLocalWakesWaiterOfEndedSession: a waiter whose session is ended
+// (OpEnd, as Session.Close sends) is woken with ErrNoSession at once; it
+// must not stay blocked on a queue it is no longer in.
+func TestLocalWakesWaiterOfEndedSession(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		l, err := lock.NewLocal(lock.DefaultLocalConfig())
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer l.Close()
+		ctx, cancel := context.WithCancel(context.Background())
+		defer cancel()
+		const holder, waiter lock.SessionID = 1, 2
+		for _, s := range []lock.SessionID{holder, waiter} {
+			if _, err := l.Do(ctx, lock.Request{Op: lock.OpOpen, Session: s, TTL: time.Minute}); err != nil {
+				t.Fatalf("open %d: %v", s, err)
+			}
+		}
+		if resp, err := l.Do(ctx, lock.Request{Op: lock.OpAcquire, Session: holder, Name: "x"}); err != nil || !resp.Granted {
+			t.Fatalf("holder's acquire = %+v, %v", resp, err)
+		}
+		done := make(chan error, 1)
+		go func() {
+			_, err := l.Do(ctx, lock.Request{Op: lock.OpAcquire, Session: waiter, Name: "x"})
+			done <- err
+		}()
+		synctest.Wait()
+		if _, err := l.Do(ctx, lock.Request{Op: lock.OpEnd, Session: waiter}); err != nil {
+			t.Fatal(err)
+		}
+		synctest.Wait()
+		select {
+		case err := <-done:
+			if !errors.Is(err, lock.ErrNoSession) {
+				t.Errorf("ended waiter's Acquire = %v; want ErrNoSession", err)
+			}
+		default:
+			t.Error("the waiter whose session ended is still blocked")
+		}
+	})
 }
