@@ -283,3 +283,51 @@ func TestElectorPublishesLeaseLoss(t *testing.T) {
 		}
 	})
 }
+
+// TestElectorResignHandsOverAtOnce: Resign unlocks the election lock, so
+// the next candidate in line leads at once (not a TTL later, and not never:
+// the resigned node's session stays alive).
+func TestElectorResignHandsOverAtOnce(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		l, err := lock.NewLocal(lock.DefaultLocalConfig())
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer l.Close()
+		ctx, cancel := context.WithCancel(context.Background())
+		defer cancel()
+		var es []*lock.Elector
+		for _, id := range []transport.NodeID{"n1", "n2"} {
+			cfg := lock.DefaultElectorConfig()
+			cfg.ID = id
+			e, err := lock.NewElector(l, cfg)
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer e.Close()
+			es = append(es, e)
+		}
+		won, err := es[0].Campaign(ctx)
+		if err != nil {
+			t.Fatal(err)
+		}
+		next := make(chan election.Leader, 1)
+		go func() {
+			l, _ := es[1].Campaign(ctx)
+			next <- l
+		}()
+		synctest.Wait()
+		if err := es[0].Resign(ctx); err != nil {
+			t.Fatalf("Resign = %v", err)
+		}
+		synctest.Wait()
+		select {
+		case got := <-next:
+			if got.ID != "n2" || got.Epoch <= won.Epoch {
+				t.Errorf("n2.Campaign = %+v; want n2 with an epoch above %d", got, won.Epoch)
+			}
+		default:
+			t.Error("n2 does not lead after n1 resigned")
+		}
+	})
+}

@@ -108,3 +108,49 @@ func TestLocalWakesWaiterOfEndedSession(t *testing.T) {
 		}
 	})
 }
+
+// TestLocalWakesWaiterOnRelease: a release hands the lock to the first
+// waiter, and Local wakes it with the grant at once.
+func TestLocalWakesWaiterOnRelease(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		l, err := lock.NewLocal(lock.DefaultLocalConfig())
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer l.Close()
+		ctx, cancel := context.WithCancel(context.Background())
+		defer cancel()
+		const holder, waiter lock.SessionID = 1, 2
+		for _, s := range []lock.SessionID{holder, waiter} {
+			if _, err := l.Do(ctx, lock.Request{Op: lock.OpOpen, Session: s, TTL: time.Minute}); err != nil {
+				t.Fatalf("open %d: %v", s, err)
+			}
+		}
+		first, err := l.Do(ctx, lock.Request{Op: lock.OpAcquire, Session: holder, Name: "x"})
+		if err != nil || !first.Granted {
+			t.Fatalf("holder's acquire = %+v, %v", first, err)
+		}
+		type result struct {
+			resp lock.Response
+			err  error
+		}
+		done := make(chan result, 1)
+		go func() {
+			resp, err := l.Do(ctx, lock.Request{Op: lock.OpAcquire, Session: waiter, Name: "x"})
+			done <- result{resp, err}
+		}()
+		synctest.Wait()
+		if _, err := l.Do(ctx, lock.Request{Op: lock.OpRelease, Session: holder, Name: "x", Token: first.Grant.Token}); err != nil {
+			t.Fatal(err)
+		}
+		synctest.Wait()
+		select {
+		case r := <-done:
+			if r.err != nil || !r.resp.Granted || r.resp.Grant.Session != waiter || r.resp.Grant.Token <= first.Grant.Token {
+				t.Errorf("waiter's Acquire = %+v, %v; want a grant to session %d above token %d", r.resp, r.err, waiter, first.Grant.Token)
+			}
+		default:
+			t.Error("the waiter granted the released lock is still blocked")
+		}
+	})
+}

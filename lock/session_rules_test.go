@@ -185,3 +185,32 @@ func TestDefaultSafetyMarginIsATenthOfTheTTL(t *testing.T) {
 		s.Close()
 	}
 }
+
+// TestLockAnsweredNoSessionLosesTheLease: a Lock answered "no such session"
+// (the service ended or expired it) ends the session at once: Done closes
+// with ErrLeaseLost, without waiting for a keepalive or the bound.
+func TestLockAnsweredNoSessionLosesTheLease(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		local, err := lock.NewLocal(lock.DefaultLocalConfig())
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer local.Close()
+		s, err := lock.NewSession(context.Background(), local, lock.DefaultSessionConfig())
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer s.Close()
+		if _, err := local.Do(context.Background(), lock.Request{Op: lock.OpEnd, Session: s.ID()}); err != nil {
+			t.Fatal(err)
+		}
+		if _, err := s.Lock(context.Background(), "x"); !errors.Is(err, lock.ErrNoSession) {
+			t.Errorf("Lock in an ended session = %v; want ErrNoSession", err)
+		}
+		select {
+		case <-s.Done():
+		default:
+			t.Errorf("Done still open after Lock was answered ErrNoSession (Err() = %v)", s.Err())
+		}
+	})
+}

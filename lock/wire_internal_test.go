@@ -56,3 +56,40 @@ func FuzzDecodeCommand(f *testing.F) {
 		sm.Apply(consensusEntry(b))
 	})
 }
+
+// TestDecodeResponseRejectsMalformed: a client decodes answers from the
+// network, so a malformed one fails with ErrCorrupt (never a panic, never
+// a made-up outcome).
+func TestDecodeResponseRejectsMalformed(t *testing.T) {
+	granted := appendResponse(nil, Response{Granted: true, Grant: Grant{Name: "x", Session: 3, Owner: "n1", Token: 9}}, nil)
+	tests := []struct {
+		name string
+		b    []byte
+	}{
+		{"empty", nil},
+		{"an unknown code", []byte{codeOther + 1, 0}},
+		{"a granted flag of 2", []byte{codeOK, 2, 0}},
+		{"no granted flag", []byte{codeOK}},
+		{"a truncated grant", granted[:len(granted)-2]},
+		{"a trailing byte", append(granted[:len(granted):len(granted)], 0)},
+		{"more held grants than bytes", []byte{codeOK, 0, 9, 1, 'a', 1}},
+		{"a truncated error text", []byte{codeLocked, 5, 'a'}},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			resp, err := decodeResponseNoPanic(tt.b)
+			if !errors.Is(err, ErrCorrupt) {
+				t.Errorf("decodeResponse(%x) = %+v, %v; want ErrCorrupt", tt.b, resp, err)
+			}
+		})
+	}
+}
+
+func decodeResponseNoPanic(b []byte) (resp Response, err error) {
+	defer func() {
+		if r := recover(); r != nil {
+			err = errors.New("decodeResponse panicked")
+		}
+	}()
+	return decodeResponse(b)
+}
