@@ -114,6 +114,10 @@ func TestTableScenarios(t *testing.T) {
 			tbl.Acquire(at(3), 2, "x", true)
 			return errName(tbl.Release(at(4), 1, "x", 1)) + "; " + holder(tbl, "x")
 		}, "not the holder of this grant; s2 t2"},
+		{"another session's release with the holder's token fails", 0, func(tbl *lock.Table) string {
+			tbl.Acquire(at(1), 1, "x", true)
+			return errName(tbl.Release(at(2), 2, "x", 1)) + "; " + holder(tbl, "x")
+		}, "not the holder of this grant; s1 t1"},
 		{"a duplicate release fails and changes nothing", 0, func(tbl *lock.Table) string {
 			tbl.Acquire(at(1), 1, "x", true)
 			tbl.Release(at(2), 1, "x", 1)
