@@ -375,3 +375,107 @@ func TestParticipantCheckpointKeepsInDoubt(t *testing.T) {
 		t.Fatalf("recovered from checkpoint %v: in doubt %v; want %v with its intent", rd.Checkpoint, rec.InDoubt, id)
 	}
 }
+
+// TestCoordinatorPresumedAbortAnswers: a coordinator with no record of a
+// transaction answers a QUERY or a YES vote with ABORT at once (presumed
+// abort), and a YES from a participant that already acknowledged the
+// decision (a duplicate PREPARE made it prepare again) is told to abort
+// that preparation, never sent the COMMIT again (it would apply twice).
+// Begin refuses an ID it still tracks.
+func TestCoordinatorPresumedAbortAnswers(t *testing.T) {
+	cfg := testConfig()
+	c := newCoordinatorCore(t, cfg)
+	unknown := uuid.New()
+	c.Step(coreT0, "p1", txn.Message{Type: txn.MsgQuery, Txn: unknown})
+	c.Step(coreT0, "p2", txn.Message{Type: txn.MsgVote, Txn: unknown, Outcome: txn.Committed})
+	if got := decisionsSent(c.Ready()); got["p1"] != txn.Aborted || got["p2"] != txn.Aborted {
+		t.Fatalf("answers about an unknown transaction = %v; want ABORT to p1 and p2", got)
+	}
+
+	id := uuid.New()
+	if err := c.Begin(coreT0, id, twoWork(), 0); err != nil {
+		t.Fatal(err)
+	}
+	if err := c.Begin(coreT0, id, twoWork(), 0); !errors.Is(err, txn.ErrDuplicateTxn) {
+		t.Fatalf("Begin() of a tracked ID = %v; want ErrDuplicateTxn", err)
+	}
+	for _, p := range []transport.NodeID{"p1", "p2"} {
+		c.Step(coreT0, p, txn.Message{Type: txn.MsgVote, Txn: id, Outcome: txn.Committed})
+	}
+	c.Ready()
+	c.Step(coreT0, "p1", txn.Message{Type: txn.MsgAck, Txn: id})
+	c.Ready()
+	c.Step(coreT0, "p1", txn.Message{Type: txn.MsgVote, Txn: id, Outcome: txn.Committed})
+	if got := decisionsSent(c.Ready()); len(got) != 1 || got["p1"] != txn.Aborted {
+		t.Fatalf("answer to a YES after p1's ACK = %v; want ABORT to p1", got)
+	}
+}
+
+// TestParticipantQueryRules: an in-doubt participant asks its coordinator
+// every RetryInterval and turns to its peers only once the coordinator has
+// been silent for three rounds (while it answers "still voting" a peer
+// that has not received its PREPARE yet would only abort a slow
+// transaction). A peer's "no record" abort counts only if it vouches for
+// its memory, with a k/8 margin, back to the preparation.
+func TestParticipantQueryRules(t *testing.T) {
+	cfg := testConfig()
+	id := uuid.New()
+	queries := func(rd txn.Ready) map[transport.NodeID]bool {
+		got := map[transport.NodeID]bool{}
+		for _, e := range rd.Messages {
+			if e.Msg.Type == txn.MsgQuery {
+				got[e.To] = true
+			}
+		}
+		return got
+	}
+	p, _ := preparedParticipant(t, cfg, id)
+	for round := 1; round <= 4; round++ {
+		now := coreT0.Add(time.Duration(round) * cfg.RetryInterval)
+		p.Tick(now)
+		if got := queries(p.Ready()); !got["c"] || got["p2"] {
+			t.Fatalf("round %d, coordinator answering: queries to %v; want the coordinator only", round, got)
+		}
+		p.Step(now, "c", txn.Message{Type: txn.MsgDecision, Txn: id, Outcome: txn.Unknown})
+	}
+	p, _ = preparedParticipant(t, cfg, id)
+	p.Tick(coreT0.Add(3 * cfg.RetryInterval))
+	if got := queries(p.Ready()); !got["c"] || !got["p2"] {
+		t.Fatalf("coordinator silent for 3 rounds: queries to %v; want the coordinator and p2", got)
+	}
+
+	at := coreT0.Add(900 * time.Millisecond)
+	p, _ = preparedParticipant(t, cfg, id)
+	p.Step(at, "p2", txn.Message{Type: txn.MsgDecision, Txn: id, Outcome: txn.Aborted, KnownFor: time.Second})
+	if got := p.Outcome(id); got != txn.Unknown {
+		t.Fatalf("abort vouched for 1s, 0.9s after preparing: outcome %v; want still in doubt (k/8 margin)", got)
+	}
+	p.Step(at, "p2", txn.Message{Type: txn.MsgDecision, Txn: id, Outcome: txn.Aborted, KnownFor: 2 * time.Second})
+	if got := p.Outcome(id); got != txn.Aborted {
+		t.Fatalf("abort vouched for 2s, 0.9s after preparing: outcome %v; want aborted", got)
+	}
+}
+
+// TestParticipantIgnoresPrepareNotNamingIt: a PREPARE whose participant
+// list does not name the participant (or that names no coordinator) is
+// dropped: it could never resolve the transaction by asking its peers.
+func TestParticipantIgnoresPrepareNotNamingIt(t *testing.T) {
+	cfg := testConfig()
+	tests := []struct {
+		name string
+		m    txn.Message
+	}{
+		{"not a participant", txn.Message{Type: txn.MsgPrepare, Coordinator: "c", Participants: []transport.NodeID{"p2", "p3"}}},
+		{"no coordinator", txn.Message{Type: txn.MsgPrepare, Participants: []transport.NodeID{"p1", "p2"}}},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			p := newParticipantCore(t, "p1", cfg)
+			tt.m.Txn = uuid.New()
+			p.Step(coreT0, "c", tt.m)
+			if rd := p.Ready(); len(rd.Actions) != 0 || len(rd.Messages) != 0 || p.Status() != (txn.ParticipantStatus{}) {
+				t.Fatalf("PREPARE %+v: Ready %+v, status %+v; want it dropped", tt.m, rd, p.Status())
+			}
+		})
+	}
+}

@@ -288,3 +288,38 @@ func TestReplicatedCoreWritesOnlyCommit(t *testing.T) {
 		t.Fatalf("after the ACKs: Log %v, Lazy %v; want [END tx] lazy only", rd.Log, rd.Lazy)
 	}
 }
+
+// TestTxnTableRefusesForeignInput: a takeover of a term older than the
+// table's is refused (it would hand its proposer another leader's epoch),
+// and a batch holding a record a replicated coordinator never writes
+// (BEGIN, PREPARED, DONE) is refused as malformed, leaving the table as it
+// was.
+func TestTxnTableRefusesForeignInput(t *testing.T) {
+	s := newTxnTable()
+	applyStep(t, s, 0, tableStep{2, 2, true, nil, nil, 0})
+	if res := applyStep(t, s, 1, tableStep{1, 1, true, nil, nil, 0}); !isErr(res, errStaleTerm) {
+		t.Fatalf("takeover of term 1 after term 2 = %v; want errStaleTerm", res)
+	}
+	for _, rec := range []Record{
+		{Type: RecBegin, Txn: tx, Participants: parts},
+		{Type: RecPrepared, Txn: tx, Coordinator: "c", Participants: parts},
+		{Type: RecDone, Txn: tx, Outcome: Committed},
+	} {
+		cmd, err := encodeBatch(2, 1, []Record{rec})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if _, err := decodeCommand(cmd); !errors.Is(err, ErrMalformed) {
+			t.Errorf("decodeCommand(batch of %s) = %v; want ErrMalformed", rec, err)
+		}
+	}
+	if got, held := s.state(tx); held || got != Unknown {
+		t.Fatalf("state(tx) = %v, %v; want not held", got, held)
+	}
+}
+
+// isErr reports whether an Apply result is an error matching target.
+func isErr(res any, target error) bool {
+	err, _ := res.(error)
+	return errors.Is(err, target)
+}
