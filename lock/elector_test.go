@@ -246,11 +246,7 @@ func TestElectorPollDoesNotNameItself(t *testing.T) {
 // is known, in virtual time, without waiting for anyone's deadline.
 func TestElectorPublishesLeaseLoss(t *testing.T) {
 	synctest.Test(t, func(t *testing.T) {
-		l, err := lock.NewLocal(lock.DefaultLocalConfig())
-		if err != nil {
-			t.Fatal(err)
-		}
-		defer l.Close()
+		l := newLocal(t)
 		f := &flaky{svc: l}
 		cfg := lock.DefaultElectorConfig()
 		cfg.ID = "n1"
@@ -289,11 +285,7 @@ func TestElectorPublishesLeaseLoss(t *testing.T) {
 // the resigned node's session stays alive).
 func TestElectorResignHandsOverAtOnce(t *testing.T) {
 	synctest.Test(t, func(t *testing.T) {
-		l, err := lock.NewLocal(lock.DefaultLocalConfig())
-		if err != nil {
-			t.Fatal(err)
-		}
-		defer l.Close()
+		l := newLocal(t)
 		ctx, cancel := context.WithCancel(context.Background())
 		defer cancel()
 		var es []*lock.Elector

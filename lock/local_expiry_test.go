@@ -29,18 +29,10 @@ func TestLocalWakesWaiterExpiredByAnotherRequest(t *testing.T) {
 	defer l.Close()
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
-	const holder, waiter lock.SessionID = 1, 2
-	for _, s := range []lock.SessionID{holder, waiter} {
-		if _, err := l.Do(ctx, lock.Request{Op: lock.OpOpen, Session: s, TTL: ttl}); err != nil {
-			t.Fatalf("open %d: %v", s, err)
-		}
-	}
-	if resp, err := l.Do(ctx, lock.Request{Op: lock.OpAcquire, Session: holder, Name: "x"}); err != nil || !resp.Granted {
-		t.Fatalf("holder's acquire = %+v, %v", resp, err)
-	}
+	holdX(ctx, t, l, ttl)
 	done := make(chan error, 1)
 	go func() {
-		_, err := l.Do(ctx, lock.Request{Op: lock.OpAcquire, Session: waiter, Name: "x"})
+		_, err := l.Do(ctx, lock.Request{Op: lock.OpAcquire, Session: waiterSession, Name: "x"})
 		done <- err
 	}()
 	for len(l.Waiters("x")) == 0 {
@@ -53,7 +45,7 @@ func TestLocalWakesWaiterExpiredByAnotherRequest(t *testing.T) {
 	// passes the waiter's deadline.
 	for range 2 {
 		m.Advance(ttl * 9 / 10)
-		if _, err := l.Do(ctx, lock.Request{Op: lock.OpKeepAlive, Session: holder}); err != nil {
+		if _, err := l.Do(ctx, lock.Request{Op: lock.OpKeepAlive, Session: holderSession}); err != nil {
 			t.Fatalf("holder's keepalive: %v", err)
 		}
 	}
@@ -72,29 +64,17 @@ func TestLocalWakesWaiterExpiredByAnotherRequest(t *testing.T) {
 // must not stay blocked on a queue it is no longer in.
 func TestLocalWakesWaiterOfEndedSession(t *testing.T) {
 	synctest.Test(t, func(t *testing.T) {
-		l, err := lock.NewLocal(lock.DefaultLocalConfig())
-		if err != nil {
-			t.Fatal(err)
-		}
-		defer l.Close()
+		l := newLocal(t)
 		ctx, cancel := context.WithCancel(context.Background())
 		defer cancel()
-		const holder, waiter lock.SessionID = 1, 2
-		for _, s := range []lock.SessionID{holder, waiter} {
-			if _, err := l.Do(ctx, lock.Request{Op: lock.OpOpen, Session: s, TTL: time.Minute}); err != nil {
-				t.Fatalf("open %d: %v", s, err)
-			}
-		}
-		if resp, err := l.Do(ctx, lock.Request{Op: lock.OpAcquire, Session: holder, Name: "x"}); err != nil || !resp.Granted {
-			t.Fatalf("holder's acquire = %+v, %v", resp, err)
-		}
+		holdX(ctx, t, l, time.Minute)
 		done := make(chan error, 1)
 		go func() {
-			_, err := l.Do(ctx, lock.Request{Op: lock.OpAcquire, Session: waiter, Name: "x"})
+			_, err := l.Do(ctx, lock.Request{Op: lock.OpAcquire, Session: waiterSession, Name: "x"})
 			done <- err
 		}()
 		synctest.Wait()
-		if _, err := l.Do(ctx, lock.Request{Op: lock.OpEnd, Session: waiter}); err != nil {
+		if _, err := l.Do(ctx, lock.Request{Op: lock.OpEnd, Session: waiterSession}); err != nil {
 			t.Fatal(err)
 		}
 		synctest.Wait()
@@ -113,20 +93,11 @@ func TestLocalWakesWaiterOfEndedSession(t *testing.T) {
 // waiter, and Local wakes it with the grant at once.
 func TestLocalWakesWaiterOnRelease(t *testing.T) {
 	synctest.Test(t, func(t *testing.T) {
-		l, err := lock.NewLocal(lock.DefaultLocalConfig())
-		if err != nil {
-			t.Fatal(err)
-		}
-		defer l.Close()
+		l := newLocal(t)
 		ctx, cancel := context.WithCancel(context.Background())
 		defer cancel()
-		const holder, waiter lock.SessionID = 1, 2
-		for _, s := range []lock.SessionID{holder, waiter} {
-			if _, err := l.Do(ctx, lock.Request{Op: lock.OpOpen, Session: s, TTL: time.Minute}); err != nil {
-				t.Fatalf("open %d: %v", s, err)
-			}
-		}
-		first, err := l.Do(ctx, lock.Request{Op: lock.OpAcquire, Session: holder, Name: "x"})
+		openHolderAndWaiter(ctx, t, l, time.Minute)
+		first, err := l.Do(ctx, lock.Request{Op: lock.OpAcquire, Session: holderSession, Name: "x"})
 		if err != nil || !first.Granted {
 			t.Fatalf("holder's acquire = %+v, %v", first, err)
 		}
@@ -136,21 +107,46 @@ func TestLocalWakesWaiterOnRelease(t *testing.T) {
 		}
 		done := make(chan result, 1)
 		go func() {
-			resp, err := l.Do(ctx, lock.Request{Op: lock.OpAcquire, Session: waiter, Name: "x"})
+			resp, err := l.Do(ctx, lock.Request{Op: lock.OpAcquire, Session: waiterSession, Name: "x"})
 			done <- result{resp, err}
 		}()
 		synctest.Wait()
-		if _, err := l.Do(ctx, lock.Request{Op: lock.OpRelease, Session: holder, Name: "x", Token: first.Grant.Token}); err != nil {
+		if _, err := l.Do(ctx, lock.Request{Op: lock.OpRelease, Session: holderSession, Name: "x", Token: first.Grant.Token}); err != nil {
 			t.Fatal(err)
 		}
 		synctest.Wait()
 		select {
 		case r := <-done:
-			if r.err != nil || !r.resp.Granted || r.resp.Grant.Session != waiter || r.resp.Grant.Token <= first.Grant.Token {
-				t.Errorf("waiter's Acquire = %+v, %v; want a grant to session %d above token %d", r.resp, r.err, waiter, first.Grant.Token)
+			if r.err != nil || !r.resp.Granted || r.resp.Grant.Session != waiterSession || r.resp.Grant.Token <= first.Grant.Token {
+				t.Errorf("waiter's Acquire = %+v, %v; want a grant to session %d above token %d", r.resp, r.err, waiterSession, first.Grant.Token)
 			}
 		default:
 			t.Error("the waiter granted the released lock is still blocked")
 		}
 	})
+}
+
+// The sessions of the tests above: holderSession holds "x",
+// waiterSession will want it.
+const holderSession, waiterSession lock.SessionID = 1, 2
+
+// openHolderAndWaiter opens holderSession and waiterSession on l, each
+// with a lease of ttl.
+func openHolderAndWaiter(ctx context.Context, t *testing.T, l *lock.Local, ttl time.Duration) {
+	t.Helper()
+	for _, s := range []lock.SessionID{holderSession, waiterSession} {
+		if _, err := l.Do(ctx, lock.Request{Op: lock.OpOpen, Session: s, TTL: ttl}); err != nil {
+			t.Fatalf("open %d: %v", s, err)
+		}
+	}
+}
+
+// holdX opens the two sessions on l (openHolderAndWaiter) and has
+// holderSession acquire "x".
+func holdX(ctx context.Context, t *testing.T, l *lock.Local, ttl time.Duration) {
+	t.Helper()
+	openHolderAndWaiter(ctx, t, l, ttl)
+	if resp, err := l.Do(ctx, lock.Request{Op: lock.OpAcquire, Session: holderSession, Name: "x"}); err != nil || !resp.Granted {
+		t.Fatalf("holder's acquire = %+v, %v", resp, err)
+	}
 }

@@ -86,11 +86,7 @@ func TestLockAnsweredAfterTheBoundFails(t *testing.T) {
 // once, with that cause, not only when its bound passes.
 func TestKeepAliveNoSessionLosesTheLease(t *testing.T) {
 	synctest.Test(t, func(t *testing.T) {
-		local, err := lock.NewLocal(lock.DefaultLocalConfig())
-		if err != nil {
-			t.Fatal(err)
-		}
-		defer local.Close()
+		local := newLocal(t)
 		cfg := lock.DefaultSessionConfig()
 		cfg.TTL = 3 * time.Second // keepalives every second; the bound is 2.7 s after each
 		s, err := lock.NewSession(context.Background(), local, cfg)
@@ -133,11 +129,7 @@ func (g *grantAfterKeepAlive) Do(ctx context.Context, req lock.Request) (lock.Re
 // has freed.
 func TestOrphanCleanupSparesAGrantInFlight(t *testing.T) {
 	synctest.Test(t, func(t *testing.T) {
-		local, err := lock.NewLocal(lock.DefaultLocalConfig())
-		if err != nil {
-			t.Fatal(err)
-		}
-		defer local.Close()
+		local := newLocal(t)
 		cfg := lock.DefaultSessionConfig()
 		cfg.TTL = 3 * time.Second // keepalives every second
 		s, err := lock.NewSession(context.Background(), &grantAfterKeepAlive{svc: local, hold: 1500 * time.Millisecond}, cfg)
@@ -191,11 +183,7 @@ func TestDefaultSafetyMarginIsATenthOfTheTTL(t *testing.T) {
 // with ErrLeaseLost, without waiting for a keepalive or the bound.
 func TestLockAnsweredNoSessionLosesTheLease(t *testing.T) {
 	synctest.Test(t, func(t *testing.T) {
-		local, err := lock.NewLocal(lock.DefaultLocalConfig())
-		if err != nil {
-			t.Fatal(err)
-		}
-		defer local.Close()
+		local := newLocal(t)
 		s, err := lock.NewSession(context.Background(), local, lock.DefaultSessionConfig())
 		if err != nil {
 			t.Fatal(err)
