@@ -25,6 +25,17 @@ func (s *scriptedRaft) Status() consensus.Status { return s.status }
 
 func (s *scriptedRaft) Observe(ctx context.Context) <-chan consensus.LeaderInfo { return s.ch }
 
+// newRaftElector returns an elector over node, closed when the test ends.
+func newRaftElector(t *testing.T, node election.RaftNode) *election.RaftElector {
+	t.Helper()
+	el, err := election.NewRaft(node, election.DefaultRaftConfig())
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { el.Close() })
+	return el
+}
+
 // TestRaftElectorEpochNeverGoesBack: a leadership notification with a
 // lower term than one already published (a late notification, or a
 // restarted node that has not caught up) is not published: the epochs the
@@ -33,11 +44,7 @@ func TestRaftElectorEpochNeverGoesBack(t *testing.T) {
 	synctest.Test(t, func(t *testing.T) {
 		node := &scriptedRaft{ch: make(chan consensus.LeaderInfo, 1)}
 		node.status.Status = raft.Status{ID: "r1", Leader: "r2", Term: 5}
-		el, err := election.NewRaft(node, election.DefaultRaftConfig())
-		if err != nil {
-			t.Fatal(err)
-		}
-		defer el.Close()
+		el := newRaftElector(t, node)
 		want := election.Leader{ID: "r2", Epoch: 5}
 		if got := el.Leader(); got != want {
 			t.Fatalf("Leader() at start = %+v; want %+v", got, want)
@@ -61,11 +68,7 @@ func TestRaftElectorCampaignWaitsForSelf(t *testing.T) {
 	synctest.Test(t, func(t *testing.T) {
 		node := &scriptedRaft{ch: make(chan consensus.LeaderInfo, 1)}
 		node.status.Status = raft.Status{ID: "r1", Leader: "r2", Term: 5}
-		el, err := election.NewRaft(node, election.DefaultRaftConfig())
-		if err != nil {
-			t.Fatal(err)
-		}
-		defer el.Close()
+		el := newRaftElector(t, node)
 		ctx, cancel := context.WithTimeout(context.Background(), time.Second)
 		defer cancel()
 		if l, err := el.Campaign(ctx); !errors.Is(err, context.DeadlineExceeded) {
@@ -129,11 +132,7 @@ func TestRaftElectorResignEndsLeadershipBeforeReturning(t *testing.T) {
 			synctest.Test(t, func(t *testing.T) {
 				node := &transferringRaft{scriptedRaft: scriptedRaft{ch: make(chan consensus.LeaderInfo, 1)}}
 				node.status.Status = raft.Status{ID: "r1", Leader: "r1", Term: 5}
-				el, err := election.NewRaft(node, election.DefaultRaftConfig())
-				if err != nil {
-					t.Fatal(err)
-				}
-				defer el.Close()
+				el := newRaftElector(t, node)
 				if got := el.Leader(); got.ID != "r1" {
 					t.Fatalf("Leader() at start = %+v; want r1", got)
 				}
