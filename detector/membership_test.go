@@ -185,19 +185,29 @@ func TestMembershipClockWentBack(t *testing.T) {
 	}
 }
 
-// TestMembershipSilentFails checks the whole path to Failed and back with
-// no helper to ask: suspect, probe round expires, failed; heard again,
-// recovered.
-func TestMembershipSilentFails(t *testing.T) {
+// silencedPair returns a pair of cores a and b that heard each other for
+// 10 s, then 10 s in which b was silent, and the events of those 10 s.
+func silencedPair(t *testing.T) (*pair, []Event) {
+	t.Helper()
 	p := &pair{t: t, now: t0, a: newCore(t, "a", t0, "b"), b: newCore(t, "b", t0, "a")}
 	for range 100 {
 		p.step(100*time.Millisecond, false)
 	}
-	var kinds []EventKind
+	var evs []Event
 	for range 100 {
-		for _, e := range p.step(100*time.Millisecond, true) {
-			kinds = append(kinds, e.Kind)
-		}
+		evs = append(evs, p.step(100*time.Millisecond, true)...)
+	}
+	return p, evs
+}
+
+// TestMembershipSilentFails checks the whole path to Failed and back with
+// no helper to ask: suspect, probe round expires, failed; heard again,
+// recovered.
+func TestMembershipSilentFails(t *testing.T) {
+	p, evs := silencedPair(t)
+	var kinds []EventKind
+	for _, e := range evs {
+		kinds = append(kinds, e.Kind)
 	}
 	for range 20 {
 		for _, e := range p.step(100*time.Millisecond, false) {
@@ -360,14 +370,7 @@ func TestMembershipDuplicateIsNoEvidence(t *testing.T) {
 // is declared Failed only once its probe round, ProbeTimeout long, has
 // ended unanswered.
 func TestMembershipProbeRoundBeforeFailed(t *testing.T) {
-	p := &pair{t: t, now: t0, a: newCore(t, "a", t0, "b"), b: newCore(t, "b", t0, "a")}
-	for range 100 {
-		p.step(100*time.Millisecond, false)
-	}
-	var evs []Event
-	for range 100 {
-		evs = append(evs, p.step(100*time.Millisecond, true)...)
-	}
+	_, evs := silencedPair(t)
 	if len(evs) != 2 || evs[0].Kind != EventSuspect || evs[1].Kind != EventFailed {
 		t.Fatalf("events for a silent b = %v; want suspect, then failed", evs)
 	}

@@ -22,6 +22,19 @@ type recorder struct {
 
 func newRecorder() *recorder { return &recorder{sent: make(chan Message)} }
 
+// newRecordedRPC returns an RPC with the default config over a new
+// recorder, closed when the test ends.
+func newRecordedRPC(t *testing.T) (*recorder, *RPC) {
+	t.Helper()
+	rec := newRecorder()
+	r, err := NewRPC(rec, DefaultRPCConfig())
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { r.Close() })
+	return rec, r
+}
+
 func (r *recorder) ID() NodeID { return "n1" }
 func (r *recorder) Send(ctx context.Context, to NodeID, service string, payload []byte) error {
 	select {
@@ -60,12 +73,7 @@ func encode(e envelope) []byte { return appendEnvelope(nil, &e) }
 // TestResponseOnlyFromCallee checks that a response is accepted only from
 // the node that was called, and only once.
 func TestResponseOnlyFromCallee(t *testing.T) {
-	rec := newRecorder()
-	r, err := NewRPC(rec, DefaultRPCConfig())
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer r.Close()
+	rec, r := newRecordedRPC(t)
 	type result struct {
 		resp []byte
 		err  error
@@ -98,12 +106,7 @@ func TestResponseOnlyFromCallee(t *testing.T) {
 // reported deadlock rather than a hang.
 func TestDuplicateRequestRunsOnce(t *testing.T) {
 	synctest.Test(t, func(t *testing.T) {
-		rec := newRecorder()
-		r, err := NewRPC(rec, DefaultRPCConfig())
-		if err != nil {
-			t.Fatal(err)
-		}
-		defer r.Close()
+		rec, r := newRecordedRPC(t)
 		started := make(chan struct{}, 2) // room for a (wrong) second run
 		ended := make(chan NodeID, 2)     // as many as started
 		r.Handle("slow", func(ctx context.Context, from NodeID, _ []byte) ([]byte, error) {
@@ -164,12 +167,7 @@ func TestGiveUpSendsCancel(t *testing.T) {
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			synctest.Test(t, func(t *testing.T) {
-				rec := newRecorder()
-				r, err := NewRPC(rec, DefaultRPCConfig())
-				if err != nil {
-					t.Fatal(err)
-				}
-				defer r.Close()
+				rec, r := newRecordedRPC(t)
 				ctx, cancel, giveUp := tt.ctx()
 				defer cancel()
 				done := make(chan error, 1) // reported once
@@ -200,12 +198,7 @@ func TestGiveUpSendsCancel(t *testing.T) {
 // context.DeadlineExceeded.
 func TestHandlerPastDeadlineAnswersDeadlineExceeded(t *testing.T) {
 	synctest.Test(t, func(t *testing.T) {
-		rec := newRecorder()
-		r, err := NewRPC(rec, DefaultRPCConfig())
-		if err != nil {
-			t.Fatal(err)
-		}
-		defer r.Close()
+		rec, r := newRecordedRPC(t)
 		r.Handle("slow", func(ctx context.Context, _ NodeID, _ []byte) ([]byte, error) {
 			<-ctx.Done()
 			return nil, ctx.Err()
@@ -279,12 +272,7 @@ func TestCallIDsStartAtRandom(t *testing.T) {
 }
 
 func TestMalformedEnvelopeCounted(t *testing.T) {
-	rec := newRecorder()
-	r, err := NewRPC(rec, DefaultRPCConfig())
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer r.Close()
+	rec, r := newRecordedRPC(t)
 	rec.deliver(Message{From: "n2", To: "n1", Service: "rpc", Payload: []byte{0xde, 0xad}})
 	if got := r.Stats().Malformed; got != 1 {
 		t.Errorf("Stats().Malformed = %d; want 1", got)

@@ -782,6 +782,20 @@ func attr(r slog.Record, key string) slog.Value {
 	return v
 }
 
+// sendToB starts a transport with cfg, closed when the test ends, and
+// sends one message to node b through it.
+func sendToB(t *testing.T, cfg tcp.Config) {
+	t.Helper()
+	a, err := tcp.Listen(cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { a.Close() })
+	if err := a.Send(context.Background(), "b", "svc", []byte("for b")); err != nil {
+		t.Fatal(err)
+	}
+}
+
 // freeAddr returns a loopback address nothing listens on (a port the
 // system just handed out and took back).
 func freeAddr(t *testing.T) string {
@@ -808,14 +822,7 @@ func TestDiallerChecksTheAck(t *testing.T) {
 	cfg.ID = "a"
 	cfg.Peers = map[transport.NodeID]string{"b": addr}
 	cfg.Logger = slog.New(sig)
-	a, err := tcp.Listen(cfg)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer a.Close()
-	if err := a.Send(context.Background(), "b", "svc", []byte("for b")); err != nil {
-		t.Fatal(err)
-	}
+	sendToB(t, cfg)
 	if reason := sig.next(t); !strings.Contains(reason, "answered at the address of b") {
 		t.Errorf("logged reason %q; want the ack naming another node", reason)
 	}

@@ -204,14 +204,7 @@ func TestTLSServerWithUntrustedCertificateRefused(t *testing.T) {
 	cfg.TLS = ca.nodeConfig(t, "a")
 	cfg.Peers = map[transport.NodeID]string{"b": impostor.Addr().String()}
 	cfg.Logger = slog.New(sig)
-	a, err := tcp.Listen(cfg)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer a.Close()
-	if err := a.Send(context.Background(), "b", "svc", []byte("for b")); err != nil {
-		t.Fatal(err)
-	}
+	sendToB(t, cfg)
 	if reason := sig.next(t); !strings.Contains(reason, "unknown authority") {
 		t.Errorf("logged reason %q; want the server's chain refused", reason)
 	}
