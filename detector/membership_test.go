@@ -13,7 +13,13 @@ import (
 
 func newCore(t *testing.T, id transport.NodeID, now time.Time, peers ...transport.NodeID) *Membership {
 	t.Helper()
-	m, err := NewMembership(id, DefaultConfig(), 1, now)
+	return newCoreWith(t, id, DefaultConfig(), 1, now, peers...)
+}
+
+// newCoreWith is newCore with a config and a seed.
+func newCoreWith(t *testing.T, id transport.NodeID, cfg Config, seed uint64, now time.Time, peers ...transport.NodeID) *Membership {
+	t.Helper()
+	m, err := NewMembership(id, cfg, seed, now)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -472,16 +478,8 @@ func TestMembershipHelpers(t *testing.T) {
 		t.Run(tt.name, func(t *testing.T) {
 			cfg := DefaultConfig()
 			cfg.IndirectProbes = tt.k
-			m, err := NewMembership("a", cfg, 1, t0)
-			if err != nil {
-				t.Fatal(err)
-			}
 			ids := []transport.NodeID{"m1", "m2", "m3", "m4", "m5", "m6"}
-			for _, id := range ids {
-				if err := m.AddMember(id, t0); err != nil {
-					t.Fatal(err)
-				}
-			}
+			m := newCoreWith(t, "a", cfg, 1, t0, ids...)
 			alive := map[transport.NodeID]bool{"m1": true, "m2": true, "m3": true, "m4": true, "m5": !tt.failed, "m6": true}
 			now := t0
 			seq := uint64(0)
@@ -530,16 +528,8 @@ func TestMembershipHelpers(t *testing.T) {
 // helpers chosen), and a different seed a different schedule.
 func TestMembershipDeterministic(t *testing.T) {
 	run := func(seed uint64) []string {
-		m, err := NewMembership("a", DefaultConfig(), seed, t0)
-		if err != nil {
-			t.Fatal(err)
-		}
 		ids := []transport.NodeID{"m1", "m2", "m3", "m4", "m5", "m6"}
-		for _, id := range ids {
-			if err := m.AddMember(id, t0); err != nil {
-				t.Fatal(err)
-			}
-		}
+		m := newCoreWith(t, "a", DefaultConfig(), seed, t0, ids...)
 		var out []string
 		now := t0
 		for i := range 400 {

@@ -44,22 +44,6 @@ func TestUnlockOfAnOlderGrantKeepsTheCurrentOne(t *testing.T) {
 	}
 }
 
-// slowGrant is a Service whose acquire answers come back after the
-// client's clock moved by delay.
-type slowGrant struct {
-	svc   lock.Service
-	clk   *clock.Manual
-	delay time.Duration
-}
-
-func (s *slowGrant) Do(ctx context.Context, req lock.Request) (lock.Response, error) {
-	resp, err := s.svc.Do(ctx, req)
-	if req.Op == lock.OpAcquire {
-		s.clk.Advance(s.delay)
-	}
-	return resp, err
-}
-
 // TestLockAnsweredAfterTheBoundFails: a grant that reaches the client after
 // its lease bound passed is not trusted (the service may have expired the
 // lease and given the lock on in between): Lock fails with ErrLeaseLost and
@@ -68,7 +52,7 @@ func TestLockAnsweredAfterTheBoundFails(t *testing.T) {
 	clk := clock.NewManual(time.Now())
 	cfg := lock.DefaultSessionConfig() // a 10 s TTL: the watchdog's real timer stays out of the way
 	cfg.Clock = clk
-	s, err := lock.NewSession(context.Background(), &slowGrant{svc: newLocal(t), clk: clk, delay: cfg.TTL}, cfg)
+	s, err := lock.NewSession(context.Background(), &slowAnswer{svc: newLocal(t), op: lock.OpAcquire, clk: clk, delay: cfg.TTL}, cfg)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -531,17 +531,18 @@ func TestLockWithAnEndedContextDoesNotAcquire(t *testing.T) {
 	}
 }
 
-// slowOpen is a Service whose Open answers only after the client's clock
-// moved on by delay.
-type slowOpen struct {
+// slowAnswer is a Service whose answers to requests of kind op come back
+// only after the client's clock moved on by delay.
+type slowAnswer struct {
 	svc   lock.Service
+	op    lock.Op
 	clk   *clock.Manual
 	delay time.Duration
 }
 
-func (s *slowOpen) Do(ctx context.Context, req lock.Request) (lock.Response, error) {
+func (s *slowAnswer) Do(ctx context.Context, req lock.Request) (lock.Response, error) {
 	resp, err := s.svc.Do(ctx, req)
-	if req.Op == lock.OpOpen {
+	if req.Op == s.op {
 		s.clk.Advance(s.delay)
 	}
 	return resp, err
@@ -551,7 +552,7 @@ func TestNewSessionAnsweredAfterTheBoundFails(t *testing.T) {
 	clk := clock.NewManual(time.Now())
 	cfg := lock.DefaultSessionConfig()
 	cfg.Clock = clk
-	s, err := lock.NewSession(context.Background(), &slowOpen{svc: newLocal(t), clk: clk, delay: cfg.TTL}, cfg)
+	s, err := lock.NewSession(context.Background(), &slowAnswer{svc: newLocal(t), op: lock.OpOpen, clk: clk, delay: cfg.TTL}, cfg)
 	if err == nil {
 		s.Close()
 	}
