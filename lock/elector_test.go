@@ -282,7 +282,8 @@ func TestElectorPublishesLeaseLoss(t *testing.T) {
 
 // TestElectorResignHandsOverAtOnce: Resign unlocks the election lock, so
 // the next candidate in line leads at once (not a TTL later, and not never:
-// the resigned node's session stays alive).
+// the resigned node's session stays alive); when it returns, the resigned
+// node's own view no longer names it.
 func TestElectorResignHandsOverAtOnce(t *testing.T) {
 	synctest.Test(t, func(t *testing.T) {
 		l := newLocal(t)
@@ -311,6 +312,9 @@ func TestElectorResignHandsOverAtOnce(t *testing.T) {
 		synctest.Wait()
 		if err := es[0].Resign(ctx); err != nil {
 			t.Fatalf("Resign = %v", err)
+		}
+		if got := es[0].Leader(); got.ID == "n1" {
+			t.Errorf("n1.Leader() right after Resign = %+v; want a view that no longer names n1 (election.Elector)", got)
 		}
 		synctest.Wait()
 		select {
