@@ -13,8 +13,9 @@ import (
 
 // benchSessionCluster starts three nodes whose countSMs are wrapped by
 // WithSessions, and returns a Client (which therefore uses sessions) and a
-// cleanup.
-func benchSessionCluster(b *testing.B, durable bool, transports func(ids []transport.NodeID) []transport.Transport) (*Client, func()) {
+// cleanup. With sessions false the countSMs are not wrapped, and the
+// Client proposes plain commands.
+func benchSessionCluster(b *testing.B, durable, sessions bool, transports func(ids []transport.NodeID) []transport.Transport) (*Client, func()) {
 	b.Helper()
 	trs := transports(three)
 	var nodes []*Node
@@ -33,10 +34,13 @@ func benchSessionCluster(b *testing.B, durable bool, transports func(ids []trans
 		if durable {
 			cfg.DataDir = b.TempDir()
 		}
-		sm, err := WithSessions(&countSM{}, DefaultSessionConfig())
-		if err != nil {
-			cleanup()
-			b.Fatal(err)
+		var sm StateMachine = &countSM{}
+		if sessions {
+			var err error
+			if sm, err = WithSessions(sm, DefaultSessionConfig()); err != nil {
+				cleanup()
+				b.Fatal(err)
+			}
 		}
 		n, err := New(cfg, trs[i], sm)
 		if err != nil {
@@ -47,9 +51,9 @@ func benchSessionCluster(b *testing.B, durable bool, transports func(ids []trans
 		members[id] = n
 	}
 	cl, err := NewClient(members, DefaultClientConfig())
-	if err != nil || !cl.Sessions() {
+	if err != nil || cl.Sessions() != sessions {
 		cleanup()
-		b.Fatalf("NewClient = %v, sessions %v", err, cl.Sessions())
+		b.Fatalf("NewClient = %v, sessions %v; want sessions %v", err, cl.Sessions(), sessions)
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
@@ -67,11 +71,14 @@ func benchSessionCluster(b *testing.B, durable bool, transports func(ids []trans
 // keep trimmed). mem-stamped and wal-stamped take BenchmarkRaftPropose's
 // path instead (proposals straight to the leader's Node), each proposer
 // stamping its commands in a session of its own: the cost of sessions in
-// the replicated path alone, without the Client's. Compare the figures
-// with BenchmarkRaftPropose's.
+// the replicated path alone, without the Client's. mem-client-nosessions
+// is mem with sessions off (plain commands through the same Client, to
+// unwrapped state machines): the cost of the Client's own machinery (the
+// attempt bound, the leader guess, the retry loop) without sessions.
+// Compare the figures with BenchmarkRaftPropose's.
 func BenchmarkRaftProposeSessions(b *testing.B) {
 	run := func(b *testing.B, durable bool, transports func(ids []transport.NodeID) []transport.Transport, proposers int) {
-		cl, cleanup := benchSessionCluster(b, durable, transports)
+		cl, cleanup := benchSessionCluster(b, durable, true, transports)
 		defer cleanup()
 		cmd := make([]byte, 128)
 		benchload.Run(b, proposers, "ops/s", func(ctx context.Context, _ int) error {
@@ -84,12 +91,21 @@ func BenchmarkRaftProposeSessions(b *testing.B) {
 	b.Run("mem-serial", func(b *testing.B) { run(b, false, memnetTransports(b), 1) })
 	b.Run("mem-stamped", func(b *testing.B) { runStamped(b, false, memnetTransports(b), 64) })
 	b.Run("wal-stamped", func(b *testing.B) { runStamped(b, true, tcpTransports(b), 64) })
+	b.Run("mem-client-nosessions", func(b *testing.B) {
+		cl, cleanup := benchSessionCluster(b, false, false, memnetTransports(b))
+		defer cleanup()
+		cmd := make([]byte, 128)
+		benchload.Run(b, 64, "ops/s", func(ctx context.Context, _ int) error {
+			_, err := cl.Propose(ctx, cmd)
+			return err
+		})
+	})
 }
 
 // runStamped proposes session-stamped commands straight to the leader
 // from proposers goroutines, each in its own session.
 func runStamped(b *testing.B, durable bool, transports func(ids []transport.NodeID) []transport.Transport, proposers int) {
-	cl, cleanup := benchSessionCluster(b, durable, transports)
+	cl, cleanup := benchSessionCluster(b, durable, true, transports)
 	defer cleanup()
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
