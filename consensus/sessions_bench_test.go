@@ -77,28 +77,23 @@ func benchSessionCluster(b *testing.B, durable, sessions bool, transports func(i
 // attempt bound, the leader guess, the retry loop) without sessions.
 // Compare the figures with BenchmarkRaftPropose's.
 func BenchmarkRaftProposeSessions(b *testing.B) {
-	run := func(b *testing.B, durable bool, transports func(ids []transport.NodeID) []transport.Transport, proposers int) {
-		cl, cleanup := benchSessionCluster(b, durable, true, transports)
-		defer cleanup()
-		cmd := make([]byte, 128)
-		benchload.Run(b, proposers, "ops/s", func(ctx context.Context, _ int) error {
-			_, err := cl.Propose(ctx, cmd) // each attempt is bounded by AttemptTimeout
-			return err
-		})
-	}
-	b.Run("mem", func(b *testing.B) { run(b, false, memnetTransports(b), 64) })
-	b.Run("wal", func(b *testing.B) { run(b, true, tcpTransports(b), 64) })
-	b.Run("mem-serial", func(b *testing.B) { run(b, false, memnetTransports(b), 1) })
+	b.Run("mem", func(b *testing.B) { runClient(b, false, true, memnetTransports(b), 64) })
+	b.Run("wal", func(b *testing.B) { runClient(b, true, true, tcpTransports(b), 64) })
+	b.Run("mem-serial", func(b *testing.B) { runClient(b, false, true, memnetTransports(b), 1) })
 	b.Run("mem-stamped", func(b *testing.B) { runStamped(b, false, memnetTransports(b), 64) })
 	b.Run("wal-stamped", func(b *testing.B) { runStamped(b, true, tcpTransports(b), 64) })
-	b.Run("mem-client-nosessions", func(b *testing.B) {
-		cl, cleanup := benchSessionCluster(b, false, false, memnetTransports(b))
-		defer cleanup()
-		cmd := make([]byte, 128)
-		benchload.Run(b, 64, "ops/s", func(ctx context.Context, _ int) error {
-			_, err := cl.Propose(ctx, cmd)
-			return err
-		})
+	b.Run("mem-client-nosessions", func(b *testing.B) { runClient(b, false, false, memnetTransports(b), 64) })
+}
+
+// runClient proposes 128-byte commands through a Client from proposers
+// goroutines, on a cluster with sessions on or off (benchSessionCluster).
+func runClient(b *testing.B, durable, sessions bool, transports func(ids []transport.NodeID) []transport.Transport, proposers int) {
+	cl, cleanup := benchSessionCluster(b, durable, sessions, transports)
+	defer cleanup()
+	cmd := make([]byte, 128)
+	benchload.Run(b, proposers, "ops/s", func(ctx context.Context, _ int) error {
+		_, err := cl.Propose(ctx, cmd) // each attempt is bounded by AttemptTimeout
+		return err
 	})
 }
 
