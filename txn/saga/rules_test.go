@@ -3,6 +3,7 @@ package saga_test
 import (
 	"context"
 	"errors"
+	"slices"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -150,23 +151,11 @@ func TestSagaCompensatesOnlyStepsThatRan(t *testing.T) {
 		for j := failAt; j >= 0; j-- {
 			want = append(want, j)
 		}
-		if err != nil || o != saga.Compensated || !equalInts(comp, want) || len(acted) != failAt+1 {
+		if err != nil || o != saga.Compensated || !slices.Equal(comp, want) || len(acted) != failAt+1 {
 			t.Errorf("fail at %d: Run() = %v, %v; compensated %v, acted %v; want compensated %v, steps 0..%d acted",
 				failAt, o, err, comp, acted, want, failAt)
 		}
 	}
-}
-
-func equalInts(a, b []int) bool {
-	if len(a) != len(b) {
-		return false
-	}
-	for i := range a {
-		if a[i] != b[i] {
-			return false
-		}
-	}
-	return true
 }
 
 // TestSagaOneRunPerID: while a Run drives a saga ID, another Run of it
