@@ -312,6 +312,10 @@ func TestTxnTableRefusesForeignInput(t *testing.T) {
 		if _, err := decodeCommand(cmd); !errors.Is(err, ErrMalformed) {
 			t.Errorf("decodeCommand(batch of %s) = %v; want ErrMalformed", rec, err)
 		}
+		// Applied, in the table's current epoch: refused, nothing kept.
+		if res := applyStep(t, s, 2, tableStep{2, 2, false, []Record{rec}, nil, 0}); !isErr(res, ErrMalformed) {
+			t.Errorf("Apply(batch of %s) = %v; want ErrMalformed", rec, res)
+		}
 	}
 	if got, held := s.state(tx); held || got != Unknown {
 		t.Fatalf("state(tx) = %v, %v; want not held", got, held)
