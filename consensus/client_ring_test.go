@@ -34,9 +34,12 @@ func clientRingHoldsAtMostItsSize(t *testing.T, ring int) {
 		t.Fatalf("ring %d: begin with %d numbers open = %d; want it to wait (slot %d is still held by %d)", ring, ring, seq, seq%uint64(ring), seq-uint64(ring))
 	}
 	// The oldest ends: the waiting caller gets the next number at once.
+	// (Its context ends with the test, so a failure leaves no waiter.)
+	wctx, wcancel := context.WithCancel(context.Background())
+	defer wcancel()
 	got := make(chan uint64, 1)
 	go func() {
-		seq, _ := c.begin(context.Background(), s)
+		seq, _ := c.begin(wctx, s)
 		got <- seq
 	}()
 	synctest.Wait() // the caller waits for room
@@ -54,7 +57,12 @@ func clientRingHoldsAtMostItsSize(t *testing.T, ring int) {
 // TestClientBeginFullRingMarkMovedMeanwhile: the ring is full when
 // begin reads low, and its only open number ends before begin reads next:
 // begin must not wait for a further move of the mark (none will come).
+// Virtual time: a begin that waits fails at once, not after real seconds.
 func TestClientBeginFullRingMarkMovedMeanwhile(t *testing.T) {
+	synctest.Test(t, clientBeginFullRingMarkMovedMeanwhile)
+}
+
+func clientBeginFullRingMarkMovedMeanwhile(t *testing.T) {
 	c := &Client{}
 	s := newClientSession(1, 1)
 	if seq, err := c.begin(context.Background(), s); err != nil || seq != 1 {
