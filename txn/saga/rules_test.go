@@ -42,13 +42,7 @@ func TestSagaRetryPolicy(t *testing.T) {
 			}}}}
 			cfg := fastConfig()
 			cfg.Retries = tt.retries
-			r, err := saga.NewRunner(saga.NewMemoryLog(), cfg)
-			if err != nil {
-				t.Fatal(err)
-			}
-			if err := r.Register(sg); err != nil {
-				t.Fatal(err)
-			}
+			r := newRunner(t, saga.NewMemoryLog(), cfg, sg)
 			o, err := r.Run(context.Background(), "one", "x")
 			if err != nil || o != tt.want || calls != tt.wantCalls {
 				t.Errorf("Run() = %v, %v after %d calls; want %v after %d", o, err, calls, tt.want, tt.wantCalls)
@@ -73,8 +67,7 @@ func TestSagaCancelledActionStaysRunning(t *testing.T) {
 			return nil
 		},
 		Compensate: func(context.Context, string) error { compensated++; return nil }}}}
-	r, _ := saga.NewRunner(saga.NewMemoryLog(), fastConfig())
-	r.Register(sg)
+	r := newRunner(t, saga.NewMemoryLog(), fastConfig(), sg)
 	if o, err := r.Run(ctx, "one", "x"); !errors.Is(err, context.Canceled) {
 		t.Fatalf("Run(cancelled) = %v, %v; want context.Canceled", o, err)
 	}
@@ -106,8 +99,7 @@ func TestSagaCancelledCompensationStaysRunning(t *testing.T) {
 			}},
 		{Name: "b", Action: func(context.Context, string) error { return saga.Permanent(errors.New("no")) }},
 	}}
-	r, _ := saga.NewRunner(saga.NewMemoryLog(), fastConfig())
-	r.Register(sg)
+	r := newRunner(t, saga.NewMemoryLog(), fastConfig(), sg)
 	if o, err := r.Run(ctx, "two", "x"); !errors.Is(err, context.Canceled) || calls != 1 {
 		t.Fatalf("Run(cancelled) = %v, %v after %d compensation calls; want context.Canceled after 1", o, err, calls)
 	}
@@ -144,8 +136,7 @@ func TestSagaCompensatesOnlyStepsThatRan(t *testing.T) {
 					return nil
 				}})
 		}
-		r, _ := saga.NewRunner(saga.NewMemoryLog(), fastConfig())
-		r.Register(saga.Saga{Name: "four", Steps: steps})
+		r := newRunner(t, saga.NewMemoryLog(), fastConfig(), saga.Saga{Name: "four", Steps: steps})
 		o, err := r.Run(context.Background(), "four", "x")
 		var want []int
 		for j := failAt; j >= 0; j-- {
@@ -171,9 +162,7 @@ func TestSagaOneRunPerID(t *testing.T) {
 		return nil
 	}}}}
 	other := saga.Saga{Name: "other", Steps: []saga.Step{{Name: "x", Action: func(context.Context, string) error { return nil }}}}
-	r, _ := saga.NewRunner(saga.NewMemoryLog(), fastConfig())
-	r.Register(sg)
-	r.Register(other)
+	r := newRunner(t, saga.NewMemoryLog(), fastConfig(), sg, other)
 	done := make(chan error, 1) // the first Run's result, read once
 	go func() {
 		_, err := r.Run(context.Background(), "slow", "x")
@@ -217,8 +206,7 @@ func (l *onceFailingLog) Append(evs ...saga.Event) error {
 func TestSagaStoppedRunnerRefuses(t *testing.T) {
 	acted := 0
 	sg := saga.Saga{Name: "one", Steps: []saga.Step{{Name: "a", Action: func(context.Context, string) error { acted++; return nil }}}}
-	r, _ := saga.NewRunner(&onceFailingLog{Log: saga.NewMemoryLog(), n: 0}, fastConfig())
-	r.Register(sg)
+	r := newRunner(t, &onceFailingLog{Log: saga.NewMemoryLog(), n: 0}, fastConfig(), sg)
 	if _, err := r.Run(context.Background(), "one", "x"); !errors.Is(err, saga.ErrStopped) {
 		t.Fatalf("Run() = %v; want ErrStopped", err)
 	}
@@ -299,4 +287,19 @@ func unmarshalEventNoPanic(b []byte) (e saga.Event, err error) {
 		}
 	}()
 	return saga.UnmarshalEvent(b)
+}
+
+// newRunner returns a Runner over log with cfg and the sagas registered.
+func newRunner(t *testing.T, log saga.Log, cfg saga.Config, sagas ...saga.Saga) *saga.Runner {
+	t.Helper()
+	r, err := saga.NewRunner(log, cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, sg := range sagas {
+		if err := r.Register(sg); err != nil {
+			t.Fatal(err)
+		}
+	}
+	return r
 }
