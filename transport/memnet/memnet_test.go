@@ -617,18 +617,24 @@ func TestQueueBoundCountsDelayed(t *testing.T) {
 func TestCloseDropsRestOfBatch(t *testing.T) {
 	c := newCluster(t, memnet.DefaultConfig(), "a", "b")
 	b := c.nodes["b"]
-	blocked, unblock := make(chan struct{}), make(chan struct{})
+	blocked, unblockCh := make(chan struct{}), make(chan struct{})
+	// Both handlers are released on every path, so a failed check does not
+	// leave the cluster's Close waiting for them.
+	unblock := sync.OnceFunc(func() { close(unblockCh) })
+	defer unblock()
 	b.Handle("block", func(transport.Message) {
 		close(blocked)
-		<-unblock
+		<-unblockCh
 	})
 	var got []uint64 // only b's delivery goroutine appends; read after Close
-	first, release := make(chan struct{}), make(chan struct{})
+	first, releaseCh := make(chan struct{}), make(chan struct{})
+	release := sync.OnceFunc(func() { close(releaseCh) })
+	defer release()
 	b.Handle("test", func(msg transport.Message) {
 		got = append(got, binary.BigEndian.Uint64(msg.Payload))
 		if len(got) == 1 {
 			close(first)
-			<-release
+			<-releaseCh
 		}
 	})
 	if err := c.nodes["a"].Send(context.Background(), "b", "block", nil); err != nil {
@@ -636,7 +642,7 @@ func TestCloseDropsRestOfBatch(t *testing.T) {
 	}
 	<-blocked
 	c.sendN(t, "a", "b", 0, 3) // queued behind "block": delivered as one batch
-	close(unblock)
+	unblock()
 	<-first // the batch is being delivered
 	closed := make(chan struct{})
 	go func() {
@@ -644,7 +650,7 @@ func TestCloseDropsRestOfBatch(t *testing.T) {
 		close(closed)
 	}()
 	<-b.Done() // Close has begun
-	close(release)
+	release()
 	<-closed
 	if !slices.Equal(got, []uint64{0}) {
 		t.Errorf("b's handler got %v; want [0] (the rest dropped by Close)", got)

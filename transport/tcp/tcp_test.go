@@ -814,6 +814,9 @@ func freeAddr(t *testing.T) string {
 func TestDiallerChecksTheAck(t *testing.T) {
 	got := make(chan int, 1) // the bytes the impostor read after its ack
 	addr := fakePeer(t, "x", func(conn net.Conn) {
+		// Bounded: a dialler that neither closes nor writes fails the
+		// test below (read 0 bytes) instead of hanging it.
+		conn.SetReadDeadline(time.Now().Add(wait))
 		n, _ := conn.Read(make([]byte, 64))
 		got <- n
 	})
@@ -988,7 +991,10 @@ func TestMessagesWaitForPeerToComeUp(t *testing.T) {
 // messages use the same connection. The pause only gives a wrongly kept
 // deadline time to fire; a correct transport passes however long it is.
 func TestIdleConnectionOutlivesHandshakeTimeouts(t *testing.T) {
-	const timeout = 50 * time.Millisecond
+	// Short, so that a deadline wrongly kept fires during the pause, but
+	// with room for a first handshake on a busy machine (a slow one would
+	// redial, and the count of dials below would read 2).
+	const timeout = 250 * time.Millisecond
 	ts := cluster(t, []transport.NodeID{"a", "b"}, func(c *tcp.Config) {
 		c.HandshakeTimeout, c.DialTimeout = timeout, timeout
 	})
@@ -996,14 +1002,16 @@ func TestIdleConnectionOutlivesHandshakeTimeouts(t *testing.T) {
 	in := newInbox()
 	b.Handle("svc", in.handle)
 	ctx := context.Background()
-	for _, msg := range []string{"before", "after"} {
+	for i, msg := range []string{"before", "after"} {
+		if i > 0 {
+			time.Sleep(2 * timeout) // idle past both deadlines
+		}
 		if err := a.Send(ctx, "b", "svc", []byte(msg)); err != nil {
 			t.Fatal(err)
 		}
 		if m := in.next(t); string(m.Payload) != msg {
 			t.Fatalf("b received %q; want %q", m.Payload, msg)
 		}
-		time.Sleep(4 * timeout)
 	}
 	if d := a.Stats().Dials; d != 1 {
 		t.Errorf("a.Stats().Dials = %d after an idle pause; want 1 (the connection stayed up)", d)
