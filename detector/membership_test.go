@@ -390,13 +390,7 @@ func TestMembershipProbeRoundBeforeFailed(t *testing.T) {
 func TestMembershipFixedTimeoutConfirmations(t *testing.T) {
 	cfg := DefaultConfig()
 	cfg.Detector = KindFixedTimeout
-	m, err := NewMembership("a", cfg, 1, t0)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := m.AddMember("b", t0); err != nil {
-		t.Fatal(err)
-	}
+	m := newCoreWith(t, "a", cfg, 1, t0, "b")
 	now := t0
 	for i := 0; i < 300 && statusOf(t, m, "b", now) == Alive; i++ {
 		now = now.Add(100 * time.Millisecond)

@@ -45,20 +45,14 @@ func (l *logSignal) WithGroup(string) slog.Handler      { return l }
 // next waits for a matching record and returns its "reason" or "err" attribute.
 func (l *logSignal) next(t *testing.T) string {
 	t.Helper()
-	select {
-	case r := <-l.ch:
-		var reason string
-		r.Attrs(func(a slog.Attr) bool {
-			if a.Key == "reason" || a.Key == "err" {
-				reason = a.Value.String()
-			}
-			return true
-		})
-		return reason
-	case <-time.After(wait):
-		t.Fatalf("no log record containing %q", l.key)
-		return ""
-	}
+	var reason string
+	l.nextRecord(t).Attrs(func(a slog.Attr) bool {
+		if a.Key == "reason" || a.Key == "err" {
+			reason = a.Value.String()
+		}
+		return true
+	})
+	return reason
 }
 
 // inbox collects messages for a handler.
@@ -757,7 +751,7 @@ func TestLearnPeers(t *testing.T) {
 	}
 }
 
-// nextRecord waits for a record matching sig's key and returns it.
+// nextRecord waits for a record matching l's key and returns it.
 func (l *logSignal) nextRecord(t *testing.T) slog.Record {
 	t.Helper()
 	select {
