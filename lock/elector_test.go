@@ -306,8 +306,8 @@ func TestElectorResignHandsOverAtOnce(t *testing.T) {
 		}
 		next := make(chan election.Leader, 1)
 		go func() {
-			l, _ := es[1].Campaign(ctx)
-			next <- l
+			won2, _ := es[1].Campaign(ctx)
+			next <- won2
 		}()
 		synctest.Wait()
 		if err := es[0].Resign(ctx); err != nil {

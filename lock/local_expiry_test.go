@@ -18,45 +18,45 @@ import (
 // waiter, and must wake it (ErrNoSession), or it would stay queued until
 // the holder let go.
 func TestLocalWakesWaiterExpiredByAnotherRequest(t *testing.T) {
-	const ttl = time.Second
-	m := clock.NewManual(time.Unix(1_000_000, 0))
-	cfg := lock.DefaultLocalConfig()
-	cfg.Clock = m
-	l, err := lock.NewLocal(cfg)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer l.Close()
-	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
-	defer cancel()
-	holdX(ctx, t, l, ttl)
-	done := make(chan error, 1)
-	go func() {
-		_, err := l.Do(ctx, lock.Request{Op: lock.OpAcquire, Session: waiterSession, Name: "x"})
-		done <- err
-	}()
-	for len(l.Waiters("x")) == 0 {
-		if ctx.Err() != nil {
+	synctest.Test(t, func(t *testing.T) {
+		const ttl = time.Second
+		m := clock.NewManual(time.Unix(1_000_000, 0))
+		cfg := lock.DefaultLocalConfig()
+		cfg.Clock = m
+		l, err := lock.NewLocal(cfg)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer l.Close()
+		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+		defer cancel()
+		holdX(ctx, t, l, ttl)
+		done := make(chan error, 1)
+		go func() {
+			_, err := l.Do(ctx, lock.Request{Op: lock.OpAcquire, Session: waiterSession, Name: "x"})
+			done <- err
+		}()
+		synctest.Wait()
+		if len(l.Waiters("x")) == 0 {
 			t.Fatal("the waiter never queued")
 		}
-		time.Sleep(time.Millisecond)
-	}
-	// The holder renews twice, 0.9 TTL apart: the second renewal's request
-	// passes the waiter's deadline.
-	for range 2 {
-		m.Advance(ttl * 9 / 10)
-		if _, err := l.Do(ctx, lock.Request{Op: lock.OpKeepAlive, Session: holderSession}); err != nil {
-			t.Fatalf("holder's keepalive: %v", err)
+		// The holder renews twice, 0.9 TTL apart: the second renewal's request
+		// passes the waiter's deadline.
+		for range 2 {
+			m.Advance(ttl * 9 / 10)
+			if _, err := l.Do(ctx, lock.Request{Op: lock.OpKeepAlive, Session: holderSession}); err != nil {
+				t.Fatalf("holder's keepalive: %v", err)
+			}
 		}
-	}
-	select {
-	case err := <-done:
-		if !errors.Is(err, lock.ErrNoSession) {
-			t.Fatalf("expired waiter's Acquire = %v; want ErrNoSession", err)
+		select {
+		case err := <-done:
+			if !errors.Is(err, lock.ErrNoSession) {
+				t.Fatalf("expired waiter's Acquire = %v; want ErrNoSession", err)
+			}
+		case <-ctx.Done():
+			t.Fatal("the waiter whose lease expired during another session's request was never woken")
 		}
-	case <-ctx.Done():
-		t.Fatal("the waiter whose lease expired during another session's request was never woken")
-	}
+	})
 }
 
 // TestLocalWakesWaiterOfEndedSession: a waiter whose session is ended
