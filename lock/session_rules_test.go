@@ -49,20 +49,22 @@ func TestUnlockOfAnOlderGrantKeepsTheCurrentOne(t *testing.T) {
 // lease and given the lock on in between): Lock fails with ErrLeaseLost and
 // the session does not count the lock as held.
 func TestLockAnsweredAfterTheBoundFails(t *testing.T) {
-	clk := clock.NewManual(time.Now())
-	cfg := lock.DefaultSessionConfig() // a 10 s TTL: the watchdog's real timer stays out of the way
-	cfg.Clock = clk
-	s, err := lock.NewSession(context.Background(), &slowAnswer{svc: newLocal(t), op: lock.OpAcquire, clk: clk, delay: cfg.TTL}, cfg)
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { s.Close() })
-	if g, err := s.Lock(context.Background(), "x"); !errors.Is(err, lock.ErrLeaseLost) {
-		t.Errorf("Lock answered after the bound = %+v, %v; want ErrLeaseLost", g, err)
-	}
-	if tok, ok := s.Holds("x"); ok {
-		t.Errorf("Holds(x) = %d, true; want false", tok)
-	}
+	synctest.Test(t, func(t *testing.T) {
+		clk := clock.NewManual(time.Now())
+		cfg := lock.DefaultSessionConfig() // the session's own timers run on the bubble's clock
+		cfg.Clock = clk
+		s, err := lock.NewSession(context.Background(), &slowAnswer{svc: newLocal(t), op: lock.OpAcquire, clk: clk, delay: cfg.TTL}, cfg)
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { s.Close() })
+		if g, err := s.Lock(context.Background(), "x"); !errors.Is(err, lock.ErrLeaseLost) {
+			t.Errorf("Lock answered after the bound = %+v, %v; want ErrLeaseLost", g, err)
+		}
+		if tok, ok := s.Holds("x"); ok {
+			t.Errorf("Holds(x) = %d, true; want false", tok)
+		}
+	})
 }
 
 // TestKeepAliveNoSessionLosesTheLease: when a keepalive is answered "no
@@ -138,28 +140,30 @@ func TestOrphanCleanupSparesAGrantInFlight(t *testing.T) {
 // (package documentation, "The lease-lost bound"); a margin set in the
 // config is used as given.
 func TestDefaultSafetyMarginIsATenthOfTheTTL(t *testing.T) {
-	tests := []struct {
-		ttl, margin time.Duration
-		want        time.Duration // Expiry − send time of the Open
-	}{
-		{10 * time.Second, 0, 9 * time.Second},
-		{time.Minute, 0, 54 * time.Second},
-		{10 * time.Second, 3 * time.Second, 7 * time.Second},
-	}
-	for _, tt := range tests {
-		clk := clock.NewManual(time.Now())
-		cfg := lock.DefaultSessionConfig()
-		cfg.TTL, cfg.SafetyMargin, cfg.Clock = tt.ttl, tt.margin, clk
-		sent := clk.Now()
-		s, err := lock.NewSession(context.Background(), newLocal(t), cfg)
-		if err != nil {
-			t.Fatal(err)
+	synctest.Test(t, func(t *testing.T) {
+		tests := []struct {
+			ttl, margin time.Duration
+			want        time.Duration // Expiry − send time of the Open
+		}{
+			{10 * time.Second, 0, 9 * time.Second},
+			{time.Minute, 0, 54 * time.Second},
+			{10 * time.Second, 3 * time.Second, 7 * time.Second},
 		}
-		if got := s.Expiry().Sub(sent); got != tt.want {
-			t.Errorf("TTL %v, SafetyMargin %v: Expiry = send time + %v; want + %v", tt.ttl, tt.margin, got, tt.want)
+		for _, tt := range tests {
+			clk := clock.NewManual(time.Now())
+			cfg := lock.DefaultSessionConfig()
+			cfg.TTL, cfg.SafetyMargin, cfg.Clock = tt.ttl, tt.margin, clk
+			sent := clk.Now()
+			s, err := lock.NewSession(context.Background(), newLocal(t), cfg)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if got := s.Expiry().Sub(sent); got != tt.want {
+				t.Errorf("TTL %v, SafetyMargin %v: Expiry = send time + %v; want + %v", tt.ttl, tt.margin, got, tt.want)
+			}
+			s.Close()
 		}
-		s.Close()
-	}
+	})
 }
 
 // TestLockAnsweredNoSessionLosesTheLease: a Lock answered "no such session"
