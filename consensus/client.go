@@ -80,6 +80,12 @@ type Client struct {
 	members  map[transport.NodeID]Proposer
 	sessions bool          // commands go through sessions
 	register chan struct{} // size 1: a token held by the goroutine registering a session
+	// inFlight is how many commands a session numbers past its oldest
+	// unanswered one (see clientSession.limit): sessionRing, or the
+	// smallest SessionConfig.MaxPending of the members that are *Nodes
+	// (sessionLimiter), whose tables then never refuse a command as too
+	// many pending.
+	inFlight int
 
 	// bounded[i] is procs[i] if it is a *Node itself, else nil: a *Node
 	// takes attempts through its unexported propose, which a type
@@ -118,9 +124,17 @@ type clientSession struct {
 	// which callers on every core write, so that reading them does not
 	// miss the cache each time one moves.
 	id SessionID
+	// limit is how many numbers from low up may be taken at once (at
+	// most len(ended)): begin waits while that many are. Kept at or
+	// below the table's MaxPending, it spares the table refusing
+	// commands as too many pending: every result the table caches, and
+	// the command it applies, then have a seq in [A, A+limit), A the
+	// highest ack mark it has seen (a command is numbered less than
+	// limit past the mark it is stamped with, which is at most A).
+	limit uint64
 	// ended is a ring: ended[seq&(len(ended)-1)] == seq once the Propose
 	// of seq returned (a slot holds the number that last used it, so an
-	// older lap never reads as ended). begin waits while len(ended)
+	// older lap never reads as ended). begin waits while limit
 	// numbers from low up are taken, which keeps the slots of open
 	// numbers distinct.
 	ended []atomic.Uint64 // its length is a power of two
@@ -138,7 +152,7 @@ type clientSession struct {
 	beginHook func()
 
 	_ cacheLinePad
-	// next is the next sequence number; next-low <= len(ended). Every
+	// next is the next sequence number; next-low <= limit. Every
 	// begin writes it.
 	//
 	// low is the lowest sequence number whose Propose has not returned
@@ -160,18 +174,26 @@ type clientSession struct {
 type cacheLinePad [128]byte
 
 // sessionRing is the size of a clientSession's ring: how many commands a
-// Client may number past its oldest unanswered one. It is twice the
-// default SessionConfig.MaxPending, past which the session's cache refuses
-// them anyway.
+// Client may number past its oldest unanswered one when it does not know
+// the members' SessionConfig.MaxPending (they are not *Nodes). It is twice
+// the default MaxPending, past which the session's cache refuses them
+// anyway.
 const sessionRing = 8192
 
 // newClientSession returns the Client's side of session id with a ring of
-// ring slots, a power of two.
+// ring slots, a power of two, and a limit of as many open numbers.
 func newClientSession(id SessionID, ring int) *clientSession {
-	if ring <= 0 || ring&(ring-1) != 0 {
-		panic(fmt.Sprintf("consensus: client session ring of %d slots; want a power of two", ring))
+	return newLimitedSession(id, ring, ring)
+}
+
+// newLimitedSession returns the Client's side of session id numbering at
+// most limit commands past its oldest unanswered one (0 < limit <= ring),
+// with a ring of ring slots, a power of two.
+func newLimitedSession(id SessionID, ring, limit int) *clientSession {
+	if ring <= 0 || ring&(ring-1) != 0 || limit <= 0 || limit > ring {
+		panic(fmt.Sprintf("consensus: client session ring of %d slots, limit %d; want a power of two and 0 < limit <= ring", ring, limit))
 	}
-	s := &clientSession{id: id, ended: make([]atomic.Uint64, ring)}
+	s := &clientSession{id: id, ended: make([]atomic.Uint64, ring), limit: uint64(limit)}
 	s.low.Store(1)
 	s.next.Store(1)
 	return s
@@ -187,7 +209,7 @@ func NewClient(members map[transport.NodeID]Proposer, cfg ClientConfig) (*Client
 	if len(members) == 0 {
 		return nil, fmt.Errorf("%w: client has no members", ErrInvalidConfig)
 	}
-	c := &Client{cfg: cfg, members: make(map[transport.NodeID]Proposer, len(members)), register: make(chan struct{}, 1)}
+	c := &Client{cfg: cfg, members: make(map[transport.NodeID]Proposer, len(members)), register: make(chan struct{}, 1), inFlight: sessionRing}
 	without := transport.NodeID("")
 	for id, p := range members {
 		if id == "" || isNil(p) {
@@ -195,6 +217,11 @@ func NewClient(members map[transport.NodeID]Proposer, cfg ClientConfig) (*Client
 		}
 		c.members[id] = p
 		c.ids = append(c.ids, id)
+		if l, ok := p.(sessionLimiter); ok {
+			if k := l.sessionMaxPending(); k > 0 {
+				c.inFlight = min(c.inFlight, k)
+			}
+		}
 		if k, ok := p.(SessionKeeper); ok {
 			if k.KeepsSessions() {
 				c.sessions = true
@@ -588,12 +615,12 @@ func (c *Client) session(ctx context.Context) (*clientSession, error) {
 		if !ok {
 			return nil, fmt.Errorf("%w: client: registering a session answered %T, not a SessionID: is every node's state machine wrapped by WithSessions?", ErrInvalidConfig, res)
 		}
-		c.sess.Store(newClientSession(id, sessionRing))
+		c.sess.Store(newLimitedSession(id, sessionRing, c.inFlight))
 	}
 }
 
 // begin takes the next sequence number of s for a new command. While
-// the ring of open numbers is full (a command is stuck while many newer
+// limit numbers are open (a command is stuck while many newer
 // ones were answered), it waits for the oldest to return, or for ctx.
 func (c *Client) begin(ctx context.Context, s *clientSession) (uint64, error) {
 	for {
@@ -607,13 +634,14 @@ func (c *Client) begin(ctx context.Context, s *clientSession) (uint64, error) {
 			s.beginHook()
 		}
 		seq := s.next.Load()
-		if seq-low >= uint64(len(s.ended)) {
+		if seq-low >= s.limit {
 			if err := c.awaitLow(ctx, s, low, time.Hour); err != nil {
 				return 0, fmt.Errorf("consensus: client: %w (%d commands of the session open past the oldest unanswered)", err, seq-low)
 			}
 			continue
 		}
-		// low only moves up, so seq-low stays below the ring's size.
+		// low only moves up, so seq-low stays below the limit (and the
+		// ring's size).
 		if s.next.CompareAndSwap(seq, seq+1) {
 			return seq, nil
 		}

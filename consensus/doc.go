@@ -162,11 +162,14 @@
 // client still waits for: every one from the oldest unanswered command of
 // the session up. One slow command therefore keeps the results of all
 // newer ones cached; once SessionConfig.MaxPending are, newer commands are
-// refused with ErrTooManyPending (not applied). The Client then holds its
-// new commands back and retries the refused ones as soon as the slow one
-// returns, instead of proposing entries bound to be refused; it also
-// numbers at most 8192 commands past its oldest unanswered one (more wait
-// for it). So a Client shared by many goroutines moves at the pace of its
+// refused with ErrTooManyPending (not applied). A Client whose members are
+// *Nodes learns their MaxPending and numbers at most that many commands
+// past its oldest unanswered one, so none is refused: more callers wait
+// in Propose until the slow one returns. With other Proposers (which
+// forward over the network) it numbers up to 8192; a refused command is
+// then held back and retried as soon as the slow one returns, and newer
+// ones wait instead of proposing entries bound to be refused. So a Client
+// shared by many goroutines moves at the pace of its
 // slowest command over any window of MaxPending commands: give callers
 // that may stall for long (a large AttemptTimeout, a slow network path)
 // Clients of their own. The Client itself adds no goroutine, lock or timer

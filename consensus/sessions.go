@@ -126,6 +126,10 @@ type SessionMachine struct {
 	// Sessions, which any goroutine may call.
 	open atomic.Int64
 
+	// maxPending is the table's SessionConfig.MaxPending, for a Client
+	// (sessionLimiter).
+	maxPending int
+
 	// stampClock is the leader's clock as last read by stampSessionTime,
 	// which alone uses it, on the node's goroutine.
 	stampClock int64
@@ -156,7 +160,7 @@ func WithSessions(sm StateMachine, cfg SessionConfig) (*SessionMachine, error) {
 		codec = BasicResults{}
 	}
 	_, basic := codec.(BasicResults)
-	return &SessionMachine{sm: sm, codec: codec, basic: basic, table: table}, nil
+	return &SessionMachine{sm: sm, codec: codec, basic: basic, table: table, maxPending: cfg.MaxPending}, nil
 }
 
 // errNoSessionMachine is what a SessionMachine not built by WithSessions
@@ -488,6 +492,27 @@ type SessionKeeper interface {
 }
 
 var _ SessionKeeper = (*Node)(nil)
+
+// sessionLimiter is implemented by *Node (and types embedding one): a
+// Client learns from it how many results a session's table caches, and
+// numbers no more commands than that past its oldest unanswered one.
+type sessionLimiter interface {
+	sessionMaxPending() int
+}
+
+var _ sessionLimiter = (*Node)(nil)
+
+// sessionMaxPending returns the SessionConfig.MaxPending of the node's
+// SessionMachine, 0 if it keeps no sessions.
+func (n *Node) sessionMaxPending() int {
+	if !n.started() {
+		return 0
+	}
+	if m, ok := n.sm.(*SessionMachine); ok {
+		return m.maxPending
+	}
+	return 0
+}
 
 // KeepsSessions reports whether the node's state machine is a
 // SessionMachine (false for a Node not created by New).
