@@ -186,6 +186,13 @@ func (m *SessionMachine) Apply(e Entry) any {
 	if !session.IsEnvelope(e.Command) {
 		return m.sm.Apply(e)
 	}
+	if payload, seq, ok := m.table.BeginCommand(e.Command); ok {
+		// The common case (a new command of the session last used), in
+		// one pass over the header: the table's size does not change.
+		v := m.sm.Apply(Entry{Index: e.Index, Term: e.Term, Command: payload})
+		m.table.FinishLast(seq, m.cacheForm(v))
+		return v
+	}
 	var env session.Envelope
 	if err := session.ParseInto(&env, e.Command); err != nil {
 		return fmt.Errorf("consensus: sessions: %w", err)
@@ -212,12 +219,17 @@ func (m *SessionMachine) Apply(e Entry) any {
 		return m.decode(cached)
 	}
 	v := m.sm.Apply(Entry{Index: e.Index, Term: e.Term, Command: env.Payload})
-	val := cachedNil // the most common result, without a call
-	if v != nil || !m.basic {
-		val = m.encode(v)
-	}
-	m.table.Finish(&env, val)
+	m.table.Finish(&env, m.cacheForm(v))
 	return v
+}
+
+// cacheForm returns the bytes the session cache keeps for result v: the
+// shared cachedNil, without a call, for the most common result.
+func (m *SessionMachine) cacheForm(v any) []byte {
+	if v == nil && m.basic {
+		return cachedNil
+	}
+	return m.encode(v)
 }
 
 // noteLen publishes the table's size for Sessions if it changed (the

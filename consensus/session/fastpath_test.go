@@ -79,11 +79,14 @@ func checkNewest(tb testing.TB, t *Table, where string) {
 // MaxPending and MaxSessions, duplicates, seqs out of order, marks past
 // the seq) and, at every command, compares Begin with the general path
 // (begin) on a copy of the table: the same answer and the same state,
-// field by field and slot by slot, also after Finish. After every
+// field by field and slot by slot, also after Finish; and BeginCommand,
+// on the encoded envelope and another copy: when it admits the command,
+// Begin admitted it too and left the same state (also after FinishLast
+// and Finish); when it declines, it left the table as it was. After every
 // operation each session's newest seq is the back of its ring (0 if
 // empty). 40 seeds; 400 with DISTKIT_SOAK=1. Found by review.
 func TestTableBeginFastPathMatchesGeneral(t *testing.T) {
-	fast := 0
+	fast, rawFast := 0, 0
 	for seed := range uint64(longSeeds(400)) {
 		r := rand.New(rand.NewPCG(seed, 99))
 		cfg := Config{TTL: int64Dur(1 + r.IntN(200)), MaxSessions: 1 + r.IntN(4), MaxPending: 1 + r.IntN(12)}
@@ -149,6 +152,8 @@ func TestTableBeginFastPathMatchesGeneral(t *testing.T) {
 				}
 				e := Envelope{Kind: KindCommand, Session: id, Seq: seq, Acked: acked, Time: now}
 				c := cloneTable(tab)
+				raw := cloneTable(tab) // for BeginCommand, on the encoded envelope
+				before := cloneTable(tab)
 				e2 := e
 				onFast := tab.last != nil && tab.lastID == id
 				v1, d1, err1 := tab.Begin(&e)
@@ -162,12 +167,34 @@ func TestTableBeginFastPathMatchesGeneral(t *testing.T) {
 				if diff := sameTable(tab, c); diff != "" {
 					t.Fatalf("seed %d op %d (%+v): states differ: %s", seed, i, e, diff)
 				}
+				cmd := AppendCommand(nil, id, seq, acked, fmt.Appendf(nil, "p%d", i))
+				Stamp(cmd, now)
+				payload, rawSeq, ok := raw.BeginCommand(cmd)
+				switch {
+				case ok && (err1 != nil || d1 || rawSeq != seq || string(payload) != fmt.Sprintf("p%d", i)):
+					t.Fatalf("seed %d op %d (%+v): BeginCommand admitted seq %d payload %q; Begin = %q %v %v", seed, i, e, rawSeq, payload, v1, d1, err1)
+				case ok:
+					rawFast++
+					if diff := sameTable(tab, raw); diff != "" {
+						t.Fatalf("seed %d op %d (%+v): BeginCommand's state differs from Begin's: %s", seed, i, e, diff)
+					}
+				default:
+					if diff := sameTable(before, raw); diff != "" {
+						t.Fatalf("seed %d op %d (%+v): BeginCommand declined but changed the table: %s", seed, i, e, diff)
+					}
+				}
 				if err1 == nil && !d1 && r.IntN(15) != 0 {
 					val := fmt.Appendf(nil, "%d/%d", id, seq)
 					tab.Finish(&e, val)
 					c.Finish(&e2, val)
 					if diff := sameTable(tab, c); diff != "" {
 						t.Fatalf("seed %d op %d: after Finish: %s", seed, i, diff)
+					}
+					if ok {
+						raw.FinishLast(seq, val)
+						if diff := sameTable(tab, raw); diff != "" {
+							t.Fatalf("seed %d op %d: after FinishLast: %s", seed, i, diff)
+						}
 					}
 				}
 			}
@@ -176,10 +203,10 @@ func TestTableBeginFastPathMatchesGeneral(t *testing.T) {
 	}
 	// The histories must reach the fast path's case, or the comparison
 	// above says nothing about it.
-	if fast == 0 {
-		t.Fatal("no command of the session last used was admitted: the histories never reach the fast path")
+	if fast == 0 || rawFast == 0 {
+		t.Fatalf("%d commands of the session last used admitted, %d by BeginCommand: the histories never reach the fast path", fast, rawFast)
 	}
-	t.Logf("%d commands admitted on the fast-path candidates", fast)
+	t.Logf("%d commands admitted on the fast-path candidates, %d of them by BeginCommand", fast, rawFast)
 }
 
 // int64Dur is a duration of n nanoseconds (the histories' TTLs are short).
@@ -228,4 +255,105 @@ func TestTableRestoreOverWarmCache(t *testing.T) {
 	if err != nil || len(follower.applied) != before || string(got) != "b#2" {
 		t.Fatalf("duplicate after restore = %q, %v, %d applied; want the cached b#2 and none applied", got, err, len(follower.applied)-before)
 	}
+}
+
+// TestBeginCommandLeavesTheRestToBegin: BeginCommand admits only a command
+// envelope of the current format for the session last used; everything
+// else (other kinds, format 1, another session, malformed fields, plain
+// commands, a table without a session last used) it declines without
+// changing the table, for the general path to decide. The last row is
+// the admitted case, so the table is set up to reach it.
+func TestBeginCommandLeavesTheRestToBegin(t *testing.T) {
+	padded := func(b []byte) []byte { return append(b, make([]byte, commandLen)...) }
+	tests := []struct {
+		name  string
+		cmd   []byte
+		admit bool
+	}{
+		{"register", padded(registerAt(5)), false},
+		{"close with trailing bytes", padded(AppendClose(nil, 1)), false},
+		{"format 1 command", padded(appendV1(KindCommand, 1, 2, 1, 'x')), false},
+		{"unknown format", func() []byte { b := cmdAt(5, 1, 2, 1, "x"); b[len(Magic)-1] = 9; return b }(), false},
+		{"unknown kind", func() []byte { b := cmdAt(5, 1, 2, 1, "x"); b[len(Magic)] = 7; return b }(), false},
+		{"another session", cmdAt(5, 2, 2, 1, "x"), false},
+		{"seq 0", cmdAt(5, 1, 0, 1, "x"), false},
+		{"duplicate of the newest", cmdAt(5, 1, 1, 1, "x"), false},
+		{"below the mark", cmdAt(5, 1, 2, 3, "x"), false},
+		{"truncated header", cmdAt(5, 1, 2, 1, "")[:commandLen-1], false},
+		{"plain command", padded([]byte("put x 1")), false},
+		{"the next command", cmdAt(5, 1, 2, 1, "x"), true},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			r := newReplica(t, DefaultConfig())
+			r.apply(registerAt(1)) // session 1
+			if _, err := r.apply(cmdAt(2, 1, 1, 1, "a")); err != nil {
+				t.Fatal(err)
+			}
+			before := cloneTable(r.t)
+			payload, seq, ok := r.t.BeginCommand(tt.cmd)
+			if ok != tt.admit {
+				t.Fatalf("BeginCommand admitted = %v; want %v", ok, tt.admit)
+			}
+			if !ok {
+				if diff := sameTable(before, r.t); diff != "" {
+					t.Fatalf("BeginCommand declined but changed the table: %s", diff)
+				}
+				return
+			}
+			if seq != 2 || string(payload) != "x" {
+				t.Fatalf("BeginCommand = %q, seq %d; want \"x\", 2", payload, seq)
+			}
+		})
+	}
+	var zero Table
+	if _, _, ok := zero.BeginCommand(cmdAt(5, 1, 2, 1, "x")); ok {
+		t.Fatal("a Table not made by NewTable admitted a command")
+	}
+	var nilTable *Table
+	if _, _, ok := nilTable.BeginCommand(cmdAt(5, 1, 2, 1, "x")); ok {
+		t.Fatal("a nil Table admitted a command")
+	}
+	nilTable.FinishLast(1, nil) // must not panic
+	zero.FinishLast(1, nil)
+}
+
+// FuzzBeginCommand: on any bytes, BeginCommand either declines and leaves
+// the table as it was, or admits exactly what Parse and Begin admit on a
+// copy of the table, with the same payload and seq and the same state
+// after.
+func FuzzBeginCommand(f *testing.F) {
+	f.Add(cmdAt(5, 1, 2, 1, "x"))
+	f.Add(cmdAt(5, 1, 9, 4, "y"))
+	f.Add(cmdAt(5, 2, 2, 1, "x"))
+	f.Add(append(AppendClose(nil, 1), make([]byte, commandLen)...))
+	f.Add(appendV1(KindCommand, 1, 2, 1, 'x'))
+	f.Add([]byte("plain"))
+	f.Fuzz(func(t *testing.T, cmd []byte) {
+		r := newReplica(t, Config{TTL: time.Hour, MaxSessions: 4, MaxPending: 3})
+		r.apply(registerAt(1)) // session 1, the one last used
+		if _, err := r.apply(cmdAt(2, 1, 1, 1, "a")); err != nil {
+			t.Fatal(err)
+		}
+		other := cloneTable(r.t)
+		before := cloneTable(r.t)
+		payload, seq, ok := r.t.BeginCommand(cmd)
+		if !ok {
+			if diff := sameTable(before, r.t); diff != "" {
+				t.Fatalf("BeginCommand declined %x but changed the table: %s", cmd, diff)
+			}
+			return
+		}
+		e, err := Parse(cmd)
+		if err != nil {
+			t.Fatalf("BeginCommand admitted %x, which Parse refuses: %v", cmd, err)
+		}
+		cached, dup, err := other.Begin(&e)
+		if err != nil || dup || cached != nil || e.Seq != seq || !bytes.Equal(e.Payload, payload) {
+			t.Fatalf("BeginCommand admitted %x (seq %d, payload %q); Parse and Begin: %+v, %q %v %v", cmd, seq, payload, e, cached, dup, err)
+		}
+		if diff := sameTable(other, r.t); diff != "" {
+			t.Fatalf("after admitting %x, the states differ: %s", cmd, diff)
+		}
+	})
 }

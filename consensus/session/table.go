@@ -1,6 +1,7 @@
 package session
 
 import (
+	"encoding/binary"
 	"fmt"
 	"time"
 )
@@ -402,16 +403,68 @@ func (t *Table) Begin(e *Envelope) (cached []byte, duplicate bool, err error) {
 	// result and not below the mark, and room in the cache (or the seq
 	// the client waits for). It changes exactly what the general path
 	// would in that case. t.last is nil in a Table not made by NewTable.
-	if e != nil && t != nil && t.last != nil && t.lastID == e.Session {
-		s := t.last
-		now, acked := max(t.now, e.Time), max(s.acked, e.Acked)
-		if now < t.nextSweep && now-s.lastActive <= t.ttl && e.Seq >= acked && e.Seq > s.results.newest &&
-			(s.results.n < t.maxPending || e.Seq == acked) {
-			t.now, s.lastActive, s.acked = now, now, acked
-			return nil, false, nil
-		}
+	if e != nil && t != nil && t.last != nil && t.lastID == e.Session && t.admitLast(e.Time, e.Seq, e.Acked) {
+		return nil, false, nil
 	}
 	return t.begin(e)
+}
+
+// admitLast is the common case of Begin and BeginCommand, for a command of
+// the session last used (t.last, not nil) stamped with the leader's time
+// stamp, sequence number seq and acknowledgement mark ackedIn: no sweep
+// due, not expired, a seq newer than every cached result and not below the
+// mark, and room in the cache (or the seq the client waits for). If all of
+// it holds, it changes exactly what the general path would in that case
+// and reports true; otherwise it changes nothing. (A seq of 0 is newer
+// than no result: it goes to the general path, which refuses it.)
+func (t *Table) admitLast(stamp int64, seq, ackedIn uint64) bool {
+	s := t.last
+	now, acked := max(t.now, stamp), max(s.acked, ackedIn)
+	if now < t.nextSweep && now-s.lastActive <= t.ttl && seq >= acked && seq > s.results.newest &&
+		(s.results.n < t.maxPending || seq == acked) {
+		t.now, s.lastActive, s.acked = now, now, acked
+		return true
+	}
+	return false
+}
+
+// BeginCommand is Begin for the common case only, on the raw command: a
+// command envelope of the current format for the session last used, no
+// sweep due, not expired, a seq newer than every cached result and not
+// below the mark, and room in the cache (or the seq the client waits
+// for). Then it changes the table exactly as Begin would, and returns the
+// envelope's payload (aliasing cmd) and seq, ok true: apply the payload,
+// then call FinishLast with its result. Otherwise it changes nothing and
+// returns ok false: parse the envelope and take Begin and Finish.
+//
+// Every replica runs it for every session command, so it decodes only the
+// fields it compares and fills no Envelope.
+func (t *Table) BeginCommand(cmd []byte) (payload []byte, seq uint64, ok bool) {
+	if t == nil || t.last == nil || len(cmd) < commandLen {
+		return nil, 0, false
+	}
+	h := (*[commandLen]byte)(cmd) // the header, with bounds the compiler knows
+	if binary.BigEndian.Uint32(h[:4]) != markerWord || Kind(h[len(Magic)]) != KindCommand ||
+		ID(binary.BigEndian.Uint64(h[headerLen:])) != t.lastID {
+		return nil, 0, false
+	}
+	// A session of ID 0 is never the last used.
+	seq = binary.BigEndian.Uint64(h[headerLen+8:])
+	if !t.admitLast(int64(binary.BigEndian.Uint64(h[timeOffset:])), seq, binary.BigEndian.Uint64(h[headerLen+16:])) {
+		return nil, 0, false
+	}
+	return cmd[commandLen:], seq, true
+}
+
+// FinishLast records val as the result of command seq of the session last
+// used, which BeginCommand has just admitted (nothing was applied to the
+// table in between): Finish without the envelope. The table keeps val
+// itself. It does nothing on a table whose lookup cache is empty.
+func (t *Table) FinishLast(seq uint64, val []byte) {
+	if t == nil || t.last == nil {
+		return
+	}
+	t.last.record(seq, val)
 }
 
 // begin is Begin's general path.
@@ -473,11 +526,16 @@ func (t *Table) Finish(e *Envelope, val []byte) {
 			return
 		}
 	}
+	s.record(e.Seq, val)
+}
+
+// record caches val as the result of seq (replacing one cached already).
+func (s *entry) record(seq uint64, val []byte) {
 	q := &s.results
-	if q.n < len(q.ring) && q.newest < e.Seq {
-		q.add(e.Seq, val) // newer than all, and room
+	if q.n < len(q.ring) && q.newest < seq {
+		q.add(seq, val) // newer than all, and room
 		return
 	}
 	q.dropBelow(s.acked) // before put decides whether to grow the ring
-	q.put(e.Seq, val)
+	q.put(seq, val)
 }

@@ -27,9 +27,17 @@ func newReplica(tb testing.TB, cfg Config) *replica {
 	return &replica{t: t}
 }
 
-// apply applies one committed entry and returns its answer.
+// apply applies one committed entry and returns its answer, as the
+// consensus package's SessionMachine does: the common case through
+// BeginCommand and FinishLast, the rest through Parse, Begin and Finish.
 func (r *replica) apply(cmd []byte) (result []byte, err error) {
 	r.index++
+	if payload, seq, ok := r.t.BeginCommand(cmd); ok {
+		r.applied = append(r.applied, string(payload))
+		result = fmt.Appendf(nil, "%s#%d", payload, len(r.applied))
+		r.t.FinishLast(seq, result)
+		return result, nil
+	}
 	e, err := Parse(cmd)
 	if err != nil {
 		return nil, err
