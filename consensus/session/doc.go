@@ -34,6 +34,16 @@
 //		err := table.Close(&e)
 //	}
 //
+// Replicas on a hot path first offer the raw command to BeginCommand,
+// which decides the common case (a new command of the session last used)
+// without decoding an Envelope, and leaves everything else to the code
+// above:
+//
+//	if payload, seq, ok := table.BeginCommand(entry.Data); ok {
+//		result := apply(payload)
+//		table.FinishLast(seq, result) // answer result
+//	}
+//
 // # The guarantee
 //
 // A command stamped (session, seq) changes the state machine at most once,
