@@ -162,18 +162,22 @@
 // client still waits for: every one from the oldest unanswered command of
 // the session up. One slow command therefore keeps the results of all
 // newer ones cached; once SessionConfig.MaxPending are, newer commands are
-// refused with ErrTooManyPending (not applied). A Client whose members are
-// *Nodes learns their MaxPending and numbers at most that many commands
-// past its oldest unanswered one, so none is refused: more callers wait
-// in Propose until the slow one returns. With other Proposers (which
-// forward over the network) it numbers up to 8192; a refused command is
-// then held back and retried as soon as the slow one returns, and newer
-// ones wait instead of proposing entries bound to be refused. So a Client
-// shared by many goroutines moves at the pace of its
-// slowest command over any window of MaxPending commands: give callers
-// that may stall for long (a large AttemptTimeout, a slow network path)
-// Clients of their own. The Client itself adds no goroutine, lock or timer
-// per command: numbering is lock-free, and a *Node member is handed the
+// refused with ErrTooManyPending (not applied). A Client with a *Node
+// member (or a type embedding one: a local node beside Proposers that
+// forward to remote ones, as in examples/kvstore) learns MaxPending from it
+// and numbers at most that many commands past its oldest unanswered one,
+// so none is refused as too many pending: more callers wait in Propose
+// until the slow one returns. (A Proposer must therefore not propose
+// through its own Client from inside its Propose: nested MaxPending deep,
+// the inner call would wait for the outer one.) With only other Proposers
+// it numbers up to 8192; a refused command is then held back and retried
+// as soon as the slow one returns, and newer ones wait instead of
+// proposing entries bound to be refused. So a Client shared by many
+// goroutines moves at the pace of its slowest command over any window of
+// MaxPending commands: give callers that may stall for long (a large
+// AttemptTimeout, a slow network path) Clients of their own. Apart from
+// those waits for room, the Client adds no goroutine, lock or timer per
+// command: numbering is lock-free, and a *Node member is handed the
 // stamped command (no second copy) together with the attempt's deadline.
 // The node answers an attempt whose deadline passes itself, from a timer
 // it shares among all of them ("attempt bound passed": ErrOutcomeUnknown

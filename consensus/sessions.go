@@ -62,9 +62,9 @@ type SessionConfig struct {
 	// client has not acknowledged. Beyond it a command is refused with
 	// ErrTooManyPending (not applied; a Client waits and retries it),
 	// except the oldest one its client waits for. Make it larger than the
-	// number of commands one Client has in flight at once. A Client whose
-	// members are *Nodes has at most MaxPending in flight: more callers
-	// wait in Propose, and no command is refused.
+	// number of commands one Client has in flight at once. A Client with
+	// a *Node member has at most MaxPending in flight: more callers wait in
+	// Propose, and none is refused as too many pending.
 	MaxPending int
 	// Codec encodes results for the cache. Nil means BasicResults.
 	Codec ResultCodec

@@ -465,3 +465,51 @@ type jsonSM struct{}
 func (jsonSM) Apply(e Entry) any         { return jsonResult{Value: string(e.Command), Found: true} }
 func (jsonSM) Snapshot(io.Writer) error  { return nil }
 func (jsonSM) Restore(r io.Reader) error { return nil }
+
+// entryRecorder records the index and term of every entry applied to it.
+type entryRecorder struct{ got []Entry }
+
+func (r *entryRecorder) Apply(e Entry) any {
+	r.got = append(r.got, Entry{Index: e.Index, Term: e.Term, Command: bytes.Clone(e.Command)})
+	return nil
+}
+func (r *entryRecorder) Snapshot(io.Writer) error { return nil }
+func (r *entryRecorder) Restore(io.Reader) error  { return nil }
+
+// TestSessionMachinePassesIndexAndTerm: the wrapped machine gets each
+// session command with the log index and term of its entry and the
+// client's payload, on the table's fast path (a new command of the
+// session last used) and on its general path (a command of another
+// session), as it gets plain commands.
+func TestSessionMachinePassesIndexAndTerm(t *testing.T) {
+	rec := &entryRecorder{}
+	m := newSessionMachine(t, rec)
+	reg := session.AppendRegister(nil)
+	session.Stamp(reg, 1)
+	steps := []struct {
+		index, term uint64
+		cmd         []byte
+	}{
+		{1, 2, reg}, // session 1
+		{2, 2, session.AppendCommand(nil, 1, 1, 1, []byte("fast"))},
+		{3, 3, reg}, // session 3: the one last used now
+		{4, 5, session.AppendCommand(nil, 1, 2, 1, []byte("general"))},
+		{5, 5, []byte("plain")},
+	}
+	for _, s := range steps {
+		if v := m.Apply(Entry{Index: s.index, Term: s.term, Command: s.cmd}); v != nil {
+			if _, ok := v.(SessionID); !ok {
+				t.Fatalf("Apply(index %d) = %v", s.index, v)
+			}
+		}
+	}
+	want := []Entry{{Index: 2, Term: 2, Command: []byte("fast")}, {Index: 4, Term: 5, Command: []byte("general")}, {Index: 5, Term: 5, Command: []byte("plain")}}
+	if len(rec.got) != len(want) {
+		t.Fatalf("wrapped machine got %d entries; want %d", len(rec.got), len(want))
+	}
+	for i, w := range want {
+		if g := rec.got[i]; g.Index != w.Index || g.Term != w.Term || !bytes.Equal(g.Command, w.Command) {
+			t.Fatalf("entry %d: got index %d term %d %q; want index %d term %d %q", i, g.Index, g.Term, g.Command, w.Index, w.Term, w.Command)
+		}
+	}
+}

@@ -82,7 +82,8 @@ func checkNewest(tb testing.TB, t *Table, where string) {
 // field by field and slot by slot, also after Finish; and BeginCommand,
 // on the encoded envelope and another copy: when it admits the command,
 // Begin admitted it too and left the same state (also after FinishLast
-// and Finish); when it declines, it left the table as it was. After every
+// and Finish); when it declines, it left the table as it was; and it
+// admits exactly the commands Begin's fast path admits. After every
 // operation each session's newest seq is the back of its ring (0 if
 // empty). 40 seeds; 400 with DISTKIT_SOAK=1. Found by review.
 func TestTableBeginFastPathMatchesGeneral(t *testing.T) {
@@ -169,7 +170,13 @@ func TestTableBeginFastPathMatchesGeneral(t *testing.T) {
 				}
 				cmd := AppendCommand(nil, id, seq, acked, fmt.Appendf(nil, "p%d", i))
 				Stamp(cmd, now)
+				// BeginCommand must admit exactly what Begin's fast path
+				// admits (decided on another copy).
+				wantRaw := onFast && cloneTable(before).admitLast(now, seq, acked)
 				payload, rawSeq, ok := raw.BeginCommand(cmd)
+				if ok != wantRaw {
+					t.Fatalf("seed %d op %d (%+v): BeginCommand admitted = %v; Begin's fast path: %v", seed, i, e, ok, wantRaw)
+				}
 				switch {
 				case ok && (err1 != nil || d1 || rawSeq != seq || string(payload) != fmt.Sprintf("p%d", i)):
 					t.Fatalf("seed %d op %d (%+v): BeginCommand admitted seq %d payload %q; Begin = %q %v %v", seed, i, e, rawSeq, payload, v1, d1, err1)
@@ -265,23 +272,28 @@ func TestTableRestoreOverWarmCache(t *testing.T) {
 // the admitted case, so the table is set up to reach it.
 func TestBeginCommandLeavesTheRestToBegin(t *testing.T) {
 	padded := func(b []byte) []byte { return append(b, make([]byte, commandLen)...) }
+	// next is the command the table would admit; the rows below change
+	// one thing of it, so that each is declined for that reason alone.
+	next := func() []byte { return cmdAt(5, 1, 2, 1, "x") }
+	with := func(at int, v byte) []byte { b := next(); b[at] = v; return b }
 	tests := []struct {
 		name  string
 		cmd   []byte
 		admit bool
 	}{
-		{"register", padded(registerAt(5)), false},
-		{"close with trailing bytes", padded(AppendClose(nil, 1)), false},
+		{"register with a command's fields", with(len(Magic), byte(KindRegister)), false},
+		{"close with a command's fields", with(len(Magic), byte(KindClose)), false},
+		{"format 1 header on fixed fields", with(len(Magic)-1, formatVarint), false},
 		{"format 1 command", padded(appendV1(KindCommand, 1, 2, 1, 'x')), false},
-		{"unknown format", func() []byte { b := cmdAt(5, 1, 2, 1, "x"); b[len(Magic)-1] = 9; return b }(), false},
-		{"unknown kind", func() []byte { b := cmdAt(5, 1, 2, 1, "x"); b[len(Magic)] = 7; return b }(), false},
+		{"unknown format", with(len(Magic)-1, 9), false},
+		{"unknown kind", with(len(Magic), 7), false},
 		{"another session", cmdAt(5, 2, 2, 1, "x"), false},
 		{"seq 0", cmdAt(5, 1, 0, 1, "x"), false},
 		{"duplicate of the newest", cmdAt(5, 1, 1, 1, "x"), false},
 		{"below the mark", cmdAt(5, 1, 2, 3, "x"), false},
 		{"truncated header", cmdAt(5, 1, 2, 1, "")[:commandLen-1], false},
 		{"plain command", padded([]byte("put x 1")), false},
-		{"the next command", cmdAt(5, 1, 2, 1, "x"), true},
+		{"the next command", next(), true},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -356,4 +368,25 @@ func FuzzBeginCommand(f *testing.F) {
 			t.Fatalf("after admitting %x, the states differ: %s", cmd, diff)
 		}
 	})
+}
+
+// TestBeginCommandSessionZero: a table given index 0 by Register has
+// session 0 as the one last used; a command for session 0 is still
+// malformed (Parse refuses it), and BeginCommand declines it rather than
+// admit what the general path refuses.
+func TestBeginCommandSessionZero(t *testing.T) {
+	tab, err := NewTable(DefaultConfig())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if id := tab.Register(0, &Envelope{Kind: KindRegister, Time: 1}); id != 0 {
+		t.Fatalf("Register(0) = %d; want 0", id)
+	}
+	cmd := cmdAt(2, 0, 1, 1, "x")
+	if _, err := Parse(cmd); !errors.Is(err, ErrMalformed) {
+		t.Fatalf("Parse(session 0) = %v; want ErrMalformed", err)
+	}
+	if _, _, ok := tab.BeginCommand(cmd); ok {
+		t.Fatal("BeginCommand admitted a command for session 0")
+	}
 }

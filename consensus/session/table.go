@@ -444,11 +444,12 @@ func (t *Table) BeginCommand(cmd []byte) (payload []byte, seq uint64, ok bool) {
 		return nil, 0, false
 	}
 	h := (*[commandLen]byte)(cmd) // the header, with bounds the compiler knows
-	if binary.BigEndian.Uint32(h[:4]) != markerWord || Kind(h[len(Magic)]) != KindCommand ||
-		ID(binary.BigEndian.Uint64(h[headerLen:])) != t.lastID {
+	// Session 0 is malformed (Parse refuses it), even if Register was
+	// given index 0 and made it the session last used.
+	if id := ID(binary.BigEndian.Uint64(h[headerLen:])); binary.BigEndian.Uint32(h[:4]) != markerWord ||
+		Kind(h[len(Magic)]) != KindCommand || id != t.lastID || id == 0 {
 		return nil, 0, false
 	}
-	// A session of ID 0 is never the last used.
 	seq = binary.BigEndian.Uint64(h[headerLen+8:])
 	if !t.admitLast(int64(binary.BigEndian.Uint64(h[timeOffset:])), seq, binary.BigEndian.Uint64(h[headerLen+16:])) {
 		return nil, 0, false
