@@ -128,10 +128,6 @@ type SessionMachine struct {
 	// Sessions, which any goroutine may call.
 	open atomic.Int64
 
-	// maxPending is the table's SessionConfig.MaxPending, for a Client
-	// (sessionLimiter).
-	maxPending int
-
 	// stampClock is the leader's clock as last read by stampSessionTime,
 	// which alone uses it, on the node's goroutine.
 	stampClock int64
@@ -162,7 +158,7 @@ func WithSessions(sm StateMachine, cfg SessionConfig) (*SessionMachine, error) {
 		codec = BasicResults{}
 	}
 	_, basic := codec.(BasicResults)
-	return &SessionMachine{sm: sm, codec: codec, basic: basic, table: table, maxPending: cfg.MaxPending}, nil
+	return &SessionMachine{sm: sm, codec: codec, basic: basic, table: table}, nil
 }
 
 // errNoSessionMachine is what a SessionMachine not built by WithSessions
@@ -523,7 +519,7 @@ func (n *Node) sessionMaxPending() int {
 		return 0
 	}
 	if m, ok := n.sm.(*SessionMachine); ok {
-		return m.maxPending
+		return m.table.MaxPending()
 	}
 	return 0
 }

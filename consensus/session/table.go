@@ -259,6 +259,16 @@ func (t *Table) Len() int {
 	return len(t.sessions)
 }
 
+// MaxPending returns the table's Config.MaxPending: how many results of
+// unacknowledged commands a session may cache (0 for a nil Table or one
+// not created by NewTable).
+func (t *Table) MaxPending() int {
+	if t == nil {
+		return 0
+	}
+	return t.maxPending
+}
+
 // Pending returns the number of results session id caches (0 if unknown).
 func (t *Table) Pending(id ID) int {
 	if t == nil {

@@ -187,8 +187,8 @@ func TestTableNotMadeByNewTable(t *testing.T) {
 			t.Errorf("%s: UnmarshalBinary = %v; want ErrInvalidConfig", name, err)
 		}
 		tb.Finish(e, []byte("x"))
-		if id := tb.Register(5, e); id != 0 || tb.Len() != 0 || tb.Pending(1) != 0 || tb.Now() != 0 {
-			t.Errorf("%s: Register = %d, Len %d, Pending %d, Now %d; want all 0", name, id, tb.Len(), tb.Pending(1), tb.Now())
+		if id := tb.Register(5, e); id != 0 || tb.Len() != 0 || tb.Pending(1) != 0 || tb.Now() != 0 || tb.MaxPending() != 0 {
+			t.Errorf("%s: Register = %d, Len %d, Pending %d, Now %d, MaxPending %d; want all 0", name, id, tb.Len(), tb.Pending(1), tb.Now(), tb.MaxPending())
 		}
 	}
 }
